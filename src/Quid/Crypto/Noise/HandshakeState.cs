@@ -4,10 +4,10 @@ namespace Quid.Crypto.Noise;
 
 /// <summary>
 /// One side of a Noise handshake (Noise §5.3), over bytes only: the caller moves messages between peers.
-/// Messages alternate, the initiator writing first. Every problem with a received message, and any
-/// failure while processing one, is reported as <see cref="NoiseException"/>; after a failure the
-/// handshake refuses further messages. Dispose it once done; <see cref="HandshakeHash"/> stays readable
-/// until then.
+/// Messages alternate, the initiator writing first. Every problem with a received message is reported
+/// as <see cref="NoiseException"/>. Errors found before any state changes (turn, size, buffer) leave the
+/// handshake usable; any later one aborts it. Not thread-safe. Dispose it once done;
+/// <see cref="HandshakeHash"/> stays readable until then.
 /// </summary>
 public sealed class HandshakeState : IDisposable
 {
@@ -59,7 +59,7 @@ public sealed class HandshakeState : IDisposable
         ArgumentNullException.ThrowIfNull(protocol);
         HandshakePattern pattern = protocol.Pattern;
         RequireKey(localStatic, pattern.UsesLocalStatic(initiator), pattern, nameof(localStatic));
-        RequireKey(localEphemeral, localEphemeral is not null, pattern, nameof(localEphemeral));
+        RequireX25519(localEphemeral, nameof(localEphemeral));
 
         bool knowsRemote = pattern.KnowsRemoteStatic(initiator);
         if (remoteStaticPublicKey.IsEmpty == knowsRemote)
@@ -190,21 +190,21 @@ public sealed class HandshakeState : IDisposable
             throw new ArgumentException("The payload must not overlap the message.", nameof(payload));
         }
 
+        // Sizes are checked before any state changes, so the handshake survives a bad length.
         if (message.Length > CipherState.MaxMessageLength)
         {
-            throw Fail(NoiseError.TooLong, "A Noise message cannot exceed 65535 bytes.");
+            throw new NoiseException(NoiseError.TooLong, "A Noise message cannot exceed 65535 bytes.");
         }
 
         int overhead = Overhead(tokens);
         if (message.Length < overhead)
         {
-            throw Fail(NoiseError.Truncated, $"The handshake message needs at least {overhead} bytes.");
+            throw new NoiseException(NoiseError.Truncated, $"The handshake message needs at least {overhead} bytes.");
         }
 
         int payloadLength = message.Length - overhead;
         if (payload.Length < payloadLength)
         {
-            // The caller's buffer, not the peer, is at fault: leave the handshake usable for a retry.
             throw new NoiseException(NoiseError.BufferTooSmall, $"The payload needs {payloadLength} bytes.");
         }
 
@@ -306,6 +306,11 @@ public sealed class HandshakeState : IDisposable
                 parameter);
         }
 
+        RequireX25519(key, parameter);
+    }
+
+    private static void RequireX25519(Key? key, string parameter)
+    {
         if (key is not null && key.Algorithm is not X25519)
         {
             throw new ArgumentException("Noise 25519 needs an X25519 key.", parameter);
@@ -385,12 +390,6 @@ public sealed class HandshakeState : IDisposable
         }
 
         _symmetric.MixKey(secret);
-    }
-
-    private NoiseException Fail(NoiseError error, string message)
-    {
-        _failed = true;
-        return new NoiseException(error, message);
     }
 
     private void DisposeEphemeral()
