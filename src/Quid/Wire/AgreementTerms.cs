@@ -1,0 +1,81 @@
+using System.Security.Cryptography;
+using Quid.Crypto;
+
+namespace Quid.Wire;
+
+/// <summary>
+/// The terms of a bandwidth agreement between two linked nodes: each grants the other a block
+/// (or nothing, to a donor). Both sign these exact bytes, so either can show what was agreed.
+/// </summary>
+public sealed record AgreementTerms(
+    NodeId Proposer,
+    NodeId Acceptor,
+    Block? ProposerGrants,
+    Block? AcceptorGrants,
+    DateTimeOffset Start,
+    byte[] Nonce)
+{
+    public const int NonceSize = 16;
+    public const int EncodedSize = 1 + NodeId.Size * 2 + 2 + 8 + NonceSize;
+    public const int IdSize = 16;
+    private const byte Version = 1;
+    private static readonly byte[] SignatureContext = "quid agreement v1"u8.ToArray();
+
+    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start) =>
+        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()),
+            RandomNumberGenerator.GetBytes(NonceSize));
+
+    public void Encode(ref WireWriter writer)
+    {
+        writer.WriteByte(Version);
+        writer.WriteNodeId(Proposer);
+        writer.WriteNodeId(Acceptor);
+        writer.WriteByte(Block.Encode(ProposerGrants));
+        writer.WriteByte(Block.Encode(AcceptorGrants));
+        writer.WriteUInt64((ulong)Start.ToUnixTimeMilliseconds());
+        writer.WriteBytes(Nonce);
+    }
+
+    public byte[] Encode()
+    {
+        var buffer = new byte[EncodedSize];
+        var writer = new WireWriter(buffer);
+        Encode(ref writer);
+        return buffer;
+    }
+
+    public static AgreementTerms Decode(ref WireReader reader)
+    {
+        byte version = reader.ReadByte();
+        if (version != Version) throw new WireException(WireError.BadVersion, $"Agreement version {version} is not {Version}.");
+        var proposer = reader.ReadNodeId();
+        var acceptor = reader.ReadNodeId();
+        var proposerGrants = Block.Decode(reader.ReadByte());
+        var acceptorGrants = Block.Decode(reader.ReadByte());
+        ulong start = reader.ReadUInt64();
+        if (start > 253_402_300_799_999UL) throw new WireException(WireError.BadField, "Agreement start out of range.");
+        var nonce = reader.ReadBytes(NonceSize).ToArray();
+        if (proposer == acceptor) throw new WireException(WireError.BadField, "An agreement needs two different nodes.");
+        return new AgreementTerms(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds((long)start), nonce);
+    }
+
+    /// <summary>Names the agreement in messages and in the ledger: a hash of its terms.</summary>
+    public AgreementId Id => new(SHA256.HashData(Encode()).AsSpan(0, IdSize));
+
+    public byte[] SignedMessage() => [.. SignatureContext, .. Encode()];
+
+    /// <summary>What a node grants its counterpart under these terms.</summary>
+    public Block? GrantedBy(NodeId node) => node == Proposer ? ProposerGrants : node == Acceptor ? AcceptorGrants : null;
+
+    public NodeId Counterpart(NodeId node) => node == Proposer ? Acceptor : Proposer;
+}
+
+/// <summary>16 bytes naming an agreement.</summary>
+public readonly record struct AgreementId(UInt128 Value)
+{
+    public AgreementId(ReadOnlySpan<byte> bytes) : this(System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(bytes)) { }
+
+    public void WriteTo(Span<byte> destination) => System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(destination, Value);
+
+    public override string ToString() => Value.ToString("x32", System.Globalization.CultureInfo.InvariantCulture)[..12];
+}

@@ -1,0 +1,120 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Text;
+
+namespace Quid.Wire;
+
+public enum RelayCommand : byte
+{
+    Begin = 1,
+    Data = 2,
+    End = 3,
+    Connected = 4,
+    Sendme = 5,
+    Resolve = 6,
+    Resolved = 7,
+}
+
+/// <summary>Why a stream ended; the client maps it to the proxy protocol's error reply.</summary>
+public enum EndReason : byte
+{
+    Done = 1,
+    ConnectionRefused = 2,
+    ResolveFailed = 3,
+    ExitPolicy = 4,
+    Timeout = 5,
+    Unreachable = 6,
+    Internal = 7,
+    CircuitClosed = 8,
+    Protocol = 9,
+}
+
+/// <summary>
+/// The relay message inside a Relay cell's body: u8 command, u16 stream id, u16 length, data,
+/// zero padding to the end of the body.
+/// </summary>
+public static class RelayCell
+{
+    public const int HeaderSize = 5;
+    public const int MaxData = Cell.BodySize - HeaderSize;
+
+    public static void Write(Span<byte> body, RelayCommand command, ushort streamId, ReadOnlySpan<byte> data)
+    {
+        body[0] = (byte)command;
+        BinaryPrimitives.WriteUInt16BigEndian(body[1..], streamId);
+        BinaryPrimitives.WriteUInt16BigEndian(body[3..], (ushort)data.Length);
+        data.CopyTo(body[HeaderSize..]);
+        body[(HeaderSize + data.Length)..].Clear();
+    }
+
+    /// <summary>Reads the header of a relay message received from a peer.</summary>
+    public static RelayMessage Read(ReadOnlySpan<byte> body)
+    {
+        var command = (RelayCommand)body[0];
+        if (command is < RelayCommand.Begin or > RelayCommand.Resolved)
+            throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
+        ushort streamId = BinaryPrimitives.ReadUInt16BigEndian(body[1..]);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(body[3..]);
+        if (length > body.Length - HeaderSize) throw new WireException(WireError.Oversized, $"Relay data length {length} exceeds the cell.");
+        return new RelayMessage(command, streamId, body.Slice(HeaderSize, length));
+    }
+}
+
+public readonly ref struct RelayMessage(RelayCommand command, ushort streamId, ReadOnlySpan<byte> data)
+{
+    public RelayCommand Command { get; } = command;
+    public ushort StreamId { get; } = streamId;
+    public ReadOnlySpan<byte> Data { get; } = data;
+}
+
+/// <summary>BEGIN and RESOLVE carry a destination the exit resolves: u16 port, u8 length, ASCII host.</summary>
+public readonly record struct StreamTarget(string Host, ushort Port)
+{
+    public const int MaxHostLength = 255;
+
+    public int Encode(Span<byte> destination)
+    {
+        int length = Encoding.ASCII.GetBytes(Host, destination[3..]);
+        BinaryPrimitives.WriteUInt16BigEndian(destination, Port);
+        destination[2] = (byte)length;
+        return 3 + length;
+    }
+
+    public static StreamTarget Decode(ReadOnlySpan<byte> data)
+    {
+        var reader = new WireReader(data);
+        ushort port = reader.ReadUInt16();
+        var host = reader.ReadBytes(reader.ReadByte());
+        reader.ExpectEnd();
+        if (host.Length == 0) throw new WireException(WireError.BadField, "Empty host name.");
+        foreach (byte b in host)
+            if (b is <= 0x20 or >= 0x7F) throw new WireException(WireError.BadField, "Host name has a byte that is not printable ASCII.");
+        return new StreamTarget(Encoding.ASCII.GetString(host), port);
+    }
+
+    public override string ToString() => Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
+}
+
+/// <summary>CONNECTED and RESOLVED carry addresses: u8 family (4 or 6) and the address bytes.</summary>
+public static class RelayAddress
+{
+    public static int Encode(IPAddress address, Span<byte> destination)
+    {
+        if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        bool v6 = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+        destination[0] = v6 ? (byte)6 : (byte)4;
+        address.TryWriteBytes(destination[1..], out int written);
+        return 1 + written;
+    }
+
+    public static IPAddress Decode(ref WireReader reader)
+    {
+        byte family = reader.ReadByte();
+        return family switch
+        {
+            4 => new IPAddress(reader.ReadBytes(4)),
+            6 => new IPAddress(reader.ReadBytes(16)),
+            _ => throw new WireException(WireError.BadField, $"Unknown address family {family}."),
+        };
+    }
+}
