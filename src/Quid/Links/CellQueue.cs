@@ -1,0 +1,105 @@
+using System.Buffers;
+using Quid.Wire;
+
+namespace Quid.Links;
+
+/// <summary>
+/// The cells waiting to go out on one link. Producers on any thread copy a cell in; the link's
+/// writer takes whole chunks, each already the plaintext of one frame, so a cell is copied once
+/// on its way to the socket. Memory is bounded by the callers' flow-control windows; the byte
+/// count is exposed so the link can refuse a peer that ignores them.
+/// </summary>
+internal sealed class CellQueue
+{
+    public const int CellsPerChunk = LinkFraming.MaxCellsPerFrame;
+    private const int ChunkBytes = CellsPerChunk * Cell.Size;
+
+    private readonly Lock _lock = new();
+    private readonly Queue<Chunk> _full = new();
+    private Chunk? _tail;
+    private long _queuedBytes;
+    private bool _closed;
+    private TaskCompletionSource? _waiter;
+
+    public long QueuedBytes => Volatile.Read(ref _queuedBytes);
+
+    internal sealed class Chunk
+    {
+        public byte[] Buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
+        public int Cells;
+        public ReadOnlySpan<byte> Data => Buffer.AsSpan(0, Cells * Cell.Size);
+    }
+
+    /// <summary>Copies one cell in; false once the queue is closed.</summary>
+    public bool Enqueue(ReadOnlySpan<byte> cell)
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            if (_closed) return false;
+            var tail = _tail ??= new Chunk();
+            cell.CopyTo(tail.Buffer.AsSpan(tail.Cells * Cell.Size, Cell.Size));
+            if (++tail.Cells == CellsPerChunk)
+            {
+                _full.Enqueue(tail);
+                _tail = null;
+            }
+            _queuedBytes += Cell.Size;
+            wake = _waiter;
+            _waiter = null;
+        }
+        wake?.TrySetResult();
+        return true;
+    }
+
+    /// <summary>Takes the oldest chunk, sealing a partly filled tail; null when empty.</summary>
+    public Chunk? TryDequeue()
+    {
+        lock (_lock)
+        {
+            Chunk? chunk = null;
+            if (_full.Count > 0) chunk = _full.Dequeue();
+            else if (_tail is { Cells: > 0 })
+            {
+                chunk = _tail;
+                _tail = null;
+            }
+            if (chunk is not null) _queuedBytes -= chunk.Cells * Cell.Size;
+            return chunk;
+        }
+    }
+
+    public static void Return(Chunk chunk) => ArrayPool<byte>.Shared.Return(chunk.Buffer);
+
+    /// <summary>Completes when a cell is queued or the queue closes.</summary>
+    public Task WaitAsync()
+    {
+        lock (_lock)
+        {
+            if (_closed || _full.Count > 0 || _tail is { Cells: > 0 }) return Task.CompletedTask;
+            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _waiter.Task;
+        }
+    }
+
+    public bool IsClosed
+    {
+        get { lock (_lock) return _closed; }
+    }
+
+    public void Close()
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            _closed = true;
+            wake = _waiter;
+            _waiter = null;
+            while (_full.Count > 0) Return(_full.Dequeue());
+            if (_tail is not null) Return(_tail);
+            _tail = null;
+            _queuedBytes = 0;
+        }
+        wake?.TrySetResult();
+    }
+}

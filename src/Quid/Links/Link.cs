@@ -1,0 +1,367 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Quid.Crypto;
+using Quid.Crypto.Noise;
+using Quid.Wire;
+
+namespace Quid.Links;
+
+/// <summary>Where a link is in its life, kept so a stuck link can say where it is stuck.</summary>
+public enum LinkState { Handshaking, Open, Closing, Closed }
+
+/// <summary>Receives what arrives on a link. Called on the link's read loop: it must not block.</summary>
+public interface ILinkHandler
+{
+    void OnCell(Link link, ReadOnlySpan<byte> cell);
+    void OnClosed(Link link, Exception? reason);
+}
+
+public sealed record LinkOptions
+{
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A padding cell goes out when nothing else has for this long.</summary>
+    public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>A link that hears nothing for this long is dead.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(95);
+    /// <summary>More than this waiting to go out means the peer ignores flow control.</summary>
+    public long MaxQueuedBytes { get; init; } = 64L * 1024 * 1024;
+}
+
+/// <summary>
+/// An authenticated, encrypted TCP link to one other node, carrying fixed-size cells for many
+/// circuits. It owns the socket and two loops: the reader decrypts frames and hands each cell to
+/// the handler; the writer packs queued cells into frames and sends them in large writes.
+/// </summary>
+public sealed class Link : IAsyncDisposable
+{
+    private const int ReceiveBufferSize = 256 * 1024;
+    private const int SendBufferSize = 256 * 1024;
+
+    private readonly Socket _socket;
+    private readonly CipherState _send;
+    private readonly CipherState _receive;
+    private readonly LinkOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CellQueue _queue = new();
+    private readonly CancellationTokenSource _closing = new();
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ILinkHandler? _handler;
+    private ITimer? _keepalive;
+    private Task _readLoop = Task.CompletedTask;
+    private Task _writeLoop = Task.CompletedTask;
+    private byte[] _pendingInput;
+    private long _lastReceived;
+    private long _lastSent;
+    private int _state = (int)LinkState.Open;
+    private Exception? _closeReason;
+
+    public NodeId PeerId { get; }
+    public byte[] PeerSigningKey { get; }
+    public IPEndPoint RemoteEndPoint { get; }
+    public IPEndPoint LocalEndPoint { get; }
+    public bool Outbound { get; }
+    public DateTimeOffset Established { get; }
+    public LinkState State => (LinkState)Volatile.Read(ref _state);
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+    public long QueuedBytes => _queue.QueuedBytes;
+    /// <summary>Completes when the link has closed, for whatever reason.</summary>
+    public Task Closed => _closed.Task;
+    public Exception? CloseReason => _closeReason;
+
+    private long _bytesSent;
+    private long _bytesReceived;
+
+    private Link(Socket socket, LinkHandshake handshake, byte[] pendingInput, bool outbound, LinkOptions options, TimeProvider time, ILogger logger)
+    {
+        _socket = socket;
+        (_send, _receive) = handshake.Split();
+        PeerId = handshake.PeerId;
+        PeerSigningKey = handshake.PeerSigningKey;
+        _pendingInput = pendingInput;
+        Outbound = outbound;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        RemoteEndPoint = (IPEndPoint)socket.RemoteEndPoint!;
+        LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        Established = time.GetUtcNow();
+        _lastReceived = _lastSent = time.GetTimestamp();
+    }
+
+    /// <summary>Dials a node and runs the handshake; <paramref name="expectedPeer"/> pins the node id when known.</summary>
+    public static async Task<Link> ConnectAsync(IPEndPoint remote, IPAddress? bindAddress, NodeIdentity identity, NodeId? expectedPeer,
+        LinkOptions options, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            if (bindAddress is not null && bindAddress.AddressFamily == remote.AddressFamily)
+                socket.Bind(new IPEndPoint(bindAddress, 0));
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(options.HandshakeTimeout);
+            try
+            {
+                await socket.ConnectAsync(remote, timeout.Token).ConfigureAwait(false);
+                using var handshake = LinkHandshake.Initiate(identity, expectedPeer);
+                var pending = await RunHandshakeAsync(socket, handshake, timeout.Token).ConfigureAwait(false);
+                return new Link(socket, handshake, pending, outbound: true, options, time, logger);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new LinkException(LinkError.HandshakeTimeout, $"No link to {remote} within {options.HandshakeTimeout.TotalSeconds:0} s.");
+            }
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs the responder's handshake on an accepted socket.</summary>
+    public static async Task<Link> AcceptAsync(Socket socket, NodeIdentity identity, LinkOptions options, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
+    {
+        socket.NoDelay = true;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(options.HandshakeTimeout);
+            using var handshake = LinkHandshake.Respond(identity);
+            try
+            {
+                var pending = await RunHandshakeAsync(socket, handshake, timeout.Token).ConfigureAwait(false);
+                return new Link(socket, handshake, pending, outbound: false, options, time, logger);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new LinkException(LinkError.HandshakeTimeout, $"Peer {socket.RemoteEndPoint} did not finish the handshake in time.");
+            }
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Drives the sans-IO handshake over the socket; returns bytes read past its end.</summary>
+    private static async Task<byte[]> RunHandshakeAsync(Socket socket, LinkHandshake handshake, CancellationToken cancellationToken)
+    {
+        var first = handshake.Start();
+        if (first.Length > 0) await socket.SendAsync(first, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        var buffer = new byte[4 * LinkHandshake.MaxMessageSize];
+        int filled = 0;
+        while (!handshake.IsComplete)
+        {
+            if (filled == buffer.Length) throw new LinkException(LinkError.HandshakeFailed, "Handshake message too large.");
+            int read = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (read == 0) throw new LinkException(LinkError.HandshakeFailed, "Peer closed the connection during the handshake.");
+            filled += read;
+            int offset = 0;
+            while (!handshake.IsComplete)
+            {
+                var reply = handshake.Receive(buffer.AsSpan(offset, filled - offset), out int consumed);
+                if (consumed == 0) break;
+                offset += consumed;
+                if (reply.Length > 0) await socket.SendAsync(reply, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            buffer.AsSpan(offset, filled - offset).CopyTo(buffer);
+            filled -= offset;
+        }
+        return buffer.AsSpan(0, filled).ToArray();
+    }
+
+    /// <summary>Starts the loops; from here on every cell goes to <paramref name="handler"/>.</summary>
+    public void Start(ILinkHandler handler)
+    {
+        _handler = handler;
+        _readLoop = Task.Run(ReadLoopAsync);
+        _writeLoop = Task.Run(WriteLoopAsync);
+        var period = _options.KeepaliveInterval / 3;
+        _keepalive = _time.CreateTimer(_ => CheckLiveness(), null, period, period);
+    }
+
+    /// <summary>Queues one cell; false when the link is closing.</summary>
+    public bool TrySend(ReadOnlySpan<byte> cell)
+    {
+        if (!_queue.Enqueue(cell)) return false;
+        if (_queue.QueuedBytes > _options.MaxQueuedBytes)
+        {
+            Close(new LinkException(LinkError.Overloaded, $"More than {_options.MaxQueuedBytes >> 20} MiB queued for {PeerId.Brief}."));
+            return false;
+        }
+        return true;
+    }
+
+    public bool SendControl(ControlMessage message)
+    {
+        var payload = ControlCodec.Encode(message);
+        int count = ControlFraming.CellCount(payload.Length);
+        var cells = ArrayPool<byte>.Shared.Rent(count * Cell.Size);
+        try
+        {
+            ControlFraming.WriteCells(payload, cells);
+            for (int i = 0; i < count; i++)
+                if (!TrySend(cells.AsSpan(i * Cell.Size, Cell.Size))) return false;
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(cells);
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
+        var cells = ArrayPool<byte>.Shared.Rent(LinkFraming.MaxCellsPerFrame * Cell.Size);
+        try
+        {
+            int filled = _pendingInput.Length;
+            _pendingInput.CopyTo(buffer, 0);
+            _pendingInput = [];
+            while (true)
+            {
+                int offset = 0;
+                while (true)
+                {
+                    var status = LinkFraming.Decode(_receive, buffer.AsSpan(offset, filled - offset), cells, out int consumed, out int cellBytes);
+                    if (status != OperationStatus.Done) break;
+                    offset += consumed;
+                    Interlocked.Add(ref _bytesReceived, consumed);
+                    Volatile.Write(ref _lastReceived, _time.GetTimestamp());
+                    for (int at = 0; at < cellBytes; at += Cell.Size)
+                    {
+                        var cell = cells.AsSpan(at, Cell.Size);
+                        try
+                        {
+                            Cell.Validate(cell);
+                        }
+                        catch (WireException e)
+                        {
+                            throw new LinkException(LinkError.BadCell, e.Message, e);
+                        }
+                        if (Cell.Command(cell) != CellCommand.Padding) _handler!.OnCell(this, cell);
+                    }
+                }
+                if (offset > 0)
+                {
+                    buffer.AsSpan(offset, filled - offset).CopyTo(buffer);
+                    filled -= offset;
+                }
+                int read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _closing.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    Close(null);
+                    return;
+                }
+                filled += read;
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            Close(null);
+        }
+        catch (Exception e) when (e is SocketException or LinkException or WireException)
+        {
+            Close(e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(cells);
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var output = ArrayPool<byte>.Shared.Rent(SendBufferSize + LinkFraming.MaxFrameSize);
+        try
+        {
+            while (true)
+            {
+                await _queue.WaitAsync().ConfigureAwait(false);
+                if (_queue.IsClosed) return;
+                int length = 0;
+                // Gather frames until the buffer is full or the queue empty: one syscall for many cells.
+                while (length < SendBufferSize && _queue.TryDequeue() is { } chunk)
+                {
+                    length += LinkFraming.Encode(_send, chunk.Data, output.AsSpan(length));
+                    CellQueue.Return(chunk);
+                }
+                if (length == 0) continue;
+                await _socket.SendAsync(output.AsMemory(0, length), SocketFlags.None, _closing.Token).ConfigureAwait(false);
+                Interlocked.Add(ref _bytesSent, length);
+                Volatile.Write(ref _lastSent, _time.GetTimestamp());
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            Close(null);
+        }
+        catch (SocketException e)
+        {
+            Close(e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(output);
+        }
+    }
+
+    private void CheckLiveness()
+    {
+        if (State != LinkState.Open) return;
+        if (_time.GetElapsedTime(Volatile.Read(ref _lastReceived)) > _options.IdleTimeout)
+        {
+            Close(new LinkException(LinkError.IdleTimeout, $"Nothing heard from {PeerId.Brief} for {_options.IdleTimeout.TotalSeconds:0} s."));
+            return;
+        }
+        if (_time.GetElapsedTime(Volatile.Read(ref _lastSent)) > _options.KeepaliveInterval)
+        {
+            Span<byte> padding = stackalloc byte[Cell.Size];
+            padding.Clear();
+            Cell.WriteHeader(padding, 0, CellCommand.Padding);
+            TrySend(padding);
+        }
+    }
+
+    /// <summary>Closes the link at once; queued cells are dropped. Safe to call from any thread, more than once.</summary>
+    public void Close(Exception? reason)
+    {
+        if (Interlocked.CompareExchange(ref _state, (int)LinkState.Closing, (int)LinkState.Open) != (int)LinkState.Open) return;
+        _closeReason = reason;
+        if (reason is null) _logger.LogDebug("Link to {Peer} closed", PeerId.Brief);
+        else _logger.LogInformation("Link to {Peer} closed: {Reason}", PeerId.Brief, reason.Message);
+        _keepalive?.Dispose();
+        _queue.Close();
+        _closing.Cancel();
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+            // Already reset by the peer: nothing left to shut down.
+        }
+        _socket.Dispose();
+        Volatile.Write(ref _state, (int)LinkState.Closed);
+        _handler?.OnClosed(this, reason);
+        _closed.TrySetResult();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Close(null);
+        await Task.WhenAll(_readLoop, _writeLoop).ConfigureAwait(false);
+        _send.Dispose();
+        _receive.Dispose();
+        _closing.Dispose();
+    }
+
+    public override string ToString() => $"link {PeerId.Brief} {(Outbound ? "to" : "from")} {RemoteEndPoint}";
+}
