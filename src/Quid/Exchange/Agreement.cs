@@ -1,0 +1,38 @@
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Exchange;
+
+public enum AgreementState { Proposed, Active, Ended }
+
+/// <summary>One bilateral agreement, seen from our side: what we grant the partner and what it grants us.</summary>
+public sealed class Agreement
+{
+    internal Agreement(AgreementTerms terms, NodeId self, byte[] proposerSignature, Allocation? ourAllocation, DateTimeOffset created)
+    {
+        Terms = terms;
+        Id = terms.Id;
+        Partner = terms.Counterpart(self);
+        WeProposed = terms.Proposer == self;
+        ProposerSignature = proposerSignature;
+        OurAllocation = ourAllocation;
+        Created = created;
+    }
+
+    public AgreementTerms Terms { get; }
+    public AgreementId Id { get; }
+    public NodeId Partner { get; }
+    public bool WeProposed { get; }
+    public AgreementState State { get; internal set; } = AgreementState.Proposed;
+    public byte[] ProposerSignature { get; }
+    public byte[]? AcceptorSignature { get; internal set; }
+    /// <summary>The block of our offer that this agreement holds for the partner, if we grant anything.</summary>
+    public Allocation? OurAllocation { get; internal set; }
+    public DateTimeOffset Created { get; }
+    public DateTimeOffset? Ended { get; internal set; }
+
+    public Block? WeGrant => OurAllocation?.Size;
+    public Block? TheyGrant => WeProposed ? Terms.AcceptorGrants : Terms.ProposerGrants;
+
+    public override string ToString() => $"agreement {Id} with {Partner.Brief}: we grant {WeGrant?.ToString() ?? "nothing"}, they grant {TheyGrant?.ToString() ?? "nothing"}";
+}

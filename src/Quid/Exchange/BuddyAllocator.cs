@@ -1,0 +1,112 @@
+using Quid.Wire;
+
+namespace Quid.Exchange;
+
+/// <summary>A block handed out of the offer: where it sits in the offer and how large it is.</summary>
+public readonly record struct Allocation(int Offset, Block Size);
+
+/// <summary>
+/// The offered capacity as a buddy allocator, which is how Quid avoids the seed's "bad numbers":
+/// granting 16 kbps out of 512 leaves 256+128+64+32+16, all blocks someone can search for, and a
+/// released grant merges with its free buddy again. Offsets are in units of the smallest block.
+/// </summary>
+public sealed class BuddyAllocator
+{
+    private readonly SortedSet<int>[] _free;
+
+    public Block Capacity { get; }
+
+    public BuddyAllocator(Block capacity)
+    {
+        Capacity = capacity;
+        _free = new SortedSet<int>[capacity.Order + 1];
+        for (int i = 0; i <= capacity.Order; i++) _free[i] = [];
+        _free[capacity.Order].Add(0);
+    }
+
+    public long FreeKbps
+    {
+        get
+        {
+            long total = 0;
+            for (int order = 0; order < _free.Length; order++) total += _free[order].Count * new Block((byte)order).Kbps;
+            return total;
+        }
+    }
+
+    public long GrantedKbps => Capacity.Kbps - FreeKbps;
+
+    /// <summary>Every free block, largest first: what the node advertises.</summary>
+    public IReadOnlyList<Block> FreeBlocks
+    {
+        get
+        {
+            var blocks = new List<Block>();
+            for (int order = _free.Length - 1; order >= 0; order--)
+                for (int i = 0; i < _free[order].Count; i++) blocks.Add(new Block((byte)order));
+            return blocks;
+        }
+    }
+
+    public Block? LargestFree
+    {
+        get
+        {
+            for (int order = _free.Length - 1; order >= 0; order--)
+                if (_free[order].Count > 0) return new Block((byte)order);
+            return null;
+        }
+    }
+
+    public bool CanAllocate(Block size) => size <= Capacity && LargestFree is { } largest && largest >= size;
+
+    /// <summary>Takes <paramref name="size"/> from the smallest free block that holds it, splitting as needed.</summary>
+    public bool TryAllocate(Block size, out Allocation allocation)
+    {
+        allocation = default;
+        int order = size.Order;
+        int from = order;
+        while (from < _free.Length && _free[from].Count == 0) from++;
+        if (from >= _free.Length) return false;
+
+        int offset = _free[from].Min;
+        _free[from].Remove(offset);
+        // Split down: keep the lower half, free the upper half at each level.
+        while (from > order)
+        {
+            from--;
+            _free[from].Add(offset + (1 << from));
+        }
+        allocation = new Allocation(offset, size);
+        return true;
+    }
+
+    /// <summary>Returns a block to the free lists, merging it with its buddy while the buddy is free.</summary>
+    public void Release(Allocation allocation)
+    {
+        int order = allocation.Size.Order;
+        int offset = allocation.Offset;
+        if (order > Capacity.Order || offset < 0 || (offset & ((1 << order) - 1)) != 0 || offset + (1 << order) > 1 << Capacity.Order)
+            throw new ArgumentException($"{allocation} is not a block of this allocator.", nameof(allocation));
+        while (order < Capacity.Order)
+        {
+            int buddy = offset ^ (1 << order);
+            if (!_free[order].Remove(buddy)) break;
+            offset = Math.Min(offset, buddy);
+            order++;
+        }
+        if (!_free[order].Add(offset)) throw new InvalidOperationException($"{allocation} was released twice.");
+    }
+
+    /// <summary>
+    /// Halves a granted block in place: the lower half stays granted, the upper half is freed
+    /// (and merges if its buddy is free). This is how a grant shrinks one order at a time.
+    /// </summary>
+    public Allocation Shrink(Allocation allocation)
+    {
+        if (allocation.Size.Order == 0) throw new ArgumentException("The smallest block cannot shrink.", nameof(allocation));
+        var half = new Block((byte)(allocation.Size.Order - 1));
+        Release(new Allocation(allocation.Offset + (1 << half.Order), half));
+        return new Allocation(allocation.Offset, half);
+    }
+}

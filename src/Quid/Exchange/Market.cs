@@ -1,0 +1,217 @@
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Exchange;
+
+/// <summary>What the market asks its host to do: it never touches a socket itself.</summary>
+public abstract record MarketAction;
+public sealed record SendMarketMessage(NodeId To, ControlMessage Message) : MarketAction;
+public sealed record AgreementFormed(Agreement Agreement) : MarketAction;
+public sealed record AgreementEnded(Agreement Agreement, AgreementEndReason Reason) : MarketAction;
+
+public sealed record MarketOptions
+{
+    /// <summary>A proposal unanswered for this long is dropped and its reserved block released.</summary>
+    public TimeSpan ProposalTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>After a refusal, leave that node alone for this long.</summary>
+    public TimeSpan RejectionCooldown { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>How far an agreement's start may be from our clock.</summary>
+    public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromMinutes(5);
+    public Random Random { get; init; } = Random.Shared;
+}
+
+/// <summary>
+/// The bandwidth exchange of one node, as a state machine over messages and time. It holds the
+/// offer as a buddy allocator and the agreements, proposes an agreement while the request is
+/// unmet (the seed's loop), answers proposals, and releases grants when partners go away.
+/// </summary>
+public sealed class Market
+{
+    private readonly NodeIdentity _identity;
+    private readonly TimeProvider _time;
+    private readonly MarketOptions _options;
+    private readonly Dictionary<AgreementId, Agreement> _agreements = [];
+    private readonly Dictionary<NodeId, DateTimeOffset> _cooldown = [];
+
+    public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null)
+    {
+        _identity = identity;
+        _time = time;
+        _options = options ?? new MarketOptions();
+        Offer = offer;
+        Request = request;
+        Capacity = new BuddyAllocator(offer);
+    }
+
+    public Block Offer { get; }
+    /// <summary>The block we ask for in return; null for a donor.</summary>
+    public Block? Request { get; }
+    public BuddyAllocator Capacity { get; }
+
+    public IEnumerable<Agreement> Active => _agreements.Values.Where(a => a.State == AgreementState.Active);
+
+    public long ReceivedKbps => Active.Sum(a => a.TheyGrant?.Kbps ?? 0);
+
+    public bool RequestMet => Request is not { } request || ReceivedKbps >= request.Kbps;
+
+    /// <summary>What we grant <paramref name="partner"/> over all active agreements, in kbps.</summary>
+    public long GrantedTo(NodeId partner) => Active.Where(a => a.Partner == partner).Sum(a => a.WeGrant?.Kbps ?? 0);
+
+    /// <summary>What <paramref name="partner"/> grants us over all active agreements, in kbps.</summary>
+    public long GrantedBy(NodeId partner) => Active.Where(a => a.Partner == partner).Sum(a => a.TheyGrant?.Kbps ?? 0);
+
+    /// <summary>
+    /// The seed's loop, run at regular intervals: while our request is unmet and no proposal is
+    /// out, propose to the node whose free block fits our request most tightly and whose own
+    /// request fits our free capacity.
+    /// </summary>
+    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates)
+    {
+        var actions = new List<MarketAction>();
+        ExpireProposals();
+        if (RequestMet || Request is not { } request) return actions;
+        if (_agreements.Values.Any(a => a.State == AgreementState.Proposed && a.WeProposed)) return actions;
+
+        var now = _time.GetUtcNow();
+        var partners = Active.Select(a => a.Partner).ToHashSet();
+        var best = candidates
+            .Where(d => d.Id != _identity.Id && !partners.Contains(d.Id) && !d.IsExpired(now))
+            .Where(d => !_cooldown.TryGetValue(d.Id, out var until) || until <= now)
+            .Where(d => d.LargestFreeBlock is { } free && free >= request)
+            .Where(d => d.Request is not { } theirs || Capacity.CanAllocate(theirs))
+            .GroupBy(d => d.FreeBlocks.Where(b => b >= request).Min())
+            .OrderBy(g => g.Key)
+            .FirstOrDefault()?
+            .ToArray();
+        if (best is null || best.Length == 0) return actions;
+        var chosen = best[_options.Random.Next(best.Length)];
+
+        Allocation? reserved = null;
+        if (chosen.Request is { } theirRequest)
+        {
+            if (!Capacity.TryAllocate(theirRequest, out var allocation)) return actions;
+            reserved = allocation;
+        }
+        var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now);
+        var signature = _identity.Sign(terms.SignedMessage());
+        _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
+        actions.Add(new SendMarketMessage(chosen.Id, new AgreementProposal(terms, signature)));
+        return actions;
+    }
+
+    /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>
+    public IReadOnlyList<MarketAction> Receive(NodeId from, ReadOnlySpan<byte> fromSigningKey, ControlMessage message)
+    {
+        var actions = new List<MarketAction>();
+        switch (message)
+        {
+            case AgreementProposal proposal:
+                OnProposal(from, fromSigningKey, proposal, actions);
+                break;
+            case AgreementAcceptance acceptance:
+                if (_agreements.TryGetValue(acceptance.Agreement, out var ours) && ours.State == AgreementState.Proposed && ours.WeProposed
+                    && ours.Partner == from
+                    && NodeIdentity.Verify(fromSigningKey, ours.Terms.SignedMessage(), acceptance.AcceptorSignature))
+                {
+                    ours.AcceptorSignature = acceptance.AcceptorSignature;
+                    ours.State = AgreementState.Active;
+                    actions.Add(new AgreementFormed(ours));
+                }
+                break;
+            case AgreementRejection rejection:
+                if (_agreements.TryGetValue(rejection.Agreement, out var refused) && refused.State == AgreementState.Proposed && refused.Partner == from)
+                {
+                    Forget(refused);
+                    _cooldown[from] = _time.GetUtcNow() + _options.RejectionCooldown;
+                }
+                break;
+            case AgreementEnd end:
+                if (_agreements.TryGetValue(end.Agreement, out var ended) && ended.Partner == from && ended.State == AgreementState.Active)
+                    Finish(ended, end.Reason, actions);
+                break;
+        }
+        return actions;
+    }
+
+    private void OnProposal(NodeId from, ReadOnlySpan<byte> fromSigningKey, AgreementProposal proposal, List<MarketAction> actions)
+    {
+        var terms = proposal.Terms;
+        var now = _time.GetUtcNow();
+        AgreementRejectReason? refusal =
+            terms.Proposer != from || terms.Acceptor != _identity.Id || _agreements.ContainsKey(terms.Id)
+                || (terms.Start - now).Duration() > _options.MaxClockSkew
+                || !NodeIdentity.Verify(fromSigningKey, terms.SignedMessage(), proposal.ProposerSignature)
+                ? AgreementRejectReason.BadTerms
+            // They must give us what we ask for; what they ask of us must fit what we have free.
+            : Request is { } wanted && (terms.ProposerGrants is not { } offered || offered < wanted) ? AgreementRejectReason.BadTerms
+            : Active.Any(a => a.Partner == from) ? AgreementRejectReason.AlreadyPartners
+            : terms.AcceptorGrants is { } asked && !Capacity.CanAllocate(asked) ? AgreementRejectReason.NoCapacity
+            : null;
+        if (refusal is { } reason)
+        {
+            actions.Add(new SendMarketMessage(from, new AgreementRejection(terms.Id, reason)));
+            return;
+        }
+
+        Allocation? allocation = null;
+        if (terms.AcceptorGrants is { } grant && Capacity.TryAllocate(grant, out var granted)) allocation = granted;
+        var agreement = new Agreement(terms, _identity.Id, proposal.ProposerSignature, allocation, now)
+        {
+            AcceptorSignature = _identity.Sign(terms.SignedMessage()),
+            State = AgreementState.Active,
+        };
+        _agreements[terms.Id] = agreement;
+        actions.Add(new SendMarketMessage(from, new AgreementAcceptance(terms.Id, agreement.AcceptorSignature)));
+        actions.Add(new AgreementFormed(agreement));
+    }
+
+    /// <summary>The link to a partner is gone: every agreement with it ends and its grants return to the free blocks.</summary>
+    public IReadOnlyList<MarketAction> PartnerLost(NodeId partner)
+    {
+        var actions = new List<MarketAction>();
+        foreach (var agreement in _agreements.Values.Where(a => a.Partner == partner).ToList())
+        {
+            if (agreement.State == AgreementState.Active) Finish(agreement, AgreementEndReason.Requested, actions);
+            else Forget(agreement);
+        }
+        return actions;
+    }
+
+    /// <summary>We end an agreement and tell the partner.</summary>
+    public IReadOnlyList<MarketAction> End(AgreementId id, AgreementEndReason reason)
+    {
+        var actions = new List<MarketAction>();
+        if (_agreements.TryGetValue(id, out var agreement) && agreement.State == AgreementState.Active)
+        {
+            actions.Add(new SendMarketMessage(agreement.Partner, new AgreementEnd(id, reason)));
+            Finish(agreement, reason, actions);
+        }
+        return actions;
+    }
+
+    private void ExpireProposals()
+    {
+        var now = _time.GetUtcNow();
+        foreach (var stale in _agreements.Values.Where(a => a.State == AgreementState.Proposed && now - a.Created > _options.ProposalTimeout).ToList())
+        {
+            Forget(stale);
+            _cooldown[stale.Partner] = now + _options.RejectionCooldown;
+        }
+        foreach (var expired in _cooldown.Where(c => c.Value <= now).Select(c => c.Key).ToList()) _cooldown.Remove(expired);
+    }
+
+    private void Finish(Agreement agreement, AgreementEndReason reason, List<MarketAction> actions)
+    {
+        Forget(agreement);
+        agreement.State = AgreementState.Ended;
+        agreement.Ended = _time.GetUtcNow();
+        actions.Add(new AgreementEnded(agreement, reason));
+    }
+
+    private void Forget(Agreement agreement)
+    {
+        if (agreement.OurAllocation is { } allocation) Capacity.Release(allocation);
+        agreement.OurAllocation = null;
+        _agreements.Remove(agreement.Id);
+    }
+}
