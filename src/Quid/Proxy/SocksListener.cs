@@ -1,0 +1,178 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Quid.Circuits;
+using Quid.Proxy.Socks;
+using Quid.Wire;
+
+namespace Quid.Proxy;
+
+/// <summary>
+/// Opens a stream to a destination through the network; the node decides which circuit.
+/// <paramref name="isolation"/> identifies the application's credentials: streams from different
+/// credentials never share a circuit.
+/// </summary>
+public delegate Task<RelayStream> StreamOpener(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken);
+
+/// <summary>
+/// The SOCKS4, SOCKS4a and SOCKS5 front end on loopback. It feeds socket bytes to the sans-IO
+/// handshake, asks for a stream through the network (names go to the exit unresolved), answers
+/// with the reply code that matches what went wrong, and then joins the socket to the stream.
+/// </summary>
+public sealed class SocksListener : IAsyncDisposable
+{
+    private readonly Socket _listener;
+    private readonly StreamOpener _open;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _handshakeTimeout;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _acceptLoop = Task.CompletedTask;
+
+    public SocksListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, TimeSpan? handshakeTimeout = null)
+    {
+        if (!IPAddress.IsLoopback(endPoint.Address))
+            throw new ArgumentException($"The proxy listens on loopback only, never on {endPoint.Address}: anyone who reached it could use your circuits.", nameof(endPoint));
+        _open = open;
+        _time = time;
+        _logger = logger;
+        _handshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(30);
+        _listener = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            _listener.Bind(endPoint);
+            _listener.Listen(512);
+        }
+        catch
+        {
+            _listener.Dispose();
+            throw;
+        }
+        LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
+    }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public void Start() => _acceptLoop = Task.Run(AcceptLoopAsync);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                _logger.LogWarning("SOCKS accept failed: {Error}", e.SocketErrorCode);
+                continue;
+            }
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        client.NoDelay = true;
+        bool handedOver = false;
+        try
+        {
+            var (request, early) = await HandshakeAsync(client).ConfigureAwait(false);
+            if (request is null) return;
+            handedOver = await ServeRequestAsync(client, request, early).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The application went away or was too slow; nothing to answer.
+        }
+        finally
+        {
+            if (!handedOver) client.Dispose();
+        }
+    }
+
+    /// <summary>Runs the handshake; returns the request and any bytes the application sent after it, or null after a failure reply.</summary>
+    private async Task<(SocksRequest? Request, byte[] Early)> HandshakeAsync(Socket client)
+    {
+        using var timeout = new CancellationTokenSource(_handshakeTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+        var handshake = new SocksServerHandshake();
+        var buffer = new byte[SocksServerHandshake.MaxMessageSize * 2];
+        int filled = 0;
+        while (true)
+        {
+            var step = handshake.Step(buffer.AsSpan(0, filled));
+            switch (step.Kind)
+            {
+                case SocksStepKind.Reply:
+                    await client.SendAsync(step.Reply, SocketFlags.None, linked.Token).ConfigureAwait(false);
+                    buffer.AsSpan(step.Consumed, filled - step.Consumed).CopyTo(buffer);
+                    filled -= step.Consumed;
+                    continue;
+                case SocksStepKind.Finished:
+                    return (step.Request, buffer[step.Consumed..filled]);
+                case SocksStepKind.Failed:
+                    _logger.LogDebug("SOCKS handshake refused: {Error}", step.Error!.Message);
+                    if (!step.Reply.IsEmpty) await client.SendAsync(step.Reply, SocketFlags.None, linked.Token).ConfigureAwait(false);
+                    return (null, []);
+            }
+            if (filled == buffer.Length) return (null, []);
+            int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
+            if (read == 0) return (null, []);
+            filled += read;
+        }
+    }
+
+    /// <summary>Answers a finished request; true when the socket now belongs to a stream.</summary>
+    private async Task<bool> ServeRequestAsync(Socket client, SocksRequest request, byte[] early)
+    {
+        if (request.Command != SocksCommand.Connect)
+        {
+            await ReplyAsync(client, request, SocksReplyCode.CommandNotSupported).ConfigureAwait(false);
+            return false;
+        }
+        var target = new StreamTarget(request.Target.HostName ?? request.Target.Address!.ToString(), request.Target.Port);
+        RelayStream stream;
+        try
+        {
+            stream = await _open(target, request.Auth, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (StreamException e)
+        {
+            _logger.LogDebug("SOCKS stream failed: {Reason}", e.Message);
+            await ReplyAsync(client, request, ReplyFor(e.Reason)).ConfigureAwait(false);
+            return false;
+        }
+        await ReplyAsync(client, request, SocksReplyCode.Succeeded).ConfigureAwait(false);
+        _ = stream.RunAsync(client, early);
+        return true;
+    }
+
+    private async Task ReplyAsync(Socket client, SocksRequest request, SocksReplyCode code) =>
+        await client.SendAsync(SocksReply.Encode(request.Version, code), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+
+    /// <summary>The SOCKS5 reply code an application understands for each way a stream can fail.</summary>
+    public static SocksReplyCode ReplyFor(EndReason reason) => reason switch
+    {
+        EndReason.ConnectionRefused => SocksReplyCode.ConnectionRefused,
+        EndReason.ResolveFailed => SocksReplyCode.HostUnreachable,
+        EndReason.Unreachable => SocksReplyCode.HostUnreachable,
+        EndReason.ExitPolicy => SocksReplyCode.NotAllowedByRuleset,
+        EndReason.Timeout => SocksReplyCode.TtlExpired,
+        _ => SocksReplyCode.GeneralFailure,
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        await _acceptLoop.ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+}
