@@ -82,6 +82,18 @@ internal sealed class CellQueue
         }
     }
 
+    /// <summary>Wakes the writer without a cell, so it can notice a state change such as draining.</summary>
+    public void Nudge()
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            wake = _waiter;
+            _waiter = null;
+        }
+        wake?.TrySetResult();
+    }
+
     public bool IsClosed
     {
         get { lock (_lock) return _closed; }

@@ -57,6 +57,7 @@ public sealed class Link : IAsyncDisposable
     private long _lastSent;
     private int _state = (int)LinkState.Open;
     private Exception? _closeReason;
+    private volatile bool _draining;
 
     public NodeId PeerId { get; }
     public byte[] PeerSigningKey { get; }
@@ -284,6 +285,11 @@ public sealed class Link : IAsyncDisposable
         {
             while (true)
             {
+                if (_draining && _queue.QueuedBytes == 0)
+                {
+                    Close(null);
+                    return;
+                }
                 await _queue.WaitAsync().ConfigureAwait(false);
                 if (_queue.IsClosed) return;
                 int length = 0;
@@ -352,6 +358,21 @@ public sealed class Link : IAsyncDisposable
         Volatile.Write(ref _state, (int)LinkState.Closed);
         _handler?.OnClosed(this, reason);
         _closed.TrySetResult();
+    }
+
+    /// <summary>Sends what is queued (for at most <paramref name="timeout"/>), then closes.</summary>
+    public async Task DrainAndCloseAsync(TimeSpan timeout)
+    {
+        _draining = true;
+        _queue.Nudge();
+        try
+        {
+            await Closed.WaitAsync(timeout, _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Close(null);
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -95,7 +95,14 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
         {
             case DescriptorMessage { Descriptor: var descriptor }:
                 if (descriptor.Id != from) throw new OverlayException(OverlayError.WrongSender, $"{from.Brief} sent a descriptor for {descriptor.Id.Brief} as its own.");
+                bool firstFromNeighbour = Find(from) is null;
                 Accept(descriptor);
+                // Introduce a new neighbour to the others, so they can link to it directly.
+                if (firstFromNeighbour)
+                {
+                    var introduction = new PeersMessage([descriptor]);
+                    return [.. _neighbours.Where(n => n != from).Select(n => new SendOverlayMessage(n, introduction))];
+                }
                 break;
             case PeersMessage { Descriptors: var descriptors }:
                 foreach (var d in descriptors)

@@ -1,0 +1,105 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using Quid.Node;
+using Quid.Node.Demo;
+using Spectre.Console;
+
+namespace Quid.Cli;
+
+/// <summary>
+/// <c>quid demo</c>: a whole network on this machine, shown working. It waits for the
+/// agreements, fetches a page directly and through Quid, shows which address the web server saw
+/// each time, then leaves the SOCKS port open for the reader to try.
+/// </summary>
+internal static class DemoCommand
+{
+    public static Command Create()
+    {
+        var nodes = new Option<int>("--nodes") { Description = "How many nodes to start (2 to 8).", DefaultValueFactory = _ => 5 };
+        var once = new Option<bool>("--once") { Description = "Exit after the check: 0 if traffic left from another node's address, 1 if not." };
+        var socksPort = new Option<int>("--socks-port") { Description = "SOCKS port of your node (another free port is used if it is taken).", DefaultValueFactory = _ => NodeOptions.DefaultSocksPort };
+        var verbose = new Option<bool>("--verbose") { Description = "Show the nodes' own logs." };
+        var command = new Command("demo", "Start a small Quid network on this machine and show your traffic leaving from another node's address.")
+        {
+            nodes, once, socksPort, verbose,
+        };
+        command.SetAction((parse, cancellationToken) =>
+            RunAsync(parse.GetValue(nodes), parse.GetValue(once), parse.GetValue(socksPort), parse.GetValue(verbose), cancellationToken));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(int nodeCount, bool once, int socksPort, bool verbose, CancellationToken cancellationToken)
+    {
+        using var loggers = CliDefaults.Loggers(verbose ? LogLevel.Information : LogLevel.Warning);
+        AnsiConsole.MarkupLine("[bold]Quid demo[/]: a whole network on this machine, each node on its own loopback address.");
+        await using var network = await DemoNetwork.StartAsync(nodeCount, socksPort, loggers, cancellationToken).ConfigureAwait(false);
+        AnsiConsole.MarkupLine($"[green]✓[/] Web server on [link]{network.Web.BaseUrl}/[/]");
+        AnsiConsole.MarkupLine($"[green]✓[/] Started {network.Nodes.Count} nodes: {string.Join(", ", network.Nodes.Select((n, i) => $"{Name(i)} {n.LinkEndPoint.Address}"))}");
+
+        var deadline = TimeSpan.FromSeconds(60);
+        var started = TimeProvider.System.GetTimestamp();
+        bool matched = await AnsiConsole.Status().StartAsync("Finding partners…", async context =>
+        {
+            while (TimeProvider.System.GetElapsedTime(started) < deadline)
+            {
+                int done = network.MatchedNodes;
+                context.Status($"Nodes searching for partners and forming agreements: {done}/{network.Nodes.Count} have their request met");
+                if (done == network.Nodes.Count) return true;
+                await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+            }
+            return network.Client.Status().RequestMet;
+        }).ConfigureAwait(false);
+        if (!matched)
+        {
+            AnsiConsole.MarkupLine("[red]✗[/] Your node found no partner within a minute; run with --verbose to see why.");
+            return 1;
+        }
+        ShowAgreements(network);
+
+        DemoFetch fetch;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            fetch = await network.FetchAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or OperationCanceledException)
+        {
+            AnsiConsole.MarkupLine($"[red]✗[/] Fetching through Quid failed: {Markup.Escape(e.Message)}");
+            return 1;
+        }
+        AnsiConsole.MarkupLine($"[green]✓[/] Fetched {network.Web.BaseUrl}/ directly: the web server saw [bold]{fetch.DirectSource}[/] (you).");
+        string exit = fetch.ExitNodeNumber is { } n ? $"{Name(n - 1)}, your partner" : "not a Quid node?";
+        bool hidden = !fetch.QuidSource.Equals(fetch.DirectSource) && fetch.ExitNodeNumber is > 1;
+        AnsiConsole.MarkupLine($"{(hidden ? "[green]✓[/]" : "[red]✗[/]")} Fetched it through Quid: the web server saw [bold]{fetch.QuidSource}[/] ({exit}).");
+        if (!hidden) return 1;
+        if (once) return 0;
+
+        AnsiConsole.WriteLine();
+        AnsiConsole.MarkupLine("Try it yourself; your traffic leaves from your partner's address:");
+        AnsiConsole.MarkupLine($"  [bold]curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/[/]");
+        AnsiConsole.MarkupLine("Press Ctrl-C to stop the network.");
+        await CliDefaults.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+        AnsiConsole.MarkupLine("Stopping…");
+        return 0;
+    }
+
+    private static string Name(int index) => index == 0 ? "you" : $"node {index + 1}";
+
+    private static void ShowAgreements(DemoNetwork network)
+    {
+        var index = network.Nodes.Select((n, i) => (n.Id, i)).ToDictionary(p => p.Id, p => p.i);
+        var table = new Table().Border(TableBorder.Rounded).Title("Agreements: each side grants the other its request");
+        table.AddColumns("node", "address", "offer", "request", "free blocks left", "partners (we grant / they grant)");
+        for (int i = 0; i < network.Nodes.Count; i++)
+        {
+            var status = network.Nodes[i].Status();
+            string partners = string.Join(", ", status.Agreements.Select(a =>
+                $"{(index.TryGetValue(a.Partner, out int p) ? Name(p) : a.Partner.Brief)} ({a.WeGrant?.Kbps ?? 0}/{a.TheyGrant?.Kbps ?? 0})"));
+            table.AddRow(Name(i), status.LinkEndPoint.Address.ToString(), status.Offer.ToString(), status.Request?.ToString() ?? "donor",
+                status.FreeBlocks.Count == 0 ? "none: fully granted" : string.Join(" + ", status.FreeBlocks.Select(b => b.Kbps)),
+                Markup.Escape(partners));
+        }
+        AnsiConsole.Write(table);
+    }
+}

@@ -1,0 +1,116 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Quid.Wire;
+
+namespace Quid.Node.Demo;
+
+/// <summary>
+/// A whole Quid network on this machine: a handful of nodes, each on its own loopback address
+/// (127.0.0.2, 127.0.0.3 …) with offers and requests of different sizes, plus a local web
+/// server. The first node is "you": its SOCKS port is what applications use.
+/// </summary>
+public sealed class DemoNetwork : IAsyncDisposable
+{
+    /// <summary>Offer and request (kbps, 0 for a donor) of each demo node; the first is the client.</summary>
+    private static readonly (int Offer, int Request)[] Profiles =
+    [
+        (1024, 512), (2048, 1024), (1024, 256), (512, 512), (4096, 0), (2048, 2048), (1024, 1024), (512, 256),
+    ];
+
+    private readonly List<QuidNode> _nodes = [];
+    private readonly string _directory;
+
+    private DemoNetwork(string directory, LocalWebServer web)
+    {
+        _directory = directory;
+        Web = web;
+    }
+
+    public IReadOnlyList<QuidNode> Nodes => _nodes;
+    public QuidNode Client => _nodes[0];
+    public LocalWebServer Web { get; }
+
+    public static async Task<DemoNetwork> StartAsync(int nodeCount, int socksPort, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        if (nodeCount < 2 || nodeCount > Profiles.Length) throw new ArgumentOutOfRangeException(nameof(nodeCount), $"The demo runs 2 to {Profiles.Length} nodes.");
+        var web = new LocalWebServer(new IPEndPoint(IPAddress.Loopback, 0));
+        web.Start();
+        var network = new DemoNetwork(Directory.CreateTempSubdirectory("quid-demo-").FullName, web);
+        try
+        {
+            for (int i = 0; i < nodeCount; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var address = new IPAddress([127, 0, 0, (byte)(i + 2)]);
+                var (offer, request) = Profiles[i];
+                var options = new NodeOptions
+                {
+                    DataDirectory = Path.Combine(network._directory, $"node{i + 1}"),
+                    Listen = new IPEndPoint(address, 0),
+                    Socks = i == 0 ? new IPEndPoint(IPAddress.Loopback, socksPort) : null,
+                    Offer = Block.FromKbps(offer),
+                    Request = request == 0 ? null : Block.FromKbps(request),
+                    Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
+                    // A test network on one machine: every destination is on loopback.
+                    ExitPolicy = ExitPolicy.AcceptAll,
+                    SearchInterval = TimeSpan.FromMilliseconds(300),
+                };
+                QuidNode node;
+                try
+                {
+                    node = await QuidNode.StartAsync(options, loggers).ConfigureAwait(false);
+                }
+                catch (SocketException e) when (i == 0 && e.SocketErrorCode == SocketError.AddressAlreadyInUse && socksPort != 0)
+                {
+                    // Port 1080 is taken (another proxy?): any free port will do for the demo.
+                    node = await QuidNode.StartAsync(options with { Socks = new IPEndPoint(IPAddress.Loopback, 0) }, loggers).ConfigureAwait(false);
+                }
+                network._nodes.Add(node);
+            }
+            return network;
+        }
+        catch
+        {
+            await network.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>How many nodes have their request met (donors count as met).</summary>
+    public int MatchedNodes => _nodes.Count(n => n.Status().RequestMet);
+
+    /// <summary>Fetches the demo page directly and through the client node; says which address the server saw each time.</summary>
+    public async Task<DemoFetch> FetchAsync(CancellationToken cancellationToken)
+    {
+        using (var direct = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await direct.ConnectAsync(Web.EndPoint, cancellationToken).ConfigureAwait(false);
+            await Socks5Client.GetAsync(direct, Web.EndPoint.ToString(), "/", cancellationToken).ConfigureAwait(false);
+        }
+        var directSeen = Web.Clients[^1];
+
+        using var viaQuid = await Socks5Client.ConnectAsync(Client.SocksEndPoint!, Web.EndPoint.Address.ToString(), Web.EndPoint.Port, cancellationToken).ConfigureAwait(false);
+        string page = await Socks5Client.GetAsync(viaQuid, Web.EndPoint.ToString(), "/", cancellationToken).ConfigureAwait(false);
+        var quidSeen = Web.Clients[^1];
+        var exit = _nodes.FirstOrDefault(n => n.LinkEndPoint.Address.Equals(quidSeen));
+        return new DemoFetch(directSeen, quidSeen, exit is null ? null : _nodes.IndexOf(exit) + 1, page);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _nodes) await node.DisposeAsync().ConfigureAwait(false);
+        await Web.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A leftover temporary directory is harmless.
+        }
+    }
+}
+
+/// <summary>What the web server saw: the client's own address directly, the exit's through Quid.</summary>
+public sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, string Page);

@@ -1,0 +1,41 @@
+using System.Net;
+using Quid.Circuits;
+using Quid.Exchange;
+using Quid.Links;
+using Quid.Overlay;
+using Quid.Wire;
+
+namespace Quid.Node;
+
+/// <summary>Everything a node needs to start. The defaults make a working node with no configuration at all.</summary>
+public sealed record NodeOptions
+{
+    public const int DefaultLinkPort = 7843;
+    public const int DefaultSocksPort = 1080;
+
+    public required string DataDirectory { get; init; }
+    /// <summary>Where other nodes reach us.</summary>
+    public IPEndPoint Listen { get; init; } = new(IPAddress.Any, DefaultLinkPort);
+    /// <summary>The address put in our descriptor; by default the listen address when it is a specific one.</summary>
+    public IPEndPoint? Advertise { get; init; }
+    /// <summary>The local SOCKS proxy, loopback only; null for a node that only relays.</summary>
+    public IPEndPoint? Socks { get; init; } = new(IPAddress.Loopback, DefaultSocksPort);
+    public Block Offer { get; init; } = Block.FromKbps(4096);
+    /// <summary>The block asked for in return; null for a donor.</summary>
+    public Block? Request { get; init; } = Block.FromKbps(4096);
+    /// <summary>Nodes to join the network through, as host:port.</summary>
+    public IReadOnlyList<string> Peers { get; init; } = [];
+    public ExitPolicy ExitPolicy { get; init; } = ExitPolicy.Default;
+    /// <summary>Source address for links we dial and for exit connections; by default the listen address when it is a specific one.</summary>
+    public IPAddress? OutboundBindAddress { get; init; }
+    /// <summary>How often a node whose request is unmet searches for a partner (the seed's "regular time intervals").</summary>
+    public TimeSpan SearchInterval { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan DescriptorLifetime { get; init; } = TimeSpan.FromHours(1);
+    public LinkOptions Links { get; init; } = new();
+    public OverlayOptions Overlay { get; init; } = new();
+    public MarketOptions Market { get; init; } = new();
+    public CircuitOptions Circuits { get; init; } = new();
+
+    internal IPAddress? SpecificListenAddress =>
+        Listen.Address.Equals(IPAddress.Any) || Listen.Address.Equals(IPAddress.IPv6Any) ? null : Listen.Address;
+}

@@ -1,0 +1,24 @@
+using System.Net;
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Node;
+
+/// <summary>A snapshot of what a node is doing, for the CLI, the demo and tests.</summary>
+public sealed record NodeStatus(
+    NodeId Id,
+    IPEndPoint LinkEndPoint,
+    IPEndPoint? SocksEndPoint,
+    Block Offer,
+    Block? Request,
+    bool RequestMet,
+    long ReceivedKbps,
+    IReadOnlyList<Block> FreeBlocks,
+    IReadOnlyList<NeighbourStatus> Neighbours,
+    IReadOnlyList<AgreementStatus> Agreements,
+    int Circuits,
+    int KnownPeers);
+
+public sealed record NeighbourStatus(NodeId Id, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived);
+
+public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed, Block? WeGrant, Block? TheyGrant, DateTimeOffset Since);

@@ -1,0 +1,428 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Quid.Circuits;
+using Quid.Crypto;
+using Quid.Exchange;
+using Quid.Links;
+using Quid.Overlay;
+using Quid.Proxy;
+using Quid.Proxy.Socks;
+using Quid.Wire;
+
+namespace Quid.Node;
+
+/// <summary>
+/// One Quid node: the layers put together. Links carry cells; control messages go to the
+/// overlay and the market, which are state machines guarded by one lock; circuit cells go to the
+/// circuit manager; the SOCKS listener opens streams through partners that grant us bandwidth.
+/// A timer runs the seed's loop: keep enough neighbours, search while the request is unmet,
+/// and keep the descriptor current.
+/// </summary>
+public sealed class QuidNode : ILinkHandler, IAsyncDisposable
+{
+    private readonly NodeOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ILogger _linkLogger;
+    private readonly Lock _gate = new();
+    private readonly Overlay.Overlay _overlay;
+    private readonly Market _market;
+    private readonly CircuitManager _circuits;
+    private readonly ConcurrentDictionary<NodeId, Link> _links = new();
+    private readonly ConcurrentDictionary<Link, ControlReassembler> _reassemblers = new();
+    private readonly ConcurrentDictionary<string, byte> _dialing = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly IPAddress? _bindAddress;
+    private LinkListener? _listener;
+    private SocksListener? _socks;
+    private Task _loop = Task.CompletedTask;
+    private string _publishedContent = "";
+    private DateTimeOffset _publishedAt;
+
+    private QuidNode(NodeOptions options, NodeIdentity identity, TimeProvider time, ILoggerFactory loggers)
+    {
+        _options = options;
+        _time = time;
+        Identity = identity;
+        _logger = loggers.CreateLogger("Quid.Node");
+        _linkLogger = loggers.CreateLogger("Quid.Links");
+        _bindAddress = options.OutboundBindAddress ?? options.SpecificListenAddress;
+        _overlay = new Overlay.Overlay(identity, time, options.Overlay);
+        _market = new Market(identity, options.Offer, options.Request, time, options.Market);
+        var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time);
+        _circuits = new CircuitManager(options.Circuits, exit, AdmitsCircuitsFrom, time, loggers.CreateLogger("Quid.Circuits"));
+    }
+
+    public NodeIdentity Identity { get; }
+    public NodeId Id => Identity.Id;
+    public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
+    public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
+    public CircuitManager Circuits => _circuits;
+
+    /// <summary>Creates or loads the identity in the data directory, opens the listeners and joins the network.</summary>
+    public static Task<QuidNode> StartAsync(NodeOptions options, ILoggerFactory loggers, TimeProvider? time = null)
+    {
+        Directory.CreateDirectory(options.DataDirectory);
+        if (!OperatingSystem.IsWindows())
+            File.SetUnixFileMode(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var identity = IdentityStore.LoadOrCreate(options.DataDirectory, out bool created);
+        var node = new QuidNode(options, identity, time ?? TimeProvider.System, loggers);
+        try
+        {
+            node.Open(created);
+        }
+        catch
+        {
+            identity.Dispose();
+            throw;
+        }
+        return Task.FromResult(node);
+    }
+
+    private void Open(bool identityCreated)
+    {
+        _logger.LogInformation("Node {Id} ({Origin})", Id, identityCreated ? "new identity" : "identity loaded");
+        _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, OnLinkEstablished);
+        _listener.Start();
+        _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}",
+            _listener.LocalEndPoint, _options.Offer, _options.Request?.ToString() ?? "nothing (donor)");
+        if (_options.Socks is { } socks)
+        {
+            _socks = new SocksListener(socks, OpenStreamAsync, _time, _logger);
+            _socks.Start();
+            _logger.LogInformation("SOCKS proxy on {EndPoint}", _socks.LocalEndPoint);
+        }
+        Publish(force: true);
+        _loop = Task.Run(LoopAsync);
+    }
+
+    private async Task LoopAsync()
+    {
+        using var timer = new PeriodicTimer(_options.SearchInterval, _time);
+        do
+        {
+            try
+            {
+                Tick();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _logger.LogError(e, "Node upkeep failed; trying again next round");
+            }
+        }
+        while (await WaitAsync(timer).ConfigureAwait(false));
+    }
+
+    private async Task<bool> WaitAsync(PeriodicTimer timer)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>One round of upkeep: bootstrap, overlay, the seed's search, descriptor freshness.</summary>
+    internal void Tick()
+    {
+        if (_links.IsEmpty)
+            foreach (var peer in _options.Peers) Dial(peer, null);
+        IReadOnlyList<OverlayAction> overlayActions;
+        IReadOnlyList<MarketAction> marketActions;
+        lock (_gate)
+        {
+            overlayActions = _overlay.Tick();
+            marketActions = _market.Search(_overlay.NeighbourDescriptors.Where(d => _links.ContainsKey(d.Id)));
+        }
+        Execute(overlayActions);
+        Execute(marketActions);
+        Publish(force: false);
+    }
+
+    /// <summary>Signs and sends a new descriptor when what it says has changed or it is half way to expiring.</summary>
+    private void Publish(bool force)
+    {
+        IReadOnlyList<OverlayAction> actions;
+        lock (_gate)
+        {
+            var free = _market.Capacity.FreeBlocks;
+            var partners = _market.Active.Select(a => a.Partner).Distinct().Order().ToArray();
+            string content = string.Join(',', free) + "|" + string.Join(',', partners);
+            var now = _time.GetUtcNow();
+            if (!force && content == _publishedContent && now - _publishedAt < _options.DescriptorLifetime / 2) return;
+            var descriptor = new Descriptor
+            {
+                SigningKey = Identity.SigningPublicKey,
+                LinkKey = Identity.LinkPublicKey,
+                Published = now,
+                Expires = now + _options.DescriptorLifetime,
+                Address = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener!.LocalEndPoint : null),
+                Offer = _options.Offer,
+                Request = _options.Request,
+                // A node whose capacity is fully granted advertises nothing free: it stops being found.
+                FreeBlocks = free,
+                ExitPolicy = _options.ExitPolicy,
+                Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
+            }.Sign(Identity);
+            _publishedContent = content;
+            _publishedAt = now;
+            actions = _overlay.Publish(descriptor);
+        }
+        Execute(actions);
+    }
+
+    private void Dial(string hostAndPort, NodeId? expected)
+    {
+        if (!TryParseEndPoint(hostAndPort, out var host, out int port))
+        {
+            _logger.LogWarning("Peer {Peer} is not host:port; ignoring it", hostAndPort);
+            return;
+        }
+        if (!_dialing.TryAdd(hostAndPort, 0)) return;
+        _ = DialAsync(hostAndPort, host, port, expected);
+    }
+
+    private async Task DialAsync(string key, string host, int port, NodeId? expected)
+    {
+        try
+        {
+            var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, _stopping.Token).ConfigureAwait(false);
+            var address = addresses.FirstOrDefault(a => _bindAddress is null || a.AddressFamily == _bindAddress.AddressFamily) ?? addresses.First();
+            var link = await Link.ConnectAsync(new IPEndPoint(address, port), _bindAddress, Identity, expected, _options.Links, _time, _linkLogger, _stopping.Token).ConfigureAwait(false);
+            OnLinkEstablished(link);
+        }
+        catch (Exception e) when (e is LinkException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            _logger.LogDebug("Could not link to {Peer}: {Reason}", key, e.Message);
+        }
+        finally
+        {
+            _dialing.TryRemove(key, out _);
+        }
+    }
+
+    private static bool TryParseEndPoint(string text, out string host, out int port)
+    {
+        host = "";
+        port = 0;
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture, out port) || port is <= 0 or > 65535) return false;
+        host = text[..colon].Trim('[', ']');
+        return host.Length > 0;
+    }
+
+    /// <summary>
+    /// A handshake finished. When both nodes dialed each other at once, both keep the link the
+    /// node with the smaller id dialed, so exactly one survives.
+    /// </summary>
+    private void OnLinkEstablished(Link link)
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            link.Close(null);
+            return;
+        }
+        lock (_gate)
+        {
+            if (_links.TryGetValue(link.PeerId, out var existing) && existing.State == LinkState.Open)
+            {
+                var smaller = Id < link.PeerId ? Id : link.PeerId;
+                bool newDialedBySmaller = (link.Outbound ? Id : link.PeerId) == smaller;
+                bool oldDialedBySmaller = (existing.Outbound ? Id : link.PeerId) == smaller;
+                if (!newDialedBySmaller || oldDialedBySmaller)
+                {
+                    link.Close(null);
+                    return;
+                }
+                existing.Close(null);
+            }
+            _links[link.PeerId] = link;
+            _reassemblers[link] = new ControlReassembler();
+        }
+        _logger.LogInformation("Linked with {Peer} ({Direction} {Remote})", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
+        link.Start(this);
+        IReadOnlyList<OverlayAction> actions;
+        lock (_gate) actions = _overlay.LinkUp(link.PeerId);
+        Execute(actions);
+    }
+
+    void ILinkHandler.OnCell(Link link, ReadOnlySpan<byte> cell)
+    {
+        if (Cell.CircuitId(cell) != 0)
+        {
+            _circuits.OnCell(link, cell);
+            return;
+        }
+        if (!_reassemblers.TryGetValue(link, out var reassembler)) return;
+        ControlMessage message;
+        try
+        {
+            if (reassembler.Add(Cell.Body(cell)) is not { } payload) return;
+            message = ControlCodec.Decode(payload);
+        }
+        catch (WireException e)
+        {
+            link.Close(new LinkException(LinkError.BadCell, $"Malformed control message: {e.Message}", e));
+            return;
+        }
+        OnControl(link, message);
+    }
+
+    private void OnControl(Link link, ControlMessage message)
+    {
+        switch (message)
+        {
+            case DescriptorMessage or PeersMessage:
+                IReadOnlyList<OverlayAction> overlayActions;
+                try
+                {
+                    lock (_gate) overlayActions = _overlay.Receive(link.PeerId, message);
+                }
+                catch (OverlayException e)
+                {
+                    _logger.LogInformation("Refused {Message} from {Peer}: {Reason}", message.GetType().Name, link.PeerId.Brief, e.Message);
+                    return;
+                }
+                Execute(overlayActions);
+                break;
+            default:
+                IReadOnlyList<MarketAction> marketActions;
+                lock (_gate) marketActions = _market.Receive(link.PeerId, link.PeerSigningKey, message);
+                Execute(marketActions);
+                break;
+        }
+    }
+
+    void ILinkHandler.OnClosed(Link link, Exception? reason)
+    {
+        _reassemblers.TryRemove(link, out _);
+        _circuits.OnLinkClosed(link);
+        IReadOnlyList<MarketAction> actions = [];
+        lock (_gate)
+        {
+            if (!_links.TryRemove(new KeyValuePair<NodeId, Link>(link.PeerId, link))) return;
+            _overlay.LinkDown(link.PeerId);
+            actions = _market.PartnerLost(link.PeerId);
+        }
+        Execute(actions);
+        if (actions.Count > 0) Publish(force: false);
+    }
+
+    private void Execute(IReadOnlyList<OverlayAction> actions)
+    {
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendOverlayMessage send:
+                    Send(send.To, send.Message);
+                    break;
+                case DialPeer dial when !_links.ContainsKey(dial.Id):
+                    Dial(dial.Address.ToString(), dial.Id);
+                    break;
+            }
+        }
+    }
+
+    private void Execute(IReadOnlyList<MarketAction> actions)
+    {
+        bool changed = false;
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendMarketMessage send:
+                    Send(send.To, send.Message);
+                    break;
+                case AgreementFormed formed:
+                    changed = true;
+                    _logger.LogInformation("Agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
+                        formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
+                    break;
+                case AgreementEnded ended:
+                    changed = true;
+                    _logger.LogInformation("Agreement with {Peer} ended ({Reason})", ended.Agreement.Partner.Brief, ended.Reason);
+                    break;
+            }
+        }
+        if (changed) Publish(force: false);
+    }
+
+    private void Send(NodeId to, ControlMessage message)
+    {
+        if (_links.TryGetValue(to, out var link)) link.SendControl(message);
+    }
+
+    private bool AdmitsCircuitsFrom(NodeId peer)
+    {
+        lock (_gate) return _market.GrantedTo(peer) > 0;
+    }
+
+    /// <summary>
+    /// Streams go through partners that grant us bandwidth, the most generous first, and only
+    /// to those whose exit policy could allow the port.
+    /// </summary>
+    private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken)
+    {
+        List<Link> firstHops;
+        lock (_gate)
+        {
+            firstHops = _market.Active
+                .Where(a => a.TheyGrant is not null)
+                .GroupBy(a => a.Partner)
+                .Select(g => (Partner: g.Key, Kbps: g.Sum(a => a.TheyGrant!.Value.Kbps)))
+                .Where(p => _overlay.Find(p.Partner)?.ExitPolicy.MayAllowPort(target.Port) ?? false)
+                .OrderByDescending(p => p.Kbps)
+                .Select(p => _links.TryGetValue(p.Partner, out var link) ? link : null)
+                .OfType<Link>()
+                .ToList();
+        }
+        return _circuits.OpenStreamAsync(firstHops, target, cancellationToken);
+    }
+
+    public NodeStatus Status()
+    {
+        lock (_gate)
+        {
+            return new NodeStatus(
+                Id,
+                LinkEndPoint,
+                SocksEndPoint,
+                _market.Offer,
+                _market.Request,
+                _market.RequestMet,
+                _market.ReceivedKbps,
+                _market.Capacity.FreeBlocks,
+                [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived))],
+                [.. _market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
+                _circuits.Circuits.Count,
+                _overlay.KnownPeerCount);
+        }
+    }
+
+    /// <summary>Stops listening, ends agreements politely, closes links.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_socks is not null) await _socks.DisposeAsync().ConfigureAwait(false);
+        if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
+        List<MarketAction> goodbyes = [];
+        lock (_gate)
+            foreach (var agreement in _market.Active.ToList())
+                goodbyes.AddRange(_market.End(agreement.Id, AgreementEndReason.ShuttingDown));
+        foreach (var send in goodbyes.OfType<SendMarketMessage>()) Send(send.To, send.Message);
+        // Give the goodbyes a moment to reach the socket before the links close.
+        await Task.WhenAll(_links.Values.Select(l => l.DrainAndCloseAsync(TimeSpan.FromSeconds(1)))).ConfigureAwait(false);
+        await Task.WhenAll(_links.Values.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
+        _stopping.Dispose();
+        Identity.Dispose();
+        _logger.LogInformation("Node {Id} stopped", Id.Brief);
+    }
+}
