@@ -28,6 +28,8 @@ public sealed record NodeOptions
     public ExitPolicy ExitPolicy { get; init; } = ExitPolicy.Default;
     /// <summary>Source address for links we dial and for exit connections; by default the listen address when it is a specific one.</summary>
     public IPAddress? OutboundBindAddress { get; init; }
+    /// <summary>How this node resolves names for streams that exit here; the system resolver by default.</summary>
+    public Resolver? ExitResolver { get; init; }
     /// <summary>How often a node whose request is unmet searches for a partner (the seed's "regular time intervals").</summary>
     public TimeSpan SearchInterval { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan DescriptorLifetime { get; init; } = TimeSpan.FromHours(1);

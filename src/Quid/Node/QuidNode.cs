@@ -51,7 +51,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _bindAddress = options.OutboundBindAddress ?? options.SpecificListenAddress;
         _overlay = new Overlay.Overlay(identity, time, options.Overlay);
         _market = new Market(identity, options.Offer, options.Request, time, options.Market);
-        var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time);
+        var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
         _circuits = new CircuitManager(options.Circuits, exit, AdmitsCircuitsFrom, time, loggers.CreateLogger("Quid.Circuits"));
     }
 

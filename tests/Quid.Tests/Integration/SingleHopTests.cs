@@ -1,0 +1,75 @@
+using System.Net;
+using System.Security.Cryptography;
+using Quid.Node.Demo;
+
+namespace Quid.Tests.Integration;
+
+/// <summary>The seed's base design end to end: real curl through a partner, on real loopback sockets.</summary>
+public sealed class SingleHopTests
+{
+    private static readonly NodeSpec[] ThreeNodes = [new(1024, 512), new(2048, 1024), new(1024, 0)];
+
+    [Fact]
+    public async Task Curl_fetches_16_MiB_through_a_partner_and_the_server_sees_the_partner()
+    {
+        await using var network = await TestNetwork.StartAsync(10, ThreeNodes);
+        await network.WaitForClientPartnerAsync();
+        const int size = 16 * 1024 * 1024;
+        string file = Path.Combine(Path.GetTempPath(), $"quid-{Guid.NewGuid():n}.bin");
+        try
+        {
+            var (exitCode, _, errors) = await Curl.RunAsync("--silent", "--show-error", "--max-time", "60",
+                "--socks5-hostname", network.Socks.ToString(), $"{network.Web.BaseUrl}/bytes/{size}", "--output", file);
+            Assert.True(exitCode == 0, $"curl failed ({exitCode}): {errors}");
+
+            var expected = new byte[size];
+            LocalWebServer.FillPattern(expected, 0);
+            Assert.Equal(SHA256.HashData(expected), SHA256.HashData(await File.ReadAllBytesAsync(file)));
+
+            var seen = Assert.Single(network.Web.Clients);
+            Assert.Contains(seen, network.ClientPartnerAddresses());
+            Assert.NotEqual(IPAddress.Loopback, seen);
+            Assert.NotEqual(network.Client.LinkEndPoint.Address, seen);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task Names_are_resolved_by_the_exit_never_by_the_client()
+    {
+        // Only the exits know this name; if the client resolved it, the fetch could not succeed.
+        var resolved = new List<string>();
+        await using var network = await TestNetwork.StartAsync(20, ThreeNodes, exitResolver: (host, _) =>
+        {
+            lock (resolved) resolved.Add(host);
+            return Task.FromResult(host == "web.quid.test" ? new[] { IPAddress.Loopback } : []);
+        });
+        await network.WaitForClientPartnerAsync();
+
+        var (exitCode, output, errors) = await Curl.RunAsync("--silent", "--show-error", "--max-time", "30",
+            "--socks5-hostname", network.Socks.ToString(), $"http://web.quid.test:{network.Web.EndPoint.Port}/");
+        Assert.True(exitCode == 0, $"curl failed ({exitCode}): {errors}");
+        Assert.Contains("Hello through Quid", output, StringComparison.Ordinal);
+        lock (resolved) Assert.Equal(["web.quid.test"], resolved);
+    }
+
+    [Fact]
+    public async Task A_refused_destination_gets_the_SOCKS_reply_for_it_and_the_next_request_works()
+    {
+        await using var network = await TestNetwork.StartAsync(30, ThreeNodes);
+        await network.WaitForClientPartnerAsync();
+
+        // Port 1 on loopback: nothing listens, the exit's connect is refused.
+        var (refused, _, errors) = await Curl.RunAsync("--silent", "--show-error", "--max-time", "30",
+            "--socks5-hostname", network.Socks.ToString(), "http://127.0.0.1:1/");
+        Assert.Equal(97, refused); // curl: the proxy refused the connection
+        Assert.True(errors.EndsWith("(5)\n", StringComparison.Ordinal), errors); // SOCKS5 reply 5: connection refused
+
+        var (ok, output, _) = await Curl.RunAsync("--silent", "--max-time", "30", "--socks5-hostname", network.Socks.ToString(), $"{network.Web.BaseUrl}/");
+        Assert.Equal(0, ok);
+        Assert.Contains("Hello through Quid", output, StringComparison.Ordinal);
+    }
+}

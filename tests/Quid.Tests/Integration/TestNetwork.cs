@@ -1,0 +1,84 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Quid.Circuits;
+using Quid.Links;
+using Quid.Node;
+using Quid.Node.Demo;
+using Quid.Wire;
+
+namespace Quid.Tests.Integration;
+
+/// <summary>The offer and request (kbps, 0 for none) of one test node; the first node of a network runs the SOCKS proxy.</summary>
+internal sealed record NodeSpec(int Offer, int Request);
+
+/// <summary>
+/// Real nodes on real sockets, each on its own loopback address from <c>firstAddress</c> on, all
+/// joined through the first; plus a local web server that records who connected.
+/// </summary>
+internal sealed class TestNetwork : IAsyncDisposable
+{
+    private readonly List<QuidNode> _nodes = [];
+    private readonly string _directory = Directory.CreateTempSubdirectory("quid-test-").FullName;
+
+    public IReadOnlyList<QuidNode> Nodes => _nodes;
+    public QuidNode Client => _nodes[0];
+    public LocalWebServer Web { get; } = new(new IPEndPoint(IPAddress.Loopback, 0));
+    public IPEndPoint Socks => Client.SocksEndPoint!;
+
+    public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null, ILoggerFactory? loggers = null)
+    {
+        var network = new TestNetwork();
+        network.Web.Start();
+        try
+        {
+            for (int i = 0; i < specs.Count; i++)
+            {
+                var options = new NodeOptions
+                {
+                    DataDirectory = Path.Combine(network._directory, $"node{i}"),
+                    Listen = new IPEndPoint(new IPAddress([127, 0, 0, (byte)(firstAddress + i)]), 0),
+                    Socks = i == 0 ? new IPEndPoint(IPAddress.Loopback, 0) : null,
+                    Offer = Block.FromKbps(specs[i].Offer),
+                    Request = specs[i].Request == 0 ? null : Block.FromKbps(specs[i].Request),
+                    Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
+                    ExitPolicy = ExitPolicy.AcceptAll,
+                    ExitResolver = exitResolver,
+                    SearchInterval = TimeSpan.FromMilliseconds(100),
+                    Links = new LinkOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) },
+                };
+                network._nodes.Add(await QuidNode.StartAsync(options, loggers ?? NullLoggerFactory.Instance));
+            }
+        }
+        catch
+        {
+            await network.DisposeAsync();
+            throw;
+        }
+        return network;
+    }
+
+    public Task WaitForClientPartnerAsync() =>
+        Eventually.WaitUntilAsync(() => Client.Status().RequestMet, TimeSpan.FromSeconds(20), "the client node's request to be met");
+
+    /// <summary>The loopback addresses of the nodes that grant the client bandwidth: the only ones allowed to exit its streams.</summary>
+    public IReadOnlyList<IPAddress> ClientPartnerAddresses()
+    {
+        var granting = Client.Status().Agreements.Where(a => a.TheyGrant is not null).Select(a => a.Partner).ToHashSet();
+        return [.. _nodes.Where(n => granting.Contains(n.Id)).Select(n => n.LinkEndPoint.Address)];
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _nodes) await node.DisposeAsync();
+        await Web.DisposeAsync();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Leftover temporary files are harmless.
+        }
+    }
+}
