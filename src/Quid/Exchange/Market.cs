@@ -8,6 +8,8 @@ public abstract record MarketAction;
 public sealed record SendMarketMessage(NodeId To, ControlMessage Message) : MarketAction;
 public sealed record AgreementFormed(Agreement Agreement) : MarketAction;
 public sealed record AgreementEnded(Agreement Agreement, AgreementEndReason Reason) : MarketAction;
+/// <summary>Agreements are between linked nodes: link to this candidate, then search again.</summary>
+public sealed record LinkNeeded(Descriptor Candidate) : MarketAction;
 
 public sealed record MarketOptions
 {
@@ -15,6 +17,8 @@ public sealed record MarketOptions
     public TimeSpan ProposalTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>After a refusal, leave that node alone for this long.</summary>
     public TimeSpan RejectionCooldown { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>How long to wait for a link to a chosen candidate before trying another.</summary>
+    public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>How far an agreement's start may be from our clock.</summary>
     public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromMinutes(5);
     public Random Random { get; init; } = Random.Shared;
@@ -32,6 +36,7 @@ public sealed class Market
     private readonly MarketOptions _options;
     private readonly Dictionary<AgreementId, Agreement> _agreements = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _cooldown = [];
+    private (NodeId Id, DateTimeOffset Until)? _awaitingLink;
 
     public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null)
     {
@@ -62,10 +67,11 @@ public sealed class Market
 
     /// <summary>
     /// The seed's loop, run at regular intervals: while our request is unmet and no proposal is
-    /// out, propose to the node whose free block fits our request most tightly and whose own
-    /// request fits our free capacity.
+    /// out, choose among <paramref name="candidates"/> the node whose free block fits our request
+    /// most tightly and whose own request fits our free capacity. If it is linked, propose;
+    /// if not, ask for a link first and propose once it is up.
     /// </summary>
-    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates)
+    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked)
     {
         var actions = new List<MarketAction>();
         ExpireProposals();
@@ -74,29 +80,59 @@ public sealed class Market
 
         var now = _time.GetUtcNow();
         var partners = Active.Select(a => a.Partner).ToHashSet();
-        var best = candidates
+        var eligible = candidates
             .Where(d => d.Id != _identity.Id && !partners.Contains(d.Id) && !d.IsExpired(now))
             .Where(d => !_cooldown.TryGetValue(d.Id, out var until) || until <= now)
             .Where(d => d.LargestFreeBlock is { } free && free >= request)
             .Where(d => d.Request is not { } theirs || Capacity.CanAllocate(theirs))
+            .ToArray();
+
+        if (_awaitingLink is { } awaiting)
+        {
+            if (isLinked(awaiting.Id) && eligible.FirstOrDefault(d => d.Id == awaiting.Id) is { } ready)
+            {
+                _awaitingLink = null;
+                Propose(ready, request, now, actions);
+                return actions;
+            }
+            if (awaiting.Until > now) return actions;
+            _awaitingLink = null;
+            _cooldown[awaiting.Id] = now + _options.RejectionCooldown;
+            eligible = [.. eligible.Where(d => d.Id != awaiting.Id)];
+        }
+
+        var best = eligible
             .GroupBy(d => d.FreeBlocks.Where(b => b >= request).Min())
             .OrderBy(g => g.Key)
             .FirstOrDefault()?
             .ToArray();
         if (best is null || best.Length == 0) return actions;
-        var chosen = best[_options.Random.Next(best.Length)];
+        // Among equally good offers, one we are already linked to saves a link.
+        var linked = best.Where(d => isLinked(d.Id)).ToArray();
+        var pool = linked.Length > 0 ? linked : best;
+        var chosen = pool[_options.Random.Next(pool.Length)];
+        if (!isLinked(chosen.Id))
+        {
+            _awaitingLink = (chosen.Id, now + _options.LinkTimeout);
+            actions.Add(new LinkNeeded(chosen));
+            return actions;
+        }
+        Propose(chosen, request, now, actions);
+        return actions;
+    }
 
+    private void Propose(Descriptor chosen, Block request, DateTimeOffset now, List<MarketAction> actions)
+    {
         Allocation? reserved = null;
         if (chosen.Request is { } theirRequest)
         {
-            if (!Capacity.TryAllocate(theirRequest, out var allocation)) return actions;
+            if (!Capacity.TryAllocate(theirRequest, out var allocation)) return;
             reserved = allocation;
         }
         var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosen.Id, new AgreementProposal(terms, signature)));
-        return actions;
     }
 
     /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>

@@ -30,7 +30,14 @@ public sealed record NodeOptions
     public IPAddress? OutboundBindAddress { get; init; }
     /// <summary>How this node resolves names for streams that exit here; the system resolver by default.</summary>
     public Resolver? ExitResolver { get; init; }
-    /// <summary>How often a node whose request is unmet searches for a partner (the seed's "regular time intervals").</summary>
+    /// <summary>
+    /// Friends-only mode when not empty: each entry is a node id, optionally with where to reach
+    /// it (<c>id@host:port</c>). The node links, searches and trades only with these.
+    /// </summary>
+    public IReadOnlyList<string> Friends { get; init; } = [];
+    /// <summary>How often the node does its upkeep: links, matching, descriptor freshness.</summary>
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>How often a node whose request is unmet floods a search for offers (the seed's "regular time intervals").</summary>
     public TimeSpan SearchInterval { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan DescriptorLifetime { get; init; } = TimeSpan.FromHours(1);
     public LinkOptions Links { get; init; } = new();

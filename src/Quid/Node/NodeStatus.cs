@@ -1,5 +1,6 @@
 using System.Net;
 using Quid.Crypto;
+using Quid.Overlay;
 using Quid.Wire;
 
 namespace Quid.Node;
@@ -7,6 +8,7 @@ namespace Quid.Node;
 /// <summary>A snapshot of what a node is doing, for the CLI, the demo and tests.</summary>
 public sealed record NodeStatus(
     NodeId Id,
+    OverlayRole Role,
     IPEndPoint LinkEndPoint,
     IPEndPoint? SocksEndPoint,
     Block Offer,
@@ -17,8 +19,11 @@ public sealed record NodeStatus(
     IReadOnlyList<NeighbourStatus> Neighbours,
     IReadOnlyList<AgreementStatus> Agreements,
     int Circuits,
-    int KnownPeers);
+    OverlayStatus Overlay);
 
-public sealed record NeighbourStatus(NodeId Id, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived);
+public sealed record NeighbourStatus(NodeId Id, bool Ultrapeer, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived);
 
 public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed, Block? WeGrant, Block? TheyGrant, DateTimeOffset Since);
+
+/// <summary>The sizes of the overlay's tables, each of which has a bound.</summary>
+public sealed record OverlayStatus(int KnownPeers, int QueryRoutes, int SearchResults);

@@ -17,11 +17,13 @@ namespace Quid.Node;
 /// One Quid node: the layers put together. Links carry cells; control messages go to the
 /// overlay and the market, which are state machines guarded by one lock; circuit cells go to the
 /// circuit manager; the SOCKS listener opens streams through partners that grant us bandwidth.
-/// A timer runs the seed's loop: keep enough neighbours, search while the request is unmet,
-/// and keep the descriptor current.
+/// A timer runs the seed's loop: keep the overlay linked, search while the request is unmet,
+/// propose to what the search found, and keep the descriptor current.
 /// </summary>
 public sealed class QuidNode : ILinkHandler, IAsyncDisposable
 {
+    private static readonly TimeSpan PeerCacheInterval = TimeSpan.FromMinutes(1);
+
     private readonly NodeOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -30,9 +32,11 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private readonly Overlay.Overlay _overlay;
     private readonly Market _market;
     private readonly CircuitManager _circuits;
+    private readonly NodeDatabase _database;
     private readonly ConcurrentDictionary<NodeId, Link> _links = new();
     private readonly ConcurrentDictionary<Link, ControlReassembler> _reassemblers = new();
-    private readonly ConcurrentDictionary<string, byte> _dialing = new();
+    private readonly ConcurrentDictionary<IPEndPoint, byte> _dialing = new();
+    private readonly IReadOnlyList<(NodeId Id, string Address)> _friendAddresses;
     private readonly CancellationTokenSource _stopping = new();
     private readonly IPAddress? _bindAddress;
     private LinkListener? _listener;
@@ -40,16 +44,23 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private string _publishedContent = "";
     private DateTimeOffset _publishedAt;
+    private DateTimeOffset _lastSearch;
+    private DateTimeOffset _lastPeerSave;
+    private long _refusedLinks;
 
-    private QuidNode(NodeOptions options, NodeIdentity identity, TimeProvider time, ILoggerFactory loggers)
+    private QuidNode(NodeOptions options, NodeIdentity identity, NodeDatabase database, TimeProvider time, ILoggerFactory loggers)
     {
         _options = options;
         _time = time;
+        _database = database;
         Identity = identity;
         _logger = loggers.CreateLogger("Quid.Node");
         _linkLogger = loggers.CreateLogger("Quid.Links");
         _bindAddress = options.OutboundBindAddress ?? options.SpecificListenAddress;
-        _overlay = new Overlay.Overlay(identity, time, options.Overlay);
+        var friends = options.Friends.Select(ParseFriend).ToList();
+        _friendAddresses = [.. friends.Where(f => f.Address is not null).Select(f => (f.Id, f.Address!))];
+        var overlayOptions = friends.Count == 0 ? options.Overlay : options.Overlay with { Friends = friends.Select(f => f.Id).ToHashSet() };
+        _overlay = new Overlay.Overlay(identity, time, overlayOptions);
         _market = new Market(identity, options.Offer, options.Request, time, options.Market);
         var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
         _circuits = new CircuitManager(options.Circuits, exit, AdmitsCircuitsFrom, time, loggers.CreateLogger("Quid.Circuits"));
@@ -60,6 +71,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public CircuitManager Circuits => _circuits;
+    /// <summary>Links refused after the handshake: not a friend, shunned, or no room.</summary>
+    public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
 
     /// <summary>Creates or loads the identity in the data directory, opens the listeners and joins the network.</summary>
     public static Task<QuidNode> StartAsync(NodeOptions options, ILoggerFactory loggers, TimeProvider? time = null)
@@ -68,26 +81,41 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         if (!OperatingSystem.IsWindows())
             File.SetUnixFileMode(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var identity = IdentityStore.LoadOrCreate(options.DataDirectory, out bool created);
-        var node = new QuidNode(options, identity, time ?? TimeProvider.System, loggers);
+        NodeDatabase? database = null;
         try
         {
+            database = new NodeDatabase(options.DataDirectory);
+            var node = new QuidNode(options, identity, database, time ?? TimeProvider.System, loggers);
             node.Open(created);
+            return Task.FromResult(node);
         }
         catch
         {
+            database?.Dispose();
             identity.Dispose();
             throw;
         }
-        return Task.FromResult(node);
+    }
+
+    private static (NodeId Id, string? Address) ParseFriend(string entry)
+    {
+        var parts = entry.Split('@', 2);
+        if (!NodeId.TryParse(parts[0], out var id))
+            throw new ArgumentException($"Friend '{entry}' is not a node id (32 base32 characters, as 'quid id' prints), optionally followed by @host:port.");
+        return (id, parts.Length == 2 ? parts[1] : null);
     }
 
     private void Open(bool identityCreated)
     {
         _logger.LogInformation("Node {Id} ({Origin})", Id, identityCreated ? "new identity" : "identity loaded");
+        var cached = _database.LoadPeers();
+        lock (_gate) _overlay.AddCachedPeers(cached);
         _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, OnLinkEstablished);
         _listener.Start();
-        _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}",
-            _listener.LocalEndPoint, _options.Offer, _options.Request?.ToString() ?? "nothing (donor)");
+        _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}{Cache}{Friends}",
+            _listener.LocalEndPoint, _options.Offer, _options.Request?.ToString() ?? "nothing (donor)",
+            cached.Count > 0 ? $"; {cached.Count} peers remembered" : "",
+            _overlay.FriendsOnly ? $"; friends only ({_options.Friends.Count})" : "");
         if (_options.Socks is { } socks)
         {
             _socks = new SocksListener(socks, OpenStreamAsync, _time, _logger);
@@ -95,12 +123,13 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             _logger.LogInformation("SOCKS proxy on {EndPoint}", _socks.LocalEndPoint);
         }
         Publish(force: true);
+        _lastPeerSave = _time.GetUtcNow();
         _loop = Task.Run(LoopAsync);
     }
 
     private async Task LoopAsync()
     {
-        using var timer = new PeriodicTimer(_options.SearchInterval, _time);
+        using var timer = new PeriodicTimer(_options.TickInterval, _time);
         do
         {
             try
@@ -127,21 +156,46 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
     }
 
-    /// <summary>One round of upkeep: bootstrap, overlay, the seed's search, descriptor freshness.</summary>
-    internal void Tick()
+    /// <summary>One round of upkeep: bootstrap, overlay, the seed's search and matching, descriptor freshness.</summary>
+    private void Tick()
     {
+        var now = _time.GetUtcNow();
         if (_links.IsEmpty)
+        {
             foreach (var peer in _options.Peers) Dial(peer, null);
-        IReadOnlyList<OverlayAction> overlayActions;
-        IReadOnlyList<MarketAction> marketActions;
+            foreach (var (id, address) in _friendAddresses) Dial(address, id);
+        }
+        var overlayActions = new List<OverlayAction>();
+        IReadOnlyList<MarketAction> marketActions = [];
         lock (_gate)
         {
-            overlayActions = _overlay.Tick();
-            marketActions = _market.Search(_overlay.NeighbourDescriptors.Where(d => _links.ContainsKey(d.Id)));
+            overlayActions.AddRange(_overlay.Tick());
+            if (_market.Request is { } request && !_market.RequestMet)
+            {
+                var canGrant = _market.Capacity.LargestFree;
+                if (now - _lastSearch >= _options.SearchInterval)
+                {
+                    _lastSearch = now;
+                    overlayActions.AddRange(_overlay.Search(request, canGrant).Actions);
+                }
+                marketActions = _market.Search(_overlay.Candidates(request, canGrant), _links.ContainsKey);
+            }
         }
         Execute(overlayActions);
         Execute(marketActions);
         Publish(force: false);
+        if (now - _lastPeerSave >= PeerCacheInterval)
+        {
+            _lastPeerSave = now;
+            SavePeers();
+        }
+    }
+
+    private void SavePeers()
+    {
+        IReadOnlyList<CachedPeer> peers;
+        lock (_gate) peers = _overlay.ExportPeers();
+        _database.SavePeers(peers);
     }
 
     /// <summary>Signs and sends a new descriptor when what it says has changed or it is half way to expiring.</summary>
@@ -152,7 +206,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         {
             var free = _market.Capacity.FreeBlocks;
             var partners = _market.Active.Select(a => a.Partner).Distinct().Order().ToArray();
-            string content = string.Join(',', free) + "|" + string.Join(',', partners);
+            var roles = _overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
+            string content = $"{string.Join(',', free)}|{string.Join(',', partners)}|{roles}";
             var now = _time.GetUtcNow();
             if (!force && content == _publishedContent && now - _publishedAt < _options.DescriptorLifetime / 2) return;
             var descriptor = new Descriptor
@@ -166,6 +221,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 Request = _options.Request,
                 // A node whose capacity is fully granted advertises nothing free: it stops being found.
                 FreeBlocks = free,
+                Roles = roles,
                 ExitPolicy = _options.ExitPolicy,
                 Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
             }.Sign(Identity);
@@ -183,26 +239,51 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             _logger.LogWarning("Peer {Peer} is not host:port; ignoring it", hostAndPort);
             return;
         }
-        if (!_dialing.TryAdd(hostAndPort, 0)) return;
-        _ = DialAsync(hostAndPort, host, port, expected);
+        if (IPAddress.TryParse(host, out var literal))
+        {
+            Dial(new IPEndPoint(literal, port), expected);
+            return;
+        }
+        _ = ResolveAndDialAsync(host, port, expected);
     }
 
-    private async Task DialAsync(string key, string host, int port, NodeId? expected)
+    private async Task ResolveAndDialAsync(string host, int port, NodeId? expected)
     {
         try
         {
-            var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, _stopping.Token).ConfigureAwait(false);
-            var address = addresses.FirstOrDefault(a => _bindAddress is null || a.AddressFamily == _bindAddress.AddressFamily) ?? addresses.First();
-            var link = await Link.ConnectAsync(new IPEndPoint(address, port), _bindAddress, Identity, expected, _options.Links, _time, _linkLogger, _stopping.Token).ConfigureAwait(false);
+            // A bootstrap peer's name is resolved here: this is the node's own overlay traffic, never a user's destination.
+            var addresses = await Dns.GetHostAddressesAsync(host, _stopping.Token).ConfigureAwait(false);
+            var address = addresses.FirstOrDefault(a => _bindAddress is null || a.AddressFamily == _bindAddress.AddressFamily) ?? addresses.FirstOrDefault();
+            if (address is not null) Dial(new IPEndPoint(address, port), expected);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            _logger.LogDebug("Could not resolve peer {Host}: {Reason}", host, e.Message);
+        }
+    }
+
+    private void Dial(IPEndPoint address, NodeId? expected)
+    {
+        if (expected is { } id && (id == Id || _links.ContainsKey(id))) return;
+        if (!_dialing.TryAdd(address, 0)) return;
+        _ = DialAsync(address, expected);
+    }
+
+    private async Task DialAsync(IPEndPoint address, NodeId? expected)
+    {
+        try
+        {
+            var link = await Link.ConnectAsync(address, _bindAddress, Identity, expected, _options.Links, _time, _linkLogger, _stopping.Token).ConfigureAwait(false);
             OnLinkEstablished(link);
         }
-        catch (Exception e) when (e is LinkException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is LinkException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            _logger.LogDebug("Could not link to {Peer}: {Reason}", key, e.Message);
+            _logger.LogDebug("Could not link to {Peer}: {Reason}", address, e.Message);
+            lock (_gate) _overlay.DialFailed(expected, address);
         }
         finally
         {
-            _dialing.TryRemove(key, out _);
+            _dialing.TryRemove(address, out _);
         }
     }
 
@@ -217,8 +298,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     }
 
     /// <summary>
-    /// A handshake finished. When both nodes dialed each other at once, both keep the link the
-    /// node with the smaller id dialed, so exactly one survives.
+    /// A handshake finished. The overlay may refuse the peer (not a friend, shunned, no room).
+    /// When both nodes dialed each other at once, both keep the link the node with the smaller
+    /// id dialed, so exactly one survives.
     /// </summary>
     private void OnLinkEstablished(Link link)
     {
@@ -227,8 +309,17 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             link.Close(null);
             return;
         }
+        IReadOnlyList<OverlayAction> actions;
         lock (_gate)
         {
+            if (_overlay.Refuse(link.PeerId) is { } reason)
+            {
+                Interlocked.Increment(ref _refusedLinks);
+                _logger.LogDebug("Refusing link with {Peer}: {Reason}", link.PeerId.Brief, reason);
+                link.SendControl(new GoodbyeMessage(reason));
+                _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+                return;
+            }
             if (_links.TryGetValue(link.PeerId, out var existing) && existing.State == LinkState.Open)
             {
                 var smaller = Id < link.PeerId ? Id : link.PeerId;
@@ -243,11 +334,10 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             }
             _links[link.PeerId] = link;
             _reassemblers[link] = new ControlReassembler();
+            actions = _overlay.LinkUp(link.PeerId, !link.Outbound, link.RemoteEndPoint);
         }
         _logger.LogInformation("Linked with {Peer} ({Direction} {Remote})", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
         link.Start(this);
-        IReadOnlyList<OverlayAction> actions;
-        lock (_gate) actions = _overlay.LinkUp(link.PeerId);
         Execute(actions);
     }
 
@@ -263,6 +353,14 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         try
         {
             if (reassembler.Add(Cell.Body(cell)) is not { } payload) return;
+            Admission admission;
+            lock (_gate) admission = _overlay.Admit(link.PeerId, ControlCodec.PeekType(payload));
+            if (admission == Admission.Drop) return;
+            if (admission == Admission.Disconnect)
+            {
+                Disconnect(link, GoodbyeReason.Abuse);
+                return;
+            }
             message = ControlCodec.Decode(payload);
         }
         catch (WireException e)
@@ -277,17 +375,14 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     {
         switch (message)
         {
-            case DescriptorMessage or PeersMessage:
+            case GoodbyeMessage goodbye:
+                _logger.LogDebug("{Peer} closes the link: {Reason}", link.PeerId.Brief, goodbye.Reason);
+                lock (_gate) _overlay.Farewell(link.PeerId, goodbye.Reason);
+                link.Close(null);
+                break;
+            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage:
                 IReadOnlyList<OverlayAction> overlayActions;
-                try
-                {
-                    lock (_gate) overlayActions = _overlay.Receive(link.PeerId, message);
-                }
-                catch (OverlayException e)
-                {
-                    _logger.LogInformation("Refused {Message} from {Peer}: {Reason}", message.GetType().Name, link.PeerId.Brief, e.Message);
-                    return;
-                }
+                lock (_gate) overlayActions = _overlay.Receive(link.PeerId, message);
                 Execute(overlayActions);
                 break;
             default:
@@ -298,11 +393,18 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
     }
 
+    private void Disconnect(Link link, GoodbyeReason reason)
+    {
+        _logger.LogInformation("Dropping {Peer}: {Reason}", link.PeerId.Brief, reason);
+        link.SendControl(new GoodbyeMessage(reason));
+        _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+    }
+
     void ILinkHandler.OnClosed(Link link, Exception? reason)
     {
         _reassemblers.TryRemove(link, out _);
         _circuits.OnLinkClosed(link);
-        IReadOnlyList<MarketAction> actions = [];
+        IReadOnlyList<MarketAction> actions;
         lock (_gate)
         {
             if (!_links.TryRemove(new KeyValuePair<NodeId, Link>(link.PeerId, link))) return;
@@ -310,7 +412,6 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             actions = _market.PartnerLost(link.PeerId);
         }
         Execute(actions);
-        if (actions.Count > 0) Publish(force: false);
     }
 
     private void Execute(IReadOnlyList<OverlayAction> actions)
@@ -322,8 +423,18 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 case SendOverlayMessage send:
                     Send(send.To, send.Message);
                     break;
-                case DialPeer dial when !_links.ContainsKey(dial.Id):
-                    Dial(dial.Address.ToString(), dial.Id);
+                case DialPeer dial:
+                    Dial(dial.Address, dial.Id);
+                    break;
+                case DisconnectPeer disconnect when _links.TryGetValue(disconnect.Id, out var link):
+                    Disconnect(link, disconnect.Reason);
+                    break;
+                case MessageRejected rejected:
+                    _logger.LogDebug("Refused a message from {Peer} ({Error}): {Reason}", rejected.From.Brief, rejected.Error, rejected.Reason);
+                    break;
+                case RoleChanged changed:
+                    _logger.LogInformation("This node is now {Role}", changed.Roles.HasFlag(NodeRoles.Ultrapeer) ? "an ultrapeer" : "a leaf");
+                    Publish(force: true);
                     break;
             }
         }
@@ -338,6 +449,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             {
                 case SendMarketMessage send:
                     Send(send.To, send.Message);
+                    break;
+                case LinkNeeded needed when needed.Candidate.Address is { } address:
+                    Dial(address, needed.Candidate.Id);
                     break;
                 case AgreementFormed formed:
                     changed = true;
@@ -385,12 +499,24 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         return _circuits.OpenStreamAsync(firstHops, target, cancellationToken);
     }
 
+    /// <summary>Floods a search for offers now and returns what came back within <paramref name="window"/>.</summary>
+    public async Task<IReadOnlyList<Descriptor>> SearchAsync(Block wanted, Block? canGrant, TimeSpan window, CancellationToken cancellationToken = default)
+    {
+        QueryId query;
+        IReadOnlyList<OverlayAction> actions;
+        lock (_gate) (query, actions) = _overlay.Search(wanted, canGrant);
+        Execute(actions);
+        await Task.Delay(window, _time, cancellationToken).ConfigureAwait(false);
+        lock (_gate) return _overlay.Results(query);
+    }
+
     public NodeStatus Status()
     {
         lock (_gate)
         {
             return new NodeStatus(
                 Id,
+                _overlay.Role,
                 LinkEndPoint,
                 SocksEndPoint,
                 _market.Offer,
@@ -398,14 +524,14 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 _market.RequestMet,
                 _market.ReceivedKbps,
                 _market.Capacity.FreeBlocks,
-                [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived))],
+                [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, _overlay.IsUltrapeer(l.PeerId), l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived))],
                 [.. _market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
                 _circuits.Circuits.Count,
-                _overlay.KnownPeerCount);
+                new OverlayStatus(_overlay.KnownPeerCount, _overlay.QueryRouteCount, _overlay.SearchResultCount));
         }
     }
 
-    /// <summary>Stops listening, ends agreements politely, closes links.</summary>
+    /// <summary>Stops listening, ends agreements politely, remembers peers, closes links.</summary>
     public async ValueTask DisposeAsync()
     {
         if (_stopping.IsCancellationRequested) return;
@@ -418,9 +544,11 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             foreach (var agreement in _market.Active.ToList())
                 goodbyes.AddRange(_market.End(agreement.Id, AgreementEndReason.ShuttingDown));
         foreach (var send in goodbyes.OfType<SendMarketMessage>()) Send(send.To, send.Message);
+        SavePeers();
         // Give the goodbyes a moment to reach the socket before the links close.
         await Task.WhenAll(_links.Values.Select(l => l.DrainAndCloseAsync(TimeSpan.FromSeconds(1)))).ConfigureAwait(false);
         await Task.WhenAll(_links.Values.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
+        _database.Dispose();
         _stopping.Dispose();
         Identity.Dispose();
         _logger.LogInformation("Node {Id} stopped", Id.Brief);

@@ -1,180 +1,540 @@
 using System.Net;
 using Quid.Crypto;
+using Quid.Links;
 using Quid.Wire;
 
 namespace Quid.Overlay;
 
-/// <summary>What the overlay asks its host to do.</summary>
-public abstract record OverlayAction;
-public sealed record SendOverlayMessage(NodeId To, ControlMessage Message) : OverlayAction;
-public sealed record DialPeer(NodeId Id, IPEndPoint Address) : OverlayAction;
+public enum OverlayRole { Leaf, Ultrapeer }
 
-public enum OverlayError { WrongSender, Expired, FromTheFuture, TooLongLived, Stale }
-
-/// <summary>A neighbour sent something the overlay refuses; the message is dropped, never forwarded.</summary>
-public sealed class OverlayException(OverlayError error, string message) : Exception(message)
-{
-    public OverlayError Error { get; } = error;
-}
-
-public sealed record OverlayOptions
-{
-    /// <summary>How many links a node keeps up by dialing known peers.</summary>
-    public int TargetLinks { get; init; } = 8;
-    public int MaxKnownPeers { get; init; } = 2000;
-    public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromMinutes(5);
-    /// <summary>A descriptor may claim to be valid for at most this long.</summary>
-    public TimeSpan MaxDescriptorLifetime { get; init; } = TimeSpan.FromHours(3);
-    public TimeSpan RedialAfter { get; init; } = TimeSpan.FromSeconds(30);
-    public int DialsPerTick { get; init; } = 2;
-    public Random Random { get; init; } = Random.Shared;
-}
+/// <summary>Whether a control message from a neighbour may be decoded at all.</summary>
+public enum Admission { Accept, Drop, Disconnect }
 
 /// <summary>
-/// The overlay of one node, as a state machine: it knows its neighbours and their signed
-/// descriptors, learns of more nodes from them (peer exchange), and asks for links to
-/// known nodes until it has enough neighbours.
+/// The Gnutella-like overlay of one node, as a state machine over messages and time. It keeps
+/// the known peers and their signed descriptors, links enough of them (ultrapeers first),
+/// elects itself ultrapeer when there are too few, floods offer queries among ultrapeers with a
+/// TTL and duplicate suppression, routes hits back, and holds every neighbour to a message rate.
+/// Everything it wants done comes back as <see cref="OverlayAction"/>s.
 /// </summary>
-public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOptions? options = null)
+public sealed class Overlay
 {
-    private readonly OverlayOptions _options = options ?? new OverlayOptions();
-    private readonly Dictionary<NodeId, Peer> _peers = [];
-    private readonly HashSet<NodeId> _neighbours = [];
+    private const int MaxShunned = 1024;
+    private const int MaxOwnSearches = 16;
 
-    private sealed class Peer
+    private readonly NodeIdentity _identity;
+    private readonly TimeProvider _time;
+    private readonly OverlayOptions _options;
+    private readonly PeerTable _peers;
+    private readonly QueryRoutes _routes;
+    private readonly Dictionary<NodeId, Neighbour> _neighbours = [];
+    private readonly HashSet<NodeId> _neighbourIds = [];
+    private readonly Dictionary<NodeId, DateTimeOffset> _shunned = [];
+    private readonly Dictionary<QueryId, OwnSearch> _ownSearches = [];
+    private readonly Dictionary<NodeId, Hit> _hits = [];
+    private readonly DateTimeOffset _started;
+    private DateTimeOffset? _starvedSince;
+    private DateTimeOffset? _idleSince;
+    private TimeSpan _promotionWait;
+    private DateTimeOffset _lastPeerExchange;
+
+    private sealed class Neighbour(NodeId id, bool inbound, OverlayOptions options, TimeProvider time)
     {
-        public Descriptor? Descriptor;
-        public DateTimeOffset LastDial;
+        public NodeId Id { get; } = id;
+        public bool Inbound { get; } = inbound;
+        public TokenBucket LeafQueries { get; } = Bucket(options.LeafQueryRate, time);
+        public TokenBucket UltrapeerQueries { get; } = Bucket(options.UltrapeerQueryRate, time);
+        public TokenBucket Descriptors { get; } = Bucket(options.DescriptorRate, time);
+        public TokenBucket Peers { get; } = Bucket(options.PeersRate, time);
+        public TokenBucket Hits { get; } = Bucket(options.HitRate, time);
+        public double Strikes { get; set; }
+        public long StrikesUpdated { get; set; } = time.GetTimestamp();
+        public bool Introduced { get; set; }
+
+        // What we send is paced to half of what we accept, so honest gossip never earns strikes.
+        public TokenBucket PeersOut { get; } = Half(options.PeersRate, time);
+        public TokenBucket DescriptorsOut { get; } = Half(options.DescriptorRate, time);
+        public Dictionary<NodeId, Descriptor> PendingPeers { get; } = [];
+        public bool DescriptorPending { get; set; }
+
+        private static TokenBucket Bucket(MessageRate rate, TimeProvider time) => new(rate.PerSecond, rate.Burst, time);
+        private static TokenBucket Half(MessageRate rate, TimeProvider time) => new(rate.PerSecond / 2, Math.Max(1, rate.Burst / 2), time);
     }
 
+    private readonly record struct Hit(Descriptor Descriptor, DateTimeOffset Received);
+
+    /// <summary>A search of ours and the nodes it found, bounded by the number of results a query may bring.</summary>
+    private sealed record OwnSearch(DateTimeOffset Started, HashSet<NodeId> Found);
+
+    public Overlay(NodeIdentity identity, TimeProvider time, OverlayOptions? options = null)
+    {
+        _identity = identity;
+        _time = time;
+        _options = options ?? new OverlayOptions();
+        _peers = new PeerTable(_options.MaxKnownPeers);
+        _routes = new QueryRoutes(_options.MaxQueryRoutes, _options.QueryRouteLifetime);
+        _started = time.GetUtcNow();
+        _promotionWait = JitteredPromotionWait();
+    }
+
+    public OverlayRole Role { get; private set; } = OverlayRole.Leaf;
     public Descriptor? Own { get; private set; }
-
-    public IReadOnlyCollection<NodeId> Neighbours => _neighbours;
-
+    public IReadOnlyCollection<NodeId> Neighbours => _neighbourIds;
     public int KnownPeerCount => _peers.Count;
+    public int QueryRouteCount => _routes.Count;
+    public int SearchResultCount => _hits.Count;
+    public bool FriendsOnly => _options.Friends is not null;
 
-    public Descriptor? Find(NodeId id) => _peers.TryGetValue(id, out var peer) ? peer.Descriptor : null;
+    private DateTimeOffset Now => _time.GetUtcNow();
+
+    public Descriptor? Find(NodeId id) => _peers.Find(id)?.Descriptor is { } d && !d.IsExpired(Now) ? d : null;
+
+    public bool IsUltrapeer(NodeId id) => _peers.Find(id) is { } peer && (peer.Descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? peer.Ultrapeer);
+
+    private bool IsFriend(NodeId id) => _options.Friends is not { } friends || friends.Contains(id);
+
+    private int MaxNeighbours => Role == OverlayRole.Ultrapeer ? _options.MaxUltrapeerNeighbours : _options.MaxLeafNeighbours;
 
     /// <summary>The current descriptors of the nodes we are linked to.</summary>
-    public IEnumerable<Descriptor> NeighbourDescriptors
+    public IEnumerable<Descriptor> NeighbourDescriptors =>
+        _neighbourIds.Select(Find).OfType<Descriptor>();
+
+    // ---- Peers remembered across restarts ----
+
+    public void AddCachedPeers(IEnumerable<CachedPeer> cached)
     {
-        get
+        foreach (var c in cached)
         {
-            var now = time.GetUtcNow();
-            foreach (var id in _neighbours)
-                if (_peers.TryGetValue(id, out var peer) && peer.Descriptor is { } d && !d.IsExpired(now))
-                    yield return d;
+            if (c.Id == _identity.Id || !IsFriend(c.Id)) continue;
+            var peer = _peers.GetOrAdd(c.Id, _neighbourIds);
+            peer.Address ??= c.Address;
+            if (c.LastSeen > peer.LastSeen) peer.LastSeen = c.LastSeen;
+            peer.Failures = c.Failures;
+            peer.Ultrapeer |= c.Ultrapeer;
         }
     }
 
-    /// <summary>Adopts a new own descriptor and sends it to every neighbour.</summary>
+    public IReadOnlyList<CachedPeer> ExportPeers() =>
+        [.. _peers.All.Where(p => p.Address is not null).Select(p => new CachedPeer(p.Id, p.Address!, p.LastSeen, p.Failures, IsUltrapeer(p.Id)))];
+
+    // ---- Our own descriptor ----
+
+    /// <summary>Adopts a new own descriptor and sends it to every neighbour, as fast as each accepts descriptors.</summary>
     public IReadOnlyList<OverlayAction> Publish(Descriptor own)
     {
         Own = own;
-        var message = new DescriptorMessage(own);
-        return [.. _neighbours.Select(n => new SendOverlayMessage(n, message))];
-    }
-
-    public IReadOnlyList<OverlayAction> LinkUp(NodeId neighbour)
-    {
-        _neighbours.Add(neighbour);
-        if (!_peers.ContainsKey(neighbour)) Remember(neighbour, null);
         var actions = new List<OverlayAction>();
-        if (Own is not null) actions.Add(new SendOverlayMessage(neighbour, new DescriptorMessage(Own)));
-        var others = NeighbourDescriptors.Where(d => d.Id != neighbour).Take(PeersMessage.MaxDescriptors).ToArray();
-        if (others.Length > 0) actions.Add(new SendOverlayMessage(neighbour, new PeersMessage(others)));
+        foreach (var neighbour in _neighbours.Values)
+        {
+            neighbour.DescriptorPending = true;
+            Flush(neighbour, actions);
+        }
         return actions;
     }
 
-    public void LinkDown(NodeId neighbour) => _neighbours.Remove(neighbour);
+    /// <summary>Queues descriptors for a neighbour's next Peers message.</summary>
+    private void QueuePeers(Neighbour neighbour, IEnumerable<Descriptor> descriptors, List<OverlayAction> actions)
+    {
+        foreach (var d in descriptors)
+        {
+            if (d.Id == neighbour.Id) continue;
+            if (neighbour.PendingPeers.Count >= PeersMessage.MaxDescriptors && !neighbour.PendingPeers.ContainsKey(d.Id)) break;
+            neighbour.PendingPeers[d.Id] = d;
+        }
+        Flush(neighbour, actions);
+    }
 
-    /// <summary>Handles an overlay message from a neighbour; refused content raises <see cref="OverlayException"/>.</summary>
+    /// <summary>Sends what is pending for a neighbour, within the pace it accepts.</summary>
+    private void Flush(Neighbour neighbour, List<OverlayAction> actions)
+    {
+        if (neighbour.DescriptorPending && Own is not null && neighbour.DescriptorsOut.TryTake())
+        {
+            neighbour.DescriptorPending = false;
+            actions.Add(new SendOverlayMessage(neighbour.Id, new DescriptorMessage(Own)));
+        }
+        var now = Now;
+        if (neighbour.PendingPeers.Count > 0 && neighbour.PeersOut.TryTake())
+        {
+            var fresh = neighbour.PendingPeers.Values.Where(d => !d.IsExpired(now)).ToArray();
+            neighbour.PendingPeers.Clear();
+            if (fresh.Length > 0) actions.Add(new SendOverlayMessage(neighbour.Id, new PeersMessage(fresh)));
+        }
+    }
+
+    // ---- Links ----
+
+    /// <summary>Whether a link with <paramref name="peer"/> may stay up; the reason if not.</summary>
+    public GoodbyeReason? Refuse(NodeId peer)
+    {
+        if (!IsFriend(peer)) return GoodbyeReason.NotAFriend;
+        if (_shunned.TryGetValue(peer, out var until) && until > Now) return GoodbyeReason.Abuse;
+        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours) return GoodbyeReason.Full;
+        return null;
+    }
+
+    public IReadOnlyList<OverlayAction> LinkUp(NodeId neighbour, bool inbound, IPEndPoint remote)
+    {
+        _neighbours[neighbour] = new Neighbour(neighbour, inbound, _options, _time);
+        _neighbourIds.Add(neighbour);
+        var peer = _peers.GetOrAdd(neighbour, _neighbourIds);
+        peer.LastSeen = Now;
+        peer.Failures = 0;
+        // An inbound link comes from an ephemeral port: only a descriptor says where to dial.
+        if (!inbound) peer.Address ??= remote;
+
+        var actions = new List<OverlayAction>();
+        var state = _neighbours[neighbour];
+        state.DescriptorPending = true;
+        QueuePeers(state, PeerSample(exclude: neighbour), actions);
+        return actions;
+    }
+
+    public void LinkDown(NodeId neighbour)
+    {
+        _neighbours.Remove(neighbour);
+        _neighbourIds.Remove(neighbour);
+    }
+
+    /// <summary>The peer closed the link with a goodbye; an ultrapeer that is full is left alone for a while.</summary>
+    public void Farewell(NodeId id, GoodbyeReason reason)
+    {
+        if (reason == GoodbyeReason.Full && _peers.Find(id) is { } peer) peer.FullUntil = Now + _options.RedialAfter * 10;
+    }
+
+    public void DialFailed(NodeId? id, IPEndPoint address)
+    {
+        var peer = id is { } known ? _peers.Find(known) : _peers.All.FirstOrDefault(p => address.Equals(p.Address));
+        if (peer is not null) peer.Failures++;
+    }
+
+    // ---- Messages ----
+
+    /// <summary>
+    /// Rate-limits a neighbour's overlay messages by type before they are decoded, so a flood
+    /// costs little: an excess message is dropped and earns a strike; too many strikes and the
+    /// neighbour is dropped and shunned.
+    /// </summary>
+    public Admission Admit(NodeId from, ControlType type)
+    {
+        if (!_neighbours.TryGetValue(from, out var neighbour)) return Admission.Drop;
+        var bucket = type switch
+        {
+            ControlType.Query => IsUltrapeer(from) ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
+            ControlType.QueryHit => neighbour.Hits,
+            ControlType.Descriptor => neighbour.Descriptors,
+            ControlType.Peers => neighbour.Peers,
+            _ => null,
+        };
+        if (bucket is null || bucket.TryTake()) return Admission.Accept;
+        // An ultrapeer relays for many others, so its excess is more likely load than malice.
+        return Strike(neighbour, IsUltrapeer(from) ? 0.1 : 1) ? Admission.Disconnect : Admission.Drop;
+    }
+
+    /// <summary>Adds a strike; true when the neighbour is now over the limit and shunned.</summary>
+    private bool Strike(Neighbour neighbour, double weight = 1)
+    {
+        long now = _time.GetTimestamp();
+        neighbour.Strikes = Math.Max(0, neighbour.Strikes - _time.GetElapsedTime(neighbour.StrikesUpdated, now).TotalSeconds) + weight;
+        neighbour.StrikesUpdated = now;
+        if (neighbour.Strikes < _options.StrikeLimit) return false;
+        Shun(neighbour.Id);
+        return true;
+    }
+
+    private void Shun(NodeId id)
+    {
+        if (_shunned.Count >= MaxShunned)
+            foreach (var expired in _shunned.Where(s => s.Value <= Now).Select(s => s.Key).ToList()) _shunned.Remove(expired);
+        if (_shunned.Count < MaxShunned) _shunned[id] = Now + _options.ShunFor;
+    }
+
+    /// <summary>Handles an admitted overlay message from a neighbour.</summary>
     public IReadOnlyList<OverlayAction> Receive(NodeId from, ControlMessage message)
     {
+        var actions = new List<OverlayAction>();
+        if (!_neighbours.TryGetValue(from, out var neighbour)) return actions;
         switch (message)
         {
             case DescriptorMessage { Descriptor: var descriptor }:
-                if (descriptor.Id != from) throw new OverlayException(OverlayError.WrongSender, $"{from.Brief} sent a descriptor for {descriptor.Id.Brief} as its own.");
-                bool firstFromNeighbour = Find(from) is null;
-                Accept(descriptor);
-                // Introduce a new neighbour to the others, so they can link to it directly.
-                if (firstFromNeighbour)
+                if (descriptor.Id != from)
                 {
-                    var introduction = new PeersMessage([descriptor]);
-                    return [.. _neighbours.Where(n => n != from).Select(n => new SendOverlayMessage(n, introduction))];
+                    Reject(neighbour, OverlayError.WrongSender, $"{from.Brief} sent {descriptor.Id.Brief}'s descriptor as its own", actions);
+                    break;
+                }
+                bool wasUltrapeer = IsUltrapeer(from);
+                if (!TryAccept(neighbour, descriptor, actions)) break;
+                // Introduce a new neighbour, or one that just became an ultrapeer, to the others,
+                // so that they can link to it directly.
+                bool becameUltrapeer = !wasUltrapeer && IsUltrapeer(from);
+                if ((!neighbour.Introduced || becameUltrapeer) && descriptor.Address is not null)
+                {
+                    neighbour.Introduced = true;
+                    foreach (var other in _neighbours.Values.Where(n => n.Id != from)) QueuePeers(other, [descriptor], actions);
                 }
                 break;
             case PeersMessage { Descriptors: var descriptors }:
                 foreach (var d in descriptors)
-                {
-                    if (d.Id == identity.Id || _neighbours.Contains(d.Id)) continue;
-                    try
-                    {
-                        Accept(d);
-                    }
-                    catch (OverlayException e) when (e.Error == OverlayError.Stale)
-                    {
-                        // Hearsay older than what we hold is normal in peer exchange, not abuse.
-                    }
-                }
+                    if (d.Id != _identity.Id && !_neighbourIds.Contains(d.Id)) TryAccept(neighbour, d, actions, hearsay: true);
+                break;
+            case QueryMessage query:
+                OnQuery(neighbour, query, actions);
+                break;
+            case QueryHitMessage hit:
+                OnHit(neighbour, hit, actions);
                 break;
         }
-        return [];
+        return actions;
     }
 
-    private void Accept(Descriptor descriptor)
+    private void Reject(Neighbour neighbour, OverlayError error, string reason, List<OverlayAction> actions)
     {
-        var now = time.GetUtcNow();
-        if (descriptor.IsExpired(now)) throw new OverlayException(OverlayError.Expired, $"Descriptor of {descriptor.Id.Brief} expired at {descriptor.Expires:u}.");
-        if (descriptor.Published > now + _options.MaxClockSkew)
-            throw new OverlayException(OverlayError.FromTheFuture, $"Descriptor of {descriptor.Id.Brief} is published in the future ({descriptor.Published:u}).");
-        if (descriptor.Expires - descriptor.Published > _options.MaxDescriptorLifetime)
-            throw new OverlayException(OverlayError.TooLongLived, $"Descriptor of {descriptor.Id.Brief} claims validity beyond {_options.MaxDescriptorLifetime.TotalHours:0} h.");
-        if (_peers.TryGetValue(descriptor.Id, out var known) && known.Descriptor is { } current && current.Published > descriptor.Published)
-            throw new OverlayException(OverlayError.Stale, $"Descriptor of {descriptor.Id.Brief} is older than the one we hold.");
-        Remember(descriptor.Id, descriptor);
+        actions.Add(new MessageRejected(neighbour.Id, error, reason));
+        if (Strike(neighbour)) actions.Add(new DisconnectPeer(neighbour.Id, GoodbyeReason.Abuse));
     }
 
-    private void Remember(NodeId id, Descriptor? descriptor)
+    /// <summary>
+    /// Stores a descriptor that is current and no older than what we hold. Hearsay (peer
+    /// exchange, hits) that is merely older is normal in a gossiping network, not abuse.
+    /// </summary>
+    private bool TryAccept(Neighbour from, Descriptor descriptor, List<OverlayAction> actions, bool hearsay = false)
     {
-        if (_peers.TryGetValue(id, out var peer))
+        var error = Check(descriptor);
+        if (error is null && !IsFriend(descriptor.Id)) return false;
+        if (error is { } e)
         {
-            if (descriptor is not null) peer.Descriptor = descriptor;
+            if (!(hearsay && e == OverlayError.Stale)) Reject(from, e, $"descriptor of {descriptor.Id.Brief}: {e}", actions);
+            return false;
+        }
+        var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
+        peer.Descriptor = descriptor;
+        peer.Address = descriptor.Address ?? peer.Address;
+        peer.Ultrapeer = descriptor.Roles.HasFlag(NodeRoles.Ultrapeer);
+        if (descriptor.Published > peer.LastSeen) peer.LastSeen = descriptor.Published;
+        return true;
+    }
+
+    private OverlayError? Check(Descriptor descriptor)
+    {
+        var now = Now;
+        if (descriptor.IsExpired(now)) return OverlayError.Expired;
+        if (descriptor.Published > now + _options.MaxClockSkew) return OverlayError.FromTheFuture;
+        if (descriptor.Expires - descriptor.Published > _options.MaxDescriptorLifetime) return OverlayError.TooLongLived;
+        if (_peers.Find(descriptor.Id)?.Descriptor is { } current && current.Published > descriptor.Published) return OverlayError.Stale;
+        return null;
+    }
+
+    // ---- Search ----
+
+    /// <summary>
+    /// Starts a search for offers of at least <paramref name="wanted"/> whose request fits in
+    /// <paramref name="canGrant"/>. It goes to our ultrapeers (or, in a network too young to
+    /// have any, to every neighbour), and in friends-only mode only to friends.
+    /// </summary>
+    public (QueryId Id, IReadOnlyList<OverlayAction> Actions) Search(Block wanted, Block? canGrant)
+    {
+        var id = QueryId.New();
+        var now = Now;
+        foreach (var stale in _ownSearches.Where(s => s.Value.Started + _options.SearchResultLifetime <= now).Select(s => s.Key).ToList()) _ownSearches.Remove(stale);
+        if (_ownSearches.Count >= MaxOwnSearches) _ownSearches.Remove(_ownSearches.MinBy(s => s.Value.Started).Key);
+        _ownSearches[id] = new OwnSearch(now, []);
+        _routes.TryAdd(id, _identity.Id, now);
+
+        // Our own leaves and neighbours answer at once, without a message.
+        foreach (var d in NeighbourDescriptors.Where(d => Matches(d, wanted, canGrant))) RememberHit(d, id);
+
+        var query = new QueryMessage(id, _options.QueryTtl, 0, wanted, canGrant, _options.MaxResults);
+        var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
+        var targets = ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
+        return (id, [.. targets.Select(n => new SendOverlayMessage(n, query))]);
+    }
+
+    /// <summary>Offers that match, from neighbours and recent search hits: the market's candidates.</summary>
+    public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant)
+    {
+        var now = Now;
+        var found = new Dictionary<NodeId, Descriptor>();
+        foreach (var d in NeighbourDescriptors) found[d.Id] = d;
+        foreach (var hit in _hits.Values)
+            if (hit.Received + _options.SearchResultLifetime > now && !hit.Descriptor.IsExpired(now)) found.TryAdd(hit.Descriptor.Id, Find(hit.Descriptor.Id) ?? hit.Descriptor);
+        return [.. found.Values.Where(d => d.Id != _identity.Id && IsFriend(d.Id) && Matches(d, wanted, canGrant))];
+    }
+
+    /// <summary>The offers a given search of ours has found so far.</summary>
+    public IReadOnlyList<Descriptor> Results(QueryId query) =>
+        _ownSearches.TryGetValue(query, out var search)
+            ? [.. search.Found.Select(id => _hits.TryGetValue(id, out var hit) ? hit.Descriptor : null).OfType<Descriptor>().Where(d => !d.IsExpired(Now))]
+            : [];
+
+    public static bool Matches(Descriptor d, Block wanted, Block? canGrant) =>
+        d.LargestFreeBlock is { } free && free >= wanted && (d.Request is not { } theirs || (canGrant is { } can && theirs <= can));
+
+    private void OnQuery(Neighbour from, QueryMessage query, List<OverlayAction> actions)
+    {
+        var now = Now;
+        if (!_routes.TryAdd(query.Id, from.Id, now)) return; // a copy that came another way
+        bool ultrapeer = Role == OverlayRole.Ultrapeer;
+
+        // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current.
+        var answers = new List<Descriptor>();
+        if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
+        if (ultrapeer)
+            answers.AddRange(_neighbourIds.Where(n => n != from.Id && !IsUltrapeer(n)).Select(Find).OfType<Descriptor>()
+                .Where(d => Matches(d, query.Wanted, query.CanGrant)));
+        var reply = answers.Take(query.MaxResults).ToArray();
+        if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
+
+        // Enough answers here, or the TTL is spent, or we are a leaf: the query stops.
+        if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
+        var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
+        actions.AddRange(_neighbourIds.Where(n => n != from.Id && IsUltrapeer(n)).Select(n => new SendOverlayMessage(n, forward)));
+    }
+
+    private void OnHit(Neighbour from, QueryHitMessage hit, List<OverlayAction> actions)
+    {
+        var now = Now;
+        if (!_routes.TryGet(hit.Query, now, out var back) || back == from.Id)
+        {
+            Reject(from, OverlayError.UnknownQuery, $"hit for query {hit.Query} that we never sent that way", actions);
             return;
         }
-        if (_peers.Count >= _options.MaxKnownPeers) EvictOne();
-        _peers[id] = new Peer { Descriptor = descriptor };
+        var valid = hit.Descriptors.Where(d => Check(d) is null or OverlayError.Stale).ToArray();
+        if (valid.Length < hit.Descriptors.Count)
+            Reject(from, OverlayError.Expired, $"hit for {hit.Query} carried {hit.Descriptors.Count - valid.Length} invalid descriptors", actions);
+        if (valid.Length == 0) return;
+        if (back == _identity.Id)
+        {
+            foreach (var d in valid)
+                if (d.Id != _identity.Id && IsFriend(d.Id)) RememberHit(d, hit.Query);
+            return;
+        }
+        // Not ours: pass the valid ones back the way the query came; never forward what we refused.
+        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, valid)));
     }
 
-    /// <summary>Makes room by forgetting the non-neighbour whose descriptor is oldest.</summary>
-    private void EvictOne()
+    private void RememberHit(Descriptor descriptor, QueryId query)
     {
-        var victim = _peers.Where(p => !_neighbours.Contains(p.Key))
-            .OrderBy(p => p.Value.Descriptor?.Published ?? DateTimeOffset.MinValue)
-            .Select(p => (NodeId?)p.Key)
-            .FirstOrDefault();
-        if (victim is { } id) _peers.Remove(id);
+        if (!_hits.ContainsKey(descriptor.Id) && _hits.Count >= _options.MaxSearchResults)
+            _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
+        _hits[descriptor.Id] = new Hit(descriptor, Now);
+        if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(descriptor.Id);
+        var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
+        if (peer.Descriptor is null || peer.Descriptor.Published <= descriptor.Published) peer.Descriptor = descriptor;
+        peer.Address = descriptor.Address ?? peer.Address;
     }
 
-    /// <summary>Regular upkeep: forget expired descriptors, and ask for links while below the target.</summary>
+    // ---- Upkeep ----
+
+    /// <summary>Regular upkeep: age out peers and hits, elect or resign as ultrapeer, link enough peers, exchange peers.</summary>
     public IReadOnlyList<OverlayAction> Tick()
     {
-        var now = time.GetUtcNow();
-        foreach (var id in _peers.Where(p => !_neighbours.Contains(p.Key) && (p.Value.Descriptor is null || p.Value.Descriptor.IsExpired(now))).Select(p => p.Key).ToList())
-            _peers.Remove(id);
-
+        var now = Now;
         var actions = new List<OverlayAction>();
-        int wanted = Math.Min(_options.DialsPerTick, _options.TargetLinks - _neighbours.Count);
-        if (wanted <= 0) return actions;
-        var candidates = _peers
-            .Where(p => p.Key != identity.Id && !_neighbours.Contains(p.Key) && p.Value.Descriptor?.Address is not null && now - p.Value.LastDial >= _options.RedialAfter)
-            .ToArray();
-        _options.Random.Shuffle(candidates);
-        foreach (var (id, peer) in candidates.Take(wanted))
+        _routes.Expire(now);
+        foreach (var stale in _hits.Where(h => h.Value.Received + _options.SearchResultLifetime <= now || h.Value.Descriptor.IsExpired(now)).Select(h => h.Key).ToList())
+            _hits.Remove(stale);
+        foreach (var peer in _peers.All.Where(p => !_neighbourIds.Contains(p.Id)).ToList())
+        {
+            if (peer.Descriptor?.IsExpired(now) == true) peer.Descriptor = null;
+            if (peer.Failures >= _options.MaxDialFailures || (peer.Address is null && peer.Descriptor is null) || now - peer.LastSeen > _options.MaxPeerAge)
+                _peers.Remove(peer.Id);
+        }
+        foreach (var expired in _shunned.Where(s => s.Value <= now).Select(s => s.Key).ToList()) _shunned.Remove(expired);
+
+        ElectRole(now, actions);
+        Dial(now, actions);
+
+        if (now - _lastPeerExchange >= _options.PeerExchangeInterval && _neighbours.Count > 0)
+        {
+            _lastPeerExchange = now;
+            var neighbours = _neighbours.Values.ToArray();
+            _options.Random.Shuffle(neighbours);
+            foreach (var n in neighbours.Take(2)) QueuePeers(n, PeerSample(exclude: n.Id), actions);
+        }
+        foreach (var neighbour in _neighbours.Values) Flush(neighbour, actions);
+        return actions;
+    }
+
+    private int UltrapeerNeighbours => _neighbourIds.Count(IsUltrapeer);
+
+    private IEnumerable<KnownPeer> Dialable(DateTimeOffset now) => _peers.All.Where(p =>
+        p.Id != _identity.Id && p.Address is not null && !_neighbourIds.Contains(p.Id) && IsFriend(p.Id)
+        && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now));
+
+    /// <summary>Ultrapeers we are linked to or could link to: neither failing to answer nor full.</summary>
+    private int UsableUltrapeers(DateTimeOffset now) => _peers.All.Count(p =>
+        p.Id != _identity.Id && IsUltrapeer(p.Id) && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)));
+
+    /// <summary>
+    /// A capable leaf that knows too few usable ultrapeers for a while becomes one; an
+    /// ultrapeer that serves no leaf while enough others exist becomes a leaf again. The wait
+    /// is jittered and news of a new ultrapeer spreads faster than the jitter, so a crowd of
+    /// new nodes does not all promote at once.
+    /// </summary>
+    private void ElectRole(DateTimeOffset now, List<OverlayAction> actions)
+    {
+        bool capable = _options.UltrapeerCapable && !FriendsOnly && Own?.Address is not null
+            && Own.Offer >= _options.UltrapeerMinOffer && now - _started >= _options.UltrapeerMinUptime;
+        if (Role == OverlayRole.Leaf)
+        {
+            bool starved = UltrapeerNeighbours < _options.LeafUltrapeers && UsableUltrapeers(now) < _options.LeafUltrapeers;
+            if (!capable || !starved)
+            {
+                _starvedSince = null;
+                return;
+            }
+            _starvedSince ??= now;
+            if (now - _starvedSince < _promotionWait) return;
+            Role = OverlayRole.Ultrapeer;
+            _idleSince = null;
+            actions.Add(new RoleChanged(NodeRoles.Ultrapeer));
+            return;
+        }
+        bool idle = _neighbourIds.All(IsUltrapeer) && UltrapeerNeighbours >= _options.LeafUltrapeers;
+        if (capable && !idle)
+        {
+            _idleSince = null;
+            return;
+        }
+        _idleSince ??= now;
+        if (capable && now - _idleSince < _options.DemotionDelay) return;
+        Role = OverlayRole.Leaf;
+        _starvedSince = null;
+        _promotionWait = JitteredPromotionWait();
+        actions.Add(new RoleChanged(NodeRoles.None));
+    }
+
+    private TimeSpan JitteredPromotionWait() => _options.PromotionDelay * (1 + 3 * _options.Random.NextDouble());
+
+    private void Dial(DateTimeOffset now, List<OverlayAction> actions)
+    {
+        int budget = _options.DialsPerTick;
+        int wantUltrapeers = (Role == OverlayRole.Leaf ? _options.LeafUltrapeers : _options.UltrapeerLinks) - UltrapeerNeighbours;
+        var dialable = Dialable(now).ToArray();
+        _options.Random.Shuffle(dialable);
+        foreach (var peer in dialable.Where(p => IsUltrapeer(p.Id)).Take(Math.Min(budget, Math.Max(0, wantUltrapeers))))
         {
             peer.LastDial = now;
-            actions.Add(new DialPeer(id, peer.Descriptor!.Address!));
+            actions.Add(new DialPeer(peer.Id, peer.Address!));
+            budget--;
         }
-        return actions;
+        int wantAny = _options.MinNeighbours - _neighbourIds.Count - (_options.DialsPerTick - budget);
+        foreach (var peer in dialable.Where(p => p.LastDial != now).Take(Math.Min(budget, Math.Max(0, wantAny))))
+        {
+            peer.LastDial = now;
+            actions.Add(new DialPeer(peer.Id, peer.Address!));
+        }
+    }
+
+    /// <summary>Descriptors worth passing on: reachable ultrapeers first, then others, all current.</summary>
+    private Descriptor[] PeerSample(NodeId exclude)
+    {
+        var now = Now;
+        var usable = _peers.All
+            .Select(p => p.Descriptor)
+            .OfType<Descriptor>()
+            .Where(d => d.Id != exclude && d.Address is not null && !d.IsExpired(now))
+            .ToArray();
+        _options.Random.Shuffle(usable);
+        return [.. usable.OrderByDescending(d => d.Roles.HasFlag(NodeRoles.Ultrapeer)).Take(Math.Min(_options.PeerExchangeSize, PeersMessage.MaxDescriptors))];
     }
 }

@@ -20,6 +20,46 @@ public sealed record PeersMessage(IReadOnlyList<Descriptor> Descriptors) : Contr
     public const int MaxDescriptors = 32;
 }
 
+/// <summary>16 random bytes naming one search, so ultrapeers can drop copies and route hits back.</summary>
+public readonly record struct QueryId(UInt128 Value)
+{
+    public const int Size = 16;
+
+    public QueryId(ReadOnlySpan<byte> bytes) : this(System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(bytes)) { }
+
+    public static QueryId New() => new(System.Security.Cryptography.RandomNumberGenerator.GetBytes(Size));
+
+    public void WriteTo(Span<byte> destination) => System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(destination, Value);
+
+    public override string ToString() => Value.ToString("x32", System.Globalization.CultureInfo.InvariantCulture)[..8];
+}
+
+/// <summary>
+/// A search for offers, flooded among ultrapeers: nodes with a free block of at least
+/// <see cref="Wanted"/> whose own request fits in <see cref="CanGrant"/> (the searcher's largest
+/// free block; none means the searcher can only serve donors).
+/// </summary>
+public sealed record QueryMessage(QueryId Id, byte Ttl, byte Hops, Block Wanted, Block? CanGrant, byte MaxResults) : ControlMessage
+{
+    public const byte MaxTtl = 7;
+    public const byte MaxResultsLimit = 16;
+}
+
+/// <summary>Signed descriptors answering a query, travelling back the way the query came.</summary>
+public sealed record QueryHitMessage(QueryId Query, IReadOnlyList<Descriptor> Descriptors) : ControlMessage;
+
+public enum GoodbyeReason : byte
+{
+    Full = 1,
+    NotAFriend = 2,
+    Abuse = 3,
+    ShuttingDown = 4,
+    Duplicate = 5,
+}
+
+/// <summary>Sent just before closing a link on purpose, so the other side knows why and whether to come back.</summary>
+public sealed record GoodbyeMessage(GoodbyeReason Reason) : ControlMessage;
+
 public sealed record AgreementProposal(AgreementTerms Terms, byte[] ProposerSignature) : ControlMessage;
 
 public sealed record AgreementAcceptance(AgreementId Agreement, byte[] AcceptorSignature) : ControlMessage;
@@ -43,18 +83,22 @@ public enum AgreementEndReason : byte
 
 public sealed record AgreementEnd(AgreementId Agreement, AgreementEndReason Reason) : ControlMessage;
 
+/// <summary>The first byte of every control message.</summary>
+public enum ControlType : byte
+{
+    Descriptor = 1,
+    Peers = 2,
+    Query = 3,
+    QueryHit = 4,
+    Goodbye = 5,
+    AgreementProposal = 16,
+    AgreementAcceptance = 17,
+    AgreementRejection = 18,
+    AgreementEnd = 19,
+}
+
 public static class ControlCodec
 {
-    private enum MessageType : byte
-    {
-        Descriptor = 1,
-        Peers = 2,
-        AgreementProposal = 16,
-        AgreementAcceptance = 17,
-        AgreementRejection = 18,
-        AgreementEnd = 19,
-    }
-
     public static byte[] Encode(ControlMessage message)
     {
         var buffer = new byte[EncodedLength(message)];
@@ -62,35 +106,48 @@ public static class ControlCodec
         switch (message)
         {
             case DescriptorMessage m:
-                writer.WriteByte((byte)MessageType.Descriptor);
+                writer.WriteByte((byte)ControlType.Descriptor);
                 writer.WriteBytes(m.Descriptor.Encoded);
                 break;
             case PeersMessage m:
-                writer.WriteByte((byte)MessageType.Peers);
-                writer.WriteByte((byte)m.Descriptors.Count);
-                foreach (var d in m.Descriptors)
-                {
-                    writer.WriteUInt16((ushort)d.Encoded.Length);
-                    writer.WriteBytes(d.Encoded);
-                }
+                writer.WriteByte((byte)ControlType.Peers);
+                WriteDescriptors(ref writer, m.Descriptors);
+                break;
+            case QueryMessage m:
+                writer.WriteByte((byte)ControlType.Query);
+                m.Id.WriteTo(writer.Reserve(QueryId.Size));
+                writer.WriteByte(m.Ttl);
+                writer.WriteByte(m.Hops);
+                writer.WriteByte(m.Wanted.Order);
+                writer.WriteByte(Block.Encode(m.CanGrant));
+                writer.WriteByte(m.MaxResults);
+                break;
+            case QueryHitMessage m:
+                writer.WriteByte((byte)ControlType.QueryHit);
+                m.Query.WriteTo(writer.Reserve(QueryId.Size));
+                WriteDescriptors(ref writer, m.Descriptors);
+                break;
+            case GoodbyeMessage m:
+                writer.WriteByte((byte)ControlType.Goodbye);
+                writer.WriteByte((byte)m.Reason);
                 break;
             case AgreementProposal m:
-                writer.WriteByte((byte)MessageType.AgreementProposal);
+                writer.WriteByte((byte)ControlType.AgreementProposal);
                 m.Terms.Encode(ref writer);
                 writer.WriteBytes(m.ProposerSignature);
                 break;
             case AgreementAcceptance m:
-                writer.WriteByte((byte)MessageType.AgreementAcceptance);
+                writer.WriteByte((byte)ControlType.AgreementAcceptance);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteBytes(m.AcceptorSignature);
                 break;
             case AgreementRejection m:
-                writer.WriteByte((byte)MessageType.AgreementRejection);
+                writer.WriteByte((byte)ControlType.AgreementRejection);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte((byte)m.Reason);
                 break;
             case AgreementEnd m:
-                writer.WriteByte((byte)MessageType.AgreementEnd);
+                writer.WriteByte((byte)ControlType.AgreementEnd);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte((byte)m.Reason);
                 break;
@@ -104,6 +161,9 @@ public static class ControlCodec
     {
         DescriptorMessage m => m.Descriptor.Encoded.Length,
         PeersMessage m => 1 + m.Descriptors.Sum(d => 2 + d.Encoded.Length),
+        QueryMessage => QueryId.Size + 5,
+        QueryHitMessage m => QueryId.Size + 1 + m.Descriptors.Sum(d => 2 + d.Encoded.Length),
+        GoodbyeMessage => 1,
         AgreementProposal => AgreementTerms.EncodedSize + NodeIdentity.SignatureSize,
         AgreementAcceptance => AgreementTerms.IdSize + NodeIdentity.SignatureSize,
         AgreementRejection or AgreementEnd => AgreementTerms.IdSize + 1,
@@ -114,28 +174,57 @@ public static class ControlCodec
     {
         if (payload.Length > ControlMessage.MaxSize) throw new WireException(WireError.Oversized, $"Control message of {payload.Length} bytes exceeds {ControlMessage.MaxSize}.");
         var reader = new WireReader(payload);
-        var type = (MessageType)reader.ReadByte();
+        var type = (ControlType)reader.ReadByte();
         ControlMessage message = type switch
         {
-            MessageType.Descriptor => new DescriptorMessage(Descriptor.Decode(reader.ReadBytes(reader.Remaining))),
-            MessageType.Peers => DecodePeers(ref reader),
-            MessageType.AgreementProposal => new AgreementProposal(AgreementTerms.Decode(ref reader), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
-            MessageType.AgreementAcceptance => new AgreementAcceptance(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
-            MessageType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),
-            MessageType.AgreementEnd => new AgreementEnd(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementEndReason>(ref reader)),
+            ControlType.Descriptor => new DescriptorMessage(Descriptor.Decode(reader.ReadBytes(reader.Remaining))),
+            ControlType.Peers => new PeersMessage(ReadDescriptors(ref reader, PeersMessage.MaxDescriptors)),
+            ControlType.Query => DecodeQuery(ref reader),
+            ControlType.QueryHit => new QueryHitMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ReadDescriptors(ref reader, QueryMessage.MaxResultsLimit)),
+            ControlType.Goodbye => new GoodbyeMessage(ReadEnum<GoodbyeReason>(ref reader)),
+            ControlType.AgreementProposal => new AgreementProposal(AgreementTerms.Decode(ref reader), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
+            ControlType.AgreementAcceptance => new AgreementAcceptance(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
+            ControlType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),
+            ControlType.AgreementEnd => new AgreementEnd(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementEndReason>(ref reader)),
             _ => throw new WireException(WireError.UnknownMessageType, $"Unknown control message type {(byte)type}."),
         };
         reader.ExpectEnd();
         return message;
     }
 
-    private static PeersMessage DecodePeers(ref WireReader reader)
+    /// <summary>The message type, read before decoding so a flood can be refused before any signature is checked.</summary>
+    public static ControlType PeekType(ReadOnlySpan<byte> payload) => payload.IsEmpty ? 0 : (ControlType)payload[0];
+
+    private static void WriteDescriptors(ref WireWriter writer, IReadOnlyList<Descriptor> descriptors)
+    {
+        writer.WriteByte((byte)descriptors.Count);
+        foreach (var d in descriptors)
+        {
+            writer.WriteUInt16((ushort)d.Encoded.Length);
+            writer.WriteBytes(d.Encoded);
+        }
+    }
+
+    private static Descriptor[] ReadDescriptors(ref WireReader reader, int max)
     {
         int count = reader.ReadByte();
-        if (count > PeersMessage.MaxDescriptors) throw new WireException(WireError.Oversized, $"{count} descriptors in one peers message, at most {PeersMessage.MaxDescriptors}.");
+        if (count > max) throw new WireException(WireError.Oversized, $"{count} descriptors in one message, at most {max}.");
         var descriptors = new Descriptor[count];
         for (int i = 0; i < count; i++) descriptors[i] = Descriptor.Decode(reader.ReadBytes(reader.ReadUInt16()));
-        return new PeersMessage(descriptors);
+        return descriptors;
+    }
+
+    private static QueryMessage DecodeQuery(ref WireReader reader)
+    {
+        var id = new QueryId(reader.ReadBytes(QueryId.Size));
+        byte ttl = reader.ReadByte();
+        byte hops = reader.ReadByte();
+        var wanted = Block.Decode(reader.ReadByte()) ?? throw new WireException(WireError.BadField, "A query must want a block.");
+        var canGrant = Block.Decode(reader.ReadByte());
+        byte maxResults = reader.ReadByte();
+        if (ttl == 0 || ttl > QueryMessage.MaxTtl) throw new WireException(WireError.BadField, $"Query TTL {ttl} is outside 1..{QueryMessage.MaxTtl}.");
+        if (maxResults == 0 || maxResults > QueryMessage.MaxResultsLimit) throw new WireException(WireError.BadField, $"Query asks for {maxResults} results, 1..{QueryMessage.MaxResultsLimit} allowed.");
+        return new QueryMessage(id, ttl, hops, wanted, canGrant, maxResults);
     }
 
     private static T ReadEnum<T>(ref WireReader reader) where T : struct, Enum

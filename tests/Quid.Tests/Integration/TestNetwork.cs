@@ -26,7 +26,8 @@ internal sealed class TestNetwork : IAsyncDisposable
     public LocalWebServer Web { get; } = new(new IPEndPoint(IPAddress.Loopback, 0));
     public IPEndPoint Socks => Client.SocksEndPoint!;
 
-    public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null, ILoggerFactory? loggers = null)
+    public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null,
+        ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null)
     {
         var network = new TestNetwork();
         network.Web.Start();
@@ -44,9 +45,11 @@ internal sealed class TestNetwork : IAsyncDisposable
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
                     ExitPolicy = ExitPolicy.AcceptAll,
                     ExitResolver = exitResolver,
-                    SearchInterval = TimeSpan.FromMilliseconds(100),
+                    TickInterval = TimeSpan.FromMilliseconds(100),
+                    SearchInterval = TimeSpan.FromSeconds(1),
                     Links = new LinkOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) },
                 };
+                if (configure is not null) options = configure(i, options, network._nodes);
                 network._nodes.Add(await QuidNode.StartAsync(options, loggers ?? NullLoggerFactory.Instance));
             }
         }
@@ -56,6 +59,18 @@ internal sealed class TestNetwork : IAsyncDisposable
             throw;
         }
         return network;
+    }
+
+    public string DataDirectory(int node) => Path.Combine(_directory, $"node{node}");
+
+    /// <summary>Stops one node, as a crash would not: politely. The slot stays, so indexes do not shift.</summary>
+    public async Task StopAsync(int node) => await _nodes[node].DisposeAsync();
+
+    public async Task<QuidNode> RestartAsync(int node, NodeOptions options)
+    {
+        var restarted = await QuidNode.StartAsync(options, NullLoggerFactory.Instance);
+        _nodes[node] = restarted;
+        return restarted;
     }
 
     public Task WaitForClientPartnerAsync() =>

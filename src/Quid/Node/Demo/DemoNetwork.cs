@@ -54,7 +54,8 @@ public sealed class DemoNetwork : IAsyncDisposable
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
                     // A test network on one machine: every destination is on loopback.
                     ExitPolicy = ExitPolicy.AcceptAll,
-                    SearchInterval = TimeSpan.FromMilliseconds(300),
+                    TickInterval = TimeSpan.FromMilliseconds(200),
+                    SearchInterval = TimeSpan.FromSeconds(1),
                 };
                 QuidNode node;
                 try

@@ -1,0 +1,62 @@
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Overlay;
+
+/// <summary>A rate and a burst, per neighbour, for one kind of message.</summary>
+public readonly record struct MessageRate(double PerSecond, double Burst);
+
+public sealed record OverlayOptions
+{
+    /// <summary>How many ultrapeers a leaf keeps links to.</summary>
+    public int LeafUltrapeers { get; init; } = 3;
+    /// <summary>How many other ultrapeers an ultrapeer keeps links to.</summary>
+    public int UltrapeerLinks { get; init; } = 6;
+    /// <summary>Every node keeps at least this many links, whatever their roles, so gossip reaches it.</summary>
+    public int MinNeighbours { get; init; } = 4;
+    public int MaxLeafNeighbours { get; init; } = 32;
+    public int MaxUltrapeerNeighbours { get; init; } = 160;
+
+    public int MaxKnownPeers { get; init; } = 2000;
+    public int MaxQueryRoutes { get; init; } = 10_000;
+    public TimeSpan QueryRouteLifetime { get; init; } = TimeSpan.FromSeconds(30);
+    public byte QueryTtl { get; init; } = 4;
+    public byte MaxResults { get; init; } = 8;
+    public int MaxSearchResults { get; init; } = 256;
+    public TimeSpan SearchResultLifetime { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan PeerExchangeInterval { get; init; } = TimeSpan.FromSeconds(30);
+    public int PeerExchangeSize { get; init; } = 16;
+
+    public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>A descriptor may claim to be valid for at most this long.</summary>
+    public TimeSpan MaxDescriptorLifetime { get; init; } = TimeSpan.FromHours(3);
+    public TimeSpan RedialAfter { get; init; } = TimeSpan.FromSeconds(30);
+    public int DialsPerTick { get; init; } = 2;
+    /// <summary>A peer that failed this many dials in a row is forgotten.</summary>
+    public int MaxDialFailures { get; init; } = 5;
+    /// <summary>A peer nobody has heard of for this long is forgotten.</summary>
+    public TimeSpan MaxPeerAge { get; init; } = TimeSpan.FromDays(14);
+
+    /// <summary>Whether this node may serve as an ultrapeer at all.</summary>
+    public bool UltrapeerCapable { get; init; } = true;
+    public TimeSpan UltrapeerMinUptime { get; init; } = TimeSpan.FromMinutes(10);
+    public Block UltrapeerMinOffer { get; init; } = Block.FromKbps(256);
+    /// <summary>A capable leaf that finds too few ultrapeers for this long (plus up to three times as much, at random) becomes one.</summary>
+    public TimeSpan PromotionDelay { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>An ultrapeer that has served no leaf for this long, with enough other ultrapeers around, becomes a leaf again.</summary>
+    public TimeSpan DemotionDelay { get; init; } = TimeSpan.FromMinutes(10);
+
+    public MessageRate LeafQueryRate { get; init; } = new(2, 10);
+    public MessageRate UltrapeerQueryRate { get; init; } = new(200, 1000);
+    public MessageRate DescriptorRate { get; init; } = new(1, 10);
+    public MessageRate PeersRate { get; init; } = new(0.5, 5);
+    public MessageRate HitRate { get; init; } = new(200, 1000);
+    /// <summary>Refused messages add strikes, which decay by one a second; at this many the neighbour is dropped and shunned.</summary>
+    public double StrikeLimit { get; init; } = 30;
+    public TimeSpan ShunFor { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Friends-only mode when set: links, queries and partners only among these nodes.</summary>
+    public IReadOnlySet<NodeId>? Friends { get; init; }
+
+    public Random Random { get; init; } = Random.Shared;
+}
