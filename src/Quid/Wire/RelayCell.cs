@@ -50,6 +50,7 @@ public static class RelayCell
     /// <summary>Reads the header of a relay message received from a peer.</summary>
     public static RelayMessage Read(ReadOnlySpan<byte> body)
     {
+        if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
         if (command is < RelayCommand.Begin or > RelayCommand.Resolved)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
