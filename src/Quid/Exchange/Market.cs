@@ -117,6 +117,11 @@ public sealed class Market
                     ours.State = AgreementState.Active;
                     actions.Add(new AgreementFormed(ours));
                 }
+                else if (!_agreements.ContainsKey(acceptance.Agreement))
+                {
+                    // Our proposal expired or was dropped; unless told, the acceptor grants us for nothing.
+                    actions.Add(new SendMarketMessage(from, new AgreementEnd(acceptance.Agreement, AgreementEndReason.Requested)));
+                }
                 break;
             case AgreementRejection rejection:
                 if (_agreements.TryGetValue(rejection.Agreement, out var refused) && refused.State == AgreementState.Proposed && refused.Partner == from)
