@@ -81,8 +81,17 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
         if (!_peers.ContainsKey(neighbour)) Remember(neighbour, null);
         var actions = new List<OverlayAction>();
         if (Own is not null) actions.Add(new SendOverlayMessage(neighbour, new DescriptorMessage(Own)));
-        var others = NeighbourDescriptors.Where(d => d.Id != neighbour).Take(PeersMessage.MaxDescriptors).ToArray();
-        if (others.Length > 0) actions.Add(new SendOverlayMessage(neighbour, new PeersMessage(others)));
+        // As many as one control message holds: a larger one would make the neighbour close the link.
+        var others = new List<Descriptor>();
+        int size = 2;
+        foreach (var d in NeighbourDescriptors.Where(d => d.Id != neighbour))
+        {
+            if (others.Count == PeersMessage.MaxDescriptors) break;
+            if (size + 2 + d.Encoded.Length > ControlMessage.MaxSize) continue;
+            others.Add(d);
+            size += 2 + d.Encoded.Length;
+        }
+        if (others.Count > 0) actions.Add(new SendOverlayMessage(neighbour, new PeersMessage(others)));
         return actions;
     }
 
