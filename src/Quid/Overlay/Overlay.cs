@@ -40,6 +40,8 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
     private readonly OverlayOptions _options = options ?? new OverlayOptions();
     private readonly Dictionary<NodeId, Peer> _peers = [];
     private readonly HashSet<NodeId> _neighbours = [];
+    /// <summary>Neighbours linked since their last descriptor: the others have yet to hear of them from us.</summary>
+    private readonly HashSet<NodeId> _unintroduced = [];
 
     private sealed class Peer
     {
@@ -78,6 +80,7 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
     public IReadOnlyList<OverlayAction> LinkUp(NodeId neighbour)
     {
         _neighbours.Add(neighbour);
+        _unintroduced.Add(neighbour);
         if (!_peers.ContainsKey(neighbour)) Remember(neighbour, null);
         var actions = new List<OverlayAction>();
         if (Own is not null) actions.Add(new SendOverlayMessage(neighbour, new DescriptorMessage(Own)));
@@ -95,7 +98,11 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
         return actions;
     }
 
-    public void LinkDown(NodeId neighbour) => _neighbours.Remove(neighbour);
+    public void LinkDown(NodeId neighbour)
+    {
+        _neighbours.Remove(neighbour);
+        _unintroduced.Remove(neighbour);
+    }
 
     /// <summary>Handles an overlay message from a neighbour; refused content raises <see cref="OverlayException"/>.</summary>
     public IReadOnlyList<OverlayAction> Receive(NodeId from, ControlMessage message)
@@ -104,10 +111,10 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
         {
             case DescriptorMessage { Descriptor: var descriptor }:
                 if (descriptor.Id != from) throw new OverlayException(OverlayError.WrongSender, $"{from.Brief} sent a descriptor for {descriptor.Id.Brief} as its own.");
-                bool firstFromNeighbour = Find(from) is null;
                 Accept(descriptor);
-                // Introduce a new neighbour to the others, so they can link to it directly.
-                if (firstFromNeighbour)
+                // Introduce a new neighbour to the others, so they can link to it directly; having
+                // heard of it before from someone else does not mean they have.
+                if (_unintroduced.Remove(from))
                 {
                     var introduction = new PeersMessage([descriptor]);
                     return [.. _neighbours.Where(n => n != from).Select(n => new SendOverlayMessage(n, introduction))];
