@@ -247,6 +247,32 @@ public sealed class OverlayTests : IDisposable
     }
 
     [Fact]
+    public void ARefusedDescriptorInAPeersMessageDoesNotSpoilTheOthers()
+    {
+        var overlay = NewOverlay();
+        var n1 = NewIdentity();
+        Neighbour(overlay, n1);
+        // Hearsay can expire in transit or come from a node with a bad clock; the neighbour only relays it.
+        var expired = DescriptorOf(NewIdentity(), age: TimeSpan.FromHours(1), lifetime: TimeSpan.FromHours(1));
+        var future = DescriptorOf(NewIdentity(), age: -TimeSpan.FromHours(1));
+        var before = DescriptorOf(NewIdentity());
+        var after = DescriptorOf(NewIdentity());
+
+        try
+        {
+            overlay.Receive(n1.Id, new PeersMessage([before, expired, future, after]));
+        }
+        catch (OverlayException)
+        {
+            // Whether the host hears of the refusal is a choice; losing the good descriptors is not.
+        }
+        Assert.Same(before, overlay.Find(before.Id));
+        Assert.Same(after, overlay.Find(after.Id));
+        Assert.Null(overlay.Find(expired.Id));
+        Assert.Null(overlay.Find(future.Id));
+    }
+
+    [Fact]
     public void TickDialsKnownNonNeighboursWithAnAddressAtMostDialsPerTickAndNotAgainTooSoon()
     {
         var options = new OverlayOptions { DialsPerTick = 2, TargetLinks = 8, RedialAfter = TimeSpan.FromSeconds(30) };

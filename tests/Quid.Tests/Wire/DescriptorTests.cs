@@ -159,6 +159,17 @@ public sealed class DescriptorTests : IDisposable
     }
 
     [Fact]
+    public void TheSignedDescriptorSaysWhatItsSignedBytesSay()
+    {
+        // The node stamps descriptors with its clock, milliseconds and all; the wire carries seconds.
+        var now = TestDescriptors.Epoch.AddMilliseconds(750);
+        var signed = TestDescriptors.Make(_identity, Block.FromKbps(64), null, published: now, lifetime: TimeSpan.FromMinutes(30));
+        var decoded = Descriptor.Decode(signed.Encoded);
+        Assert.Equal(decoded.Published, signed.Published);
+        Assert.Equal(decoded.Expires, signed.Expires);
+    }
+
+    [Fact]
     public void SigningWithAnotherNodesKeyIsRefused()
     {
         var unsigned = Full(null) with { SigningKey = _other.SigningPublicKey };
