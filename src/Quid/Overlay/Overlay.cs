@@ -128,9 +128,11 @@ public sealed class Overlay(NodeIdentity identity, TimeProvider time, OverlayOpt
                     {
                         Accept(d);
                     }
-                    catch (OverlayException e) when (e.Error == OverlayError.Stale)
+                    catch (OverlayException)
                     {
-                        // Hearsay older than what we hold is normal in peer exchange, not abuse.
+                        // Hearsay older than what we hold is normal in peer exchange, and a bad third-party
+                        // descriptor (expired in transit, a wrong clock) is not the relaying neighbour's
+                        // doing: skip it and keep the rest of the message.
                     }
                 }
                 break;
