@@ -46,7 +46,7 @@ public static class Base32
                 bits -= 8;
             }
         }
-        // Leftover bits must be zero padding, or the text was not produced by Encode.
-        return (buffer & ((1 << bits) - 1)) == 0;
+        // Leftover bits must be fewer than a character and all zero, or the text was not produced by Encode.
+        return bits < 5 && (buffer & ((1 << bits) - 1)) == 0;
     }
 }

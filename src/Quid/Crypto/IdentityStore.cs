@@ -66,7 +66,10 @@ public static class IdentityStore
     private static void Save(string path, byte[] seed)
     {
         string temp = path + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        // A leftover temp file keeps its own mode when truncated: the creation mode below applies
+        // only to a new file, so remove it and insist on creating one.
+        File.Delete(temp);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         using (var stream = new FileStream(temp, options))
         {

@@ -88,6 +88,15 @@ public sealed class BuddyAllocator
         int offset = allocation.Offset;
         if (order > Capacity.Order || offset < 0 || (offset & ((1 << order) - 1)) != 0 || offset + (1 << order) > 1 << Capacity.Order)
             throw new ArgumentException($"{allocation} is not a block of this allocator.", nameof(allocation));
+        // The block must be wholly granted: free space inside it, or a free block holding it, means
+        // it was released already (and perhaps merged) or never granted as one piece.
+        for (int o = 0; o <= Capacity.Order; o++)
+        {
+            bool overlapsFree = o >= order
+                ? _free[o].Contains(offset & ~((1 << o) - 1))
+                : _free[o].GetViewBetween(offset, offset + (1 << order) - 1).Count > 0;
+            if (overlapsFree) throw new InvalidOperationException($"{allocation} is not wholly granted: released twice, or never granted.");
+        }
         while (order < Capacity.Order)
         {
             int buddy = offset ^ (1 << order);

@@ -153,6 +153,11 @@ public sealed class Market
                     ours.State = AgreementState.Active;
                     actions.Add(new AgreementFormed(ours));
                 }
+                else if (!_agreements.ContainsKey(acceptance.Agreement))
+                {
+                    // Our proposal expired or was dropped; unless told, the acceptor grants us for nothing.
+                    actions.Add(new SendMarketMessage(from, new AgreementEnd(acceptance.Agreement, AgreementEndReason.Requested)));
+                }
                 break;
             case AgreementRejection rejection:
                 if (_agreements.TryGetValue(rejection.Agreement, out var refused) && refused.State == AgreementState.Proposed && refused.Partner == from)
@@ -183,6 +188,13 @@ public sealed class Market
             : Active.Any(a => a.Partner == from) ? AgreementRejectReason.AlreadyPartners
             : terms.AcceptorGrants is { } asked && !Capacity.CanAllocate(asked) ? AgreementRejectReason.NoCapacity
             : null;
+        // Proposals that crossed: both searched before hearing from the other. The proposal of
+        // the node with the smaller id wins, so the pair ends with one agreement, not two.
+        if (refusal is null && _agreements.Values.FirstOrDefault(a => a.State == AgreementState.Proposed && a.WeProposed && a.Partner == from) is { } crossing)
+        {
+            if (_identity.Id < from) refusal = AgreementRejectReason.AlreadyPartners;
+            else Forget(crossing);
+        }
         if (refusal is { } reason)
         {
             actions.Add(new SendMarketMessage(from, new AgreementRejection(terms.Id, reason)));

@@ -33,6 +33,8 @@ internal sealed class CellQueue
     /// <summary>Copies one cell in; false once the queue is closed.</summary>
     public bool Enqueue(ReadOnlySpan<byte> cell)
     {
+        // Chunks come from the array pool: a short cell would go out padded with an earlier cell's bytes.
+        if (cell.Length != Cell.Size) throw new ArgumentException($"A cell is {Cell.Size} bytes, got {cell.Length}.", nameof(cell));
         TaskCompletionSource? wake;
         lock (_lock)
         {

@@ -70,9 +70,10 @@ public sealed class LinkHandshake : IDisposable
         {
             throw new LinkException(LinkError.HandshakeFailed, $"Noise handshake failed: {e.Message}", e);
         }
-        _messagesDone++;
-        if (_messagesDone >= 2) CheckHello(payload[..payloadLength]);
+        // Count the message only once its hello is accepted: a refused handshake never reports complete.
+        if (_messagesDone >= 1) CheckHello(payload[..payloadLength]);
         else if (payloadLength != 0) throw new LinkException(LinkError.HandshakeFailed, "Message 1 must have an empty payload.");
+        _messagesDone++;
 
         // Message 1 is answered by message 2, message 2 by message 3; message 3 completes.
         return IsComplete ? [] : Write(Hello());

@@ -155,10 +155,25 @@ public sealed class Overlay
         var now = Now;
         if (neighbour.PendingPeers.Count > 0 && neighbour.PeersOut.TryTake())
         {
-            var fresh = neighbour.PendingPeers.Values.Where(d => !d.IsExpired(now)).ToArray();
+            var fresh = Fit(neighbour.PendingPeers.Values.Where(d => !d.IsExpired(now)), PeersMessage.MaxDescriptors);
             neighbour.PendingPeers.Clear();
             if (fresh.Length > 0) actions.Add(new SendOverlayMessage(neighbour.Id, new PeersMessage(fresh)));
         }
+    }
+
+    /// <summary>As many descriptors as one control message holds: a larger one would make the receiver close the link.</summary>
+    private static Descriptor[] Fit(IEnumerable<Descriptor> descriptors, int maxCount)
+    {
+        var fitted = new List<Descriptor>();
+        int size = 1 + QueryId.Size + 1;
+        foreach (var d in descriptors)
+        {
+            if (fitted.Count == maxCount) break;
+            if (size + 2 + d.Encoded.Length > ControlMessage.MaxSize) continue;
+            fitted.Add(d);
+            size += 2 + d.Encoded.Length;
+        }
+        return [.. fitted];
     }
 
     // ---- Links ----
@@ -293,8 +308,9 @@ public sealed class Overlay
     }
 
     /// <summary>
-    /// Stores a descriptor that is current and no older than what we hold. Hearsay (peer
-    /// exchange, hits) that is merely older is normal in a gossiping network, not abuse.
+    /// Stores a descriptor that is current and no older than what we hold. Bad hearsay (peer
+    /// exchange) is skipped without blame: an older copy is normal in gossip, and a third
+    /// party's expired or future-dated descriptor is not the relaying neighbour's doing.
     /// </summary>
     private bool TryAccept(Neighbour from, Descriptor descriptor, List<OverlayAction> actions, bool hearsay = false)
     {
@@ -302,7 +318,7 @@ public sealed class Overlay
         if (error is null && !IsFriend(descriptor.Id)) return false;
         if (error is { } e)
         {
-            if (!(hearsay && e == OverlayError.Stale)) Reject(from, e, $"descriptor of {descriptor.Id.Brief}: {e}", actions);
+            if (!hearsay) Reject(from, e, $"descriptor of {descriptor.Id.Brief}: {e}", actions);
             return false;
         }
         var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
@@ -380,7 +396,7 @@ public sealed class Overlay
         if (ultrapeer)
             answers.AddRange(_neighbourIds.Where(n => n != from.Id && !IsUltrapeer(n)).Select(Find).OfType<Descriptor>()
                 .Where(d => Matches(d, query.Wanted, query.CanGrant)));
-        var reply = answers.Take(query.MaxResults).ToArray();
+        var reply = Fit(answers, query.MaxResults);
         if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
 
         // Enough answers here, or the TTL is spent, or we are a leaf: the query stops.
@@ -408,7 +424,7 @@ public sealed class Overlay
             return;
         }
         // Not ours: pass the valid ones back the way the query came; never forward what we refused.
-        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, valid)));
+        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, Fit(valid, QueryMessage.MaxResultsLimit))));
     }
 
     private void RememberHit(Descriptor descriptor, QueryId query)

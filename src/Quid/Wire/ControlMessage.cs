@@ -101,7 +101,13 @@ public static class ControlCodec
 {
     public static byte[] Encode(ControlMessage message)
     {
-        var buffer = new byte[EncodedLength(message)];
+        // Never emit what Decode refuses: the peer could only close the link.
+        if (message is PeersMessage { Descriptors.Count: > PeersMessage.MaxDescriptors } peers)
+            throw new ArgumentException($"{peers.Descriptors.Count} descriptors in one peers message, at most {PeersMessage.MaxDescriptors}.", nameof(message));
+        int length = EncodedLength(message);
+        if (length > ControlMessage.MaxSize)
+            throw new ArgumentException($"{message.GetType().Name} of {length} bytes exceeds {ControlMessage.MaxSize}.", nameof(message));
+        var buffer = new byte[length];
         var writer = new WireWriter(buffer);
         switch (message)
         {

@@ -54,7 +54,13 @@ public sealed record Descriptor
         var writer = new WireWriter(buffer);
         EncodeBody(ref writer);
         identity.Sign(SignedMessage(buffer.AsSpan(0, BodyLength)), buffer.AsSpan(BodyLength));
-        return this with { Encoded = buffer };
+        // The wire carries whole seconds: the signed object must say what its signed bytes say.
+        return this with
+        {
+            Published = DateTimeOffset.FromUnixTimeSeconds(Published.ToUnixTimeSeconds()),
+            Expires = DateTimeOffset.FromUnixTimeSeconds(Expires.ToUnixTimeSeconds()),
+            Encoded = buffer,
+        };
     }
 
     private int BodyLength =>

@@ -92,7 +92,17 @@ public sealed class ExitPolicy
     /// Whether some address could be accepted on this port: what a client can know before the
     /// exit resolves the name.
     /// </summary>
-    public bool MayAllowPort(int port) => Rules.Any(r => r.Action == ExitAction.Accept && port >= r.PortLow && port <= r.PortHigh);
+    public bool MayAllowPort(int port)
+    {
+        foreach (var rule in Rules)
+        {
+            if (port < rule.PortLow || port > rule.PortHigh) continue;
+            // A rule for every address decides the port; rules after it are never reached.
+            if (rule.Network is null) return rule.Action == ExitAction.Accept;
+            if (rule.Action == ExitAction.Accept) return true;
+        }
+        return false;
+    }
 
     public override string ToString() => string.Join(", ", Rules);
 

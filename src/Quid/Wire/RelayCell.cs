@@ -50,6 +50,7 @@ public static class RelayCell
     /// <summary>Reads the header of a relay message received from a peer.</summary>
     public static RelayMessage Read(ReadOnlySpan<byte> body)
     {
+        if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
         if (command is < RelayCommand.Begin or > RelayCommand.Resolved)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
@@ -74,6 +75,9 @@ public readonly record struct StreamTarget(string Host, ushort Port)
 
     public int Encode(Span<byte> destination)
     {
+        // Encode only what Decode accepts: the length is one byte, and ASCII would turn other characters into '?'.
+        if (Host.Length is 0 or > MaxHostLength || Host.Any(c => c is <= ' ' or >= '\u007f'))
+            throw new ArgumentException($"Host name must be 1 to {MaxHostLength} printable ASCII characters.");
         int length = Encoding.ASCII.GetBytes(Host, destination[3..]);
         BinaryPrimitives.WriteUInt16BigEndian(destination, Port);
         destination[2] = (byte)length;

@@ -1,0 +1,453 @@
+using Microsoft.Extensions.Time.Testing;
+using Quid.Crypto;
+using Quid.Exchange;
+using Quid.Tests.Wire;
+using Quid.Wire;
+
+namespace Quid.Tests.Exchange;
+
+public sealed class MarketTests : IDisposable
+{
+    private static readonly MarketOptions Options = new() { ProposalTimeout = TimeSpan.FromSeconds(10), RejectionCooldown = TimeSpan.FromSeconds(60) };
+
+    private readonly FakeTimeProvider _time = new(TestDescriptors.Epoch);
+    private readonly List<NodeIdentity> _identities = [];
+
+    public void Dispose()
+    {
+        foreach (var identity in _identities) identity.Dispose();
+    }
+
+    private static Block K(long kbps) => Block.FromKbps(kbps);
+
+    /// <summary>One node's market, its identity, and a descriptor of its current state.</summary>
+    private sealed record Node(NodeIdentity Identity, Market Market, FakeTimeProvider Time)
+    {
+        public NodeId Id => Identity.Id;
+
+        public Descriptor Descriptor() => TestDescriptors.Make(
+            Identity, Market.Offer, Market.Request, free: Market.Capacity.FreeBlocks, published: Time.GetUtcNow());
+    }
+
+    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1)
+    {
+        var identity = NodeIdentity.Generate(out _);
+        _identities.Add(identity);
+        var clock = time ?? _time;
+        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, Options with { Random = new Random(seed) });
+        return new Node(identity, market, clock);
+    }
+
+    /// <summary>Delivers a message over a link from <paramref name="from"/>: through the codec, with the key the link proved.</summary>
+    private static IReadOnlyList<MarketAction> Deliver(Node from, Node to, ControlMessage message) =>
+        to.Market.Receive(from.Id, from.Identity.SigningPublicKey, ControlCodec.Decode(ControlCodec.Encode(message)));
+
+    private static T Sent<T>(IReadOnlyList<MarketAction> actions, Node to) where T : ControlMessage
+    {
+        var send = Assert.Single(actions.OfType<SendMarketMessage>());
+        Assert.Equal(to.Id, send.To);
+        return Assert.IsType<T>(send.Message);
+    }
+
+    private static AgreementProposal Propose(Node from, Node to, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start)
+    {
+        var terms = AgreementTerms.Create(from.Id, to.Id, proposerGrants, acceptorGrants, start);
+        return new AgreementProposal(terms, from.Identity.Sign(terms.SignedMessage()));
+    }
+
+    /// <summary>A searches with B as the only candidate, B accepts, A learns of it; returns the agreement id.</summary>
+    private static AgreementId Agree(Node a, Node b)
+    {
+        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var replies = Deliver(a, b, proposal);
+        var acceptance = Sent<AgreementAcceptance>(replies, a);
+        Assert.Single(replies.OfType<AgreementFormed>());
+        Assert.Single(Deliver(b, a, acceptance).OfType<AgreementFormed>());
+        return proposal.Terms.Id;
+    }
+
+    [Fact]
+    public void ASearchProposalAndAcceptanceGiveBothSidesOneActiveAgreement()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+
+        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Assert.Equal(a.Id, proposal.Terms.Proposer);
+        Assert.Equal(b.Id, proposal.Terms.Acceptor);
+        Assert.Equal(K(256), proposal.Terms.ProposerGrants);
+        Assert.Equal(K(256), proposal.Terms.AcceptorGrants);
+        Assert.Equal(_time.GetUtcNow(), proposal.Terms.Start);
+        Assert.True(NodeIdentity.Verify(a.Identity.SigningPublicKey, proposal.Terms.SignedMessage(), proposal.ProposerSignature));
+        // The proposer reserves what it would grant, so it cannot promise the same block twice.
+        Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+        Assert.Empty(a.Market.Active);
+        Assert.False(a.Market.RequestMet);
+
+        var replies = Deliver(a, b, proposal);
+        var acceptance = Sent<AgreementAcceptance>(replies, a);
+        var formedAtB = Assert.Single(replies.OfType<AgreementFormed>()).Agreement;
+        Assert.Equal(proposal.Terms.Id, acceptance.Agreement);
+        Assert.True(NodeIdentity.Verify(b.Identity.SigningPublicKey, proposal.Terms.SignedMessage(), acceptance.AcceptorSignature));
+
+        var formedAtA = Assert.Single(Deliver(b, a, acceptance).OfType<AgreementFormed>()).Agreement;
+
+        foreach (var (node, agreement, partner, weProposed) in new[] { (a, formedAtA, b, true), (b, formedAtB, a, false) })
+        {
+            Assert.Same(agreement, Assert.Single(node.Market.Active));
+            Assert.Equal(AgreementState.Active, agreement.State);
+            Assert.Equal(proposal.Terms.Id, agreement.Id);
+            Assert.Equal(partner.Id, agreement.Partner);
+            Assert.Equal(weProposed, agreement.WeProposed);
+            Assert.Equal(K(256), agreement.WeGrant);
+            Assert.Equal(K(256), agreement.TheyGrant);
+            Assert.Equal(acceptance.AcceptorSignature, agreement.AcceptorSignature);
+            Assert.Equal(proposal.ProposerSignature, agreement.ProposerSignature);
+            // The grant comes out of the buddy allocator: 256 of 512 granted, one 256 block free.
+            Assert.Equal(256, node.Market.Capacity.GrantedKbps);
+            Assert.Equal([K(256)], node.Market.Capacity.FreeBlocks);
+            Assert.Equal(256, node.Market.GrantedTo(partner.Id));
+            Assert.Equal(256, node.Market.GrantedBy(partner.Id));
+            Assert.Equal(256, node.Market.ReceivedKbps);
+            Assert.True(node.Market.RequestMet);
+        }
+        Assert.NotNull(formedAtA.OurAllocation);
+    }
+
+    [Fact]
+    public void ANodeWhoseRequestIsMetDoesNotSearchAgain()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var c = NewNode(1024, 16);
+        Agree(a, b);
+        Assert.True(a.Market.RequestMet);
+        _time.Advance(TimeSpan.FromMinutes(10));
+        Assert.Empty(a.Market.Search([c.Descriptor(), b.Descriptor()], _ => true));
+        Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void OnlyOneProposalIsOutAtATime()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var c = NewNode(512, 256);
+        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Assert.Empty(a.Market.Search([c.Descriptor()], _ => true));
+        Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void ADonorNeverProposes()
+    {
+        var donor = NewNode(512, null);
+        var b = NewNode(512, 256);
+        var c = NewNode(64, null);
+        Assert.True(donor.Market.RequestMet);
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Empty(donor.Market.Search([b.Descriptor(), c.Descriptor()], _ => true));
+            _time.Advance(TimeSpan.FromMinutes(1));
+        }
+        Assert.Equal(0, donor.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void ADonorAcceptsAndGrantsWithoutAskingAnythingBack()
+    {
+        var donor = NewNode(512, null);
+        var a = NewNode(512, 256);
+        // The donor asks nothing, so the proposer grants nothing and reserves nothing.
+        var proposal = Sent<AgreementProposal>(a.Market.Search([donor.Descriptor()], _ => true), donor);
+        Assert.Null(proposal.Terms.ProposerGrants);
+        Assert.Equal(0, a.Market.Capacity.GrantedKbps);
+        var acceptance = Sent<AgreementAcceptance>(Deliver(a, donor, proposal), a);
+        Deliver(donor, a, acceptance);
+        Assert.Equal(256, donor.Market.GrantedTo(a.Id));
+        Assert.Equal(0, donor.Market.GrantedBy(a.Id));
+        Assert.Null(Assert.Single(a.Market.Active).WeGrant);
+        Assert.True(a.Market.RequestMet);
+    }
+
+    [Fact]
+    public void SearchPicksTheTightestFitAndSkipsWhatCannotWork()
+    {
+        var a = NewNode(512, 64);
+        var loose = NewNode(1024, 16);
+        var tight = NewNode(128, 16);
+        var small = NewNode(32, 16);                // nothing free as large as 64
+        var greedy = NewNode(1024, 1024);           // asks more than a has
+        var expired = NewNode(64, 16);
+        var expiredDescriptor = TestDescriptors.Make(expired.Identity, K(64), K(16), published: _time.GetUtcNow().AddHours(-2));
+        var self = a.Descriptor();
+
+        var proposal = Sent<AgreementProposal>(
+            a.Market.Search([loose.Descriptor(), small.Descriptor(), greedy.Descriptor(), expiredDescriptor, self, tight.Descriptor()], _ => true), tight);
+        Assert.Equal(tight.Id, proposal.Terms.Acceptor);
+
+        var b = NewNode(512, 64);
+        Assert.Empty(b.Market.Search([small.Descriptor(), greedy.Descriptor(), expiredDescriptor, b.Descriptor()], _ => true));
+        Assert.Equal(0, b.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void AForgedProposalSignatureIsRejectedAsBadTerms()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var proposal = Propose(a, b, K(256), K(256), _time.GetUtcNow());
+        byte[] forged = (byte[])proposal.ProposerSignature.Clone();
+        forged[10] ^= 1;
+
+        var rejection = Sent<AgreementRejection>(Deliver(a, b, proposal with { ProposerSignature = forged }), a);
+        Assert.Equal(AgreementRejectReason.BadTerms, rejection.Reason);
+        Assert.Equal(proposal.Terms.Id, rejection.Agreement);
+        AssertUntouched(b);
+
+        // Terms changed after signing are as forged as the signature.
+        var altered = proposal with { Terms = proposal.Terms with { AcceptorGrants = K(16) } };
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, altered), a).Reason);
+        AssertUntouched(b);
+    }
+
+    [Fact]
+    public void AProposalFromANodeOtherThanTheSenderIsRefused()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var c = NewNode(512, 256);
+        // C relays A's genuine proposal: the link says C, the terms say A.
+        var relayed = Propose(a, b, K(256), K(256), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(c, b, relayed), c).Reason);
+        // A proposal naming another acceptor is not for B either.
+        var misaddressed = Propose(a, c, K(256), K(256), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, misaddressed), a).Reason);
+        AssertUntouched(b);
+    }
+
+    [Fact]
+    public void AProposalAskingMoreThanIsFreeIsRejectedForNoCapacity()
+    {
+        var a = NewNode(1024, 512);
+        var b = NewNode(256, 64);
+        var proposal = Propose(a, b, K(64), K(512), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.NoCapacity, Sent<AgreementRejection>(Deliver(a, b, proposal), a).Reason);
+        AssertUntouched(b);
+
+        // Fragmented free space counts by its largest block: 256 = 128 + 64 + 64 holds no 256.
+        var c = NewNode(256, 16);
+        Assert.True(c.Market.Capacity.TryAllocate(K(64), out _));
+        var wantsAll = Propose(a, c, K(16), K(256), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.NoCapacity, Sent<AgreementRejection>(Deliver(a, c, wantsAll), a).Reason);
+    }
+
+    [Fact]
+    public void AProposalGrantingLessThanTheRequestIsRefused()
+    {
+        var a = NewNode(1024, 64);
+        var b = NewNode(512, 256);
+        var stingy = Propose(a, b, K(128), K(64), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, stingy), a).Reason);
+        var nothing = Propose(a, b, null, K(64), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, nothing), a).Reason);
+        AssertUntouched(b);
+
+        // More than asked is fine.
+        var generous = Propose(a, b, K(512), K(64), _time.GetUtcNow());
+        Sent<AgreementAcceptance>(Deliver(a, b, generous), a);
+    }
+
+    [Fact]
+    public void AProposalFarFromOurClockOrSeenBeforeIsRejected()
+    {
+        var a = NewNode(1024, 64);
+        var b = NewNode(512, 64);
+        var stale = Propose(a, b, K(64), K(64), _time.GetUtcNow() - TimeSpan.FromMinutes(6));
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, stale), a).Reason);
+        var future = Propose(a, b, K(64), K(64), _time.GetUtcNow() + TimeSpan.FromMinutes(6));
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, future), a).Reason);
+        AssertUntouched(b);
+
+        var fine = Propose(a, b, K(64), K(64), _time.GetUtcNow() - TimeSpan.FromMinutes(4));
+        Sent<AgreementAcceptance>(Deliver(a, b, fine), a);
+        Assert.Equal(AgreementRejectReason.BadTerms, Sent<AgreementRejection>(Deliver(a, b, fine), a).Reason);
+        Assert.Single(b.Market.Active);
+    }
+
+    [Fact]
+    public void ASecondProposalFromAPartnerIsRejectedAsAlreadyPartners()
+    {
+        var a = NewNode(1024, 64);
+        var b = NewNode(1024, 64);
+        Agree(a, b);
+        var again = Propose(a, b, K(64), K(64), _time.GetUtcNow());
+        Assert.Equal(AgreementRejectReason.AlreadyPartners, Sent<AgreementRejection>(Deliver(a, b, again), a).Reason);
+        Assert.Equal(64, b.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void AnAcceptanceIsTakenOnlyFromThePartnerAndWithItsSignature()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var c = NewNode(512, 256);
+        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var acceptance = Sent<AgreementAcceptance>(Deliver(a, b, proposal), a);
+
+        // C signs the terms itself and claims the acceptance.
+        Assert.Empty(Deliver(c, a, acceptance with { AcceptorSignature = c.Identity.Sign(proposal.Terms.SignedMessage()) }));
+        // B's link, someone else's signature.
+        Assert.Empty(Deliver(b, a, acceptance with { AcceptorSignature = c.Identity.Sign(proposal.Terms.SignedMessage()) }));
+        Assert.Empty(a.Market.Active);
+
+        Assert.Single(Deliver(b, a, acceptance).OfType<AgreementFormed>());
+        // A duplicate changes nothing.
+        Assert.Empty(Deliver(b, a, acceptance));
+        Assert.Single(a.Market.Active);
+    }
+
+    [Fact]
+    public void ARejectionReleasesTheReservationAndCoolsOffThatNode()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Assert.Empty(Deliver(b, a, new AgreementRejection(proposal.Terms.Id, AgreementRejectReason.Shunned)));
+        Assert.Equal(0, a.Market.Capacity.GrantedKbps);
+
+        Assert.Empty(a.Market.Search([b.Descriptor()], _ => true));
+        _time.Advance(Options.RejectionCooldown);
+        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+    }
+
+    [Fact]
+    public void PartnerLostEndsTheAgreementAndReleasesTheGrant()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+
+        var ended = Assert.Single(b.Market.PartnerLost(a.Id));
+        var end = Assert.IsType<AgreementEnded>(ended);
+        Assert.Equal(id, end.Agreement.Id);
+        Assert.Equal(AgreementState.Ended, end.Agreement.State);
+        Assert.Equal(_time.GetUtcNow(), end.Agreement.Ended);
+        Assert.Null(end.Agreement.OurAllocation);
+        AssertUntouched(b);
+        Assert.False(b.Market.RequestMet);
+        // Nothing more to lose.
+        Assert.Empty(b.Market.PartnerLost(a.Id));
+
+        Assert.Single(a.Market.PartnerLost(b.Id));
+        AssertUntouched(a);
+    }
+
+    [Fact]
+    public void PartnerLostDropsAnOpenProposalAndItsReservation()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Assert.Empty(a.Market.PartnerLost(b.Id));
+        Assert.Equal(0, a.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void EndTellsThePartnerAndReleasesOnBothSides()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+
+        var actions = a.Market.End(id, AgreementEndReason.Underdelivered);
+        var message = Sent<AgreementEnd>(actions, b);
+        Assert.Equal(new AgreementEnd(id, AgreementEndReason.Underdelivered), message);
+        Assert.Equal(AgreementEndReason.Underdelivered, Assert.Single(actions.OfType<AgreementEnded>()).Reason);
+        AssertUntouched(a);
+
+        // Only the partner can end it on B's side.
+        var c = NewNode(512, 256);
+        Assert.Empty(Deliver(c, b, message));
+        Assert.Single(b.Market.Active);
+
+        Assert.Equal(AgreementEndReason.Underdelivered, Assert.IsType<AgreementEnded>(Assert.Single(Deliver(a, b, message))).Reason);
+        AssertUntouched(b);
+        Assert.Empty(a.Market.End(id, AgreementEndReason.Requested));
+    }
+
+    [Fact]
+    public void AnUnansweredProposalExpiresAndReleasesItsReservedBlock()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var c = NewNode(512, 256);
+        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+
+        _time.Advance(Options.ProposalTimeout);
+        Assert.Empty(a.Market.Search([], _ => true));
+        Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        // The stale proposal goes, and the next search may propose to someone else.
+        Sent<AgreementProposal>(a.Market.Search([b.Descriptor(), c.Descriptor()], _ => true), c);
+        Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+        Assert.Equal([K(256)], a.Market.Capacity.FreeBlocks);
+    }
+
+    [Fact]
+    public void AnAcceptanceArrivingAfterTheProposalExpiredIsAnsweredSoTheAcceptorReleasesItsGrant()
+    {
+        var a = NewNode(512, 256);
+        var bClock = new FakeTimeProvider(TestDescriptors.Epoch);
+        var b = NewNode(512, 256, bClock);
+        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+
+        // The proposal is slow to arrive; A gives up on it meanwhile.
+        _time.Advance(Options.ProposalTimeout + TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.Search([], _ => true));
+        Assert.Equal(0, a.Market.Capacity.GrantedKbps);
+
+        var acceptance = Sent<AgreementAcceptance>(Deliver(a, b, proposal), a);
+        Assert.Single(b.Market.Active);
+        Assert.Equal(256, b.Market.Capacity.GrantedKbps);
+
+        // A holds no such agreement: unless it says so, B grants 256 kbps to a node that owes it nothing.
+        var reply = Sent<AgreementEnd>(Deliver(b, a, acceptance), b);
+        Assert.Equal(proposal.Terms.Id, reply.Agreement);
+        Assert.Empty(a.Market.Active);
+        Deliver(a, b, reply);
+        Assert.Empty(b.Market.Active);
+        Assert.Equal(0, b.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void CrossingProposalsLeaveOneAgreementNotTwo()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        // Both search before either hears from the other.
+        var fromA = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var fromB = Sent<AgreementProposal>(b.Market.Search([a.Descriptor()], _ => true), a);
+        var answerToA = Deliver(a, b, fromA);
+        var answerToB = Deliver(b, a, fromB);
+        foreach (var send in answerToA.OfType<SendMarketMessage>()) Deliver(b, a, send.Message);
+        foreach (var send in answerToB.OfType<SendMarketMessage>()) Deliver(a, b, send.Message);
+
+        // Each asked for 256 and offers 512: one agreement meets both requests and leaves 256 free on each side.
+        Assert.Single(a.Market.Active);
+        Assert.Single(b.Market.Active);
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+        Assert.Equal(256, b.Market.GrantedTo(a.Id));
+        Assert.Equal(256, a.Market.Capacity.FreeKbps);
+        Assert.Equal(256, b.Market.Capacity.FreeKbps);
+    }
+
+    private static void AssertUntouched(Node node)
+    {
+        Assert.Empty(node.Market.Active);
+        Assert.Equal(0, node.Market.Capacity.GrantedKbps);
+        Assert.Equal([node.Market.Offer], node.Market.Capacity.FreeBlocks);
+    }
+}

@@ -1,0 +1,260 @@
+using System.Net;
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Tests.Wire;
+
+public sealed class ControlCodecTests : IDisposable
+{
+    private static readonly byte[] ValidTypes = [1, 2, 16, 17, 18, 19];
+
+    private readonly NodeIdentity _a = NodeIdentity.Generate(out _);
+    private readonly NodeIdentity _b = NodeIdentity.Generate(out _);
+
+    public void Dispose()
+    {
+        _a.Dispose();
+        _b.Dispose();
+    }
+
+    private AgreementTerms Terms(Block? proposerGrants, Block? acceptorGrants) =>
+        AgreementTerms.Create(_a.Id, _b.Id, proposerGrants, acceptorGrants, TestDescriptors.Epoch.AddMilliseconds(123));
+
+    private static AgreementId SomeId(byte fill) => new(Enumerable.Repeat(fill, AgreementTerms.IdSize).ToArray());
+
+    /// <summary>One of each message type, with the variations a field allows.</summary>
+    private List<ControlMessage> Samples()
+    {
+        var da = TestDescriptors.Make(_a, Block.FromKbps(512), Block.FromKbps(256), address: IPEndPoint.Parse("127.0.0.1:4550"));
+        var db = TestDescriptors.Make(_b, Block.FromKbps(16), null, free: [], partners: [_a.Id]);
+        var terms = Terms(Block.FromKbps(64), Block.FromKbps(32));
+        var donorTerms = Terms(null, Block.FromKbps(16 << 20));
+        List<ControlMessage> samples =
+        [
+            new DescriptorMessage(da),
+            new PeersMessage([]),
+            new PeersMessage([db]),
+            new PeersMessage([da, db]),
+            new AgreementProposal(terms, _a.Sign(terms.SignedMessage())),
+            new AgreementProposal(donorTerms, _a.Sign(donorTerms.SignedMessage())),
+            new AgreementAcceptance(terms.Id, _b.Sign(terms.SignedMessage())),
+        ];
+        foreach (var reason in Enum.GetValues<AgreementRejectReason>()) samples.Add(new AgreementRejection(SomeId((byte)reason), reason));
+        foreach (var reason in Enum.GetValues<AgreementEndReason>()) samples.Add(new AgreementEnd(SomeId((byte)(0x80 | (byte)reason)), reason));
+        return samples;
+    }
+
+    [Fact]
+    public void EveryMessageTypeRoundTripsFieldByField()
+    {
+        foreach (var message in Samples())
+        {
+            byte[] encoded = ControlCodec.Encode(message);
+            var decoded = ControlCodec.Decode(encoded);
+            Assert.Equal(message.GetType(), decoded.GetType());
+            Assert.Equal(encoded, ControlCodec.Encode(decoded));
+            switch ((message, decoded))
+            {
+                case (DescriptorMessage m, DescriptorMessage d):
+                    Assert.Equal(m.Descriptor.Encoded, d.Descriptor.Encoded);
+                    Assert.Equal(m.Descriptor.Id, d.Descriptor.Id);
+                    break;
+                case (PeersMessage m, PeersMessage d):
+                    Assert.Equal(m.Descriptors.Select(x => x.Encoded), d.Descriptors.Select(x => x.Encoded));
+                    break;
+                case (AgreementProposal m, AgreementProposal d):
+                    Assert.Equal(m.Terms.Proposer, d.Terms.Proposer);
+                    Assert.Equal(m.Terms.Acceptor, d.Terms.Acceptor);
+                    Assert.Equal(m.Terms.ProposerGrants, d.Terms.ProposerGrants);
+                    Assert.Equal(m.Terms.AcceptorGrants, d.Terms.AcceptorGrants);
+                    Assert.Equal(m.Terms.Start, d.Terms.Start);
+                    Assert.Equal(m.Terms.Nonce, d.Terms.Nonce);
+                    Assert.Equal(m.Terms.Id, d.Terms.Id);
+                    Assert.Equal(m.ProposerSignature, d.ProposerSignature);
+                    Assert.True(NodeIdentity.Verify(_a.SigningPublicKey, d.Terms.SignedMessage(), d.ProposerSignature));
+                    break;
+                case (AgreementAcceptance m, AgreementAcceptance d):
+                    Assert.Equal(m.Agreement, d.Agreement);
+                    Assert.Equal(m.AcceptorSignature, d.AcceptorSignature);
+                    break;
+                case (AgreementRejection m, AgreementRejection d):
+                    Assert.Equal(m, d);
+                    break;
+                case (AgreementEnd m, AgreementEnd d):
+                    Assert.Equal(m, d);
+                    break;
+                default:
+                    Assert.Fail($"Unexpected pair {message.GetType().Name}, {decoded.GetType().Name}");
+                    break;
+            }
+        }
+    }
+
+    [Fact]
+    public void AgreementTermsKeepMillisecondsAndNameThemselvesByTheirHash()
+    {
+        var terms = Terms(Block.FromKbps(64), null);
+        Assert.Equal(TestDescriptors.Epoch.AddMilliseconds(123), terms.Start);
+        Assert.Equal(AgreementTerms.NonceSize, terms.Nonce.Length);
+        Assert.Equal(AgreementTerms.EncodedSize, terms.Encode().Length);
+        Assert.Equal(Block.FromKbps(64), terms.GrantedBy(_a.Id));
+        Assert.Null(terms.GrantedBy(_b.Id));
+        Assert.Equal(_b.Id, terms.Counterpart(_a.Id));
+        Assert.Equal(_a.Id, terms.Counterpart(_b.Id));
+        // Fresh nonces: the same terms twice are two agreements.
+        Assert.NotEqual(terms.Id, Terms(Block.FromKbps(64), null).Id);
+    }
+
+    [Fact]
+    public void EveryProperPrefixIsRefused()
+    {
+        foreach (var message in Samples())
+        {
+            byte[] encoded = ControlCodec.Encode(message);
+            for (int length = 0; length < encoded.Length; length++)
+            {
+                var error = Assert.Throws<WireException>(() => ControlCodec.Decode(encoded.AsSpan(0, length)));
+                // A descriptor is the rest of the message, so cutting it is caught by its own checks.
+                if (message is not DescriptorMessage and not PeersMessage) Assert.Equal(WireError.Truncated, error.Error);
+            }
+        }
+    }
+
+    [Fact]
+    public void ATrailingByteIsRefused()
+    {
+        foreach (var message in Samples())
+            Assert.Throws<WireException>(() => ControlCodec.Decode([.. ControlCodec.Encode(message), 0]));
+    }
+
+    [Fact]
+    public void AMessageOverMaxSizeIsRefusedAsOversized()
+    {
+        byte[] big = new byte[ControlMessage.MaxSize + 1];
+        big[0] = 2;
+        Assert.Equal(WireError.Oversized, Assert.Throws<WireException>(() => ControlCodec.Decode(big)).Error);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(6)]
+    [InlineData(15)]
+    [InlineData(20)]
+    [InlineData(255)]
+    public void AnUnknownTypeIsRefused(byte type)
+    {
+        var error = Assert.Throws<WireException>(() => ControlCodec.Decode([type, .. new byte[100]]));
+        Assert.Equal(WireError.UnknownMessageType, error.Error);
+    }
+
+    [Theory]
+    [InlineData(18, 0)]
+    [InlineData(18, 5)]
+    [InlineData(18, 255)]
+    [InlineData(19, 0)]
+    [InlineData(19, 4)]
+    public void AnUnknownReasonIsRefused(byte type, byte reason)
+    {
+        var error = Assert.Throws<WireException>(() => ControlCodec.Decode([type, .. new byte[AgreementTerms.IdSize], reason]));
+        Assert.Equal(WireError.BadField, error.Error);
+    }
+
+    [Fact]
+    public void MoreThan32DescriptorsInAPeersMessageAreRefused()
+    {
+        var error = Assert.Throws<WireException>(() => ControlCodec.Decode([2, PeersMessage.MaxDescriptors + 1]));
+        Assert.Equal(WireError.Oversized, error.Error);
+    }
+
+    [Fact]
+    public void ABadDescriptorInsideAPeersMessageIsRefused()
+    {
+        var d = TestDescriptors.Make(_a, Block.FromKbps(64), null);
+        byte[] encoded = ControlCodec.Encode(new PeersMessage([d]));
+        encoded[^1] ^= 1;
+        Assert.Equal(WireError.BadSignature, Assert.Throws<WireException>(() => ControlCodec.Decode(encoded)).Error);
+    }
+
+    [Fact]
+    public void MalformedAgreementTermsAreRefused()
+    {
+        var terms = Terms(Block.FromKbps(64), Block.FromKbps(32));
+        byte[] valid = ControlCodec.Encode(new AgreementProposal(terms, _a.Sign(terms.SignedMessage())));
+        const int Version = 1, Proposer = 2, Acceptor = Proposer + NodeId.Size, Grants = Acceptor + NodeId.Size, Start = Grants + 2;
+
+        byte[] version = (byte[])valid.Clone();
+        version[Version] = 2;
+        Assert.Equal(WireError.BadVersion, Assert.Throws<WireException>(() => ControlCodec.Decode(version)).Error);
+
+        byte[] self = (byte[])valid.Clone();
+        valid.AsSpan(Proposer, NodeId.Size).CopyTo(self.AsSpan(Acceptor));
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(self)).Error);
+
+        byte[] order = (byte[])valid.Clone();
+        order[Grants] = Block.MaxOrder + 1;
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(order)).Error);
+
+        byte[] start = (byte[])valid.Clone();
+        start.AsSpan(Start, 8).Fill(0xFF);
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(start)).Error);
+    }
+
+    [Fact]
+    public void RandomBytesAreOnlyEverAWireException()
+    {
+        var random = new Random(65536);
+        for (int i = 0; i < 20_000; i++)
+        {
+            byte[] input = new byte[random.Next(0, 4) == 0 ? random.Next(0, 2000) : random.Next(0, 120)];
+            random.NextBytes(input);
+            if (input.Length > 0 && random.Next(4) != 0) input[0] = ValidTypes[random.Next(ValidTypes.Length)];
+            DecodeOrWireException(input);
+        }
+    }
+
+    [Fact]
+    public void RandomMutationsOfValidMessagesAreOnlyEverAWireException()
+    {
+        var random = new Random(4242);
+        byte[][] valid = [.. Samples().Select(ControlCodec.Encode)];
+        for (int i = 0; i < 20_000; i++)
+        {
+            List<byte> bytes = [.. valid[random.Next(valid.Length)]];
+            for (int m = random.Next(1, 4); m > 0; m--) TestDescriptors.Mutate(random, bytes);
+            DecodeOrWireException([.. bytes]);
+        }
+    }
+
+    /// <summary>Whatever decodes must encode back to exactly the input: no field is read loosely.</summary>
+    private static void DecodeOrWireException(byte[] input)
+    {
+        ControlMessage message;
+        try
+        {
+            message = ControlCodec.Decode(input);
+        }
+        catch (WireException)
+        {
+            return;
+        }
+        Assert.Equal(input, ControlCodec.Encode(message));
+    }
+
+    [Fact]
+    public void EncodeRefusesAPeersMessageTheDecoderWouldRefuse()
+    {
+        var d = TestDescriptors.Make(_a, Block.FromKbps(64), null);
+        var tooMany = new PeersMessage(Enumerable.Repeat(d, PeersMessage.MaxDescriptors + 1).ToArray());
+        // Sending it would only make the peer close the link; the mistake is ours and should surface here.
+        Assert.Throws<ArgumentException>(() => ControlCodec.Encode(tooMany));
+    }
+
+    [Fact]
+    public void EncodeRefusesAMessageOverMaxSize()
+    {
+        var partners = Enumerable.Range(0, Descriptor.MaxPartners).Select(i => NodeId.FromSigningKey([(byte)i])).ToArray();
+        var bulky = TestDescriptors.Make(_a, Block.FromKbps(64), null, partners: partners);
+        var message = new PeersMessage(Enumerable.Repeat(bulky, PeersMessage.MaxDescriptors).ToArray());
+        Assert.Throws<ArgumentException>(() => ControlCodec.Encode(message));
+    }
+}
