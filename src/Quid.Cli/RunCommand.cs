@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Quid.Node;
+using Quid.Overlay;
 using Quid.Wire;
 
 namespace Quid.Cli;
@@ -18,13 +19,15 @@ internal static class RunCommand
         var offer = new Option<int>("--offer") { Description = "Bandwidth you give, in kbps: 16, 32, 64 … (16·2^k).", DefaultValueFactory = _ => 4096 };
         var request = new Option<int>("--request") { Description = "Bandwidth you ask for in return, in kbps (16·2^k), or 0 to donate.", DefaultValueFactory = _ => 4096 };
         var peers = new Option<string[]>("--peer") { Description = "A node to join the network through, as host:port (repeat for more).", AllowMultipleArgumentsPerToken = false };
+        var friends = new Option<string[]>("--friend") { Description = "Friends-only mode: link, search and trade only with these nodes, given as id or id@host:port (repeat for more)." };
+        var noUltrapeer = new Option<bool>("--no-ultrapeer") { Description = "Never serve as an ultrapeer, whatever this node's capacity and uptime." };
         var allowPrivate = new Option<bool>("--exit-allow-private") { Description = "Let streams exit to private and loopback addresses: only for test networks on one machine." };
         var noExit = new Option<bool>("--no-exit") { Description = "Carry partners' traffic, but never let it leave the network here." };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning or Error.", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("run", "Run a node: join the network, trade bandwidth, and serve the local SOCKS proxy.")
         {
-            dataDir, listen, advertise, socks, offer, request, peers, allowPrivate, noExit, logLevel,
+            dataDir, listen, advertise, socks, offer, request, peers, friends, noUltrapeer, allowPrivate, noExit, logLevel,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -40,6 +43,8 @@ internal static class RunCommand
                     Offer = ParseBlock(parse.GetValue(offer), "--offer") ?? throw new CliException("--offer must be a block: 16, 32, 64 … kbps, not 0."),
                     Request = ParseBlock(parse.GetValue(request), "--request"),
                     Peers = parse.GetValue(peers) ?? [],
+                    Friends = parse.GetValue(friends) ?? [],
+                    Overlay = new OverlayOptions { UltrapeerCapable = !parse.GetValue(noUltrapeer) },
                     ExitPolicy = parse.GetValue(noExit) ? ExitPolicy.RejectAll : parse.GetValue(allowPrivate) ? ExitPolicy.AcceptAll : ExitPolicy.Default,
                 };
             }

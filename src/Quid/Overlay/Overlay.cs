@@ -35,7 +35,7 @@ public sealed class Overlay
     private readonly DateTimeOffset _started;
     private DateTimeOffset? _starvedSince;
     private DateTimeOffset? _idleSince;
-    private TimeSpan _promotionWait;
+    private DateTimeOffset _lastElection;
     private DateTimeOffset _lastPeerExchange;
 
     private sealed class Neighbour(NodeId id, bool inbound, OverlayOptions options, TimeProvider time)
@@ -74,7 +74,7 @@ public sealed class Overlay
         _peers = new PeerTable(_options.MaxKnownPeers);
         _routes = new QueryRoutes(_options.MaxQueryRoutes, _options.QueryRouteLifetime);
         _started = time.GetUtcNow();
-        _promotionWait = JitteredPromotionWait();
+        _lastElection = _started;
     }
 
     public OverlayRole Role { get; private set; } = OverlayRole.Leaf;
@@ -481,13 +481,16 @@ public sealed class Overlay
         p.Id != _identity.Id && IsUltrapeer(p.Id) && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)));
 
     /// <summary>
-    /// A capable leaf that knows too few usable ultrapeers for a while becomes one; an
-    /// ultrapeer that serves no leaf while enough others exist becomes a leaf again. The wait
-    /// is jittered and news of a new ultrapeer spreads faster than the jitter, so a crowd of
-    /// new nodes does not all promote at once.
+    /// A capable leaf that has known too few usable ultrapeers for at least PromotionDelay
+    /// becomes one at a random moment: a Poisson process whose rate is shared out among the
+    /// leaves it knows, so that across the network about one leaf promotes per PromotionDelay
+    /// and news of each new ultrapeer spreads before the next. An ultrapeer that serves no
+    /// leaf while enough others exist becomes a leaf again after DemotionDelay.
     /// </summary>
     private void ElectRole(DateTimeOffset now, List<OverlayAction> actions)
     {
+        var elapsed = now - _lastElection;
+        _lastElection = now;
         bool capable = _options.UltrapeerCapable && !FriendsOnly && Own?.Address is not null
             && Own.Offer >= _options.UltrapeerMinOffer && now - _started >= _options.UltrapeerMinUptime;
         if (Role == OverlayRole.Leaf)
@@ -499,7 +502,10 @@ public sealed class Overlay
                 return;
             }
             _starvedSince ??= now;
-            if (now - _starvedSince < _promotionWait) return;
+            if (now - _starvedSince < _options.PromotionDelay) return;
+            int competitors = 1 + _peers.All.Count(p => p.Address is not null && !IsUltrapeer(p.Id));
+            double chance = 1 - Math.Exp(-elapsed / (_options.PromotionDelay * competitors));
+            if (_options.Random.NextDouble() >= chance) return;
             Role = OverlayRole.Ultrapeer;
             _idleSince = null;
             actions.Add(new RoleChanged(NodeRoles.Ultrapeer));
@@ -515,11 +521,8 @@ public sealed class Overlay
         if (capable && now - _idleSince < _options.DemotionDelay) return;
         Role = OverlayRole.Leaf;
         _starvedSince = null;
-        _promotionWait = JitteredPromotionWait();
         actions.Add(new RoleChanged(NodeRoles.None));
     }
-
-    private TimeSpan JitteredPromotionWait() => _options.PromotionDelay * (1 + 3 * _options.Random.NextDouble());
 
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {

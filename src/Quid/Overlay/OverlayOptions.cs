@@ -41,7 +41,10 @@ public sealed record OverlayOptions
     public bool UltrapeerCapable { get; init; } = true;
     public TimeSpan UltrapeerMinUptime { get; init; } = TimeSpan.FromMinutes(10);
     public Block UltrapeerMinOffer { get; init; } = Block.FromKbps(256);
-    /// <summary>A capable leaf that finds too few ultrapeers for this long (plus up to three times as much, at random) becomes one.</summary>
+    /// <summary>
+    /// A capable leaf that finds too few ultrapeers for this long may become one; across the
+    /// network, about one leaf promotes per this interval until there are enough.
+    /// </summary>
     public TimeSpan PromotionDelay { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>An ultrapeer that has served no leaf for this long, with enough other ultrapeers around, becomes a leaf again.</summary>
     public TimeSpan DemotionDelay { get; init; } = TimeSpan.FromMinutes(10);
