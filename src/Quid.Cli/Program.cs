@@ -6,5 +6,6 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     RunCommand.Create(),
     DemoCommand.Create(),
     IdCommand.Create(),
+    LedgerCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

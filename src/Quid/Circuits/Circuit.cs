@@ -1,5 +1,7 @@
 using System.Net;
+using System.Threading.Channels;
 using Quid.Crypto;
+using Quid.Exchange;
 using Quid.Links;
 using Quid.Wire;
 
@@ -29,21 +31,34 @@ public sealed class Circuit
     private ushort _nextStreamId;
     private int _state = (int)CircuitState.Building;
 
-    internal Circuit(CircuitManager manager, Link link, uint id, CircuitRole role, DateTimeOffset created)
+    /// <summary>Echo requests waiting for their reply; more than a probe's window is a violation.</summary>
+    internal const int MaxPendingEchoes = 128;
+
+    private Channel<byte[]>? _echoes;
+    private Action<ReadOnlyMemory<byte>>? _echoReplies;
+
+    internal Circuit(CircuitManager manager, Link link, uint id, CircuitRole role, DateTimeOffset created, PartnerAccount? account)
     {
         _manager = manager;
         Link = link;
         Id = id;
         Role = role;
         CreatedAt = created;
+        Account = account;
         _nextStreamId = (ushort)Random.Shared.Next(1, ushort.MaxValue);
     }
 
+    internal CircuitManager Manager => _manager;
     public Link Link { get; }
     public uint Id { get; }
     public CircuitRole Role { get; }
     public NodeId Peer => Link.PeerId;
     public DateTimeOffset CreatedAt { get; }
+    /// <summary>
+    /// The neighbour this circuit is billed to or served by: at an exit, every cell is bandwidth we
+    /// give the partner that built the circuit; at the origin, bandwidth the partner gives us.
+    /// </summary>
+    public PartnerAccount? Account { get; }
     public CircuitState State => (CircuitState)Volatile.Read(ref _state);
 
     public int StreamCount
@@ -65,7 +80,17 @@ public sealed class Circuit
         Span<byte> cell = stackalloc byte[Cell.Size];
         Cell.WriteHeader(cell, Id, CellCommand.Relay);
         RelayCell.Write(Cell.Body(cell), command, streamId, data);
-        return Link.TrySend(cell);
+        if (!Link.TrySend(cell)) return false;
+        Count(Cell.Size, incoming: false);
+        return true;
+    }
+
+    private void Count(int bytes, bool incoming)
+    {
+        if (Account is not { } account) return;
+        if (Role == CircuitRole.Exit) account.AddGiven(bytes);
+        else if (incoming) account.AddDeliveredToUs(bytes);
+        else account.AddReceived(bytes);
     }
 
     /// <summary>Opens a stream to <paramref name="target"/> through this (origin) circuit; the exit resolves the name.</summary>
@@ -107,6 +132,7 @@ public sealed class Circuit
     /// <summary>Handles a Relay cell's body for this circuit (on the link's read loop).</summary>
     internal void OnRelay(ReadOnlySpan<byte> body)
     {
+        Count(Cell.Size, incoming: true);
         RelayMessage message;
         try
         {
@@ -117,10 +143,17 @@ public sealed class Circuit
             _manager.Violation(this, e.Message);
             return;
         }
-        if (message.Command == RelayCommand.Begin)
+        switch (message.Command)
         {
-            OnBegin(message);
-            return;
+            case RelayCommand.Begin:
+                OnBegin(message);
+                return;
+            case RelayCommand.Echo when Role == CircuitRole.Exit:
+                OnEcho(message.Data);
+                return;
+            case RelayCommand.EchoReply when Role == CircuitRole.Origin:
+                _echoReplies?.Invoke(message.Data.ToArray());
+                return;
         }
         RelayStream? stream;
         lock (_lock) _streams.TryGetValue(message.StreamId, out stream);
@@ -195,6 +228,39 @@ public sealed class Circuit
         _manager.StartExitStream(this, stream);
     }
 
+    /// <summary>
+    /// A probe from the partner: the payload goes straight back, through the partner's shaped
+    /// share like any other cell we carry for it, so a probe measures what it really gets.
+    /// </summary>
+    private void OnEcho(ReadOnlySpan<byte> payload)
+    {
+        if (_echoes is null)
+        {
+            _echoes = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxPendingEchoes) { SingleReader = true, SingleWriter = true });
+            _ = AnswerEchoesAsync(_echoes.Reader);
+        }
+        if (!_echoes.Writer.TryWrite(payload.ToArray())) _manager.Violation(this, "more echo requests than a probe window.");
+    }
+
+    private async Task AnswerEchoesAsync(ChannelReader<byte[]> echoes)
+    {
+        try
+        {
+            await foreach (var payload in echoes.ReadAllAsync().ConfigureAwait(false))
+            {
+                await _manager.ShapeAsync(Account?.Down, Cell.Size, CancellationToken.None).ConfigureAwait(false);
+                if (State == CircuitState.Closed || !SendRelay(RelayCommand.EchoReply, 0, payload)) return;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The circuit closed while a reply waited for its turn.
+        }
+    }
+
+    /// <summary>Routes echo replies on this origin circuit to a running probe; null to stop.</summary>
+    internal void OnEchoReplies(Action<ReadOnlyMemory<byte>>? handler) => _echoReplies = handler;
+
     internal void RemoveStream(RelayStream stream)
     {
         lock (_lock)
@@ -216,6 +282,7 @@ public sealed class Circuit
             _streams.Clear();
         }
         foreach (var stream in streams) stream.Abort(EndReason.CircuitClosed, notifyPeer: false);
+        _echoes?.Writer.TryComplete();
         return true;
     }
 

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Quid.Crypto;
+using Quid.Exchange;
 using Quid.Links;
 using Quid.Wire;
 
@@ -32,7 +34,8 @@ public enum DestroyReason : byte
 /// Circuit ids are chosen by the builder; the side that dialed the link sets the top bit, so
 /// the two ends of a link never pick the same id.
 /// </summary>
-public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, Func<NodeId, bool> admitsCircuitsFrom, TimeProvider time, ILogger logger)
+public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, Func<NodeId, bool> admitsCircuitsFrom,
+    Func<NodeId, PartnerAccount?> accountOf, TimeProvider time, ILogger logger)
 {
     private const uint DialerBit = 0x8000_0000;
 
@@ -80,7 +83,7 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
             SendDestroy(link, id, DestroyReason.Refused);
             return;
         }
-        var circuit = new Circuit(this, link, id, CircuitRole.Exit, time.GetUtcNow());
+        var circuit = new Circuit(this, link, id, CircuitRole.Exit, time.GetUtcNow(), accountOf(link.PeerId));
         if (!_circuits.TryAdd((link, id), circuit)) return;
         circuit.MarkOpen();
         SendCell(link, id, CellCommand.Created);
@@ -114,7 +117,7 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
         do
         {
             id = ((uint)Random.Shared.Next(1, int.MaxValue) & ~DialerBit) | (link.Outbound ? DialerBit : 0);
-            circuit = new Circuit(this, link, id, CircuitRole.Origin, time.GetUtcNow());
+            circuit = new Circuit(this, link, id, CircuitRole.Origin, time.GetUtcNow(), accountOf(link.PeerId));
         }
         while (!_circuits.TryAdd((link, id), circuit));
 
@@ -161,6 +164,64 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
             }
         }
         throw last!;
+    }
+
+    /// <summary>Waits until <paramref name="share"/> lets <paramref name="bytes"/> through; at once when unshaped.</summary>
+    internal ValueTask ShapeAsync(Shaper.Share? share, int bytes, CancellationToken cancellationToken)
+    {
+        if (share is null) return ValueTask.CompletedTask;
+        var delay = share.Reserve(bytes);
+        return delay <= TimeSpan.Zero ? ValueTask.CompletedTask : new ValueTask(Task.Delay(delay, time, cancellationToken));
+    }
+
+    /// <summary>
+    /// Measures what a partner delivers: echo cells with random payloads go out on our circuit
+    /// through it, as many as it returns, for <paramref name="duration"/>; every byte it sends us
+    /// on our circuits meanwhile (echoes and real traffic alike) counts, and an echo must carry the
+    /// payload we sent. Returns kbps.
+    /// </summary>
+    public async Task<double> ProbeAsync(Link link, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        const int window = 64;
+        var circuit = await GetCircuitAsync(link, cancellationToken).ConfigureAwait(false);
+        var account = circuit.Account ?? throw new InvalidOperationException("A probe needs the partner's account.");
+        var outstanding = new ConcurrentDictionary<ulong, byte[]>();
+        using var returned = new SemaphoreSlim(0);
+        int forged = 0;
+        circuit.OnEchoReplies(reply =>
+        {
+            if (reply.Length == RelayCell.MaxData && outstanding.TryRemove(BitConverter.ToUInt64(reply.Span), out var sent) && reply.Span.SequenceEqual(sent))
+                returned.Release();
+            else
+                Interlocked.Increment(ref forged);
+        });
+        try
+        {
+            long startBytes = account.BytesDeliveredToUs;
+            long start = time.GetTimestamp();
+            ulong sequence = 0;
+            while (time.GetElapsedTime(start) < duration && circuit.State == CircuitState.Open)
+            {
+                while (outstanding.Count < window)
+                {
+                    var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
+                    BitConverter.TryWriteBytes(payload, ++sequence);
+                    outstanding[sequence] = payload;
+                    if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
+                }
+                var remaining = duration - time.GetElapsedTime(start);
+                if (remaining <= TimeSpan.Zero || !await returned.WaitAsync(remaining, cancellationToken).ConfigureAwait(false)) break;
+            }
+            var elapsed = time.GetElapsedTime(start);
+            long delivered = account.BytesDeliveredToUs - startBytes;
+            // An echo that does not carry what we sent is a lie about capacity: it counts for nothing.
+            if (Volatile.Read(ref forged) > 0) delivered = 0;
+            return delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+        }
+        finally
+        {
+            circuit.OnEchoReplies(null);
+        }
     }
 
     internal void StartExitStream(Circuit circuit, RelayStream stream) => _ = RunExitStreamAsync(circuit, stream);

@@ -176,9 +176,14 @@ public sealed class RelayStream
         }
     }
 
-    /// <summary>Cuts data into DATA cells, waiting for the window; false when the stream is gone.</summary>
+    /// <summary>
+    /// Cuts data into DATA cells, waiting for the window; false when the stream is gone. At an
+    /// exit, the cells wait for the partner's share first: that is what shapes its downloads.
+    /// </summary>
     private async ValueTask<bool> SendDataAsync(ReadOnlyMemory<byte> data)
     {
+        if (_circuit.Role == CircuitRole.Exit && !data.IsEmpty)
+            await _circuit.Manager.ShapeAsync(_circuit.Account?.Down, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
         while (!data.IsEmpty)
         {
             Task? wait = null;
@@ -221,6 +226,10 @@ public sealed class RelayStream
                     if (!_aborted.IsCancellationRequested) socket.Shutdown(SocketShutdown.Send);
                     return;
                 }
+                // At an exit, what the partner sends waits for its share before it reaches the
+                // destination; the SENDMEs wait with it, so the partner's excess waits at the partner.
+                if (_circuit.Role == CircuitRole.Exit)
+                    await _circuit.Manager.ShapeAsync(_circuit.Account?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
                 int written = await socket.SendAsync(data, SocketFlags.None, _aborted.Token).ConfigureAwait(false);
                 _inbox.Advance(written);
                 AcknowledgeDelivered(written);
@@ -251,6 +260,9 @@ public sealed class RelayStream
         }
         for (int i = 0; i < sendmes; i++) _circuit.SendRelay(RelayCommand.Sendme, Id, []);
     }
+
+    /// <summary>The link bytes that carry <paramref name="dataBytes"/>: grants are counted in whole cells.</summary>
+    private static int CellBytes(int dataBytes) => (dataBytes + RelayCell.MaxData - 1) / RelayCell.MaxData * Cell.Size;
 
     private void Finish()
     {

@@ -17,6 +17,7 @@ public sealed class Agreement
         ProposerSignature = proposerSignature;
         OurAllocation = ourAllocation;
         Created = created;
+        TheyGrant = WeProposed ? terms.AcceptorGrants : terms.ProposerGrants;
     }
 
     public AgreementTerms Terms { get; }
@@ -31,8 +32,12 @@ public sealed class Agreement
     public DateTimeOffset Created { get; }
     public DateTimeOffset? Ended { get; internal set; }
 
+    /// <summary>What we grant now: the terms' grant, or less after verdicts against the partner.</summary>
     public Block? WeGrant => OurAllocation?.Size;
-    public Block? TheyGrant => WeProposed ? Terms.AcceptorGrants : Terms.ProposerGrants;
+    /// <summary>What we granted when the agreement was made: the most a recovering partner regains.</summary>
+    public Block? WeGrantedAtStart => WeProposed ? Terms.ProposerGrants : Terms.AcceptorGrants;
+    /// <summary>What the partner grants us now: the terms' grant, or less if it told us it cut it.</summary>
+    public Block? TheyGrant { get; internal set; }
 
     public override string ToString() => $"agreement {Id} with {Partner.Brief}: we grant {WeGrant?.ToString() ?? "nothing"}, they grant {TheyGrant?.ToString() ?? "nothing"}";
 }

@@ -118,4 +118,17 @@ public sealed class BuddyAllocator
         Release(new Allocation(allocation.Offset + (1 << half.Order), half));
         return new Allocation(allocation.Offset, half);
     }
+
+    /// <summary>
+    /// Doubles a granted block in place when its buddy is free: how a grant that was cut grows
+    /// back once the partner delivers again. Null when the buddy is taken.
+    /// </summary>
+    public Allocation? TryGrow(Allocation allocation)
+    {
+        int order = allocation.Size.Order;
+        if (order >= Capacity.Order) return null;
+        int buddy = allocation.Offset ^ (1 << order);
+        if (!_free[order].Remove(buddy)) return null;
+        return new Allocation(Math.Min(allocation.Offset, buddy), new Block((byte)(order + 1)));
+    }
 }

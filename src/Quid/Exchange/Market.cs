@@ -10,6 +10,10 @@ public sealed record AgreementFormed(Agreement Agreement) : MarketAction;
 public sealed record AgreementEnded(Agreement Agreement, AgreementEndReason Reason) : MarketAction;
 /// <summary>Agreements are between linked nodes: link to this candidate, then search again.</summary>
 public sealed record LinkNeeded(Descriptor Candidate) : MarketAction;
+/// <summary>What we grant this partner changed: reshape its traffic.</summary>
+public sealed record GrantsChanged(NodeId Partner) : MarketAction;
+/// <summary>A probe found the partner delivering less than promised (or recovering): for the log.</summary>
+public sealed record VerdictReached(NodeId Partner, Verdict Verdict, double DeliveredKbps, long PromisedKbps) : MarketAction;
 
 public sealed record MarketOptions
 {
@@ -21,6 +25,19 @@ public sealed record MarketOptions
     public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>How far an agreement's start may be from our clock.</summary>
     public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>Each partner that grants us anything is probed at a random moment between these, unannounced.</summary>
+    public TimeSpan ProbeIntervalMin { get; init; } = TimeSpan.FromMinutes(1);
+    public TimeSpan ProbeIntervalMax { get; init; } = TimeSpan.FromMinutes(3);
+    /// <summary>How long a probe keeps the partner busy.</summary>
+    public TimeSpan ProbeDuration { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>A partner measured below this fraction of its promise is under-delivering.</summary>
+    public double DeliveryThreshold { get; init; } = 0.8;
+    /// <summary>Under-delivering at this many probes in a row ends the agreement.</summary>
+    public int FailuresToEnd { get; init; } = 3;
+    /// <summary>How long a partner that kept under-delivering is refused.</summary>
+    public TimeSpan ShunFor { get; init; } = TimeSpan.FromMinutes(30);
+    /// <summary>The share of the offer kept for nodes we never had an agreement with (an optimistic slot).</summary>
+    public double NewcomerShare { get; init; } = 0.125;
     public Random Random { get; init; } = Random.Shared;
 }
 
@@ -36,9 +53,10 @@ public sealed class Market
     private readonly MarketOptions _options;
     private readonly Dictionary<AgreementId, Agreement> _agreements = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _cooldown = [];
+    private readonly Dictionary<NodeId, DateTimeOffset> _nextProbe = [];
     private (NodeId Id, DateTimeOffset Until)? _awaitingLink;
 
-    public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null)
+    public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null)
     {
         _identity = identity;
         _time = time;
@@ -46,7 +64,10 @@ public sealed class Market
         Offer = offer;
         Request = request;
         Capacity = new BuddyAllocator(offer);
+        Ledger = ledger ?? new Ledger(time);
     }
+
+    public Ledger Ledger { get; }
 
     public Block Offer { get; }
     /// <summary>The block we ask for in return; null for a donor.</summary>
@@ -83,8 +104,9 @@ public sealed class Market
         var eligible = candidates
             .Where(d => d.Id != _identity.Id && !partners.Contains(d.Id) && !d.IsExpired(now))
             .Where(d => !_cooldown.TryGetValue(d.Id, out var until) || until <= now)
+            .Where(d => !IsShunned(d.Id, now))
             .Where(d => d.LargestFreeBlock is { } free && free >= request)
-            .Where(d => d.Request is not { } theirs || Capacity.CanAllocate(theirs))
+            .Where(d => d.Request is not { } theirs || CanGrant(d.Id, theirs))
             .ToArray();
 
         if (_awaitingLink is { } awaiting)
@@ -126,7 +148,7 @@ public sealed class Market
         Allocation? reserved = null;
         if (chosen.Request is { } theirRequest)
         {
-            if (!Capacity.TryAllocate(theirRequest, out var allocation)) return;
+            if (!CanGrant(chosen.Id, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
             reserved = allocation;
         }
         var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now);
@@ -151,7 +173,7 @@ public sealed class Market
                 {
                     ours.AcceptorSignature = acceptance.AcceptorSignature;
                     ours.State = AgreementState.Active;
-                    actions.Add(new AgreementFormed(ours));
+                    Formed(ours, actions);
                 }
                 else if (!_agreements.ContainsKey(acceptance.Agreement))
                 {
@@ -170,6 +192,13 @@ public sealed class Market
                 if (_agreements.TryGetValue(end.Agreement, out var ended) && ended.Partner == from && ended.State == AgreementState.Active)
                     Finish(ended, end.Reason, actions);
                 break;
+            case GrantChanged change:
+                // A partner may cut what it grants us (a verdict against us), or restore it, but
+                // never beyond what it signed.
+                if (_agreements.TryGetValue(change.Agreement, out var changed) && changed.Partner == from && changed.State == AgreementState.Active
+                    && (change.Grant is null || (changed.Terms.GrantedBy(from) is { } signed && change.Grant <= signed)))
+                    changed.TheyGrant = change.Grant;
+                break;
         }
         return actions;
     }
@@ -185,8 +214,9 @@ public sealed class Market
                 ? AgreementRejectReason.BadTerms
             // They must give us what we ask for; what they ask of us must fit what we have free.
             : Request is { } wanted && (terms.ProposerGrants is not { } offered || offered < wanted) ? AgreementRejectReason.BadTerms
+            : IsShunned(from, now) ? AgreementRejectReason.Shunned
             : Active.Any(a => a.Partner == from) ? AgreementRejectReason.AlreadyPartners
-            : terms.AcceptorGrants is { } asked && !Capacity.CanAllocate(asked) ? AgreementRejectReason.NoCapacity
+            : terms.AcceptorGrants is { } asked && !CanGrant(from, asked) ? AgreementRejectReason.NoCapacity
             : null;
         // Proposals that crossed: both searched before hearing from the other. The proposal of
         // the node with the smaller id wins, so the pair ends with one agreement, not two.
@@ -210,7 +240,29 @@ public sealed class Market
         };
         _agreements[terms.Id] = agreement;
         actions.Add(new SendMarketMessage(from, new AgreementAcceptance(terms.Id, agreement.AcceptorSignature)));
+        Formed(agreement, actions);
+    }
+
+    private void Formed(Agreement agreement, List<MarketAction> actions)
+    {
+        Ledger.Account(agreement.Partner).HasHistory = true;
+        if (agreement.TheyGrant is not null) ScheduleProbe(agreement.Partner);
         actions.Add(new AgreementFormed(agreement));
+        actions.Add(new GrantsChanged(agreement.Partner));
+    }
+
+    private bool IsShunned(NodeId id, DateTimeOffset now) => Ledger.Find(id) is { ShunnedUntil: { } until } && until > now;
+
+    /// <summary>
+    /// Whether we can grant <paramref name="size"/> to <paramref name="partner"/>: it must fit our
+    /// free blocks, and a partner we already know may not take the share kept for newcomers, so
+    /// that a new identity always finds a way in (an optimistic slot).
+    /// </summary>
+    private bool CanGrant(NodeId partner, Block size)
+    {
+        if (!Capacity.CanAllocate(size)) return false;
+        if (Ledger.Find(partner) is not { HasHistory: true }) return true;
+        return Capacity.FreeKbps - size.Kbps >= (long)(Offer.Kbps * _options.NewcomerShare);
     }
 
     /// <summary>The link to a partner is gone: every agreement with it ends and its grants return to the free blocks.</summary>
@@ -219,7 +271,7 @@ public sealed class Market
         var actions = new List<MarketAction>();
         foreach (var agreement in _agreements.Values.Where(a => a.Partner == partner).ToList())
         {
-            if (agreement.State == AgreementState.Active) Finish(agreement, AgreementEndReason.Requested, actions);
+            if (agreement.State == AgreementState.Active) Finish(agreement, AgreementEndReason.LinkLost, actions);
             else Forget(agreement);
         }
         return actions;
@@ -253,7 +305,87 @@ public sealed class Market
         Forget(agreement);
         agreement.State = AgreementState.Ended;
         agreement.Ended = _time.GetUtcNow();
+        if (!Active.Any(a => a.Partner == agreement.Partner)) _nextProbe.Remove(agreement.Partner);
         actions.Add(new AgreementEnded(agreement, reason));
+        actions.Add(new GrantsChanged(agreement.Partner));
+    }
+
+    // ---- Probes and verdicts ----
+
+    private void ScheduleProbe(NodeId partner)
+    {
+        var spread = _options.ProbeIntervalMax - _options.ProbeIntervalMin;
+        _nextProbe[partner] = _time.GetUtcNow() + _options.ProbeIntervalMin + spread * _options.Random.NextDouble();
+    }
+
+    /// <summary>Partners due for an unannounced probe now, with what each promised us in kbps.</summary>
+    public IReadOnlyList<(NodeId Partner, long PromisedKbps)> DueProbes()
+    {
+        var now = _time.GetUtcNow();
+        var due = new List<(NodeId, long)>();
+        foreach (var (partner, at) in _nextProbe.ToList())
+        {
+            if (at > now) continue;
+            long promised = GrantedBy(partner);
+            if (promised > 0) due.Add((partner, promised));
+            ScheduleProbe(partner);
+        }
+        return due;
+    }
+
+    /// <summary>
+    /// A probe measured what a partner delivers. Below the threshold, our grant to it shrinks
+    /// one buddy order (no further than what it delivers); after several such probes in a row the
+    /// agreement ends and the partner is shunned. At or above it, the partner regains standing
+    /// and our grant grows back one order toward what we first granted.
+    /// </summary>
+    public IReadOnlyList<MarketAction> ProbeResult(NodeId partner, double deliveredKbps, long promisedKbps)
+    {
+        var actions = new List<MarketAction>();
+        var account = Ledger.Account(partner);
+        var now = _time.GetUtcNow();
+        account.DeliveredKbps = deliveredKbps;
+        account.LastProbe = now;
+        var agreements = Active.Where(a => a.Partner == partner).ToList();
+        if (agreements.Count == 0 || promisedKbps <= 0) return actions;
+
+        if (deliveredKbps >= promisedKbps * _options.DeliveryThreshold)
+        {
+            account.Failures = 0;
+            account.Verdict = Verdict.Good;
+            foreach (var agreement in agreements) Regrow(agreement, actions);
+            actions.Add(new VerdictReached(partner, Verdict.Good, deliveredKbps, promisedKbps));
+            return actions;
+        }
+
+        account.Failures++;
+        if (account.Failures >= _options.FailuresToEnd)
+        {
+            account.Verdict = Verdict.Shunned;
+            account.ShunnedUntil = now + _options.ShunFor;
+            actions.Add(new VerdictReached(partner, Verdict.Shunned, deliveredKbps, promisedKbps));
+            foreach (var agreement in agreements) actions.AddRange(End(agreement.Id, AgreementEndReason.Underdelivered));
+            return actions;
+        }
+        account.Verdict = Verdict.Underdelivering;
+        actions.Add(new VerdictReached(partner, Verdict.Underdelivering, deliveredKbps, promisedKbps));
+        foreach (var agreement in agreements)
+        {
+            if (agreement.OurAllocation is not { } allocation || allocation.Size.Order == 0 || allocation.Size.Kbps <= deliveredKbps) continue;
+            agreement.OurAllocation = Capacity.Shrink(allocation);
+            actions.Add(new SendMarketMessage(partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
+            actions.Add(new GrantsChanged(partner));
+        }
+        return actions;
+    }
+
+    private void Regrow(Agreement agreement, List<MarketAction> actions)
+    {
+        if (agreement.OurAllocation is not { } allocation || agreement.WeGrantedAtStart is not { } start || allocation.Size >= start) return;
+        if (Capacity.TryGrow(allocation) is not { } grown) return;
+        agreement.OurAllocation = grown;
+        actions.Add(new SendMarketMessage(agreement.Partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
+        actions.Add(new GrantsChanged(agreement.Partner));
     }
 
     private void Forget(Agreement agreement)

@@ -40,6 +40,13 @@ public sealed record NodeOptions
     /// <summary>How often a node whose request is unmet floods a search for offers (the seed's "regular time intervals").</summary>
     public TimeSpan SearchInterval { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan DescriptorLifetime { get; init; } = TimeSpan.FromHours(1);
+    /// <summary>How often the ledger's counters reach the database; a kill -9 loses at most this much counting.</summary>
+    public TimeSpan LedgerFlushInterval { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// The fraction of each grant this node really serves. 1 for every honest node; tests and the
+    /// simulator set less to play a partner that under-delivers.
+    /// </summary>
+    public double ServiceFactor { get; init; } = 1;
     public LinkOptions Links { get; init; } = new();
     public OverlayOptions Overlay { get; init; } = new();
     public MarketOptions Market { get; init; } = new();

@@ -33,6 +33,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private readonly Market _market;
     private readonly CircuitManager _circuits;
     private readonly NodeDatabase _database;
+    private readonly Ledger _ledger;
+    private readonly Shaper _down;
+    private readonly Shaper _up;
     private readonly ConcurrentDictionary<NodeId, Link> _links = new();
     private readonly ConcurrentDictionary<Link, ControlReassembler> _reassemblers = new();
     private readonly ConcurrentDictionary<IPEndPoint, byte> _dialing = new();
@@ -46,6 +49,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private DateTimeOffset _publishedAt;
     private DateTimeOffset _lastSearch;
     private DateTimeOffset _lastPeerSave;
+    private DateTimeOffset _lastLedgerSave;
     private long _refusedLinks;
 
     private QuidNode(NodeOptions options, NodeIdentity identity, NodeDatabase database, TimeProvider time, ILoggerFactory loggers)
@@ -61,9 +65,13 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _friendAddresses = [.. friends.Where(f => f.Address is not null).Select(f => (f.Id, f.Address!))];
         var overlayOptions = friends.Count == 0 ? options.Overlay : options.Overlay with { Friends = friends.Select(f => f.Id).ToHashSet() };
         _overlay = new Overlay.Overlay(identity, time, overlayOptions);
-        _market = new Market(identity, options.Offer, options.Request, time, options.Market);
+        _ledger = new Ledger(time);
+        foreach (var account in database.LoadAccounts()) _ledger.Add(account);
+        _market = new Market(identity, options.Offer, options.Request, time, options.Market, _ledger);
+        _down = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
+        _up = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
         var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
-        _circuits = new CircuitManager(options.Circuits, exit, AdmitsCircuitsFrom, time, loggers.CreateLogger("Quid.Circuits"));
+        _circuits = new CircuitManager(options.Circuits, exit, AdmitsCircuitsFrom, _ledger.Account, time, loggers.CreateLogger("Quid.Circuits"));
     }
 
     public NodeIdentity Identity { get; }
@@ -123,7 +131,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             _logger.LogInformation("SOCKS proxy on {EndPoint}", _socks.LocalEndPoint);
         }
         Publish(force: true);
-        _lastPeerSave = _time.GetUtcNow();
+        _lastPeerSave = _lastLedgerSave = _time.GetUtcNow();
         _loop = Task.Run(LoopAsync);
     }
 
@@ -167,9 +175,11 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
         var overlayActions = new List<OverlayAction>();
         IReadOnlyList<MarketAction> marketActions = [];
+        IReadOnlyList<(NodeId Partner, long PromisedKbps)> probes;
         lock (_gate)
         {
             overlayActions.AddRange(_overlay.Tick());
+            probes = _market.DueProbes();
             if (_market.Request is { } request && !_market.RequestMet)
             {
                 var canGrant = _market.Capacity.LargestFree;
@@ -183,12 +193,74 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
         Execute(overlayActions);
         Execute(marketActions);
+        foreach (var (partner, promised) in probes) _ = ProbeAsync(partner, promised);
         Publish(force: false);
         if (now - _lastPeerSave >= PeerCacheInterval)
         {
             _lastPeerSave = now;
             SavePeers();
         }
+        if (now - _lastLedgerSave >= _options.LedgerFlushInterval)
+        {
+            _lastLedgerSave = now;
+            SaveLedger();
+        }
+    }
+
+    private void SaveLedger()
+    {
+        List<Agreement> active;
+        lock (_gate) active = [.. _market.Active];
+        foreach (var agreement in active) _database.SaveAgreement(agreement);
+        _database.SaveAccounts(_ledger.Accounts);
+    }
+
+    /// <summary>
+    /// An unannounced probe of a partner that grants us bandwidth; its verdict may shrink our
+    /// grant to it, or end the agreement. A partner that will not even carry the probe delivered nothing.
+    /// </summary>
+    private async Task ProbeAsync(NodeId partner, long promisedKbps)
+    {
+        if (!_links.TryGetValue(partner, out var link)) return;
+        double delivered;
+        try
+        {
+            delivered = await _circuits.ProbeAsync(link, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (StreamException)
+        {
+            delivered = 0;
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            return;
+        }
+        IReadOnlyList<MarketAction> actions;
+        lock (_gate) actions = _market.ProbeResult(partner, delivered, promisedKbps);
+        Execute(actions);
+    }
+
+    /// <summary>Reshapes what we carry for a partner to what we now grant it; nothing granted, nothing carried.</summary>
+    private void Reshape(NodeId partner)
+    {
+        long kbps;
+        lock (_gate) kbps = _market.GrantedTo(partner);
+        var account = _ledger.Account(partner);
+        double bytesPerSecond = kbps * 1000 / 8 * _options.ServiceFactor;
+        if (bytesPerSecond <= 0)
+        {
+            account.Down = account.Up = null;
+            foreach (var circuit in _circuits.Circuits.Where(c => c.Role == CircuitRole.Exit && c.Peer == partner).ToList())
+                _circuits.Destroy(circuit, DestroyReason.Refused);
+            return;
+        }
+        if (account.Down is { } down && account.Up is { } up)
+        {
+            down.GuaranteedBytesPerSecond = up.GuaranteedBytesPerSecond = bytesPerSecond;
+            return;
+        }
+        account.Down = _down.NewShare(bytesPerSecond);
+        account.Up = _up.NewShare(bytesPerSecond);
     }
 
     private void SavePeers()
@@ -455,12 +527,22 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                     break;
                 case AgreementFormed formed:
                     changed = true;
+                    _database.SaveAgreement(formed.Agreement);
                     _logger.LogInformation("Agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
                         formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
                     break;
                 case AgreementEnded ended:
                     changed = true;
+                    _database.SaveAgreement(ended.Agreement, ended.Reason);
                     _logger.LogInformation("Agreement with {Peer} ended ({Reason})", ended.Agreement.Partner.Brief, ended.Reason);
+                    break;
+                case GrantsChanged grants:
+                    changed = true;
+                    Reshape(grants.Partner);
+                    break;
+                case VerdictReached verdict when verdict.Verdict != Verdict.Good:
+                    _logger.LogWarning("Partner {Peer} delivered {Delivered:0} kbps of the {Promised} promised: {Verdict}",
+                        verdict.Partner.Brief, verdict.DeliveredKbps, verdict.PromisedKbps, verdict.Verdict);
                     break;
             }
         }
@@ -544,7 +626,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             foreach (var agreement in _market.Active.ToList())
                 goodbyes.AddRange(_market.End(agreement.Id, AgreementEndReason.ShuttingDown));
         foreach (var send in goodbyes.OfType<SendMarketMessage>()) Send(send.To, send.Message);
+        foreach (var ended in goodbyes.OfType<AgreementEnded>()) _database.SaveAgreement(ended.Agreement, ended.Reason);
         SavePeers();
+        SaveLedger();
         // Give the goodbyes a moment to reach the socket before the links close.
         await Task.WhenAll(_links.Values.Select(l => l.DrainAndCloseAsync(TimeSpan.FromSeconds(1)))).ConfigureAwait(false);
         await Task.WhenAll(_links.Values.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);

@@ -79,9 +79,17 @@ public enum AgreementEndReason : byte
     Requested = 1,
     ShuttingDown = 2,
     Underdelivered = 3,
+    /// <summary>The link to the partner went down; never sent, since there is no link to send it on.</summary>
+    LinkLost = 4,
 }
 
 public sealed record AgreementEnd(AgreementId Agreement, AgreementEndReason Reason) : ControlMessage;
+
+/// <summary>
+/// The sender now grants less (or, after a recovery, more) under this agreement: one buddy
+/// order at a time, in proportion to what the receiver was found to deliver.
+/// </summary>
+public sealed record GrantChanged(AgreementId Agreement, Block? Grant) : ControlMessage;
 
 /// <summary>The first byte of every control message.</summary>
 public enum ControlType : byte
@@ -95,6 +103,7 @@ public enum ControlType : byte
     AgreementAcceptance = 17,
     AgreementRejection = 18,
     AgreementEnd = 19,
+    GrantChanged = 20,
 }
 
 public static class ControlCodec
@@ -157,6 +166,11 @@ public static class ControlCodec
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte((byte)m.Reason);
                 break;
+            case GrantChanged m:
+                writer.WriteByte((byte)ControlType.GrantChanged);
+                m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
+                writer.WriteByte(Block.Encode(m.Grant));
+                break;
             default:
                 throw new ArgumentException($"No encoding for {message.GetType().Name}.", nameof(message));
         }
@@ -172,7 +186,7 @@ public static class ControlCodec
         GoodbyeMessage => 1,
         AgreementProposal => AgreementTerms.EncodedSize + NodeIdentity.SignatureSize,
         AgreementAcceptance => AgreementTerms.IdSize + NodeIdentity.SignatureSize,
-        AgreementRejection or AgreementEnd => AgreementTerms.IdSize + 1,
+        AgreementRejection or AgreementEnd or GrantChanged => AgreementTerms.IdSize + 1,
         _ => 0,
     };
 
@@ -192,6 +206,7 @@ public static class ControlCodec
             ControlType.AgreementAcceptance => new AgreementAcceptance(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),
             ControlType.AgreementEnd => new AgreementEnd(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementEndReason>(ref reader)),
+            ControlType.GrantChanged => new GrantChanged(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), Block.Decode(reader.ReadByte())),
             _ => throw new WireException(WireError.UnknownMessageType, $"Unknown control message type {(byte)type}."),
         };
         reader.ExpectEnd();

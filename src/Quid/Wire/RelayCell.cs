@@ -13,6 +13,9 @@ public enum RelayCommand : byte
     Sendme = 5,
     Resolve = 6,
     Resolved = 7,
+    /// <summary>A probe: the last hop must send the payload straight back in an EchoReply.</summary>
+    Echo = 8,
+    EchoReply = 9,
 }
 
 /// <summary>Why a stream ended; the client maps it to the proxy protocol's error reply.</summary>
@@ -52,7 +55,7 @@ public static class RelayCell
     {
         if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
-        if (command is < RelayCommand.Begin or > RelayCommand.Resolved)
+        if (command is < RelayCommand.Begin or > RelayCommand.EchoReply)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
         ushort streamId = BinaryPrimitives.ReadUInt16BigEndian(body[1..]);
         int length = BinaryPrimitives.ReadUInt16BigEndian(body[3..]);

@@ -328,8 +328,10 @@ public sealed class MarketTests : IDisposable
         var b = NewNode(512, 256);
         var id = Agree(a, b);
 
-        var ended = Assert.Single(b.Market.PartnerLost(a.Id));
-        var end = Assert.IsType<AgreementEnded>(ended);
+        var lost = b.Market.PartnerLost(a.Id);
+        var end = Assert.Single(lost.OfType<AgreementEnded>());
+        Assert.Equal(AgreementEndReason.LinkLost, end.Reason);
+        Assert.Equal(a.Id, Assert.Single(lost.OfType<GrantsChanged>()).Partner);
         Assert.Equal(id, end.Agreement.Id);
         Assert.Equal(AgreementState.Ended, end.Agreement.State);
         Assert.Equal(_time.GetUtcNow(), end.Agreement.Ended);
@@ -339,7 +341,7 @@ public sealed class MarketTests : IDisposable
         // Nothing more to lose.
         Assert.Empty(b.Market.PartnerLost(a.Id));
 
-        Assert.Single(a.Market.PartnerLost(b.Id));
+        Assert.Single(a.Market.PartnerLost(b.Id).OfType<AgreementEnded>());
         AssertUntouched(a);
     }
 
@@ -371,7 +373,7 @@ public sealed class MarketTests : IDisposable
         Assert.Empty(Deliver(c, b, message));
         Assert.Single(b.Market.Active);
 
-        Assert.Equal(AgreementEndReason.Underdelivered, Assert.IsType<AgreementEnded>(Assert.Single(Deliver(a, b, message))).Reason);
+        Assert.Equal(AgreementEndReason.Underdelivered, Assert.Single(Deliver(a, b, message).OfType<AgreementEnded>()).Reason);
         AssertUntouched(b);
         Assert.Empty(a.Market.End(id, AgreementEndReason.Requested));
     }

@@ -7,7 +7,8 @@ namespace Quid.Tests.Integration;
 /// <summary>The seed's base design end to end: real curl through a partner, on real loopback sockets.</summary>
 public sealed class SingleHopTests
 {
-    private static readonly NodeSpec[] ThreeNodes = [new(1024, 512), new(2048, 1024), new(1024, 0)];
+    // Grants of hundreds of Mbit/s: these tests are about the path, not the shaping.
+    private static readonly NodeSpec[] ThreeNodes = [new(1048576, 524288), new(2097152, 1048576), new(1048576, 0)];
 
     [Fact]
     public async Task Curl_fetches_16_MiB_through_a_partner_and_the_server_sees_the_partner()

@@ -139,7 +139,7 @@ public sealed class ControlCodecTests : IDisposable
     [InlineData(0)]
     [InlineData(6)]
     [InlineData(15)]
-    [InlineData(20)]
+    [InlineData(21)]
     [InlineData(255)]
     public void AnUnknownTypeIsRefused(byte type)
     {
@@ -152,7 +152,7 @@ public sealed class ControlCodecTests : IDisposable
     [InlineData(18, 5)]
     [InlineData(18, 255)]
     [InlineData(19, 0)]
-    [InlineData(19, 4)]
+    [InlineData(19, 5)]
     public void AnUnknownReasonIsRefused(byte type, byte reason)
     {
         var error = Assert.Throws<WireException>(() => ControlCodec.Decode([type, .. new byte[AgreementTerms.IdSize], reason]));

@@ -1,0 +1,101 @@
+namespace Quid.Exchange;
+
+/// <summary>
+/// Shapes the traffic we carry for partners, like a Linux HTB class per partner (a share) under one
+/// parent: each partner is guaranteed the rate we granted it; what the guarantees leave unused
+/// of our whole offer may be lent to whoever has traffic waiting, and is reclaimed as soon as a
+/// guaranteed class needs it. Excess waits, it is never dropped: <see cref="Share.Reserve"/> says how
+/// long. One shaper per direction. Thread-safe; time comes from the <see cref="TimeProvider"/>.
+/// </summary>
+public sealed class Shaper
+{
+    /// <summary>Tokens kept at most, in seconds of rate: enough to smooth a burst of cells, short enough to be fair.</summary>
+    private const double BurstSeconds = 0.1;
+    private const double MinBurstBytes = 8 * 2048;
+
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private readonly Bucket _parent;
+
+    public Shaper(double ceilingBytesPerSecond, TimeProvider time)
+    {
+        _time = time;
+        _parent = new Bucket(ceilingBytesPerSecond, time.GetTimestamp());
+    }
+
+    /// <summary>The rate all partners together may use: our offer.</summary>
+    public double CeilingBytesPerSecond
+    {
+        get { lock (_lock) return _parent.Rate; }
+    }
+
+    private sealed class Bucket(double rate, long now)
+    {
+        public double Rate = rate;
+        public double Tokens = Math.Max(MinBurstBytes, rate * BurstSeconds);
+        public long Updated = now;
+
+        public double Burst => Math.Max(MinBurstBytes, Rate * BurstSeconds);
+
+        public void Refill(TimeProvider time, long now)
+        {
+            Tokens = Math.Min(Burst, Tokens + time.GetElapsedTime(Updated, now).TotalSeconds * Rate);
+            Updated = now;
+        }
+    }
+
+    /// <summary>A partner's share: its guaranteed rate, changed when the grant changes.</summary>
+    public sealed class Share
+    {
+        private readonly Shaper _shaper;
+        private readonly Bucket _bucket;
+
+        internal Share(Shaper shaper, double bytesPerSecond)
+        {
+            _shaper = shaper;
+            _bucket = new Bucket(bytesPerSecond, shaper._time.GetTimestamp());
+        }
+
+        public double GuaranteedBytesPerSecond
+        {
+            get { lock (_shaper._lock) return _bucket.Rate; }
+            set { lock (_shaper._lock) _bucket.Rate = value; }
+        }
+
+        /// <summary>
+        /// Takes <paramref name="bytes"/> and returns how long to wait before sending them: zero
+        /// within the guarantee or when idle capacity can be lent, otherwise the time the
+        /// guarantee needs to cover the excess.
+        /// </summary>
+        public TimeSpan Reserve(int bytes)
+        {
+            lock (_shaper._lock)
+            {
+                long now = _shaper._time.GetTimestamp();
+                _bucket.Refill(_shaper._time, now);
+                var parent = _shaper._parent;
+                parent.Refill(_shaper._time, now);
+                if (_bucket.Tokens >= bytes)
+                {
+                    // Within the guarantee. It counts against the parent too, so that what the
+                    // guarantees use is never lent out; the parent's debt is bounded by its burst.
+                    _bucket.Tokens -= bytes;
+                    parent.Tokens = Math.Max(-parent.Burst, parent.Tokens - bytes);
+                    return TimeSpan.Zero;
+                }
+                if (parent.Tokens >= bytes)
+                {
+                    // Borrowed: capacity no guarantee is using right now.
+                    parent.Tokens -= bytes;
+                    return TimeSpan.Zero;
+                }
+                // The guarantee pays, later: wait until it has earned the deficit back.
+                _bucket.Tokens -= bytes;
+                parent.Tokens = Math.Max(-parent.Burst, parent.Tokens - bytes);
+                return _bucket.Rate <= 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(-_bucket.Tokens / _bucket.Rate);
+            }
+        }
+    }
+
+    public Share NewShare(double guaranteedBytesPerSecond) => new(this, guaranteedBytesPerSecond);
+}
