@@ -335,7 +335,7 @@ public sealed class Market
 
     /// <summary>
     /// A probe measured what a partner delivers. Below the threshold, our grant to it shrinks
-    /// one buddy order (no further than what it delivers); after several such probes in a row the
+    /// one buddy order toward what it delivers; after several such probes in a row the
     /// agreement ends and the partner is shunned. At or above it, the partner regains standing
     /// and our grant grows back one order toward what we first granted.
     /// </summary>
@@ -371,7 +371,8 @@ public sealed class Market
         actions.Add(new VerdictReached(partner, Verdict.Underdelivering, deliveredKbps, promisedKbps));
         foreach (var agreement in agreements)
         {
-            if (agreement.OurAllocation is not { } allocation || allocation.Size.Order == 0 || allocation.Size.Kbps <= deliveredKbps) continue;
+            // Halve only while the half is closer to what it delivers than the whole is.
+            if (agreement.OurAllocation is not { } allocation || allocation.Size.Order == 0 || deliveredKbps >= allocation.Size.Kbps * 0.75) continue;
             agreement.OurAllocation = Capacity.Shrink(allocation);
             actions.Add(new SendMarketMessage(partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
             actions.Add(new GrantsChanged(partner));

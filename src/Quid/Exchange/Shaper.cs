@@ -75,24 +75,31 @@ public sealed class Shaper
                 _bucket.Refill(_shaper._time, now);
                 var parent = _shaper._parent;
                 parent.Refill(_shaper._time, now);
-                if (_bucket.Tokens >= bytes)
+                // Deficit buckets: a send goes when the balance is positive and may leave it
+                // negative; the debt delays what follows. So a large chunk needs no large burst,
+                // and the long-run rate is exact.
+                if (_bucket.Tokens > 0)
                 {
-                    // Within the guarantee. It counts against the parent too, so that what the
-                    // guarantees use is never lent out; the parent's debt is bounded by its burst.
+                    // Within the guarantee. It counts against the parent too, debt and all, so
+                    // that what the guarantees use is never lent out.
                     _bucket.Tokens -= bytes;
-                    parent.Tokens = Math.Max(-parent.Burst, parent.Tokens - bytes);
+                    parent.Tokens -= bytes;
                     return TimeSpan.Zero;
                 }
-                if (parent.Tokens >= bytes)
+                if (parent.Tokens > 0)
                 {
                     // Borrowed: capacity no guarantee is using right now.
                     parent.Tokens -= bytes;
                     return TimeSpan.Zero;
                 }
-                // The guarantee pays, later: wait until it has earned the deficit back.
+                // Neither, now: wait for whichever comes first, the guarantee repaying its debt or
+                // the parent having spare capacity to lend, and take the bytes from that one.
+                double ownWait = _bucket.Rate > 0 ? -_bucket.Tokens / _bucket.Rate : double.MaxValue;
+                double lendWait = -parent.Tokens / parent.Rate;
+                parent.Tokens -= bytes;
+                if (lendWait < ownWait) return TimeSpan.FromSeconds(lendWait);
                 _bucket.Tokens -= bytes;
-                parent.Tokens = Math.Max(-parent.Burst, parent.Tokens - bytes);
-                return _bucket.Rate <= 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(-_bucket.Tokens / _bucket.Rate);
+                return TimeSpan.FromSeconds(ownWait);
             }
         }
     }

@@ -452,4 +452,140 @@ public sealed class MarketTests : IDisposable
         Assert.Equal(0, node.Market.Capacity.GrantedKbps);
         Assert.Equal([node.Market.Offer], node.Market.Capacity.FreeBlocks);
     }
+
+    // ---- Probes, verdicts and the newcomer share ----
+
+    [Fact]
+    public void ProbesFallDueAtARandomMomentWithinTheInterval()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        Assert.Empty(a.Market.DueProbes());
+        _time.Advance(new MarketOptions().ProbeIntervalMin - TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.DueProbes());
+        _time.Advance(new MarketOptions().ProbeIntervalMax - new MarketOptions().ProbeIntervalMin + TimeSpan.FromSeconds(2));
+        var (partner, promised) = Assert.Single(a.Market.DueProbes());
+        Assert.Equal(b.Id, partner);
+        Assert.Equal(256, promised);
+        Assert.Empty(a.Market.DueProbes()); // rescheduled, not due again at once
+    }
+
+    [Fact]
+    public void A_probe_below_the_threshold_shrinks_our_grant_one_order_and_tells_the_partner()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+
+        var actions = a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256);
+        var change = Sent<GrantChanged>(actions, b);
+        Assert.Equal(new GrantChanged(id, K(128)), change);
+        Assert.Equal(b.Id, Assert.Single(actions.OfType<GrantsChanged>()).Partner);
+        Assert.Equal(Verdict.Underdelivering, Assert.Single(actions.OfType<VerdictReached>()).Verdict);
+        Assert.Equal(128, a.Market.GrantedTo(b.Id));
+        // The freed half goes back to the free blocks, searchable again.
+        Assert.Equal([K(256), K(128)], a.Market.Capacity.FreeBlocks);
+        var account = a.Market.Ledger.Account(b.Id);
+        Assert.Equal(Verdict.Underdelivering, account.Verdict);
+        Assert.Equal(1, account.Failures);
+        Assert.Equal(64, account.DeliveredKbps);
+
+        // B hears of it: its request is no longer met, so it searches again.
+        Assert.True(b.Market.RequestMet);
+        Deliver(a, b, change);
+        Assert.Equal(128, b.Market.GrantedBy(a.Id));
+        Assert.False(b.Market.RequestMet);
+    }
+
+    [Fact]
+    public void A_grant_is_not_cut_below_what_the_partner_delivers()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        // Delivering 200 of 256 is under the threshold, but our 256 is only just above it: one order down would overshoot.
+        var actions = a.Market.ProbeResult(b.Id, deliveredKbps: 200, promisedKbps: 256);
+        Assert.Equal(Verdict.Underdelivering, Assert.Single(actions.OfType<VerdictReached>()).Verdict);
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+        Assert.Empty(actions.OfType<SendMarketMessage>());
+    }
+
+    [Fact]
+    public void Persistent_underdelivery_ends_the_agreement_and_shuns_the_partner_for_a_while()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+        a.Market.ProbeResult(b.Id, 64, 256);
+        a.Market.ProbeResult(b.Id, 64, 256);
+        var actions = a.Market.ProbeResult(b.Id, 64, 256);
+
+        Assert.Equal(new AgreementEnd(id, AgreementEndReason.Underdelivered), Sent<AgreementEnd>(actions, b));
+        Assert.Equal(AgreementEndReason.Underdelivered, Assert.Single(actions.OfType<AgreementEnded>()).Reason);
+        Assert.Empty(a.Market.Active);
+        AssertUntouched(a);
+        var account = a.Market.Ledger.Account(b.Id);
+        Assert.Equal(Verdict.Shunned, account.Verdict);
+        Assert.Equal(_time.GetUtcNow() + new MarketOptions().ShunFor, account.ShunnedUntil);
+
+        // B may not come back at once, and A does not propose to it.
+        var refused = Deliver(b, a, Propose(b, a, K(256), K(256), _time.GetUtcNow()));
+        Assert.Equal(AgreementRejectReason.Shunned, Sent<AgreementRejection>(refused, b).Reason);
+        Assert.Empty(a.Market.Search([b.Descriptor()], _ => true));
+
+        _time.Advance(new MarketOptions().ShunFor + TimeSpan.FromSeconds(1));
+        var accepted = Deliver(b, a, Propose(b, a, K(256), K(256), _time.GetUtcNow()));
+        Assert.Single(accepted.OfType<AgreementFormed>());
+    }
+
+    [Fact]
+    public void A_partner_that_recovers_regains_its_grant_one_order_at_a_time()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+        a.Market.ProbeResult(b.Id, 30, 256);
+        a.Market.ProbeResult(b.Id, 30, 256);
+        Assert.Equal(64, a.Market.GrantedTo(b.Id));
+
+        var actions = a.Market.ProbeResult(b.Id, 256, 256);
+        Assert.Equal(new GrantChanged(id, K(128)), Sent<GrantChanged>(actions, b));
+        Assert.Equal(Verdict.Good, a.Market.Ledger.Account(b.Id).Verdict);
+        Assert.Equal(0, a.Market.Ledger.Account(b.Id).Failures);
+        a.Market.ProbeResult(b.Id, 256, 256);
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+        // Never beyond what was agreed.
+        Assert.Empty(a.Market.ProbeResult(b.Id, 256, 256).OfType<SendMarketMessage>());
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+    }
+
+    [Fact]
+    public void A_grant_change_beyond_what_was_signed_is_ignored()
+    {
+        var a = NewNode(1024, 256);
+        var b = NewNode(1024, 256);
+        var id = Agree(a, b);
+        Deliver(a, b, new GrantChanged(id, K(512)));
+        Assert.Equal(256, b.Market.GrantedBy(a.Id));
+        Deliver(a, b, new GrantChanged(id, K(64)));
+        Assert.Equal(64, b.Market.GrantedBy(a.Id));
+    }
+
+    [Fact]
+    public void A_partner_we_already_know_cannot_take_the_share_kept_for_newcomers()
+    {
+        var a = NewNode(512, null);
+        var b = NewNode(512, 256);
+        var id = Agree(b, a);
+        Deliver(b, a, new AgreementEnd(id, AgreementEndReason.Requested));
+        AssertUntouched(a);
+
+        // B has a history with A: it may not take the whole offer, the last eighth stays open.
+        var refused = Deliver(b, a, Propose(b, a, null, K(512), _time.GetUtcNow()));
+        Assert.Equal(AgreementRejectReason.NoCapacity, Sent<AgreementRejection>(refused, b).Reason);
+        // A newcomer may.
+        var c = NewNode(512, 512);
+        Assert.Single(Deliver(c, a, Propose(c, a, null, K(512), _time.GetUtcNow())).OfType<AgreementFormed>());
+    }
 }
