@@ -258,4 +258,48 @@ public sealed class OverlayRateLimitTests : IDisposable
         Assert.True(sent.Where(s => s.Key.Item2 == ControlType.Peers).Max(s => s.Value) > options.PeersRate.Burst, "few peers messages sent");
         Assert.All(neighbours, n => Assert.True(sent.GetValueOrDefault((n.Identity.Id, ControlType.Descriptor)) > 0));
     }
+
+    /// <summary>
+    /// An ultrapeer with 150 leaves that each query at the rate it admits from a leaf, for half
+    /// a minute: every query it passes on to another ultrapeer must be one that ultrapeer admits,
+    /// or honest ultrapeers under load strike and shun each other.
+    /// </summary>
+    [Fact]
+    public void ForwardedQueriesNeverExceedWhatTheNextUltrapeerAccepts()
+    {
+        var options = new OverlayOptions();
+        var overlay = _h.NewUltrapeer(options);
+        var own = _h.DescriptorOf(_h.Self, roles: NodeRoles.Ultrapeer);
+        overlay.Publish(own);
+
+        var nextIdentity = _h.NewIdentity();
+        var next = _h.NewOverlay(identity: nextIdentity, seed: 3);
+        next.LinkUp(_h.Self.Id, inbound: true, _h.NextAddress());
+        next.Receive(_h.Self.Id, new DescriptorMessage(own));
+        Assert.True(next.IsUltrapeer(_h.Self.Id));
+        _h.Link(overlay, NodeRoles.Ultrapeer, free: [], identity: nextIdentity);
+
+        var leaves = Enumerable.Range(0, 150).Select(_ => _h.Link(overlay, free: [])).ToArray();
+        int forwarded = 0, refused = 0;
+        for (int second = 0; second < 30; second++)
+        {
+            foreach (var leaf in leaves)
+            {
+                for (int q = 0; q < options.LeafQueryRate.PerSecond; q++)
+                {
+                    Assert.Equal(Admission.Accept, overlay.Admit(leaf.Id, ControlType.Query));
+                    foreach (var (to, _) in OverlayHarness.Sent<QueryMessage>(overlay.Receive(leaf.Id, OverlayHarness.Query(wanted: 16384))))
+                    {
+                        Assert.Equal(nextIdentity.Id, to);
+                        forwarded++;
+                        if (next.Admit(_h.Self.Id, ControlType.Query) != Admission.Accept) refused++;
+                    }
+                }
+            }
+            _h.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+        Assert.True(forwarded > options.UltrapeerQueryRate.Burst, $"only {forwarded} forwarded");
+        Assert.Equal(0, refused);
+        Assert.Null(next.Refuse(_h.Self.Id));
+    }
 }
