@@ -433,9 +433,13 @@ public sealed class Overlay
             _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
         _hits[descriptor.Id] = new Hit(descriptor, Now);
         if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(descriptor.Id);
+        // News of a peer like any other: a stale copy (hits may carry one) changes nothing.
         var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
-        if (peer.Descriptor is null || peer.Descriptor.Published <= descriptor.Published) peer.Descriptor = descriptor;
+        if (peer.Descriptor is not null && peer.Descriptor.Published > descriptor.Published) return;
+        peer.Descriptor = descriptor;
         peer.Address = descriptor.Address ?? peer.Address;
+        peer.Ultrapeer = descriptor.Roles.HasFlag(NodeRoles.Ultrapeer);
+        if (descriptor.Published > peer.LastSeen) peer.LastSeen = descriptor.Published;
     }
 
     // ---- Upkeep ----
