@@ -54,6 +54,8 @@ public sealed class Overlay
         // What we send is paced to half of what we accept, so honest gossip never earns strikes.
         public TokenBucket PeersOut { get; } = Half(options.PeersRate, time);
         public TokenBucket DescriptorsOut { get; } = Half(options.DescriptorRate, time);
+        // Queries we pass on to an ultrapeer, which admits them at the ultrapeer rate: past that, forwards are dropped.
+        public TokenBucket QueriesOut { get; } = Half(options.UltrapeerQueryRate, time);
         public Dictionary<NodeId, Descriptor> PendingPeers { get; } = [];
         public bool DescriptorPending { get; set; }
 
@@ -402,7 +404,8 @@ public sealed class Overlay
         // Enough answers here, or the TTL is spent, or we are a leaf: the query stops.
         if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
         var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
-        actions.AddRange(_neighbourIds.Where(n => n != from.Id && IsUltrapeer(n)).Select(n => new SendOverlayMessage(n, forward)));
+        // A flood is best effort: an ultrapeer busier than the next one admits drops forwards rather than earn strikes.
+        actions.AddRange(_neighbours.Values.Where(n => n.Id != from.Id && IsUltrapeer(n.Id) && n.QueriesOut.TryTake()).Select(n => new SendOverlayMessage(n.Id, forward)));
     }
 
     private void OnHit(Neighbour from, QueryHitMessage hit, List<OverlayAction> actions)
@@ -433,9 +436,13 @@ public sealed class Overlay
             _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
         _hits[descriptor.Id] = new Hit(descriptor, Now);
         if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(descriptor.Id);
+        // News of a peer like any other: a stale copy (hits may carry one) changes nothing.
         var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
-        if (peer.Descriptor is null || peer.Descriptor.Published <= descriptor.Published) peer.Descriptor = descriptor;
+        if (peer.Descriptor is not null && peer.Descriptor.Published > descriptor.Published) return;
+        peer.Descriptor = descriptor;
         peer.Address = descriptor.Address ?? peer.Address;
+        peer.Ultrapeer = descriptor.Roles.HasFlag(NodeRoles.Ultrapeer);
+        if (descriptor.Published > peer.LastSeen) peer.LastSeen = descriptor.Published;
     }
 
     // ---- Upkeep ----

@@ -71,7 +71,7 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
                 throw;
             }
             Assert.Equal(donors.Order(), found.Select(d => d.Id).Order());
-            Assert.All(found, d => Assert.True(Overlay.Overlay.Matches(d, Block.FromKbps(8192), null)));
+            Assert.All(found, d => Assert.True(Quid.Overlay.Overlay.Matches(d, Block.FromKbps(8192), null)));
         }
         output.WriteLine($"searches done {(DateTime.UtcNow - started).TotalSeconds:0.0} s after the overlay formed");
     }

@@ -1,0 +1,201 @@
+using Quid.Overlay;
+using Quid.Wire;
+using static Quid.Tests.Overlay.OverlayHarness;
+
+namespace Quid.Tests.Overlay;
+
+/// <summary>When a leaf makes itself an ultrapeer, and when an ultrapeer steps down.</summary>
+public sealed class OverlayElectionTests : IDisposable
+{
+    private static readonly OverlayOptions Options = Capable(new OverlayOptions { PromotionDelay = TimeSpan.FromSeconds(30), DemotionDelay = TimeSpan.FromMinutes(10) });
+
+    private readonly OverlayHarness _h = new();
+
+    public void Dispose() => _h.Dispose();
+
+    /// <summary>Ticks once a second for <paramref name="span"/>; the time from the first tick to a RoleChanged, if any.</summary>
+    private TimeSpan? TickUntilRoleChange(Quid.Overlay.Overlay overlay, TimeSpan span, NodeRoles expected = NodeRoles.Ultrapeer)
+    {
+        for (var elapsed = TimeSpan.Zero; elapsed <= span; elapsed += TimeSpan.FromSeconds(1))
+        {
+            if (overlay.Tick().OfType<RoleChanged>().SingleOrDefault() is { } changed)
+            {
+                Assert.Equal(expected, changed.Roles);
+                return elapsed;
+            }
+            _h.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+        return null;
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    public void ACapableStarvedLeafPromotesBetweenOneAndFourPromotionDelays(int seed)
+    {
+        var overlay = _h.NewOverlay(Options, seed: seed);
+        _h.PublishCapable(overlay);
+        var after = TickUntilRoleChange(overlay, Options.PromotionDelay * 5);
+        Assert.NotNull(after);
+        Assert.InRange(after.Value, Options.PromotionDelay, Options.PromotionDelay * 4);
+        Assert.Equal(OverlayRole.Ultrapeer, overlay.Role);
+        // Once is enough: no more role changes while it is needed.
+        Assert.Null(TickUntilRoleChange(overlay, TimeSpan.FromMinutes(2), NodeRoles.None));
+    }
+
+    [Fact]
+    public void ThePromotionWaitIsJitteredSoACrowdDoesNotPromoteAtOnce()
+    {
+        var waits = new HashSet<TimeSpan>();
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var overlay = _h.NewOverlay(Options, seed: seed);
+            _h.PublishCapable(overlay);
+            waits.Add(TickUntilRoleChange(overlay, Options.PromotionDelay * 5) ?? TimeSpan.MaxValue);
+        }
+        Assert.DoesNotContain(TimeSpan.MaxValue, waits);
+        Assert.True(waits.Count >= 4, $"only {waits.Count} distinct waits");
+    }
+
+    [Fact]
+    public void ALeafThatKnowsEnoughUsableUltrapeersDoesNotPromote()
+    {
+        var overlay = _h.NewOverlay(Options);
+        _h.PublishCapable(overlay);
+        overlay.AddCachedPeers([.. Enumerable.Range(0, Options.LeafUltrapeers).Select(_ => new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true))]);
+        Assert.Null(TickUntilRoleChange(overlay, Options.PromotionDelay * 10));
+    }
+
+    [Fact]
+    public void ALeafLinkedToEnoughUltrapeersDoesNotPromote()
+    {
+        var overlay = _h.NewOverlay(Options);
+        _h.PublishCapable(overlay);
+        for (int i = 0; i < Options.LeafUltrapeers; i++) _h.LinkUltrapeer(overlay);
+        Assert.Null(TickUntilRoleChange(overlay, Options.PromotionDelay * 10));
+    }
+
+    [Fact]
+    public void UltrapeersThatKeepFailingOrSayTheyAreFullDoNotCount()
+    {
+        var overlay = _h.NewOverlay(Options);
+        _h.PublishCapable(overlay);
+        var known = Enumerable.Range(0, Options.LeafUltrapeers).Select(_ => new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true)).ToArray();
+        overlay.AddCachedPeers(known);
+        // One never answers and one answered that it was full: the one usable ultrapeer left is too few.
+        overlay.DialFailed(known[0].Id, known[0].Address);
+        overlay.DialFailed(known[0].Id, known[0].Address);
+        overlay.LinkUp(known[1].Id, inbound: false, known[1].Address);
+        overlay.Farewell(known[1].Id, GoodbyeReason.Full);
+        overlay.LinkDown(known[1].Id);
+        Assert.NotNull(TickUntilRoleChange(overlay, Options.PromotionDelay * 5));
+    }
+
+    [Fact]
+    public void ALeafThatKnowsTooFewUltrapeersStillPromotes()
+    {
+        var overlay = _h.NewOverlay(Options);
+        _h.PublishCapable(overlay);
+        overlay.AddCachedPeers([.. Enumerable.Range(0, Options.LeafUltrapeers - 1).Select(_ => new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true))]);
+        Assert.NotNull(TickUntilRoleChange(overlay, Options.PromotionDelay * 5));
+    }
+
+    public static TheoryData<string> Incapable() => ["no descriptor", "no address", "offer below the minimum", "not capable", "too young"];
+
+    [Theory]
+    [MemberData(nameof(Incapable))]
+    public void AnIncapableNodeNeverPromotes(string why)
+    {
+        var options = why switch
+        {
+            "not capable" => Options with { UltrapeerCapable = false },
+            "too young" => Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) },
+            _ => Options,
+        };
+        var overlay = _h.NewOverlay(options);
+        var own = why switch
+        {
+            "no descriptor" => null,
+            "no address" => _h.DescriptorOf(_h.Self, address: false, offer: 16384),
+            "offer below the minimum" => _h.DescriptorOf(_h.Self, offer: options.UltrapeerMinOffer.Kbps / 2, request: 16),
+            _ => _h.DescriptorOf(_h.Self, offer: 16384),
+        };
+        if (own is not null) overlay.Publish(own);
+        Assert.Null(TickUntilRoleChange(overlay, options.PromotionDelay * 10));
+        Assert.Equal(OverlayRole.Leaf, overlay.Role);
+    }
+
+    [Fact]
+    public void AYoungNodePromotesOnceItHasBeenUpLongEnough()
+    {
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromMinutes(10) };
+        var overlay = _h.NewOverlay(options);
+        _h.PublishCapable(overlay);
+        var after = TickUntilRoleChange(overlay, options.UltrapeerMinUptime + options.PromotionDelay * 5);
+        Assert.NotNull(after);
+        Assert.InRange(after.Value, options.UltrapeerMinUptime + options.PromotionDelay, options.UltrapeerMinUptime + options.PromotionDelay * 4);
+    }
+
+    [Fact]
+    public void AnUltrapeerWithNoLeavesAndEnoughOtherUltrapeersDemotesAfterDemotionDelay()
+    {
+        var overlay = _h.NewUltrapeer(Options);
+        for (int i = 0; i < Options.LeafUltrapeers; i++) _h.LinkUltrapeer(overlay);
+
+        Assert.Empty(overlay.Tick().OfType<RoleChanged>());
+        _h.Time.Advance(Options.DemotionDelay - TimeSpan.FromSeconds(1));
+        Assert.Empty(overlay.Tick().OfType<RoleChanged>());
+        Assert.Equal(OverlayRole.Ultrapeer, overlay.Role);
+        _h.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(NodeRoles.None, Assert.Single(overlay.Tick().OfType<RoleChanged>()).Roles);
+        Assert.Equal(OverlayRole.Leaf, overlay.Role);
+    }
+
+    [Fact]
+    public void AnUltrapeerWithALeafOrTooFewOtherUltrapeersStays()
+    {
+        var withLeaf = _h.NewUltrapeer(Options);
+        for (int i = 0; i < Options.LeafUltrapeers; i++) _h.LinkUltrapeer(withLeaf);
+        _h.Link(withLeaf);
+        var alone = _h.NewUltrapeer(Options, identity: _h.NewIdentity());
+        for (int i = 0; i < Options.LeafUltrapeers - 1; i++) _h.LinkUltrapeer(alone);
+
+        for (int i = 0; i < 3 * Options.DemotionDelay.TotalSeconds; i += 10)
+        {
+            Assert.Empty(withLeaf.Tick().OfType<RoleChanged>());
+            Assert.Empty(alone.Tick().OfType<RoleChanged>());
+            _h.Time.Advance(TimeSpan.FromSeconds(10));
+        }
+        Assert.Equal(OverlayRole.Ultrapeer, withLeaf.Role);
+        Assert.Equal(OverlayRole.Ultrapeer, alone.Role);
+    }
+
+    [Fact]
+    public void ALeafArrivingRestartsTheDemotionClock()
+    {
+        var overlay = _h.NewUltrapeer(Options);
+        for (int i = 0; i < Options.LeafUltrapeers; i++) _h.LinkUltrapeer(overlay);
+        overlay.Tick();
+        _h.Time.Advance(Options.DemotionDelay / 2);
+        var leaf = _h.Link(overlay);
+        overlay.Tick();
+        overlay.LinkDown(leaf.Id);
+        overlay.Tick();
+        _h.Time.Advance(Options.DemotionDelay - TimeSpan.FromSeconds(1));
+        Assert.Empty(overlay.Tick().OfType<RoleChanged>());
+        _h.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Single(overlay.Tick().OfType<RoleChanged>());
+    }
+
+    [Fact]
+    public void AnUltrapeerThatBecomesIncapableStepsDownAtOnce()
+    {
+        var overlay = _h.NewUltrapeer(Options);
+        _h.Link(overlay);
+        overlay.Publish(_h.DescriptorOf(_h.Self, address: false));
+        Assert.Equal(NodeRoles.None, Assert.Single(overlay.Tick().OfType<RoleChanged>()).Roles);
+    }
+}
