@@ -185,9 +185,16 @@ public sealed class Overlay
     {
         if (!IsFriend(peer)) return GoodbyeReason.NotAFriend;
         if (_shunned.TryGetValue(peer, out var until) && until > Now) return GoodbyeReason.Abuse;
-        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours) return GoodbyeReason.Full;
+        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours < WantedUltrapeers))
+            return GoodbyeReason.Full;
         return null;
     }
+
+    /// <summary>
+    /// How many ultrapeer links we keep. A node full of other links still lets these in, beyond
+    /// its neighbour limit: without ultrapeers a leaf is cut off from search.
+    /// </summary>
+    private int WantedUltrapeers => Role == OverlayRole.Leaf ? _options.LeafUltrapeers : _options.UltrapeerLinks;
 
     public IReadOnlyList<OverlayAction> LinkUp(NodeId neighbour, bool inbound, IPEndPoint remote)
     {
@@ -360,7 +367,8 @@ public sealed class Overlay
         // Our own leaves and neighbours answer at once, without a message.
         foreach (var d in NeighbourDescriptors.Where(d => Matches(d, wanted, canGrant))) RememberHit(d, id);
 
-        var query = new QueryMessage(id, _options.QueryTtl, 0, wanted, canGrant, _options.MaxResults);
+        var query = new QueryMessage(id, Math.Min(_options.QueryTtl, QueryMessage.MaxTtl), 0, wanted,
+            canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
         var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
         var targets = ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
         return (id, [.. targets.Select(n => new SendOverlayMessage(n, query))]);
@@ -416,9 +424,9 @@ public sealed class Overlay
             Reject(from, OverlayError.UnknownQuery, $"hit for query {hit.Query} that we never sent that way", actions);
             return;
         }
+        // A third party's expired or mis-dated descriptor is not the relaying neighbour's doing,
+        // as in gossip: drop it quietly, never forward it.
         var valid = hit.Descriptors.Where(d => Check(d) is null or OverlayError.Stale).ToArray();
-        if (valid.Length < hit.Descriptors.Count)
-            Reject(from, OverlayError.Expired, $"hit for {hit.Query} carried {hit.Descriptors.Count - valid.Length} invalid descriptors", actions);
         if (valid.Length == 0) return;
         if (back == _identity.Id)
         {
@@ -534,7 +542,7 @@ public sealed class Overlay
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {
         int budget = _options.DialsPerTick;
-        int wantUltrapeers = (Role == OverlayRole.Leaf ? _options.LeafUltrapeers : _options.UltrapeerLinks) - UltrapeerNeighbours;
+        int wantUltrapeers = WantedUltrapeers - UltrapeerNeighbours;
         var dialable = Dialable(now).ToArray();
         _options.Random.Shuffle(dialable);
         foreach (var peer in dialable.Where(p => IsUltrapeer(p.Id)).Take(Math.Min(budget, Math.Max(0, wantUltrapeers))))
