@@ -188,16 +188,21 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
         var outstanding = new ConcurrentDictionary<ulong, byte[]>();
         using var returned = new SemaphoreSlim(0);
         int forged = 0;
+        // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
+        ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        // The rate counts from the first echo back: filling the pipe is not the partner's slowness.
+        long firstBytes = 0, firstAt = 0;
         circuit.OnEchoReplies(reply =>
         {
-            if (reply.Length == RelayCell.MaxData && outstanding.TryRemove(BitConverter.ToUInt64(reply.Span), out var sent) && reply.Span.SequenceEqual(sent))
+            if (reply.Length != RelayCell.MaxData || BitConverter.ToUInt64(reply.Span) != probe) return;
+            if (Interlocked.CompareExchange(ref firstAt, time.GetTimestamp(), 0) == 0) Interlocked.Exchange(ref firstBytes, account.BytesDeliveredToUs);
+            if (outstanding.TryRemove(BitConverter.ToUInt64(reply.Span[8..]), out var sent) && reply.Span.SequenceEqual(sent))
                 returned.Release();
             else
                 Interlocked.Increment(ref forged);
         });
         try
         {
-            long startBytes = account.BytesDeliveredToUs;
             long start = time.GetTimestamp();
             ulong sequence = 0;
             while (time.GetElapsedTime(start) < duration && circuit.State == CircuitState.Open)
@@ -205,18 +210,21 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
                 while (outstanding.Count < window)
                 {
                     var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
-                    BitConverter.TryWriteBytes(payload, ++sequence);
+                    BitConverter.TryWriteBytes(payload, probe);
+                    BitConverter.TryWriteBytes(payload.AsSpan(8), ++sequence);
                     outstanding[sequence] = payload;
                     if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
                 }
                 var remaining = duration - time.GetElapsedTime(start);
                 if (remaining <= TimeSpan.Zero || !await returned.WaitAsync(remaining, cancellationToken).ConfigureAwait(false)) break;
             }
-            var elapsed = time.GetElapsedTime(start);
-            long delivered = account.BytesDeliveredToUs - startBytes;
+            long end = account.BytesDeliveredToUs;
+            long first = Interlocked.Read(ref firstAt);
             // An echo that does not carry what we sent is a lie about capacity: it counts for nothing.
-            if (Volatile.Read(ref forged) > 0) delivered = 0;
-            return delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+            if (first == 0 || Volatile.Read(ref forged) > 0) return 0;
+            var elapsed = time.GetElapsedTime(first);
+            long delivered = end - Interlocked.Read(ref firstBytes);
+            return elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
         }
         finally
         {

@@ -46,6 +46,8 @@ public sealed class PartnerAccount(NodeId partner, DateTimeOffset firstSeen)
 
     public Verdict Verdict { get; internal set; }
     public int Failures { get; internal set; }
+    /// <summary>The last probe fell short, once: checked again soon before it counts as a failure.</summary>
+    public bool Suspected { get; internal set; }
     public DateTimeOffset? ShunnedUntil { get; internal set; }
     /// <summary>What the last probe measured, in kbps.</summary>
     public double? DeliveredKbps { get; internal set; }

@@ -32,6 +32,11 @@ public sealed record MarketOptions
     public TimeSpan ProbeDuration { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>A partner measured below this fraction of its promise is under-delivering.</summary>
     public double DeliveryThreshold { get; init; } = 0.8;
+    /// <summary>
+    /// A probe that falls short is repeated after this long before it counts: a passing hiccup
+    /// on a loaded machine must not earn an honest partner a verdict.
+    /// </summary>
+    public TimeSpan RecheckAfter { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Under-delivering at this many probes in a row ends the agreement.</summary>
     public int FailuresToEnd { get; init; } = 3;
     /// <summary>How long a partner that kept under-delivering is refused.</summary>
@@ -334,8 +339,9 @@ public sealed class Market
     }
 
     /// <summary>
-    /// A probe measured what a partner delivers. Below the threshold, our grant to it shrinks
-    /// one buddy order toward what it delivers; after several such probes in a row the
+    /// A probe measured what a partner delivers. A first shortfall is only a suspicion, checked
+    /// again soon; confirmed, our grant to it shrinks one buddy order toward what it delivers;
+    /// after several such probes in a row the
     /// agreement ends and the partner is shunned. At or above it, the partner regains standing
     /// and our grant grows back one order toward what we first granted.
     /// </summary>
@@ -351,6 +357,7 @@ public sealed class Market
 
         if (deliveredKbps >= promisedKbps * _options.DeliveryThreshold)
         {
+            account.Suspected = false;
             account.Failures = 0;
             account.Verdict = Verdict.Good;
             foreach (var agreement in agreements) Regrow(agreement, actions);
@@ -358,6 +365,13 @@ public sealed class Market
             return actions;
         }
 
+        if (account.Failures == 0 && !account.Suspected)
+        {
+            account.Suspected = true;
+            _nextProbe[partner] = now + _options.RecheckAfter;
+            return actions;
+        }
+        account.Suspected = false;
         account.Failures++;
         if (account.Failures >= _options.FailuresToEnd)
         {

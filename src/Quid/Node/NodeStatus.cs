@@ -1,5 +1,6 @@
 using System.Net;
 using Quid.Crypto;
+using Quid.Exchange;
 using Quid.Overlay;
 using Quid.Wire;
 
@@ -19,11 +20,15 @@ public sealed record NodeStatus(
     IReadOnlyList<NeighbourStatus> Neighbours,
     IReadOnlyList<AgreementStatus> Agreements,
     int Circuits,
-    OverlayStatus Overlay);
+    OverlayStatus Overlay,
+    IReadOnlyList<PartnerStatus> Partners);
 
 public sealed record NeighbourStatus(NodeId Id, bool Ultrapeer, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived);
 
 public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed, Block? WeGrant, Block? TheyGrant, DateTimeOffset Since);
+
+/// <summary>A partner's standing in our ledger: what we measured of it and what we think of it.</summary>
+public sealed record PartnerStatus(NodeId Id, long BytesGiven, long BytesReceived, double? DeliveredKbps, Verdict Verdict, int Failures, DateTimeOffset? ShunnedUntil);
 
 /// <summary>The sizes of the overlay's tables, each of which has a bound.</summary>
 public sealed record OverlayStatus(int KnownPeers, int QueryRoutes, int SearchResults);

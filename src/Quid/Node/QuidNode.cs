@@ -23,6 +23,8 @@ namespace Quid.Node;
 public sealed class QuidNode : ILinkHandler, IAsyncDisposable
 {
     private static readonly TimeSpan PeerCacheInterval = TimeSpan.FromMinutes(1);
+    /// <summary>After a new link, the peer cache is written this soon, so that even a node killed young rejoins.</summary>
+    private static readonly TimeSpan PeerCacheAfterLink = TimeSpan.FromSeconds(1);
 
     private readonly NodeOptions _options;
     private readonly TimeProvider _time;
@@ -50,6 +52,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private DateTimeOffset _lastSearch;
     private DateTimeOffset _lastPeerSave;
     private DateTimeOffset _lastLedgerSave;
+    private volatile bool _newLinks;
     private long _refusedLinks;
 
     private QuidNode(NodeOptions options, NodeIdentity identity, NodeDatabase database, TimeProvider time, ILoggerFactory loggers)
@@ -195,9 +198,10 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         Execute(marketActions);
         foreach (var (partner, promised) in probes) _ = ProbeAsync(partner, promised);
         Publish(force: false);
-        if (now - _lastPeerSave >= PeerCacheInterval)
+        if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
         {
             _lastPeerSave = now;
+            _newLinks = false;
             SavePeers();
         }
         if (now - _lastLedgerSave >= _options.LedgerFlushInterval)
@@ -408,6 +412,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             _reassemblers[link] = new ControlReassembler();
             actions = _overlay.LinkUp(link.PeerId, !link.Outbound, link.RemoteEndPoint);
         }
+        _newLinks = true;
         _logger.LogInformation("Linked with {Peer} ({Direction} {Remote})", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
         link.Start(this);
         Execute(actions);
@@ -609,7 +614,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, _overlay.IsUltrapeer(l.PeerId), l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived))],
                 [.. _market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
                 _circuits.Circuits.Count,
-                new OverlayStatus(_overlay.KnownPeerCount, _overlay.QueryRouteCount, _overlay.SearchResultCount));
+                new OverlayStatus(_overlay.KnownPeerCount, _overlay.QueryRouteCount, _overlay.SearchResultCount),
+                [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))]);
         }
     }
 

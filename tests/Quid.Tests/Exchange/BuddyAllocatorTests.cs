@@ -202,6 +202,70 @@ public class BuddyAllocatorTests
     }
 
     /// <summary>
+    /// The property test: 10^5 independent random sequences of grants, releases, shrinks
+    /// and regrowths. After every step free + granted equals the offer and every free block is a
+    /// block (16·2^k kbps); at the end of each sequence the full buddy invariant holds, and
+    /// releasing everything merges back to the one block offered.
+    /// </summary>
+    [Fact]
+    public void A_hundred_thousand_random_sequences_keep_free_plus_granted_equal_to_the_offer()
+    {
+        var random = new Random(100_000);
+        for (int run = 0; run < 100_000; run++)
+        {
+            var capacity = new Block((byte)random.Next(0, 11));
+            var allocator = new BuddyAllocator(capacity);
+            var granted = new List<Allocation>();
+            int steps = random.Next(1, 25);
+            for (int step = 0; step < steps; step++)
+            {
+                int op = random.Next(10);
+                if (op < 5 || granted.Count == 0)
+                {
+                    if (allocator.TryAllocate(new Block((byte)random.Next(0, capacity.Order + 1)), out var allocation)) granted.Add(allocation);
+                }
+                else if (op < 7)
+                {
+                    int i = random.Next(granted.Count);
+                    allocator.Release(granted[i]);
+                    granted.RemoveAt(i);
+                }
+                else if (op < 9)
+                {
+                    int i = random.Next(granted.Count);
+                    if (granted[i].Size.Order > 0) granted[i] = allocator.Shrink(granted[i]);
+                }
+                else
+                {
+                    int i = random.Next(granted.Count);
+                    if (allocator.TryGrow(granted[i]) is { } grown) granted[i] = grown;
+                }
+                Assert.Equal(capacity.Kbps, allocator.FreeKbps + granted.Sum(g => g.Size.Kbps));
+                Assert.Equal(allocator.FreeKbps, allocator.FreeBlocks.Sum(b => b.Kbps));
+                Assert.All(allocator.FreeBlocks, b => Assert.True(Block.TryFromKbps(b.Kbps, out _)));
+            }
+            CheckInvariants(allocator, granted);
+            foreach (var allocation in granted) allocator.Release(allocation);
+            Assert.Equal([capacity], allocator.FreeBlocks);
+        }
+    }
+
+    [Fact]
+    public void A_shrunk_grant_grows_back_only_while_its_buddy_is_free()
+    {
+        var allocator = new BuddyAllocator(K(512));
+        allocator.TryAllocate(K(256), out var grant);
+        var half = allocator.Shrink(grant);
+        Assert.Equal(K(128), half.Size);
+        allocator.TryAllocate(K(128), out var neighbour); // takes the freed upper half
+        Assert.Null(allocator.TryGrow(half));
+        allocator.Release(neighbour);
+        var grown = allocator.TryGrow(half);
+        Assert.Equal(new Allocation(grant.Offset, K(256)), grown);
+        Assert.Equal([K(256)], allocator.FreeBlocks);
+    }
+
+    /// <summary>
     /// Grants are aligned, disjoint and inside the capacity, and the free blocks are exactly the
     /// buddy decomposition of what is left: every maximal aligned 16·2^k block holding no grant.
     /// That is what "free blocks are aligned to their size and merged with free buddies" means.

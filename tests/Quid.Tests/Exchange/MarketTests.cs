@@ -478,6 +478,7 @@ public sealed class MarketTests : IDisposable
         var b = NewNode(512, 256);
         var id = Agree(a, b);
 
+        Assert.Empty(a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256)); // a suspicion, not yet a verdict
         var actions = a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256);
         var change = Sent<GrantChanged>(actions, b);
         Assert.Equal(new GrantChanged(id, K(128)), change);
@@ -499,12 +500,34 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_single_short_probe_is_only_a_suspicion_checked_again_soon()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        Assert.Empty(a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256));
+        var account = a.Market.Ledger.Account(b.Id);
+        Assert.Equal(Verdict.Good, account.Verdict);
+        Assert.Equal(0, account.Failures);
+        Assert.True(account.Suspected);
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+        // The recheck comes after RecheckAfter, well before the next regular probe.
+        _time.Advance(new MarketOptions().RecheckAfter + TimeSpan.FromSeconds(1));
+        Assert.Equal(b.Id, Assert.Single(a.Market.DueProbes()).Partner);
+        // A good recheck clears it without a trace.
+        Assert.Single(a.Market.ProbeResult(b.Id, deliveredKbps: 256, promisedKbps: 256).OfType<VerdictReached>());
+        Assert.False(account.Suspected);
+        Assert.Equal(Verdict.Good, account.Verdict);
+    }
+
+    [Fact]
     public void A_grant_is_not_cut_below_what_the_partner_delivers()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         Agree(a, b);
         // Delivering 200 of 256 is under the threshold, but our 256 is only just above it: one order down would overshoot.
+        a.Market.ProbeResult(b.Id, deliveredKbps: 200, promisedKbps: 256);
         var actions = a.Market.ProbeResult(b.Id, deliveredKbps: 200, promisedKbps: 256);
         Assert.Equal(Verdict.Underdelivering, Assert.Single(actions.OfType<VerdictReached>()).Verdict);
         Assert.Equal(256, a.Market.GrantedTo(b.Id));
@@ -517,6 +540,7 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var id = Agree(a, b);
+        a.Market.ProbeResult(b.Id, 64, 256);
         a.Market.ProbeResult(b.Id, 64, 256);
         a.Market.ProbeResult(b.Id, 64, 256);
         var actions = a.Market.ProbeResult(b.Id, 64, 256);
@@ -545,6 +569,7 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var id = Agree(a, b);
+        a.Market.ProbeResult(b.Id, 30, 256);
         a.Market.ProbeResult(b.Id, 30, 256);
         a.Market.ProbeResult(b.Id, 30, 256);
         Assert.Equal(64, a.Market.GrantedTo(b.Id));

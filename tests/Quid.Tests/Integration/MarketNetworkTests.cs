@@ -1,0 +1,113 @@
+using System.Globalization;
+using System.Net;
+using Quid.Exchange;
+using Quid.Node;
+using Xunit.Abstractions;
+
+namespace Quid.Tests.Integration;
+
+/// <summary>The bandwidth market on real sockets with real transfers: shaping to grants, and liars caught.</summary>
+[Collection(nameof(SerialTests))] // rates are measured: these run alone, not beside other heavy tests
+public sealed class MarketNetworkTests(ITestOutputHelper output)
+{
+    private static readonly string BigFile = $"/bytes/{4L << 30}";
+
+    /// <summary>Downloads through <paramref name="socks"/> for <paramref name="seconds"/> and returns the bytes per second curl saw.</summary>
+    private static async Task<double> DownloadRateAsync(IPEndPoint socks, string url, int seconds)
+    {
+        var (exitCode, output, errors) = await Curl.RunAsync("--silent", "--show-error", "--output", "/dev/null", "--max-time", seconds.ToString(CultureInfo.InvariantCulture),
+            "--write-out", "%{size_download} %{time_total}", "--socks5-hostname", socks.ToString(), url);
+        Assert.True(exitCode is 0 or 28, $"curl failed ({exitCode}): {errors}"); // 28: our own time limit
+        var parts = output.Split(' ');
+        return double.Parse(parts[0], CultureInfo.InvariantCulture) / double.Parse(parts[1], CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public async Task A_partner_pushing_far_more_than_its_grant_is_held_to_it_once_another_partner_claims_its_share()
+    {
+        // The exit offers 8192 kbps and grants 4096 to each of two clients that want far more.
+        var specs = new[] { new NodeSpec(8192, 0), new NodeSpec(256, 4096), new NodeSpec(256, 4096) };
+        await using var network = await TestNetwork.StartAsync(180, specs, configure: (i, o, _) => OverlayNetworkTests.Quick(o with
+        {
+            Socks = i == 0 ? null : new IPEndPoint(IPAddress.Loopback, 0),
+        }));
+        var exit = network.Nodes[0];
+        var (b, c) = (network.Nodes[1], network.Nodes[2]);
+        await Eventually.WaitUntilAsync(() => b.Status().RequestMet && c.Status().RequestMet && exit.Status().FreeBlocks.Count == 0,
+            TimeSpan.FromSeconds(20), "both clients to get 4096 kbps from the exit");
+        const double grant = 4096 * 1000 / 8.0;
+
+        // Alone, B may borrow what C leaves idle.
+        double alone = await DownloadRateAsync(b.SocksEndPoint!, network.Web.BaseUrl + BigFile, 5);
+        output.WriteLine($"B alone: {alone / grant:0.00} of its grant");
+        Assert.True(alone > 1.3 * grant, $"B alone got {alone / grant:0.00} of its grant: idle capacity was not lent.");
+
+        // Both pushing: each is held to its own grant, within 10%.
+        var bothB = DownloadRateAsync(b.SocksEndPoint!, network.Web.BaseUrl + BigFile, 10);
+        var bothC = DownloadRateAsync(c.SocksEndPoint!, network.Web.BaseUrl + BigFile, 10);
+        double rateB = await bothB, rateC = await bothC;
+        output.WriteLine($"B {rateB / grant:0.00}, C {rateC / grant:0.00} of their grants");
+        Assert.InRange(rateB / grant, 0.9, 1.1);
+        Assert.InRange(rateC / grant, 0.9, 1.1);
+    }
+
+    [Fact]
+    public async Task A_node_delivering_a_quarter_of_its_promise_is_cut_then_dropped_while_loaded_honest_nodes_keep_a_clean_record()
+    {
+        // Node 3 is the liar: it serves its partners at a quarter of what it granted them.
+        const int liar = 3;
+        var specs = Enumerable.Repeat(new NodeSpec(4096, 2048), 5).ToArray();
+        await using var network = await TestNetwork.StartAsync(190, specs, configure: (i, o, _) => OverlayNetworkTests.Quick(o with
+        {
+            Socks = new IPEndPoint(IPAddress.Loopback, 0),
+            ServiceFactor = i == liar ? 0.25 : 1,
+            Market = o.Market with { ProbeIntervalMin = TimeSpan.FromSeconds(3), ProbeIntervalMax = TimeSpan.FromSeconds(5), ProbeDuration = TimeSpan.FromSeconds(2), RecheckAfter = TimeSpan.FromSeconds(1) },
+        }));
+        var liarId = network.Nodes[liar].Id;
+        var honest = network.Nodes.Where((_, i) => i != liar).ToArray();
+        var honestIds = honest.Select(n => n.Id).ToHashSet();
+
+        await Eventually.WaitUntilAsync(() => honest.Any(h => h.Status().Agreements.Any(a => a.Partner == liarId && a.TheyGrant is not null)),
+            TimeSpan.FromSeconds(20), "some honest node to take bandwidth from the liar");
+        var victims = honest.Where(h => h.Status().Agreements.Any(a => a.Partner == liarId && a.TheyGrant is not null)).ToArray();
+
+        // Full load on every honest node while the probes run: downloads through each of them.
+        using var stopLoad = new CancellationTokenSource(TimeSpan.FromSeconds(40));
+        var load = honest.Select(h => Task.Run(async () =>
+        {
+            // Load, not a measurement: a node between partners fails its download and tries again.
+            while (!stopLoad.IsCancellationRequested)
+                await Curl.RunAsync("--silent", "--output", "/dev/null", "--max-time", "5", "--socks5-hostname", h.SocksEndPoint!.ToString(), network.Web.BaseUrl + BigFile);
+        })).ToArray();
+
+        void AssertHonestRecordsClean()
+        {
+            foreach (var node in network.Nodes)
+                foreach (var partner in node.Status().Partners.Where(p => honestIds.Contains(p.Id)))
+                    Assert.True(partner.Verdict == Verdict.Good && partner.Failures == 0,
+                        $"{node.Id.Brief} holds a verdict {partner.Verdict} ({partner.Failures} failures, {partner.DeliveredKbps:0} kbps) against honest {partner.Id.Brief}.");
+        }
+
+        var started = DateTime.UtcNow;
+        await Eventually.WaitUntilAsync(() =>
+        {
+            AssertHonestRecordsClean();
+            return victims.All(v => v.Status().Partners.Any(p => p.Id == liarId && p.Verdict != Verdict.Good));
+        }, TimeSpan.FromSeconds(60), "every partner of the liar to reach a verdict against it");
+        output.WriteLine($"verdicts against the liar after {(DateTime.UtcNow - started).TotalSeconds:0} s");
+
+        await Eventually.WaitUntilAsync(() =>
+        {
+            AssertHonestRecordsClean();
+            return victims.All(v => v.Status().Partners.Single(p => p.Id == liarId).Verdict == Verdict.Shunned
+                && v.Status().Agreements.All(a => a.Partner != liarId));
+        }, TimeSpan.FromSeconds(60), "the liar's partners to end their agreements with it and shun it");
+        output.WriteLine($"liar dropped after {(DateTime.UtcNow - started).TotalSeconds:0} s");
+
+        await stopLoad.CancelAsync();
+        await Task.WhenAll(load);
+        AssertHonestRecordsClean();
+        // Honest nodes were probed under that load, and passed.
+        Assert.Contains(honest, h => h.Status().Partners.Any(p => honestIds.Contains(p.Id) && p.DeliveredKbps is not null));
+    }
+}

@@ -1,0 +1,78 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Quid.Tests.Integration;
+
+/// <summary>
+/// A real <c>quid</c> process, started from the CLI built beside the tests, with its output
+/// kept line by line so a test can wait for what it logs.
+/// </summary>
+internal sealed class QuidProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    private QuidProcess(Process process)
+    {
+        _process = process;
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Enqueue(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Enqueue(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public static string Executable => Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "Quid.Cli.exe" : "Quid.Cli");
+
+    public static QuidProcess Start(params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Executable)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["NO_COLOR"] = "1";
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        return new QuidProcess(Process.Start(start)!);
+    }
+
+    /// <summary>Runs a short command to completion and returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(params string[] arguments)
+    {
+        using var process = Start(arguments);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process._process.WaitForExitAsync(timeout.Token);
+        process._process.WaitForExit(); // flush the asynchronous output readers
+        return (process._process.ExitCode, string.Join('\n', process._lines));
+    }
+
+    public string Output => string.Join('\n', _lines);
+
+    /// <summary>Waits for a line matching <paramref name="pattern"/>; returns its match.</summary>
+    public async Task<Match> WaitForLineAsync(string pattern, TimeSpan timeout)
+    {
+        var regex = new Regex(pattern);
+        Match? found = null;
+        await Eventually.WaitUntilAsync(() =>
+        {
+            if (_process.HasExited && found is null)
+                throw new InvalidOperationException($"quid exited ({_process.ExitCode}) before logging /{pattern}/:\n{Output}");
+            found = _lines.Select(l => regex.Match(l)).FirstOrDefault(m => m.Success);
+            return found is not null;
+        }, timeout, $"quid to log /{pattern}/");
+        return found!;
+    }
+
+    /// <summary>kill -9: no shutdown code runs, nothing is flushed.</summary>
+    public void KillHard()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) KillHard();
+        _process.Dispose();
+    }
+}
