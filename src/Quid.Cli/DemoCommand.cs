@@ -69,14 +69,17 @@ internal static class DemoCommand
             return 1;
         }
         AnsiConsole.MarkupLine($"[green]✓[/] Fetched {network.Web.BaseUrl}/ directly: the web server saw [bold]{fetch.DirectSource}[/] (you).");
-        string exit = fetch.ExitNodeNumber is { } n ? $"{Name(n - 1)}, your partner" : "not a Quid node?";
+        string exit = fetch.ExitNodeNumber is { } n ? $"{Name(n - 1)}, the exit" : "not a Quid node?";
         bool hidden = !fetch.QuidSource.Equals(fetch.DirectSource) && fetch.ExitNodeNumber is > 1;
         AnsiConsole.MarkupLine($"{(hidden ? "[green]✓[/]" : "[red]✗[/]")} Fetched it through Quid: the web server saw [bold]{fetch.QuidSource}[/] ({exit}).");
+        if (fetch.Path.Count > 0)
+            AnsiConsole.MarkupLine($"  The circuit: you → {string.Join(" → ", fetch.Path.Select(p => Name(p - 1)))} → web server. " +
+                "Each hop peels one layer of encryption; only the first sees your address, only the last your destination.");
         if (!hidden) return 1;
         if (once) return 0;
 
         AnsiConsole.WriteLine();
-        AnsiConsole.MarkupLine("Try it yourself; your traffic leaves from your partner's address:");
+        AnsiConsole.MarkupLine("Try it yourself; your traffic leaves from the exit's address:");
         AnsiConsole.MarkupLine($"  [bold]curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/[/]");
         AnsiConsole.MarkupLine("Press Ctrl-C to stop the network.");
         await CliDefaults.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
@@ -89,13 +92,13 @@ internal static class DemoCommand
     private static void ShowAgreements(DemoNetwork network)
     {
         var index = network.Nodes.Select((n, i) => (n.Id, i)).ToDictionary(p => p.Id, p => p.i);
-        var table = new Table().Border(TableBorder.Rounded).Title("Agreements: each side grants the other its request");
-        table.AddColumns("node", "address", "offer", "request", "free blocks left", "partners (we grant / they grant)");
+        var table = new Table().Border(TableBorder.Rounded).Title("Agreements: each side grants the other its request, out of its offer");
+        table.AddColumns("node", "address", "offer", "asks each partner", "free blocks left", "partners: we grant/they grant kbps");
         for (int i = 0; i < network.Nodes.Count; i++)
         {
             var status = network.Nodes[i].Status();
             string partners = string.Join(", ", status.Agreements.Select(a =>
-                $"{(index.TryGetValue(a.Partner, out int p) ? Name(p) : a.Partner.Brief)} ({a.WeGrant?.Kbps ?? 0}/{a.TheyGrant?.Kbps ?? 0})"));
+                $"{(index.TryGetValue(a.Partner, out int p) ? Name(p) : a.Partner.Brief)} {a.WeGrant?.Kbps ?? 0}/{a.TheyGrant?.Kbps ?? 0}"));
             table.AddRow(Name(i), status.LinkEndPoint.Address.ToString(), status.Offer.ToString(), status.Request?.ToString() ?? "donor",
                 status.FreeBlocks.Count == 0 ? "none: fully granted" : string.Join(" + ", status.FreeBlocks.Select(b => b.Kbps)),
                 Markup.Escape(partners));

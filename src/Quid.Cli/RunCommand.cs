@@ -21,13 +21,14 @@ internal static class RunCommand
         var peers = new Option<string[]>("--peer") { Description = "A node to join the network through, as host:port (repeat for more).", AllowMultipleArgumentsPerToken = false };
         var friends = new Option<string[]>("--friend") { Description = "Friends-only mode: link, search and trade only with these nodes, given as id or id@host:port (repeat for more)." };
         var noUltrapeer = new Option<bool>("--no-ultrapeer") { Description = "Never serve as an ultrapeer, whatever this node's capacity and uptime." };
+        var hops = new Option<int>("--hops") { Description = "Hops per circuit, 1 to 8: 1 is fastest (your partner is the exit); 3 means no single node sees both you and your destination.", DefaultValueFactory = _ => 3 };
         var allowPrivate = new Option<bool>("--exit-allow-private") { Description = "Let streams exit to private and loopback addresses: only for test networks on one machine." };
         var noExit = new Option<bool>("--no-exit") { Description = "Carry partners' traffic, but never let it leave the network here." };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning or Error.", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("run", "Run a node: join the network, trade bandwidth, and serve the local SOCKS proxy.")
         {
-            dataDir, listen, advertise, socks, offer, request, peers, friends, noUltrapeer, allowPrivate, noExit, logLevel,
+            dataDir, listen, advertise, socks, offer, request, hops, peers, friends, noUltrapeer, allowPrivate, noExit, logLevel,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -42,6 +43,7 @@ internal static class RunCommand
                     Socks = parse.GetValue(socks) is "off" ? null : ParseEndPoint(parse.GetValue(socks)!, "--socks"),
                     Offer = ParseBlock(parse.GetValue(offer), "--offer") ?? throw new CliException("--offer must be a block: 16, 32, 64 … kbps, not 0."),
                     Request = ParseBlock(parse.GetValue(request), "--request"),
+                    Hops = parse.GetValue(hops) is >= 1 and <= 8 ? parse.GetValue(hops) : throw new CliException($"--hops must be 1 to 8, not {parse.GetValue(hops)}."),
                     Peers = parse.GetValue(peers) ?? [],
                     Friends = parse.GetValue(friends) ?? [],
                     Overlay = new OverlayOptions { UltrapeerCapable = !parse.GetValue(noUltrapeer) },

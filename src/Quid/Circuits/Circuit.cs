@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Net;
+using System.Security.Cryptography;
 using System.Threading.Channels;
 using Quid.Crypto;
 using Quid.Exchange;
@@ -11,87 +13,324 @@ public enum CircuitRole
 {
     /// <summary>We built it: our applications' streams start here.</summary>
     Origin,
-    /// <summary>A partner built it to us: its streams leave the network here.</summary>
+    /// <summary>We are a middle hop: cells pass through, one layer removed or added.</summary>
+    Relay,
+    /// <summary>We are the last hop of someone else's circuit: its streams leave the network here.</summary>
     Exit,
 }
 
 public enum CircuitState { Building, Open, Closed }
 
+/// <summary>One hop of a circuit we built: who it is and the layer we share with it.</summary>
+public sealed record Hop(NodeId Id, OnionLayer Layer);
+
 /// <summary>
-/// A circuit on one link and the streams it multiplexes. The same class serves both ends; the
-/// role decides which relay commands are legal. A relay cell that breaks the protocol closes
-/// the circuit, never the node.
+/// A circuit, at any of its positions. It has an inward side (toward the client; none at the
+/// origin) and an outward side (toward the exit; none at the exit). Cells arriving inward travel
+/// outward: a relay removes its layer and passes them on, the exit reads them. Cells arriving
+/// outward travel inward: a relay adds its layer, the origin removes every layer and reads them.
+/// A cell that fails its layer, or breaks the protocol, destroys the circuit, never the node.
 /// </summary>
 public sealed class Circuit
 {
-    private readonly CircuitManager _manager;
-    private readonly Lock _lock = new();
-    private readonly Dictionary<ushort, RelayStream> _streams = [];
-    private readonly TaskCompletionSource _created = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private ushort _nextStreamId;
-    private int _state = (int)CircuitState.Building;
-
     /// <summary>Echo requests waiting for their reply; more than a probe's window is a violation.</summary>
     internal const int MaxPendingEchoes = 128;
 
+    private readonly CircuitManager _manager;
+    private readonly Lock _lock = new();
+    private readonly Lock _sendLock = new();
+    private readonly Dictionary<ushort, RelayStream> _streams = [];
+    private readonly List<Hop> _hops = [];
+    private TaskCompletionSource<byte[]>? _pendingReply;
     private Channel<byte[]>? _echoes;
     private Action<ReadOnlyMemory<byte>>? _echoReplies;
+    private RelayForwarder? _toOutward;
+    private RelayForwarder? _toInward;
+    private ushort _nextStreamId;
+    private int _state = (int)CircuitState.Building;
+    private int _packageWindow = CircuitFlow.Window;
+    private int _deliverWindow = CircuitFlow.Window;
+    private int _received;
+    private int _relayEarly;
+    private TaskCompletionSource? _windowWaiter;
 
-    internal Circuit(CircuitManager manager, Link link, uint id, CircuitRole role, DateTimeOffset created, PartnerAccount? account)
+    internal Circuit(CircuitManager manager, CircuitRole role, DateTimeOffset created)
     {
         _manager = manager;
-        Link = link;
-        Id = id;
         Role = role;
         CreatedAt = created;
-        Account = account;
         _nextStreamId = (ushort)Random.Shared.Next(1, ushort.MaxValue);
     }
 
     internal CircuitManager Manager => _manager;
-    public Link Link { get; }
-    public uint Id { get; }
-    public CircuitRole Role { get; }
-    public NodeId Peer => Link.PeerId;
+    public CircuitRole Role { get; private set; }
     public DateTimeOffset CreatedAt { get; }
-    /// <summary>
-    /// The neighbour this circuit is billed to or served by: at an exit, every cell is bandwidth we
-    /// give the partner that built the circuit; at the origin, bandwidth the partner gives us.
-    /// </summary>
-    public PartnerAccount? Account { get; }
     public CircuitState State => (CircuitState)Volatile.Read(ref _state);
+
+    /// <summary>Toward the client: the link the circuit came in on. Null at the origin.</summary>
+    public Link? Inward { get; internal init; }
+    public uint InwardId { get; internal init; }
+    /// <summary>Toward the exit: the first hop at the origin, the next hop at a relay. Null at the exit.</summary>
+    public Link? Outward { get; private set; }
+    public uint OutwardId { get; private set; }
+
+    /// <summary>Our layer, when we are a hop of someone else's circuit.</summary>
+    internal OnionLayer? Layer { get; init; }
+    /// <summary>The hops of a circuit we built, first to last.</summary>
+    public IReadOnlyList<Hop> Hops
+    {
+        get { lock (_lock) return [.. _hops]; }
+    }
+
+    /// <summary>
+    /// The neighbour the circuit is billed to: the one that built it on our inward link. Every cell
+    /// we carry on it is bandwidth we give that neighbour, shaped to its share.
+    /// </summary>
+    public PartnerAccount? InwardAccount { get; internal init; }
+    /// <summary>The neighbour that carries the circuit for us on our outward link: what it does counts as received.</summary>
+    public PartnerAccount? OutwardAccount { get; private set; }
+
+    /// <summary>Streams with different isolation keys (SOCKS credentials) never share a circuit.</summary>
+    public object? Isolation { get; internal init; }
+
+    /// <summary>The node whose exit policy the circuit's streams meet, as the origin chose it.</summary>
+    public Descriptor? ExitDescriptor { get; internal set; }
 
     public int StreamCount
     {
         get { lock (_lock) return _streams.Count; }
     }
 
-    internal Task Created => _created.Task;
+    /// <summary>The neighbour toward the exit, or the one toward the client at an exit.</summary>
+    public NodeId Peer => (Outward ?? Inward)!.PeerId;
 
-    internal void MarkOpen()
+    internal void SetOutward(Link? link, uint id, PartnerAccount? account)
     {
-        Interlocked.CompareExchange(ref _state, (int)CircuitState.Open, (int)CircuitState.Building);
-        _created.TrySetResult();
+        Outward = link;
+        OutwardId = id;
+        OutwardAccount = account;
     }
 
-    /// <summary>Sends one relay message on this circuit; false once the link is gone.</summary>
-    internal bool SendRelay(RelayCommand command, ushort streamId, ReadOnlySpan<byte> data)
+    internal void MarkOpen() => Interlocked.CompareExchange(ref _state, (int)CircuitState.Open, (int)CircuitState.Building);
+
+    // ---- Sending relay messages from an end ----
+
+    /// <summary>
+    /// Sends one relay message from this end: from the origin to the last hop, sealed once per hop;
+    /// from an exit to the origin, sealed with our layer. False once the circuit or link is gone.
+    /// </summary>
+    internal bool SendRelay(RelayCommand command, ushort streamId, ReadOnlySpan<byte> data, bool early = false)
     {
         Span<byte> cell = stackalloc byte[Cell.Size];
-        Cell.WriteHeader(cell, Id, CellCommand.Relay);
-        RelayCell.Write(Cell.Body(cell), command, streamId, data);
-        if (!Link.TrySend(cell)) return false;
-        Count(Cell.Size, incoming: false);
+        var body = Cell.Body(cell);
+        RelayCell.Write(body, command, streamId, data);
+        RandomNumberGenerator.Fill(body[RelayCell.MessageSize..]);
+        lock (_sendLock)
+        {
+            if (State == CircuitState.Closed) return false;
+            Link link;
+            if (Role == CircuitRole.Origin)
+            {
+                lock (_lock)
+                    for (int i = _hops.Count - 1; i >= 0; i--) _hops[i].Layer.SealForward(body);
+                Cell.WriteHeader(cell, OutwardId, early ? CellCommand.RelayEarly : CellCommand.Relay);
+                link = Outward!;
+            }
+            else
+            {
+                Layer!.SealBackward(body);
+                Cell.WriteHeader(cell, InwardId, CellCommand.Relay);
+                link = Inward!;
+            }
+            // The link copies the cell in order, inside the lock: nonces and queue order agree.
+            if (!link.TrySend(cell)) return false;
+        }
+        if (Role == CircuitRole.Origin) OutwardAccount?.AddReceived(Cell.Size);
+        else InwardAccount?.AddGiven(Cell.Size);
         return true;
     }
 
-    private void Count(int bytes, bool incoming)
+    // ---- Cells arriving ----
+
+    /// <summary>A Relay or RelayEarly cell arrived on <paramref name="fromInward"/>'s side (on that link's read loop).</summary>
+    internal void OnRelayCell(bool fromInward, CellCommand command, Span<byte> cell)
     {
-        if (Account is not { } account) return;
-        if (Role == CircuitRole.Exit) account.AddGiven(bytes);
-        else if (incoming) account.AddDeliveredToUs(bytes);
-        else account.AddReceived(bytes);
+        var body = Cell.Body(cell);
+        if (fromInward)
+        {
+            InwardAccount?.AddGiven(Cell.Size);
+            if (!Layer!.OpenForward(body))
+            {
+                _manager.Violation(this, "a cell failed its onion layer: tampered with on the way");
+                return;
+            }
+            if (Outward is { } next && Role == CircuitRole.Relay)
+            {
+                if (command == CellCommand.RelayEarly && ++_relayEarly > Cell.MaxRelayEarly)
+                {
+                    _manager.Violation(this, "more RelayEarly cells than the longest circuit needs");
+                    return;
+                }
+                Cell.WriteHeader(cell, OutwardId, command);
+                _manager.RelayTap?.Invoke(this, cell);
+                (_toOutward ??= new RelayForwarder(this, next, InwardAccount?.Up)).Forward(cell);
+                return;
+            }
+            OnMessage(body[..RelayCell.MessageSize], command == CellCommand.RelayEarly);
+            return;
+        }
+
+        if (Role == CircuitRole.Origin)
+        {
+            OutwardAccount?.AddDeliveredToUs(Cell.Size);
+            lock (_lock)
+            {
+                foreach (var hop in _hops)
+                {
+                    if (!hop.Layer.OpenBackward(body))
+                    {
+                        _manager.Violation(this, $"a cell failed the layer of hop {hop.Id.Brief}: tampered with on the way");
+                        return;
+                    }
+                }
+            }
+            OnMessage(body[..RelayCell.MessageSize], early: false);
+            return;
+        }
+        // A relay adds its layer and passes the cell toward the client.
+        OutwardAccount?.AddDeliveredToUs(Cell.Size);
+        InwardAccount?.AddGiven(Cell.Size);
+        Layer!.SealBackward(body);
+        Cell.WriteHeader(cell, InwardId, CellCommand.Relay);
+        _manager.RelayTap?.Invoke(this, cell);
+        (_toInward ??= new RelayForwarder(this, Inward!, InwardAccount?.Down)).Forward(cell);
     }
+
+    /// <summary>A relay message for this end: at the origin from the last hop, at an exit from the origin.</summary>
+    private void OnMessage(ReadOnlySpan<byte> plaintext, bool early)
+    {
+        RelayMessage message;
+        try
+        {
+            message = RelayCell.Read(plaintext);
+        }
+        catch (WireException e)
+        {
+            _manager.Violation(this, e.Message);
+            return;
+        }
+        bool origin = Role == CircuitRole.Origin;
+        switch (message.Command)
+        {
+            case RelayCommand.Begin when !origin:
+                OnBegin(message);
+                return;
+            case RelayCommand.Echo when !origin:
+                OnEcho(message.Data);
+                return;
+            case RelayCommand.EchoReply when origin:
+                _echoReplies?.Invoke(message.Data.ToArray());
+                return;
+            case RelayCommand.Extend when !origin && early:
+                _manager.Extend(this, message.Data);
+                return;
+            case RelayCommand.Extended or RelayCommand.ExtendFailed when origin:
+                _pendingReply?.TrySetResult(message.Command == RelayCommand.Extended ? message.Data.ToArray() : []);
+                return;
+            case RelayCommand.Sendme when message.StreamId == 0:
+                if (!OnCircuitSendme()) _manager.Violation(this, "circuit Sendme beyond the window");
+                return;
+        }
+
+        RelayStream? stream;
+        lock (_lock) _streams.TryGetValue(message.StreamId, out stream);
+        if (stream is null) return; // a stream we already closed: cells in flight are harmless
+        switch (message.Command)
+        {
+            case RelayCommand.Data:
+                if (!OnCircuitData() || !stream.OnData(message.Data)) _manager.Violation(this, "Data beyond the window");
+                break;
+            case RelayCommand.Sendme:
+                if (!stream.OnSendme()) _manager.Violation(this, "stream Sendme beyond the window");
+                break;
+            case RelayCommand.End:
+                stream.OnEnd(message.Data.Length > 0 && Enum.IsDefined((EndReason)message.Data[0]) ? (EndReason)message.Data[0] : EndReason.Protocol);
+                break;
+            case RelayCommand.Connected when origin:
+                stream.OnConnected(DecodeAddress(message.Data));
+                break;
+            default:
+                _manager.Violation(this, $"relay command {message.Command} is not allowed here");
+                break;
+        }
+    }
+
+    // ---- Circuit-level windows ----
+
+    /// <summary>Counts a Data cell received; every Increment of them earns the sender a circuit Sendme.</summary>
+    private bool OnCircuitData()
+    {
+        if (Interlocked.Decrement(ref _deliverWindow) < 0) return false;
+        if (Interlocked.Increment(ref _received) % CircuitFlow.Increment == 0)
+        {
+            Interlocked.Add(ref _deliverWindow, CircuitFlow.Increment);
+            SendRelay(RelayCommand.Sendme, 0, []);
+        }
+        return true;
+    }
+
+    private bool OnCircuitSendme()
+    {
+        TaskCompletionSource? wake;
+        lock (_lock)
+        {
+            _packageWindow += CircuitFlow.Increment;
+            if (_packageWindow > CircuitFlow.Window) return false;
+            wake = _windowWaiter;
+            _windowWaiter = null;
+        }
+        wake?.TrySetResult();
+        return true;
+    }
+
+    /// <summary>Takes one cell of the circuit's window for a Data cell; null when there is one, else what to wait for.</summary>
+    internal Task? TakeWindow()
+    {
+        lock (_lock)
+        {
+            if (State == CircuitState.Closed) return Task.CompletedTask;
+            if (_packageWindow > 0)
+            {
+                _packageWindow--;
+                return null;
+            }
+            _windowWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _windowWaiter.Task;
+        }
+    }
+
+    // ---- Building (origin) ----
+
+    internal void AddHop(Hop hop)
+    {
+        lock (_lock) _hops.Add(hop);
+    }
+
+    /// <summary>Waits for the reply to an EXTEND we sent: the ntor reply, or empty if the hop could not extend.</summary>
+    internal Task<byte[]> ExpectReply()
+    {
+        var reply = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pendingReply = reply;
+        return reply.Task;
+    }
+
+    /// <summary>The reply to a CREATE we sent on our outward link.</summary>
+    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(body[..Ntor.ReplySize].ToArray());
+
+    /// <summary>At an exit that extended: from here on we only pass cells through.</summary>
+    internal void BecomeRelay() => Role = CircuitRole.Relay;
+
+    // ---- Streams ----
 
     /// <summary>Opens a stream to <paramref name="target"/> through this (origin) circuit; the exit resolves the name.</summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, TimeSpan timeout, CancellationToken cancellationToken)
@@ -109,7 +348,7 @@ public sealed class Circuit
         if (!SendRelay(RelayCommand.Begin, stream.Id, begin[..target.Encode(begin)]))
         {
             stream.Abort(EndReason.CircuitClosed, notifyPeer: false);
-            throw new StreamException(EndReason.CircuitClosed, "The link to the exit closed.");
+            throw new StreamException(EndReason.CircuitClosed, "The circuit closed.");
         }
         try
         {
@@ -129,55 +368,6 @@ public sealed class Circuit
         }
     }
 
-    /// <summary>Handles a Relay cell's body for this circuit (on the link's read loop).</summary>
-    internal void OnRelay(ReadOnlySpan<byte> body)
-    {
-        Count(Cell.Size, incoming: true);
-        RelayMessage message;
-        try
-        {
-            message = RelayCell.Read(body);
-        }
-        catch (WireException e)
-        {
-            _manager.Violation(this, e.Message);
-            return;
-        }
-        switch (message.Command)
-        {
-            case RelayCommand.Begin:
-                OnBegin(message);
-                return;
-            case RelayCommand.Echo when Role == CircuitRole.Exit:
-                OnEcho(message.Data);
-                return;
-            case RelayCommand.EchoReply when Role == CircuitRole.Origin:
-                _echoReplies?.Invoke(message.Data.ToArray());
-                return;
-        }
-        RelayStream? stream;
-        lock (_lock) _streams.TryGetValue(message.StreamId, out stream);
-        if (stream is null) return; // A stream we already closed: cells in flight are harmless.
-        switch (message.Command)
-        {
-            case RelayCommand.Data:
-                if (!stream.OnData(message.Data)) _manager.Violation(this, "DATA beyond the stream window.");
-                break;
-            case RelayCommand.Sendme:
-                if (!stream.OnSendme()) _manager.Violation(this, "SENDME beyond the stream window.");
-                break;
-            case RelayCommand.End:
-                stream.OnEnd(message.Data.Length > 0 && Enum.IsDefined((EndReason)message.Data[0]) ? (EndReason)message.Data[0] : EndReason.Protocol);
-                break;
-            case RelayCommand.Connected when Role == CircuitRole.Origin:
-                stream.OnConnected(DecodeAddress(message.Data));
-                break;
-            default:
-                _manager.Violation(this, $"Relay command {message.Command} is not allowed here.");
-                break;
-        }
-    }
-
     private static IPAddress? DecodeAddress(ReadOnlySpan<byte> data)
     {
         if (data.IsEmpty) return null;
@@ -194,11 +384,6 @@ public sealed class Circuit
 
     private void OnBegin(RelayMessage message)
     {
-        if (Role != CircuitRole.Exit)
-        {
-            _manager.Violation(this, "BEGIN on a circuit that does not exit here.");
-            return;
-        }
         StreamTarget target;
         try
         {
@@ -214,7 +399,7 @@ public sealed class Circuit
         {
             if (message.StreamId == 0 || _streams.ContainsKey(message.StreamId))
             {
-                _manager.Violation(this, $"BEGIN reuses stream id {message.StreamId}.");
+                _manager.Violation(this, $"BEGIN reuses stream id {message.StreamId}");
                 return;
             }
             if (_streams.Count >= _manager.Options.MaxStreamsPerCircuit)
@@ -228,6 +413,16 @@ public sealed class Circuit
         _manager.StartExitStream(this, stream);
     }
 
+    internal void RemoveStream(RelayStream stream)
+    {
+        lock (_lock)
+        {
+            if (_streams.TryGetValue(stream.Id, out var current) && current == stream) _streams.Remove(stream.Id);
+        }
+    }
+
+    // ---- Probes ----
+
     /// <summary>
     /// A probe from the partner: the payload goes straight back, through the partner's shaped
     /// share like any other cell we carry for it, so a probe measures what it really gets.
@@ -239,7 +434,7 @@ public sealed class Circuit
             _echoes = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxPendingEchoes) { SingleReader = true, SingleWriter = true });
             _ = AnswerEchoesAsync(_echoes.Reader);
         }
-        if (!_echoes.Writer.TryWrite(payload.ToArray())) _manager.Violation(this, "more echo requests than a probe window.");
+        if (!_echoes.Writer.TryWrite(payload.ToArray())) _manager.Violation(this, "more echo requests than a probe window");
     }
 
     private async Task AnswerEchoesAsync(ChannelReader<byte[]> echoes)
@@ -248,8 +443,8 @@ public sealed class Circuit
         {
             await foreach (var payload in echoes.ReadAllAsync().ConfigureAwait(false))
             {
-                await _manager.ShapeAsync(Account?.Down, Cell.Size, CancellationToken.None).ConfigureAwait(false);
-                if (State == CircuitState.Closed || !SendRelay(RelayCommand.EchoReply, 0, payload)) return;
+                await _manager.ShapeAsync(InwardAccount?.Down, Cell.Size, CancellationToken.None).ConfigureAwait(false);
+                if (!SendRelay(RelayCommand.EchoReply, 0, payload)) return;
             }
         }
         catch (OperationCanceledException)
@@ -261,30 +456,111 @@ public sealed class Circuit
     /// <summary>Routes echo replies on this origin circuit to a running probe; null to stop.</summary>
     internal void OnEchoReplies(Action<ReadOnlyMemory<byte>>? handler) => _echoReplies = handler;
 
-    internal void RemoveStream(RelayStream stream)
-    {
-        lock (_lock)
-        {
-            if (_streams.TryGetValue(stream.Id, out var current) && current == stream) _streams.Remove(stream.Id);
-        }
-    }
+    // ---- Closing ----
 
-    /// <summary>Closes the circuit and aborts its streams. Idempotent.</summary>
+    /// <summary>Closes the circuit and aborts its streams. Idempotent; true the first time.</summary>
     internal bool Close()
     {
         if (Interlocked.Exchange(ref _state, (int)CircuitState.Closed) == (int)CircuitState.Closed) return false;
-        _created.TrySetException(new StreamException(EndReason.CircuitClosed, "The circuit closed before it was built."));
-        _ = _created.Task.Exception; // observed: whoever waits has its own handling
+        _pendingReply?.TrySetResult([]);
         RelayStream[] streams;
+        TaskCompletionSource? wake;
         lock (_lock)
         {
             streams = [.. _streams.Values];
             _streams.Clear();
+            wake = _windowWaiter;
+            _windowWaiter = null;
         }
+        wake?.TrySetResult();
         foreach (var stream in streams) stream.Abort(EndReason.CircuitClosed, notifyPeer: false);
         _echoes?.Writer.TryComplete();
+        _toOutward?.Close();
+        _toInward?.Close();
+        lock (_lock)
+        {
+            foreach (var hop in _hops) hop.Layer.Dispose();
+        }
+        Layer?.Dispose();
         return true;
     }
 
-    public override string ToString() => $"circuit {Id:x8} ({Role}) via {Peer.Brief}";
+    public override string ToString() => Role switch
+    {
+        CircuitRole.Origin => $"circuit {OutwardId:x8} via {string.Join(" → ", Hops.Select(h => h.Id.Brief))}",
+        _ => $"circuit {InwardId:x8} ({Role}) from {Inward!.PeerId.Brief}",
+    };
+}
+
+/// <summary>
+/// Passes a relay circuit's cells to the next link in one direction, shaped to the share of the
+/// neighbour the circuit is billed to. Cells go straight through while the share allows; once
+/// one must wait, it and every later cell queue, in order, and a pump sends them as the share
+/// allows. The queue can never outgrow a circuit window, since the ends respect it; if it does,
+/// an end is cheating and the circuit is destroyed.
+/// </summary>
+internal sealed class RelayForwarder(Circuit circuit, Link link, Shaper.Share? share)
+{
+    private const int MaxQueued = CircuitFlow.Window + 64;
+    private readonly Queue<byte[]> _queue = new();
+    private readonly Lock _lock = new();
+    private bool _pumping;
+    private bool _closed;
+
+    public void Forward(ReadOnlySpan<byte> cell)
+    {
+        lock (_lock)
+        {
+            if (_closed) return;
+            if (!_pumping)
+            {
+                var delay = share?.Reserve(Cell.Size) ?? TimeSpan.Zero;
+                if (delay <= TimeSpan.Zero)
+                {
+                    link.TrySend(cell);
+                    return;
+                }
+                _pumping = true;
+                _queue.Enqueue(cell.ToArray());
+                _ = PumpAsync(delay);
+                return;
+            }
+            if (_queue.Count >= MaxQueued)
+            {
+                circuit.Manager.Violation(circuit, "a relay queue outgrew the circuit window");
+                return;
+            }
+            _queue.Enqueue(cell.ToArray());
+        }
+    }
+
+    /// <summary>Sends the queued cells, each after the share allows it; the first has already reserved <paramref name="delay"/>.</summary>
+    private async Task PumpAsync(TimeSpan delay)
+    {
+        var time = circuit.Manager.Time;
+        while (true)
+        {
+            if (delay > TimeSpan.Zero) await Task.Delay(delay, time).ConfigureAwait(false);
+            lock (_lock)
+            {
+                if (_closed || !_queue.TryDequeue(out var cell)) return;
+                link.TrySend(cell);
+                if (_queue.Count == 0)
+                {
+                    _pumping = false;
+                    return;
+                }
+                delay = share?.Reserve(Cell.Size) ?? TimeSpan.Zero;
+            }
+        }
+    }
+
+    public void Close()
+    {
+        lock (_lock)
+        {
+            _closed = true;
+            _queue.Clear();
+        }
+    }
 }

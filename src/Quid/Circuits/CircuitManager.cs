@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
@@ -26,145 +27,252 @@ public enum DestroyReason : byte
     Refused = 2,
     Finished = 3,
     ResourceLimit = 4,
+    HopLost = 5,
 }
 
+/// <summary>Why a hop could not extend a circuit; the ExtendFailed message's byte.</summary>
+public enum ExtendFailure : byte
+{
+    NotAPartner = 1,
+    Refused = 2,
+    Timeout = 3,
+    Malformed = 4,
+}
+
+internal delegate void CellTap(Circuit circuit, Span<byte> cell);
+
+/// <summary>What the circuit manager needs to know of the node it serves; it owns no policy itself.</summary>
+public sealed record CircuitPolicy(
+    /// <summary>Whether a neighbour may build circuits through us: we must grant it bandwidth.</summary>
+    Func<NodeId, bool> AdmitsCircuitsFrom,
+    /// <summary>The link to a neighbour we may extend circuits to (one that grants us bandwidth), or null.</summary>
+    Func<NodeId, Link?> ExtendTo,
+    /// <summary>The ledger account of a neighbour, for billing and shaping.</summary>
+    Func<NodeId, PartnerAccount?> AccountOf);
+
 /// <summary>
-/// Every circuit this node is an end of, by link and circuit id. Builds origin circuits to
-/// partners, admits exit circuits from partners we grant bandwidth to, and dispatches cells.
-/// Circuit ids are chosen by the builder; the side that dialed the link sets the top bit, so
-/// the two ends of a link never pick the same id.
+/// Every circuit this node is part of, by link and circuit id on that link. It builds origin
+/// circuits hop by hop (CREATE to the first, EXTEND through the last for each next), admits
+/// circuits from partners, extends them on request to our own partners, passes relay cells
+/// through, and dispatches the rest to the circuits' ends. The side that dialed a link sets the
+/// top bit of the ids it picks, so the two ends of a link never pick the same id.
 /// </summary>
-public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, Func<NodeId, bool> admitsCircuitsFrom,
-    Func<NodeId, PartnerAccount?> accountOf, TimeProvider time, ILogger logger)
+public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options, ExitConnector exit, CircuitPolicy policy, TimeProvider time, ILogger logger)
 {
     private const uint DialerBit = 0x8000_0000;
+    private const ushort NtorHandshake = 1;
 
-    private readonly ConcurrentDictionary<(Link Link, uint Id), Circuit> _circuits = new();
-    private readonly ConcurrentDictionary<Link, Task<Circuit>> _originByLink = new();
+    private readonly record struct Side(Circuit Circuit, bool Inward);
+
+    private readonly ConcurrentDictionary<(Link Link, uint Id), Side> _sides = new();
+    private readonly ConcurrentDictionary<Link, Task<Circuit>> _probeCircuits = new();
 
     internal TimeProvider Time => time;
     internal CircuitOptions Options => options;
 
-    public ICollection<Circuit> Circuits => _circuits.Values;
+    /// <summary>Every circuit, once each.</summary>
+    public IReadOnlyCollection<Circuit> Circuits => [.. _sides.Values.Select(s => s.Circuit).Distinct()];
 
-    /// <summary>Handles a circuit cell from <paramref name="link"/> on its read loop.</summary>
-    public void OnCell(Link link, ReadOnlySpan<byte> cell)
+    /// <summary>Tests see (and may change) the cells a relay passes on, as a tampering hop would.</summary>
+    internal CellTap? RelayTap { get; set; }
+
+    // ---- Cells arriving ----
+
+    /// <summary>Handles a circuit cell from <paramref name="link"/> on its read loop; the cell may be changed in place.</summary>
+    public void OnCell(Link link, Span<byte> cell)
     {
         uint id = Cell.CircuitId(cell);
-        _circuits.TryGetValue((link, id), out var circuit);
+        _sides.TryGetValue((link, id), out var side);
         switch (Cell.Command(cell))
         {
             case CellCommand.Create:
-                OnCreate(link, id, circuit);
+                OnCreate(link, id, side.Circuit is not null, Cell.Body(cell));
                 break;
-            case CellCommand.Created when circuit is { Role: CircuitRole.Origin, State: CircuitState.Building }:
-                circuit.MarkOpen();
+            case CellCommand.Created when side.Circuit is { } circuit && !side.Inward:
+                circuit.OnCreated(Cell.Body(cell));
                 break;
-            case CellCommand.Relay when circuit is not null:
-                circuit.OnRelay(Cell.Body(cell));
+            case CellCommand.Relay or CellCommand.RelayEarly when side.Circuit is { } circuit:
+                circuit.OnRelayCell(side.Inward, Cell.Command(cell), cell);
                 break;
-            case CellCommand.Destroy when circuit is not null:
-                Remove(circuit);
+            case CellCommand.Destroy when side.Circuit is { } circuit:
+                Destroy(circuit, DestroyReason.HopLost, from: link);
                 break;
         }
     }
 
-    private void OnCreate(Link link, uint id, Circuit? existing)
+    private void OnCreate(Link link, uint id, bool exists, ReadOnlySpan<byte> body)
     {
         bool peerDialed = !link.Outbound;
-        if (existing is not null || id == 0 || ((id & DialerBit) != 0) != peerDialed)
+        if (exists || id == 0 || ((id & DialerBit) != 0) != peerDialed)
         {
             logger.LogInformation("{Peer} sent CREATE with a bad circuit id {Id:x8}; closing the link", link.PeerId.Brief, id);
             link.Close(new LinkException(LinkError.BadCell, "CREATE with a bad circuit id."));
             return;
         }
-        if (!admitsCircuitsFrom(link.PeerId) || _circuits.Count(c => c.Key.Link == link) >= options.MaxCircuitsPerLink)
+        if (!policy.AdmitsCircuitsFrom(link.PeerId) || _sides.Count(s => s.Key.Link == link) >= options.MaxCircuitsPerLink
+            || BinaryPrimitives.ReadUInt16BigEndian(body) != NtorHandshake)
         {
             SendDestroy(link, id, DestroyReason.Refused);
             return;
         }
-        var circuit = new Circuit(this, link, id, CircuitRole.Exit, time.GetUtcNow(), accountOf(link.PeerId));
-        if (!_circuits.TryAdd((link, id), circuit)) return;
-        circuit.MarkOpen();
-        SendCell(link, id, CellCommand.Created);
-        logger.LogDebug("Exit circuit {Id:x8} from {Peer}", id, link.PeerId.Brief);
-    }
-
-    /// <summary>The origin circuit through <paramref name="firstHop"/>, built on first use and shared by later streams.</summary>
-    public async Task<Circuit> GetCircuitAsync(Link firstHop, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            var building = _originByLink.GetOrAdd(firstHop, BuildAsync);
-            try
-            {
-                var circuit = await building.WaitAsync(cancellationToken).ConfigureAwait(false);
-                if (circuit.State == CircuitState.Open) return circuit;
-            }
-            catch (StreamException)
-            {
-                _originByLink.TryRemove(new KeyValuePair<Link, Task<Circuit>>(firstHop, building));
-                throw;
-            }
-            _originByLink.TryRemove(new KeyValuePair<Link, Task<Circuit>>(firstHop, building));
-        }
-    }
-
-    private async Task<Circuit> BuildAsync(Link link)
-    {
-        uint id;
-        Circuit circuit;
-        do
-        {
-            id = ((uint)Random.Shared.Next(1, int.MaxValue) & ~DialerBit) | (link.Outbound ? DialerBit : 0);
-            circuit = new Circuit(this, link, id, CircuitRole.Origin, time.GetUtcNow(), accountOf(link.PeerId));
-        }
-        while (!_circuits.TryAdd((link, id), circuit));
-
-        if (!SendCell(link, id, CellCommand.Create))
-        {
-            Remove(circuit);
-            throw new StreamException(EndReason.CircuitClosed, $"The link to {link.PeerId.Brief} is closed.");
-        }
+        Span<byte> reply = stackalloc byte[Cell.Size];
+        reply.Clear();
+        byte[] keys;
         try
         {
-            await circuit.Created.WaitAsync(options.BuildTimeout, time).ConfigureAwait(false);
+            keys = Ntor.Respond(identity.Id, identity.LinkKey, body.Slice(2, Ntor.RequestSize), Cell.Body(reply), OnionLayer.KeyMaterialSize);
         }
-        catch (TimeoutException)
+        catch (CircuitHandshakeException e)
         {
-            Destroy(circuit, DestroyReason.Finished);
-            throw new StreamException(EndReason.Timeout, $"{link.PeerId.Brief} did not answer CREATE within {options.BuildTimeout.TotalSeconds:0} s.");
+            logger.LogDebug("Refused a circuit from {Peer}: {Reason}", link.PeerId.Brief, e.Message);
+            SendDestroy(link, id, DestroyReason.Refused);
+            return;
         }
-        catch (StreamException)
+        var circuit = new Circuit(this, CircuitRole.Exit, time.GetUtcNow())
         {
-            throw new StreamException(EndReason.CircuitClosed, $"{link.PeerId.Brief} refused the circuit.");
-        }
-        logger.LogDebug("Built circuit {Id:x8} through {Peer}", id, link.PeerId.Brief);
-        return circuit;
+            Inward = link,
+            InwardId = id,
+            Layer = new OnionLayer(keys),
+            InwardAccount = policy.AccountOf(link.PeerId),
+        };
+        CryptographicOperations.ZeroMemory(keys);
+        if (!_sides.TryAdd((link, id), new Side(circuit, Inward: true))) return;
+        circuit.MarkOpen();
+        Cell.WriteHeader(reply, id, CellCommand.Created);
+        link.TrySend(reply);
+        logger.LogDebug("Circuit {Id:x8} from {Peer}", id, link.PeerId.Brief);
     }
 
     /// <summary>
-    /// Opens a stream through the first of <paramref name="firstHops"/> that can carry it. Only
-    /// circuit failures move on to the next; an answer from the destination is final.
+    /// The origin asks us, its last hop, to extend to one of our partners: we build the next leg
+    /// with its handshake and answer EXTENDED with the new hop's reply, or ExtendFailed.
     /// </summary>
-    public async Task<RelayStream> OpenStreamAsync(IReadOnlyList<Link> firstHops, StreamTarget target, CancellationToken cancellationToken)
+    internal void Extend(Circuit circuit, ReadOnlySpan<byte> data)
     {
-        if (firstHops.Count == 0) throw new StreamException(EndReason.Unreachable, "No partner grants us bandwidth yet, so there is no circuit to use.");
-        StreamException? last = null;
-        foreach (var link in firstHops)
+        if (data.Length != NodeId.Size + Ntor.RequestSize || circuit.Outward is not null)
+        {
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Malformed]);
+            return;
+        }
+        var next = new NodeId(data[..NodeId.Size]);
+        if (next == circuit.Inward!.PeerId || next == identity.Id || policy.ExtendTo(next) is not { } link)
+        {
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.NotAPartner]);
+            return;
+        }
+        var request = data[NodeId.Size..].ToArray();
+        _ = ExtendAsync(circuit, link, request);
+    }
+
+    private async Task ExtendAsync(Circuit circuit, Link link, byte[] request)
+    {
+        uint id = Register(circuit, link);
+        circuit.SetOutward(link, id, policy.AccountOf(link.PeerId));
+        var reply = circuit.ExpectReply();
+        byte[] answer = [];
+        if (SendCreate(link, id, request))
         {
             try
             {
-                var circuit = await GetCircuitAsync(link, cancellationToken).ConfigureAwait(false);
-                return await circuit.OpenStreamAsync(target, options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+                answer = await reply.WaitAsync(options.BuildTimeout, time).ConfigureAwait(false);
             }
-            catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
+            catch (TimeoutException)
             {
-                last = e;
+                // Counted as a refusal below.
             }
         }
-        throw last!;
+        if (answer.Length == 0)
+        {
+            _sides.TryRemove((link, id), out _);
+            SendDestroy(link, id, DestroyReason.Finished);
+            circuit.SetOutward(null, 0, null);
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Refused]);
+            return;
+        }
+        // A relay from now on: later cells from the origin are for the next hop.
+        circuit.BecomeRelay();
+        circuit.SendRelay(RelayCommand.Extended, 0, answer);
     }
+
+    // ---- Building ----
+
+    /// <summary>
+    /// Builds a circuit along <paramref name="path"/>: CREATE to the first hop (a neighbour), then
+    /// EXTEND for each next hop, each with a fresh ntor handshake against the hop's onion key from
+    /// its signed descriptor. Throws <see cref="StreamException"/> if a hop refuses or is silent.
+    /// </summary>
+    public async Task<Circuit> BuildAsync(Link firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
+    {
+        var circuit = new Circuit(this, CircuitRole.Origin, time.GetUtcNow()) { Isolation = isolation, ExitDescriptor = path[^1] };
+        uint id = Register(circuit, firstHop);
+        circuit.SetOutward(firstHop, id, policy.AccountOf(firstHop.PeerId));
+        try
+        {
+            for (int i = 0; i < path.Count; i++)
+            {
+                var hop = path[i];
+                using var ntor = Ntor.Start(hop.Id, hop.LinkKey);
+                var replyTask = circuit.ExpectReply();
+                bool sent = i == 0
+                    ? SendCreate(firstHop, id, ntor.Request)
+                    : circuit.SendRelay(RelayCommand.Extend, 0, [.. hop.Id.ToBytes(), .. ntor.Request], early: true);
+                if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
+                byte[] reply;
+                try
+                {
+                    reply = await replyTask.WaitAsync(options.BuildTimeout, time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    throw new StreamException(EndReason.Timeout, $"{hop.Id.Brief} did not answer within {options.BuildTimeout.TotalSeconds:0} s.");
+                }
+                if (reply.Length < Ntor.ReplySize)
+                    throw new StreamException(EndReason.CircuitClosed, i == 0 ? $"{hop.Id.Brief} refused the circuit." : $"{path[i - 1].Id.Brief} could not extend to {hop.Id.Brief}.");
+                byte[] keys;
+                try
+                {
+                    keys = ntor.Finish(reply, OnionLayer.KeyMaterialSize);
+                }
+                catch (CircuitHandshakeException e)
+                {
+                    throw new StreamException(EndReason.Protocol, $"{hop.Id.Brief}: {e.Message}");
+                }
+                circuit.AddHop(new Hop(hop.Id, new OnionLayer(keys)));
+                CryptographicOperations.ZeroMemory(keys);
+            }
+        }
+        catch
+        {
+            Destroy(circuit, DestroyReason.Finished);
+            throw;
+        }
+        circuit.MarkOpen();
+        logger.LogDebug("Built {Circuit}", circuit);
+        return circuit;
+    }
+
+    /// <summary>Picks an unused id on <paramref name="link"/> and records the circuit's outward side there.</summary>
+    private uint Register(Circuit circuit, Link link)
+    {
+        while (true)
+        {
+            uint id = ((uint)Random.Shared.Next(1, int.MaxValue) & ~DialerBit) | (link.Outbound ? DialerBit : 0);
+            if (_sides.TryAdd((link, id), new Side(circuit, Inward: false))) return id;
+        }
+    }
+
+    private static bool SendCreate(Link link, uint id, ReadOnlySpan<byte> request)
+    {
+        Span<byte> cell = stackalloc byte[Cell.Size];
+        cell.Clear();
+        Cell.WriteHeader(cell, id, CellCommand.Create);
+        var body = Cell.Body(cell);
+        BinaryPrimitives.WriteUInt16BigEndian(body, NtorHandshake);
+        request.CopyTo(body[2..]);
+        return link.TrySend(cell);
+    }
+
+    // ---- Exit streams and shaping ----
 
     /// <summary>Waits until <paramref name="share"/> lets <paramref name="bytes"/> through; at once when unshaped.</summary>
     internal ValueTask ShapeAsync(Shaper.Share? share, int bytes, CancellationToken cancellationToken)
@@ -174,27 +282,59 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
         return delay <= TimeSpan.Zero ? ValueTask.CompletedTask : new ValueTask(Task.Delay(delay, time, cancellationToken));
     }
 
+    internal void StartExitStream(Circuit circuit, RelayStream stream) => _ = RunExitStreamAsync(circuit, stream);
+
+    private async Task RunExitStreamAsync(Circuit circuit, RelayStream stream)
+    {
+        ExitConnector.Result result;
+        try
+        {
+            result = await exit.ConnectAsync(stream.Target, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogWarning(e, "Exit connect failed unexpectedly");
+            result = new ExitConnector.Result(null, null, EndReason.Internal);
+        }
+        if (result.Socket is null)
+        {
+            logger.LogDebug("Exit stream {Stream} on {Circuit}: {Reason}", stream.Id, circuit, result.Failure);
+            stream.Abort(result.Failure, notifyPeer: true);
+            return;
+        }
+        if (circuit.State == CircuitState.Closed)
+        {
+            result.Socket.Dispose();
+            return;
+        }
+        Span<byte> address = stackalloc byte[17];
+        circuit.SendRelay(RelayCommand.Connected, stream.Id, address[..RelayAddress.Encode(result.Address!, address)]);
+        await stream.RunAsync(result.Socket).ConfigureAwait(false);
+    }
+
+    // ---- Probes ----
+
     /// <summary>
-    /// Measures what a partner delivers: echo cells with random payloads go out on our circuit
-    /// through it, as many as it returns, for <paramref name="duration"/>; every byte it sends us
-    /// on our circuits meanwhile (echoes and real traffic alike) counts, and an echo must carry the
-    /// payload we sent. Returns kbps.
+    /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
+    /// circuit through it, as many as it returns, for <paramref name="duration"/>. From the first
+    /// echo back, every byte it sends us on our circuits (echoes and real traffic alike) counts;
+    /// an echo must carry the payload we sent. Returns kbps.
     /// </summary>
-    public async Task<double> ProbeAsync(Link link, TimeSpan duration, CancellationToken cancellationToken)
+    public async Task<double> ProbeAsync(Link link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
     {
         const int window = 64;
-        var circuit = await GetCircuitAsync(link, cancellationToken).ConfigureAwait(false);
-        var account = circuit.Account ?? throw new InvalidOperationException("A probe needs the partner's account.");
+        var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
+        var account = circuit.OutwardAccount ?? throw new InvalidOperationException("A probe needs the partner's account.");
         var outstanding = new ConcurrentDictionary<ulong, byte[]>();
         using var returned = new SemaphoreSlim(0);
         int forged = 0;
         // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
         ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
-        // The rate counts from the first echo back: filling the pipe is not the partner's slowness.
         long firstBytes = 0, firstAt = 0;
         circuit.OnEchoReplies(reply =>
         {
             if (reply.Length != RelayCell.MaxData || BitConverter.ToUInt64(reply.Span) != probe) return;
+            // The rate counts from the first echo back: filling the pipe is not the partner's slowness.
             if (Interlocked.CompareExchange(ref firstAt, time.GetTimestamp(), 0) == 0) Interlocked.Exchange(ref firstBytes, account.BytesDeliveredToUs);
             if (outstanding.TryRemove(BitConverter.ToUInt64(reply.Span[8..]), out var sent) && reply.Span.SequenceEqual(sent))
                 returned.Release();
@@ -232,59 +372,57 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
         }
     }
 
-    internal void StartExitStream(Circuit circuit, RelayStream stream) => _ = RunExitStreamAsync(circuit, stream);
-
-    private async Task RunExitStreamAsync(Circuit circuit, RelayStream stream)
+    /// <summary>The one-hop circuit probes of this partner use, built on first use and kept.</summary>
+    private async Task<Circuit> ProbeCircuitAsync(Link link, Descriptor partner, CancellationToken cancellationToken)
     {
-        ExitConnector.Result result;
-        try
+        while (true)
         {
-            result = await exit.ConnectAsync(stream.Target, CancellationToken.None).ConfigureAwait(false);
+            var building = _probeCircuits.GetOrAdd(link, _ => BuildAsync(link, [partner], isolation: null, CancellationToken.None));
+            try
+            {
+                var circuit = await building.WaitAsync(cancellationToken).ConfigureAwait(false);
+                if (circuit.State == CircuitState.Open) return circuit;
+            }
+            catch (StreamException)
+            {
+                _probeCircuits.TryRemove(new KeyValuePair<Link, Task<Circuit>>(link, building));
+                throw;
+            }
+            _probeCircuits.TryRemove(new KeyValuePair<Link, Task<Circuit>>(link, building));
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            logger.LogWarning(e, "Exit connect failed unexpectedly");
-            result = new ExitConnector.Result(null, null, EndReason.Internal);
-        }
-        if (result.Socket is null)
-        {
-            logger.LogDebug("Exit stream {Stream} on {Circuit}: {Reason}", stream.Id, circuit, result.Failure);
-            stream.Abort(result.Failure, notifyPeer: true);
-            return;
-        }
-        if (circuit.State == CircuitState.Closed)
-        {
-            result.Socket.Dispose();
-            return;
-        }
-        Span<byte> address = stackalloc byte[17];
-        circuit.SendRelay(RelayCommand.Connected, stream.Id, address[..RelayAddress.Encode(result.Address!, address)]);
-        await stream.RunAsync(result.Socket).ConfigureAwait(false);
     }
 
-    /// <summary>The peer broke the relay protocol on this circuit: destroy it, keep the link.</summary>
+    // ---- Ending ----
+
+    /// <summary>The peer broke the relay protocol on this circuit: destroy it, keep the links.</summary>
     internal void Violation(Circuit circuit, string reason)
     {
         logger.LogInformation("Destroying {Circuit}: {Reason}", circuit, reason);
         Destroy(circuit, DestroyReason.Protocol);
     }
 
-    public void Destroy(Circuit circuit, DestroyReason reason)
+    /// <summary>Closes a circuit and tells each neighbour on it, except the one it heard the end from.</summary>
+    public void Destroy(Circuit circuit, DestroyReason reason, Link? from = null)
     {
-        if (Remove(circuit)) SendDestroy(circuit.Link, circuit.Id, reason);
+        if (!circuit.Close()) return;
+        if (circuit.Inward is { } inward)
+        {
+            _sides.TryRemove((inward, circuit.InwardId), out _);
+            if (inward != from) SendDestroy(inward, circuit.InwardId, reason);
+        }
+        if (circuit.Outward is { } outward)
+        {
+            _sides.TryRemove((outward, circuit.OutwardId), out _);
+            if (outward != from) SendDestroy(outward, circuit.OutwardId, reason);
+        }
     }
 
-    private bool Remove(Circuit circuit)
-    {
-        _circuits.TryRemove(new KeyValuePair<(Link, uint), Circuit>((circuit.Link, circuit.Id), circuit));
-        return circuit.Close();
-    }
-
-    /// <summary>The link is gone, and with it every circuit on it.</summary>
+    /// <summary>The link is gone, and with it every circuit on it; relays tell the other side.</summary>
     public void OnLinkClosed(Link link)
     {
-        _originByLink.TryRemove(link, out _);
-        foreach (var entry in _circuits.Where(c => c.Key.Link == link).ToList()) Remove(entry.Value);
+        _probeCircuits.TryRemove(link, out _);
+        foreach (var side in _sides.Where(s => s.Key.Link == link).Select(s => s.Value).ToList())
+            Destroy(side.Circuit, DestroyReason.HopLost, from: link);
     }
 
     private static void SendDestroy(Link link, uint id, DestroyReason reason)
@@ -294,13 +432,5 @@ public sealed class CircuitManager(CircuitOptions options, ExitConnector exit, F
         Cell.WriteHeader(cell, id, CellCommand.Destroy);
         Cell.Body(cell)[0] = (byte)reason;
         link.TrySend(cell);
-    }
-
-    private static bool SendCell(Link link, uint id, CellCommand command)
-    {
-        Span<byte> cell = stackalloc byte[Cell.Size];
-        cell.Clear();
-        Cell.WriteHeader(cell, id, command);
-        return link.TrySend(cell);
     }
 }

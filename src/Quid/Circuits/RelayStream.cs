@@ -12,17 +12,6 @@ public sealed class StreamException(EndReason reason, string message) : Exceptio
 }
 
 /// <summary>
-/// Per-stream flow control, counted in DATA cells: a sender may have <see cref="Window"/> cells
-/// unacknowledged; the receiver returns a SENDME for every <see cref="Increment"/> cells it has
-/// written to its socket. A slow reader therefore holds at most one window per stream.
-/// </summary>
-public static class StreamFlow
-{
-    public const int Window = 256;
-    public const int Increment = 64;
-}
-
-/// <summary>
 /// One TCP stream carried on a circuit, joined to a local socket: the application's at the
 /// origin, the destination's at the exit. Two pumps move bytes: socket to DATA cells (within the
 /// package window) and DATA cells to socket (returning SENDMEs as bytes are written).
@@ -183,7 +172,7 @@ public sealed class RelayStream
     private async ValueTask<bool> SendDataAsync(ReadOnlyMemory<byte> data)
     {
         if (_circuit.Role == CircuitRole.Exit && !data.IsEmpty)
-            await _circuit.Manager.ShapeAsync(_circuit.Account?.Down, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
+            await _circuit.Manager.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
         while (!data.IsEmpty)
         {
             Task? wait = null;
@@ -204,6 +193,12 @@ public sealed class RelayStream
             {
                 await wait.ConfigureAwait(false);
                 continue;
+            }
+            // And one cell of the circuit's window, shared by all its streams.
+            while (_circuit.TakeWindow() is { } circuitWait)
+            {
+                await circuitWait.ConfigureAwait(false);
+                if (_aborted.IsCancellationRequested || _circuit.State == CircuitState.Closed) return false;
             }
             int n = Math.Min(data.Length, RelayCell.MaxData);
             if (!_circuit.SendRelay(RelayCommand.Data, Id, data.Span[..n])) return false;
@@ -229,7 +224,7 @@ public sealed class RelayStream
                 // At an exit, what the partner sends waits for its share before it reaches the
                 // destination; the SENDMEs wait with it, so the partner's excess waits at the partner.
                 if (_circuit.Role == CircuitRole.Exit)
-                    await _circuit.Manager.ShapeAsync(_circuit.Account?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
+                    await _circuit.Manager.ShapeAsync(_circuit.InwardAccount?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
                 int written = await socket.SendAsync(data, SocketFlags.None, _aborted.Token).ConfigureAwait(false);
                 _inbox.Advance(written);
                 AcknowledgeDelivered(written);
@@ -268,7 +263,7 @@ public sealed class RelayStream
     /// the share pays for whole cells.
     /// </summary>
     private int ReadSize() =>
-        _circuit.Role == CircuitRole.Exit && _circuit.Account?.Down is { } share
+        _circuit.Role == CircuitRole.Exit && _circuit.InwardAccount?.Down is { } share
             ? (int)Math.Clamp(share.GuaranteedBytesPerSecond / 50 / RelayCell.MaxData, 1, ReadBufferSize / RelayCell.MaxData) * RelayCell.MaxData
             : ReadBufferSize;
 

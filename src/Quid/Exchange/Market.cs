@@ -41,6 +41,12 @@ public sealed record MarketOptions
     public int FailuresToEnd { get; init; } = 3;
     /// <summary>How long a partner that kept under-delivering is refused.</summary>
     public TimeSpan ShunFor { get; init; } = TimeSpan.FromMinutes(30);
+    /// <summary>
+    /// How many agreements, each granting us our request block, we want: one for single-hop
+    /// use; several so that circuits of several hops have paths to walk (the seed's "request
+    /// several blocks of identical bandwidth and chain the resulting proxies").
+    /// </summary>
+    public int PartnersWanted { get; init; } = 1;
     /// <summary>The share of the offer kept for nodes we never had an agreement with (an optimistic slot).</summary>
     public double NewcomerShare { get; init; } = 0.125;
     public Random Random { get; init; } = Random.Shared;
@@ -83,7 +89,10 @@ public sealed class Market
 
     public long ReceivedKbps => Active.Sum(a => a.TheyGrant?.Kbps ?? 0);
 
-    public bool RequestMet => Request is not { } request || ReceivedKbps >= request.Kbps;
+    /// <summary>Whether enough partners grant us our request block: then we stop searching (the seed's rule).</summary>
+    public bool RequestMet => Request is not { } request
+        || (ReceivedKbps >= request.Kbps * _options.PartnersWanted
+            && Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Count() >= _options.PartnersWanted);
 
     /// <summary>What we grant <paramref name="partner"/> over all active agreements, in kbps.</summary>
     public long GrantedTo(NodeId partner) => Active.Where(a => a.Partner == partner).Sum(a => a.WeGrant?.Kbps ?? 0);

@@ -11,10 +11,13 @@ namespace Quid.Links;
 /// <summary>Where a link is in its life, kept so a stuck link can say where it is stuck.</summary>
 public enum LinkState { Handshaking, Open, Closing, Closed }
 
-/// <summary>Receives what arrives on a link. Called on the link's read loop: it must not block.</summary>
+/// <summary>
+/// Receives what arrives on a link. Called on the link's read loop: it must not block. The cell
+/// is the link's own buffer, so a relay may change it in place and pass it on without a copy.
+/// </summary>
 public interface ILinkHandler
 {
-    void OnCell(Link link, ReadOnlySpan<byte> cell);
+    void OnCell(Link link, Span<byte> cell);
     void OnClosed(Link link, Exception? reason);
 }
 

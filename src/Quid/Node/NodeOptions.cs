@@ -47,10 +47,13 @@ public sealed record NodeOptions
     /// simulator set less to play a partner that under-delivers.
     /// </summary>
     public double ServiceFactor { get; init; } = 1;
+    /// <summary>Hops per circuit, 1 to 8: 1 is the seed's base design (a partner is the exit); the default 3 means no single node sees both you and your destination.</summary>
+    public int Hops { get; init; } = 3;
     public LinkOptions Links { get; init; } = new();
     public OverlayOptions Overlay { get; init; } = new();
     public MarketOptions Market { get; init; } = new();
     public CircuitOptions Circuits { get; init; } = new();
+    public PathOptions Paths { get; init; } = new();
 
     internal IPAddress? SpecificListenAddress =>
         Listen.Address.Equals(IPAddress.Any) || Listen.Address.Equals(IPAddress.IPv6Any) ? null : Listen.Address;

@@ -34,6 +34,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private readonly Overlay.Overlay _overlay;
     private readonly Market _market;
     private readonly CircuitManager _circuits;
+    private readonly CircuitPool _pool;
     private readonly NodeDatabase _database;
     private readonly Ledger _ledger;
     private readonly Shaper _down;
@@ -70,11 +71,19 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _overlay = new Overlay.Overlay(identity, time, overlayOptions);
         _ledger = new Ledger(time);
         foreach (var account in database.LoadAccounts()) _ledger.Add(account);
-        _market = new Market(identity, options.Offer, options.Request, time, options.Market, _ledger);
+        if (options.Hops is < 1 or > Cell.MaxRelayEarly)
+            throw new ArgumentException($"Hops must be between 1 and {Cell.MaxRelayEarly}; {options.Hops} was given.");
+        // A walk of several hops needs partners of partners, so a multi-hop node asks for its
+        // request as four smaller blocks from four partners, as the seed suggests for chaining.
+        var (request, wanted) = SplitRequest(options.Request, options.Hops);
+        _market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = wanted }, _ledger);
         _down = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
         _up = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
         var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
-        _circuits = new CircuitManager(options.Circuits, exit, AdmitsCircuitsFrom, _ledger.Account, time, loggers.CreateLogger("Quid.Circuits"));
+        var circuitLogger = loggers.CreateLogger("Quid.Circuits");
+        _circuits = new CircuitManager(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
+        _pool = new CircuitPool(_circuits, options.Paths with { Hops = options.Hops },
+            new PathSource(identity.Id, FirstHops, id => _overlay.Find(id), SocksAuth.None), time, circuitLogger);
     }
 
     public NodeIdentity Identity { get; }
@@ -82,6 +91,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public CircuitManager Circuits => _circuits;
+    public CircuitPool Pool => _pool;
     /// <summary>Links refused after the handshake: not a friend, shunned, or no room.</summary>
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
 
@@ -106,6 +116,14 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             identity.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The block each agreement should grant us, and how many such agreements we want.</summary>
+    internal static (Block? Block, int Partners) SplitRequest(Block? request, int hops)
+    {
+        const int partners = 4;
+        if (request is not { } total || hops == 1) return (request, 1);
+        return (new Block((byte)Math.Max(0, total.Order - 2)), partners);
     }
 
     private static (NodeId Id, string? Address) ParseFriend(string entry)
@@ -197,6 +215,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         Execute(overlayActions);
         Execute(marketActions);
         foreach (var (partner, promised) in probes) _ = ProbeAsync(partner, promised);
+        _pool.Maintain();
         Publish(force: false);
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
         {
@@ -225,11 +244,13 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     /// </summary>
     private async Task ProbeAsync(NodeId partner, long promisedKbps)
     {
-        if (!_links.TryGetValue(partner, out var link)) return;
+        Descriptor? descriptor;
+        lock (_gate) descriptor = _overlay.Find(partner);
+        if (!_links.TryGetValue(partner, out var link) || descriptor is null) return;
         double delivered;
         try
         {
-            delivered = await _circuits.ProbeAsync(link, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
+            delivered = await _circuits.ProbeAsync(link, descriptor, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
         }
         catch (StreamException)
         {
@@ -281,7 +302,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         lock (_gate)
         {
             var free = _market.Capacity.FreeBlocks;
-            var partners = _market.Active.Select(a => a.Partner).Distinct().Order().ToArray();
+            // The partners that grant us bandwidth: the hops a circuit through us may continue to.
+            var partners = _market.Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Order().ToArray();
             var roles = _overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
             string content = $"{string.Join(',', free)}|{string.Join(',', partners)}|{roles}";
             var now = _time.GetUtcNow();
@@ -294,7 +316,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 Expires = now + _options.DescriptorLifetime,
                 Address = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener!.LocalEndPoint : null),
                 Offer = _options.Offer,
-                Request = _options.Request,
+                Request = _market.Request,
                 // A node whose capacity is fully granted advertises nothing free: it stops being found.
                 FreeBlocks = free,
                 Roles = roles,
@@ -418,7 +440,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         Execute(actions);
     }
 
-    void ILinkHandler.OnCell(Link link, ReadOnlySpan<byte> cell)
+    void ILinkHandler.OnCell(Link link, Span<byte> cell)
     {
         if (Cell.CircuitId(cell) != 0)
         {
@@ -564,27 +586,31 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         lock (_gate) return _market.GrantedTo(peer) > 0;
     }
 
-    /// <summary>
-    /// Streams go through partners that grant us bandwidth, the most generous first, and only
-    /// to those whose exit policy could allow the port.
-    /// </summary>
-    private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken)
+    /// <summary>A circuit through us may go on only to a partner that grants us bandwidth: paths follow agreements.</summary>
+    private Link? ExtendTo(NodeId next)
     {
-        List<Link> firstHops;
+        lock (_gate)
+            if (_market.GrantedBy(next) == 0) return null;
+        return _links.TryGetValue(next, out var link) && link.State == LinkState.Open ? link : null;
+    }
+
+    /// <summary>Partners that grant us bandwidth, with their links and descriptors: where our circuits start.</summary>
+    private IReadOnlyList<FirstHop> FirstHops()
+    {
         lock (_gate)
         {
-            firstHops = _market.Active
+            return [.. _market.Active
                 .Where(a => a.TheyGrant is not null)
                 .GroupBy(a => a.Partner)
                 .Select(g => (Partner: g.Key, Kbps: g.Sum(a => a.TheyGrant!.Value.Kbps)))
-                .Where(p => _overlay.Find(p.Partner)?.ExitPolicy.MayAllowPort(target.Port) ?? false)
-                .OrderByDescending(p => p.Kbps)
-                .Select(p => _links.TryGetValue(p.Partner, out var link) ? link : null)
-                .OfType<Link>()
-                .ToList();
+                .Select(p => _links.TryGetValue(p.Partner, out var link) && _overlay.Find(p.Partner) is { } descriptor ? new FirstHop(link, descriptor, p.Kbps) : null)
+                .OfType<FirstHop>()];
         }
-        return _circuits.OpenStreamAsync(firstHops, target, cancellationToken);
     }
+
+    /// <summary>A SOCKS stream goes over a circuit for its credentials; the exit resolves the name.</summary>
+    private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken) =>
+        _pool.OpenStreamAsync(target, isolation, cancellationToken);
 
     /// <summary>Floods a search for offers now and returns what came back within <paramref name="window"/>.</summary>
     public async Task<IReadOnlyList<Descriptor>> SearchAsync(Block wanted, Block? canGrant, TimeSpan window, CancellationToken cancellationToken = default)
@@ -613,7 +639,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 _market.Capacity.FreeBlocks,
                 [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, _overlay.IsUltrapeer(l.PeerId), l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived))],
                 [.. _market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
-                _circuits.Circuits.Count,
+                _pool.Circuits.Count,
                 new OverlayStatus(_overlay.KnownPeerCount, _overlay.QueryRouteCount, _overlay.SearchResultCount),
                 [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))]);
         }

@@ -11,6 +11,11 @@ public enum CellCommand : byte
     Relay = 3,
     Destroy = 4,
     Control = 5,
+    /// <summary>
+    /// A Relay cell that may extend the circuit. A circuit carries at most
+    /// <see cref="Cell.MaxRelayEarly"/> of them, so no one can build an endless circuit.
+    /// </summary>
+    RelayEarly = 6,
 }
 
 /// <summary>
@@ -22,6 +27,8 @@ public static class Cell
     public const int Size = 2048;
     public const int HeaderSize = 5;
     public const int BodySize = Size - HeaderSize;
+    /// <summary>The longest circuit: one RelayEarly per extension, one tag slot per hop.</summary>
+    public const int MaxRelayEarly = 8;
 
     public static uint CircuitId(ReadOnlySpan<byte> cell) => BinaryPrimitives.ReadUInt32BigEndian(cell);
     public static CellCommand Command(ReadOnlySpan<byte> cell) => (CellCommand)cell[4];
@@ -39,7 +46,7 @@ public static class Cell
     {
         if (cell.Length != Size) throw new WireException(WireError.Truncated, $"A cell is {Size} bytes, got {cell.Length}.");
         var command = Command(cell);
-        if (command > CellCommand.Control) throw new WireException(WireError.UnknownCommand, $"Unknown cell command {(byte)command}.");
+        if (command > CellCommand.RelayEarly) throw new WireException(WireError.UnknownCommand, $"Unknown cell command {(byte)command}.");
         bool onControlCircuit = CircuitId(cell) == 0;
         bool controlCommand = command is CellCommand.Padding or CellCommand.Control;
         if (onControlCircuit != controlCommand)

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Text;
+using Quid.Crypto;
 
 namespace Quid.Wire;
 
@@ -16,6 +17,12 @@ public enum RelayCommand : byte
     /// <summary>A probe: the last hop must send the payload straight back in an EchoReply.</summary>
     Echo = 8,
     EchoReply = 9,
+    /// <summary>Extend the circuit to the last hop's partner: next node id, then an ntor request. Only in RelayEarly cells.</summary>
+    Extend = 10,
+    /// <summary>The new hop answered: its ntor reply.</summary>
+    Extended = 11,
+    /// <summary>The last hop could not extend: u8 reason.</summary>
+    ExtendFailed = 12,
 }
 
 /// <summary>Why a stream ended; the client maps it to the proxy protocol's error reply.</summary>
@@ -33,16 +40,21 @@ public enum EndReason : byte
 }
 
 /// <summary>
-/// The relay message inside a Relay cell's body: u8 command, u16 stream id, u16 length, data,
-/// zero padding to the end of the body.
+/// A Relay cell's body is <c>relay message || tag stack</c>: the message is onion-encrypted, one
+/// authenticated layer per hop (see <see cref="OnionLayer"/>). The message itself, as the last
+/// hop or the client reads it: u8 command, u16 stream id, u16 length, data, zero padding.
 /// </summary>
 public static class RelayCell
 {
     public const int HeaderSize = 5;
-    public const int MaxData = Cell.BodySize - HeaderSize;
+    /// <summary>The onion-encrypted part of the body; the tag stack follows it.</summary>
+    public const int MessageSize = Cell.BodySize - OnionLayer.TagStackSize;
+    public const int MaxData = MessageSize - HeaderSize;
 
-    public static void Write(Span<byte> body, RelayCommand command, ushort streamId, ReadOnlySpan<byte> data)
+    /// <summary>Writes a relay message into the first <see cref="MessageSize"/> bytes of <paramref name="message"/>.</summary>
+    public static void Write(Span<byte> message, RelayCommand command, ushort streamId, ReadOnlySpan<byte> data)
     {
+        var body = message[..MessageSize];
         body[0] = (byte)command;
         BinaryPrimitives.WriteUInt16BigEndian(body[1..], streamId);
         BinaryPrimitives.WriteUInt16BigEndian(body[3..], (ushort)data.Length);
@@ -55,7 +67,7 @@ public static class RelayCell
     {
         if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
-        if (command is < RelayCommand.Begin or > RelayCommand.EchoReply)
+        if (command is < RelayCommand.Begin or > RelayCommand.ExtendFailed)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
         ushort streamId = BinaryPrimitives.ReadUInt16BigEndian(body[1..]);
         int length = BinaryPrimitives.ReadUInt16BigEndian(body[3..]);

@@ -159,7 +159,7 @@ public sealed class BadInputTests
 
     private sealed class IgnoreCells : ILinkHandler
     {
-        public void OnCell(Link link, ReadOnlySpan<byte> cell) { }
+        public void OnCell(Link link, Span<byte> cell) { }
         public void OnClosed(Link link, Exception? reason) { }
     }
 }

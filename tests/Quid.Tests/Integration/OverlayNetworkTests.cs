@@ -125,6 +125,7 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
             Peers = [], // nothing to bootstrap from but what it remembers
             ExitPolicy = ExitPolicy.AcceptAll,
             TickInterval = TimeSpan.FromMilliseconds(100),
+            Hops = 1,
         }));
         await Eventually.WaitUntilAsync(() => restarted.Status().Neighbours.Count >= 1 && restarted.Status().RequestMet, TimeSpan.FromSeconds(20),
             "the restarted node to link a remembered peer and meet its request");
@@ -182,7 +183,7 @@ public sealed class OverlayFloodTests
 
     private sealed class Ignore : ILinkHandler
     {
-        public void OnCell(Link link, ReadOnlySpan<byte> cell) { }
+        public void OnCell(Link link, Span<byte> cell) { }
         public void OnClosed(Link link, Exception? reason) { }
     }
 }

@@ -45,6 +45,8 @@ internal sealed class TestNetwork : IAsyncDisposable
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
                     ExitPolicy = ExitPolicy.AcceptAll,
                     ExitResolver = exitResolver,
+                    // Most tests are about one layer of the system; the circuit tests ask for more hops.
+                    Hops = 1,
                     TickInterval = TimeSpan.FromMilliseconds(100),
                     SearchInterval = TimeSpan.FromSeconds(1),
                     Links = new LinkOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) },

@@ -46,7 +46,6 @@ public class CellTests
     }
 
     [Theory]
-    [InlineData(6)]
     [InlineData(7)]
     [InlineData(128)]
     [InlineData(255)]

@@ -20,7 +20,7 @@ public class RelayCellTests
     {
         byte[] data = new byte[length];
         new Random(length).NextBytes(data);
-        byte[] body = new byte[Cell.BodySize];
+        byte[] body = new byte[RelayCell.MessageSize];
         Array.Fill(body, (byte)0xEE);
         RelayCell.Write(body, command, (ushort)streamId, data);
 
@@ -34,11 +34,11 @@ public class RelayCellTests
 
     [Theory]
     [InlineData(RelayCell.MaxData + 1)]
-    [InlineData(Cell.BodySize)]
+    [InlineData(RelayCell.MessageSize)]
     [InlineData(ushort.MaxValue)]
     public void ALengthLargerThanTheBodyIsRefused(int length)
     {
-        byte[] body = new byte[Cell.BodySize];
+        byte[] body = new byte[RelayCell.MessageSize];
         body[0] = (byte)RelayCommand.Data;
         BinaryPrimitives.WriteUInt16BigEndian(body.AsSpan(3), (ushort)length);
         Assert.Equal(WireError.Oversized, Assert.Throws<WireException>(() => RelayCell.Read(body)).Error);
@@ -46,12 +46,12 @@ public class RelayCellTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(10)]
+    [InlineData(13)]
     [InlineData(0x80)]
     [InlineData(255)]
     public void AnUnknownCommandIsRefused(byte command)
     {
-        byte[] body = new byte[Cell.BodySize];
+        byte[] body = new byte[RelayCell.MessageSize];
         body[0] = command;
         Assert.Equal(WireError.UnknownCommand, Assert.Throws<WireException>(() => RelayCell.Read(body)).Error);
     }
@@ -72,7 +72,7 @@ public class RelayCellTests
     public void RandomBodiesAreOnlyEverAWireExceptionOrDataWithinTheBody()
     {
         var random = new Random(2043);
-        byte[] body = new byte[Cell.BodySize];
+        byte[] body = new byte[RelayCell.MessageSize];
         for (int i = 0; i < 20_000; i++)
         {
             random.NextBytes(body);
@@ -82,7 +82,7 @@ public class RelayCellTests
             {
                 var message = RelayCell.Read(body);
                 Assert.InRange(message.Data.Length, 0, RelayCell.MaxData);
-                Assert.InRange((byte)message.Command, (byte)1, (byte)9);
+                Assert.InRange((byte)message.Command, (byte)1, (byte)12);
             }
             catch (WireException)
             {

@@ -15,7 +15,7 @@ public sealed class DemoNetwork : IAsyncDisposable
     /// <summary>Offer and request (kbps, 0 for a donor) of each demo node; the first is the client.</summary>
     private static readonly (int Offer, int Request)[] Profiles =
     [
-        (1024, 512), (2048, 1024), (1024, 256), (512, 512), (4096, 0), (2048, 2048), (1024, 1024), (512, 256),
+        (4096, 2048), (8192, 4096), (4096, 1024), (2048, 1024), (8192, 0), (4096, 4096), (4096, 2048), (2048, 512),
     ];
 
     private readonly List<QuidNode> _nodes = [];
@@ -95,7 +95,9 @@ public sealed class DemoNetwork : IAsyncDisposable
         string page = await Socks5Client.GetAsync(viaQuid, Web.EndPoint.ToString(), "/", cancellationToken).ConfigureAwait(false);
         var quidSeen = Web.Clients[^1];
         var exit = _nodes.FirstOrDefault(n => n.LinkEndPoint.Address.Equals(quidSeen));
-        return new DemoFetch(directSeen, quidSeen, exit is null ? null : _nodes.IndexOf(exit) + 1, page);
+        var path = Client.Pool.Circuits.OrderByDescending(c => c.CreatedAt).FirstOrDefault()?.Hops
+            .Select(h => _nodes.FindIndex(n => n.Id == h.Id) + 1).ToArray() ?? [];
+        return new DemoFetch(directSeen, quidSeen, exit is null ? null : _nodes.IndexOf(exit) + 1, path, page);
     }
 
     public async ValueTask DisposeAsync()
@@ -113,5 +115,5 @@ public sealed class DemoNetwork : IAsyncDisposable
     }
 }
 
-/// <summary>What the web server saw: the client's own address directly, the exit's through Quid.</summary>
-public sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, string Page);
+/// <summary>What the web server saw: the client's own address directly, the exit's through Quid; and the circuit's hops (node numbers).</summary>
+public sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, IReadOnlyList<int> Path, string Page);

@@ -1,0 +1,210 @@
+using Microsoft.Extensions.Logging;
+using Quid.Crypto;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Circuits;
+
+public sealed record PathOptions
+{
+    /// <summary>Hops per circuit: 1 is the seed's base design (a partner is the exit); more trade speed for anonymity.</summary>
+    public int Hops { get; init; } = 3;
+    /// <summary>New streams stop using a circuit this old; it closes once its last stream ends.</summary>
+    public TimeSpan MaxCircuitAge { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>Circuits kept built ahead for applications without credentials, so the first request does not wait.</summary>
+    public int Prebuilt { get; init; } = 1;
+    /// <summary>A prebuilt circuit's exit must allow these ports.</summary>
+    public IReadOnlyList<ushort> PrebuildPorts { get; init; } = [443, 80];
+    /// <summary>A hop whose circuit failed is avoided in new paths for this long.</summary>
+    public TimeSpan AvoidFailedHopFor { get; init; } = TimeSpan.FromMinutes(1);
+    public Random Random { get; init; } = Random.Shared;
+}
+
+/// <summary>A neighbour that grants us bandwidth, so a first hop: its link, its descriptor, what it grants (kbps).</summary>
+public sealed record FirstHop(Link Link, Descriptor Descriptor, long Kbps);
+
+/// <summary>What the node knows for choosing paths: its first hops, and the descriptors of the nodes it has heard of.</summary>
+public sealed record PathSource(NodeId Self, Func<IReadOnlyList<FirstHop>> FirstHops, Func<NodeId, Descriptor?> Lookup, object DefaultIsolation);
+
+/// <summary>
+/// The circuits our applications use. A path is a walk over the graph of agreements: the first
+/// hop is one of our partners, each next hop one of the previous hop's partners as its signed
+/// descriptor lists them, no node twice, and the last hop's exit policy must allow the port.
+/// Streams with different isolation keys (SOCKS credentials) never share a circuit; a circuit
+/// is kept built ahead, rebuilt when it fails, and retired when it grows old.
+/// </summary>
+public sealed class CircuitPool(CircuitManager manager, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
+{
+    private const int PathAttempts = 20;
+    private const int BuildAttempts = 3;
+
+    private readonly Lock _lock = new();
+    private readonly List<Circuit> _circuits = [];
+    private readonly Dictionary<NodeId, DateTimeOffset> _avoid = [];
+    private int _prebuilding;
+
+    public int Hops => options.Hops;
+
+    /// <summary>Open circuits we built for applications, with their paths, for status and tests.</summary>
+    public IReadOnlyList<Circuit> Circuits
+    {
+        get { lock (_lock) return [.. _circuits.Where(c => c.State == CircuitState.Open)]; }
+    }
+
+    /// <summary>
+    /// Opens a stream to <paramref name="target"/> on a circuit for <paramref name="isolation"/>.
+    /// A circuit that fails under it is replaced and the stream tried once more on a new one; an
+    /// answer from the destination (refused, unknown name, policy) is final.
+    /// </summary>
+    public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
+    {
+        StreamException? last = null;
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            var circuit = await GetCircuitAsync(isolation, target.Port, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await circuit.OpenStreamAsync(target, manager.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
+            {
+                last = e;
+                Retire(circuit);
+            }
+        }
+        throw last!;
+    }
+
+    private async Task<Circuit> GetCircuitAsync(object isolation, ushort port, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        lock (_lock)
+        {
+            var ready = _circuits.FirstOrDefault(c => c.State == CircuitState.Open && Equals(c.Isolation, isolation)
+                && now - c.CreatedAt < options.MaxCircuitAge && (c.ExitDescriptor?.ExitPolicy.MayAllowPort(port) ?? false));
+            if (ready is not null) return ready;
+        }
+        return await BuildAsync(isolation, [port], cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Builds a circuit along a fresh path, trying other paths when a hop fails.</summary>
+    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, CancellationToken cancellationToken)
+    {
+        StreamException? last = null;
+        for (int attempt = 0; attempt < BuildAttempts; attempt++)
+        {
+            var path = ChoosePath(ports)
+                ?? throw new StreamException(EndReason.Unreachable,
+                    options.Hops == 1 || source.FirstHops().Count == 0
+                        ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
+                        : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.");
+            try
+            {
+                var circuit = await manager.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
+                lock (_lock) _circuits.Add(circuit);
+                return circuit;
+            }
+            catch (StreamException e) when (e.Reason is not EndReason.Unreachable)
+            {
+                last = e;
+                logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Hops.Select(h => h.Id.Brief)), e.Message);
+                lock (_lock)
+                    foreach (var hop in path.Hops.Skip(1)) _avoid[hop.Id] = time.GetUtcNow() + options.AvoidFailedHopFor;
+            }
+        }
+        throw last!;
+    }
+
+    /// <summary>A random walk over agreements: first hop weighted by what it grants us, then partners of partners.</summary>
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(IReadOnlyList<ushort> ports)
+    {
+        var firstHops = source.FirstHops();
+        if (firstHops.Count == 0) return null;
+        var now = time.GetUtcNow();
+        bool Avoided(NodeId id)
+        {
+            lock (_lock) return _avoid.TryGetValue(id, out var until) && until > now;
+        }
+        bool ExitsFor(Descriptor d) => ports.All(p => d.ExitPolicy.MayAllowPort(p));
+
+        for (int attempt = 0; attempt < PathAttempts; attempt++)
+        {
+            var first = Weighted(firstHops);
+            var path = new List<Descriptor> { first.Descriptor };
+            while (path.Count < options.Hops)
+            {
+                var used = path.Select(d => d.Id).ToHashSet();
+                bool last = path.Count == options.Hops - 1;
+                var next = path[^1].Partners
+                    .Where(id => id != source.Self && !used.Contains(id) && !Avoided(id))
+                    .Select(source.Lookup)
+                    .OfType<Descriptor>()
+                    .Where(d => !d.IsExpired(now) && (!last || ExitsFor(d)))
+                    .ToArray();
+                if (next.Length == 0) break;
+                path.Add(next[options.Random.Next(next.Length)]);
+            }
+            if (path.Count == options.Hops && ExitsFor(path[^1])) return (first, path);
+        }
+        return null;
+    }
+
+    private FirstHop Weighted(IReadOnlyList<FirstHop> hops)
+    {
+        long total = hops.Sum(h => Math.Max(1, h.Kbps));
+        long pick = options.Random.NextInt64(total);
+        foreach (var hop in hops)
+        {
+            pick -= Math.Max(1, hop.Kbps);
+            if (pick < 0) return hop;
+        }
+        return hops[^1];
+    }
+
+    private void Retire(Circuit circuit)
+    {
+        lock (_lock) _circuits.Remove(circuit);
+        if (circuit.StreamCount == 0) manager.Destroy(circuit, DestroyReason.Finished);
+    }
+
+    /// <summary>
+    /// Regular upkeep: forget closed circuits, close old idle ones, and keep one circuit built
+    /// ahead for applications without credentials, so their first request does not wait.
+    /// </summary>
+    public void Maintain()
+    {
+        var now = time.GetUtcNow();
+        int fresh;
+        lock (_lock)
+        {
+            _circuits.RemoveAll(c => c.State == CircuitState.Closed);
+            foreach (var old in _circuits.Where(c => now - c.CreatedAt >= options.MaxCircuitAge && c.StreamCount == 0).ToList())
+            {
+                _circuits.Remove(old);
+                manager.Destroy(old, DestroyReason.Finished);
+            }
+            foreach (var expired in _avoid.Where(a => a.Value <= now).Select(a => a.Key).ToList()) _avoid.Remove(expired);
+            fresh = _circuits.Count(c => Equals(c.Isolation, source.DefaultIsolation) && now - c.CreatedAt < options.MaxCircuitAge / 2
+                && options.PrebuildPorts.All(p => c.ExitDescriptor?.ExitPolicy.MayAllowPort(p) ?? false));
+        }
+        if (fresh >= options.Prebuilt || source.FirstHops().Count == 0 || Interlocked.CompareExchange(ref _prebuilding, 1, 0) != 0) return;
+        _ = PrebuildAsync();
+    }
+
+    private async Task PrebuildAsync()
+    {
+        try
+        {
+            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, CancellationToken.None).ConfigureAwait(false);
+            logger.LogInformation("Circuit ready: {Path}", string.Join(" → ", circuit.Hops.Select(h => h.Id.Brief)));
+        }
+        catch (StreamException e)
+        {
+            logger.LogDebug("No circuit built ahead yet: {Reason}", e.Message);
+        }
+        finally
+        {
+            Volatile.Write(ref _prebuilding, 0);
+        }
+    }
+}

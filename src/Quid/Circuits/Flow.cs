@@ -1,0 +1,24 @@
+namespace Quid.Circuits;
+
+/// <summary>
+/// Per-stream flow control, counted in Data cells: a sender may have <see cref="Window"/> cells
+/// unacknowledged; the receiver returns a stream Sendme for every <see cref="Increment"/> cells it
+/// has written to its socket. A slow reader therefore holds at most one window per stream.
+/// </summary>
+public static class StreamFlow
+{
+    public const int Window = 256;
+    public const int Increment = 64;
+}
+
+/// <summary>
+/// Per-circuit flow control: at most <see cref="Window"/> Data cells of all streams in flight
+/// each way; the receiving end returns a circuit Sendme (stream id 0) for every
+/// <see cref="Increment"/> received. So a relay never holds more than one window of a circuit's
+/// cells in each direction, whatever the endpoints do.
+/// </summary>
+public static class CircuitFlow
+{
+    public const int Window = 1024;
+    public const int Increment = 128;
+}
