@@ -21,6 +21,9 @@ public interface ILinkHandler
     void OnClosed(Link link, Exception? reason);
 }
 
+/// <summary>Sees every cell a link sends or receives, in the clear of the link's own encryption: for tests.</summary>
+internal delegate void CellObserver(Link link, bool sent, ReadOnlySpan<byte> cell);
+
 public sealed record LinkOptions
 {
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -75,6 +78,9 @@ public sealed class Link : IAsyncDisposable
     /// <summary>Completes when the link has closed, for whatever reason.</summary>
     public Task Closed => _closed.Task;
     public Exception? CloseReason => _closeReason;
+
+    /// <summary>Tests watch what crosses the link here; set before <see cref="Start"/>.</summary>
+    internal CellObserver? Observer { get; set; }
 
     private long _bytesSent;
     private long _bytesReceived;
@@ -192,6 +198,7 @@ public sealed class Link : IAsyncDisposable
     /// <summary>Queues one cell; false when the link is closing.</summary>
     public bool TrySend(ReadOnlySpan<byte> cell)
     {
+        Observer?.Invoke(this, sent: true, cell);
         if (!_queue.Enqueue(cell)) return false;
         if (_queue.QueuedBytes > _options.MaxQueuedBytes)
         {
@@ -249,6 +256,7 @@ public sealed class Link : IAsyncDisposable
                         {
                             throw new LinkException(LinkError.BadCell, e.Message, e);
                         }
+                        Observer?.Invoke(this, sent: false, cell);
                         if (Cell.Command(cell) != CellCommand.Padding) _handler!.OnCell(this, cell);
                     }
                 }

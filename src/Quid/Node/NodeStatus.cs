@@ -23,7 +23,7 @@ public sealed record NodeStatus(
     OverlayStatus Overlay,
     IReadOnlyList<PartnerStatus> Partners);
 
-public sealed record NeighbourStatus(NodeId Id, bool Ultrapeer, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived);
+public sealed record NeighbourStatus(NodeId Id, bool Ultrapeer, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived, long QueuedBytes);
 
 public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed, Block? WeGrant, Block? TheyGrant, DateTimeOffset Since);
 

@@ -436,6 +436,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
         _newLinks = true;
         _logger.LogInformation("Linked with {Peer} ({Direction} {Remote})", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
+        link.Observer = _options.LinkObserver;
         link.Start(this);
         Execute(actions);
     }
@@ -637,7 +638,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 _market.RequestMet,
                 _market.ReceivedKbps,
                 _market.Capacity.FreeBlocks,
-                [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, _overlay.IsUltrapeer(l.PeerId), l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived))],
+                [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, _overlay.IsUltrapeer(l.PeerId), l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived, l.QueuedBytes))],
                 [.. _market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
                 _pool.Circuits.Count,
                 new OverlayStatus(_overlay.KnownPeerCount, _overlay.QueryRouteCount, _overlay.SearchResultCount),

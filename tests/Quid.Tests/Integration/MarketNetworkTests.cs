@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using Quid.Exchange;
 using Quid.Node;
+using Quid.Wire;
 using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;
@@ -35,7 +36,8 @@ public sealed class MarketNetworkTests(ITestOutputHelper output)
         var (b, c) = (network.Nodes[1], network.Nodes[2]);
         await Eventually.WaitUntilAsync(() => b.Status().RequestMet && c.Status().RequestMet && exit.Status().FreeBlocks.Count == 0,
             TimeSpan.FromSeconds(20), "both clients to get 4096 kbps from the exit");
-        const double grant = 4096 * 1000 / 8.0;
+        // A grant counts whole cells on the link; curl sees the data they carry.
+        const double grant = 4096 * 1000 / 8.0 * RelayCell.MaxData / Cell.Size;
 
         // Alone, B may borrow what C leaves idle.
         double alone = await DownloadRateAsync(b.SocksEndPoint!, network.Web.BaseUrl + BigFile, 5);

@@ -9,8 +9,9 @@ namespace Quid.Node.Demo;
 
 /// <summary>
 /// A small HTTP/1.1 server on loopback for the demo and the tests: it answers <c>/</c> with a
-/// page naming the address the request came from, and <c>/bytes/N</c> with N bytes of a fixed
-/// pseudo-random pattern, and remembers every address that connected.
+/// page naming the address the request came from, <c>/bytes/N</c> with N bytes of a fixed
+/// pseudo-random pattern and <c>/echo/text</c> with the text, and remembers every address that
+/// connected and every request line.
 /// </summary>
 public sealed class LocalWebServer : IAsyncDisposable
 {
@@ -18,6 +19,7 @@ public sealed class LocalWebServer : IAsyncDisposable
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentQueue<IPAddress> _clients = new();
+    private readonly ConcurrentQueue<string> _requests = new();
     private Task _acceptLoop = Task.CompletedTask;
 
     public LocalWebServer(IPEndPoint endPoint)
@@ -33,6 +35,9 @@ public sealed class LocalWebServer : IAsyncDisposable
 
     /// <summary>The source address of every connection so far, oldest first.</summary>
     public IReadOnlyList<IPAddress> Clients => [.. _clients];
+
+    /// <summary>The request line of every request so far, oldest first.</summary>
+    public IReadOnlyList<string> Requests => [.. _requests];
 
     public void Start() => _acceptLoop = Task.Run(AcceptLoopAsync);
 
@@ -79,6 +84,7 @@ public sealed class LocalWebServer : IAsyncDisposable
                 filled += read;
             }
             string requestLine = Encoding.ASCII.GetString(head, 0, head.AsSpan(0, end).IndexOf("\r\n"u8) is var n and >= 0 ? n : end);
+            _requests.Enqueue(requestLine);
             string[] parts = requestLine.Split(' ');
             string path = parts.Length >= 2 ? parts[1] : "/";
             if (path.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) path = new Uri(path).PathAndQuery;
@@ -102,6 +108,12 @@ public sealed class LocalWebServer : IAsyncDisposable
                 {
                     ArrayPool<byte>.Shared.Return(buffer);
                 }
+            }
+            else if (path.StartsWith("/echo/", StringComparison.Ordinal))
+            {
+                var body = Encoding.UTF8.GetBytes(Uri.UnescapeDataString(path[6..]));
+                await SendHeadAsync(client, "200 OK", "text/plain", body.Length).ConfigureAwait(false);
+                await client.SendAsync(body, SocketFlags.None, _stopping.Token).ConfigureAwait(false);
             }
             else if (path == "/")
             {
