@@ -40,6 +40,7 @@ public sealed class Circuit
     private readonly Lock _lock = new();
     private readonly Lock _sendLock = new();
     private readonly Dictionary<ushort, RelayStream> _streams = [];
+    private readonly Dictionary<ushort, TaskCompletionSource<IPAddress[]>> _resolves = [];
     private readonly List<Hop> _hops = [];
     private TaskCompletionSource<byte[]>? _pendingReply;
     private Channel<byte[]>? _echoes;
@@ -231,6 +232,12 @@ public sealed class Circuit
             case RelayCommand.EchoReply when origin:
                 _echoReplies?.Invoke(message.Data.ToArray());
                 return;
+            case RelayCommand.Resolve when !origin:
+                OnResolve(message);
+                return;
+            case RelayCommand.Resolved when origin:
+                OnResolved(message);
+                return;
             case RelayCommand.Extend when !origin && early:
                 _manager.Extend(this, message.Data);
                 return;
@@ -332,6 +339,81 @@ public sealed class Circuit
 
     // ---- Streams ----
 
+    /// <summary>A stream id that is neither an open stream nor a pending lookup. Call under the lock.</summary>
+    private ushort NextStreamId()
+    {
+        do _nextStreamId = (ushort)(_nextStreamId == ushort.MaxValue ? 1 : _nextStreamId + 1);
+        while (_streams.ContainsKey(_nextStreamId) || _resolves.ContainsKey(_nextStreamId));
+        return _nextStreamId;
+    }
+
+    /// <summary>Asks the exit to resolve <paramref name="host"/> with its own resolver; we never resolve it ourselves.</summary>
+    public async Task<IPAddress[]> ResolveAsync(string host, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var answer = new TaskCompletionSource<IPAddress[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ushort id;
+        lock (_lock)
+        {
+            if (State != CircuitState.Open) throw new StreamException(EndReason.CircuitClosed, "The circuit is closed.");
+            id = NextStreamId();
+            _resolves.Add(id, answer);
+        }
+        try
+        {
+            Span<byte> request = stackalloc byte[3 + StreamTarget.MaxHostLength];
+            if (!SendRelay(RelayCommand.Resolve, id, request[..new StreamTarget(host, 0).Encode(request)]))
+                throw new StreamException(EndReason.CircuitClosed, "The circuit closed.");
+            return await answer.Task.WaitAsync(timeout, _manager.Time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new StreamException(EndReason.Timeout, $"The exit did not resolve {host} within {timeout.TotalSeconds:0} s.");
+        }
+        finally
+        {
+            lock (_lock) _resolves.Remove(id);
+        }
+    }
+
+    /// <summary>At the exit: resolve with our resolver and answer u8 status (0, or an end reason), u8 count, addresses.</summary>
+    private void OnResolve(RelayMessage message)
+    {
+        StreamTarget target;
+        try
+        {
+            target = StreamTarget.Decode(message.Data);
+        }
+        catch (WireException)
+        {
+            SendRelay(RelayCommand.Resolved, message.StreamId, [(byte)EndReason.Protocol, 0]);
+            return;
+        }
+        _manager.StartResolve(this, message.StreamId, target.Host);
+    }
+
+    private void OnResolved(RelayMessage message)
+    {
+        TaskCompletionSource<IPAddress[]>? answer;
+        lock (_lock) _resolves.TryGetValue(message.StreamId, out answer);
+        if (answer is null) return;
+        try
+        {
+            var reader = new WireReader(message.Data);
+            var status = (EndReason)reader.ReadByte();
+            int count = reader.ReadByte();
+            var addresses = new IPAddress[count];
+            for (int i = 0; i < count; i++) addresses[i] = RelayAddress.Decode(ref reader);
+            if (status != 0 || count == 0)
+                answer.TrySetException(new StreamException(status == 0 ? EndReason.ResolveFailed : status, $"The exit could not resolve the name: {RelayStream.Describe(status)}."));
+            else
+                answer.TrySetResult(addresses);
+        }
+        catch (WireException e)
+        {
+            answer.TrySetException(new StreamException(EndReason.Protocol, e.Message));
+        }
+    }
+
     /// <summary>Opens a stream to <paramref name="target"/> through this (origin) circuit; the exit resolves the name.</summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -339,9 +421,7 @@ public sealed class Circuit
         lock (_lock)
         {
             if (State != CircuitState.Open) throw new StreamException(EndReason.CircuitClosed, "The circuit is closed.");
-            do _nextStreamId = (ushort)(_nextStreamId == ushort.MaxValue ? 1 : _nextStreamId + 1);
-            while (_streams.ContainsKey(_nextStreamId));
-            stream = new RelayStream(this, _nextStreamId, target, origin: true);
+            stream = new RelayStream(this, NextStreamId(), target, origin: true);
             _streams.Add(stream.Id, stream);
         }
         Span<byte> begin = stackalloc byte[3 + StreamTarget.MaxHostLength];
@@ -469,6 +549,7 @@ public sealed class Circuit
         {
             streams = [.. _streams.Values];
             _streams.Clear();
+            foreach (var pending in _resolves.Values) pending.TrySetException(new StreamException(EndReason.CircuitClosed, "The circuit closed."));
             wake = _windowWaiter;
             _windowWaiter = null;
         }

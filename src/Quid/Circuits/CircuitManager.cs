@@ -284,6 +284,23 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
 
     internal void StartExitStream(Circuit circuit, RelayStream stream) => _ = RunExitStreamAsync(circuit, stream);
 
+    internal void StartResolve(Circuit circuit, ushort streamId, string host) => _ = ResolveAsync(circuit, streamId, host);
+
+    private async Task ResolveAsync(Circuit circuit, ushort streamId, string host)
+    {
+        var (addresses, failure) = await exit.ResolveAsync(host, CancellationToken.None).ConfigureAwait(false);
+        var answer = new byte[2 + Math.Min(addresses.Length, 16) * 17];
+        answer[0] = addresses.Length > 0 ? (byte)0 : (byte)failure;
+        int at = 2, count = 0;
+        foreach (var address in addresses.Take(16))
+        {
+            at += RelayAddress.Encode(address, answer.AsSpan(at));
+            count++;
+        }
+        answer[1] = (byte)count;
+        circuit.SendRelay(RelayCommand.Resolved, streamId, answer.AsSpan(0, at));
+    }
+
     private async Task RunExitStreamAsync(Circuit circuit, RelayStream stream)
     {
         ExitConnector.Result result;

@@ -75,6 +75,13 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
         throw last!;
     }
 
+    /// <summary>Resolves <paramref name="host"/> at the exit of a circuit for <paramref name="isolation"/> (Tor's SOCKS RESOLVE).</summary>
+    public async Task<System.Net.IPAddress[]> ResolveAsync(string host, object isolation, CancellationToken cancellationToken)
+    {
+        var circuit = await GetCircuitAsync(isolation, 443, cancellationToken).ConfigureAwait(false);
+        return await circuit.ResolveAsync(host, manager.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
     private async Task<Circuit> GetCircuitAsync(object isolation, ushort port, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();

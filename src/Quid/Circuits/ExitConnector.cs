@@ -21,6 +21,28 @@ public sealed class ExitConnector(ExitPolicy policy, IPAddress? bindAddress, Tim
 
     public sealed record Result(Socket? Socket, IPAddress? Address, EndReason Failure);
 
+    /// <summary>
+    /// Answers a client's RESOLVE with the exit's own resolver. Addresses the exit policy refuses
+    /// on every port (its own host, its LAN) are left out: a name lookup must not map the exit's
+    /// private network for strangers.
+    /// </summary>
+    public async Task<(IPAddress[] Addresses, EndReason Failure)> ResolveAsync(string host, CancellationToken cancellationToken)
+    {
+        IPAddress[] addresses;
+        try
+        {
+            using var timeout = new CancellationTokenSource(connectTimeout, time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            addresses = await _resolve(host, linked.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ArgumentException)
+        {
+            return ([], EndReason.ResolveFailed);
+        }
+        var allowed = addresses.Where(a => policy.Allows(a, 443) || policy.Allows(a, 80)).ToArray();
+        return allowed.Length > 0 ? (allowed, EndReason.Done) : ([], addresses.Length == 0 ? EndReason.ResolveFailed : EndReason.ExitPolicy);
+    }
+
     public async Task<Result> ConnectAsync(StreamTarget target, CancellationToken cancellationToken)
     {
         IPAddress[] addresses;

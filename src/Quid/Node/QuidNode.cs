@@ -147,7 +147,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             _overlay.FriendsOnly ? $"; friends only ({_options.Friends.Count})" : "");
         if (_options.Socks is { } socks)
         {
-            _socks = new SocksListener(socks, OpenStreamAsync, _time, _logger);
+            _socks = new SocksListener(socks, OpenStreamAsync, (host, isolation, ct) => _pool.ResolveAsync(host, isolation, ct), _time, _logger);
             _socks.Start();
             _logger.LogInformation("SOCKS proxy on {EndPoint}", _socks.LocalEndPoint);
         }

@@ -14,6 +14,9 @@ namespace Quid.Proxy;
 /// </summary>
 public delegate Task<RelayStream> StreamOpener(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken);
 
+/// <summary>Resolves a name at an exit, for Tor's SOCKS RESOLVE extension; never with a local resolver.</summary>
+public delegate Task<IPAddress[]> ExitResolver(string host, SocksAuth isolation, CancellationToken cancellationToken);
+
 /// <summary>
 /// The SOCKS4, SOCKS4a and SOCKS5 front end on loopback. It feeds socket bytes to the sans-IO
 /// handshake, asks for a stream through the network (names go to the exit unresolved), answers
@@ -23,17 +26,19 @@ public sealed class SocksListener : IAsyncDisposable
 {
     private readonly Socket _listener;
     private readonly StreamOpener _open;
+    private readonly ExitResolver _resolve;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly TimeSpan _handshakeTimeout;
     private readonly CancellationTokenSource _stopping = new();
     private Task _acceptLoop = Task.CompletedTask;
 
-    public SocksListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, TimeSpan? handshakeTimeout = null)
+    public SocksListener(IPEndPoint endPoint, StreamOpener open, ExitResolver resolve, TimeProvider time, ILogger logger, TimeSpan? handshakeTimeout = null)
     {
         if (!IPAddress.IsLoopback(endPoint.Address))
             throw new ArgumentException($"The proxy listens on loopback only, never on {endPoint.Address}: anyone who reached it could use your circuits.", nameof(endPoint));
         _open = open;
+        _resolve = resolve;
         _time = time;
         _logger = logger;
         _handshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(30);
@@ -132,6 +137,11 @@ public sealed class SocksListener : IAsyncDisposable
     /// <summary>Answers a finished request; true when the socket now belongs to a stream.</summary>
     private async Task<bool> ServeRequestAsync(Socket client, SocksRequest request, byte[] early)
     {
+        if (request.Command == SocksCommand.Resolve)
+        {
+            await ResolveAsync(client, request).ConfigureAwait(false);
+            return false;
+        }
         if (request.Command != SocksCommand.Connect)
         {
             await ReplyAsync(client, request, SocksReplyCode.CommandNotSupported).ConfigureAwait(false);
@@ -152,6 +162,32 @@ public sealed class SocksListener : IAsyncDisposable
         await ReplyAsync(client, request, SocksReplyCode.Succeeded).ConfigureAwait(false);
         _ = stream.RunAsync(client, early);
         return true;
+    }
+
+    /// <summary>Tor's RESOLVE (0xF0): the exit resolves the name and the first address goes back in the reply.</summary>
+    private async Task ResolveAsync(Socket client, SocksRequest request)
+    {
+        if (request.Target.Address is { } literal)
+        {
+            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded, literal), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var addresses = await _resolve(request.Target.HostName!, request.Auth, _stopping.Token).ConfigureAwait(false);
+            // SOCKS4a can only carry IPv4.
+            var answer = request.Version == SocksVersion.Socks5 ? addresses[0] : addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork);
+            if (answer is null)
+            {
+                await ReplyAsync(client, request, SocksReplyCode.HostUnreachable).ConfigureAwait(false);
+                return;
+            }
+            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded, answer), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (StreamException e)
+        {
+            await ReplyAsync(client, request, ReplyFor(e.Reason)).ConfigureAwait(false);
+        }
     }
 
     private async Task ReplyAsync(Socket client, SocksRequest request, SocksReplyCode code) =>

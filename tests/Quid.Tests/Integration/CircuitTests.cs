@@ -21,7 +21,8 @@ public sealed class CircuitTests(ITestOutputHelper output)
     internal static Task<TestNetwork> StartAsync(byte firstAddress, Func<int, NodeOptions, NodeOptions>? more = null) =>
         TestNetwork.StartAsync(firstAddress, Six, configure: (i, o, _) =>
         {
-            var options = OverlayNetworkTests.Quick(o with { Hops = 3 });
+            // Only the client builds circuits, so every relayed cell a test sees is the client's.
+            var options = OverlayNetworkTests.Quick(o with { Hops = 3, Paths = o.Paths with { Prebuilt = i == 0 ? 1 : 0 } });
             return more?.Invoke(i, options) ?? options;
         });
 

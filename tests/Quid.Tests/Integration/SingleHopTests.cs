@@ -73,4 +73,23 @@ public sealed class SingleHopTests
         Assert.Equal(0, ok);
         Assert.Contains("Hello through Quid", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Tor_style_SOCKS_RESOLVE_is_answered_by_the_exit_resolver()
+    {
+        await using var network = await TestNetwork.StartAsync(25, ThreeNodes, exitResolver: (host, _) =>
+            Task.FromResult(host == "name.quid.test" ? new[] { IPAddress.Parse("192.0.2.7"), IPAddress.Loopback } : []));
+        await network.WaitForClientPartnerAsync();
+
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await socket.ConnectAsync(network.Socks);
+        await socket.SendAsync(new byte[] { 5, 1, 0 });
+        var reply = new byte[64];
+        Assert.Equal(2, await socket.ReceiveAsync(reply));
+        byte[] name = "name.quid.test"u8.ToArray();
+        await socket.SendAsync((byte[])[5, 0xF0, 0, 3, (byte)name.Length, .. name, 0, 0]);
+        int n = await socket.ReceiveAsync(reply);
+        // Success, with the exit's first answer: an IPv4 address, port 0.
+        Assert.Equal(new byte[] { 5, 0, 0, 1, 192, 0, 2, 7, 0, 0 }, reply[..n]);
+    }
 }
