@@ -13,8 +13,8 @@ namespace Quid.Bench;
 [MemoryDiagnoser]
 public class LinkFramingBenchmarks
 {
-    private CipherState _send = null!;
-    private CipherState _receive = null!;
+    private LinkCipher _send = null!;
+    private LinkCipher _receive = null!;
     private readonly byte[] _cells = new byte[LinkFraming.MaxCellsPerFrame * Cell.Size];
     private readonly byte[] _frame = new byte[LinkFraming.MaxFrameSize];
     private readonly byte[] _opened = new byte[LinkFraming.MaxCellsPerFrame * Cell.Size];

@@ -1,3 +1,6 @@
 using BenchmarkDotNet.Running;
 
+// `e2e [runs]`: the end-to-end harness over real processes; anything else: BenchmarkDotNet micro-benchmarks.
+if (args.Length > 0 && args[0] == "e2e") return await Quid.Bench.EndToEnd.RunAsync(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;

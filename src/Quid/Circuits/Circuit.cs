@@ -125,7 +125,7 @@ public sealed class Circuit
         Span<byte> cell = stackalloc byte[Cell.Size];
         var body = Cell.Body(cell);
         RelayCell.Write(body, command, streamId, data);
-        RandomNumberGenerator.Fill(body[RelayCell.MessageSize..]);
+        Filler.Fill(body[RelayCell.MessageSize..]);
         lock (_sendLock)
         {
             if (State == CircuitState.Closed) return false;
@@ -598,7 +598,7 @@ internal sealed class RelayForwarder(Circuit circuit, Link link, Shaper.Share? s
                 var delay = share?.Reserve(Cell.Size) ?? TimeSpan.Zero;
                 if (delay <= TimeSpan.Zero)
                 {
-                    link.TrySend(cell);
+                    link.TrySendFromReadLoop(cell);
                     return;
                 }
                 _pumping = true;

@@ -68,7 +68,7 @@ public sealed class OnionLayer : IDisposable
         if (!Aead.Decrypt(key, nonce, default, body[..(length + TagSize)], body[..length])) return false;
         var stack = body[length..];
         stack[TagSize..].CopyTo(stack); // pop
-        RandomNumberGenerator.Fill(stack[(TagStackSize - TagSize)..]);
+        Filler.Fill(stack[(TagStackSize - TagSize)..]);
         return true;
     }
 

@@ -31,11 +31,12 @@ internal sealed class CellQueue
     }
 
     /// <summary>Copies one cell in; false once the queue is closed.</summary>
-    public bool Enqueue(ReadOnlySpan<byte> cell)
+    /// <summary>Copies one cell in and, unless <paramref name="wake"/> is false, wakes the writer; false once closed.</summary>
+    public bool Enqueue(ReadOnlySpan<byte> cell, bool wake = true)
     {
         // Chunks come from the array pool: a short cell would go out padded with an earlier cell's bytes.
         if (cell.Length != Cell.Size) throw new ArgumentException($"A cell is {Cell.Size} bytes, got {cell.Length}.", nameof(cell));
-        TaskCompletionSource? wake;
+        TaskCompletionSource? waiter = null;
         lock (_lock)
         {
             if (_closed) return false;
@@ -47,10 +48,13 @@ internal sealed class CellQueue
                 _tail = null;
             }
             _queuedBytes += Cell.Size;
-            wake = _waiter;
-            _waiter = null;
+            if (wake)
+            {
+                waiter = _waiter;
+                _waiter = null;
+            }
         }
-        wake?.TrySetResult();
+        waiter?.TrySetResult();
         return true;
     }
 
@@ -84,7 +88,7 @@ internal sealed class CellQueue
         }
     }
 
-    /// <summary>Wakes the writer without a cell, so it can notice a state change such as draining.</summary>
+    /// <summary>Wakes the writer, to send what was queued without waking it, or to notice a state change such as draining.</summary>
     public void Nudge()
     {
         TaskCompletionSource? wake;

@@ -46,8 +46,8 @@ public sealed class Link : IAsyncDisposable
     private const int SendBufferSize = 256 * 1024;
 
     private readonly Socket _socket;
-    private readonly CipherState _send;
-    private readonly CipherState _receive;
+    private readonly LinkCipher _send;
+    private readonly LinkCipher _receive;
     private readonly LinkOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -195,11 +195,29 @@ public sealed class Link : IAsyncDisposable
         _keepalive = _time.CreateTimer(_ => CheckLiveness(), null, period, period);
     }
 
+    // Links a read loop queued cells on without waking their writers; flushed once per socket read.
+    [ThreadStatic] private static List<Link>? t_deferred;
+
     /// <summary>Queues one cell; false when the link is closing.</summary>
-    public bool TrySend(ReadOnlySpan<byte> cell)
+    public bool TrySend(ReadOnlySpan<byte> cell) => Send(cell, wake: true);
+
+    /// <summary>
+    /// Queues one cell from another link's read loop without waking this link's writer: the read
+    /// loop wakes it once after the whole batch it read, so a relay costs one thread switch per
+    /// batch rather than per cell.
+    /// </summary>
+    public bool TrySendFromReadLoop(ReadOnlySpan<byte> cell)
+    {
+        if (t_deferred is not { } deferred) return TrySend(cell);
+        // Each read loop keeps its own list, so no other loop's flush can miss this cell.
+        if (!deferred.Contains(this)) deferred.Add(this);
+        return Send(cell, wake: false);
+    }
+
+    private bool Send(ReadOnlySpan<byte> cell, bool wake)
     {
         Observer?.Invoke(this, sent: true, cell);
-        if (!_queue.Enqueue(cell)) return false;
+        if (!_queue.Enqueue(cell, wake)) return false;
         if (_queue.QueuedBytes > _options.MaxQueuedBytes)
         {
             Close(new LinkException(LinkError.Overloaded, $"More than {_options.MaxQueuedBytes >> 20} MiB queued for {PeerId.Brief}."));
@@ -230,6 +248,7 @@ public sealed class Link : IAsyncDisposable
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
         var cells = ArrayPool<byte>.Shared.Rent(LinkFraming.MaxCellsPerFrame * Cell.Size);
+        var deferred = new List<Link>();
         try
         {
             int filled = _pendingInput.Length;
@@ -238,6 +257,7 @@ public sealed class Link : IAsyncDisposable
             while (true)
             {
                 int offset = 0;
+                t_deferred = deferred;
                 while (true)
                 {
                     var status = LinkFraming.Decode(_receive, buffer.AsSpan(offset, filled - offset), cells, out int consumed, out int cellBytes);
@@ -260,6 +280,8 @@ public sealed class Link : IAsyncDisposable
                         if (Cell.Command(cell) != CellCommand.Padding) _handler!.OnCell(this, cell);
                     }
                 }
+                t_deferred = null;
+                FlushDeferred(deferred);
                 if (offset > 0)
                 {
                     buffer.AsSpan(offset, filled - offset).CopyTo(buffer);
@@ -284,9 +306,17 @@ public sealed class Link : IAsyncDisposable
         }
         finally
         {
+            t_deferred = null;
+            FlushDeferred(deferred);
             ArrayPool<byte>.Shared.Return(buffer);
             ArrayPool<byte>.Shared.Return(cells);
         }
+    }
+
+    private static void FlushDeferred(List<Link> deferred)
+    {
+        foreach (var link in deferred) link._queue.Nudge();
+        deferred.Clear();
     }
 
     private async Task WriteLoopAsync()

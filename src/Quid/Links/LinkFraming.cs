@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using Quid.Crypto.Noise;
+using Quid.Crypto;
 using Quid.Wire;
 
 namespace Quid.Links;
@@ -25,14 +25,14 @@ public sealed class LinkException(LinkError error, string message, Exception? in
 }
 
 /// <summary>
-/// Frames on an established link: u16 big-endian length, then a Noise transport message whose
-/// plaintext is a whole number of cells. One frame carries up to 31 cells, so one AEAD call and
-/// one length prefix serve many cells.
+/// Frames on an established link: u16 big-endian length, then the sealed frame (AEGIS-256, see
+/// <see cref="LinkCipher"/>) whose plaintext is a whole number of cells. One frame carries up to
+/// 31 cells, so one AEAD call and one length prefix serve many cells.
 /// </summary>
 public static class LinkFraming
 {
     public const int LengthPrefix = 2;
-    public const int TagSize = 16;
+    public const int TagSize = LinkCipher.TagSize;
     public const int MaxNoiseMessage = 65535;
     public const int MaxCellsPerFrame = (MaxNoiseMessage - TagSize) / Cell.Size;
     public const int MaxFrameSize = LengthPrefix + MaxCellsPerFrame * Cell.Size + TagSize;
@@ -40,11 +40,11 @@ public static class LinkFraming
     public static int FrameSize(int cells) => LengthPrefix + cells * Cell.Size + TagSize;
 
     /// <summary>Encrypts whole cells into one frame at <paramref name="destination"/>; returns its length.</summary>
-    public static int Encode(CipherState send, ReadOnlySpan<byte> cells, Span<byte> destination)
+    public static int Encode(LinkCipher send, ReadOnlySpan<byte> cells, Span<byte> destination)
     {
         int messageLength = cells.Length + TagSize;
         BinaryPrimitives.WriteUInt16BigEndian(destination, (ushort)messageLength);
-        send.Encrypt(default, cells, destination.Slice(LengthPrefix, messageLength));
+        send.Encrypt(cells, destination.Slice(LengthPrefix, messageLength));
         return LengthPrefix + messageLength;
     }
 
@@ -53,7 +53,7 @@ public static class LinkFraming
     /// (at least MaxCellsPerFrame cells long). Needs-more-data when the frame is incomplete;
     /// a malformed or forged frame is a <see cref="LinkException"/>.
     /// </summary>
-    public static OperationStatus Decode(CipherState receive, ReadOnlySpan<byte> input, Span<byte> cells, out int consumed, out int cellBytes)
+    public static OperationStatus Decode(LinkCipher receive, ReadOnlySpan<byte> input, Span<byte> cells, out int consumed, out int cellBytes)
     {
         consumed = 0;
         cellBytes = 0;
@@ -63,7 +63,7 @@ public static class LinkFraming
         if (plaintextLength <= 0 || plaintextLength % Cell.Size != 0)
             throw new LinkException(LinkError.BadFrame, $"Frame of {messageLength} bytes does not hold whole cells.");
         if (input.Length < LengthPrefix + messageLength) return OperationStatus.NeedMoreData;
-        if (!receive.TryDecrypt(default, input.Slice(LengthPrefix, messageLength), cells, out cellBytes))
+        if (!receive.TryDecrypt(input.Slice(LengthPrefix, messageLength), cells, out cellBytes))
             throw new LinkException(LinkError.Decryption, "Frame failed authentication.");
         consumed = LengthPrefix + messageLength;
         return OperationStatus.Done;

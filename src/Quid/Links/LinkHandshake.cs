@@ -114,11 +114,22 @@ public sealed class LinkHandshake : IDisposable
         return framed;
     }
 
-    /// <summary>The transport ciphers, oriented for this side. Only once, after completion.</summary>
-    public (CipherState Send, CipherState Receive) Split()
+    /// <summary>The transport ciphers, oriented for this side: AEGIS-256 keyed from Noise's split. Only once, after completion.</summary>
+    public (LinkCipher Send, LinkCipher Receive) Split()
     {
         if (!IsComplete) throw new InvalidOperationException("The handshake is not complete.");
-        return _noise.Split();
+        Span<byte> send = stackalloc byte[32];
+        Span<byte> receive = stackalloc byte[32];
+        _noise.SplitKeys(send, receive);
+        try
+        {
+            return (new LinkCipher(send), new LinkCipher(receive));
+        }
+        finally
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(send);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(receive);
+        }
     }
 
     public void Dispose() => _noise.Dispose();

@@ -11,10 +11,10 @@ public sealed class LinkFramingTests : IDisposable
 {
     private readonly NodeIdentity _a = NodeIdentity.Generate(out _);
     private readonly NodeIdentity _b = NodeIdentity.Generate(out _);
-    private readonly CipherState _send;
-    private readonly CipherState _receive;
-    private readonly CipherState _back;
-    private readonly CipherState _backReceive;
+    private readonly LinkCipher _send;
+    private readonly LinkCipher _receive;
+    private readonly LinkCipher _back;
+    private readonly LinkCipher _backReceive;
     private readonly byte[] _cells = new byte[LinkFraming.MaxCellsPerFrame * Cell.Size];
 
     public LinkFramingTests()
@@ -53,7 +53,7 @@ public sealed class LinkFramingTests : IDisposable
     public void TheFrameLimitsFitANoiseMessage()
     {
         Assert.Equal(31, LinkFraming.MaxCellsPerFrame);
-        Assert.Equal(2 + 31 * Cell.Size + 16, LinkFraming.MaxFrameSize);
+        Assert.Equal(2 + 31 * Cell.Size + LinkCipher.TagSize, LinkFraming.MaxFrameSize);
         Assert.True(LinkFraming.MaxFrameSize - LinkFraming.LengthPrefix <= LinkFraming.MaxNoiseMessage);
         Assert.True(LinkFraming.FrameSize(32) - LinkFraming.LengthPrefix > LinkFraming.MaxNoiseMessage);
     }
@@ -65,7 +65,7 @@ public sealed class LinkFramingTests : IDisposable
         {
             byte[] cells = RandomCells(count, count);
             byte[] frame = Frame(cells);
-            Assert.Equal(count * Cell.Size + 16, BinaryPrimitives.ReadUInt16BigEndian(frame));
+            Assert.Equal(count * Cell.Size + LinkCipher.TagSize, BinaryPrimitives.ReadUInt16BigEndian(frame));
             Assert.Equal(OperationStatus.Done, LinkFraming.Decode(_receive, frame, _cells, out int consumed, out int cellBytes));
             Assert.Equal(frame.Length, consumed);
             Assert.Equal(cells, _cells.AsSpan(0, cellBytes).ToArray());
@@ -101,7 +101,7 @@ public sealed class LinkFramingTests : IDisposable
         Assert.Equal(cells, _cells.AsSpan(0, bytes).ToArray());
     }
 
-    public static TheoryData<int> BadLengths() => new(0, 1, 15, 16, 17, 16 + Cell.Size - 1, 16 + Cell.Size + 1, Cell.Size, 16 + 5 * Cell.Size + 100, ushort.MaxValue);
+    public static TheoryData<int> BadLengths() => new(0, 1, 15, 16, 17, 32 + Cell.Size - 1, 32 + Cell.Size + 1, Cell.Size, 32 + 5 * Cell.Size + 100, ushort.MaxValue);
 
     [Theory]
     [MemberData(nameof(BadLengths))]
@@ -160,7 +160,7 @@ public sealed class LinkFramingTests : IDisposable
             byte[] input = new byte[random.Next(0, 3 * Cell.Size)];
             random.NextBytes(input);
             if (input.Length >= 2 && random.Next(2) == 0)
-                BinaryPrimitives.WriteUInt16BigEndian(input, (ushort)(16 + random.Next(0, 3) * Cell.Size));
+                BinaryPrimitives.WriteUInt16BigEndian(input, (ushort)(LinkCipher.TagSize + random.Next(0, 3) * Cell.Size));
             try
             {
                 var status = LinkFraming.Decode(_receive, input, _cells, out int consumed, out _);

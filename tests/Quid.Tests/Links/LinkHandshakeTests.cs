@@ -81,17 +81,17 @@ public sealed class LinkHandshakeTests : IDisposable
             AssertCarries(initSend, respReceive, "and again"u8);
             // Each direction has its own key: a frame cannot be reflected back to its sender.
             byte[] frame = new byte[64];
-            int length = initSend.Encrypt(default, "echo"u8, frame);
-            Assert.False(initReceive.TryDecrypt(default, frame.AsSpan(0, length), new byte[64], out _));
+            int length = initSend.Encrypt("echo"u8, frame);
+            Assert.False(initReceive.TryDecrypt(frame.AsSpan(0, length), new byte[64], out _));
         }
     }
 
-    private static void AssertCarries(CipherState send, CipherState receive, ReadOnlySpan<byte> plaintext)
+    private static void AssertCarries(LinkCipher send, LinkCipher receive, ReadOnlySpan<byte> plaintext)
     {
-        byte[] ciphertext = new byte[plaintext.Length + 16];
-        Assert.Equal(ciphertext.Length, send.Encrypt(default, plaintext, ciphertext));
+        byte[] ciphertext = new byte[plaintext.Length + LinkCipher.TagSize];
+        Assert.Equal(ciphertext.Length, send.Encrypt(plaintext, ciphertext));
         byte[] decrypted = new byte[plaintext.Length];
-        Assert.True(receive.TryDecrypt(default, ciphertext, decrypted, out int written));
+        Assert.True(receive.TryDecrypt(ciphertext, decrypted, out int written));
         Assert.Equal(plaintext.ToArray(), decrypted[..written]);
     }
 

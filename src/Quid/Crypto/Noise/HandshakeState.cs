@@ -259,6 +259,21 @@ public sealed class HandshakeState : IDisposable
     /// secrets. Callable once, since a second pair would reuse nonces. In a one-way pattern only the initiator
     /// sends, so the responder's Send and the initiator's Receive have no key: they refuse to encrypt and never decrypt.
     /// </summary>
+    /// <summary>
+    /// Split for a transport with its own cipher: the two keys, oriented for this side (what
+    /// we send with, what we receive with), 32 bytes each. The caller erases them. Once only.
+    /// </summary>
+    public void SplitKeys(Span<byte> send, Span<byte> receive)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!IsComplete) throw new InvalidOperationException("The handshake is not complete.");
+        if (_split) throw new InvalidOperationException("Split was already called; a second pair would reuse nonces.");
+        _split = true;
+        if (_initiator) _symmetric.SplitKeys(send, receive);
+        else _symmetric.SplitKeys(receive, send);
+        DisposeEphemeral();
+    }
+
     public (CipherState Send, CipherState Receive) Split()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -80,6 +80,21 @@ internal sealed class SymmetricState : IDisposable
     /// <summary>Derives the two transport CipherStates and erases ck, which must not outlive the handshake.</summary>
     public (CipherState First, CipherState Second) Split()
     {
+        Span<byte> first = stackalloc byte[CipherKeyLength];
+        Span<byte> second = stackalloc byte[CipherKeyLength];
+        SplitKeys(first, second);
+        var firstState = new CipherState(_protocol);
+        var secondState = new CipherState(_protocol);
+        firstState.InitializeKey(first);
+        secondState.InitializeKey(second);
+        CryptographicOperations.ZeroMemory(first);
+        CryptographicOperations.ZeroMemory(second);
+        return (firstState, secondState);
+    }
+
+    /// <summary>Noise's Split, giving the two 32-byte keys themselves, for a transport with its own cipher; erases ck.</summary>
+    public void SplitKeys(Span<byte> first, Span<byte> second)
+    {
         // HKDF-Extract(salt = ck, ikm = empty) is HMAC(ck, empty); NSec's Extract rejects empty input, so use its HMAC.
         Span<byte> prk = stackalloc byte[_ck.Length];
         using (Key ckKey = Key.Import(_protocol.Hmac, _ck, KeyBlobFormat.RawSymmetricKey))
@@ -89,15 +104,12 @@ internal sealed class SymmetricState : IDisposable
 
         Span<byte> output = stackalloc byte[2 * _ck.Length];
         Expand(prk, output);
-
-        var first = new CipherState(_protocol);
-        var second = new CipherState(_protocol);
-        first.InitializeKey(output[..CipherKeyLength]);
-        second.InitializeKey(output.Slice(_ck.Length, CipherKeyLength));
+        output[..CipherKeyLength].CopyTo(first);
+        output.Slice(_ck.Length, CipherKeyLength).CopyTo(second);
         CryptographicOperations.ZeroMemory(output);
+        CryptographicOperations.ZeroMemory(prk);
         CryptographicOperations.ZeroMemory(_ck);
         _cipher.Dispose();
-        return (first, second);
     }
 
     public void Dispose()
