@@ -1,12 +1,8 @@
-using System.Buffers.Binary;
-using System.Security.Cryptography;
-using NSec.Cryptography;
-
 namespace Quid.Crypto;
 
 /// <summary>
 /// One hop's layer of a circuit's onion encryption: an authenticated layer per hop, per
-/// direction (AES-256-GCM, counter nonces), over a relay body laid out as
+/// direction (AES-256-GCM, counter nonces, see <see cref="LayerKey"/>), over a relay body laid out as
 /// <c>ciphertext || tag stack</c>. The stack holds <see cref="Slots"/> tags; the outermost
 /// layer's tag is always in slot 0.
 ///
@@ -23,9 +19,8 @@ public sealed class OnionLayer : IDisposable
     public const int TagStackSize = TagSize * Slots;
     public const int KeyMaterialSize = 64;
 
-    private static readonly AeadAlgorithm Aead = AeadAlgorithm.Aes256Gcm;
-    private readonly Key _forward;
-    private readonly Key _backward;
+    private readonly LayerKey _forward;
+    private readonly LayerKey _backward;
     private ulong _forwardCount;
     private ulong _backwardCount;
 
@@ -33,8 +28,8 @@ public sealed class OnionLayer : IDisposable
     public OnionLayer(ReadOnlySpan<byte> keyMaterial)
     {
         if (keyMaterial.Length < KeyMaterialSize) throw new ArgumentException($"A layer needs {KeyMaterialSize} bytes of key material.", nameof(keyMaterial));
-        _forward = Key.Import(Aead, keyMaterial[..32], KeyBlobFormat.RawSymmetricKey);
-        _backward = Key.Import(Aead, keyMaterial[32..64], KeyBlobFormat.RawSymmetricKey);
+        _forward = new LayerKey(keyMaterial[..32]);
+        _backward = new LayerKey(keyMaterial[32..64]);
     }
 
     /// <summary>The client adds this hop's layer to a cell going toward the exit.</summary>
@@ -49,33 +44,22 @@ public sealed class OnionLayer : IDisposable
     /// <summary>The client removes this hop's layer from a cell coming back; false if the cell was tampered with.</summary>
     public bool OpenBackward(Span<byte> body) => Open(_backward, ref _backwardCount, body);
 
-    private static void Seal(Key key, ref ulong counter, Span<byte> body)
+    private static void Seal(LayerKey key, ref ulong counter, Span<byte> body)
     {
         int length = body.Length - TagStackSize;
         var stack = body[length..];
-        stack[..(TagStackSize - TagSize)].CopyTo(stack[TagSize..]); // push: slot 0 is about to take our tag
-        Span<byte> nonce = stackalloc byte[12];
-        Nonce(nonce, counter++);
-        // In place: the ciphertext overwrites the plaintext and the tag lands in slot 0.
-        Aead.Encrypt(key, nonce, default, body[..length], body[..(length + TagSize)]);
+        stack[..(TagStackSize - TagSize)].CopyTo(stack[TagSize..]); // push: slot 0 takes our tag
+        key.Seal(body[..length], stack[..TagSize], counter++);
     }
 
-    private static bool Open(Key key, ref ulong counter, Span<byte> body)
+    private static bool Open(LayerKey key, ref ulong counter, Span<byte> body)
     {
         int length = body.Length - TagStackSize;
-        Span<byte> nonce = stackalloc byte[12];
-        Nonce(nonce, counter++);
-        if (!Aead.Decrypt(key, nonce, default, body[..(length + TagSize)], body[..length])) return false;
         var stack = body[length..];
+        if (!key.Open(body[..length], stack[..TagSize], counter++)) return false;
         stack[TagSize..].CopyTo(stack); // pop
         Filler.Fill(stack[(TagStackSize - TagSize)..]);
         return true;
-    }
-
-    private static void Nonce(Span<byte> nonce, ulong counter)
-    {
-        nonce[..4].Clear();
-        BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], counter);
     }
 
     public void Dispose()
