@@ -41,7 +41,8 @@ public sealed class Circuit
     private readonly Lock _sendLock = new();
     private readonly Dictionary<ushort, RelayStream> _streams = [];
     private readonly Dictionary<ushort, TaskCompletionSource<IPAddress[]>> _resolves = [];
-    private readonly List<Hop> _hops = [];
+    // Replaced, never changed in place: the per-cell paths read it without a lock.
+    private volatile Hop[] _hops = [];
     private TaskCompletionSource<byte[]>? _pendingReply;
     private Channel<byte[]>? _echoes;
     private Action<ReadOnlyMemory<byte>>? _echoReplies;
@@ -78,10 +79,7 @@ public sealed class Circuit
     /// <summary>Our layer, when we are a hop of someone else's circuit.</summary>
     internal OnionLayer? Layer { get; init; }
     /// <summary>The hops of a circuit we built, first to last.</summary>
-    public IReadOnlyList<Hop> Hops
-    {
-        get { lock (_lock) return [.. _hops]; }
-    }
+    public IReadOnlyList<Hop> Hops => _hops;
 
     /// <summary>
     /// The neighbour the circuit is billed to: the one that built it on our inward link. Every cell
@@ -129,20 +127,8 @@ public sealed class Circuit
         lock (_sendLock)
         {
             if (State == CircuitState.Closed) return false;
-            Link link;
-            if (Role == CircuitRole.Origin)
-            {
-                lock (_lock)
-                    for (int i = _hops.Count - 1; i >= 0; i--) _hops[i].Layer.SealForward(body);
-                Cell.WriteHeader(cell, OutwardId, early ? CellCommand.RelayEarly : CellCommand.Relay);
-                link = Outward!;
-            }
-            else
-            {
-                Layer!.SealBackward(body);
-                Cell.WriteHeader(cell, InwardId, CellCommand.Relay);
-                link = Inward!;
-            }
+            if (!Seal(body, out var link)) return false;
+            Cell.WriteHeader(cell, Role == CircuitRole.Origin ? OutwardId : InwardId, Role == CircuitRole.Origin && early ? CellCommand.RelayEarly : CellCommand.Relay);
             // The link copies the cell in order, inside the lock: nonces and queue order agree.
             if (!link.TrySend(cell)) return false;
         }
@@ -151,10 +137,48 @@ public sealed class Circuit
         return true;
     }
 
+    /// <summary>Seals a message from this end: every hop's layer at the origin, ours at an exit. False once the keys are gone.</summary>
+    private bool Seal(Span<byte> body, out Link link)
+    {
+        try
+        {
+            if (Role == CircuitRole.Origin)
+            {
+                var hops = _hops;
+                for (int i = hops.Length - 1; i >= 0; i--) hops[i].Layer.SealForward(body);
+                link = Outward!;
+            }
+            else
+            {
+                Layer!.SealBackward(body);
+                link = Inward!;
+            }
+            return true;
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed on another thread between our check and the seal.
+            link = null!;
+            return false;
+        }
+    }
+
     // ---- Cells arriving ----
 
     /// <summary>A Relay or RelayEarly cell arrived on <paramref name="fromInward"/>'s side (on that link's read loop).</summary>
     internal void OnRelayCell(bool fromInward, CellCommand command, Span<byte> cell)
+    {
+        try
+        {
+            Process(fromInward, command, cell);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The circuit was closed on another thread while this cell was on its way: drop it.
+        }
+    }
+
+    private void Process(bool fromInward, CellCommand command, Span<byte> cell)
     {
         var body = Cell.Body(cell);
         if (fromInward)
@@ -184,15 +208,12 @@ public sealed class Circuit
         if (Role == CircuitRole.Origin)
         {
             OutwardAccount?.AddDeliveredToUs(Cell.Size);
-            lock (_lock)
+            foreach (var hop in _hops)
             {
-                foreach (var hop in _hops)
+                if (!hop.Layer.OpenBackward(body))
                 {
-                    if (!hop.Layer.OpenBackward(body))
-                    {
-                        _manager.Violation(this, $"a cell failed the layer of hop {hop.Id.Brief}: tampered with on the way");
-                        return;
-                    }
+                    _manager.Violation(this, $"a cell failed the layer of hop {hop.Id.Brief}: tampered with on the way");
+                    return;
                 }
             }
             OnMessage(body[..RelayCell.MessageSize], early: false);
@@ -320,7 +341,7 @@ public sealed class Circuit
 
     internal void AddHop(Hop hop)
     {
-        lock (_lock) _hops.Add(hop);
+        lock (_lock) _hops = [.. _hops, hop];
     }
 
     /// <summary>Waits for the reply to an EXTEND we sent: the ntor reply, or empty if the hop could not extend.</summary>
@@ -558,10 +579,7 @@ public sealed class Circuit
         _echoes?.Writer.TryComplete();
         _toOutward?.Close();
         _toInward?.Close();
-        lock (_lock)
-        {
-            foreach (var hop in _hops) hop.Layer.Dispose();
-        }
+        foreach (var hop in _hops) hop.Layer.Dispose();
         Layer?.Dispose();
         return true;
     }

@@ -14,7 +14,23 @@ internal sealed unsafe partial class LayerKey : IDisposable
 {
     public const int TagSize = 16;
     private const int StateSize = 512;
-    private void* _state;
+    // A safe handle: a circuit may be closed (and its keys disposed) on one thread while a cell is
+    // being sealed on another; the runtime keeps the state alive until that call returns.
+    private readonly State _state = new();
+
+    private sealed class State : SafeHandle
+    {
+        public State() : base(IntPtr.Zero, ownsHandle: true) => SetHandle((IntPtr)NativeMemory.AlignedAlloc(StateSize, 16));
+
+        public override bool IsInvalid => handle == IntPtr.Zero;
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMemory.Clear((void*)handle, StateSize);
+            NativeMemory.AlignedFree((void*)handle);
+            return true;
+        }
+    }
 
     static LayerKey()
     {
@@ -25,12 +41,14 @@ internal sealed unsafe partial class LayerKey : IDisposable
     {
         if (crypto_aead_aes256gcm_is_available() == 0)
             throw new PlatformNotSupportedException("Onion layers need AES-GCM in hardware (AES-NI and PCLMUL), which this CPU lacks.");
-        _state = NativeMemory.AlignedAlloc(StateSize, 16);
         fixed (byte* k = key)
             if (crypto_aead_aes256gcm_beforenm(_state, k) != 0) throw new CryptographicException("AES-GCM key setup failed.");
     }
 
-    /// <summary>Encrypts <paramref name="data"/> in place under the nonce for <paramref name="counter"/> and writes the tag.</summary>
+    /// <summary>
+    /// Encrypts <paramref name="data"/> in place under the nonce for <paramref name="counter"/> and
+    /// writes the tag. After <see cref="Dispose"/>, throws <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Seal(Span<byte> data, Span<byte> tag, ulong counter)
     {
         byte* nonce = stackalloc byte[12];
@@ -55,13 +73,7 @@ internal sealed unsafe partial class LayerKey : IDisposable
         BinaryPrimitives.WriteUInt64BigEndian(new Span<byte>(nonce + 4, 8), counter);
     }
 
-    public void Dispose()
-    {
-        if (_state is null) return;
-        NativeMemory.Clear(_state, StateSize);
-        NativeMemory.AlignedFree(_state);
-        _state = null;
-    }
+    public void Dispose() => _state.Dispose();
 
     [LibraryImport("libsodium")]
     private static partial int sodium_init();
@@ -70,13 +82,13 @@ internal sealed unsafe partial class LayerKey : IDisposable
     private static partial int crypto_aead_aes256gcm_is_available();
 
     [LibraryImport("libsodium")]
-    private static partial int crypto_aead_aes256gcm_beforenm(void* state, byte* key);
+    private static partial int crypto_aead_aes256gcm_beforenm(State state, byte* key);
 
     [LibraryImport("libsodium")]
     private static partial int crypto_aead_aes256gcm_encrypt_detached_afternm(byte* c, byte* mac, ulong* macLength, byte* m, ulong mLength,
-        byte* ad, ulong adLength, byte* nsec, byte* nonce, void* state);
+        byte* ad, ulong adLength, byte* nsec, byte* nonce, State state);
 
     [LibraryImport("libsodium")]
     private static partial int crypto_aead_aes256gcm_decrypt_detached_afternm(byte* m, byte* nsec, byte* c, ulong cLength, byte* mac,
-        byte* ad, ulong adLength, byte* nonce, void* state);
+        byte* ad, ulong adLength, byte* nonce, State state);
 }
