@@ -106,7 +106,17 @@ public sealed class LinkHandshake : IDisposable
     private byte[] Write(ReadOnlySpan<byte> payload)
     {
         Span<byte> message = stackalloc byte[MaxMessageSize];
-        int length = _noise.WriteMessage(payload, message);
+        int length;
+        try
+        {
+            length = _noise.WriteMessage(payload, message);
+        }
+        catch (NoiseException e)
+        {
+            // The responder's first Diffie-Hellman happens here: a low-order ephemeral key in
+            // message 1 fails now, not when message 1 was read.
+            throw new LinkException(LinkError.HandshakeFailed, $"Noise handshake failed: {e.Message}", e);
+        }
         _messagesDone++;
         var framed = new byte[2 + length];
         BinaryPrimitives.WriteUInt16BigEndian(framed, (ushort)length);

@@ -278,6 +278,16 @@ public sealed class LinkHandshakeTests : IDisposable
     }
 
     [Fact]
+    public void ALowOrderEphemeralKeyInMessage1IsRefusedWhenTheResponderAnswers()
+    {
+        // The fuzzer's finding: the responder's first DH runs while writing message 2.
+        using var pair = new LinkPair(_a, _b);
+        byte[] m1 = [0x00, 0x20, .. new byte[32]];
+        Assert.Equal(LinkError.HandshakeFailed, Assert.Throws<LinkException>(() => pair.Responder.Receive(m1, out _)).Error);
+        Assert.False(pair.Responder.IsComplete);
+    }
+
+    [Fact]
     public void EveryFlippedBitOfEveryMessageEndsInALinkException()
     {
         for (int message = 0; message < 3; message++)
