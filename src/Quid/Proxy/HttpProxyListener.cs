@@ -65,13 +65,14 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     break;
                 case TunnelRequest tunnel:
                     if (await OpenAsync(client, tunnel.Target, tunnel.Isolation).ConfigureAwait(false) is not { } stream) break;
-                    await client.SendAsync(ProxyResponses.ConnectionEstablished.ToArray(), SocketFlags.None, Stopping).ConfigureAwait(false);
+                    await AbortOnFailureAsync(stream, client.SendAsync(ProxyResponses.ConnectionEstablished.ToArray(), SocketFlags.None, Stopping).AsTask()).ConfigureAwait(false);
                     handedOver = true;
                     _ = stream.RunAsync(client, early);
                     break;
                 case ForwardRequest forward:
                     if (await OpenAsync(client, forward.Target, forward.Isolation).ConfigureAwait(false) is not { } forwarded) break;
-                    await ExchangeAsync(client, forwarded, forward, early).ConfigureAwait(false);
+                    var pair = await AbortOnFailureAsync(forwarded, SocketPair.CreateAsync(Stopping)).ConfigureAwait(false);
+                    await ExchangeAsync(client, forwarded, pair, forward, early).ConfigureAwait(false);
                     break;
             }
         }
@@ -123,15 +124,28 @@ public sealed class HttpProxyListener : IAsyncDisposable
         }
     }
 
+    /// <summary>An open stream whose socket never materialises (the application left, the pair failed) is ended at the exit too.</summary>
+    private static async Task<T> AbortOnFailureAsync<T>(RelayStream stream, Task<T> step)
+    {
+        try
+        {
+            return await step.ConfigureAwait(false);
+        }
+        catch
+        {
+            stream.Abort(EndReason.Internal, notifyPeer: true);
+            throw;
+        }
+    }
+
     private Task RefuseAsync(Socket client, int status, string explanation) =>
         LoopbackListener.AnswerAndCloseAsync(client, ProxyResponses.Error(status, explanation), DrainTime, _time, Stopping);
 
     /// <summary>One forwarded exchange: the request goes out while the response comes back, until the destination closes.</summary>
-    private async Task ExchangeAsync(Socket client, RelayStream stream, ForwardRequest request, byte[] early)
+    private async Task ExchangeAsync(Socket client, RelayStream stream, (Socket Near, Socket Far) pair, ForwardRequest request, byte[] early)
     {
-        var (near, far) = await SocketPair.CreateAsync(Stopping).ConfigureAwait(false);
-        using var pair = near;
-        _ = stream.RunAsync(far);
+        using var near = pair.Near;
+        _ = stream.RunAsync(pair.Far);
         using var done = CancellationTokenSource.CreateLinkedTokenSource(Stopping);
         var upload = SendRequestAsync(client, near, request, early, done.Token);
         var (answered, failure) = await RelayResponseAsync(near, client, request, stream.Target, done.Token).ConfigureAwait(false);

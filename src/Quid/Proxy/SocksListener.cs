@@ -117,7 +117,16 @@ public sealed class SocksListener : IAsyncDisposable
             await ReplyAsync(client, request, ReplyFor(e.Reason)).ConfigureAwait(false);
             return false;
         }
-        await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded), SocketFlags.None, Stopping).ConfigureAwait(false);
+        try
+        {
+            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded), SocketFlags.None, Stopping).ConfigureAwait(false);
+        }
+        catch
+        {
+            // The application left before hearing yes: end the stream at the exit too.
+            stream.Abort(EndReason.Internal, notifyPeer: true);
+            throw;
+        }
         _ = stream.RunAsync(client, early);
         return true;
     }
