@@ -20,6 +20,7 @@ public class ProxyNetworkFixture : IAsyncLifetime
     internal TestNetwork Network { get; private set; } = null!;
     internal TestOrigin Plain { get; } = new(tls: false);
     internal TestOrigin Tls { get; } = new(tls: true);
+    internal TestOrigin Ipv6 { get; } = new(tls: false, IPAddress.IPv6Loopback);
 
     /// <summary>Every name an exit was asked to resolve.</summary>
     public ConcurrentQueue<string> Resolved { get; } = new();
@@ -42,6 +43,7 @@ public class ProxyNetworkFixture : IAsyncLifetime
         await Network.DisposeAsync();
         await Plain.DisposeAsync();
         await Tls.DisposeAsync();
+        await Ipv6.DisposeAsync();
     }
 }
 
@@ -68,8 +70,8 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
 
     public static TheoryData<string> Clients =>
     [
-        "curl --socks5-hostname", "curl --socks5", "curl --socks4a", "curl --socks4", "curl --socks5-hostname https",
-        "curl -x http", "curl -x http CONNECT https", "curl -x http --proxytunnel", "curl -x http chunked", "curl -0 -x http chunked",
+        "curl --socks5-hostname", "curl --socks5", "curl --socks5 ipv6", "curl --socks4a", "curl --socks4", "curl --socks5-hostname https",
+        "curl -x http", "curl -x http ipv6", "curl -x http CONNECT https", "curl -x http --proxytunnel", "curl -x http chunked", "curl -0 -x http chunked",
         "wget http", "wget https",
     ];
 
@@ -81,6 +83,7 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
         string literal = $"127.0.0.1:{Network.Web.EndPoint.Port}";
         string tls = $"https://{ProxyNetworkFixture.Name}:{fixture.Tls.Port}/bytes/{Size}";
         string chunked = $"http://{ProxyNetworkFixture.Name}:{fixture.Plain.Port}/bytes/{Size}?chunked";
+        string ipv6 = $"http://[::1]:{fixture.Ipv6.Port}/bytes/{Size}";
         string file = Path.Combine(Path.GetTempPath(), $"quid-{Guid.NewGuid():n}.bin");
         string[] curl = ["--silent", "--show-error", "--fail", "--max-time", "60", "--output", file];
         (string Program, string[] Arguments, bool ByName) run = client switch
@@ -88,10 +91,12 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
             "curl --socks5-hostname" => ("curl", [.. curl, "--socks5-hostname", Socks, $"http://{web}/bytes/{Size}"], true),
             // Without -hostname curl resolves names itself, so these are given an address.
             "curl --socks5" => ("curl", [.. curl, "--socks5", Socks, $"http://{literal}/bytes/{Size}"], false),
+            "curl --socks5 ipv6" => ("curl", [.. curl, "--socks5", Socks, ipv6], false),
             "curl --socks4a" => ("curl", [.. curl, "--socks4a", Socks, $"http://{web}/bytes/{Size}"], true),
             "curl --socks4" => ("curl", [.. curl, "--socks4", Socks, $"http://{literal}/bytes/{Size}"], false),
             "curl --socks5-hostname https" => ("curl", [.. curl, "--insecure", "--socks5-hostname", Socks, tls], true),
             "curl -x http" => ("curl", [.. curl, "--proxy", Http, $"http://{web}/bytes/{Size}"], true),
+            "curl -x http ipv6" => ("curl", [.. curl, "--proxy", Http, ipv6], false),
             "curl -x http CONNECT https" => ("curl", [.. curl, "--insecure", "--proxy", Http, tls], true),
             "curl -x http --proxytunnel" => ("curl", [.. curl, "--proxytunnel", "--proxy", Http, $"http://{web}/bytes/{Size}"], true),
             "curl -x http chunked" => ("curl", [.. curl, "--proxy", Http, chunked], true),
@@ -101,8 +106,7 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
             "wget https" => ("wget", ["--quiet", "--tries=1", "--timeout=60", "--no-check-certificate", "-O", file, "-e", "use_proxy=on", "-e", $"https_proxy={Http}", tls], true),
             _ => throw new ArgumentOutOfRangeException(nameof(client)),
         };
-        var servers = new[] { Network.Web.Clients, fixture.Plain.Clients, fixture.Tls.Clients };
-        int[] before = [.. servers.Select(s => s.Count)];
+        int[] before = [.. Destinations().Select(s => s.Count)];
         int resolvedBefore = fixture.Resolved.Count;
         try
         {
@@ -114,13 +118,19 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
         {
             File.Delete(file);
         }
-        var seen = new[] { Network.Web.Clients, fixture.Plain.Clients, fixture.Tls.Clients }.SelectMany((s, i) => s.Skip(before[i])).ToList();
+        var seen = Destinations().SelectMany((s, i) => s.Skip(before[i])).ToList();
         Assert.NotEmpty(seen);
-        Assert.All(seen, address => Assert.Contains(address, Network.ClientPartnerAddresses()));
+        // Every node shares the one IPv6 loopback address, so only IPv4 tells the exit from the client.
+        if (client.EndsWith("ipv6", StringComparison.Ordinal))
+            Assert.All(seen, address => Assert.Equal(IPAddress.IPv6Loopback, address));
+        else
+            Assert.All(seen, address => Assert.Contains(address, Network.ClientPartnerAddresses()));
         Assert.DoesNotContain(Network.Client.LinkEndPoint.Address, seen);
         Assert.DoesNotContain(IPAddress.Loopback, seen);
         if (run.ByName) Assert.Contains(ProxyNetworkFixture.Name, fixture.Resolved.Skip(resolvedBefore));
     }
+
+    private IReadOnlyList<IPAddress>[] Destinations() => [Network.Web.Clients, fixture.Plain.Clients, fixture.Tls.Clients, fixture.Ipv6.Clients];
 
     [Theory]
     [InlineData("Content-Length")]

@@ -11,7 +11,7 @@ using Quid.Node.Demo;
 namespace Quid.Tests.Integration;
 
 /// <summary>
-/// A destination for the proxy tests, on 127.0.0.1, plain or TLS with a self-signed certificate
+/// A destination for the proxy tests, on 127.0.0.1 (or ::1), plain or TLS with a self-signed certificate
 /// made here: <c>GET /bytes/N</c> serves <see cref="LocalWebServer"/>'s pattern (with
 /// <c>?chunked</c>, in chunks), <c>POST /sha256</c> answers the SHA-256 of the body it received,
 /// framed by Content-Length or chunks. Its request parsing is its own, deliberately simple and
@@ -26,11 +26,12 @@ internal sealed class TestOrigin : IAsyncDisposable
     private readonly ConcurrentQueue<string> _heads = new();
     private readonly Task _acceptLoop;
 
-    public TestOrigin(bool tls)
+    public TestOrigin(bool tls, IPAddress? address = null)
     {
         _certificate = tls ? SelfSigned() : null;
-        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        address ??= IPAddress.Loopback;
+        _listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        _listener.Bind(new IPEndPoint(address, 0));
         _listener.Listen(64);
         Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
         _acceptLoop = Task.Run(AcceptLoopAsync);
