@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Quid.Circuits;
 using Quid.Proxy.Http;
+using Quid.Proxy.Socks;
 using Quid.Wire;
 
 namespace Quid.Proxy;
@@ -110,7 +111,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
         }
     }
 
-    private async Task<RelayStream?> OpenAsync(Socket client, StreamTarget target, Quid.Proxy.Socks.SocksAuth isolation)
+    private async Task<RelayStream?> OpenAsync(Socket client, StreamTarget target, SocksAuth isolation)
     {
         try
         {
