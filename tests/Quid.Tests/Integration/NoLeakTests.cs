@@ -46,6 +46,23 @@ public sealed class NoLeakTests
     }
 
     [Fact]
+    public async Task Quid_run_refuses_an_HTTP_proxy_address_beyond_loopback_and_says_why()
+    {
+        string directory = Directory.CreateTempSubdirectory("quid-noleak-").FullName;
+        try
+        {
+            var (code, output) = await QuidProcess.RunAsync("run", "--data-dir", directory, "--listen", "127.0.0.198:0", "--socks", "off", "--http-proxy", "0.0.0.0:8118");
+            Assert.Equal(1, code);
+            Assert.Contains("Cannot start: The HTTP proxy listens on loopback only, never on 0.0.0.0", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("Accepting links", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_node_with_default_proxy_settings_serves_both_on_loopback()
     {
         string directory = Directory.CreateTempSubdirectory("quid-noleak-").FullName;
