@@ -24,6 +24,7 @@ internal sealed class TestOrigin : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentQueue<IPAddress> _clients = new();
     private readonly ConcurrentQueue<string> _heads = new();
+    private readonly ConcurrentQueue<byte[]> _transcripts = new();
     private readonly Task _acceptLoop;
 
     public TestOrigin(bool tls, IPAddress? address = null)
@@ -44,6 +45,12 @@ internal sealed class TestOrigin : IAsyncDisposable
 
     /// <summary>Every request head received, as text.</summary>
     public IReadOnlyList<string> Heads => [.. _heads];
+
+    /// <summary>
+    /// Every byte each finished connection brought, in order: after answering, the server ends its
+    /// side and reads until the other side closes, so nothing sent on the connection escapes this.
+    /// </summary>
+    public IReadOnlyList<byte[]> Transcripts => [.. _transcripts];
 
     private static X509Certificate2 SelfSigned()
     {
@@ -90,64 +97,81 @@ internal sealed class TestOrigin : IAsyncDisposable
             await using (stream)
             {
                 var reader = new Reader(stream);
-                var lines = new List<string>();
-                for (string? line; !string.IsNullOrEmpty(line = await reader.LineAsync(_stopping.Token));) lines.Add(line);
-                if (lines.Count == 0) return;
-                _heads.Enqueue(string.Join("\n", lines));
-                string[] requestLine = lines[0].Split(' ');
-                string path = requestLine[1];
-                string? Field(string name) => lines.Skip(1).Select(l => l.Split(':', 2)).Where(p => p[0].Trim().Equals(name, StringComparison.OrdinalIgnoreCase)).Select(p => p[1].Trim()).FirstOrDefault();
-
-                if (requestLine[0] == "POST" && path == "/sha256")
+                try
                 {
-                    using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                    if (Field("Transfer-Encoding") is { } coding && coding.EndsWith("chunked", StringComparison.OrdinalIgnoreCase))
+                    await AnswerAsync(stream, reader);
+                    if (stream is SslStream tls) await tls.ShutdownAsync();
+                    else client.Shutdown(SocketShutdown.Send);
+                    while (await reader.LineAsync(_stopping.Token) is not null)
                     {
-                        for (long size; (size = long.Parse((await reader.LineAsync(_stopping.Token))!.Split(';')[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture)) > 0;)
-                        {
-                            hash.AppendData(await reader.ExactlyAsync(size, _stopping.Token));
-                            await reader.LineAsync(_stopping.Token);
-                        }
-                        while (!string.IsNullOrEmpty(await reader.LineAsync(_stopping.Token)))
-                        {
-                        }
                     }
-                    else
-                    {
-                        hash.AppendData(await reader.ExactlyAsync(long.Parse(Field("Content-Length") ?? "0", CultureInfo.InvariantCulture), _stopping.Token));
-                    }
-                    byte[] answer = Encoding.ASCII.GetBytes(Convert.ToHexStringLower(hash.GetHashAndReset()));
-                    await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {answer.Length}\r\nConnection: close\r\n\r\n"), _stopping.Token);
-                    await stream.WriteAsync(answer, _stopping.Token);
                 }
-                else if (path.StartsWith("/bytes/", StringComparison.Ordinal))
+                finally
                 {
-                    bool chunked = path.EndsWith("?chunked", StringComparison.Ordinal);
-                    long length = long.Parse(path[7..].Split('?')[0], CultureInfo.InvariantCulture);
-                    await stream.WriteAsync(Encoding.ASCII.GetBytes(chunked
-                        ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                        : $"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"), _stopping.Token);
-                    var buffer = new byte[40_000];
-                    for (long sent = 0; sent < length;)
-                    {
-                        int count = (int)Math.Min(buffer.Length, length - sent);
-                        LocalWebServer.FillPattern(buffer.AsSpan(0, count), sent);
-                        if (chunked) await stream.WriteAsync(Encoding.ASCII.GetBytes($"{count:x};n={sent}\r\n"), _stopping.Token);
-                        await stream.WriteAsync(buffer.AsMemory(0, count), _stopping.Token);
-                        if (chunked) await stream.WriteAsync("\r\n"u8.ToArray(), _stopping.Token);
-                        sent += count;
-                    }
-                    if (chunked) await stream.WriteAsync("0\r\nX-Checksum: none\r\n\r\n"u8.ToArray(), _stopping.Token);
-                }
-                else
-                {
-                    await stream.WriteAsync("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray(), _stopping.Token);
+                    _transcripts.Enqueue(reader.Transcript);
                 }
             }
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
         {
             // A client that left; the test asserts on what it received.
+        }
+    }
+
+    private async Task AnswerAsync(Stream stream, Reader reader)
+    {
+        var lines = new List<string>();
+        for (string? line; !string.IsNullOrEmpty(line = await reader.LineAsync(_stopping.Token));) lines.Add(line);
+        if (lines.Count == 0) return;
+        _heads.Enqueue(string.Join("\n", lines));
+        string[] requestLine = lines[0].Split(' ');
+        string path = requestLine[1];
+        string? Field(string name) => lines.Skip(1).Select(l => l.Split(':', 2)).Where(p => p[0].Trim().Equals(name, StringComparison.OrdinalIgnoreCase)).Select(p => p[1].Trim()).FirstOrDefault();
+
+        if (requestLine[0] == "POST" && path == "/sha256")
+        {
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            if (Field("Transfer-Encoding") is { } coding && coding.EndsWith("chunked", StringComparison.OrdinalIgnoreCase))
+            {
+                for (long size; (size = long.Parse((await reader.LineAsync(_stopping.Token))!.Split(';')[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture)) > 0;)
+                {
+                    hash.AppendData(await reader.ExactlyAsync(size, _stopping.Token));
+                    await reader.LineAsync(_stopping.Token);
+                }
+                while (!string.IsNullOrEmpty(await reader.LineAsync(_stopping.Token)))
+                {
+                }
+            }
+            else
+            {
+                hash.AppendData(await reader.ExactlyAsync(long.Parse(Field("Content-Length") ?? "0", CultureInfo.InvariantCulture), _stopping.Token));
+            }
+            byte[] answer = Encoding.ASCII.GetBytes(Convert.ToHexStringLower(hash.GetHashAndReset()));
+            await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {answer.Length}\r\nConnection: close\r\n\r\n"), _stopping.Token);
+            await stream.WriteAsync(answer, _stopping.Token);
+        }
+        else if (path.StartsWith("/bytes/", StringComparison.Ordinal))
+        {
+            bool chunked = path.EndsWith("?chunked", StringComparison.Ordinal);
+            long length = long.Parse(path[7..].Split('?')[0], CultureInfo.InvariantCulture);
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(chunked
+                ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                : $"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"), _stopping.Token);
+            var buffer = new byte[40_000];
+            for (long sent = 0; sent < length;)
+            {
+                int count = (int)Math.Min(buffer.Length, length - sent);
+                LocalWebServer.FillPattern(buffer.AsSpan(0, count), sent);
+                if (chunked) await stream.WriteAsync(Encoding.ASCII.GetBytes($"{count:x};n={sent}\r\n"), _stopping.Token);
+                await stream.WriteAsync(buffer.AsMemory(0, count), _stopping.Token);
+                if (chunked) await stream.WriteAsync("\r\n"u8.ToArray(), _stopping.Token);
+                sent += count;
+            }
+            if (chunked) await stream.WriteAsync("0\r\nX-Checksum: none\r\n\r\n"u8.ToArray(), _stopping.Token);
+        }
+        else
+        {
+            await stream.WriteAsync("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray(), _stopping.Token);
         }
     }
 
@@ -164,8 +188,11 @@ internal sealed class TestOrigin : IAsyncDisposable
     private sealed class Reader(Stream stream)
     {
         private readonly byte[] _buffer = new byte[64 * 1024];
+        private readonly List<byte> _transcript = [];
         private int _start;
         private int _end;
+
+        public byte[] Transcript => [.. _transcript];
 
         public async Task<string?> LineAsync(CancellationToken cancellationToken)
         {
@@ -197,6 +224,7 @@ internal sealed class TestOrigin : IAsyncDisposable
         {
             _start = 0;
             _end = await stream.ReadAsync(_buffer, cancellationToken);
+            _transcript.AddRange(_buffer.AsSpan(0, _end));
             return _end > 0;
         }
     }
