@@ -16,6 +16,7 @@ internal static class RunCommand
         var listen = new Option<string>("--listen") { Description = "Address and port for links from other nodes.", DefaultValueFactory = _ => $"0.0.0.0:{NodeOptions.DefaultLinkPort}" };
         var advertise = new Option<string?>("--advertise") { Description = "Address and port other nodes should dial (default: the listen address, if specific)." };
         var socks = new Option<string>("--socks") { Description = "Loopback address and port of the SOCKS proxy, or 'off'.", DefaultValueFactory = _ => $"127.0.0.1:{NodeOptions.DefaultSocksPort}" };
+        var httpProxy = new Option<string>("--http-proxy") { Description = "Loopback address and port of the HTTP proxy (CONNECT and http:// requests), or 'off'.", DefaultValueFactory = _ => $"127.0.0.1:{NodeOptions.DefaultHttpProxyPort}" };
         var offer = new Option<int>("--offer") { Description = "Bandwidth you give, in kbps: 16, 32, 64 … (16·2^k).", DefaultValueFactory = _ => 4096 };
         var request = new Option<int>("--request") { Description = "Bandwidth you ask for in return, in kbps (16·2^k), or 0 to donate.", DefaultValueFactory = _ => 4096 };
         var peers = new Option<string[]>("--peer") { Description = "A node to join the network through, as host:port (repeat for more).", AllowMultipleArgumentsPerToken = false };
@@ -28,7 +29,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Run a node: join the network, trade bandwidth, and serve the local SOCKS proxy.")
         {
-            dataDir, listen, advertise, socks, offer, request, hops, peers, friends, noUltrapeer, allowPrivate, noExit, logLevel,
+            dataDir, listen, advertise, socks, httpProxy, offer, request, hops, peers, friends, noUltrapeer, allowPrivate, noExit, logLevel,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -41,6 +42,7 @@ internal static class RunCommand
                     Listen = ParseEndPoint(parse.GetValue(listen)!, "--listen"),
                     Advertise = parse.GetValue(advertise) is { } a ? ParseEndPoint(a, "--advertise") : null,
                     Socks = parse.GetValue(socks) is "off" ? null : ParseEndPoint(parse.GetValue(socks)!, "--socks"),
+                    HttpProxy = parse.GetValue(httpProxy) is "off" ? null : ParseEndPoint(parse.GetValue(httpProxy)!, "--http-proxy"),
                     Offer = ParseBlock(parse.GetValue(offer), "--offer") ?? throw new CliException("--offer must be a block: 16, 32, 64 … kbps, not 0."),
                     Request = ParseBlock(parse.GetValue(request), "--request"),
                     Hops = parse.GetValue(hops) is >= 1 and <= 8 ? parse.GetValue(hops) : throw new CliException($"--hops must be 1 to 8, not {parse.GetValue(hops)}."),

@@ -12,6 +12,7 @@ public sealed record NodeOptions
 {
     public const int DefaultLinkPort = 7843;
     public const int DefaultSocksPort = 1080;
+    public const int DefaultHttpProxyPort = 8118;
 
     public required string DataDirectory { get; init; }
     /// <summary>Where other nodes reach us.</summary>
@@ -20,6 +21,8 @@ public sealed record NodeOptions
     public IPEndPoint? Advertise { get; init; }
     /// <summary>The local SOCKS proxy, loopback only; null for a node that only relays.</summary>
     public IPEndPoint? Socks { get; init; } = new(IPAddress.Loopback, DefaultSocksPort);
+    /// <summary>The local HTTP proxy (CONNECT and plain http:// requests), loopback only; null for none.</summary>
+    public IPEndPoint? HttpProxy { get; init; } = new(IPAddress.Loopback, DefaultHttpProxyPort);
     public Block Offer { get; init; } = Block.FromKbps(4096);
     /// <summary>The block asked for in return; null for a donor.</summary>
     public Block? Request { get; init; } = Block.FromKbps(4096);

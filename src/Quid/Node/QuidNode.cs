@@ -47,6 +47,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private readonly IPAddress? _bindAddress;
     private LinkListener? _listener;
     private SocksListener? _socks;
+    private HttpProxyListener? _httpProxy;
     private Task _loop = Task.CompletedTask;
     private string _publishedContent = "";
     private DateTimeOffset _publishedAt;
@@ -90,6 +91,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     public NodeId Id => Identity.Id;
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
+    public IPEndPoint? HttpProxyEndPoint => _httpProxy?.LocalEndPoint;
     public CircuitManager Circuits => _circuits;
     public CircuitPool Pool => _pool;
     /// <summary>Links refused after the handshake: not a friend, shunned, or no room.</summary>
@@ -139,18 +141,25 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _logger.LogInformation("Node {Id} ({Origin})", Id, identityCreated ? "new identity" : "identity loaded");
         var cached = _database.LoadPeers();
         lock (_gate) _overlay.AddCachedPeers(cached);
-        _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, OnLinkEstablished);
-        _listener.Start();
-        _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}{Cache}{Friends}",
-            _listener.LocalEndPoint, _options.Offer, _options.Request?.ToString() ?? "nothing (donor)",
-            cached.Count > 0 ? $"; {cached.Count} peers remembered" : "",
-            _overlay.FriendsOnly ? $"; friends only ({_options.Friends.Count})" : "");
+        // The proxies open first: a proxy address that is not loopback stops the node before it touches the network.
         if (_options.Socks is { } socks)
         {
             _socks = new SocksListener(socks, OpenStreamAsync, (host, isolation, ct) => _pool.ResolveAsync(host, isolation, ct), _time, _logger);
             _socks.Start();
             _logger.LogInformation("SOCKS proxy on {EndPoint}", _socks.LocalEndPoint);
         }
+        if (_options.HttpProxy is { } httpProxy)
+        {
+            _httpProxy = new HttpProxyListener(httpProxy, OpenStreamAsync, _time, _logger);
+            _httpProxy.Start();
+            _logger.LogInformation("HTTP proxy on {EndPoint}", _httpProxy.LocalEndPoint);
+        }
+        _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, OnLinkEstablished);
+        _listener.Start();
+        _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}{Cache}{Friends}",
+            _listener.LocalEndPoint, _options.Offer, _options.Request?.ToString() ?? "nothing (donor)",
+            cached.Count > 0 ? $"; {cached.Count} peers remembered" : "",
+            _overlay.FriendsOnly ? $"; friends only ({_options.Friends.Count})" : "");
         Publish(force: true);
         _lastPeerSave = _lastLedgerSave = _time.GetUtcNow();
         _loop = Task.Run(LoopAsync);
@@ -609,7 +618,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
     }
 
-    /// <summary>A SOCKS stream goes over a circuit for its credentials; the exit resolves the name.</summary>
+    /// <summary>A proxy's stream goes over a circuit for its credentials; the exit resolves the name.</summary>
     private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken) =>
         _pool.OpenStreamAsync(target, isolation, cancellationToken);
 
@@ -652,6 +661,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_socks is not null) await _socks.DisposeAsync().ConfigureAwait(false);
+        if (_httpProxy is not null) await _httpProxy.DisposeAsync().ConfigureAwait(false);
         if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
         List<MarketAction> goodbyes = [];

@@ -8,83 +8,41 @@ using Quid.Wire;
 namespace Quid.Proxy;
 
 /// <summary>
-/// Opens a stream to a destination through the network; the node decides which circuit.
-/// <paramref name="isolation"/> identifies the application's credentials: streams from different
-/// credentials never share a circuit.
-/// </summary>
-public delegate Task<RelayStream> StreamOpener(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken);
-
-/// <summary>Resolves a name at an exit, for Tor's SOCKS RESOLVE extension; never with a local resolver.</summary>
-public delegate Task<IPAddress[]> ExitResolver(string host, SocksAuth isolation, CancellationToken cancellationToken);
-
-/// <summary>
 /// The SOCKS4, SOCKS4a and SOCKS5 front end on loopback. It feeds socket bytes to the sans-IO
 /// handshake, asks for a stream through the network (names go to the exit unresolved), answers
 /// with the reply code that matches what went wrong, and then joins the socket to the stream.
 /// </summary>
 public sealed class SocksListener : IAsyncDisposable
 {
-    private readonly Socket _listener;
+    /// <summary>How long a refused application may go on sending before its connection is closed.</summary>
+    private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(2);
+
+    private readonly LoopbackListener _listener;
     private readonly StreamOpener _open;
     private readonly ExitResolver _resolve;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly TimeSpan _handshakeTimeout;
-    private readonly CancellationTokenSource _stopping = new();
-    private Task _acceptLoop = Task.CompletedTask;
 
+    /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
     public SocksListener(IPEndPoint endPoint, StreamOpener open, ExitResolver resolve, TimeProvider time, ILogger logger, TimeSpan? handshakeTimeout = null)
     {
-        if (!IPAddress.IsLoopback(endPoint.Address))
-            throw new ArgumentException($"The proxy listens on loopback only, never on {endPoint.Address}: anyone who reached it could use your circuits.", nameof(endPoint));
         _open = open;
         _resolve = resolve;
         _time = time;
         _logger = logger;
         _handshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(30);
-        _listener = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            _listener.Bind(endPoint);
-            _listener.Listen(512);
-        }
-        catch
-        {
-            _listener.Dispose();
-            throw;
-        }
-        LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
+        _listener = new LoopbackListener(endPoint, "SOCKS proxy", logger);
     }
 
-    public IPEndPoint LocalEndPoint { get; }
+    public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
 
-    public void Start() => _acceptLoop = Task.Run(AcceptLoopAsync);
+    private CancellationToken Stopping => _listener.Stopping;
 
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stopping.IsCancellationRequested)
-        {
-            Socket client;
-            try
-            {
-                client = await _listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                _logger.LogWarning("SOCKS accept failed: {Error}", e.SocketErrorCode);
-                continue;
-            }
-            _ = ServeAsync(client);
-        }
-    }
+    public void Start() => _listener.Start(ServeAsync);
 
     private async Task ServeAsync(Socket client)
     {
-        client.NoDelay = true;
         bool handedOver = false;
         try
         {
@@ -106,7 +64,7 @@ public sealed class SocksListener : IAsyncDisposable
     private async Task<(SocksRequest? Request, byte[] Early)> HandshakeAsync(Socket client)
     {
         using var timeout = new CancellationTokenSource(_handshakeTimeout, _time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
         var handshake = new SocksServerHandshake();
         var buffer = new byte[SocksServerHandshake.MaxMessageSize * 2];
         int filled = 0;
@@ -124,7 +82,7 @@ public sealed class SocksListener : IAsyncDisposable
                     return (step.Request, buffer[step.Consumed..filled]);
                 case SocksStepKind.Failed:
                     _logger.LogDebug("SOCKS handshake refused: {Error}", step.Error!.Message);
-                    if (!step.Reply.IsEmpty) await client.SendAsync(step.Reply, SocketFlags.None, linked.Token).ConfigureAwait(false);
+                    await LoopbackListener.AnswerAndCloseAsync(client, step.Reply, DrainTime, _time, linked.Token).ConfigureAwait(false);
                     return (null, []);
             }
             if (filled == buffer.Length) return (null, []);
@@ -151,7 +109,7 @@ public sealed class SocksListener : IAsyncDisposable
         RelayStream stream;
         try
         {
-            stream = await _open(target, request.Auth, _stopping.Token).ConfigureAwait(false);
+            stream = await _open(target, request.Auth, Stopping).ConfigureAwait(false);
         }
         catch (StreamException e)
         {
@@ -159,7 +117,16 @@ public sealed class SocksListener : IAsyncDisposable
             await ReplyAsync(client, request, ReplyFor(e.Reason)).ConfigureAwait(false);
             return false;
         }
-        await ReplyAsync(client, request, SocksReplyCode.Succeeded).ConfigureAwait(false);
+        try
+        {
+            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded), SocketFlags.None, Stopping).ConfigureAwait(false);
+        }
+        catch
+        {
+            // The application left before hearing yes: end the stream at the exit too.
+            stream.Abort(EndReason.Internal, notifyPeer: true);
+            throw;
+        }
         _ = stream.RunAsync(client, early);
         return true;
     }
@@ -169,20 +136,20 @@ public sealed class SocksListener : IAsyncDisposable
     {
         if (request.Target.Address is { } literal)
         {
-            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded, literal), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded, literal), SocketFlags.None, Stopping).ConfigureAwait(false);
             return;
         }
         try
         {
-            var addresses = await _resolve(request.Target.HostName!, request.Auth, _stopping.Token).ConfigureAwait(false);
-            // SOCKS4a can only carry IPv4.
-            var answer = request.Version == SocksVersion.Socks5 ? addresses[0] : addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork);
+            var addresses = await _resolve(request.Target.HostName!, request.Auth, Stopping).ConfigureAwait(false);
+            // SOCKS4a can only carry IPv4. An exit may answer with no address at all: that is no answer.
+            var answer = request.Version == SocksVersion.Socks5 ? addresses.FirstOrDefault() : addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork);
             if (answer is null)
             {
                 await ReplyAsync(client, request, SocksReplyCode.HostUnreachable).ConfigureAwait(false);
                 return;
             }
-            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded, answer), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+            await client.SendAsync(SocksReply.Encode(request.Version, SocksReplyCode.Succeeded, answer), SocketFlags.None, Stopping).ConfigureAwait(false);
         }
         catch (StreamException e)
         {
@@ -190,8 +157,9 @@ public sealed class SocksListener : IAsyncDisposable
         }
     }
 
-    private async Task ReplyAsync(Socket client, SocksRequest request, SocksReplyCode code) =>
-        await client.SendAsync(SocksReply.Encode(request.Version, code), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+    /// <summary>Every reply but success ends the connection, so it is sent the way that survives unread input.</summary>
+    private Task ReplyAsync(Socket client, SocksRequest request, SocksReplyCode code) =>
+        LoopbackListener.AnswerAndCloseAsync(client, SocksReply.Encode(request.Version, code), DrainTime, _time, Stopping);
 
     /// <summary>The SOCKS5 reply code an application understands for each way a stream can fail.</summary>
     public static SocksReplyCode ReplyFor(EndReason reason) => reason switch
@@ -204,11 +172,5 @@ public sealed class SocksListener : IAsyncDisposable
         _ => SocksReplyCode.GeneralFailure,
     };
 
-    public async ValueTask DisposeAsync()
-    {
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
-        await _acceptLoop.ConfigureAwait(false);
-        _stopping.Dispose();
-    }
+    public ValueTask DisposeAsync() => _listener.DisposeAsync();
 }

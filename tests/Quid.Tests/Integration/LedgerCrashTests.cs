@@ -13,12 +13,12 @@ public sealed class LedgerCrashTests
         web.Start();
         try
         {
-            using var exit = QuidProcess.Start("run", "--data-dir", Path.Combine(root, "exit"), "--listen", "127.0.0.210:0", "--socks", "off",
+            using var exit = QuidProcess.Start("run", "--data-dir", Path.Combine(root, "exit"), "--listen", "127.0.0.210:0", "--socks", "off", "--http-proxy", "off",
                 "--offer", "2048", "--request", "0", "--hops", "1", "--exit-allow-private");
             var linkPort = (await exit.WaitForLineAsync(@"Accepting links on 127\.0\.0\.210:(\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
 
             string clientDir = Path.Combine(root, "client");
-            using var client = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.211:0", "--socks", "127.0.0.1:0",
+            using var client = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.211:0", "--socks", "127.0.0.1:0", "--http-proxy", "off",
                 "--offer", "256", "--request", "2048", "--hops", "1", "--peer", $"127.0.0.210:{linkPort}");
             var socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
             await client.WaitForLineAsync("Agreement with", TimeSpan.FromSeconds(30));
@@ -38,7 +38,7 @@ public sealed class LedgerCrashTests
             Assert.Equal("Good", entry.GetProperty("verdict").GetString());
 
             // And the node starts again on it, with its history.
-            using var again = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.211:0", "--socks", "off", "--offer", "256", "--request", "2048", "--hops", "1");
+            using var again = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.211:0", "--socks", "off", "--http-proxy", "off", "--offer", "256", "--request", "2048", "--hops", "1");
             await again.WaitForLineAsync("identity loaded", TimeSpan.FromSeconds(30));
             await again.WaitForLineAsync("peers remembered", TimeSpan.FromSeconds(30));
         }

@@ -120,6 +120,7 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
             DataDirectory = network.DataDirectory(2),
             Listen = address,
             Socks = null,
+            HttpProxy = null,
             Offer = Block.FromKbps(1024),
             Request = Block.FromKbps(512),
             Peers = [], // nothing to bootstrap from but what it remembers

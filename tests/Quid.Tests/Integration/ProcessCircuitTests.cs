@@ -27,7 +27,7 @@ internal sealed class ProcessNetwork : IDisposable
                 string[] args =
                 [
                     "run", "--data-dir", Path.Combine(network._root, $"node{i}"), "--listen", $"{address}:0",
-                    "--socks", i == 0 ? "127.0.0.1:0" : "off", "--exit-allow-private", .. common,
+                    "--socks", i == 0 ? "127.0.0.1:0" : "off", "--http-proxy", "off", "--exit-allow-private", .. common,
                     .. (bootstrap is null ? Array.Empty<string>() : ["--peer", bootstrap]),
                 ];
                 var process = QuidProcess.Start(args);

@@ -9,7 +9,7 @@ using Quid.Wire;
 
 namespace Quid.Tests.Integration;
 
-/// <summary>The offer and request (kbps, 0 for none) of one test node; the first node of a network runs the SOCKS proxy.</summary>
+/// <summary>The offer and request (kbps, 0 for none) of one test node; the first node of a network runs the SOCKS and HTTP proxies.</summary>
 internal sealed record NodeSpec(int Offer, int Request);
 
 /// <summary>
@@ -25,6 +25,7 @@ internal sealed class TestNetwork : IAsyncDisposable
     public QuidNode Client => _nodes[0];
     public LocalWebServer Web { get; } = new(new IPEndPoint(IPAddress.Loopback, 0));
     public IPEndPoint Socks => Client.SocksEndPoint!;
+    public IPEndPoint HttpProxy => Client.HttpProxyEndPoint!;
 
     public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null,
         ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null)
@@ -40,6 +41,7 @@ internal sealed class TestNetwork : IAsyncDisposable
                     DataDirectory = Path.Combine(network._directory, $"node{i}"),
                     Listen = new IPEndPoint(new IPAddress([127, 0, 0, (byte)(firstAddress + i)]), 0),
                     Socks = i == 0 ? new IPEndPoint(IPAddress.Loopback, 0) : null,
+                    HttpProxy = i == 0 ? new IPEndPoint(IPAddress.Loopback, 0) : null,
                     Offer = Block.FromKbps(specs[i].Offer),
                     Request = specs[i].Request == 0 ? null : Block.FromKbps(specs[i].Request),
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],

@@ -49,6 +49,8 @@ public sealed class DemoNetwork : IAsyncDisposable
                     DataDirectory = Path.Combine(network._directory, $"node{i + 1}"),
                     Listen = new IPEndPoint(address, 0),
                     Socks = i == 0 ? new IPEndPoint(IPAddress.Loopback, socksPort) : null,
+                    // The demo shows the SOCKS proxy; a second well-known port would only add a way to collide.
+                    HttpProxy = null,
                     Offer = Block.FromKbps(offer),
                     Request = request == 0 ? null : Block.FromKbps(request),
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],

@@ -1,0 +1,115 @@
+using System.Net;
+using Quid.Crypto;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Fuzz;
+
+/// <summary>
+/// Valid inputs for each target, made with the real encoders, so AFL++ starts from messages that
+/// reach deep into each parser instead of from bytes that fail at the first check.
+/// </summary>
+internal static class Seeds
+{
+    public static void Write(string directory)
+    {
+        using var identity = NodeIdentity.Generate(out _);
+        using var peer = NodeIdentity.Generate(out _);
+        var descriptor = new Descriptor
+        {
+            SigningKey = identity.SigningPublicKey,
+            LinkKey = identity.LinkPublicKey,
+            Published = DateTimeOffset.FromUnixTimeSeconds(1_750_000_000),
+            Expires = DateTimeOffset.FromUnixTimeSeconds(1_750_003_600),
+            Address = IPEndPoint.Parse("127.0.0.2:7843"),
+            Offer = Block.FromKbps(512),
+            Request = Block.FromKbps(256),
+            FreeBlocks = [Block.FromKbps(256), Block.FromKbps(128)],
+            Roles = NodeRoles.Ultrapeer,
+            ExitPolicy = ExitPolicy.Default,
+            Partners = [peer.Id],
+        }.Sign(identity);
+        var terms = AgreementTerms.Create(identity.Id, peer.Id, Block.FromKbps(64), Block.FromKbps(32), DateTimeOffset.FromUnixTimeSeconds(1_750_000_000));
+
+        Write(directory, "socks",
+            [0xC0, 5, 1, 0, 5, 1, 0, 3, 11, .. "example.com"u8, 0, 80],
+            [0xC8, 5, 2, 0, 2, 1, 4, .. "user"u8, 4, .. "pass"u8, 5, 1, 0, 1, 93, 184, 216, 34, 1, 187],
+            [0xC1, 5, 1, 0, 5, 1, 0, 4, .. new byte[15], 1, 1, 187],
+            [0xFF, 4, 1, 0, 80, 0, 0, 0, 1, .. "alice"u8, 0, .. "example.com"u8, 0],
+            [0x10, 4, 1, 0, 80, 93, 184, 216, 34, 0],
+            [0xC3, 5, 1, 0, 5, 0xF0, 0, 3, 11, .. "example.com"u8, 0, 0]);
+
+        Write(directory, "http-request",
+            [0x40, .. "GET http://example.com/index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n"u8],
+            [0x07, .. "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n"u8],
+            [0x7F, .. "POST http://[::1]:8080/form?x=1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nConnection: TE, X-Private\r\nTE: trailers\r\nX-Private: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n"u8],
+            [0x00, .. "\r\nOPTIONS http://a HTTP/1.0\nContent-Length: 5, 5\n\nhello"u8]);
+        Write(directory, "http-response",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nSet-Cookie: a=b\r\n\r\nhi"u8.ToArray(),
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.0 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"u8.ToArray(),
+            "HTTP/1.1 204\r\nKeep-Alive: timeout=5\r\n\r\n"u8.ToArray());
+        Write(directory, "http-chunked",
+            [0x05, .. "5\r\nhello\r\n7;name=\"quoted value\"\r\n, world\r\n0\r\nExpires: never\r\n\r\n"u8],
+            [0x00, .. "0001AB\r\n"u8, .. new byte[0x1AB], .. "\r\n0\r\n\r\n"u8]);
+
+        using var initiator = LinkHandshake.Initiate(peer);
+        using var responder = LinkHandshake.Respond(identity);
+        byte[] message1 = initiator.Start();
+        byte[] message2 = responder.Receive(message1, out _);
+        Write(directory, "link-handshake", [0, .. message1], [1, .. message2]);
+
+        byte[] descriptorMessage = ControlCodec.Encode(new DescriptorMessage(descriptor));
+        byte[] proposal = ControlCodec.Encode(new AgreementProposal(terms, identity.Sign(terms.SignedMessage())));
+        byte[] query = ControlCodec.Encode(new QueryMessage(QueryId.New(), 4, 0, Block.FromKbps(256), Block.FromKbps(128), 8));
+        Write(directory, "control",
+            descriptorMessage, proposal, query,
+            ControlCodec.Encode(new PeersMessage([descriptor])),
+            ControlCodec.Encode(new QueryHitMessage(QueryId.New(), [descriptor])),
+            ControlCodec.Encode(new GoodbyeMessage(GoodbyeReason.Full)),
+            ControlCodec.Encode(new AgreementEnd(terms.Id, AgreementEndReason.Requested)),
+            ControlCodec.Encode(new GrantChanged(terms.Id, Block.FromKbps(32))));
+
+        Write(directory, "descriptor", descriptor.Encoded);
+
+        byte[] begin = Relay(RelayCommand.Begin, 1, [0, 80, 11, .. "example.com"u8]);
+        byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);
+        byte[] data = Relay(RelayCommand.Data, 1, "GET / HTTP/1.1\r\n\r\n"u8);
+        byte[] end = Relay(RelayCommand.End, 1, [(byte)EndReason.Done]);
+        Write(directory, "relay", begin, connected, data, end, Relay(RelayCommand.Resolve, 2, [0, 0, 11, .. "example.com"u8]));
+
+        Write(directory, "cell",
+            [.. ControlCells(descriptorMessage), .. ControlCells(query)],
+            ControlCells(new byte[ControlFraming.MaxFragment * 2 + 5]),
+            RelayCellBytes(begin),
+            [.. RelayCellBytes(data), .. RelayCellBytes(end)]);
+    }
+
+    private static byte[] Relay(RelayCommand command, ushort stream, ReadOnlySpan<byte> data)
+    {
+        var message = new byte[RelayCell.MessageSize];
+        RelayCell.Write(message, command, stream, data);
+        return message;
+    }
+
+    private static byte[] ControlCells(byte[] payload)
+    {
+        var cells = new byte[ControlFraming.CellCount(payload.Length) * Cell.Size];
+        ControlFraming.WriteCells(payload, cells);
+        return cells;
+    }
+
+    private static byte[] RelayCellBytes(byte[] message)
+    {
+        var cell = new byte[Cell.Size];
+        Cell.WriteHeader(cell, 0x8000_0001, CellCommand.Relay);
+        message.AsSpan().CopyTo(Cell.Body(cell.AsSpan()));
+        return cell;
+    }
+
+    private static void Write(string directory, string target, params byte[][] inputs)
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(directory, target)).FullName;
+        for (int i = 0; i < inputs.Length; i++)
+            File.WriteAllBytes(Path.Combine(folder, $"seed{i:00}"), inputs[i]);
+    }
+}

@@ -1,0 +1,275 @@
+using Quid.Crypto;
+using Quid.Links;
+using Quid.Proxy.Http;
+using Quid.Proxy.Socks;
+using Quid.Wire;
+
+namespace Quid.Fuzz;
+
+/// <summary>
+/// One target per parser. Each lets the parser's own typed error pass (that is a refusal, not a
+/// crash) and lets anything else escape, which AFL++ records as a crash. A target also checks the
+/// parser's contract and throws <see cref="ContractBroken"/> when it is broken.
+/// </summary>
+internal static class Targets
+{
+    public static readonly IReadOnlyDictionary<string, Action<byte[]>> All = new Dictionary<string, Action<byte[]>>
+    {
+        ["socks"] = Socks,
+        ["http-request"] = HttpRequest,
+        ["http-response"] = HttpResponse,
+        ["http-chunked"] = HttpChunked,
+        ["link-handshake"] = LinkHandshakeMessages,
+        ["cell"] = Cells,
+        ["relay"] = Relay,
+        ["control"] = Control,
+        ["descriptor"] = DescriptorDecode,
+    };
+
+    // Made once, and lazily: key generation per input would measure Ed25519, not the parser, and
+    // instrumented code must not run before Fuzzer.Run has set up AFL++'s shared memory.
+    private static readonly Lazy<NodeIdentity> Identity = new(() => NodeIdentity.Generate(out _));
+
+    /// <summary>
+    /// The SOCKS handshake as the listener drives it: the input arrives in reads of a size chosen by
+    /// its first byte, replies drop what they consumed, and the loop stops when the input runs out.
+    /// </summary>
+    private static void Socks(byte[] input)
+    {
+        if (input.Length == 0) return;
+        int readSize = 1 + input[0] % 64;
+        var handshake = (input[0] >> 6) switch
+        {
+            0 => new SocksServerHandshake(acceptNoAuth: true, acceptUsernamePassword: false),
+            1 => new SocksServerHandshake(acceptNoAuth: false, acceptUsernamePassword: true),
+            _ => new SocksServerHandshake(),
+        };
+        var buffer = new List<byte>();
+        int next = 1;
+        while (true)
+        {
+            var step = handshake.Step(buffer.ToArray());
+            Check(step.Consumed >= 0 && step.Consumed <= buffer.Count, "consumed more than it was given");
+            switch (step.Kind)
+            {
+                case SocksStepKind.Reply:
+                    Check(step.Consumed > 0, "a reply that consumed nothing would loop forever");
+                    buffer.RemoveRange(0, step.Consumed);
+                    continue;
+                case SocksStepKind.Finished:
+                    Check(step.Request is not null && step.Consumed > 0, "finished without a request");
+                    return;
+                case SocksStepKind.Failed:
+                    Check(step.Error is not null, "failed without an error");
+                    return;
+            }
+            Check(buffer.Count < SocksServerHandshake.MaxMessageSize, "asked for more with a full message's worth buffered");
+            if (next >= input.Length) return;
+            int take = Math.Min(readSize, input.Length - next);
+            buffer.AddRange(input.AsSpan(next, take));
+            next += take;
+        }
+    }
+
+    /// <summary>
+    /// A request head as the HTTP proxy reads it (in reads sized by the first byte, against a
+    /// small limit so the size check is reached too), then the proxy's decision about it.
+    /// </summary>
+    private static void HttpRequest(byte[] input)
+    {
+        if (input.Length == 0) return;
+        var parser = new HttpHeadParser(4096);
+        int readSize = 1 + input[0] % 128;
+        for (int length = Math.Min(1 + readSize, input.Length); ; length = Math.Min(length + readSize, input.Length))
+        {
+            var parse = parser.ParseRequest(input.AsSpan(1, length - 1));
+            CheckParse(parse.Status, parse.Consumed, parse.Head, parse.Error, length - 1);
+            if (parse.Status == HttpParseStatus.Complete)
+            {
+                var request = ProxyRequest.Interpret(parse.Head!);
+                if (request is ForwardRequest forward)
+                {
+                    // What goes on must itself be one well-formed head, ending exactly where it should.
+                    var again = new HttpHeadParser(64 * 1024).ParseRequest(forward.Head);
+                    // Only the field count may grow past the limit: Connection and TE are added.
+                    if (again.Error?.Kind == HttpErrorKind.TooManyFields) return;
+                    Check(again.Status == HttpParseStatus.Complete && again.Consumed == forward.Head.Length, "the forwarded head does not parse back whole");
+                    Check(!again.Head!.Fields.Any(f => f.Is("Proxy-Authorization") || f.Is("Proxy-Connection") || f.Is("Keep-Alive")), "a hop-by-hop field was forwarded");
+                }
+                Check(request is not RefusedRequest { Error: null }, "a refusal without a reason");
+                return;
+            }
+            if (parse.Status == HttpParseStatus.Failed || length == input.Length) return;
+        }
+    }
+
+    /// <summary>A destination's response heads (interim ones first, as the proxy reads them) and their rewriting for the application.</summary>
+    private static void HttpResponse(byte[] input)
+    {
+        var parser = new HttpHeadParser(4096);
+        ReadOnlySpan<byte> rest = input;
+        while (true)
+        {
+            var parse = parser.ParseResponse(rest);
+            CheckParse(parse.Status, parse.Consumed, parse.Head, parse.Error, rest.Length);
+            if (parse.Status != HttpParseStatus.Complete) return;
+            var rewritten = ProxyResponses.Forward(parse.Head!, dechunk: ProxyResponses.IsChunkedOnly(parse.Head!));
+            var again = new HttpHeadParser(64 * 1024).ParseResponse(rewritten);
+            Check(again.Status == HttpParseStatus.Complete && again.Consumed == rewritten.Length, "the rewritten head does not parse back whole");
+            if (!parse.Head!.IsInterim) return;
+            rest = rest[parse.Consumed..];
+        }
+    }
+
+    /// <summary>A chunked body split into reads sized by the first byte; the data found must not depend on the split.</summary>
+    private static void HttpChunked(byte[] input)
+    {
+        if (input.Length == 0) return;
+        var body = input.AsSpan(1);
+        var whole = Dechunk(body, body.Length);
+        Check(whole == Dechunk(body, 1 + input[0] % 64), "the content depends on how the body was split");
+    }
+
+    private static (int End, int DataBytes, bool Failed) Dechunk(ReadOnlySpan<byte> body, int readSize)
+    {
+        var reader = new ChunkedBodyReader();
+        int at = 0, data = 0;
+        for (int end = Math.Min(readSize, body.Length); ; end = Math.Min(end + readSize, body.Length))
+        {
+            while (at < end && !reader.IsDone)
+            {
+                var run = reader.Read(body[at..end]);
+                Check(run.Length >= 0 && run.Length <= end - at, "a run longer than its input");
+                if (run.Kind == ChunkedRunKind.Failed) return (-1, data, true);
+                if (run.Kind == ChunkedRunKind.Data) data += run.Length;
+                at += run.Length;
+            }
+            if (reader.IsDone || end == body.Length) return (reader.IsDone ? at : -1, data, false);
+        }
+    }
+
+    private static void CheckParse(HttpParseStatus status, int consumed, HttpHead? head, HttpError? error, int length)
+    {
+        Check(consumed >= 0 && consumed <= length, "consumed more than it was given");
+        Check((status == HttpParseStatus.Complete) == (head is not null) && (status == HttpParseStatus.Failed) == (error is not null), "a result inconsistent with its status");
+        Check(status != HttpParseStatus.NeedMore || length < 4096, "asked for more past the size limit");
+    }
+
+    /// <summary>
+    /// The first byte picks the side; the rest is what the peer sends. Only message 1 is
+    /// unauthenticated, so this mostly exercises framing, lengths and Noise's refusals.
+    /// </summary>
+    private static void LinkHandshakeMessages(byte[] input)
+    {
+        if (input.Length == 0) return;
+        bool initiator = (input[0] & 1) != 0;
+        using var handshake = initiator ? LinkHandshake.Initiate(Identity.Value) : LinkHandshake.Respond(Identity.Value);
+        handshake.Start();
+        ReadOnlySpan<byte> rest = input.AsSpan(1);
+        try
+        {
+            while (!handshake.IsComplete)
+            {
+                handshake.Receive(rest, out int consumed);
+                Check(consumed >= 0 && consumed <= rest.Length, "consumed more than it was given");
+                if (consumed == 0) return;
+                rest = rest[consumed..];
+            }
+        }
+        catch (LinkException)
+        {
+            // A refused handshake closes the connection: the expected outcome for most inputs.
+        }
+    }
+
+    /// <summary>A sequence of cells as a link's read loop sees them once decrypted: each validated, control fragments joined and decoded.</summary>
+    private static void Cells(byte[] input)
+    {
+        var reassembler = new ControlReassembler();
+        for (int offset = 0; offset < input.Length; offset += Cell.Size)
+        {
+            var cell = input.AsSpan(offset, Math.Min(Cell.Size, input.Length - offset));
+            try
+            {
+                Cell.Validate(cell);
+                var body = Cell.Body(cell);
+                switch (Cell.Command(cell))
+                {
+                    case CellCommand.Control when reassembler.Add(body) is { } message:
+                        ControlCodec.Decode(message);
+                        break;
+                    case CellCommand.Relay or CellCommand.RelayEarly:
+                        RelayMessage(body[..RelayCell.MessageSize]);
+                        break;
+                }
+            }
+            catch (WireException)
+            {
+                // The link would close here; the next cell tests the reassembler after a refusal.
+            }
+        }
+    }
+
+    private static void Relay(byte[] input)
+    {
+        try
+        {
+            RelayMessage(input);
+        }
+        catch (WireException)
+        {
+            // Refused: the circuit is destroyed.
+        }
+    }
+
+    /// <summary>A relay message once its layers are off, and the payloads the Wire layer decodes.</summary>
+    private static void RelayMessage(ReadOnlySpan<byte> body)
+    {
+        var message = RelayCell.Read(body);
+        Check(message.Data.Length <= body.Length - RelayCell.HeaderSize, "relay data past the end of the message");
+        switch (message.Command)
+        {
+            case RelayCommand.Begin or RelayCommand.Resolve:
+                var target = StreamTarget.Decode(message.Data);
+                Check(target.Host.Length is > 0 and <= StreamTarget.MaxHostLength, "a decoded host outside 1..255");
+                break;
+            case RelayCommand.Connected:
+                var reader = new WireReader(message.Data);
+                RelayAddress.Decode(ref reader);
+                break;
+        }
+    }
+
+    private static void Control(byte[] input)
+    {
+        try
+        {
+            ControlCodec.Decode(input);
+        }
+        catch (WireException)
+        {
+            // Refused: the link closes.
+        }
+    }
+
+    private static void DescriptorDecode(byte[] input)
+    {
+        try
+        {
+            var descriptor = Descriptor.Decode(input);
+            Check(descriptor.Encoded.AsSpan().SequenceEqual(input), "a decoded descriptor must keep its exact bytes");
+        }
+        catch (WireException)
+        {
+            // Refused: the descriptor is dropped.
+        }
+    }
+
+    private static void Check(bool condition, string contract)
+    {
+        if (!condition) throw new ContractBroken(contract);
+    }
+}
+
+/// <summary>A parser returned something its contract forbids: a bug, reported to AFL++ as a crash.</summary>
+internal sealed class ContractBroken(string contract) : Exception(contract);

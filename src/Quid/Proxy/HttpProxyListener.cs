@@ -1,0 +1,317 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Quid.Circuits;
+using Quid.Proxy.Http;
+using Quid.Proxy.Socks;
+using Quid.Wire;
+
+namespace Quid.Proxy;
+
+/// <summary>
+/// The HTTP proxy front end on loopback: CONNECT becomes a raw tunnel, and a request for an
+/// absolute http URI is sent on as origin-form HTTP/1.1 with hop-by-hop fields removed. Each
+/// connection carries one exchange and is answered with <c>Connection: close</c>. The parsing
+/// and rewriting are sans-IO (<see cref="Http"/>); this adapter owns the sockets.
+/// </summary>
+/// <remarks>
+/// A relay stream joins a circuit to a socket, so to rewrite a forwarded exchange the adapter
+/// gives the stream one end of a loopback socket pair and works the other end: the request head
+/// and exactly its body go out (a pipelined request after it is never sent on, so nothing meant
+/// for one host or one set of credentials reaches another), and the response head comes back
+/// rewritten, its content copied (or de-chunked for HTTP/1.0) until the destination closes.
+/// </remarks>
+public sealed class HttpProxyListener : IAsyncDisposable
+{
+    private const int BufferSize = 64 * 1024;
+    /// <summary>Destinations may send large heads (many cookies); this bounds what one response can make us hold.</summary>
+    private const int MaxResponseHead = 64 * 1024;
+    private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(2);
+
+    private readonly LoopbackListener _listener;
+    private readonly StreamOpener _open;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly TimeSpan _headTimeout;
+
+    /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
+    public HttpProxyListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, TimeSpan? headTimeout = null)
+    {
+        _open = open;
+        _time = time;
+        _logger = logger;
+        _headTimeout = headTimeout ?? TimeSpan.FromSeconds(30);
+        _listener = new LoopbackListener(endPoint, "HTTP proxy", logger);
+    }
+
+    public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
+
+    private CancellationToken Stopping => _listener.Stopping;
+
+    public void Start() => _listener.Start(ServeAsync);
+
+    private async Task ServeAsync(Socket client)
+    {
+        bool handedOver = false;
+        try
+        {
+            var (head, early) = await ReadRequestHeadAsync(client).ConfigureAwait(false);
+            if (head is null) return;
+            switch (ProxyRequest.Interpret(head))
+            {
+                case RefusedRequest refused:
+                    _logger.LogDebug("HTTP proxy request refused: {Reason}", refused.Error.Message);
+                    await RefuseAsync(client, refused.Error.RequestStatus, refused.Error.Message).ConfigureAwait(false);
+                    break;
+                case TunnelRequest tunnel:
+                    if (await OpenAsync(client, tunnel.Target, tunnel.Isolation).ConfigureAwait(false) is not { } stream) break;
+                    await AbortOnFailureAsync(stream, client.SendAsync(ProxyResponses.ConnectionEstablished.ToArray(), SocketFlags.None, Stopping).AsTask()).ConfigureAwait(false);
+                    handedOver = true;
+                    _ = stream.RunAsync(client, early);
+                    break;
+                case ForwardRequest forward:
+                    if (await OpenAsync(client, forward.Target, forward.Isolation).ConfigureAwait(false) is not { } forwarded) break;
+                    var pair = await AbortOnFailureAsync(forwarded, SocketPair.CreateAsync(Stopping)).ConfigureAwait(false);
+                    await ExchangeAsync(client, forwarded, pair, forward, early).ConfigureAwait(false);
+                    break;
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The application went away or was too slow; nothing to answer.
+        }
+        finally
+        {
+            if (!handedOver) client.Dispose();
+        }
+    }
+
+    /// <summary>Reads until a whole request head; returns it and the bytes after it, or null once a refusal was sent.</summary>
+    private async Task<(HttpRequestHead? Head, byte[] Early)> ReadRequestHeadAsync(Socket client)
+    {
+        using var timeout = new CancellationTokenSource(_headTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
+        var parser = new HttpHeadParser();
+        var buffer = new byte[HttpHeadParser.DefaultMaxHeadSize];
+        int filled = 0;
+        while (true)
+        {
+            var parse = parser.ParseRequest(buffer.AsSpan(0, filled));
+            if (parse.Status == HttpParseStatus.Complete) return (parse.Head, buffer[parse.Consumed..filled]);
+            if (parse.Status == HttpParseStatus.Failed)
+            {
+                _logger.LogDebug("HTTP proxy request refused: {Reason}", parse.Error!.Message);
+                await RefuseAsync(client, parse.Error.RequestStatus, parse.Error.Message).ConfigureAwait(false);
+                return (null, []);
+            }
+            int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
+            if (read == 0) return (null, []);
+            filled += read;
+        }
+    }
+
+    private async Task<RelayStream?> OpenAsync(Socket client, StreamTarget target, SocksAuth isolation)
+    {
+        try
+        {
+            return await _open(target, isolation, Stopping).ConfigureAwait(false);
+        }
+        catch (StreamException e)
+        {
+            _logger.LogDebug("HTTP proxy stream to {Target} failed: {Reason}", target, e.Message);
+            await RefuseAsync(client, ProxyResponses.StatusFor(e.Reason), $"Quid could not open a connection to {target}: {e.Message}").ConfigureAwait(false);
+            return null;
+        }
+    }
+
+    /// <summary>An open stream whose socket never materialises (the application left, the pair failed) is ended at the exit too.</summary>
+    private static async Task<T> AbortOnFailureAsync<T>(RelayStream stream, Task<T> step)
+    {
+        try
+        {
+            return await step.ConfigureAwait(false);
+        }
+        catch
+        {
+            stream.Abort(EndReason.Internal, notifyPeer: true);
+            throw;
+        }
+    }
+
+    private Task RefuseAsync(Socket client, int status, string explanation) =>
+        LoopbackListener.AnswerAndCloseAsync(client, ProxyResponses.Error(status, explanation), DrainTime, _time, Stopping);
+
+    /// <summary>One forwarded exchange: the request goes out while the response comes back, until the destination closes.</summary>
+    private async Task ExchangeAsync(Socket client, RelayStream stream, (Socket Near, Socket Far) pair, ForwardRequest request, byte[] early)
+    {
+        using var near = pair.Near;
+        _ = stream.RunAsync(pair.Far);
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(Stopping);
+        var upload = SendRequestAsync(client, near, request, early, done.Token);
+        var (answered, failure) = await RelayResponseAsync(near, client, request, stream.Target, done.Token).ConfigureAwait(false);
+        if (answered)
+        {
+            // The response is whole. A staged close: end our side, and let the application finish
+            // sending (or notice) for a moment before the socket goes (RFC 9112 §9.6).
+            client.Shutdown(SocketShutdown.Send);
+            done.CancelAfter(DrainTime);
+            await upload.ConfigureAwait(false);
+            return;
+        }
+        await done.CancelAsync().ConfigureAwait(false);
+        if (await upload.ConfigureAwait(false) is { } badBody)
+        {
+            _logger.LogDebug("HTTP proxy request body refused: {Reason}", badBody);
+            await RefuseAsync(client, 400, badBody).ConfigureAwait(false);
+        }
+        else if (failure is not null)
+        {
+            _logger.LogDebug("HTTP proxy: {Failure}", failure);
+            await RefuseAsync(client, 502, failure).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The rewritten head, then exactly the request's body, then whatever the application sends
+    /// is read and dropped. Returns why the body's framing was refused, if it was.
+    /// </summary>
+    private static async Task<string?> SendRequestAsync(Socket client, Socket near, ForwardRequest request, byte[] early, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        try
+        {
+            await near.SendAsync(request.Head, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            var pending = early.AsMemory();
+            var chunked = request.Body.Framing == BodyFraming.Chunked ? new ChunkedBodyReader() : null;
+            long remaining = request.Body.Framing == BodyFraming.ContentLength ? request.Body.Length : 0;
+            while (chunked is { IsDone: false } || remaining > 0)
+            {
+                if (pending.IsEmpty)
+                {
+                    int read = await client.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    // The application gave up before its body was whole: the stream ends with it.
+                    if (read == 0)
+                    {
+                        near.Dispose();
+                        return null;
+                    }
+                    pending = buffer.AsMemory(0, read);
+                }
+                int body = chunked is null ? (int)Math.Min(remaining, pending.Length) : BodyBytes(chunked, pending.Span);
+                if (body < 0)
+                {
+                    near.Dispose();
+                    return "The request's chunked body is malformed.";
+                }
+                await near.SendAsync(pending[..body], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                remaining -= chunked is null ? body : 0;
+                pending = pending[body..];
+            }
+            // Anything after the body is a pipelined request: we answer Connection: close and never send it on.
+            while (await client.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Cut short, or the exchange is over: closing the pair ends the stream.
+            near.Dispose();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return null;
+    }
+
+    /// <summary>How many bytes at the start of <paramref name="input"/> belong to the chunked body, framing and all; -1 if its framing is malformed.</summary>
+    private static int BodyBytes(ChunkedBodyReader reader, ReadOnlySpan<byte> input)
+    {
+        int length = 0;
+        while (length < input.Length && !reader.IsDone)
+        {
+            var run = reader.Read(input[length..]);
+            if (run.Kind == ChunkedRunKind.Failed) return -1;
+            length += run.Length;
+        }
+        return length;
+    }
+
+    /// <summary>
+    /// Reads the destination's response head (passing on or dropping interim ones), sends it on
+    /// rewritten, then copies the content until the destination closes. Answered once a final
+    /// response reached the application; otherwise Failure says what to tell it, if anything.
+    /// </summary>
+    private static async Task<(bool Answered, string? Failure)> RelayResponseAsync(Socket near, Socket client, ForwardRequest request, StreamTarget target, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[MaxResponseHead];
+        var parser = new HttpHeadParser(MaxResponseHead);
+        int filled = 0;
+        try
+        {
+            while (true)
+            {
+                var parse = parser.ParseResponse(buffer.AsSpan(0, filled));
+                if (parse.Status == HttpParseStatus.Failed)
+                    return (false, $"{target} answered with something that is not an HTTP/1.x response: {parse.Error!.Message}");
+                if (parse.Status == HttpParseStatus.NeedMore)
+                {
+                    int read = await near.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    if (read == 0) return (false, $"{target} closed the connection without answering.");
+                    filled += read;
+                    continue;
+                }
+                var head = parse.Head!;
+                buffer.AsSpan(parse.Consumed, filled - parse.Consumed).CopyTo(buffer);
+                filled -= parse.Consumed;
+                if (head.Status == 101)
+                    return (false, $"{target} switched protocols, which only a CONNECT tunnel can carry.");
+                if (head.IsInterim)
+                {
+                    // HTTP/1.0 clients know no interim responses (RFC 9110 §15.2).
+                    if (!request.Http10Client) await client.SendAsync(ProxyResponses.Forward(head, dechunk: false), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+                bool hasContent = !request.HeadMethod && head.Status is not (204 or 304);
+                bool dechunk = request.Http10Client && hasContent && ProxyResponses.IsChunkedOnly(head);
+                await client.SendAsync(ProxyResponses.Forward(head, dechunk), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                await CopyContentAsync(near, client, buffer, filled, dechunk ? new ChunkedBodyReader() : null, cancellationToken).ConfigureAwait(false);
+                return (true, null);
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            return (false, null);
+        }
+    }
+
+    /// <summary>Copies the content until the destination closes; with a reader, only the chunks' data, until the last chunk.</summary>
+    private static async Task CopyContentAsync(Socket near, Socket client, byte[] buffer, int filled, ChunkedBodyReader? dechunk, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (dechunk is null)
+            {
+                if (filled > 0) await client.SendAsync(buffer.AsMemory(0, filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                for (int at = 0; at < filled && !dechunk.IsDone;)
+                {
+                    var run = dechunk.Read(buffer.AsSpan(at, filled - at));
+                    // Broken framing from the destination: the content so far is all the client gets.
+                    if (run.Kind == ChunkedRunKind.Failed) return;
+                    if (run.Kind == ChunkedRunKind.Data)
+                        await client.SendAsync(buffer.AsMemory(at, run.Length), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    at += run.Length;
+                }
+                if (dechunk.IsDone) return;
+            }
+            filled = await near.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (filled == 0) return;
+        }
+    }
+
+    public ValueTask DisposeAsync() => _listener.DisposeAsync();
+}

@@ -1,0 +1,151 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Quid.Circuits;
+using Quid.Proxy;
+using Quid.Proxy.Socks;
+using Quid.Wire;
+
+namespace Quid.Tests.Proxy;
+
+/// <summary>
+/// The front ends' socket adapters on real loopback sockets, with a network that fails in a
+/// chosen way: what the application is told for each failure, and what the node was asked for.
+/// </summary>
+public sealed class ProxyListenerTests
+{
+    private static readonly IPEndPoint AnyLoopbackPort = new(IPAddress.Loopback, 0);
+
+    /// <summary>A stand-in for the network: records each request and fails it with <paramref name="reason"/>.</summary>
+    private static StreamOpener Failing(EndReason reason, ConcurrentQueue<(StreamTarget, SocksAuth)> asked) => (target, isolation, _) =>
+    {
+        asked.Enqueue((target, isolation));
+        return Task.FromException<RelayStream>(new StreamException(reason, $"The exit refused the stream: {reason}."));
+    };
+
+    private static async Task<string> ExchangeAsync(IPEndPoint proxy, byte[] request)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(proxy);
+        await socket.SendAsync(request);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var answer = new List<byte>();
+        var buffer = new byte[4096];
+        int read;
+        while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token)) > 0) answer.AddRange(buffer.AsSpan(0, read));
+        return Encoding.UTF8.GetString([.. answer]);
+    }
+
+    [Theory]
+    [InlineData(EndReason.ConnectionRefused, "502 Bad Gateway")]
+    [InlineData(EndReason.ResolveFailed, "502 Bad Gateway")]
+    [InlineData(EndReason.ExitPolicy, "403 Forbidden")]
+    [InlineData(EndReason.Timeout, "504 Gateway Timeout")]
+    [InlineData(EndReason.CircuitClosed, "502 Bad Gateway")]
+    public async Task Each_stream_failure_gets_its_status_and_a_page_naming_the_destination_and_the_reason(EndReason reason, string status)
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        await using var proxy = new HttpProxyListener(AnyLoopbackPort, Failing(reason, asked), TimeProvider.System, NullLogger.Instance);
+        proxy.Start();
+        foreach (string request in new[]
+        {
+            "GET http://web.quid.test:8080/x HTTP/1.1\r\nHost: web.quid.test:8080\r\nProxy-Authorization: Basic YWxpY2U6cHc=\r\n\r\n",
+            "CONNECT web.quid.test:8080 HTTP/1.1\r\nHost: web.quid.test:8080\r\nProxy-Authorization: Basic YWxpY2U6cHc=\r\n\r\n",
+        })
+        {
+            string answer = await ExchangeAsync(proxy.LocalEndPoint, Encoding.ASCII.GetBytes(request));
+            Assert.StartsWith($"HTTP/1.1 {status}\r\n", answer, StringComparison.Ordinal);
+            Assert.Contains($"Quid could not open a connection to web.quid.test:8080: The exit refused the stream: {reason}.", answer, StringComparison.Ordinal);
+        }
+        // The name went to the network as a name, with the credentials as the isolation key.
+        Assert.All(asked, a => Assert.Equal((new StreamTarget("web.quid.test", 8080), SocksAuth.FromUsernamePassword("alice"u8, "pw"u8)), a));
+        Assert.Equal(2, asked.Count);
+    }
+
+    [Theory]
+    [InlineData("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "400 Bad Request", "not a web site")]
+    [InlineData("\u0005\u0001\u0000", "400 Bad Request", "not an HTTP/1.x request line")]
+    [InlineData("GET http://a/ HTTP/2.0\r\n\r\n", "505 HTTP Version Not Supported", "Only HTTP/1.x")]
+    [InlineData("GET https://a/ HTTP/1.1\r\nHost: a\r\n\r\n", "400 Bad Request", "CONNECT")]
+    public async Task A_request_the_proxy_cannot_serve_is_answered_with_why(string request, string status, string why)
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        await using var proxy = new HttpProxyListener(AnyLoopbackPort, Failing(EndReason.Internal, asked), TimeProvider.System, NullLogger.Instance);
+        proxy.Start();
+        string answer = await ExchangeAsync(proxy.LocalEndPoint, Encoding.Latin1.GetBytes(request));
+        Assert.StartsWith($"HTTP/1.1 {status}\r\n", answer, StringComparison.Ordinal);
+        Assert.Contains(why, answer, StringComparison.Ordinal);
+        Assert.Empty(asked);
+    }
+
+    [Fact]
+    public async Task A_head_over_the_limit_gets_431_even_while_the_application_keeps_sending()
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        await using var proxy = new HttpProxyListener(AnyLoopbackPort, Failing(EndReason.Internal, asked), TimeProvider.System, NullLogger.Instance);
+        proxy.Start();
+        // 64 KiB of fields: twice the limit, so the proxy answers while unread bytes are still arriving.
+        byte[] request = Encoding.ASCII.GetBytes("GET http://a/ HTTP/1.1\r\nHost: a\r\n" + string.Concat(Enumerable.Repeat("X-Filler: " + new string('f', 500) + "\r\n", 128)) + "\r\n");
+        string answer = await ExchangeAsync(proxy.LocalEndPoint, request);
+        Assert.StartsWith("HTTP/1.1 431 Request Header Fields Too Large\r\n", answer, StringComparison.Ordinal);
+        Assert.Empty(asked);
+    }
+
+    [Theory]
+    [InlineData(EndReason.ConnectionRefused, 0x05)]
+    [InlineData(EndReason.ResolveFailed, 0x04)]
+    [InlineData(EndReason.ExitPolicy, 0x02)]
+    [InlineData(EndReason.Timeout, 0x06)]
+    [InlineData(EndReason.Internal, 0x01)]
+    public async Task Each_stream_failure_gets_its_SOCKS5_reply_code(EndReason reason, byte code)
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        await using var socks = new SocksListener(AnyLoopbackPort, Failing(reason, asked), (_, _, _) => Task.FromResult<IPAddress[]>([]), TimeProvider.System, NullLogger.Instance);
+        socks.Start();
+        string answer = await ExchangeAsync(socks.LocalEndPoint, [5, 1, 0, 5, 1, 0, 3, 13, .. "web.quid.test"u8, 0x1F, 0x90]);
+        Assert.Equal(new byte[] { 5, 0, 5, code, 0, 1, 0, 0, 0, 0, 0, 0 }, Encoding.UTF8.GetBytes(answer));
+        Assert.Equal((new StreamTarget("web.quid.test", 8080), SocksAuth.None), Assert.Single(asked));
+    }
+
+    [Theory]
+    [InlineData(0x02)] // BIND
+    [InlineData(0x03)] // UDP ASSOCIATE
+    public async Task BIND_and_UDP_ASSOCIATE_are_answered_command_not_supported(byte command)
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        await using var socks = new SocksListener(AnyLoopbackPort, Failing(EndReason.Internal, asked), (_, _, _) => Task.FromResult<IPAddress[]>([]), TimeProvider.System, NullLogger.Instance);
+        socks.Start();
+        string answer = await ExchangeAsync(socks.LocalEndPoint, [5, 1, 0, 5, command, 0, 1, 0, 0, 0, 0, 0, 0]);
+        Assert.Equal(new byte[] { 5, 0, 5, 7, 0, 1, 0, 0, 0, 0, 0, 0 }, Encoding.UTF8.GetBytes(answer));
+        Assert.Empty(asked);
+    }
+
+    [Fact]
+    public async Task A_RESOLVE_answered_with_no_address_at_all_is_host_unreachable()
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        await using var socks = new SocksListener(AnyLoopbackPort, Failing(EndReason.Internal, asked), (_, _, _) => Task.FromResult<IPAddress[]>([]), TimeProvider.System, NullLogger.Instance);
+        socks.Start();
+        string answer = await ExchangeAsync(socks.LocalEndPoint, [5, 1, 0, 5, 0xF0, 0, 3, 4, .. "name"u8, 0, 0]);
+        Assert.Equal(new byte[] { 5, 0, 5, 4, 0, 1, 0, 0, 0, 0, 0, 0 }, Encoding.UTF8.GetBytes(answer));
+    }
+
+    public static TheoryData<string> NotLoopback => ["0.0.0.0", "::", "192.0.2.1", "::ffff:10.0.0.1"];
+
+    [Theory]
+    [MemberData(nameof(NotLoopback))]
+    public async Task Neither_front_end_binds_anything_but_loopback(string address)
+    {
+        var endPoint = new IPEndPoint(IPAddress.Parse(address), 0);
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        var http = Assert.Throws<ArgumentException>(() => new HttpProxyListener(endPoint, Failing(EndReason.Internal, asked), TimeProvider.System, NullLogger.Instance));
+        Assert.Contains("HTTP proxy listens on loopback only", http.Message, StringComparison.Ordinal);
+        var socks = Assert.Throws<ArgumentException>(() => new SocksListener(endPoint, Failing(EndReason.Internal, asked), (_, _, _) => Task.FromResult<IPAddress[]>([]), TimeProvider.System, NullLogger.Instance));
+        Assert.Contains("SOCKS proxy listens on loopback only", socks.Message, StringComparison.Ordinal);
+        // And loopback itself, v4 and v6, is fine.
+        await using var v6 = new HttpProxyListener(new IPEndPoint(IPAddress.IPv6Loopback, 0), Failing(EndReason.Internal, asked), TimeProvider.System, NullLogger.Instance);
+        Assert.True(IPAddress.IsLoopback(v6.LocalEndPoint.Address));
+    }
+}
