@@ -18,7 +18,7 @@ internal static class CircuitsCommand
             }
             if (report.Circuits.Count == 0)
             {
-                AnsiConsole.MarkupLine($"No circuit of yours is open yet ({report.Hops} hops each): see quid status for why.");
+                AnsiConsole.MarkupLine("None of your own circuits is open: quid status says what the node is waiting for.");
             }
             else
             {

@@ -49,7 +49,8 @@ internal static class LedgerCommand
             return;
         }
         var table = new Table().Border(TableBorder.Rounded);
-        table.AddColumns("partner", "verdict", "we grant", "promised", "delivered", "given", "received", "agreements");
+        table.AddColumn(new TableColumn("partner").NoWrap());
+        table.AddColumns("verdict", "we grant", "promised", "delivered", "given", "received", "agreements");
         foreach (var e in rows)
         {
             table.AddRow(Render.Brief(e.Partner), Verdict(e.Verdict, e.ShunnedUntil), Render.Kbps(e.WeGrantKbps), Render.Kbps(e.PromisedKbps),

@@ -22,11 +22,12 @@ internal static class PeersCommand
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded);
-            table.AddColumns("neighbour", "role", "link", "for", "sent", "received", "queued", "we grant", "it grants", "verdict");
+            table.AddColumn(new TableColumn("neighbour").NoWrap());
+            table.AddColumns("role", "link", "for", "sent / received", "queued", "we grant / it grants", "verdict");
             foreach (var p in peers)
             {
                 table.AddRow(Render.Brief(p.Id), p.Ultrapeer ? "ultrapeer" : "leaf", Markup.Escape($"{(p.Outbound ? "to" : "from")} {p.Remote}"), Render.Since(p.Since),
-                    Render.Bytes(p.BytesSent), Render.Bytes(p.BytesReceived), Render.Bytes(p.QueuedBytes), Render.Kbps(p.WeGrantKbps), Render.Kbps(p.TheyGrantKbps),
+                    $"{Render.Bytes(p.BytesSent)} / {Render.Bytes(p.BytesReceived)}", Render.Bytes(p.QueuedBytes), $"{Render.Kbps(p.WeGrantKbps)} / {Render.Kbps(p.TheyGrantKbps)}",
                     LedgerCommand.Verdict(p.Verdict, null));
             }
             AnsiConsole.Write(table);

@@ -1,5 +1,10 @@
 using System.CommandLine;
 using Quid.Cli;
+using Spectre.Console;
+
+// Piped into a file or another program, tables keep their rows on one line each rather than
+// wrapping at the 80 columns Spectre assumes when there is no terminal to ask.
+if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
 
 var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you pay for anonymity with bandwidth.")
 {

@@ -75,7 +75,7 @@ internal static class StatusCommand
             ? $"{request} kbps: {(s.RequestMet ? "[green]met[/]" : "[yellow]not met yet[/]")}, partners grant you {s.ReceivedGrantKbps} kbps"
             : "none: a donor");
         grid.AddRow("links", $"{s.Neighbours} neighbours, {s.Agreements} agreements, {s.KnownPeers} nodes known");
-        grid.AddRow("circuits", $"{s.Circuits} ready ({s.Hops} hops), {s.RelayedCircuits} carried for others, {s.Streams} streams open");
+        grid.AddRow("circuits", $"{s.Circuits} ready ({s.Hops} {(s.Hops == 1 ? "hop" : "hops")} each), {s.RelayedCircuits} carried for others, {s.Streams} streams open");
         grid.AddRow("listening", Markup.Escape($"links {s.Listen}, SOCKS {s.Socks ?? "off"}"));
         AnsiConsole.Write(grid);
     }

@@ -88,6 +88,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
 
     public NodeIdentity Identity { get; }
     public NodeId Id => Identity.Id;
+    /// <summary>What the node was started with: the control API reports the request as the user asked for it, before it is split among partners.</summary>
+    public NodeOptions Options => _options;
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public CircuitManager Circuits => _circuits;

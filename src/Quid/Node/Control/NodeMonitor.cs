@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Quid.Wire;
 
 namespace Quid.Node.Control;
 
@@ -109,7 +110,7 @@ public sealed class NodeMonitor : IAsyncDisposable
             var phase = PhaseOf(status, _node.SocksEndPoint is not null);
             NodePhase? before;
             lock (_lock) (before, _phase) = (_phase, phase);
-            if (before != phase) _logger.LogInformation("{Phase}", Describe(phase, status));
+            if (before != phase) _logger.LogInformation("{Phase}", Describe(phase, status, _node.Options.Request));
         }
         catch (ObjectDisposedException)
         {
@@ -126,10 +127,11 @@ public sealed class NodeMonitor : IAsyncDisposable
         return NodePhase.Ready;
     }
 
-    public static string Describe(NodePhase phase, NodeStatus status) => phase switch
+    /// <summary>The phase in words; <paramref name="request"/> is the request as configured, before it is split among partners.</summary>
+    public static string Describe(NodePhase phase, NodeStatus status, Block? request) => phase switch
     {
         NodePhase.Joining => "Joining the network: dialing peers, no neighbour yet",
-        NodePhase.Searching => $"Searching for partners: {status.Neighbours.Count} neighbours, {status.ReceivedKbps} of {status.Request?.Kbps ?? 0} kbps granted so far",
+        NodePhase.Searching => $"Searching for partners: {status.Neighbours.Count} neighbours, {status.ReceivedKbps} of {request?.Kbps ?? 0} kbps granted so far",
         NodePhase.Building => "Building circuits: partners found, the first circuit is on its way",
         _ => status.SocksEndPoint is { } socks && status.Request is not null
             ? $"Ready: a circuit is waiting; point applications at the SOCKS proxy on {socks}"
