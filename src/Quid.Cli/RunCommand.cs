@@ -27,8 +27,10 @@ internal static class RunCommand
 
             var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
             builder.Logging.SetMinimumLevel(settings.LogLevel);
-            // The host's own chatter ("Application started…") says nothing the node does not.
+            // The host's own chatter ("Application started…") says nothing the node does not, and
+            // a failed start is told below in one line rather than as the host's stack trace.
             builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+            builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
             if (settings.LogFormat == LogFormat.Json)
                 builder.Logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffzzz");
             else
@@ -51,7 +53,8 @@ internal static class RunCommand
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or UnauthorizedAccessException or ArgumentException)
             {
-                host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Quid").LogCritical("Cannot start: {Reason}", e.Message);
+                // The host is disposed by now, its loggers with it.
+                await Console.Error.WriteLineAsync($"quid run: cannot start: {e.Message}").ConfigureAwait(false);
                 return ExitCodes.Failed;
             }
         });

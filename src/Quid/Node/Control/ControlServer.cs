@@ -75,7 +75,15 @@ public sealed class ControlServer : IAsyncDisposable
         var app = builder.Build();
         var server = new ControlServer(app, node, monitor, metrics, dataDirectory, cookie);
         app.Run(server.HandleAsync);
-        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         server.EndPoint = IPEndPoint.Parse(new Uri(address).Authority);
         ControlCookie.WriteOwnerOnly(Path.Combine(dataDirectory, ControlCookie.EndPointFileName), Encoding.ASCII.GetBytes(server.EndPoint.ToString()));

@@ -36,7 +36,7 @@ public sealed class NodeService(NodeSettings settings, ILoggerFactory loggers, T
         _metrics = new NodeMetrics(_node, _monitor);
         try
         {
-            _control = await ControlServer.StartAsync(_node, _monitor, _metrics, endPoint, settings.DataDirectory, loggers, cancellationToken).ConfigureAwait(false);
+            _control = await StartControlAsync(endPoint, cancellationToken).ConfigureAwait(false);
         }
         catch (IOException e)
         {
@@ -44,6 +44,25 @@ public sealed class NodeService(NodeSettings settings, ILoggerFactory loggers, T
             throw new IOException($"The control API cannot listen on {endPoint} ({e.Message}); another node may be running there: set control to another loopback port, or off.", e);
         }
         _logger.LogInformation("Control API, dashboard and metrics on http://{EndPoint}/ ('quid dashboard' prints a link that signs in)", _control.EndPoint);
+    }
+
+    /// <summary>
+    /// Starts the control API on its port. When that is only the default and another node has it
+    /// already (two nodes for one user, or a test network), any free loopback port will do: the
+    /// CLI finds it in the data directory. A port that was asked for is kept to, or start fails.
+    /// </summary>
+    private async Task<ControlServer> StartControlAsync(System.Net.IPEndPoint endPoint, CancellationToken cancellationToken)
+    {
+        bool asked = settings.Values.Single(v => v.Key == "control").Origin.Source != SettingSource.Default;
+        try
+        {
+            return await ControlServer.StartAsync(_node!, _monitor!, _metrics!, endPoint, settings.DataDirectory, loggers, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException) when (!asked)
+        {
+            _logger.LogWarning("The control API's usual port {EndPoint} is taken, perhaps by another node: it takes a free port instead, which 'quid status' finds in the data directory", endPoint);
+            return await ControlServer.StartAsync(_node!, _monitor!, _metrics!, new System.Net.IPEndPoint(endPoint.Address, 0), settings.DataDirectory, loggers, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
