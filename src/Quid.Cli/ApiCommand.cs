@@ -15,7 +15,13 @@ internal static class ApiCommand
     /// <summary>What to do when no node answers; null to report it as an error.</summary>
     public delegate Task<int> Offline(NodeSettings settings, bool json, ControlUnavailableException reason);
 
-    public static Command Create(string name, string description, Action action, Offline? offline = null, params Option[] more)
+    /// <summary>How long to keep trying to reach a node that does not answer yet (one that is starting); null not to.</summary>
+    public delegate TimeSpan? Patience(ParseResult parse);
+
+    public static Command Create(string name, string description, Action action, Offline? offline = null, params Option[] more) =>
+        Create(name, description, action, offline, patience: null, more);
+
+    public static Command Create(string name, string description, Action action, Offline? offline, Patience? patience, params Option[] more)
     {
         var flags = new NodeFlags("data-dir", "control");
         var json = new Option<bool>("--json") { Description = "Print JSON, for scripts." };
@@ -26,16 +32,25 @@ internal static class ApiCommand
         {
             if (flags.Load(parse, name) is not { } settings) return ExitCodes.BadConfiguration;
             bool asJson = parse.GetValue(json);
-            try
+            var deadline = DateTime.UtcNow + (patience?.Invoke(parse) ?? TimeSpan.Zero);
+            while (true)
             {
-                using var client = ControlClient.For(settings);
-                return await action(client, asJson, parse, cancellationToken).ConfigureAwait(false);
-            }
-            catch (ControlUnavailableException e)
-            {
-                if (offline is not null) return await offline(settings, asJson, e).ConfigureAwait(false);
-                await Console.Error.WriteLineAsync($"quid {name}: {e.Message}").ConfigureAwait(false);
-                return ExitCodes.Failed;
+                try
+                {
+                    // Found anew each try: a starting node writes its address and cookie only once it listens.
+                    using var client = ControlClient.For(settings);
+                    return await action(client, asJson, parse, cancellationToken).ConfigureAwait(false);
+                }
+                catch (ControlUnavailableException) when (DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+                }
+                catch (ControlUnavailableException e)
+                {
+                    if (offline is not null) return await offline(settings, asJson, e).ConfigureAwait(false);
+                    await Console.Error.WriteLineAsync($"quid {name}: {e.Message}").ConfigureAwait(false);
+                    return ExitCodes.Failed;
+                }
             }
         });
         return command;

@@ -9,15 +9,19 @@ internal static class StatusCommand
 {
     public static Command Create()
     {
-        var wait = new Option<bool>("--wait") { Description = "Show progress until the node is ready (linked, partnered, a circuit built), then the status." };
+        var wait = new Option<bool>("--wait") { Description = "Show progress until the node is ready (linked, partnered, a circuit built), then the status; a node still starting is waited for too." };
         var timeout = new Option<int>("--timeout") { Description = "With --wait: give up after this many seconds (exit 1).", DefaultValueFactory = _ => 120 };
+        // Commands are made once per run of quid, just before one of them is invoked.
+        var invoked = DateTime.UtcNow;
         return ApiCommand.Create("status", "Show what the node is doing: progress, live rates, offer and request, links and circuits.",
             async (client, json, parse, cancellationToken) =>
             {
                 var status = await client.GetAsync<StatusReport>("/api/status", cancellationToken).ConfigureAwait(false);
                 if (parse.GetValue(wait) && status.Phase != NodePhase.Ready)
                 {
-                    status = await WaitAsync(client, status, TimeSpan.FromSeconds(parse.GetValue(timeout)), json, cancellationToken).ConfigureAwait(false);
+                    // One timeout covers both waits: for a starting node to answer, and for it to be ready.
+                    var deadline = invoked + TimeSpan.FromSeconds(parse.GetValue(timeout));
+                    status = await WaitAsync(client, status, deadline, json, cancellationToken).ConfigureAwait(false);
                     if (status.Phase != NodePhase.Ready)
                     {
                         await Console.Error.WriteLineAsync($"quid status: not ready after {parse.GetValue(timeout)} s: {status.PhaseText}").ConfigureAwait(false);
@@ -27,12 +31,11 @@ internal static class StatusCommand
                 if (json) Render.Json(status);
                 else Show(status);
                 return ExitCodes.Ok;
-            }, offline: null, wait, timeout);
+            }, offline: null, patience: parse => parse.GetValue(wait) ? TimeSpan.FromSeconds(parse.GetValue(timeout)) : null, wait, timeout);
     }
 
-    private static async Task<StatusReport> WaitAsync(ControlClient client, StatusReport status, TimeSpan timeout, bool json, CancellationToken cancellationToken)
+    private static async Task<StatusReport> WaitAsync(ControlClient client, StatusReport status, DateTime deadline, bool json, CancellationToken cancellationToken)
     {
-        var deadline = DateTime.UtcNow + timeout;
         async Task<StatusReport> PollAsync(Action<StatusReport> show)
         {
             while (status.Phase != NodePhase.Ready && DateTime.UtcNow < deadline)

@@ -28,7 +28,7 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
             "--offer", "256", "--request", "2048", "--hops", "1", "--peer", $"127.0.0.250:{linkPort}");
         string socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
 
-        // --wait follows bootstrapping and returns once a circuit is ready.
+        // --wait waits for the starting node to answer, follows its bootstrapping, and returns once a circuit is ready.
         var (waited, progress) = await QuidProcess.RunAsync("status", "--data-dir", clientDir, "--wait", "--timeout", "30");
         Assert.True(waited == 0, progress);
         Assert.Contains("Ready: a circuit is waiting", progress, StringComparison.Ordinal);
