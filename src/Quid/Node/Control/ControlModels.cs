@@ -18,6 +18,11 @@ public enum NodePhase
 
 public sealed record IdReport(string Id, string Brief);
 
+/// <param name="RequestKbps">The request as configured, before it is split among partners; null for a donor.</param>
+/// <param name="ReceivedGrantKbps">What our partners grant us, in all.</param>
+/// <param name="GrantedKbps">What we grant our partners, in all.</param>
+/// <param name="Circuits">Our own open circuits.</param>
+/// <param name="RelayedCircuits">Circuits we carry for others, as a middle hop or the exit.</param>
 public sealed record StatusReport(
     string Id,
     string Role,
@@ -31,9 +36,7 @@ public sealed record StatusReport(
     long OfferKbps,
     long? RequestKbps,
     bool RequestMet,
-    /// <summary>What our partners grant us, in all.</summary>
     long ReceivedGrantKbps,
-    /// <summary>What we grant our partners, in all.</summary>
     long GrantedKbps,
     long FreeKbps,
     IReadOnlyList<OfferBlockReport> OfferBlocks,
