@@ -46,7 +46,7 @@ internal static class EndToEnd
                 string[] nodeArgs =
                 [
                     "run", "--data-dir", Path.Combine(root, $"node{i}"), "--listen", $"{address}:0", "--exit-allow-private",
-                    "--socks", client ? "127.0.0.1:0" : "off", "--hops", i == 6 ? "1" : "3", .. Unshaped,
+                    "--socks", client ? "127.0.0.1:0" : "off", "--http-proxy", "off", "--hops", i == 6 ? "1" : "3", .. Unshaped,
                     .. (bootstrap is null ? Array.Empty<string>() : ["--peer", bootstrap]),
                 ];
                 var (process, log) = StartQuid(quid, nodeArgs, processes);

@@ -5,18 +5,6 @@ namespace Quid.Cli;
 
 internal static class CliDefaults
 {
-    /// <summary>The data directory under the XDG base directory rules: $XDG_DATA_HOME/quid or ~/.local/share/quid.</summary>
-    public static string DataDirectory
-    {
-        get
-        {
-            string? xdg = Environment.GetEnvironmentVariable("XDG_DATA_HOME");
-            string root = !string.IsNullOrEmpty(xdg) ? xdg
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "share");
-            return Path.Combine(root, "quid");
-        }
-    }
-
     public static ILoggerFactory Loggers(LogLevel level) => LoggerFactory.Create(builder => builder
         .SetMinimumLevel(level)
         .AddSimpleConsole(o =>

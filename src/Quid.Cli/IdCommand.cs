@@ -1,23 +1,33 @@
 using System.CommandLine;
 using Quid.Crypto;
+using Quid.Node.Control;
 
 namespace Quid.Cli;
 
-/// <summary><c>quid id</c>: prints this node's id, creating the identity if there is none yet.</summary>
+/// <summary>
+/// <c>quid id</c>: this node's id. It asks the running node; with none running it reads the
+/// identity in the data directory, creating one if there is none yet, so an id can be handed to
+/// friends before the first start.
+/// </summary>
 internal static class IdCommand
 {
-    public static Command Create()
-    {
-        var dataDir = new Option<string>("--data-dir") { Description = "The node's data directory.", DefaultValueFactory = _ => CliDefaults.DataDirectory };
-        var command = new Command("id", "Print this node's id (its pseudonym, derived from its public key).") { dataDir };
-        command.SetAction(parse =>
+    public static Command Create() => ApiCommand.Create("id", "Print this node's id (its pseudonym, derived from its public key).",
+        async (client, json, _, cancellationToken) =>
         {
-            string directory = parse.GetValue(dataDir)!;
-            Directory.CreateDirectory(directory);
-            using var identity = IdentityStore.LoadOrCreate(directory, out _);
-            Console.WriteLine(identity.Id);
-            return 0;
+            Print(await client.GetAsync<IdReport>("/api/id", cancellationToken).ConfigureAwait(false), json);
+            return ExitCodes.Ok;
+        },
+        offline: (settings, json, unavailable) =>
+        {
+            Directory.CreateDirectory(settings.DataDirectory);
+            using var identity = IdentityStore.LoadOrCreate(settings.DataDirectory, out _);
+            Print(new IdReport(identity.Id.ToString(), identity.Id.Brief), json);
+            return Task.FromResult(ExitCodes.Ok);
         });
-        return command;
+
+    private static void Print(IdReport id, bool json)
+    {
+        if (json) Render.Json(id);
+        else Console.WriteLine(id.Id);
     }
 }

@@ -43,6 +43,8 @@ public sealed record NodeOptions
     /// <summary>How often a node whose request is unmet floods a search for offers (the seed's "regular time intervals").</summary>
     public TimeSpan SearchInterval { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan DescriptorLifetime { get; init; } = TimeSpan.FromHours(1);
+    /// <summary>How long a stopping node lets open streams finish before it ends its agreements and closes its links.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>How often the ledger's counters reach the database; a kill -9 loses at most this much counting.</summary>
     public TimeSpan LedgerFlushInterval { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>

@@ -89,6 +89,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
 
     public NodeIdentity Identity { get; }
     public NodeId Id => Identity.Id;
+    /// <summary>What the node was started with: the control API reports the request as the user asked for it, before it is split among partners.</summary>
+    public NodeOptions Options => _options;
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public IPEndPoint? HttpProxyEndPoint => _httpProxy?.LocalEndPoint;
@@ -444,7 +446,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             actions = _overlay.LinkUp(link.PeerId, !link.Outbound, link.RemoteEndPoint);
         }
         _newLinks = true;
-        _logger.LogInformation("Linked with {Peer} ({Direction} {Remote})", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
+        // A neighbour's address may be the origin of the circuits it sends us: only Debug names it.
+        _logger.LogInformation("Linked with {Peer} ({Direction})", link.PeerId.Brief, link.Outbound ? "outbound" : "inbound");
+        _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
         link.Observer = _options.LinkObserver;
         link.Start(this);
         Execute(actions);
@@ -655,7 +659,25 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         }
     }
 
-    /// <summary>Stops listening, ends agreements politely, remembers peers, closes links.</summary>
+    /// <summary>Bytes given and received over the whole ledger, read without the lock: what the control API samples for live rates.</summary>
+    public (long Given, long Received) LedgerTotals()
+    {
+        long given = 0, received = 0;
+        foreach (var account in _ledger.Accounts)
+        {
+            given += account.BytesGiven;
+            received += account.BytesReceived;
+        }
+        return (given, received);
+    }
+
+    /// <summary>Where each grant sits in our offer, for drawing the offer's buddy blocks.</summary>
+    public IReadOnlyList<(NodeId Partner, Allocation Block)> GrantedBlocks()
+    {
+        lock (_gate) return [.. _market.Active.Where(a => a.OurAllocation is not null).Select(a => (a.Partner, a.OurAllocation!.Value))];
+    }
+
+    /// <summary>Stops listening, lets open streams finish for a while, ends agreements politely, remembers peers, closes links.</summary>
     public async ValueTask DisposeAsync()
     {
         if (_stopping.IsCancellationRequested) return;
@@ -664,6 +686,7 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         if (_httpProxy is not null) await _httpProxy.DisposeAsync().ConfigureAwait(false);
         if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
+        await DrainStreamsAsync().ConfigureAwait(false);
         List<MarketAction> goodbyes = [];
         lock (_gate)
             foreach (var agreement in _market.Active.ToList())
@@ -679,5 +702,20 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _stopping.Dispose();
         Identity.Dispose();
         _logger.LogInformation("Node {Id} stopped", Id.Brief);
+    }
+
+    /// <summary>
+    /// Waits, up to <see cref="NodeOptions.DrainTimeout"/>, for the streams still open on any
+    /// circuit (ours, or partners' exiting here) to finish, so a restart does not cut a download
+    /// that was about to end. No new stream starts here meanwhile: the SOCKS listener is closed.
+    /// </summary>
+    private async Task DrainStreamsAsync()
+    {
+        int open = _circuits.Circuits.Sum(c => c.StreamCount);
+        if (open == 0 || _options.DrainTimeout <= TimeSpan.Zero) return;
+        _logger.LogInformation("Waiting up to {Seconds:0} s for {Streams} open streams to finish", _options.DrainTimeout.TotalSeconds, open);
+        long started = _time.GetTimestamp();
+        while (_circuits.Circuits.Sum(c => c.StreamCount) > 0 && _time.GetElapsedTime(started) < _options.DrainTimeout)
+            await Task.Delay(TimeSpan.FromMilliseconds(100), _time).ConfigureAwait(false);
     }
 }

@@ -52,8 +52,8 @@ public sealed class NoLeakTests
         try
         {
             var (code, output) = await QuidProcess.RunAsync("run", "--data-dir", directory, "--listen", "127.0.0.198:0", "--socks", "off", "--http-proxy", "0.0.0.0:8118");
-            Assert.Equal(1, code);
-            Assert.Contains("Cannot start: The HTTP proxy listens on loopback only, never on 0.0.0.0", output, StringComparison.Ordinal);
+            Assert.Equal(78, code);
+            Assert.Contains("http-proxy (from flag --http-proxy): 0.0.0.0 is not a loopback address", output, StringComparison.Ordinal);
             Assert.DoesNotContain("Accepting links", output, StringComparison.Ordinal);
         }
         finally

@@ -1,0 +1,58 @@
+using System.CommandLine;
+using Quid.Node.Configuration;
+using Quid.Node.Control;
+
+namespace Quid.Cli;
+
+/// <summary>
+/// A command that asks the running node through its control API: it finds the node by its data
+/// directory (and control address), prints a table, or JSON with <c>--json</c>.
+/// </summary>
+internal static class ApiCommand
+{
+    public delegate Task<int> Action(ControlClient client, bool json, ParseResult parse, CancellationToken cancellationToken);
+
+    /// <summary>What to do when no node answers; null to report it as an error.</summary>
+    public delegate Task<int> Offline(NodeSettings settings, bool json, ControlUnavailableException reason);
+
+    /// <summary>How long to keep trying to reach a node that does not answer yet (one that is starting); null not to.</summary>
+    public delegate TimeSpan? Patience(ParseResult parse);
+
+    public static Command Create(string name, string description, Action action, Offline? offline = null, params Option[] more) =>
+        Create(name, description, action, offline, patience: null, more);
+
+    public static Command Create(string name, string description, Action action, Offline? offline, Patience? patience, params Option[] more)
+    {
+        var flags = new NodeFlags("data-dir", "control");
+        var json = new Option<bool>("--json") { Description = "Print JSON, for scripts." };
+        var command = new Command(name, description) { json };
+        flags.AddTo(command);
+        foreach (var option in more) command.Options.Add(option);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (flags.Load(parse, name) is not { } settings) return ExitCodes.BadConfiguration;
+            bool asJson = parse.GetValue(json);
+            var deadline = DateTime.UtcNow + (patience?.Invoke(parse) ?? TimeSpan.Zero);
+            while (true)
+            {
+                try
+                {
+                    // Found anew each try: a starting node writes its address and cookie only once it listens.
+                    using var client = ControlClient.For(settings);
+                    return await action(client, asJson, parse, cancellationToken).ConfigureAwait(false);
+                }
+                catch (ControlUnavailableException) when (DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+                }
+                catch (ControlUnavailableException e)
+                {
+                    if (offline is not null) return await offline(settings, asJson, e).ConfigureAwait(false);
+                    await Console.Error.WriteLineAsync($"quid {name}: {e.Message}").ConfigureAwait(false);
+                    return ExitCodes.Failed;
+                }
+            }
+        });
+        return command;
+    }
+}

@@ -1,0 +1,48 @@
+using System.CommandLine;
+using Quid.Node.Configuration;
+using Spectre.Console;
+
+namespace Quid.Cli;
+
+/// <summary>
+/// <c>quid config</c>: the configuration <c>quid run</c> would start with, given the same flags,
+/// environment and quid.toml, and where each value came from. A bad value is reported as run
+/// would report it, and the exit code says so.
+/// </summary>
+internal static class ConfigCommand
+{
+    public static Command Create()
+    {
+        var flags = new NodeFlags();
+        var json = new Option<bool>("--json") { Description = "Print JSON, for scripts." };
+        var command = new Command("config", "Print the effective configuration and where each value comes from (quid.toml, QUID_ variables, flags, defaults).") { json };
+        flags.AddTo(command);
+        command.SetAction(parse =>
+        {
+            if (flags.Load(parse, "config") is not { } settings) return ExitCodes.BadConfiguration;
+            if (parse.GetValue(json))
+            {
+                Render.Json(new
+                {
+                    file = settings.ConfigFile,
+                    fileExists = settings.ConfigFileExists,
+                    settings = settings.Values.Select(v => new { key = v.Key, value = v.Value, source = v.Origin.Source.ToString().ToLowerInvariant(), from = v.Origin.ToString() }),
+                    warnings = settings.Warnings,
+                });
+                return ExitCodes.Ok;
+            }
+            AnsiConsole.MarkupLine(Markup.Escape(settings.ConfigFileExists ? $"Configuration file: {settings.ConfigFile}" : $"Configuration file: {settings.ConfigFile} (none; optional)"));
+            var table = new Table().Border(TableBorder.Rounded);
+            table.AddColumns("key", "value", "from");
+            foreach (var value in settings.Values)
+            {
+                string from = value.Origin.Source == SettingSource.Default ? "[grey]default[/]" : Markup.Escape(value.Origin.ToString());
+                table.AddRow(Markup.Escape(value.Key), Markup.Escape(value.Value), from);
+            }
+            AnsiConsole.Write(table);
+            foreach (var warning in settings.Warnings) AnsiConsole.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,98 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text;
+using Quid.Node.Configuration;
+
+namespace Quid.Node.Control;
+
+/// <summary>No running node answers: it is not running, its control API is off, or the cookie cannot be read.</summary>
+public sealed class ControlUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Talks to a running node's control API, as the CLI does: it finds the address in the data
+/// directory (where the node wrote the one it got) or in the configuration, and proves itself
+/// with the cookie beside it.
+/// </summary>
+public sealed class ControlClient : IDisposable
+{
+    private readonly HttpClient _http;
+
+    public ControlClient(IPEndPoint endPoint, byte[] cookie)
+    {
+        EndPoint = endPoint;
+        Cookie = cookie;
+        // Never through a proxy from the environment: the API is on loopback, and the cookie must not travel.
+        _http = new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(5) })
+        {
+            BaseAddress = new Uri($"http://{endPoint}/"),
+            Timeout = TimeSpan.FromSeconds(15),
+        };
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ControlCookie.Hex(cookie));
+    }
+
+    public IPEndPoint EndPoint { get; }
+    public byte[] Cookie { get; }
+
+    /// <summary>A client for the node that runs with these settings' data directory.</summary>
+    public static ControlClient For(NodeSettings settings)
+    {
+        string directory = settings.DataDirectory;
+        IPEndPoint? endPoint = settings.Control;
+        string written = Path.Combine(directory, ControlCookie.EndPointFileName);
+        try
+        {
+            if (File.Exists(written) && IPEndPoint.TryParse(File.ReadAllText(written, Encoding.ASCII).Trim(), out var actual)) endPoint = actual;
+            if (endPoint is null)
+                throw new ControlUnavailableException("The control API is off (control = off), so there is no running node to ask.");
+            if (!File.Exists(ControlCookie.PathIn(directory)))
+                throw new ControlUnavailableException($"No node has run with data directory {directory}: there is no {ControlCookie.FileName} (use --data-dir).");
+            return new ControlClient(endPoint, ControlCookie.Read(directory));
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new ControlUnavailableException($"Cannot read {ControlCookie.PathIn(directory)}: run this as the node's user (for the system service: sudo -u quid quid …).", e);
+        }
+    }
+
+    public async Task<T> GetAsync<T>(string path, CancellationToken cancellationToken = default)
+    {
+        using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
+        return await response.Content.ReadFromJsonAsync<T>(ControlServer.Json, cancellationToken).ConfigureAwait(false)
+            ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
+    }
+
+    public async Task<string> GetTextAsync(string path, CancellationToken cancellationToken = default)
+    {
+        using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
+        return await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(string path, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.GetAsync(path.TrimStart('/'), cancellationToken).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e) when (e.InnerException is SocketException)
+        {
+            throw new ControlUnavailableException($"No node answers on {EndPoint}: is 'quid run' running with this data directory?", e);
+        }
+        if (response.StatusCode == HttpStatusCode.Unauthorized)
+        {
+            response.Dispose();
+            throw new ControlUnavailableException($"The node on {EndPoint} refused the cookie: it belongs to another node or an older start of this one.");
+        }
+        if (!response.IsSuccessStatusCode)
+        {
+            string body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            response.Dispose();
+            throw new ControlUnavailableException($"The node on {EndPoint} answered {path} with {(int)response.StatusCode}: {body}");
+        }
+        return response;
+    }
+
+    public void Dispose() => _http.Dispose();
+}

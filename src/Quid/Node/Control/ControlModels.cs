@@ -1,0 +1,107 @@
+namespace Quid.Node.Control;
+
+// What the control API answers, as JSON (camelCase). The CLI reads the same records back, so the
+// two cannot drift apart. Node ids are given in full; tables show their first 8 characters.
+
+/// <summary>How far a node is from being useful: linked, partnered, with a circuit ready.</summary>
+public enum NodePhase
+{
+    /// <summary>No neighbour yet: dialing the configured or remembered peers.</summary>
+    Joining,
+    /// <summary>Linked, but the request is not met: searching the overlay for partners.</summary>
+    Searching,
+    /// <summary>Partners grant us bandwidth, but no circuit is built yet.</summary>
+    Building,
+    /// <summary>Ready: a circuit is waiting for streams (or, for a donor, the node is linked).</summary>
+    Ready,
+}
+
+public sealed record IdReport(string Id, string Brief);
+
+/// <param name="RequestKbps">The request as configured, before it is split among partners; null for a donor.</param>
+/// <param name="ReceivedGrantKbps">What our partners grant us, in all.</param>
+/// <param name="GrantedKbps">What we grant our partners, in all.</param>
+/// <param name="Circuits">Our own open circuits.</param>
+/// <param name="RelayedCircuits">Circuits we carry for others, as a middle hop or the exit.</param>
+public sealed record StatusReport(
+    string Id,
+    string Role,
+    NodePhase Phase,
+    string PhaseText,
+    DateTimeOffset Started,
+    double UptimeSeconds,
+    string Listen,
+    string? Socks,
+    int Hops,
+    long OfferKbps,
+    long? RequestKbps,
+    bool RequestMet,
+    long ReceivedGrantKbps,
+    long GrantedKbps,
+    long FreeKbps,
+    IReadOnlyList<OfferBlockReport> OfferBlocks,
+    RatesReport Rates,
+    int Neighbours,
+    int Agreements,
+    int Circuits,
+    int RelayedCircuits,
+    int Streams,
+    int KnownPeers);
+
+/// <summary>One block of the offer as the buddy allocator holds it: where it sits, how large, and who has it.</summary>
+public sealed record OfferBlockReport(long OffsetKbps, long Kbps, OfferBlockState State, string? Partner);
+
+public enum OfferBlockState
+{
+    Free,
+    Granted,
+    /// <summary>Set aside for a proposal still waiting for its answer.</summary>
+    Reserved,
+}
+
+/// <summary>Live rates from the ledger's counters, and the counters themselves.</summary>
+public sealed record RatesReport(double GivenBytesPerSecond, double ReceivedBytesPerSecond, long GivenBytes, long ReceivedBytes);
+
+public sealed record ThroughputSample(DateTimeOffset Time, double GivenBytesPerSecond, double ReceivedBytesPerSecond);
+
+public sealed record PeerReport(
+    string Id,
+    bool Ultrapeer,
+    string Remote,
+    bool Outbound,
+    DateTimeOffset Since,
+    long BytesSent,
+    long BytesReceived,
+    long QueuedBytes,
+    long WeGrantKbps,
+    long TheyGrantKbps,
+    string? Verdict);
+
+/// <summary>A circuit we built: its hops, first to last. Streams' destinations are not reported.</summary>
+public sealed record CircuitReport(IReadOnlyList<string> Path, DateTimeOffset Created, int Streams);
+
+/// <summary>
+/// Our circuits with their paths; of the circuits we carry for others only the numbers, since
+/// who built them is what a relay must not tell.
+/// </summary>
+public sealed record CircuitsReport(int Hops, IReadOnlyList<CircuitReport> Circuits, int Relayed, int Exiting, int CarriedStreams);
+
+/// <summary>A row of the ledger, live from the node or read from its database.</summary>
+public sealed record LedgerRow(
+    string Partner,
+    string Verdict,
+    long WeGrantKbps,
+    long PromisedKbps,
+    double? DeliveredKbps,
+    long BytesGiven,
+    long BytesReceived,
+    int ActiveAgreements,
+    int PastAgreements,
+    DateTimeOffset? ShunnedUntil,
+    DateTimeOffset? LastProbe)
+{
+    public static LedgerRow From(LedgerEntry e) => new(e.Partner.ToString(), e.Verdict.ToString(), e.WeGrantKbps, e.TheyGrantKbps, e.DeliveredKbps,
+        e.BytesGiven, e.BytesReceived, e.ActiveAgreements, e.PastAgreements, e.ShunnedUntil, e.LastProbe);
+}
+
+public sealed record ErrorReport(string Error);

@@ -1,0 +1,185 @@
+using System.Net;
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Quid.Node.Metrics;
+
+namespace Quid.Node.Control;
+
+/// <summary>
+/// The control API, the dashboard and the metrics, on one loopback port (127.0.0.1:9051 by
+/// default, like Tor's control port). Every answer with data in it needs the cookie from the data
+/// directory as a bearer token; only the dashboard's own page, script and style (which hold no
+/// data) are served without it, so a browser can load the page and then ask for the token. A
+/// request naming any host but a loopback one is refused, so a web page cannot reach the API by
+/// rebinding its own name to 127.0.0.1.
+/// </summary>
+public sealed class ControlServer : IAsyncDisposable
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
+
+    private static readonly Dictionary<string, (string Resource, string ContentType)> Assets = new(StringComparer.Ordinal)
+    {
+        ["/"] = ("Quid.Dashboard.index.html", "text/html; charset=utf-8"),
+        ["/dashboard.js"] = ("Quid.Dashboard.dashboard.js", "text/javascript; charset=utf-8"),
+        ["/dashboard.css"] = ("Quid.Dashboard.dashboard.css", "text/css; charset=utf-8"),
+    };
+
+    private readonly WebApplication _app;
+    private readonly QuidNode _node;
+    private readonly NodeMonitor _monitor;
+    private readonly NodeMetrics _metrics;
+    private readonly string _dataDirectory;
+    private readonly byte[] _token;
+
+    private ControlServer(WebApplication app, QuidNode node, NodeMonitor monitor, NodeMetrics metrics, string dataDirectory, byte[] cookie)
+    {
+        _app = app;
+        _node = node;
+        _monitor = monitor;
+        _metrics = metrics;
+        _dataDirectory = dataDirectory;
+        _token = Encoding.ASCII.GetBytes(ControlCookie.Hex(cookie));
+    }
+
+    public IPEndPoint EndPoint { get; private set; } = new(IPAddress.Loopback, 0);
+
+    /// <summary>The dashboard's address with the token in its fragment, which a browser never sends to the server.</summary>
+    public static string DashboardUrl(IPEndPoint endPoint, byte[] cookie) => $"http://{endPoint}/#token={ControlCookie.Hex(cookie)}";
+
+    /// <summary>Writes a new cookie, listens on <paramref name="endPoint"/> (loopback only) and records the address it got.</summary>
+    public static async Task<ControlServer> StartAsync(QuidNode node, NodeMonitor monitor, NodeMetrics metrics, IPEndPoint endPoint, string dataDirectory,
+        ILoggerFactory loggers, CancellationToken cancellationToken = default)
+    {
+        if (!IPAddress.IsLoopback(endPoint.Address))
+            throw new ArgumentException($"The control API listens on loopback only, not {endPoint}.", nameof(endPoint));
+        var cookie = ControlCookie.Create(dataDirectory);
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Quid" });
+        builder.Services.AddSingleton(loggers);
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(endPoint);
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = 0;
+            kestrel.Limits.MaxConcurrentConnections = 64;
+        });
+        var app = builder.Build();
+        var server = new ControlServer(app, node, monitor, metrics, dataDirectory, cookie);
+        app.Run(server.HandleAsync);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        server.EndPoint = IPEndPoint.Parse(new Uri(address).Authority);
+        ControlCookie.WriteOwnerOnly(Path.Combine(dataDirectory, ControlCookie.EndPointFileName), Encoding.ASCII.GetBytes(server.EndPoint.ToString()));
+        return server;
+    }
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        var request = context.Request;
+        var response = context.Response;
+        response.Headers.CacheControl = "no-store";
+        response.Headers.XContentTypeOptions = "nosniff";
+        if (!IsLoopbackHost(request.Host.Host))
+        {
+            await ErrorAsync(response, StatusCodes.Status421MisdirectedRequest, "The control API answers only requests addressed to a loopback host.").ConfigureAwait(false);
+            return;
+        }
+        if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method))
+        {
+            response.Headers.Allow = "GET, HEAD";
+            await ErrorAsync(response, StatusCodes.Status405MethodNotAllowed, "The control API only answers GET.").ConfigureAwait(false);
+            return;
+        }
+        string path = request.Path.Value ?? "/";
+        if (Assets.TryGetValue(path, out var asset))
+        {
+            await AssetAsync(response, asset.Resource, asset.ContentType).ConfigureAwait(false);
+            return;
+        }
+        if (!Authorized(request))
+        {
+            response.Headers.WWWAuthenticate = "Bearer realm=\"quid\"";
+            await ErrorAsync(response, StatusCodes.Status401Unauthorized,
+                $"Send the control cookie ({ControlCookie.FileName} in the data directory, hex-encoded) as 'Authorization: Bearer <hex>'.").ConfigureAwait(false);
+            return;
+        }
+        if (path == "/metrics")
+        {
+            response.ContentType = PrometheusText.ContentType;
+            await response.WriteAsync(PrometheusText.Collect(_metrics.Meter), context.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+        object? answer = path switch
+        {
+            "/api/id" => ControlViews.Id(_node),
+            "/api/status" => ControlViews.Status(_node, _monitor),
+            "/api/peers" => ControlViews.Peers(_node),
+            "/api/circuits" => ControlViews.Circuits(_node),
+            "/api/ledger" => ControlViews.Ledger(_node, _dataDirectory),
+            "/api/throughput" => _monitor.History,
+            _ => null,
+        };
+        if (answer is null)
+        {
+            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
+            return;
+        }
+        response.ContentType = "application/json; charset=utf-8";
+        await JsonSerializer.SerializeAsync(response.Body, answer, answer.GetType(), Json, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static bool IsLoopbackHost(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
+
+    /// <summary>Compares in constant time, so the token cannot be guessed a byte at a time from how long a refusal takes.</summary>
+    private bool Authorized(HttpRequest request)
+    {
+        string header = request.Headers.Authorization.ToString();
+        const string scheme = "Bearer ";
+        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)) return false;
+        var presented = Encoding.ASCII.GetBytes(header[scheme.Length..].Trim().ToLowerInvariant());
+        return CryptographicOperations.FixedTimeEquals(presented, _token);
+    }
+
+    private static async Task AssetAsync(HttpResponse response, string resource, string contentType)
+    {
+        response.ContentType = contentType;
+        // The page loads only its own script and style, and talks only to this server.
+        response.Headers.ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+        response.Headers["Referrer-Policy"] = "no-referrer";
+        await using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
+            ?? throw new InvalidOperationException($"The dashboard's {resource} is missing from the assembly.");
+        await stream.CopyToAsync(response.Body).ConfigureAwait(false);
+    }
+
+    private static async Task ErrorAsync(HttpResponse response, int status, string message)
+    {
+        response.StatusCode = status;
+        response.ContentType = "application/json; charset=utf-8";
+        await JsonSerializer.SerializeAsync(response.Body, new ErrorReport(message), Json).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        File.Delete(Path.Combine(_dataDirectory, ControlCookie.EndPointFileName));
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,137 @@
+using Quid.Circuits;
+using Quid.Crypto;
+using Quid.Exchange;
+using Quid.Wire;
+
+namespace Quid.Node.Control;
+
+/// <summary>Builds the control API's answers from a running node.</summary>
+public static class ControlViews
+{
+    public static IdReport Id(QuidNode node) => new(node.Id.ToString(), node.Id.Brief);
+
+    public static StatusReport Status(QuidNode node, NodeMonitor monitor)
+    {
+        var status = node.Status();
+        var circuits = node.Circuits.Circuits.Where(c => c.State != CircuitState.Closed).ToList();
+        var phase = NodeMonitor.PhaseOf(status, status.SocksEndPoint is not null);
+        return new StatusReport(
+            status.Id.ToString(),
+            status.Role.ToString(),
+            phase,
+            NodeMonitor.Describe(phase, status, node.Options.Request),
+            monitor.Started,
+            monitor.Uptime.TotalSeconds,
+            status.LinkEndPoint.ToString(),
+            status.SocksEndPoint?.ToString(),
+            node.Pool.Hops,
+            status.Offer.Kbps,
+            node.Options.Request?.Kbps,
+            status.RequestMet,
+            status.ReceivedKbps,
+            status.Agreements.Sum(a => a.WeGrant?.Kbps ?? 0),
+            status.FreeBlocks.Sum(b => b.Kbps),
+            OfferBlocks(status.Offer, node.GrantedBlocks(), status.FreeBlocks),
+            monitor.Rates,
+            status.Neighbours.Count,
+            status.Agreements.Count,
+            status.Circuits,
+            circuits.Count(c => c.Role != CircuitRole.Origin),
+            circuits.Sum(c => c.StreamCount),
+            status.Overlay.KnownPeers);
+    }
+
+    /// <summary>
+    /// The offer as the buddy allocator holds it, block by block in order: each grant where it
+    /// sits, and the rest cut into the aligned blocks that the allocator keeps free. A piece that
+    /// is neither granted nor among the free blocks is set aside for a proposal awaiting its answer.
+    /// </summary>
+    internal static IReadOnlyList<OfferBlockReport> OfferBlocks(Block offer, IReadOnlyList<(NodeId Partner, Allocation Block)> granted, IReadOnlyList<Block> free)
+    {
+        var blocks = new List<OfferBlockReport>();
+        var freeCount = free.GroupBy(b => b.Order).ToDictionary(g => g.Key, g => g.Count());
+        Walk(0, offer.Order);
+        return [.. blocks.OrderBy(b => b.OffsetKbps)];
+
+        void Walk(int offset, int order)
+        {
+            int size = 1 << order;
+            var holder = granted.Where(g => g.Block.Offset == offset && g.Block.Size.Order == order).Select(g => (NodeId?)g.Partner).FirstOrDefault();
+            if (holder is { } partner)
+            {
+                blocks.Add(new OfferBlockReport(offset * (long)Block.BaseKbps, new Block((byte)order).Kbps, OfferBlockState.Granted, partner.ToString()));
+                return;
+            }
+            bool overlapsGrant = granted.Any(g => g.Block.Offset < offset + size && offset < g.Block.Offset + (1 << g.Block.Size.Order));
+            if (!overlapsGrant && freeCount.GetValueOrDefault((byte)order) > 0)
+            {
+                freeCount[(byte)order]--;
+                blocks.Add(new OfferBlockReport(offset * (long)Block.BaseKbps, new Block((byte)order).Kbps, OfferBlockState.Free, null));
+                return;
+            }
+            if (order == 0)
+            {
+                blocks.Add(new OfferBlockReport(offset * (long)Block.BaseKbps, Block.BaseKbps, OfferBlockState.Reserved, null));
+                return;
+            }
+            // The allocator splits a block keeping the lower half for the grant, so free halves are the upper ones.
+            Walk(offset + size / 2, order - 1);
+            Walk(offset, order - 1);
+        }
+    }
+
+    public static IReadOnlyList<PeerReport> Peers(QuidNode node)
+    {
+        var status = node.Status();
+        var verdicts = status.Partners.ToDictionary(p => p.Id, p => p.Verdict);
+        return [.. status.Neighbours
+            .OrderByDescending(n => n.Ultrapeer).ThenBy(n => n.Since)
+            .Select(n =>
+            {
+                var agreements = status.Agreements.Where(a => a.Partner == n.Id).ToList();
+                return new PeerReport(n.Id.ToString(), n.Ultrapeer, n.Remote.ToString(), n.Outbound, n.Since, n.BytesSent, n.BytesReceived, n.QueuedBytes,
+                    agreements.Sum(a => a.WeGrant?.Kbps ?? 0), agreements.Sum(a => a.TheyGrant?.Kbps ?? 0),
+                    agreements.Count > 0 && verdicts.TryGetValue(n.Id, out var verdict) ? verdict.ToString() : null);
+            })];
+    }
+
+    public static CircuitsReport Circuits(QuidNode node)
+    {
+        var carried = node.Circuits.Circuits.Where(c => c.State != CircuitState.Closed && c.Role != CircuitRole.Origin).ToList();
+        return new CircuitsReport(
+            node.Pool.Hops,
+            [.. node.Pool.Circuits.OrderBy(c => c.CreatedAt).Select(c => new CircuitReport([.. c.Hops.Select(h => h.Id.ToString())], c.CreatedAt, c.StreamCount))],
+            carried.Count(c => c.Role == CircuitRole.Relay),
+            carried.Count(c => c.Role == CircuitRole.Exit),
+            carried.Sum(c => c.StreamCount));
+    }
+
+    /// <summary>
+    /// The ledger as the database holds it (every partner ever, with past agreements), brought up
+    /// to the second with the running node's counters, grants and verdicts.
+    /// </summary>
+    public static IReadOnlyList<LedgerRow> Ledger(QuidNode node, string dataDirectory)
+    {
+        IReadOnlyList<LedgerEntry> stored;
+        using (var database = new NodeDatabase(dataDirectory, readOnly: true)) stored = database.ReadLedger();
+        var status = node.Status();
+        var rows = stored.ToDictionary(e => e.Partner, LedgerRow.From);
+        foreach (var partner in status.Partners)
+        {
+            var agreements = status.Agreements.Where(a => a.Partner == partner.Id).ToList();
+            var row = rows.GetValueOrDefault(partner.Id) ?? new LedgerRow(partner.Id.ToString(), "", 0, 0, null, 0, 0, 0, 0, null, null);
+            rows[partner.Id] = row with
+            {
+                Verdict = partner.Verdict.ToString(),
+                WeGrantKbps = agreements.Sum(a => a.WeGrant?.Kbps ?? 0),
+                PromisedKbps = agreements.Sum(a => a.TheyGrant?.Kbps ?? 0),
+                DeliveredKbps = partner.DeliveredKbps,
+                BytesGiven = partner.BytesGiven,
+                BytesReceived = partner.BytesReceived,
+                ActiveAgreements = agreements.Count,
+                ShunnedUntil = partner.ShunnedUntil,
+            };
+        }
+        return [.. rows.Values.OrderByDescending(r => r.ActiveAgreements).ThenByDescending(r => r.BytesGiven + r.BytesReceived)];
+    }
+}

@@ -1,0 +1,229 @@
+// The node's dashboard: reads the control API once a second and draws what it says. The token
+// (the control cookie in hex) arrives in the link's #fragment, which browsers never send to a
+// server; it is kept for this tab only and taken out of the address bar.
+'use strict';
+
+const tokenKey = 'quid-control-token';
+const $ = (id) => document.getElementById(id);
+let token = null;
+let timer = null;
+
+function takeTokenFromLink() {
+  const match = /token=([0-9a-fA-F]{64})/.exec(location.hash);
+  if (match) {
+    sessionStorage.setItem(tokenKey, match[1].toLowerCase());
+    history.replaceState(null, '', location.pathname);
+  }
+  return sessionStorage.getItem(tokenKey);
+}
+
+class Unauthorized extends Error {}
+
+async function api(path) {
+  const response = await fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' });
+  if (response.status === 401) throw new Unauthorized();
+  if (!response.ok) throw new Error(path + ' answered ' + response.status);
+  return response.json();
+}
+
+// ---- Numbers as people read them ----
+
+function rate(bytesPerSecond) {
+  const bits = bytesPerSecond * 8;
+  if (bits >= 1e9) return (bits / 1e9).toFixed(2) + ' Gbit/s';
+  if (bits >= 1e6) return (bits / 1e6).toFixed(2) + ' Mbit/s';
+  if (bits >= 1e3) return (bits / 1e3).toFixed(0) + ' kbit/s';
+  return bits.toFixed(0) + ' bit/s';
+}
+
+function bytes(n) {
+  if (n >= 2 ** 30) return (n / 2 ** 30).toFixed(1) + ' GiB';
+  if (n >= 2 ** 20) return (n / 2 ** 20).toFixed(1) + ' MiB';
+  if (n >= 2 ** 10) return (n / 2 ** 10).toFixed(1) + ' KiB';
+  return n + ' B';
+}
+
+function kbps(n) {
+  if (!n) return '–';
+  return n >= 1024 && n % 1024 === 0 ? (n / 1024) + ' Mbit/s' : n + ' kbit/s';
+}
+
+function age(seconds) {
+  seconds = Math.max(0, Math.floor(seconds));
+  if (seconds >= 86400) return Math.floor(seconds / 86400) + 'd ' + Math.floor(seconds % 86400 / 3600) + 'h';
+  if (seconds >= 3600) return Math.floor(seconds / 3600) + 'h ' + Math.floor(seconds % 3600 / 60) + 'm';
+  if (seconds >= 60) return Math.floor(seconds / 60) + 'm ' + (seconds % 60) + 's';
+  return seconds + 's';
+}
+
+const brief = (id) => id.slice(0, 8);
+
+function element(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function svg(tag, attributes) {
+  const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [name, value] of Object.entries(attributes)) e.setAttribute(name, value);
+  return e;
+}
+
+// ---- Drawing ----
+
+function showStatus(s) {
+  $('node-id').textContent = brief(s.id);
+  $('node-id').title = s.id;
+  $('node-role').textContent = s.role.toLowerCase();
+  $('node-uptime').textContent = 'up ' + age(s.uptimeSeconds);
+  $('phase-text').textContent = s.phaseText;
+  $('phase').classList.toggle('ready', s.phase === 'Ready');
+
+  $('rate-received').textContent = rate(s.rates.receivedBytesPerSecond);
+  $('rate-given').textContent = rate(s.rates.givenBytesPerSecond);
+  $('total-received').textContent = bytes(s.rates.receivedBytes) + ' in all';
+  $('total-given').textContent = bytes(s.rates.givenBytes) + ' in all';
+  if (s.requestKbps == null) {
+    $('request').textContent = 'donor';
+    $('request-detail').textContent = 'asks for nothing in return';
+  } else {
+    $('request').textContent = s.requestMet ? 'met' : 'searching';
+    $('request-detail').textContent = 'you asked ' + kbps(s.requestKbps) + '; partners grant ' + (s.receivedGrantKbps ? kbps(s.receivedGrantKbps) : 'nothing yet');
+  }
+  $('network').textContent = s.neighbours + (s.neighbours === 1 ? ' link' : ' links');
+  $('network-detail').textContent = s.agreements + ' agreements · ' + s.knownPeers + ' nodes known';
+
+  showOffer(s);
+}
+
+function showOffer(s) {
+  $('offer-summary').textContent = kbps(s.offerKbps) + ' offered: ' + kbps(s.grantedKbps) + ' granted, ' + kbps(s.freeKbps) + ' free, in buddy blocks of 16·2^k kbit/s';
+  $('offer-max').textContent = kbps(s.offerKbps);
+  const bar = $('offer-bar');
+  bar.replaceChildren(...s.offerBlocks.map((b) => {
+    const block = element('div', 'block ' + b.state.toLowerCase());
+    block.style.flexGrow = String(b.kbps);
+    block.style.flexBasis = '0';
+    block.title = kbps(b.kbps) + ' ' + b.state.toLowerCase() + (b.partner ? ' to ' + b.partner : '');
+    block.append(element('span', 'size', kbps(b.kbps)));
+    if (b.partner) block.append(element('span', 'who', brief(b.partner)));
+    return block;
+  }));
+}
+
+function showChart(samples) {
+  const chart = $('chart');
+  const width = 900, height = 240, left = 70, bottom = 20, top = 10;
+  const plotWidth = width - left, plotHeight = height - bottom - top;
+  // The last five minutes; a node younger than a minute gets its first minute spread out.
+  const span = samples.length > 60 ? 300 : 60;
+  const recent = samples.slice(-span);
+  const peak = Math.max(1000 / 8, ...recent.map((p) => Math.max(p.receivedBytesPerSecond, p.givenBytesPerSecond)));
+  const x = (i) => left + plotWidth * (span - recent.length + i) / (span - 1);
+  const y = (v) => top + plotHeight * (1 - v / peak);
+
+  const parts = [];
+  for (let i = 0; i <= 4; i++) {
+    const value = peak * i / 4;
+    parts.push(svg('line', { class: 'grid', x1: left, x2: width, y1: y(value), y2: y(value) }));
+    const label = svg('text', { class: 'tick', x: left - 6, y: y(value) + 4, 'text-anchor': 'end' });
+    label.textContent = rate(value);
+    parts.push(label);
+  }
+  for (let i = 5; i >= 0; i--) {
+    const ago = span * i / 5;
+    const label = svg('text', { class: 'tick', x: left + plotWidth * (1 - ago / span), y: height - 4, 'text-anchor': i === 5 ? 'start' : i === 0 ? 'end' : 'middle' });
+    label.textContent = i === 0 ? 'now' : '−' + (span >= 300 ? ago / 60 + ' min' : ago + ' s');
+    parts.push(label);
+  }
+  for (const [name, key] of [['given', 'givenBytesPerSecond'], ['received', 'receivedBytesPerSecond']]) {
+    if (recent.length < 2) continue;
+    const points = recent.map((p, i) => x(i).toFixed(1) + ',' + y(p[key]).toFixed(1));
+    parts.push(svg('path', { class: 'area ' + name, d: 'M' + x(0) + ',' + y(0) + ' L' + points.join(' L') + ' L' + x(recent.length - 1) + ',' + y(0) + ' Z' }));
+    parts.push(svg('polyline', { class: name, points: points.join(' ') }));
+  }
+  chart.replaceChildren(...parts);
+}
+
+function showPartners(rows) {
+  const body = $('partners').tBodies[0];
+  body.replaceChildren(...rows.map((r) => {
+    const row = element('tr', r.activeAgreements > 0 ? '' : 'past');
+    const id = element('td', 'mono', brief(r.partner));
+    id.title = r.partner;
+    const verdict = element('td');
+    verdict.append(element('span', 'verdict ' + r.verdict.toLowerCase(), r.verdict === 'Underdelivering' ? 'under-delivering' : r.verdict.toLowerCase()));
+    row.append(id, verdict,
+      element('td', 'num', kbps(r.weGrantKbps)),
+      element('td', 'num', kbps(r.promisedKbps)),
+      element('td', 'num', r.deliveredKbps == null ? 'not probed' : Math.round(r.deliveredKbps) + ' kbit/s'),
+      element('td', 'num', bytes(r.bytesGiven)),
+      element('td', 'num', bytes(r.bytesReceived)));
+    return row;
+  }));
+  $('partners-empty').hidden = rows.length > 0;
+}
+
+function showCircuits(report) {
+  $('circuit-hops').textContent = report.hops + (report.hops === 1 ? ' hop' : ' hops') + ' each';
+  $('circuits').replaceChildren(...report.circuits.map((c) => {
+    const item = element('li');
+    item.append(element('span', 'hop you', 'you'));
+    c.path.forEach((hop, i) => {
+      item.append(element('span', 'arrow', '→'));
+      const chip = element('span', i === c.path.length - 1 ? 'hop exit' : 'hop', brief(hop) + (i === c.path.length - 1 ? ' · exit' : ''));
+      chip.title = hop;
+      item.append(chip);
+    });
+    item.append(element('span', 'meta', c.streams + (c.streams === 1 ? ' stream' : ' streams') + ' · ' + age((Date.now() - Date.parse(c.created)) / 1000)));
+    return item;
+  }));
+  $('circuits-empty').hidden = report.circuits.length > 0;
+  $('carried').textContent = 'Carrying for others: ' + report.relayed + ' as a middle hop, ' + report.exiting + ' as the exit, '
+    + report.carriedStreams + ' streams. Who built them is not shown.';
+}
+
+// ---- The loop ----
+
+async function refresh() {
+  try {
+    const [status, history, ledger, circuits] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'), api('/api/circuits')]);
+    $('signin').hidden = true;
+    $('main').hidden = false;
+    showStatus(status);
+    showChart(history);
+    showPartners(ledger);
+    showCircuits(circuits);
+  } catch (e) {
+    if (e instanceof Unauthorized) {
+      signIn('The node did not accept this token: it has restarted since, or it is another node. Run quid dashboard for a new link.');
+      return;
+    }
+    $('phase-text').textContent = 'The node does not answer: is it still running?';
+    $('phase').classList.remove('ready');
+  }
+  timer = setTimeout(refresh, 1000);
+}
+
+function signIn(reason) {
+  clearTimeout(timer);
+  sessionStorage.removeItem(tokenKey);
+  token = null;
+  $('main').hidden = true;
+  $('signin').hidden = false;
+  $('signin-reason').textContent = reason || '';
+  $('phase-text').textContent = 'Not signed in';
+}
+
+$('signin-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  token = $('signin-token').value.trim().toLowerCase();
+  sessionStorage.setItem(tokenKey, token);
+  refresh();
+});
+
+token = takeTokenFromLink();
+if (token) refresh();
+else signIn();

@@ -1,0 +1,100 @@
+using System.Diagnostics.Metrics;
+using Quid.Circuits;
+using Quid.Exchange;
+using Quid.Node.Control;
+
+namespace Quid.Node.Metrics;
+
+/// <summary>
+/// A node's metrics as System.Diagnostics.Metrics instruments, all observable: each reads what
+/// the node already counts (its status, the ledger's accounts, the links' counters) when a
+/// collector asks, so nothing on the data path does any extra work for them. Every node has its
+/// own <see cref="Meter"/>, so several nodes in one process keep their numbers apart.
+/// </summary>
+public sealed class NodeMetrics : IDisposable
+{
+    public const string MeterName = "Quid.Node";
+
+    private readonly QuidNode _node;
+    private readonly NodeMonitor _monitor;
+    private readonly Lock _lock = new();
+    private NodeStatus? _status;
+    private long _statusAt;
+
+    public NodeMetrics(QuidNode node, NodeMonitor monitor)
+    {
+        _node = node;
+        _monitor = monitor;
+        Meter = new Meter(MeterName);
+        Meter.CreateObservableCounter("quid.ledger.given", () => _node.LedgerTotals().Given, "By", "Bytes carried for partners, over the whole ledger (kept across restarts)");
+        Meter.CreateObservableCounter("quid.ledger.received", () => _node.LedgerTotals().Received, "By", "Bytes partners carried for this node, over the whole ledger (kept across restarts)");
+        Meter.CreateObservableGauge("quid.throughput", () => Rates(), "By/s", "Live rate of the ledger's counters, averaged over the last seconds");
+        Meter.CreateObservableCounter("quid.link.sent", () => Snapshot().Neighbours.Select(n => new Measurement<long>(n.BytesSent, Peer(n))), "By", "Bytes sent on each open link, cells and framing");
+        Meter.CreateObservableCounter("quid.link.received", () => Snapshot().Neighbours.Select(n => new Measurement<long>(n.BytesReceived, Peer(n))), "By", "Bytes received on each open link");
+        Meter.CreateObservableGauge("quid.link.queued", () => Snapshot().Neighbours.Sum(n => n.QueuedBytes), "By", "Bytes waiting in the links' send queues");
+        Meter.CreateObservableGauge("quid.neighbours", () => Neighbours(), null, "Open links to other nodes, by the neighbour's overlay role");
+        Meter.CreateObservableCounter("quid.links.refused", () => _node.RefusedLinks, null, "Links refused after the handshake: not a friend, shunned, or no room");
+        Meter.CreateObservableGauge("quid.agreements", () => Snapshot().Agreements.Count, null, "Active bandwidth agreements");
+        Meter.CreateObservableGauge("quid.partners", () => Partners(), null, "Partners in the ledger, by verdict");
+        Meter.CreateObservableGauge("quid.offer", () => Snapshot().Offer.Kbps, "kbit/s", "The block this node offers");
+        Meter.CreateObservableGauge("quid.offer.free", () => Snapshot().FreeBlocks.Sum(b => b.Kbps), "kbit/s", "Offered capacity not granted to anyone: what the node advertises");
+        Meter.CreateObservableGauge("quid.grant.given", () => Snapshot().Agreements.Sum(a => a.WeGrant?.Kbps ?? 0), "kbit/s", "What this node grants its partners, in all");
+        Meter.CreateObservableGauge("quid.grant.received", () => Snapshot().ReceivedKbps, "kbit/s", "What partners grant this node, in all");
+        Meter.CreateObservableGauge("quid.request", () => Snapshot().Request?.Kbps ?? 0, "kbit/s", "The block this node asks for; 0 for a donor");
+        Meter.CreateObservableGauge("quid.request.met", () => Snapshot().RequestMet ? 1 : 0, null, "1 when partners grant all of the request");
+        Meter.CreateObservableGauge("quid.circuits", () => Circuits(), null, "Open circuits, by this node's position in them");
+        Meter.CreateObservableGauge("quid.streams", () => _node.Circuits.Circuits.Sum(c => c.StreamCount), null, "Open streams, on every circuit this node is an end of");
+        Meter.CreateObservableGauge("quid.overlay.known_peers", () => Snapshot().Overlay.KnownPeers, null, "Nodes this node knows of in the overlay");
+        Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
+    }
+
+    public Meter Meter { get; }
+
+    /// <summary>
+    /// One status per collection, not one per instrument: a collector reads every instrument in a
+    /// burst, and each status takes the node's lock.
+    /// </summary>
+    private NodeStatus Snapshot()
+    {
+        lock (_lock)
+        {
+            if (_status is null || TimeProvider.System.GetElapsedTime(_statusAt) > TimeSpan.FromMilliseconds(500))
+            {
+                _status = _node.Status();
+                _statusAt = TimeProvider.System.GetTimestamp();
+            }
+            return _status;
+        }
+    }
+
+    private static KeyValuePair<string, object?> Peer(NeighbourStatus neighbour) => new("peer", neighbour.Id.Brief);
+
+    private IEnumerable<Measurement<double>> Rates()
+    {
+        var rates = _monitor.Rates;
+        return [new(rates.GivenBytesPerSecond, new KeyValuePair<string, object?>("direction", "given")),
+            new(rates.ReceivedBytesPerSecond, new KeyValuePair<string, object?>("direction", "received"))];
+    }
+
+    private IEnumerable<Measurement<int>> Neighbours()
+    {
+        var neighbours = Snapshot().Neighbours;
+        int ultrapeers = neighbours.Count(n => n.Ultrapeer);
+        return [new(ultrapeers, new KeyValuePair<string, object?>("role", "ultrapeer")),
+            new(neighbours.Count - ultrapeers, new KeyValuePair<string, object?>("role", "leaf"))];
+    }
+
+    private IEnumerable<Measurement<int>> Partners()
+    {
+        var partners = Snapshot().Partners;
+        return Enum.GetValues<Verdict>().Select(v => new Measurement<int>(partners.Count(p => p.Verdict == v), new KeyValuePair<string, object?>("verdict", v.ToString().ToLowerInvariant())));
+    }
+
+    private IEnumerable<Measurement<int>> Circuits()
+    {
+        var circuits = _node.Circuits.Circuits.Where(c => c.State != CircuitState.Closed).ToList();
+        return Enum.GetValues<CircuitRole>().Select(r => new Measurement<int>(circuits.Count(c => c.Role == r), new KeyValuePair<string, object?>("role", r.ToString().ToLowerInvariant())));
+    }
+
+    public void Dispose() => Meter.Dispose();
+}

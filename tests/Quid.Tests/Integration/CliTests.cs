@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Quid.Node.Demo;
+using Xunit.Abstractions;
+
+namespace Quid.Tests.Integration;
+
+/// <summary>The quid command as a person runs it: real node processes, the status commands against them, configuration from every source.</summary>
+[Collection(nameof(SerialTests))]
+public sealed class CliTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("quid-cli-").FullName;
+
+    [Fact]
+    public async Task Quid_status_shows_live_rates_during_a_transfer_and_SIGTERM_drains_and_ends_agreements_politely()
+    {
+        await using var web = new LocalWebServer(new IPEndPoint(IPAddress.Loopback, 0));
+        web.Start();
+        string exitDir = Path.Combine(_root, "exit"), clientDir = Path.Combine(_root, "client");
+        using var exit = QuidProcess.Start("run", "--data-dir", exitDir, "--listen", "127.0.0.250:0", "--socks", "off", "--http-proxy", "off", "--control", "127.0.0.1:0",
+            "--offer", "2048", "--request", "0", "--hops", "1", "--exit-allow-private");
+        string linkPort = (await exit.WaitForLineAsync(@"Accepting links on 127\.0\.0\.250:(\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
+        string exitId = (await exit.WaitForLineAsync(@"Node ([a-z2-7]{32}) ", TimeSpan.FromSeconds(30))).Groups[1].Value;
+        using var client = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.251:0", "--socks", "127.0.0.1:0", "--http-proxy", "off", "--control", "127.0.0.1:0",
+            "--offer", "256", "--request", "2048", "--hops", "1", "--peer", $"127.0.0.250:{linkPort}");
+        string socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
+
+        // --wait waits for the starting node to answer, follows its bootstrapping, and returns once a circuit is ready.
+        var (waited, progress) = await QuidProcess.RunAsync("status", "--data-dir", clientDir, "--wait", "--timeout", "30");
+        Assert.True(waited == 0, progress);
+        Assert.Contains("Ready: a circuit is waiting", progress, StringComparison.Ordinal);
+
+        // A download shaped by the exit to its 2 Mbit/s offer: it is still running while we look.
+        var download = Curl.RunAsync("--silent", "--output", "/dev/null", "--max-time", "30", "--socks5-hostname", socks, $"{web.BaseUrl}/bytes/{64 << 20}");
+        JsonElement status = default;
+        await Eventually.WaitUntilAsync(() =>
+        {
+            status = Json(QuidProcess.RunAsync("status", "--data-dir", clientDir, "--json").GetAwaiter().GetResult());
+            return status.GetProperty("rates").GetProperty("receivedBytesPerSecond").GetDouble() > 0;
+        }, TimeSpan.FromSeconds(20), "quid status to show a received rate");
+        Assert.Equal("Ready", status.GetProperty("phase").GetString());
+
+        var (code, text) = await QuidProcess.RunAsync("status", "--data-dir", clientDir);
+        Assert.True(code == 0, text);
+        output.WriteLine(text);
+        var received = Regex.Match(text, @"received\s+([\d.]+) (bit/s|kbit/s|Mbit/s)");
+        Assert.True(received.Success, text);
+        Assert.True(double.Parse(received.Groups[1].Value, CultureInfo.InvariantCulture) > 0, $"quid status shows {received.Value}");
+        var (_, exitText) = await QuidProcess.RunAsync("status", "--data-dir", exitDir);
+        var given = Regex.Match(exitText, @"given\s+([\d.]+) (bit/s|kbit/s|Mbit/s)");
+        Assert.True(given.Success && double.Parse(given.Groups[1].Value, CultureInfo.InvariantCulture) > 0, exitText);
+
+        var peer = Assert.Single(Json(await QuidProcess.RunAsync("peers", "--data-dir", clientDir, "--json")).EnumerateArray());
+        Assert.Equal(exitId, peer.GetProperty("id").GetString());
+        Assert.Equal(2048, peer.GetProperty("theyGrantKbps").GetInt64());
+        var circuit = Assert.Single(Json(await QuidProcess.RunAsync("circuits", "--data-dir", clientDir, "--json")).GetProperty("circuits").EnumerateArray());
+        Assert.Equal([exitId], circuit.GetProperty("path").EnumerateArray().Select(h => h.GetString()));
+        Assert.Equal(1, circuit.GetProperty("streams").GetInt32());
+        var account = Assert.Single(Json(await QuidProcess.RunAsync("ledger", "--data-dir", clientDir, "--json")).EnumerateArray());
+        Assert.True(account.GetProperty("bytesReceived").GetInt64() > 0);
+        var (_, table) = await QuidProcess.RunAsync("peers", "--data-dir", clientDir);
+        Assert.Contains(exitId[..8], table, StringComparison.Ordinal);
+
+        // systemd's stop: SIGTERM. The node lets the open stream run for a while, then ends its agreement politely.
+        Signal(clientDir, "TERM");
+        // Read the output rather than QuidProcess.WaitForLineAsync, which gives up once the process has exited, as this one will.
+        await Eventually.WaitUntilAsync(() => Regex.IsMatch(client.Output, @"Node [a-z2-7]{8} stopped"), TimeSpan.FromSeconds(15), "the client to stop");
+        Assert.Contains("Waiting up to 5 s for 1 open streams to finish", client.Output, StringComparison.Ordinal);
+        await exit.WaitForLineAsync(@"Agreement with [a-z2-7]{8} ended \(ShuttingDown\)", TimeSpan.FromSeconds(10));
+        Assert.NotEqual(0, (await download).ExitCode);
+
+        // With the node stopped, the ledger is read from its database.
+        var (offline, saved) = await QuidProcess.RunAsync("ledger", "--data-dir", clientDir);
+        Assert.True(offline == 0, saved);
+        Assert.Contains("not running", saved, StringComparison.Ordinal);
+        Assert.Contains(exitId[..8], saved, StringComparison.Ordinal);
+        var (down, reason) = await QuidProcess.RunAsync("status", "--data-dir", clientDir);
+        Assert.Equal(1, down);
+        Assert.Contains("No node answers", reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_quid_toml_stops_quid_run_with_each_key_its_source_and_the_fix()
+    {
+        string dataDir = Path.Combine(_root, "bad");
+        Directory.CreateDirectory(dataDir);
+        string file = Path.Combine(dataDir, "quid.toml");
+        await File.WriteAllTextAsync(file, "offer = 1000\nsocks = \"0.0.0.0:1080\"\n");
+
+        var (code, text) = await QuidProcess.RunAsync("run", "--data-dir", dataDir);
+
+        Assert.Equal(78, code);
+        Assert.Contains($"offer (from {file}): 1000 kbps is not a block", text, StringComparison.Ordinal);
+        Assert.Contains("use 512 or 1024", text, StringComparison.Ordinal);
+        Assert.Contains($"socks (from {file}): 0.0.0.0 is not a loopback address", text, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(dataDir, "identity.key")), "a node with a bad configuration must not start at all");
+    }
+
+    [Fact]
+    public async Task Quid_config_shows_flags_over_the_environment_over_the_file_and_where_each_value_came_from()
+    {
+        string dataDir = Path.Combine(_root, "config");
+        Directory.CreateDirectory(dataDir);
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "quid.toml"), "offer = 1024\nhops = 1\nrequest = 512\n");
+
+        var config = Json(await RunWithEnvironmentAsync([("QUID_OFFER", "2048"), ("QUID_HOPS", "2")], "config", "--data-dir", dataDir, "--hops", "4", "--json"));
+        var settings = config.GetProperty("settings").EnumerateArray().ToDictionary(s => s.GetProperty("key").GetString()!);
+        Assert.True(config.GetProperty("fileExists").GetBoolean());
+        Assert.Equal(("4", "flag --hops"), Of(settings["hops"]));
+        Assert.Equal(("2048", "environment QUID_OFFER"), Of(settings["offer"]));
+        Assert.Equal(("512", Path.Combine(dataDir, "quid.toml")), Of(settings["request"]));
+        Assert.Equal(("127.0.0.1:9051", "default"), Of(settings["control"]));
+
+        static (string?, string?) Of(JsonElement s) => (s.GetProperty("value").GetString(), s.GetProperty("from").GetString());
+    }
+
+    private static JsonElement Json((int ExitCode, string Output) run)
+    {
+        Assert.True(run.ExitCode == 0, run.Output);
+        return JsonDocument.Parse(run.Output).RootElement.Clone();
+    }
+
+    /// <summary>Runs quid with extra environment variables, which QuidProcess does not set.</summary>
+    private static async Task<(int ExitCode, string Output)> RunWithEnvironmentAsync((string Name, string Value)[] environment, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(QuidProcess.Executable) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    /// <summary>Sends a signal to the quid process started with <paramref name="dataDirectory"/>, found by that argument.</summary>
+    private static void Signal(string dataDirectory, string signal)
+    {
+        int pid = Directory.EnumerateDirectories("/proc")
+            .Select(d => int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int p) ? p : 0)
+            .Where(p => p > 0)
+            .Single(p =>
+            {
+                try
+                {
+                    return File.ReadAllText($"/proc/{p}/cmdline").Split('\0').Contains(dataDirectory);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    return false; // gone, or not ours
+                }
+            });
+        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Leftovers in a temporary directory are harmless.
+        }
+    }
+}

@@ -1,0 +1,230 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Quid.Node;
+using Quid.Node.Configuration;
+using Quid.Wire;
+
+namespace Quid.Tests.Node;
+
+/// <summary>quid.toml, then QUID_ variables, then flags: each overrides the one before, and every bad value is named with its fix.</summary>
+public sealed class ConfigurationTests : IDisposable
+{
+    private readonly string _home = Directory.CreateTempSubdirectory("quid-config-").FullName;
+
+    private string DataDirectory => Path.Combine(_home, "data");
+
+    private Dictionary<string, string> Environment(params (string Name, string Value)[] variables)
+    {
+        var environment = new Dictionary<string, string> { ["HOME"] = _home };
+        foreach (var (name, value) in variables) environment[name] = value;
+        return environment;
+    }
+
+    private void WriteFile(string toml)
+    {
+        Directory.CreateDirectory(DataDirectory);
+        File.WriteAllText(Path.Combine(DataDirectory, NodeConfiguration.FileName), toml);
+    }
+
+    private NodeSettings Load(IReadOnlyList<FlagValue>? flags = null, Dictionary<string, string>? environment = null) =>
+        NodeConfiguration.Load([new FlagValue("data-dir", "--data-dir", [DataDirectory]), .. flags ?? []], environment ?? Environment());
+
+    private static EffectiveSetting Value(NodeSettings settings, string key) => settings.Values.Single(v => v.Key == key);
+
+    private ConfigurationError Rejected(IReadOnlyList<FlagValue>? flags = null, Dictionary<string, string>? environment = null) =>
+        Assert.Single(Assert.Throws<ConfigurationException>(() => Load(flags, environment)).Errors);
+
+    [Fact]
+    public void Zero_configuration_gives_a_working_node_under_the_XDG_data_directory()
+    {
+        var settings = NodeConfiguration.Load([], Environment());
+        Assert.Equal(Path.Combine(_home, ".local", "share", "quid"), settings.DataDirectory);
+        Assert.Equal(new IPEndPoint(IPAddress.Any, 7843), settings.Node.Listen);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 1080), settings.Node.Socks);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9051), settings.Control);
+        Assert.Equal(Block.FromKbps(4096), settings.Node.Offer);
+        Assert.Equal(Block.FromKbps(4096), settings.Node.Request);
+        Assert.Equal(3, settings.Node.Hops);
+        Assert.Same(ExitPolicy.Default, settings.Node.ExitPolicy);
+        Assert.Equal(LogLevel.Information, settings.LogLevel);
+        Assert.False(settings.ConfigFileExists);
+        Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Origin.Source));
+        Assert.Empty(settings.Warnings);
+    }
+
+    [Fact]
+    public void XDG_DATA_HOME_moves_the_default_data_directory()
+    {
+        var settings = NodeConfiguration.Load([], Environment(("XDG_DATA_HOME", Path.Combine(_home, "xdg"))));
+        Assert.Equal(Path.Combine(_home, "xdg", "quid"), settings.DataDirectory);
+    }
+
+    [Fact]
+    public void Flags_override_the_environment_which_overrides_the_file()
+    {
+        WriteFile("""
+            offer = 1024
+            hops = 1
+            peers = ["file.example:7843"]
+            no-ultrapeer = true
+            """);
+        var environment = Environment(("QUID_OFFER", "2048"), ("QUID_PEERS", "env1.example:7843, env2.example:7843"));
+        FlagValue[] flags = [new("offer", "--offer", ["512"])];
+
+        var settings = Load(flags, environment);
+        Assert.Equal(512, settings.Node.Offer.Kbps);
+        Assert.Equal(new SettingOrigin(SettingSource.Flag, "--offer"), Value(settings, "offer").Origin);
+        Assert.Equal(["env1.example:7843", "env2.example:7843"], settings.Node.Peers);
+        Assert.Equal(new SettingOrigin(SettingSource.Environment, "QUID_PEERS"), Value(settings, "peers").Origin);
+        Assert.Equal(1, settings.Node.Hops);
+        Assert.Equal(SettingSource.File, Value(settings, "hops").Origin.Source);
+        Assert.False(settings.Node.Overlay.UltrapeerCapable);
+        Assert.Equal(SettingSource.Default, Value(settings, "request").Origin.Source);
+        Assert.True(settings.ConfigFileExists);
+
+        // Take the flag away and the environment decides; take that away and the file does.
+        Assert.Equal(2048, Load([], environment).Node.Offer.Kbps);
+        var fromFile = Load([], Environment());
+        Assert.Equal(1024, fromFile.Node.Offer.Kbps);
+        Assert.Equal(["file.example:7843"], fromFile.Node.Peers);
+        Assert.Equal(Path.Combine(DataDirectory, NodeConfiguration.FileName), Value(fromFile, "offer").Origin.Where);
+    }
+
+    [Fact]
+    public void A_switch_flag_given_false_overrides_the_file()
+    {
+        WriteFile("no-ultrapeer = true");
+        Assert.True(Load([new FlagValue("no-ultrapeer", "--no-ultrapeer", ["false"])]).Node.Overlay.UltrapeerCapable);
+        Assert.True(Load(environment: Environment(("QUID_NO_ULTRAPEER", "no"))).Node.Overlay.UltrapeerCapable);
+    }
+
+    [Fact]
+    public void The_data_directory_comes_from_the_flag_or_QUID_DATA_DIR_never_from_the_file_inside_it()
+    {
+        string elsewhere = Path.Combine(_home, "elsewhere");
+        Assert.Equal(elsewhere, NodeConfiguration.Load([], Environment(("QUID_DATA_DIR", elsewhere))).DataDirectory);
+        WriteFile($"data-dir = \"{elsewhere}\"");
+        var error = Rejected();
+        Assert.Equal("data-dir", error.Key);
+        Assert.Contains("--data-dir or QUID_DATA_DIR", error.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_exit_policy_in_Tor_syntax_from_the_file_or_a_shorthand_flag()
+    {
+        WriteFile("""exit-policy = ["accept *:80", "accept *:443", "reject *:*"]""");
+        var policy = Load().Node.ExitPolicy;
+        Assert.True(policy.Allows(IPAddress.Parse("93.184.216.34"), 443));
+        Assert.False(policy.Allows(IPAddress.Parse("93.184.216.34"), 22));
+
+        var none = Load([new FlagValue("exit-policy", "--no-exit", ["reject *:*"])]);
+        Assert.False(none.Node.ExitPolicy.MayAllowPort(80));
+        Assert.Equal(new SettingOrigin(SettingSource.Flag, "--no-exit"), Value(none, "exit-policy").Origin);
+        Assert.Equal("reject *:*", Value(none, "exit-policy").Value);
+    }
+
+    [Fact]
+    public void Two_flags_for_one_setting_are_refused()
+    {
+        var error = Rejected([new FlagValue("exit-policy", "--no-exit", ["reject *:*"]), new FlagValue("exit-policy", "--exit-allow-private", ["accept *:*"])]);
+        Assert.Equal("exit-policy", error.Key);
+        Assert.Contains("give only one of --exit-policy, --no-exit, --exit-allow-private", error.Problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("offer", "1000", "1000 kbps is not a block", "use 512 or 1024")]
+    [InlineData("offer", "0", "0 kbps is not a block", "use 16")]
+    [InlineData("request", "fast", "'fast' is not a number of kbps", "such as 1024")]
+    [InlineData("hops", "9", "'9' is not 1 to 8", "3 keeps any single node")]
+    [InlineData("listen", "7843", "'7843' is not address:port", "0.0.0.0:7843")]
+    [InlineData("socks", "0.0.0.0:1080", "0.0.0.0 is not a loopback address", "use 127.0.0.1:1080")]
+    [InlineData("control", "192.168.1.2:9051", "192.168.1.2 is not a loopback address", "use 127.0.0.1:9051")]
+    [InlineData("advertise", "0.0.0.0:7843", "is not an address others can dial", "203.0.113.7:7843")]
+    [InlineData("peers", "quid.example.net", "'quid.example.net' is not host:port", "quid.example.net:7843")]
+    [InlineData("friends", "alice", "'alice' is not a node id", "'quid id' prints")]
+    [InlineData("no-ultrapeer", "maybe", "'maybe' is not true or false", "true or false")]
+    [InlineData("exit-policy", "allow *:80", "does not start with accept or reject", "accept or reject")]
+    [InlineData("exit-policy", "accept 10.0.0.0/33:*", "'/33'", "0 to 32")]
+    [InlineData("exit-policy", "accept *:80-20", "'80-20' in", "1024-65535")]
+    [InlineData("log-level", "loud", "'loud' is not a log level", "Debug, Information")]
+    [InlineData("log-format", "xml", "'xml' is not a log format", "text or json")]
+    public void A_bad_value_is_refused_naming_the_key_its_source_and_the_fix(string key, string value, string problem, string fix)
+    {
+        var setting = NodeConfiguration.Settings.Single(s => s.Key == key);
+        var error = Rejected(environment: Environment((setting.EnvironmentVariable, value)));
+        Assert.Equal(key, error.Key);
+        Assert.Equal(new SettingOrigin(SettingSource.Environment, setting.EnvironmentVariable), error.Origin);
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+        Assert.Contains(fix, error.Problem, StringComparison.Ordinal);
+        Assert.StartsWith($"{key} (from environment {setting.EnvironmentVariable}): ", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Every_problem_is_reported_at_once()
+    {
+        WriteFile("""
+            offer = 1000
+            ofer = 1024
+            hops = "three"
+            socks = ["127.0.0.1:1080", "127.0.0.1:1081"]
+            """);
+        var errors = Assert.Throws<ConfigurationException>(() => Load()).Errors;
+        Assert.Equal(["hops", "ofer", "offer", "socks"], errors.Select(e => e.Key).Order());
+        Assert.Contains("did you mean 'offer'?", errors.Single(e => e.Key == "ofer").Problem, StringComparison.Ordinal);
+        Assert.Contains("write it as socks = \"…\"", errors.Single(e => e.Key == "socks").Problem, StringComparison.Ordinal);
+        Assert.All(errors, e => Assert.Equal(SettingSource.File, e.Origin.Source));
+    }
+
+    [Fact]
+    public void A_file_that_is_not_TOML_is_refused_with_where_it_goes_wrong()
+    {
+        WriteFile("offer = = 1024");
+        var error = Rejected();
+        Assert.Equal(NodeConfiguration.FileName, error.Key);
+        Assert.Contains("not valid TOML: (1,", error.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_table_where_a_value_belongs_is_refused_with_the_shape_to_write()
+    {
+        WriteFile("""
+            [offer]
+            kbps = 1024
+            """);
+        var error = Rejected();
+        Assert.Equal("offer", error.Key);
+        Assert.Contains("write it as offer = \"…\"", error.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_unknown_QUID_variable_is_a_warning_with_a_suggestion_not_an_error()
+    {
+        var settings = Load(environment: Environment(("QUID_OFER", "1024")));
+        Assert.Equal(4096, settings.Node.Offer.Kbps);
+        Assert.Contains("QUID_OFER is not a Quid setting and is ignored; did you mean QUID_OFFER?", settings.Warnings);
+    }
+
+    [Fact]
+    public void Port_zero_and_off_are_accepted_for_the_local_ports()
+    {
+        var settings = Load([new FlagValue("socks", "--socks", ["off"]), new FlagValue("control", "--control", ["127.0.0.1:0"])]);
+        Assert.Null(settings.Node.Socks);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 0), settings.Control);
+        Assert.Equal("off", Value(settings, "socks").Value);
+    }
+
+    [Fact]
+    public void Every_setting_has_a_flag_a_variable_and_a_default_and_no_two_share_a_name()
+    {
+        Assert.All(NodeConfiguration.Settings, s =>
+        {
+            Assert.StartsWith("--", s.Flag, StringComparison.Ordinal);
+            Assert.Matches("^QUID_[A-Z_]+$", s.EnvironmentVariable);
+            Assert.False(string.IsNullOrWhiteSpace(s.DefaultText));
+        });
+        Assert.Equal(NodeConfiguration.Settings.Count, NodeConfiguration.Settings.Select(s => s.Key).Distinct().Count());
+        Assert.Equal(NodeConfiguration.Settings.Count, NodeConfiguration.Settings.Select(s => s.Flag).Distinct().Count());
+    }
+
+    public void Dispose() => Directory.Delete(_home, recursive: true);
+}
