@@ -1,4 +1,5 @@
 using Quid.Crypto;
+using Quid.Overlay;
 using Quid.Wire;
 
 namespace Quid.Exchange;
@@ -49,7 +50,8 @@ public sealed record MarketOptions
     public int PartnersWanted { get; init; } = 1;
     /// <summary>The share of the offer kept for nodes we never had an agreement with (an optimistic slot).</summary>
     public double NewcomerShare { get; init; } = 0.125;
-    public Random Random { get; init; } = Random.Shared;
+    /// <summary>Where the market's choices and agreement nonces come from: unpredictable in a real node, seeded in tests and the simulator.</summary>
+    public Random Random { get; init; } = SecureRandom.Shared;
 }
 
 /// <summary>
