@@ -357,7 +357,7 @@ public sealed class Overlay
     /// </summary>
     public (QueryId Id, IReadOnlyList<OverlayAction> Actions) Search(Block wanted, Block? canGrant)
     {
-        var id = QueryId.New();
+        var id = QueryId.New(_options.Random);
         var now = Now;
         foreach (var stale in _ownSearches.Where(s => s.Value.Started + _options.SearchResultLifetime <= now).Select(s => s.Key).ToList()) _ownSearches.Remove(stale);
         if (_ownSearches.Count >= MaxOwnSearches) _ownSearches.Remove(_ownSearches.MinBy(s => s.Value.Started).Key);
