@@ -51,7 +51,7 @@ public sealed record MarketOptions
     /// <summary>The share of the offer kept for nodes we never had an agreement with (an optimistic slot).</summary>
     public double NewcomerShare { get; init; } = 0.125;
     /// <summary>Where the market's choices and agreement nonces come from: unpredictable in a real node, seeded in tests and the simulator.</summary>
-    public Random Random { get; init; } = SecureRandom.Shared;
+    public Random Random { get; init; } = SecureRandom.Instance;
 }
 
 /// <summary>
@@ -167,7 +167,7 @@ public sealed class Market
             if (!CanGrant(chosen.Id, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
             reserved = allocation;
         }
-        var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now);
+        var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now, _options.Random);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosen.Id, new AgreementProposal(terms, signature)));
