@@ -89,6 +89,9 @@ public sealed class Market
 
     public IEnumerable<Agreement> Active => _agreements.Values.Where(a => a.State == AgreementState.Active);
 
+    /// <summary>Our proposals still awaiting an answer, each holding the block it would grant.</summary>
+    public IEnumerable<Agreement> Proposed => _agreements.Values.Where(a => a.State == AgreementState.Proposed);
+
     public long ReceivedKbps => Active.Sum(a => a.TheyGrant?.Kbps ?? 0);
 
     /// <summary>Whether enough partners grant us our request block: then we stop searching (the seed's rule).</summary>
