@@ -185,7 +185,8 @@ public static class ControlCodec
         return buffer;
     }
 
-    private static int EncodedLength(ControlMessage message) => 1 + message switch
+    /// <summary>The size of a message's encoding, without encoding it: what the simulator charges a link for a message it passes as an object.</summary>
+    public static int EncodedLength(ControlMessage message) => 1 + message switch
     {
         DescriptorMessage m => m.Descriptor.Encoded.Length,
         PeersMessage m => 1 + m.Descriptors.Sum(d => 2 + d.Encoded.Length),
