@@ -120,60 +120,62 @@ public sealed class Market
 
         var now = _time.GetUtcNow();
         var partners = Active.Select(a => a.Partner).ToHashSet();
+        // A node id is a hash of the key: work it out once per candidate.
         var eligible = candidates
-            .Where(d => d.Id != _identity.Id && !partners.Contains(d.Id) && !d.IsExpired(now))
-            .Where(d => !_cooldown.TryGetValue(d.Id, out var until) || until <= now)
-            .Where(d => !IsShunned(d.Id, now))
-            .Where(d => d.LargestFreeBlock is { } free && free >= request)
-            .Where(d => d.Request is not { } theirs || CanGrant(d.Id, theirs))
+            .Select(d => (Id: d.Id, Descriptor: d))
+            .Where(c => c.Id != _identity.Id && !partners.Contains(c.Id) && !c.Descriptor.IsExpired(now))
+            .Where(c => !_cooldown.TryGetValue(c.Id, out var until) || until <= now)
+            .Where(c => !IsShunned(c.Id, now))
+            .Where(c => c.Descriptor.LargestFreeBlock is { } free && free >= request)
+            .Where(c => c.Descriptor.Request is not { } theirs || CanGrant(c.Id, theirs))
             .ToArray();
 
         if (_awaitingLink is { } awaiting)
         {
-            if (isLinked(awaiting.Id) && eligible.FirstOrDefault(d => d.Id == awaiting.Id) is { } ready)
+            if (isLinked(awaiting.Id) && eligible.FirstOrDefault(c => c.Id == awaiting.Id) is { Descriptor: { } ready })
             {
                 _awaitingLink = null;
-                Propose(ready, request, now, actions);
+                Propose(ready, awaiting.Id, request, now, actions);
                 return actions;
             }
             if (awaiting.Until > now) return actions;
             _awaitingLink = null;
             _cooldown[awaiting.Id] = now + _options.RejectionCooldown;
-            eligible = [.. eligible.Where(d => d.Id != awaiting.Id)];
+            eligible = [.. eligible.Where(c => c.Id != awaiting.Id)];
         }
 
         var best = eligible
-            .GroupBy(d => d.FreeBlocks.Where(b => b >= request).Min())
+            .GroupBy(c => c.Descriptor.FreeBlocks.Where(b => b >= request).Min())
             .OrderBy(g => g.Key)
             .FirstOrDefault()?
             .ToArray();
         if (best is null || best.Length == 0) return actions;
         // Among equally good offers, one we are already linked to saves a link.
-        var linked = best.Where(d => isLinked(d.Id)).ToArray();
+        var linked = best.Where(c => isLinked(c.Id)).ToArray();
         var pool = linked.Length > 0 ? linked : best;
         var chosen = pool[_options.Random.Next(pool.Length)];
         if (!isLinked(chosen.Id))
         {
             _awaitingLink = (chosen.Id, now + _options.LinkTimeout);
-            actions.Add(new LinkNeeded(chosen));
+            actions.Add(new LinkNeeded(chosen.Descriptor));
             return actions;
         }
-        Propose(chosen, request, now, actions);
+        Propose(chosen.Descriptor, chosen.Id, request, now, actions);
         return actions;
     }
 
-    private void Propose(Descriptor chosen, Block request, DateTimeOffset now, List<MarketAction> actions)
+    private void Propose(Descriptor chosen, NodeId chosenId, Block request, DateTimeOffset now, List<MarketAction> actions)
     {
         Allocation? reserved = null;
         if (chosen.Request is { } theirRequest)
         {
-            if (!CanGrant(chosen.Id, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
+            if (!CanGrant(chosenId, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
             reserved = allocation;
         }
-        var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now, _options.Random);
+        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
-        actions.Add(new SendMarketMessage(chosen.Id, new AgreementProposal(terms, signature)));
+        actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
     }
 
     /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>
