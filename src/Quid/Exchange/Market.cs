@@ -111,7 +111,11 @@ public sealed class Market
     /// most tightly and whose own request fits our free capacity. If it is linked, propose;
     /// if not, ask for a link first and propose once it is up.
     /// </summary>
-    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked)
+    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked) =>
+        SearchOffers(candidates.Select(d => (d.Id, d)), isLinked);
+
+    /// <summary>As <see cref="Search"/>, with each candidate's node id already known (the overlay's <c>CandidateOffers</c>), so no key is hashed again.</summary>
+    public IReadOnlyList<MarketAction> SearchOffers(IEnumerable<(NodeId Id, Descriptor Descriptor)> candidates, Func<NodeId, bool> isLinked)
     {
         var actions = new List<MarketAction>();
         ExpireProposals();
@@ -120,9 +124,7 @@ public sealed class Market
 
         var now = _time.GetUtcNow();
         var partners = Active.Select(a => a.Partner).ToHashSet();
-        // A node id is a hash of the key: work it out once per candidate.
         var eligible = candidates
-            .Select(d => (Id: d.Id, Descriptor: d))
             .Where(c => c.Id != _identity.Id && !partners.Contains(c.Id) && !c.Descriptor.IsExpired(now))
             .Where(c => !_cooldown.TryGetValue(c.Id, out var until) || until <= now)
             .Where(c => !IsShunned(c.Id, now))

@@ -390,7 +390,10 @@ public sealed class Overlay
     }
 
     /// <summary>Offers that match, from neighbours and recent search hits: the market's candidates.</summary>
-    public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant)
+    public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant) => [.. CandidateOffers(wanted, canGrant).Select(c => c.Descriptor)];
+
+    /// <summary>The candidates with their node ids, which the overlay already knows, so the market need not hash every key again each second.</summary>
+    public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
     {
         var now = Now;
         var found = new Dictionary<NodeId, Descriptor>();
@@ -398,7 +401,7 @@ public sealed class Overlay
             if (Find(id) is { } d) found[id] = d;
         foreach (var (id, hit) in _hits)
             if (hit.Received + _options.SearchResultLifetime > now && !hit.Descriptor.IsExpired(now)) found.TryAdd(id, Find(id) ?? hit.Descriptor);
-        return [.. found.Where(f => f.Key != _identity.Id && IsFriend(f.Key) && Matches(f.Value, wanted, canGrant)).Select(f => f.Value)];
+        return [.. found.Where(f => f.Key != _identity.Id && IsFriend(f.Key) && Matches(f.Value, wanted, canGrant)).Select(f => (f.Key, f.Value))];
     }
 
     /// <summary>The offers a given search of ours has found so far.</summary>
