@@ -123,7 +123,7 @@ public sealed class SimNode
                 _sim.Metrics.SearchStarted(this, query);
                 Execute(actions);
             }
-            Execute(Market.Search(Choose(Overlay.Candidates(request, canGrant)), _links.ContainsKey));
+            Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _links.ContainsKey));
         }
         foreach (var (partner, promised) in probes) Probe(partner, promised);
         Publish(force: false);
@@ -135,13 +135,13 @@ public sealed class SimNode
     /// The candidates the agent lets the market see. A colluder puts its pair first whenever the
     /// pair would have it (it knows its pair's descriptor out of band); everyone else is honest here.
     /// </summary>
-    private IEnumerable<Descriptor> Choose(IReadOnlyList<Descriptor> candidates)
+    private IEnumerable<(NodeId Id, Descriptor Descriptor)> Choose(IReadOnlyList<(NodeId Id, Descriptor Descriptor)> candidates)
     {
         if (Agent.Pair?.Node is not { Online: true } pair || pair.Overlay.Own is not { } theirs || Market.GrantedBy(pair.Id) > 0) return candidates;
         var request = Market.Request!.Value;
         bool fits = theirs.LargestFreeBlock is { } free && free >= request
             && (theirs.Request is not { } wants || (Market.Capacity.LargestFree is { } mine && wants <= mine));
-        return fits ? [theirs] : candidates;
+        return fits ? [(pair.Id, theirs)] : candidates;
     }
 
     /// <summary>Signs a new descriptor when its free blocks, partners or role changed, or it is half way to expiring.</summary>
