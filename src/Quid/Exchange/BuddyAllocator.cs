@@ -48,6 +48,16 @@ public sealed class BuddyAllocator
         }
     }
 
+    /// <summary>Every free block with its place in the offer, so that a checker can see they tile it and are fully merged.</summary>
+    public IEnumerable<Allocation> FreeAllocations
+    {
+        get
+        {
+            for (int order = _free.Length - 1; order >= 0; order--)
+                foreach (int offset in _free[order]) yield return new Allocation(offset, new Block((byte)order));
+        }
+    }
+
     public Block? LargestFree
     {
         get

@@ -1,4 +1,5 @@
 using Quid.Crypto;
+using Quid.Overlay;
 using Quid.Wire;
 
 namespace Quid.Exchange;
@@ -49,7 +50,8 @@ public sealed record MarketOptions
     public int PartnersWanted { get; init; } = 1;
     /// <summary>The share of the offer kept for nodes we never had an agreement with (an optimistic slot).</summary>
     public double NewcomerShare { get; init; } = 0.125;
-    public Random Random { get; init; } = Random.Shared;
+    /// <summary>Where the market's choices and agreement nonces come from: unpredictable in a real node, seeded in tests and the simulator.</summary>
+    public Random Random { get; init; } = SecureRandom.Instance;
 }
 
 /// <summary>
@@ -87,6 +89,9 @@ public sealed class Market
 
     public IEnumerable<Agreement> Active => _agreements.Values.Where(a => a.State == AgreementState.Active);
 
+    /// <summary>Our proposals still awaiting an answer, each holding the block it would grant.</summary>
+    public IEnumerable<Agreement> Proposed => _agreements.Values.Where(a => a.State == AgreementState.Proposed);
+
     public long ReceivedKbps => Active.Sum(a => a.TheyGrant?.Kbps ?? 0);
 
     /// <summary>Whether enough partners grant us our request block: then we stop searching (the seed's rule).</summary>
@@ -106,7 +111,11 @@ public sealed class Market
     /// most tightly and whose own request fits our free capacity. If it is linked, propose;
     /// if not, ask for a link first and propose once it is up.
     /// </summary>
-    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked)
+    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked) =>
+        SearchOffers(candidates.Select(d => (d.Id, d)), isLinked);
+
+    /// <summary>As <see cref="Search"/>, with each candidate's node id already known (the overlay's <c>CandidateOffers</c>), so no key is hashed again.</summary>
+    public IReadOnlyList<MarketAction> SearchOffers(IEnumerable<(NodeId Id, Descriptor Descriptor)> candidates, Func<NodeId, bool> isLinked)
     {
         var actions = new List<MarketAction>();
         ExpireProposals();
@@ -116,59 +125,59 @@ public sealed class Market
         var now = _time.GetUtcNow();
         var partners = Active.Select(a => a.Partner).ToHashSet();
         var eligible = candidates
-            .Where(d => d.Id != _identity.Id && !partners.Contains(d.Id) && !d.IsExpired(now))
-            .Where(d => !_cooldown.TryGetValue(d.Id, out var until) || until <= now)
-            .Where(d => !IsShunned(d.Id, now))
-            .Where(d => d.LargestFreeBlock is { } free && free >= request)
-            .Where(d => d.Request is not { } theirs || CanGrant(d.Id, theirs))
+            .Where(c => c.Id != _identity.Id && !partners.Contains(c.Id) && !c.Descriptor.IsExpired(now))
+            .Where(c => !_cooldown.TryGetValue(c.Id, out var until) || until <= now)
+            .Where(c => !IsShunned(c.Id, now))
+            .Where(c => c.Descriptor.LargestFreeBlock is { } free && free >= request)
+            .Where(c => c.Descriptor.Request is not { } theirs || CanGrant(c.Id, theirs))
             .ToArray();
 
         if (_awaitingLink is { } awaiting)
         {
-            if (isLinked(awaiting.Id) && eligible.FirstOrDefault(d => d.Id == awaiting.Id) is { } ready)
+            if (isLinked(awaiting.Id) && eligible.FirstOrDefault(c => c.Id == awaiting.Id) is { Descriptor: { } ready })
             {
                 _awaitingLink = null;
-                Propose(ready, request, now, actions);
+                Propose(ready, awaiting.Id, request, now, actions);
                 return actions;
             }
             if (awaiting.Until > now) return actions;
             _awaitingLink = null;
             _cooldown[awaiting.Id] = now + _options.RejectionCooldown;
-            eligible = [.. eligible.Where(d => d.Id != awaiting.Id)];
+            eligible = [.. eligible.Where(c => c.Id != awaiting.Id)];
         }
 
         var best = eligible
-            .GroupBy(d => d.FreeBlocks.Where(b => b >= request).Min())
+            .GroupBy(c => c.Descriptor.FreeBlocks.Where(b => b >= request).Min())
             .OrderBy(g => g.Key)
             .FirstOrDefault()?
             .ToArray();
         if (best is null || best.Length == 0) return actions;
         // Among equally good offers, one we are already linked to saves a link.
-        var linked = best.Where(d => isLinked(d.Id)).ToArray();
+        var linked = best.Where(c => isLinked(c.Id)).ToArray();
         var pool = linked.Length > 0 ? linked : best;
         var chosen = pool[_options.Random.Next(pool.Length)];
         if (!isLinked(chosen.Id))
         {
             _awaitingLink = (chosen.Id, now + _options.LinkTimeout);
-            actions.Add(new LinkNeeded(chosen));
+            actions.Add(new LinkNeeded(chosen.Descriptor));
             return actions;
         }
-        Propose(chosen, request, now, actions);
+        Propose(chosen.Descriptor, chosen.Id, request, now, actions);
         return actions;
     }
 
-    private void Propose(Descriptor chosen, Block request, DateTimeOffset now, List<MarketAction> actions)
+    private void Propose(Descriptor chosen, NodeId chosenId, Block request, DateTimeOffset now, List<MarketAction> actions)
     {
         Allocation? reserved = null;
         if (chosen.Request is { } theirRequest)
         {
-            if (!CanGrant(chosen.Id, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
+            if (!CanGrant(chosenId, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
             reserved = allocation;
         }
-        var terms = AgreementTerms.Create(_identity.Id, chosen.Id, chosen.Request, request, now);
+        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
-        actions.Add(new SendMarketMessage(chosen.Id, new AgreementProposal(terms, signature)));
+        actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
     }
 
     /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>

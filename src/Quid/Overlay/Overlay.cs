@@ -37,6 +37,8 @@ public sealed class Overlay
     private DateTimeOffset? _idleSince;
     private DateTimeOffset _lastElection;
     private DateTimeOffset _lastPeerExchange;
+    /// <summary>The earliest moment some peer that is not a neighbour may be due to be forgotten: upkeep sweeps the table only then.</summary>
+    private DateTimeOffset _sweepDue = DateTimeOffset.MinValue;
 
     private sealed class Neighbour(NodeId id, bool inbound, OverlayOptions options, TimeProvider time)
     {
@@ -91,7 +93,7 @@ public sealed class Overlay
 
     public Descriptor? Find(NodeId id) => _peers.Find(id)?.Descriptor is { } d && !d.IsExpired(Now) ? d : null;
 
-    public bool IsUltrapeer(NodeId id) => _peers.Find(id) is { } peer && (peer.Descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? peer.Ultrapeer);
+    public bool IsUltrapeer(NodeId id) => _peers.Find(id)?.IsUltrapeer ?? false;
 
     private bool IsFriend(NodeId id) => _options.Friends is not { } friends || friends.Contains(id);
 
@@ -112,12 +114,13 @@ public sealed class Overlay
             peer.Address ??= c.Address;
             if (c.LastSeen > peer.LastSeen) peer.LastSeen = c.LastSeen;
             peer.Failures = c.Failures;
-            peer.Ultrapeer |= c.Ultrapeer;
+            if (c.Ultrapeer) peer.Ultrapeer = true;
+            Due(peer);
         }
     }
 
     public IReadOnlyList<CachedPeer> ExportPeers() =>
-        [.. _peers.All.Where(p => p.Address is not null).Select(p => new CachedPeer(p.Id, p.Address!, p.LastSeen, p.Failures, IsUltrapeer(p.Id)))];
+        [.. _peers.All.Where(p => p.Address is not null).Select(p => new CachedPeer(p.Id, p.Address!, p.LastSeen, p.Failures, p.IsUltrapeer))];
 
     // ---- Our own descriptor ----
 
@@ -135,13 +138,13 @@ public sealed class Overlay
     }
 
     /// <summary>Queues descriptors for a neighbour's next Peers message.</summary>
-    private void QueuePeers(Neighbour neighbour, IEnumerable<Descriptor> descriptors, List<OverlayAction> actions)
+    private void QueuePeers(Neighbour neighbour, IEnumerable<(NodeId Id, Descriptor Descriptor)> descriptors, List<OverlayAction> actions)
     {
-        foreach (var d in descriptors)
+        foreach (var (id, d) in descriptors)
         {
-            if (d.Id == neighbour.Id) continue;
-            if (neighbour.PendingPeers.Count >= PeersMessage.MaxDescriptors && !neighbour.PendingPeers.ContainsKey(d.Id)) break;
-            neighbour.PendingPeers[d.Id] = d;
+            if (id == neighbour.Id) continue;
+            if (neighbour.PendingPeers.Count >= PeersMessage.MaxDescriptors && !neighbour.PendingPeers.ContainsKey(id)) break;
+            neighbour.PendingPeers[id] = d;
         }
         Flush(neighbour, actions);
     }
@@ -205,6 +208,7 @@ public sealed class Overlay
         peer.Failures = 0;
         // An inbound link comes from an ephemeral port: only a descriptor says where to dial.
         if (!inbound) peer.Address ??= remote;
+        Due(peer);
 
         var actions = new List<OverlayAction>();
         var state = _neighbours[neighbour];
@@ -217,6 +221,8 @@ public sealed class Overlay
     {
         _neighbours.Remove(neighbour);
         _neighbourIds.Remove(neighbour);
+        // No longer a neighbour, it may be forgotten now.
+        if (_peers.Find(neighbour) is { } peer) Due(peer);
     }
 
     /// <summary>The peer closed the link with a goodbye; an ultrapeer that is full is left alone for a while.</summary>
@@ -228,7 +234,9 @@ public sealed class Overlay
     public void DialFailed(NodeId? id, IPEndPoint address)
     {
         var peer = id is { } known ? _peers.Find(known) : _peers.All.FirstOrDefault(p => address.Equals(p.Address));
-        if (peer is not null) peer.Failures++;
+        if (peer is null) return;
+        peer.Failures++;
+        Due(peer);
     }
 
     // ---- Messages ----
@@ -280,25 +288,30 @@ public sealed class Overlay
         switch (message)
         {
             case DescriptorMessage { Descriptor: var descriptor }:
-                if (descriptor.Id != from)
+                var id = descriptor.Id;
+                if (id != from)
                 {
-                    Reject(neighbour, OverlayError.WrongSender, $"{from.Brief} sent {descriptor.Id.Brief}'s descriptor as its own", actions);
+                    Reject(neighbour, OverlayError.WrongSender, $"{from.Brief} sent {id.Brief}'s descriptor as its own", actions);
                     break;
                 }
                 bool wasUltrapeer = IsUltrapeer(from);
-                if (!TryAccept(neighbour, descriptor, actions)) break;
+                if (!TryAccept(neighbour, descriptor, id, actions)) break;
                 // Introduce a new neighbour, or one that just became an ultrapeer, to the others,
                 // so that they can link to it directly.
                 bool becameUltrapeer = !wasUltrapeer && IsUltrapeer(from);
                 if ((!neighbour.Introduced || becameUltrapeer) && descriptor.Address is not null)
                 {
                     neighbour.Introduced = true;
-                    foreach (var other in _neighbours.Values.Where(n => n.Id != from)) QueuePeers(other, [descriptor], actions);
+                    foreach (var other in _neighbours.Values.Where(n => n.Id != from)) QueuePeers(other, [(from, descriptor)], actions);
                 }
                 break;
             case PeersMessage { Descriptors: var descriptors }:
                 foreach (var d in descriptors)
-                    if (d.Id != _identity.Id && !_neighbourIds.Contains(d.Id)) TryAccept(neighbour, d, actions, hearsay: true);
+                {
+                    // A node id is a hash of the key: work it out once per descriptor.
+                    var heard = d.Id;
+                    if (heard != _identity.Id && !_neighbourIds.Contains(heard)) TryAccept(neighbour, d, heard, actions, hearsay: true);
+                }
                 break;
             case QueryMessage query:
                 OnQuery(neighbour, query, actions);
@@ -321,30 +334,31 @@ public sealed class Overlay
     /// exchange) is skipped without blame: an older copy is normal in gossip, and a third
     /// party's expired or future-dated descriptor is not the relaying neighbour's doing.
     /// </summary>
-    private bool TryAccept(Neighbour from, Descriptor descriptor, List<OverlayAction> actions, bool hearsay = false)
+    private bool TryAccept(Neighbour from, Descriptor descriptor, NodeId id, List<OverlayAction> actions, bool hearsay = false)
     {
-        var error = Check(descriptor);
-        if (error is null && !IsFriend(descriptor.Id)) return false;
+        var error = Check(descriptor, id);
+        if (error is null && !IsFriend(id)) return false;
         if (error is { } e)
         {
-            if (!hearsay) Reject(from, e, $"descriptor of {descriptor.Id.Brief}: {e}", actions);
+            if (!hearsay) Reject(from, e, $"descriptor of {id.Brief}: {e}", actions);
             return false;
         }
-        var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
+        var peer = _peers.GetOrAdd(id, _neighbourIds);
         peer.Descriptor = descriptor;
         peer.Address = descriptor.Address ?? peer.Address;
         peer.Ultrapeer = descriptor.Roles.HasFlag(NodeRoles.Ultrapeer);
         if (descriptor.Published > peer.LastSeen) peer.LastSeen = descriptor.Published;
+        Due(peer);
         return true;
     }
 
-    private OverlayError? Check(Descriptor descriptor)
+    private OverlayError? Check(Descriptor descriptor, NodeId id)
     {
         var now = Now;
         if (descriptor.IsExpired(now)) return OverlayError.Expired;
         if (descriptor.Published > now + _options.MaxClockSkew) return OverlayError.FromTheFuture;
         if (descriptor.Expires - descriptor.Published > _options.MaxDescriptorLifetime) return OverlayError.TooLongLived;
-        if (_peers.Find(descriptor.Id)?.Descriptor is { } current && current.Published > descriptor.Published) return OverlayError.Stale;
+        if (_peers.Find(id)?.Descriptor is { } current && current.Published > descriptor.Published) return OverlayError.Stale;
         return null;
     }
 
@@ -357,7 +371,7 @@ public sealed class Overlay
     /// </summary>
     public (QueryId Id, IReadOnlyList<OverlayAction> Actions) Search(Block wanted, Block? canGrant)
     {
-        var id = QueryId.New();
+        var id = QueryId.New(_options.Random);
         var now = Now;
         foreach (var stale in _ownSearches.Where(s => s.Value.Started + _options.SearchResultLifetime <= now).Select(s => s.Key).ToList()) _ownSearches.Remove(stale);
         if (_ownSearches.Count >= MaxOwnSearches) _ownSearches.Remove(_ownSearches.MinBy(s => s.Value.Started).Key);
@@ -365,7 +379,8 @@ public sealed class Overlay
         _routes.TryAdd(id, _identity.Id, now);
 
         // Our own leaves and neighbours answer at once, without a message.
-        foreach (var d in NeighbourDescriptors.Where(d => Matches(d, wanted, canGrant))) RememberHit(d, id);
+        foreach (var neighbour in _neighbourIds)
+            if (Find(neighbour) is { } d && Matches(d, wanted, canGrant)) RememberHit(d, neighbour, id);
 
         var query = new QueryMessage(id, Math.Min(_options.QueryTtl, QueryMessage.MaxTtl), 0, wanted,
             canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
@@ -375,14 +390,18 @@ public sealed class Overlay
     }
 
     /// <summary>Offers that match, from neighbours and recent search hits: the market's candidates.</summary>
-    public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant)
+    public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant) => [.. CandidateOffers(wanted, canGrant).Select(c => c.Descriptor)];
+
+    /// <summary>The candidates with their node ids, which the overlay already knows, so the market need not hash every key again each second.</summary>
+    public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
     {
         var now = Now;
         var found = new Dictionary<NodeId, Descriptor>();
-        foreach (var d in NeighbourDescriptors) found[d.Id] = d;
-        foreach (var hit in _hits.Values)
-            if (hit.Received + _options.SearchResultLifetime > now && !hit.Descriptor.IsExpired(now)) found.TryAdd(hit.Descriptor.Id, Find(hit.Descriptor.Id) ?? hit.Descriptor);
-        return [.. found.Values.Where(d => d.Id != _identity.Id && IsFriend(d.Id) && Matches(d, wanted, canGrant))];
+        foreach (var id in _neighbourIds)
+            if (Find(id) is { } d) found[id] = d;
+        foreach (var (id, hit) in _hits)
+            if (hit.Received + _options.SearchResultLifetime > now && !hit.Descriptor.IsExpired(now)) found.TryAdd(id, Find(id) ?? hit.Descriptor);
+        return [.. found.Where(f => f.Key != _identity.Id && IsFriend(f.Key) && Matches(f.Value, wanted, canGrant)).Select(f => (f.Key, f.Value))];
     }
 
     /// <summary>The offers a given search of ours has found so far.</summary>
@@ -426,31 +445,32 @@ public sealed class Overlay
         }
         // A third party's expired or mis-dated descriptor is not the relaying neighbour's doing,
         // as in gossip: drop it quietly, never forward it.
-        var valid = hit.Descriptors.Where(d => Check(d) is null or OverlayError.Stale).ToArray();
+        var valid = hit.Descriptors.Select(d => (Id: d.Id, Descriptor: d)).Where(d => Check(d.Descriptor, d.Id) is null or OverlayError.Stale).ToArray();
         if (valid.Length == 0) return;
         if (back == _identity.Id)
         {
-            foreach (var d in valid)
-                if (d.Id != _identity.Id && IsFriend(d.Id)) RememberHit(d, hit.Query);
+            foreach (var (id, d) in valid)
+                if (id != _identity.Id && IsFriend(id)) RememberHit(d, id, hit.Query);
             return;
         }
         // Not ours: pass the valid ones back the way the query came; never forward what we refused.
-        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, Fit(valid, QueryMessage.MaxResultsLimit))));
+        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, Fit(valid.Select(d => d.Descriptor), QueryMessage.MaxResultsLimit))));
     }
 
-    private void RememberHit(Descriptor descriptor, QueryId query)
+    private void RememberHit(Descriptor descriptor, NodeId id, QueryId query)
     {
-        if (!_hits.ContainsKey(descriptor.Id) && _hits.Count >= _options.MaxSearchResults)
+        if (!_hits.ContainsKey(id) && _hits.Count >= _options.MaxSearchResults)
             _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
-        _hits[descriptor.Id] = new Hit(descriptor, Now);
-        if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(descriptor.Id);
+        _hits[id] = new Hit(descriptor, Now);
+        if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(id);
         // News of a peer like any other: a stale copy (hits may carry one) changes nothing.
-        var peer = _peers.GetOrAdd(descriptor.Id, _neighbourIds);
+        var peer = _peers.GetOrAdd(id, _neighbourIds);
         if (peer.Descriptor is not null && peer.Descriptor.Published > descriptor.Published) return;
         peer.Descriptor = descriptor;
         peer.Address = descriptor.Address ?? peer.Address;
         peer.Ultrapeer = descriptor.Roles.HasFlag(NodeRoles.Ultrapeer);
         if (descriptor.Published > peer.LastSeen) peer.LastSeen = descriptor.Published;
+        Due(peer);
     }
 
     // ---- Upkeep ----
@@ -463,12 +483,7 @@ public sealed class Overlay
         _routes.Expire(now);
         foreach (var stale in _hits.Where(h => h.Value.Received + _options.SearchResultLifetime <= now || h.Value.Descriptor.IsExpired(now)).Select(h => h.Key).ToList())
             _hits.Remove(stale);
-        foreach (var peer in _peers.All.Where(p => !_neighbourIds.Contains(p.Id)).ToList())
-        {
-            if (peer.Descriptor?.IsExpired(now) == true) peer.Descriptor = null;
-            if (peer.Failures >= _options.MaxDialFailures || (peer.Address is null && peer.Descriptor is null) || now - peer.LastSeen > _options.MaxPeerAge)
-                _peers.Remove(peer.Id);
-        }
+        if (now >= _sweepDue) Sweep(now);
         foreach (var expired in _shunned.Where(s => s.Value <= now).Select(s => s.Key).ToList()) _shunned.Remove(expired);
 
         ElectRole(now, actions);
@@ -485,15 +500,39 @@ public sealed class Overlay
         return actions;
     }
 
+    /// <summary>Forgets peers that failed too often, expired with nowhere to dial, or were not heard of for too long; neighbours stay.</summary>
+    private void Sweep(DateTimeOffset now)
+    {
+        _sweepDue = DateTimeOffset.MaxValue;
+        foreach (var peer in _peers.All.Where(p => !_neighbourIds.Contains(p.Id)).ToList())
+        {
+            if (peer.Descriptor?.IsExpired(now) == true) peer.Descriptor = null;
+            if (peer.Failures >= _options.MaxDialFailures || (peer.Address is null && peer.Descriptor is null) || now - peer.LastSeen > _options.MaxPeerAge)
+                _peers.Remove(peer.Id);
+            else
+                Due(peer);
+        }
+    }
+
+    /// <summary>Notes when a peer that changed could next be forgotten, so that upkeep sweeps no sooner.</summary>
+    private void Due(KnownPeer peer)
+    {
+        var due = peer.Failures >= _options.MaxDialFailures || (peer.Address is null && peer.Descriptor is null)
+            ? DateTimeOffset.MinValue
+            : peer.LastSeen > DateTimeOffset.MaxValue - _options.MaxPeerAge ? DateTimeOffset.MaxValue : peer.LastSeen + _options.MaxPeerAge;
+        if (peer.Descriptor is { } d && d.Expires < due) due = d.Expires;
+        if (due < _sweepDue) _sweepDue = due;
+    }
+
     private int UltrapeerNeighbours => _neighbourIds.Count(IsUltrapeer);
 
-    private IEnumerable<KnownPeer> Dialable(DateTimeOffset now) => _peers.All.Where(p =>
+    private bool Dialable(KnownPeer p, DateTimeOffset now) =>
         p.Id != _identity.Id && p.Address is not null && !_neighbourIds.Contains(p.Id) && IsFriend(p.Id)
-        && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now));
+        && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now);
 
     /// <summary>Ultrapeers we are linked to or could link to: neither failing to answer nor full.</summary>
-    private int UsableUltrapeers(DateTimeOffset now) => _peers.All.Count(p =>
-        p.Id != _identity.Id && IsUltrapeer(p.Id) && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)));
+    private int UsableUltrapeers(DateTimeOffset now) => _peers.Ultrapeers.Count(p =>
+        p.Id != _identity.Id && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)));
 
     /// <summary>
     /// A capable leaf that has known too few usable ultrapeers for at least PromotionDelay
@@ -518,7 +557,7 @@ public sealed class Overlay
             }
             _starvedSince ??= now;
             if (now - _starvedSince < _options.PromotionDelay) return;
-            int competitors = 1 + _peers.All.Count(p => p.Address is not null && !IsUltrapeer(p.Id));
+            int competitors = 1 + _peers.AddressedLeaves;
             double chance = 1 - Math.Exp(-elapsed / (_options.PromotionDelay * competitors));
             if (_options.Random.NextDouble() >= chance) return;
             Role = OverlayRole.Ultrapeer;
@@ -539,36 +578,61 @@ public sealed class Overlay
         actions.Add(new RoleChanged(NodeRoles.None));
     }
 
+    /// <summary>
+    /// Dials random peers toward the links we want: ultrapeers first, then anyone while we have
+    /// too few links. Only the peers that can help are looked at, so a full table costs nothing
+    /// while we have what we want.
+    /// </summary>
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {
         int budget = _options.DialsPerTick;
-        int wantUltrapeers = WantedUltrapeers - UltrapeerNeighbours;
-        var dialable = Dialable(now).ToArray();
-        _options.Random.Shuffle(dialable);
-        foreach (var peer in dialable.Where(p => IsUltrapeer(p.Id)).Take(Math.Min(budget, Math.Max(0, wantUltrapeers))))
+        int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours));
+        if (wantUltrapeers > 0)
         {
-            peer.LastDial = now;
-            actions.Add(new DialPeer(peer.Id, peer.Address!));
-            budget--;
+            var ultrapeers = _peers.Ultrapeers.Where(p => Dialable(p, now)).ToArray();
+            _options.Random.Shuffle(ultrapeers);
+            foreach (var peer in ultrapeers.Take(wantUltrapeers))
+            {
+                peer.LastDial = now;
+                actions.Add(new DialPeer(peer.Id, peer.Address!));
+                budget--;
+            }
         }
-        int wantAny = _options.MinNeighbours - _neighbourIds.Count - (_options.DialsPerTick - budget);
-        foreach (var peer in dialable.Where(p => p.LastDial != now).Take(Math.Min(budget, Math.Max(0, wantAny))))
+        int wantAny = Math.Min(budget, Math.Max(0, _options.MinNeighbours - _neighbourIds.Count - (_options.DialsPerTick - budget)));
+        if (wantAny == 0) return;
+        var dialable = _peers.All.Where(p => Dialable(p, now)).ToArray();
+        _options.Random.Shuffle(dialable);
+        foreach (var peer in dialable.Take(wantAny))
         {
             peer.LastDial = now;
             actions.Add(new DialPeer(peer.Id, peer.Address!));
         }
     }
 
-    /// <summary>Descriptors worth passing on: reachable ultrapeers first, then others, all current.</summary>
-    private Descriptor[] PeerSample(NodeId exclude)
+    /// <summary>
+    /// Descriptors worth passing on, all current and with an address: ultrapeers first, in random
+    /// order, then leaves drawn at random. Leaves are drawn from the table by random picks rather
+    /// than by shuffling it all, since this runs at every new link and a table holds thousands.
+    /// </summary>
+    private (NodeId Id, Descriptor Descriptor)[] PeerSample(NodeId exclude)
     {
         var now = Now;
-        var usable = _peers.All
-            .Select(p => p.Descriptor)
-            .OfType<Descriptor>()
-            .Where(d => d.Id != exclude && d.Address is not null && !d.IsExpired(now))
-            .ToArray();
-        _options.Random.Shuffle(usable);
-        return [.. usable.OrderByDescending(d => d.Roles.HasFlag(NodeRoles.Ultrapeer)).Take(Math.Min(_options.PeerExchangeSize, PeersMessage.MaxDescriptors))];
+        int size = Math.Min(_options.PeerExchangeSize, PeersMessage.MaxDescriptors);
+        bool Usable(KnownPeer p) => p.Id != exclude && p.Descriptor is { Address: not null } d && !d.IsExpired(now);
+        var ultrapeers = _peers.Ultrapeers.Where(Usable).ToArray();
+        _options.Random.Shuffle(ultrapeers);
+        var sample = ultrapeers.Take(size).Select(p => (p.Id, p.Descriptor!)).ToList();
+        if (sample.Count == size) return [.. sample];
+        var taken = new HashSet<NodeId>();
+        for (int attempt = 0; attempt < 4 * size && sample.Count < size; attempt++)
+            if (_peers.Any(_options.Random) is { IsUltrapeer: false } leaf && Usable(leaf) && taken.Add(leaf.Id)) sample.Add((leaf.Id, leaf.Descriptor!));
+        if (sample.Count < size)
+        {
+            // Few usable leaves among many peers: random picks miss them, so look at them all.
+            var rest = _peers.All.Where(p => !p.IsUltrapeer && Usable(p) && !taken.Contains(p.Id)).ToArray();
+            _options.Random.Shuffle(rest);
+            sample.AddRange(rest.Take(size - sample.Count).Select(p => (p.Id, p.Descriptor!)));
+        }
+        return [.. sample];
     }
 }

@@ -61,5 +61,6 @@ public sealed record OverlayOptions
     /// <summary>Friends-only mode when set: links, queries and partners only among these nodes.</summary>
     public IReadOnlySet<NodeId>? Friends { get; init; }
 
-    public Random Random { get; init; } = Random.Shared;
+    /// <summary>Where the overlay's choices and query ids come from: unpredictable in a real node, seeded in tests and the simulator.</summary>
+    public Random Random { get; init; } = SecureRandom.Instance;
 }

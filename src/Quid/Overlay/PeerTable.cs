@@ -5,42 +5,131 @@ using Quid.Wire;
 namespace Quid.Overlay;
 
 /// <summary>What a node knows of another: its latest valid descriptor, if any, and how to reach it.</summary>
-internal sealed class KnownPeer(NodeId id)
+internal sealed class KnownPeer(NodeId id, PeerTable table)
 {
+    private Descriptor? _descriptor;
+    private IPEndPoint? _address;
+    private bool _ultrapeer;
+
     public NodeId Id { get; } = id;
-    public Descriptor? Descriptor { get; set; }
-    public IPEndPoint? Address { get; set; }
+
+    public Descriptor? Descriptor
+    {
+        get => _descriptor;
+        set
+        {
+            var before = Kind;
+            _descriptor = value;
+            table.Reindex(this, before);
+        }
+    }
+
+    public IPEndPoint? Address
+    {
+        get => _address;
+        set
+        {
+            var before = Kind;
+            _address = value;
+            table.Reindex(this, before);
+        }
+    }
+
+    /// <summary>What the peer was last said to be, kept when its descriptor expires.</summary>
+    public bool Ultrapeer
+    {
+        get => _ultrapeer;
+        set
+        {
+            var before = Kind;
+            _ultrapeer = value;
+            table.Reindex(this, before);
+        }
+    }
+
+    /// <summary>Its current descriptor's role, or what we last heard when we hold none.</summary>
+    public bool IsUltrapeer => _descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? _ultrapeer;
+
+    internal PeerKind Kind => (IsUltrapeer ? PeerKind.Ultrapeer : PeerKind.None) | (_address is not null ? PeerKind.Addressed : PeerKind.None);
+
+    /// <summary>Where it sits in the table's list, for picking peers at random without a scan.</summary>
+    internal int Slot { get; set; }
+
     public DateTimeOffset LastSeen { get; set; }
     public DateTimeOffset LastDial { get; set; }
     public int Failures { get; set; }
-    public bool Ultrapeer { get; set; }
     /// <summary>An ultrapeer that said it had no room for us, until when.</summary>
     public DateTimeOffset FullUntil { get; set; }
 }
 
+[Flags]
+internal enum PeerKind { None = 0, Ultrapeer = 1, Addressed = 2 }
+
 /// <summary>
 /// The known peers, bounded: when full, the peer that failed most and was heard from least
-/// recently makes room. Neighbours are never evicted.
+/// recently makes room. Neighbours are never evicted. It keeps the ultrapeers and the count of
+/// dialable leaves at hand, because upkeep asks for them every second and a table holds thousands.
 /// </summary>
 internal sealed class PeerTable(int capacity)
 {
     private readonly Dictionary<NodeId, KnownPeer> _peers = [];
+    private readonly List<KnownPeer> _list = [];
+    private readonly Dictionary<NodeId, KnownPeer> _ultrapeers = [];
+    private int _addressedLeaves;
 
     public int Count => _peers.Count;
     public IEnumerable<KnownPeer> All => _peers.Values;
+    /// <summary>Peers whose role is ultrapeer, by their descriptor or, without one, by what we last heard.</summary>
+    public IEnumerable<KnownPeer> Ultrapeers => _ultrapeers.Values;
+    /// <summary>Peers with an address that are not ultrapeers: the leaves that compete with us for promotion.</summary>
+    public int AddressedLeaves => _addressedLeaves;
 
     public KnownPeer? Find(NodeId id) => _peers.GetValueOrDefault(id);
+
+    /// <summary>A peer chosen uniformly at random; null when the table is empty.</summary>
+    public KnownPeer? Any(Random random) => _list.Count == 0 ? null : _list[random.Next(_list.Count)];
 
     public KnownPeer GetOrAdd(NodeId id, IReadOnlySet<NodeId> neighbours)
     {
         if (_peers.TryGetValue(id, out var peer)) return peer;
         if (_peers.Count >= capacity) EvictOne(neighbours);
-        peer = new KnownPeer(id);
+        peer = new KnownPeer(id, this) { Slot = _list.Count };
         _peers[id] = peer;
+        _list.Add(peer);
         return peer;
     }
 
-    public void Remove(NodeId id) => _peers.Remove(id);
+    public void Remove(NodeId id)
+    {
+        if (!_peers.Remove(id, out var peer)) return;
+        var last = _list[^1];
+        _list[peer.Slot] = last;
+        last.Slot = peer.Slot;
+        _list.RemoveAt(_list.Count - 1);
+        Tally(peer.Kind, -1, peer);
+    }
+
+    /// <summary>A peer's role or address changed: keep the indexes right.</summary>
+    internal void Reindex(KnownPeer peer, PeerKind before)
+    {
+        var after = peer.Kind;
+        if (before == after || !_peers.ContainsKey(peer.Id)) return;
+        Tally(before, -1, peer);
+        Tally(after, +1, peer);
+    }
+
+    private void Tally(PeerKind kind, int sign, KnownPeer peer)
+    {
+        if (kind.HasFlag(PeerKind.Ultrapeer))
+        {
+            if (sign > 0) _ultrapeers[peer.Id] = peer;
+            else _ultrapeers.Remove(peer.Id);
+        }
+        else if (kind.HasFlag(PeerKind.Addressed))
+        {
+            _addressedLeaves += sign;
+        }
+    }
 
     private void EvictOne(IReadOnlySet<NodeId> neighbours)
     {
@@ -51,7 +140,7 @@ internal sealed class PeerTable(int capacity)
             if (victim is null || peer.Failures > victim.Failures || (peer.Failures == victim.Failures && peer.LastSeen < victim.LastSeen))
                 victim = peer;
         }
-        if (victim is not null) _peers.Remove(victim.Id);
+        if (victim is not null) Remove(victim.Id);
     }
 }
 

@@ -22,8 +22,19 @@ public sealed record AgreementTerms(
     private static readonly byte[] SignatureContext = "quid agreement v1"u8.ToArray();
 
     public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start) =>
-        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()),
-            RandomNumberGenerator.GetBytes(NonceSize));
+        Create(proposer, acceptor, proposerGrants, acceptorGrants, start, RandomNumberGenerator.GetBytes(NonceSize));
+
+    /// <summary>Terms whose nonce comes from <paramref name="random"/>: the market's own source, seeded in the simulator so that runs repeat.</summary>
+    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, Random random)
+    {
+        var nonce = new byte[NonceSize];
+        random.NextBytes(nonce);
+        return Create(proposer, acceptor, proposerGrants, acceptorGrants, start, nonce);
+    }
+
+    // The wire carries whole milliseconds: the terms must say what their signed bytes say.
+    private static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, byte[] nonce) =>
+        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()), nonce);
 
     public void Encode(ref WireWriter writer)
     {

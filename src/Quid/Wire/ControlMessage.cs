@@ -29,6 +29,14 @@ public readonly record struct QueryId(UInt128 Value)
 
     public static QueryId New() => new(System.Security.Cryptography.RandomNumberGenerator.GetBytes(Size));
 
+    /// <summary>A fresh id from <paramref name="random"/>: the overlay's own source, seeded in the simulator so that runs repeat.</summary>
+    public static QueryId New(Random random)
+    {
+        Span<byte> bytes = stackalloc byte[Size];
+        random.NextBytes(bytes);
+        return new(bytes);
+    }
+
     public void WriteTo(Span<byte> destination) => System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(destination, Value);
 
     public override string ToString() => Value.ToString("x32", System.Globalization.CultureInfo.InvariantCulture)[..8];
@@ -177,7 +185,8 @@ public static class ControlCodec
         return buffer;
     }
 
-    private static int EncodedLength(ControlMessage message) => 1 + message switch
+    /// <summary>The size of a message's encoding, without encoding it: what the simulator charges a link for a message it passes as an object.</summary>
+    public static int EncodedLength(ControlMessage message) => 1 + message switch
     {
         DescriptorMessage m => m.Descriptor.Encoded.Length,
         PeersMessage m => 1 + m.Descriptors.Sum(d => 2 + d.Encoded.Length),

@@ -1,0 +1,239 @@
+using System.Globalization;
+using System.Text;
+using Quid.Exchange;
+
+namespace Quid.Sim;
+
+/// <summary>
+/// Turns a finished run into CSV tables and SVG charts. Every number is formatted the same way
+/// on every machine, so the same seed gives byte-identical files.
+/// </summary>
+public sealed class Report
+{
+    /// <summary>How soon a satisfiable request should find a partner.</summary>
+    public static readonly TimeSpan MatchTarget = TimeSpan.FromSeconds(3);
+    /// <summary>How soon an under-deliverer should be caught.</summary>
+    public static readonly TimeSpan DetectionTarget = TimeSpan.FromSeconds(60);
+
+    private readonly Simulation _sim;
+    private readonly List<(string Key, string Value)> _summary = [];
+
+    public Report(Simulation sim)
+    {
+        _sim = sim;
+        Requests = RequestRows();
+        Classes = ClassRows();
+        Detection = DetectionRows();
+        Anonymity = Sim.Anonymity.Of(sim).Measure(sim.Options.AnonymityCircuits, new Random(Seeds.Derive(sim.Options.Seed, 5)));
+        Summarise();
+    }
+
+    public List<string[]> Requests { get; }
+    public List<string[]> Classes { get; }
+    public List<string[]> Detection { get; }
+    public List<AnonymityRow> Anonymity { get; }
+    public IReadOnlyList<(string Key, string Value)> Summary => _summary;
+
+    private static string F(double value, int decimals = 4) =>
+        double.IsFinite(value) ? value.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture) : "";
+
+    private static string I(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static double Seconds(long ticks) => TimeSpan.FromTicks(ticks).TotalSeconds;
+
+    private IEnumerable<RequestEpisode> WindowEpisodes =>
+        _sim.Metrics.Episodes.Where(e => e.Start >= _sim.WindowStart && e.Start + MatchTarget.Ticks <= _sim.Clock.Now);
+
+    // ---- Requests ----
+
+    private List<string[]> RequestRows()
+    {
+        var rows = new List<string[]>();
+        foreach (var group in WindowEpisodes.GroupBy(e => e.Class).OrderBy(g => g.Key).Select(g => (Name: g.Key.ToString(), Episodes: g.ToList()))
+            .Append((Name: "all", Episodes: WindowEpisodes.ToList())))
+        {
+            var satisfiable = group.Episodes.Where(e => e.Satisfiable && !(e.LeftFirst && e.FirstGrant is null)).ToList();
+            var first = satisfiable.Select(e => e.FirstGrant is { } g ? Seconds(g - e.Start) : double.PositiveInfinity).Order().ToArray();
+            var full = satisfiable.Select(e => e.Met is { } m ? Seconds(m - e.Start) : double.PositiveInfinity).Order().ToArray();
+            rows.Add([group.Name, I(group.Episodes.Count), I(satisfiable.Count),
+                F(Share(first, MatchTarget.TotalSeconds)), F(Share(full, MatchTarget.TotalSeconds)),
+                F(Share(first, double.MaxValue)), F(Stats.Quantile(first, 0.5), 2), F(Stats.Quantile(first, 0.9), 2), F(Stats.Quantile(first, 0.99), 2),
+                F(Stats.Quantile(full, 0.5), 2), F(Stats.Quantile(full, 0.9), 2)]);
+        }
+        return rows;
+    }
+
+    private static double Share(IReadOnlyCollection<double> values, double limit) => values.Count == 0 ? double.NaN : (double)values.Count(v => v <= limit) / values.Count;
+
+    // ---- What each class gives and receives ----
+
+    private IEnumerable<SimNode> Measured => _sim.All.Where(n => n.Stats.WindowSeconds > 0);
+
+    private double HonestReceivedKbps => Rate(Measured.Where(n => n.Agent.Class == AgentClass.Honest), s => s.ReceivedKbit);
+
+    private static double Rate(IEnumerable<SimNode> nodes, Func<NodeStats, double> kbit)
+    {
+        double seconds = nodes.Sum(n => n.Stats.WindowSeconds);
+        return seconds == 0 ? double.NaN : nodes.Sum(n => kbit(n.Stats)) / seconds;
+    }
+
+    private List<string[]> ClassRows()
+    {
+        double honest = HonestReceivedKbps;
+        var rows = new List<string[]>();
+        foreach (var cls in Enum.GetValues<AgentClass>())
+        {
+            var nodes = Measured.Where(n => n.Agent.Class == cls).ToList();
+            if (nodes.Count == 0) continue;
+            double received = Rate(nodes, s => s.ReceivedKbit), given = Rate(nodes, s => s.GivenKbit), wanted = Rate(nodes, s => s.WantedKbit);
+            rows.Add([cls.ToString(), I(nodes.Count), F(nodes.Sum(n => n.Stats.WindowSeconds) / 3600, 2), F(nodes.Average(n => n.Agent.Offer.Kbps), 0),
+                F(nodes.Average(n => n.Agent.CapacityKbps), 0), F(wanted, 1), F(received, 1), F(given, 1), F(received / honest)]);
+        }
+        return rows;
+    }
+
+    // ---- Cheaters caught ----
+
+    private List<string[]> DetectionRows()
+    {
+        var rows = new List<string[]>();
+        foreach (var group in _sim.Metrics.Watches.GroupBy(w => w.Class).OrderBy(g => g.Key))
+        {
+            var watches = group.ToList();
+            var detected = watches.Where(w => w.Verdict is not null).Select(w => Seconds(w.Verdict!.Value - w.Formed)).Order().ToArray();
+            var suspected = watches.Where(w => w.Suspected is not null).Select(w => Seconds(w.Suspected!.Value - w.Formed)).Order().ToArray();
+            // Of the agreements that lasted long enough to be judged in time, the share caught in time.
+            var judgeable = watches.Where(w => w.Verdict is not null || (w.EndedFirst ?? _sim.Clock.Now) - w.Formed >= DetectionTarget.Ticks).ToList();
+            rows.Add([group.Key.ToString(), I(watches.Count), I(suspected.Length), I(detected.Length), I(watches.Count(w => w.Shunned is not null)),
+                I(watches.Count(w => w.EndedFirst is not null)), F(Stats.Quantile(suspected, 0.5), 1), F(Stats.Quantile(detected, 0.5), 1),
+                F(Stats.Quantile(detected, 0.9), 1),
+                F(judgeable.Count == 0 ? double.NaN : (double)judgeable.Count(w => w.Verdict is { } v && v - w.Formed <= DetectionTarget.Ticks) / judgeable.Count)]);
+        }
+        return rows;
+    }
+
+    // ---- Summary ----
+
+    private void Add(string key, string value) => _summary.Add((key, value));
+
+    private void Summarise()
+    {
+        var o = _sim.Options;
+        var m = _sim.Metrics;
+        Add("nodes", I(o.Nodes));
+        Add("simulated_minutes", F(o.Duration.TotalMinutes, 1));
+        Add("seed", I(o.Seed));
+        Add("measured_from_minute", F(o.MeasurementStart.TotalMinutes, 1));
+        Add("identities", I(_sim.All.Count));
+        Add("online_at_end", I(_sim.Online.Count));
+        Add("events", I(_sim.Scheduler.Executed));
+        Add("control_messages", I(_sim.Network.MessagesSent));
+        Add("control_bytes", I(_sim.Network.BytesSent));
+        Add("wire_round_trips_checked", I(_sim.WireCheck.Checked));
+        Add("descriptors_signed", I(m.Published));
+        Add("agreements_formed", I(m.AgreementsFormed));
+        foreach (var (reason, count) in m.Ends.OrderBy(e => e.Key)) Add($"agreements_ended_{reason}", I(count));
+        Add("ultrapeers_at_end", I(_sim.Online.Count(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer)));
+
+        var all = Requests[^1];
+        Add("request_episodes", all[1]);
+        Add("satisfiable_episodes", all[2]);
+        Add("first_partner_within_3s", all[3]);
+        Add("fully_met_within_3s", all[4]);
+        Add("first_partner_eventually", all[5]);
+        Add("first_partner_median_s", all[6]);
+        Add("first_partner_p99_s", all[8]);
+        Add("fully_met_median_s", all[9]);
+
+        var searches = m.SearchMessages.Select(x => (double)x).Order().ToArray();
+        Add("searches", I(searches.Length));
+        Add("messages_per_search_mean", F(searches.Length == 0 ? double.NaN : searches.Average(), 2));
+        Add("messages_per_search_p50", F(Stats.Quantile(searches, 0.5), 0));
+        Add("messages_per_search_p95", F(Stats.Quantile(searches, 0.95), 0));
+        Add("messages_per_search_max", F(searches.Length == 0 ? double.NaN : searches[^1], 0));
+
+        var honest = Measured.Where(n => n.Agent.Class == AgentClass.Honest && n.Stats.WindowSeconds >= (o.Duration - o.MeasurementStart).TotalSeconds / 2).ToList();
+        Add("jain_received_over_given_honest", F(Stats.Jain([.. honest.Where(n => n.Stats.GivenKbit > 0).Select(n => n.Stats.ReceivedKbit / n.Stats.GivenKbit)])));
+        Add("jain_received_over_requested_honest", F(Stats.Jain([.. honest.Where(n => n.Stats.WantedKbit > 0).Select(n => n.Stats.ReceivedKbit / n.Stats.WantedKbit)])));
+        var window = m.Series.Where(r => r.Minutes * 60 >= o.MeasurementStart.TotalSeconds).ToList();
+        Add("granted_of_offered", F(window.Count == 0 ? double.NaN : window.Average(r => r.GrantedOfOffered)));
+        Add("delivered_of_capacity", F(window.Count == 0 ? double.NaN : window.Average(r => r.DeliveredOfCapacity)));
+        Add("unadvertisable_kbps_max", I(m.Series.Count == 0 ? 0 : m.Series.Max(r => r.UnadvertisableKbps)));
+        Add("unmerged_buddies_kbps_max", I(m.Series.Count == 0 ? 0 : m.Series.Max(r => r.UnmergedKbps)));
+        Add("stale_advertised_kbps_max", I(m.Series.Count == 0 ? 0 : m.Series.Max(r => r.StaleAdvertisedKbps)));
+
+        double honestKbps = HonestReceivedKbps;
+        foreach (var cls in new[] { AgentClass.FreeRider, AgentClass.Whitewasher, AgentClass.UnderDeliverer, AgentClass.OverClaimer, AgentClass.Sybil })
+            Add($"received_{cls}_of_honest", F(Rate(Measured.Where(n => n.Agent.Class == cls), s => s.ReceivedKbit) / honestKbps));
+        var under = Detection.FirstOrDefault(r => r[0] == nameof(AgentClass.UnderDeliverer));
+        Add("underdeliverer_caught_within_60s", under?[9] ?? "");
+        Add("underdeliverer_detection_median_s", under?[7] ?? "");
+        Add("honest_probes", I(m.HonestProbes));
+        Add("false_positive_per_probe", F(m.HonestProbes == 0 ? double.NaN : (double)m.HonestFailures / m.HonestProbes, 5));
+        Add("false_positive_per_partner_pair", F(m.HonestPairsProbed == 0 ? double.NaN : (double)m.HonestPairsFailed / m.HonestPairsProbed, 5));
+        foreach (var row in Anonymity.Where(r => r.Basis == "any hop"))
+        {
+            Add($"anonymity_{row.Hops}hop_{row.View}_mean_set", F(row.MeanSet, 1));
+            Add($"anonymity_{row.Hops}hop_{row.View}_median_set", F(row.MedianSet, 1));
+            Add($"anonymity_{row.Hops}hop_{row.View}_entropy_bits", F(row.MeanEntropy, 2));
+        }
+    }
+
+    // ---- Files ----
+
+    public void Write(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        Csv(directory, "summary.csv", ["metric", "value"], _summary.Select(s => new[] { s.Key, s.Value }));
+        Csv(directory, "series.csv",
+            ["minute", "online", "ultrapeers", "mean_links", "agreements", "requesting", "met_share", "granted_share", "searches", "messages_per_node_s",
+                "granted_of_offered", "delivered_of_capacity", "unadvertisable_kbps", "unmerged_kbps", "stale_advertised_kbps"],
+            _sim.Metrics.Series.Select(r => new[] { F(r.Minutes, 1), I(r.Online), I(r.Ultrapeers), F(r.MeanLinks, 2), I(r.Agreements), I(r.Requesting),
+                F(r.MetShare), F(r.GrantedShare), I(r.Searches), F(r.MessagesPerNodeSecond, 3), F(r.GrantedOfOffered), F(r.DeliveredOfCapacity),
+                I(r.UnadvertisableKbps), I(r.UnmergedKbps), I(r.StaleAdvertisedKbps) }));
+        Csv(directory, "requests.csv",
+            ["class", "episodes", "satisfiable", "first_partner_within_3s", "fully_met_within_3s", "first_partner_eventually", "first_partner_p50_s",
+                "first_partner_p90_s", "first_partner_p99_s", "fully_met_p50_s", "fully_met_p90_s"], Requests);
+        Csv(directory, "classes.csv",
+            ["class", "identities", "node_hours", "mean_offer_kbps", "mean_capacity_kbps", "requested_kbps", "received_kbps", "given_kbps", "received_of_honest"], Classes);
+        Csv(directory, "detection.csv",
+            ["class", "agreements", "suspected", "caught", "shunned", "ended_before_verdict", "suspected_p50_s", "caught_p50_s", "caught_p90_s", "caught_within_60s"], Detection);
+        Csv(directory, "anonymity.csv", ["hops", "view", "basis", "circuits", "share", "mean_set", "median_set", "p10_set", "mean_entropy_bits"],
+            Anonymity.Select(r => new[] { I(r.Hops), r.View, r.Basis, I(r.Circuits), F(r.Share), F(r.MeanSet, 1), F(r.MedianSet, 1), F(r.P10Set, 1), F(r.MeanEntropy, 3) }));
+        var histogram = _sim.Metrics.SearchMessages.GroupBy(x => x).OrderBy(g => g.Key);
+        Csv(directory, "search-messages.csv", ["messages", "searches"], histogram.Select(g => new[] { I(g.Key), I(g.Count()) }));
+        Plots(directory);
+    }
+
+    private void Plots(string directory)
+    {
+        var series = _sim.Metrics.Series;
+        string n = string.Create(CultureInfo.InvariantCulture, $"{_sim.Options.Nodes:N0} nodes");
+        File.WriteAllText(Path.Combine(directory, "series.svg"), Svg.Lines($"Requests met over time ({n})", "simulated minute", "share of requesting nodes",
+            [new Series("request fully met", [.. series.Select(r => (r.Minutes, r.MetShare))]),
+             new Series("granted something", [.. series.Select(r => (r.Minutes, r.GrantedShare))]),
+             new Series("offer granted", [.. series.Select(r => (r.Minutes, r.GrantedOfOffered))]),
+             new Series("ultrapeers / 1%", [.. series.Select(r => (r.Minutes, r.Online == 0 ? 0 : r.Ultrapeers * 1.0 / r.Online))])], yMax: 1));
+        var episodes = WindowEpisodes.Where(e => e.Satisfiable).ToList();
+        File.WriteAllText(Path.Combine(directory, "match-time.svg"), Svg.Lines($"Time to match a satisfiable request ({n})", "seconds (log)", "share of requests",
+            [Svg.Cdf("first new partner", episodes.Select(e => e.FirstGrant is { } g ? Math.Max(0.01, Seconds(g - e.Start)) : double.PositiveInfinity)),
+             Svg.Cdf("request fully met", episodes.Select(e => e.Met is { } m ? Math.Max(0.01, Seconds(m - e.Start)) : double.PositiveInfinity))],
+            logX: true, yMax: 1, targets: [(0.99, "99%")]));
+        File.WriteAllText(Path.Combine(directory, "classes.svg"), Svg.Bars($"Bandwidth received, relative to honest nodes ({n})", "received / honest",
+            [.. Classes.Select(r => (r[0], double.Parse(r[8], CultureInfo.InvariantCulture)))], [(0.1, "10%"), (1, "honest")]));
+        File.WriteAllText(Path.Combine(directory, "detection.svg"), Svg.Lines($"Time to catch a cheating partner ({n})", "seconds after the agreement", "share caught",
+            [.. _sim.Metrics.Watches.GroupBy(w => w.Class).OrderBy(g => g.Key).Select(g =>
+                Svg.Cdf(g.Key.ToString(), g.Select(w => w.Verdict is { } v ? Seconds(v - w.Formed) : double.PositiveInfinity)))], yMax: 1,
+            targets: [(1, "60 s target at x = 60")]));
+        File.WriteAllText(Path.Combine(directory, "anonymity.svg"), Svg.Bars($"Originator anonymity set, median ({n})", "nodes that could have built the circuit",
+            [.. Anonymity.Where(r => r.Basis == "any hop").Select(r => ($"{r.Hops} hop{(r.Hops > 1 ? "s" : "")}, {r.View}", r.MedianSet))], [(100, "target 100")]));
+    }
+
+    internal static void Csv(string directory, string name, IReadOnlyList<string> header, IEnumerable<string[]> rows)
+    {
+        var text = new StringBuilder();
+        text.Append(string.Join(',', header)).Append('\n');
+        foreach (var row in rows) text.Append(string.Join(',', row)).Append('\n');
+        File.WriteAllText(Path.Combine(directory, name), text.ToString());
+    }
+}
