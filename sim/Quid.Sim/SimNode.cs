@@ -26,6 +26,7 @@ public sealed class SimNode
     private NodeRoles _publishedRoles;
     private DateTimeOffset _publishedAt;
     private DateTimeOffset _lastSearch = DateTimeOffset.MinValue;
+    private static readonly TimeSpan MinSearchGap = TimeSpan.FromSeconds(1);
 
     internal SimNode(Simulation sim, int index, Agent agent, Host host, NodeIdentity identity, IReadOnlyList<IPEndPoint> bootstrap, int seed)
     {
@@ -108,27 +109,37 @@ public sealed class SimNode
     private void Tick()
     {
         if (!Online) return;
-        var now = Now;
         if (_links.Count == 0)
             foreach (var peer in _bootstrap) Dial(peer, null);
         Execute(Overlay.Tick());
         var probes = Market.DueProbes();
-        if (Market.Request is { } request && !Market.RequestMet)
-        {
-            var canGrant = Market.Capacity.LargestFree;
-            if (now - _lastSearch >= _sim.Options.SearchInterval)
-            {
-                _lastSearch = now;
-                var (query, actions) = Overlay.Search(request, canGrant);
-                _sim.Metrics.SearchStarted(this, query);
-                Execute(actions);
-            }
-            Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _links.ContainsKey));
-        }
+        Match(flood: false);
         foreach (var (partner, promised) in probes) Probe(partner, promised);
         Publish(force: false);
         _sim.Metrics.RequestChanged(this);
         _sim.Scheduler.After(_sim.Options.TickInterval, _tick);
+    }
+
+    /// <summary>As QuidNode.Match: offers we know of are matched at once; a search is flooded every SearchInterval, or at once when the request has just become unmet.</summary>
+    private void Match(bool flood)
+    {
+        if (!Online || Market.Request is not { } request || Market.RequestMet) return;
+        var canGrant = Market.Capacity.LargestFree;
+        var now = Now;
+        if (now - _lastSearch >= (flood ? MinSearchGap : _sim.Options.SearchInterval))
+        {
+            _lastSearch = now;
+            var (query, actions) = Overlay.Search(request, canGrant);
+            _sim.Metrics.SearchStarted(this, query);
+            Execute(actions);
+        }
+        Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _links.ContainsKey));
+    }
+
+    /// <summary>As QuidNode.Rematch: after the market changed, match now if the request is unmet, and search afresh if it was met a moment ago.</summary>
+    private void Rematch(bool wasMet)
+    {
+        if (!Market.RequestMet) Match(flood: wasMet);
     }
 
     /// <summary>
@@ -235,6 +246,7 @@ public sealed class SimNode
         link.SetOpen(this);
         var remote = link.Outbound(this) ? dialed : peer.Host.Address ?? new IPEndPoint(IPAddress.None, 0);
         Execute(Overlay.LinkUp(peer.Id, inbound: !link.Outbound(this), remote));
+        Match(flood: false);
     }
 
     /// <summary>This end closes the link; the overlay and the market forget the peer if it was the current link.</summary>
@@ -260,7 +272,9 @@ public sealed class SimNode
         if (!_links.TryGetValue(peer.Id, out var current) || current != link) return;
         _links.Remove(peer.Id);
         Overlay.LinkDown(peer.Id);
+        bool wasMet = Market.RequestMet;
         Execute(Market.PartnerLost(peer.Id));
+        Rematch(wasMet);
     }
 
     private void Say(SimLink link, ControlMessage message)
@@ -309,7 +323,9 @@ public sealed class SimNode
                 Execute(Overlay.Receive(from.Id, message));
                 break;
             default:
+                bool wasMet = Market.RequestMet;
                 Execute(Market.Receive(from.Id, from.Identity.SigningPublicKey, message));
+                Rematch(wasMet);
                 break;
         }
     }
@@ -349,6 +365,9 @@ public sealed class SimNode
                     break;
                 case RoleChanged:
                     Publish(force: true);
+                    break;
+                case OffersFound:
+                    Match(flood: false);
                     break;
             }
         }
@@ -405,9 +424,11 @@ public sealed class SimNode
             if (!Online) return;
             // A partner that is gone, or no longer linked, carries no probe: it delivered nothing.
             double delivered = partner.Online && link.IsOpenAt(partner) && link.IsOpenAt(this) ? partner.Measured(Id) : 0;
+            bool wasMet = Market.RequestMet;
             var actions = Market.ProbeResult(partnerId, delivered, promised);
             _sim.Metrics.Probed(this, partner, delivered, promised, actions);
             Execute(actions);
+            Rematch(wasMet);
         });
     }
 

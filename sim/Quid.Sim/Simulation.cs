@@ -214,13 +214,16 @@ public sealed class Simulation
     internal bool Satisfiable(SimNode node)
     {
         if (node.Market.Request is not { } request) return false;
-        var canGrant = node.Market.Capacity.LargestFree;
         var partners = node.Market.Active.Select(a => a.Partner).ToHashSet();
         foreach (var other in _online)
         {
             if (other == node || partners.Contains(other.Id)) continue;
-            if (other.Market.Capacity.LargestFree is not { } free || free < request) continue;
-            if (other.Market.Request is not { } wants || (canGrant is { } can && wants <= can)) return true;
+            // The node must be able to reach the other (a link, or an address to dial), and
+            // neither may be refusing the other after a verdict.
+            if (!node.Links.ContainsKey(other.Id) && other.Host.Address is null) continue;
+            if (node.Market.Shuns(other.Id) || other.Market.Shuns(node.Id)) continue;
+            if (other.Market.Capacity.LargestFree is not { } free || free < request || !other.Market.CanGrant(node.Id, request)) continue;
+            if (other.Market.Request is not { } wants || node.Market.CanGrant(other.Id, wants)) return true;
         }
         return false;
     }

@@ -20,13 +20,25 @@ public sealed record MarketOptions
 {
     /// <summary>A proposal unanswered for this long is dropped and its reserved block released.</summary>
     public TimeSpan ProposalTimeout { get; init; } = TimeSpan.FromSeconds(10);
-    /// <summary>After a refusal, leave that node alone for this long.</summary>
+    /// <summary>After a refusal for bad terms or a shunning, or an unanswered proposal, leave that node alone for this long.</summary>
     public TimeSpan RejectionCooldown { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// After a node said it had no room (its descriptor was behind its grants) or that we are
+    /// partners already (proposals that crossed), try it again after this long: it may well
+    /// have room by then.
+    /// </summary>
+    public TimeSpan BusyCooldown { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>How long to wait for a link to a chosen candidate before trying another.</summary>
     public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>How far an agreement's start may be from our clock.</summary>
     public TimeSpan MaxClockSkew { get; init; } = TimeSpan.FromMinutes(5);
-    /// <summary>Each partner that grants us anything is probed at a random moment between these, unannounced.</summary>
+    /// <summary>
+    /// A new partner is first probed at a random moment between these after the agreement: a
+    /// node that never delivers is found out within a minute, not after serving it for several.
+    /// </summary>
+    public TimeSpan FirstProbeMin { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan FirstProbeMax { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>After that, each partner that grants us anything is probed at a random moment between these, unannounced.</summary>
     public TimeSpan ProbeIntervalMin { get; init; } = TimeSpan.FromMinutes(1);
     public TimeSpan ProbeIntervalMax { get; init; } = TimeSpan.FromMinutes(3);
     /// <summary>How long a probe keeps the partner busy.</summary>
@@ -34,8 +46,9 @@ public sealed record MarketOptions
     /// <summary>A partner measured below this fraction of its promise is under-delivering.</summary>
     public double DeliveryThreshold { get; init; } = 0.8;
     /// <summary>
-    /// A probe that falls short is repeated after this long before it counts: a passing hiccup
-    /// on a loaded machine must not earn an honest partner a verdict.
+    /// A probe that falls short is repeated after this long before it counts, so a passing
+    /// hiccup on a loaded machine earns an honest partner no verdict; while a partner keeps
+    /// falling short it is probed again at this pace, so a persistent liar is dropped quickly.
     /// </summary>
     public TimeSpan RecheckAfter { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Under-delivering at this many probes in a row ends the agreement.</summary>
@@ -67,7 +80,8 @@ public sealed class Market
     private readonly Dictionary<AgreementId, Agreement> _agreements = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _cooldown = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _nextProbe = [];
-    private (NodeId Id, DateTimeOffset Until)? _awaitingLink;
+    // Candidates we asked a link to, each until when we wait for it before trying another.
+    private readonly Dictionary<NodeId, DateTimeOffset> _awaitingLinks = [];
 
     public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null)
     {
@@ -106,10 +120,12 @@ public sealed class Market
     public long GrantedBy(NodeId partner) => Active.Where(a => a.Partner == partner).Sum(a => a.TheyGrant?.Kbps ?? 0);
 
     /// <summary>
-    /// The seed's loop, run at regular intervals: while our request is unmet and no proposal is
-    /// out, choose among <paramref name="candidates"/> the node whose free block fits our request
-    /// most tightly and whose own request fits our free capacity. If it is linked, propose;
-    /// if not, ask for a link first and propose once it is up.
+    /// The seed's loop, run at regular intervals and whenever new offers are heard of: while our
+    /// request is unmet, propose to as many fitting candidates as we lack partners, one
+    /// proposal each. A candidate fits if its free block holds our request and its own request
+    /// fits our free capacity; among those, an even trade (it asks what we ask) comes first,
+    /// then the tightest free block. A candidate we are not linked to is asked for a link first
+    /// and proposed to once the link is up.
     /// </summary>
     public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked) =>
         SearchOffers(candidates.Select(d => (d.Id, d)), isLinked);
@@ -120,64 +136,90 @@ public sealed class Market
         var actions = new List<MarketAction>();
         ExpireProposals();
         if (RequestMet || Request is not { } request) return actions;
-        if (_agreements.Values.Any(a => a.State == AgreementState.Proposed && a.WeProposed)) return actions;
-
         var now = _time.GetUtcNow();
+        var outstanding = _agreements.Values.Where(a => a.State == AgreementState.Proposed && a.WeProposed).Select(a => a.Partner).ToHashSet();
+        int wanted = PartnersMissing - outstanding.Count;
+        if (wanted <= 0 && _awaitingLinks.Count == 0) return actions;
+
         var partners = Active.Select(a => a.Partner).ToHashSet();
         var eligible = candidates
-            .Where(c => c.Id != _identity.Id && !partners.Contains(c.Id) && !c.Descriptor.IsExpired(now))
+            .Where(c => c.Id != _identity.Id && !partners.Contains(c.Id) && !outstanding.Contains(c.Id) && !c.Descriptor.IsExpired(now))
             .Where(c => !_cooldown.TryGetValue(c.Id, out var until) || until <= now)
             .Where(c => !IsShunned(c.Id, now))
             .Where(c => c.Descriptor.LargestFreeBlock is { } free && free >= request)
             .Where(c => c.Descriptor.Request is not { } theirs || CanGrant(c.Id, theirs))
-            .ToArray();
+            .ToList();
 
-        if (_awaitingLink is { } awaiting)
+        // Links we asked for: propose over those that came up (if the candidate still fits),
+        // give up on those that did not come up in time.
+        foreach (var (id, until) in _awaitingLinks.ToList())
         {
-            if (isLinked(awaiting.Id) && eligible.FirstOrDefault(c => c.Id == awaiting.Id) is { Descriptor: { } ready })
+            int index = eligible.FindIndex(c => c.Id == id);
+            if (isLinked(id) || partners.Contains(id) || outstanding.Contains(id))
             {
-                _awaitingLink = null;
-                Propose(ready, awaiting.Id, request, now, actions);
-                return actions;
+                _awaitingLinks.Remove(id);
+                if (index >= 0 && wanted > 0 && Propose(eligible[index].Descriptor, id, request, now, actions)) wanted--;
             }
-            if (awaiting.Until > now) return actions;
-            _awaitingLink = null;
-            _cooldown[awaiting.Id] = now + _options.RejectionCooldown;
-            eligible = [.. eligible.Where(c => c.Id != awaiting.Id)];
+            else if (until <= now)
+            {
+                _awaitingLinks.Remove(id);
+                _cooldown[id] = now + _options.RejectionCooldown;
+            }
+            else
+            {
+                wanted--; // still coming: it counts as a proposal on its way
+            }
+            if (index >= 0) eligible.RemoveAt(index);
         }
 
-        var best = eligible
-            .GroupBy(c => c.Descriptor.FreeBlocks.Where(b => b >= request).Min())
-            .OrderBy(g => g.Key)
-            .FirstOrDefault()?
-            .ToArray();
-        if (best is null || best.Length == 0) return actions;
-        // Among equally good offers, one we are already linked to saves a link.
-        var linked = best.Where(c => isLinked(c.Id)).ToArray();
-        var pool = linked.Length > 0 ? linked : best;
-        var chosen = pool[_options.Random.Next(pool.Length)];
-        if (!isLinked(chosen.Id))
+        // Best first; among equals, at random, but a linked candidate before one that needs a link.
+        var ranked = eligible
+            .Select(c => (Candidate: c, Trade: TradeDistance(request, c.Descriptor.Request), Fit: c.Descriptor.FreeBlocks.Where(b => b >= request).Min(), Linked: isLinked(c.Id), Tie: _options.Random.Next()))
+            .OrderBy(r => r.Trade).ThenBy(r => r.Fit).ThenBy(r => r.Linked ? 0 : 1).ThenBy(r => r.Tie);
+        foreach (var (candidate, _, _, linked, _) in ranked)
         {
-            _awaitingLink = (chosen.Id, now + _options.LinkTimeout);
-            actions.Add(new LinkNeeded(chosen.Descriptor));
-            return actions;
+            if (wanted <= 0) break;
+            if (linked)
+            {
+                if (Propose(candidate.Descriptor, candidate.Id, request, now, actions)) wanted--;
+                continue;
+            }
+            if (candidate.Descriptor.Address is null) continue;
+            _awaitingLinks[candidate.Id] = now + _options.LinkTimeout;
+            actions.Add(new LinkNeeded(candidate.Descriptor));
+            wanted--;
         }
-        Propose(chosen.Descriptor, chosen.Id, request, now, actions);
         return actions;
     }
 
-    private void Propose(Descriptor chosen, NodeId chosenId, Block request, DateTimeOffset now, List<MarketAction> actions)
+    /// <summary>How many more partners we want: those missing, or one while a partner's cut leaves the request short.</summary>
+    private int PartnersMissing
+    {
+        get
+        {
+            if (RequestMet) return 0;
+            int granting = Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Count();
+            return Math.Max(1, _options.PartnersWanted - granting);
+        }
+    }
+
+    /// <summary>How far a trade is from even, in buddy orders: 0 when the candidate asks what we ask; a donor, which asks nothing, next.</summary>
+    private static int TradeDistance(Block ours, Block? theirs) => theirs is { } t ? 2 * Math.Abs(t.Order - ours.Order) : 1;
+
+    /// <summary>Reserves what we would grant and proposes; false if what the candidate asks no longer fits.</summary>
+    private bool Propose(Descriptor chosen, NodeId chosenId, Block request, DateTimeOffset now, List<MarketAction> actions)
     {
         Allocation? reserved = null;
         if (chosen.Request is { } theirRequest)
         {
-            if (!CanGrant(chosenId, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return;
+            if (!CanGrant(chosenId, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return false;
             reserved = allocation;
         }
         var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
+        return true;
     }
 
     /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>
@@ -208,7 +250,9 @@ public sealed class Market
                 if (_agreements.TryGetValue(rejection.Agreement, out var refused) && refused.State == AgreementState.Proposed && refused.Partner == from)
                 {
                     Forget(refused);
-                    _cooldown[from] = _time.GetUtcNow() + _options.RejectionCooldown;
+                    _cooldown[from] = _time.GetUtcNow() + (rejection.Reason is AgreementRejectReason.NoCapacity or AgreementRejectReason.AlreadyPartners
+                        ? _options.BusyCooldown
+                        : _options.RejectionCooldown);
                 }
                 break;
             case AgreementEnd end:
@@ -269,19 +313,23 @@ public sealed class Market
     private void Formed(Agreement agreement, List<MarketAction> actions)
     {
         Ledger.Account(agreement.Partner).HasHistory = true;
-        if (agreement.TheyGrant is not null) ScheduleProbe(agreement.Partner);
+        if (agreement.TheyGrant is not null && !_nextProbe.ContainsKey(agreement.Partner))
+            _nextProbe[agreement.Partner] = At(_options.FirstProbeMin, _options.FirstProbeMax);
         actions.Add(new AgreementFormed(agreement));
         actions.Add(new GrantsChanged(agreement.Partner));
     }
 
     private bool IsShunned(NodeId id, DateTimeOffset now) => Ledger.Find(id) is { ShunnedUntil: { } until } && until > now;
 
+    /// <summary>Whether we refuse <paramref name="id"/> for now, after it kept under-delivering.</summary>
+    public bool Shuns(NodeId id) => IsShunned(id, _time.GetUtcNow());
+
     /// <summary>
     /// Whether we can grant <paramref name="size"/> to <paramref name="partner"/>: it must fit our
     /// free blocks, and a partner we already know may not take the share kept for newcomers, so
     /// that a new identity always finds a way in (an optimistic slot).
     /// </summary>
-    private bool CanGrant(NodeId partner, Block size)
+    public bool CanGrant(NodeId partner, Block size)
     {
         if (!Capacity.CanAllocate(size)) return false;
         if (Ledger.Find(partner) is not { HasHistory: true }) return true;
@@ -292,11 +340,19 @@ public sealed class Market
     public IReadOnlyList<MarketAction> PartnerLost(NodeId partner)
     {
         var actions = new List<MarketAction>();
+        // A candidate that closed the link while we courted it (full of neighbours, say) would be
+        // dialed again at once by the next search; it waits like one that said it was busy.
+        bool courted = _awaitingLinks.Remove(partner);
         foreach (var agreement in _agreements.Values.Where(a => a.Partner == partner).ToList())
         {
             if (agreement.State == AgreementState.Active) Finish(agreement, AgreementEndReason.LinkLost, actions);
-            else Forget(agreement);
+            else
+            {
+                courted |= agreement.WeProposed;
+                Forget(agreement);
+            }
         }
+        if (courted) _cooldown[partner] = _time.GetUtcNow() + _options.BusyCooldown;
         return actions;
     }
 
@@ -328,18 +384,21 @@ public sealed class Market
         Forget(agreement);
         agreement.State = AgreementState.Ended;
         agreement.Ended = _time.GetUtcNow();
-        if (!Active.Any(a => a.Partner == agreement.Partner)) _nextProbe.Remove(agreement.Partner);
+        if (!Active.Any(a => a.Partner == agreement.Partner))
+        {
+            _nextProbe.Remove(agreement.Partner);
+            _awaitingLinks.Remove(agreement.Partner);
+        }
         actions.Add(new AgreementEnded(agreement, reason));
         actions.Add(new GrantsChanged(agreement.Partner));
     }
 
     // ---- Probes and verdicts ----
 
-    private void ScheduleProbe(NodeId partner)
-    {
-        var spread = _options.ProbeIntervalMax - _options.ProbeIntervalMin;
-        _nextProbe[partner] = _time.GetUtcNow() + _options.ProbeIntervalMin + spread * _options.Random.NextDouble();
-    }
+    private void ScheduleProbe(NodeId partner) => _nextProbe[partner] = At(_options.ProbeIntervalMin, _options.ProbeIntervalMax);
+
+    /// <summary>A random moment between <paramref name="min"/> and <paramref name="max"/> from now.</summary>
+    private DateTimeOffset At(TimeSpan min, TimeSpan max) => _time.GetUtcNow() + min + (max - min) * _options.Random.NextDouble();
 
     /// <summary>Partners due for an unannounced probe now, with what each promised us in kbps.</summary>
     public IReadOnlyList<(NodeId Partner, long PromisedKbps)> DueProbes()
@@ -358,10 +417,10 @@ public sealed class Market
 
     /// <summary>
     /// A probe measured what a partner delivers. A first shortfall is only a suspicion, checked
-    /// again soon; confirmed, our grant to it shrinks one buddy order toward what it delivers;
-    /// after several such probes in a row the
-    /// agreement ends and the partner is shunned. At or above it, the partner regains standing
-    /// and our grant grows back one order toward what we first granted.
+    /// again soon; confirmed, our grant to it shrinks one buddy order toward what it delivers
+    /// and it is probed again soon; after several such probes in a row the agreement ends and
+    /// the partner is shunned. At or above the threshold, the partner regains standing and our
+    /// grant grows back one order toward what we first granted.
     /// </summary>
     public IReadOnlyList<MarketAction> ProbeResult(NodeId partner, double deliveredKbps, long promisedKbps)
     {
@@ -400,6 +459,7 @@ public sealed class Market
             return actions;
         }
         account.Verdict = Verdict.Underdelivering;
+        _nextProbe[partner] = now + _options.RecheckAfter;
         actions.Add(new VerdictReached(partner, Verdict.Underdelivering, deliveredKbps, promisedKbps));
         foreach (var agreement in agreements)
         {

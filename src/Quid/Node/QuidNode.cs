@@ -23,6 +23,8 @@ namespace Quid.Node;
 public sealed class QuidNode : ILinkHandler, IAsyncDisposable
 {
     private static readonly TimeSpan PeerCacheInterval = TimeSpan.FromMinutes(1);
+    // A request that has just become unmet searches at once, but a burst of such news floods at most once a second.
+    private static readonly TimeSpan MinSearchGap = TimeSpan.FromSeconds(1);
     /// <summary>After a new link, the peer cache is written this soon, so that even a node killed young rejoins.</summary>
     private static readonly TimeSpan PeerCacheAfterLink = TimeSpan.FromSeconds(1);
 
@@ -205,26 +207,15 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             foreach (var peer in _options.Peers) Dial(peer, null);
             foreach (var (id, address) in _friendAddresses) Dial(address, id);
         }
-        var overlayActions = new List<OverlayAction>();
-        IReadOnlyList<MarketAction> marketActions = [];
+        IReadOnlyList<OverlayAction> overlayActions;
         IReadOnlyList<(NodeId Partner, long PromisedKbps)> probes;
         lock (_gate)
         {
-            overlayActions.AddRange(_overlay.Tick());
+            overlayActions = _overlay.Tick();
             probes = _market.DueProbes();
-            if (_market.Request is { } request && !_market.RequestMet)
-            {
-                var canGrant = _market.Capacity.LargestFree;
-                if (now - _lastSearch >= _options.SearchInterval)
-                {
-                    _lastSearch = now;
-                    overlayActions.AddRange(_overlay.Search(request, canGrant).Actions);
-                }
-                marketActions = _market.Search(_overlay.Candidates(request, canGrant), _links.ContainsKey);
-            }
         }
         Execute(overlayActions);
-        Execute(marketActions);
+        Match(flood: false);
         foreach (var (partner, promised) in probes) _ = ProbeAsync(partner, promised);
         _pool.Maintain();
         Publish(force: false);
@@ -239,6 +230,39 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             _lastLedgerSave = now;
             SaveLedger();
         }
+    }
+
+    /// <summary>
+    /// The seed's search and matching, while our request is unmet: offers we know of are matched
+    /// at once; a search is flooded every SearchInterval, or at once when <paramref name="flood"/>
+    /// says the request has just become unmet (but never twice in a second).
+    /// </summary>
+    private void Match(bool flood)
+    {
+        IReadOnlyList<OverlayAction> overlayActions = [];
+        IReadOnlyList<MarketAction> marketActions;
+        lock (_gate)
+        {
+            if (_market.Request is not { } request || _market.RequestMet) return;
+            var canGrant = _market.Capacity.LargestFree;
+            var now = _time.GetUtcNow();
+            if (now - _lastSearch >= (flood ? MinSearchGap : _options.SearchInterval))
+            {
+                _lastSearch = now;
+                overlayActions = _overlay.Search(request, canGrant).Actions;
+            }
+            marketActions = _market.Search(_overlay.Candidates(request, canGrant), _links.ContainsKey);
+        }
+        Execute(overlayActions);
+        Execute(marketActions);
+    }
+
+    /// <summary>After the market changed: match now if the request is unmet, and search afresh if it was met a moment ago.</summary>
+    private void Rematch(bool wasMet)
+    {
+        bool met;
+        lock (_gate) met = _market.RequestMet;
+        if (!met) Match(flood: wasMet);
     }
 
     private void SaveLedger()
@@ -272,8 +296,14 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
             return;
         }
         IReadOnlyList<MarketAction> actions;
-        lock (_gate) actions = _market.ProbeResult(partner, delivered, promisedKbps);
+        bool wasMet;
+        lock (_gate)
+        {
+            wasMet = _market.RequestMet;
+            actions = _market.ProbeResult(partner, delivered, promisedKbps);
+        }
         Execute(actions);
+        Rematch(wasMet);
     }
 
     /// <summary>Reshapes what we carry for a partner to what we now grant it; nothing granted, nothing carried.</summary>
@@ -452,6 +482,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         link.Observer = _options.LinkObserver;
         link.Start(this);
         Execute(actions);
+        // The market may have been waiting for this link to propose over it.
+        Match(flood: false);
     }
 
     void ILinkHandler.OnCell(Link link, Span<byte> cell)
@@ -500,8 +532,14 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 break;
             default:
                 IReadOnlyList<MarketAction> marketActions;
-                lock (_gate) marketActions = _market.Receive(link.PeerId, link.PeerSigningKey, message);
+                bool wasMet;
+                lock (_gate)
+                {
+                    wasMet = _market.RequestMet;
+                    marketActions = _market.Receive(link.PeerId, link.PeerSigningKey, message);
+                }
                 Execute(marketActions);
+                Rematch(wasMet);
                 break;
         }
     }
@@ -518,13 +556,16 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _reassemblers.TryRemove(link, out _);
         _circuits.OnLinkClosed(link);
         IReadOnlyList<MarketAction> actions;
+        bool wasMet;
         lock (_gate)
         {
             if (!_links.TryRemove(new KeyValuePair<NodeId, Link>(link.PeerId, link))) return;
             _overlay.LinkDown(link.PeerId);
+            wasMet = _market.RequestMet;
             actions = _market.PartnerLost(link.PeerId);
         }
         Execute(actions);
+        if (!_stopping.IsCancellationRequested) Rematch(wasMet);
     }
 
     private void Execute(IReadOnlyList<OverlayAction> actions)
@@ -548,6 +589,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 case RoleChanged changed:
                     _logger.LogInformation("This node is now {Role}", changed.Roles.HasFlag(NodeRoles.Ultrapeer) ? "an ultrapeer" : "a leaf");
                     Publish(force: true);
+                    break;
+                case OffersFound:
+                    Match(flood: false);
                     break;
             }
         }

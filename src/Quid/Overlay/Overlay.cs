@@ -419,12 +419,14 @@ public sealed class Overlay
         if (!_routes.TryAdd(query.Id, from.Id, now)) return; // a copy that came another way
         bool ultrapeer = Role == OverlayRole.Ultrapeer;
 
-        // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current.
+        // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current. The
+        // leaves named are drawn at random among those that match, so that the searches of many
+        // nodes spread over them instead of all proposing to the same few.
         var answers = new List<Descriptor>();
         if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
         if (ultrapeer)
-            answers.AddRange(_neighbourIds.Where(n => n != from.Id && !IsUltrapeer(n)).Select(Find).OfType<Descriptor>()
-                .Where(d => Matches(d, query.Wanted, query.CanGrant)));
+            answers.AddRange(Sample(_neighbourIds.Where(n => n != from.Id && !IsUltrapeer(n)).Select(Find).OfType<Descriptor>()
+                .Where(d => Matches(d, query.Wanted, query.CanGrant)), query.MaxResults - answers.Count));
         var reply = Fit(answers, query.MaxResults);
         if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
 
@@ -433,6 +435,21 @@ public sealed class Overlay
         var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
         // A flood is best effort: an ultrapeer busier than the next one admits drops forwards rather than earn strikes.
         actions.AddRange(_neighbours.Values.Where(n => n.Id != from.Id && IsUltrapeer(n.Id) && n.QueriesOut.TryTake()).Select(n => new SendOverlayMessage(n.Id, forward)));
+    }
+
+    /// <summary>Up to <paramref name="count"/> of <paramref name="items"/>, each equally likely (reservoir sampling).</summary>
+    private List<Descriptor> Sample(IEnumerable<Descriptor> items, int count)
+    {
+        var chosen = new List<Descriptor>(Math.Max(0, count));
+        if (count <= 0) return chosen;
+        int seen = 0;
+        foreach (var item in items)
+        {
+            seen++;
+            if (chosen.Count < count) chosen.Add(item);
+            else if (_options.Random.Next(seen) is var slot && slot < count) chosen[slot] = item;
+        }
+        return chosen;
     }
 
     private void OnHit(Neighbour from, QueryHitMessage hit, List<OverlayAction> actions)
@@ -449,8 +466,14 @@ public sealed class Overlay
         if (valid.Length == 0) return;
         if (back == _identity.Id)
         {
+            int remembered = 0;
             foreach (var (id, d) in valid)
-                if (id != _identity.Id && IsFriend(id)) RememberHit(d, id, hit.Query);
+            {
+                if (id == _identity.Id || !IsFriend(id)) continue;
+                RememberHit(d, id, hit.Query);
+                remembered++;
+            }
+            if (remembered > 0) actions.Add(new OffersFound(hit.Query));
             return;
         }
         // Not ours: pass the valid ones back the way the query came; never forward what we refused.

@@ -12,6 +12,8 @@ public sealed record DialPeer(NodeId? Id, IPEndPoint Address) : OverlayAction;
 /// <summary>Say goodbye with the reason and close the link.</summary>
 public sealed record DisconnectPeer(NodeId Id, GoodbyeReason Reason) : OverlayAction;
 public sealed record RoleChanged(NodeRoles Roles) : OverlayAction;
+/// <summary>Hits for one of our own searches arrived: offers to match now rather than at the next round.</summary>
+public sealed record OffersFound(QueryId Query) : OverlayAction;
 /// <summary>A message was refused; for the log and the counters.</summary>
 public sealed record MessageRejected(NodeId From, OverlayError Error, string Reason) : OverlayAction;
 

@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.Extensions.Time.Testing;
 using Quid.Crypto;
 using Quid.Exchange;
@@ -128,7 +129,7 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
-    public void OnlyOneProposalIsOutAtATime()
+    public void OnlyOneProposalIsOutAtATimeForOnePartnerWanted()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
@@ -136,6 +137,60 @@ public sealed class MarketTests : IDisposable
         Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
         Assert.Empty(a.Market.Search([c.Descriptor()], _ => true));
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
+    }
+
+    [Fact]
+    public void ANodeWantingSeveralPartnersProposesToAsManyAtOnceEachHoldingItsOwnReservation()
+    {
+        var identity = NodeIdentity.Generate(out _);
+        _identities.Add(identity);
+        var a = new Node(identity, new Market(identity, K(1024), K(64), _time, Options with { PartnersWanted = 4, Random = new Random(1) }), _time);
+        var others = Enumerable.Range(0, 6).Select(i => NewNode(512, 64, seed: i)).ToList();
+
+        var proposals = a.Market.Search(others.Select(o => o.Descriptor()), _ => true).OfType<SendMarketMessage>().ToList();
+        Assert.Equal(4, proposals.Count);
+        Assert.Equal(4, proposals.Select(p => p.To).Distinct().Count());
+        Assert.Equal(4 * 64, a.Market.Capacity.GrantedKbps);
+        // All four on their way: no fifth, and none to a node already asked.
+        Assert.Empty(a.Market.Search(others.Select(o => o.Descriptor()), _ => true));
+
+        // One refuses: the next search replaces it with a node not yet asked.
+        var refused = (AgreementProposal)proposals[0].Message;
+        Deliver(others.Single(o => o.Id == proposals[0].To), a, new AgreementRejection(refused.Terms.Id, AgreementRejectReason.NoCapacity));
+        var replacement = Assert.Single(a.Market.Search(others.Select(o => o.Descriptor()), _ => true).OfType<SendMarketMessage>());
+        Assert.DoesNotContain(replacement.To, proposals.Select(p => p.To));
+    }
+
+    [Fact]
+    public void AnEvenTradeIsPreferredToATighterFit()
+    {
+        var a = NewNode(512, 64);
+        var tightButUneven = NewNode(64, 16);
+        var even = NewNode(1024, 64);
+        var proposal = Sent<AgreementProposal>(a.Market.Search([tightButUneven.Descriptor(), even.Descriptor()], _ => true), even);
+        Assert.Equal(K(64), proposal.Terms.ProposerGrants);
+    }
+
+    [Fact]
+    public void WhileALinkIsAwaitedTheProposalWaitsForItAndOtherCandidatesAreNotHeldUp()
+    {
+        var identity = NodeIdentity.Generate(out _);
+        _identities.Add(identity);
+        var a = new Node(identity, new Market(identity, K(1024), K(64), _time, Options with { PartnersWanted = 2, Random = new Random(1) }), _time);
+        var far = NewNode(512, 64);
+        var near = NewNode(512, 64);
+        var unreachable = NewNode(512, 64);
+        var farDescriptor = TestDescriptors.Make(far.Identity, K(512), K(64), published: _time.GetUtcNow(), address: new IPEndPoint(IPAddress.Loopback, 7843));
+        var linked = new HashSet<NodeId> { near.Id };
+
+        // A candidate with no address cannot be linked to: it is passed over, not waited for.
+        var actions = a.Market.Search([unreachable.Descriptor(), farDescriptor, near.Descriptor()], linked.Contains);
+        Assert.Equal(far.Id, Assert.IsType<LinkNeeded>(actions.Single(x => x is LinkNeeded)).Candidate.Id);
+        Assert.Equal(near.Id, Assert.Single(actions.OfType<SendMarketMessage>()).To);
+
+        // The link comes up: the proposal follows.
+        linked.Add(far.Id);
+        Assert.Equal(far.Id, Sent<AgreementProposal>(a.Market.Search([farDescriptor, near.Descriptor()], linked.Contains), far).Terms.Acceptor);
     }
 
     [Fact]
@@ -322,6 +377,19 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void ANodeThatHadNoRoomIsTriedAgainSoonerThanOneThatRefusedOutright()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Deliver(b, a, new AgreementRejection(proposal.Terms.Id, AgreementRejectReason.NoCapacity));
+        Assert.Empty(a.Market.Search([b.Descriptor()], _ => true));
+        _time.Advance(new MarketOptions().BusyCooldown);
+        Assert.True(new MarketOptions().BusyCooldown < Options.RejectionCooldown);
+        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+    }
+
+    [Fact]
     public void PartnerLostEndsTheAgreementAndReleasesTheGrant()
     {
         var a = NewNode(512, 256);
@@ -456,19 +524,52 @@ public sealed class MarketTests : IDisposable
     // ---- Probes, verdicts and the newcomer share ----
 
     [Fact]
-    public void ProbesFallDueAtARandomMomentWithinTheInterval()
+    public void A_new_partner_is_probed_within_seconds_and_then_at_a_random_moment_within_the_interval()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         Agree(a, b);
+        var defaults = new MarketOptions();
         Assert.Empty(a.Market.DueProbes());
-        _time.Advance(new MarketOptions().ProbeIntervalMin - TimeSpan.FromSeconds(1));
+        _time.Advance(defaults.FirstProbeMin - TimeSpan.FromSeconds(1));
         Assert.Empty(a.Market.DueProbes());
-        _time.Advance(new MarketOptions().ProbeIntervalMax - new MarketOptions().ProbeIntervalMin + TimeSpan.FromSeconds(2));
+        _time.Advance(defaults.FirstProbeMax - defaults.FirstProbeMin + TimeSpan.FromSeconds(2));
         var (partner, promised) = Assert.Single(a.Market.DueProbes());
         Assert.Equal(b.Id, partner);
         Assert.Equal(256, promised);
+        Assert.Empty(a.Market.ProbeResult(b.Id, 256, 256).OfType<SendMarketMessage>());
+
         Assert.Empty(a.Market.DueProbes()); // rescheduled, not due again at once
+        _time.Advance(defaults.ProbeIntervalMin - TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.DueProbes());
+        _time.Advance(defaults.ProbeIntervalMax - defaults.ProbeIntervalMin + TimeSpan.FromSeconds(2));
+        Assert.Equal(b.Id, Assert.Single(a.Market.DueProbes()).Partner);
+    }
+
+    [Fact]
+    public void A_partner_that_never_delivers_is_cut_within_half_a_minute_and_dropped_within_a_minute()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        var start = _time.GetUtcNow();
+        var ended = false;
+        while (!ended && _time.GetUtcNow() - start < TimeSpan.FromMinutes(5))
+        {
+            _time.Advance(TimeSpan.FromSeconds(1));
+            foreach (var (partner, promised) in a.Market.DueProbes())
+            {
+                var actions = a.Market.ProbeResult(partner, 0, promised);
+                if (actions.OfType<VerdictReached>().Any(v => v.Verdict == Verdict.Underdelivering) && a.Market.Ledger.Account(b.Id).Failures == 1)
+                    Assert.True(_time.GetUtcNow() - start <= new MarketOptions().FirstProbeMax + new MarketOptions().RecheckAfter + TimeSpan.FromSeconds(1));
+                ended |= actions.OfType<AgreementEnded>().Any();
+            }
+        }
+        Assert.True(ended);
+        var options = new MarketOptions();
+        Assert.True(_time.GetUtcNow() - start <= options.FirstProbeMax + (options.FailuresToEnd + 1) * options.RecheckAfter,
+            $"dropped after {_time.GetUtcNow() - start}");
+        Assert.Equal(Verdict.Shunned, a.Market.Ledger.Account(b.Id).Verdict);
     }
 
     [Fact]

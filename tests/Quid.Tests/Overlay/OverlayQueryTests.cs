@@ -231,11 +231,12 @@ public sealed class OverlayQueryTests : IDisposable
         var a = _h.DescriptorOf(_h.NewIdentity());
         var b = _h.DescriptorOf(_h.NewIdentity(), offer: 1024, free: [K(1024)]);
         var fromAnother = _h.DescriptorOf(_h.NewIdentity());
-        Assert.Empty(overlay.Receive(ultrapeers[0].Id, new QueryHitMessage(first, [a])));
-        Assert.Empty(overlay.Receive(ultrapeers[1].Id, new QueryHitMessage(first, [b])));
+        // Each batch of hits for our own search tells the node to match at once.
+        Assert.Equal([new OffersFound(first)], overlay.Receive(ultrapeers[0].Id, new QueryHitMessage(first, [a])));
+        Assert.Equal([new OffersFound(first)], overlay.Receive(ultrapeers[1].Id, new QueryHitMessage(first, [b])));
 
         var (second, _) = overlay.Search(K(256), K(256));
-        Assert.Empty(overlay.Receive(ultrapeers[0].Id, new QueryHitMessage(second, [fromAnother])));
+        Assert.Equal([new OffersFound(second)], overlay.Receive(ultrapeers[0].Id, new QueryHitMessage(second, [fromAnother])));
 
         Assert.Equal(new[] { a.Id, b.Id }.Order(), overlay.Results(first).Select(d => d.Id).Order());
         Assert.Equal([fromAnother.Id], overlay.Results(second).Select(d => d.Id));
