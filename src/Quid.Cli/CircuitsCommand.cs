@@ -10,10 +10,10 @@ internal static class CircuitsCommand
     public static Command Create() => ApiCommand.Create("circuits", "Show your circuits as paths through the network, and how many circuits you carry for others.",
         async (client, json, _, cancellationToken) =>
         {
-            var report = await client.GetAsync<CircuitsReport>("/api/circuits", cancellationToken).ConfigureAwait(false);
+            var report = await client.GetAsync("/api/circuits", ControlJson.Default.CircuitsReport, cancellationToken).ConfigureAwait(false);
             if (json)
             {
-                Render.Json(report);
+                Render.Json(report, CliJson.Default.CircuitsReport);
                 return ExitCodes.Ok;
             }
             if (report.Circuits.Count == 0)

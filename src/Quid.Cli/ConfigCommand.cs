@@ -22,13 +22,9 @@ internal static class ConfigCommand
             if (flags.Load(parse, "config") is not { } settings) return ExitCodes.BadConfiguration;
             if (parse.GetValue(json))
             {
-                Render.Json(new
-                {
-                    file = settings.ConfigFile,
-                    fileExists = settings.ConfigFileExists,
-                    settings = settings.Values.Select(v => new { key = v.Key, value = v.Value, source = v.Origin.Source.ToString().ToLowerInvariant(), from = v.Origin.ToString() }),
-                    warnings = settings.Warnings,
-                });
+                Render.Json(new ConfigReport(settings.ConfigFile, settings.ConfigFileExists,
+                    [.. settings.Values.Select(v => new ConfigValue(v.Key, v.Value, v.Origin.Source.ToString().ToLowerInvariant(), v.Origin.ToString()))],
+                    settings.Warnings), CliJson.Default.ConfigReport);
                 return ExitCodes.Ok;
             }
             AnsiConsole.MarkupLine(Markup.Escape(settings.ConfigFileExists ? $"Configuration file: {settings.ConfigFile}" : $"Configuration file: {settings.ConfigFile} (none; optional)"));
@@ -46,3 +42,10 @@ internal static class ConfigCommand
         return command;
     }
 }
+
+/// <summary>What <c>quid config --json</c> prints: the file, then every setting with its value and where it came from.</summary>
+internal sealed record ConfigReport(string File, bool FileExists, IReadOnlyList<ConfigValue> Settings, IReadOnlyList<string> Warnings);
+
+/// <param name="Source">default, file, environment or flag.</param>
+/// <param name="From">The file's path, the variable or the flag, as the table shows it.</param>
+internal sealed record ConfigValue(string Key, string Value, string Source, string From);

@@ -14,10 +14,13 @@ internal static class DashboardCommand
         async (client, json, _, cancellationToken) =>
         {
             // Ask something first, so a link is printed only for a node that answers to this cookie.
-            await client.GetAsync<IdReport>("/api/id", cancellationToken).ConfigureAwait(false);
+            await client.GetAsync("/api/id", ControlJson.Default.IdReport, cancellationToken).ConfigureAwait(false);
             string url = ControlServer.DashboardUrl(client.EndPoint, client.Cookie);
-            if (json) Render.Json(new { url });
+            if (json) Render.Json(new DashboardLink(url), CliJson.Default.DashboardLink);
             else Console.WriteLine(url);
             return ExitCodes.Ok;
         });
 }
+
+/// <summary>What <c>quid dashboard --json</c> prints.</summary>
+internal sealed record DashboardLink(string Url);

@@ -14,7 +14,7 @@ internal static class IdCommand
     public static Command Create() => ApiCommand.Create("id", "Print this node's id (its pseudonym, derived from its public key).",
         async (client, json, _, cancellationToken) =>
         {
-            Print(await client.GetAsync<IdReport>("/api/id", cancellationToken).ConfigureAwait(false), json);
+            Print(await client.GetAsync("/api/id", ControlJson.Default.IdReport, cancellationToken).ConfigureAwait(false), json);
             return ExitCodes.Ok;
         },
         offline: (settings, json, unavailable) =>
@@ -27,7 +27,7 @@ internal static class IdCommand
 
     private static void Print(IdReport id, bool json)
     {
-        if (json) Render.Json(id);
+        if (json) Render.Json(id, CliJson.Default.IdReport);
         else Console.WriteLine(id.Id);
     }
 }

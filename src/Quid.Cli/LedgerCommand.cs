@@ -16,7 +16,7 @@ internal static class LedgerCommand
     public static Command Create() => ApiCommand.Create("ledger", "Show partners: bandwidth given and received, promised and delivered rates, and verdicts.",
         async (client, json, _, cancellationToken) =>
         {
-            Show(await client.GetAsync<List<LedgerRow>>("/api/ledger", cancellationToken).ConfigureAwait(false), json);
+            Show(await client.GetAsync("/api/ledger", ControlJson.Default.IReadOnlyListLedgerRow, cancellationToken).ConfigureAwait(false), json);
             return ExitCodes.Ok;
         },
         offline: (settings, json, _) => Task.FromResult(FromDatabase(settings, json)));
@@ -40,7 +40,7 @@ internal static class LedgerCommand
     {
         if (json)
         {
-            Render.Json(rows);
+            Render.Json(rows, CliJson.Default.IReadOnlyListLedgerRow);
             return;
         }
         if (rows.Count == 0)

@@ -10,10 +10,10 @@ internal static class PeersCommand
     public static Command Create() => ApiCommand.Create("peers", "Show the neighbours: links, bytes each way, grants and verdicts.",
         async (client, json, _, cancellationToken) =>
         {
-            var peers = await client.GetAsync<List<PeerReport>>("/api/peers", cancellationToken).ConfigureAwait(false);
+            var peers = await client.GetAsync("/api/peers", ControlJson.Default.IReadOnlyListPeerReport, cancellationToken).ConfigureAwait(false);
             if (json)
             {
-                Render.Json(peers);
+                Render.Json(peers, CliJson.Default.IReadOnlyListPeerReport);
                 return ExitCodes.Ok;
             }
             if (peers.Count == 0)

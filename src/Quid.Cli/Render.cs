@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using Quid.Node.Control;
 
 namespace Quid.Cli;
@@ -42,9 +44,22 @@ internal static class Render
 
     public static string Brief(string id) => id.Length > 8 ? id[..8] : id;
 
-    private static readonly JsonSerializerOptions Indented = new(ControlServer.Json) { WriteIndented = true };
-
-    public static void Json<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, Indented));
+    public static void Json<T>(T value, JsonTypeInfo<T> type) => Console.WriteLine(JsonSerializer.Serialize(value, type));
 
     public static string Number(double value) => value.ToString("0", CultureInfo.InvariantCulture);
 }
+
+/// <summary>
+/// What the commands print with --json: the control API's records as the node sends them (the
+/// same options as <see cref="ControlJson"/>), indented for people, and the CLI's own. Generated
+/// at build time, since the native (AOT) build of quid has no reflection to serialize with.
+/// </summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true, WriteIndented = true)]
+[JsonSerializable(typeof(IdReport))]
+[JsonSerializable(typeof(StatusReport))]
+[JsonSerializable(typeof(IReadOnlyList<PeerReport>))]
+[JsonSerializable(typeof(CircuitsReport))]
+[JsonSerializable(typeof(IReadOnlyList<LedgerRow>))]
+[JsonSerializable(typeof(ConfigReport))]
+[JsonSerializable(typeof(DashboardLink))]
+internal sealed partial class CliJson : JsonSerializerContext;

@@ -16,7 +16,7 @@ internal static class StatusCommand
         return ApiCommand.Create("status", "Show what the node is doing: progress, live rates, offer and request, links and circuits.",
             async (client, json, parse, cancellationToken) =>
             {
-                var status = await client.GetAsync<StatusReport>("/api/status", cancellationToken).ConfigureAwait(false);
+                var status = await client.GetAsync("/api/status", ControlJson.Default.StatusReport, cancellationToken).ConfigureAwait(false);
                 if (parse.GetValue(wait) && status.Phase != NodePhase.Ready)
                 {
                     // One timeout covers both waits: for a starting node to answer, and for it to be ready.
@@ -28,7 +28,7 @@ internal static class StatusCommand
                         return ExitCodes.Failed;
                     }
                 }
-                if (json) Render.Json(status);
+                if (json) Render.Json(status, CliJson.Default.StatusReport);
                 else Show(status);
                 return ExitCodes.Ok;
             }, offline: null, patience: parse => parse.GetValue(wait) ? TimeSpan.FromSeconds(parse.GetValue(timeout)) : null, wait, timeout);
@@ -41,7 +41,7 @@ internal static class StatusCommand
             while (status.Phase != NodePhase.Ready && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(500, cancellationToken).ConfigureAwait(false);
-                status = await client.GetAsync<StatusReport>("/api/status", cancellationToken).ConfigureAwait(false);
+                status = await client.GetAsync("/api/status", ControlJson.Default.StatusReport, cancellationToken).ConfigureAwait(false);
                 show(status);
             }
             return status;

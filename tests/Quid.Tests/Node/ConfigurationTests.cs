@@ -1,8 +1,11 @@
+using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Quid.Node;
 using Quid.Node.Configuration;
 using Quid.Wire;
+using Tomlyn;
+using Tomlyn.Model;
 
 namespace Quid.Tests.Node;
 
@@ -183,6 +186,48 @@ public sealed class ConfigurationTests : IDisposable
         Assert.Equal(NodeConfiguration.FileName, error.Key);
         Assert.Contains("not valid TOML: (1,", error.Problem, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// quid.toml is read through generated metadata, which the native build needs, where it used
+    /// to be read by reflection: on every shape of TOML the model must be the one it was.
+    /// </summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData("# only a comment\n")]
+    [InlineData("offer = 1024\nhops = 1\nno-ultrapeer = true\nlog-level = \"Debug\"")]
+    [InlineData("peers = [\"a.example:7843\", '127.0.0.9:7843']\nexit-policy = \"reject private:*, accept *:443\"")]
+    [InlineData("s = \"tab\\there \\u00e9\"\nl = 'C:\\raw'\nm = \"\"\"\nline one\nline two\"\"\"\nq = '''it's'''")]
+    [InlineData("hex = 0xff\noct = 0o17\nbin = 0b101\nbig = 1_000_000\nneg = -7\nf = 3.25\ne = 6e-3\ninf = -inf\nnan = nan")]
+    [InlineData("odt = 1979-05-27T07:32:00Z\noff = 1979-05-27T00:32:00.5-07:00\nldt = 1979-05-27T07:32:00\nld = 1979-05-27\nlt = 07:32:00")]
+    [InlineData("mixed = [1, \"two\", [3, 4], { five = 5 }]\nempty = []")]
+    [InlineData("offer = 1\noffer = 2\n[t]\nk = 1\n[t]\nk = 2")]
+    [InlineData("a.b.c = 1\n\"quoted key\" = 2\ninline = { x = 1, y = { z = true } }\n[table]\nk = \"v\"\n[table.sub]\nk = 2\n[[list]]\nn = 1\n[[list]]\nn = 2")]
+    public void The_TOML_model_read_without_reflection_is_the_one_reflection_read(string toml)
+    {
+        Assert.Equal(Describe(ReadByReflection(toml)), Describe(NodeConfiguration.ReadToml(toml)));
+
+        static string Describe(object? value) => value switch
+        {
+            TomlTable table => "{" + string.Join(", ", table.Select(p => $"{p.Key} = {Describe(p.Value)}")) + "}",
+            TomlTableArray tables => "[[" + string.Join(", ", tables.Select(Describe)) + "]]",
+            TomlArray array => "[" + string.Join(", ", array.Select(Describe)) + "]",
+            null => "null",
+            _ => $"{value.GetType().Name} {Convert.ToString(value, CultureInfo.InvariantCulture)}",
+        };
+    }
+
+    [Theory]
+    [InlineData("offer = = 1024")]
+    [InlineData("s = \"unterminated")]
+    [InlineData("[t\nk = 1")]
+    public void Text_that_is_not_TOML_is_refused_as_reflection_refused_it(string toml)
+    {
+        Assert.Throws<TomlException>(() => ReadByReflection(toml));
+        Assert.Throws<TomlException>(() => NodeConfiguration.ReadToml(toml));
+    }
+
+    /// <summary>How quid.toml was read before the native build: the reference to compare with, in a JIT test only.</summary>
+    private static TomlTable ReadByReflection(string toml) => TomlSerializer.Deserialize<TomlTable>(toml)!;
 
     [Fact]
     public void A_table_where_a_value_belongs_is_refused_with_the_shape_to_write()

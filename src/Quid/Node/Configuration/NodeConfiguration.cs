@@ -6,6 +6,7 @@ using Quid.Overlay;
 using Quid.Wire;
 using Tomlyn;
 using Tomlyn.Model;
+using Tomlyn.Serialization;
 
 namespace Quid.Node.Configuration;
 
@@ -242,6 +243,9 @@ public static class NodeConfiguration
         return previous[b.Length];
     }
 
+    /// <summary>TOML text as Tomlyn's untyped model; throws <see cref="TomlException"/> when it is not valid TOML.</summary>
+    internal static TomlTable ReadToml(string text) => TomlSerializer.Deserialize(text, TomlModel.Default.TomlTable) ?? new TomlTable();
+
     private sealed record RawValue(IReadOnlyList<string> Items, SettingOrigin Origin);
 
     /// <summary>Finds each setting's value in the strongest source that has one, and collects the problems.</summary>
@@ -266,7 +270,7 @@ public static class NodeConfiguration
             if (!File.Exists(path)) return;
             try
             {
-                _file = TomlSerializer.Deserialize<TomlTable>(File.ReadAllText(path)) ?? new TomlTable();
+                _file = ReadToml(File.ReadAllText(path));
             }
             catch (TomlException e)
             {
@@ -364,3 +368,10 @@ public static class NodeConfiguration
         }
     }
 }
+
+/// <summary>
+/// Tomlyn's untyped model, read through generated metadata rather than reflection, which the
+/// native (AOT) build of quid does not have.
+/// </summary>
+[TomlSerializable(typeof(TomlTable))]
+internal sealed partial class TomlModel : TomlSerializerContext;

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json.Serialization.Metadata;
 using Quid.Node.Configuration;
 
 namespace Quid.Node.Control;
@@ -56,10 +57,11 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    public async Task<T> GetAsync<T>(string path, CancellationToken cancellationToken = default)
+    /// <summary>The answer to <paramref name="path"/>, read as <paramref name="type"/>: one of <see cref="ControlJson"/>'s.</summary>
+    public async Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default)
     {
         using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
-        return await response.Content.ReadFromJsonAsync<T>(ControlServer.Json, cancellationToken).ConfigureAwait(false)
+        return await response.Content.ReadFromJsonAsync(type, cancellationToken).ConfigureAwait(false)
             ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
     }
 

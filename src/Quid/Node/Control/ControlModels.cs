@@ -1,7 +1,24 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
 namespace Quid.Node.Control;
 
-// What the control API answers, as JSON (camelCase). The CLI reads the same records back, so the
-// two cannot drift apart. Node ids are given in full; tables show their first 8 characters.
+// What the control API answers, as JSON (camelCase, enums by name). The CLI reads the same records
+// back, so the two cannot drift apart. Node ids are given in full; tables show their first 8 characters.
+
+/// <summary>
+/// The control API's JSON, with the (de)serialization code generated at build time: the native
+/// (AOT) build of quid cannot make it at run time by reflection.
+/// </summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(IdReport))]
+[JsonSerializable(typeof(StatusReport))]
+[JsonSerializable(typeof(IReadOnlyList<PeerReport>))]
+[JsonSerializable(typeof(CircuitsReport))]
+[JsonSerializable(typeof(IReadOnlyList<LedgerRow>))]
+[JsonSerializable(typeof(IReadOnlyList<ThroughputSample>))]
+[JsonSerializable(typeof(ErrorReport))]
+public sealed partial class ControlJson : JsonSerializerContext;
 
 /// <summary>How far a node is from being useful: linked, partnered, with a circuit ready.</summary>
 public enum NodePhase

@@ -3,7 +3,7 @@ using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -25,8 +25,6 @@ namespace Quid.Node.Control;
 /// </summary>
 public sealed class ControlServer : IAsyncDisposable
 {
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
-
     private static readonly Dictionary<string, (string Resource, string ContentType)> Assets = new(StringComparer.Ordinal)
     {
         ["/"] = ("Quid.Dashboard.index.html", "text/html; charset=utf-8"),
@@ -126,23 +124,23 @@ public sealed class ControlServer : IAsyncDisposable
             await response.WriteAsync(PrometheusText.Collect(_metrics.Meter), context.RequestAborted).ConfigureAwait(false);
             return;
         }
-        object? answer = path switch
+        (object Value, JsonTypeInfo Type)? answer = path switch
         {
-            "/api/id" => ControlViews.Id(_node),
-            "/api/status" => ControlViews.Status(_node, _monitor),
-            "/api/peers" => ControlViews.Peers(_node),
-            "/api/circuits" => ControlViews.Circuits(_node),
-            "/api/ledger" => ControlViews.Ledger(_node, _dataDirectory),
-            "/api/throughput" => _monitor.History,
+            "/api/id" => (ControlViews.Id(_node), ControlJson.Default.IdReport),
+            "/api/status" => (ControlViews.Status(_node, _monitor), ControlJson.Default.StatusReport),
+            "/api/peers" => (ControlViews.Peers(_node), ControlJson.Default.IReadOnlyListPeerReport),
+            "/api/circuits" => (ControlViews.Circuits(_node), ControlJson.Default.CircuitsReport),
+            "/api/ledger" => (ControlViews.Ledger(_node, _dataDirectory), ControlJson.Default.IReadOnlyListLedgerRow),
+            "/api/throughput" => (_monitor.History, ControlJson.Default.IReadOnlyListThroughputSample),
             _ => null,
         };
-        if (answer is null)
+        if (answer is not { } found)
         {
             await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
             return;
         }
         response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(response.Body, answer, answer.GetType(), Json, context.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(response.Body, found.Value, found.Type, context.RequestAborted).ConfigureAwait(false);
     }
 
     private static bool IsLoopbackHost(string host) =>
@@ -173,7 +171,7 @@ public sealed class ControlServer : IAsyncDisposable
     {
         response.StatusCode = status;
         response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(response.Body, new ErrorReport(message), Json).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(response.Body, new ErrorReport(message), ControlJson.Default.ErrorReport).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()
