@@ -41,6 +41,11 @@ public sealed record MarketOptions
     /// <summary>After that, each partner that grants us anything is probed at a random moment between these, unannounced.</summary>
     public TimeSpan ProbeIntervalMin { get; init; } = TimeSpan.FromMinutes(1);
     public TimeSpan ProbeIntervalMax { get; init; } = TimeSpan.FromMinutes(3);
+    /// <summary>
+    /// Whether partners are probed at all. Only a test network on one machine turns it off: its
+    /// grants are set beyond what the machine can carry, so every partner would fall short.
+    /// </summary>
+    public bool ProbePartners { get; init; } = true;
     /// <summary>How long a probe keeps the partner busy.</summary>
     public TimeSpan ProbeDuration { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>A partner measured below this fraction of its promise is under-delivering.</summary>
@@ -403,6 +408,7 @@ public sealed class Market
     /// <summary>Partners due for an unannounced probe now, with what each promised us in kbps.</summary>
     public IReadOnlyList<(NodeId Partner, long PromisedKbps)> DueProbes()
     {
+        if (!_options.ProbePartners) return [];
         var now = _time.GetUtcNow();
         var due = new List<(NodeId, long)>();
         foreach (var (partner, at) in _nextProbe.ToList())

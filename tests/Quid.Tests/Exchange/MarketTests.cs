@@ -30,12 +30,12 @@ public sealed class MarketTests : IDisposable
             Identity, Market.Offer, Market.Request, free: Market.Capacity.FreeBlocks, published: Time.GetUtcNow());
     }
 
-    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1)
+    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1, MarketOptions? options = null)
     {
         var identity = NodeIdentity.Generate(out _);
         _identities.Add(identity);
         var clock = time ?? _time;
-        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, Options with { Random = new Random(seed) });
+        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, (options ?? Options) with { Random = new Random(seed) });
         return new Node(identity, market, clock);
     }
 
@@ -522,6 +522,17 @@ public sealed class MarketTests : IDisposable
     }
 
     // ---- Probes, verdicts and the newcomer share ----
+
+    [Fact]
+    public void With_probes_off_no_partner_is_ever_probed()
+    {
+        var a = NewNode(512, 256, options: Options with { ProbePartners = false });
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        _time.Advance(TimeSpan.FromHours(1));
+        Assert.Empty(a.Market.DueProbes());
+        Assert.Single(b.Market.DueProbes()); // the other side still probes
+    }
 
     [Fact]
     public void A_new_partner_is_probed_within_seconds_and_then_at_a_random_moment_within_the_interval()

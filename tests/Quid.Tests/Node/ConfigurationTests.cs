@@ -94,6 +94,14 @@ public sealed class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Probes_are_on_unless_turned_off()
+    {
+        Assert.True(Load().Node.Market.ProbePartners);
+        Assert.False(Load([new FlagValue("no-probes", "--no-probes", ["true"])]).Node.Market.ProbePartners);
+        Assert.False(Load(environment: Environment(("QUID_NO_PROBES", "true"))).Node.Market.ProbePartners);
+    }
+
+    [Fact]
     public void A_switch_flag_given_false_overrides_the_file()
     {
         WriteFile("no-ultrapeer = true");

@@ -44,6 +44,8 @@ public static class NodeConfiguration
         new("friends", SettingKind.List, "--friend", "none",
             "Friends-only mode: link, search and trade only with these nodes, as id or id@host:port (repeat the flag)."),
         new("no-ultrapeer", SettingKind.Switch, "--no-ultrapeer", "false", "Never serve as an ultrapeer, whatever this node's capacity and uptime."),
+        new("no-probes", SettingKind.Switch, "--no-probes", "false",
+            "Never probe partners' delivery: only for test networks on one machine, whose grants are beyond what it can carry."),
         new("exit-policy", SettingKind.Value, "--exit-policy", ExitPolicyText.Format(ExitPolicy.Default),
             "Where streams may leave the network here, in Tor's syntax: 'accept *:80, accept *:443, reject *:*'.")
         {
@@ -91,6 +93,7 @@ public static class NodeConfiguration
         var peers = reader.Read(Setting("peers"), raw => ParseList(raw, ParsePeer), []);
         var friends = reader.Read(Setting("friends"), raw => ParseList(raw, ParseFriend), []);
         bool noUltrapeer = reader.Read(Setting("no-ultrapeer"), raw => ParseSwitch(Single(raw)), false);
+        bool noProbes = reader.Read(Setting("no-probes"), raw => ParseSwitch(Single(raw)), false);
         var exitPolicy = reader.Read(Setting("exit-policy"), raw => ExitPolicyText.Parse(string.Join(", ", raw.Items)), ExitPolicy.Default);
         var logLevel = reader.Read(Setting("log-level"), raw => ParseLogLevel(Single(raw)), LogLevel.Information);
         var logFormat = reader.Read(Setting("log-format"), raw => ParseLogFormat(Single(raw)), LogFormat.Text);
@@ -110,6 +113,7 @@ public static class NodeConfiguration
             Peers = peers,
             Friends = friends,
             Overlay = new OverlayOptions { UltrapeerCapable = !noUltrapeer },
+            Market = new Exchange.MarketOptions { ProbePartners = !noProbes },
             ExitPolicy = exitPolicy,
         };
         var shown = new Dictionary<string, string>
@@ -126,6 +130,7 @@ public static class NodeConfiguration
             ["peers"] = peers.Count == 0 ? "none" : string.Join(", ", peers),
             ["friends"] = friends.Count == 0 ? "none" : string.Join(", ", friends),
             ["no-ultrapeer"] = noUltrapeer ? "true" : "false",
+            ["no-probes"] = noProbes ? "true" : "false",
             ["exit-policy"] = ExitPolicyText.Format(exitPolicy),
             ["log-level"] = logLevel.ToString(),
             ["log-format"] = logFormat.ToString().ToLowerInvariant(),
