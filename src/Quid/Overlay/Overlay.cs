@@ -40,9 +40,11 @@ public sealed class Overlay
     /// <summary>The earliest moment some peer that is not a neighbour may be due to be forgotten: upkeep sweeps the table only then.</summary>
     private DateTimeOffset _sweepDue = DateTimeOffset.MinValue;
 
-    private sealed class Neighbour(NodeId id, bool inbound, OverlayOptions options, TimeProvider time)
+    private sealed class Neighbour(NodeId id, KnownPeer peer, bool inbound, OverlayOptions options, TimeProvider time)
     {
         public NodeId Id { get; } = id;
+        /// <summary>Its entry in the peer table, which is never evicted while it is a neighbour: no lookup by id in the busy paths.</summary>
+        public KnownPeer Peer { get; } = peer;
         public bool Inbound { get; } = inbound;
         public TokenBucket LeafQueries { get; } = Bucket(options.LeafQueryRate, time);
         public TokenBucket UltrapeerQueries { get; } = Bucket(options.UltrapeerQueryRate, time);
@@ -91,7 +93,10 @@ public sealed class Overlay
 
     private DateTimeOffset Now => _time.GetUtcNow();
 
-    public Descriptor? Find(NodeId id) => _peers.Find(id)?.Descriptor is { } d && !d.IsExpired(Now) ? d : null;
+    public Descriptor? Find(NodeId id) => _peers.Find(id) is { } peer ? Current(peer, Now) : null;
+
+    /// <summary>A peer's descriptor if it has not expired.</summary>
+    private static Descriptor? Current(KnownPeer peer, DateTimeOffset now) => peer.Descriptor is { } d && !d.IsExpired(now) ? d : null;
 
     public bool IsUltrapeer(NodeId id) => _peers.Find(id)?.IsUltrapeer ?? false;
 
@@ -157,9 +162,9 @@ public sealed class Overlay
             neighbour.DescriptorPending = false;
             actions.Add(new SendOverlayMessage(neighbour.Id, new DescriptorMessage(Own)));
         }
-        var now = Now;
         if (neighbour.PendingPeers.Count > 0 && neighbour.PeersOut.TryTake())
         {
+            var now = Now;
             var fresh = Fit(neighbour.PendingPeers.Values.Where(d => !d.IsExpired(now)), PeersMessage.MaxDescriptors);
             neighbour.PendingPeers.Clear();
             if (fresh.Length > 0) actions.Add(new SendOverlayMessage(neighbour.Id, new PeersMessage(fresh)));
@@ -188,7 +193,7 @@ public sealed class Overlay
     {
         if (!IsFriend(peer)) return GoodbyeReason.NotAFriend;
         if (_shunned.TryGetValue(peer, out var until) && until > Now) return GoodbyeReason.Abuse;
-        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours < WantedUltrapeers))
+        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours(WantedUltrapeers) < WantedUltrapeers))
             return GoodbyeReason.Full;
         return null;
     }
@@ -201,9 +206,9 @@ public sealed class Overlay
 
     public IReadOnlyList<OverlayAction> LinkUp(NodeId neighbour, bool inbound, IPEndPoint remote)
     {
-        _neighbours[neighbour] = new Neighbour(neighbour, inbound, _options, _time);
         _neighbourIds.Add(neighbour);
         var peer = _peers.GetOrAdd(neighbour, _neighbourIds);
+        _neighbours[neighbour] = new Neighbour(neighbour, peer, inbound, _options, _time);
         peer.LastSeen = Now;
         peer.Failures = 0;
         // An inbound link comes from an ephemeral port: only a descriptor says where to dial.
@@ -393,15 +398,26 @@ public sealed class Overlay
     public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant) => [.. CandidateOffers(wanted, canGrant).Select(c => c.Descriptor)];
 
     /// <summary>The candidates with their node ids, which the overlay already knows, so the market need not hash every key again each second.</summary>
+    /// <remarks>
+    /// Neighbours first, then hits, each once; a node is judged by the newest descriptor we hold
+    /// of it. Every node with an unmet request asks this every second, so it is plain loops.
+    /// </remarks>
     public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
     {
         var now = Now;
-        var found = new Dictionary<NodeId, Descriptor>();
-        foreach (var id in _neighbourIds)
-            if (Find(id) is { } d) found[id] = d;
+        var candidates = new List<(NodeId, Descriptor)>();
+        bool Fits(NodeId id, Descriptor d) => id != _identity.Id && IsFriend(id) && Matches(d, wanted, canGrant);
+        foreach (var n in _neighbours.Values)
+            if (Current(n.Peer, now) is { } d && Fits(n.Id, d)) candidates.Add((n.Id, d));
         foreach (var (id, hit) in _hits)
-            if (hit.Received + _options.SearchResultLifetime > now && !hit.Descriptor.IsExpired(now)) found.TryAdd(id, Find(id) ?? hit.Descriptor);
-        return [.. found.Where(f => f.Key != _identity.Id && IsFriend(f.Key) && Matches(f.Value, wanted, canGrant)).Select(f => (f.Key, f.Value))];
+        {
+            if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) continue;
+            var current = Find(id);
+            if (current is not null && _neighbourIds.Contains(id)) continue; // judged above, as a neighbour
+            var d = current ?? hit.Descriptor;
+            if (Fits(id, d)) candidates.Add((id, d));
+        }
+        return candidates;
     }
 
     /// <summary>The offers a given search of ours has found so far.</summary>
@@ -422,11 +438,9 @@ public sealed class Overlay
         // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current. The
         // leaves named are drawn at random among those that match, so that the searches of many
         // nodes spread over them instead of all proposing to the same few.
-        var answers = new List<Descriptor>();
+        var answers = new List<Descriptor>(query.MaxResults);
         if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
-        if (ultrapeer)
-            answers.AddRange(Sample(_neighbourIds.Where(n => n != from.Id && !IsUltrapeer(n)).Select(Find).OfType<Descriptor>()
-                .Where(d => Matches(d, query.Wanted, query.CanGrant)), query.MaxResults - answers.Count));
+        if (ultrapeer) SampleLeaves(from, query, now, answers);
         var reply = Fit(answers, query.MaxResults);
         if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
 
@@ -434,22 +448,28 @@ public sealed class Overlay
         if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
         var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
         // A flood is best effort: an ultrapeer busier than the next one admits drops forwards rather than earn strikes.
-        actions.AddRange(_neighbours.Values.Where(n => n.Id != from.Id && IsUltrapeer(n.Id) && n.QueriesOut.TryTake()).Select(n => new SendOverlayMessage(n.Id, forward)));
+        foreach (var n in _neighbours.Values)
+            if (n.Id != from.Id && n.Peer.IsUltrapeer && n.QueriesOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
     }
 
-    /// <summary>Up to <paramref name="count"/> of <paramref name="items"/>, each equally likely (reservoir sampling).</summary>
-    private List<Descriptor> Sample(IEnumerable<Descriptor> items, int count)
+    /// <summary>
+    /// Adds to <paramref name="answers"/>, up to the query's limit, leaves of ours (not the asker)
+    /// whose current descriptor matches, each equally likely (reservoir sampling). An ultrapeer
+    /// answers this for every query that passes, over up to all its neighbours: a plain loop over
+    /// them, without lookups by id.
+    /// </summary>
+    private void SampleLeaves(Neighbour from, QueryMessage query, DateTimeOffset now, List<Descriptor> answers)
     {
-        var chosen = new List<Descriptor>(Math.Max(0, count));
-        if (count <= 0) return chosen;
+        int first = answers.Count, count = query.MaxResults - first;
+        if (count <= 0) return;
         int seen = 0;
-        foreach (var item in items)
+        foreach (var n in _neighbours.Values)
         {
+            if (n.Id == from.Id || n.Peer.IsUltrapeer || Current(n.Peer, now) is not { } d || !Matches(d, query.Wanted, query.CanGrant)) continue;
             seen++;
-            if (chosen.Count < count) chosen.Add(item);
-            else if (_options.Random.Next(seen) is var slot && slot < count) chosen[slot] = item;
+            if (seen <= count) answers.Add(d);
+            else if (_options.Random.Next(seen) is var slot && slot < count) answers[first + slot] = d;
         }
-        return chosen;
     }
 
     private void OnHit(Neighbour from, QueryHitMessage hit, List<OverlayAction> actions)
@@ -504,10 +524,12 @@ public sealed class Overlay
         var now = Now;
         var actions = new List<OverlayAction>();
         _routes.Expire(now);
-        foreach (var stale in _hits.Where(h => h.Value.Received + _options.SearchResultLifetime <= now || h.Value.Descriptor.IsExpired(now)).Select(h => h.Key).ToList())
-            _hits.Remove(stale);
+        // Removing while enumerating is allowed for a Dictionary, and removes in the same order.
+        foreach (var (id, hit) in _hits)
+            if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) _hits.Remove(id);
         if (now >= _sweepDue) Sweep(now);
-        foreach (var expired in _shunned.Where(s => s.Value <= now).Select(s => s.Key).ToList()) _shunned.Remove(expired);
+        foreach (var (id, until) in _shunned)
+            if (until <= now) _shunned.Remove(id);
 
         ElectRole(now, actions);
         Dial(now, actions);
@@ -547,15 +569,28 @@ public sealed class Overlay
         if (due < _sweepDue) _sweepDue = due;
     }
 
-    private int UltrapeerNeighbours => _neighbourIds.Count(IsUltrapeer);
+    /// <summary>How many of our neighbours are ultrapeers, counted up to <paramref name="enough"/>: upkeep asks every second, and only whether there are enough.</summary>
+    private int UltrapeerNeighbours(int enough)
+    {
+        int count = 0;
+        foreach (var n in _neighbours.Values)
+            if (n.Peer.IsUltrapeer && ++count >= enough) break;
+        return count;
+    }
 
     private bool Dialable(KnownPeer p, DateTimeOffset now) =>
         p.Id != _identity.Id && p.Address is not null && !_neighbourIds.Contains(p.Id) && IsFriend(p.Id)
         && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now);
 
-    /// <summary>Ultrapeers we are linked to or could link to: neither failing to answer nor full.</summary>
-    private int UsableUltrapeers(DateTimeOffset now) => _peers.Ultrapeers.Count(p =>
-        p.Id != _identity.Id && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)));
+    /// <summary>Ultrapeers we are linked to or could link to (neither failing to answer nor full), counted up to <paramref name="enough"/>.</summary>
+    private int UsableUltrapeers(DateTimeOffset now, int enough)
+    {
+        int count = 0;
+        foreach (var p in _peers.Ultrapeers)
+            if (p.Id != _identity.Id && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)) && ++count >= enough)
+                break;
+        return count;
+    }
 
     /// <summary>
     /// A capable leaf that has known too few usable ultrapeers for at least PromotionDelay
@@ -572,8 +607,9 @@ public sealed class Overlay
             && Own.Offer >= _options.UltrapeerMinOffer && now - _started >= _options.UltrapeerMinUptime;
         if (Role == OverlayRole.Leaf)
         {
-            bool starved = UltrapeerNeighbours < _options.LeafUltrapeers && UsableUltrapeers(now) < _options.LeafUltrapeers;
-            if (!capable || !starved)
+            // Most leaves are not capable, or not starved: the cheap tests first.
+            if (!capable || UltrapeerNeighbours(_options.LeafUltrapeers) >= _options.LeafUltrapeers
+                || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
             {
                 _starvedSince = null;
                 return;
@@ -588,7 +624,7 @@ public sealed class Overlay
             actions.Add(new RoleChanged(NodeRoles.Ultrapeer));
             return;
         }
-        bool idle = _neighbourIds.All(IsUltrapeer) && UltrapeerNeighbours >= _options.LeafUltrapeers;
+        bool idle = _neighbours.Values.All(n => n.Peer.IsUltrapeer) && UltrapeerNeighbours(_options.LeafUltrapeers) >= _options.LeafUltrapeers;
         if (capable && !idle)
         {
             _idleSince = null;
@@ -609,7 +645,7 @@ public sealed class Overlay
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {
         int budget = _options.DialsPerTick;
-        int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours));
+        int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours(WantedUltrapeers)));
         if (wantUltrapeers > 0)
         {
             var ultrapeers = _peers.Ultrapeers.Where(p => Dialable(p, now)).ToArray();
