@@ -256,7 +256,7 @@ public sealed class Overlay
         if (!_neighbours.TryGetValue(from, out var neighbour)) return Admission.Drop;
         var bucket = type switch
         {
-            ControlType.Query => IsUltrapeer(from) ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
+            ControlType.Query => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
             ControlType.QueryHit => neighbour.Hits,
             ControlType.Descriptor => neighbour.Descriptors,
             ControlType.Peers => neighbour.Peers,
@@ -264,7 +264,7 @@ public sealed class Overlay
         };
         if (bucket is null || bucket.TryTake()) return Admission.Accept;
         // An ultrapeer relays for many others, so its excess is more likely load than malice.
-        return Strike(neighbour, IsUltrapeer(from) ? 0.1 : 1) ? Admission.Disconnect : Admission.Drop;
+        return Strike(neighbour, neighbour.Peer.IsUltrapeer ? 0.1 : 1) ? Admission.Disconnect : Admission.Drop;
     }
 
     /// <summary>Adds a strike; true when the neighbour is now over the limit and shunned.</summary>
