@@ -39,6 +39,8 @@ public sealed class Overlay
     private DateTimeOffset _lastPeerExchange;
     /// <summary>The earliest moment some peer that is not a neighbour may be due to be forgotten: upkeep sweeps the table only then.</summary>
     private DateTimeOffset _sweepDue = DateTimeOffset.MinValue;
+    /// <summary>The earliest moment a search hit may be due to be dropped: upkeep looks at them only then.</summary>
+    private DateTimeOffset _hitsDue = DateTimeOffset.MaxValue;
 
     private sealed class Neighbour(NodeId id, KnownPeer peer, bool inbound, OverlayOptions options, TimeProvider time)
     {
@@ -193,7 +195,7 @@ public sealed class Overlay
     {
         if (!IsFriend(peer)) return GoodbyeReason.NotAFriend;
         if (_shunned.TryGetValue(peer, out var until) && until > Now) return GoodbyeReason.Abuse;
-        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours(WantedUltrapeers) < WantedUltrapeers))
+        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours < WantedUltrapeers))
             return GoodbyeReason.Full;
         return null;
     }
@@ -208,6 +210,7 @@ public sealed class Overlay
     {
         _neighbourIds.Add(neighbour);
         var peer = _peers.GetOrAdd(neighbour, _neighbourIds);
+        _peers.SetNeighbour(peer, linked: true);
         _neighbours[neighbour] = new Neighbour(neighbour, peer, inbound, _options, _time);
         peer.LastSeen = Now;
         peer.Failures = 0;
@@ -227,7 +230,11 @@ public sealed class Overlay
         _neighbours.Remove(neighbour);
         _neighbourIds.Remove(neighbour);
         // No longer a neighbour, it may be forgotten now.
-        if (_peers.Find(neighbour) is { } peer) Due(peer);
+        if (_peers.Find(neighbour) is { } peer)
+        {
+            _peers.SetNeighbour(peer, linked: false);
+            Due(peer);
+        }
     }
 
     /// <summary>The peer closed the link with a goodbye; an ultrapeer that is full is left alone for a while.</summary>
@@ -504,7 +511,9 @@ public sealed class Overlay
     {
         if (!_hits.ContainsKey(id) && _hits.Count >= _options.MaxSearchResults)
             _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
-        _hits[id] = new Hit(descriptor, Now);
+        var hit = new Hit(descriptor, Now);
+        _hits[id] = hit;
+        if (HitDue(hit) < _hitsDue) _hitsDue = HitDue(hit);
         if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(id);
         // News of a peer like any other: a stale copy (hits may carry one) changes nothing.
         var peer = _peers.GetOrAdd(id, _neighbourIds);
@@ -524,9 +533,7 @@ public sealed class Overlay
         var now = Now;
         var actions = new List<OverlayAction>();
         _routes.Expire(now);
-        // Removing while enumerating is allowed for a Dictionary, and removes in the same order.
-        foreach (var (id, hit) in _hits)
-            if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) _hits.Remove(id);
+        if (now >= _hitsDue) DropStaleHits(now);
         if (now >= _sweepDue) Sweep(now);
         foreach (var (id, until) in _shunned)
             if (until <= now) _shunned.Remove(id);
@@ -544,6 +551,22 @@ public sealed class Overlay
         foreach (var neighbour in _neighbours.Values) Flush(neighbour, actions);
         return actions;
     }
+
+    /// <summary>Drops the search hits that are too old or whose descriptor expired, and notes when the next one will be.</summary>
+    private void DropStaleHits(DateTimeOffset now)
+    {
+        _hitsDue = DateTimeOffset.MaxValue;
+        // Removing while enumerating is allowed for a Dictionary.
+        foreach (var (id, hit) in _hits)
+        {
+            if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) _hits.Remove(id);
+            else if (HitDue(hit) < _hitsDue) _hitsDue = HitDue(hit);
+        }
+    }
+
+    private DateTimeOffset HitDue(Hit hit) => Min(hit.Received + _options.SearchResultLifetime, hit.Descriptor.Expires);
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
     /// <summary>Forgets peers that failed too often, expired with nowhere to dial, or were not heard of for too long; neighbours stay.</summary>
     private void Sweep(DateTimeOffset now)
@@ -569,14 +592,7 @@ public sealed class Overlay
         if (due < _sweepDue) _sweepDue = due;
     }
 
-    /// <summary>How many of our neighbours are ultrapeers, counted up to <paramref name="enough"/>: upkeep asks every second, and only whether there are enough.</summary>
-    private int UltrapeerNeighbours(int enough)
-    {
-        int count = 0;
-        foreach (var n in _neighbours.Values)
-            if (n.Peer.IsUltrapeer && ++count >= enough) break;
-        return count;
-    }
+    private int UltrapeerNeighbours => _peers.UltrapeerNeighbours;
 
     private bool Dialable(KnownPeer p, DateTimeOffset now) =>
         p.Id != _identity.Id && p.Address is not null && !_neighbourIds.Contains(p.Id) && IsFriend(p.Id)
@@ -608,7 +624,7 @@ public sealed class Overlay
         if (Role == OverlayRole.Leaf)
         {
             // Most leaves are not capable, or not starved: the cheap tests first.
-            if (!capable || UltrapeerNeighbours(_options.LeafUltrapeers) >= _options.LeafUltrapeers
+            if (!capable || UltrapeerNeighbours >= _options.LeafUltrapeers
                 || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
             {
                 _starvedSince = null;
@@ -624,7 +640,7 @@ public sealed class Overlay
             actions.Add(new RoleChanged(NodeRoles.Ultrapeer));
             return;
         }
-        bool idle = _neighbours.Values.All(n => n.Peer.IsUltrapeer) && UltrapeerNeighbours(_options.LeafUltrapeers) >= _options.LeafUltrapeers;
+        bool idle = UltrapeerNeighbours == _neighbours.Count && UltrapeerNeighbours >= _options.LeafUltrapeers;
         if (capable && !idle)
         {
             _idleSince = null;
@@ -645,7 +661,7 @@ public sealed class Overlay
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {
         int budget = _options.DialsPerTick;
-        int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours(WantedUltrapeers)));
+        int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours));
         if (wantUltrapeers > 0)
         {
             var ultrapeers = _peers.Ultrapeers.Where(p => Dialable(p, now)).ToArray();
