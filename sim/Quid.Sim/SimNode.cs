@@ -155,11 +155,21 @@ public sealed class SimNode
         return fits ? [(pair.Id, theirs)] : candidates;
     }
 
+    /// <summary>The partners that grant us something, each once, in order: what the descriptor lists. Asked every tick, so a plain loop.</summary>
+    private NodeId[] GrantingPartners()
+    {
+        var partners = new List<NodeId>(4);
+        foreach (var a in Market.Active)
+            if (a.TheyGrant is not null && !partners.Contains(a.Partner)) partners.Add(a.Partner);
+        partners.Sort();
+        return [.. partners];
+    }
+
     /// <summary>Signs a new descriptor when its free blocks, partners or role changed, or it is half way to expiring.</summary>
     private void Publish(bool force)
     {
         var free = Market.Capacity.FreeBlocks;
-        var partners = Market.Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Order().ToArray();
+        var partners = GrantingPartners();
         var roles = Overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
         var now = Now;
         if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners)

@@ -472,9 +472,13 @@ public sealed class Market
     {
         var now = _time.GetUtcNow();
         var due = new List<(NodeId, long)>();
-        foreach (var (partner, at) in _nextProbe.ToList())
+        // Asked every second, and mostly nothing is due: copy the due ones only.
+        List<NodeId>? duePartners = null;
+        foreach (var (partner, at) in _nextProbe)
+            if (at <= now) (duePartners ??= []).Add(partner);
+        if (duePartners is null) return due;
+        foreach (var partner in duePartners)
         {
-            if (at > now) continue;
             long promised = GrantedBy(partner);
             if (promised > 0) due.Add((partner, promised));
             ScheduleProbe(partner);

@@ -41,6 +41,8 @@ public sealed class Overlay
     private DateTimeOffset _sweepDue = DateTimeOffset.MinValue;
     /// <summary>The earliest moment a search hit may be due to be dropped: upkeep looks at them only then.</summary>
     private DateTimeOffset _hitsDue = DateTimeOffset.MaxValue;
+    /// <summary>Whether some neighbour may still have a descriptor or peers waiting to be sent: upkeep flushes only then.</summary>
+    private bool _mayHavePending;
 
     private sealed class Neighbour(NodeId id, KnownPeer peer, bool inbound, OverlayOptions options, TimeProvider time)
     {
@@ -139,6 +141,7 @@ public sealed class Overlay
         foreach (var neighbour in _neighbours.Values)
         {
             neighbour.DescriptorPending = true;
+            _mayHavePending = true;
             Flush(neighbour, actions);
         }
         return actions;
@@ -152,6 +155,7 @@ public sealed class Overlay
             if (id == neighbour.Id) continue;
             if (neighbour.PendingPeers.Count >= PeersMessage.MaxDescriptors && !neighbour.PendingPeers.ContainsKey(id)) break;
             neighbour.PendingPeers[id] = d;
+            _mayHavePending = true;
         }
         Flush(neighbour, actions);
     }
@@ -221,6 +225,7 @@ public sealed class Overlay
         var actions = new List<OverlayAction>();
         var state = _neighbours[neighbour];
         state.DescriptorPending = true;
+        _mayHavePending = true;
         QueuePeers(state, PeerSample(exclude: neighbour), actions);
         return actions;
     }
@@ -548,7 +553,15 @@ public sealed class Overlay
             _options.Random.Shuffle(neighbours);
             foreach (var n in neighbours.Take(2)) QueuePeers(n, PeerSample(exclude: n.Id), actions);
         }
-        foreach (var neighbour in _neighbours.Values) Flush(neighbour, actions);
+        if (_mayHavePending)
+        {
+            _mayHavePending = false;
+            foreach (var neighbour in _neighbours.Values)
+            {
+                Flush(neighbour, actions);
+                if (neighbour.DescriptorPending || neighbour.PendingPeers.Count > 0) _mayHavePending = true;
+            }
+        }
         return actions;
     }
 
