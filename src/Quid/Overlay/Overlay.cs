@@ -71,7 +71,8 @@ public sealed class Overlay
         private static TokenBucket Half(MessageRate rate, TimeProvider time) => new(rate.PerSecond / 2, Math.Max(1, rate.Burst / 2), time);
     }
 
-    private readonly record struct Hit(Descriptor Descriptor, DateTimeOffset Received);
+    /// <summary>A search result, with the peer-table entry of its node while the table keeps it (so candidates need no lookup).</summary>
+    private readonly record struct Hit(Descriptor Descriptor, DateTimeOffset Received, KnownPeer Peer);
 
     /// <summary>A search of ours and the nodes it found, bounded by the number of results a query may bring.</summary>
     private sealed record OwnSearch(DateTimeOffset Started, HashSet<NodeId> Found);
@@ -424,8 +425,9 @@ public sealed class Overlay
         foreach (var (id, hit) in _hits)
         {
             if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) continue;
-            var current = Find(id);
-            if (current is not null && _neighbourIds.Contains(id)) continue; // judged above, as a neighbour
+            var peer = hit.Peer.Removed ? _peers.Find(id) : hit.Peer;
+            var current = peer is null ? null : Current(peer, now);
+            if (current is not null && peer!.IsNeighbour) continue; // judged above, as a neighbour
             var d = current ?? hit.Descriptor;
             if (Fits(id, d)) candidates.Add((id, d));
         }
@@ -516,12 +518,12 @@ public sealed class Overlay
     {
         if (!_hits.ContainsKey(id) && _hits.Count >= _options.MaxSearchResults)
             _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
-        var hit = new Hit(descriptor, Now);
+        var peer = _peers.GetOrAdd(id, _neighbourIds);
+        var hit = new Hit(descriptor, Now, peer);
         _hits[id] = hit;
         if (HitDue(hit) < _hitsDue) _hitsDue = HitDue(hit);
         if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(id);
         // News of a peer like any other: a stale copy (hits may carry one) changes nothing.
-        var peer = _peers.GetOrAdd(id, _neighbourIds);
         if (peer.Descriptor is not null && peer.Descriptor.Published > descriptor.Published) return;
         peer.Descriptor = descriptor;
         peer.Address = descriptor.Address ?? peer.Address;

@@ -52,6 +52,9 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
 
     internal PeerKind Kind => (IsUltrapeer ? PeerKind.Ultrapeer : PeerKind.None) | (_address is not null ? PeerKind.Addressed : PeerKind.None);
 
+    /// <summary>Whether the table forgot it: a holder of this entry must look the id up again.</summary>
+    internal bool Removed { get; set; }
+
     /// <summary>Whether we are linked to it; set by the overlay through the table, which counts the ultrapeers among them.</summary>
     internal bool IsNeighbour { get; set; }
 
@@ -122,6 +125,7 @@ internal sealed class PeerTable(int capacity)
         _list.RemoveAt(_list.Count - 1);
         Tally(peer.Kind, -1, peer);
         peer.IsNeighbour = false;
+        peer.Removed = true;
     }
 
     /// <summary>A peer's role or address changed: keep the indexes right.</summary>
