@@ -19,6 +19,8 @@ public sealed class SimNode
     private readonly Action _tick;
     private readonly HashSet<IPEndPoint> _dialing = [];
     private readonly Dictionary<NodeId, SimLink> _links = [];
+    /// <summary>The market asks this at every search: one delegate, not one per call.</summary>
+    private readonly Func<NodeId, bool> _isLinked;
     private readonly IReadOnlyList<IPEndPoint> _bootstrap;
     private readonly Random _behaviour;
     private IReadOnlyList<Block> _publishedFree = [];
@@ -32,6 +34,7 @@ public sealed class SimNode
     {
         _sim = sim;
         _tick = Tick;
+        _isLinked = _links.ContainsKey;
         Index = index;
         Agent = agent;
         Host = host;
@@ -133,7 +136,7 @@ public sealed class SimNode
             _sim.Metrics.SearchStarted(this, query);
             Execute(actions);
         }
-        Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _links.ContainsKey));
+        Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _isLinked));
     }
 
     /// <summary>As QuidNode.Rematch: after the market changed, match now if the request is unmet, and search afresh if it was met a moment ago.</summary>

@@ -173,12 +173,13 @@ public sealed class Market
         ExpireProposals();
         if (RequestMet || Request is not { } request) return actions;
         var now = _time.GetUtcNow();
-        var outstanding = new HashSet<NodeId>();
-        var partners = new HashSet<NodeId>();
+        // A node holds a handful of agreements: short lists, each partner once, cost less than sets.
+        var outstanding = new List<NodeId>();
+        var partners = new List<NodeId>();
         foreach (var a in _agreements.Values)
         {
-            if (a.State == AgreementState.Proposed && a.WeProposed) outstanding.Add(a.Partner);
-            else if (a.State == AgreementState.Active) partners.Add(a.Partner);
+            var list = a.State == AgreementState.Proposed && a.WeProposed ? outstanding : a.State == AgreementState.Active ? partners : null;
+            if (list is not null && !list.Contains(a.Partner)) list.Add(a.Partner);
         }
         int wanted = PartnersMissing - outstanding.Count;
         if (wanted <= 0 && _awaitingLinks.Count == 0) return actions;
