@@ -185,7 +185,7 @@ public sealed class Market
         if (wanted <= 0 && _awaitingLinks.Count == 0) return actions;
 
         // Every node with an unmet request runs this each second over all it has heard of: a plain loop.
-        var eligible = new List<(NodeId Id, Descriptor Descriptor)>();
+        var eligible = new List<(NodeId Id, Descriptor Descriptor)>(candidates is IReadOnlyCollection<(NodeId, Descriptor)> all ? all.Count : 0);
         foreach (var c in candidates)
         {
             if (c.Id == _identity.Id || partners.Contains(c.Id) || outstanding.Contains(c.Id) || c.Descriptor.IsExpired(now)) continue;

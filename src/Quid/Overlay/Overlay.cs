@@ -418,7 +418,8 @@ public sealed class Overlay
     public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
     {
         var now = Now;
-        var candidates = new List<(NodeId, Descriptor)>();
+        // Sized once for all there could be: at 10,000 nodes, growing it was much of what the GC had to collect.
+        var candidates = new List<(NodeId, Descriptor)>(_neighbours.Count + _hits.Count);
         bool Fits(NodeId id, Descriptor d) => id != _identity.Id && IsFriend(id) && Matches(d, wanted, canGrant);
         foreach (var n in _neighbours.Values)
             if (Current(n.Peer, now) is { } d && Fits(n.Id, d)) candidates.Add((n.Id, d));
@@ -610,7 +611,7 @@ public sealed class Overlay
     private int UltrapeerNeighbours => _peers.UltrapeerNeighbours;
 
     private bool Dialable(KnownPeer p, DateTimeOffset now) =>
-        p.Id != _identity.Id && p.Address is not null && !_neighbourIds.Contains(p.Id) && IsFriend(p.Id)
+        p.Id != _identity.Id && p.Address is not null && !p.IsNeighbour && IsFriend(p.Id)
         && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now);
 
     /// <summary>Ultrapeers we are linked to or could link to (neither failing to answer nor full), counted up to <paramref name="enough"/>.</summary>
@@ -618,7 +619,7 @@ public sealed class Overlay
     {
         int count = 0;
         foreach (var p in _peers.Ultrapeers)
-            if (p.Id != _identity.Id && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)) && ++count >= enough)
+            if (p.Id != _identity.Id && (p.IsNeighbour || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)) && ++count >= enough)
                 break;
         return count;
     }
