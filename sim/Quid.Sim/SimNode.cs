@@ -21,6 +21,8 @@ public sealed class SimNode
     private readonly Dictionary<NodeId, SimLink> _links = [];
     /// <summary>The market asks this at every search: one delegate, not one per call.</summary>
     private readonly Func<NodeId, bool> _isLinked;
+    /// <summary>The candidates of the current match, a list kept from one match to the next.</summary>
+    private readonly List<(NodeId Id, Descriptor Descriptor)> _candidates = [];
     private readonly IReadOnlyList<IPEndPoint> _bootstrap;
     private readonly Random _behaviour;
     private IReadOnlyList<Block> _publishedFree = [];
@@ -136,7 +138,8 @@ public sealed class SimNode
             _sim.Metrics.SearchStarted(this, query);
             Execute(actions);
         }
-        Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _isLinked));
+        Overlay.CandidateOffers(request, canGrant, _candidates);
+        Execute(Market.SearchOffers(Choose(_candidates), _isLinked));
     }
 
     /// <summary>As QuidNode.Rematch: after the market changed, match now if the request is unmet, and search afresh if it was met a moment ago.</summary>

@@ -184,8 +184,11 @@ public sealed class Market
         int wanted = PartnersMissing - outstanding.Count;
         if (wanted <= 0 && _awaitingLinks.Count == 0) return actions;
 
-        // Every node with an unmet request runs this each second over all it has heard of: a plain loop.
-        var eligible = new List<(NodeId Id, Descriptor Descriptor)>(candidates is IReadOnlyCollection<(NodeId, Descriptor)> all ? all.Count : 0);
+        // Every node with an unmet request runs this each second and on every batch of hits, over
+        // all it has heard of: a plain loop, into lists kept from one search to the next (at
+        // 10,000 nodes, allocating them afresh was most of what the garbage collector had to do).
+        var eligible = _eligible;
+        eligible.Clear();
         foreach (var c in candidates)
         {
             if (c.Id == _identity.Id || partners.Contains(c.Id) || outstanding.Contains(c.Id) || c.Descriptor.IsExpired(now)) continue;
@@ -220,20 +223,17 @@ public sealed class Market
 
         // Best first; among equals, at random, but a linked candidate before one that needs a link.
         // The sort is made stable by the position, as a tie on every key is possible.
-        var ranked = new (int Trade, Block Fit, bool Linked, int Tie, int Index)[eligible.Count];
+        if (_ranked.Length < eligible.Count) _ranked = new Ranked[Math.Max(eligible.Count, 2 * _ranked.Length)];
+        var ranked = _ranked;
         for (int i = 0; i < eligible.Count; i++)
         {
             var d = eligible[i].Descriptor;
-            ranked[i] = (TradeDistance(request, d.Request), TightestFit(d.FreeBlocks, request), isLinked(eligible[i].Id), _options.Random.Next(), i);
+            ranked[i] = new Ranked(TradeDistance(request, d.Request), TightestFit(d.FreeBlocks, request), isLinked(eligible[i].Id), _options.Random.Next(), i);
         }
-        Array.Sort(ranked, static (x, y) =>
-            x.Trade != y.Trade ? x.Trade.CompareTo(y.Trade)
-            : x.Fit != y.Fit ? x.Fit.CompareTo(y.Fit)
-            : x.Linked != y.Linked ? (x.Linked ? -1 : 1)
-            : x.Tie != y.Tie ? x.Tie.CompareTo(y.Tie)
-            : x.Index.CompareTo(y.Index));
-        foreach (var (_, _, linked, _, index) in ranked)
+        Array.Sort(ranked, 0, eligible.Count, Ranked.BestFirst);
+        for (int r = 0; r < eligible.Count; r++)
         {
+            var (_, _, linked, _, index) = ranked[r];
             var candidate = eligible[index];
             if (wanted <= 0) break;
             if (linked)
@@ -257,6 +257,21 @@ public sealed class Market
             if (RequestMet) return 0;
             return Math.Max(1, _options.PartnersWanted - GrantingPartners);
         }
+    }
+
+    private readonly List<(NodeId Id, Descriptor Descriptor)> _eligible = [];
+    private Ranked[] _ranked = [];
+
+    /// <summary>A candidate's place in the order of proposals: position <see cref="Index"/> in the eligible list.</summary>
+    private readonly record struct Ranked(int Trade, Block Fit, bool Linked, int Tie, int Index)
+    {
+        /// <summary>Best first; the position last, so the order is total and the same as a stable sort's.</summary>
+        public static readonly IComparer<Ranked> BestFirst = Comparer<Ranked>.Create(static (x, y) =>
+            x.Trade != y.Trade ? x.Trade.CompareTo(y.Trade)
+            : x.Fit != y.Fit ? x.Fit.CompareTo(y.Fit)
+            : x.Linked != y.Linked ? (x.Linked ? -1 : 1)
+            : x.Tie != y.Tie ? x.Tie.CompareTo(y.Tie)
+            : x.Index.CompareTo(y.Index));
     }
 
     /// <summary>The smallest of <paramref name="free"/> that holds <paramref name="request"/>; there is one, as the largest does.</summary>

@@ -417,9 +417,16 @@ public sealed class Overlay
     /// </remarks>
     public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
     {
-        var now = Now;
-        // Sized once for all there could be: at 10,000 nodes, growing it was much of what the GC had to collect.
         var candidates = new List<(NodeId, Descriptor)>(_neighbours.Count + _hits.Count);
+        CandidateOffers(wanted, canGrant, candidates);
+        return candidates;
+    }
+
+    /// <summary>As <see cref="CandidateOffers(Block, Block?)"/>, into a list the caller keeps from one search to the next (it is cleared first).</summary>
+    public void CandidateOffers(Block wanted, Block? canGrant, List<(NodeId Id, Descriptor Descriptor)> candidates)
+    {
+        candidates.Clear();
+        var now = Now;
         bool Fits(NodeId id, Descriptor d) => id != _identity.Id && IsFriend(id) && Matches(d, wanted, canGrant);
         foreach (var n in _neighbours.Values)
             if (Current(n.Peer, now) is { } d && Fits(n.Id, d)) candidates.Add((n.Id, d));
@@ -432,7 +439,6 @@ public sealed class Overlay
             var d = current ?? hit.Descriptor;
             if (Fits(id, d)) candidates.Add((id, d));
         }
-        return candidates;
     }
 
     /// <summary>The offers a given search of ours has found so far.</summary>
