@@ -102,6 +102,9 @@ public static class Program
         report.Write(output);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{options.Nodes} nodes, {options.Duration.TotalMinutes:0} simulated minutes: {simulated.TotalSeconds:0} s to simulate, {watch.Elapsed.TotalSeconds:0} s with the report; {sim.Scheduler.Executed:N0} events; written to {output}"));
+        // Not part of the results (it varies with the machine): how much of the wall time the GC took.
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"GC: {GC.CollectionCount(0):N0} collections ({GC.CollectionCount(1):N0} of gen 1, {GC.CollectionCount(2):N0} of gen 2), {GC.GetTotalPauseDuration().TotalSeconds:0} s paused, {GC.GetTotalAllocatedBytes() / 1e9:0} GB allocated"));
         foreach (var (key, value) in report.Summary) Console.WriteLine($"  {key} = {value}");
         return 0;
     }

@@ -6,14 +6,13 @@ namespace Quid.Sim;
 /// </summary>
 public sealed class Scheduler(VirtualClock clock)
 {
-    private readonly PriorityQueue<Action, Key> _queue = new(new KeyComparer());
+    // The key compares itself: with the default comparer the queue's sift loops call it directly, not through an interface.
+    private readonly PriorityQueue<Action, Key> _queue = new();
     private long _sequence;
 
-    private readonly record struct Key(long Time, long Sequence);
-
-    private sealed class KeyComparer : IComparer<Key>
+    private readonly record struct Key(long Time, long Sequence) : IComparable<Key>
     {
-        public int Compare(Key x, Key y) => x.Time != y.Time ? x.Time.CompareTo(y.Time) : x.Sequence.CompareTo(y.Sequence);
+        public int CompareTo(Key other) => Time != other.Time ? Time.CompareTo(other.Time) : Sequence.CompareTo(other.Sequence);
     }
 
     public VirtualClock Clock => clock;

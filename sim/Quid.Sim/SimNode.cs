@@ -19,6 +19,10 @@ public sealed class SimNode
     private readonly Action _tick;
     private readonly HashSet<IPEndPoint> _dialing = [];
     private readonly Dictionary<NodeId, SimLink> _links = [];
+    /// <summary>The market asks this at every search: one delegate, not one per call.</summary>
+    private readonly Func<NodeId, bool> _isLinked;
+    /// <summary>The candidates of the current match, a list kept from one match to the next.</summary>
+    private readonly List<(NodeId Id, Descriptor Descriptor)> _candidates = [];
     private readonly IReadOnlyList<IPEndPoint> _bootstrap;
     private readonly Random _behaviour;
     private IReadOnlyList<Block> _publishedFree = [];
@@ -32,6 +36,7 @@ public sealed class SimNode
     {
         _sim = sim;
         _tick = Tick;
+        _isLinked = _links.ContainsKey;
         Index = index;
         Agent = agent;
         Host = host;
@@ -133,7 +138,8 @@ public sealed class SimNode
             _sim.Metrics.SearchStarted(this, query);
             Execute(actions);
         }
-        Execute(Market.SearchOffers(Choose(Overlay.CandidateOffers(request, canGrant)), _links.ContainsKey));
+        Overlay.CandidateOffers(request, canGrant, _candidates);
+        Execute(Market.SearchOffers(Choose(_candidates), _isLinked));
     }
 
     /// <summary>As QuidNode.Rematch: after the market changed, match now if the request is unmet, and search afresh if it was met a moment ago.</summary>
@@ -155,11 +161,21 @@ public sealed class SimNode
         return fits ? [(pair.Id, theirs)] : candidates;
     }
 
+    /// <summary>The partners that grant us something, each once, in order: what the descriptor lists. Asked every tick, so a plain loop.</summary>
+    private NodeId[] GrantingPartners()
+    {
+        var partners = new List<NodeId>(4);
+        foreach (var a in Market.Active)
+            if (a.TheyGrant is not null && !partners.Contains(a.Partner)) partners.Add(a.Partner);
+        partners.Sort();
+        return [.. partners];
+    }
+
     /// <summary>Signs a new descriptor when its free blocks, partners or role changed, or it is half way to expiring.</summary>
     private void Publish(bool force)
     {
         var free = Market.Capacity.FreeBlocks;
-        var partners = Market.Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Order().ToArray();
+        var partners = GrantingPartners();
         var roles = Overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
         var now = Now;
         if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners)

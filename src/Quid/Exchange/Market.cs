@@ -111,12 +111,48 @@ public sealed class Market
     /// <summary>Our proposals still awaiting an answer, each holding the block it would grant.</summary>
     public IEnumerable<Agreement> Proposed => _agreements.Values.Where(a => a.State == AgreementState.Proposed);
 
-    public long ReceivedKbps => Active.Sum(a => a.TheyGrant?.Kbps ?? 0);
+    public long ReceivedKbps
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var a in _agreements.Values)
+                if (a.State == AgreementState.Active) sum += a.TheyGrant?.Kbps ?? 0;
+            return sum;
+        }
+    }
 
     /// <summary>Whether enough partners grant us our request block: then we stop searching (the seed's rule).</summary>
+    /// <remarks>Asked at every tick and every search, so it counts without allocating.</remarks>
     public bool RequestMet => Request is not { } request
-        || (ReceivedKbps >= request.Kbps * _options.PartnersWanted
-            && Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Count() >= _options.PartnersWanted);
+        || (ReceivedKbps >= request.Kbps * _options.PartnersWanted && GrantingPartners >= _options.PartnersWanted);
+
+    /// <summary>How many distinct partners grant us something in an active agreement.</summary>
+    private int GrantingPartners
+    {
+        get
+        {
+            static bool Grants(Agreement a) => a.State == AgreementState.Active && a.TheyGrant is not null;
+            int count = 0;
+            foreach (var a in _agreements.Values)
+            {
+                if (!Grants(a)) continue;
+                // Counted once: at its first granting agreement (a node holds only a few agreements).
+                bool counted = false;
+                foreach (var earlier in _agreements.Values)
+                {
+                    if (ReferenceEquals(earlier, a)) break;
+                    if (Grants(earlier) && earlier.Partner == a.Partner)
+                    {
+                        counted = true;
+                        break;
+                    }
+                }
+                if (!counted) count++;
+            }
+            return count;
+        }
+    }
 
     /// <summary>What we grant <paramref name="partner"/> over all active agreements, in kbps.</summary>
     public long GrantedTo(NodeId partner) => Active.Where(a => a.Partner == partner).Sum(a => a.WeGrant?.Kbps ?? 0);
@@ -142,18 +178,31 @@ public sealed class Market
         ExpireProposals();
         if (RequestMet || Request is not { } request) return actions;
         var now = _time.GetUtcNow();
-        var outstanding = _agreements.Values.Where(a => a.State == AgreementState.Proposed && a.WeProposed).Select(a => a.Partner).ToHashSet();
+        // A node holds a handful of agreements: short lists, each partner once, cost less than sets.
+        var outstanding = new List<NodeId>();
+        var partners = new List<NodeId>();
+        foreach (var a in _agreements.Values)
+        {
+            var list = a.State == AgreementState.Proposed && a.WeProposed ? outstanding : a.State == AgreementState.Active ? partners : null;
+            if (list is not null && !list.Contains(a.Partner)) list.Add(a.Partner);
+        }
         int wanted = PartnersMissing - outstanding.Count;
         if (wanted <= 0 && _awaitingLinks.Count == 0) return actions;
 
-        var partners = Active.Select(a => a.Partner).ToHashSet();
-        var eligible = candidates
-            .Where(c => c.Id != _identity.Id && !partners.Contains(c.Id) && !outstanding.Contains(c.Id) && !c.Descriptor.IsExpired(now))
-            .Where(c => !_cooldown.TryGetValue(c.Id, out var until) || until <= now)
-            .Where(c => !IsShunned(c.Id, now))
-            .Where(c => c.Descriptor.LargestFreeBlock is { } free && free >= request)
-            .Where(c => c.Descriptor.Request is not { } theirs || CanGrant(c.Id, theirs))
-            .ToList();
+        // Every node with an unmet request runs this each second and on every batch of hits, over
+        // all it has heard of: a plain loop, into lists kept from one search to the next (at
+        // 10,000 nodes, allocating them afresh was most of what the garbage collector had to do).
+        var eligible = _eligible;
+        eligible.Clear();
+        foreach (var c in candidates)
+        {
+            if (c.Id == _identity.Id || partners.Contains(c.Id) || outstanding.Contains(c.Id) || c.Descriptor.IsExpired(now)) continue;
+            if (_cooldown.TryGetValue(c.Id, out var until) && until > now) continue;
+            if (IsShunned(c.Id, now)) continue;
+            if (c.Descriptor.LargestFreeBlock is not { } free || free < request) continue;
+            if (c.Descriptor.Request is { } theirs && !CanGrant(c.Id, theirs)) continue;
+            eligible.Add(c);
+        }
 
         // Links we asked for: propose over those that came up (if the candidate still fits),
         // give up on those that did not come up in time.
@@ -178,11 +227,19 @@ public sealed class Market
         }
 
         // Best first; among equals, at random, but a linked candidate before one that needs a link.
-        var ranked = eligible
-            .Select(c => (Candidate: c, Trade: TradeDistance(request, c.Descriptor.Request), Fit: c.Descriptor.FreeBlocks.Where(b => b >= request).Min(), Linked: isLinked(c.Id), Tie: _options.Random.Next()))
-            .OrderBy(r => r.Trade).ThenBy(r => r.Fit).ThenBy(r => r.Linked ? 0 : 1).ThenBy(r => r.Tie);
-        foreach (var (candidate, _, _, linked, _) in ranked)
+        // The sort is made stable by the position, as a tie on every key is possible.
+        if (_ranked.Length < eligible.Count) _ranked = new Ranked[Math.Max(eligible.Count, 2 * _ranked.Length)];
+        var ranked = _ranked;
+        for (int i = 0; i < eligible.Count; i++)
         {
+            var d = eligible[i].Descriptor;
+            ranked[i] = new Ranked(TradeDistance(request, d.Request), TightestFit(d.FreeBlocks, request), isLinked(eligible[i].Id), _options.Random.Next(), i);
+        }
+        Array.Sort(ranked, 0, eligible.Count, Ranked.BestFirst);
+        for (int r = 0; r < eligible.Count; r++)
+        {
+            var (_, _, linked, _, index) = ranked[r];
+            var candidate = eligible[index];
             if (wanted <= 0) break;
             if (linked)
             {
@@ -203,9 +260,32 @@ public sealed class Market
         get
         {
             if (RequestMet) return 0;
-            int granting = Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Count();
-            return Math.Max(1, _options.PartnersWanted - granting);
+            return Math.Max(1, _options.PartnersWanted - GrantingPartners);
         }
+    }
+
+    private readonly List<(NodeId Id, Descriptor Descriptor)> _eligible = [];
+    private Ranked[] _ranked = [];
+
+    /// <summary>A candidate's place in the order of proposals: position <see cref="Index"/> in the eligible list.</summary>
+    private readonly record struct Ranked(int Trade, Block Fit, bool Linked, int Tie, int Index)
+    {
+        /// <summary>Best first; the position last, so the order is total and the same as a stable sort's.</summary>
+        public static readonly IComparer<Ranked> BestFirst = Comparer<Ranked>.Create(static (x, y) =>
+            x.Trade != y.Trade ? x.Trade.CompareTo(y.Trade)
+            : x.Fit != y.Fit ? x.Fit.CompareTo(y.Fit)
+            : x.Linked != y.Linked ? (x.Linked ? -1 : 1)
+            : x.Tie != y.Tie ? x.Tie.CompareTo(y.Tie)
+            : x.Index.CompareTo(y.Index));
+    }
+
+    /// <summary>The smallest of <paramref name="free"/> that holds <paramref name="request"/>; there is one, as the largest does.</summary>
+    private static Block TightestFit(IReadOnlyList<Block> free, Block request)
+    {
+        Block? best = null;
+        foreach (var b in free)
+            if (b >= request && (best is not { } current || b < current)) best = b;
+        return best!.Value;
     }
 
     /// <summary>How far a trade is from even, in buddy orders: 0 when the candidate asks what we ask; a donor, which asks nothing, next.</summary>
@@ -376,12 +456,15 @@ public sealed class Market
     private void ExpireProposals()
     {
         var now = _time.GetUtcNow();
-        foreach (var stale in _agreements.Values.Where(a => a.State == AgreementState.Proposed && now - a.Created > _options.ProposalTimeout).ToList())
+        // Removing while enumerating is allowed for a Dictionary, and removes in the same order.
+        foreach (var stale in _agreements.Values)
         {
+            if (stale.State != AgreementState.Proposed || now - stale.Created <= _options.ProposalTimeout) continue;
             Forget(stale);
             _cooldown[stale.Partner] = now + _options.RejectionCooldown;
         }
-        foreach (var expired in _cooldown.Where(c => c.Value <= now).Select(c => c.Key).ToList()) _cooldown.Remove(expired);
+        foreach (var (id, until) in _cooldown)
+            if (until <= now) _cooldown.Remove(id);
     }
 
     private void Finish(Agreement agreement, AgreementEndReason reason, List<MarketAction> actions)
@@ -411,9 +494,13 @@ public sealed class Market
         if (!_options.ProbePartners) return [];
         var now = _time.GetUtcNow();
         var due = new List<(NodeId, long)>();
-        foreach (var (partner, at) in _nextProbe.ToList())
+        // Asked every second, and mostly nothing is due: copy the due ones only.
+        List<NodeId>? duePartners = null;
+        foreach (var (partner, at) in _nextProbe)
+            if (at <= now) (duePartners ??= []).Add(partner);
+        if (duePartners is null) return due;
+        foreach (var partner in duePartners)
         {
-            if (at > now) continue;
             long promised = GrantedBy(partner);
             if (promised > 0) due.Add((partner, promised));
             ScheduleProbe(partner);

@@ -39,10 +39,16 @@ public sealed class Overlay
     private DateTimeOffset _lastPeerExchange;
     /// <summary>The earliest moment some peer that is not a neighbour may be due to be forgotten: upkeep sweeps the table only then.</summary>
     private DateTimeOffset _sweepDue = DateTimeOffset.MinValue;
+    /// <summary>The earliest moment a search hit may be due to be dropped: upkeep looks at them only then.</summary>
+    private DateTimeOffset _hitsDue = DateTimeOffset.MaxValue;
+    /// <summary>Whether some neighbour may still have a descriptor or peers waiting to be sent: upkeep flushes only then.</summary>
+    private bool _mayHavePending;
 
-    private sealed class Neighbour(NodeId id, bool inbound, OverlayOptions options, TimeProvider time)
+    private sealed class Neighbour(NodeId id, KnownPeer peer, bool inbound, OverlayOptions options, TimeProvider time)
     {
         public NodeId Id { get; } = id;
+        /// <summary>Its entry in the peer table, which is never evicted while it is a neighbour: no lookup by id in the busy paths.</summary>
+        public KnownPeer Peer { get; } = peer;
         public bool Inbound { get; } = inbound;
         public TokenBucket LeafQueries { get; } = Bucket(options.LeafQueryRate, time);
         public TokenBucket UltrapeerQueries { get; } = Bucket(options.UltrapeerQueryRate, time);
@@ -65,7 +71,8 @@ public sealed class Overlay
         private static TokenBucket Half(MessageRate rate, TimeProvider time) => new(rate.PerSecond / 2, Math.Max(1, rate.Burst / 2), time);
     }
 
-    private readonly record struct Hit(Descriptor Descriptor, DateTimeOffset Received);
+    /// <summary>A search result, with the peer-table entry of its node while the table keeps it (so candidates need no lookup).</summary>
+    private readonly record struct Hit(Descriptor Descriptor, DateTimeOffset Received, KnownPeer Peer);
 
     /// <summary>A search of ours and the nodes it found, bounded by the number of results a query may bring.</summary>
     private sealed record OwnSearch(DateTimeOffset Started, HashSet<NodeId> Found);
@@ -91,7 +98,10 @@ public sealed class Overlay
 
     private DateTimeOffset Now => _time.GetUtcNow();
 
-    public Descriptor? Find(NodeId id) => _peers.Find(id)?.Descriptor is { } d && !d.IsExpired(Now) ? d : null;
+    public Descriptor? Find(NodeId id) => _peers.Find(id) is { } peer ? Current(peer, Now) : null;
+
+    /// <summary>A peer's descriptor if it has not expired.</summary>
+    private static Descriptor? Current(KnownPeer peer, DateTimeOffset now) => peer.Descriptor is { } d && !d.IsExpired(now) ? d : null;
 
     public bool IsUltrapeer(NodeId id) => _peers.Find(id)?.IsUltrapeer ?? false;
 
@@ -132,6 +142,7 @@ public sealed class Overlay
         foreach (var neighbour in _neighbours.Values)
         {
             neighbour.DescriptorPending = true;
+            _mayHavePending = true;
             Flush(neighbour, actions);
         }
         return actions;
@@ -145,6 +156,7 @@ public sealed class Overlay
             if (id == neighbour.Id) continue;
             if (neighbour.PendingPeers.Count >= PeersMessage.MaxDescriptors && !neighbour.PendingPeers.ContainsKey(id)) break;
             neighbour.PendingPeers[id] = d;
+            _mayHavePending = true;
         }
         Flush(neighbour, actions);
     }
@@ -157,9 +169,9 @@ public sealed class Overlay
             neighbour.DescriptorPending = false;
             actions.Add(new SendOverlayMessage(neighbour.Id, new DescriptorMessage(Own)));
         }
-        var now = Now;
         if (neighbour.PendingPeers.Count > 0 && neighbour.PeersOut.TryTake())
         {
+            var now = Now;
             var fresh = Fit(neighbour.PendingPeers.Values.Where(d => !d.IsExpired(now)), PeersMessage.MaxDescriptors);
             neighbour.PendingPeers.Clear();
             if (fresh.Length > 0) actions.Add(new SendOverlayMessage(neighbour.Id, new PeersMessage(fresh)));
@@ -201,9 +213,10 @@ public sealed class Overlay
 
     public IReadOnlyList<OverlayAction> LinkUp(NodeId neighbour, bool inbound, IPEndPoint remote)
     {
-        _neighbours[neighbour] = new Neighbour(neighbour, inbound, _options, _time);
         _neighbourIds.Add(neighbour);
         var peer = _peers.GetOrAdd(neighbour, _neighbourIds);
+        _peers.SetNeighbour(peer, linked: true);
+        _neighbours[neighbour] = new Neighbour(neighbour, peer, inbound, _options, _time);
         peer.LastSeen = Now;
         peer.Failures = 0;
         // An inbound link comes from an ephemeral port: only a descriptor says where to dial.
@@ -213,6 +226,7 @@ public sealed class Overlay
         var actions = new List<OverlayAction>();
         var state = _neighbours[neighbour];
         state.DescriptorPending = true;
+        _mayHavePending = true;
         QueuePeers(state, PeerSample(exclude: neighbour), actions);
         return actions;
     }
@@ -222,7 +236,11 @@ public sealed class Overlay
         _neighbours.Remove(neighbour);
         _neighbourIds.Remove(neighbour);
         // No longer a neighbour, it may be forgotten now.
-        if (_peers.Find(neighbour) is { } peer) Due(peer);
+        if (_peers.Find(neighbour) is { } peer)
+        {
+            _peers.SetNeighbour(peer, linked: false);
+            Due(peer);
+        }
     }
 
     /// <summary>The peer closed the link with a goodbye; an ultrapeer that is full is left alone for a while.</summary>
@@ -251,7 +269,7 @@ public sealed class Overlay
         if (!_neighbours.TryGetValue(from, out var neighbour)) return Admission.Drop;
         var bucket = type switch
         {
-            ControlType.Query => IsUltrapeer(from) ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
+            ControlType.Query => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
             ControlType.QueryHit => neighbour.Hits,
             ControlType.Descriptor => neighbour.Descriptors,
             ControlType.Peers => neighbour.Peers,
@@ -259,7 +277,7 @@ public sealed class Overlay
         };
         if (bucket is null || bucket.TryTake()) return Admission.Accept;
         // An ultrapeer relays for many others, so its excess is more likely load than malice.
-        return Strike(neighbour, IsUltrapeer(from) ? 0.1 : 1) ? Admission.Disconnect : Admission.Drop;
+        return Strike(neighbour, neighbour.Peer.IsUltrapeer ? 0.1 : 1) ? Admission.Disconnect : Admission.Drop;
     }
 
     /// <summary>Adds a strike; true when the neighbour is now over the limit and shunned.</summary>
@@ -393,15 +411,34 @@ public sealed class Overlay
     public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant) => [.. CandidateOffers(wanted, canGrant).Select(c => c.Descriptor)];
 
     /// <summary>The candidates with their node ids, which the overlay already knows, so the market need not hash every key again each second.</summary>
+    /// <remarks>
+    /// Neighbours first, then hits, each once; a node is judged by the newest descriptor we hold
+    /// of it. Every node with an unmet request asks this every second, so it is plain loops.
+    /// </remarks>
     public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
     {
+        var candidates = new List<(NodeId, Descriptor)>(_neighbours.Count + _hits.Count);
+        CandidateOffers(wanted, canGrant, candidates);
+        return candidates;
+    }
+
+    /// <summary>As <see cref="CandidateOffers(Block, Block?)"/>, into a list the caller keeps from one search to the next (it is cleared first).</summary>
+    public void CandidateOffers(Block wanted, Block? canGrant, List<(NodeId Id, Descriptor Descriptor)> candidates)
+    {
+        candidates.Clear();
         var now = Now;
-        var found = new Dictionary<NodeId, Descriptor>();
-        foreach (var id in _neighbourIds)
-            if (Find(id) is { } d) found[id] = d;
+        bool Fits(NodeId id, Descriptor d) => id != _identity.Id && IsFriend(id) && Matches(d, wanted, canGrant);
+        foreach (var n in _neighbours.Values)
+            if (Current(n.Peer, now) is { } d && Fits(n.Id, d)) candidates.Add((n.Id, d));
         foreach (var (id, hit) in _hits)
-            if (hit.Received + _options.SearchResultLifetime > now && !hit.Descriptor.IsExpired(now)) found.TryAdd(id, Find(id) ?? hit.Descriptor);
-        return [.. found.Where(f => f.Key != _identity.Id && IsFriend(f.Key) && Matches(f.Value, wanted, canGrant)).Select(f => (f.Key, f.Value))];
+        {
+            if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) continue;
+            var peer = hit.Peer.Removed ? _peers.Find(id) : hit.Peer;
+            var current = peer is null ? null : Current(peer, now);
+            if (current is not null && peer!.IsNeighbour) continue; // judged above, as a neighbour
+            var d = current ?? hit.Descriptor;
+            if (Fits(id, d)) candidates.Add((id, d));
+        }
     }
 
     /// <summary>The offers a given search of ours has found so far.</summary>
@@ -422,11 +459,9 @@ public sealed class Overlay
         // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current. The
         // leaves named are drawn at random among those that match, so that the searches of many
         // nodes spread over them instead of all proposing to the same few.
-        var answers = new List<Descriptor>();
+        var answers = new List<Descriptor>(query.MaxResults);
         if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
-        if (ultrapeer)
-            answers.AddRange(Sample(_neighbourIds.Where(n => n != from.Id && !IsUltrapeer(n)).Select(Find).OfType<Descriptor>()
-                .Where(d => Matches(d, query.Wanted, query.CanGrant)), query.MaxResults - answers.Count));
+        if (ultrapeer) SampleLeaves(from, query, now, answers);
         var reply = Fit(answers, query.MaxResults);
         if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
 
@@ -434,22 +469,28 @@ public sealed class Overlay
         if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
         var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
         // A flood is best effort: an ultrapeer busier than the next one admits drops forwards rather than earn strikes.
-        actions.AddRange(_neighbours.Values.Where(n => n.Id != from.Id && IsUltrapeer(n.Id) && n.QueriesOut.TryTake()).Select(n => new SendOverlayMessage(n.Id, forward)));
+        foreach (var n in _neighbours.Values)
+            if (n.Id != from.Id && n.Peer.IsUltrapeer && n.QueriesOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
     }
 
-    /// <summary>Up to <paramref name="count"/> of <paramref name="items"/>, each equally likely (reservoir sampling).</summary>
-    private List<Descriptor> Sample(IEnumerable<Descriptor> items, int count)
+    /// <summary>
+    /// Adds to <paramref name="answers"/>, up to the query's limit, leaves of ours (not the asker)
+    /// whose current descriptor matches, each equally likely (reservoir sampling). An ultrapeer
+    /// answers this for every query that passes, over up to all its neighbours: a plain loop over
+    /// them, without lookups by id.
+    /// </summary>
+    private void SampleLeaves(Neighbour from, QueryMessage query, DateTimeOffset now, List<Descriptor> answers)
     {
-        var chosen = new List<Descriptor>(Math.Max(0, count));
-        if (count <= 0) return chosen;
+        int first = answers.Count, count = query.MaxResults - first;
+        if (count <= 0) return;
         int seen = 0;
-        foreach (var item in items)
+        foreach (var n in _neighbours.Values)
         {
+            if (n.Id == from.Id || n.Peer.IsUltrapeer || Current(n.Peer, now) is not { } d || !Matches(d, query.Wanted, query.CanGrant)) continue;
             seen++;
-            if (chosen.Count < count) chosen.Add(item);
-            else if (_options.Random.Next(seen) is var slot && slot < count) chosen[slot] = item;
+            if (seen <= count) answers.Add(d);
+            else if (_options.Random.Next(seen) is var slot && slot < count) answers[first + slot] = d;
         }
-        return chosen;
     }
 
     private void OnHit(Neighbour from, QueryHitMessage hit, List<OverlayAction> actions)
@@ -484,10 +525,12 @@ public sealed class Overlay
     {
         if (!_hits.ContainsKey(id) && _hits.Count >= _options.MaxSearchResults)
             _hits.Remove(_hits.MinBy(h => h.Value.Received).Key);
-        _hits[id] = new Hit(descriptor, Now);
+        var peer = _peers.GetOrAdd(id, _neighbourIds);
+        var hit = new Hit(descriptor, Now, peer);
+        _hits[id] = hit;
+        if (HitDue(hit) < _hitsDue) _hitsDue = HitDue(hit);
         if (_ownSearches.TryGetValue(query, out var search) && search.Found.Count < QueryMessage.MaxResultsLimit * MaxOwnSearches) search.Found.Add(id);
         // News of a peer like any other: a stale copy (hits may carry one) changes nothing.
-        var peer = _peers.GetOrAdd(id, _neighbourIds);
         if (peer.Descriptor is not null && peer.Descriptor.Published > descriptor.Published) return;
         peer.Descriptor = descriptor;
         peer.Address = descriptor.Address ?? peer.Address;
@@ -504,10 +547,10 @@ public sealed class Overlay
         var now = Now;
         var actions = new List<OverlayAction>();
         _routes.Expire(now);
-        foreach (var stale in _hits.Where(h => h.Value.Received + _options.SearchResultLifetime <= now || h.Value.Descriptor.IsExpired(now)).Select(h => h.Key).ToList())
-            _hits.Remove(stale);
+        if (now >= _hitsDue) DropStaleHits(now);
         if (now >= _sweepDue) Sweep(now);
-        foreach (var expired in _shunned.Where(s => s.Value <= now).Select(s => s.Key).ToList()) _shunned.Remove(expired);
+        foreach (var (id, until) in _shunned)
+            if (until <= now) _shunned.Remove(id);
 
         ElectRole(now, actions);
         Dial(now, actions);
@@ -519,9 +562,33 @@ public sealed class Overlay
             _options.Random.Shuffle(neighbours);
             foreach (var n in neighbours.Take(2)) QueuePeers(n, PeerSample(exclude: n.Id), actions);
         }
-        foreach (var neighbour in _neighbours.Values) Flush(neighbour, actions);
+        if (_mayHavePending)
+        {
+            _mayHavePending = false;
+            foreach (var neighbour in _neighbours.Values)
+            {
+                Flush(neighbour, actions);
+                if (neighbour.DescriptorPending || neighbour.PendingPeers.Count > 0) _mayHavePending = true;
+            }
+        }
         return actions;
     }
+
+    /// <summary>Drops the search hits that are too old or whose descriptor expired, and notes when the next one will be.</summary>
+    private void DropStaleHits(DateTimeOffset now)
+    {
+        _hitsDue = DateTimeOffset.MaxValue;
+        // Removing while enumerating is allowed for a Dictionary.
+        foreach (var (id, hit) in _hits)
+        {
+            if (hit.Received + _options.SearchResultLifetime <= now || hit.Descriptor.IsExpired(now)) _hits.Remove(id);
+            else if (HitDue(hit) < _hitsDue) _hitsDue = HitDue(hit);
+        }
+    }
+
+    private DateTimeOffset HitDue(Hit hit) => Min(hit.Received + _options.SearchResultLifetime, hit.Descriptor.Expires);
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
     /// <summary>Forgets peers that failed too often, expired with nowhere to dial, or were not heard of for too long; neighbours stay.</summary>
     private void Sweep(DateTimeOffset now)
@@ -547,15 +614,21 @@ public sealed class Overlay
         if (due < _sweepDue) _sweepDue = due;
     }
 
-    private int UltrapeerNeighbours => _neighbourIds.Count(IsUltrapeer);
+    private int UltrapeerNeighbours => _peers.UltrapeerNeighbours;
 
     private bool Dialable(KnownPeer p, DateTimeOffset now) =>
-        p.Id != _identity.Id && p.Address is not null && !_neighbourIds.Contains(p.Id) && IsFriend(p.Id)
+        p.Id != _identity.Id && p.Address is not null && !p.IsNeighbour && IsFriend(p.Id)
         && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now);
 
-    /// <summary>Ultrapeers we are linked to or could link to: neither failing to answer nor full.</summary>
-    private int UsableUltrapeers(DateTimeOffset now) => _peers.Ultrapeers.Count(p =>
-        p.Id != _identity.Id && (_neighbourIds.Contains(p.Id) || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)));
+    /// <summary>Ultrapeers we are linked to or could link to (neither failing to answer nor full), counted up to <paramref name="enough"/>.</summary>
+    private int UsableUltrapeers(DateTimeOffset now, int enough)
+    {
+        int count = 0;
+        foreach (var p in _peers.Ultrapeers)
+            if (p.Id != _identity.Id && (p.IsNeighbour || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)) && ++count >= enough)
+                break;
+        return count;
+    }
 
     /// <summary>
     /// A capable leaf that has known too few usable ultrapeers for at least PromotionDelay
@@ -572,8 +645,9 @@ public sealed class Overlay
             && Own.Offer >= _options.UltrapeerMinOffer && now - _started >= _options.UltrapeerMinUptime;
         if (Role == OverlayRole.Leaf)
         {
-            bool starved = UltrapeerNeighbours < _options.LeafUltrapeers && UsableUltrapeers(now) < _options.LeafUltrapeers;
-            if (!capable || !starved)
+            // Most leaves are not capable, or not starved: the cheap tests first.
+            if (!capable || UltrapeerNeighbours >= _options.LeafUltrapeers
+                || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
             {
                 _starvedSince = null;
                 return;
@@ -588,7 +662,7 @@ public sealed class Overlay
             actions.Add(new RoleChanged(NodeRoles.Ultrapeer));
             return;
         }
-        bool idle = _neighbourIds.All(IsUltrapeer) && UltrapeerNeighbours >= _options.LeafUltrapeers;
+        bool idle = UltrapeerNeighbours == _neighbours.Count && UltrapeerNeighbours >= _options.LeafUltrapeers;
         if (capable && !idle)
         {
             _idleSince = null;

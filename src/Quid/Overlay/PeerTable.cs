@@ -52,6 +52,12 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
 
     internal PeerKind Kind => (IsUltrapeer ? PeerKind.Ultrapeer : PeerKind.None) | (_address is not null ? PeerKind.Addressed : PeerKind.None);
 
+    /// <summary>Whether the table forgot it: a holder of this entry must look the id up again.</summary>
+    internal bool Removed { get; set; }
+
+    /// <summary>Whether we are linked to it; set by the overlay through the table, which counts the ultrapeers among them.</summary>
+    internal bool IsNeighbour { get; set; }
+
     /// <summary>Where it sits in the table's list, for picking peers at random without a scan.</summary>
     internal int Slot { get; set; }
 
@@ -76,6 +82,7 @@ internal sealed class PeerTable(int capacity)
     private readonly List<KnownPeer> _list = [];
     private readonly Dictionary<NodeId, KnownPeer> _ultrapeers = [];
     private int _addressedLeaves;
+    private int _ultrapeerNeighbours;
 
     public int Count => _peers.Count;
     public IEnumerable<KnownPeer> All => _peers.Values;
@@ -83,6 +90,8 @@ internal sealed class PeerTable(int capacity)
     public IEnumerable<KnownPeer> Ultrapeers => _ultrapeers.Values;
     /// <summary>Peers with an address that are not ultrapeers: the leaves that compete with us for promotion.</summary>
     public int AddressedLeaves => _addressedLeaves;
+    /// <summary>How many neighbours are ultrapeers, kept as roles and links change, because upkeep asks every second.</summary>
+    public int UltrapeerNeighbours => _ultrapeerNeighbours;
 
     public KnownPeer? Find(NodeId id) => _peers.GetValueOrDefault(id);
 
@@ -99,6 +108,14 @@ internal sealed class PeerTable(int capacity)
         return peer;
     }
 
+    /// <summary>A link to the peer came up or went down.</summary>
+    public void SetNeighbour(KnownPeer peer, bool linked)
+    {
+        if (peer.IsNeighbour == linked) return;
+        peer.IsNeighbour = linked;
+        if (peer.IsUltrapeer) _ultrapeerNeighbours += linked ? 1 : -1;
+    }
+
     public void Remove(NodeId id)
     {
         if (!_peers.Remove(id, out var peer)) return;
@@ -107,6 +124,8 @@ internal sealed class PeerTable(int capacity)
         last.Slot = peer.Slot;
         _list.RemoveAt(_list.Count - 1);
         Tally(peer.Kind, -1, peer);
+        peer.IsNeighbour = false;
+        peer.Removed = true;
     }
 
     /// <summary>A peer's role or address changed: keep the indexes right.</summary>
@@ -120,6 +139,7 @@ internal sealed class PeerTable(int capacity)
 
     private void Tally(PeerKind kind, int sign, KnownPeer peer)
     {
+        if (peer.IsNeighbour && kind.HasFlag(PeerKind.Ultrapeer)) _ultrapeerNeighbours += sign;
         if (kind.HasFlag(PeerKind.Ultrapeer))
         {
             if (sign > 0) _ultrapeers[peer.Id] = peer;

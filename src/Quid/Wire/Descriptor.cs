@@ -23,7 +23,18 @@ public sealed record Descriptor
     public const int MaxPartners = 256;
     private static readonly byte[] SignatureContext = "quid descriptor v1"u8.ToArray();
 
-    public required byte[] SigningKey { get; init; }
+    private readonly byte[] _signingKey = [];
+    private readonly IReadOnlyList<Block> _freeBlocks = [];
+
+    public required byte[] SigningKey
+    {
+        get => _signingKey;
+        init
+        {
+            _signingKey = value;
+            Id = NodeId.FromSigningKey(value);
+        }
+    }
     public required byte[] LinkKey { get; init; }
     public required DateTimeOffset Published { get; init; }
     public required DateTimeOffset Expires { get; init; }
@@ -32,7 +43,15 @@ public sealed record Descriptor
     public required Block Offer { get; init; }
     /// <summary>The block the node asks for in return; null for a donor.</summary>
     public Block? Request { get; init; }
-    public IReadOnlyList<Block> FreeBlocks { get; init; } = [];
+    public IReadOnlyList<Block> FreeBlocks
+    {
+        get => _freeBlocks;
+        init
+        {
+            _freeBlocks = value;
+            LargestFreeBlock = value.Count == 0 ? null : value.Max();
+        }
+    }
     public NodeRoles Roles { get; init; }
     public required ExitPolicy ExitPolicy { get; init; }
     public IReadOnlyList<NodeId> Partners { get; init; } = [];
@@ -40,9 +59,14 @@ public sealed record Descriptor
     /// <summary>The signed encoding, present on every descriptor that was signed or decoded.</summary>
     public byte[] Encoded { get; private init; } = [];
 
-    public NodeId Id => NodeId.FromSigningKey(SigningKey);
+    /// <summary>
+    /// The node id, a hash of the signing key. It is worked out once, when the key is set:
+    /// every node that handles a descriptor asks for it, searches and gossip many times over.
+    /// </summary>
+    public NodeId Id { get; private init; }
 
-    public Block? LargestFreeBlock => FreeBlocks.Count == 0 ? null : FreeBlocks.Max();
+    /// <summary>The largest of the free blocks, kept with them because every match asks for it.</summary>
+    public Block? LargestFreeBlock { get; private init; }
 
     public bool IsExpired(DateTimeOffset now) => now >= Expires;
 
