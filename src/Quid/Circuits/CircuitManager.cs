@@ -414,7 +414,14 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     /// <summary>The peer broke the relay protocol on this circuit: destroy it, keep the links.</summary>
     internal void Violation(Circuit circuit, string reason)
     {
-        logger.LogInformation("Destroying {Circuit}: {Reason}", circuit, reason);
+        // A relayed circuit is named by the neighbour it came from, which at a first hop is its
+        // origin: that stays out of the default log level.
+        if (circuit.Role == CircuitRole.Origin) logger.LogInformation("Destroying {Circuit}: {Reason}", circuit, reason);
+        else
+        {
+            logger.LogInformation("Destroying a relayed circuit: {Reason}", reason);
+            logger.LogDebug("The circuit destroyed was {Circuit}", circuit);
+        }
         Destroy(circuit, DestroyReason.Protocol);
     }
 

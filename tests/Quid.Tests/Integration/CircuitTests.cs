@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Quid.Circuits;
 using Quid.Crypto;
 using Quid.Links;
@@ -18,8 +19,8 @@ public sealed class CircuitTests(ITestOutputHelper output)
     /// <summary>Six nodes, every one asking four partners for bandwidth, so walks of three hops abound.</summary>
     private static readonly NodeSpec[] Six = [.. Enumerable.Repeat(new NodeSpec(1048576, 524288), 6)];
 
-    internal static Task<TestNetwork> StartAsync(byte firstAddress, Func<int, NodeOptions, NodeOptions>? more = null) =>
-        TestNetwork.StartAsync(firstAddress, Six, configure: (i, o, _) =>
+    internal static Task<TestNetwork> StartAsync(byte firstAddress, Func<int, NodeOptions, NodeOptions>? more = null, ILoggerFactory? loggers = null) =>
+        TestNetwork.StartAsync(firstAddress, Six, loggers: loggers, configure: (i, o, _) =>
         {
             // Only the client builds circuits, so every relayed cell a test sees is the client's. No
             // probes: on a machine loaded by other tests, Gbit/s grants would be judged undelivered
@@ -70,7 +71,8 @@ public sealed class CircuitTests(ITestOutputHelper output)
     [InlineData(false)]
     public async Task A_bit_flipped_in_flight_tears_the_circuit_down_and_nothing_corrupted_reaches_the_application(bool towardExit)
     {
-        await using var network = await StartAsync((byte)(towardExit ? 40 : 50));
+        using var logs = new LogCapture(LogLevel.Information);
+        await using var network = await StartAsync((byte)(towardExit ? 40 : 50), loggers: logs);
         var circuit = await ReadyCircuitAsync(network);
         // The middle hop tampers: flips one bit of the first cell it passes on in the chosen direction.
         var middle = network.Nodes.Single(n => n.Id == circuit.Hops[1].Id);
@@ -103,6 +105,14 @@ public sealed class CircuitTests(ITestOutputHelper output)
             // Toward the exit, the tampered request never reached the server; either way, every request it did get is intact.
             Assert.All(network.Web.Requests, r => Assert.Equal($"GET /bytes/{size} HTTP/1.1", r));
             output.WriteLine($"curl exit {code} ({errors.Trim()}), {got.Length} intact bytes, server saw {network.Web.Requests.Count} requests");
+
+            // The hop that caught it says so at the default level, without naming the neighbour the
+            // circuit came from (at a first hop, its origin).
+            if (towardExit)
+            {
+                Assert.Contains(logs.Lines, l => l.Text.StartsWith("Destroying a relayed circuit", StringComparison.Ordinal));
+                Assert.DoesNotContain(logs.Lines, l => l.Text.Contains(") from ", StringComparison.Ordinal));
+            }
         }
         finally
         {
