@@ -42,19 +42,19 @@ internal static class DemoCommand
         {
             while (TimeProvider.System.GetElapsedTime(started) < deadline)
             {
-                int done = network.MatchedNodes;
+                int done = await network.MatchedNodesAsync().ConfigureAwait(false);
                 context.Status($"Nodes searching for partners and forming agreements: {done}/{network.Nodes.Count} have their request met");
                 if (done == network.Nodes.Count) return true;
                 await Task.Delay(200, cancellationToken).ConfigureAwait(false);
             }
-            return network.Client.Status().RequestMet;
+            return (await network.Client.StatusAsync().ConfigureAwait(false)).RequestMet;
         }).ConfigureAwait(false);
         if (!matched)
         {
             AnsiConsole.MarkupLine("[red]✗[/] Your node found no partner within a minute; run with --verbose to see why.");
             return 1;
         }
-        ShowAgreements(network);
+        await ShowAgreementsAsync(network).ConfigureAwait(false);
 
         DemoFetch fetch;
         try
@@ -89,14 +89,14 @@ internal static class DemoCommand
 
     private static string Name(int index) => index == 0 ? "you" : $"node {index + 1}";
 
-    private static void ShowAgreements(DemoNetwork network)
+    private static async Task ShowAgreementsAsync(DemoNetwork network)
     {
         var index = network.Nodes.Select((n, i) => (n.Id, i)).ToDictionary(p => p.Id, p => p.i);
         var table = new Table().Border(TableBorder.Rounded).Title("Agreements: each side grants the other its request, out of its offer");
         table.AddColumns("node", "address", "offer", "asks each partner", "free blocks left", "partners: we grant/they grant kbps");
         for (int i = 0; i < network.Nodes.Count; i++)
         {
-            var status = network.Nodes[i].Status();
+            var status = await network.Nodes[i].StatusAsync().ConfigureAwait(false);
             string partners = string.Join(", ", status.Agreements.Select(a =>
                 $"{(index.TryGetValue(a.Partner, out int p) ? Name(p) : a.Partner.Brief)} {a.WeGrant?.Kbps ?? 0}/{a.TheyGrant?.Kbps ?? 0}"));
             table.AddRow(Name(i), status.LinkEndPoint.Address.ToString(), status.Offer.ToString(), status.Request?.ToString() ?? "donor",

@@ -70,10 +70,10 @@ public sealed class Circuit
     public CircuitState State => (CircuitState)Volatile.Read(ref _state);
 
     /// <summary>Toward the client: the link the circuit came in on. Null at the origin.</summary>
-    public Link? Inward { get; internal init; }
+    public ICellPort? Inward { get; internal init; }
     public uint InwardId { get; internal init; }
     /// <summary>Toward the exit: the first hop at the origin, the next hop at a relay. Null at the exit.</summary>
-    public Link? Outward { get; private set; }
+    public ICellPort? Outward { get; private set; }
     public uint OutwardId { get; private set; }
 
     /// <summary>Our layer, when we are a hop of someone else's circuit.</summary>
@@ -103,7 +103,7 @@ public sealed class Circuit
     /// <summary>The neighbour toward the exit, or the one toward the client at an exit.</summary>
     public NodeId Peer => (Outward ?? Inward)!.PeerId;
 
-    internal void SetOutward(Link? link, uint id, PartnerAccount? account)
+    internal void SetOutward(ICellPort? link, uint id, PartnerAccount? account)
     {
         Outward = link;
         OutwardId = id;
@@ -138,7 +138,7 @@ public sealed class Circuit
     }
 
     /// <summary>Seals a message from this end: every hop's layer at the origin, ours at an exit. False once the keys are gone.</summary>
-    private bool Seal(Span<byte> body, out Link link)
+    private bool Seal(Span<byte> body, out ICellPort link)
     {
         try
         {
@@ -598,7 +598,7 @@ public sealed class Circuit
 /// allows. The queue can never outgrow a circuit window, since the ends respect it; if it does,
 /// an end is cheating and the circuit is destroyed.
 /// </summary>
-internal sealed class RelayForwarder(Circuit circuit, Link link, Shaper.Share? share)
+internal sealed class RelayForwarder(Circuit circuit, ICellPort link, Shaper.Share? share)
 {
     private const int MaxQueued = CircuitFlow.Window + 64;
     private readonly Queue<byte[]> _queue = new();
@@ -616,7 +616,7 @@ internal sealed class RelayForwarder(Circuit circuit, Link link, Shaper.Share? s
                 var delay = share?.Reserve(Cell.Size) ?? TimeSpan.Zero;
                 if (delay <= TimeSpan.Zero)
                 {
-                    link.TrySendFromReadLoop(cell);
+                    link.TrySendBatched(cell);
                     return;
                 }
                 _pumping = true;

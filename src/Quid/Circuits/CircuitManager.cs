@@ -46,7 +46,7 @@ public sealed record CircuitPolicy(
     /// <summary>Whether a neighbour may build circuits through us: we must grant it bandwidth.</summary>
     Func<NodeId, bool> AdmitsCircuitsFrom,
     /// <summary>The link to a neighbour we may extend circuits to (one that grants us bandwidth), or null.</summary>
-    Func<NodeId, Link?> ExtendTo,
+    Func<NodeId, ICellPort?> ExtendTo,
     /// <summary>The ledger account of a neighbour, for billing and shaping.</summary>
     Func<NodeId, PartnerAccount?> AccountOf);
 
@@ -57,15 +57,15 @@ public sealed record CircuitPolicy(
 /// through, and dispatches the rest to the circuits' ends. The side that dialed a link sets the
 /// top bit of the ids it picks, so the two ends of a link never pick the same id.
 /// </summary>
-public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options, ExitConnector exit, CircuitPolicy policy, TimeProvider time, ILogger logger)
+public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options, ExitConnector exit, CircuitPolicy policy, TimeProvider time, ILogger logger) : ICircuitCells
 {
     private const uint DialerBit = 0x8000_0000;
     private const ushort NtorHandshake = 1;
 
     private readonly record struct Side(Circuit Circuit, bool Inward);
 
-    private readonly ConcurrentDictionary<(Link Link, uint Id), Side> _sides = new();
-    private readonly ConcurrentDictionary<Link, Task<Circuit>> _probeCircuits = new();
+    private readonly ConcurrentDictionary<(ICellPort Link, uint Id), Side> _sides = new();
+    private readonly ConcurrentDictionary<ICellPort, Task<Circuit>> _probeCircuits = new();
 
     internal TimeProvider Time => time;
     internal CircuitOptions Options => options;
@@ -79,7 +79,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     // ---- Cells arriving ----
 
     /// <summary>Handles a circuit cell from <paramref name="link"/> on its read loop; the cell may be changed in place.</summary>
-    public void OnCell(Link link, Span<byte> cell)
+    public void OnCell(ICellPort link, Span<byte> cell)
     {
         uint id = Cell.CircuitId(cell);
         _sides.TryGetValue((link, id), out var side);
@@ -100,7 +100,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
         }
     }
 
-    private void OnCreate(Link link, uint id, bool exists, ReadOnlySpan<byte> body)
+    private void OnCreate(ICellPort link, uint id, bool exists, ReadOnlySpan<byte> body)
     {
         bool peerDialed = !link.Outbound;
         if (exists || id == 0 || ((id & DialerBit) != 0) != peerDialed)
@@ -164,7 +164,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
         _ = ExtendAsync(circuit, link, request);
     }
 
-    private async Task ExtendAsync(Circuit circuit, Link link, byte[] request)
+    private async Task ExtendAsync(Circuit circuit, ICellPort link, byte[] request)
     {
         uint id = Register(circuit, link);
         circuit.SetOutward(link, id, policy.AccountOf(link.PeerId));
@@ -201,7 +201,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     /// EXTEND for each next hop, each with a fresh ntor handshake against the hop's onion key from
     /// its signed descriptor. Throws <see cref="StreamException"/> if a hop refuses or is silent.
     /// </summary>
-    public async Task<Circuit> BuildAsync(Link firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
+    public async Task<Circuit> BuildAsync(ICellPort firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
     {
         var circuit = new Circuit(this, CircuitRole.Origin, time.GetUtcNow()) { Isolation = isolation, ExitDescriptor = path[^1] };
         uint id = Register(circuit, firstHop);
@@ -252,7 +252,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     }
 
     /// <summary>Picks an unused id on <paramref name="link"/> and records the circuit's outward side there.</summary>
-    private uint Register(Circuit circuit, Link link)
+    private uint Register(Circuit circuit, ICellPort link)
     {
         while (true)
         {
@@ -261,7 +261,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
         }
     }
 
-    private static bool SendCreate(Link link, uint id, ReadOnlySpan<byte> request)
+    private static bool SendCreate(ICellPort link, uint id, ReadOnlySpan<byte> request)
     {
         Span<byte> cell = stackalloc byte[Cell.Size];
         cell.Clear();
@@ -337,7 +337,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     /// echo back, every byte it sends us on our circuits (echoes and real traffic alike) counts;
     /// an echo must carry the payload we sent. Returns kbps.
     /// </summary>
-    public async Task<double> ProbeAsync(Link link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
+    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
     {
         const int window = 64;
         var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
@@ -390,7 +390,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     }
 
     /// <summary>The one-hop circuit probes of this partner use, built on first use and kept.</summary>
-    private async Task<Circuit> ProbeCircuitAsync(Link link, Descriptor partner, CancellationToken cancellationToken)
+    private async Task<Circuit> ProbeCircuitAsync(ICellPort link, Descriptor partner, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -402,10 +402,10 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
             }
             catch (StreamException)
             {
-                _probeCircuits.TryRemove(new KeyValuePair<Link, Task<Circuit>>(link, building));
+                _probeCircuits.TryRemove(new KeyValuePair<ICellPort, Task<Circuit>>(link, building));
                 throw;
             }
-            _probeCircuits.TryRemove(new KeyValuePair<Link, Task<Circuit>>(link, building));
+            _probeCircuits.TryRemove(new KeyValuePair<ICellPort, Task<Circuit>>(link, building));
         }
     }
 
@@ -426,7 +426,7 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     }
 
     /// <summary>Closes a circuit and tells each neighbour on it, except the one it heard the end from.</summary>
-    public void Destroy(Circuit circuit, DestroyReason reason, Link? from = null)
+    public void Destroy(Circuit circuit, DestroyReason reason, ICellPort? from = null)
     {
         if (!circuit.Close()) return;
         if (circuit.Inward is { } inward)
@@ -442,14 +442,14 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
     }
 
     /// <summary>The link is gone, and with it every circuit on it; relays tell the other side.</summary>
-    public void OnLinkClosed(Link link)
+    public void OnClosed(ICellPort link)
     {
         _probeCircuits.TryRemove(link, out _);
         foreach (var side in _sides.Where(s => s.Key.Link == link).Select(s => s.Value).ToList())
             Destroy(side.Circuit, DestroyReason.HopLost, from: link);
     }
 
-    private static void SendDestroy(Link link, uint id, DestroyReason reason)
+    private static void SendDestroy(ICellPort link, uint id, DestroyReason reason)
     {
         Span<byte> cell = stackalloc byte[Cell.Size];
         cell.Clear();

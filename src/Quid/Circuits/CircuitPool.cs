@@ -21,7 +21,7 @@ public sealed record PathOptions
 }
 
 /// <summary>A neighbour that grants us bandwidth, so a first hop: its link, its descriptor, what it grants (kbps).</summary>
-public sealed record FirstHop(Link Link, Descriptor Descriptor, long Kbps);
+public sealed record FirstHop(ICellPort Link, Descriptor Descriptor, long Kbps);
 
 /// <summary>What the node knows for choosing paths: its first hops, and the descriptors of the nodes it has heard of.</summary>
 public sealed record PathSource(NodeId Self, Func<IReadOnlyList<FirstHop>> FirstHops, Func<NodeId, Descriptor?> Lookup, object DefaultIsolation);

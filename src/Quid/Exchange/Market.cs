@@ -1,5 +1,4 @@
 using Quid.Crypto;
-using Quid.Overlay;
 using Quid.Wire;
 
 namespace Quid.Exchange;

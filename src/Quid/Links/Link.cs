@@ -9,15 +9,46 @@ using Quid.Wire;
 namespace Quid.Links;
 
 /// <summary>Where a link is in its life, kept so a stuck link can say where it is stuck.</summary>
-public enum LinkState { Handshaking, Open, Closing, Closed }
+public enum LinkState { Open, Closing, Closed }
 
 /// <summary>
-/// Receives what arrives on a link. Called on the link's read loop: it must not block. The cell
-/// is the link's own buffer, so a relay may change it in place and pass it on without a copy.
+/// One end of a link as the circuits see it: whom it reaches, which side dialed it, and a queue
+/// for cells. <see cref="Link"/> is the real one; tests drive circuits over in-memory ports.
 /// </summary>
-public interface ILinkHandler
+public interface ICellPort
 {
-    void OnCell(Link link, Span<byte> cell);
+    NodeId PeerId { get; }
+    /// <summary>Whether we dialed it: the ends of a link pick circuit ids from different halves by this.</summary>
+    bool Outbound { get; }
+    bool IsOpen { get; }
+    /// <summary>Queues one cell; false once the port is closing.</summary>
+    bool TrySend(ReadOnlySpan<byte> cell);
+    /// <summary>
+    /// Queues one cell from another port's read loop: the sender is woken once after the whole
+    /// batch that loop read, so a relay costs one thread switch per batch rather than per cell.
+    /// </summary>
+    bool TrySendBatched(ReadOnlySpan<byte> cell);
+    void Close(Exception? reason);
+}
+
+/// <summary>
+/// Takes the circuit cells (circuit id not 0) a link receives. Called on the link's read loop: it
+/// must not block. The cell is the link's own buffer, so a relay may change it in place and pass
+/// it on without a copy.
+/// </summary>
+public interface ICircuitCells
+{
+    void OnCell(ICellPort link, Span<byte> cell);
+    void OnClosed(ICellPort link);
+}
+
+/// <summary>
+/// Takes the control messages (circuit 0) a link receives, joined from their fragments but not
+/// decoded, and hears when the link closes. Called on the link's read loop: it must not block.
+/// </summary>
+public interface IControlMessages
+{
+    void OnControl(Link link, byte[] payload);
     void OnClosed(Link link, Exception? reason);
 }
 
@@ -40,7 +71,7 @@ public sealed record LinkOptions
 /// circuits. It owns the socket and two loops: the reader decrypts frames and hands each cell to
 /// the handler; the writer packs queued cells into frames and sends them in large writes.
 /// </summary>
-public sealed class Link : IAsyncDisposable
+public sealed class Link : ICellPort, IAsyncDisposable
 {
     private const int ReceiveBufferSize = 256 * 1024;
     private const int SendBufferSize = 256 * 1024;
@@ -54,7 +85,9 @@ public sealed class Link : IAsyncDisposable
     private readonly CellQueue _queue = new();
     private readonly CancellationTokenSource _closing = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private ILinkHandler? _handler;
+    private readonly ControlReassembler _control = new();
+    private ICircuitCells? _circuits;
+    private IControlMessages? _controlMessages;
     private ITimer? _keepalive;
     private Task _readLoop = Task.CompletedTask;
     private Task _writeLoop = Task.CompletedTask;
@@ -72,6 +105,7 @@ public sealed class Link : IAsyncDisposable
     public bool Outbound { get; }
     public DateTimeOffset Established { get; }
     public LinkState State => (LinkState)Volatile.Read(ref _state);
+    public bool IsOpen => State == LinkState.Open;
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
     public long QueuedBytes => _queue.QueuedBytes;
@@ -185,10 +219,11 @@ public sealed class Link : IAsyncDisposable
         return buffer.AsSpan(0, filled).ToArray();
     }
 
-    /// <summary>Starts the loops; from here on every cell goes to <paramref name="handler"/>.</summary>
-    public void Start(ILinkHandler handler)
+    /// <summary>Starts the loops; from here on circuit cells go to <paramref name="circuits"/>, control messages to <paramref name="control"/>.</summary>
+    public void Start(ICircuitCells circuits, IControlMessages control)
     {
-        _handler = handler;
+        _circuits = circuits;
+        _controlMessages = control;
         _readLoop = Task.Run(ReadLoopAsync);
         _writeLoop = Task.Run(WriteLoopAsync);
         var period = _options.KeepaliveInterval / 3;
@@ -201,12 +236,8 @@ public sealed class Link : IAsyncDisposable
     /// <summary>Queues one cell; false when the link is closing.</summary>
     public bool TrySend(ReadOnlySpan<byte> cell) => Send(cell, wake: true);
 
-    /// <summary>
-    /// Queues one cell from another link's read loop without waking this link's writer: the read
-    /// loop wakes it once after the whole batch it read, so a relay costs one thread switch per
-    /// batch rather than per cell.
-    /// </summary>
-    public bool TrySendFromReadLoop(ReadOnlySpan<byte> cell)
+    /// <inheritdoc/>
+    public bool TrySendBatched(ReadOnlySpan<byte> cell)
     {
         if (t_deferred is not { } deferred) return TrySend(cell);
         // Each read loop keeps its own list, so no other loop's flush can miss this cell.
@@ -277,7 +308,8 @@ public sealed class Link : IAsyncDisposable
                             throw new LinkException(LinkError.BadCell, e.Message, e);
                         }
                         Observer?.Invoke(this, sent: false, cell);
-                        if (Cell.Command(cell) != CellCommand.Padding) _handler!.OnCell(this, cell);
+                        if (Cell.CircuitId(cell) != 0) _circuits!.OnCell(this, cell);
+                        else if (Cell.Command(cell) == CellCommand.Control && Reassemble(cell) is { } payload) _controlMessages!.OnControl(this, payload);
                     }
                 }
                 t_deferred = null;
@@ -310,6 +342,19 @@ public sealed class Link : IAsyncDisposable
             FlushDeferred(deferred);
             ArrayPool<byte>.Shared.Return(buffer);
             ArrayPool<byte>.Shared.Return(cells);
+        }
+    }
+
+    /// <summary>Adds a control fragment; the whole message once its last fragment is in.</summary>
+    private byte[]? Reassemble(ReadOnlySpan<byte> cell)
+    {
+        try
+        {
+            return _control.Add(Cell.Body(cell));
+        }
+        catch (WireException e)
+        {
+            throw new LinkException(LinkError.BadCell, $"Malformed control message: {e.Message}", e);
         }
     }
 
@@ -397,7 +442,8 @@ public sealed class Link : IAsyncDisposable
         }
         _socket.Dispose();
         Volatile.Write(ref _state, (int)LinkState.Closed);
-        _handler?.OnClosed(this, reason);
+        _circuits?.OnClosed(this);
+        _controlMessages?.OnClosed(this, reason);
         _closed.TrySetResult();
     }
 

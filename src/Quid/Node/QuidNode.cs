@@ -20,7 +20,7 @@ namespace Quid.Node;
 /// A timer runs the seed's loop: keep the overlay linked, search while the request is unmet,
 /// propose to what the search found, and keep the descriptor current.
 /// </summary>
-public sealed class QuidNode : ILinkHandler, IAsyncDisposable
+public sealed class QuidNode : IControlMessages, IAsyncDisposable
 {
     private static readonly TimeSpan PeerCacheInterval = TimeSpan.FromMinutes(1);
     // A request that has just become unmet searches at once, but a burst of such news floods at most once a second.
@@ -42,7 +42,6 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     private readonly Shaper _down;
     private readonly Shaper _up;
     private readonly ConcurrentDictionary<NodeId, Link> _links = new();
-    private readonly ConcurrentDictionary<Link, ControlReassembler> _reassemblers = new();
     private readonly ConcurrentDictionary<IPEndPoint, byte> _dialing = new();
     private readonly IReadOnlyList<(NodeId Id, string Address)> _friendAddresses;
     private readonly CancellationTokenSource _stopping = new();
@@ -472,7 +471,6 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
                 existing.Close(null);
             }
             _links[link.PeerId] = link;
-            _reassemblers[link] = new ControlReassembler();
             actions = _overlay.LinkUp(link.PeerId, !link.Outbound, link.RemoteEndPoint);
         }
         _newLinks = true;
@@ -480,24 +478,17 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _logger.LogInformation("Linked with {Peer} ({Direction})", link.PeerId.Brief, link.Outbound ? "outbound" : "inbound");
         _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
         link.Observer = _options.LinkObserver;
-        link.Start(this);
+        link.Start(_circuits, this);
         Execute(actions);
         // The market may have been waiting for this link to propose over it.
         Match(flood: false);
     }
 
-    void ILinkHandler.OnCell(Link link, Span<byte> cell)
+    void IControlMessages.OnControl(Link link, byte[] payload)
     {
-        if (Cell.CircuitId(cell) != 0)
-        {
-            _circuits.OnCell(link, cell);
-            return;
-        }
-        if (!_reassemblers.TryGetValue(link, out var reassembler)) return;
         ControlMessage message;
         try
         {
-            if (reassembler.Add(Cell.Body(cell)) is not { } payload) return;
             Admission admission;
             lock (_gate) admission = _overlay.Admit(link.PeerId, ControlCodec.PeekType(payload));
             if (admission == Admission.Drop) return;
@@ -551,10 +542,8 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
     }
 
-    void ILinkHandler.OnClosed(Link link, Exception? reason)
+    void IControlMessages.OnClosed(Link link, Exception? reason)
     {
-        _reassemblers.TryRemove(link, out _);
-        _circuits.OnLinkClosed(link);
         IReadOnlyList<MarketAction> actions;
         bool wasMet;
         lock (_gate)
@@ -681,7 +670,10 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
         lock (_gate) return _overlay.Results(query);
     }
 
-    public NodeStatus Status()
+    /// <summary>What the node is doing now: its role, offer and request, links, agreements and ledger.</summary>
+    public Task<NodeStatus> StatusAsync() => Task.FromResult(Status());
+
+    private NodeStatus Status()
     {
         lock (_gate)
         {
@@ -716,9 +708,9 @@ public sealed class QuidNode : ILinkHandler, IAsyncDisposable
     }
 
     /// <summary>Where each grant sits in our offer, for drawing the offer's buddy blocks.</summary>
-    public IReadOnlyList<(NodeId Partner, Allocation Block)> GrantedBlocks()
+    public Task<IReadOnlyList<(NodeId Partner, Allocation Block)>> GrantedBlocksAsync()
     {
-        lock (_gate) return [.. _market.Active.Where(a => a.OurAllocation is not null).Select(a => (a.Partner, a.OurAllocation!.Value))];
+        lock (_gate) return Task.FromResult<IReadOnlyList<(NodeId Partner, Allocation Block)>>([.. _market.Active.Where(a => a.OurAllocation is not null).Select(a => (a.Partner, a.OurAllocation!.Value))]);
     }
 
     /// <summary>Stops listening, lets open streams finish for a while, ends agreements politely, remembers peers, closes links.</summary>

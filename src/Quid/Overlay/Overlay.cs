@@ -1,6 +1,5 @@
 using System.Net;
 using Quid.Crypto;
-using Quid.Links;
 using Quid.Wire;
 
 namespace Quid.Overlay;

@@ -55,11 +55,11 @@ public sealed class BadInputTests
         await using var network = await TestNetwork.StartAsync(first, ThreeNodes);
         await network.WaitForClientPartnerAsync();
         var victim = network.Nodes[1];
-        var linkedBefore = victim.Status().Neighbours.Select(n => n.Id).ToHashSet();
+        var linkedBefore = (await victim.StatusAsync()).Neighbours.Select(n => n.Id).ToHashSet();
 
         using var identity = NodeIdentity.Generate(out _);
         await using var link = await Link.ConnectAsync(victim.LinkEndPoint, IPAddress.Loopback, identity, victim.Id, new LinkOptions(), TimeProvider.System, NullLogger.Instance, default);
-        link.Start(new IgnoreCells());
+        Ignore.Start(link);
 
         var cell = new byte[Cell.Size];
         switch (kind)
@@ -88,7 +88,7 @@ public sealed class BadInputTests
 
         await AssertStillServesAsync(network);
         // Only the offending link went: the victim's other links stay up.
-        Assert.Superset(linkedBefore, victim.Status().Neighbours.Select(n => n.Id).ToHashSet());
+        Assert.Superset(linkedBefore, (await victim.StatusAsync()).Neighbours.Select(n => n.Id).ToHashSet());
     }
 
     public static TheoryData<string> SocksGarbage => ["truncated", "oversized", "random", "http"];
@@ -155,11 +155,5 @@ public sealed class BadInputTests
             "--socks5-hostname", network.Socks.ToString(), $"{network.Web.BaseUrl}/");
         Assert.True(exitCode == 0, $"curl failed after the bad input ({exitCode}): {errors}");
         Assert.Contains("Hello through Quid", output, StringComparison.Ordinal);
-    }
-
-    private sealed class IgnoreCells : ILinkHandler
-    {
-        public void OnCell(Link link, Span<byte> cell) { }
-        public void OnClosed(Link link, Exception? reason) { }
     }
 }

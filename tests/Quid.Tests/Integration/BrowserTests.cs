@@ -40,7 +40,7 @@ public sealed partial class BrowserTests(BrowserNetworkFixture fixture) : IClass
             Assert.True(code == 0, $"chromium failed ({code}): {errors}");
             Assert.True(dom.Contains("<h1>Hello through Quid</h1>", StringComparison.Ordinal), $"chromium rendered no page: {dom}\n{errors}");
             var shown = IPAddress.Parse(RemoteAddress().Match(dom).Groups[1].Value);
-            Assert.Contains(shown, network.ClientPartnerAddresses());
+            Assert.Contains(shown, await network.ClientPartnerAddressesAsync());
             Assert.NotEqual(IPAddress.Loopback, shown);
             Assert.NotEqual(network.Client.LinkEndPoint.Address, shown);
             Assert.Contains(ProxyNetworkFixture.Name, fixture.Resolved);

@@ -160,7 +160,7 @@ public sealed class CircuitMemoryTests(ITestOutputHelper output)
         while (DateTime.UtcNow < until)
         {
             read += await socket.ReceiveAsync(buffer, SocketFlags.None);
-            worstQueued = Math.Max(worstQueued, middle.Status().Neighbours.Sum(n => n.QueuedBytes));
+            worstQueued = Math.Max(worstQueued, (await middle.StatusAsync()).Neighbours.Sum(n => n.QueuedBytes));
             await Task.Delay(20); // the reader is slow on purpose: about 200 KiB/s against a server that would send gigabytes
         }
         GC.Collect();

@@ -27,7 +27,7 @@ internal sealed class ControlPlane : IAsyncDisposable
     public static async Task<ControlPlane> StartAsync(QuidNode node, string dataDirectory)
     {
         var monitor = new NodeMonitor(node, TimeProvider.System, NullLogger.Instance);
-        monitor.Start();
+        await monitor.StartAsync();
         var metrics = new NodeMetrics(node, monitor);
         var server = await ControlServer.StartAsync(node, monitor, metrics, new IPEndPoint(IPAddress.Loopback, 0), dataDirectory, NullLoggerFactory.Instance);
         return new ControlPlane(monitor, metrics, server, dataDirectory);

@@ -65,7 +65,7 @@ public sealed class DashboardTests(ITestOutputHelper output)
 
         // The token leaves the address bar once read.
         Assert.DoesNotContain("token=", page.Url, StringComparison.Ordinal);
-        var status = network.Client.Status();
+        var status = await network.Client.StatusAsync();
         Assert.Equal(network.Client.Id.Brief, await page.TextContentAsync("#node-id"));
         Assert.StartsWith("Ready", await page.TextContentAsync("#phase-text"), StringComparison.Ordinal);
 

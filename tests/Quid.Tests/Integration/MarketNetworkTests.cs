@@ -36,7 +36,7 @@ public sealed class MarketNetworkTests(ITestOutputHelper output)
         }));
         var exit = network.Nodes[0];
         var (b, c) = (network.Nodes[1], network.Nodes[2]);
-        await Eventually.WaitUntilAsync(() => b.Status().RequestMet && c.Status().RequestMet && exit.Status().FreeBlocks.Count == 0,
+        await Eventually.WaitUntilAsync(async () => (await b.StatusAsync()).RequestMet && (await c.StatusAsync()).RequestMet && (await exit.StatusAsync()).FreeBlocks.Count == 0,
             TimeSpan.FromSeconds(20), "both clients to get 4096 kbps from the exit");
         // A grant counts whole cells on the link; curl sees the data they carry.
         const double grant = 4096 * 1000 / 8.0 * RelayCell.MaxData / Cell.Size;
@@ -71,9 +71,11 @@ public sealed class MarketNetworkTests(ITestOutputHelper output)
         var honest = network.Nodes.Where((_, i) => i != liar).ToArray();
         var honestIds = honest.Select(n => n.Id).ToHashSet();
 
-        await Eventually.WaitUntilAsync(() => honest.Any(h => h.Status().Agreements.Any(a => a.Partner == liarId && a.TheyGrant is not null)),
+        async Task<QuidNode[]> TakingFromLiarAsync() =>
+            [.. honest.Zip(await Task.WhenAll(honest.Select(h => h.StatusAsync()))).Where(p => p.Second.Agreements.Any(a => a.Partner == liarId && a.TheyGrant is not null)).Select(p => p.First)];
+        await Eventually.WaitUntilAsync(async () => (await TakingFromLiarAsync()).Length > 0,
             TimeSpan.FromSeconds(20), "some honest node to take bandwidth from the liar");
-        var victims = honest.Where(h => h.Status().Agreements.Any(a => a.Partner == liarId && a.TheyGrant is not null)).ToArray();
+        var victims = await TakingFromLiarAsync();
 
         // Full load on every honest node while the probes run: downloads through each of them.
         using var stopLoad = new CancellationTokenSource(TimeSpan.FromSeconds(40));
@@ -84,34 +86,34 @@ public sealed class MarketNetworkTests(ITestOutputHelper output)
                 await Curl.RunAsync("--silent", "--output", "/dev/null", "--max-time", "5", "--socks5-hostname", h.SocksEndPoint!.ToString(), network.Web.BaseUrl + BigFile);
         })).ToArray();
 
-        void AssertHonestRecordsClean()
+        async Task AssertHonestRecordsCleanAsync()
         {
             foreach (var node in network.Nodes)
-                foreach (var partner in node.Status().Partners.Where(p => honestIds.Contains(p.Id)))
+                foreach (var partner in (await node.StatusAsync()).Partners.Where(p => honestIds.Contains(p.Id)))
                     Assert.True(partner.Verdict == Verdict.Good && partner.Failures == 0,
                         $"{node.Id.Brief} holds a verdict {partner.Verdict} ({partner.Failures} failures, {partner.DeliveredKbps:0} kbps) against honest {partner.Id.Brief}.");
         }
 
         var started = DateTime.UtcNow;
-        await Eventually.WaitUntilAsync(() =>
+        await Eventually.WaitUntilAsync(async () =>
         {
-            AssertHonestRecordsClean();
-            return victims.All(v => v.Status().Partners.Any(p => p.Id == liarId && p.Verdict != Verdict.Good));
+            await AssertHonestRecordsCleanAsync();
+            return (await Task.WhenAll(victims.Select(v => v.StatusAsync()))).All(s => s.Partners.Any(p => p.Id == liarId && p.Verdict != Verdict.Good));
         }, TimeSpan.FromSeconds(60), "every partner of the liar to reach a verdict against it");
         output.WriteLine($"verdicts against the liar after {(DateTime.UtcNow - started).TotalSeconds:0} s");
 
-        await Eventually.WaitUntilAsync(() =>
+        await Eventually.WaitUntilAsync(async () =>
         {
-            AssertHonestRecordsClean();
-            return victims.All(v => v.Status().Partners.Single(p => p.Id == liarId).Verdict == Verdict.Shunned
-                && v.Status().Agreements.All(a => a.Partner != liarId));
+            await AssertHonestRecordsCleanAsync();
+            return (await Task.WhenAll(victims.Select(v => v.StatusAsync()))).All(s => s.Partners.Single(p => p.Id == liarId).Verdict == Verdict.Shunned
+                && s.Agreements.All(a => a.Partner != liarId));
         }, TimeSpan.FromSeconds(60), "the liar's partners to end their agreements with it and shun it");
         output.WriteLine($"liar dropped after {(DateTime.UtcNow - started).TotalSeconds:0} s");
 
         await stopLoad.CancelAsync();
         await Task.WhenAll(load);
-        AssertHonestRecordsClean();
+        await AssertHonestRecordsCleanAsync();
         // Honest nodes were probed under that load, and passed.
-        Assert.Contains(honest, h => h.Status().Partners.Any(p => honestIds.Contains(p.Id) && p.DeliveredKbps is not null));
+        Assert.Contains(await Task.WhenAll(honest.Select(h => h.StatusAsync())), s => s.Partners.Any(p => honestIds.Contains(p.Id) && p.DeliveredKbps is not null));
     }
 }

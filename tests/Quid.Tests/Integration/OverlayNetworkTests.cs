@@ -34,21 +34,21 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
         await using var network = await TestNetwork.StartAsync(100, specs, configure: (_, o, _) => Quick(o));
         var donors = network.Nodes.Where((_, i) => i % 10 == 9).Select(n => n.Id).ToHashSet();
 
-        await Eventually.WaitUntilAsync(() =>
+        await Eventually.WaitUntilAsync(async () =>
         {
-            var statuses = network.Nodes.Select(n => n.Status()).ToArray();
+            var statuses = await network.StatusesAsync();
             return statuses.All(s => s.Overlay.KnownPeers >= 5)
                 && statuses.Any(s => s.Role == OverlayRole.Ultrapeer)
                 && statuses.Where(s => s.Role == OverlayRole.Leaf).All(s => s.Neighbours.Any(n => n.Ultrapeer));
         }, TimeSpan.FromSeconds(60), "every node to know 5 peers and every leaf to reach an ultrapeer");
 
-        var final = network.Nodes.Select(n => n.Status()).ToArray();
+        var final = await network.StatusesAsync();
         int ultrapeers = final.Count(s => s.Role == OverlayRole.Ultrapeer);
         Assert.True(ultrapeers is >= 1 and <= 15, $"{ultrapeers} ultrapeers among 30"); // ultrapeers emerge, but not everyone becomes one
 
         output.WriteLine($"{ultrapeers} ultrapeers, known peers {string.Join(",", final.Select(s => s.Overlay.KnownPeers))}");
 
-        var leaves = network.Nodes.Where(n => n.Status().Role == OverlayRole.Leaf && !donors.Contains(n.Id)).ToArray();
+        var leaves = network.Nodes.Where((n, i) => final[i].Role == OverlayRole.Leaf && !donors.Contains(n.Id)).ToArray();
         Assert.NotEmpty(leaves);
         var started = DateTime.UtcNow;
         foreach (var leaf in leaves.Take(5))
@@ -56,16 +56,16 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
             // The ultrapeers may still be meshing: search again (as the seed's loop does) until the deadline.
             IReadOnlyList<Descriptor> found = [];
             try {
-            await Eventually.WaitUntilAsync(() =>
+            await Eventually.WaitUntilAsync(async () =>
             {
-                found = leaf.SearchAsync(Block.FromKbps(8192), canGrant: null, TimeSpan.FromMilliseconds(500)).GetAwaiter().GetResult();
+                found = await leaf.SearchAsync(Block.FromKbps(8192), canGrant: null, TimeSpan.FromMilliseconds(500));
                 return found.Count >= donors.Count;
             }, TimeSpan.FromSeconds(30), "a leaf's search to find all three donors");
             } catch (TimeoutException) {
                 var names = network.Nodes.Select((n, i) => (n.Id, i)).ToDictionary(p => p.Id, p => p.i);
                 output.WriteLine($"searcher {names[leaf.Id]} found {string.Join(",", found.Select(d => names[d.Id]))}");
                 foreach (var (n, i) in network.Nodes.Select((n, i) => (n, i))) {
-                    var st = n.Status();
+                    var st = await n.StatusAsync();
                     output.WriteLine($"{i} {st.Role} donor={donors.Contains(n.Id)} free={string.Join("+", st.FreeBlocks)} nbrs={string.Join(",", st.Neighbours.Select(x => names.GetValueOrDefault(x.Id, -1) + (x.Ultrapeer ? "U" : "")))}");
                 }
                 throw;
@@ -91,19 +91,20 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
         var loner = network.Nodes[2];
         var friends = network.Nodes.Take(2).Select(n => n.Id).ToHashSet();
 
-        void AssertOnlyFriends()
+        async Task AssertOnlyFriendsAsync()
         {
-            var status = loner.Status();
+            var status = await loner.StatusAsync();
             Assert.All(status.Neighbours, n => Assert.Contains(n.Id, friends));
             Assert.All(status.Agreements, a => Assert.Contains(a.Partner, friends));
         }
 
-        await Eventually.WaitUntilAsync(() =>
+        await Eventually.WaitUntilAsync(async () =>
         {
-            AssertOnlyFriends();
-            return loner.Status().RequestMet && network.Nodes.Skip(3).All(n => n.Status().RequestMet) && loner.RefusedLinks > 0;
+            await AssertOnlyFriendsAsync();
+            var statuses = await network.StatusesAsync();
+            return statuses[2].RequestMet && statuses.Skip(3).All(s => s.RequestMet) && loner.RefusedLinks > 0;
         }, TimeSpan.FromSeconds(30), "the friends-only node's request to be met, and strangers to have been refused");
-        AssertOnlyFriends();
+        await AssertOnlyFriendsAsync();
     }
 
     [Fact]
@@ -111,7 +112,7 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
     {
         var specs = new[] { new NodeSpec(1024, 512), new NodeSpec(1024, 512), new NodeSpec(1024, 512) };
         await using var network = await TestNetwork.StartAsync(150, specs, configure: (_, o, _) => Quick(o));
-        await Eventually.WaitUntilAsync(() => network.Nodes[2].Status().Neighbours.Count >= 2, TimeSpan.FromSeconds(20), "node 2 to link both others");
+        await Eventually.WaitUntilAsync(async () => (await network.Nodes[2].StatusAsync()).Neighbours.Count >= 2, TimeSpan.FromSeconds(20), "node 2 to link both others");
 
         var address = network.Nodes[2].LinkEndPoint;
         await network.StopAsync(2);
@@ -128,7 +129,7 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
             TickInterval = TimeSpan.FromMilliseconds(100),
             Hops = 1,
         }));
-        await Eventually.WaitUntilAsync(() => restarted.Status().Neighbours.Count >= 1 && restarted.Status().RequestMet, TimeSpan.FromSeconds(20),
+        await Eventually.WaitUntilAsync(async () => await restarted.StatusAsync() is { Neighbours.Count: >= 1, RequestMet: true }, TimeSpan.FromSeconds(20),
             "the restarted node to link a remembered peer and meet its request");
     }
 }
@@ -146,7 +147,7 @@ public sealed class OverlayFloodTests
         var specs = new[] { new NodeSpec(1024, 512), new NodeSpec(1024, 512) };
         await using var network = await TestNetwork.StartAsync(160, specs, configure: (_, o, _) => OverlayNetworkTests.Quick(o));
         var victim = network.Nodes[1];
-        await Eventually.WaitUntilAsync(() => victim.Status().Neighbours.Count >= 1, TimeSpan.FromSeconds(20), "the victim to join");
+        await Eventually.WaitUntilAsync(async () => (await victim.StatusAsync()).Neighbours.Count >= 1, TimeSpan.FromSeconds(20), "the victim to join");
 
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -154,7 +155,7 @@ public sealed class OverlayFloodTests
 
         using var identity = NodeIdentity.Generate(out _);
         await using var attacker = await Link.ConnectAsync(victim.LinkEndPoint, IPAddress.Loopback, identity, victim.Id, new LinkOptions(), TimeProvider.System, NullLogger.Instance, default);
-        attacker.Start(new Ignore());
+        Ignore.Start(attacker);
         // A leaf may send 2 queries a second; this sends 200 a second, each with a fresh id.
         var limit = new OverlayOptions().LeafQueryRate.PerSecond;
         int sent = 0;
@@ -168,7 +169,7 @@ public sealed class OverlayFloodTests
         await attacker.Closed.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(sent < 2000, $"The flooder was dropped only after {sent} queries.");
 
-        var status = victim.Status();
+        var status = await victim.StatusAsync();
         Assert.True(status.Overlay.QueryRoutes <= 40, $"{status.Overlay.QueryRoutes} query routes kept for a flood that was refused.");
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -177,14 +178,8 @@ public sealed class OverlayFloodTests
 
         // Shunned: it cannot simply come back.
         await using var again = await Link.ConnectAsync(victim.LinkEndPoint, IPAddress.Loopback, identity, victim.Id, new LinkOptions(), TimeProvider.System, NullLogger.Instance, default);
-        again.Start(new Ignore());
+        Ignore.Start(again);
         await again.Closed.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(victim.RefusedLinks >= 1);
-    }
-
-    private sealed class Ignore : ILinkHandler
-    {
-        public void OnCell(Link link, Span<byte> cell) { }
-        public void OnClosed(Link link, Exception? reason) { }
     }
 }

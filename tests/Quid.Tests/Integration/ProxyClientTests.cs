@@ -124,7 +124,10 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
         if (client.EndsWith("ipv6", StringComparison.Ordinal))
             Assert.All(seen, address => Assert.Equal(IPAddress.IPv6Loopback, address));
         else
-            Assert.All(seen, address => Assert.Contains(address, Network.ClientPartnerAddresses()));
+        {
+            var partners = await Network.ClientPartnerAddressesAsync();
+            Assert.All(seen, address => Assert.Contains(address, partners));
+        }
         Assert.DoesNotContain(Network.Client.LinkEndPoint.Address, seen);
         Assert.DoesNotContain(IPAddress.Loopback, seen);
         if (run.ByName) Assert.Contains(ProxyNetworkFixture.Name, fixture.Resolved.Skip(resolvedBefore));

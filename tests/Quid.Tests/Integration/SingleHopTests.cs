@@ -28,7 +28,7 @@ public sealed class SingleHopTests
             Assert.Equal(SHA256.HashData(expected), SHA256.HashData(await File.ReadAllBytesAsync(file)));
 
             var seen = Assert.Single(network.Web.Clients);
-            Assert.Contains(seen, network.ClientPartnerAddresses());
+            Assert.Contains(seen, await network.ClientPartnerAddressesAsync());
             Assert.NotEqual(IPAddress.Loopback, seen);
             Assert.NotEqual(network.Client.LinkEndPoint.Address, seen);
         }

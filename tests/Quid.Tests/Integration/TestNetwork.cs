@@ -78,12 +78,15 @@ internal sealed class TestNetwork : IAsyncDisposable
     }
 
     public Task WaitForClientPartnerAsync() =>
-        Eventually.WaitUntilAsync(() => Client.Status().RequestMet, TimeSpan.FromSeconds(20), "the client node's request to be met");
+        Eventually.WaitUntilAsync(async () => (await Client.StatusAsync()).RequestMet, TimeSpan.FromSeconds(20), "the client node's request to be met");
+
+    /// <summary>Every node's status, in order.</summary>
+    public Task<NodeStatus[]> StatusesAsync() => Task.WhenAll(_nodes.Select(n => n.StatusAsync()));
 
     /// <summary>The loopback addresses of the nodes that grant the client bandwidth: the only ones allowed to exit its streams.</summary>
-    public IReadOnlyList<IPAddress> ClientPartnerAddresses()
+    public async Task<IReadOnlyList<IPAddress>> ClientPartnerAddressesAsync()
     {
-        var granting = Client.Status().Agreements.Where(a => a.TheyGrant is not null).Select(a => a.Partner).ToHashSet();
+        var granting = (await Client.StatusAsync()).Agreements.Where(a => a.TheyGrant is not null).Select(a => a.Partner).ToHashSet();
         return [.. _nodes.Where(n => granting.Contains(n.Id)).Select(n => n.LinkEndPoint.Address)];
     }
 

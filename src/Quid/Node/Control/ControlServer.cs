@@ -127,10 +127,10 @@ public sealed class ControlServer : IAsyncDisposable
         (object Value, JsonTypeInfo Type)? answer = path switch
         {
             "/api/id" => (ControlViews.Id(_node), ControlJson.Default.IdReport),
-            "/api/status" => (ControlViews.Status(_node, _monitor), ControlJson.Default.StatusReport),
-            "/api/peers" => (ControlViews.Peers(_node), ControlJson.Default.IReadOnlyListPeerReport),
+            "/api/status" => (await ControlViews.StatusAsync(_node, _monitor).ConfigureAwait(false), ControlJson.Default.StatusReport),
+            "/api/peers" => (await ControlViews.PeersAsync(_node).ConfigureAwait(false), ControlJson.Default.IReadOnlyListPeerReport),
             "/api/circuits" => (ControlViews.Circuits(_node), ControlJson.Default.CircuitsReport),
-            "/api/ledger" => (ControlViews.Ledger(_node, _dataDirectory), ControlJson.Default.IReadOnlyListLedgerRow),
+            "/api/ledger" => (await ControlViews.LedgerAsync(_node, _dataDirectory).ConfigureAwait(false), ControlJson.Default.IReadOnlyListLedgerRow),
             "/api/throughput" => (_monitor.History, ControlJson.Default.IReadOnlyListThroughputSample),
             _ => null,
         };

@@ -10,9 +10,9 @@ public static class ControlViews
 {
     public static IdReport Id(QuidNode node) => new(node.Id.ToString(), node.Id.Brief);
 
-    public static StatusReport Status(QuidNode node, NodeMonitor monitor)
+    public static async Task<StatusReport> StatusAsync(QuidNode node, NodeMonitor monitor)
     {
-        var status = node.Status();
+        var status = await node.StatusAsync().ConfigureAwait(false);
         var circuits = node.Circuits.Circuits.Where(c => c.State != CircuitState.Closed).ToList();
         var phase = NodeMonitor.PhaseOf(status, status.SocksEndPoint is not null);
         return new StatusReport(
@@ -31,7 +31,7 @@ public static class ControlViews
             status.ReceivedKbps,
             status.Agreements.Sum(a => a.WeGrant?.Kbps ?? 0),
             status.FreeBlocks.Sum(b => b.Kbps),
-            OfferBlocks(status.Offer, node.GrantedBlocks(), status.FreeBlocks),
+            OfferBlocks(status.Offer, await node.GrantedBlocksAsync().ConfigureAwait(false), status.FreeBlocks),
             monitor.Rates,
             status.Neighbours.Count,
             status.Agreements.Count,
@@ -80,9 +80,9 @@ public static class ControlViews
         }
     }
 
-    public static IReadOnlyList<PeerReport> Peers(QuidNode node)
+    public static async Task<IReadOnlyList<PeerReport>> PeersAsync(QuidNode node)
     {
-        var status = node.Status();
+        var status = await node.StatusAsync().ConfigureAwait(false);
         var verdicts = status.Partners.ToDictionary(p => p.Id, p => p.Verdict);
         return [.. status.Neighbours
             .OrderByDescending(n => n.Ultrapeer).ThenBy(n => n.Since)
@@ -110,11 +110,11 @@ public static class ControlViews
     /// The ledger as the database holds it (every partner ever, with past agreements), brought up
     /// to the second with the running node's counters, grants and verdicts.
     /// </summary>
-    public static IReadOnlyList<LedgerRow> Ledger(QuidNode node, string dataDirectory)
+    public static async Task<IReadOnlyList<LedgerRow>> LedgerAsync(QuidNode node, string dataDirectory)
     {
         IReadOnlyList<LedgerEntry> stored;
         using (var database = new NodeDatabase(dataDirectory, readOnly: true)) stored = database.ReadLedger();
-        var status = node.Status();
+        var status = await node.StatusAsync().ConfigureAwait(false);
         var rows = stored.ToDictionary(e => e.Partner, LedgerRow.From);
         foreach (var partner in status.Partners)
         {

@@ -5,8 +5,9 @@ namespace Quid.Node.Control;
 
 /// <summary>
 /// Watches a running node once a second: samples the ledger's byte counters into live rates and a
-/// few minutes of history (for <c>quid status</c>, the dashboard's chart and the metrics), and
-/// logs each step of bootstrapping as the node reaches it.
+/// few minutes of history (for <c>quid status</c>, the dashboard's chart and the metrics), keeps
+/// the node's latest status for the metrics, and logs each step of bootstrapping as the node
+/// reaches it.
 /// </summary>
 public sealed class NodeMonitor : IAsyncDisposable
 {
@@ -25,6 +26,7 @@ public sealed class NodeMonitor : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private Task _loop = Task.CompletedTask;
     private NodePhase? _phase;
+    private NodeStatus? _latest;
 
     public NodeMonitor(QuidNode node, TimeProvider time, ILogger logger, TimeSpan? interval = null)
     {
@@ -38,9 +40,10 @@ public sealed class NodeMonitor : IAsyncDisposable
     public DateTimeOffset Started { get; }
     public TimeSpan Uptime => _time.GetUtcNow() - Started;
 
-    public void Start()
+    /// <summary>Takes the first sample, then one every interval.</summary>
+    public async Task StartAsync()
     {
-        Sample();
+        await SampleAsync().ConfigureAwait(false);
         _loop = Task.Run(LoopAsync);
     }
 
@@ -49,7 +52,7 @@ public sealed class NodeMonitor : IAsyncDisposable
         using var timer = new PeriodicTimer(_interval, _time);
         try
         {
-            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false)) Sample();
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false)) await SampleAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -86,7 +89,13 @@ public sealed class NodeMonitor : IAsyncDisposable
         get { lock (_lock) return _phase ?? NodePhase.Joining; }
     }
 
-    private void Sample()
+    /// <summary>The node's status at the last sample: what the metrics report, so a scrape never waits for the node.</summary>
+    public NodeStatus Latest
+    {
+        get { lock (_lock) return _latest ?? throw new InvalidOperationException("The monitor has not started."); }
+    }
+
+    private async Task SampleAsync()
     {
         try
         {
@@ -106,10 +115,10 @@ public sealed class NodeMonitor : IAsyncDisposable
                 _totals.Enqueue((now, time, given, received));
                 if (_totals.Count > RateWindow + 1) _totals.Dequeue();
             }
-            var status = _node.Status();
+            var status = await _node.StatusAsync().ConfigureAwait(false);
             var phase = PhaseOf(status, _node.SocksEndPoint is not null);
             NodePhase? before;
-            lock (_lock) (before, _phase) = (_phase, phase);
+            lock (_lock) (before, _phase, _latest) = (_phase, phase, status);
             if (before != phase) _logger.LogInformation("{Phase}", Describe(phase, status, _node.Options.Request));
         }
         catch (ObjectDisposedException)

@@ -81,7 +81,13 @@ public sealed class DemoNetwork : IAsyncDisposable
     }
 
     /// <summary>How many nodes have their request met (donors count as met).</summary>
-    public int MatchedNodes => _nodes.Count(n => n.Status().RequestMet);
+    public async Task<int> MatchedNodesAsync()
+    {
+        int matched = 0;
+        foreach (var node in _nodes)
+            if ((await node.StatusAsync().ConfigureAwait(false)).RequestMet) matched++;
+        return matched;
+    }
 
     /// <summary>Fetches the demo page directly and through the client node; says which address the server saw each time.</summary>
     public async Task<DemoFetch> FetchAsync(CancellationToken cancellationToken)

@@ -31,7 +31,7 @@ public sealed class NodeService(NodeSettings settings, ILoggerFactory loggers, T
         else _logger.LogInformation("No {File}: configuration from the environment, flags and defaults", settings.ConfigFile);
         _node = await QuidNode.StartAsync(settings.Node, loggers, time).ConfigureAwait(false);
         _monitor = new NodeMonitor(_node, time, _logger);
-        _monitor.Start();
+        await _monitor.StartAsync().ConfigureAwait(false);
         if (settings.Control is not { } endPoint) return;
         _metrics = new NodeMetrics(_node, _monitor);
         try

@@ -17,9 +17,6 @@ public sealed class NodeMetrics : IDisposable
 
     private readonly QuidNode _node;
     private readonly NodeMonitor _monitor;
-    private readonly Lock _lock = new();
-    private NodeStatus? _status;
-    private long _statusAt;
 
     public NodeMetrics(QuidNode node, NodeMonitor monitor)
     {
@@ -50,22 +47,8 @@ public sealed class NodeMetrics : IDisposable
 
     public Meter Meter { get; }
 
-    /// <summary>
-    /// One status per collection, not one per instrument: a collector reads every instrument in a
-    /// burst, and each status takes the node's lock.
-    /// </summary>
-    private NodeStatus Snapshot()
-    {
-        lock (_lock)
-        {
-            if (_status is null || TimeProvider.System.GetElapsedTime(_statusAt) > TimeSpan.FromMilliseconds(500))
-            {
-                _status = _node.Status();
-                _statusAt = TimeProvider.System.GetTimestamp();
-            }
-            return _status;
-        }
-    }
+    /// <summary>The status the monitor sampled last (within a second): a collection never waits for the node.</summary>
+    private NodeStatus Snapshot() => _monitor.Latest;
 
     private static KeyValuePair<string, object?> Peer(NeighbourStatus neighbour) => new("peer", neighbour.Id.Brief);
 

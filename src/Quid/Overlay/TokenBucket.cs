@@ -1,4 +1,4 @@
-namespace Quid.Links;
+namespace Quid.Overlay;
 
 /// <summary>
 /// A rate and a burst: tokens accrue at <see cref="RatePerSecond"/> up to <see cref="Burst"/>,

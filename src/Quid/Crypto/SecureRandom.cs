@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 
-namespace Quid.Overlay;
+namespace Quid.Crypto;
 
 /// <summary>
 /// A <see cref="Random"/> that draws every value from the operating system's CSPRNG. It is the

@@ -1,2 +1,0 @@
-namespace Quid.Tests;
-public class SmokeTests { [Fact] public void Builds() => Assert.True(true); }
