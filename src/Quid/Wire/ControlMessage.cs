@@ -9,15 +9,23 @@ namespace Quid.Wire;
 public abstract record ControlMessage
 {
     public const int MaxSize = 64 * 1024;
+
+    /// <summary>The first byte of the message's encoding: what a receiver may rate-limit by before decoding the rest.</summary>
+    public abstract ControlType Type { get; }
 }
 
 /// <summary>The sender's own, current descriptor.</summary>
-public sealed record DescriptorMessage(Descriptor Descriptor) : ControlMessage;
+public sealed record DescriptorMessage(Descriptor Descriptor) : ControlMessage
+{
+    public override ControlType Type => ControlType.Descriptor;
+}
 
 /// <summary>Descriptors of nodes the sender knows: peer exchange.</summary>
 public sealed record PeersMessage(IReadOnlyList<Descriptor> Descriptors) : ControlMessage
 {
     public const int MaxDescriptors = 32;
+
+    public override ControlType Type => ControlType.Peers;
 }
 
 /// <summary>16 random bytes naming one search, so ultrapeers can drop copies and route hits back.</summary>
@@ -51,10 +59,15 @@ public sealed record QueryMessage(QueryId Id, byte Ttl, byte Hops, Block Wanted,
 {
     public const byte MaxTtl = 7;
     public const byte MaxResultsLimit = 16;
+
+    public override ControlType Type => ControlType.Query;
 }
 
 /// <summary>Signed descriptors answering a query, travelling back the way the query came.</summary>
-public sealed record QueryHitMessage(QueryId Query, IReadOnlyList<Descriptor> Descriptors) : ControlMessage;
+public sealed record QueryHitMessage(QueryId Query, IReadOnlyList<Descriptor> Descriptors) : ControlMessage
+{
+    public override ControlType Type => ControlType.QueryHit;
+}
 
 public enum GoodbyeReason : byte
 {
@@ -66,11 +79,20 @@ public enum GoodbyeReason : byte
 }
 
 /// <summary>Sent just before closing a link on purpose, so the other side knows why and whether to come back.</summary>
-public sealed record GoodbyeMessage(GoodbyeReason Reason) : ControlMessage;
+public sealed record GoodbyeMessage(GoodbyeReason Reason) : ControlMessage
+{
+    public override ControlType Type => ControlType.Goodbye;
+}
 
-public sealed record AgreementProposal(AgreementTerms Terms, byte[] ProposerSignature) : ControlMessage;
+public sealed record AgreementProposal(AgreementTerms Terms, byte[] ProposerSignature) : ControlMessage
+{
+    public override ControlType Type => ControlType.AgreementProposal;
+}
 
-public sealed record AgreementAcceptance(AgreementId Agreement, byte[] AcceptorSignature) : ControlMessage;
+public sealed record AgreementAcceptance(AgreementId Agreement, byte[] AcceptorSignature) : ControlMessage
+{
+    public override ControlType Type => ControlType.AgreementAcceptance;
+}
 
 public enum AgreementRejectReason : byte
 {
@@ -80,7 +102,10 @@ public enum AgreementRejectReason : byte
     AlreadyPartners = 4,
 }
 
-public sealed record AgreementRejection(AgreementId Agreement, AgreementRejectReason Reason) : ControlMessage;
+public sealed record AgreementRejection(AgreementId Agreement, AgreementRejectReason Reason) : ControlMessage
+{
+    public override ControlType Type => ControlType.AgreementRejection;
+}
 
 public enum AgreementEndReason : byte
 {
@@ -91,13 +116,19 @@ public enum AgreementEndReason : byte
     LinkLost = 4,
 }
 
-public sealed record AgreementEnd(AgreementId Agreement, AgreementEndReason Reason) : ControlMessage;
+public sealed record AgreementEnd(AgreementId Agreement, AgreementEndReason Reason) : ControlMessage
+{
+    public override ControlType Type => ControlType.AgreementEnd;
+}
 
 /// <summary>
 /// The sender now grants less (or, after a recovery, more) under this agreement: one buddy
 /// order at a time, in proportion to what the receiver was found to deliver.
 /// </summary>
-public sealed record GrantChanged(AgreementId Agreement, Block? Grant) : ControlMessage;
+public sealed record GrantChanged(AgreementId Agreement, Block? Grant) : ControlMessage
+{
+    public override ControlType Type => ControlType.GrantChanged;
+}
 
 /// <summary>The first byte of every control message.</summary>
 public enum ControlType : byte
@@ -126,18 +157,16 @@ public static class ControlCodec
             throw new ArgumentException($"{message.GetType().Name} of {length} bytes exceeds {ControlMessage.MaxSize}.", nameof(message));
         var buffer = new byte[length];
         var writer = new WireWriter(buffer);
+        writer.WriteByte((byte)message.Type);
         switch (message)
         {
             case DescriptorMessage m:
-                writer.WriteByte((byte)ControlType.Descriptor);
                 writer.WriteBytes(m.Descriptor.Encoded);
                 break;
             case PeersMessage m:
-                writer.WriteByte((byte)ControlType.Peers);
                 WriteDescriptors(ref writer, m.Descriptors);
                 break;
             case QueryMessage m:
-                writer.WriteByte((byte)ControlType.Query);
                 m.Id.WriteTo(writer.Reserve(QueryId.Size));
                 writer.WriteByte(m.Ttl);
                 writer.WriteByte(m.Hops);
@@ -146,36 +175,29 @@ public static class ControlCodec
                 writer.WriteByte(m.MaxResults);
                 break;
             case QueryHitMessage m:
-                writer.WriteByte((byte)ControlType.QueryHit);
                 m.Query.WriteTo(writer.Reserve(QueryId.Size));
                 WriteDescriptors(ref writer, m.Descriptors);
                 break;
             case GoodbyeMessage m:
-                writer.WriteByte((byte)ControlType.Goodbye);
                 writer.WriteByte((byte)m.Reason);
                 break;
             case AgreementProposal m:
-                writer.WriteByte((byte)ControlType.AgreementProposal);
                 m.Terms.Encode(ref writer);
                 writer.WriteBytes(m.ProposerSignature);
                 break;
             case AgreementAcceptance m:
-                writer.WriteByte((byte)ControlType.AgreementAcceptance);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteBytes(m.AcceptorSignature);
                 break;
             case AgreementRejection m:
-                writer.WriteByte((byte)ControlType.AgreementRejection);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte((byte)m.Reason);
                 break;
             case AgreementEnd m:
-                writer.WriteByte((byte)ControlType.AgreementEnd);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte((byte)m.Reason);
                 break;
             case GrantChanged m:
-                writer.WriteByte((byte)ControlType.GrantChanged);
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte(Block.Encode(m.Grant));
                 break;
