@@ -1,3 +1,4 @@
+using Quid.Core;
 using Quid.Exchange;
 using Quid.Wire;
 
@@ -84,7 +85,7 @@ public sealed class Metrics
 
     internal void Sent(ControlMessage message)
     {
-        SentByType[(byte)SimNode.TypeOf(message)]++;
+        SentByType[(byte)message.Type]++;
         var query = message switch
         {
             QueryMessage q => q.Id,
@@ -159,9 +160,9 @@ public sealed class Metrics
             watch.EndedFirst = Now;
     }
 
-    internal void Probed(SimNode prober, SimNode partner, double delivered, long promised, IReadOnlyList<MarketAction> actions)
+    internal void Probed(SimNode prober, SimNode partner, double delivered, long promised, IReadOnlyList<NodeEffect> effects)
     {
-        var verdict = actions.OfType<VerdictReached>().Select(v => (Verdict?)v.Verdict).FirstOrDefault();
+        var verdict = effects.OfType<NodeEffect.VerdictReached>().Select(v => (Verdict?)v.Verdict).FirstOrDefault();
         bool failed = verdict is Verdict.Underdelivering or Verdict.Shunned;
         var pair = (prober.Index, partner.Index);
         if (partner.Agent.Serves && partner.Online)
@@ -194,7 +195,7 @@ public sealed class Metrics
         foreach (var node in online)
         {
             node.Stats.WindowSeconds += seconds;
-            if (node.Market.Request is { } request) node.Stats.WantedKbit += request.Kbps * node.PartnersWanted * seconds;
+            if (node.Market.Request is { } request) node.Stats.WantedKbit += request.Kbps * node.Core.PartnersWanted * seconds;
             double share = node.DeliveredShare();
             if (share <= 0) continue;
             foreach (var agreement in node.Market.Active)
@@ -217,7 +218,7 @@ public sealed class Metrics
         foreach (var node in online)
         {
             if (node.Overlay.Role == Overlay.OverlayRole.Ultrapeer) ultrapeers++;
-            links += node.Links.Count;
+            links += node.Core.LinkCount;
             var market = node.Market;
             if (market.Request is not null)
             {

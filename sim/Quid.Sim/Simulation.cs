@@ -220,7 +220,7 @@ public sealed class Simulation
             if (other == node || partners.Contains(other.Id)) continue;
             // The node must be able to reach the other (a link, or an address to dial), and
             // neither may be refusing the other after a verdict.
-            if (!node.Links.ContainsKey(other.Id) && other.Host.Address is null) continue;
+            if (node.Core.LinkTo(other.Id) is null && other.Host.Address is null) continue;
             if (node.Market.Shuns(other.Id) || other.Market.Shuns(node.Id)) continue;
             if (other.Market.Capacity.LargestFree is not { } free || free < request || !other.Market.CanGrant(node.Id, request)) continue;
             if (other.Market.Request is not { } wants || node.Market.CanGrant(other.Id, wants)) return true;
@@ -242,7 +242,7 @@ public sealed class WireCheck(int every)
         var bytes = ControlCodec.Encode(message);
         // Decoding checks every descriptor's signature too.
         var decoded = ControlCodec.Decode(bytes);
-        if (ControlCodec.PeekType(bytes) != SimNode.TypeOf(message) || decoded.GetType() != message.GetType() || !ControlCodec.Encode(decoded).AsSpan().SequenceEqual(bytes)
+        if (ControlCodec.PeekType(bytes) != message.Type || decoded.GetType() != message.GetType() || !ControlCodec.Encode(decoded).AsSpan().SequenceEqual(bytes)
             || bytes.Length != ControlCodec.EncodedLength(message))
             throw new InvalidOperationException($"A {message.GetType().Name} does not survive the wire unchanged: the simulator has drifted from the codec.");
         Checked++;

@@ -100,6 +100,18 @@ public sealed class Market
 
     public Ledger Ledger { get; }
 
+    /// <summary>
+    /// The block each agreement should grant us, and how many such agreements we want. A walk of
+    /// several hops needs partners of partners, so a multi-hop node asks for its request as four
+    /// smaller blocks from four partners, as the seed suggests for chaining proxies.
+    /// </summary>
+    public static (Block? Block, int Partners) SplitRequest(Block? request, int hops)
+    {
+        const int partners = 4;
+        if (request is not { } total || hops == 1) return (request, 1);
+        return (new Block((byte)Math.Max(0, total.Order - 2)), partners);
+    }
+
     public Block Offer { get; }
     /// <summary>The block we ask for in return; null for a donor.</summary>
     public Block? Request { get; }
@@ -165,13 +177,10 @@ public sealed class Market
     /// proposal each. A candidate fits if its free block holds our request and its own request
     /// fits our free capacity; among those, an even trade (it asks what we ask) comes first,
     /// then the tightest free block. A candidate we are not linked to is asked for a link first
-    /// and proposed to once the link is up.
+    /// and proposed to once the link is up. Each candidate comes with its node id, which the
+    /// overlay already knows, so no key is hashed again.
     /// </summary>
-    public IReadOnlyList<MarketAction> Search(IEnumerable<Descriptor> candidates, Func<NodeId, bool> isLinked) =>
-        SearchOffers(candidates.Select(d => (d.Id, d)), isLinked);
-
-    /// <summary>As <see cref="Search"/>, with each candidate's node id already known (the overlay's <c>CandidateOffers</c>), so no key is hashed again.</summary>
-    public IReadOnlyList<MarketAction> SearchOffers(IEnumerable<(NodeId Id, Descriptor Descriptor)> candidates, Func<NodeId, bool> isLinked)
+    public IReadOnlyList<MarketAction> Search(IEnumerable<(NodeId Id, Descriptor Descriptor)> candidates, Func<NodeId, bool> isLinked)
     {
         var actions = new List<MarketAction>();
         ExpireProposals();

@@ -47,11 +47,6 @@ public sealed record NodeOptions
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>How often the ledger's counters reach the database; a kill -9 loses at most this much counting.</summary>
     public TimeSpan LedgerFlushInterval { get; init; } = TimeSpan.FromSeconds(2);
-    /// <summary>
-    /// The fraction of each grant this node really serves. 1 for every honest node; tests and the
-    /// simulator set less to play a partner that under-delivers.
-    /// </summary>
-    public double ServiceFactor { get; init; } = 1;
     /// <summary>Hops per circuit, 1 to 8: 1 is the seed's base design (a partner is the exit); the default 3 means no single node sees both you and your destination.</summary>
     public int Hops { get; init; } = 3;
     public LinkOptions Links { get; init; } = new();

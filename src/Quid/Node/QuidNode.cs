@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Quid.Circuits;
+using Quid.Core;
 using Quid.Crypto;
 using Quid.Exchange;
 using Quid.Links;
@@ -14,52 +16,80 @@ using Quid.Wire;
 namespace Quid.Node;
 
 /// <summary>
-/// One Quid node: the layers put together. Links carry cells; control messages go to the
-/// overlay and the market, which are state machines guarded by one lock; circuit cells go to the
-/// circuit manager; the SOCKS listener opens streams through partners that grant us bandwidth.
-/// A timer runs the seed's loop: keep the overlay linked, search while the request is unmet,
-/// propose to what the search found, and keep the descriptor current.
+/// One Quid node on real sockets: the node core (the overlay and the market) on one event loop,
+/// the circuits, the proxies, the ledger's database. Links hand their control messages to the
+/// loop through a channel and their circuit cells straight to the circuit table; a timer feeds
+/// the loop its ticks; everything the core decides comes back as effects that the loop carries
+/// out. No lock guards the core: only the loop touches it.
 /// </summary>
 public sealed class QuidNode : IControlMessages, IAsyncDisposable
 {
     private static readonly TimeSpan PeerCacheInterval = TimeSpan.FromMinutes(1);
-    // A request that has just become unmet searches at once, but a burst of such news floods at most once a second.
-    private static readonly TimeSpan MinSearchGap = TimeSpan.FromSeconds(1);
     /// <summary>After a new link, the peer cache is written this soon, so that even a node killed young rejoins.</summary>
     private static readonly TimeSpan PeerCacheAfterLink = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// Control bytes one link may have waiting for the loop. A neighbour that sends faster than the
+    /// node decodes is flooding, and its link is closed rather than let it fill our memory.
+    /// </summary>
+    private const long MaxControlBacklog = 1 << 20;
+
+    [ThreadStatic] private static QuidNode? t_onLoop;
 
     private readonly NodeOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ILogger _linkLogger;
-    private readonly Lock _gate = new();
-    private readonly Overlay.Overlay _overlay;
-    private readonly Market _market;
+    private readonly Channel<NodeEvent> _events = Channel.CreateUnbounded<NodeEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CircuitManager _circuits;
     private readonly CircuitPool _pool;
     private readonly NodeDatabase _database;
     private readonly Ledger _ledger;
     private readonly Shaper _down;
     private readonly Shaper _up;
-    private readonly ConcurrentDictionary<NodeId, Link> _links = new();
-    private readonly ConcurrentDictionary<IPEndPoint, byte> _dialing = new();
-    private readonly IReadOnlyList<(NodeId Id, string Address)> _friendAddresses;
+    private readonly ConcurrentDictionary<Link, ControlBacklog> _backlogs = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly IPAddress? _bindAddress;
+    private NodeCore<Link> _core = null!;
     private LinkListener? _listener;
     private SocksListener? _socks;
     private HttpProxyListener? _httpProxy;
     private Task _loop = Task.CompletedTask;
-    private string _publishedContent = "";
-    private DateTimeOffset _publishedAt;
-    private DateTimeOffset _lastSearch;
+    private Task _ticker = Task.CompletedTask;
+    /// <summary>What the circuits may ask from their own threads: a copy the loop replaces after each batch of events that changed it.</summary>
+    private volatile PartnerView _partners = PartnerView.Empty;
+    private bool _partnersChanged;
     private DateTimeOffset _lastPeerSave;
     private DateTimeOffset _lastLedgerSave;
-    private volatile bool _newLinks;
+    private bool _newLinks;
+    private int _tickQueued;
     private long _refusedLinks;
+
+    /// <summary>What the loop is fed.</summary>
+    private abstract record NodeEvent;
+    private sealed record TickDue : NodeEvent;
+    private sealed record LinkEstablished(Link Link, EndPoint? Dialed) : NodeEvent;
+    private sealed record ControlArrived(Link Link, byte[] Payload) : NodeEvent;
+    private sealed record LinkClosed(Link Link) : NodeEvent;
+    private sealed record DialFailed(EndPoint Address, NodeId? Expected) : NodeEvent;
+    private sealed record ProbeMeasured(NodeId Partner, double DeliveredKbps, long PromisedKbps) : NodeEvent;
+    /// <summary>Work that must see the core as it is: status, a search, path choice, stopping.</summary>
+    private sealed record OnLoop(Action Run) : NodeEvent;
+
+    private sealed class ControlBacklog
+    {
+        public long Bytes;
+    }
+
+    /// <summary>Partners with their links and what we grant each other, for the circuits' admission and extension.</summary>
+    private sealed record PartnerView(IReadOnlyDictionary<NodeId, Link> Links, IReadOnlyDictionary<NodeId, long> GrantedTo, IReadOnlyDictionary<NodeId, long> GrantedBy)
+    {
+        public static readonly PartnerView Empty = new(new Dictionary<NodeId, Link>(), new Dictionary<NodeId, long>(), new Dictionary<NodeId, long>());
+    }
 
     private QuidNode(NodeOptions options, NodeIdentity identity, NodeDatabase database, TimeProvider time, ILoggerFactory loggers)
     {
+        if (options.Hops is < 1 or > Cell.MaxRelayEarly)
+            throw new ArgumentException($"Hops must be between 1 and {Cell.MaxRelayEarly}; {options.Hops} was given.");
         _options = options;
         _time = time;
         _database = database;
@@ -67,25 +97,15 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _logger = loggers.CreateLogger("Quid.Node");
         _linkLogger = loggers.CreateLogger("Quid.Links");
         _bindAddress = options.OutboundBindAddress ?? options.SpecificListenAddress;
-        var friends = options.Friends.Select(ParseFriend).ToList();
-        _friendAddresses = [.. friends.Where(f => f.Address is not null).Select(f => (f.Id, f.Address!))];
-        var overlayOptions = friends.Count == 0 ? options.Overlay : options.Overlay with { Friends = friends.Select(f => f.Id).ToHashSet() };
-        _overlay = new Overlay.Overlay(identity, time, overlayOptions);
         _ledger = new Ledger(time);
         foreach (var account in database.LoadAccounts()) _ledger.Add(account);
-        if (options.Hops is < 1 or > Cell.MaxRelayEarly)
-            throw new ArgumentException($"Hops must be between 1 and {Cell.MaxRelayEarly}; {options.Hops} was given.");
-        // A walk of several hops needs partners of partners, so a multi-hop node asks for its
-        // request as four smaller blocks from four partners, as the seed suggests for chaining.
-        var (request, wanted) = SplitRequest(options.Request, options.Hops);
-        _market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = wanted }, _ledger);
-        _down = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
-        _up = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
+        _down = new Shaper(options.Offer.BytesPerSecond, time);
+        _up = new Shaper(options.Offer.BytesPerSecond, time);
         var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
         _circuits = new CircuitManager(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
         _pool = new CircuitPool(_circuits, options.Paths with { Hops = options.Hops },
-            new PathSource(identity.Id, FirstHops, id => _overlay.Find(id), SocksAuth.None), time, circuitLogger);
+            new PathSource(identity.Id, () => RunOnLoop(FirstHops), id => RunOnLoop(() => _core.Overlay.Find(id)), SocksAuth.None), time, circuitLogger);
     }
 
     public NodeIdentity Identity { get; }
@@ -123,27 +143,50 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         }
     }
 
-    /// <summary>The block each agreement should grant us, and how many such agreements we want.</summary>
-    internal static (Block? Block, int Partners) SplitRequest(Block? request, int hops)
+    /// <summary>
+    /// The core's settings from the node's: the same function of the same options every time, so a
+    /// test can check that the simulator configures its nodes' cores as a real node would.
+    /// </summary>
+    internal static CoreOptions CoreOptionsFor(NodeOptions options, IPEndPoint? address)
     {
-        const int partners = 4;
-        if (request is not { } total || hops == 1) return (request, 1);
-        return (new Block((byte)Math.Max(0, total.Order - 2)), partners);
+        var friends = options.Friends.Select(ParseFriend).ToList();
+        return new CoreOptions
+        {
+            Offer = options.Offer,
+            Request = options.Request,
+            Hops = options.Hops,
+            Address = address,
+            ExitPolicy = options.ExitPolicy,
+            Bootstrap = [.. options.Peers.Select(p => (ParseEndPoint(p), (NodeId?)null)),
+                .. friends.Where(f => f.Address is not null).Select(f => (f.Address!, (NodeId?)f.Id))],
+            SearchInterval = options.SearchInterval,
+            DescriptorLifetime = options.DescriptorLifetime,
+            Overlay = friends.Count == 0 ? options.Overlay : options.Overlay with { Friends = friends.Select(f => f.Id).ToHashSet() },
+            Market = options.Market,
+        };
     }
 
-    private static (NodeId Id, string? Address) ParseFriend(string entry)
+    private static (NodeId Id, EndPoint? Address) ParseFriend(string entry)
     {
         var parts = entry.Split('@', 2);
         if (!NodeId.TryParse(parts[0], out var id))
             throw new ArgumentException($"Friend '{entry}' is not a node id (32 base32 characters, as 'quid id' prints), optionally followed by @host:port.");
-        return (id, parts.Length == 2 ? parts[1] : null);
+        return (id, parts.Length == 2 ? ParseEndPoint(parts[1]) : null);
+    }
+
+    /// <summary>A peer's host:port; a name stays a name, resolved when it is dialed.</summary>
+    private static EndPoint ParseEndPoint(string text)
+    {
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture, out int port) || port is <= 0 or > 65535
+            || text[..colon].Trim('[', ']') is not { Length: > 0 } host)
+            throw new ArgumentException($"Peer '{text}' is not host:port.");
+        return IPAddress.TryParse(host, out var literal) ? new IPEndPoint(literal, port) : new DnsEndPoint(host, port);
     }
 
     private void Open(bool identityCreated)
     {
         _logger.LogInformation("Node {Id} ({Origin})", Id, identityCreated ? "new identity" : "identity loaded");
-        var cached = _database.LoadPeers();
-        lock (_gate) _overlay.AddCachedPeers(cached);
         // The proxies open first: a proxy address that is not loopback stops the node before it touches the network.
         if (_options.Socks is { } socks)
         {
@@ -157,72 +200,140 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
             _httpProxy.Start();
             _logger.LogInformation("HTTP proxy on {EndPoint}", _httpProxy.LocalEndPoint);
         }
-        _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, OnLinkEstablished);
+        // Links accepted from here on wait in the channel until the loop runs.
+        _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, link => Post(new LinkEstablished(link, null), link));
         _listener.Start();
+        var address = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener.LocalEndPoint : null);
+        _core = new NodeCore<Link>(Identity, CoreOptionsFor(_options, address), _time, _ledger);
+        var cached = _database.LoadPeers();
+        _core.Overlay.AddCachedPeers(cached);
         _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}{Cache}{Friends}",
             _listener.LocalEndPoint, _options.Offer, _options.Request?.ToString() ?? "nothing (donor)",
             cached.Count > 0 ? $"; {cached.Count} peers remembered" : "",
-            _overlay.FriendsOnly ? $"; friends only ({_options.Friends.Count})" : "");
-        Publish(force: true);
+            _core.Overlay.FriendsOnly ? $"; friends only ({_options.Friends.Count})" : "");
         _lastPeerSave = _lastLedgerSave = _time.GetUtcNow();
         _loop = Task.Run(LoopAsync);
+        Post(new OnLoop(() => Execute(_core.Start())));
+        _ticker = Task.Run(TickerAsync);
+    }
+
+    // ---- The loop ----
+
+    /// <summary>Queues an event for the loop; false once the node has stopped (a link it carried is then closed).</summary>
+    private bool Post(NodeEvent e, Link? link = null)
+    {
+        if (_events.Writer.TryWrite(e)) return true;
+        link?.Close(null);
+        return false;
     }
 
     private async Task LoopAsync()
     {
-        using var timer = new PeriodicTimer(_options.TickInterval, _time);
-        do
+        var reader = _events.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
+            t_onLoop = this;
             try
             {
-                Tick();
+                while (reader.TryRead(out var e)) Handle(e);
+                if (_partnersChanged) RefreshPartners();
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            finally
             {
-                _logger.LogError(e, "Node upkeep failed; trying again next round");
+                t_onLoop = null;
             }
         }
-        while (await WaitAsync(timer).ConfigureAwait(false));
     }
 
-    private async Task<bool> WaitAsync(PeriodicTimer timer)
+    private void Handle(NodeEvent e)
     {
         try
         {
-            return await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false);
+            switch (e)
+            {
+                case TickDue:
+                    Volatile.Write(ref _tickQueued, 0);
+                    Tick();
+                    break;
+                case LinkEstablished established:
+                    OnLinkEstablished(established.Link, established.Dialed);
+                    break;
+                case ControlArrived control:
+                    if (_backlogs.TryGetValue(control.Link, out var backlog)) Interlocked.Add(ref backlog.Bytes, -control.Payload.Length);
+                    Execute(_core.Receive(control.Link, control.Link.PeerId, control.Payload));
+                    break;
+                case LinkClosed closed:
+                    _backlogs.TryRemove(closed.Link, out _);
+                    _partnersChanged = true;
+                    Execute(_core.LinkDown(closed.Link, closed.Link.PeerId));
+                    break;
+                case DialFailed failed:
+                    _core.DialFailed(failed.Address, failed.Expected);
+                    break;
+                case ProbeMeasured probe:
+                    Execute(_core.ProbeMeasured(probe.Partner, probe.DeliveredKbps, probe.PromisedKbps));
+                    break;
+                case OnLoop work:
+                    work.Run();
+                    break;
+            }
         }
-        catch (OperationCanceledException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            return false;
+            _logger.LogError(ex, "Handling {Event} failed; the node carries on", e.GetType().Name);
         }
     }
 
-    /// <summary>One round of upkeep: bootstrap, overlay, the seed's search and matching, descriptor freshness.</summary>
+    /// <summary>Runs <paramref name="work"/> on the loop, where the core may be read, and returns what it returns.</summary>
+    private Task<T> OnLoopAsync<T>(Func<T> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var posted = Post(new OnLoop(() =>
+        {
+            try
+            {
+                done.SetResult(work());
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        }));
+        return posted ? done.Task : Task.FromException<T>(new ObjectDisposedException(nameof(QuidNode), "The node has stopped."));
+    }
+
+    /// <summary>As <see cref="OnLoopAsync"/>, waiting for it; on the loop itself, at once.</summary>
+    private T RunOnLoop<T>(Func<T> work) => t_onLoop == this ? work() : OnLoopAsync(work).GetAwaiter().GetResult();
+
+    private async Task TickerAsync()
+    {
+        using var timer = new PeriodicTimer(_options.TickInterval, _time);
+        try
+        {
+            do
+            {
+                // A loop that is behind gets one tick, not a backlog of them.
+                if (Interlocked.Exchange(ref _tickQueued, 1) == 0) Post(new TickDue());
+            }
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false));
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+
+    /// <summary>One round of upkeep: the core's, the circuits built ahead, and the peer cache and ledger written now and then.</summary>
     private void Tick()
     {
-        var now = _time.GetUtcNow();
-        if (_links.IsEmpty)
-        {
-            foreach (var peer in _options.Peers) Dial(peer, null);
-            foreach (var (id, address) in _friendAddresses) Dial(address, id);
-        }
-        IReadOnlyList<OverlayAction> overlayActions;
-        IReadOnlyList<(NodeId Partner, long PromisedKbps)> probes;
-        lock (_gate)
-        {
-            overlayActions = _overlay.Tick();
-            probes = _market.DueProbes();
-        }
-        Execute(overlayActions);
-        Match(flood: false);
-        foreach (var (partner, promised) in probes) _ = ProbeAsync(partner, promised);
+        Execute(_core.Tick());
         _pool.Maintain();
-        Publish(force: false);
+        var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
         {
             _lastPeerSave = now;
             _newLinks = false;
-            SavePeers();
+            _database.SavePeers(_core.Overlay.ExportPeers());
         }
         if (now - _lastLedgerSave >= _options.LedgerFlushInterval)
         {
@@ -231,60 +342,146 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// The seed's search and matching, while our request is unmet: offers we know of are matched
-    /// at once; a search is flooded every SearchInterval, or at once when <paramref name="flood"/>
-    /// says the request has just become unmet (but never twice in a second).
-    /// </summary>
-    private void Match(bool flood)
-    {
-        IReadOnlyList<OverlayAction> overlayActions = [];
-        IReadOnlyList<MarketAction> marketActions;
-        lock (_gate)
-        {
-            if (_market.Request is not { } request || _market.RequestMet) return;
-            var canGrant = _market.Capacity.LargestFree;
-            var now = _time.GetUtcNow();
-            if (now - _lastSearch >= (flood ? MinSearchGap : _options.SearchInterval))
-            {
-                _lastSearch = now;
-                overlayActions = _overlay.Search(request, canGrant).Actions;
-            }
-            marketActions = _market.Search(_overlay.Candidates(request, canGrant), _links.ContainsKey);
-        }
-        Execute(overlayActions);
-        Execute(marketActions);
-    }
-
-    /// <summary>After the market changed: match now if the request is unmet, and search afresh if it was met a moment ago.</summary>
-    private void Rematch(bool wasMet)
-    {
-        bool met;
-        lock (_gate) met = _market.RequestMet;
-        if (!met) Match(flood: wasMet);
-    }
-
     private void SaveLedger()
     {
-        List<Agreement> active;
-        lock (_gate) active = [.. _market.Active];
-        foreach (var agreement in active) _database.SaveAgreement(agreement);
+        foreach (var agreement in _core.Market.Active) _database.SaveAgreement(agreement);
         _database.SaveAccounts(_ledger.Accounts);
     }
 
-    /// <summary>
-    /// An unannounced probe of a partner that grants us bandwidth; its verdict may shrink our
-    /// grant to it, or end the agreement. A partner that will not even carry the probe delivered nothing.
-    /// </summary>
-    private async Task ProbeAsync(NodeId partner, long promisedKbps)
+    // ---- Links ----
+
+    private async Task DialAsync(EndPoint address, NodeId? expected)
     {
-        Descriptor? descriptor;
-        lock (_gate) descriptor = _overlay.Find(partner);
-        if (!_links.TryGetValue(partner, out var link) || descriptor is null) return;
+        try
+        {
+            var target = address as IPEndPoint ?? await ResolveAsync((DnsEndPoint)address).ConfigureAwait(false);
+            var link = await Link.ConnectAsync(target, _bindAddress, Identity, expected, _options.Links, _time, _linkLogger, _stopping.Token).ConfigureAwait(false);
+            Post(new LinkEstablished(link, address), link);
+        }
+        catch (Exception e) when (e is LinkException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            _logger.LogDebug("Could not link to {Peer}: {Reason}", address, e.Message);
+            Post(new DialFailed(address, expected));
+        }
+    }
+
+    /// <summary>A bootstrap peer's name is resolved here: this is the node's own overlay traffic, never a user's destination.</summary>
+    private async Task<IPEndPoint> ResolveAsync(DnsEndPoint peer)
+    {
+        var addresses = await Dns.GetHostAddressesAsync(peer.Host, _stopping.Token).ConfigureAwait(false);
+        var address = addresses.FirstOrDefault(a => _bindAddress is null || a.AddressFamily == _bindAddress.AddressFamily) ?? addresses.FirstOrDefault()
+            ?? throw new SocketException((int)SocketError.HostNotFound);
+        return new IPEndPoint(address, peer.Port);
+    }
+
+    private void OnLinkEstablished(Link link, EndPoint? dialed)
+    {
+        var decision = _core.LinkUp(link, link.PeerId, link.Outbound, link.RemoteEndPoint, link.PeerSigningKey, dialed);
+        switch (decision.Verdict)
+        {
+            case LinkVerdict.Refuse:
+                Interlocked.Increment(ref _refusedLinks);
+                _logger.LogDebug("Refusing link with {Peer}: {Reason}", link.PeerId.Brief, decision.Reason);
+                // Started only so that the goodbye is written; what the peer sends meanwhile is not its own link's.
+                link.Start(_circuits, this);
+                link.SendControl(new GoodbyeMessage(decision.Reason));
+                _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+                return;
+            case LinkVerdict.Duplicate:
+                link.Close(null);
+                return;
+        }
+        decision.Replaced?.Close(null);
+        _backlogs[link] = new ControlBacklog();
+        _newLinks = true;
+        _partnersChanged = true;
+        // A neighbour's address may be the origin of the circuits it sends us: only Debug names it.
+        _logger.LogInformation("Linked with {Peer} ({Direction})", link.PeerId.Brief, link.Outbound ? "outbound" : "inbound");
+        _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
+        link.Observer = _options.LinkObserver;
+        link.Start(_circuits, this);
+        Execute(decision.Effects);
+    }
+
+    /// <summary>On the link's read loop: a whole control message goes to the loop, unless the link already has too much waiting there.</summary>
+    void IControlMessages.OnControl(Link link, byte[] payload)
+    {
+        if (!_backlogs.TryGetValue(link, out var backlog)) return;
+        if (Interlocked.Add(ref backlog.Bytes, payload.Length) > MaxControlBacklog)
+        {
+            link.Close(new LinkException(LinkError.Overloaded, $"{link.PeerId.Brief} sent control messages faster than the node could take them."));
+            return;
+        }
+        Post(new ControlArrived(link, payload));
+    }
+
+    void IControlMessages.OnClosed(Link link, Exception? reason) => Post(new LinkClosed(link));
+
+    // ---- Effects ----
+
+    private void Execute(IReadOnlyList<NodeEffect> effects)
+    {
+        foreach (var effect in effects)
+        {
+            switch (effect)
+            {
+                case NodeEffect.Send send:
+                    _core.LinkTo(send.To)?.SendControl(send.Message);
+                    break;
+                case NodeEffect.Dial dial:
+                    _ = DialAsync(dial.Address, dial.Expected);
+                    break;
+                case NodeEffect.Disconnect disconnect when _core.LinkTo(disconnect.Peer) is { } link:
+                    _logger.LogInformation("Dropping {Peer}: {Reason}", disconnect.Peer.Brief, disconnect.Reason);
+                    link.SendControl(new GoodbyeMessage(disconnect.Reason));
+                    _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+                    break;
+                case NodeEffect.CloseLink close when _core.LinkTo(close.Peer) is { } link:
+                    if (close.Problem is null) _logger.LogDebug("{Peer} closes the link", close.Peer.Brief);
+                    link.Close(close.Problem is null ? null : new LinkException(LinkError.BadCell, close.Problem));
+                    break;
+                case NodeEffect.StartProbe probe when _core.LinkTo(probe.Partner) is { } link && _core.Overlay.Find(probe.Partner) is { } descriptor:
+                    _ = ProbeAsync(link, descriptor, probe.PromisedKbps);
+                    break;
+                case NodeEffect.GrantChanged grant:
+                    _partnersChanged = true;
+                    Reshape(grant.Partner, grant.GrantedKbps);
+                    break;
+                case NodeEffect.AgreementFormed formed:
+                    _partnersChanged = true;
+                    _database.SaveAgreement(formed.Agreement);
+                    _logger.LogInformation("Agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
+                        formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
+                    break;
+                case NodeEffect.AgreementEnded ended:
+                    _partnersChanged = true;
+                    _database.SaveAgreement(ended.Agreement, ended.Reason);
+                    _logger.LogInformation("Agreement with {Peer} ended ({Reason})", ended.Agreement.Partner.Brief, ended.Reason);
+                    break;
+                case NodeEffect.VerdictReached verdict when verdict.Verdict != Verdict.Good:
+                    _logger.LogWarning("Partner {Peer} delivered {Delivered:0} kbps of the {Promised} promised: {Verdict}",
+                        verdict.Partner.Brief, verdict.DeliveredKbps, verdict.PromisedKbps, verdict.Verdict);
+                    break;
+                case NodeEffect.RoleChanged changed:
+                    _logger.LogInformation("This node is now {Role}", changed.Roles.HasFlag(NodeRoles.Ultrapeer) ? "an ultrapeer" : "a leaf");
+                    break;
+                case NodeEffect.MessageRejected rejected when rejected.Error != OverlayError.RateLimited:
+                    _logger.LogDebug("Refused a message from {Peer} ({Error}): {Reason}", rejected.From.Brief, rejected.Error, rejected.Reason);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// An unannounced probe of a partner that grants us bandwidth, on its own circuit; the loop
+    /// hears what it measured. A partner that will not even carry the probe delivered nothing.
+    /// </summary>
+    private async Task ProbeAsync(Link link, Descriptor partner, long promisedKbps)
+    {
         double delivered;
         try
         {
-            delivered = await _circuits.ProbeAsync(link, descriptor, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
+            delivered = await _circuits.ProbeAsync(link, partner, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
         }
         catch (StreamException)
         {
@@ -294,24 +491,14 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         {
             return;
         }
-        IReadOnlyList<MarketAction> actions;
-        bool wasMet;
-        lock (_gate)
-        {
-            wasMet = _market.RequestMet;
-            actions = _market.ProbeResult(partner, delivered, promisedKbps);
-        }
-        Execute(actions);
-        Rematch(wasMet);
+        Post(new ProbeMeasured(link.PeerId, delivered, promisedKbps));
     }
 
     /// <summary>Reshapes what we carry for a partner to what we now grant it; nothing granted, nothing carried.</summary>
-    private void Reshape(NodeId partner)
+    private void Reshape(NodeId partner, long kbps)
     {
-        long kbps;
-        lock (_gate) kbps = _market.GrantedTo(partner);
         var account = _ledger.Account(partner);
-        double bytesPerSecond = kbps * 1000 / 8 * _options.ServiceFactor;
+        double bytesPerSecond = kbps * 1000 / 8.0;
         if (bytesPerSecond <= 0)
         {
             account.Down = account.Up = null;
@@ -328,374 +515,84 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         account.Up = _up.NewShare(bytesPerSecond);
     }
 
-    private void SavePeers()
+    // ---- What the circuits and the proxies ask, from their own threads ----
+
+    private void RefreshPartners()
     {
-        IReadOnlyList<CachedPeer> peers;
-        lock (_gate) peers = _overlay.ExportPeers();
-        _database.SavePeers(peers);
+        _partnersChanged = false;
+        var links = new Dictionary<NodeId, Link>();
+        foreach (var (peer, link) in _core.Links) links[peer] = link;
+        var grantedTo = new Dictionary<NodeId, long>();
+        var grantedBy = new Dictionary<NodeId, long>();
+        foreach (var a in _core.Market.Active)
+        {
+            grantedTo[a.Partner] = grantedTo.GetValueOrDefault(a.Partner) + (a.WeGrant?.Kbps ?? 0);
+            grantedBy[a.Partner] = grantedBy.GetValueOrDefault(a.Partner) + (a.TheyGrant?.Kbps ?? 0);
+        }
+        _partners = new PartnerView(links, grantedTo, grantedBy);
     }
 
-    /// <summary>Signs and sends a new descriptor when what it says has changed or it is half way to expiring.</summary>
-    private void Publish(bool force)
-    {
-        IReadOnlyList<OverlayAction> actions;
-        lock (_gate)
-        {
-            var free = _market.Capacity.FreeBlocks;
-            // The partners that grant us bandwidth: the hops a circuit through us may continue to.
-            var partners = _market.Active.Where(a => a.TheyGrant is not null).Select(a => a.Partner).Distinct().Order().ToArray();
-            var roles = _overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
-            string content = $"{string.Join(',', free)}|{string.Join(',', partners)}|{roles}";
-            var now = _time.GetUtcNow();
-            if (!force && content == _publishedContent && now - _publishedAt < _options.DescriptorLifetime / 2) return;
-            var descriptor = new Descriptor
-            {
-                SigningKey = Identity.SigningPublicKey,
-                LinkKey = Identity.LinkPublicKey,
-                Published = now,
-                Expires = now + _options.DescriptorLifetime,
-                Address = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener!.LocalEndPoint : null),
-                Offer = _options.Offer,
-                Request = _market.Request,
-                // A node whose capacity is fully granted advertises nothing free: it stops being found.
-                FreeBlocks = free,
-                Roles = roles,
-                ExitPolicy = _options.ExitPolicy,
-                Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
-            }.Sign(Identity);
-            _publishedContent = content;
-            _publishedAt = now;
-            actions = _overlay.Publish(descriptor);
-        }
-        Execute(actions);
-    }
-
-    private void Dial(string hostAndPort, NodeId? expected)
-    {
-        if (!TryParseEndPoint(hostAndPort, out var host, out int port))
-        {
-            _logger.LogWarning("Peer {Peer} is not host:port; ignoring it", hostAndPort);
-            return;
-        }
-        if (IPAddress.TryParse(host, out var literal))
-        {
-            Dial(new IPEndPoint(literal, port), expected);
-            return;
-        }
-        _ = ResolveAndDialAsync(host, port, expected);
-    }
-
-    private async Task ResolveAndDialAsync(string host, int port, NodeId? expected)
-    {
-        try
-        {
-            // A bootstrap peer's name is resolved here: this is the node's own overlay traffic, never a user's destination.
-            var addresses = await Dns.GetHostAddressesAsync(host, _stopping.Token).ConfigureAwait(false);
-            var address = addresses.FirstOrDefault(a => _bindAddress is null || a.AddressFamily == _bindAddress.AddressFamily) ?? addresses.FirstOrDefault();
-            if (address is not null) Dial(new IPEndPoint(address, port), expected);
-        }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
-        {
-            _logger.LogDebug("Could not resolve peer {Host}: {Reason}", host, e.Message);
-        }
-    }
-
-    private void Dial(IPEndPoint address, NodeId? expected)
-    {
-        if (expected is { } id && (id == Id || _links.ContainsKey(id))) return;
-        if (!_dialing.TryAdd(address, 0)) return;
-        _ = DialAsync(address, expected);
-    }
-
-    private async Task DialAsync(IPEndPoint address, NodeId? expected)
-    {
-        try
-        {
-            var link = await Link.ConnectAsync(address, _bindAddress, Identity, expected, _options.Links, _time, _linkLogger, _stopping.Token).ConfigureAwait(false);
-            OnLinkEstablished(link);
-        }
-        catch (Exception e) when (e is LinkException or SocketException or OperationCanceledException or ObjectDisposedException)
-        {
-            _logger.LogDebug("Could not link to {Peer}: {Reason}", address, e.Message);
-            lock (_gate) _overlay.DialFailed(expected, address);
-        }
-        finally
-        {
-            _dialing.TryRemove(address, out _);
-        }
-    }
-
-    private static bool TryParseEndPoint(string text, out string host, out int port)
-    {
-        host = "";
-        port = 0;
-        int colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture, out port) || port is <= 0 or > 65535) return false;
-        host = text[..colon].Trim('[', ']');
-        return host.Length > 0;
-    }
-
-    /// <summary>
-    /// A handshake finished. The overlay may refuse the peer (not a friend, shunned, no room).
-    /// When both nodes dialed each other at once, both keep the link the node with the smaller
-    /// id dialed, so exactly one survives.
-    /// </summary>
-    private void OnLinkEstablished(Link link)
-    {
-        if (_stopping.IsCancellationRequested)
-        {
-            link.Close(null);
-            return;
-        }
-        IReadOnlyList<OverlayAction> actions;
-        lock (_gate)
-        {
-            if (_overlay.Refuse(link.PeerId) is { } reason)
-            {
-                Interlocked.Increment(ref _refusedLinks);
-                _logger.LogDebug("Refusing link with {Peer}: {Reason}", link.PeerId.Brief, reason);
-                link.SendControl(new GoodbyeMessage(reason));
-                _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
-                return;
-            }
-            if (_links.TryGetValue(link.PeerId, out var existing) && existing.State == LinkState.Open)
-            {
-                var smaller = Id < link.PeerId ? Id : link.PeerId;
-                bool newDialedBySmaller = (link.Outbound ? Id : link.PeerId) == smaller;
-                bool oldDialedBySmaller = (existing.Outbound ? Id : link.PeerId) == smaller;
-                if (!newDialedBySmaller || oldDialedBySmaller)
-                {
-                    link.Close(null);
-                    return;
-                }
-                existing.Close(null);
-            }
-            _links[link.PeerId] = link;
-            actions = _overlay.LinkUp(link.PeerId, !link.Outbound, link.RemoteEndPoint);
-        }
-        _newLinks = true;
-        // A neighbour's address may be the origin of the circuits it sends us: only Debug names it.
-        _logger.LogInformation("Linked with {Peer} ({Direction})", link.PeerId.Brief, link.Outbound ? "outbound" : "inbound");
-        _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
-        link.Observer = _options.LinkObserver;
-        link.Start(_circuits, this);
-        Execute(actions);
-        // The market may have been waiting for this link to propose over it.
-        Match(flood: false);
-    }
-
-    void IControlMessages.OnControl(Link link, byte[] payload)
-    {
-        ControlMessage message;
-        try
-        {
-            Admission admission;
-            lock (_gate) admission = _overlay.Admit(link.PeerId, ControlCodec.PeekType(payload));
-            if (admission == Admission.Drop) return;
-            if (admission == Admission.Disconnect)
-            {
-                Disconnect(link, GoodbyeReason.Abuse);
-                return;
-            }
-            message = ControlCodec.Decode(payload);
-        }
-        catch (WireException e)
-        {
-            link.Close(new LinkException(LinkError.BadCell, $"Malformed control message: {e.Message}", e));
-            return;
-        }
-        OnControl(link, message);
-    }
-
-    private void OnControl(Link link, ControlMessage message)
-    {
-        switch (message)
-        {
-            case GoodbyeMessage goodbye:
-                _logger.LogDebug("{Peer} closes the link: {Reason}", link.PeerId.Brief, goodbye.Reason);
-                lock (_gate) _overlay.Farewell(link.PeerId, goodbye.Reason);
-                link.Close(null);
-                break;
-            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage:
-                IReadOnlyList<OverlayAction> overlayActions;
-                lock (_gate) overlayActions = _overlay.Receive(link.PeerId, message);
-                Execute(overlayActions);
-                break;
-            default:
-                IReadOnlyList<MarketAction> marketActions;
-                bool wasMet;
-                lock (_gate)
-                {
-                    wasMet = _market.RequestMet;
-                    marketActions = _market.Receive(link.PeerId, link.PeerSigningKey, message);
-                }
-                Execute(marketActions);
-                Rematch(wasMet);
-                break;
-        }
-    }
-
-    private void Disconnect(Link link, GoodbyeReason reason)
-    {
-        _logger.LogInformation("Dropping {Peer}: {Reason}", link.PeerId.Brief, reason);
-        link.SendControl(new GoodbyeMessage(reason));
-        _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
-    }
-
-    void IControlMessages.OnClosed(Link link, Exception? reason)
-    {
-        IReadOnlyList<MarketAction> actions;
-        bool wasMet;
-        lock (_gate)
-        {
-            if (!_links.TryRemove(new KeyValuePair<NodeId, Link>(link.PeerId, link))) return;
-            _overlay.LinkDown(link.PeerId);
-            wasMet = _market.RequestMet;
-            actions = _market.PartnerLost(link.PeerId);
-        }
-        Execute(actions);
-        if (!_stopping.IsCancellationRequested) Rematch(wasMet);
-    }
-
-    private void Execute(IReadOnlyList<OverlayAction> actions)
-    {
-        foreach (var action in actions)
-        {
-            switch (action)
-            {
-                case SendOverlayMessage send:
-                    Send(send.To, send.Message);
-                    break;
-                case DialPeer dial:
-                    Dial(dial.Address, dial.Id);
-                    break;
-                case DisconnectPeer disconnect when _links.TryGetValue(disconnect.Id, out var link):
-                    Disconnect(link, disconnect.Reason);
-                    break;
-                case MessageRejected rejected:
-                    _logger.LogDebug("Refused a message from {Peer} ({Error}): {Reason}", rejected.From.Brief, rejected.Error, rejected.Reason);
-                    break;
-                case RoleChanged changed:
-                    _logger.LogInformation("This node is now {Role}", changed.Roles.HasFlag(NodeRoles.Ultrapeer) ? "an ultrapeer" : "a leaf");
-                    Publish(force: true);
-                    break;
-                case OffersFound:
-                    Match(flood: false);
-                    break;
-            }
-        }
-    }
-
-    private void Execute(IReadOnlyList<MarketAction> actions)
-    {
-        bool changed = false;
-        foreach (var action in actions)
-        {
-            switch (action)
-            {
-                case SendMarketMessage send:
-                    Send(send.To, send.Message);
-                    break;
-                case LinkNeeded needed when needed.Candidate.Address is { } address:
-                    Dial(address, needed.Candidate.Id);
-                    break;
-                case AgreementFormed formed:
-                    changed = true;
-                    _database.SaveAgreement(formed.Agreement);
-                    _logger.LogInformation("Agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
-                        formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
-                    break;
-                case AgreementEnded ended:
-                    changed = true;
-                    _database.SaveAgreement(ended.Agreement, ended.Reason);
-                    _logger.LogInformation("Agreement with {Peer} ended ({Reason})", ended.Agreement.Partner.Brief, ended.Reason);
-                    break;
-                case GrantsChanged grants:
-                    changed = true;
-                    Reshape(grants.Partner);
-                    break;
-                case VerdictReached verdict when verdict.Verdict != Verdict.Good:
-                    _logger.LogWarning("Partner {Peer} delivered {Delivered:0} kbps of the {Promised} promised: {Verdict}",
-                        verdict.Partner.Brief, verdict.DeliveredKbps, verdict.PromisedKbps, verdict.Verdict);
-                    break;
-            }
-        }
-        if (changed) Publish(force: false);
-    }
-
-    private void Send(NodeId to, ControlMessage message)
-    {
-        if (_links.TryGetValue(to, out var link)) link.SendControl(message);
-    }
-
-    private bool AdmitsCircuitsFrom(NodeId peer)
-    {
-        lock (_gate) return _market.GrantedTo(peer) > 0;
-    }
+    /// <summary>A neighbour may build circuits through us only if we grant it bandwidth.</summary>
+    private bool AdmitsCircuitsFrom(NodeId peer) => _partners.GrantedTo.GetValueOrDefault(peer) > 0;
 
     /// <summary>A circuit through us may go on only to a partner that grants us bandwidth: paths follow agreements.</summary>
     private Link? ExtendTo(NodeId next)
     {
-        lock (_gate)
-            if (_market.GrantedBy(next) == 0) return null;
-        return _links.TryGetValue(next, out var link) && link.State == LinkState.Open ? link : null;
+        var partners = _partners;
+        return partners.GrantedBy.GetValueOrDefault(next) > 0 && partners.Links.TryGetValue(next, out var link) && link.IsOpen ? link : null;
     }
 
-    /// <summary>Partners that grant us bandwidth, with their links and descriptors: where our circuits start.</summary>
+    /// <summary>Partners that grant us bandwidth, with their links and descriptors: where our circuits start. On the loop.</summary>
     private IReadOnlyList<FirstHop> FirstHops()
     {
-        lock (_gate)
-        {
-            return [.. _market.Active
-                .Where(a => a.TheyGrant is not null)
-                .GroupBy(a => a.Partner)
-                .Select(g => (Partner: g.Key, Kbps: g.Sum(a => a.TheyGrant!.Value.Kbps)))
-                .Select(p => _links.TryGetValue(p.Partner, out var link) && _overlay.Find(p.Partner) is { } descriptor ? new FirstHop(link, descriptor, p.Kbps) : null)
-                .OfType<FirstHop>()];
-        }
+        var hops = new List<FirstHop>();
+        foreach (var (partner, kbps) in _partners.GrantedBy)
+            if (kbps > 0 && _core.LinkTo(partner) is { } link && _core.Overlay.Find(partner) is { } descriptor) hops.Add(new FirstHop(link, descriptor, kbps));
+        return hops;
     }
 
     /// <summary>A proxy's stream goes over a circuit for its credentials; the exit resolves the name.</summary>
     private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken) =>
         _pool.OpenStreamAsync(target, isolation, cancellationToken);
 
+    // ---- Asked from outside ----
+
     /// <summary>Floods a search for offers now and returns what came back within <paramref name="window"/>.</summary>
     public async Task<IReadOnlyList<Descriptor>> SearchAsync(Block wanted, Block? canGrant, TimeSpan window, CancellationToken cancellationToken = default)
     {
-        QueryId query;
-        IReadOnlyList<OverlayAction> actions;
-        lock (_gate) (query, actions) = _overlay.Search(wanted, canGrant);
-        Execute(actions);
+        var query = await OnLoopAsync(() =>
+        {
+            var (query, effects) = _core.Search(wanted, canGrant);
+            Execute(effects);
+            return query;
+        }).ConfigureAwait(false);
         await Task.Delay(window, _time, cancellationToken).ConfigureAwait(false);
-        lock (_gate) return _overlay.Results(query);
+        return await OnLoopAsync(() => _core.Overlay.Results(query)).ConfigureAwait(false);
     }
 
     /// <summary>What the node is doing now: its role, offer and request, links, agreements and ledger.</summary>
-    public Task<NodeStatus> StatusAsync() => Task.FromResult(Status());
-
-    private NodeStatus Status()
+    public Task<NodeStatus> StatusAsync() => OnLoopAsync(() =>
     {
-        lock (_gate)
-        {
-            return new NodeStatus(
-                Id,
-                _overlay.Role,
-                LinkEndPoint,
-                SocksEndPoint,
-                _market.Offer,
-                _market.Request,
-                _market.RequestMet,
-                _market.ReceivedKbps,
-                _market.Capacity.FreeBlocks,
-                [.. _links.Values.Select(l => new NeighbourStatus(l.PeerId, _overlay.IsUltrapeer(l.PeerId), l.RemoteEndPoint, l.Outbound, l.Established, l.BytesSent, l.BytesReceived, l.QueuedBytes))],
-                [.. _market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
-                _pool.Circuits.Count,
-                new OverlayStatus(_overlay.KnownPeerCount, _overlay.QueryRouteCount, _overlay.SearchResultCount),
-                [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))]);
-        }
-    }
+        var market = _core.Market;
+        return new NodeStatus(
+            Id,
+            _core.Overlay.Role,
+            LinkEndPoint,
+            SocksEndPoint,
+            market.Offer,
+            market.Request,
+            market.RequestMet,
+            market.ReceivedKbps,
+            market.Capacity.FreeBlocks,
+            [.. _core.Links.Select(l => new NeighbourStatus(l.Peer, _core.Overlay.IsUltrapeer(l.Peer), l.Link.RemoteEndPoint, l.Link.Outbound, l.Link.Established,
+                l.Link.BytesSent, l.Link.BytesReceived, l.Link.QueuedBytes))],
+            [.. market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
+            _pool.Circuits.Count,
+            new OverlayStatus(_core.Overlay.KnownPeerCount, _core.Overlay.QueryRouteCount, _core.Overlay.SearchResultCount),
+            [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))]);
+    });
 
-    /// <summary>Bytes given and received over the whole ledger, read without the lock: what the control API samples for live rates.</summary>
+    /// <summary>Bytes given and received over the whole ledger, read off its counters: what the control API samples for live rates.</summary>
     public (long Given, long Received) LedgerTotals()
     {
         long given = 0, received = 0;
@@ -708,10 +605,11 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     }
 
     /// <summary>Where each grant sits in our offer, for drawing the offer's buddy blocks.</summary>
-    public Task<IReadOnlyList<(NodeId Partner, Allocation Block)>> GrantedBlocksAsync()
-    {
-        lock (_gate) return Task.FromResult<IReadOnlyList<(NodeId Partner, Allocation Block)>>([.. _market.Active.Where(a => a.OurAllocation is not null).Select(a => (a.Partner, a.OurAllocation!.Value))]);
-    }
+    public Task<IReadOnlyList<(NodeId Partner, Allocation Block)>> GrantedBlocksAsync() =>
+        OnLoopAsync<IReadOnlyList<(NodeId Partner, Allocation Block)>>(() =>
+            [.. _core.Market.Active.Where(a => a.OurAllocation is not null).Select(a => (a.Partner, a.OurAllocation!.Value))]);
+
+    // ---- Stopping ----
 
     /// <summary>Stops listening, lets open streams finish for a while, ends agreements politely, remembers peers, closes links.</summary>
     public async ValueTask DisposeAsync()
@@ -721,19 +619,20 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         if (_socks is not null) await _socks.DisposeAsync().ConfigureAwait(false);
         if (_httpProxy is not null) await _httpProxy.DisposeAsync().ConfigureAwait(false);
         if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false);
+        await _ticker.ConfigureAwait(false);
         await DrainStreamsAsync().ConfigureAwait(false);
-        List<MarketAction> goodbyes = [];
-        lock (_gate)
-            foreach (var agreement in _market.Active.ToList())
-                goodbyes.AddRange(_market.End(agreement.Id, AgreementEndReason.ShuttingDown));
-        foreach (var send in goodbyes.OfType<SendMarketMessage>()) Send(send.To, send.Message);
-        foreach (var ended in goodbyes.OfType<AgreementEnded>()) _database.SaveAgreement(ended.Agreement, ended.Reason);
-        SavePeers();
-        SaveLedger();
+        var links = await OnLoopAsync(() =>
+        {
+            Execute(_core.Stop());
+            _database.SavePeers(_core.Overlay.ExportPeers());
+            SaveLedger();
+            return _core.Links.Select(l => l.Link).ToList();
+        }).ConfigureAwait(false);
+        _events.Writer.Complete();
+        await _loop.ConfigureAwait(false);
         // Give the goodbyes a moment to reach the socket before the links close.
-        await Task.WhenAll(_links.Values.Select(l => l.DrainAndCloseAsync(TimeSpan.FromSeconds(1)))).ConfigureAwait(false);
-        await Task.WhenAll(_links.Values.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
+        await Task.WhenAll(links.Select(l => l.DrainAndCloseAsync(TimeSpan.FromSeconds(1)))).ConfigureAwait(false);
+        await Task.WhenAll(links.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
         _database.Dispose();
         _stopping.Dispose();
         Identity.Dispose();

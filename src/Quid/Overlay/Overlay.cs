@@ -406,23 +406,17 @@ public sealed class Overlay
         return (id, [.. targets.Select(n => new SendOverlayMessage(n, query))]);
     }
 
-    /// <summary>Offers that match, from neighbours and recent search hits: the market's candidates.</summary>
-    public IReadOnlyList<Descriptor> Candidates(Block wanted, Block? canGrant) => [.. CandidateOffers(wanted, canGrant).Select(c => c.Descriptor)];
-
-    /// <summary>The candidates with their node ids, which the overlay already knows, so the market need not hash every key again each second.</summary>
+    /// <summary>
+    /// Offers that match, from neighbours and recent search hits: the market's candidates, with
+    /// their node ids, which the overlay already knows, so the market need not hash every key
+    /// again. They go into <paramref name="candidates"/>, a list the caller keeps from one search
+    /// to the next (it is cleared first).
+    /// </summary>
     /// <remarks>
     /// Neighbours first, then hits, each once; a node is judged by the newest descriptor we hold
     /// of it. Every node with an unmet request asks this every second, so it is plain loops.
     /// </remarks>
-    public IReadOnlyList<(NodeId Id, Descriptor Descriptor)> CandidateOffers(Block wanted, Block? canGrant)
-    {
-        var candidates = new List<(NodeId, Descriptor)>(_neighbours.Count + _hits.Count);
-        CandidateOffers(wanted, canGrant, candidates);
-        return candidates;
-    }
-
-    /// <summary>As <see cref="CandidateOffers(Block, Block?)"/>, into a list the caller keeps from one search to the next (it is cleared first).</summary>
-    public void CandidateOffers(Block wanted, Block? canGrant, List<(NodeId Id, Descriptor Descriptor)> candidates)
+    public void Candidates(Block wanted, Block? canGrant, List<(NodeId Id, Descriptor Descriptor)> candidates)
     {
         candidates.Clear();
         var now = Now;

@@ -21,6 +21,9 @@ public sealed class MarketTests : IDisposable
 
     private static Block K(long kbps) => Block.FromKbps(kbps);
 
+    /// <summary>Candidates as the overlay hands them to the market: each descriptor with its node id.</summary>
+    private static (NodeId Id, Descriptor Descriptor)[] Offers(params Descriptor[] descriptors) => [.. descriptors.Select(d => (d.Id, d))];
+
     /// <summary>One node's market, its identity, and a descriptor of its current state.</summary>
     private sealed record Node(NodeIdentity Identity, Market Market, FakeTimeProvider Time)
     {
@@ -59,7 +62,7 @@ public sealed class MarketTests : IDisposable
     /// <summary>A searches with B as the only candidate, B accepts, A learns of it; returns the agreement id.</summary>
     private static AgreementId Agree(Node a, Node b)
     {
-        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         var replies = Deliver(a, b, proposal);
         var acceptance = Sent<AgreementAcceptance>(replies, a);
         Assert.Single(replies.OfType<AgreementFormed>());
@@ -73,7 +76,7 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
 
-        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         Assert.Equal(a.Id, proposal.Terms.Proposer);
         Assert.Equal(b.Id, proposal.Terms.Acceptor);
         Assert.Equal(K(256), proposal.Terms.ProposerGrants);
@@ -124,7 +127,7 @@ public sealed class MarketTests : IDisposable
         Agree(a, b);
         Assert.True(a.Market.RequestMet);
         _time.Advance(TimeSpan.FromMinutes(10));
-        Assert.Empty(a.Market.Search([c.Descriptor(), b.Descriptor()], _ => true));
+        Assert.Empty(a.Market.Search(Offers(c.Descriptor(), b.Descriptor()), _ => true));
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
     }
 
@@ -134,8 +137,8 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var c = NewNode(512, 256);
-        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
-        Assert.Empty(a.Market.Search([c.Descriptor()], _ => true));
+        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        Assert.Empty(a.Market.Search(Offers(c.Descriptor()), _ => true));
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
     }
 
@@ -147,17 +150,17 @@ public sealed class MarketTests : IDisposable
         var a = new Node(identity, new Market(identity, K(1024), K(64), _time, Options with { PartnersWanted = 4, Random = new Random(1) }), _time);
         var others = Enumerable.Range(0, 6).Select(i => NewNode(512, 64, seed: i)).ToList();
 
-        var proposals = a.Market.Search(others.Select(o => o.Descriptor()), _ => true).OfType<SendMarketMessage>().ToList();
+        var proposals = a.Market.Search(Offers([.. others.Select(o => o.Descriptor())]), _ => true).OfType<SendMarketMessage>().ToList();
         Assert.Equal(4, proposals.Count);
         Assert.Equal(4, proposals.Select(p => p.To).Distinct().Count());
         Assert.Equal(4 * 64, a.Market.Capacity.GrantedKbps);
         // All four on their way: no fifth, and none to a node already asked.
-        Assert.Empty(a.Market.Search(others.Select(o => o.Descriptor()), _ => true));
+        Assert.Empty(a.Market.Search(Offers([.. others.Select(o => o.Descriptor())]), _ => true));
 
         // One refuses: the next search replaces it with a node not yet asked.
         var refused = (AgreementProposal)proposals[0].Message;
         Deliver(others.Single(o => o.Id == proposals[0].To), a, new AgreementRejection(refused.Terms.Id, AgreementRejectReason.NoCapacity));
-        var replacement = Assert.Single(a.Market.Search(others.Select(o => o.Descriptor()), _ => true).OfType<SendMarketMessage>());
+        var replacement = Assert.Single(a.Market.Search(Offers([.. others.Select(o => o.Descriptor())]), _ => true).OfType<SendMarketMessage>());
         Assert.DoesNotContain(replacement.To, proposals.Select(p => p.To));
     }
 
@@ -167,7 +170,7 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 64);
         var tightButUneven = NewNode(64, 16);
         var even = NewNode(1024, 64);
-        var proposal = Sent<AgreementProposal>(a.Market.Search([tightButUneven.Descriptor(), even.Descriptor()], _ => true), even);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(tightButUneven.Descriptor(), even.Descriptor()), _ => true), even);
         Assert.Equal(K(64), proposal.Terms.ProposerGrants);
     }
 
@@ -184,13 +187,13 @@ public sealed class MarketTests : IDisposable
         var linked = new HashSet<NodeId> { near.Id };
 
         // A candidate with no address cannot be linked to: it is passed over, not waited for.
-        var actions = a.Market.Search([unreachable.Descriptor(), farDescriptor, near.Descriptor()], linked.Contains);
+        var actions = a.Market.Search(Offers(unreachable.Descriptor(), farDescriptor, near.Descriptor()), linked.Contains);
         Assert.Equal(far.Id, Assert.IsType<LinkNeeded>(actions.Single(x => x is LinkNeeded)).Candidate.Id);
         Assert.Equal(near.Id, Assert.Single(actions.OfType<SendMarketMessage>()).To);
 
         // The link comes up: the proposal follows.
         linked.Add(far.Id);
-        Assert.Equal(far.Id, Sent<AgreementProposal>(a.Market.Search([farDescriptor, near.Descriptor()], linked.Contains), far).Terms.Acceptor);
+        Assert.Equal(far.Id, Sent<AgreementProposal>(a.Market.Search(Offers(farDescriptor, near.Descriptor()), linked.Contains), far).Terms.Acceptor);
     }
 
     [Fact]
@@ -202,7 +205,7 @@ public sealed class MarketTests : IDisposable
         Assert.True(donor.Market.RequestMet);
         for (int i = 0; i < 5; i++)
         {
-            Assert.Empty(donor.Market.Search([b.Descriptor(), c.Descriptor()], _ => true));
+            Assert.Empty(donor.Market.Search(Offers(b.Descriptor(), c.Descriptor()), _ => true));
             _time.Advance(TimeSpan.FromMinutes(1));
         }
         Assert.Equal(0, donor.Market.Capacity.GrantedKbps);
@@ -214,7 +217,7 @@ public sealed class MarketTests : IDisposable
         var donor = NewNode(512, null);
         var a = NewNode(512, 256);
         // The donor asks nothing, so the proposer grants nothing and reserves nothing.
-        var proposal = Sent<AgreementProposal>(a.Market.Search([donor.Descriptor()], _ => true), donor);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(donor.Descriptor()), _ => true), donor);
         Assert.Null(proposal.Terms.ProposerGrants);
         Assert.Equal(0, a.Market.Capacity.GrantedKbps);
         var acceptance = Sent<AgreementAcceptance>(Deliver(a, donor, proposal), a);
@@ -238,11 +241,11 @@ public sealed class MarketTests : IDisposable
         var self = a.Descriptor();
 
         var proposal = Sent<AgreementProposal>(
-            a.Market.Search([loose.Descriptor(), small.Descriptor(), greedy.Descriptor(), expiredDescriptor, self, tight.Descriptor()], _ => true), tight);
+            a.Market.Search(Offers(loose.Descriptor(), small.Descriptor(), greedy.Descriptor(), expiredDescriptor, self, tight.Descriptor()), _ => true), tight);
         Assert.Equal(tight.Id, proposal.Terms.Acceptor);
 
         var b = NewNode(512, 64);
-        Assert.Empty(b.Market.Search([small.Descriptor(), greedy.Descriptor(), expiredDescriptor, b.Descriptor()], _ => true));
+        Assert.Empty(b.Market.Search(Offers(small.Descriptor(), greedy.Descriptor(), expiredDescriptor, b.Descriptor()), _ => true));
         Assert.Equal(0, b.Market.Capacity.GrantedKbps);
     }
 
@@ -347,7 +350,7 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var c = NewNode(512, 256);
-        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         var acceptance = Sent<AgreementAcceptance>(Deliver(a, b, proposal), a);
 
         // C signs the terms itself and claims the acceptance.
@@ -367,13 +370,13 @@ public sealed class MarketTests : IDisposable
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
-        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         Assert.Empty(Deliver(b, a, new AgreementRejection(proposal.Terms.Id, AgreementRejectReason.Shunned)));
         Assert.Equal(0, a.Market.Capacity.GrantedKbps);
 
-        Assert.Empty(a.Market.Search([b.Descriptor()], _ => true));
+        Assert.Empty(a.Market.Search(Offers(b.Descriptor()), _ => true));
         _time.Advance(Options.RejectionCooldown);
-        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
     }
 
     [Fact]
@@ -381,12 +384,12 @@ public sealed class MarketTests : IDisposable
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
-        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         Deliver(b, a, new AgreementRejection(proposal.Terms.Id, AgreementRejectReason.NoCapacity));
-        Assert.Empty(a.Market.Search([b.Descriptor()], _ => true));
+        Assert.Empty(a.Market.Search(Offers(b.Descriptor()), _ => true));
         _time.Advance(new MarketOptions().BusyCooldown);
         Assert.True(new MarketOptions().BusyCooldown < Options.RejectionCooldown);
-        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
     }
 
     [Fact]
@@ -418,7 +421,7 @@ public sealed class MarketTests : IDisposable
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
-        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         Assert.Empty(a.Market.PartnerLost(b.Id));
         Assert.Equal(0, a.Market.Capacity.GrantedKbps);
     }
@@ -452,16 +455,16 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var c = NewNode(512, 256);
-        Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
 
         _time.Advance(Options.ProposalTimeout);
-        Assert.Empty(a.Market.Search([], _ => true));
+        Assert.Empty(a.Market.Search(Offers(), _ => true));
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
 
         _time.Advance(TimeSpan.FromSeconds(1));
         // The stale proposal goes, and the next search may propose to someone else.
-        Sent<AgreementProposal>(a.Market.Search([b.Descriptor(), c.Descriptor()], _ => true), c);
+        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor(), c.Descriptor()), _ => true), c);
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
         Assert.Equal([K(256)], a.Market.Capacity.FreeBlocks);
     }
@@ -472,11 +475,11 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var bClock = new FakeTimeProvider(TestDescriptors.Epoch);
         var b = NewNode(512, 256, bClock);
-        var proposal = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
 
         // The proposal is slow to arrive; A gives up on it meanwhile.
         _time.Advance(Options.ProposalTimeout + TimeSpan.FromSeconds(1));
-        Assert.Empty(a.Market.Search([], _ => true));
+        Assert.Empty(a.Market.Search(Offers(), _ => true));
         Assert.Equal(0, a.Market.Capacity.GrantedKbps);
 
         var acceptance = Sent<AgreementAcceptance>(Deliver(a, b, proposal), a);
@@ -498,8 +501,8 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         // Both search before either hears from the other.
-        var fromA = Sent<AgreementProposal>(a.Market.Search([b.Descriptor()], _ => true), b);
-        var fromB = Sent<AgreementProposal>(b.Market.Search([a.Descriptor()], _ => true), a);
+        var fromA = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        var fromB = Sent<AgreementProposal>(b.Market.Search(Offers(a.Descriptor()), _ => true), a);
         var answerToA = Deliver(a, b, fromA);
         var answerToB = Deliver(b, a, fromB);
         foreach (var send in answerToA.OfType<SendMarketMessage>()) Deliver(b, a, send.Message);
@@ -668,7 +671,7 @@ public sealed class MarketTests : IDisposable
         // B may not come back at once, and A does not propose to it.
         var refused = Deliver(b, a, Propose(b, a, K(256), K(256), _time.GetUtcNow()));
         Assert.Equal(AgreementRejectReason.Shunned, Sent<AgreementRejection>(refused, b).Reason);
-        Assert.Empty(a.Market.Search([b.Descriptor()], _ => true));
+        Assert.Empty(a.Market.Search(Offers(b.Descriptor()), _ => true));
 
         _time.Advance(new MarketOptions().ShunFor + TimeSpan.FromSeconds(1));
         var accepted = Deliver(b, a, Propose(b, a, K(256), K(256), _time.GetUtcNow()));

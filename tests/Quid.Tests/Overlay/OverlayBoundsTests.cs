@@ -127,7 +127,7 @@ public sealed class OverlayBoundsTests : IDisposable
             var (id, _) = overlay.Search(K(256), K(256));
             overlay.Receive(ultrapeer.Id, new QueryHitMessage(id, [.. Enumerable.Range(0, QueryMessage.MaxResultsLimit).Select(_ => _h.DescriptorOf(_h.NewIdentity()))]));
             Assert.InRange(overlay.SearchResultCount, 1, Max);
-            Assert.InRange(overlay.Candidates(K(256), K(256)).Count, 1, Max);
+            Assert.InRange(OverlayHarness.Candidates(overlay, K(256), K(256)).Count, 1, Max);
         }
         Assert.Equal(Max, overlay.SearchResultCount);
 
@@ -135,7 +135,7 @@ public sealed class OverlayBoundsTests : IDisposable
         _h.Time.Advance(options.SearchResultLifetime);
         overlay.Tick();
         Assert.Equal(0, overlay.SearchResultCount);
-        Assert.Empty(overlay.Candidates(K(256), K(256)));
+        Assert.Empty(OverlayHarness.Candidates(overlay, K(256), K(256)));
     }
 
     [Fact]

@@ -72,7 +72,7 @@ public sealed class OverlayFriendsTests : IDisposable
         overlay.Receive(a.Id, new QueryHitMessage(id, [strangers[1], c, strangers[2]]));
         overlay.AddCachedPeers([new CachedPeer(_strangers[3].Id, _h.NextAddress(), _h.Now, 0, true)]);
 
-        Assert.Equal(new[] { b.Id, c.Id }.Order(), overlay.Candidates(K(256), K(256)).Select(d => d.Id).Order());
+        Assert.Equal(new[] { b.Id, c.Id }.Order(), OverlayHarness.Candidates(overlay, K(256), K(256)).Select(d => d.Id).Order());
         Assert.Equal(new[] { b.Id, c.Id }.Order(), overlay.Results(id).Select(d => d.Id).Order());
         Assert.All(_strangers, s => Assert.Null(overlay.Find(s.Id)));
         Assert.DoesNotContain(overlay.ExportPeers(), p => _strangers.Any(s => s.Id == p.Id));

@@ -35,6 +35,14 @@ internal sealed class OverlayHarness : IDisposable
 
     public static Block K(long kbps) => Block.FromKbps(kbps);
 
+    /// <summary>The descriptors the overlay would hand the market as candidates.</summary>
+    public static IReadOnlyList<Descriptor> Candidates(Quid.Overlay.Overlay overlay, Block wanted, Block? canGrant)
+    {
+        var candidates = new List<(NodeId Id, Descriptor Descriptor)>();
+        overlay.Candidates(wanted, canGrant, candidates);
+        return [.. candidates.Select(c => c.Descriptor)];
+    }
+
     public NodeIdentity NewIdentity()
     {
         var identity = NodeIdentity.Generate(out _);

@@ -242,8 +242,8 @@ public sealed class OverlayQueryTests : IDisposable
         Assert.Equal([fromAnother.Id], overlay.Results(second).Select(d => d.Id));
         Assert.Empty(overlay.Results(QueryId.New()));
 
-        Assert.Equal(new[] { a.Id, b.Id, fromAnother.Id }.Order(), overlay.Candidates(K(256), K(256)).Select(d => d.Id).Order());
-        Assert.Equal([b.Id], overlay.Candidates(K(1024), K(256)).Select(d => d.Id));
+        Assert.Equal(new[] { a.Id, b.Id, fromAnother.Id }.Order(), OverlayHarness.Candidates(overlay, K(256), K(256)).Select(d => d.Id).Order());
+        Assert.Equal([b.Id], OverlayHarness.Candidates(overlay, K(1024), K(256)).Select(d => d.Id));
         Assert.Equal(3, overlay.SearchResultCount);
     }
 
@@ -258,7 +258,7 @@ public sealed class OverlayQueryTests : IDisposable
         // A hit naming us is not a result: we cannot trade with ourselves.
         overlay.Receive(ultrapeer.Id, new QueryHitMessage(id, [_h.DescriptorOf(_h.Self)]));
         Assert.DoesNotContain(_h.Self.Id, overlay.Results(id).Select(d => d.Id));
-        Assert.DoesNotContain(_h.Self.Id, overlay.Candidates(K(256), K(256)).Select(d => d.Id));
+        Assert.DoesNotContain(_h.Self.Id, OverlayHarness.Candidates(overlay, K(256), K(256)).Select(d => d.Id));
     }
 
     [Fact]

@@ -1,0 +1,403 @@
+using System.Net;
+using Quid.Crypto;
+using Quid.Exchange;
+using Quid.Overlay;
+using Quid.Wire;
+
+namespace Quid.Core;
+
+/// <summary>
+/// The one copy of a node's logic: the overlay and the market put together, as a state machine
+/// over events (a tick, a link up or down, a control message, a probe measured, a dial failed,
+/// stop) that returns effects for its host to carry out. The seed's loop lives here: keep the
+/// overlay linked, search while the request is unmet, propose to what the search found, match
+/// again when the market changes, and keep our signed descriptor current. The real node hosts it
+/// on one event loop over sockets, the simulator on a virtual clock and network; neither repeats
+/// any of it. <typeparamref name="TLink"/> is the host's handle for a link; the core only keeps it
+/// to tell the current link to a peer from an older one.
+/// </summary>
+/// <remarks>Not thread-safe: its host calls it from one thread (or loop) at a time.</remarks>
+public sealed class NodeCore<TLink> where TLink : class
+{
+    // A request that has just become unmet searches at once, but a burst of such news floods at most once a second.
+    private static readonly TimeSpan MinSearchGap = TimeSpan.FromSeconds(1);
+
+    private readonly NodeIdentity _identity;
+    private readonly CoreOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Dictionary<NodeId, Neighbour> _links = [];
+    private readonly HashSet<EndPoint> _dialing = [];
+    /// <summary>The market asks this at every search: one delegate, not one per call.</summary>
+    private readonly Func<NodeId, bool> _isLinked;
+    /// <summary>The candidates of the current match, a list kept from one match to the next.</summary>
+    private readonly List<(NodeId Id, Descriptor Descriptor)> _candidates = [];
+    private IReadOnlyList<Block> _publishedFree = [];
+    private NodeId[] _publishedPartners = [];
+    private NodeRoles _publishedRoles;
+    private DateTimeOffset _publishedAt;
+    private DateTimeOffset _lastSearch = DateTimeOffset.MinValue;
+    private bool? _reportedMet;
+    private bool _stopped;
+
+    private sealed record Neighbour(TLink Link, byte[] SigningKey, bool Outbound);
+
+    public NodeCore(NodeIdentity identity, CoreOptions options, TimeProvider time, Ledger? ledger = null)
+    {
+        _identity = identity;
+        _options = options;
+        _time = time;
+        _isLinked = _links.ContainsKey;
+        var (request, wanted) = Market.SplitRequest(options.Request, options.Hops);
+        PartnersWanted = options.PartnersWanted ?? wanted;
+        Overlay = new Overlay.Overlay(identity, time, options.Overlay);
+        Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger);
+    }
+
+    public NodeId Id => _identity.Id;
+    public Overlay.Overlay Overlay { get; }
+    public Market Market { get; }
+    public Ledger Ledger => Market.Ledger;
+    /// <summary>How many partners, each granting one request block, the node wants.</summary>
+    public int PartnersWanted { get; }
+    public int LinkCount => _links.Count;
+
+    /// <summary>The current link to <paramref name="peer"/>, if any.</summary>
+    public TLink? LinkTo(NodeId peer) => _links.TryGetValue(peer, out var neighbour) ? neighbour.Link : null;
+
+    /// <summary>Every current link, once each.</summary>
+    public IEnumerable<(NodeId Peer, TLink Link)> Links
+    {
+        get
+        {
+            foreach (var (peer, neighbour) in _links) yield return (peer, neighbour.Link);
+        }
+    }
+
+    private DateTimeOffset Now => _time.GetUtcNow();
+
+    // ---- Events ----
+
+    /// <summary>The node starts: its first descriptor, and whether its request is met (a donor's always is).</summary>
+    public IReadOnlyList<NodeEffect> Start()
+    {
+        var effects = new List<NodeEffect>();
+        Publish(force: true, effects);
+        ReportRequest(effects);
+        return effects;
+    }
+
+    /// <summary>One round of upkeep: bootstrap, the overlay's own, the seed's search and matching, probes due, the descriptor.</summary>
+    public IReadOnlyList<NodeEffect> Tick()
+    {
+        var effects = new List<NodeEffect>();
+        if (_stopped) return effects;
+        if (_links.Count == 0)
+            foreach (var (address, id) in _options.Bootstrap) Dial(address, id, effects);
+        Execute(Overlay.Tick(), effects);
+        var probes = Market.DueProbes();
+        Match(flood: false, effects);
+        foreach (var (partner, promised) in probes) effects.Add(new NodeEffect.StartProbe(partner, promised));
+        Publish(force: false, effects);
+        return effects;
+    }
+
+    /// <summary>
+    /// A handshake finished. The overlay may refuse the peer (not a friend, shunned, no room).
+    /// When both nodes dialed each other at once, both keep the link the node with the smaller
+    /// id dialed, so exactly one survives; a kept link replaces an older one, whose closing then
+    /// changes nothing. <paramref name="dialed"/> is the address we dialed for an outbound link.
+    /// </summary>
+    public LinkDecision<TLink> LinkUp(TLink link, NodeId peer, bool outbound, IPEndPoint remote, byte[] signingKey, EndPoint? dialed)
+    {
+        if (dialed is not null) _dialing.Remove(dialed);
+        var effects = new List<NodeEffect>();
+        var refusal = _stopped ? GoodbyeReason.ShuttingDown : Overlay.Refuse(peer);
+        if (refusal is { } reason) return new(LinkVerdict.Refuse, null, reason, effects);
+        TLink? replaced = null;
+        if (_links.TryGetValue(peer, out var existing))
+        {
+            var smaller = Id < peer ? Id : peer;
+            bool newDialedBySmaller = (outbound ? Id : peer) == smaller;
+            bool oldDialedBySmaller = (existing.Outbound ? Id : peer) == smaller;
+            if (!newDialedBySmaller || oldDialedBySmaller) return new(LinkVerdict.Duplicate, null, default, effects);
+            replaced = existing.Link;
+        }
+        _links[peer] = new Neighbour(link, signingKey, outbound);
+        Execute(Overlay.LinkUp(peer, inbound: !outbound, remote), effects);
+        // The market may have been waiting for this link to propose over it.
+        Match(flood: false, effects);
+        return new(LinkVerdict.Keep, replaced, default, effects);
+    }
+
+    /// <summary>A link closed, from either end. Only the current link to a peer counts: the overlay and the market forget the peer.</summary>
+    public IReadOnlyList<NodeEffect> LinkDown(TLink link, NodeId peer)
+    {
+        var effects = new List<NodeEffect>();
+        if (!_links.TryGetValue(peer, out var current) || current.Link != link) return effects;
+        _links.Remove(peer);
+        Overlay.LinkDown(peer);
+        bool wasMet = Market.RequestMet;
+        Execute(Market.PartnerLost(peer), effects);
+        Rematch(wasMet, effects);
+        return effects;
+    }
+
+    /// <summary>A control message as it came off the wire: admitted by its type before it is decoded, so a flood costs little.</summary>
+    public IReadOnlyList<NodeEffect> Receive(TLink from, NodeId peer, ReadOnlySpan<byte> payload)
+    {
+        var effects = new List<NodeEffect>();
+        if (!Admit(from, peer, ControlCodec.PeekType(payload), effects, out var neighbour)) return effects;
+        ControlMessage message;
+        try
+        {
+            message = ControlCodec.Decode(payload);
+        }
+        catch (WireException e)
+        {
+            effects.Add(new NodeEffect.CloseLink(peer, $"Malformed control message: {e.Message}"));
+            return effects;
+        }
+        Dispatch(peer, neighbour, message, effects);
+        return effects;
+    }
+
+    /// <summary>A control message already decoded (the simulator passes messages as objects): admitted by its type as on the wire.</summary>
+    public IReadOnlyList<NodeEffect> Receive(TLink from, NodeId peer, ControlMessage message)
+    {
+        var effects = new List<NodeEffect>();
+        if (Admit(from, peer, message.Type, effects, out var neighbour)) Dispatch(peer, neighbour, message, effects);
+        return effects;
+    }
+
+    /// <summary>
+    /// A probe of a partner that grants us bandwidth measured <paramref name="deliveredKbps"/>; its
+    /// verdict may shrink our grant to it, or end the agreement. A partner that would not even
+    /// carry the probe delivered nothing.
+    /// </summary>
+    public IReadOnlyList<NodeEffect> ProbeMeasured(NodeId partner, double deliveredKbps, long promisedKbps)
+    {
+        var effects = new List<NodeEffect>();
+        bool wasMet = Market.RequestMet;
+        Execute(Market.ProbeResult(partner, deliveredKbps, promisedKbps), effects);
+        Rematch(wasMet, effects);
+        return effects;
+    }
+
+    /// <summary>A dial came to nothing (nobody answered, or another key did).</summary>
+    public void DialFailed(EndPoint address, NodeId? expected)
+    {
+        _dialing.Remove(address);
+        if (address is IPEndPoint ip) Overlay.DialFailed(expected, ip);
+    }
+
+    /// <summary>The node stops: every agreement ends politely, and no link is taken from now on.</summary>
+    public IReadOnlyList<NodeEffect> Stop()
+    {
+        var effects = new List<NodeEffect>();
+        _stopped = true;
+        foreach (var agreement in Market.Active.ToList()) Execute(Market.End(agreement.Id, AgreementEndReason.ShuttingDown), effects);
+        return effects;
+    }
+
+    /// <summary>Floods a search for offers now, whatever the pace of the seed's loop: the results come in as hits (<see cref="Overlay.Overlay.Results"/>).</summary>
+    public (QueryId Query, IReadOnlyList<NodeEffect> Effects) Search(Block wanted, Block? canGrant)
+    {
+        var effects = new List<NodeEffect>();
+        var (query, actions) = Overlay.Search(wanted, canGrant);
+        effects.Add(new NodeEffect.SearchStarted(query));
+        Execute(actions, effects);
+        return (query, effects);
+    }
+
+    // ---- Messages ----
+
+    private bool Admit(TLink from, NodeId peer, ControlType type, List<NodeEffect> effects, out Neighbour neighbour)
+    {
+        // A message from a link that was replaced or closed meanwhile is the peer's no longer.
+        if (!_links.TryGetValue(peer, out neighbour!) || neighbour.Link != from) return false;
+        switch (Overlay.Admit(peer, type))
+        {
+            case Admission.Drop:
+                effects.Add(new NodeEffect.MessageRejected(peer, OverlayError.RateLimited, $"{type} beyond the rate this neighbour may send"));
+                return false;
+            case Admission.Disconnect:
+                effects.Add(new NodeEffect.Disconnect(peer, GoodbyeReason.Abuse));
+                return false;
+            default:
+                return true;
+        }
+    }
+
+    private void Dispatch(NodeId peer, Neighbour neighbour, ControlMessage message, List<NodeEffect> effects)
+    {
+        switch (message)
+        {
+            case GoodbyeMessage goodbye:
+                Overlay.Farewell(peer, goodbye.Reason);
+                effects.Add(new NodeEffect.CloseLink(peer, null));
+                break;
+            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage:
+                Execute(Overlay.Receive(peer, message), effects);
+                break;
+            default:
+                bool wasMet = Market.RequestMet;
+                Execute(Market.Receive(peer, neighbour.SigningKey, message), effects);
+                Rematch(wasMet, effects);
+                break;
+        }
+    }
+
+    // ---- The seed's loop ----
+
+    /// <summary>
+    /// While our request is unmet: offers we know of are matched at once; a search is flooded every
+    /// SearchInterval, or at once when <paramref name="flood"/> says the request has just become
+    /// unmet (but never twice in a second).
+    /// </summary>
+    private void Match(bool flood, List<NodeEffect> effects)
+    {
+        if (_stopped || Market.Request is not { } request || Market.RequestMet) return;
+        var canGrant = Market.Capacity.LargestFree;
+        var now = Now;
+        if (now - _lastSearch >= (flood ? MinSearchGap : _options.SearchInterval))
+        {
+            _lastSearch = now;
+            var (query, actions) = Overlay.Search(request, canGrant);
+            effects.Add(new NodeEffect.SearchStarted(query));
+            Execute(actions, effects);
+        }
+        Overlay.Candidates(request, canGrant, _candidates);
+        var candidates = _options.ChooseCandidates is { } choose ? choose(_candidates) : _candidates;
+        Execute(Market.Search(candidates, _isLinked), effects);
+    }
+
+    /// <summary>After the market changed: match now if the request is unmet, and search afresh if it was met a moment ago.</summary>
+    private void Rematch(bool wasMet, List<NodeEffect> effects)
+    {
+        if (!Market.RequestMet) Match(flood: wasMet, effects);
+    }
+
+    private void Dial(EndPoint address, NodeId? expected, List<NodeEffect> effects)
+    {
+        if (expected is { } id && (id == Id || _links.ContainsKey(id))) return;
+        if (!_dialing.Add(address)) return;
+        effects.Add(new NodeEffect.Dial(address, expected));
+    }
+
+    private void Execute(IReadOnlyList<OverlayAction> actions, List<NodeEffect> effects)
+    {
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendOverlayMessage send:
+                    effects.Add(new NodeEffect.Send(send.To, send.Message));
+                    break;
+                case DialPeer dial:
+                    Dial(dial.Address, dial.Id, effects);
+                    break;
+                case DisconnectPeer disconnect when _links.ContainsKey(disconnect.Id):
+                    effects.Add(new NodeEffect.Disconnect(disconnect.Id, disconnect.Reason));
+                    break;
+                case MessageRejected rejected:
+                    effects.Add(new NodeEffect.MessageRejected(rejected.From, rejected.Error, rejected.Reason));
+                    break;
+                case RoleChanged changed:
+                    effects.Add(new NodeEffect.RoleChanged(changed.Roles));
+                    Publish(force: true, effects);
+                    break;
+                case OffersFound:
+                    Match(flood: false, effects);
+                    break;
+            }
+        }
+    }
+
+    private void Execute(IReadOnlyList<MarketAction> actions, List<NodeEffect> effects)
+    {
+        bool changed = false;
+        foreach (var action in actions)
+        {
+            switch (action)
+            {
+                case SendMarketMessage send:
+                    effects.Add(new NodeEffect.Send(send.To, send.Message));
+                    break;
+                case LinkNeeded needed when needed.Candidate.Address is { } address:
+                    Dial(address, needed.Candidate.Id, effects);
+                    break;
+                case Exchange.AgreementFormed formed:
+                    changed = true;
+                    effects.Add(new NodeEffect.AgreementFormed(formed.Agreement));
+                    break;
+                case Exchange.AgreementEnded ended:
+                    changed = true;
+                    effects.Add(new NodeEffect.AgreementEnded(ended.Agreement, ended.Reason));
+                    break;
+                case GrantsChanged grants:
+                    changed = true;
+                    effects.Add(new NodeEffect.GrantChanged(grants.Partner, Market.GrantedTo(grants.Partner)));
+                    break;
+                case Exchange.VerdictReached verdict:
+                    effects.Add(new NodeEffect.VerdictReached(verdict.Partner, verdict.Verdict, verdict.DeliveredKbps, verdict.PromisedKbps));
+                    break;
+            }
+        }
+        if (_stopped) return;
+        if (changed) Publish(force: false, effects);
+        ReportRequest(effects);
+    }
+
+    private void ReportRequest(List<NodeEffect> effects)
+    {
+        bool met = Market.RequestMet;
+        if (_reportedMet == met) return;
+        _reportedMet = met;
+        effects.Add(new NodeEffect.RequestMetChanged(met));
+    }
+
+    // ---- Our descriptor ----
+
+    /// <summary>The partners that grant us something, each once, in order: the hops a circuit through us may continue to. Asked every tick, so a plain loop.</summary>
+    private NodeId[] GrantingPartners()
+    {
+        var partners = new List<NodeId>(4);
+        foreach (var a in Market.Active)
+            if (a.TheyGrant is not null && !partners.Contains(a.Partner)) partners.Add(a.Partner);
+        partners.Sort();
+        return [.. partners];
+    }
+
+    /// <summary>Signs a new descriptor when its free blocks, partners or role changed, or it is half way to expiring.</summary>
+    private void Publish(bool force, List<NodeEffect> effects)
+    {
+        // A node whose capacity is fully granted advertises nothing free: it stops being found.
+        var free = Market.Capacity.FreeBlocks;
+        var partners = GrantingPartners();
+        var roles = Overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
+        var now = Now;
+        if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners)
+            && now - _publishedAt < _options.DescriptorLifetime / 2)
+            return;
+        var descriptor = new Descriptor
+        {
+            SigningKey = _identity.SigningPublicKey,
+            LinkKey = _identity.LinkPublicKey,
+            Published = now,
+            Expires = now + _options.DescriptorLifetime,
+            Address = _options.Address,
+            Offer = Market.Offer,
+            Request = Market.Request,
+            FreeBlocks = free,
+            Roles = roles,
+            ExitPolicy = _options.ExitPolicy,
+            Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
+        }.Sign(_identity);
+        _publishedFree = free;
+        _publishedPartners = partners;
+        _publishedRoles = roles;
+        _publishedAt = now;
+        effects.Add(new NodeEffect.DescriptorPublished(descriptor));
+        Execute(Overlay.Publish(descriptor), effects);
+    }
+}
