@@ -1,0 +1,256 @@
+using System.Net;
+using Quid.Core;
+using Quid.Exchange;
+using Quid.Overlay;
+using Quid.Wire;
+
+namespace Quid.Tests.Core;
+
+/// <summary>The node core as its hosts see it: events in, effects out, with the follow-on steps inside.</summary>
+public sealed class NodeCoreTests : IDisposable
+{
+    private readonly CoreHarness _h = new();
+
+    public void Dispose() => _h.Dispose();
+
+    /// <summary>Two nodes that each want what the other offers, the first bootstrapping through the second.</summary>
+    private (CoreHarness.CoreNode A, CoreHarness.CoreNode B) Pair(MarketOptions? market = null)
+    {
+        var b = _h.Add(CoreHarness.Options(1024, 512, seed: 3) with { Market = (market ?? new MarketOptions()) with { Random = new Random(4) } });
+        var a = _h.Add(CoreHarness.Options(1024, 512, seed: 1) with { Bootstrap = [(b.Address, null)], Market = (market ?? new MarketOptions()) with { Random = new Random(2) } });
+        _h.Tick(times: 3);
+        return (a, b);
+    }
+
+    [Fact]
+    public void A_new_node_signs_its_first_descriptor_and_says_its_request_is_unmet_while_a_donor_says_it_is_met()
+    {
+        var trader = _h.Add(CoreHarness.Options(1024, 512));
+        var donor = _h.Add(CoreHarness.Options(1024, null));
+
+        var published = Assert.Single(trader.Seen<NodeEffect.DescriptorPublished>()).Descriptor;
+        Assert.Equal(trader.Id, published.Id);
+        Assert.Equal(trader.Address, published.Address);
+        Assert.Equal([Block.FromKbps(1024)], published.FreeBlocks);
+        Assert.False(Assert.Single(trader.Seen<NodeEffect.RequestMetChanged>()).Met);
+        Assert.True(Assert.Single(donor.Seen<NodeEffect.RequestMetChanged>()).Met);
+    }
+
+    [Fact]
+    public void A_node_linked_to_nobody_dials_its_bootstrap_peers_once_until_the_dial_fails()
+    {
+        var nowhere = new IPEndPoint(IPAddress.Loopback, 1);
+        var node = _h.Add(CoreHarness.Options(1024, 512) with { Bootstrap = [(nowhere, null), (new DnsEndPoint("quid.example.net", 7843), null)] });
+
+        var first = node.Core.Tick();
+        Assert.Equal([nowhere, new DnsEndPoint("quid.example.net", 7843)], first.OfType<NodeEffect.Dial>().Select(d => d.Address));
+        // Still dialing: no second dial to the same address.
+        Assert.Empty(node.Core.Tick().OfType<NodeEffect.Dial>());
+        node.Core.DialFailed(nowhere, null);
+        Assert.Equal([nowhere], node.Core.Tick().OfType<NodeEffect.Dial>().Select(d => d.Address));
+    }
+
+    [Fact]
+    public void Two_nodes_link_agree_and_each_lists_the_other_as_a_partner_in_its_next_descriptor()
+    {
+        var (a, b) = Pair();
+
+        Assert.Equal(b.Id, Assert.Single(a.Core.Links).Peer);
+        var agreement = Assert.Single(a.Seen<NodeEffect.AgreementFormed>()).Agreement;
+        Assert.Equal(b.Id, agreement.Partner);
+        Assert.Equal(Block.FromKbps(512), agreement.TheyGrant);
+        Assert.Equal(Block.FromKbps(512), agreement.WeGrant);
+        Assert.Contains(new NodeEffect.GrantChanged(b.Id, 512), a.Effects);
+        Assert.Contains(new NodeEffect.GrantChanged(a.Id, 512), b.Effects);
+        Assert.True(a.Seen<NodeEffect.RequestMetChanged>().Last().Met);
+        Assert.True(b.Seen<NodeEffect.RequestMetChanged>().Last().Met);
+        // The descriptors after the agreement list the partner and only the half left free.
+        Assert.Equal([b.Id], a.LastDescriptor.Partners);
+        Assert.Equal([a.Id], b.LastDescriptor.Partners);
+        Assert.Equal([Block.FromKbps(512)], a.LastDescriptor.FreeBlocks);
+    }
+
+    [Fact]
+    public void A_node_whose_request_is_met_stops_searching()
+    {
+        var (a, _) = Pair();
+        int searches = a.Seen<NodeEffect.SearchStarted>().Count();
+
+        _h.Tick(times: 20);
+
+        Assert.Equal(searches, a.Seen<NodeEffect.SearchStarted>().Count());
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Of_two_links_dialed_at_once_both_ends_keep_the_one_the_smaller_id_dialed(bool smallerDialsFirst)
+    {
+        var x = _h.Add(CoreHarness.Options(1024, null));
+        var y = _h.Add(CoreHarness.Options(1024, null));
+        var (smaller, larger) = x.Id < y.Id ? (x, y) : (y, x);
+
+        var first = smallerDialsFirst ? _h.Connect(smaller, larger) : _h.Connect(larger, smaller);
+        var second = smallerDialsFirst ? _h.Connect(larger, smaller) : _h.Connect(smaller, larger);
+
+        var survivor = smallerDialsFirst ? first : second;
+        Assert.Same(survivor, smaller.Core.LinkTo(larger.Id));
+        Assert.Same(survivor, larger.Core.LinkTo(smaller.Id));
+        Assert.False(survivor.Closed);
+        Assert.True((smallerDialsFirst ? second : first).Closed);
+    }
+
+    [Fact]
+    public void The_closing_of_a_link_that_was_replaced_changes_nothing()
+    {
+        var x = _h.Add(CoreHarness.Options(1024, null));
+        var y = _h.Add(CoreHarness.Options(1024, null));
+        var (smaller, larger) = x.Id < y.Id ? (x, y) : (y, x);
+        var old = new CoreHarness.TestLink(larger, smaller);
+        larger.Core.LinkUp(old, smaller.Id, outbound: true, smaller.Address, smaller.Identity.SigningPublicKey, smaller.Address);
+        var kept = _h.Connect(smaller, larger);
+
+        Assert.Same(kept, larger.Core.LinkTo(smaller.Id));
+        Assert.Empty(larger.Core.LinkDown(old, smaller.Id));
+        Assert.Same(kept, larger.Core.LinkTo(smaller.Id));
+    }
+
+    [Fact]
+    public void A_leaf_flooding_queries_has_the_excess_dropped_then_is_disconnected()
+    {
+        var (a, b) = Pair();
+        var link = b.Core.LinkTo(a.Id)!;
+        var effects = new List<NodeEffect>();
+        for (int i = 0; i < 200 && !effects.OfType<NodeEffect.Disconnect>().Any(); i++)
+            effects.AddRange(b.Core.Receive(link, a.Id, ControlCodec.Encode(new QueryMessage(QueryId.New(), 4, 0, Block.FromKbps(16), null, 8))));
+
+        Assert.Contains(effects, e => e is NodeEffect.MessageRejected { Error: OverlayError.RateLimited });
+        Assert.Equal(new NodeEffect.Disconnect(a.Id, GoodbyeReason.Abuse), effects.OfType<NodeEffect.Disconnect>().Single());
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0xEE, 1, 2, 3 })]
+    [InlineData(new byte[] { (byte)ControlType.AgreementEnd, 1 })]
+    [InlineData(new byte[0])]
+    public void A_malformed_message_closes_the_link_without_a_goodbye_and_says_why(byte[] payload)
+    {
+        var (a, b) = Pair();
+
+        var effects = b.Core.Receive(b.Core.LinkTo(a.Id)!, a.Id, payload);
+
+        var close = Assert.Single(effects.OfType<NodeEffect.CloseLink>());
+        Assert.Equal(a.Id, close.Peer);
+        Assert.StartsWith("Malformed control message", close.Problem, StringComparison.Ordinal);
+        Assert.DoesNotContain(effects, e => e is NodeEffect.Send);
+    }
+
+    [Fact]
+    public void A_goodbye_closes_the_link_quietly()
+    {
+        var (a, b) = Pair();
+
+        var effects = b.Core.Receive(b.Core.LinkTo(a.Id)!, a.Id, new GoodbyeMessage(GoodbyeReason.ShuttingDown));
+
+        Assert.Equal([new NodeEffect.CloseLink(a.Id, null)], effects);
+    }
+
+    [Fact]
+    public void A_message_from_a_link_that_is_not_the_current_one_is_ignored()
+    {
+        var (a, b) = Pair();
+        var stale = new CoreHarness.TestLink(a, b);
+
+        Assert.Empty(b.Core.Receive(stale, a.Id, new GoodbyeMessage(GoodbyeReason.Abuse)));
+        Assert.NotNull(b.Core.LinkTo(a.Id));
+    }
+
+    [Fact]
+    public void A_partner_that_underdelivers_is_probed_cut_one_order_at_a_time_then_dropped()
+    {
+        var (a, b) = Pair(new MarketOptions { FirstProbeMin = TimeSpan.FromSeconds(5), FirstProbeMax = TimeSpan.FromSeconds(5), RecheckAfter = TimeSpan.FromSeconds(1) });
+        _h.Tick(times: 6);
+        var probe = Assert.Single(a.Seen<NodeEffect.StartProbe>());
+        Assert.Equal(new NodeEffect.StartProbe(b.Id, 512), probe);
+
+        // A first shortfall is only a suspicion; confirmed, the grant to the liar halves and it is told.
+        Assert.Empty(a.Core.ProbeMeasured(b.Id, 100, 512).OfType<NodeEffect.VerdictReached>());
+        var cut = a.Core.ProbeMeasured(b.Id, 100, 512);
+        Assert.Equal(Verdict.Underdelivering, Assert.Single(cut.OfType<NodeEffect.VerdictReached>()).Verdict);
+        Assert.Contains(new NodeEffect.GrantChanged(b.Id, 256), cut);
+        Assert.Equal(Block.FromKbps(256), Assert.Single(cut.OfType<NodeEffect.Send>().Select(s => s.Message).OfType<GrantChanged>()).Grant);
+
+        a.Core.ProbeMeasured(b.Id, 100, 512);
+        var dropped = a.Core.ProbeMeasured(b.Id, 100, 512);
+        Assert.Equal(Verdict.Shunned, dropped.OfType<NodeEffect.VerdictReached>().Last().Verdict);
+        Assert.Equal(AgreementEndReason.Underdelivered, Assert.Single(dropped.OfType<NodeEffect.AgreementEnded>()).Reason);
+        Assert.Contains(new NodeEffect.GrantChanged(b.Id, 0), dropped);
+        Assert.Contains(dropped, e => e is NodeEffect.Send { Message: AgreementEnd });
+        // Short again, it searches at once, and the next descriptor lists no partner.
+        Assert.Contains(dropped, e => e is NodeEffect.SearchStarted);
+        Assert.Empty(dropped.OfType<NodeEffect.DescriptorPublished>().Last().Descriptor.Partners);
+    }
+
+    [Fact]
+    public void Losing_the_link_to_a_partner_ends_the_agreement_frees_the_grant_and_searches_again_at_once()
+    {
+        var (a, b) = Pair();
+        var link = a.Core.LinkTo(b.Id)!;
+        link.Closed = true;
+
+        var effects = a.Core.LinkDown(link, b.Id);
+
+        Assert.Equal(AgreementEndReason.LinkLost, Assert.Single(effects.OfType<NodeEffect.AgreementEnded>()).Reason);
+        Assert.Contains(new NodeEffect.GrantChanged(b.Id, 0), effects);
+        Assert.Contains(new NodeEffect.RequestMetChanged(false), effects);
+        Assert.Contains(effects, e => e is NodeEffect.SearchStarted);
+        Assert.Equal([Block.FromKbps(1024)], effects.OfType<NodeEffect.DescriptorPublished>().Last().Descriptor.FreeBlocks);
+        Assert.Null(a.Core.LinkTo(b.Id));
+    }
+
+    [Fact]
+    public void A_stopping_node_ends_every_agreement_politely_publishes_nothing_more_and_refuses_new_links()
+    {
+        var (a, b) = Pair();
+        var c = _h.Add(CoreHarness.Options(1024, null));
+
+        var effects = a.Core.Stop();
+
+        Assert.Equal(AgreementEndReason.ShuttingDown, Assert.Single(effects.OfType<NodeEffect.AgreementEnded>()).Reason);
+        Assert.Equal(b.Id, Assert.Single(effects.OfType<NodeEffect.Send>(), s => s.Message is AgreementEnd).To);
+        Assert.DoesNotContain(effects, e => e is NodeEffect.DescriptorPublished or NodeEffect.SearchStarted or NodeEffect.RequestMetChanged);
+        var late = a.Core.LinkUp(new CoreHarness.TestLink(c, a), c.Id, outbound: false, c.Address, c.Identity.SigningPublicKey, null);
+        Assert.Equal((LinkVerdict.Refuse, GoodbyeReason.ShuttingDown), (late.Verdict, late.Reason));
+        Assert.Empty(a.Core.Tick());
+    }
+
+    [Fact]
+    public void A_node_that_becomes_an_ultrapeer_says_so_and_signs_a_descriptor_that_says_so()
+    {
+        var node = _h.Add(CoreHarness.Options(1024, null) with
+        {
+            Overlay = new OverlayOptions { UltrapeerMinUptime = TimeSpan.Zero, PromotionDelay = TimeSpan.FromSeconds(1), Random = new Random(5) },
+        });
+
+        _h.Tick(times: 120);
+
+        int changed = node.Effects.FindIndex(e => e is NodeEffect.RoleChanged { Roles: NodeRoles.Ultrapeer });
+        Assert.True(changed >= 0, "the lone capable node never promoted itself");
+        var next = node.Effects.Skip(changed).OfType<NodeEffect.DescriptorPublished>().First().Descriptor;
+        Assert.True(next.Roles.HasFlag(NodeRoles.Ultrapeer));
+    }
+
+    [Fact]
+    public void A_friends_only_node_refuses_a_stranger_and_says_why()
+    {
+        var friend = _h.Add(CoreHarness.Options(1024, null));
+        var loner = _h.Add(CoreHarness.Options(1024, 512) with { Overlay = new OverlayOptions { Friends = new HashSet<Quid.Crypto.NodeId> { friend.Id }, Random = new Random(6) } });
+        var stranger = _h.Add(CoreHarness.Options(1024, null));
+
+        var decision = loner.Core.LinkUp(new CoreHarness.TestLink(stranger, loner), stranger.Id, outbound: false, stranger.Address, stranger.Identity.SigningPublicKey, null);
+        _h.Connect(friend, loner);
+
+        Assert.Equal((LinkVerdict.Refuse, GoodbyeReason.NotAFriend), (decision.Verdict, decision.Reason));
+        Assert.Null(loner.Core.LinkTo(stranger.Id));
+        Assert.NotNull(loner.Core.LinkTo(friend.Id));
+    }
+}
