@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using Quid.Cli.Demo;
 using Quid.Node;
-using Quid.Node.Demo;
 using Spectre.Console;
 
 namespace Quid.Cli;

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;

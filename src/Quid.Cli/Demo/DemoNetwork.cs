@@ -1,16 +1,17 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Quid.Node;
 using Quid.Wire;
 
-namespace Quid.Node.Demo;
+namespace Quid.Cli.Demo;
 
 /// <summary>
 /// A whole Quid network on this machine: a handful of nodes, each on its own loopback address
 /// (127.0.0.2, 127.0.0.3 …) with offers and requests of different sizes, plus a local web
 /// server. The first node is "you": its SOCKS port is what applications use.
 /// </summary>
-public sealed class DemoNetwork : IAsyncDisposable
+internal sealed class DemoNetwork : IAsyncDisposable
 {
     /// <summary>Offer and request (kbps, 0 for a donor) of each demo node; the first is the client.</summary>
     private static readonly (int Offer, int Request)[] Profiles =
@@ -124,4 +125,4 @@ public sealed class DemoNetwork : IAsyncDisposable
 }
 
 /// <summary>What the web server saw: the client's own address directly, the exit's through Quid; and the circuit's hops (node numbers).</summary>
-public sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, IReadOnlyList<int> Path, string Page);
+internal sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, IReadOnlyList<int> Path, string Page);
