@@ -18,21 +18,22 @@ internal static class DemoCommand
         var nodes = new Option<int>("--nodes") { Description = "How many nodes to start (2 to 8).", DefaultValueFactory = _ => 5 };
         var once = new Option<bool>("--once") { Description = "Exit after the check: 0 if traffic left from another node's address, 1 if not." };
         var socksPort = new Option<int>("--socks-port") { Description = "SOCKS port of your node (another free port is used if it is taken).", DefaultValueFactory = _ => NodeOptions.DefaultSocksPort };
+        var httpPort = new Option<int>("--http-port") { Description = "HTTP proxy port of your node (another free port is used if it is taken).", DefaultValueFactory = _ => NodeOptions.DefaultHttpProxyPort };
         var verbose = new Option<bool>("--verbose") { Description = "Show the nodes' own logs." };
         var command = new Command("demo", "Start a small Quid network on this machine and show your traffic leaving from another node's address.")
         {
-            nodes, once, socksPort, verbose,
+            nodes, once, socksPort, httpPort, verbose,
         };
         command.SetAction((parse, cancellationToken) =>
-            RunAsync(parse.GetValue(nodes), parse.GetValue(once), parse.GetValue(socksPort), parse.GetValue(verbose), cancellationToken));
+            RunAsync(parse.GetValue(nodes), parse.GetValue(once), parse.GetValue(socksPort), parse.GetValue(httpPort), parse.GetValue(verbose), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int nodeCount, bool once, int socksPort, bool verbose, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int nodeCount, bool once, int socksPort, int httpPort, bool verbose, CancellationToken cancellationToken)
     {
         using var loggers = CliDefaults.Loggers(verbose ? LogLevel.Information : LogLevel.Warning);
         AnsiConsole.MarkupLine("[bold]Quid demo[/]: a whole network on this machine, each node on its own loopback address.");
-        await using var network = await DemoNetwork.StartAsync(nodeCount, socksPort, loggers, cancellationToken).ConfigureAwait(false);
+        await using var network = await DemoNetwork.StartAsync(nodeCount, socksPort, httpPort, loggers, cancellationToken).ConfigureAwait(false);
         AnsiConsole.MarkupLine($"[green]✓[/] Web server on [link]{network.Web.BaseUrl}/[/]");
         AnsiConsole.MarkupLine($"[green]✓[/] Started {network.Nodes.Count} nodes: {string.Join(", ", network.Nodes.Select((n, i) => $"{Name(i)} {n.LinkEndPoint.Address}"))}");
 
@@ -80,11 +81,24 @@ internal static class DemoCommand
 
         AnsiConsole.WriteLine();
         AnsiConsole.MarkupLine("Try it yourself; your traffic leaves from the exit's address:");
-        AnsiConsole.MarkupLine($"  [bold]curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/[/]");
+        ShowCommands(
+            ($"curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/", "through your node's SOCKS proxy"),
+            ($"curl --proxy http://{network.Client.HttpProxyEndPoint} {network.Web.BaseUrl}/", "through its HTTP proxy"));
         AnsiConsole.MarkupLine("Press Ctrl-C to stop the network.");
         await CliDefaults.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
         AnsiConsole.MarkupLine("Stopping…");
         return 0;
+    }
+
+    /// <summary>
+    /// Commands to copy, each with what it does as a shell comment, so the whole line pastes. Not
+    /// through Spectre, which would break a line wider than the terminal where the terminal would
+    /// only wrap it.
+    /// </summary>
+    private static void ShowCommands(params (string Command, string What)[] commands)
+    {
+        int width = commands.Max(c => c.Command.Length);
+        foreach (var (command, what) in commands) Console.WriteLine($"  {command.PadRight(width)}   # {what}");
     }
 
     private static string Name(int index) => index == 0 ? "you" : $"node {index + 1}";

@@ -9,7 +9,7 @@ namespace Quid.Cli.Demo;
 /// <summary>
 /// A whole Quid network on this machine: a handful of nodes, each on its own loopback address
 /// (127.0.0.2, 127.0.0.3 …) with offers and requests of different sizes, plus a local web
-/// server. The first node is "you": its SOCKS port is what applications use.
+/// server. The first node is "you": its SOCKS and HTTP proxies are what applications use.
 /// </summary>
 internal sealed class DemoNetwork : IAsyncDisposable
 {
@@ -32,7 +32,12 @@ internal sealed class DemoNetwork : IAsyncDisposable
     public QuidNode Client => _nodes[0];
     public LocalWebServer Web { get; }
 
-    public static async Task<DemoNetwork> StartAsync(int nodeCount, int socksPort, ILoggerFactory loggers, CancellationToken cancellationToken)
+    /// <param name="nodeCount">How many nodes, 2 to 8.</param>
+    /// <param name="socksPort">The client's SOCKS port; any free port if it is taken (or 0).</param>
+    /// <param name="httpProxyPort">The client's HTTP proxy port; any free port if it is taken (or 0).</param>
+    /// <param name="loggers">The nodes' loggers.</param>
+    /// <param name="cancellationToken">Stops starting more nodes.</param>
+    public static async Task<DemoNetwork> StartAsync(int nodeCount, int socksPort, int httpProxyPort, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         if (nodeCount < 2 || nodeCount > Profiles.Length) throw new ArgumentOutOfRangeException(nameof(nodeCount), $"The demo runs 2 to {Profiles.Length} nodes.");
         var web = new LocalWebServer(new IPEndPoint(IPAddress.Loopback, 0));
@@ -49,9 +54,8 @@ internal sealed class DemoNetwork : IAsyncDisposable
                 {
                     DataDirectory = Path.Combine(network._directory, $"node{i + 1}"),
                     Listen = new IPEndPoint(address, 0),
-                    Socks = i == 0 ? new IPEndPoint(IPAddress.Loopback, socksPort) : null,
-                    // The demo shows the SOCKS proxy; a second well-known port would only add a way to collide.
-                    HttpProxy = null,
+                    Socks = i == 0 ? LoopbackPortOrAnyFree(socksPort) : null,
+                    HttpProxy = i == 0 ? LoopbackPortOrAnyFree(httpProxyPort) : null,
                     Offer = Block.FromKbps(offer),
                     Request = request == 0 ? null : Block.FromKbps(request),
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
@@ -60,17 +64,7 @@ internal sealed class DemoNetwork : IAsyncDisposable
                     TickInterval = TimeSpan.FromMilliseconds(200),
                     SearchInterval = TimeSpan.FromSeconds(1),
                 };
-                QuidNode node;
-                try
-                {
-                    node = await QuidNode.StartAsync(options, loggers).ConfigureAwait(false);
-                }
-                catch (SocketException e) when (i == 0 && e.SocketErrorCode == SocketError.AddressAlreadyInUse && socksPort != 0)
-                {
-                    // Port 1080 is taken (another proxy?): any free port will do for the demo.
-                    node = await QuidNode.StartAsync(options with { Socks = new IPEndPoint(IPAddress.Loopback, 0) }, loggers).ConfigureAwait(false);
-                }
-                network._nodes.Add(node);
+                network._nodes.Add(await QuidNode.StartAsync(options, loggers).ConfigureAwait(false));
             }
             return network;
         }
@@ -78,6 +72,26 @@ internal sealed class DemoNetwork : IAsyncDisposable
         {
             await network.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The port on loopback when it is free, else port 0 (any free port): a real node or another
+    /// proxy on 1080 or 8118 must not stop the demo. Asked before the node starts, because a node
+    /// that fails to open its second proxy does not let go of its first.
+    /// </summary>
+    private static IPEndPoint LoopbackPortOrAnyFree(int port)
+    {
+        var endPoint = new IPEndPoint(IPAddress.Loopback, port);
+        try
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            probe.Bind(endPoint);
+            return endPoint;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AccessDenied)
+        {
+            return new IPEndPoint(IPAddress.Loopback, 0);
         }
     }
 
