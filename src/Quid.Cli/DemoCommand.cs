@@ -9,7 +9,7 @@ namespace Quid.Cli;
 /// <summary>
 /// <c>quid demo</c>: a whole network on this machine, shown working. It waits for the
 /// agreements, fetches a page directly and through Quid, shows which address the web server saw
-/// each time, then leaves the SOCKS port open for the reader to try.
+/// each time, then leaves your node's proxies open for the reader to try.
 /// </summary>
 internal static class DemoCommand
 {
@@ -32,8 +32,33 @@ internal static class DemoCommand
     private static async Task<int> RunAsync(int nodeCount, bool once, int socksPort, int httpPort, bool verbose, CancellationToken cancellationToken)
     {
         using var loggers = CliDefaults.Loggers(verbose ? LogLevel.Information : LogLevel.Warning);
+        // Ctrl-C at any moment stops the nodes and deletes the demo's temporary directory.
+        using var shutdown = new ShutdownSignal(cancellationToken);
         AnsiConsole.MarkupLine("[bold]Quid demo[/]: a whole network on this machine, each node on its own loopback address.");
-        await using var network = await DemoNetwork.StartAsync(nodeCount, socksPort, httpPort, loggers, cancellationToken).ConfigureAwait(false);
+        DemoNetwork? network = null;
+        try
+        {
+            network = await DemoNetwork.StartAsync(nodeCount, socksPort, httpPort, loggers, shutdown.Token).ConfigureAwait(false);
+            if (!await ShowItWorksAsync(network, shutdown.Token).ConfigureAwait(false)) return ExitCodes.Failed;
+            if (once) return ExitCodes.Ok;
+            ShowWhatToTry(network);
+            await shutdown.WaitAsync().ConfigureAwait(false);
+            return ExitCodes.Ok;
+        }
+        catch (OperationCanceledException) when (shutdown.Requested)
+        {
+            return ExitCodes.Interrupted;
+        }
+        finally
+        {
+            if (shutdown.Requested) AnsiConsole.MarkupLine("Stopping…");
+            if (network is not null) await network.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Waits for the agreements, then fetches the page directly and through Quid; true if the web server saw another node's address.</summary>
+    private static async Task<bool> ShowItWorksAsync(DemoNetwork network, CancellationToken cancellationToken)
+    {
         AnsiConsole.MarkupLine($"[green]✓[/] Web server on [link]{network.Web.BaseUrl}/[/]");
         AnsiConsole.MarkupLine($"[green]✓[/] Started {network.Nodes.Count} nodes: {string.Join(", ", network.Nodes.Select((n, i) => $"{Name(i)} {n.LinkEndPoint.Address}"))}");
 
@@ -53,7 +78,7 @@ internal static class DemoCommand
         if (!matched)
         {
             AnsiConsole.MarkupLine("[red]✗[/] Your node found no partner within a minute; run with --verbose to see why.");
-            return 1;
+            return false;
         }
         await ShowAgreementsAsync(network).ConfigureAwait(false);
 
@@ -66,8 +91,10 @@ internal static class DemoCommand
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or OperationCanceledException)
         {
+            // Stopped with Ctrl-C rather than failed.
+            cancellationToken.ThrowIfCancellationRequested();
             AnsiConsole.MarkupLine($"[red]✗[/] Fetching through Quid failed: {Markup.Escape(e.Message)}");
-            return 1;
+            return false;
         }
         AnsiConsole.MarkupLine($"[green]✓[/] Fetched {network.Web.BaseUrl}/ directly: the web server saw [bold]{fetch.DirectSource}[/] (you).");
         string exit = fetch.ExitNodeNumber is { } n ? $"{Name(n - 1)}, the exit" : "not a Quid node?";
@@ -76,18 +103,18 @@ internal static class DemoCommand
         if (fetch.Path.Count > 0)
             AnsiConsole.MarkupLine($"  The circuit: you → {string.Join(" → ", fetch.Path.Select(p => Name(p - 1)))} → web server. " +
                 "Each hop peels one layer of encryption; only the first sees your address, only the last your destination.");
-        if (!hidden) return 1;
-        if (once) return 0;
+        return hidden;
+    }
 
+    /// <summary>What to try by hand while the network runs.</summary>
+    private static void ShowWhatToTry(DemoNetwork network)
+    {
         AnsiConsole.WriteLine();
         AnsiConsole.MarkupLine("Try it yourself; your traffic leaves from the exit's address:");
         ShowCommands(
             ($"curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/", "through your node's SOCKS proxy"),
             ($"curl --proxy http://{network.Client.HttpProxyEndPoint} {network.Web.BaseUrl}/", "through its HTTP proxy"));
-        AnsiConsole.MarkupLine("Press Ctrl-C to stop the network.");
-        await CliDefaults.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
-        AnsiConsole.MarkupLine("Stopping…");
-        return 0;
+        AnsiConsole.MarkupLine("Press Ctrl-C to stop the network; its temporary directory goes with it.");
     }
 
     /// <summary>
