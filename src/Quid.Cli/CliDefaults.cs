@@ -14,6 +14,30 @@ internal static class CliDefaults
             o.TimestampFormat = "HH:mm:ss ";
             o.ColorBehavior = LoggerColorBehavior.Default;
         }));
+
+    /// <summary>
+    /// How to run this same quid from a shell, for commands the CLI prints: <c>quid</c> when that is
+    /// what the shell finds, else the full path of the quid beside this program (a build run with
+    /// <c>dotnet run</c>, say), else of this program.
+    /// </summary>
+    public static string CommandName()
+    {
+        if (Environment.ProcessPath is not { } program || Path.GetFileNameWithoutExtension(program) == "dotnet") return "quid";
+        string beside = Path.Combine(Path.GetDirectoryName(program)!, OperatingSystem.IsWindows() ? "quid.exe" : "quid");
+        string us = File.Exists(beside) ? beside : program;
+        var onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Select(d => Path.Combine(d, Path.GetFileName(beside)))
+            .FirstOrDefault(File.Exists);
+        return onPath is not null && RealPath(onPath) == RealPath(us) ? "quid" : ShellWord(us);
+
+        static string RealPath(string path) => File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
+    }
+
+    /// <summary><paramref name="text"/> as one word for a POSIX shell: as it is when it is safe, else in single quotes.</summary>
+    public static string ShellWord(string text) =>
+        text.Length > 0 && text.All(c => char.IsAsciiLetterOrDigit(c) || "/._-+:=@%,".Contains(c, StringComparison.Ordinal))
+            ? text
+            : "'" + text.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 }
 
 /// <summary>

@@ -9,7 +9,8 @@ namespace Quid.Cli;
 /// <summary>
 /// <c>quid demo</c>: a whole network on this machine, shown working. It waits for the
 /// agreements, fetches a page directly and through Quid, shows which address the web server saw
-/// each time, then leaves your node's proxies open for the reader to try.
+/// each time, then leaves your node's proxies open for the reader to try, and its control API
+/// for <c>quid status</c> and the dashboard to watch it.
 /// </summary>
 internal static class DemoCommand
 {
@@ -106,7 +107,7 @@ internal static class DemoCommand
         return hidden;
     }
 
-    /// <summary>What to try by hand while the network runs.</summary>
+    /// <summary>What to try by hand while the network runs: the proxies, and how to watch your node as you would a real one.</summary>
     private static void ShowWhatToTry(DemoNetwork network)
     {
         AnsiConsole.WriteLine();
@@ -114,6 +115,12 @@ internal static class DemoCommand
         ShowCommands(
             ($"curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/", "through your node's SOCKS proxy"),
             ($"curl --proxy http://{network.Client.HttpProxyEndPoint} {network.Web.BaseUrl}/", "through its HTTP proxy"));
+        AnsiConsole.MarkupLine("Watch your node from another terminal as you would your own; its data directory is a temporary one, so each command names it:");
+        string quid = CliDefaults.CommandName(), directory = CliDefaults.ShellWord(network.ClientDataDirectory);
+        ShowCommands(
+            ($"{quid} status --data-dir {directory}", "what it is doing: partners, live rates, circuits"),
+            ($"{quid} dashboard --data-dir {directory}", "prints the link to its live dashboard:"));
+        Console.WriteLine($"  {network.DashboardUrl}");
         AnsiConsole.MarkupLine("Press Ctrl-C to stop the network; its temporary directory goes with it.");
     }
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Quid.Node;
+using Quid.Node.Control;
 using Quid.Wire;
 
 namespace Quid.Cli.Demo;
@@ -9,7 +10,9 @@ namespace Quid.Cli.Demo;
 /// <summary>
 /// A whole Quid network on this machine: a handful of nodes, each on its own loopback address
 /// (127.0.0.2, 127.0.0.3 …) with offers and requests of different sizes, plus a local web
-/// server. The first node is "you": its SOCKS and HTTP proxies are what applications use.
+/// server. The first node is "you": its SOCKS and HTTP proxies are what applications use, and it
+/// runs the control API as <c>quid run</c> does, so <c>quid status --data-dir</c> and the dashboard
+/// show it.
 /// </summary>
 internal sealed class DemoNetwork : IAsyncDisposable
 {
@@ -21,6 +24,7 @@ internal sealed class DemoNetwork : IAsyncDisposable
 
     private readonly List<QuidNode> _nodes = [];
     private readonly string _directory;
+    private NodeControl? _control;
 
     private DemoNetwork(string directory, LocalWebServer web)
     {
@@ -31,6 +35,12 @@ internal sealed class DemoNetwork : IAsyncDisposable
     public IReadOnlyList<QuidNode> Nodes => _nodes;
     public QuidNode Client => _nodes[0];
     public LocalWebServer Web { get; }
+    /// <summary>The client's data directory, where <c>quid status</c> finds its control API.</summary>
+    public string ClientDataDirectory => DataDirectory(0);
+    /// <summary>The client's dashboard, with the token that signs in.</summary>
+    public string DashboardUrl => ControlServer.DashboardUrl(_control!.Server!.EndPoint, ControlCookie.Read(ClientDataDirectory));
+
+    private string DataDirectory(int index) => Path.Combine(_directory, $"node{index + 1}");
 
     /// <param name="nodeCount">How many nodes, 2 to 8.</param>
     /// <param name="socksPort">The client's SOCKS port; any free port if it is taken (or 0).</param>
@@ -52,7 +62,7 @@ internal sealed class DemoNetwork : IAsyncDisposable
                 var (offer, request) = Profiles[i];
                 var options = new NodeOptions
                 {
-                    DataDirectory = Path.Combine(network._directory, $"node{i + 1}"),
+                    DataDirectory = network.DataDirectory(i),
                     Listen = new IPEndPoint(address, 0),
                     Socks = i == 0 ? LoopbackPortOrAnyFree(socksPort) : null,
                     HttpProxy = i == 0 ? LoopbackPortOrAnyFree(httpProxyPort) : null,
@@ -65,6 +75,10 @@ internal sealed class DemoNetwork : IAsyncDisposable
                     SearchInterval = TimeSpan.FromSeconds(1),
                 };
                 network._nodes.Add(await QuidNode.StartAsync(options, loggers).ConfigureAwait(false));
+                // The client's control API, as quid run has it, but on any free port: a real node may have 9051.
+                if (i == 0)
+                    network._control = await NodeControl.StartAsync(network.Client, new IPEndPoint(IPAddress.Loopback, 0), anyPortIfTaken: false,
+                        options.DataDirectory, loggers, TimeProvider.System, cancellationToken).ConfigureAwait(false);
             }
             return network;
         }
@@ -125,6 +139,7 @@ internal sealed class DemoNetwork : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);
         foreach (var node in _nodes) await node.DisposeAsync().ConfigureAwait(false);
         await Web.DisposeAsync().ConfigureAwait(false);
         try
