@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using Quid.Cli.Demo;
 using Quid.Node;
-using Quid.Node.Demo;
 using Spectre.Console;
 
 namespace Quid.Cli;
@@ -9,7 +9,8 @@ namespace Quid.Cli;
 /// <summary>
 /// <c>quid demo</c>: a whole network on this machine, shown working. It waits for the
 /// agreements, fetches a page directly and through Quid, shows which address the web server saw
-/// each time, then leaves the SOCKS port open for the reader to try.
+/// each time, then leaves your node's proxies open for the reader to try, and its control API
+/// for <c>quid status</c> and the dashboard to watch it.
 /// </summary>
 internal static class DemoCommand
 {
@@ -18,21 +19,47 @@ internal static class DemoCommand
         var nodes = new Option<int>("--nodes") { Description = "How many nodes to start (2 to 8).", DefaultValueFactory = _ => 5 };
         var once = new Option<bool>("--once") { Description = "Exit after the check: 0 if traffic left from another node's address, 1 if not." };
         var socksPort = new Option<int>("--socks-port") { Description = "SOCKS port of your node (another free port is used if it is taken).", DefaultValueFactory = _ => NodeOptions.DefaultSocksPort };
+        var httpPort = new Option<int>("--http-port") { Description = "HTTP proxy port of your node (another free port is used if it is taken).", DefaultValueFactory = _ => NodeOptions.DefaultHttpProxyPort };
         var verbose = new Option<bool>("--verbose") { Description = "Show the nodes' own logs." };
         var command = new Command("demo", "Start a small Quid network on this machine and show your traffic leaving from another node's address.")
         {
-            nodes, once, socksPort, verbose,
+            nodes, once, socksPort, httpPort, verbose,
         };
         command.SetAction((parse, cancellationToken) =>
-            RunAsync(parse.GetValue(nodes), parse.GetValue(once), parse.GetValue(socksPort), parse.GetValue(verbose), cancellationToken));
+            RunAsync(parse.GetValue(nodes), parse.GetValue(once), parse.GetValue(socksPort), parse.GetValue(httpPort), parse.GetValue(verbose), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int nodeCount, bool once, int socksPort, bool verbose, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int nodeCount, bool once, int socksPort, int httpPort, bool verbose, CancellationToken cancellationToken)
     {
         using var loggers = CliDefaults.Loggers(verbose ? LogLevel.Information : LogLevel.Warning);
+        // Ctrl-C at any moment stops the nodes and deletes the demo's temporary directory.
+        using var shutdown = new ShutdownSignal(cancellationToken);
         AnsiConsole.MarkupLine("[bold]Quid demo[/]: a whole network on this machine, each node on its own loopback address.");
-        await using var network = await DemoNetwork.StartAsync(nodeCount, socksPort, loggers, cancellationToken).ConfigureAwait(false);
+        DemoNetwork? network = null;
+        try
+        {
+            network = await DemoNetwork.StartAsync(nodeCount, socksPort, httpPort, loggers, shutdown.Token).ConfigureAwait(false);
+            if (!await ShowItWorksAsync(network, shutdown.Token).ConfigureAwait(false)) return ExitCodes.Failed;
+            if (once) return ExitCodes.Ok;
+            ShowWhatToTry(network);
+            await shutdown.WaitAsync().ConfigureAwait(false);
+            return ExitCodes.Ok;
+        }
+        catch (OperationCanceledException) when (shutdown.Requested)
+        {
+            return ExitCodes.Interrupted;
+        }
+        finally
+        {
+            if (shutdown.Requested) AnsiConsole.MarkupLine("Stopping…");
+            if (network is not null) await network.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Waits for the agreements, then fetches the page directly and through Quid; true if the web server saw another node's address.</summary>
+    private static async Task<bool> ShowItWorksAsync(DemoNetwork network, CancellationToken cancellationToken)
+    {
         AnsiConsole.MarkupLine($"[green]✓[/] Web server on [link]{network.Web.BaseUrl}/[/]");
         AnsiConsole.MarkupLine($"[green]✓[/] Started {network.Nodes.Count} nodes: {string.Join(", ", network.Nodes.Select((n, i) => $"{Name(i)} {n.LinkEndPoint.Address}"))}");
 
@@ -52,7 +79,7 @@ internal static class DemoCommand
         if (!matched)
         {
             AnsiConsole.MarkupLine("[red]✗[/] Your node found no partner within a minute; run with --verbose to see why.");
-            return 1;
+            return false;
         }
         await ShowAgreementsAsync(network).ConfigureAwait(false);
 
@@ -65,8 +92,10 @@ internal static class DemoCommand
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or OperationCanceledException)
         {
+            // Stopped with Ctrl-C rather than failed.
+            cancellationToken.ThrowIfCancellationRequested();
             AnsiConsole.MarkupLine($"[red]✗[/] Fetching through Quid failed: {Markup.Escape(e.Message)}");
-            return 1;
+            return false;
         }
         AnsiConsole.MarkupLine($"[green]✓[/] Fetched {network.Web.BaseUrl}/ directly: the web server saw [bold]{fetch.DirectSource}[/] (you).");
         string exit = fetch.ExitNodeNumber is { } n ? $"{Name(n - 1)}, the exit" : "not a Quid node?";
@@ -75,16 +104,35 @@ internal static class DemoCommand
         if (fetch.Path.Count > 0)
             AnsiConsole.MarkupLine($"  The circuit: you → {string.Join(" → ", fetch.Path.Select(p => Name(p - 1)))} → web server. " +
                 "Each hop peels one layer of encryption; only the first sees your address, only the last your destination.");
-        if (!hidden) return 1;
-        if (once) return 0;
+        return hidden;
+    }
 
+    /// <summary>What to try by hand while the network runs: the proxies, and how to watch your node as you would a real one.</summary>
+    private static void ShowWhatToTry(DemoNetwork network)
+    {
         AnsiConsole.WriteLine();
         AnsiConsole.MarkupLine("Try it yourself; your traffic leaves from the exit's address:");
-        AnsiConsole.MarkupLine($"  [bold]curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/[/]");
-        AnsiConsole.MarkupLine("Press Ctrl-C to stop the network.");
-        await CliDefaults.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
-        AnsiConsole.MarkupLine("Stopping…");
-        return 0;
+        ShowCommands(
+            ($"curl --socks5-hostname {network.Client.SocksEndPoint} {network.Web.BaseUrl}/", "through your node's SOCKS proxy"),
+            ($"curl --proxy http://{network.Client.HttpProxyEndPoint} {network.Web.BaseUrl}/", "through its HTTP proxy"));
+        AnsiConsole.MarkupLine("Watch your node from another terminal as you would your own; its data directory is a temporary one, so each command names it:");
+        string quid = CliDefaults.CommandName(), directory = CliDefaults.ShellWord(network.ClientDataDirectory);
+        ShowCommands(
+            ($"{quid} status --data-dir {directory}", "what it is doing: partners, live rates, circuits"),
+            ($"{quid} dashboard --data-dir {directory}", "prints the link to its live dashboard:"));
+        Console.WriteLine($"  {network.DashboardUrl}");
+        AnsiConsole.MarkupLine("Press Ctrl-C to stop the network; its temporary directory goes with it.");
+    }
+
+    /// <summary>
+    /// Commands to copy, each with what it does as a shell comment, so the whole line pastes. Not
+    /// through Spectre, which would break a line wider than the terminal where the terminal would
+    /// only wrap it.
+    /// </summary>
+    private static void ShowCommands(params (string Command, string What)[] commands)
+    {
+        int width = commands.Max(c => c.Command.Length);
+        foreach (var (command, what) in commands) Console.WriteLine($"  {command.PadRight(width)}   # {what}");
     }
 
     private static string Name(int index) => index == 0 ? "you" : $"node {index + 1}";

@@ -84,4 +84,6 @@ internal static class ExitCodes
     public const int Failed = 1;
     /// <summary>sysexits' EX_CONFIG: systemd is told not to restart a node whose configuration is wrong.</summary>
     public const int BadConfiguration = 78;
+    /// <summary>128 + SIGINT, as a shell reports a command that Ctrl-C ended: stopped before it was done.</summary>
+    public const int Interrupted = 130;
 }

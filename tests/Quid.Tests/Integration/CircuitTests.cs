@@ -7,7 +7,7 @@ using Quid.Circuits;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Node;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 using Quid.Wire;
 using Xunit.Abstractions;
 

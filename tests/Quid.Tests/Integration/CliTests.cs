@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;
@@ -65,7 +65,7 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(exitId[..8], table, StringComparison.Ordinal);
 
         // systemd's stop: SIGTERM. The node lets the open stream run for a while, then ends its agreement politely.
-        Signal(clientDir, "TERM");
+        client.Signal("TERM");
         // Read the output rather than QuidProcess.WaitForLineAsync, which gives up once the process has exited, as this one will.
         await Eventually.WaitUntilAsync(() => Regex.IsMatch(client.Output, @"Node [a-z2-7]{8} stopped"), TimeSpan.FromSeconds(15), "the client to stop");
         Assert.Contains("Waiting up to 5 s for 1 open streams to finish", client.Output, StringComparison.Ordinal);
@@ -135,28 +135,6 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await process.WaitForExitAsync(timeout.Token);
         return (process.ExitCode, await stdout + await stderr);
-    }
-
-    /// <summary>Sends a signal to the quid process started with <paramref name="dataDirectory"/>, found by that argument.</summary>
-    private static void Signal(string dataDirectory, string signal)
-    {
-        int pid = Directory.EnumerateDirectories("/proc")
-            .Select(d => int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int p) ? p : 0)
-            .Where(p => p > 0)
-            .Single(p =>
-            {
-                try
-                {
-                    return File.ReadAllText($"/proc/{p}/cmdline").Split('\0').Contains(dataDirectory);
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    return false; // gone, or not ours
-                }
-            });
-        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(CultureInfo.InvariantCulture)]);
-        kill.WaitForExit();
-        Assert.Equal(0, kill.ExitCode);
     }
 
     public void Dispose()

@@ -2,35 +2,30 @@ using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
 using Quid.Node;
 using Quid.Node.Control;
-using Quid.Node.Metrics;
 
 namespace Quid.Tests.Integration;
 
 /// <summary>The control API of a test node, started the way <c>quid run</c> starts it, on a free loopback port.</summary>
 internal sealed class ControlPlane : IAsyncDisposable
 {
-    private ControlPlane(NodeMonitor monitor, NodeMetrics metrics, ControlServer server, string dataDirectory)
+    private readonly NodeControl _control;
+
+    private ControlPlane(NodeControl control, string dataDirectory)
     {
-        Monitor = monitor;
-        Metrics = metrics;
-        Server = server;
+        _control = control;
         DataDirectory = dataDirectory;
     }
 
-    public NodeMonitor Monitor { get; }
-    public NodeMetrics Metrics { get; }
-    public ControlServer Server { get; }
+    public NodeMonitor Monitor => _control.Monitor;
+    public ControlServer Server => _control.Server!;
     public string DataDirectory { get; }
     public string BaseUrl => $"http://{Server.EndPoint}";
     public string Token => ControlCookie.Hex(ControlCookie.Read(DataDirectory));
 
     public static async Task<ControlPlane> StartAsync(QuidNode node, string dataDirectory)
     {
-        var monitor = new NodeMonitor(node, TimeProvider.System, NullLogger.Instance);
-        await monitor.StartAsync();
-        var metrics = new NodeMetrics(node, monitor);
-        var server = await ControlServer.StartAsync(node, monitor, metrics, new IPEndPoint(IPAddress.Loopback, 0), dataDirectory, NullLoggerFactory.Instance);
-        return new ControlPlane(monitor, metrics, server, dataDirectory);
+        var control = await NodeControl.StartAsync(node, new IPEndPoint(IPAddress.Loopback, 0), anyPortIfTaken: false, dataDirectory, NullLoggerFactory.Instance, TimeProvider.System);
+        return new ControlPlane(control, dataDirectory);
     }
 
     /// <summary>curl with the cookie (or another token, or none) as the bearer token: status code and body.</summary>
@@ -43,10 +38,5 @@ internal sealed class ControlPlane : IAsyncDisposable
         return (int.Parse(output[(split + 1)..], System.Globalization.CultureInfo.InvariantCulture), output[..split]);
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        Metrics.Dispose();
-        await Monitor.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _control.DisposeAsync();
 }

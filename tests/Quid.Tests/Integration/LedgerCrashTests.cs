@@ -9,7 +9,7 @@ public sealed class LedgerCrashTests
     public async Task The_ledger_survives_kill_9_of_a_node_in_the_middle_of_a_transfer()
     {
         string root = Directory.CreateTempSubdirectory("quid-crash-").FullName;
-        await using var web = new Quid.Node.Demo.LocalWebServer(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        await using var web = new Quid.Cli.Demo.LocalWebServer(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
         web.Start();
         try
         {

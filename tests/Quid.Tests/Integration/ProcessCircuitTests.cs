@@ -1,7 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 
 namespace Quid.Tests.Integration;
 

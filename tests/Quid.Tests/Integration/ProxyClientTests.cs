@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 
 namespace Quid.Tests.Integration;
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.RegularExpressions;
 
 namespace Quid.Tests.Integration;
@@ -40,10 +41,37 @@ internal sealed class QuidProcess : IDisposable
     public static async Task<(int ExitCode, string Output)> RunAsync(params string[] arguments)
     {
         using var process = Start(arguments);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process._process.WaitForExitAsync(timeout.Token);
-        process._process.WaitForExit(); // flush the asynchronous output readers
-        return (process._process.ExitCode, string.Join('\n', process._lines));
+        int exitCode = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return (exitCode, process.Output);
+    }
+
+    /// <summary>Waits for the process to exit by itself; returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(deadline.Token);
+        _process.WaitForExit(); // flush the asynchronous output readers
+        return _process.ExitCode;
+    }
+
+    /// <summary>Sends a signal, as kill -<paramref name="signal"/> would: TERM is systemd's stop, INT is Ctrl-C.</summary>
+    public void Signal(string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", _process.Id.ToString(CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
+    /// <summary>
+    /// Ctrl-C: SIGINT. Where the tests run with SIGINT ignored (started with a shell's '&amp;' and no
+    /// job control), quid inherits that and .NET keeps it ignored; then SIGTERM, which quid's
+    /// commands handle the same way, stands in.
+    /// </summary>
+    public void Interrupt()
+    {
+        string? ignored = File.ReadLines($"/proc/{_process.Id}/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        bool sigintIgnored = ignored is not null && (ulong.Parse(ignored[7..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture) & (1 << (2 - 1))) != 0;
+        Signal(sigintIgnored ? "TERM" : "INT");
     }
 
     public string Output => string.Join('\n', _lines);

@@ -2,9 +2,9 @@ using System.Net;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Quid.Circuits;
+using Quid.Cli.Demo;
 using Quid.Links;
 using Quid.Node;
-using Quid.Node.Demo;
 using Quid.Wire;
 
 namespace Quid.Tests.Integration;

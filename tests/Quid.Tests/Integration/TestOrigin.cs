@@ -6,7 +6,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
-using Quid.Node.Demo;
+using Quid.Cli.Demo;
 
 namespace Quid.Tests.Integration;
 

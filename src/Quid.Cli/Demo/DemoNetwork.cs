@@ -1,16 +1,20 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Quid.Node;
+using Quid.Node.Control;
 using Quid.Wire;
 
-namespace Quid.Node.Demo;
+namespace Quid.Cli.Demo;
 
 /// <summary>
 /// A whole Quid network on this machine: a handful of nodes, each on its own loopback address
 /// (127.0.0.2, 127.0.0.3 …) with offers and requests of different sizes, plus a local web
-/// server. The first node is "you": its SOCKS port is what applications use.
+/// server. The first node is "you": its SOCKS and HTTP proxies are what applications use, and it
+/// runs the control API as <c>quid run</c> does, so <c>quid status --data-dir</c> and the dashboard
+/// show it.
 /// </summary>
-public sealed class DemoNetwork : IAsyncDisposable
+internal sealed class DemoNetwork : IAsyncDisposable
 {
     /// <summary>Offer and request (kbps, 0 for a donor) of each demo node; the first is the client.</summary>
     private static readonly (int Offer, int Request)[] Profiles =
@@ -20,6 +24,7 @@ public sealed class DemoNetwork : IAsyncDisposable
 
     private readonly List<QuidNode> _nodes = [];
     private readonly string _directory;
+    private NodeControl? _control;
 
     private DemoNetwork(string directory, LocalWebServer web)
     {
@@ -30,8 +35,19 @@ public sealed class DemoNetwork : IAsyncDisposable
     public IReadOnlyList<QuidNode> Nodes => _nodes;
     public QuidNode Client => _nodes[0];
     public LocalWebServer Web { get; }
+    /// <summary>The client's data directory, where <c>quid status</c> finds its control API.</summary>
+    public string ClientDataDirectory => DataDirectory(0);
+    /// <summary>The client's dashboard, with the token that signs in.</summary>
+    public string DashboardUrl => ControlServer.DashboardUrl(_control!.Server!.EndPoint, ControlCookie.Read(ClientDataDirectory));
 
-    public static async Task<DemoNetwork> StartAsync(int nodeCount, int socksPort, ILoggerFactory loggers, CancellationToken cancellationToken)
+    private string DataDirectory(int index) => Path.Combine(_directory, $"node{index + 1}");
+
+    /// <param name="nodeCount">How many nodes, 2 to 8.</param>
+    /// <param name="socksPort">The client's SOCKS port; any free port if it is taken (or 0).</param>
+    /// <param name="httpProxyPort">The client's HTTP proxy port; any free port if it is taken (or 0).</param>
+    /// <param name="loggers">The nodes' loggers.</param>
+    /// <param name="cancellationToken">Stops starting more nodes.</param>
+    public static async Task<DemoNetwork> StartAsync(int nodeCount, int socksPort, int httpProxyPort, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         if (nodeCount < 2 || nodeCount > Profiles.Length) throw new ArgumentOutOfRangeException(nameof(nodeCount), $"The demo runs 2 to {Profiles.Length} nodes.");
         var web = new LocalWebServer(new IPEndPoint(IPAddress.Loopback, 0));
@@ -46,11 +62,10 @@ public sealed class DemoNetwork : IAsyncDisposable
                 var (offer, request) = Profiles[i];
                 var options = new NodeOptions
                 {
-                    DataDirectory = Path.Combine(network._directory, $"node{i + 1}"),
+                    DataDirectory = network.DataDirectory(i),
                     Listen = new IPEndPoint(address, 0),
-                    Socks = i == 0 ? new IPEndPoint(IPAddress.Loopback, socksPort) : null,
-                    // The demo shows the SOCKS proxy; a second well-known port would only add a way to collide.
-                    HttpProxy = null,
+                    Socks = i == 0 ? LoopbackPortOrAnyFree(socksPort) : null,
+                    HttpProxy = i == 0 ? LoopbackPortOrAnyFree(httpProxyPort) : null,
                     Offer = Block.FromKbps(offer),
                     Request = request == 0 ? null : Block.FromKbps(request),
                     Peers = i == 0 ? [] : [network._nodes[0].LinkEndPoint.ToString()],
@@ -59,17 +74,11 @@ public sealed class DemoNetwork : IAsyncDisposable
                     TickInterval = TimeSpan.FromMilliseconds(200),
                     SearchInterval = TimeSpan.FromSeconds(1),
                 };
-                QuidNode node;
-                try
-                {
-                    node = await QuidNode.StartAsync(options, loggers).ConfigureAwait(false);
-                }
-                catch (SocketException e) when (i == 0 && e.SocketErrorCode == SocketError.AddressAlreadyInUse && socksPort != 0)
-                {
-                    // Port 1080 is taken (another proxy?): any free port will do for the demo.
-                    node = await QuidNode.StartAsync(options with { Socks = new IPEndPoint(IPAddress.Loopback, 0) }, loggers).ConfigureAwait(false);
-                }
-                network._nodes.Add(node);
+                network._nodes.Add(await QuidNode.StartAsync(options, loggers).ConfigureAwait(false));
+                // The client's control API, as quid run has it, but on any free port: a real node may have 9051.
+                if (i == 0)
+                    network._control = await NodeControl.StartAsync(network.Client, new IPEndPoint(IPAddress.Loopback, 0), anyPortIfTaken: false,
+                        options.DataDirectory, loggers, TimeProvider.System, cancellationToken).ConfigureAwait(false);
             }
             return network;
         }
@@ -77,6 +86,26 @@ public sealed class DemoNetwork : IAsyncDisposable
         {
             await network.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The port on loopback when it is free, else port 0 (any free port): a real node or another
+    /// proxy on 1080 or 8118 must not stop the demo. Asked before the node starts, because a node
+    /// that fails to open its second proxy does not let go of its first.
+    /// </summary>
+    private static IPEndPoint LoopbackPortOrAnyFree(int port)
+    {
+        var endPoint = new IPEndPoint(IPAddress.Loopback, port);
+        try
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            probe.Bind(endPoint);
+            return endPoint;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AccessDenied)
+        {
+            return new IPEndPoint(IPAddress.Loopback, 0);
         }
     }
 
@@ -110,6 +139,7 @@ public sealed class DemoNetwork : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_control is not null) await _control.DisposeAsync().ConfigureAwait(false);
         foreach (var node in _nodes) await node.DisposeAsync().ConfigureAwait(false);
         await Web.DisposeAsync().ConfigureAwait(false);
         try
@@ -124,4 +154,4 @@ public sealed class DemoNetwork : IAsyncDisposable
 }
 
 /// <summary>What the web server saw: the client's own address directly, the exit's through Quid; and the circuit's hops (node numbers).</summary>
-public sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, IReadOnlyList<int> Path, string Page);
+internal sealed record DemoFetch(IPAddress DirectSource, IPAddress QuidSource, int? ExitNodeNumber, IReadOnlyList<int> Path, string Page);

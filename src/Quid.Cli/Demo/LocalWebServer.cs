@@ -5,7 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Quid.Node.Demo;
+namespace Quid.Cli.Demo;
 
 /// <summary>
 /// A small HTTP/1.1 server on loopback for the demo and the tests: it answers <c>/</c> with a
@@ -13,7 +13,7 @@ namespace Quid.Node.Demo;
 /// pseudo-random pattern and <c>/echo/text</c> with the text, and remembers every address that
 /// connected and every request line.
 /// </summary>
-public sealed class LocalWebServer : IAsyncDisposable
+internal sealed class LocalWebServer : IAsyncDisposable
 {
     private const int MaxRequestHead = 16 * 1024;
     private readonly Socket _listener;

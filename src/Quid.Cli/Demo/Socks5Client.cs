@@ -3,13 +3,13 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Quid.Node.Demo;
+namespace Quid.Cli.Demo;
 
 /// <summary>
 /// Just enough of a SOCKS5 client (RFC 1928, no authentication, CONNECT by host name) for the
 /// demo to fetch a page through its own node, as curl --socks5-hostname would.
 /// </summary>
-public static class Socks5Client
+internal static class Socks5Client
 {
     public static async Task<Socket> ConnectAsync(IPEndPoint proxy, string host, int port, CancellationToken cancellationToken)
     {
