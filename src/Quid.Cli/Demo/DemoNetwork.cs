@@ -91,8 +91,8 @@ internal sealed class DemoNetwork : IAsyncDisposable
 
     /// <summary>
     /// The port on loopback when it is free, else port 0 (any free port): a real node or another
-    /// proxy on 1080 or 8118 must not stop the demo. Asked before the node starts, because a node
-    /// that fails to open its second proxy does not let go of its first.
+    /// proxy on 1080 or 8118 must not stop the demo. Asked before the node starts, so that one
+    /// start is enough.
     /// </summary>
     private static IPEndPoint LoopbackPortOrAnyFree(int port)
     {

@@ -121,22 +121,25 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
 
     /// <summary>Creates or loads the identity in the data directory, opens the listeners and joins the network.</summary>
-    public static Task<QuidNode> StartAsync(NodeOptions options, ILoggerFactory loggers, TimeProvider? time = null)
+    /// <remarks>If a listener cannot open (its port is taken, say), those already open are closed again before the error is thrown.</remarks>
+    public static async Task<QuidNode> StartAsync(NodeOptions options, ILoggerFactory loggers, TimeProvider? time = null)
     {
         Directory.CreateDirectory(options.DataDirectory);
         if (!OperatingSystem.IsWindows())
             File.SetUnixFileMode(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var identity = IdentityStore.LoadOrCreate(options.DataDirectory, out bool created);
         NodeDatabase? database = null;
+        QuidNode? node = null;
         try
         {
             database = new NodeDatabase(options.DataDirectory);
-            var node = new QuidNode(options, identity, database, time ?? TimeProvider.System, loggers);
+            node = new QuidNode(options, identity, database, time ?? TimeProvider.System, loggers);
             node.Open(created);
-            return Task.FromResult(node);
+            return node;
         }
         catch
         {
+            if (node is not null) await node.CloseListenersAsync().ConfigureAwait(false);
             database?.Dispose();
             identity.Dispose();
             throw;
@@ -616,9 +619,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     {
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_socks is not null) await _socks.DisposeAsync().ConfigureAwait(false);
-        if (_httpProxy is not null) await _httpProxy.DisposeAsync().ConfigureAwait(false);
-        if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
+        await CloseListenersAsync().ConfigureAwait(false);
         await _ticker.ConfigureAwait(false);
         await DrainStreamsAsync().ConfigureAwait(false);
         var links = await OnLoopAsync(() =>
@@ -637,6 +638,13 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _stopping.Dispose();
         Identity.Dispose();
         _logger.LogInformation("Node {Id} stopped", Id.Brief);
+    }
+
+    private async Task CloseListenersAsync()
+    {
+        if (_socks is not null) await _socks.DisposeAsync().ConfigureAwait(false);
+        if (_httpProxy is not null) await _httpProxy.DisposeAsync().ConfigureAwait(false);
+        if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>
