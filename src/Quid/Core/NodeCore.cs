@@ -388,9 +388,11 @@ public sealed class NodeCore<TLink> where TLink : class
             Address = _options.Address,
             Offer = Market.Offer,
             Request = Market.Request,
-            FreeBlocks = free,
             Roles = roles,
             ExitPolicy = _options.ExitPolicy,
+            // Cuts of grants can leave more free blocks than one per order, which a descriptor
+            // cannot list; the largest come first, and a match needs only one large enough.
+            FreeBlocks = free.Count <= Descriptor.MaxFreeBlocks ? free : [.. free.Take(Descriptor.MaxFreeBlocks)],
             Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
         }.Sign(_identity);
         _publishedFree = free;

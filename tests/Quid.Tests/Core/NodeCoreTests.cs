@@ -253,4 +253,26 @@ public sealed class NodeCoreTests : IDisposable
         Assert.Null(loner.Core.LinkTo(stranger.Id));
         Assert.NotNull(loner.Core.LinkTo(friend.Id));
     }
+
+    [Fact]
+    public void An_offer_cut_into_more_free_blocks_than_a_descriptor_lists_still_publishes_the_largest_of_them()
+    {
+        // 32 partners each granted 32 kbps of a 1024 kbps offer; cut to 16 each, the offer is left
+        // as 32 free blocks of 16 that are nobody's buddies, more than a descriptor may list.
+        var hub = _h.Add(CoreHarness.Options(1024, 16) with
+        {
+            Overlay = new OverlayOptions { MaxLeafNeighbours = 64, Random = new Random(9) },
+            Market = new MarketOptions { FirstProbeMin = TimeSpan.FromSeconds(5), FirstProbeMax = TimeSpan.FromSeconds(5), Random = new Random(10) },
+        });
+        var partners = Enumerable.Range(0, 32).Select(i => _h.Add(CoreHarness.Options(16, 32, seed: 100 + 2 * i) with { Bootstrap = [(hub.Address, null)] })).ToList();
+        for (int i = 0; i < 60 && hub.Core.Market.Active.Count() < 32; i++) _h.Tick();
+        Assert.Equal(32, hub.Core.Market.Active.Count());
+
+        var effects = partners.SelectMany(p => new[] { hub.Core.ProbeMeasured(p.Id, 0, 16), hub.Core.ProbeMeasured(p.Id, 0, 16) }).SelectMany(e => e).ToList();
+
+        Assert.Equal(32, hub.Core.Market.Capacity.FreeBlocks.Count);
+        var advertised = effects.OfType<NodeEffect.DescriptorPublished>().Last().Descriptor;
+        Assert.Equal(Descriptor.MaxFreeBlocks, advertised.FreeBlocks.Count);
+        Assert.All(advertised.FreeBlocks, b => Assert.Equal(Block.FromKbps(16), b));
+    }
 }
