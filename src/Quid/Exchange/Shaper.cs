@@ -23,12 +23,6 @@ public sealed class Shaper
         _parent = new Bucket(ceilingBytesPerSecond, time.GetTimestamp());
     }
 
-    /// <summary>The rate all partners together may use: our offer.</summary>
-    public double CeilingBytesPerSecond
-    {
-        get { lock (_lock) return _parent.Rate; }
-    }
-
     private sealed class Bucket(double rate, long now)
     {
         public double Rate = rate;

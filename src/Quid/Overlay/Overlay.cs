@@ -43,12 +43,11 @@ public sealed class Overlay
     /// <summary>Whether some neighbour may still have a descriptor or peers waiting to be sent: upkeep flushes only then.</summary>
     private bool _mayHavePending;
 
-    private sealed class Neighbour(NodeId id, KnownPeer peer, bool inbound, OverlayOptions options, TimeProvider time)
+    private sealed class Neighbour(NodeId id, KnownPeer peer, OverlayOptions options, TimeProvider time)
     {
         public NodeId Id { get; } = id;
         /// <summary>Its entry in the peer table, which is never evicted while it is a neighbour: no lookup by id in the busy paths.</summary>
         public KnownPeer Peer { get; } = peer;
-        public bool Inbound { get; } = inbound;
         public TokenBucket LeafQueries { get; } = Bucket(options.LeafQueryRate, time);
         public TokenBucket UltrapeerQueries { get; } = Bucket(options.UltrapeerQueryRate, time);
         public TokenBucket Descriptors { get; } = Bucket(options.DescriptorRate, time);
@@ -107,10 +106,6 @@ public sealed class Overlay
     private bool IsFriend(NodeId id) => _options.Friends is not { } friends || friends.Contains(id);
 
     private int MaxNeighbours => Role == OverlayRole.Ultrapeer ? _options.MaxUltrapeerNeighbours : _options.MaxLeafNeighbours;
-
-    /// <summary>The current descriptors of the nodes we are linked to.</summary>
-    public IEnumerable<Descriptor> NeighbourDescriptors =>
-        _neighbourIds.Select(Find).OfType<Descriptor>();
 
     // ---- Peers remembered across restarts ----
 
@@ -215,7 +210,7 @@ public sealed class Overlay
         _neighbourIds.Add(neighbour);
         var peer = _peers.GetOrAdd(neighbour, _neighbourIds);
         _peers.SetNeighbour(peer, linked: true);
-        _neighbours[neighbour] = new Neighbour(neighbour, peer, inbound, _options, _time);
+        _neighbours[neighbour] = new Neighbour(neighbour, peer, _options, _time);
         peer.LastSeen = Now;
         peer.Failures = 0;
         // An inbound link comes from an ephemeral port: only a descriptor says where to dial.

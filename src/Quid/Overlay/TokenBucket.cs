@@ -24,15 +24,6 @@ public sealed class TokenBucket
     public double RatePerSecond { get; }
     public double Burst { get; }
 
-    public double Available
-    {
-        get
-        {
-            Refill();
-            return _tokens;
-        }
-    }
-
     /// <summary>Takes <paramref name="amount"/> tokens if they are there.</summary>
     public bool TryTake(double amount = 1)
     {

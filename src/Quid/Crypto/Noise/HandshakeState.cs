@@ -104,8 +104,6 @@ public sealed class HandshakeState : IDisposable
 
     public NoiseProtocol Protocol => _protocol;
 
-    public bool IsInitiator => _initiator;
-
     /// <summary>True once every handshake message has been written or read; then call <see cref="Split"/>.</summary>
     public bool IsComplete => _messageIndex == _protocol.Pattern.Messages.Length;
 

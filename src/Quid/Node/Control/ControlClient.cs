@@ -65,12 +65,6 @@ public sealed class ControlClient : IDisposable
             ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
     }
 
-    public async Task<string> GetTextAsync(string path, CancellationToken cancellationToken = default)
-    {
-        using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
-        return await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-    }
-
     private async Task<HttpResponseMessage> SendAsync(string path, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
