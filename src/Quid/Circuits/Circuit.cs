@@ -197,7 +197,6 @@ public sealed class Circuit
                     return;
                 }
                 Cell.WriteHeader(cell, OutwardId, command);
-                _manager.RelayTap?.Invoke(this, cell);
                 (_toOutward ??= new RelayForwarder(this, next, InwardAccount?.Up)).Forward(cell);
                 return;
             }
@@ -224,7 +223,6 @@ public sealed class Circuit
         InwardAccount?.AddGiven(Cell.Size);
         Layer!.SealBackward(body);
         Cell.WriteHeader(cell, InwardId, CellCommand.Relay);
-        _manager.RelayTap?.Invoke(this, cell);
         (_toInward ??= new RelayForwarder(this, Inward!, InwardAccount?.Down)).Forward(cell);
     }
 

@@ -39,8 +39,6 @@ public enum ExtendFailure : byte
     Malformed = 4,
 }
 
-internal delegate void CellTap(Circuit circuit, Span<byte> cell);
-
 /// <summary>What the circuit manager needs to know of the node it serves; it owns no policy itself.</summary>
 public sealed record CircuitPolicy(
     /// <summary>Whether a neighbour may build circuits through us: we must grant it bandwidth.</summary>
@@ -72,9 +70,6 @@ public sealed class CircuitManager(NodeIdentity identity, CircuitOptions options
 
     /// <summary>Every circuit, once each.</summary>
     public IReadOnlyCollection<Circuit> Circuits => [.. _sides.Values.Select(s => s.Circuit).Distinct()];
-
-    /// <summary>Tests see (and may change) the cells a relay passes on, as a tampering hop would.</summary>
-    internal CellTap? RelayTap { get; set; }
 
     // ---- Cells arriving ----
 

@@ -52,9 +52,6 @@ public interface IControlMessages
     void OnClosed(Link link, Exception? reason);
 }
 
-/// <summary>Sees every cell a link sends or receives, in the clear of the link's own encryption: for tests.</summary>
-internal delegate void CellObserver(Link link, bool sent, ReadOnlySpan<byte> cell);
-
 public sealed record LinkOptions
 {
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -112,9 +109,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
     /// <summary>Completes when the link has closed, for whatever reason.</summary>
     public Task Closed => _closed.Task;
     public Exception? CloseReason => _closeReason;
-
-    /// <summary>Tests watch what crosses the link here; set before <see cref="Start"/>.</summary>
-    internal CellObserver? Observer { get; set; }
 
     private long _bytesSent;
     private long _bytesReceived;
@@ -247,7 +241,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
 
     private bool Send(ReadOnlySpan<byte> cell, bool wake)
     {
-        Observer?.Invoke(this, sent: true, cell);
         if (!_queue.Enqueue(cell, wake)) return false;
         if (_queue.QueuedBytes > _options.MaxQueuedBytes)
         {
@@ -307,7 +300,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
                         {
                             throw new LinkException(LinkError.BadCell, e.Message, e);
                         }
-                        Observer?.Invoke(this, sent: false, cell);
                         if (Cell.CircuitId(cell) != 0) _circuits!.OnCell(this, cell);
                         else if (Cell.Command(cell) == CellCommand.Control && Reassemble(cell) is { } payload) _controlMessages!.OnControl(this, payload);
                     }

@@ -477,7 +477,6 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         // A neighbour's address may be the origin of the circuits it sends us: only Debug names it.
         _logger.LogInformation("Linked with {Peer} ({Direction})", link.PeerId.Brief, link.Outbound ? "outbound" : "inbound");
         _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
-        link.Observer = _options.LinkObserver;
         link.Start(_circuits, this);
         Execute(actions);
         // The market may have been waiting for this link to propose over it.
