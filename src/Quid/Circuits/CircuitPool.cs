@@ -33,7 +33,7 @@ public sealed record PathSource(NodeId Self, Func<IReadOnlyList<FirstHop>> First
 /// Streams with different isolation keys (SOCKS credentials) never share a circuit; a circuit
 /// is kept built ahead, rebuilt when it fails, and retired when it grows old.
 /// </summary>
-public sealed class CircuitPool(CircuitManager manager, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
+public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
     private const int PathAttempts = 20;
     private const int BuildAttempts = 3;
@@ -64,7 +64,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
             var circuit = await GetCircuitAsync(isolation, target.Port, cancellationToken).ConfigureAwait(false);
             try
             {
-                return await circuit.OpenStreamAsync(target, manager.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+                return await circuit.OpenStreamAsync(target, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
             }
             catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
             {
@@ -79,7 +79,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
     public async Task<System.Net.IPAddress[]> ResolveAsync(string host, object isolation, CancellationToken cancellationToken)
     {
         var circuit = await GetCircuitAsync(isolation, 443, cancellationToken).ConfigureAwait(false);
-        return await circuit.ResolveAsync(host, manager.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+        return await circuit.ResolveAsync(host, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<Circuit> GetCircuitAsync(object isolation, ushort port, CancellationToken cancellationToken)
@@ -107,7 +107,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
                         : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.");
             try
             {
-                var circuit = await manager.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
+                var circuit = await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
                 lock (_lock) _circuits.Add(circuit);
                 return circuit;
             }
@@ -171,7 +171,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
     private void Retire(Circuit circuit)
     {
         lock (_lock) _circuits.Remove(circuit);
-        if (circuit.StreamCount == 0) manager.Destroy(circuit, DestroyReason.Finished);
+        if (circuit.StreamCount == 0) circuit.Destroy(DestroyReason.Finished);
     }
 
     /// <summary>
@@ -188,7 +188,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
             foreach (var old in _circuits.Where(c => now - c.CreatedAt >= options.MaxCircuitAge && c.StreamCount == 0).ToList())
             {
                 _circuits.Remove(old);
-                manager.Destroy(old, DestroyReason.Finished);
+                old.Destroy(DestroyReason.Finished);
             }
             foreach (var expired in _avoid.Where(a => a.Value <= now).Select(a => a.Key).ToList()) _avoid.Remove(expired);
             fresh = _circuits.Count(c => Equals(c.Isolation, source.DefaultIsolation) && now - c.CreatedAt < options.MaxCircuitAge / 2

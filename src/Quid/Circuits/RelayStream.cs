@@ -248,7 +248,7 @@ public sealed class RelayStream : Stream
     private async ValueTask<bool> SendDataAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (_circuit.Role == CircuitRole.Exit && !data.IsEmpty)
-            await _circuit.Manager.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), cancellationToken).ConfigureAwait(false);
+            await _circuit.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), cancellationToken).ConfigureAwait(false);
         while (!data.IsEmpty)
         {
             Task? wait = null;
@@ -301,7 +301,7 @@ public sealed class RelayStream : Stream
                 // At an exit, what the partner sends waits for its share before it reaches the
                 // destination; the SENDMEs wait with it, so the partner's excess waits at the partner.
                 if (_circuit.Role == CircuitRole.Exit)
-                    await _circuit.Manager.ShapeAsync(_circuit.InwardAccount?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
+                    await _circuit.ShapeAsync(_circuit.InwardAccount?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
                 int written = await socket.SendAsync(data, SocketFlags.None, _aborted.Token).ConfigureAwait(false);
                 Delivered(written);
             }

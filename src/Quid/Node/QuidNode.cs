@@ -16,7 +16,7 @@ namespace Quid.Node;
 /// <summary>
 /// One Quid node: the layers put together. Links carry cells; control messages go to the
 /// overlay and the market, which are state machines guarded by one lock; circuit cells go to the
-/// circuit manager; the SOCKS listener opens streams through partners that grant us bandwidth.
+/// circuit table; the SOCKS listener opens streams through partners that grant us bandwidth.
 /// A timer runs the seed's loop: keep the overlay linked, search while the request is unmet,
 /// propose to what the search found, and keep the descriptor current.
 /// </summary>
@@ -35,7 +35,8 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly Overlay.Overlay _overlay;
     private readonly Market _market;
-    private readonly CircuitManager _circuits;
+    private readonly CircuitTable _circuits;
+    private readonly Prober _prober;
     private readonly CircuitPool _pool;
     private readonly NodeDatabase _database;
     private readonly Ledger _ledger;
@@ -81,10 +82,12 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = wanted }, _ledger);
         _down = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
         _up = new Shaper(options.Offer.BytesPerSecond * options.ServiceFactor, time);
-        var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
-        _circuits = new CircuitManager(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
-        _pool = new CircuitPool(_circuits, options.Paths with { Hops = options.Hops },
+        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver), circuitLogger);
+        _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
+        var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
+        _prober = new Prober(builder, time);
+        _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
             new PathSource(identity.Id, FirstHops, id => _overlay.Find(id), SocksAuth.None), time, circuitLogger);
     }
 
@@ -95,7 +98,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public IPEndPoint? HttpProxyEndPoint => _httpProxy?.LocalEndPoint;
-    public CircuitManager Circuits => _circuits;
+    public CircuitTable Circuits => _circuits;
     public CircuitPool Pool => _pool;
     /// <summary>Links refused after the handshake: not a friend, shunned, or no room.</summary>
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
@@ -284,7 +287,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         double delivered;
         try
         {
-            delivered = await _circuits.ProbeAsync(link, descriptor, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
+            delivered = await _prober.ProbeAsync(link, descriptor, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
         }
         catch (StreamException)
         {
@@ -316,7 +319,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         {
             account.Down = account.Up = null;
             foreach (var circuit in _circuits.Circuits.Where(c => c.Role == CircuitRole.Exit && c.Peer == partner).ToList())
-                _circuits.Destroy(circuit, DestroyReason.Refused);
+                circuit.Destroy(DestroyReason.Refused);
             return;
         }
         if (account.Down is { } down && account.Up is { } up)

@@ -24,16 +24,21 @@ internal sealed class CircuitNode : IDisposable
         Identity = identity;
         Ledger = new Ledger(harness.Time);
         Descriptor = TestDescriptors.Make(identity, Block.FromKbps(1024), null, policy: ExitPolicy.AcceptAll, published: harness.Time.GetUtcNow());
-        var exit = new ExitConnector(ExitPolicy.AcceptAll, null, harness.Options.ExitConnectTimeout, harness.Time, harness.Resolve);
+        var logger = Logs.CreateLogger("Quid.Circuits");
+        var exit = new StreamExit(new ExitConnector(ExitPolicy.AcceptAll, null, harness.Options.ExitConnectTimeout, harness.Time, harness.Resolve), logger);
         var policy = new CircuitPolicy(Grants.ContainsKey, next => GrantedBy.ContainsKey(next) && Ports.TryGetValue(next, out var port) && port.IsOpen ? port : null, Ledger.Account);
-        Table = new CircuitManager(identity, harness.Options, exit, policy, harness.Time, Logs.CreateLogger("Quid.Circuits"));
+        Table = new CircuitTable(identity, harness.Options, exit, policy, harness.Time, logger);
+        Builder = new CircuitBuilder(Table, harness.Options, harness.Time, logger);
+        Prober = new Prober(Builder, harness.Time);
     }
 
     public NodeIdentity Identity { get; }
     public NodeId Id => Identity.Id;
     public Ledger Ledger { get; }
     public Descriptor Descriptor { get; }
-    public CircuitManager Table { get; }
+    public CircuitTable Table { get; }
+    public CircuitBuilder Builder { get; }
+    public Prober Prober { get; }
     /// <summary>What this node logs at the default level and above.</summary>
     public LogCapture Logs { get; } = new(LogLevel.Information);
     public ConcurrentDictionary<NodeId, MemoryPort> Ports { get; } = new();
@@ -50,7 +55,7 @@ internal sealed class CircuitNode : IDisposable
 
     /// <summary>Starts a build, for a test that watches it fail or wait.</summary>
     public Task<Circuit> StartBuild(params CircuitNode[] path) =>
-        Table.BuildAsync(PortTo(path[0]), [.. path.Select(n => n.Descriptor)], isolation: null, CancellationToken.None);
+        Builder.BuildAsync(PortTo(path[0]), [.. path.Select(n => n.Descriptor)], isolation: null, CancellationToken.None);
 
     /// <summary>Circuits this node is part of that are not closed.</summary>
     public IReadOnlyList<Circuit> OpenCircuits => [.. Table.Circuits.Where(c => c.State != CircuitState.Closed)];

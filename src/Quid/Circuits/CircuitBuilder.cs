@@ -1,0 +1,70 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Quid.Crypto;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Circuits;
+
+/// <summary>
+/// Builds our own circuits, telescoping: CREATE to the first hop (a neighbour), then EXTEND
+/// through the last hop so far for each next one, each with a fresh ntor handshake against the
+/// hop's onion key from its signed descriptor.
+/// </summary>
+public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, TimeProvider time, ILogger logger)
+{
+    public CircuitOptions Options => options;
+
+    /// <summary>
+    /// Builds a circuit along <paramref name="path"/>, starting on <paramref name="firstHop"/>, the
+    /// link to <c>path[0]</c>. Throws <see cref="StreamException"/> if a hop refuses or is silent.
+    /// </summary>
+    public async Task<Circuit> BuildAsync(ICellPort firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
+    {
+        var circuit = new Circuit(CircuitRole.Origin, table, time) { Isolation = isolation, ExitDescriptor = path[^1] };
+        uint id = table.AttachOutward(circuit, firstHop);
+        try
+        {
+            for (int i = 0; i < path.Count; i++)
+            {
+                var hop = path[i];
+                using var ntor = Ntor.Start(hop.Id, hop.LinkKey);
+                var replyTask = circuit.ExpectReply();
+                bool sent = i == 0
+                    ? CircuitTable.SendCreate(firstHop, id, ntor.Request)
+                    : circuit.SendRelay(RelayCommand.Extend, 0, [.. hop.Id.ToBytes(), .. ntor.Request], early: true);
+                if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
+                byte[] reply;
+                try
+                {
+                    reply = await replyTask.WaitAsync(options.BuildTimeout, time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    throw new StreamException(EndReason.Timeout, $"{hop.Id.Brief} did not answer within {options.BuildTimeout.TotalSeconds:0} s.");
+                }
+                if (reply.Length < Ntor.ReplySize)
+                    throw new StreamException(EndReason.CircuitClosed, i == 0 ? $"{hop.Id.Brief} refused the circuit." : $"{path[i - 1].Id.Brief} could not extend to {hop.Id.Brief}.");
+                byte[] keys;
+                try
+                {
+                    keys = ntor.Finish(reply, OnionLayer.KeyMaterialSize);
+                }
+                catch (CircuitHandshakeException e)
+                {
+                    throw new StreamException(EndReason.Protocol, $"{hop.Id.Brief}: {e.Message}");
+                }
+                circuit.AddHop(new Hop(hop.Id, new OnionLayer(keys)));
+                CryptographicOperations.ZeroMemory(keys);
+            }
+        }
+        catch
+        {
+            circuit.Destroy(DestroyReason.Finished);
+            throw;
+        }
+        circuit.MarkOpen();
+        logger.LogDebug("Built {Circuit}", circuit);
+        return circuit;
+    }
+}

@@ -1,0 +1,95 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Circuits;
+
+/// <summary>
+/// Unannounced echo probes of our partners, each on a one-hop circuit through the partner that is
+/// built on first use and kept: the partner, as that circuit's exit, must return every payload.
+/// </summary>
+public sealed class Prober(CircuitBuilder builder, TimeProvider time)
+{
+    private readonly ConcurrentDictionary<ICellPort, Task<Circuit>> _circuits = new();
+
+    /// <summary>
+    /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
+    /// circuit through it, as many as it returns, for <paramref name="duration"/>. From the first
+    /// echo back, every byte it sends us on our circuits (echoes and real traffic alike) counts;
+    /// an echo must carry the payload we sent. Returns kbps.
+    /// </summary>
+    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        const int window = 64;
+        var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
+        var account = circuit.OutwardAccount ?? throw new InvalidOperationException("A probe needs the partner's account.");
+        var outstanding = new ConcurrentDictionary<ulong, byte[]>();
+        using var returned = new SemaphoreSlim(0);
+        int forged = 0;
+        // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
+        ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        long firstBytes = 0, firstAt = 0;
+        circuit.OnEchoReplies(reply =>
+        {
+            if (reply.Length != RelayCell.MaxData || BitConverter.ToUInt64(reply.Span) != probe) return;
+            // The rate counts from the first echo back: filling the pipe is not the partner's slowness.
+            if (Interlocked.CompareExchange(ref firstAt, time.GetTimestamp(), 0) == 0) Interlocked.Exchange(ref firstBytes, account.BytesDeliveredToUs);
+            if (outstanding.TryRemove(BitConverter.ToUInt64(reply.Span[8..]), out var sent) && reply.Span.SequenceEqual(sent))
+                returned.Release();
+            else
+                Interlocked.Increment(ref forged);
+        });
+        try
+        {
+            long start = time.GetTimestamp();
+            ulong sequence = 0;
+            while (time.GetElapsedTime(start) < duration && circuit.State == CircuitState.Open)
+            {
+                while (outstanding.Count < window)
+                {
+                    var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
+                    BitConverter.TryWriteBytes(payload, probe);
+                    BitConverter.TryWriteBytes(payload.AsSpan(8), ++sequence);
+                    outstanding[sequence] = payload;
+                    if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
+                }
+                var remaining = duration - time.GetElapsedTime(start);
+                if (remaining <= TimeSpan.Zero || !await returned.WaitAsync(remaining, cancellationToken).ConfigureAwait(false)) break;
+            }
+            long end = account.BytesDeliveredToUs;
+            long first = Interlocked.Read(ref firstAt);
+            // An echo that does not carry what we sent is a lie about capacity: it counts for nothing.
+            if (first == 0 || Volatile.Read(ref forged) > 0) return 0;
+            var elapsed = time.GetElapsedTime(first);
+            long delivered = end - Interlocked.Read(ref firstBytes);
+            return elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+        }
+        finally
+        {
+            circuit.OnEchoReplies(null);
+        }
+    }
+
+    /// <summary>The one-hop circuit probes of this partner use, built on first use and kept.</summary>
+    private async Task<Circuit> ProbeCircuitAsync(ICellPort link, Descriptor partner, CancellationToken cancellationToken)
+    {
+        // A probe circuit went with its link.
+        foreach (var closed in _circuits.Keys.Where(l => !l.IsOpen)) _circuits.TryRemove(closed, out _);
+        while (true)
+        {
+            var building = _circuits.GetOrAdd(link, _ => builder.BuildAsync(link, [partner], isolation: null, CancellationToken.None));
+            try
+            {
+                var circuit = await building.WaitAsync(cancellationToken).ConfigureAwait(false);
+                if (circuit.State == CircuitState.Open) return circuit;
+            }
+            catch (StreamException)
+            {
+                _circuits.TryRemove(new KeyValuePair<ICellPort, Task<Circuit>>(link, building));
+                throw;
+            }
+            _circuits.TryRemove(new KeyValuePair<ICellPort, Task<Circuit>>(link, building));
+        }
+    }
+}
