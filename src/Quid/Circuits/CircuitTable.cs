@@ -246,6 +246,17 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
         }
     }
 
+    /// <summary>
+    /// Ends every circuit billed to <paramref name="partner"/>, the neighbour that built it through
+    /// us: those we are the exit of and those we relay alike. For when our grant to it has ended:
+    /// nothing granted, nothing carried. Our own circuits through it stay.
+    /// </summary>
+    public void EndBilledTo(NodeId partner)
+    {
+        foreach (var side in _sides.Where(s => s.Value.Inward && s.Key.Link.PeerId == partner).Select(s => s.Value).ToList())
+            Destroy(side.Circuit, DestroyReason.Refused);
+    }
+
     /// <summary>The link is gone, and with it every circuit on it; relays tell the other side.</summary>
     public void OnClosed(ICellPort link)
     {

@@ -318,8 +318,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         if (bytesPerSecond <= 0)
         {
             account.Down = account.Up = null;
-            foreach (var circuit in _circuits.Circuits.Where(c => c.Role == CircuitRole.Exit && c.Peer == partner).ToList())
-                circuit.Destroy(DestroyReason.Refused);
+            _circuits.EndBilledTo(partner);
             return;
         }
         if (account.Down is { } down && account.Up is { } up)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Quid.Crypto;
 using Quid.Links;
+using Quid.Tests.Integration;
 using Quid.Wire;
 
 namespace Quid.Tests.Circuits;
@@ -21,6 +22,15 @@ internal sealed class CellWire
 
     /// <summary>What a table threw while taking a cell: a real link's read loop would have died of it.</summary>
     public IReadOnlyCollection<Exception> Failures => _failures;
+
+    /// <summary>
+    /// Waits until every cell sent so far has been delivered, with all it set off: the delivery in
+    /// hand may be on another thread (whichever sent first while the wire was idle).
+    /// </summary>
+    public Task SettleAsync() => Eventually.WaitUntilAsync(() =>
+    {
+        lock (_lock) return !_delivering && _deliveries.Count == 0;
+    }, TimeSpan.FromSeconds(10), "every cell in flight to be delivered");
 
     public void Post(Action delivery)
     {

@@ -80,6 +80,7 @@ public sealed class TamperingTests
             }
         }
 
+        await net.Wire.SettleAsync();
         // Whatever arrived is the true content up to the cut, never a corrupted byte.
         Assert.True(got.Length < size, $"all {size} bytes arrived through a tampered circuit");
         Assert.True(got.AsSpan().SequenceEqual(pattern.AsSpan(0, got.Length)), "corrupted bytes were delivered");
