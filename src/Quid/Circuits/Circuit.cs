@@ -24,6 +24,12 @@ public enum CircuitState { Building, Open, Closed }
 /// <summary>One hop of a circuit we built: who it is and the layer we share with it.</summary>
 public sealed record Hop(NodeId Id, OnionLayer Layer);
 
+/// <summary>
+/// The answer to a CREATE or EXTEND: the new hop's handshake reply, or why the hop before it
+/// could not extend. Neither when the circuit closed first.
+/// </summary>
+internal readonly record struct HopReply(byte[]? Handshake, ExtendFailure? Failure);
+
 /// <summary>Ends circuits for them: the table a circuit is registered in, which knows its neighbours.</summary>
 internal interface ICircuitOwner
 {
@@ -65,7 +71,7 @@ public sealed class Circuit
     private readonly Dictionary<ushort, TaskCompletionSource<IPAddress[]>> _resolves = [];
     // Replaced, never changed in place: the per-cell paths read it without a lock.
     private volatile Hop[] _hops = [];
-    private TaskCompletionSource<byte[]>? _pendingReply;
+    private TaskCompletionSource<HopReply>? _pendingReply;
     private Channel<byte[]>? _echoes;
     private Action<ReadOnlyMemory<byte>>? _echoReplies;
     private RelayForwarder? _toOutward;
@@ -303,7 +309,9 @@ public sealed class Circuit
                 Extender!.Extend(this, message.Data);
                 return;
             case RelayCommand.Extended or RelayCommand.ExtendFailed when origin:
-                _pendingReply?.TrySetResult(message.Command == RelayCommand.Extended ? message.Data.ToArray() : []);
+                _pendingReply?.TrySetResult(message.Command == RelayCommand.Extended
+                    ? new HopReply(message.Data.ToArray(), null)
+                    : new HopReply(null, message.Data.IsEmpty ? 0 : (ExtendFailure)message.Data[0]));
                 return;
             case RelayCommand.Sendme when message.StreamId == 0:
                 if (!OnCircuitSendme()) Violation("circuit Sendme beyond the window");
@@ -384,16 +392,19 @@ public sealed class Circuit
         lock (_lock) _hops = [.. _hops, hop];
     }
 
-    /// <summary>Waits for the reply to an EXTEND we sent: the ntor reply, or empty if the hop could not extend.</summary>
-    internal Task<byte[]> ExpectReply()
+    /// <summary>Waits for the reply to the CREATE or EXTEND we are about to send.</summary>
+    internal Task<HopReply> ExpectReply()
     {
-        var reply = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reply = new TaskCompletionSource<HopReply>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pendingReply = reply;
         return reply.Task;
     }
 
     /// <summary>The reply to a CREATE we sent on our outward link.</summary>
-    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(body[..Ntor.ReplySize].ToArray());
+    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(new HopReply(body[..Ntor.ReplySize].ToArray(), null));
+
+    /// <summary>At a last hop extending the circuit: the next hop refused our CREATE, or it could not be sent.</summary>
+    internal void OnCreateRefused() => _pendingReply?.TrySetResult(new HopReply(null, ExtendFailure.Refused));
 
     /// <summary>At an exit that extended: from here on we only pass cells through.</summary>
     internal void BecomeRelay() => Role = CircuitRole.Relay;
@@ -603,7 +614,7 @@ public sealed class Circuit
     internal bool Close()
     {
         if (Interlocked.Exchange(ref _state, (int)CircuitState.Closed) == (int)CircuitState.Closed) return false;
-        _pendingReply?.TrySetResult([]);
+        _pendingReply?.TrySetResult(default);
         RelayStream[] streams;
         TaskCompletionSource? wake;
         lock (_lock)

@@ -29,26 +29,26 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
             {
                 var hop = path[i];
                 using var ntor = Ntor.Start(hop.Id, hop.LinkKey);
-                var replyTask = circuit.ExpectReply();
+                // Waiting starts before the request goes, so the timeout runs from the send.
+                var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time, cancellationToken);
                 bool sent = i == 0
                     ? CircuitTable.SendCreate(firstHop, id, ntor.Request)
                     : circuit.SendRelay(RelayCommand.Extend, 0, [.. hop.Id.ToBytes(), .. ntor.Request], early: true);
                 if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
-                byte[] reply;
+                HopReply reply;
                 try
                 {
-                    reply = await replyTask.WaitAsync(options.BuildTimeout, time, cancellationToken).ConfigureAwait(false);
+                    reply = await waiting.ConfigureAwait(false);
                 }
                 catch (TimeoutException)
                 {
                     throw new StreamException(EndReason.Timeout, $"{hop.Id.Brief} did not answer within {options.BuildTimeout.TotalSeconds:0} s.");
                 }
-                if (reply.Length < Ntor.ReplySize)
-                    throw new StreamException(EndReason.CircuitClosed, i == 0 ? $"{hop.Id.Brief} refused the circuit." : $"{path[i - 1].Id.Brief} could not extend to {hop.Id.Brief}.");
+                if (reply.Handshake is not { } handshake) throw NotBuilt(path, i, reply.Failure);
                 byte[] keys;
                 try
                 {
-                    keys = ntor.Finish(reply, OnionLayer.KeyMaterialSize);
+                    keys = ntor.Finish(handshake, OnionLayer.KeyMaterialSize);
                 }
                 catch (CircuitHandshakeException e)
                 {
@@ -66,5 +66,22 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
         circuit.MarkOpen();
         logger.LogDebug("Built {Circuit}", circuit);
         return circuit;
+    }
+
+    /// <summary>Why the circuit did not reach hop <paramref name="i"/>, in words an application's error page can show.</summary>
+    private static StreamException NotBuilt(IReadOnlyList<Descriptor> path, int i, ExtendFailure? failure)
+    {
+        string hop = path[i].Id.Brief;
+        if (i == 0) return new StreamException(EndReason.CircuitClosed, $"{hop} refused the circuit.");
+        string could = $"{path[i - 1].Id.Brief} could not extend to {hop}";
+        return failure switch
+        {
+            null => new StreamException(EndReason.CircuitClosed, $"{could}: the circuit closed."),
+            ExtendFailure.NotAPartner => new StreamException(EndReason.CircuitClosed, $"{could}: not one of its partners."),
+            ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop} refused the circuit."),
+            ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop} did not answer in time."),
+            ExtendFailure.Malformed => new StreamException(EndReason.CircuitClosed, $"{could}: it found the request malformed."),
+            _ => new StreamException(EndReason.CircuitClosed, $"{could}, for a reason it did not name ({(byte)failure})."),
+        };
     }
 }

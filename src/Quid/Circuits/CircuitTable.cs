@@ -87,6 +87,11 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             case CellCommand.Relay or CellCommand.RelayEarly when side.Circuit is { } circuit:
                 circuit.OnRelayCell(side.Inward, Cell.Command(cell), cell);
                 break;
+            // At a last hop extending the circuit, the next hop's DESTROY refuses the extension:
+            // the circuit stays, and the origin hears why.
+            case CellCommand.Destroy when side.Circuit is { } circuit && !side.Inward && circuit.Role == CircuitRole.Exit:
+                circuit.OnCreateRefused();
+                break;
             case CellCommand.Destroy when side.Circuit is { } circuit:
                 Destroy(circuit, DestroyReason.HopLost, from: link);
                 break;
@@ -163,30 +168,32 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     private async Task ExtendAsync(Circuit circuit, ICellPort link, byte[] request)
     {
         uint id = AttachOutward(circuit, link);
-        var reply = circuit.ExpectReply();
-        byte[] answer = [];
-        if (SendCreate(link, id, request))
+        // Waiting starts before the CREATE goes, so the timeout runs from the send.
+        var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time);
+        if (!SendCreate(link, id, request)) circuit.OnCreateRefused();
+        HopReply reply;
+        try
         {
-            try
-            {
-                answer = await reply.WaitAsync(options.BuildTimeout, time).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                // Counted as a refusal below.
-            }
+            reply = await waiting.ConfigureAwait(false);
         }
-        if (answer.Length == 0)
+        catch (TimeoutException)
         {
-            _sides.TryRemove((link, id), out _);
-            SendDestroy(link, id, DestroyReason.Finished);
-            circuit.SetOutward(null, 0, null);
-            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Refused]);
+            reply = new HopReply(null, ExtendFailure.Timeout);
+        }
+        if (reply.Handshake is { } handshake)
+        {
+            // A relay from now on: later cells from the origin are for the next hop.
+            circuit.BecomeRelay();
+            circuit.SendRelay(RelayCommand.Extended, 0, handshake);
             return;
         }
-        // A relay from now on: later cells from the origin are for the next hop.
-        circuit.BecomeRelay();
-        circuit.SendRelay(RelayCommand.Extended, 0, answer);
+        // No failure means the circuit closed meanwhile, and its neighbours were told.
+        if (reply.Failure is not { } failure) return;
+        _sides.TryRemove((link, id), out _);
+        // A silent next hop may yet create the circuit: it is told to drop it.
+        if (failure == ExtendFailure.Timeout) SendDestroy(link, id, DestroyReason.Finished);
+        circuit.SetOutward(null, 0, null);
+        circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)failure]);
     }
 
     /// <summary>Picks an unused id on <paramref name="link"/> and makes that link the circuit's outward side.</summary>

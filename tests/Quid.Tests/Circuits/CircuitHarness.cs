@@ -19,16 +19,16 @@ namespace Quid.Tests.Circuits;
 /// </summary>
 internal sealed class CircuitNode : IDisposable
 {
-    public CircuitNode(NodeIdentity identity, CircuitHarness harness)
+    public CircuitNode(NodeIdentity identity, CircuitHarness harness, CircuitOptions options)
     {
         Identity = identity;
         Ledger = new Ledger(harness.Time);
         Descriptor = TestDescriptors.Make(identity, Block.FromKbps(1024), null, policy: ExitPolicy.AcceptAll, published: harness.Time.GetUtcNow());
         var logger = Logs.CreateLogger("Quid.Circuits");
-        var exit = new StreamExit(new ExitConnector(ExitPolicy.AcceptAll, null, harness.Options.ExitConnectTimeout, harness.Time, harness.Resolve), logger);
+        var exit = new StreamExit(new ExitConnector(ExitPolicy.AcceptAll, null, options.ExitConnectTimeout, harness.Time, harness.Resolve), logger);
         var policy = new CircuitPolicy(Grants.ContainsKey, next => GrantedBy.ContainsKey(next) && Ports.TryGetValue(next, out var port) && port.IsOpen ? port : null, Ledger.Account);
-        Table = new CircuitTable(identity, harness.Options, exit, policy, harness.Time, logger);
-        Builder = new CircuitBuilder(Table, harness.Options, harness.Time, logger);
+        Table = new CircuitTable(identity, options, exit, policy, harness.Time, logger);
+        Builder = new CircuitBuilder(Table, options, harness.Time, logger);
         Prober = new Prober(Builder, harness.Time);
     }
 
@@ -80,9 +80,9 @@ internal sealed class CircuitHarness : IDisposable
     public Task<IPAddress[]> Resolve(string host, CancellationToken cancellationToken) =>
         Names.TryGetValue(host, out var addresses) ? Task.FromResult(addresses) : Task.FromException<IPAddress[]>(new SocketException((int)SocketError.HostNotFound));
 
-    public CircuitNode AddNode()
+    public CircuitNode AddNode(CircuitOptions? options = null)
     {
-        var node = new CircuitNode(NodeIdentity.Generate(out _), this);
+        var node = new CircuitNode(NodeIdentity.Generate(out _), this, options ?? Options);
         _nodes.Add(node);
         return node;
     }
