@@ -17,14 +17,25 @@ public sealed record PathOptions
     public IReadOnlyList<ushort> PrebuildPorts { get; init; } = [443, 80];
     /// <summary>A hop whose circuit failed is avoided in new paths for this long.</summary>
     public TimeSpan AvoidFailedHopFor { get; init; } = TimeSpan.FromMinutes(1);
-    public Random Random { get; init; } = Random.Shared;
+    /// <summary>Picks first hops and next hops: unpredictable, so nobody can foretell a node's paths. Tests inject a seeded one.</summary>
+    public Random Random { get; init; } = SecureRandom.Instance;
 }
 
 /// <summary>A neighbour that grants us bandwidth, so a first hop: its link, its descriptor, what it grants (kbps).</summary>
 public sealed record FirstHop(ICellPort Link, Descriptor Descriptor, long Kbps);
 
-/// <summary>What the node knows for choosing paths: its first hops, and the descriptors of the nodes it has heard of.</summary>
-public sealed record PathSource(NodeId Self, Func<IReadOnlyList<FirstHop>> FirstHops, Func<NodeId, Descriptor?> Lookup, object DefaultIsolation);
+/// <summary>
+/// What a path may be chosen from, as the node knew it at one moment: its first hops, and the
+/// descriptors of their partners, of those partners' partners, and so on as far as a path reaches.
+/// </summary>
+public sealed record PathGraph(IReadOnlyList<FirstHop> FirstHops, IReadOnlyDictionary<NodeId, Descriptor> Descriptors);
+
+/// <summary>
+/// Where the pool learns what paths it may choose: <paramref name="Graph"/> gives a fresh
+/// snapshot, asked for once per path choice, so the pool never reads the node's live state from
+/// its own threads.
+/// </summary>
+public sealed record PathSource(NodeId Self, Func<CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
 
 /// <summary>
 /// The circuits our applications use. A path is a walk over the graph of agreements: the first
@@ -91,20 +102,25 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 && now - c.CreatedAt < options.MaxCircuitAge && (c.ExitDescriptor?.ExitPolicy.MayAllowPort(port) ?? false));
             if (ready is not null) return ready;
         }
-        return await BuildAsync(isolation, [port], cancellationToken).ConfigureAwait(false);
+        return await BuildAsync(isolation, [port], graph: null, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Builds a circuit along a fresh path, trying other paths when a hop fails.</summary>
-    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, CancellationToken cancellationToken)
+    /// <summary>
+    /// Builds a circuit along a fresh path, trying other paths when a hop fails. Each path is chosen
+    /// from a fresh snapshot of the graph; <paramref name="graph"/>, when given, serves the first.
+    /// </summary>
+    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
         StreamException? last = null;
         for (int attempt = 0; attempt < BuildAttempts; attempt++)
         {
-            var path = ChoosePath(ports)
+            graph ??= await source.Graph(cancellationToken).ConfigureAwait(false);
+            var path = ChoosePath(graph, ports)
                 ?? throw new StreamException(EndReason.Unreachable,
-                    options.Hops == 1 || source.FirstHops().Count == 0
+                    options.Hops == 1 || graph.FirstHops.Count == 0
                         ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                         : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.");
+            graph = null;
             try
             {
                 var circuit = await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
@@ -123,10 +139,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     }
 
     /// <summary>A random walk over agreements: first hop weighted by what it grants us, then partners of partners.</summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(IReadOnlyList<ushort> ports)
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports)
     {
-        var firstHops = source.FirstHops();
-        if (firstHops.Count == 0) return null;
+        if (graph.FirstHops.Count == 0) return null;
         var now = time.GetUtcNow();
         bool Avoided(NodeId id)
         {
@@ -136,7 +151,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
         for (int attempt = 0; attempt < PathAttempts; attempt++)
         {
-            var first = Weighted(firstHops);
+            var first = Weighted(graph.FirstHops);
             var path = new List<Descriptor> { first.Descriptor };
             while (path.Count < options.Hops)
             {
@@ -144,7 +159,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 bool last = path.Count == options.Hops - 1;
                 var next = path[^1].Partners
                     .Where(id => id != source.Self && !used.Contains(id) && !Avoided(id))
-                    .Select(source.Lookup)
+                    .Select(id => graph.Descriptors.GetValueOrDefault(id))
                     .OfType<Descriptor>()
                     .Where(d => !d.IsExpired(now) && (!last || ExitsFor(d)))
                     .ToArray();
@@ -194,7 +209,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             fresh = _circuits.Count(c => Equals(c.Isolation, source.DefaultIsolation) && now - c.CreatedAt < options.MaxCircuitAge / 2
                 && options.PrebuildPorts.All(p => c.ExitDescriptor?.ExitPolicy.MayAllowPort(p) ?? false));
         }
-        if (fresh >= options.Prebuilt || source.FirstHops().Count == 0 || Interlocked.CompareExchange(ref _prebuilding, 1, 0) != 0) return;
+        if (fresh >= options.Prebuilt || Interlocked.CompareExchange(ref _prebuilding, 1, 0) != 0) return;
         _ = PrebuildAsync();
     }
 
@@ -202,7 +217,11 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     {
         try
         {
-            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, CancellationToken.None).ConfigureAwait(false);
+            // Off the caller's thread: upkeep must not wait for the graph, which may come from the caller's own loop.
+            await Task.Yield();
+            var graph = await source.Graph(CancellationToken.None).ConfigureAwait(false);
+            if (graph.FirstHops.Count == 0) return;
+            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, graph, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Circuit ready: {Path}", string.Join(" → ", circuit.Hops.Select(h => h.Id.Brief)));
         }
         catch (StreamException e)

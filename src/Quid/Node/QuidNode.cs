@@ -88,7 +88,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
-            new PathSource(identity.Id, FirstHops, id => _overlay.Find(id), SocksAuth.None), time, circuitLogger);
+            new PathSource(identity.Id, PathGraphAsync, SocksAuth.None), time, circuitLogger);
     }
 
     public NodeIdentity Identity { get; }
@@ -642,17 +642,35 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         return _links.TryGetValue(next, out var link) && link.State == LinkState.Open ? link : null;
     }
 
-    /// <summary>Partners that grant us bandwidth, with their links and descriptors: where our circuits start.</summary>
-    private IReadOnlyList<FirstHop> FirstHops()
+    /// <summary>
+    /// What paths may be chosen from, copied under the lock so the pool never reads live state: the
+    /// partners that grant us bandwidth (where our circuits start, with their links and
+    /// descriptors), and the descriptors of their partners, theirs, and so on, as far as a path reaches.
+    /// </summary>
+    private ValueTask<PathGraph> PathGraphAsync(CancellationToken cancellationToken)
     {
         lock (_gate)
         {
-            return [.. _market.Active
+            FirstHop[] firstHops = [.. _market.Active
                 .Where(a => a.TheyGrant is not null)
                 .GroupBy(a => a.Partner)
                 .Select(g => (Partner: g.Key, Kbps: g.Sum(a => a.TheyGrant!.Value.Kbps)))
                 .Select(p => _links.TryGetValue(p.Partner, out var link) && _overlay.Find(p.Partner) is { } descriptor ? new FirstHop(link, descriptor, p.Kbps) : null)
                 .OfType<FirstHop>()];
+            var descriptors = firstHops.ToDictionary(h => h.Descriptor.Id, h => h.Descriptor);
+            List<Descriptor> reached = [.. descriptors.Values];
+            for (int depth = 1; depth < _options.Hops; depth++)
+            {
+                List<Descriptor> next = [];
+                foreach (var id in reached.SelectMany(d => d.Partners))
+                {
+                    if (descriptors.ContainsKey(id) || _overlay.Find(id) is not { } found) continue;
+                    descriptors[id] = found;
+                    next.Add(found);
+                }
+                reached = next;
+            }
+            return ValueTask.FromResult(new PathGraph(firstHops, descriptors));
         }
     }
 
