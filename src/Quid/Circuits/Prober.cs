@@ -40,22 +40,36 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
             else
                 Interlocked.Increment(ref forged);
         });
+        // The probe's end is on the node's clock, like every other timeout.
+        using var over = new CancellationTokenSource(duration, time);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, over.Token);
         try
         {
-            long start = time.GetTimestamp();
             ulong sequence = 0;
-            while (time.GetElapsedTime(start) < duration && circuit.State == CircuitState.Open)
+            try
             {
-                while (outstanding.Count < window)
+                while (circuit.State == CircuitState.Open)
                 {
-                    var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
-                    BitConverter.TryWriteBytes(payload, probe);
-                    BitConverter.TryWriteBytes(payload.AsSpan(8), ++sequence);
-                    outstanding[sequence] = payload;
-                    if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
+                    // One round fills the window once and then waits: replies (forged ones too) free
+                    // slots as fast as a partner sends them, and only the wait sees the time run out.
+                    for (int room = window - outstanding.Count; room > 0; room--)
+                    {
+                        var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
+                        BitConverter.TryWriteBytes(payload, probe);
+                        BitConverter.TryWriteBytes(payload.AsSpan(8), ++sequence);
+                        outstanding[sequence] = payload;
+                        if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
+                    }
+                    await returned.WaitAsync(waiting.Token).ConfigureAwait(false);
+                    // Every good reply woke us once; one wake is enough to refill.
+                    while (returned.Wait(0, CancellationToken.None))
+                    {
+                    }
                 }
-                var remaining = duration - time.GetElapsedTime(start);
-                if (remaining <= TimeSpan.Zero || !await returned.WaitAsync(remaining, cancellationToken).ConfigureAwait(false)) break;
+            }
+            catch (OperationCanceledException) when (over.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // Time is up: what came back so far is the measure.
             }
             long end = account.BytesDeliveredToUs;
             long first = Interlocked.Read(ref firstAt);

@@ -69,7 +69,7 @@ internal sealed class CircuitNode : IDisposable
 /// </summary>
 internal sealed class CircuitHarness : IDisposable
 {
-    private readonly List<CircuitNode> _nodes = [];
+    private readonly List<IDisposable> _nodes = [];
 
     public FakeTimeProvider Time { get; } = new(TestDescriptors.Epoch);
     public CellWire Wire { get; } = new();
@@ -85,6 +85,14 @@ internal sealed class CircuitHarness : IDisposable
         var node = new CircuitNode(NodeIdentity.Generate(out _), this, options ?? Options);
         _nodes.Add(node);
         return node;
+    }
+
+    /// <summary>A last hop the test plays, linked from <paramref name="origin"/>, which dialed it.</summary>
+    public FakeHop AddFake(CircuitNode origin)
+    {
+        var fake = new FakeHop(this, origin);
+        _nodes.Add(fake);
+        return fake;
     }
 
     /// <summary>Links two nodes; <paramref name="dialer"/> dialed, so its circuit ids have the top bit set.</summary>
@@ -122,6 +130,8 @@ internal sealed class CircuitHarness : IDisposable
 
     public void Dispose()
     {
+        // Keys go only once no cell is on its way to them.
+        SpinWait.SpinUntil(() => Wire.IsIdle, TimeSpan.FromSeconds(10));
         foreach (var node in _nodes) node.Dispose();
         // No table may have thrown on a cell, whatever a hostile hop sent it.
         Assert.Empty(Wire.Failures);

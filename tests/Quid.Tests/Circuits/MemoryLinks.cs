@@ -27,10 +27,12 @@ internal sealed class CellWire
     /// Waits until every cell sent so far has been delivered, with all it set off: the delivery in
     /// hand may be on another thread (whichever sent first while the wire was idle).
     /// </summary>
-    public Task SettleAsync() => Eventually.WaitUntilAsync(() =>
+    public Task SettleAsync() => Eventually.WaitUntilAsync(() => IsIdle, TimeSpan.FromSeconds(10), "every cell in flight to be delivered");
+
+    public bool IsIdle
     {
-        lock (_lock) return !_delivering && _deliveries.Count == 0;
-    }, TimeSpan.FromSeconds(10), "every cell in flight to be delivered");
+        get { lock (_lock) return !_delivering && _deliveries.Count == 0; }
+    }
 
     public void Post(Action delivery)
     {
