@@ -43,6 +43,7 @@ public sealed class RelayStream : Stream
     private long _bytesSent;
     private int _endSent;
     private int _finished;
+    private volatile bool _readerGone;
     // Set before the inbox is discarded, so a reader woken by the abort finds out why.
     private StreamException? _abortedBecause;
 
@@ -70,11 +71,16 @@ public sealed class RelayStream : Stream
         lock (_windowLock)
         {
             if (--_deliverWindow < 0) return false;
-            _cellsReceived++;
-            _bytesReceived += data.Length;
-            if (_cellsReceived % StreamFlow.Increment == 0) _sendmeMarks.Enqueue(_bytesReceived);
+            if (!_readerGone)
+            {
+                _cellsReceived++;
+                _bytesReceived += data.Length;
+                if (_cellsReceived % StreamFlow.Increment == 0) _sendmeMarks.Enqueue(_bytesReceived);
+            }
         }
-        _inbox.Enqueue(data);
+        // Disposed with nothing left unread: this has nobody to go to, so the peer must stop, as a socket answers data after its close with a reset.
+        if (_readerGone) Abort(EndReason.Internal, notifyPeer: true);
+        else _inbox.Enqueue(data);
         return true;
     }
 
@@ -99,6 +105,7 @@ public sealed class RelayStream : Stream
         if (reason == EndReason.Done)
         {
             _inbox.Complete();
+            if (_readerGone) Finish();
             return;
         }
         _connected?.TrySetException(new StreamException(reason, $"The exit refused the stream: {Describe(reason)}."));
@@ -173,21 +180,34 @@ public sealed class RelayStream : Stream
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
 
+    /// <summary>
+    /// Ends the stream as closing a socket would: what was written still arrives, with END Done
+    /// after it; the peer's direction is over once it finishes too. Unread bytes, or bytes that
+    /// arrive later, abort the stream instead, as they make a socket send a reset.
+    /// </summary>
     protected override void Dispose(bool disposing)
     {
         if (disposing && Volatile.Read(ref _finished) == 0)
         {
-            if (_inbox.IsDrained)
-            {
-                CompleteWrites();
-                Finish();
-            }
+            if (!StopReading()) Abort(EndReason.Internal, notifyPeer: true);
             else
             {
-                Abort(EndReason.Internal, notifyPeer: true);
+                CompleteWrites();
+                if (_inbox.IsDrained) Finish();
             }
         }
         base.Dispose(disposing);
+    }
+
+    /// <summary>No reader from now on; false if bytes are left unread.</summary>
+    private bool StopReading()
+    {
+        lock (_windowLock)
+        {
+            if (_bytesReceived != _bytesDelivered) return false;
+            _readerGone = true;
+            return true;
+        }
     }
 
     /// <summary>

@@ -194,7 +194,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     // The application gave up before its body was whole: the stream ends with it.
                     if (read == 0)
                     {
-                        stream.Dispose();
+                        stream.Abort(EndReason.Internal, notifyPeer: true);
                         return null;
                     }
                     pending = buffer.AsMemory(0, read);
@@ -202,7 +202,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
                 int body = chunked is null ? (int)Math.Min(remaining, pending.Length) : BodyBytes(chunked, pending.Span);
                 if (body < 0)
                 {
-                    stream.Dispose();
+                    stream.Abort(EndReason.Internal, notifyPeer: true);
                     return "The request's chunked body is malformed.";
                 }
                 await stream.WriteAsync(pending[..body], cancellationToken).ConfigureAwait(false);
@@ -216,8 +216,8 @@ public sealed class HttpProxyListener : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            // Cut short, or the exchange is over: closing the stream ends it, as closing a socket would.
-            stream.Dispose();
+            // Cut short, or the exchange is over: the response side stops reading at once.
+            stream.Abort(EndReason.Internal, notifyPeer: true);
         }
         finally
         {

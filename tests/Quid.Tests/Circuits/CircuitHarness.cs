@@ -184,18 +184,23 @@ internal static class Bytes
         return all.ToArray();
     }
 
-    public static Task<byte[]> ReadToEndAsync(Socket socket) => ReadToEndAsync(new NetworkStream(socket, ownsSocket: false));
-
-    /// <summary>Reads exactly <paramref name="count"/> bytes.</summary>
-    public static async Task<byte[]> ReadExactlyAsync(Stream stream, int count)
+    /// <summary>Reads until the destination's side of the connection ends, or until it is cut.</summary>
+    public static async Task<byte[]> ReadToEndAsync(Socket socket)
     {
         using var deadline = new CancellationTokenSource(Deadline);
-        var buffer = new byte[count];
-        await stream.ReadExactlyAsync(buffer, deadline.Token);
-        return buffer;
+        var all = new MemoryStream();
+        var buffer = new byte[16 * 1024];
+        try
+        {
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token)) > 0) all.Write(buffer, 0, read);
+        }
+        catch (SocketException)
+        {
+            // Cut: what came before the cut is the answer.
+        }
+        return all.ToArray();
     }
-
-    public static Task<byte[]> ReadExactlyAsync(Socket socket, int count) => ReadExactlyAsync(new NetworkStream(socket, ownsSocket: false), count);
 
     /// <summary>A recognisable pattern, so a byte out of place is a byte corrupted.</summary>
     public static byte[] Pattern(int length)

@@ -79,7 +79,7 @@ public sealed class MisbehavingHopTests
         hop.Send(RelayCommand.Data, stream.Id, data);
 
         await AssertDestroyedAsViolation(net, origin, hop, circuit);
-        await Assert.ThrowsAsync<StreamException>(() => Bytes.ReadExactlyAsync(stream, 1));
+        await Assert.ThrowsAsync<StreamException>(() => stream.ReadAsync(new byte[1]).AsTask());
     }
 
     [Fact]
