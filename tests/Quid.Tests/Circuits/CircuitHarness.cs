@@ -70,10 +70,13 @@ internal sealed class CircuitNode : IDisposable
 internal sealed class CircuitHarness : IDisposable
 {
     private readonly List<IDisposable> _nodes = [];
+    private Destination? _destination;
 
     public FakeTimeProvider Time { get; } = new(TestDescriptors.Epoch);
     public CellWire Wire { get; } = new();
     public CircuitOptions Options { get; init; } = new();
+    /// <summary>A loopback server for exits to connect to, made on first use.</summary>
+    public Destination Destination => _destination ??= new Destination();
     /// <summary>The exits' resolver: a name not here does not resolve.</summary>
     public ConcurrentDictionary<string, IPAddress[]> Names { get; } = new();
 
@@ -128,13 +131,36 @@ internal sealed class CircuitHarness : IDisposable
         return (origin, path);
     }
 
+    /// <summary>
+    /// A new origin, a line of <paramref name="hops"/> hops after it, a circuit along them and a
+    /// stream through it to <see cref="Destination"/>, with the destination's end of the connection.
+    /// </summary>
+    public async Task<Through> StreamThroughAsync(int hops)
+    {
+        var (origin, path) = Line(hops);
+        var circuit = await origin.BuildAsync(path);
+        var stream = await circuit.OpenStreamAsync(Destination.Target, TimeSpan.FromSeconds(10), default);
+        return new Through(origin, path, circuit, stream, await Destination.AcceptAsync());
+    }
+
     public void Dispose()
     {
         // Keys go only once no cell is on its way to them.
         SpinWait.SpinUntil(() => Wire.IsIdle, TimeSpan.FromSeconds(10));
         foreach (var node in _nodes) node.Dispose();
+        _destination?.Dispose();
         // No table may have thrown on a cell, whatever a hostile hop sent it.
         Assert.Empty(Wire.Failures);
+    }
+}
+
+/// <summary>What <see cref="CircuitHarness.StreamThroughAsync"/> set up; disposing it closes the stream and the destination's socket.</summary>
+internal sealed record Through(CircuitNode Origin, CircuitNode[] Hops, Circuit Circuit, RelayStream Stream, Socket Server) : IAsyncDisposable
+{
+    public async ValueTask DisposeAsync()
+    {
+        await Stream.DisposeAsync();
+        Server.Dispose();
     }
 }
 
@@ -166,36 +192,23 @@ internal static class Bytes
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
 
-    /// <summary>Reads until the end, or until the stream fails: what arrived before either.</summary>
-    public static async Task<byte[]> ReadToEndAsync(Stream stream)
-    {
-        using var deadline = new CancellationTokenSource(Deadline);
-        var all = new MemoryStream();
-        var buffer = new byte[16 * 1024];
-        try
-        {
-            int read;
-            while ((read = await stream.ReadAsync(buffer, deadline.Token)) > 0) all.Write(buffer, 0, read);
-        }
-        catch (IOException)
-        {
-            // Cut: what came before the cut is the answer.
-        }
-        return all.ToArray();
-    }
+    /// <summary>Reads until the end, or until the stream is cut: what arrived before either.</summary>
+    public static Task<byte[]> ReadToEndAsync(Stream stream) => ReadToEndAsync(stream.ReadAsync);
 
     /// <summary>Reads until the destination's side of the connection ends, or until it is cut.</summary>
-    public static async Task<byte[]> ReadToEndAsync(Socket socket)
+    public static Task<byte[]> ReadToEndAsync(Socket socket) => ReadToEndAsync((buffer, token) => socket.ReceiveAsync(buffer, SocketFlags.None, token));
+
+    private static async Task<byte[]> ReadToEndAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> read)
     {
         using var deadline = new CancellationTokenSource(Deadline);
         var all = new MemoryStream();
         var buffer = new byte[16 * 1024];
         try
         {
-            int read;
-            while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token)) > 0) all.Write(buffer, 0, read);
+            int n;
+            while ((n = await read(buffer, deadline.Token)) > 0) all.Write(buffer, 0, n);
         }
-        catch (SocketException)
+        catch (Exception e) when (e is IOException or SocketException)
         {
             // Cut: what came before the cut is the answer.
         }

@@ -36,12 +36,24 @@ internal sealed class CellWire
 
     public void Post(Action delivery)
     {
+        if (Enqueue(delivery)) Drain();
+    }
+
+    /// <summary>Queues a delivery; true when the caller must <see cref="Drain"/>, since nobody else is delivering.</summary>
+    public bool Enqueue(Action delivery)
+    {
         lock (_lock)
         {
             _deliveries.Enqueue(delivery);
-            if (_delivering) return;
+            if (_delivering) return false;
             _delivering = true;
+            return true;
         }
+    }
+
+    /// <summary>Delivers until the queue is empty, including what the deliveries themselves send.</summary>
+    public void Drain()
+    {
         while (true)
         {
             Action next;
@@ -109,6 +121,8 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
         Tamper?.Invoke(copy);
         // The receiver works on the cell in place (a hop opens its layer there): the record is a copy of its own.
         _sent.Enqueue([.. copy]);
+        bool drain;
+        // Queued under the port's lock, so cells leave in the order sent, held ones first.
         lock (_lock)
         {
             if (_stalled)
@@ -116,8 +130,9 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
                 _held.Add(copy);
                 return true;
             }
+            drain = wire.Enqueue(() => Other.Receive(copy));
         }
-        wire.Post(() => Other.Receive(copy));
+        if (drain) wire.Drain();
         return true;
     }
 
@@ -132,14 +147,14 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
     /// <summary>Sends what was held, in order, and lets later cells through again.</summary>
     public void Resume()
     {
-        List<byte[]> held;
+        bool drain = false;
         lock (_lock)
         {
             _stalled = false;
-            held = [.. _held];
+            foreach (var cell in _held) drain |= wire.Enqueue(() => Other.Receive(cell));
             _held.Clear();
         }
-        foreach (var cell in held) wire.Post(() => Other.Receive(cell));
+        if (drain) wire.Drain();
     }
 
     /// <summary>Closes both ends of the link; each side's table hears of it, as over a real link.</summary>

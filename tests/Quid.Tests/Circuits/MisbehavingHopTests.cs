@@ -9,14 +9,18 @@ public sealed class MisbehavingHopTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    private static Task<Circuit> BuildAsync(CircuitNode origin, FakeHop hop) =>
-        origin.Builder.BuildAsync(origin.Ports[hop.Id], [hop.Descriptor], isolation: null, default).WaitAsync(Timeout);
-
-    /// <summary>A fake exit that answers BEGIN at once with CONNECTED, as if it had connected.</summary>
-    private static void ConnectEveryStream(FakeHop hop) => hop.OnMessage = (self, command, stream, _) =>
+    /// <summary>A one-hop circuit to a fake exit that answers BEGIN at once with CONNECTED, and a stream open on it.</summary>
+    private static async Task<(CircuitNode Origin, FakeHop Hop, Circuit Circuit, RelayStream Stream)> StreamToFakeAsync(CircuitHarness net)
     {
-        if (command == RelayCommand.Begin) self.Send(RelayCommand.Connected, stream, [4, 127, 0, 0, 1]);
-    };
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        hop.OnMessage = (self, command, stream, _) =>
+        {
+            if (command == RelayCommand.Begin) self.Send(RelayCommand.Connected, stream, [4, 127, 0, 0, 1]);
+        };
+        var circuit = await origin.Builder.BuildAsync(origin.Ports[hop.Id], [hop.Descriptor], isolation: null, default).WaitAsync(Timeout);
+        return (origin, hop, circuit, await circuit.OpenStreamAsync(new StreamTarget("example.org", 80), Timeout, default));
+    }
 
     /// <summary>The circuit ended as a violation at the origin; the link and the node carry on.</summary>
     private static async Task AssertDestroyedAsViolation(CircuitHarness net, CircuitNode origin, FakeHop hop, Circuit circuit)
@@ -28,30 +32,16 @@ public sealed class MisbehavingHopTests
         Assert.True(hop.Port.IsOpen);
     }
 
-    [Fact]
-    public async Task A_last_hop_that_floods_circuit_Sendmes_nobody_earned_has_its_circuit_destroyed_and_the_rest_ignored()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_last_hop_that_floods_Sendmes_nobody_earned_has_its_circuit_destroyed_and_the_rest_ignored(bool onStream)
     {
         using var net = new CircuitHarness();
-        var origin = net.AddNode();
-        var hop = net.AddFake(origin);
-        var circuit = await BuildAsync(origin, hop);
+        var (origin, hop, circuit, stream) = await StreamToFakeAsync(net);
+        await using var _ = stream;
 
-        for (int i = 0; i < 1000; i++) hop.Send(RelayCommand.Sendme, 0, []);
-
-        await AssertDestroyedAsViolation(net, origin, hop, circuit);
-    }
-
-    [Fact]
-    public async Task A_last_hop_that_floods_stream_Sendmes_has_the_circuit_destroyed_and_the_stream_fails()
-    {
-        using var net = new CircuitHarness();
-        var origin = net.AddNode();
-        var hop = net.AddFake(origin);
-        ConnectEveryStream(hop);
-        var circuit = await BuildAsync(origin, hop);
-        await using var stream = await circuit.OpenStreamAsync(new StreamTarget("example.org", 80), Timeout, default);
-
-        for (int i = 0; i < 1000; i++) hop.Send(RelayCommand.Sendme, stream.Id, []);
+        for (int i = 0; i < 1000; i++) hop.Send(RelayCommand.Sendme, onStream ? stream.Id : (ushort)0, []);
 
         await AssertDestroyedAsViolation(net, origin, hop, circuit);
         await Assert.ThrowsAsync<StreamException>(() => stream.WriteAsync(new byte[10]).AsTask());
@@ -61,11 +51,8 @@ public sealed class MisbehavingHopTests
     public async Task A_last_hop_that_sends_beyond_the_stream_window_has_the_circuit_destroyed_and_the_unread_stream_held_one_window()
     {
         using var net = new CircuitHarness();
-        var origin = net.AddNode();
-        var hop = net.AddFake(origin);
-        ConnectEveryStream(hop);
-        var circuit = await BuildAsync(origin, hop);
-        await using var stream = await circuit.OpenStreamAsync(new StreamTarget("example.org", 80), Timeout, default);
+        var (origin, hop, circuit, stream) = await StreamToFakeAsync(net);
+        await using var _ = stream;
         var data = new byte[RelayCell.MaxData];
 
         // A whole window, unread: within the rules. The origin returns a circuit Sendme per 128 cells, and no stream Sendme, since nothing was read.
@@ -110,11 +97,8 @@ public sealed class MisbehavingHopTests
     public async Task A_hop_that_stalls_mid_stream_holds_the_sender_to_one_window_and_a_new_stream_times_out_on_the_clock()
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(3);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
-        await using var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
+        await using var through = await net.StreamThroughAsync(3);
+        var (hops, circuit, stream, server) = (through.Hops, through.Circuit, through.Stream, through.Server);
         var stalled = hops[1].PortTo(hops[2]);
         stalled.Stall();
 
@@ -128,7 +112,7 @@ public sealed class MisbehavingHopTests
         Assert.False(writing.IsCompleted);
 
         // A stream opened behind the stall waits for CONNECTED until the clock says it has waited enough.
-        var second = circuit.OpenStreamAsync(destination.Target, Timeout, default);
+        var second = circuit.OpenStreamAsync(net.Destination.Target, Timeout, default);
         await Eventually.WaitUntilAsync(() => stalled.Held == StreamFlow.Window + 1, Timeout, "the second BEGIN to reach the stalled hop");
         net.Time.Advance(Timeout - TimeSpan.FromSeconds(1));
         Assert.False(second.IsCompleted);

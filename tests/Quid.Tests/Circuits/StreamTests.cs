@@ -17,11 +17,8 @@ public sealed class StreamTests
     public async Task Either_end_may_finish_sending_first_and_the_other_goes_on_like_a_TCP_half_close(bool originFirst)
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(3);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
-        var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
+        await using var through = await net.StreamThroughAsync(3);
+        var (hops, circuit, stream, server) = (through.Hops, through.Circuit, through.Stream, through.Server);
         var request = Bytes.Pattern(100_000);
         var response = Bytes.Pattern(300_000).Reverse().ToArray();
 
@@ -57,11 +54,8 @@ public sealed class StreamTests
     public async Task Disposing_a_stream_delivers_what_was_written_with_END_Done_and_data_arriving_later_aborts_it()
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(1);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
-        var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
+        await using var through = await net.StreamThroughAsync(1);
+        var (hops, circuit, stream, server) = (through.Hops, through.Circuit, through.Stream, through.Server);
         await stream.WriteAsync(new byte[] { 1, 2, 3 });
 
         // As closing a socket: what was written arrives, then the end.
@@ -79,11 +73,8 @@ public sealed class StreamTests
     public async Task Disposing_a_stream_with_bytes_unread_aborts_it_at_once()
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(1);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
-        var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
+        await using var through = await net.StreamThroughAsync(1);
+        var (hops, circuit, stream, server) = (through.Hops, through.Circuit, through.Stream, through.Server);
         await server.SendAsync(new byte[] { 9 }, SocketFlags.None);
         await Eventually.WaitUntilAsync(() => stream.BytesReceived == 1, Timeout, "the destination's byte at the origin");
 
@@ -140,11 +131,8 @@ public sealed class StreamTests
     public async Task An_origin_that_does_not_read_holds_the_exit_to_one_stream_window_and_reading_lets_the_rest_through_intact()
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(1);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
-        await using var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
+        await using var through = await net.StreamThroughAsync(1);
+        var (origin, hops, stream, server) = (through.Origin, through.Hops, through.Stream, through.Server);
         var download = Bytes.Pattern(4 << 20);
         var sending = Task.Run(async () =>
         {
@@ -169,12 +157,11 @@ public sealed class StreamTests
     {
         using var net = new CircuitHarness();
         var (origin, hops) = net.Line(1);
-        using var destination = new Destination();
         var circuit = await origin.BuildAsync(hops);
         const int streams = 5;
         var opened = new List<(RelayStream Stream, Socket Server)>();
         for (int i = 0; i < streams; i++)
-            opened.Add((await circuit.OpenStreamAsync(destination.Target, Timeout, default), await destination.AcceptAsync()));
+            opened.Add((await circuit.OpenStreamAsync(net.Destination.Target, Timeout, default), await net.Destination.AcceptAsync()));
         // The exit's Sendmes, stream and circuit alike, are held back.
         var back = hops[0].PortTo(origin);
         back.Stall();

@@ -15,13 +15,10 @@ public sealed class TamperingTests
     public async Task A_marker_crossing_a_three_hop_circuit_both_ways_appears_in_no_cell_on_any_link()
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(3);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
+        await using var through = await net.StreamThroughAsync(3);
+        var (origin, hops, stream, server) = (through.Origin, through.Hops, through.Stream, through.Server);
         var marker = Encoding.ASCII.GetBytes($"QUID-MARKER-{Guid.NewGuid():N}");
 
-        await using var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
         // Forward: the marker goes to the destination; backward: the destination sends it back.
         await stream.WriteAsync(marker);
         stream.CompleteWrites();
@@ -43,11 +40,8 @@ public sealed class TamperingTests
     public async Task A_bit_flipped_by_a_relay_is_caught_by_the_next_that_reads_it_and_the_circuit_ends_everywhere_with_nothing_corrupted_delivered(bool towardExit)
     {
         using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(3);
-        using var destination = new Destination();
-        var circuit = await origin.BuildAsync(hops);
-        await using var stream = await circuit.OpenStreamAsync(destination.Target, Timeout, default);
-        using var server = await destination.AcceptAsync();
+        await using var through = await net.StreamThroughAsync(3);
+        var (origin, hops, circuit, stream, server) = (through.Origin, through.Hops, through.Circuit, through.Stream, through.Server);
         var carried = hops.Select(h => Assert.Single(h.OpenCircuits)).ToList();
 
         // The middle hop flips one bit of the tenth relay cell it passes on in the chosen direction.
