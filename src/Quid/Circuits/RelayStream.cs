@@ -17,8 +17,8 @@ public sealed class StreamException(EndReason reason, string message) : IOExcept
 /// return SENDMEs as they are taken; <see cref="CompleteWrites"/> sends END Done, like a TCP FIN,
 /// and reads return 0 once the peer's END Done has come and everything before it was read. END
 /// with any other reason aborts both directions: reads and writes then throw
-/// <see cref="StreamException"/>. Disposing ends the stream as closing a socket would: with END
-/// Done when the peer had finished, else by aborting it.
+/// <see cref="StreamException"/>. Disposing ends the stream as closing a socket would (see
+/// <see cref="Dispose(bool)"/>).
 /// Where the other end is a socket (the application's at a SOCKS origin, the destination's at the
 /// exit), <see cref="RunAsync"/> splices the two, writing straight from the inbox to the socket.
 /// One reader and one writer at a time.
@@ -65,7 +65,7 @@ public sealed class RelayStream : Stream
 
     internal void OnConnected(IPAddress? address) => _connected?.TrySetResult(address);
 
-    /// <summary>A DATA cell arrived (link read loop): queue it for the socket, within the window.</summary>
+    /// <summary>A DATA cell arrived (link read loop): queue it for the reader, within the window.</summary>
     internal bool OnData(ReadOnlySpan<byte> data)
     {
         lock (_windowLock)

@@ -9,6 +9,8 @@ public sealed class ProbeTests
 {
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
+    /// <summary>The echoes a probe keeps unanswered.</summary>
+    private const int Window = 64;
 
     [Fact]
     public async Task An_honest_partner_is_measured_by_what_it_delivered_from_the_first_echo_to_the_end_on_the_clock()
@@ -16,9 +18,17 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var (origin, hops) = net.Line(1);
         var account = origin.Ledger.Account(hops[0].Id);
+        // In memory a partner answers each echo before the next goes out; after a few windows it
+        // stops, so the probe waits for the clock instead of echoing as fast as the CPU allows.
+        var back = hops[0].PortTo(origin);
+        int replies = 0;
+        back.Tamper = cell =>
+        {
+            if (Cell.Command(cell) == CellCommand.Relay && ++replies == 4 * Window) back.Stall();
+        };
 
         var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Duration, default);
-        await Eventually.WaitUntilAsync(() => account.BytesDeliveredToUs >= 4 * 64 * Cell.Size, Deadline, "echoes to come back");
+        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered four windows of echoes");
         net.Time.Advance(Duration);
 
         double kbps = await probe.WaitAsync(Deadline);
@@ -43,9 +53,12 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var origin = net.AddNode();
         var hop = net.AddFake(origin);
+        int answered = 0;
         hop.OnMessage = (self, command, _, echo) =>
         {
             if (command != RelayCommand.Echo) return;
+            // After one window the partner goes quiet, so an honest one is not echoed as fast as the CPU allows.
+            if (++answered == Window) self.Port.Stall();
             switch (partner)
             {
                 case "returns each echo as it came":
@@ -69,7 +82,7 @@ public sealed class ProbeTests
         };
 
         var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
-        await Eventually.WaitUntilAsync(() => hop.Received.Count >= 64, Deadline, "the probe's echoes to reach the partner");
+        await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the probe's echoes to reach the partner");
         net.Time.Advance(Duration);
 
         double kbps = await probe.WaitAsync(Deadline);
