@@ -25,9 +25,10 @@ internal sealed class ByteQueue
         public int End;
     }
 
-    public long Length
+    /// <summary>Completed, and everything before the end was taken: the reader has seen the end.</summary>
+    public bool IsDrained
     {
-        get { lock (_lock) return _length; }
+        get { lock (_lock) return _completed && _length == 0; }
     }
 
     public void Enqueue(ReadOnlySpan<byte> data)

@@ -25,6 +25,34 @@ public enum CircuitState { Building, Open, Closed }
 public sealed record Hop(NodeId Id, OnionLayer Layer);
 
 /// <summary>
+/// The answer to a CREATE or EXTEND: the new hop's handshake reply, or why the hop before it
+/// could not extend. Neither when the circuit closed first.
+/// </summary>
+internal readonly record struct HopReply(byte[]? Handshake, ExtendFailure? Failure);
+
+/// <summary>Ends circuits for them: the table a circuit is registered in, which knows its neighbours.</summary>
+internal interface ICircuitOwner
+{
+    /// <summary>Closes the circuit and tells the neighbours on it.</summary>
+    void Destroy(Circuit circuit, DestroyReason reason);
+    /// <summary>A neighbour broke the relay protocol on the circuit: it ends, the links stay.</summary>
+    void Violation(Circuit circuit, string reason);
+}
+
+/// <summary>Where the streams the origin begins at this, its last hop, leave the network.</summary>
+internal interface IStreamExit
+{
+    void Begin(Circuit circuit, RelayStream stream);
+    void Resolve(Circuit circuit, ushort streamId, string host);
+}
+
+/// <summary>Extends a circuit, at the origin's request, from this, its last hop, to one of our partners.</summary>
+internal interface ICircuitExtender
+{
+    void Extend(Circuit circuit, ReadOnlySpan<byte> request);
+}
+
+/// <summary>
 /// A circuit, at any of its positions. It has an inward side (toward the client; none at the
 /// origin) and an outward side (toward the exit; none at the exit). Cells arriving inward travel
 /// outward: a relay removes its layer and passes them on, the exit reads them. Cells arriving
@@ -36,14 +64,14 @@ public sealed class Circuit
     /// <summary>Echo requests waiting for their reply; more than a probe's window is a violation.</summary>
     internal const int MaxPendingEchoes = 128;
 
-    private readonly CircuitManager _manager;
+    private readonly ICircuitOwner _owner;
     private readonly Lock _lock = new();
     private readonly Lock _sendLock = new();
     private readonly Dictionary<ushort, RelayStream> _streams = [];
     private readonly Dictionary<ushort, TaskCompletionSource<IPAddress[]>> _resolves = [];
     // Replaced, never changed in place: the per-cell paths read it without a lock.
     private volatile Hop[] _hops = [];
-    private TaskCompletionSource<byte[]>? _pendingReply;
+    private TaskCompletionSource<HopReply>? _pendingReply;
     private Channel<byte[]>? _echoes;
     private Action<ReadOnlyMemory<byte>>? _echoReplies;
     private RelayForwarder? _toOutward;
@@ -56,15 +84,22 @@ public sealed class Circuit
     private int _relayEarly;
     private TaskCompletionSource? _windowWaiter;
 
-    internal Circuit(CircuitManager manager, CircuitRole role, DateTimeOffset created)
+    internal Circuit(CircuitRole role, ICircuitOwner owner, TimeProvider time)
     {
-        _manager = manager;
+        _owner = owner;
         Role = role;
-        CreatedAt = created;
+        Time = time;
+        CreatedAt = time.GetUtcNow();
         _nextStreamId = (ushort)Random.Shared.Next(1, ushort.MaxValue);
     }
 
-    internal CircuitManager Manager => _manager;
+    internal TimeProvider Time { get; }
+    /// <summary>At a last hop: where the origin's streams leave the network.</summary>
+    internal IStreamExit? Exit { get; init; }
+    /// <summary>At a last hop: who extends the circuit when the origin asks.</summary>
+    internal ICircuitExtender? Extender { get; init; }
+    /// <summary>At a last hop: how many streams the origin may have open at once.</summary>
+    internal int MaxStreams { get; init; }
     public CircuitRole Role { get; private set; }
     public DateTimeOffset CreatedAt { get; }
     public CircuitState State => (CircuitState)Volatile.Read(ref _state);
@@ -111,6 +146,19 @@ public sealed class Circuit
     }
 
     internal void MarkOpen() => Interlocked.CompareExchange(ref _state, (int)CircuitState.Open, (int)CircuitState.Building);
+
+    /// <summary>Ends the circuit and tells its neighbours.</summary>
+    public void Destroy(DestroyReason reason) => _owner.Destroy(this, reason);
+
+    internal void Violation(string reason) => _owner.Violation(this, reason);
+
+    /// <summary>Waits until <paramref name="share"/> lets <paramref name="bytes"/> through; at once when unshaped.</summary>
+    internal ValueTask ShapeAsync(Shaper.Share? share, int bytes, CancellationToken cancellationToken)
+    {
+        if (share is null) return ValueTask.CompletedTask;
+        var delay = share.Reserve(bytes);
+        return delay <= TimeSpan.Zero ? ValueTask.CompletedTask : new ValueTask(Task.Delay(delay, Time, cancellationToken));
+    }
 
     // ---- Sending relay messages from an end ----
 
@@ -186,18 +234,17 @@ public sealed class Circuit
             InwardAccount?.AddGiven(Cell.Size);
             if (!Layer!.OpenForward(body))
             {
-                _manager.Violation(this, "a cell failed its onion layer: tampered with on the way");
+                Violation("a cell failed its onion layer: tampered with on the way");
                 return;
             }
             if (Outward is { } next && Role == CircuitRole.Relay)
             {
                 if (command == CellCommand.RelayEarly && ++_relayEarly > Cell.MaxRelayEarly)
                 {
-                    _manager.Violation(this, "more RelayEarly cells than the longest circuit needs");
+                    Violation("more RelayEarly cells than the longest circuit needs");
                     return;
                 }
                 Cell.WriteHeader(cell, OutwardId, command);
-                _manager.RelayTap?.Invoke(this, cell);
                 (_toOutward ??= new RelayForwarder(this, next, InwardAccount?.Up)).Forward(cell);
                 return;
             }
@@ -212,7 +259,7 @@ public sealed class Circuit
             {
                 if (!hop.Layer.OpenBackward(body))
                 {
-                    _manager.Violation(this, $"a cell failed the layer of hop {hop.Id.Brief}: tampered with on the way");
+                    Violation($"a cell failed the layer of hop {hop.Id.Brief}: tampered with on the way");
                     return;
                 }
             }
@@ -224,7 +271,6 @@ public sealed class Circuit
         InwardAccount?.AddGiven(Cell.Size);
         Layer!.SealBackward(body);
         Cell.WriteHeader(cell, InwardId, CellCommand.Relay);
-        _manager.RelayTap?.Invoke(this, cell);
         (_toInward ??= new RelayForwarder(this, Inward!, InwardAccount?.Down)).Forward(cell);
     }
 
@@ -238,7 +284,7 @@ public sealed class Circuit
         }
         catch (WireException e)
         {
-            _manager.Violation(this, e.Message);
+            Violation(e.Message);
             return;
         }
         bool origin = Role == CircuitRole.Origin;
@@ -260,13 +306,15 @@ public sealed class Circuit
                 OnResolved(message);
                 return;
             case RelayCommand.Extend when !origin && early:
-                _manager.Extend(this, message.Data);
+                Extender!.Extend(this, message.Data);
                 return;
             case RelayCommand.Extended or RelayCommand.ExtendFailed when origin:
-                _pendingReply?.TrySetResult(message.Command == RelayCommand.Extended ? message.Data.ToArray() : []);
+                _pendingReply?.TrySetResult(message.Command == RelayCommand.Extended
+                    ? new HopReply(message.Data.ToArray(), null)
+                    : new HopReply(null, message.Data.IsEmpty ? 0 : (ExtendFailure)message.Data[0]));
                 return;
             case RelayCommand.Sendme when message.StreamId == 0:
-                if (!OnCircuitSendme()) _manager.Violation(this, "circuit Sendme beyond the window");
+                if (!OnCircuitSendme()) Violation("circuit Sendme beyond the window");
                 return;
         }
 
@@ -276,10 +324,10 @@ public sealed class Circuit
         switch (message.Command)
         {
             case RelayCommand.Data:
-                if (!OnCircuitData() || !stream.OnData(message.Data)) _manager.Violation(this, "Data beyond the window");
+                if (!OnCircuitData() || !stream.OnData(message.Data)) Violation("Data beyond the window");
                 break;
             case RelayCommand.Sendme:
-                if (!stream.OnSendme()) _manager.Violation(this, "stream Sendme beyond the window");
+                if (!stream.OnSendme()) Violation("stream Sendme beyond the window");
                 break;
             case RelayCommand.End:
                 stream.OnEnd(message.Data.Length > 0 && Enum.IsDefined((EndReason)message.Data[0]) ? (EndReason)message.Data[0] : EndReason.Protocol);
@@ -288,7 +336,7 @@ public sealed class Circuit
                 stream.OnConnected(DecodeAddress(message.Data));
                 break;
             default:
-                _manager.Violation(this, $"relay command {message.Command} is not allowed here");
+                Violation($"relay command {message.Command} is not allowed here");
                 break;
         }
     }
@@ -344,16 +392,19 @@ public sealed class Circuit
         lock (_lock) _hops = [.. _hops, hop];
     }
 
-    /// <summary>Waits for the reply to an EXTEND we sent: the ntor reply, or empty if the hop could not extend.</summary>
-    internal Task<byte[]> ExpectReply()
+    /// <summary>Waits for the reply to the CREATE or EXTEND we are about to send.</summary>
+    internal Task<HopReply> ExpectReply()
     {
-        var reply = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reply = new TaskCompletionSource<HopReply>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pendingReply = reply;
         return reply.Task;
     }
 
     /// <summary>The reply to a CREATE we sent on our outward link.</summary>
-    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(body[..Ntor.ReplySize].ToArray());
+    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(new HopReply(body[..Ntor.ReplySize].ToArray(), null));
+
+    /// <summary>At a last hop extending the circuit: the next hop refused our CREATE, or it could not be sent.</summary>
+    internal void OnCreateRefused() => _pendingReply?.TrySetResult(new HopReply(null, ExtendFailure.Refused));
 
     /// <summary>At an exit that extended: from here on we only pass cells through.</summary>
     internal void BecomeRelay() => Role = CircuitRole.Relay;
@@ -384,7 +435,7 @@ public sealed class Circuit
             Span<byte> request = stackalloc byte[3 + StreamTarget.MaxHostLength];
             if (!SendRelay(RelayCommand.Resolve, id, request[..new StreamTarget(host, 0).Encode(request)]))
                 throw new StreamException(EndReason.CircuitClosed, "The circuit closed.");
-            return await answer.Task.WaitAsync(timeout, _manager.Time, cancellationToken).ConfigureAwait(false);
+            return await answer.Task.WaitAsync(timeout, Time, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -409,7 +460,7 @@ public sealed class Circuit
             SendRelay(RelayCommand.Resolved, message.StreamId, [(byte)EndReason.Protocol, 0]);
             return;
         }
-        _manager.StartResolve(this, message.StreamId, target.Host);
+        Exit!.Resolve(this, message.StreamId, target.Host);
     }
 
     private void OnResolved(RelayMessage message)
@@ -453,7 +504,7 @@ public sealed class Circuit
         }
         try
         {
-            await stream.Connected.WaitAsync(timeout, _manager.Time, cancellationToken).ConfigureAwait(false);
+            await stream.Connected.WaitAsync(timeout, Time, cancellationToken).ConfigureAwait(false);
             return stream;
         }
         catch (TimeoutException)
@@ -500,10 +551,10 @@ public sealed class Circuit
         {
             if (message.StreamId == 0 || _streams.ContainsKey(message.StreamId))
             {
-                _manager.Violation(this, $"BEGIN reuses stream id {message.StreamId}");
+                Violation($"BEGIN reuses stream id {message.StreamId}");
                 return;
             }
-            if (_streams.Count >= _manager.Options.MaxStreamsPerCircuit)
+            if (_streams.Count >= MaxStreams)
             {
                 SendRelay(RelayCommand.End, message.StreamId, [(byte)EndReason.Internal]);
                 return;
@@ -511,7 +562,7 @@ public sealed class Circuit
             stream = new RelayStream(this, message.StreamId, target, origin: false);
             _streams.Add(stream.Id, stream);
         }
-        _manager.StartExitStream(this, stream);
+        Exit!.Begin(this, stream);
     }
 
     internal void RemoveStream(RelayStream stream)
@@ -535,7 +586,7 @@ public sealed class Circuit
             _echoes = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxPendingEchoes) { SingleReader = true, SingleWriter = true });
             _ = AnswerEchoesAsync(_echoes.Reader);
         }
-        if (!_echoes.Writer.TryWrite(payload.ToArray())) _manager.Violation(this, "more echo requests than a probe window");
+        if (!_echoes.Writer.TryWrite(payload.ToArray())) Violation("more echo requests than a probe window");
     }
 
     private async Task AnswerEchoesAsync(ChannelReader<byte[]> echoes)
@@ -544,7 +595,7 @@ public sealed class Circuit
         {
             await foreach (var payload in echoes.ReadAllAsync().ConfigureAwait(false))
             {
-                await _manager.ShapeAsync(InwardAccount?.Down, Cell.Size, CancellationToken.None).ConfigureAwait(false);
+                await ShapeAsync(InwardAccount?.Down, Cell.Size, CancellationToken.None).ConfigureAwait(false);
                 if (!SendRelay(RelayCommand.EchoReply, 0, payload)) return;
             }
         }
@@ -563,7 +614,7 @@ public sealed class Circuit
     internal bool Close()
     {
         if (Interlocked.Exchange(ref _state, (int)CircuitState.Closed) == (int)CircuitState.Closed) return false;
-        _pendingReply?.TrySetResult([]);
+        _pendingReply?.TrySetResult(default);
         RelayStream[] streams;
         TaskCompletionSource? wake;
         lock (_lock)
@@ -626,7 +677,7 @@ internal sealed class RelayForwarder(Circuit circuit, ICellPort link, Shaper.Sha
             }
             if (_queue.Count >= MaxQueued)
             {
-                circuit.Manager.Violation(circuit, "a relay queue outgrew the circuit window");
+                circuit.Violation("a relay queue outgrew the circuit window");
                 return;
             }
             _queue.Enqueue(cell.ToArray());
@@ -636,7 +687,7 @@ internal sealed class RelayForwarder(Circuit circuit, ICellPort link, Shaper.Sha
     /// <summary>Sends the queued cells, each after the share allows it; the first has already reserved <paramref name="delay"/>.</summary>
     private async Task PumpAsync(TimeSpan delay)
     {
-        var time = circuit.Manager.Time;
+        var time = circuit.Time;
         while (true)
         {
             if (delay > TimeSpan.Zero) await Task.Delay(delay, time).ConfigureAwait(false);

@@ -17,14 +17,25 @@ public sealed record PathOptions
     public IReadOnlyList<ushort> PrebuildPorts { get; init; } = [443, 80];
     /// <summary>A hop whose circuit failed is avoided in new paths for this long.</summary>
     public TimeSpan AvoidFailedHopFor { get; init; } = TimeSpan.FromMinutes(1);
-    public Random Random { get; init; } = Random.Shared;
+    /// <summary>Picks first hops and next hops: unpredictable, so nobody can foretell a node's paths. Tests inject a seeded one.</summary>
+    public Random Random { get; init; } = SecureRandom.Instance;
 }
 
 /// <summary>A neighbour that grants us bandwidth, so a first hop: its link, its descriptor, what it grants (kbps).</summary>
 public sealed record FirstHop(ICellPort Link, Descriptor Descriptor, long Kbps);
 
-/// <summary>What the node knows for choosing paths: its first hops, and the descriptors of the nodes it has heard of.</summary>
-public sealed record PathSource(NodeId Self, Func<IReadOnlyList<FirstHop>> FirstHops, Func<NodeId, Descriptor?> Lookup, object DefaultIsolation);
+/// <summary>
+/// What a path may be chosen from, as the node knew it at one moment: its first hops, and the
+/// descriptors of their partners, of those partners' partners, and so on as far as a path reaches.
+/// </summary>
+public sealed record PathGraph(IReadOnlyList<FirstHop> FirstHops, IReadOnlyDictionary<NodeId, Descriptor> Descriptors);
+
+/// <summary>
+/// Where the pool learns what paths it may choose: <paramref name="Graph"/> gives a fresh
+/// snapshot, asked for once per path choice, so the pool never reads the node's live state from
+/// its own threads.
+/// </summary>
+public sealed record PathSource(NodeId Self, Func<CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
 
 /// <summary>
 /// The circuits our applications use. A path is a walk over the graph of agreements: the first
@@ -33,7 +44,7 @@ public sealed record PathSource(NodeId Self, Func<IReadOnlyList<FirstHop>> First
 /// Streams with different isolation keys (SOCKS credentials) never share a circuit; a circuit
 /// is kept built ahead, rebuilt when it fails, and retired when it grows old.
 /// </summary>
-public sealed class CircuitPool(CircuitManager manager, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
+public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
     private const int PathAttempts = 20;
     private const int BuildAttempts = 3;
@@ -64,7 +75,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
             var circuit = await GetCircuitAsync(isolation, target.Port, cancellationToken).ConfigureAwait(false);
             try
             {
-                return await circuit.OpenStreamAsync(target, manager.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+                return await circuit.OpenStreamAsync(target, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
             }
             catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
             {
@@ -79,7 +90,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
     public async Task<System.Net.IPAddress[]> ResolveAsync(string host, object isolation, CancellationToken cancellationToken)
     {
         var circuit = await GetCircuitAsync(isolation, 443, cancellationToken).ConfigureAwait(false);
-        return await circuit.ResolveAsync(host, manager.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+        return await circuit.ResolveAsync(host, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<Circuit> GetCircuitAsync(object isolation, ushort port, CancellationToken cancellationToken)
@@ -91,23 +102,28 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
                 && now - c.CreatedAt < options.MaxCircuitAge && (c.ExitDescriptor?.ExitPolicy.MayAllowPort(port) ?? false));
             if (ready is not null) return ready;
         }
-        return await BuildAsync(isolation, [port], cancellationToken).ConfigureAwait(false);
+        return await BuildAsync(isolation, [port], graph: null, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Builds a circuit along a fresh path, trying other paths when a hop fails.</summary>
-    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, CancellationToken cancellationToken)
+    /// <summary>
+    /// Builds a circuit along a fresh path, trying other paths when a hop fails. Each path is chosen
+    /// from a fresh snapshot of the graph; <paramref name="graph"/>, when given, serves the first.
+    /// </summary>
+    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
         StreamException? last = null;
         for (int attempt = 0; attempt < BuildAttempts; attempt++)
         {
-            var path = ChoosePath(ports)
+            graph ??= await source.Graph(cancellationToken).ConfigureAwait(false);
+            var path = ChoosePath(graph, ports)
                 ?? throw new StreamException(EndReason.Unreachable,
-                    options.Hops == 1 || source.FirstHops().Count == 0
+                    options.Hops == 1 || graph.FirstHops.Count == 0
                         ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                         : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.");
+            graph = null;
             try
             {
-                var circuit = await manager.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
+                var circuit = await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
                 lock (_lock) _circuits.Add(circuit);
                 return circuit;
             }
@@ -123,10 +139,9 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
     }
 
     /// <summary>A random walk over agreements: first hop weighted by what it grants us, then partners of partners.</summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(IReadOnlyList<ushort> ports)
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports)
     {
-        var firstHops = source.FirstHops();
-        if (firstHops.Count == 0) return null;
+        if (graph.FirstHops.Count == 0) return null;
         var now = time.GetUtcNow();
         bool Avoided(NodeId id)
         {
@@ -136,7 +151,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
 
         for (int attempt = 0; attempt < PathAttempts; attempt++)
         {
-            var first = Weighted(firstHops);
+            var first = Weighted(graph.FirstHops);
             var path = new List<Descriptor> { first.Descriptor };
             while (path.Count < options.Hops)
             {
@@ -144,7 +159,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
                 bool last = path.Count == options.Hops - 1;
                 var next = path[^1].Partners
                     .Where(id => id != source.Self && !used.Contains(id) && !Avoided(id))
-                    .Select(source.Lookup)
+                    .Select(id => graph.Descriptors.GetValueOrDefault(id))
                     .OfType<Descriptor>()
                     .Where(d => !d.IsExpired(now) && (!last || ExitsFor(d)))
                     .ToArray();
@@ -171,7 +186,7 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
     private void Retire(Circuit circuit)
     {
         lock (_lock) _circuits.Remove(circuit);
-        if (circuit.StreamCount == 0) manager.Destroy(circuit, DestroyReason.Finished);
+        if (circuit.StreamCount == 0) circuit.Destroy(DestroyReason.Finished);
     }
 
     /// <summary>
@@ -188,13 +203,13 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
             foreach (var old in _circuits.Where(c => now - c.CreatedAt >= options.MaxCircuitAge && c.StreamCount == 0).ToList())
             {
                 _circuits.Remove(old);
-                manager.Destroy(old, DestroyReason.Finished);
+                old.Destroy(DestroyReason.Finished);
             }
             foreach (var expired in _avoid.Where(a => a.Value <= now).Select(a => a.Key).ToList()) _avoid.Remove(expired);
             fresh = _circuits.Count(c => Equals(c.Isolation, source.DefaultIsolation) && now - c.CreatedAt < options.MaxCircuitAge / 2
                 && options.PrebuildPorts.All(p => c.ExitDescriptor?.ExitPolicy.MayAllowPort(p) ?? false));
         }
-        if (fresh >= options.Prebuilt || source.FirstHops().Count == 0 || Interlocked.CompareExchange(ref _prebuilding, 1, 0) != 0) return;
+        if (fresh >= options.Prebuilt || Interlocked.CompareExchange(ref _prebuilding, 1, 0) != 0) return;
         _ = PrebuildAsync();
     }
 
@@ -202,7 +217,11 @@ public sealed class CircuitPool(CircuitManager manager, PathOptions options, Pat
     {
         try
         {
-            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, CancellationToken.None).ConfigureAwait(false);
+            // Off the caller's thread: upkeep must not wait for the graph, which may come from the caller's own loop.
+            await Task.Yield();
+            var graph = await source.Graph(CancellationToken.None).ConfigureAwait(false);
+            if (graph.FirstHops.Count == 0) return;
+            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, graph, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Circuit ready: {Path}", string.Join(" → ", circuit.Hops.Select(h => h.Id.Brief)));
         }
         catch (StreamException e)

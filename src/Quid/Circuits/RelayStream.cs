@@ -6,20 +6,24 @@ using Quid.Wire;
 namespace Quid.Circuits;
 
 /// <summary>A stream could not be opened or was cut; <see cref="Reason"/> says why in the protocol's terms.</summary>
-public sealed class StreamException(EndReason reason, string message) : Exception(message)
+public sealed class StreamException(EndReason reason, string message) : IOException(message)
 {
     public EndReason Reason { get; } = reason;
 }
 
 /// <summary>
-/// One TCP stream carried on a circuit, joined to a local socket: the application's at the
-/// origin, the destination's at the exit. Two pumps move bytes: socket to DATA cells (within the
-/// package window) and DATA cells to socket (returning SENDMEs as bytes are written).
-/// END with reason Done closes one direction, like a TCP FIN; any other reason aborts both.
+/// One TCP stream carried on a circuit. It is a duplex <see cref="Stream"/>, like a socket's:
+/// writes become DATA cells within the package window, reads take the bytes of DATA cells and
+/// return SENDMEs as they are taken; <see cref="CompleteWrites"/> sends END Done, like a TCP FIN,
+/// and reads return 0 once the peer's END Done has come and everything before it was read. END
+/// with any other reason aborts both directions: reads and writes then throw
+/// <see cref="StreamException"/>. Disposing ends the stream as closing a socket would (see
+/// <see cref="Dispose(bool)"/>).
+/// Where the other end is a socket (the application's at a SOCKS origin, the destination's at the
+/// exit), <see cref="RunAsync"/> splices the two, writing straight from the inbox to the socket.
+/// One reader and one writer at a time.
 /// </summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001",
-    Justification = "The token source has no timer to free, and Abort may cancel it after the stream has finished.")]
-public sealed class RelayStream
+public sealed class RelayStream : Stream
 {
     private const int ReadBufferSize = 64 * 1024;
 
@@ -36,8 +40,12 @@ public sealed class RelayStream
     private long _cellsReceived;
     private long _bytesReceived;
     private long _bytesDelivered;
+    private long _bytesSent;
     private int _endSent;
     private int _finished;
+    private volatile bool _readerGone;
+    // Set before the inbox is discarded, so a reader woken by the abort finds out why.
+    private StreamException? _abortedBecause;
 
     internal RelayStream(Circuit circuit, ushort id, StreamTarget target, bool origin)
     {
@@ -51,24 +59,28 @@ public sealed class RelayStream
     public StreamTarget Target { get; }
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
-    private long _bytesSent;
 
     /// <summary>Completes with the exit's address for the destination, or fails with a <see cref="StreamException"/>.</summary>
     internal Task<IPAddress?> Connected => _connected?.Task ?? Task.FromResult<IPAddress?>(null);
 
     internal void OnConnected(IPAddress? address) => _connected?.TrySetResult(address);
 
-    /// <summary>A DATA cell arrived (link read loop): queue it for the socket, within the window.</summary>
+    /// <summary>A DATA cell arrived (link read loop): queue it for the reader, within the window.</summary>
     internal bool OnData(ReadOnlySpan<byte> data)
     {
         lock (_windowLock)
         {
             if (--_deliverWindow < 0) return false;
-            _cellsReceived++;
-            _bytesReceived += data.Length;
-            if (_cellsReceived % StreamFlow.Increment == 0) _sendmeMarks.Enqueue(_bytesReceived);
+            if (!_readerGone)
+            {
+                _cellsReceived++;
+                _bytesReceived += data.Length;
+                if (_cellsReceived % StreamFlow.Increment == 0) _sendmeMarks.Enqueue(_bytesReceived);
+            }
         }
-        _inbox.Enqueue(data);
+        // Disposed with nothing left unread: this has nobody to go to, so the peer must stop, as a socket answers data after its close with a reset.
+        if (_readerGone) Abort(EndReason.Internal, notifyPeer: true);
+        else _inbox.Enqueue(data);
         return true;
     }
 
@@ -93,6 +105,7 @@ public sealed class RelayStream
         if (reason == EndReason.Done)
         {
             _inbox.Complete();
+            if (_readerGone) Finish();
             return;
         }
         _connected?.TrySetException(new StreamException(reason, $"The exit refused the stream: {Describe(reason)}."));
@@ -103,7 +116,9 @@ public sealed class RelayStream
     internal void Abort(EndReason reason, bool notifyPeer)
     {
         if (notifyPeer && Interlocked.Exchange(ref _endSent, 2) != 2) _circuit.SendRelay(RelayCommand.End, Id, [(byte)reason]);
-        _connected?.TrySetException(new StreamException(reason, $"Stream aborted: {Describe(reason)}."));
+        var because = new StreamException(reason, $"Stream aborted: {Describe(reason)}.");
+        Interlocked.CompareExchange(ref _abortedBecause, because, null);
+        _connected?.TrySetException(because);
         _inbox.Discard();
         _aborted.Cancel();
         lock (_windowLock)
@@ -112,6 +127,87 @@ public sealed class RelayStream
             _windowWaiter = null;
         }
         Finish();
+    }
+
+    /// <summary>Sends END Done: we will write no more, like a TCP FIN. The peer may go on sending.</summary>
+    public void CompleteWrites()
+    {
+        if (Interlocked.CompareExchange(ref _endSent, 1, 0) == 0) _circuit.SendRelay(RelayCommand.End, Id, [(byte)EndReason.Done]);
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var data = await _inbox.PeekAsync(cancellationToken).ConfigureAwait(false);
+        if (data.IsEmpty)
+        {
+            if (Volatile.Read(ref _abortedBecause) is { } aborted) throw aborted;
+            return 0;
+        }
+        int n = Math.Min(data.Length, buffer.Length);
+        data.Span[..n].CopyTo(buffer.Span);
+        Delivered(n);
+        return n;
+    }
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _endSent) == 1) throw new InvalidOperationException("Writes on this stream were completed.");
+        if (!await SendDataAsync(buffer, cancellationToken).ConfigureAwait(false))
+            throw Volatile.Read(ref _abortedBecause) ?? new StreamException(EndReason.CircuitClosed, "The circuit closed.");
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    // Blocking callers get the same, waiting, as a socket's blocking calls would.
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    /// <summary>Cells go to the link as they are written: there is nothing to flush.</summary>
+    public override void Flush()
+    {
+    }
+
+    public override bool CanRead => true;
+    public override bool CanWrite => true;
+    public override bool CanSeek => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    /// <summary>
+    /// Ends the stream as closing a socket would: what was written still arrives, with END Done
+    /// after it; the peer's direction is over once it finishes too. Unread bytes, or bytes that
+    /// arrive later, abort the stream instead, as they make a socket send a reset.
+    /// </summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && Volatile.Read(ref _finished) == 0)
+        {
+            if (!StopReading()) Abort(EndReason.Internal, notifyPeer: true);
+            else
+            {
+                CompleteWrites();
+                if (_inbox.IsDrained) Finish();
+            }
+        }
+        base.Dispose(disposing);
+    }
+
+    /// <summary>No reader from now on; false if bytes are left unread.</summary>
+    private bool StopReading()
+    {
+        lock (_windowLock)
+        {
+            if (_bytesReceived != _bytesDelivered) return false;
+            _readerGone = true;
+            return true;
+        }
     }
 
     /// <summary>
@@ -139,16 +235,16 @@ public sealed class RelayStream
         var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
         try
         {
-            if (!await SendDataAsync(initialData).ConfigureAwait(false)) return;
+            if (!await SendDataAsync(initialData, _aborted.Token).ConfigureAwait(false)) return;
             while (true)
             {
                 int read = await socket.ReceiveAsync(buffer.AsMemory(0, ReadSize()), SocketFlags.None, _aborted.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    if (Interlocked.CompareExchange(ref _endSent, 1, 0) == 0) _circuit.SendRelay(RelayCommand.End, Id, [(byte)EndReason.Done]);
+                    CompleteWrites();
                     return;
                 }
-                if (!await SendDataAsync(buffer.AsMemory(0, read)).ConfigureAwait(false)) return;
+                if (!await SendDataAsync(buffer.AsMemory(0, read), _aborted.Token).ConfigureAwait(false)) return;
             }
         }
         catch (OperationCanceledException)
@@ -169,10 +265,10 @@ public sealed class RelayStream
     /// Cuts data into DATA cells, waiting for the window; false when the stream is gone. At an
     /// exit, the cells wait for the partner's share first: that is what shapes its downloads.
     /// </summary>
-    private async ValueTask<bool> SendDataAsync(ReadOnlyMemory<byte> data)
+    private async ValueTask<bool> SendDataAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (_circuit.Role == CircuitRole.Exit && !data.IsEmpty)
-            await _circuit.Manager.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
+            await _circuit.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), cancellationToken).ConfigureAwait(false);
         while (!data.IsEmpty)
         {
             Task? wait = null;
@@ -191,13 +287,13 @@ public sealed class RelayStream
             }
             if (wait is not null)
             {
-                await wait.ConfigureAwait(false);
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
                 continue;
             }
             // And one cell of the circuit's window, shared by all its streams.
             while (_circuit.TakeWindow() is { } circuitWait)
             {
-                await circuitWait.ConfigureAwait(false);
+                await circuitWait.WaitAsync(cancellationToken).ConfigureAwait(false);
                 if (_aborted.IsCancellationRequested || _circuit.State == CircuitState.Closed) return false;
             }
             int n = Math.Min(data.Length, RelayCell.MaxData);
@@ -214,20 +310,20 @@ public sealed class RelayStream
         {
             while (true)
             {
-                var data = await _inbox.PeekAsync(_aborted.Token).ConfigureAwait(false);
+                // The inbox wakes this on an abort too: it is emptied and completed.
+                var data = await _inbox.PeekAsync(CancellationToken.None).ConfigureAwait(false);
                 if (data.IsEmpty)
                 {
                     // The peer finished sending and everything is written: pass the FIN on.
-                    if (!_aborted.IsCancellationRequested) socket.Shutdown(SocketShutdown.Send);
+                    if (Volatile.Read(ref _abortedBecause) is null) socket.Shutdown(SocketShutdown.Send);
                     return;
                 }
                 // At an exit, what the partner sends waits for its share before it reaches the
                 // destination; the SENDMEs wait with it, so the partner's excess waits at the partner.
                 if (_circuit.Role == CircuitRole.Exit)
-                    await _circuit.Manager.ShapeAsync(_circuit.InwardAccount?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
+                    await _circuit.ShapeAsync(_circuit.InwardAccount?.Up, CellBytes(data.Length), _aborted.Token).ConfigureAwait(false);
                 int written = await socket.SendAsync(data, SocketFlags.None, _aborted.Token).ConfigureAwait(false);
-                _inbox.Advance(written);
-                AcknowledgeDelivered(written);
+                Delivered(written);
             }
         }
         catch (OperationCanceledException)
@@ -238,6 +334,13 @@ public sealed class RelayStream
         {
             Abort(EndReason.Internal, notifyPeer: true);
         }
+    }
+
+    /// <summary>The first <paramref name="count"/> bytes of the inbox reached the application or destination: acknowledge them.</summary>
+    private void Delivered(int count)
+    {
+        _inbox.Advance(count);
+        AcknowledgeDelivered(count);
     }
 
     private void AcknowledgeDelivered(int written)

@@ -52,9 +52,6 @@ public interface IControlMessages
     void OnClosed(Link link, Exception? reason);
 }
 
-/// <summary>Sees every cell a link sends or receives, in the clear of the link's own encryption: for tests.</summary>
-internal delegate void CellObserver(Link link, bool sent, ReadOnlySpan<byte> cell);
-
 public sealed record LinkOptions
 {
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -95,7 +92,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
     private long _lastReceived;
     private long _lastSent;
     private int _state = (int)LinkState.Open;
-    private Exception? _closeReason;
     private volatile bool _draining;
 
     public NodeId PeerId { get; }
@@ -111,10 +107,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
     public long QueuedBytes => _queue.QueuedBytes;
     /// <summary>Completes when the link has closed, for whatever reason.</summary>
     public Task Closed => _closed.Task;
-    public Exception? CloseReason => _closeReason;
-
-    /// <summary>Tests watch what crosses the link here; set before <see cref="Start"/>.</summary>
-    internal CellObserver? Observer { get; set; }
 
     private long _bytesSent;
     private long _bytesReceived;
@@ -247,7 +239,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
 
     private bool Send(ReadOnlySpan<byte> cell, bool wake)
     {
-        Observer?.Invoke(this, sent: true, cell);
         if (!_queue.Enqueue(cell, wake)) return false;
         if (_queue.QueuedBytes > _options.MaxQueuedBytes)
         {
@@ -307,7 +298,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
                         {
                             throw new LinkException(LinkError.BadCell, e.Message, e);
                         }
-                        Observer?.Invoke(this, sent: false, cell);
                         if (Cell.CircuitId(cell) != 0) _circuits!.OnCell(this, cell);
                         else if (Cell.Command(cell) == CellCommand.Control && Reassemble(cell) is { } payload) _controlMessages!.OnControl(this, payload);
                     }
@@ -426,7 +416,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
     public void Close(Exception? reason)
     {
         if (Interlocked.CompareExchange(ref _state, (int)LinkState.Closing, (int)LinkState.Open) != (int)LinkState.Open) return;
-        _closeReason = reason;
         if (reason is null) _logger.LogDebug("Link to {Peer} closed", PeerId.Brief);
         else _logger.LogInformation("Link to {Peer} closed: {Reason}", PeerId.Brief, reason.Message);
         _keepalive?.Dispose();

@@ -55,9 +55,6 @@ public sealed record NodeOptions
     public CircuitOptions Circuits { get; init; } = new();
     public PathOptions Paths { get; init; } = new();
 
-    /// <summary>Tests watch every cell crossing this node's links.</summary>
-    internal CellObserver? LinkObserver { get; init; }
-
     internal IPAddress? SpecificListenAddress =>
         Listen.Address.Equals(IPAddress.Any) || Listen.Address.Equals(IPAddress.IPv6Any) ? null : Listen.Address;
 }

@@ -33,14 +33,13 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     /// </summary>
     private const long MaxControlBacklog = 1 << 20;
 
-    [ThreadStatic] private static QuidNode? t_onLoop;
-
     private readonly NodeOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ILogger _linkLogger;
     private readonly Channel<NodeEvent> _events = Channel.CreateUnbounded<NodeEvent>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly CircuitManager _circuits;
+    private readonly CircuitTable _circuits;
+    private readonly Prober _prober;
     private readonly CircuitPool _pool;
     private readonly NodeDatabase _database;
     private readonly Ledger _ledger;
@@ -101,11 +100,13 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         foreach (var account in database.LoadAccounts()) _ledger.Add(account);
         _down = new Shaper(options.Offer.BytesPerSecond, time);
         _up = new Shaper(options.Offer.BytesPerSecond, time);
-        var exit = new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
-        _circuits = new CircuitManager(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
-        _pool = new CircuitPool(_circuits, options.Paths with { Hops = options.Hops },
-            new PathSource(identity.Id, () => RunOnLoop(FirstHops), id => RunOnLoop(() => _core.Overlay.Find(id)), SocksAuth.None), time, circuitLogger);
+        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver), circuitLogger);
+        _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
+        var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
+        _prober = new Prober(builder, time);
+        _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
+            new PathSource(identity.Id, PathGraphAsync, SocksAuth.None), time, circuitLogger);
     }
 
     public NodeIdentity Identity { get; }
@@ -115,7 +116,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     public IPEndPoint LinkEndPoint => _listener!.LocalEndPoint;
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public IPEndPoint? HttpProxyEndPoint => _httpProxy?.LocalEndPoint;
-    public CircuitManager Circuits => _circuits;
+    public CircuitTable Circuits => _circuits;
     public CircuitPool Pool => _pool;
     /// <summary>Links refused after the handshake: not a friend, shunned, or no room.</summary>
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
@@ -235,16 +236,8 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         var reader = _events.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
-            t_onLoop = this;
-            try
-            {
-                while (reader.TryRead(out var e)) Handle(e);
-                if (_partnersChanged) RefreshPartners();
-            }
-            finally
-            {
-                t_onLoop = null;
-            }
+            while (reader.TryRead(out var e)) Handle(e);
+            if (_partnersChanged) RefreshPartners();
         }
     }
 
@@ -304,9 +297,6 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         }));
         return posted ? done.Task : Task.FromException<T>(new ObjectDisposedException(nameof(QuidNode), "The node has stopped."));
     }
-
-    /// <summary>As <see cref="OnLoopAsync"/>, waiting for it; on the loop itself, at once.</summary>
-    private T RunOnLoop<T>(Func<T> work) => t_onLoop == this ? work() : OnLoopAsync(work).GetAwaiter().GetResult();
 
     private async Task TickerAsync()
     {
@@ -401,7 +391,6 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         // A neighbour's address may be the origin of the circuits it sends us: only Debug names it.
         _logger.LogInformation("Linked with {Peer} ({Direction})", link.PeerId.Brief, link.Outbound ? "outbound" : "inbound");
         _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
-        link.Observer = _options.LinkObserver;
         link.Start(_circuits, this);
         Execute(decision.Effects);
     }
@@ -484,7 +473,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         double delivered;
         try
         {
-            delivered = await _circuits.ProbeAsync(link, partner, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
+            delivered = await _prober.ProbeAsync(link, partner, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
         }
         catch (StreamException)
         {
@@ -505,8 +494,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         if (bytesPerSecond <= 0)
         {
             account.Down = account.Up = null;
-            foreach (var circuit in _circuits.Circuits.Where(c => c.Role == CircuitRole.Exit && c.Peer == partner).ToList())
-                _circuits.Destroy(circuit, DestroyReason.Refused);
+            _circuits.EndBilledTo(partner);
             return;
         }
         if (account.Down is { } down && account.Up is { } up)
@@ -545,14 +533,31 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         return partners.GrantedBy.GetValueOrDefault(next) > 0 && partners.Links.TryGetValue(next, out var link) && link.IsOpen ? link : null;
     }
 
-    /// <summary>Partners that grant us bandwidth, with their links and descriptors: where our circuits start. On the loop.</summary>
-    private IReadOnlyList<FirstHop> FirstHops()
+    /// <summary>
+    /// What paths may be chosen from, copied on the loop so the pool never reads live state: the
+    /// partners that grant us bandwidth (where our circuits start, with their links and
+    /// descriptors), and the descriptors of their partners, theirs, and so on, as far as a path reaches.
+    /// </summary>
+    private ValueTask<PathGraph> PathGraphAsync(CancellationToken cancellationToken) => new(OnLoopAsync(() =>
     {
-        var hops = new List<FirstHop>();
+        var firstHops = new List<FirstHop>();
         foreach (var (partner, kbps) in _partners.GrantedBy)
-            if (kbps > 0 && _core.LinkTo(partner) is { } link && _core.Overlay.Find(partner) is { } descriptor) hops.Add(new FirstHop(link, descriptor, kbps));
-        return hops;
-    }
+            if (kbps > 0 && _core.LinkTo(partner) is { } link && _core.Overlay.Find(partner) is { } descriptor) firstHops.Add(new FirstHop(link, descriptor, kbps));
+        var descriptors = firstHops.ToDictionary(h => h.Descriptor.Id, h => h.Descriptor);
+        List<Descriptor> reached = [.. descriptors.Values];
+        for (int depth = 1; depth < _options.Hops; depth++)
+        {
+            List<Descriptor> next = [];
+            foreach (var id in reached.SelectMany(d => d.Partners))
+            {
+                if (descriptors.ContainsKey(id) || _core.Overlay.Find(id) is not { } found) continue;
+                descriptors[id] = found;
+                next.Add(found);
+            }
+            reached = next;
+        }
+        return new PathGraph(firstHops, descriptors);
+    }).WaitAsync(cancellationToken));
 
     /// <summary>A proxy's stream goes over a circuit for its credentials; the exit resolves the name.</summary>
     private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken) =>

@@ -16,11 +16,11 @@ namespace Quid.Proxy;
 /// and rewriting are sans-IO (<see cref="Http"/>); this adapter owns the sockets.
 /// </summary>
 /// <remarks>
-/// A relay stream joins a circuit to a socket, so to rewrite a forwarded exchange the adapter
-/// gives the stream one end of a loopback socket pair and works the other end: the request head
-/// and exactly its body go out (a pipelined request after it is never sent on, so nothing meant
-/// for one host or one set of credentials reaches another), and the response head comes back
-/// rewritten, its content copied (or de-chunked for HTTP/1.0) until the destination closes.
+/// A tunnel splices the application's socket to the relay stream. A forwarded exchange is
+/// rewritten on its way, so the adapter reads and writes the relay stream itself: the request
+/// head and exactly its body go out (a pipelined request after it is never sent on, so nothing
+/// meant for one host or one set of credentials reaches another), and the response head comes
+/// back rewritten, its content copied (or de-chunked for HTTP/1.0) until the destination closes.
 /// </remarks>
 public sealed class HttpProxyListener : IAsyncDisposable
 {
@@ -72,8 +72,8 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     break;
                 case ForwardRequest forward:
                     if (await OpenAsync(client, forward.Target, forward.Isolation).ConfigureAwait(false) is not { } forwarded) break;
-                    var pair = await AbortOnFailureAsync(forwarded, SocketPair.CreateAsync(Stopping)).ConfigureAwait(false);
-                    await ExchangeAsync(client, forwarded, pair, forward, early).ConfigureAwait(false);
+                    await using (forwarded.ConfigureAwait(false))
+                        await ExchangeAsync(client, forwarded, forward, early).ConfigureAwait(false);
                     break;
             }
         }
@@ -125,7 +125,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
         }
     }
 
-    /// <summary>An open stream whose socket never materialises (the application left, the pair failed) is ended at the exit too.</summary>
+    /// <summary>An open stream the application never hears of (it left before the answer) is ended at the exit too.</summary>
     private static async Task<T> AbortOnFailureAsync<T>(RelayStream stream, Task<T> step)
     {
         try
@@ -142,14 +142,15 @@ public sealed class HttpProxyListener : IAsyncDisposable
     private Task RefuseAsync(Socket client, int status, string explanation) =>
         LoopbackListener.AnswerAndCloseAsync(client, ProxyResponses.Error(status, explanation), DrainTime, _time, Stopping);
 
-    /// <summary>One forwarded exchange: the request goes out while the response comes back, until the destination closes.</summary>
-    private async Task ExchangeAsync(Socket client, RelayStream stream, (Socket Near, Socket Far) pair, ForwardRequest request, byte[] early)
+    /// <summary>
+    /// One forwarded exchange: the request goes out while the response comes back, until the
+    /// destination closes. The caller disposes the stream, which ends it as closing a socket would.
+    /// </summary>
+    private async Task ExchangeAsync(Socket client, RelayStream stream, ForwardRequest request, byte[] early)
     {
-        using var near = pair.Near;
-        _ = stream.RunAsync(pair.Far);
         using var done = CancellationTokenSource.CreateLinkedTokenSource(Stopping);
-        var upload = SendRequestAsync(client, near, request, early, done.Token);
-        var (answered, failure) = await RelayResponseAsync(near, client, request, stream.Target, done.Token).ConfigureAwait(false);
+        var upload = SendRequestAsync(client, stream, request, early, done.Token);
+        var (answered, failure) = await RelayResponseAsync(stream, client, request, done.Token).ConfigureAwait(false);
         if (answered)
         {
             // The response is whole. A staged close: end our side, and let the application finish
@@ -176,12 +177,12 @@ public sealed class HttpProxyListener : IAsyncDisposable
     /// The rewritten head, then exactly the request's body, then whatever the application sends
     /// is read and dropped. Returns why the body's framing was refused, if it was.
     /// </summary>
-    private static async Task<string?> SendRequestAsync(Socket client, Socket near, ForwardRequest request, byte[] early, CancellationToken cancellationToken)
+    private static async Task<string?> SendRequestAsync(Socket client, RelayStream stream, ForwardRequest request, byte[] early, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
         try
         {
-            await near.SendAsync(request.Head, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            await stream.WriteAsync(request.Head, cancellationToken).ConfigureAwait(false);
             var pending = early.AsMemory();
             var chunked = request.Body.Framing == BodyFraming.Chunked ? new ChunkedBodyReader() : null;
             long remaining = request.Body.Framing == BodyFraming.ContentLength ? request.Body.Length : 0;
@@ -193,7 +194,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     // The application gave up before its body was whole: the stream ends with it.
                     if (read == 0)
                     {
-                        near.Dispose();
+                        stream.Abort(EndReason.Internal, notifyPeer: true);
                         return null;
                     }
                     pending = buffer.AsMemory(0, read);
@@ -201,10 +202,10 @@ public sealed class HttpProxyListener : IAsyncDisposable
                 int body = chunked is null ? (int)Math.Min(remaining, pending.Length) : BodyBytes(chunked, pending.Span);
                 if (body < 0)
                 {
-                    near.Dispose();
+                    stream.Abort(EndReason.Internal, notifyPeer: true);
                     return "The request's chunked body is malformed.";
                 }
-                await near.SendAsync(pending[..body], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                await stream.WriteAsync(pending[..body], cancellationToken).ConfigureAwait(false);
                 remaining -= chunked is null ? body : 0;
                 pending = pending[body..];
             }
@@ -213,10 +214,10 @@ public sealed class HttpProxyListener : IAsyncDisposable
             {
             }
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            // Cut short, or the exchange is over: closing the pair ends the stream.
-            near.Dispose();
+            // Cut short, or the exchange is over: the response side stops reading at once.
+            stream.Abort(EndReason.Internal, notifyPeer: true);
         }
         finally
         {
@@ -243,8 +244,9 @@ public sealed class HttpProxyListener : IAsyncDisposable
     /// rewritten, then copies the content until the destination closes. Answered once a final
     /// response reached the application; otherwise Failure says what to tell it, if anything.
     /// </summary>
-    private static async Task<(bool Answered, string? Failure)> RelayResponseAsync(Socket near, Socket client, ForwardRequest request, StreamTarget target, CancellationToken cancellationToken)
+    private static async Task<(bool Answered, string? Failure)> RelayResponseAsync(RelayStream stream, Socket client, ForwardRequest request, CancellationToken cancellationToken)
     {
+        var target = stream.Target;
         var buffer = new byte[MaxResponseHead];
         var parser = new HttpHeadParser(MaxResponseHead);
         int filled = 0;
@@ -257,7 +259,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     return (false, $"{target} answered with something that is not an HTTP/1.x response: {parse.Error!.Message}");
                 if (parse.Status == HttpParseStatus.NeedMore)
                 {
-                    int read = await near.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    int read = await stream.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);
                     if (read == 0) return (false, $"{target} closed the connection without answering.");
                     filled += read;
                     continue;
@@ -276,18 +278,18 @@ public sealed class HttpProxyListener : IAsyncDisposable
                 bool hasContent = !request.HeadMethod && head.Status is not (204 or 304);
                 bool dechunk = request.Http10Client && hasContent && ProxyResponses.IsChunkedOnly(head);
                 await client.SendAsync(ProxyResponses.Forward(head, dechunk), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                await CopyContentAsync(near, client, buffer, filled, dechunk ? new ChunkedBodyReader() : null, cancellationToken).ConfigureAwait(false);
+                await CopyContentAsync(stream, client, buffer, filled, dechunk ? new ChunkedBodyReader() : null, cancellationToken).ConfigureAwait(false);
                 return (true, null);
             }
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             return (false, null);
         }
     }
 
     /// <summary>Copies the content until the destination closes; with a reader, only the chunks' data, until the last chunk.</summary>
-    private static async Task CopyContentAsync(Socket near, Socket client, byte[] buffer, int filled, ChunkedBodyReader? dechunk, CancellationToken cancellationToken)
+    private static async Task CopyContentAsync(RelayStream stream, Socket client, byte[] buffer, int filled, ChunkedBodyReader? dechunk, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -308,7 +310,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
                 }
                 if (dechunk.IsDone) return;
             }
-            filled = await near.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            filled = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
             if (filled == 0) return;
         }
     }

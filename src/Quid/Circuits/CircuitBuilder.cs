@@ -1,0 +1,87 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Quid.Crypto;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Circuits;
+
+/// <summary>
+/// Builds our own circuits, telescoping: CREATE to the first hop (a neighbour), then EXTEND
+/// through the last hop so far for each next one, each with a fresh ntor handshake against the
+/// hop's onion key from its signed descriptor.
+/// </summary>
+public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, TimeProvider time, ILogger logger)
+{
+    public CircuitOptions Options => options;
+
+    /// <summary>
+    /// Builds a circuit along <paramref name="path"/>, starting on <paramref name="firstHop"/>, the
+    /// link to <c>path[0]</c>. Throws <see cref="StreamException"/> if a hop refuses or is silent.
+    /// </summary>
+    public async Task<Circuit> BuildAsync(ICellPort firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
+    {
+        var circuit = new Circuit(CircuitRole.Origin, table, time) { Isolation = isolation, ExitDescriptor = path[^1] };
+        uint id = table.AttachOutward(circuit, firstHop);
+        try
+        {
+            for (int i = 0; i < path.Count; i++)
+            {
+                var hop = path[i];
+                using var ntor = Ntor.Start(hop.Id, hop.LinkKey);
+                // Waiting starts before the request goes, so the timeout runs from the send.
+                var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time, cancellationToken);
+                bool sent = i == 0
+                    ? CircuitTable.SendCreate(firstHop, id, ntor.Request)
+                    : circuit.SendRelay(RelayCommand.Extend, 0, [.. hop.Id.ToBytes(), .. ntor.Request], early: true);
+                if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
+                HopReply reply;
+                try
+                {
+                    reply = await waiting.ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    throw new StreamException(EndReason.Timeout, $"{hop.Id.Brief} did not answer within {options.BuildTimeout.TotalSeconds:0} s.");
+                }
+                if (reply.Handshake is not { } handshake) throw NotBuilt(path, i, reply.Failure);
+                byte[] keys;
+                try
+                {
+                    keys = ntor.Finish(handshake, OnionLayer.KeyMaterialSize);
+                }
+                catch (CircuitHandshakeException e)
+                {
+                    throw new StreamException(EndReason.Protocol, $"{hop.Id.Brief}: {e.Message}");
+                }
+                circuit.AddHop(new Hop(hop.Id, new OnionLayer(keys)));
+                CryptographicOperations.ZeroMemory(keys);
+            }
+        }
+        catch
+        {
+            circuit.Destroy(DestroyReason.Finished);
+            throw;
+        }
+        circuit.MarkOpen();
+        logger.LogDebug("Built {Circuit}", circuit);
+        return circuit;
+    }
+
+    /// <summary>Why the circuit did not reach hop <paramref name="i"/>, in words an application's error page can show.</summary>
+    private static StreamException NotBuilt(IReadOnlyList<Descriptor> path, int i, ExtendFailure? failure)
+    {
+        string hop = path[i].Id.Brief;
+        if (i == 0) return new StreamException(EndReason.CircuitClosed, $"{hop} refused the circuit.");
+        string could = $"{path[i - 1].Id.Brief} could not extend to {hop}";
+        return failure switch
+        {
+            null => new StreamException(EndReason.CircuitClosed, $"{could}: the circuit closed."),
+            ExtendFailure.NotAPartner => new StreamException(EndReason.CircuitClosed, $"{could}: not one of its partners."),
+            ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop} refused the circuit."),
+            ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop} did not answer in time."),
+            ExtendFailure.Malformed => new StreamException(EndReason.CircuitClosed, $"{could}: it found the request malformed."),
+            _ => new StreamException(EndReason.CircuitClosed, $"{could}, for a reason it did not name ({(byte)failure})."),
+        };
+    }
+}

@@ -1,0 +1,282 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Quid.Crypto;
+using Quid.Exchange;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Circuits;
+
+public sealed record CircuitOptions
+{
+    public TimeSpan BuildTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>How long the origin waits for the exit to connect a stream.</summary>
+    public TimeSpan StreamTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan ExitConnectTimeout { get; init; } = TimeSpan.FromSeconds(20);
+    public int MaxStreamsPerCircuit { get; init; } = 512;
+    public int MaxCircuitsPerLink { get; init; } = 1024;
+}
+
+/// <summary>Why a circuit was destroyed; carried in the DESTROY cell's first body byte.</summary>
+public enum DestroyReason : byte
+{
+    None = 0,
+    Protocol = 1,
+    Refused = 2,
+    Finished = 3,
+    ResourceLimit = 4,
+    HopLost = 5,
+}
+
+/// <summary>Why a hop could not extend a circuit; the ExtendFailed message's byte.</summary>
+public enum ExtendFailure : byte
+{
+    NotAPartner = 1,
+    Refused = 2,
+    Timeout = 3,
+    Malformed = 4,
+}
+
+/// <summary>What the circuit table needs to know of the node it serves; it owns no policy itself.</summary>
+public sealed record CircuitPolicy(
+    /// <summary>Whether a neighbour may build circuits through us: we must grant it bandwidth.</summary>
+    Func<NodeId, bool> AdmitsCircuitsFrom,
+    /// <summary>The link to a neighbour we may extend circuits to (one that grants us bandwidth), or null.</summary>
+    Func<NodeId, ICellPort?> ExtendTo,
+    /// <summary>The ledger account of a neighbour, for billing and shaping.</summary>
+    Func<NodeId, PartnerAccount?> AccountOf);
+
+/// <summary>
+/// Every circuit this node is part of, by link and circuit id on that link: a link's read loop
+/// hands it each circuit cell, and it passes the cell to its circuit. It admits circuits from
+/// partners (CREATE), extends them on the origin's request to our own partners, and ends them:
+/// on DESTROY, on a protocol violation, when their link closes, or when the grant they are billed
+/// to ends. The side that dialed a link sets the top bit of the ids it picks, so the two ends of a
+/// link never pick the same id.
+/// </summary>
+public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, StreamExit exit, CircuitPolicy policy, TimeProvider time, ILogger logger)
+    : ICircuitCells, ICircuitOwner, ICircuitExtender
+{
+    private const uint DialerBit = 0x8000_0000;
+    private const ushort NtorHandshake = 1;
+
+    private readonly record struct Side(Circuit Circuit, bool Inward);
+
+    private readonly ConcurrentDictionary<(ICellPort Link, uint Id), Side> _sides = new();
+
+    /// <summary>Every circuit, once each.</summary>
+    public IReadOnlyCollection<Circuit> Circuits => [.. _sides.Values.Select(s => s.Circuit).Distinct()];
+
+    // ---- Cells arriving ----
+
+    /// <summary>Handles a circuit cell from <paramref name="link"/> on its read loop; the cell may be changed in place.</summary>
+    public void OnCell(ICellPort link, Span<byte> cell)
+    {
+        uint id = Cell.CircuitId(cell);
+        _sides.TryGetValue((link, id), out var side);
+        switch (Cell.Command(cell))
+        {
+            case CellCommand.Create:
+                OnCreate(link, id, side.Circuit is not null, Cell.Body(cell));
+                break;
+            case CellCommand.Created when side.Circuit is { } circuit && !side.Inward:
+                circuit.OnCreated(Cell.Body(cell));
+                break;
+            case CellCommand.Relay or CellCommand.RelayEarly when side.Circuit is { } circuit:
+                circuit.OnRelayCell(side.Inward, Cell.Command(cell), cell);
+                break;
+            // At a last hop extending the circuit, the next hop's DESTROY refuses the extension:
+            // the circuit stays, and the origin hears why.
+            case CellCommand.Destroy when side.Circuit is { } circuit && !side.Inward && circuit.Role == CircuitRole.Exit:
+                circuit.OnCreateRefused();
+                break;
+            case CellCommand.Destroy when side.Circuit is { } circuit:
+                Destroy(circuit, DestroyReason.HopLost, from: link);
+                break;
+        }
+    }
+
+    private void OnCreate(ICellPort link, uint id, bool exists, ReadOnlySpan<byte> body)
+    {
+        bool peerDialed = !link.Outbound;
+        if (exists || id == 0 || ((id & DialerBit) != 0) != peerDialed)
+        {
+            logger.LogInformation("{Peer} sent CREATE with a bad circuit id {Id:x8}; closing the link", link.PeerId.Brief, id);
+            link.Close(new LinkException(LinkError.BadCell, "CREATE with a bad circuit id."));
+            return;
+        }
+        if (!policy.AdmitsCircuitsFrom(link.PeerId) || _sides.Count(s => s.Key.Link == link) >= options.MaxCircuitsPerLink
+            || BinaryPrimitives.ReadUInt16BigEndian(body) != NtorHandshake)
+        {
+            SendDestroy(link, id, DestroyReason.Refused);
+            return;
+        }
+        Span<byte> reply = stackalloc byte[Cell.Size];
+        reply.Clear();
+        byte[] keys;
+        try
+        {
+            keys = Ntor.Respond(identity.Id, identity.LinkKey, body.Slice(2, Ntor.RequestSize), Cell.Body(reply), OnionLayer.KeyMaterialSize);
+        }
+        catch (CircuitHandshakeException e)
+        {
+            logger.LogDebug("Refused a circuit from {Peer}: {Reason}", link.PeerId.Brief, e.Message);
+            SendDestroy(link, id, DestroyReason.Refused);
+            return;
+        }
+        var circuit = new Circuit(CircuitRole.Exit, this, time)
+        {
+            Inward = link,
+            InwardId = id,
+            Layer = new OnionLayer(keys),
+            InwardAccount = policy.AccountOf(link.PeerId),
+            Exit = exit,
+            Extender = this,
+            MaxStreams = options.MaxStreamsPerCircuit,
+        };
+        CryptographicOperations.ZeroMemory(keys);
+        if (!_sides.TryAdd((link, id), new Side(circuit, Inward: true))) return;
+        circuit.MarkOpen();
+        Cell.WriteHeader(reply, id, CellCommand.Created);
+        link.TrySend(reply);
+        logger.LogDebug("Circuit {Id:x8} from {Peer}", id, link.PeerId.Brief);
+    }
+
+    /// <summary>
+    /// The origin asks us, its last hop, to extend to one of our partners: we build the next leg
+    /// with its handshake and answer EXTENDED with the new hop's reply, or ExtendFailed.
+    /// </summary>
+    void ICircuitExtender.Extend(Circuit circuit, ReadOnlySpan<byte> data)
+    {
+        if (data.Length != NodeId.Size + Ntor.RequestSize || circuit.Outward is not null)
+        {
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Malformed]);
+            return;
+        }
+        var next = new NodeId(data[..NodeId.Size]);
+        if (next == circuit.Inward!.PeerId || next == identity.Id || policy.ExtendTo(next) is not { } link)
+        {
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.NotAPartner]);
+            return;
+        }
+        var request = data[NodeId.Size..].ToArray();
+        _ = ExtendAsync(circuit, link, request);
+    }
+
+    private async Task ExtendAsync(Circuit circuit, ICellPort link, byte[] request)
+    {
+        uint id = AttachOutward(circuit, link);
+        // Waiting starts before the CREATE goes, so the timeout runs from the send.
+        var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time);
+        if (!SendCreate(link, id, request)) circuit.OnCreateRefused();
+        HopReply reply;
+        try
+        {
+            reply = await waiting.ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            reply = new HopReply(null, ExtendFailure.Timeout);
+        }
+        if (reply.Handshake is { } handshake)
+        {
+            // A relay from now on: later cells from the origin are for the next hop.
+            circuit.BecomeRelay();
+            circuit.SendRelay(RelayCommand.Extended, 0, handshake);
+            return;
+        }
+        // No failure means the circuit closed meanwhile, and its neighbours were told.
+        if (reply.Failure is not { } failure) return;
+        _sides.TryRemove((link, id), out _);
+        // A silent next hop may yet create the circuit: it is told to drop it.
+        if (failure == ExtendFailure.Timeout) SendDestroy(link, id, DestroyReason.Finished);
+        circuit.SetOutward(null, 0, null);
+        circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)failure]);
+    }
+
+    /// <summary>Picks an unused id on <paramref name="link"/> and makes that link the circuit's outward side.</summary>
+    internal uint AttachOutward(Circuit circuit, ICellPort link)
+    {
+        while (true)
+        {
+            uint id = ((uint)Random.Shared.Next(1, int.MaxValue) & ~DialerBit) | (link.Outbound ? DialerBit : 0);
+            if (!_sides.TryAdd((link, id), new Side(circuit, Inward: false))) continue;
+            circuit.SetOutward(link, id, policy.AccountOf(link.PeerId));
+            return id;
+        }
+    }
+
+    internal static bool SendCreate(ICellPort link, uint id, ReadOnlySpan<byte> request)
+    {
+        Span<byte> cell = stackalloc byte[Cell.Size];
+        cell.Clear();
+        Cell.WriteHeader(cell, id, CellCommand.Create);
+        var body = Cell.Body(cell);
+        BinaryPrimitives.WriteUInt16BigEndian(body, NtorHandshake);
+        request.CopyTo(body[2..]);
+        return link.TrySend(cell);
+    }
+
+    // ---- Ending ----
+
+    /// <summary>The peer broke the relay protocol on this circuit: destroy it, keep the links.</summary>
+    void ICircuitOwner.Violation(Circuit circuit, string reason)
+    {
+        // A relayed circuit is named by the neighbour it came from, which at a first hop is its
+        // origin: that stays out of the default log level.
+        if (circuit.Role == CircuitRole.Origin) logger.LogInformation("Destroying {Circuit}: {Reason}", circuit, reason);
+        else
+        {
+            logger.LogInformation("Destroying a relayed circuit: {Reason}", reason);
+            logger.LogDebug("The circuit destroyed was {Circuit}", circuit);
+        }
+        Destroy(circuit, DestroyReason.Protocol);
+    }
+
+    void ICircuitOwner.Destroy(Circuit circuit, DestroyReason reason) => Destroy(circuit, reason);
+
+    /// <summary>Closes a circuit and tells each neighbour on it, except the one it heard the end from.</summary>
+    private void Destroy(Circuit circuit, DestroyReason reason, ICellPort? from = null)
+    {
+        if (!circuit.Close()) return;
+        if (circuit.Inward is { } inward)
+        {
+            _sides.TryRemove((inward, circuit.InwardId), out _);
+            if (inward != from) SendDestroy(inward, circuit.InwardId, reason);
+        }
+        if (circuit.Outward is { } outward)
+        {
+            _sides.TryRemove((outward, circuit.OutwardId), out _);
+            if (outward != from) SendDestroy(outward, circuit.OutwardId, reason);
+        }
+    }
+
+    /// <summary>
+    /// Ends every circuit billed to <paramref name="partner"/>, the neighbour that built it through
+    /// us: those we are the exit of and those we relay alike. For when our grant to it has ended:
+    /// nothing granted, nothing carried. Our own circuits through it stay.
+    /// </summary>
+    public void EndBilledTo(NodeId partner)
+    {
+        foreach (var side in _sides.Where(s => s.Value.Inward && s.Key.Link.PeerId == partner).Select(s => s.Value).ToList())
+            Destroy(side.Circuit, DestroyReason.Refused);
+    }
+
+    /// <summary>The link is gone, and with it every circuit on it; relays tell the other side.</summary>
+    public void OnClosed(ICellPort link)
+    {
+        foreach (var side in _sides.Where(s => s.Key.Link == link).Select(s => s.Value).ToList())
+            Destroy(side.Circuit, DestroyReason.HopLost, from: link);
+    }
+
+    private static void SendDestroy(ICellPort link, uint id, DestroyReason reason)
+    {
+        Span<byte> cell = stackalloc byte[Cell.Size];
+        cell.Clear();
+        Cell.WriteHeader(cell, id, CellCommand.Destroy);
+        Cell.Body(cell)[0] = (byte)reason;
+        link.TrySend(cell);
+    }
+}

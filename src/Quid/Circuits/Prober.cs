@@ -1,0 +1,109 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Quid.Links;
+using Quid.Wire;
+
+namespace Quid.Circuits;
+
+/// <summary>
+/// Unannounced echo probes of our partners, each on a one-hop circuit through the partner that is
+/// built on first use and kept: the partner, as that circuit's exit, must return every payload.
+/// </summary>
+public sealed class Prober(CircuitBuilder builder, TimeProvider time)
+{
+    private readonly ConcurrentDictionary<ICellPort, Task<Circuit>> _circuits = new();
+
+    /// <summary>
+    /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
+    /// circuit through it, as many as it returns, for <paramref name="duration"/>. From the first
+    /// echo back, every byte it sends us on our circuits (echoes and real traffic alike) counts;
+    /// an echo must carry the payload we sent. Returns kbps.
+    /// </summary>
+    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        const int window = 64;
+        var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
+        var account = circuit.OutwardAccount ?? throw new InvalidOperationException("A probe needs the partner's account.");
+        var outstanding = new ConcurrentDictionary<ulong, byte[]>();
+        using var returned = new SemaphoreSlim(0);
+        int forged = 0;
+        // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
+        ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        long firstBytes = 0, firstAt = 0;
+        circuit.OnEchoReplies(reply =>
+        {
+            if (reply.Length != RelayCell.MaxData || BitConverter.ToUInt64(reply.Span) != probe) return;
+            // The rate counts from the first echo back: filling the pipe is not the partner's slowness.
+            if (Interlocked.CompareExchange(ref firstAt, time.GetTimestamp(), 0) == 0) Interlocked.Exchange(ref firstBytes, account.BytesDeliveredToUs);
+            if (outstanding.TryRemove(BitConverter.ToUInt64(reply.Span[8..]), out var sent) && reply.Span.SequenceEqual(sent))
+                returned.Release();
+            else
+                Interlocked.Increment(ref forged);
+        });
+        // The probe's end is on the node's clock, like every other timeout.
+        using var over = new CancellationTokenSource(duration, time);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, over.Token);
+        try
+        {
+            ulong sequence = 0;
+            try
+            {
+                while (circuit.State == CircuitState.Open)
+                {
+                    // One round fills the window once and then waits: replies (forged ones too) free
+                    // slots as fast as a partner sends them, and only the wait sees the time run out.
+                    for (int room = window - outstanding.Count; room > 0; room--)
+                    {
+                        var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
+                        BitConverter.TryWriteBytes(payload, probe);
+                        BitConverter.TryWriteBytes(payload.AsSpan(8), ++sequence);
+                        outstanding[sequence] = payload;
+                        if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
+                    }
+                    await returned.WaitAsync(waiting.Token).ConfigureAwait(false);
+                    // Every good reply woke us once; one wake is enough to refill.
+                    while (returned.Wait(0, CancellationToken.None))
+                    {
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (over.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // Time is up: what came back so far is the measure.
+            }
+            long end = account.BytesDeliveredToUs;
+            long first = Interlocked.Read(ref firstAt);
+            // An echo that does not carry what we sent is a lie about capacity: it counts for nothing.
+            if (first == 0 || Volatile.Read(ref forged) > 0) return 0;
+            var elapsed = time.GetElapsedTime(first);
+            long delivered = end - Interlocked.Read(ref firstBytes);
+            return elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+        }
+        finally
+        {
+            circuit.OnEchoReplies(null);
+        }
+    }
+
+    /// <summary>The one-hop circuit probes of this partner use, built on first use and kept.</summary>
+    private async Task<Circuit> ProbeCircuitAsync(ICellPort link, Descriptor partner, CancellationToken cancellationToken)
+    {
+        // A probe circuit went with its link.
+        foreach (var closed in _circuits.Keys.Where(l => !l.IsOpen)) _circuits.TryRemove(closed, out _);
+        while (true)
+        {
+            var building = _circuits.GetOrAdd(link, _ => builder.BuildAsync(link, [partner], isolation: null, CancellationToken.None));
+            try
+            {
+                var circuit = await building.WaitAsync(cancellationToken).ConfigureAwait(false);
+                if (circuit.State == CircuitState.Open) return circuit;
+            }
+            catch (StreamException)
+            {
+                _circuits.TryRemove(new KeyValuePair<ICellPort, Task<Circuit>>(link, building));
+                throw;
+            }
+            _circuits.TryRemove(new KeyValuePair<ICellPort, Task<Circuit>>(link, building));
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Quid.Circuits;
+using Quid.Crypto;
+using Quid.Tests.Integration;
+using Quid.Tests.Wire;
+using Quid.Wire;
+
+namespace Quid.Tests.Circuits;
+
+/// <summary>Choosing paths over a snapshot of the agreement graph, and building them ahead.</summary>
+public sealed class CircuitPoolTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
+
+    /// <summary>A descriptor of <paramref name="node"/> that lists <paramref name="partners"/> and exits by <paramref name="policy"/>.</summary>
+    private static Descriptor Describe(CircuitHarness net, CircuitNode node, ExitPolicy? policy = null, params CircuitNode[] partners) =>
+        TestDescriptors.Make(node.Identity, Block.FromKbps(1024), null, policy: policy ?? ExitPolicy.AcceptAll,
+            partners: [.. partners.Select(p => p.Id)], published: net.Time.GetUtcNow());
+
+    private static CircuitPool Pool(CircuitHarness net, CircuitNode origin, Func<CancellationToken, ValueTask<PathGraph>> graph, int hops = 3) =>
+        new(origin.Builder, new PathOptions { Hops = hops, Random = new Random(7) }, new PathSource(origin.Id, graph, "default"), net.Time, NullLogger.Instance);
+
+    [Fact]
+    public void Paths_are_chosen_with_a_cryptographic_random_source_unless_a_test_injects_one() =>
+        Assert.Same(SecureRandom.Instance, new PathOptions().Random);
+
+    [Fact]
+    public async Task A_circuit_built_ahead_walks_from_a_first_hop_through_partners_of_partners_to_an_exit_that_allows_the_ports()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, middle, closed, open) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, middle);
+        net.Partners(middle, closed);
+        net.Partners(middle, open);
+        // The middle lists the first hop and us as partners too: neither may come twice, nor we at all.
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, middle), 1024)],
+            new Dictionary<NodeId, Descriptor>
+            {
+                [middle.Id] = Describe(net, middle, null, first, origin, closed, open),
+                [closed.Id] = Describe(net, closed, ExitPolicy.RejectAll),
+                [open.Id] = Describe(net, open),
+            });
+        var pool = Pool(net, origin, _ => ValueTask.FromResult(graph));
+
+        pool.Maintain();
+
+        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead");
+        var circuit = Assert.Single(pool.Circuits);
+        Assert.Equal([first.Id, middle.Id, open.Id], circuit.Hops.Select(h => h.Id));
+        Assert.Equal("default", circuit.Isolation);
+        Assert.Equal(open.Id, circuit.ExitDescriptor!.Id);
+    }
+
+    [Fact]
+    public async Task Upkeep_asks_for_one_graph_snapshot_and_does_not_wait_for_it()
+    {
+        using var net = new CircuitHarness();
+        var (origin, hops) = net.Line(1);
+        var snapshot = new TaskCompletionSource<PathGraph>(TaskCreationOptions.RunContinuationsAsynchronously);
+        int asked = 0;
+        var pool = Pool(net, origin, _ =>
+        {
+            Interlocked.Increment(ref asked);
+            return new ValueTask<PathGraph>(snapshot.Task);
+        }, hops: 1);
+
+        pool.Maintain();
+        pool.Maintain();
+        await Eventually.WaitUntilAsync(() => Volatile.Read(ref asked) == 1, Deadline, "the pool to ask for the graph");
+        Assert.Empty(pool.Circuits);
+
+        snapshot.SetResult(new PathGraph([new FirstHop(origin.PortTo(hops[0]), hops[0].Descriptor, 1024)], new Dictionary<NodeId, Descriptor>()));
+
+        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead on the snapshot");
+        Assert.Equal(1, Volatile.Read(ref asked));
+        Assert.Equal([hops[0].Id], Assert.Single(pool.Circuits).Hops.Select(h => h.Id));
+    }
+}

@@ -1,0 +1,93 @@
+using System.Security.Cryptography;
+using Quid.Tests.Integration;
+using Quid.Wire;
+
+namespace Quid.Tests.Circuits;
+
+/// <summary>Echo probes: an honest partner is measured by what it delivers, a liar at nothing.</summary>
+public sealed class ProbeTests
+{
+    private static readonly TimeSpan Duration = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
+    /// <summary>The echoes a probe keeps unanswered.</summary>
+    private const int Window = 64;
+
+    [Fact]
+    public async Task An_honest_partner_is_measured_by_what_it_delivered_from_the_first_echo_to_the_end_on_the_clock()
+    {
+        using var net = new CircuitHarness();
+        var (origin, hops) = net.Line(1);
+        var account = origin.Ledger.Account(hops[0].Id);
+        // In memory a partner answers each echo before the next goes out; after a few windows it
+        // stops, so the probe waits for the clock instead of echoing as fast as the CPU allows.
+        var back = hops[0].PortTo(origin);
+        int replies = 0;
+        back.Tamper = cell =>
+        {
+            if (Cell.Command(cell) == CellCommand.Relay && ++replies == 4 * Window) back.Stall();
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Duration, default);
+        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered four windows of echoes");
+        net.Time.Advance(Duration);
+
+        double kbps = await probe.WaitAsync(Deadline);
+        Assert.True(kbps > 0);
+        // All it can have counted: every byte the partner delivered, over the two seconds the clock moved.
+        Assert.True(kbps <= account.BytesDeliveredToUs * 8 / 1000.0 / Duration.TotalSeconds, $"{kbps} kbps");
+    }
+
+    public static TheoryData<string, bool> Echoes => new()
+    {
+        { "returns each echo as it came", true },
+        { "changes a byte of each", false },
+        { "returns each twice", false },
+        { "answers with echoes it made up, the probe's mark copied", false },
+        { "returns nothing", false },
+    };
+
+    [Theory]
+    [MemberData(nameof(Echoes))]
+    public async Task A_partner_that_lies_about_echoes_is_measured_at_nothing_however_much_it_sends(string partner, bool honest)
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        int answered = 0;
+        hop.OnMessage = (self, command, _, echo) =>
+        {
+            if (command != RelayCommand.Echo) return;
+            // After one window the partner goes quiet, so an honest one is not echoed as fast as the CPU allows.
+            if (++answered == Window) self.Port.Stall();
+            switch (partner)
+            {
+                case "returns each echo as it came":
+                    self.Send(RelayCommand.EchoReply, 0, echo);
+                    break;
+                case "changes a byte of each":
+                    echo[100] ^= 0x01;
+                    self.Send(RelayCommand.EchoReply, 0, echo);
+                    break;
+                case "returns each twice":
+                    self.Send(RelayCommand.EchoReply, 0, echo);
+                    self.Send(RelayCommand.EchoReply, 0, echo);
+                    break;
+                case "answers with echoes it made up, the probe's mark copied":
+                    var madeUp = new byte[echo.Length];
+                    echo.AsSpan(0, 8).CopyTo(madeUp);
+                    RandomNumberGenerator.Fill(madeUp.AsSpan(8));
+                    self.Send(RelayCommand.EchoReply, 0, madeUp);
+                    break;
+            }
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
+        await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the probe's echoes to reach the partner");
+        net.Time.Advance(Duration);
+
+        double kbps = await probe.WaitAsync(Deadline);
+        if (honest) Assert.True(kbps > 0, partner);
+        else Assert.Equal(0, kbps);
+        Assert.All(hop.Received, r => Assert.Equal(RelayCommand.Echo, r.Command));
+    }
+}
