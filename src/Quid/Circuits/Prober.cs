@@ -15,9 +15,10 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
 
     /// <summary>
     /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
-    /// circuit through it, as many as it returns, for <paramref name="duration"/>. From the first
-    /// echo back, every byte it sends us on our circuits (echoes and real traffic alike) counts;
-    /// an echo must carry the payload we sent. Returns kbps.
+    /// circuit through it, as many as it returns. From the first echo back, for
+    /// <paramref name="duration"/>, every byte it sends us on our circuits (echoes and real
+    /// traffic alike) counts; an echo must carry the payload we sent, and a partner whose first
+    /// echo is not back within <paramref name="duration"/> delivered nothing. Returns kbps.
     /// </summary>
     public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
     {
@@ -30,18 +31,31 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
         // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
         ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         long firstBytes = 0, firstAt = 0;
+        // The probe's end is on the node's clock, like every other timeout.
+        using var over = new CancellationTokenSource(duration, time);
         circuit.OnEchoReplies(reply =>
         {
             if (reply.Length != RelayCell.MaxData || BitConverter.ToUInt64(reply.Span) != probe) return;
-            // The rate counts from the first echo back: filling the pipe is not the partner's slowness.
-            if (Interlocked.CompareExchange(ref firstAt, time.GetTimestamp(), 0) == 0) Interlocked.Exchange(ref firstBytes, account.BytesDeliveredToUs);
+            // The rate counts from the first echo back, for a whole duration: filling the pipe is not
+            // the partner's slowness, and a late first echo followed by the pipe's contents in a burst
+            // must not be measured over the moment that was left.
+            if (Interlocked.CompareExchange(ref firstAt, time.GetTimestamp(), 0) == 0)
+            {
+                Interlocked.Exchange(ref firstBytes, account.BytesDeliveredToUs);
+                try
+                {
+                    over.CancelAfter(duration);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The probe ended as this first echo came: it counts for nothing anyway.
+                }
+            }
             if (outstanding.TryRemove(BitConverter.ToUInt64(reply.Span[8..]), out var sent) && reply.Span.SequenceEqual(sent))
                 returned.Release();
             else
                 Interlocked.Increment(ref forged);
         });
-        // The probe's end is on the node's clock, like every other timeout.
-        using var over = new CancellationTokenSource(duration, time);
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, over.Token);
         try
         {

@@ -37,6 +37,61 @@ public sealed class ProbeTests
         Assert.True(kbps <= account.BytesDeliveredToUs * 8 / 1000.0 / Duration.TotalSeconds, $"{kbps} kbps");
     }
 
+    [Fact]
+    public async Task A_late_first_echo_followed_by_a_burst_is_measured_over_a_whole_duration_not_the_moment_left()
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
+        int answered = 0;
+        hop.OnMessage = (self, command, _, echo) =>
+        {
+            if (command != RelayCommand.Echo) return;
+            // The first window's replies wait in the pipe (as behind a slow uplink); after the second
+            // window the partner goes quiet.
+            if (++answered is 1 or Window + 1) self.Port.Stall();
+            self.Send(RelayCommand.EchoReply, 0, echo);
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
+        await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
+        net.Time.Advance(Duration * 3 / 4);
+        hop.Port.Resume();
+        await Eventually.WaitUntilAsync(() => hop.Received.Count > Window, Deadline, "the burst of replies to have reached the origin");
+        // The clock moves on in small steps, each given a moment to end the probe, so it is read when it ends.
+        var step = Duration / 20;
+        for (var moved = TimeSpan.Zero; !probe.IsCompleted && moved < Duration * 2; moved += step)
+        {
+            net.Time.Advance(step);
+            await Task.WhenAny(probe, Task.Delay(TimeSpan.FromMilliseconds(50)));
+        }
+
+        double kbps = await probe.WaitAsync(Deadline);
+        Assert.True(kbps > 0);
+        Assert.True(kbps <= account.BytesDeliveredToUs * 8 / 1000.0 / Duration.TotalSeconds, $"{kbps} kbps");
+    }
+
+    [Fact]
+    public async Task A_partner_whose_first_echo_is_not_back_within_the_duration_delivered_nothing()
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        hop.OnMessage = (self, command, _, echo) =>
+        {
+            if (command != RelayCommand.Echo) return;
+            self.Port.Stall();
+            self.Send(RelayCommand.EchoReply, 0, echo);
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
+        await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the replies to be held");
+        net.Time.Advance(Duration);
+
+        Assert.Equal(0, await probe.WaitAsync(Deadline));
+    }
+
     public static TheoryData<string, bool> Echoes => new()
     {
         { "returns each echo as it came", true },
