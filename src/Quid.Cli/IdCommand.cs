@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Quid.Crypto;
+using Quid.Node;
 using Quid.Node.Control;
 
 namespace Quid.Cli;
@@ -19,10 +19,18 @@ internal static class IdCommand
         },
         offline: (settings, json, unavailable) =>
         {
-            Directory.CreateDirectory(settings.DataDirectory);
-            using var identity = IdentityStore.LoadOrCreate(settings.DataDirectory, out _);
-            Print(new IdReport(identity.Id.ToString(), identity.Id.Brief), json);
-            return Task.FromResult(ExitCodes.Ok);
+            try
+            {
+                if (DataDirectory.Prepare(settings.DataDirectory) is { } warning) Console.Error.WriteLine($"quid id: {warning}");
+                using var identity = DataDirectory.OpenIdentity(settings.DataDirectory, out _);
+                Print(new IdReport(identity.Id.ToString(), identity.Id.Brief), json);
+                return Task.FromResult(ExitCodes.Ok);
+            }
+            catch (NodeStateException e)
+            {
+                Console.Error.WriteLine($"quid id: {e.Message}");
+                return Task.FromResult(ExitCodes.BadConfiguration);
+            }
         });
 
     private static void Print(IdReport id, bool json)
