@@ -6,8 +6,9 @@ namespace Quid.Cli;
 
 /// <summary>
 /// <c>quid id</c>: this node's id. It asks the running node; with none running it reads the
-/// identity in the data directory, creating one if there is none yet, so an id can be handed to
-/// friends before the first start.
+/// identity in the data directory, creating one if the directory holds no state yet, so an id can
+/// be handed to friends before the first start. A damaged key, or a ledger without its key, is
+/// reported as <c>quid run</c> reports it, with exit code 78.
 /// </summary>
 internal static class IdCommand
 {

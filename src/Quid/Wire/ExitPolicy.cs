@@ -120,7 +120,9 @@ public sealed class ExitPolicy
     {
         var carried = new List<IPAddress>(2);
         bool zeroThrough7 = v6[..8].IndexOfAnyExcept((byte)0) < 0;
-        if (zeroThrough7 && (v6[8..12].IndexOfAnyExcept((byte)0) < 0 || v6[8..12].SequenceEqual((ReadOnlySpan<byte>)[0xff, 0xff, 0, 0])))
+        // :: and ::1 are the unspecified and loopback addresses, not IPv4-compatible ones.
+        bool unspecifiedOrLoopback = v6[..15].IndexOfAnyExcept((byte)0) < 0 && v6[15] <= 1;
+        if (zeroThrough7 && !unspecifiedOrLoopback && (v6[8..12].IndexOfAnyExcept((byte)0) < 0 || v6[8..12].SequenceEqual((ReadOnlySpan<byte>)[0xff, 0xff, 0, 0])))
             carried.Add(new IPAddress(v6[12..]));
         else if (v6[..12].SequenceEqual((ReadOnlySpan<byte>)[0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0]))
             carried.Add(new IPAddress(v6[12..]));

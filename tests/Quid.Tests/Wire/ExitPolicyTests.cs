@@ -53,6 +53,10 @@ public class ExitPolicyTests
         Assert.False(noLan.Allows(IPAddress.Parse("64:ff9b::203.0.113.9"), 80));
         Assert.False(noLan.Allows(IPAddress.Parse("2002:cb00:7109::1"), 80));
         Assert.True(noLan.Allows(IPAddress.Parse("64:ff9b::203.0.114.9"), 80));
+        // :: and ::1 are the unspecified and loopback addresses, not IPv4-compatible ones.
+        var loopbackOnly = new ExitPolicy([new ExitRule(ExitAction.Accept, IPAddress.IPv6Loopback, 128, 0, ushort.MaxValue),
+            new ExitRule(ExitAction.Reject, null, 0, 0, ushort.MaxValue)]);
+        Assert.True(loopbackOnly.Allows(IPAddress.IPv6Loopback, 80));
         // A test network's accept-all lets them through like any other address.
         Assert.True(ExitPolicy.AcceptAll.Allows(IPAddress.Parse("64:ff9b::7f00:1"), 80));
         Assert.True(ExitPolicy.AcceptAll.Allows(IPAddress.Parse("::127.0.0.1"), 80));
