@@ -30,7 +30,16 @@ internal static class LedgerCommand
             return ExitCodes.Failed;
         }
         IReadOnlyList<LedgerEntry> entries;
-        using (var database = new NodeDatabase(directory, readOnly: true)) entries = database.ReadLedger();
+        try
+        {
+            using var database = NodeDatabase.OpenReadOnly(directory);
+            entries = database.ReadLedger();
+        }
+        catch (NodeStateException e)
+        {
+            Console.Error.WriteLine($"quid ledger: {e.Message}");
+            return ExitCodes.BadConfiguration;
+        }
         if (!json) AnsiConsole.MarkupLine("[grey]The node is not running: this is the ledger as it was last saved.[/]");
         Show([.. entries.Select(LedgerRow.From)], json);
         return ExitCodes.Ok;

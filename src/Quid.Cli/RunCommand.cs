@@ -2,6 +2,7 @@ using System.CommandLine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Quid.Node;
 using Quid.Node.Configuration;
 using Quid.Node.Hosting;
 
@@ -19,11 +20,17 @@ internal static class RunCommand
     public static Command Create()
     {
         var flags = new NodeFlags();
-        var command = new Command("run", "Run a node: join the network, trade bandwidth, serve the local SOCKS proxy and the control API.");
+        // A flag only, never a quid.toml key or QUID_ variable: left in a service's configuration it would discard the identity at every restart.
+        var newIdentity = new Option<bool>("--new-identity")
+        {
+            Description = "Move this data directory's identity.key and quid.db into archive/<time>/ in it, and start as a new node with an empty ledger.",
+        };
+        var command = new Command("run", "Run a node: join the network, trade bandwidth, serve the local SOCKS proxy and the control API.") { newIdentity };
         flags.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            if (flags.Load(parse, "run") is not { } settings) return ExitCodes.BadConfiguration;
+            if (flags.Load(parse, "run") is not { } loaded) return ExitCodes.BadConfiguration;
+            var settings = parse.GetValue(newIdentity) ? loaded with { Node = loaded.Node with { NewIdentity = true } } : loaded;
 
             var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
             builder.Logging.SetMinimumLevel(settings.LogLevel);
@@ -50,6 +57,11 @@ internal static class RunCommand
             {
                 await host.RunAsync(cancellationToken).ConfigureAwait(false);
                 return ExitCodes.Ok;
+            }
+            catch (NodeStateException e)
+            {
+                await Console.Error.WriteLineAsync($"quid run: {e.Message}").ConfigureAwait(false);
+                return ExitCodes.BadConfiguration;
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or UnauthorizedAccessException or ArgumentException)
             {

@@ -16,59 +16,174 @@ public sealed record LedgerEntry(
 /// The node's state in one SQLite file, <c>quid.db</c> in the data directory, in WAL mode so a
 /// crash or kill -9 never loses a committed write: the ledger (agreements with both signatures,
 /// and per partner the bytes given and received and our verdict) and the peer cache, so a
-/// restarted node rejoins without its bootstrap list.
+/// restarted node rejoins without its bootstrap list. The file records the node id it belongs to,
+/// and is checked when it is opened: a damaged, emptied or foreign ledger is a
+/// <see cref="NodeStateException"/>, never a stack trace or a silent fresh start. The file and its
+/// -wal and -shm are the owner's only.
 /// </summary>
 public sealed class NodeDatabase : IDisposable
 {
     public const string FileName = "quid.db";
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>Every table and its columns as this version writes them; an existing table must have these (it may have more).</summary>
+    private static readonly (string Table, string[] Columns)[] Schema =
+    [
+        ("node", ["id BLOB NOT NULL"]),
+        ("peers", ["id BLOB PRIMARY KEY", "address TEXT NOT NULL", "last_seen INTEGER NOT NULL", "failures INTEGER NOT NULL", "ultrapeer INTEGER NOT NULL"]),
+        ("agreements", ["id BLOB PRIMARY KEY", "partner BLOB NOT NULL", "terms BLOB NOT NULL", "proposer_signature BLOB NOT NULL", "acceptor_signature BLOB",
+            "we_grant_kbps INTEGER NOT NULL", "they_grant_kbps INTEGER NOT NULL", "state TEXT NOT NULL", "started INTEGER NOT NULL", "ended INTEGER", "end_reason TEXT"]),
+        ("accounts", ["partner BLOB PRIMARY KEY", "first_seen INTEGER NOT NULL", "bytes_given INTEGER NOT NULL", "bytes_received INTEGER NOT NULL",
+            "verdict TEXT NOT NULL", "failures INTEGER NOT NULL", "shunned_until INTEGER", "delivered_kbps REAL", "last_probe INTEGER", "has_history INTEGER NOT NULL"]),
+    ];
+
     private readonly SqliteConnection _connection;
     private readonly Lock _lock = new();
 
-    public NodeDatabase(string dataDirectory, bool readOnly = false)
+    private NodeDatabase(SqliteConnection connection) => _connection = connection;
+
+    /// <summary>
+    /// Opens the ledger of node <paramref name="owner"/>, creating it owner-only when there is none.
+    /// A ledger from before ledgers named their node is taken to belong to the key beside it.
+    /// </summary>
+    public static NodeDatabase Open(string dataDirectory, NodeId owner)
     {
-        _connection = new SqliteConnection(new SqliteConnectionStringBuilder
+        string path = Path.Combine(dataDirectory, FileName);
+        if (File.Exists(path)) RefuseEmpty(path);
+        else CreateOwnerOnly(path);
+        // SQLite gives the -wal and -shm it creates the database's own mode; older versions made all three 0644.
+        if (!OperatingSystem.IsWindows())
+            foreach (var file in new[] { path, path + "-wal", path + "-shm" })
+                if (File.Exists(file) && (File.GetUnixFileMode(file) & ~OwnerOnly) != 0) File.SetUnixFileMode(file, OwnerOnly);
+        return Checked(path, SqliteOpenMode.ReadWrite, database =>
         {
-            DataSource = Path.Combine(dataDirectory, FileName),
-            Pooling = false,
-            Mode = readOnly ? SqliteOpenMode.ReadOnly : SqliteOpenMode.ReadWriteCreate,
-        }.ToString());
-        _connection.Open();
-        if (readOnly) return;
-        Execute("""
-            PRAGMA journal_mode = WAL;
-            PRAGMA synchronous = NORMAL;
-            CREATE TABLE IF NOT EXISTS peers (
-                id BLOB PRIMARY KEY,
-                address TEXT NOT NULL,
-                last_seen INTEGER NOT NULL,
-                failures INTEGER NOT NULL,
-                ultrapeer INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS agreements (
-                id BLOB PRIMARY KEY,
-                partner BLOB NOT NULL,
-                terms BLOB NOT NULL,
-                proposer_signature BLOB NOT NULL,
-                acceptor_signature BLOB,
-                we_grant_kbps INTEGER NOT NULL,
-                they_grant_kbps INTEGER NOT NULL,
-                state TEXT NOT NULL,
-                started INTEGER NOT NULL,
-                ended INTEGER,
-                end_reason TEXT);
-            CREATE TABLE IF NOT EXISTS accounts (
-                partner BLOB PRIMARY KEY,
-                first_seen INTEGER NOT NULL,
-                bytes_given INTEGER NOT NULL,
-                bytes_received INTEGER NOT NULL,
-                verdict TEXT NOT NULL,
-                failures INTEGER NOT NULL,
-                shunned_until INTEGER,
-                delivered_kbps REAL,
-                last_probe INTEGER,
-                has_history INTEGER NOT NULL);
-            """);
-        // Agreements live only as long as their links: after a restart, none is active.
-        Execute("UPDATE agreements SET state = 'Ended', ended = unixepoch(), end_reason = 'Restart' WHERE state = 'Active'");
+            database.Check();
+            database.Execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+            foreach (var (table, columns) in Schema) database.Execute($"CREATE TABLE IF NOT EXISTS {table} ({string.Join(", ", columns)})");
+            database.CheckSchema();
+            var bound = database.Owner();
+            if (bound is null) database.Execute($"INSERT INTO node (id) VALUES (x'{Convert.ToHexString(owner.ToBytes())}')");
+            else if (bound.Value != owner)
+                throw new NodeStateException($"{path} holds the ledger of node {bound}, but {IdentityStore.PathIn(dataDirectory)} is node {owner}: " +
+                    $"put back node {bound}'s key, or {DataDirectory.NewIdentityFix}.");
+            // Agreements live only as long as their links: after a restart, none is active.
+            database.Execute("UPDATE agreements SET state = 'Ended', ended = unixepoch(), end_reason = 'Restart' WHERE state = 'Active'");
+        });
+    }
+
+    /// <summary>
+    /// Opens the ledger to read, as <c>quid ledger</c> does with no node running. <paramref name="check"/>
+    /// reads every page first, as a start does; a running node's own reads skip it, since the node checked it at start.
+    /// </summary>
+    public static NodeDatabase OpenReadOnly(string dataDirectory, bool check = true)
+    {
+        string path = Path.Combine(dataDirectory, FileName);
+        RefuseEmpty(path);
+        return Checked(path, SqliteOpenMode.ReadOnly, database =>
+        {
+            if (check) database.Check();
+            database.CheckSchema();
+        });
+    }
+
+    /// <summary>The node a ledger belongs to, or null when it does not say (or cannot be read): for messages about a missing key.</summary>
+    internal static NodeId? ReadOwner(string dataDirectory)
+    {
+        try
+        {
+            using var database = OpenReadOnly(dataDirectory, check: false);
+            return database.Owner();
+        }
+        catch (NodeStateException)
+        {
+            return null;
+        }
+    }
+
+    private static NodeDatabase Checked(string path, SqliteOpenMode mode, Action<NodeDatabase> check)
+    {
+        var database = new NodeDatabase(new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false, Mode = mode }.ToString()));
+        try
+        {
+            database._connection.Open();
+            check(database);
+            return database;
+        }
+        catch (SqliteException e)
+        {
+            database.Dispose();
+            throw Damaged(path, e.Message.TrimEnd('.'), e);
+        }
+        catch
+        {
+            database.Dispose();
+            throw;
+        }
+    }
+
+    private static NodeStateException Damaged(string path, string what, Exception? inner = null) =>
+        new($"{path} is damaged ({what}): restore it from a backup, or {DataDirectory.NewIdentityFix}.", inner);
+
+    /// <summary>SQLite takes an empty file for an empty database; beside a node's key it means its ledger was lost.</summary>
+    private static void RefuseEmpty(string path)
+    {
+        if (new FileInfo(path).Length == 0)
+            throw new NodeStateException($"{path} is empty (0 bytes): this node's ledger was lost. Restore it from a backup; or delete the empty file to keep this identity with an empty ledger; or {DataDirectory.NewIdentityFix}.");
+    }
+
+    private static void CreateOwnerOnly(string path)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = OwnerOnly;
+        new FileStream(path, options).Dispose();
+    }
+
+    /// <summary>Reads every page: SQLite's own check of the file's structure and of NOT NULL columns.</summary>
+    private void Check()
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = "PRAGMA quick_check(1)";
+        var result = command.ExecuteScalar();
+        if (result is not "ok") throw Damaged(_connection.DataSource, $"SQLite's check: {result}");
+    }
+
+    /// <summary>Each table this version uses has the columns it writes and reads, of the same types.</summary>
+    private void CheckSchema()
+    {
+        foreach (var (table, columns) in Schema)
+        {
+            var actual = new Dictionary<string, (string Type, bool NotNull)>(StringComparer.OrdinalIgnoreCase);
+            using (var command = _connection.CreateCommand())
+            {
+                command.CommandText = $"PRAGMA table_info({table})";
+                using var reader = command.ExecuteReader();
+                while (reader.Read()) actual[reader.GetString(1)] = (reader.GetString(2), reader.GetBoolean(3));
+            }
+            // A ledger from before ledgers named their node, read before a start has added the table.
+            if (actual.Count == 0 && table == "node") continue;
+            if (actual.Count == 0) throw Damaged(_connection.DataSource, $"it has no table {table}");
+            foreach (var column in columns)
+            {
+                var words = column.Split(' ');
+                bool notNull = column.EndsWith("NOT NULL", StringComparison.Ordinal);
+                if (!actual.TryGetValue(words[0], out var found) || !found.Type.Equals(words[1], StringComparison.OrdinalIgnoreCase) || found.NotNull != notNull)
+                    throw Damaged(_connection.DataSource, $"its table {table} has no column '{column}'");
+            }
+        }
+    }
+
+    private NodeId? Owner()
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'node'";
+        if (Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0) return null;
+        command.CommandText = "SELECT id FROM node LIMIT 1";
+        return command.ExecuteScalar() switch
+        {
+            null => null,
+            byte[] { Length: NodeId.Size } id => new NodeId(id),
+            _ => throw Damaged(_connection.DataSource, "the node id it records is not one"),
+        };
     }
 
     /// <summary>Records an agreement as it is now: formed, changed or ended.</summary>
@@ -153,8 +268,7 @@ public sealed class NodeDatabase : IDisposable
             var accounts = new List<PartnerAccount>();
             while (reader.Read())
             {
-                var id = (byte[])reader[0];
-                if (id.Length != NodeId.Size) continue;
+                if (reader[0] is not byte[] { Length: NodeId.Size } id) continue;
                 var account = new PartnerAccount(new NodeId(id), DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(1)));
                 account.Restore(reader.GetInt64(2), reader.GetInt64(3),
                     Enum.TryParse<Verdict>(reader.GetString(4), out var verdict) ? verdict : Verdict.Good,
@@ -190,8 +304,7 @@ public sealed class NodeDatabase : IDisposable
             var entries = new List<LedgerEntry>();
             while (reader.Read())
             {
-                var id = (byte[])reader[0];
-                if (id.Length != NodeId.Size) continue;
+                if (reader[0] is not byte[] { Length: NodeId.Size } id) continue;
                 entries.Add(new LedgerEntry(new NodeId(id), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4),
                     reader.IsDBNull(5) ? null : reader.GetDouble(5),
                     Enum.TryParse<Verdict>(reader.GetString(6), out var verdict) ? verdict : Verdict.Good,
@@ -213,8 +326,7 @@ public sealed class NodeDatabase : IDisposable
             var peers = new List<CachedPeer>();
             while (reader.Read())
             {
-                var id = (byte[])reader[0];
-                if (id.Length != NodeId.Size || !IPEndPoint.TryParse(reader.GetString(1), out var address)) continue;
+                if (reader[0] is not byte[] { Length: NodeId.Size } id || !IPEndPoint.TryParse(reader.GetString(1), out var address)) continue;
                 peers.Add(new CachedPeer(new NodeId(id), address, DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(2)), reader.GetInt32(3), reader.GetBoolean(4)));
             }
             return peers;

@@ -15,6 +15,8 @@ public sealed record NodeOptions
     public const int DefaultHttpProxyPort = 8118;
 
     public required string DataDirectory { get; init; }
+    /// <summary>Move the data directory's identity and ledger into its archive folder and start as a new node (<c>quid run --new-identity</c>).</summary>
+    public bool NewIdentity { get; init; }
     /// <summary>Where other nodes reach us.</summary>
     public IPEndPoint Listen { get; init; } = new(IPAddress.Any, DefaultLinkPort);
     /// <summary>The address put in our descriptor; by default the listen address when it is a specific one.</summary>

@@ -122,19 +122,24 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
 
     /// <summary>Creates or loads the identity in the data directory, opens the listeners and joins the network.</summary>
-    /// <remarks>If a listener cannot open (its port is taken, say), those already open are closed again before the error is thrown.</remarks>
+    /// <remarks>
+    /// If a listener cannot open (its port is taken, say), those already open are closed again before the error is thrown.
+    /// A data directory whose key or ledger is damaged, missing or foreign is a <see cref="NodeStateException"/>.
+    /// </remarks>
     public static async Task<QuidNode> StartAsync(NodeOptions options, ILoggerFactory loggers, TimeProvider? time = null)
     {
-        Directory.CreateDirectory(options.DataDirectory);
-        if (!OperatingSystem.IsWindows())
-            File.SetUnixFileMode(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        var identity = IdentityStore.LoadOrCreate(options.DataDirectory, out bool created);
+        time ??= TimeProvider.System;
+        var logger = loggers.CreateLogger("Quid.Node");
+        if (DataDirectory.Prepare(options.DataDirectory) is { } warning) logger.LogWarning("{Warning}", warning);
+        if (options.NewIdentity && DataDirectory.Archive(options.DataDirectory, time.GetUtcNow()) is { } archive)
+            logger.LogWarning("Moved the old identity.key and quid.db to {Archive}: starting as a new node", archive);
+        var identity = DataDirectory.OpenIdentity(options.DataDirectory, out bool created);
         NodeDatabase? database = null;
         QuidNode? node = null;
         try
         {
-            database = new NodeDatabase(options.DataDirectory);
-            node = new QuidNode(options, identity, database, time ?? TimeProvider.System, loggers);
+            database = NodeDatabase.Open(options.DataDirectory, identity.Id);
+            node = new QuidNode(options, identity, database, time, loggers);
             node.Open(created);
             return node;
         }

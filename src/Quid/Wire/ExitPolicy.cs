@@ -72,20 +72,70 @@ public sealed class ExitPolicy
         return new ExitRule(action, IPAddress.Parse(parts[0]), byte.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), 0, ushort.MaxValue);
     }
 
+    /// <remarks>
+    /// ::/96 takes the unspecified and loopback addresses with the deprecated IPv4-compatible form
+    /// (::127.0.0.1). Tor refuses all of ::/8, which would take the well-known NAT64 prefix
+    /// 64:ff9b::/96 with it and leave an IPv6-only exit unable to reach IPv4 sites; instead the
+    /// IPv4 address such a form carries must pass too (see <see cref="Allows"/>). 64:ff9b:1::/48 is
+    /// NAT64 inside one operator's own network (RFC 8215).
+    /// </remarks>
     private static IEnumerable<string> NonPublicNetworks() =>
     [
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
         "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
-        "::/128", "::1/128", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+        "::/96", "64:ff9b:1::/48", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
     ];
 
+    /// <summary>
+    /// Whether a stream may leave for <paramref name="address"/>:<paramref name="port"/>. An IPv6
+    /// address that carries an IPv4 one must pass as that IPv4 address too, since a translator or
+    /// tunnel on the exit's network may deliver it there.
+    /// </summary>
     public bool Allows(IPAddress address, int port)
     {
-        // An IPv4 address written as IPv6 (::ffff:127.0.0.1) must meet the IPv4 rules.
+        // An IPv4 address written as IPv6 (::ffff:127.0.0.1) is that IPv4 address on the socket.
         if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        if (!FirstMatchAccepts(address, port)) return false;
+        if (address.AddressFamily != AddressFamily.InterNetworkV6) return true;
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out _);
+        foreach (var carried in CarriedIPv4(bytes))
+            if (!FirstMatchAccepts(carried, port)) return false;
+        return true;
+    }
+
+    private bool FirstMatchAccepts(IPAddress address, int port)
+    {
         foreach (var rule in Rules)
             if (rule.Matches(address, port)) return rule.Action == ExitAction.Accept;
         return false;
+    }
+
+    /// <summary>
+    /// The IPv4 addresses an IPv6 address carries: IPv4-compatible ::a.b.c.d and IPv4-translated
+    /// ::ffff:0:a.b.c.d, NAT64's 64:ff9b::a.b.c.d (RFC 6052), 6to4's 2002:aabb:ccdd::/48
+    /// (RFC 3056) and Teredo's 2001:0:server::~client (RFC 4380).
+    /// </summary>
+    private static List<IPAddress> CarriedIPv4(ReadOnlySpan<byte> v6)
+    {
+        var carried = new List<IPAddress>(2);
+        bool zeroThrough7 = v6[..8].IndexOfAnyExcept((byte)0) < 0;
+        // :: and ::1 are the unspecified and loopback addresses, not IPv4-compatible ones.
+        bool unspecifiedOrLoopback = v6[..15].IndexOfAnyExcept((byte)0) < 0 && v6[15] <= 1;
+        if (zeroThrough7 && !unspecifiedOrLoopback && (v6[8..12].IndexOfAnyExcept((byte)0) < 0 || v6[8..12].SequenceEqual((ReadOnlySpan<byte>)[0xff, 0xff, 0, 0])))
+            carried.Add(new IPAddress(v6[12..]));
+        else if (v6[..12].SequenceEqual((ReadOnlySpan<byte>)[0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0]))
+            carried.Add(new IPAddress(v6[12..]));
+        else if (v6[0] == 0x20 && v6[1] == 0x02)
+            carried.Add(new IPAddress(v6[2..6]));
+        else if (v6[..4].SequenceEqual((ReadOnlySpan<byte>)[0x20, 0x01, 0, 0]))
+        {
+            carried.Add(new IPAddress(v6[4..8]));
+            Span<byte> client = stackalloc byte[4];
+            for (int i = 0; i < 4; i++) client[i] = (byte)~v6[12 + i];
+            carried.Add(new IPAddress(client));
+        }
+        return carried;
     }
 
     /// <summary>

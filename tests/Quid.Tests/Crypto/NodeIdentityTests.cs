@@ -213,24 +213,36 @@ public sealed class IdentityStoreTests : IDisposable
 
     public void Dispose() => _directory.Delete(recursive: true);
 
+    private void WriteKey(string content)
+    {
+        File.WriteAllText(KeyPath, content);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(KeyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+    }
+
     [Fact]
     public void CreatesAnOwnerOnlyKeyFileAndReloadsTheSameIdentity()
     {
+        Assert.False(IdentityStore.ExistsIn(_directory.FullName));
         NodeId id;
-        using (var created = IdentityStore.LoadOrCreate(_directory.FullName, out bool wasCreated))
-        {
-            Assert.True(wasCreated);
-            id = created.Id;
-        }
-        Assert.True(File.Exists(KeyPath));
+        using (var created = IdentityStore.Create(_directory.FullName)) id = created.Id;
+        Assert.True(IdentityStore.ExistsIn(_directory.FullName));
         Assert.False(File.Exists(KeyPath + ".tmp"));
         if (!OperatingSystem.IsWindows())
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(KeyPath));
 
-        using var loaded = IdentityStore.LoadOrCreate(_directory.FullName, out bool createdAgain);
-        Assert.False(createdAgain);
+        using var loaded = IdentityStore.Load(_directory.FullName);
         Assert.Equal(id, loaded.Id);
-        Assert.StartsWith("quid identity v1\n", File.ReadAllText(KeyPath), StringComparison.Ordinal);
+        // The file records the id its seed gives: the check that catches a damaged seed.
+        Assert.Equal(["quid identity v2", File.ReadAllLines(KeyPath)[1], id.ToString()], File.ReadAllLines(KeyPath));
+    }
+
+    [Fact]
+    public void CreateNeverReplacesAKeyFile()
+    {
+        using var first = IdentityStore.Create(_directory.FullName);
+        Assert.Throws<IOException>(() => IdentityStore.Create(_directory.FullName));
+        using var loaded = IdentityStore.Load(_directory.FullName);
+        Assert.Equal(first.Id, loaded.Id);
     }
 
     [Theory]
@@ -241,10 +253,10 @@ public sealed class IdentityStoreTests : IDisposable
     public void AKeyOthersCanReadOrWriteIsRefusedWithTheFix(UnixFileMode extra)
     {
         if (OperatingSystem.IsWindows()) return;
-        IdentityStore.LoadOrCreate(_directory.FullName, out _).Dispose();
+        IdentityStore.Create(_directory.FullName).Dispose();
         File.SetUnixFileMode(KeyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | extra);
 
-        var error = Assert.Throws<InvalidDataException>(() => IdentityStore.LoadOrCreate(_directory.FullName, out _));
+        var error = Assert.Throws<InvalidDataException>(() => IdentityStore.Load(_directory.FullName));
         Assert.Contains("chmod 600", error.Message, StringComparison.Ordinal);
         Assert.Contains(KeyPath, error.Message, StringComparison.Ordinal);
     }
@@ -252,32 +264,64 @@ public sealed class IdentityStoreTests : IDisposable
     [Theory]
     [InlineData("")]
     [InlineData("quid identity v1\n")]
-    [InlineData("quid identity v2\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")]
+    [InlineData("quid identity v3\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")]
     [InlineData("quid identity v1\nnot base64 at all!\n")]
     [InlineData("quid identity v1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\n")]
     [InlineData("quid identity v1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\n")]
+    [InlineData("quid identity v2\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")]
+    [InlineData("quid identity v2\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n")]
     [InlineData("-----BEGIN OPENSSH PRIVATE KEY-----\n")]
     public void ACorruptKeyFileIsRefusedNotReplaced(string content)
     {
-        File.WriteAllText(KeyPath, content);
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(KeyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        WriteKey(content);
 
-        var error = Assert.Throws<InvalidDataException>(() => IdentityStore.LoadOrCreate(_directory.FullName, out _));
+        var error = Assert.Throws<InvalidDataException>(() => IdentityStore.Load(_directory.FullName));
         Assert.Contains(KeyPath, error.Message, StringComparison.Ordinal);
         Assert.Equal(content, File.ReadAllText(KeyPath));
     }
 
     [Fact]
-    public void AWellFormedFileWrittenByHandLoadsTheSeedItHolds()
+    public void EveryOneByteChangeToTheKeyFileIsRefusedOrLeavesTheSameIdentity()
+    {
+        NodeId id;
+        using (var created = IdentityStore.Create(_directory.FullName)) id = created.Id;
+        byte[] original = File.ReadAllBytes(KeyPath);
+        int refused = 0;
+        for (int i = 0; i < original.Length; i++)
+        {
+            foreach (byte flip in new byte[] { 0x01, 0x20 })
+            {
+                byte[] damaged = (byte[])original.Clone();
+                damaged[i] ^= flip;
+                File.WriteAllBytes(KeyPath, damaged);
+                try
+                {
+                    // A change the format cannot tell from the original (a line break written another way) must give the same node.
+                    using var loaded = IdentityStore.Load(_directory.FullName);
+                    Assert.True(loaded.Id == id, $"byte {i} ^ 0x{flip:x2} loaded as another node");
+                }
+                catch (InvalidDataException)
+                {
+                    refused++;
+                }
+            }
+        }
+        Assert.True(refused >= original.Length * 2 - 4, $"{refused} of {original.Length * 2} changes refused");
+    }
+
+    [Fact]
+    public void AVersion1FileLoadsTheSeedItHoldsAndIsRewrittenWithItsCheck()
     {
         byte[] seed = [.. Enumerable.Range(0, 32).Select(i => (byte)i)];
-        File.WriteAllText(KeyPath, $"quid identity v1\n{Convert.ToBase64String(seed)}\n");
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(KeyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        WriteKey($"quid identity v1\n{Convert.ToBase64String(seed)}\n");
 
-        using var loaded = IdentityStore.LoadOrCreate(_directory.FullName, out bool created);
         using var expected = NodeIdentity.FromSeed(seed);
-        Assert.False(created);
-        Assert.Equal(expected.Id, loaded.Id);
+        using (var loaded = IdentityStore.Load(_directory.FullName)) Assert.Equal(expected.Id, loaded.Id);
+        Assert.Equal(["quid identity v2", Convert.ToBase64String(seed), expected.Id.ToString()], File.ReadAllLines(KeyPath));
+        if (!OperatingSystem.IsWindows())
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(KeyPath));
+        using var again = IdentityStore.Load(_directory.FullName);
+        Assert.Equal(expected.Id, again.Id);
     }
 
     [Fact]
@@ -289,9 +333,9 @@ public sealed class IdentityStoreTests : IDisposable
         File.WriteAllText(temp, "stale");
         File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
 
-        using var created = IdentityStore.LoadOrCreate(_directory.FullName, out _);
+        using var created = IdentityStore.Create(_directory.FullName);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(KeyPath));
-        using var reloaded = IdentityStore.LoadOrCreate(_directory.FullName, out _);
+        using var reloaded = IdentityStore.Load(_directory.FullName);
         Assert.Equal(created.Id, reloaded.Id);
     }
 }

@@ -51,8 +51,10 @@ public sealed class LedgerCrashTests
     /// <summary>What the ledger on disk says the partner carried for us, read as `quid ledger` does (the node keeps running).</summary>
     private static long LedgerReceived(string dataDirectory)
     {
-        if (!File.Exists(Path.Combine(dataDirectory, Quid.Node.NodeDatabase.FileName))) return 0;
-        using var database = new Quid.Node.NodeDatabase(dataDirectory, readOnly: true);
+        // The node creates the file empty, then SQLite writes it: an empty file is not yet a ledger.
+        var file = new FileInfo(Path.Combine(dataDirectory, Quid.Node.NodeDatabase.FileName));
+        if (!file.Exists || file.Length == 0) return 0;
+        using var database = Quid.Node.NodeDatabase.OpenReadOnly(dataDirectory, check: false);
         return database.ReadLedger().Sum(e => e.BytesReceived);
     }
 }

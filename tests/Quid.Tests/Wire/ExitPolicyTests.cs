@@ -15,6 +15,53 @@ public class ExitPolicyTests
         "93.184.216.34", "2606:4700::1", "::ffff:93.184.216.34", "1.1.1.1", "8.8.8.8",
         "172.15.255.255", "172.32.0.0", "11.0.0.1", "192.169.0.1", "169.255.0.1", "2001:4860:4860::8888");
 
+    /// <summary>
+    /// IPv6 forms that carry an IPv4 address: IPv4-compatible (::/96, deprecated), IPv4-translated
+    /// (::ffff:0:0:0/96), NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48), 6to4
+    /// (2002::/16) and Teredo (2001::/32: the server in clear, the client inverted).
+    /// </summary>
+    public static TheoryData<string> EmbeddedNonPublic() => new(
+        "::127.0.0.1", "::10.0.0.1", "::192.168.1.1", "::ffff:0:127.0.0.1", "::2",
+        "64:ff9b::7f00:1", "64:ff9b::10.1.2.3", "64:ff9b::192.168.1.1", "64:ff9b::169.254.169.254", "64:ff9b::0.0.0.0",
+        "64:ff9b:1::1", "64:ff9b:1:ffff::8.8.8.8",
+        "2002:7f00:1::1", "2002:c0a8:101::1", "2002:a00:1:1::2",
+        "2001:0:808:808::80ff:fffe", "2001:0:a00:1::f7f7:f7f7");
+
+    public static TheoryData<string> EmbeddedPublic() => new(
+        "64:ff9b::8.8.8.8", "64:ff9b::5db8:d822", "2002:5db8:d822::1", "2001:0:808:808::f7f7:f7f7");
+
+    [Theory]
+    [MemberData(nameof(EmbeddedNonPublic))]
+    public void DefaultRefusesIPv6FormsThatCarryANonPublicIPv4Address(string address)
+    {
+        foreach (int port in new[] { 0, 22, 80, 443, 65535 })
+            Assert.False(ExitPolicy.Default.Allows(IPAddress.Parse(address), port), $"{address}:{port}");
+    }
+
+    [Theory]
+    [MemberData(nameof(EmbeddedPublic))]
+    public void DefaultAcceptsIPv6FormsThatCarryAPublicIPv4Address(string address)
+    {
+        Assert.True(ExitPolicy.Default.Allows(IPAddress.Parse(address), 443), address);
+    }
+
+    [Fact]
+    public void AnIPv4RuleAlsoMeetsTheIPv4AddressAnIPv6FormCarries()
+    {
+        var noLan = new ExitPolicy([new ExitRule(ExitAction.Reject, IPAddress.Parse("203.0.113.0"), 24, 0, ushort.MaxValue),
+            new ExitRule(ExitAction.Accept, null, 0, 0, ushort.MaxValue)]);
+        Assert.False(noLan.Allows(IPAddress.Parse("64:ff9b::203.0.113.9"), 80));
+        Assert.False(noLan.Allows(IPAddress.Parse("2002:cb00:7109::1"), 80));
+        Assert.True(noLan.Allows(IPAddress.Parse("64:ff9b::203.0.114.9"), 80));
+        // :: and ::1 are the unspecified and loopback addresses, not IPv4-compatible ones.
+        var loopbackOnly = new ExitPolicy([new ExitRule(ExitAction.Accept, IPAddress.IPv6Loopback, 128, 0, ushort.MaxValue),
+            new ExitRule(ExitAction.Reject, null, 0, 0, ushort.MaxValue)]);
+        Assert.True(loopbackOnly.Allows(IPAddress.IPv6Loopback, 80));
+        // A test network's accept-all lets them through like any other address.
+        Assert.True(ExitPolicy.AcceptAll.Allows(IPAddress.Parse("64:ff9b::7f00:1"), 80));
+        Assert.True(ExitPolicy.AcceptAll.Allows(IPAddress.Parse("::127.0.0.1"), 80));
+    }
+
     [Theory]
     [MemberData(nameof(NonPublic))]
     public void DefaultRefusesLoopbackPrivateAndLinkLocalAddresses(string address)

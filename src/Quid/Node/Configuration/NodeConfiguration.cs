@@ -25,7 +25,7 @@ public static class NodeConfiguration
     public static IReadOnlyList<Setting> Settings { get; } =
     [
         new("data-dir", SettingKind.Value, "--data-dir", "$XDG_DATA_HOME/quid (~/.local/share/quid)",
-            "Where the node keeps its identity, ledger and quid.toml; owner-only.") { InFile = false },
+            "Where the node keeps its identity, ledger and quid.toml; created owner-only (an existing directory keeps its mode).") { InFile = false },
         new("listen", SettingKind.Value, "--listen", $"0.0.0.0:{NodeOptions.DefaultLinkPort}", "Address and port for links from other nodes."),
         new("advertise", SettingKind.Value, "--advertise", "the listen address, if specific",
             "Address and port other nodes should dial, put in your signed descriptor."),

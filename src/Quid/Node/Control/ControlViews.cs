@@ -113,7 +113,7 @@ public static class ControlViews
     public static async Task<IReadOnlyList<LedgerRow>> LedgerAsync(QuidNode node, string dataDirectory)
     {
         IReadOnlyList<LedgerEntry> stored;
-        using (var database = new NodeDatabase(dataDirectory, readOnly: true)) stored = database.ReadLedger();
+        using (var database = NodeDatabase.OpenReadOnly(dataDirectory, check: false)) stored = database.ReadLedger();
         var status = await node.StatusAsync().ConfigureAwait(false);
         var rows = stored.ToDictionary(e => e.Partner, LedgerRow.From);
         foreach (var partner in status.Partners)
