@@ -54,7 +54,22 @@ public interface IControlMessages
 
 public sealed record LinkOptions
 {
+    /// <summary>The whole handshake, from connect or accept to its last message.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// An accepted connection whose first handshake message has not arrived by then is closed: an
+    /// honest initiator sends it as soon as it connects, so only a silent one waits this long.
+    /// </summary>
+    public TimeSpan FirstMessageTimeout { get; init; } = TimeSpan.FromSeconds(3);
+    /// <summary>Handshakes a listener runs at once, from all sources together.</summary>
+    public int MaxConcurrentHandshakes { get; init; } = 64;
+    /// <summary>Handshakes one source (an IPv4 address, an IPv6 /64) may have in progress at once.</summary>
+    public int MaxHandshakesPerSource { get; init; } = 4;
+    /// <summary>Handshakes one source may start per second, on average, after a burst of <see cref="HandshakeBurstPerSource"/>.</summary>
+    public double HandshakeRatePerSource { get; init; } = 2;
+    public int HandshakeBurstPerSource { get; init; } = 10;
+    /// <summary>Sources a listener keeps counts for; past this it forgets the one seen least recently with no handshake in progress.</summary>
+    public int MaxTrackedSources { get; init; } = 4096;
     /// <summary>A padding cell goes out when nothing else has for this long.</summary>
     public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>A link that hears nothing for this long is dead.</summary>
