@@ -179,17 +179,27 @@ public sealed class Link : ICellPort, IAsyncDisposable
         socket.NoDelay = true;
         try
         {
+            // A silent connection is dropped at the first message's deadline; one that has begun gets the whole handshake's.
+            long accepted = time.GetTimestamp();
+            bool heard = false;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(options.HandshakeTimeout);
+            timeout.CancelAfter(options.FirstMessageTimeout < options.HandshakeTimeout ? options.FirstMessageTimeout : options.HandshakeTimeout);
             using var handshake = LinkHandshake.Respond(identity);
             try
             {
-                var pending = await RunHandshakeAsync(socket, handshake, timeout.Token).ConfigureAwait(false);
+                var pending = await RunHandshakeAsync(socket, handshake, timeout.Token, firstMessageReceived: () =>
+                {
+                    heard = true;
+                    var left = options.HandshakeTimeout - time.GetElapsedTime(accepted);
+                    timeout.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+                }).ConfigureAwait(false);
                 return new Link(socket, handshake, pending, outbound: false, options, time, logger);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new LinkException(LinkError.HandshakeTimeout, $"Peer {socket.RemoteEndPoint} did not finish the handshake in time.");
+                throw new LinkException(LinkError.HandshakeTimeout, heard
+                    ? $"Peer {socket.RemoteEndPoint} did not finish the handshake in time."
+                    : $"Peer {socket.RemoteEndPoint} sent no handshake message within {options.FirstMessageTimeout.TotalSeconds:0.#} s.");
             }
         }
         catch
@@ -200,7 +210,7 @@ public sealed class Link : ICellPort, IAsyncDisposable
     }
 
     /// <summary>Drives the sans-IO handshake over the socket; returns bytes read past its end.</summary>
-    private static async Task<byte[]> RunHandshakeAsync(Socket socket, LinkHandshake handshake, CancellationToken cancellationToken)
+    private static async Task<byte[]> RunHandshakeAsync(Socket socket, LinkHandshake handshake, CancellationToken cancellationToken, Action? firstMessageReceived = null)
     {
         var first = handshake.Start();
         if (first.Length > 0) await socket.SendAsync(first, SocketFlags.None, cancellationToken).ConfigureAwait(false);
@@ -217,6 +227,8 @@ public sealed class Link : ICellPort, IAsyncDisposable
             {
                 var reply = handshake.Receive(buffer.AsSpan(offset, filled - offset), out int consumed);
                 if (consumed == 0) break;
+                firstMessageReceived?.Invoke();
+                firstMessageReceived = null;
                 offset += consumed;
                 if (reply.Length > 0) await socket.SendAsync(reply, SocketFlags.None, cancellationToken).ConfigureAwait(false);
             }

@@ -24,21 +24,63 @@ public sealed class LinkListenerFloodTests
 
     [Theory]
     [MemberData(nameof(Floods))]
-    public async Task Silent_reconnecting_connections_do_not_keep_another_node_from_linking(string flood)
+    public async Task Silent_reconnecting_connections_do_not_keep_other_nodes_from_linking(string flood)
     {
-        await using var host = ListenerHost.Start(new LinkOptions());
+        var options = new LinkOptions();
+        await using var host = ListenerHost.Start(options);
         // 330 connections that connect, say nothing and come back as soon as they are dropped.
         IReadOnlyList<IPAddress> sources = flood == "one-address" ? [Address(15, 1, 1)] : [.. Enumerable.Range(1, 100).Select(d => Address(15, 3, d))];
         await using var attack = SilentFlood.Start(host.EndPoint, sources, connections: 330);
         await Eventually.WaitUntilAsync(() => attack.Connects >= 330, TimeSpan.FromSeconds(10), "the flood's connections");
+        // One address holds all it may; a /24 of them holds every slot there is.
+        int held = flood == "one-address" ? options.MaxHandshakesPerSource : options.MaxConcurrentHandshakes;
+        await Eventually.WaitUntilAsync(() => host.Listener.HandshakesInProgress == held, TimeSpan.FromSeconds(5), $"the flood to hold {held} handshake slots");
 
+        // Honest nodes on a network of their own link one after another while the flood goes on.
+        for (int i = 1; i <= 3; i++)
+        {
+            using var honest = NodeIdentity.Generate(out _);
+            var started = Stopwatch.GetTimestamp();
+            await using var link = await Link.ConnectAsync(host.EndPoint, Address(15, 2, flood == "one-address" ? i : 10 + i), honest, host.Identity.Id,
+                new LinkOptions { HandshakeTimeout = HonestDeadline }, TimeProvider.System, NullLogger.Instance, default);
+            Assert.Equal(host.Identity.Id, link.PeerId);
+            Assert.True(Stopwatch.GetElapsedTime(started) < HonestDeadline);
+        }
+        await Eventually.WaitUntilAsync(() => host.LinksEstablished == 3, TimeSpan.FromSeconds(5), "the listener to finish the honest handshakes");
+    }
+
+    [Fact]
+    public async Task The_table_of_sources_stays_bounded_under_many_addresses()
+    {
+        var options = new LinkOptions { MaxConcurrentHandshakes = 16, MaxTrackedSources = 100 };
+        await using var host = ListenerHost.Start(options);
+        // 1,000 addresses in 127.16/16, each connecting once and leaving at once; 50 at a time.
+        var addresses = Enumerable.Range(0, 1000).Select(i => Address(16, i / 250, 1 + i % 250)).ToList();
+        foreach (var batch in addresses.Chunk(50))
+        {
+            await Task.WhenAll(batch.Select(async address =>
+            {
+                using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                socket.Bind(new IPEndPoint(address, 0));
+                try
+                {
+                    await socket.ConnectAsync(host.EndPoint);
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+                {
+                    // Refused with every slot taken: the listener has counted the source all the same.
+                }
+            }));
+            Assert.InRange(host.Listener.TrackedSources, 0, options.MaxTrackedSources);
+        }
+        await Eventually.WaitUntilAsync(() => host.Listener.HandshakesInProgress == 0 && host.Listener.TrackedSources == options.MaxTrackedSources,
+            TimeSpan.FromSeconds(10), "the listener to see the last connections end");
+
+        // A new source still gets in: the table forgets an idle one for it.
         using var honest = NodeIdentity.Generate(out _);
-        var started = Stopwatch.GetTimestamp();
-        await using var link = await Link.ConnectAsync(host.EndPoint, Address(15, 2, flood == "one-address" ? 1 : 2), honest, host.Identity.Id,
+        await using var link = await Link.ConnectAsync(host.EndPoint, Address(15, 2, 20), honest, host.Identity.Id,
             new LinkOptions { HandshakeTimeout = HonestDeadline }, TimeProvider.System, NullLogger.Instance, default);
-        Assert.Equal(host.Identity.Id, link.PeerId);
-        Assert.True(Stopwatch.GetElapsedTime(started) < HonestDeadline);
-        Assert.True(attack.Connects >= 330);
+        Assert.Equal(options.MaxTrackedSources, host.Listener.TrackedSources);
     }
 
     [Fact]
