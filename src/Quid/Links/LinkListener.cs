@@ -14,7 +14,7 @@ namespace Quid.Links;
 /// </summary>
 public sealed class LinkListener : IAsyncDisposable
 {
-    private static readonly TimeSpan RefusalLogInterval = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan LogInterval = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan AcceptBackoff = TimeSpan.FromMilliseconds(100);
 
     private readonly Socket _socket;
@@ -25,9 +25,11 @@ public sealed class LinkListener : IAsyncDisposable
     private readonly Action<Link> _onLink;
     private readonly HandshakeAdmission _admission;
     private readonly CancellationTokenSource _stopping = new();
-    // Refusals since the last summary, by reason; only the accept loop touches them.
+    // Refusals and failed accepts since their last report; only the accept loop touches these.
     private readonly int[] _refused = new int[Enum.GetValues<HandshakeRefusal>().Length];
-    private long _refusalsLogged;
+    private long? _refusalsLogged;
+    private int _acceptFailures;
+    private long? _acceptFailuresLogged;
     private Task _acceptLoop = Task.CompletedTask;
 
     public LinkListener(IPEndPoint endPoint, NodeIdentity identity, LinkOptions options, TimeProvider time, ILogger logger, Action<Link> onLink)
@@ -38,7 +40,6 @@ public sealed class LinkListener : IAsyncDisposable
         _logger = logger;
         _onLink = onLink;
         _admission = new HandshakeAdmission(options, time);
-        _refusalsLogged = time.GetTimestamp();
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -79,13 +80,23 @@ public sealed class LinkListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _logger.LogWarning("Link accept failed: {Error}", e.SocketErrorCode);
+                LogAcceptFailure(e.SocketErrorCode);
                 // Out of descriptors or buffers: retrying at once would only spin.
-                if (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable && !await BackOffAsync().ConfigureAwait(false)) return;
+                if ((e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable) && !await BackOffAsync().ConfigureAwait(false)) return;
                 continue;
             }
             Admit(socket);
         }
+    }
+
+    /// <summary>The first failure at once, then a count at most once a minute: running out of descriptors must not flood the log too.</summary>
+    private void LogAcceptFailure(SocketError error)
+    {
+        _acceptFailures++;
+        if (_acceptFailuresLogged is { } logged && _time.GetElapsedTime(logged) < LogInterval) return;
+        _logger.LogWarning("Link accept failed {Count} time(s) since the last report, most recently with {Error}", _acceptFailures, error);
+        _acceptFailures = 0;
+        _acceptFailuresLogged = _time.GetTimestamp();
     }
 
     private async Task<bool> BackOffAsync()
@@ -110,7 +121,7 @@ public sealed class LinkListener : IAsyncDisposable
         }
         catch (SocketException)
         {
-            // Reset before we could ask whom it came from.
+            // Gone before we could ask whom it came from.
             socket.Dispose();
             return;
         }
@@ -127,7 +138,10 @@ public sealed class LinkListener : IAsyncDisposable
         Refuse(socket, admission.Refusal);
     }
 
-    /// <summary>Resets the connection, which frees its descriptor and leaves nothing in TIME_WAIT; a summary is logged once a minute.</summary>
+    /// <summary>
+    /// Resets the connection, which frees its descriptor and leaves nothing in TIME_WAIT. The first
+    /// refusal is reported at once, the ones after it counted and reported at most once a minute.
+    /// </summary>
     private void Refuse(Socket socket, HandshakeRefusal reason)
     {
         try
@@ -140,10 +154,10 @@ public sealed class LinkListener : IAsyncDisposable
         }
         socket.Dispose();
         _refused[(int)reason]++;
-        if (_time.GetElapsedTime(_refusalsLogged) < RefusalLogInterval) return;
-        _logger.LogWarning("Refused {Count} link connections in the last {Seconds:0} s without a handshake: {Busy} from sources with {PerSource} handshakes in progress, " +
-            "{Rate} over a source's handshake rate, {Full} with every slot taken by their own network",
-            _refused.Sum(), _time.GetElapsedTime(_refusalsLogged).TotalSeconds, _refused[(int)HandshakeRefusal.SourceBusy], _options.MaxHandshakesPerSource,
+        if (_refusalsLogged is { } logged && _time.GetElapsedTime(logged) < LogInterval) return;
+        _logger.LogWarning("Refused {Count} link connection(s) without a handshake since the last report: {Busy} from a source with {PerSource} handshakes in progress, " +
+            "{Rate} over a source's handshake rate, {Full} with every slot taken and its network holding its share",
+            _refused.Sum(), _refused[(int)HandshakeRefusal.SourceBusy], _options.MaxHandshakesPerSource,
             _refused[(int)HandshakeRefusal.SourceRate], _refused[(int)HandshakeRefusal.Full]);
         Array.Clear(_refused);
         _refusalsLogged = _time.GetTimestamp();

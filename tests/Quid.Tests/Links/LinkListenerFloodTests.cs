@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Quid.Crypto;
 using Quid.Links;
@@ -87,7 +88,8 @@ public sealed class LinkListenerFloodTests
     public async Task A_flood_of_first_messages_from_one_address_gets_a_bounded_number_of_replies()
     {
         var options = new LinkOptions();
-        await using var host = ListenerHost.Start(options);
+        var logs = new LogCapture(LogLevel.Warning);
+        await using var host = ListenerHost.Start(options, logs);
         using var attacker = NodeIdentity.Generate(out _);
         int replies = 0;
         var started = Stopwatch.GetTimestamp();
@@ -118,6 +120,8 @@ public sealed class LinkListenerFloodTests
         }
         double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         Assert.InRange(replies, 1, options.HandshakeBurstPerSource + options.HandshakeRatePerSource * seconds + 1);
+        // The operator hears of the flood once, not once per connection.
+        Assert.Single(logs.Lines, line => line.Text.StartsWith("Refused", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -181,10 +185,11 @@ internal sealed class ListenerHost : IAsyncDisposable
 {
     private readonly ConcurrentQueue<Link> _links = new();
 
-    private ListenerHost(LinkOptions options)
+    private ListenerHost(LinkOptions options, ILoggerFactory? logs)
     {
         Identity = NodeIdentity.Generate(out _);
-        Listener = new LinkListener(new IPEndPoint(IPAddress.Parse("127.15.0.1"), 0), Identity, options, TimeProvider.System, NullLogger.Instance, _links.Enqueue);
+        Listener = new LinkListener(new IPEndPoint(IPAddress.Parse("127.15.0.1"), 0), Identity, options, TimeProvider.System,
+            logs?.CreateLogger("links") ?? NullLogger.Instance, _links.Enqueue);
     }
 
     public NodeIdentity Identity { get; }
@@ -192,9 +197,9 @@ internal sealed class ListenerHost : IAsyncDisposable
     public IPEndPoint EndPoint => Listener.LocalEndPoint;
     public int LinksEstablished => _links.Count;
 
-    public static ListenerHost Start(LinkOptions options)
+    public static ListenerHost Start(LinkOptions options, ILoggerFactory? logs = null)
     {
-        var host = new ListenerHost(options);
+        var host = new ListenerHost(options, logs);
         host.Listener.Start();
         return host;
     }
