@@ -15,7 +15,6 @@ namespace Quid.Links;
 public sealed class LinkListener : IAsyncDisposable
 {
     private static readonly TimeSpan LogInterval = TimeSpan.FromMinutes(1);
-    private static readonly TimeSpan AcceptBackoff = TimeSpan.FromMilliseconds(100);
 
     private readonly Socket _socket;
     private readonly NodeIdentity _identity;
@@ -25,11 +24,9 @@ public sealed class LinkListener : IAsyncDisposable
     private readonly Action<Link> _onLink;
     private readonly HandshakeAdmission _admission;
     private readonly CancellationTokenSource _stopping = new();
-    // Refusals and failed accepts since their last report; only the accept loop touches these.
+    // Refusals since their last report, by reason; only the accept loop touches these.
     private readonly int[] _refused = new int[Enum.GetValues<HandshakeRefusal>().Length];
     private long? _refusalsLogged;
-    private int _acceptFailures;
-    private long? _acceptFailuresLogged;
     private Task _acceptLoop = Task.CompletedTask;
 
     public LinkListener(IPEndPoint endPoint, NodeIdentity identity, LinkOptions options, TimeProvider time, ILogger logger, Action<Link> onLink)
@@ -80,35 +77,10 @@ public sealed class LinkListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                LogAcceptFailure(e.SocketErrorCode);
-                // Out of descriptors or buffers: retrying at once would only spin.
-                if ((e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable) && !await BackOffAsync().ConfigureAwait(false)) return;
+                _logger.LogWarning("Link accept failed: {Error}", e.SocketErrorCode);
                 continue;
             }
             Admit(socket);
-        }
-    }
-
-    /// <summary>The first failure at once, then a count at most once a minute: running out of descriptors must not flood the log too.</summary>
-    private void LogAcceptFailure(SocketError error)
-    {
-        _acceptFailures++;
-        if (_acceptFailuresLogged is { } logged && _time.GetElapsedTime(logged) < LogInterval) return;
-        _logger.LogWarning("Link accept failed {Count} time(s) since the last report, most recently with {Error}", _acceptFailures, error);
-        _acceptFailures = 0;
-        _acceptFailuresLogged = _time.GetTimestamp();
-    }
-
-    private async Task<bool> BackOffAsync()
-    {
-        try
-        {
-            await Task.Delay(AcceptBackoff, _time, _stopping.Token).ConfigureAwait(false);
-            return true;
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
         }
     }
 
