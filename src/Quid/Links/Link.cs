@@ -54,7 +54,22 @@ public interface IControlMessages
 
 public sealed record LinkOptions
 {
+    /// <summary>The whole handshake, from connect or accept to its last message.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// An accepted connection whose first handshake message has not arrived by then is closed: an
+    /// honest initiator sends it as soon as it connects, so only a silent one waits this long.
+    /// </summary>
+    public TimeSpan FirstMessageTimeout { get; init; } = TimeSpan.FromSeconds(3);
+    /// <summary>Handshakes a listener runs at once, from all sources together.</summary>
+    public int MaxConcurrentHandshakes { get; init; } = 64;
+    /// <summary>Handshakes one source (an IPv4 address, an IPv6 /64) may have in progress at once.</summary>
+    public int MaxHandshakesPerSource { get; init; } = 4;
+    /// <summary>Handshakes one source may start per second, on average, after a burst of <see cref="HandshakeBurstPerSource"/>.</summary>
+    public double HandshakeRatePerSource { get; init; } = 2;
+    public int HandshakeBurstPerSource { get; init; } = 10;
+    /// <summary>Sources a listener keeps counts for; past this it forgets the one seen least recently with no handshake in progress.</summary>
+    public int MaxTrackedSources { get; init; } = 4096;
     /// <summary>A padding cell goes out when nothing else has for this long.</summary>
     public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>A link that hears nothing for this long is dead.</summary>
@@ -164,17 +179,27 @@ public sealed class Link : ICellPort, IAsyncDisposable
         socket.NoDelay = true;
         try
         {
+            // A silent connection is dropped at the first message's deadline; one that has begun gets the whole handshake's.
+            long accepted = time.GetTimestamp();
+            bool heard = false;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(options.HandshakeTimeout);
+            timeout.CancelAfter(options.FirstMessageTimeout < options.HandshakeTimeout ? options.FirstMessageTimeout : options.HandshakeTimeout);
             using var handshake = LinkHandshake.Respond(identity);
             try
             {
-                var pending = await RunHandshakeAsync(socket, handshake, timeout.Token).ConfigureAwait(false);
+                var pending = await RunHandshakeAsync(socket, handshake, timeout.Token, firstMessageReceived: () =>
+                {
+                    heard = true;
+                    var left = options.HandshakeTimeout - time.GetElapsedTime(accepted);
+                    timeout.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+                }).ConfigureAwait(false);
                 return new Link(socket, handshake, pending, outbound: false, options, time, logger);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new LinkException(LinkError.HandshakeTimeout, $"Peer {socket.RemoteEndPoint} did not finish the handshake in time.");
+                throw new LinkException(LinkError.HandshakeTimeout, heard
+                    ? $"Peer {socket.RemoteEndPoint} did not finish the handshake in time."
+                    : $"Peer {socket.RemoteEndPoint} sent no handshake message within {options.FirstMessageTimeout.TotalSeconds:0.#} s.");
             }
         }
         catch
@@ -185,7 +210,7 @@ public sealed class Link : ICellPort, IAsyncDisposable
     }
 
     /// <summary>Drives the sans-IO handshake over the socket; returns bytes read past its end.</summary>
-    private static async Task<byte[]> RunHandshakeAsync(Socket socket, LinkHandshake handshake, CancellationToken cancellationToken)
+    private static async Task<byte[]> RunHandshakeAsync(Socket socket, LinkHandshake handshake, CancellationToken cancellationToken, Action? firstMessageReceived = null)
     {
         var first = handshake.Start();
         if (first.Length > 0) await socket.SendAsync(first, SocketFlags.None, cancellationToken).ConfigureAwait(false);
@@ -202,6 +227,8 @@ public sealed class Link : ICellPort, IAsyncDisposable
             {
                 var reply = handshake.Receive(buffer.AsSpan(offset, filled - offset), out int consumed);
                 if (consumed == 0) break;
+                firstMessageReceived?.Invoke();
+                firstMessageReceived = null;
                 offset += consumed;
                 if (reply.Length > 0) await socket.SendAsync(reply, SocketFlags.None, cancellationToken).ConfigureAwait(false);
             }

@@ -6,13 +6,15 @@ using Quid.Crypto;
 namespace Quid.Links;
 
 /// <summary>
-/// Accepts TCP connections from other nodes and runs the responder's handshake on each, at most
-/// <see cref="MaxConcurrentHandshakes"/> at a time, so a flood of half-open connections costs
-/// little. Every established link goes to <c>onLink</c>.
+/// Accepts TCP connections from other nodes and runs the responder's handshake on those that
+/// <see cref="HandshakeAdmission"/> admits: a few at a time and at a limited rate per source,
+/// with every network kept a fair share of the slots. The others are reset at once, so a flood
+/// holds neither a slot nor a descriptor, and gets no reply. Every established link goes to
+/// <c>onLink</c>.
 /// </summary>
 public sealed class LinkListener : IAsyncDisposable
 {
-    public const int MaxConcurrentHandshakes = 64;
+    private static readonly TimeSpan LogInterval = TimeSpan.FromMinutes(1);
 
     private readonly Socket _socket;
     private readonly NodeIdentity _identity;
@@ -20,8 +22,11 @@ public sealed class LinkListener : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Action<Link> _onLink;
-    private readonly SemaphoreSlim _handshakes = new(MaxConcurrentHandshakes);
+    private readonly HandshakeAdmission _admission;
     private readonly CancellationTokenSource _stopping = new();
+    // Refusals since their last report, by reason; only the accept loop touches these.
+    private readonly int[] _refused = new int[Enum.GetValues<HandshakeRefusal>().Length];
+    private long? _refusalsLogged;
     private Task _acceptLoop = Task.CompletedTask;
 
     public LinkListener(IPEndPoint endPoint, NodeIdentity identity, LinkOptions options, TimeProvider time, ILogger logger, Action<Link> onLink)
@@ -31,6 +36,7 @@ public sealed class LinkListener : IAsyncDisposable
         _time = time;
         _logger = logger;
         _onLink = onLink;
+        _admission = new HandshakeAdmission(options, time);
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -47,6 +53,11 @@ public sealed class LinkListener : IAsyncDisposable
 
     public IPEndPoint LocalEndPoint { get; }
 
+    /// <summary>Sources whose handshakes the listener keeps count of: bounded by <see cref="LinkOptions.MaxTrackedSources"/>.</summary>
+    internal int TrackedSources => _admission.TrackedSources;
+
+    internal int HandshakesInProgress => _admission.InProgress;
+
     public void Start() => _acceptLoop = Task.Run(AcceptLoopAsync);
 
     private async Task AcceptLoopAsync()
@@ -56,7 +67,8 @@ public sealed class LinkListener : IAsyncDisposable
             Socket socket;
             try
             {
-                await _handshakes.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                // Accepting whatever comes, rather than waiting for a free slot, keeps a flood out
+                // of the kernel's backlog, where an honest node would queue behind it.
                 socket = await _socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
@@ -65,21 +77,73 @@ public sealed class LinkListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _handshakes.Release();
                 _logger.LogWarning("Link accept failed: {Error}", e.SocketErrorCode);
                 continue;
             }
-            _ = HandshakeAsync(socket);
+            Admit(socket);
         }
     }
 
-    private async Task HandshakeAsync(Socket socket)
+    private void Admit(Socket socket)
+    {
+        Admission admission;
+        try
+        {
+            admission = _admission.TryAdmit(((IPEndPoint)socket.RemoteEndPoint!).Address);
+        }
+        catch (SocketException)
+        {
+            // Gone before we could ask whom it came from.
+            socket.Dispose();
+            return;
+        }
+        if (admission.Evicted is { } evicted)
+        {
+            _logger.LogDebug("Handshake slot taken from the busiest network for {Remote}", socket.RemoteEndPoint);
+            evicted.Abandon();
+        }
+        if (admission.Slot is { } slot)
+        {
+            _ = HandshakeAsync(socket, slot);
+            return;
+        }
+        Refuse(socket, admission.Refusal);
+    }
+
+    /// <summary>
+    /// Resets the connection, which frees its descriptor and leaves nothing in TIME_WAIT. The first
+    /// refusal is reported at once, the ones after it counted and reported at most once a minute.
+    /// </summary>
+    private void Refuse(Socket socket, HandshakeRefusal reason)
+    {
+        try
+        {
+            socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (SocketException)
+        {
+            // Already reset by the peer.
+        }
+        socket.Dispose();
+        _refused[(int)reason]++;
+        if (_refusalsLogged is { } logged && _time.GetElapsedTime(logged) < LogInterval) return;
+        _logger.LogWarning("Refused {Count} link connection(s) without a handshake since the last report: {Busy} from a source with {PerSource} handshakes in progress, " +
+            "{Rate} over a source's handshake rate, {Full} with every slot taken and its network holding its share",
+            _refused.Sum(), _refused[(int)HandshakeRefusal.SourceBusy], _options.MaxHandshakesPerSource,
+            _refused[(int)HandshakeRefusal.SourceRate], _refused[(int)HandshakeRefusal.Full]);
+        Array.Clear(_refused);
+        _refusalsLogged = _time.GetTimestamp();
+    }
+
+    private async Task HandshakeAsync(Socket socket, HandshakeSlot slot)
     {
         var remote = socket.RemoteEndPoint;
         try
         {
-            var link = await Link.AcceptAsync(socket, _identity, _options, _time, _logger, _stopping.Token).ConfigureAwait(false);
-            _onLink(link);
+            using var abandon = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            var accepting = Link.AcceptAsync(socket, _identity, _options, _time, _logger, abandon.Token);
+            if (await Task.WhenAny(accepting, slot.Abandoned).ConfigureAwait(false) != accepting) await abandon.CancelAsync().ConfigureAwait(false);
+            _onLink(await accepting.ConfigureAwait(false));
         }
         catch (Exception e) when (e is LinkException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
@@ -87,7 +151,7 @@ public sealed class LinkListener : IAsyncDisposable
         }
         finally
         {
-            _handshakes.Release();
+            _admission.Release(slot);
         }
     }
 
