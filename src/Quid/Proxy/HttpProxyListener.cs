@@ -71,6 +71,11 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     _ = stream.RunAsync(client, early);
                     break;
                 case ForwardRequest forward:
+                    if (forward.Body.Framing == BodyFraming.Chunked)
+                    {
+                        if (await ReadFirstChunkLineAsync(client, early).ConfigureAwait(false) is not { } checkedEarly) break;
+                        early = checkedEarly;
+                    }
                     if (await OpenAsync(client, forward.Target, forward.Isolation).ConfigureAwait(false) is not { } forwarded) break;
                     await using (forwarded.ConfigureAwait(false))
                         await ExchangeAsync(client, forwarded, forward, early).ConfigureAwait(false);
@@ -108,6 +113,40 @@ public sealed class HttpProxyListener : IAsyncDisposable
             int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
             if (read == 0) return (null, []);
             filled += read;
+        }
+    }
+
+    /// <summary>
+    /// Before a chunked request goes anywhere: reads until its first chunk-size line is whole and
+    /// checks the framing of every byte received by then, so a body that is malformed from the
+    /// start is refused before the destination hears of the request. Framing that breaks later,
+    /// in a body streamed on as it arrives, can only end the stream (the destination then never
+    /// sees a whole request); holding a whole body back to check it first would take unbounded
+    /// memory. Returns the bytes received after the head, or null once a refusal was sent.
+    /// </summary>
+    private async Task<byte[]?> ReadFirstChunkLineAsync(Socket client, byte[] early)
+    {
+        using var timeout = new CancellationTokenSource(_headTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
+        var reader = new ChunkedBodyReader();
+        var received = early;
+        int checkedLength = 0;
+        var buffer = new byte[1024];
+        while (true)
+        {
+            var (length, error) = BodyBytes(reader, received.AsSpan(checkedLength));
+            if (error is not null)
+            {
+                _logger.LogDebug("HTTP proxy request body refused: {Reason}", error.Message);
+                await RefuseAsync(client, error.RequestStatus, $"The request's chunked body is malformed: {error.Message}").ConfigureAwait(false);
+                return null;
+            }
+            checkedLength += length;
+            if (reader.FirstChunkLineRead) return received;
+            // The reader refuses a size line over its limit, so this grows by at most that much.
+            int read = await client.ReceiveAsync(buffer, SocketFlags.None, linked.Token).ConfigureAwait(false);
+            if (read == 0) return null;
+            received = [.. received, .. buffer.AsSpan(0, read)];
         }
     }
 
@@ -199,11 +238,11 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     }
                     pending = buffer.AsMemory(0, read);
                 }
-                int body = chunked is null ? (int)Math.Min(remaining, pending.Length) : BodyBytes(chunked, pending.Span);
-                if (body < 0)
+                var (body, error) = chunked is null ? ((int)Math.Min(remaining, pending.Length), null) : BodyBytes(chunked, pending.Span);
+                if (error is not null)
                 {
                     stream.Abort(EndReason.Internal, notifyPeer: true);
-                    return "The request's chunked body is malformed.";
+                    return $"The request's chunked body is malformed: {error.Message}";
                 }
                 await stream.WriteAsync(pending[..body], cancellationToken).ConfigureAwait(false);
                 remaining -= chunked is null ? body : 0;
@@ -226,17 +265,17 @@ public sealed class HttpProxyListener : IAsyncDisposable
         return null;
     }
 
-    /// <summary>How many bytes at the start of <paramref name="input"/> belong to the chunked body, framing and all; -1 if its framing is malformed.</summary>
-    private static int BodyBytes(ChunkedBodyReader reader, ReadOnlySpan<byte> input)
+    /// <summary>How many bytes at the start of <paramref name="input"/> belong to the chunked body, framing and all; or why its framing is refused.</summary>
+    private static (int Length, HttpError? Error) BodyBytes(ChunkedBodyReader reader, ReadOnlySpan<byte> input)
     {
         int length = 0;
         while (length < input.Length && !reader.IsDone)
         {
             var run = reader.Read(input[length..]);
-            if (run.Kind == ChunkedRunKind.Failed) return -1;
+            if (run.Kind == ChunkedRunKind.Failed) return (0, run.Error);
             length += run.Length;
         }
-        return length;
+        return (length, null);
     }
 
     /// <summary>
