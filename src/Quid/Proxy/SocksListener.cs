@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -16,6 +17,8 @@ public sealed class SocksListener : IAsyncDisposable
 {
     /// <summary>How long a refused application may go on sending before its connection is closed.</summary>
     private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(2);
+    /// <summary>How many destination ports are warned about addresses sent instead of names; an application scanning ports must not flood the log.</summary>
+    private const int MaxAddressWarnings = 64;
 
     private readonly LoopbackListener _listener;
     private readonly StreamOpener _open;
@@ -23,6 +26,7 @@ public sealed class SocksListener : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly TimeSpan _handshakeTimeout;
+    private readonly ConcurrentDictionary<ushort, bool> _addressWarned = new();
 
     /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
     public SocksListener(IPEndPoint endPoint, StreamOpener open, ExitResolver resolve, TimeProvider time, ILogger logger, TimeSpan? handshakeTimeout = null)
@@ -105,6 +109,7 @@ public sealed class SocksListener : IAsyncDisposable
             await ReplyAsync(client, request, SocksReplyCode.CommandNotSupported).ConfigureAwait(false);
             return false;
         }
+        if (request.Target.Address is not null) WarnOfLocalResolution(request);
         var target = new StreamTarget(request.Target.HostName ?? request.Target.Address!.ToString(), request.Target.Port);
         RelayStream stream;
         try
@@ -129,6 +134,21 @@ public sealed class SocksListener : IAsyncDisposable
         }
         _ = stream.RunAsync(client, early);
         return true;
+    }
+
+    /// <summary>
+    /// An application that sends an address instead of a name resolved the name itself: its DNS
+    /// query left outside the network, where it can show where the user goes. Said once per
+    /// destination port (as Tor does), so that an operator can tell which kind of application to
+    /// fix without a line per stream; the address is never logged, since it is where the user went.
+    /// </summary>
+    private void WarnOfLocalResolution(SocksRequest request)
+    {
+        ushort port = request.Target.Port;
+        if (_addressWarned.Count >= MaxAddressWarnings || !_addressWarned.TryAdd(port, true)) return;
+        _logger.LogWarning("An application sent the SOCKS proxy an IP address instead of a name ({Version}, to port {Port}): it resolved the name itself, " +
+            "outside Quid, which can reveal where you go. Set it to send names: socks5h:// instead of socks5://, SOCKS4a, or its 'proxy DNS' option",
+            request.Version, port);
     }
 
     /// <summary>Tor's RESOLVE (0xF0): the exit resolves the name and the first address goes back in the reply.</summary>
