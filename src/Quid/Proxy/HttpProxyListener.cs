@@ -25,6 +25,8 @@ namespace Quid.Proxy;
 public sealed class HttpProxyListener : IAsyncDisposable
 {
     private const int BufferSize = 64 * 1024;
+    /// <summary>Most request heads fit in this; a larger one gets a larger buffer, up to the parser's limit.</summary>
+    private const int FirstHeadBuffer = 4 * 1024;
     /// <summary>Destinations may send large heads (many cookies); this bounds what one response can make us hold.</summary>
     private const int MaxResponseHead = 64 * 1024;
     private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(2);
@@ -36,24 +38,29 @@ public sealed class HttpProxyListener : IAsyncDisposable
     private readonly TimeSpan _headTimeout;
 
     /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
-    public HttpProxyListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, TimeSpan? headTimeout = null)
+    public HttpProxyListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, ProxyOptions? options = null)
     {
+        options ??= new ProxyOptions();
         _open = open;
         _time = time;
         _logger = logger;
-        _headTimeout = headTimeout ?? TimeSpan.FromSeconds(30);
-        _listener = new LoopbackListener(endPoint, "HTTP proxy", logger);
+        _headTimeout = options.HandshakeTimeout;
+        _listener = new LoopbackListener(endPoint, "HTTP proxy", options.MaxConnections, time, logger);
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
+
+    /// <summary>Connections being served now, exchanges and tunnels.</summary>
+    public int OpenConnections => _listener.OpenConnections;
 
     private CancellationToken Stopping => _listener.Stopping;
 
     public void Start() => _listener.Start(ServeAsync);
 
+    /// <summary>Serves one connection until it is closed: its request, then its exchange or tunnel.</summary>
     private async Task ServeAsync(Socket client)
     {
-        bool handedOver = false;
+        Task? tunnelled = null;
         try
         {
             var (head, early) = await ReadRequestHeadAsync(client).ConfigureAwait(false);
@@ -67,8 +74,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
                 case TunnelRequest tunnel:
                     if (await OpenAsync(client, tunnel.Target, tunnel.Isolation).ConfigureAwait(false) is not { } stream) break;
                     await AbortOnFailureAsync(stream, client.SendAsync(ProxyResponses.ConnectionEstablished.ToArray(), SocketFlags.None, Stopping).AsTask()).ConfigureAwait(false);
-                    handedOver = true;
-                    _ = stream.RunAsync(client, early);
+                    tunnelled = stream.RunAsync(client, early);
                     break;
                 case ForwardRequest forward:
                     if (forward.Body.Framing == BodyFraming.Chunked)
@@ -88,8 +94,10 @@ public sealed class HttpProxyListener : IAsyncDisposable
         }
         finally
         {
-            if (!handedOver) client.Dispose();
+            if (tunnelled is null) client.Dispose();
         }
+        // The tunnel closes the socket when it ends.
+        if (tunnelled is not null) await tunnelled.ConfigureAwait(false);
     }
 
     /// <summary>Reads until a whole request head; returns it and the bytes after it, or null once a refusal was sent.</summary>
@@ -98,21 +106,39 @@ public sealed class HttpProxyListener : IAsyncDisposable
         using var timeout = new CancellationTokenSource(_headTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
         var parser = new HttpHeadParser();
-        var buffer = new byte[HttpHeadParser.DefaultMaxHeadSize];
+        // An idle connection holds no buffer: wait for its first byte, then take a small one from
+        // the pool, and a larger one only for a larger head.
+        await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, linked.Token).ConfigureAwait(false);
+        var buffer = ArrayPool<byte>.Shared.Rent(FirstHeadBuffer);
         int filled = 0;
-        while (true)
+        try
         {
-            var parse = parser.ParseRequest(buffer.AsSpan(0, filled));
-            if (parse.Status == HttpParseStatus.Complete) return (parse.Head, buffer[parse.Consumed..filled]);
-            if (parse.Status == HttpParseStatus.Failed)
+            while (true)
             {
-                _logger.LogDebug("HTTP proxy request refused: {Reason}", parse.Error!.Message);
-                await RefuseAsync(client, parse.Error.RequestStatus, parse.Error.Message).ConfigureAwait(false);
-                return (null, []);
+                var parse = parser.ParseRequest(buffer.AsSpan(0, filled));
+                if (parse.Status == HttpParseStatus.Complete) return (parse.Head, buffer[parse.Consumed..filled]);
+                if (parse.Status == HttpParseStatus.Failed)
+                {
+                    _logger.LogDebug("HTTP proxy request refused: {Reason}", parse.Error!.Message);
+                    await RefuseAsync(client, parse.Error.RequestStatus, parse.Error.Message).ConfigureAwait(false);
+                    return (null, []);
+                }
+                if (filled == buffer.Length)
+                {
+                    // Not full of a head yet, or the parser would have refused it: the limit is further.
+                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, HttpHeadParser.DefaultMaxHeadSize));
+                    buffer.AsSpan(0, filled).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                int read = await client.ReceiveAsync(buffer.AsMemory(filled, Math.Min(buffer.Length, HttpHeadParser.DefaultMaxHeadSize) - filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
+                if (read == 0) return (null, []);
+                filled += read;
             }
-            int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
-            if (read == 0) return (null, []);
-            filled += read;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
@@ -286,7 +312,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
     private static async Task<(bool Answered, string? Failure)> RelayResponseAsync(RelayStream stream, Socket client, ForwardRequest request, CancellationToken cancellationToken)
     {
         var target = stream.Target;
-        var buffer = new byte[MaxResponseHead];
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxResponseHead);
         var parser = new HttpHeadParser(MaxResponseHead);
         int filled = 0;
         try
@@ -324,6 +350,10 @@ public sealed class HttpProxyListener : IAsyncDisposable
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             return (false, null);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -197,6 +197,54 @@ public sealed class ProxyListenerTests
         Assert.Equal(new byte[] { 5, 0, 5, 4, 0, 1, 0, 0, 0, 0, 0, 0 }, Encoding.UTF8.GetBytes(answer));
     }
 
+    [Fact]
+    public async Task Connections_over_the_cap_are_closed_at_once_with_one_warning_and_a_freed_place_is_served_again()
+    {
+        var asked = new ConcurrentQueue<(StreamTarget, SocksAuth)>();
+        var log = new LogCapture(LogLevel.Information);
+        await using var socks = new SocksListener(AnyLoopbackPort, Failing(EndReason.Internal, asked), (_, _, _) => Task.FromResult<IPAddress[]>([]),
+            TimeProvider.System, log.CreateLogger("Quid"), new ProxyOptions { MaxConnections = 2 });
+        socks.Start();
+        var first = await ConnectAsync(socks.LocalEndPoint);
+        using var second = await ConnectAsync(socks.LocalEndPoint);
+        await Eventually.WaitUntilAsync(() => socks.OpenConnections == 2, TimeSpan.FromSeconds(10), "two connections to be served");
+        for (int i = 0; i < 5; i++)
+        {
+            using var over = await ConnectAsync(socks.LocalEndPoint);
+            Assert.Equal("", await ReadToEndOrResetAsync(over));
+        }
+        Assert.Single(log.Lines, l => l.Level == LogLevel.Warning && l.Text.Contains("2 connections open, its limit", StringComparison.Ordinal));
+
+        first.Dispose();
+        await Eventually.WaitUntilAsync(() => socks.OpenConnections == 1, TimeSpan.FromSeconds(10), "the closed connection to free its place");
+        using var third = await ConnectAsync(socks.LocalEndPoint);
+        await third.SendAsync(new byte[] { 5, 1, 0 });
+        var reply = new byte[2];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Equal(2, await third.ReceiveAsync(reply, SocketFlags.None, timeout.Token));
+        Assert.Equal(new byte[] { 5, 0 }, reply);
+    }
+
+    private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(endPoint);
+        return socket;
+    }
+
+    /// <summary>What the peer sends before it closes; a reset counts as closing.</summary>
+    private static async Task<string> ReadToEndOrResetAsync(Socket socket)
+    {
+        try
+        {
+            return await ReadToEndAsync(socket);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            return "";
+        }
+    }
+
     public static TheoryData<string> NotLoopback => ["0.0.0.0", "::", "192.0.2.1", "::ffff:10.0.0.1"];
 
     [Theory]
