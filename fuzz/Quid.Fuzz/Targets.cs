@@ -141,6 +141,8 @@ internal static class Targets
                 var run = reader.Read(body[at..end]);
                 Check(run.Length >= 0 && run.Length <= end - at, "a run longer than its input");
                 if (run.Kind == ChunkedRunKind.Failed) return (-1, data, true);
+                // The proxy opens nothing until a first size line is read: no content may come before one.
+                Check(reader.FirstChunkLineRead || (run.Kind == ChunkedRunKind.Framing && !reader.IsDone), "content or the end before a chunk-size line");
                 if (run.Kind == ChunkedRunKind.Data) data += run.Length;
                 at += run.Length;
             }

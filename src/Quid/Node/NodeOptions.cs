@@ -3,6 +3,7 @@ using Quid.Circuits;
 using Quid.Exchange;
 using Quid.Links;
 using Quid.Overlay;
+using Quid.Proxy;
 using Quid.Wire;
 
 namespace Quid.Node;
@@ -56,6 +57,8 @@ public sealed record NodeOptions
     public MarketOptions Market { get; init; } = new();
     public CircuitOptions Circuits { get; init; } = new();
     public PathOptions Paths { get; init; } = new();
+    /// <summary>Limits of the SOCKS and HTTP proxies, each on its own.</summary>
+    public ProxyOptions Proxies { get; init; } = new();
 
     internal IPAddress? SpecificListenAddress =>
         Listen.Address.Equals(IPAddress.Any) || Listen.Address.Equals(IPAddress.IPv6Any) ? null : Listen.Address;

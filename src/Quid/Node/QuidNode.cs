@@ -199,13 +199,13 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         // The proxies open first: a proxy address that is not loopback stops the node before it touches the network.
         if (_options.Socks is { } socks)
         {
-            _socks = new SocksListener(socks, OpenStreamAsync, (host, isolation, ct) => _pool.ResolveAsync(host, isolation, ct), _time, _logger);
+            _socks = new SocksListener(socks, OpenStreamAsync, (host, isolation, ct) => _pool.ResolveAsync(host, isolation, ct), _time, _logger, _options.Proxies);
             _socks.Start();
             _logger.LogInformation("SOCKS proxy on {EndPoint}", _socks.LocalEndPoint);
         }
         if (_options.HttpProxy is { } httpProxy)
         {
-            _httpProxy = new HttpProxyListener(httpProxy, OpenStreamAsync, _time, _logger);
+            _httpProxy = new HttpProxyListener(httpProxy, OpenStreamAsync, _time, _logger, _options.Proxies);
             _httpProxy.Start();
             _logger.LogInformation("HTTP proxy on {EndPoint}", _httpProxy.LocalEndPoint);
         }

@@ -25,6 +25,8 @@ namespace Quid.Proxy;
 public sealed class HttpProxyListener : IAsyncDisposable
 {
     private const int BufferSize = 64 * 1024;
+    /// <summary>Most request heads fit in this; a larger one gets a larger buffer, up to the parser's limit.</summary>
+    private const int FirstHeadBuffer = 4 * 1024;
     /// <summary>Destinations may send large heads (many cookies); this bounds what one response can make us hold.</summary>
     private const int MaxResponseHead = 64 * 1024;
     private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(2);
@@ -36,24 +38,29 @@ public sealed class HttpProxyListener : IAsyncDisposable
     private readonly TimeSpan _headTimeout;
 
     /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
-    public HttpProxyListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, TimeSpan? headTimeout = null)
+    public HttpProxyListener(IPEndPoint endPoint, StreamOpener open, TimeProvider time, ILogger logger, ProxyOptions? options = null)
     {
+        options ??= new ProxyOptions();
         _open = open;
         _time = time;
         _logger = logger;
-        _headTimeout = headTimeout ?? TimeSpan.FromSeconds(30);
-        _listener = new LoopbackListener(endPoint, "HTTP proxy", logger);
+        _headTimeout = options.HandshakeTimeout;
+        _listener = new LoopbackListener(endPoint, "HTTP proxy", options.MaxConnections, time, logger);
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
+
+    /// <summary>Connections being served now, exchanges and tunnels.</summary>
+    public int OpenConnections => _listener.OpenConnections;
 
     private CancellationToken Stopping => _listener.Stopping;
 
     public void Start() => _listener.Start(ServeAsync);
 
+    /// <summary>Serves one connection until it is closed: its request, then its exchange or tunnel.</summary>
     private async Task ServeAsync(Socket client)
     {
-        bool handedOver = false;
+        Task? tunnelled = null;
         try
         {
             var (head, early) = await ReadRequestHeadAsync(client).ConfigureAwait(false);
@@ -67,10 +74,14 @@ public sealed class HttpProxyListener : IAsyncDisposable
                 case TunnelRequest tunnel:
                     if (await OpenAsync(client, tunnel.Target, tunnel.Isolation).ConfigureAwait(false) is not { } stream) break;
                     await AbortOnFailureAsync(stream, client.SendAsync(ProxyResponses.ConnectionEstablished.ToArray(), SocketFlags.None, Stopping).AsTask()).ConfigureAwait(false);
-                    handedOver = true;
-                    _ = stream.RunAsync(client, early);
+                    tunnelled = stream.RunAsync(client, early);
                     break;
                 case ForwardRequest forward:
+                    if (forward.Body.Framing == BodyFraming.Chunked)
+                    {
+                        if (await ReadFirstChunkLineAsync(client, early).ConfigureAwait(false) is not { } checkedEarly) break;
+                        early = checkedEarly;
+                    }
                     if (await OpenAsync(client, forward.Target, forward.Isolation).ConfigureAwait(false) is not { } forwarded) break;
                     await using (forwarded.ConfigureAwait(false))
                         await ExchangeAsync(client, forwarded, forward, early).ConfigureAwait(false);
@@ -83,8 +94,10 @@ public sealed class HttpProxyListener : IAsyncDisposable
         }
         finally
         {
-            if (!handedOver) client.Dispose();
+            if (tunnelled is null) client.Dispose();
         }
+        // The tunnel closes the socket when it ends.
+        if (tunnelled is not null) await tunnelled.ConfigureAwait(false);
     }
 
     /// <summary>Reads until a whole request head; returns it and the bytes after it, or null once a refusal was sent.</summary>
@@ -93,21 +106,73 @@ public sealed class HttpProxyListener : IAsyncDisposable
         using var timeout = new CancellationTokenSource(_headTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
         var parser = new HttpHeadParser();
-        var buffer = new byte[HttpHeadParser.DefaultMaxHeadSize];
+        // An idle connection holds no buffer: wait for its first byte, then take a small one from
+        // the pool, and a larger one only for a larger head.
+        await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, linked.Token).ConfigureAwait(false);
+        var buffer = ArrayPool<byte>.Shared.Rent(FirstHeadBuffer);
         int filled = 0;
+        try
+        {
+            while (true)
+            {
+                var parse = parser.ParseRequest(buffer.AsSpan(0, filled));
+                if (parse.Status == HttpParseStatus.Complete) return (parse.Head, buffer[parse.Consumed..filled]);
+                if (parse.Status == HttpParseStatus.Failed)
+                {
+                    _logger.LogDebug("HTTP proxy request refused: {Reason}", parse.Error!.Message);
+                    await RefuseAsync(client, parse.Error.RequestStatus, parse.Error.Message).ConfigureAwait(false);
+                    return (null, []);
+                }
+                if (filled == buffer.Length)
+                {
+                    // Not full of a head yet, or the parser would have refused it: the limit is further.
+                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, HttpHeadParser.DefaultMaxHeadSize));
+                    buffer.AsSpan(0, filled).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                int read = await client.ReceiveAsync(buffer.AsMemory(filled, Math.Min(buffer.Length, HttpHeadParser.DefaultMaxHeadSize) - filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
+                if (read == 0) return (null, []);
+                filled += read;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Before a chunked request goes anywhere: reads until its first chunk-size line is whole and
+    /// checks the framing of every byte received by then, so a body that is malformed from the
+    /// start is refused before the destination hears of the request. Framing that breaks later,
+    /// in a body streamed on as it arrives, can only end the stream (the destination then never
+    /// sees a whole request); holding a whole body back to check it first would take unbounded
+    /// memory. Returns the bytes received after the head, or null once a refusal was sent.
+    /// </summary>
+    private async Task<byte[]?> ReadFirstChunkLineAsync(Socket client, byte[] early)
+    {
+        using var timeout = new CancellationTokenSource(_headTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
+        var reader = new ChunkedBodyReader();
+        var received = early;
+        int checkedLength = 0;
+        var buffer = new byte[1024];
         while (true)
         {
-            var parse = parser.ParseRequest(buffer.AsSpan(0, filled));
-            if (parse.Status == HttpParseStatus.Complete) return (parse.Head, buffer[parse.Consumed..filled]);
-            if (parse.Status == HttpParseStatus.Failed)
+            var (length, error) = BodyBytes(reader, received.AsSpan(checkedLength));
+            if (error is not null)
             {
-                _logger.LogDebug("HTTP proxy request refused: {Reason}", parse.Error!.Message);
-                await RefuseAsync(client, parse.Error.RequestStatus, parse.Error.Message).ConfigureAwait(false);
-                return (null, []);
+                _logger.LogDebug("HTTP proxy request body refused: {Reason}", error.Message);
+                await RefuseAsync(client, error.RequestStatus, $"The request's chunked body is malformed: {error.Message}").ConfigureAwait(false);
+                return null;
             }
-            int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, linked.Token).ConfigureAwait(false);
-            if (read == 0) return (null, []);
-            filled += read;
+            checkedLength += length;
+            if (reader.FirstChunkLineRead) return received;
+            // The reader refuses a size line over its limit, so this grows by at most that much.
+            int read = await client.ReceiveAsync(buffer, SocketFlags.None, linked.Token).ConfigureAwait(false);
+            if (read == 0) return null;
+            received = [.. received, .. buffer.AsSpan(0, read)];
         }
     }
 
@@ -199,11 +264,11 @@ public sealed class HttpProxyListener : IAsyncDisposable
                     }
                     pending = buffer.AsMemory(0, read);
                 }
-                int body = chunked is null ? (int)Math.Min(remaining, pending.Length) : BodyBytes(chunked, pending.Span);
-                if (body < 0)
+                var (body, error) = chunked is null ? ((int)Math.Min(remaining, pending.Length), null) : BodyBytes(chunked, pending.Span);
+                if (error is not null)
                 {
                     stream.Abort(EndReason.Internal, notifyPeer: true);
-                    return "The request's chunked body is malformed.";
+                    return $"The request's chunked body is malformed: {error.Message}";
                 }
                 await stream.WriteAsync(pending[..body], cancellationToken).ConfigureAwait(false);
                 remaining -= chunked is null ? body : 0;
@@ -226,17 +291,17 @@ public sealed class HttpProxyListener : IAsyncDisposable
         return null;
     }
 
-    /// <summary>How many bytes at the start of <paramref name="input"/> belong to the chunked body, framing and all; -1 if its framing is malformed.</summary>
-    private static int BodyBytes(ChunkedBodyReader reader, ReadOnlySpan<byte> input)
+    /// <summary>How many bytes at the start of <paramref name="input"/> belong to the chunked body, framing and all; or why its framing is refused.</summary>
+    private static (int Length, HttpError? Error) BodyBytes(ChunkedBodyReader reader, ReadOnlySpan<byte> input)
     {
         int length = 0;
         while (length < input.Length && !reader.IsDone)
         {
             var run = reader.Read(input[length..]);
-            if (run.Kind == ChunkedRunKind.Failed) return -1;
+            if (run.Kind == ChunkedRunKind.Failed) return (0, run.Error);
             length += run.Length;
         }
-        return length;
+        return (length, null);
     }
 
     /// <summary>
@@ -247,7 +312,7 @@ public sealed class HttpProxyListener : IAsyncDisposable
     private static async Task<(bool Answered, string? Failure)> RelayResponseAsync(RelayStream stream, Socket client, ForwardRequest request, CancellationToken cancellationToken)
     {
         var target = stream.Target;
-        var buffer = new byte[MaxResponseHead];
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxResponseHead);
         var parser = new HttpHeadParser(MaxResponseHead);
         int filled = 0;
         try
@@ -285,6 +350,10 @@ public sealed class HttpProxyListener : IAsyncDisposable
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             return (false, null);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -7,24 +7,42 @@ namespace Quid.Proxy;
 /// <summary>
 /// The listening socket of a proxy front end: loopback only, since anyone who reached a proxy
 /// port could use this node's circuits and pass for its user. Each accepted connection goes to
-/// the front end's handler.
+/// the front end's handler, up to a number open at once; past it, a connection is closed as soon
+/// as it is accepted. When the process runs out of file descriptors, accepting backs off rather
+/// than spinning on a connection it cannot take.
 /// </summary>
 internal sealed class LoopbackListener : IAsyncDisposable
 {
+    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan LastBackoff = TimeSpan.FromSeconds(1);
+    /// <summary>A limit that is being hit is said once in this long, with how often it was hit meanwhile.</summary>
+    private static readonly TimeSpan WarningInterval = TimeSpan.FromSeconds(30);
+
     private readonly Socket _socket;
     private readonly string _name;
+    private readonly int _maxConnections;
+    private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly IntervalCounter _overCap;
+    private readonly IntervalCounter _failedAccepts;
     private Task _acceptLoop = Task.CompletedTask;
+    private int _open;
 
     /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxConnections"/> is not positive.</exception>
     /// <exception cref="SocketException">The address could not be bound (in use, say).</exception>
-    public LoopbackListener(IPEndPoint endPoint, string name, ILogger logger)
+    public LoopbackListener(IPEndPoint endPoint, string name, int maxConnections, TimeProvider time, ILogger logger)
     {
         if (!IPAddress.IsLoopback(endPoint.Address))
             throw new ArgumentException($"The {name} listens on loopback only, never on {endPoint.Address}: anyone who reached it could use your circuits.", nameof(endPoint));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxConnections);
         _name = name;
+        _maxConnections = maxConnections;
+        _time = time;
         _logger = logger;
+        _overCap = new IntervalCounter(time, WarningInterval);
+        _failedAccepts = new IntervalCounter(time, WarningInterval);
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -44,16 +62,22 @@ internal sealed class LoopbackListener : IAsyncDisposable
     /// <summary>Cancelled when the listener stops; connections being served end with it.</summary>
     public CancellationToken Stopping => _stopping.Token;
 
+    /// <summary>Connections being served now.</summary>
+    public int OpenConnections => Volatile.Read(ref _open);
+
+    /// <param name="serve">Serves one connection; its task ends when the connection is closed, which frees its place under the cap.</param>
     public void Start(Func<Socket, Task> serve) => _acceptLoop = Task.Run(() => AcceptLoopAsync(serve));
 
     private async Task AcceptLoopAsync(Func<Socket, Task> serve)
     {
+        var backoff = TimeSpan.Zero;
         while (!_stopping.IsCancellationRequested)
         {
             Socket client;
             try
             {
                 client = await _socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                backoff = TimeSpan.Zero;
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -61,13 +85,61 @@ internal sealed class LoopbackListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _logger.LogWarning("{Name} accept failed: {Error}", _name, e.SocketErrorCode);
+                if (!OutOfResources(e.SocketErrorCode))
+                {
+                    // The application gave up while it waited in the backlog (ECONNABORTED and the like): nothing to do.
+                    _logger.LogDebug("{Name} accept failed: {Error}", _name, e.SocketErrorCode);
+                    continue;
+                }
+                // The connection stays in the backlog, so accepting again at once fails again at once:
+                // wait, longer each time, until descriptors are free.
+                backoff = backoff == TimeSpan.Zero ? FirstBackoff : TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, LastBackoff.Ticks));
+                if (_failedAccepts.Count() is int failed)
+                {
+                    _logger.LogWarning("The {Name} cannot accept connections: the process is out of file descriptors ({Error}); it retries every {Backoff} ms at most " +
+                        "({Failed} failed tries since the last warning). Raise the descriptor limit (LimitNOFILE, ulimit -n) or lower proxy-max-connections",
+                        _name, e.SocketErrorCode, (int)LastBackoff.TotalMilliseconds, failed);
+                }
+                try
+                {
+                    await Task.Delay(backoff, _time, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                continue;
+            }
+            if (Interlocked.Increment(ref _open) > _maxConnections)
+            {
+                Interlocked.Decrement(ref _open);
+                client.Dispose();
+                if (_overCap.Count() is int refused)
+                {
+                    _logger.LogWarning("The {Name} has {Max} connections open, its limit (proxy-max-connections): new ones are closed at once " +
+                        "({Refused} since the last warning)", _name, _maxConnections, refused);
+                }
                 continue;
             }
             client.NoDelay = true;
-            _ = serve(client);
+            _ = ServeCountedAsync(client, serve);
         }
     }
+
+    private async Task ServeCountedAsync(Socket client, Func<Socket, Task> serve)
+    {
+        try
+        {
+            await serve(client).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
+        }
+    }
+
+    /// <summary>EMFILE, ENFILE, ENOBUFS, ENOMEM: the process or the system has no room for another socket now.</summary>
+    private static bool OutOfResources(SocketError error) => error is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable;
 
     /// <summary>
     /// Sends a final answer and closes without losing it: closing a socket with unread input
@@ -99,5 +171,27 @@ internal sealed class LoopbackListener : IAsyncDisposable
         _socket.Dispose();
         await _acceptLoop.ConfigureAwait(false);
         _stopping.Dispose();
+    }
+
+    /// <summary>
+    /// Counts events for a warning said at most once an interval: the first event of an interval
+    /// gets the count since the last warning (itself included); the rest get null. Used by the one
+    /// accept loop only, so it needs no lock.
+    /// </summary>
+    private sealed class IntervalCounter(TimeProvider time, TimeSpan interval)
+    {
+        private long _lastWarning = long.MinValue;
+        private int _since;
+
+        public int? Count()
+        {
+            _since++;
+            long now = time.GetTimestamp();
+            if (_lastWarning != long.MinValue && time.GetElapsedTime(_lastWarning, now) < interval) return null;
+            _lastWarning = now;
+            int count = _since;
+            _since = 0;
+            return count;
+        }
     }
 }

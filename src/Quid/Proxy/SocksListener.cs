@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -16,6 +17,8 @@ public sealed class SocksListener : IAsyncDisposable
 {
     /// <summary>How long a refused application may go on sending before its connection is closed.</summary>
     private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(2);
+    /// <summary>How many destination ports are warned about addresses sent instead of names; an application scanning ports must not flood the log.</summary>
+    private const int MaxAddressWarnings = 64;
 
     private readonly LoopbackListener _listener;
     private readonly StreamOpener _open;
@@ -23,32 +26,38 @@ public sealed class SocksListener : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly TimeSpan _handshakeTimeout;
+    private readonly ConcurrentDictionary<ushort, bool> _addressWarned = new();
 
     /// <exception cref="ArgumentException"><paramref name="endPoint"/> is not a loopback address.</exception>
-    public SocksListener(IPEndPoint endPoint, StreamOpener open, ExitResolver resolve, TimeProvider time, ILogger logger, TimeSpan? handshakeTimeout = null)
+    public SocksListener(IPEndPoint endPoint, StreamOpener open, ExitResolver resolve, TimeProvider time, ILogger logger, ProxyOptions? options = null)
     {
+        options ??= new ProxyOptions();
         _open = open;
         _resolve = resolve;
         _time = time;
         _logger = logger;
-        _handshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(30);
-        _listener = new LoopbackListener(endPoint, "SOCKS proxy", logger);
+        _handshakeTimeout = options.HandshakeTimeout;
+        _listener = new LoopbackListener(endPoint, "SOCKS proxy", options.MaxConnections, time, logger);
     }
 
     public IPEndPoint LocalEndPoint => _listener.LocalEndPoint;
+
+    /// <summary>Connections being served now, handshakes and streams.</summary>
+    public int OpenConnections => _listener.OpenConnections;
 
     private CancellationToken Stopping => _listener.Stopping;
 
     public void Start() => _listener.Start(ServeAsync);
 
+    /// <summary>Serves one connection until it is closed: its handshake, then its stream, if it gets one.</summary>
     private async Task ServeAsync(Socket client)
     {
-        bool handedOver = false;
+        Task? stream = null;
         try
         {
             var (request, early) = await HandshakeAsync(client).ConfigureAwait(false);
             if (request is null) return;
-            handedOver = await ServeRequestAsync(client, request, early).ConfigureAwait(false);
+            stream = await ServeRequestAsync(client, request, early).ConfigureAwait(false);
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
         {
@@ -56,8 +65,10 @@ public sealed class SocksListener : IAsyncDisposable
         }
         finally
         {
-            if (!handedOver) client.Dispose();
+            if (stream is null) client.Dispose();
         }
+        // The stream closes the socket when it ends.
+        if (stream is not null) await stream.ConfigureAwait(false);
     }
 
     /// <summary>Runs the handshake; returns the request and any bytes the application sent after it, or null after a failure reply.</summary>
@@ -66,6 +77,8 @@ public sealed class SocksListener : IAsyncDisposable
         using var timeout = new CancellationTokenSource(_handshakeTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, Stopping);
         var handshake = new SocksServerHandshake();
+        // An idle connection holds no buffer: wait for its first byte before taking one.
+        await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, linked.Token).ConfigureAwait(false);
         var buffer = new byte[SocksServerHandshake.MaxMessageSize * 2];
         int filled = 0;
         while (true)
@@ -92,19 +105,20 @@ public sealed class SocksListener : IAsyncDisposable
         }
     }
 
-    /// <summary>Answers a finished request; true when the socket now belongs to a stream.</summary>
-    private async Task<bool> ServeRequestAsync(Socket client, SocksRequest request, byte[] early)
+    /// <summary>Answers a finished request; the stream that now owns the socket, running, or null if there is none.</summary>
+    private async Task<Task?> ServeRequestAsync(Socket client, SocksRequest request, byte[] early)
     {
         if (request.Command == SocksCommand.Resolve)
         {
             await ResolveAsync(client, request).ConfigureAwait(false);
-            return false;
+            return null;
         }
         if (request.Command != SocksCommand.Connect)
         {
             await ReplyAsync(client, request, SocksReplyCode.CommandNotSupported).ConfigureAwait(false);
-            return false;
+            return null;
         }
+        if (request.Target.Address is not null) WarnOfLocalResolution(request);
         var target = new StreamTarget(request.Target.HostName ?? request.Target.Address!.ToString(), request.Target.Port);
         RelayStream stream;
         try
@@ -115,7 +129,7 @@ public sealed class SocksListener : IAsyncDisposable
         {
             _logger.LogDebug("SOCKS stream failed: {Reason}", e.Message);
             await ReplyAsync(client, request, ReplyFor(e.Reason)).ConfigureAwait(false);
-            return false;
+            return null;
         }
         try
         {
@@ -127,8 +141,22 @@ public sealed class SocksListener : IAsyncDisposable
             stream.Abort(EndReason.Internal, notifyPeer: true);
             throw;
         }
-        _ = stream.RunAsync(client, early);
-        return true;
+        return stream.RunAsync(client, early);
+    }
+
+    /// <summary>
+    /// An application that sends an address instead of a name resolved the name itself: its DNS
+    /// query left outside the network, where it can show where the user goes. Said once per
+    /// destination port (as Tor does), so that an operator can tell which kind of application to
+    /// fix without a line per stream; the address is never logged, since it is where the user went.
+    /// </summary>
+    private void WarnOfLocalResolution(SocksRequest request)
+    {
+        ushort port = request.Target.Port;
+        if (_addressWarned.Count >= MaxAddressWarnings || !_addressWarned.TryAdd(port, true)) return;
+        _logger.LogWarning("An application sent the SOCKS proxy an IP address instead of a name ({Version}, to port {Port}): it resolved the name itself, " +
+            "outside Quid, which can reveal where you go. Set it to send names: socks5h:// instead of socks5://, SOCKS4a, or its 'proxy DNS' option",
+            request.Version, port);
     }
 
     /// <summary>Tor's RESOLVE (0xF0): the exit resolves the name and the first address goes back in the reply.</summary>

@@ -25,7 +25,10 @@ internal sealed class QuidProcess : IDisposable
 
     public static string Executable => Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "Quid.Cli.exe" : "Quid.Cli");
 
-    public static QuidProcess Start(params string[] arguments)
+    public static QuidProcess Start(params string[] arguments) => Start(new Dictionary<string, string>(), arguments);
+
+    /// <summary>Starts quid with <paramref name="environment"/> added to this process's environment.</summary>
+    public static QuidProcess Start(IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         var start = new ProcessStartInfo(Executable)
         {
@@ -33,9 +36,15 @@ internal sealed class QuidProcess : IDisposable
             RedirectStandardError = true,
         };
         start.Environment["NO_COLOR"] = "1";
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         return new QuidProcess(Process.Start(start)!);
     }
+
+    /// <summary>The process id, for reading /proc or setting limits with prlimit.</summary>
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
 
     /// <summary>Runs a short command to completion and returns its exit code and output.</summary>
     public static async Task<(int ExitCode, string Output)> RunAsync(params string[] arguments)

@@ -56,6 +56,16 @@ public sealed class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void The_proxies_connection_cap_comes_from_the_file_the_environment_or_the_flag()
+    {
+        Assert.Equal(512, NodeConfiguration.Load([], Environment()).Node.Proxies.MaxConnections);
+        WriteFile("proxy-max-connections = 100\n");
+        Assert.Equal(100, Load().Node.Proxies.MaxConnections);
+        Assert.Equal(200, Load(environment: Environment(("QUID_PROXY_MAX_CONNECTIONS", "200"))).Node.Proxies.MaxConnections);
+        Assert.Equal(300, Load([new FlagValue("proxy-max-connections", "--proxy-max-connections", ["300"])]).Node.Proxies.MaxConnections);
+    }
+
+    [Fact]
     public void XDG_DATA_HOME_moves_the_default_data_directory()
     {
         var settings = NodeConfiguration.Load([], Environment(("XDG_DATA_HOME", Path.Combine(_home, "xdg"))));
@@ -159,6 +169,7 @@ public sealed class ConfigurationTests : IDisposable
     [InlineData("exit-policy", "accept *:80-20", "'80-20' in", "1024-65535")]
     [InlineData("log-level", "loud", "'loud' is not a log level", "Debug, Information")]
     [InlineData("log-format", "xml", "'xml' is not a log format", "text or json")]
+    [InlineData("proxy-max-connections", "0", "'0' is not a number of connections", "the default is 512")]
     public void A_bad_value_is_refused_naming_the_key_its_source_and_the_fix(string key, string value, string problem, string fix)
     {
         var setting = NodeConfiguration.Settings.Single(s => s.Key == key);

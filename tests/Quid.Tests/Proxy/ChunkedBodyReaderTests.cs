@@ -103,6 +103,46 @@ public class ChunkedBodyReaderTests
         Assert.Equal((ChunkedRunKind.Done, 0), (done.Read("more"u8).Kind, done.Read("more"u8).Length));
     }
 
+    [Theory]
+    [InlineData("", false)]
+    [InlineData("5", false)]
+    [InlineData("5;ext=1\r", false)]
+    [InlineData("5\r\n", true)]
+    [InlineData("5\r\nhel", true)]
+    [InlineData("0\r\n", true)]
+    [InlineData("0\r\n\r\n", true)]
+    public void The_first_chunk_line_is_known_to_be_read_only_once_it_is_whole(string body, bool read)
+    {
+        var reader = new ChunkedBodyReader();
+        var input = Encoding.ASCII.GetBytes(body).AsSpan();
+        for (int at = 0; at < input.Length && !reader.IsDone; at += reader.Read(input[at..]).Length)
+        {
+        }
+        Assert.Equal(read, reader.FirstChunkLineRead);
+    }
+
+    [Fact]
+    public void Random_bodies_yield_content_only_after_a_whole_chunk_line()
+    {
+        var random = new Random(12042026);
+        for (int i = 0; i < 50_000; i++)
+        {
+            var input = new byte[random.Next(0, 40)];
+            random.NextBytes(input);
+            // Mostly hex digits and line ends, so that framing gets far enough to matter.
+            for (int b = 0; b < input.Length; b++)
+                if (random.Next(3) > 0) input[b] = "0123456789aF\r\n;"u8[random.Next(15)];
+            var reader = new ChunkedBodyReader();
+            for (int at = 0; at < input.Length && !reader.IsDone;)
+            {
+                var run = reader.Read(input.AsSpan(at, Math.Min(input.Length - at, 1 + random.Next(8))));
+                if (run.Kind == ChunkedRunKind.Failed) break;
+                if (run.Kind == ChunkedRunKind.Data || reader.IsDone) Assert.True(reader.FirstChunkLineRead);
+                at += run.Length;
+            }
+        }
+    }
+
     [Fact]
     public void Random_and_mutated_bodies_never_throw_and_agree_however_split()
     {

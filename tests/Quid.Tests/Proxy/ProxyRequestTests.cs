@@ -91,6 +91,26 @@ public class ProxyRequestTests
     }
 
     [Theory]
+    [InlineData("Content-Length: 5, 5\r\n")]
+    [InlineData("Content-Length: 5\r\nContent-Length: 5\r\n")]
+    [InlineData("Content-Length: 5 ,5,  5\r\n")]
+    public void Identical_repeated_lengths_go_on_as_one(string lengths)
+    {
+        // RFC 9110 §8.6 lets a recipient replace identical repeated values with one; passed on as
+        // they came, they would meet a destination that reads "5, 5" as no number at all.
+        var request = Interpret($"POST http://a/ HTTP/1.1\r\nHost: a\r\n{lengths}X-After: 1\r\n\r\n");
+        Assert.Equal("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-After: 1\r\nConnection: close\r\n\r\n", Forwarded(request));
+        Assert.Equal(new RequestBody(BodyFraming.ContentLength, 5), Assert.IsType<ForwardRequest>(request).Body);
+    }
+
+    [Fact]
+    public void A_repeated_zero_length_goes_on_as_one_zero()
+    {
+        var request = Interpret("POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 0, 0\r\n\r\n");
+        Assert.Equal("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", Forwarded(request));
+    }
+
+    [Theory]
     [InlineData("GET / HTTP/1.1\r\nHost: 127.0.0.1:8118\r\n\r\n", HttpErrorKind.NotAProxyRequest)]
     [InlineData("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", HttpErrorKind.NotAProxyRequest)]
     [InlineData("GET https://a/ HTTP/1.1\r\nHost: a\r\n\r\n", HttpErrorKind.UnsupportedScheme)]
@@ -114,6 +134,8 @@ public class ProxyRequestTests
     [InlineData("POST http://a/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", HttpErrorKind.BadTransferEncoding)]
     [InlineData("POST http://a/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", HttpErrorKind.BadTransferEncoding)]
     [InlineData("POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", HttpErrorKind.BadContentLength)]
+    [InlineData("POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", HttpErrorKind.BadContentLength)]
+    [InlineData("POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\nContent-Length: 05\r\n\r\n", HttpErrorKind.BadContentLength)]
     [InlineData("POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: -3\r\n\r\n", HttpErrorKind.BadContentLength)]
     [InlineData("POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", HttpErrorKind.BadContentLength)]
     [InlineData("GET http://a/ HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\n", HttpErrorKind.BadConnectionOption)]

@@ -32,6 +32,8 @@ public static class NodeConfiguration
         new("socks", SettingKind.Value, "--socks", $"127.0.0.1:{NodeOptions.DefaultSocksPort}", "Loopback address and port of the SOCKS4a/5 proxy, or off."),
         new("http-proxy", SettingKind.Value, "--http-proxy", $"127.0.0.1:{NodeOptions.DefaultHttpProxyPort}",
             "Loopback address and port of the HTTP proxy (CONNECT and http:// requests), or off."),
+        new("proxy-max-connections", SettingKind.Value, "--proxy-max-connections", $"{Proxy.ProxyOptions.DefaultMaxConnections}",
+            "Connections the SOCKS proxy, and the HTTP proxy, each serve at once; more are closed at once."),
         new("control", SettingKind.Value, "--control", $"127.0.0.1:{DefaultControlPort}",
             "Loopback address and port of the control API, dashboard and metrics, or off."),
         new("offer", SettingKind.Value, "--offer", "4096", "Bandwidth you give, in kbps: a block of 16·2^k (16, 32, 64 …)."),
@@ -86,6 +88,7 @@ public static class NodeConfiguration
         var advertise = reader.Read(Setting("advertise"), raw => ParseAdvertise(Single(raw)), null);
         var socks = reader.Read(Setting("socks"), raw => ParseLoopback(Single(raw), NodeOptions.DefaultSocksPort), new IPEndPoint(IPAddress.Loopback, NodeOptions.DefaultSocksPort));
         var httpProxy = reader.Read(Setting("http-proxy"), raw => ParseLoopback(Single(raw), NodeOptions.DefaultHttpProxyPort), new IPEndPoint(IPAddress.Loopback, NodeOptions.DefaultHttpProxyPort));
+        int proxyMaxConnections = reader.Read(Setting("proxy-max-connections"), raw => ParseMaxConnections(Single(raw)), Proxy.ProxyOptions.DefaultMaxConnections);
         var control = reader.Read(Setting("control"), raw => ParseLoopback(Single(raw), DefaultControlPort), new IPEndPoint(IPAddress.Loopback, DefaultControlPort));
         var offer = reader.Read(Setting("offer"), raw => ParseBlock(Single(raw), allowNone: false), Block.FromKbps(4096));
         var request = reader.Read(Setting("request"), raw => ParseBlock(Single(raw), allowNone: true), Block.FromKbps(4096));
@@ -107,6 +110,7 @@ public static class NodeConfiguration
             Advertise = advertise,
             Socks = socks,
             HttpProxy = httpProxy,
+            Proxies = new Proxy.ProxyOptions { MaxConnections = proxyMaxConnections },
             Offer = offer!.Value,
             Request = request,
             Hops = hops,
@@ -123,6 +127,7 @@ public static class NodeConfiguration
             ["advertise"] = advertise?.ToString() ?? "the listen address, if specific",
             ["socks"] = socks?.ToString() ?? "off",
             ["http-proxy"] = httpProxy?.ToString() ?? "off",
+            ["proxy-max-connections"] = $"{proxyMaxConnections}",
             ["control"] = control?.ToString() ?? "off",
             ["offer"] = $"{offer.Value.Kbps}",
             ["request"] = request is { } r ? $"{r.Kbps}" : "0 (donor)",
@@ -182,6 +187,11 @@ public static class NodeConfiguration
         throw new FormatException($"{kbps} kbps is not a block of 16·2^k (16, 32, 64 … {new Block(Block.MaxOrder).Kbps}) so nobody could search for it; " +
             $"use {lower}{(lower * 2 <= new Block(Block.MaxOrder).Kbps && lower < kbps ? $" or {lower * 2}" : "")}{(allowNone ? ", or 0 to donate" : "")}");
     }
+
+    private static int ParseMaxConnections(string text) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int count) && count is >= 1 and <= 1_000_000
+            ? count
+            : throw new FormatException($"'{text}' is not a number of connections from 1 to 1000000; the default is {Proxy.ProxyOptions.DefaultMaxConnections}");
 
     private static int ParseHops(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int hops) && hops is >= 1 and <= Cell.MaxRelayEarly

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Quid.Node.Configuration;
 
@@ -28,10 +29,13 @@ public sealed class ControlClient : IDisposable
         _http = new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(5) })
         {
             BaseAddress = new Uri($"http://{endPoint}/"),
-            Timeout = TimeSpan.FromSeconds(15),
+            Timeout = Patience,
         };
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ControlCookie.Hex(cookie));
     }
+
+    /// <summary>How long a request may take, answer and all; a node that takes longer is stuck or overwhelmed.</summary>
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
 
     public IPEndPoint EndPoint { get; }
     public byte[] Cookie { get; }
@@ -58,24 +62,40 @@ public sealed class ControlClient : IDisposable
     }
 
     /// <summary>The answer to <paramref name="path"/>, read as <paramref name="type"/>: one of <see cref="ControlJson"/>'s.</summary>
+    /// <exception cref="ControlUnavailableException">No answer, or not one that can be read; the message says what to check.</exception>
     public async Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default)
     {
-        using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
-        return await response.Content.ReadFromJsonAsync(type, cancellationToken).ConfigureAwait(false)
-            ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
+        try
+        {
+            using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
+            return await response.Content.ReadFromJsonAsync(type, cancellationToken).ConfigureAwait(false)
+                ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
+        }
+        catch (JsonException e)
+        {
+            throw new ControlUnavailableException($"What answers on {EndPoint} is not a Quid node's control API (its answer to {path} is not the JSON expected): check the address in {ControlCookie.EndPointFileName} and that this quid is the node's version.", e);
+        }
+        catch (Exception e) when (Unreachable(e, cancellationToken) is { } reason)
+        {
+            throw new ControlUnavailableException(reason, e);
+        }
     }
+
+    /// <summary>What to tell the user when a request failed on the way, as a connection can; null for anything else.</summary>
+    private string? Unreachable(Exception e, CancellationToken cancellationToken) => e switch
+    {
+        HttpRequestException { InnerException: SocketException } => $"No node answers on {EndPoint}: is 'quid run' running with this data directory?",
+        // Connected, then hung up on before an answer: a node at its limit of control connections does that.
+        HttpRequestException or IOException =>
+            $"The node on {EndPoint} closed the connection without answering: it may be at its limit of control connections; try again, and check its log.",
+        TaskCanceledException when !cancellationToken.IsCancellationRequested =>
+            $"The node on {EndPoint} did not answer within {Patience.TotalSeconds:0} s: it may be overloaded or stuck; check its log, or whether something else holds that port.",
+        _ => null,
+    };
 
     private async Task<HttpResponseMessage> SendAsync(string path, CancellationToken cancellationToken)
     {
-        HttpResponseMessage response;
-        try
-        {
-            response = await _http.GetAsync(path.TrimStart('/'), cancellationToken).ConfigureAwait(false);
-        }
-        catch (HttpRequestException e) when (e.InnerException is SocketException)
-        {
-            throw new ControlUnavailableException($"No node answers on {EndPoint}: is 'quid run' running with this data directory?", e);
-        }
+        var response = await _http.GetAsync(path.TrimStart('/'), cancellationToken).ConfigureAwait(false);
         if (response.StatusCode == HttpStatusCode.Unauthorized)
         {
             response.Dispose();

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -56,19 +57,24 @@ public sealed class ControlServer : IAsyncDisposable
 
     /// <summary>Writes a new cookie, listens on <paramref name="endPoint"/> (loopback only) and records the address it got.</summary>
     public static async Task<ControlServer> StartAsync(QuidNode node, NodeMonitor monitor, NodeMetrics metrics, IPEndPoint endPoint, string dataDirectory,
-        ILoggerFactory loggers, CancellationToken cancellationToken = default)
+        ILoggerFactory loggers, ControlOptions? options = null, CancellationToken cancellationToken = default)
     {
         if (!IPAddress.IsLoopback(endPoint.Address))
             throw new ArgumentException($"The control API listens on loopback only, not {endPoint}.", nameof(endPoint));
+        options ??= new ControlOptions();
         var cookie = ControlCookie.Create(dataDirectory);
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Quid" });
         builder.Services.AddSingleton(loggers);
+        var perSource = new PerSourceLimit(options.MaxConnectionsPerSource);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
         {
-            kestrel.Listen(endPoint);
+            kestrel.Listen(endPoint, listen => listen.Use(perSource.Apply));
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = 0;
-            kestrel.Limits.MaxConcurrentConnections = 64;
+            kestrel.Limits.MaxConcurrentConnections = options.MaxConnections;
+            // Kestrel keeps a silent connection for 130 s by default: long enough for a few to lock out the CLI.
+            kestrel.Limits.KeepAliveTimeout = options.IdleTimeout;
+            kestrel.Limits.RequestHeadersTimeout = options.IdleTimeout;
         });
         var app = builder.Build();
         var server = new ControlServer(app, node, monitor, metrics, dataDirectory, cookie);
@@ -172,6 +178,46 @@ public sealed class ControlServer : IAsyncDisposable
         response.StatusCode = status;
         response.ContentType = "application/json; charset=utf-8";
         await JsonSerializer.SerializeAsync(response.Body, new ErrorReport(message), ControlJson.Default.ErrorReport).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Closes a connection at once when its source address already has its share open, so that
+    /// one source (one local user) cannot take every connection the API serves.
+    /// </summary>
+    private sealed class PerSourceLimit(int maxPerSource)
+    {
+        private readonly Dictionary<IPAddress, int> _open = [];
+
+        public ConnectionDelegate Apply(ConnectionDelegate next) => async connection =>
+        {
+            var source = (connection.RemoteEndPoint as IPEndPoint)?.Address;
+            if (source is null)
+            {
+                await next(connection).ConfigureAwait(false);
+                return;
+            }
+            lock (_open)
+            {
+                int open = _open.GetValueOrDefault(source);
+                if (open >= maxPerSource)
+                {
+                    connection.Abort();
+                    return;
+                }
+                _open[source] = open + 1;
+            }
+            try
+            {
+                await next(connection).ConfigureAwait(false);
+            }
+            finally
+            {
+                lock (_open)
+                {
+                    if (--_open[source] == 0) _open.Remove(source);
+                }
+            }
+        };
     }
 
     public async ValueTask DisposeAsync()

@@ -47,12 +47,12 @@ public sealed class NodeControl : IAsyncDisposable
             ControlServer server;
             try
             {
-                server = await ControlServer.StartAsync(node, monitor, metrics, endPoint, dataDirectory, loggers, cancellationToken).ConfigureAwait(false);
+                server = await ControlServer.StartAsync(node, monitor, metrics, endPoint, dataDirectory, loggers, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
             catch (IOException) when (anyPortIfTaken)
             {
                 logger.LogWarning("The control API's usual port {EndPoint} is taken, perhaps by another node: it takes a free port instead, which 'quid status' finds in the data directory", endPoint);
-                server = await ControlServer.StartAsync(node, monitor, metrics, new IPEndPoint(endPoint.Address, 0), dataDirectory, loggers, cancellationToken).ConfigureAwait(false);
+                server = await ControlServer.StartAsync(node, monitor, metrics, new IPEndPoint(endPoint.Address, 0), dataDirectory, loggers, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
             return new NodeControl(monitor, metrics, server);
         }

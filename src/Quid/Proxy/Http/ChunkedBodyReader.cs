@@ -50,6 +50,9 @@ public sealed class ChunkedBodyReader
 
     public bool IsDone => _state == State.Done;
 
+    /// <summary>True once a whole chunk-size line has been read: the body has started with well-formed framing.</summary>
+    public bool FirstChunkLineRead { get; private set; }
+
     /// <summary>
     /// Reads the run of framing or content at the start of <paramref name="input"/>; call again
     /// with the rest. Bytes after the body are never consumed: they belong to the next message.
@@ -105,6 +108,7 @@ public sealed class ChunkedBodyReader
             case State.SizeLf:
                 if (b != (byte)'\n') return "A chunk size line must end with CRLF.";
                 _digits = 0;
+                FirstChunkLineRead = true;
                 return Go(_remaining == 0 ? State.TrailerStart : State.Data);
             case State.DataCr:
                 return b == (byte)'\r' ? Go(State.DataLf) : "Chunk data must be followed by CRLF.";

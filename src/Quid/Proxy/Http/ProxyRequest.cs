@@ -82,7 +82,7 @@ public abstract record ProxyRequest
         // RFC 9112 §3.2.4: an OPTIONS request for the server as a whole goes on in asterisk form.
         string originForm = path.Length == 0 ? (head.Method == "OPTIONS" ? "*" : "/") : path[0] == '?' ? "/" + path : path;
         return new ForwardRequest(new StreamTarget(destination.Host, destination.Port), isolation,
-            ForwardedHead(head, originForm, authority, connectionOptions), body, head.IsHttp10, head.Method == "HEAD");
+            ForwardedHead(head, originForm, authority, connectionOptions, body), body, head.IsHttp10, head.Method == "HEAD");
     }
 
     private static RefusedRequest Refuse(HttpErrorKind kind, string message) => new(new HttpError(kind, message));
@@ -163,14 +163,26 @@ public abstract record ProxyRequest
             : null;
     }
 
-    /// <summary>The request as the destination gets it: origin form, HTTP/1.1, Host from the URI, hop-by-hop fields gone, one exchange per connection.</summary>
-    private static byte[] ForwardedHead(HttpRequestHead head, string originForm, string authority, HashSet<string> connectionOptions)
+    /// <summary>
+    /// The request as the destination gets it: origin form, HTTP/1.1, Host from the URI, hop-by-hop
+    /// fields gone, one exchange per connection. Content-Length goes as one number, where the first
+    /// of its lines was: identical repeated values (<c>5, 5</c>) are one length (RFC 9110 §8.6), and
+    /// a destination that reads them otherwise must not see them.
+    /// </summary>
+    private static byte[] ForwardedHead(HttpRequestHead head, string originForm, string authority, HashSet<string> connectionOptions, RequestBody body)
     {
         var text = new StringBuilder(256);
         text.Append(head.Method).Append(' ').Append(originForm).Append(" HTTP/1.1\r\nHost: ").Append(authority).Append("\r\n");
+        bool lengthWritten = false;
         foreach (var field in head.Fields)
         {
             if (HopByHop.Contains(field.Name) || connectionOptions.Contains(field.Name)) continue;
+            if (field.Is("Content-Length"))
+            {
+                if (!lengthWritten) text.Append("Content-Length: ").Append(body.Length.ToString(CultureInfo.InvariantCulture)).Append("\r\n");
+                lengthWritten = true;
+                continue;
+            }
             text.Append(field.Name).Append(": ").Append(field.Value).Append("\r\n");
         }
         // The response's framing reaches the client unchanged, so a client that accepts trailers still gets them.
