@@ -23,6 +23,7 @@ public sealed class LinkListener : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Action<Link> _onLink;
     private readonly HandshakeAdmission _admission;
+    private readonly AcceptBackoff _backoff;
     private readonly CancellationTokenSource _stopping = new();
     // Refusals since their last report, by reason; only the accept loop touches these.
     private readonly int[] _refused = new int[Enum.GetValues<HandshakeRefusal>().Length];
@@ -37,6 +38,7 @@ public sealed class LinkListener : IAsyncDisposable
         _logger = logger;
         _onLink = onLink;
         _admission = new HandshakeAdmission(options, time);
+        _backoff = new AcceptBackoff("link listener", "Raise the descriptor limit (LimitNOFILE, ulimit -n).", time, logger);
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -70,6 +72,7 @@ public sealed class LinkListener : IAsyncDisposable
                 // Accepting whatever comes, rather than waiting for a free slot, keeps a flood out
                 // of the kernel's backlog, where an honest node would queue behind it.
                 socket = await _socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                _backoff.Accepted();
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -77,7 +80,14 @@ public sealed class LinkListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _logger.LogWarning("Link accept failed: {Error}", e.SocketErrorCode);
+                try
+                {
+                    await _backoff.AfterFailureAsync(e, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
                 continue;
             }
             Admit(socket);

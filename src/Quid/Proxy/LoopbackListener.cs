@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Quid.Links;
 
 namespace Quid.Proxy;
 
@@ -13,10 +14,8 @@ namespace Quid.Proxy;
 /// </summary>
 internal sealed class LoopbackListener : IAsyncDisposable
 {
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
-    private static readonly TimeSpan LastBackoff = TimeSpan.FromSeconds(1);
     /// <summary>A limit that is being hit is said once in this long, with how often it was hit meanwhile.</summary>
-    private static readonly TimeSpan WarningInterval = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan WarningInterval = AcceptBackoff.WarningInterval;
 
     private readonly Socket _socket;
     private readonly string _name;
@@ -25,7 +24,7 @@ internal sealed class LoopbackListener : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly IntervalCounter _overCap;
-    private readonly IntervalCounter _failedAccepts;
+    private readonly AcceptBackoff _backoff;
     private Task _acceptLoop = Task.CompletedTask;
     private int _open;
 
@@ -42,7 +41,7 @@ internal sealed class LoopbackListener : IAsyncDisposable
         _time = time;
         _logger = logger;
         _overCap = new IntervalCounter(time, WarningInterval);
-        _failedAccepts = new IntervalCounter(time, WarningInterval);
+        _backoff = new AcceptBackoff(name, "Raise the descriptor limit (LimitNOFILE, ulimit -n) or lower proxy-max-connections.", time, logger);
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -70,14 +69,13 @@ internal sealed class LoopbackListener : IAsyncDisposable
 
     private async Task AcceptLoopAsync(Func<Socket, Task> serve)
     {
-        var backoff = TimeSpan.Zero;
         while (!_stopping.IsCancellationRequested)
         {
             Socket client;
             try
             {
                 client = await _socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-                backoff = TimeSpan.Zero;
+                _backoff.Accepted();
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -85,24 +83,9 @@ internal sealed class LoopbackListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                if (!OutOfResources(e.SocketErrorCode))
-                {
-                    // The application gave up while it waited in the backlog (ECONNABORTED and the like): nothing to do.
-                    _logger.LogDebug("{Name} accept failed: {Error}", _name, e.SocketErrorCode);
-                    continue;
-                }
-                // The connection stays in the backlog, so accepting again at once fails again at once:
-                // wait, longer each time, until descriptors are free.
-                backoff = backoff == TimeSpan.Zero ? FirstBackoff : TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, LastBackoff.Ticks));
-                if (_failedAccepts.Count() is int failed)
-                {
-                    _logger.LogWarning("The {Name} cannot accept connections: the process is out of file descriptors ({Error}); it retries every {Backoff} ms at most " +
-                        "({Failed} failed tries since the last warning). Raise the descriptor limit (LimitNOFILE, ulimit -n) or lower proxy-max-connections",
-                        _name, e.SocketErrorCode, (int)LastBackoff.TotalMilliseconds, failed);
-                }
                 try
                 {
-                    await Task.Delay(backoff, _time, _stopping.Token).ConfigureAwait(false);
+                    await _backoff.AfterFailureAsync(e, _stopping.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -137,9 +120,6 @@ internal sealed class LoopbackListener : IAsyncDisposable
             Interlocked.Decrement(ref _open);
         }
     }
-
-    /// <summary>EMFILE, ENFILE, ENOBUFS, ENOMEM: the process or the system has no room for another socket now.</summary>
-    private static bool OutOfResources(SocketError error) => error is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable;
 
     /// <summary>
     /// Sends a final answer and closes without losing it: closing a socket with unread input

@@ -1,0 +1,47 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace Quid.Links;
+
+/// <summary>
+/// What an accept loop does when accepting fails. A connection the process has no descriptor for
+/// stays in the listen backlog, so accepting again at once fails again at once: a loop that only
+/// logged and retried would spin at full speed and fill the log. Out of descriptors (EMFILE,
+/// ENFILE, ENOBUFS, ENOMEM), the loop waits, 10 ms doubling to 1 s, and says so at most once an
+/// interval with the count of failures; any other failure (a client that gave up while it waited
+/// in the backlog) costs nothing and is not worth a warning. Used by one accept loop, so no lock.
+/// </summary>
+public sealed class AcceptBackoff(string listener, string fix, TimeProvider time, ILogger logger)
+{
+    public static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(10);
+    public static readonly TimeSpan LastDelay = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan WarningInterval = TimeSpan.FromSeconds(30);
+
+    private TimeSpan _delay;
+    private long? _warnedAt;
+    private int _failedSinceWarning;
+
+    /// <summary>An accept succeeded: the next failure starts from the shortest wait again.</summary>
+    public void Accepted() => _delay = TimeSpan.Zero;
+
+    /// <summary>Waits as long as <paramref name="failure"/> calls for; <see cref="OperationCanceledException"/> when the listener stops meanwhile.</summary>
+    public async ValueTask AfterFailureAsync(SocketException failure, CancellationToken stopping)
+    {
+        if (failure.SocketErrorCode is not (SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable))
+        {
+            logger.LogDebug("The {Listener} could not accept a connection: {Error}", listener, failure.SocketErrorCode);
+            return;
+        }
+        _delay = _delay == TimeSpan.Zero ? FirstDelay : TimeSpan.FromTicks(Math.Min(_delay.Ticks * 2, LastDelay.Ticks));
+        _failedSinceWarning++;
+        if (_warnedAt is not { } warned || time.GetElapsedTime(warned) >= WarningInterval)
+        {
+            logger.LogWarning("The {Listener} cannot accept connections: the process is out of file descriptors ({Error}); it retries every {Backoff} ms at most " +
+                "({Failed} failed tries since the last warning). {Fix}",
+                listener, failure.SocketErrorCode, (int)LastDelay.TotalMilliseconds, _failedSinceWarning, fix);
+            _warnedAt = time.GetTimestamp();
+            _failedSinceWarning = 0;
+        }
+        await Task.Delay(_delay, time, stopping).ConfigureAwait(false);
+    }
+}
