@@ -32,8 +32,8 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
                 // Waiting starts before the request goes, so the timeout runs from the send.
                 var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time, cancellationToken);
                 bool sent = i == 0
-                    ? CircuitTable.SendCreate(firstHop, id, ntor.Request)
-                    : circuit.SendRelay(RelayCommand.Extend, 0, [.. hop.Id.ToBytes(), .. ntor.Request], early: true);
+                    ? CircuitTable.SendCreate(firstHop, id, ntor.Request.ToArray())
+                    : circuit.SendRelay(RelayCommand.Extend, 0, Extend(hop.Id, ntor), early: true);
                 if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
                 HopReply reply;
                 try
@@ -66,6 +66,13 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
         circuit.MarkOpen();
         logger.LogDebug("Built {Circuit}", circuit);
         return circuit;
+    }
+
+    private static byte[] Extend(NodeId next, Ntor.Client ntor)
+    {
+        var data = new byte[ExtendBody.Size];
+        new ExtendBody(next, ntor.Request.ToArray()).Write(data);
+        return data;
     }
 
     /// <summary>Why the circuit did not reach hop <paramref name="i"/>, in words an application's error page can show.</summary>
