@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Quid.Circuits;
 using Quid.Crypto;
 using Quid.Tests.Wire;
@@ -20,6 +21,26 @@ public sealed class MalformedBodyTests
         hop.OnMessage = answer;
         var circuit = await origin.Builder.BuildAsync(origin.Ports[hop.Id], [hop.Descriptor], isolation: null, default).WaitAsync(Timeout);
         return (origin, hop, circuit);
+    }
+
+    [Theory]
+    [InlineData((ushort)0)]
+    [InlineData((ushort)2)]
+    [InlineData((ushort)0xFFFF)]
+    public async Task A_Create_for_another_handshake_is_refused_with_Destroy_and_the_link_carries_on(ushort handshake)
+    {
+        using var net = new CircuitHarness();
+        var (origin, hops) = net.Line(1);
+        var cell = CircuitBuildTests.Create(0x8000_0007, hops[0]);
+        BinaryPrimitives.WriteUInt16BigEndian(Cell.Body(cell.AsSpan()), handshake);
+
+        origin.PortTo(hops[0]).TrySend(cell);
+        await net.Wire.SettleAsync();
+
+        Assert.Empty(hops[0].OpenCircuits);
+        Assert.Contains(hops[0].PortTo(origin).SentCells(CellCommand.Destroy), c => Cell.CircuitId(c) == 0x8000_0007 && Cell.Body(c)[0] == (byte)DestroyReason.Refused);
+        Assert.True(origin.PortTo(hops[0]).IsOpen);
+        await origin.BuildAsync(hops);
     }
 
     [Theory]
