@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Quid.Crypto;
 
 namespace Quid.Wire;
@@ -34,7 +35,7 @@ public readonly record struct CreateBody(byte[] NtorRequest)
     public static bool TryRead(ReadOnlySpan<byte> body, out CreateBody create)
     {
         create = default;
-        if (body.Length < Size || System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(body) != NtorHandshake) return false;
+        if (body.Length < Size || BinaryPrimitives.ReadUInt16BigEndian(body) != NtorHandshake) return false;
         create = new CreateBody(body.Slice(2, Ntor.RequestSize).ToArray());
         return true;
     }
