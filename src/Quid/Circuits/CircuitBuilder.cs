@@ -68,6 +68,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
         return circuit;
     }
 
+    /// <summary>The Extend data that asks the last hop so far to extend to <paramref name="next"/>.</summary>
     private static byte[] Extend(NodeId next, Ntor.Client ntor)
     {
         var data = new byte[ExtendBody.Size];
@@ -88,7 +89,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
             ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop} refused the circuit."),
             ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop} did not answer in time."),
             ExtendFailure.Malformed => new StreamException(EndReason.CircuitClosed, $"{could}: it found the request malformed."),
-            _ => new StreamException(EndReason.CircuitClosed, $"{could}, for a reason it did not name ({(byte)failure})."),
+            _ => new StreamException(EndReason.CircuitClosed, $"{could}."),
         };
     }
 }
