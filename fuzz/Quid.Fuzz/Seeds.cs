@@ -58,6 +58,28 @@ internal static class Seeds
         byte[] message2 = responder.Receive(message1, out _);
         Write(directory, "link-handshake", [0, .. message1], [1, .. message2]);
 
+        byte[] frame1, frame3;
+        using (var send = new LinkCipher(Targets.FrameKey))
+        {
+            frame1 = Frame(send, [.. RelayCellBytes(Relay(RelayCommand.Data, 1, "hello"u8))]);
+            frame3 = Frame(send, [.. ControlCells(new byte[ControlFraming.MaxFragment * 2 + 5])]);
+        }
+        Write(directory, "link-frame", [0x00, .. frame1], [0x05, .. frame1, .. frame3], [0xFF, .. frame1, .. frame3[..^1]]);
+
+        // The target's hop, so that a seed's request names it and reaches the key agreement.
+        using var hop = NodeIdentity.FromSeed(Targets.HopSeed);
+        using var toHop = Ntor.Start(hop.Id, hop.LinkPublicKey);
+        var create = new byte[Cell.BodySize];
+        new CreateBody(toHop.Request.ToArray()).Write(create);
+        var otherHandshake = create.ToArray();
+        otherHandshake[1] = 2;
+        Write(directory, "create", create, otherHandshake, create[..CreateBody.Size]);
+        var ntorReply = new byte[Ntor.ReplySize];
+        Ntor.Respond(hop.Id, hop.LinkKey, toHop.Request, ntorReply, OnionLayer.KeyMaterialSize);
+        var created = new byte[Cell.BodySize];
+        new CreatedBody(ntorReply).Write(created);
+        Write(directory, "created", created, created[..CreatedBody.Size]);
+
         byte[] descriptorMessage = ControlCodec.Encode(new DescriptorMessage(descriptor));
         byte[] proposal = ControlCodec.Encode(new AgreementProposal(terms, identity.Sign(terms.SignedMessage())));
         byte[] query = ControlCodec.Encode(new QueryMessage(QueryId.New(), 4, 0, Block.FromKbps(256), Block.FromKbps(128), 8));
@@ -75,13 +97,47 @@ internal static class Seeds
         byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);
         byte[] data = Relay(RelayCommand.Data, 1, "GET / HTTP/1.1\r\n\r\n"u8);
         byte[] end = Relay(RelayCommand.End, 1, [(byte)EndReason.Done]);
-        Write(directory, "relay", begin, connected, data, end, Relay(RelayCommand.Resolve, 2, [0, 0, 11, .. "example.com"u8]));
+        var echo = new byte[EchoProbe.Size];
+        new EchoProbe(0x0123_4567_89AB_CDEF, 1).Write(echo);
+        byte[] extend = Relay(RelayCommand.Extend, 0, Written(new ExtendBody(hop.Id, toHop.Request.ToArray()).Write, ExtendBody.Size));
+        Write(directory, "relay", begin, connected, data, end, Relay(RelayCommand.Resolve, 2, [0, 0, 11, .. "example.com"u8]),
+            Relay(RelayCommand.Connected, 3, Written(new ConnectedBody(IPAddress.Parse("2001:db8::1")).Write, ConnectedBody.MaxSize)),
+            Relay(RelayCommand.Resolved, 2, Written(ResolvedBody.Found([IPAddress.Parse("192.0.2.1"), IPAddress.Parse("2001:db8::1")]).Write, ResolvedBody.MaxSize)),
+            Relay(RelayCommand.Resolved, 2, Written(ResolvedBody.Refused(EndReason.ExitPolicy).Write, ResolvedBody.MaxSize)),
+            extend,
+            Relay(RelayCommand.Extended, 0, ntorReply),
+            Relay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.NotAPartner]),
+            Relay(RelayCommand.Echo, 0, echo),
+            Relay(RelayCommand.EchoReply, 0, echo));
 
         Write(directory, "cell",
             [.. ControlCells(descriptorMessage), .. ControlCells(query)],
             ControlCells(new byte[ControlFraming.MaxFragment * 2 + 5]),
             RelayCellBytes(begin),
-            [.. RelayCellBytes(data), .. RelayCellBytes(end)]);
+            [.. RelayCellBytes(data), .. RelayCellBytes(end)],
+            [.. CircuitCell(CellCommand.Create, create), .. CircuitCell(CellCommand.Created, created), .. RelayCellBytes(extend)]);
+    }
+
+    private delegate int Writer(Span<byte> data);
+
+    private static byte[] Written(Writer write, int size)
+    {
+        var data = new byte[size];
+        return data[..write(data)];
+    }
+
+    private static byte[] Frame(LinkCipher send, byte[] cells)
+    {
+        var frame = new byte[LinkFraming.FrameSize(cells.Length / Cell.Size)];
+        return frame[..LinkFraming.Encode(send, cells, frame)];
+    }
+
+    private static byte[] CircuitCell(CellCommand command, byte[] body)
+    {
+        var cell = new byte[Cell.Size];
+        Cell.WriteHeader(cell, 0x8000_0001, command);
+        body.CopyTo(Cell.Body(cell.AsSpan()));
+        return cell;
     }
 
     private static byte[] Relay(RelayCommand command, ushort stream, ReadOnlySpan<byte> data)

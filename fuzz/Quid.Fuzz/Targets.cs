@@ -1,3 +1,4 @@
+using System.Buffers;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Proxy.Http;
@@ -20,7 +21,10 @@ internal static class Targets
         ["http-response"] = HttpResponse,
         ["http-chunked"] = HttpChunked,
         ["link-handshake"] = LinkHandshakeMessages,
+        ["link-frame"] = LinkFrames,
         ["cell"] = Cells,
+        ["create"] = Create,
+        ["created"] = Created,
         ["relay"] = Relay,
         ["control"] = Control,
         ["descriptor"] = DescriptorDecode,
@@ -29,6 +33,18 @@ internal static class Targets
     // Made once, and lazily: key generation per input would measure Ed25519, not the parser, and
     // instrumented code must not run before Fuzzer.Run has set up AFL++'s shared memory.
     private static readonly Lazy<NodeIdentity> Identity = new(() => NodeIdentity.Generate(out _));
+
+    /// <summary>
+    /// The hop the circuit targets answer as. Fixed, so that the seeds (made in another process)
+    /// name it, and a Create reaches the Diffie-Hellman steps instead of stopping at "not me".
+    /// </summary>
+    internal static readonly byte[] HopSeed = [.. Enumerable.Range(0x40, NodeIdentity.SeedSize).Select(i => (byte)i)];
+    private static readonly Lazy<NodeIdentity> Hop = new(() => NodeIdentity.FromSeed(HopSeed));
+    private static readonly Lazy<Ntor.Client> HopClient = new(() => Ntor.Start(Hop.Value.Id, Hop.Value.LinkPublicKey));
+
+    /// <summary>The Noise split key the link-frame target's receiving side is keyed from, and its seeds sealed with.</summary>
+    internal static readonly byte[] FrameKey = [.. Enumerable.Range(0x80, 32).Select(i => (byte)i)];
+    private static readonly byte[] FrameCells = new byte[LinkFraming.MaxCellsPerFrame * Cell.Size];
 
     /// <summary>
     /// The SOCKS handshake as the listener drives it: the input arrives in reads of a size chosen by
@@ -184,6 +200,52 @@ internal static class Targets
         }
     }
 
+    /// <summary>
+    /// Frames as a link's read loop meets them: the rest of the input after the first byte, whole
+    /// and in reads sized by the first byte. What is decoded, and where it fails, must not depend
+    /// on the split; a frame is never asked for past the largest a frame can be.
+    /// </summary>
+    private static void LinkFrames(byte[] input)
+    {
+        if (input.Length == 0) return;
+        var stream = input.AsSpan(1);
+        Check(Frames(stream, stream.Length) == Frames(stream, 1 + input[0] * 16), "the frames decoded depend on how the bytes were split");
+    }
+
+    private static (int Frames, int CellBytes, bool Failed) Frames(ReadOnlySpan<byte> input, int readSize)
+    {
+        using var receive = new LinkCipher(FrameKey);
+        int at = 0, frames = 0, cellBytes = 0;
+        for (int end = Math.Min(readSize, input.Length); ; end = Math.Min(end + readSize, input.Length))
+        {
+            while (true)
+            {
+                OperationStatus status;
+                int consumed, cells;
+                try
+                {
+                    status = LinkFraming.Decode(receive, input[at..end], FrameCells, out consumed, out cells);
+                }
+                catch (LinkException)
+                {
+                    // A malformed or forged frame: the link closes.
+                    return (frames, cellBytes, true);
+                }
+                if (status != OperationStatus.Done)
+                {
+                    Check(status == OperationStatus.NeedMoreData && end - at < LinkFraming.MaxFrameSize, "asked for more with a whole frame's worth buffered");
+                    break;
+                }
+                Check(consumed > LinkFraming.LengthPrefix && consumed <= end - at, "consumed more than it was given");
+                Check(cells > 0 && cells % Cell.Size == 0 && cells <= FrameCells.Length, "a frame that is not whole cells");
+                at += consumed;
+                frames++;
+                cellBytes += cells;
+            }
+            if (end == input.Length) return (frames, cellBytes, false);
+        }
+    }
+
     /// <summary>A sequence of cells as a link's read loop sees them once decrypted: each validated, control fragments joined and decoded.</summary>
     private static void Cells(byte[] input)
     {
@@ -203,12 +265,54 @@ internal static class Targets
                     case CellCommand.Relay or CellCommand.RelayEarly:
                         RelayMessage(body[..RelayCell.MessageSize]);
                         break;
+                    case CellCommand.Create:
+                        CreateBody.TryRead(body, out _);
+                        break;
+                    case CellCommand.Created:
+                        CreatedBody.Read(body);
+                        break;
                 }
             }
             catch (WireException)
             {
                 // The link would close here; the next cell tests the reassembler after a refusal.
             }
+        }
+    }
+
+    /// <summary>A Create cell's body as a hop reads it, then the hop's half of ntor on the request.</summary>
+    private static void Create(byte[] input)
+    {
+        if (!CreateBody.TryRead(input, out var create)) return;
+        var body = new byte[Cell.BodySize];
+        new CreateBody(create.NtorRequest).Write(body);
+        Check(CreateBody.TryRead(body, out var again) && again.NtorRequest.AsSpan().SequenceEqual(create.NtorRequest), "a Create does not read back as written");
+        var reply = new byte[Ntor.ReplySize];
+        try
+        {
+            Ntor.Respond(Hop.Value.Id, Hop.Value.LinkKey, create.NtorRequest, reply, OnionLayer.KeyMaterialSize);
+        }
+        catch (CircuitHandshakeException)
+        {
+            // Refused: the hop answers Destroy.
+        }
+    }
+
+    /// <summary>A Created cell's body as the origin (or an extending hop) reads it, then the client's half of ntor on the reply.</summary>
+    private static void Created(byte[] input)
+    {
+        try
+        {
+            var created = CreatedBody.Read(input);
+            HopClient.Value.Finish(created.NtorReply, OnionLayer.KeyMaterialSize);
+        }
+        catch (WireException)
+        {
+            // Refused: the link closes.
+        }
+        catch (CircuitHandshakeException)
+        {
+            // The hop's reply does not prove its key: the build fails.
         }
     }
 
@@ -224,20 +328,54 @@ internal static class Targets
         }
     }
 
-    /// <summary>A relay message once its layers are off, and the payloads the Wire layer decodes.</summary>
+    /// <summary>
+    /// A relay message once its layers are off, and its data as the end that receives it reads it.
+    /// Whatever reads must write back to bytes that read the same.
+    /// </summary>
     private static void RelayMessage(ReadOnlySpan<byte> body)
     {
         var message = RelayCell.Read(body);
         Check(message.Data.Length <= body.Length - RelayCell.HeaderSize, "relay data past the end of the message");
+        var data = message.Data;
+        Span<byte> again = stackalloc byte[RelayCell.MaxData];
         switch (message.Command)
         {
             case RelayCommand.Begin or RelayCommand.Resolve:
-                var target = StreamTarget.Decode(message.Data);
+                var target = StreamTarget.Decode(data);
                 Check(target.Host.Length is > 0 and <= StreamTarget.MaxHostLength, "a decoded host outside 1..255");
+                Check(StreamTarget.Decode(again[..target.Encode(again)]) == target, "a target does not read back as written");
                 break;
             case RelayCommand.Connected:
-                var reader = new WireReader(message.Data);
-                RelayAddress.Decode(ref reader);
+                var connected = ConnectedBody.Read(data);
+                Check(ConnectedBody.Read(again[..connected.Write(again)]).Address.Equals(connected.Address.IsIPv4MappedToIPv6 ? connected.Address.MapToIPv4() : connected.Address), "an address does not read back as written");
+                break;
+            case RelayCommand.Resolved:
+                var resolved = ResolvedBody.Read(data);
+                var reread = ResolvedBody.Read(again[..resolved.Write(again)]);
+                Check(reread.Failure == resolved.Failure && reread.Addresses.Count == resolved.Addresses.Count, "a Resolved does not read back as written");
+                break;
+            case RelayCommand.End:
+                var end = EndBody.Read(data);
+                Check(EndBody.Read(again[..end.Write(again)]) == end && data.Length == EndBody.Size, "an End does not read back as written");
+                break;
+            case RelayCommand.Extend:
+                var extend = ExtendBody.Read(data);
+                Check(again[..extend.Write(again)].SequenceEqual(data), "an Extend does not write back the bytes it was read from");
+                break;
+            case RelayCommand.Extended:
+                var extended = ExtendedBody.Read(data);
+                Check(again[..extended.Write(again)].SequenceEqual(data), "an Extended does not write back the bytes it was read from");
+                break;
+            case RelayCommand.ExtendFailed:
+                var failed = ExtendFailedBody.Read(data);
+                Check(again[..failed.Write(again)].SequenceEqual(data), "an ExtendFailed does not write back the bytes it was read from");
+                break;
+            case RelayCommand.Echo or RelayCommand.EchoReply:
+                if (EchoProbe.TryRead(data, out var echo))
+                {
+                    echo.Write(again);
+                    Check(EchoProbe.TryRead(again, out var echoed) && echoed == echo, "an echo's marks do not read back as written");
+                }
                 break;
         }
     }

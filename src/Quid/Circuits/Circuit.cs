@@ -309,9 +309,7 @@ public sealed class Circuit
                 Extender!.Extend(this, message.Data);
                 return;
             case RelayCommand.Extended or RelayCommand.ExtendFailed when origin:
-                _pendingReply?.TrySetResult(message.Command == RelayCommand.Extended
-                    ? new HopReply(message.Data.ToArray(), null)
-                    : new HopReply(null, message.Data.IsEmpty ? 0 : (ExtendFailure)message.Data[0]));
+                OnExtendReply(message);
                 return;
             case RelayCommand.Sendme when message.StreamId == 0:
                 if (!OnCircuitSendme()) Violation("circuit Sendme beyond the window");
@@ -330,10 +328,10 @@ public sealed class Circuit
                 if (!stream.OnSendme()) Violation("stream Sendme beyond the window");
                 break;
             case RelayCommand.End:
-                stream.OnEnd(message.Data.Length > 0 && Enum.IsDefined((EndReason)message.Data[0]) ? (EndReason)message.Data[0] : EndReason.Protocol);
+                stream.OnEnd(EndReasonOf(message.Data));
                 break;
             case RelayCommand.Connected when origin:
-                stream.OnConnected(DecodeAddress(message.Data));
+                OnConnected(stream, message.Data);
                 break;
             default:
                 Violation($"relay command {message.Command} is not allowed here");
@@ -401,7 +399,25 @@ public sealed class Circuit
     }
 
     /// <summary>The reply to a CREATE we sent on our outward link.</summary>
-    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(new HopReply(body[..Ntor.ReplySize].ToArray(), null));
+    internal void OnCreated(ReadOnlySpan<byte> body) => _pendingReply?.TrySetResult(new HopReply(CreatedBody.Read(body).NtorReply, null));
+
+    /// <summary>The last hop's answer to our EXTEND; one we cannot read breaks the protocol.</summary>
+    private void OnExtendReply(RelayMessage message)
+    {
+        HopReply reply;
+        try
+        {
+            reply = message.Command == RelayCommand.Extended
+                ? new HopReply(ExtendedBody.Read(message.Data).NtorReply, null)
+                : new HopReply(null, ExtendFailedBody.Read(message.Data).Reason);
+        }
+        catch (WireException e)
+        {
+            Violation(e.Message);
+            return;
+        }
+        _pendingReply?.TrySetResult(reply);
+    }
 
     /// <summary>At a last hop extending the circuit: the next hop refused our CREATE, or it could not be sent.</summary>
     internal void OnCreateRefused() => _pendingReply?.TrySetResult(new HopReply(null, ExtendFailure.Refused));
@@ -470,15 +486,11 @@ public sealed class Circuit
         if (answer is null) return;
         try
         {
-            var reader = new WireReader(message.Data);
-            var status = (EndReason)reader.ReadByte();
-            int count = reader.ReadByte();
-            var addresses = new IPAddress[count];
-            for (int i = 0; i < count; i++) addresses[i] = RelayAddress.Decode(ref reader);
-            if (status != 0 || count == 0)
-                answer.TrySetException(new StreamException(status == 0 ? EndReason.ResolveFailed : status, $"The exit could not resolve the name: {RelayStream.Describe(status)}."));
+            var resolved = ResolvedBody.Read(message.Data);
+            if (resolved.Failure is { } failure)
+                answer.TrySetException(new StreamException(failure, $"The exit could not resolve the name: {RelayStream.Describe(failure)}."));
             else
-                answer.TrySetResult(addresses);
+                answer.TrySetResult([.. resolved.Addresses]);
         }
         catch (WireException e)
         {
@@ -520,17 +532,32 @@ public sealed class Circuit
         }
     }
 
-    private static IPAddress? DecodeAddress(ReadOnlySpan<byte> data)
+    /// <summary>A Connected we cannot read: the exit broke the protocol, and the stream ends, on both sides.</summary>
+    private static void OnConnected(RelayStream stream, ReadOnlySpan<byte> data)
     {
-        if (data.IsEmpty) return null;
-        var reader = new WireReader(data);
+        IPAddress address;
         try
         {
-            return RelayAddress.Decode(ref reader);
+            address = ConnectedBody.Read(data).Address;
         }
         catch (WireException)
         {
-            return null;
+            stream.Abort(EndReason.Protocol, notifyPeer: true);
+            return;
+        }
+        stream.OnConnected(address);
+    }
+
+    /// <summary>An End we cannot read aborts the stream as a protocol error, never closes it as done.</summary>
+    private static EndReason EndReasonOf(ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            return EndBody.Read(data).Reason;
+        }
+        catch (WireException)
+        {
+            return EndReason.Protocol;
         }
     }
 

@@ -32,8 +32,8 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
                 // Waiting starts before the request goes, so the timeout runs from the send.
                 var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time, cancellationToken);
                 bool sent = i == 0
-                    ? CircuitTable.SendCreate(firstHop, id, ntor.Request)
-                    : circuit.SendRelay(RelayCommand.Extend, 0, [.. hop.Id.ToBytes(), .. ntor.Request], early: true);
+                    ? CircuitTable.SendCreate(firstHop, id, ntor.Request.ToArray())
+                    : circuit.SendRelay(RelayCommand.Extend, 0, Extend(hop.Id, ntor), early: true);
                 if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
                 HopReply reply;
                 try
@@ -68,6 +68,14 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
         return circuit;
     }
 
+    /// <summary>The Extend data that asks the last hop so far to extend to <paramref name="next"/>.</summary>
+    private static byte[] Extend(NodeId next, Ntor.Client ntor)
+    {
+        var data = new byte[ExtendBody.Size];
+        new ExtendBody(next, ntor.Request.ToArray()).Write(data);
+        return data;
+    }
+
     /// <summary>Why the circuit did not reach hop <paramref name="i"/>, in words an application's error page can show.</summary>
     private static StreamException NotBuilt(IReadOnlyList<Descriptor> path, int i, ExtendFailure? failure)
     {
@@ -81,7 +89,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
             ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop} refused the circuit."),
             ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop} did not answer in time."),
             ExtendFailure.Malformed => new StreamException(EndReason.CircuitClosed, $"{could}: it found the request malformed."),
-            _ => new StreamException(EndReason.CircuitClosed, $"{could}, for a reason it did not name ({(byte)failure})."),
+            _ => new StreamException(EndReason.CircuitClosed, $"{could}."),
         };
     }
 }

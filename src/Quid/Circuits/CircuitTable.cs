@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
@@ -30,15 +29,6 @@ public enum DestroyReason : byte
     HopLost = 5,
 }
 
-/// <summary>Why a hop could not extend a circuit; the ExtendFailed message's byte.</summary>
-public enum ExtendFailure : byte
-{
-    NotAPartner = 1,
-    Refused = 2,
-    Timeout = 3,
-    Malformed = 4,
-}
-
 /// <summary>What the circuit table needs to know of the node it serves; it owns no policy itself.</summary>
 public sealed record CircuitPolicy(
     /// <summary>Whether a neighbour may build circuits through us: we must grant it bandwidth.</summary>
@@ -60,7 +50,6 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     : ICircuitCells, ICircuitOwner, ICircuitExtender
 {
     private const uint DialerBit = 0x8000_0000;
-    private const ushort NtorHandshake = 1;
 
     private readonly record struct Side(Circuit Circuit, bool Inward);
 
@@ -108,17 +97,16 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             return;
         }
         if (!policy.AdmitsCircuitsFrom(link.PeerId) || _sides.Count(s => s.Key.Link == link) >= options.MaxCircuitsPerLink
-            || BinaryPrimitives.ReadUInt16BigEndian(body) != NtorHandshake)
+            || !CreateBody.TryRead(body, out var create))
         {
             SendDestroy(link, id, DestroyReason.Refused);
             return;
         }
-        Span<byte> reply = stackalloc byte[Cell.Size];
-        reply.Clear();
+        var created = new byte[CreatedBody.Size];
         byte[] keys;
         try
         {
-            keys = Ntor.Respond(identity.Id, identity.LinkKey, body.Slice(2, Ntor.RequestSize), Cell.Body(reply), OnionLayer.KeyMaterialSize);
+            keys = Ntor.Respond(identity.Id, identity.LinkKey, create.NtorRequest, created, OnionLayer.KeyMaterialSize);
         }
         catch (CircuitHandshakeException e)
         {
@@ -139,7 +127,9 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
         CryptographicOperations.ZeroMemory(keys);
         if (!_sides.TryAdd((link, id), new Side(circuit, Inward: true))) return;
         circuit.MarkOpen();
+        Span<byte> reply = stackalloc byte[Cell.Size];
         Cell.WriteHeader(reply, id, CellCommand.Created);
+        new CreatedBody(created).Write(Cell.Body(reply));
         link.TrySend(reply);
         logger.LogDebug("Circuit {Id:x8} from {Peer}", id, link.PeerId.Brief);
     }
@@ -150,19 +140,28 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     /// </summary>
     void ICircuitExtender.Extend(Circuit circuit, ReadOnlySpan<byte> data)
     {
-        if (data.Length != NodeId.Size + Ntor.RequestSize || circuit.Outward is not null)
+        ExtendBody extend;
+        try
+        {
+            extend = ExtendBody.Read(data);
+        }
+        catch (WireException)
         {
             circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Malformed]);
             return;
         }
-        var next = new NodeId(data[..NodeId.Size]);
+        if (circuit.Outward is not null)
+        {
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Malformed]);
+            return;
+        }
+        var next = extend.Next;
         if (next == circuit.Inward!.PeerId || next == identity.Id || policy.ExtendTo(next) is not { } link)
         {
             circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.NotAPartner]);
             return;
         }
-        var request = data[NodeId.Size..].ToArray();
-        _ = ExtendAsync(circuit, link, request);
+        _ = ExtendAsync(circuit, link, extend.NtorRequest);
     }
 
     private async Task ExtendAsync(Circuit circuit, ICellPort link, byte[] request)
@@ -208,14 +207,11 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
         }
     }
 
-    internal static bool SendCreate(ICellPort link, uint id, ReadOnlySpan<byte> request)
+    internal static bool SendCreate(ICellPort link, uint id, byte[] request)
     {
         Span<byte> cell = stackalloc byte[Cell.Size];
-        cell.Clear();
         Cell.WriteHeader(cell, id, CellCommand.Create);
-        var body = Cell.Body(cell);
-        BinaryPrimitives.WriteUInt16BigEndian(body, NtorHandshake);
-        request.CopyTo(body[2..]);
+        new CreateBody(request).Write(Cell.Body(cell));
         return link.TrySend(cell);
     }
 

@@ -35,7 +35,7 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
         using var over = new CancellationTokenSource(duration, time);
         circuit.OnEchoReplies(reply =>
         {
-            if (reply.Length != RelayCell.MaxData || BitConverter.ToUInt64(reply.Span) != probe) return;
+            if (!EchoProbe.TryRead(reply.Span, out var echo) || echo.Probe != probe) return;
             // The rate counts from the first echo back, for a whole duration: filling the pipe is not
             // the partner's slowness, and a late first echo followed by the pipe's contents in a burst
             // must not be measured over the moment that was left.
@@ -51,7 +51,7 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
                     // The probe ended as this first echo came: it counts for nothing anyway.
                 }
             }
-            if (outstanding.TryRemove(BitConverter.ToUInt64(reply.Span[8..]), out var sent) && reply.Span.SequenceEqual(sent))
+            if (outstanding.TryRemove(echo.Sequence, out var sent) && reply.Span.SequenceEqual(sent))
                 returned.Release();
             else
                 Interlocked.Increment(ref forged);
@@ -68,9 +68,8 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
                     // slots as fast as a partner sends them, and only the wait sees the time run out.
                     for (int room = window - outstanding.Count; room > 0; room--)
                     {
-                        var payload = RandomNumberGenerator.GetBytes(RelayCell.MaxData);
-                        BitConverter.TryWriteBytes(payload, probe);
-                        BitConverter.TryWriteBytes(payload.AsSpan(8), ++sequence);
+                        var payload = new byte[EchoProbe.Size];
+                        new EchoProbe(probe, ++sequence).Write(payload);
                         outstanding[sequence] = payload;
                         if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
                     }

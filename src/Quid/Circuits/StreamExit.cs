@@ -17,16 +17,9 @@ public sealed class StreamExit(ExitConnector connector, ILogger logger) : IStrea
     private async Task ResolveAsync(Circuit circuit, ushort streamId, string host)
     {
         var (addresses, failure) = await connector.ResolveAsync(host, CancellationToken.None).ConfigureAwait(false);
-        var answer = new byte[2 + Math.Min(addresses.Length, 16) * 17];
-        answer[0] = addresses.Length > 0 ? (byte)0 : (byte)failure;
-        int at = 2, count = 0;
-        foreach (var address in addresses.Take(16))
-        {
-            at += RelayAddress.Encode(address, answer.AsSpan(at));
-            count++;
-        }
-        answer[1] = (byte)count;
-        circuit.SendRelay(RelayCommand.Resolved, streamId, answer.AsSpan(0, at));
+        var answer = addresses.Length > 0 ? ResolvedBody.Found(addresses.Take(ResolvedBody.MaxAddresses)) : ResolvedBody.Refused(failure);
+        Span<byte> data = stackalloc byte[ResolvedBody.MaxSize];
+        circuit.SendRelay(RelayCommand.Resolved, streamId, data[..answer.Write(data)]);
     }
 
     private async Task RunStreamAsync(Circuit circuit, RelayStream stream)
@@ -52,8 +45,8 @@ public sealed class StreamExit(ExitConnector connector, ILogger logger) : IStrea
             result.Socket.Dispose();
             return;
         }
-        Span<byte> address = stackalloc byte[17];
-        circuit.SendRelay(RelayCommand.Connected, stream.Id, address[..RelayAddress.Encode(result.Address!, address)]);
+        Span<byte> connected = stackalloc byte[ConnectedBody.MaxSize];
+        circuit.SendRelay(RelayCommand.Connected, stream.Id, connected[..new ConnectedBody(result.Address!).Write(connected)]);
         await stream.RunAsync(result.Socket).ConfigureAwait(false);
     }
 }

@@ -117,6 +117,9 @@ public readonly record struct StreamTarget(string Host, ushort Port)
 /// <summary>CONNECTED and RESOLVED carry addresses: u8 family (4 or 6) and the address bytes.</summary>
 public static class RelayAddress
 {
+    /// <summary>An IPv6 address with its family byte.</summary>
+    public const int MaxSize = 1 + 16;
+
     public static int Encode(IPAddress address, Span<byte> destination)
     {
         if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
