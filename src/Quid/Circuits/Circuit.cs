@@ -556,7 +556,7 @@ public sealed class Circuit
             }
             if (_streams.Count >= MaxStreams)
             {
-                SendRelay(RelayCommand.End, message.StreamId, [(byte)EndReason.Internal]);
+                SendRelay(RelayCommand.End, message.StreamId, [(byte)EndReason.ResourceLimit]);
                 return;
             }
             stream = new RelayStream(this, message.StreamId, target, origin: false);
