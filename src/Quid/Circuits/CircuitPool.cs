@@ -64,13 +64,14 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// Opens a stream to <paramref name="target"/> on a circuit for <paramref name="isolation"/>.
-    /// A circuit that fails under it is replaced and the stream tried once more on a new one; an
-    /// answer from the destination (refused, unknown name, policy) is final.
+    /// A circuit that fails under it is replaced and the stream tried once more on a new one; one
+    /// with all the streams it may have goes to another circuit of the isolation, built if need be;
+    /// an answer from the destination (refused, unknown name, policy) is final.
     /// </summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
     {
         StreamException? last = null;
-        for (int attempt = 0; attempt < 2; attempt++)
+        for (int attempt = 0; attempt < 3; attempt++)
         {
             var circuit = await GetCircuitAsync(isolation, target.Port, cancellationToken).ConfigureAwait(false);
             try
@@ -81,6 +82,11 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             {
                 last = e;
                 Retire(circuit);
+            }
+            catch (StreamException e) when (e.Reason is EndReason.ResourceLimit && circuit.IsFull)
+            {
+                // Others filled it between our choice and our stream: the next choice skips it.
+                last = e;
             }
         }
         throw last!;
@@ -98,7 +104,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         var now = time.GetUtcNow();
         lock (_lock)
         {
-            var ready = _circuits.FirstOrDefault(c => c.State == CircuitState.Open && Equals(c.Isolation, isolation)
+            var ready = _circuits.FirstOrDefault(c => c.State == CircuitState.Open && Equals(c.Isolation, isolation) && !c.IsFull
                 && now - c.CreatedAt < options.MaxCircuitAge && (c.ExitDescriptor?.ExitPolicy.MayAllowPort(port) ?? false));
             if (ready is not null) return ready;
         }
