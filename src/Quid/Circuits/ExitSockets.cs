@@ -16,11 +16,12 @@ public sealed partial class ExitSockets
 {
     /// <summary>
     /// Descriptors the rest of the node may need however many streams exit here: the runtime's own
-    /// (its event and signal pipes, epoll, loaded libraries, about 40 on the JIT), the ledger
-    /// (quid.db, its -wal and -shm), the four listeners and a few control-API connections (64 in
-    /// all); the links: up to 160 neighbours (an ultrapeer's most) and 64 handshakes in flight (224).
+    /// (192: on the JIT two for each of the 75 or so assemblies it loads, plus its event and signal
+    /// pipes; the native build needs a tenth of that), the ledger (quid.db, its -wal and -shm), the
+    /// four listeners and the control API's connections (64 in all), and the links: up to 160
+    /// neighbours (an ultrapeer's most) and 64 handshakes in flight (224).
     /// </summary>
-    public const int Reserve = 288;
+    public const int Reserve = 480;
     /// <summary>Where the limit cannot be read: a common default soft limit of systems that have one.</summary>
     public const long AssumedDescriptorLimit = 4096;
     /// <summary>Above any limit a machine has in practice: descriptors are then not what runs out.</summary>
