@@ -48,6 +48,12 @@ internal sealed class HoldingServer : IDisposable
         }
     }
 
+    /// <summary>Closes every connection held so far, as a destination that finally answers would.</summary>
+    public void CloseAll()
+    {
+        while (_held.TryDequeue(out var socket)) socket.Dispose();
+    }
+
     public void Dispose()
     {
         _stopping.Cancel();
@@ -120,6 +126,64 @@ public sealed class ExitDescriptorTests(ITestOutputHelper output)
         ["run", "--data-dir", directory, "--listen", $"{listen}:0", "--http-proxy", "off", "--control", "127.0.0.1:0", "--hops", "1", "--no-probes", .. more];
 
     private static int Descriptors(QuidProcess process) => Directory.GetFileSystemEntries($"/proc/{process.Id}/fd").Length;
+
+    [Fact]
+    public async Task An_exit_whose_budget_is_set_above_its_limit_answers_running_out_of_descriptors_with_resource_limit_and_one_warning()
+    {
+        using var destination = new HoldingServer(IPAddress.Loopback);
+        string root = Directory.CreateTempSubdirectory("quid-fd-").FullName;
+        try
+        {
+            // An operator's mistake: a budget the limit cannot hold, so connect() itself meets EMFILE.
+            using var exit = QuidProcess.StartWithDescriptorLimit(Limit, Node(Path.Combine(root, "exit"), "127.0.15.4",
+                "--socks", "off", "--exit-allow-private", "--offer", "1048576", "--request", "64", "--exit-sockets", "1000"));
+            string exitPort = (await exit.WaitForLineAsync(@"Accepting links on 127\.0\.15\.4:(\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
+            using var client = QuidProcess.Start(Node(Path.Combine(root, "client"), "127.0.15.5",
+                "--socks", "127.0.0.1:0", "--offer", "64", "--request", "524288", "--peer", $"127.0.15.4:{exitPort}"));
+            string socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
+            await client.WaitForLineAsync("Circuit ready", TimeSpan.FromSeconds(60));
+            int idle = Descriptors(exit);
+
+            var sockets = new ConcurrentBag<Socket>();
+            var replies = new ConcurrentBag<int>();
+            for (int batch = 0; batch < 12; batch++)
+            {
+                await Task.WhenAll(Enumerable.Range(0, 25).Select(async _ =>
+                {
+                    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                    var (socket, reply) = await Socks5.ConnectAsync(socks, $"user{batch}", destination.EndPoint, timeout.Token);
+                    if (socket is not null) sockets.Add(socket);
+                    replies.Add(reply);
+                }));
+            }
+            output.WriteLine($"{sockets.Count} streams held, {replies.Count(r => r != 0)} refused");
+            Assert.True(replies.Count(r => r != 0) >= 50, $"Only {replies.Count(r => r != 0)} of 300 streams were refused.");
+            Assert.All(replies.Where(r => r != 0), r => Assert.Equal(1, r));
+            Assert.False(exit.HasExited, exit.Output);
+            Assert.DoesNotContain("Exit connect failed unexpectedly", exit.Output, StringComparison.Ordinal);
+            Assert.InRange(Regex.Count(exit.Output, "resource limit: the process ran out of descriptors"), 1, 3);
+
+            // Once the streams end, the descriptors are back and the exit serves again.
+            foreach (var socket in sockets) socket.Dispose();
+            destination.CloseAll();
+            await Eventually.WaitUntilAsync(() => Descriptors(exit) <= idle + 8, TimeSpan.FromSeconds(30), $"the exit to close the ended streams' sockets (from {idle} before)");
+            using var again = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var (fresh, code) = await Socks5.ConnectAsync(socks, "later", destination.EndPoint, again.Token);
+            fresh?.Dispose();
+            Assert.Equal(0, code);
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(root, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Leftovers in a temporary directory are harmless.
+            }
+        }
+    }
 
     [Fact]
     public async Task An_exit_under_a_low_descriptor_limit_refuses_the_streams_beyond_its_budget_stays_up_and_serves_another_partner()
