@@ -12,9 +12,10 @@ namespace Quid.Node;
 /// </summary>
 /// <remarks>
 /// Resident memory, not the collector's own figures: those are from its last collection, which
-/// for a process gone quiet may have been in the middle of the burst.
+/// for a process gone quiet may have been in the middle of the burst. One watch per process, on
+/// the system clock, however many nodes it hosts (the demo, the tests): memory is the process's.
 /// </remarks>
-internal sealed class MemoryReturn(TimeProvider time, ILogger logger)
+internal static class MemoryReturn
 {
     private static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(5);
     /// <summary>Allocation below this per check is quiet: an idle node's upkeep, a trickle of traffic.</summary>
@@ -22,16 +23,29 @@ internal sealed class MemoryReturn(TimeProvider time, ILogger logger)
     /// <summary>Growth that is worth a full collection: a fifth over the last level, and at least 16 MiB.</summary>
     private const long MinGrowth = 16L << 20;
 
-    private DateTimeOffset _nextCheck = time.GetUtcNow() + CheckInterval;
-    private long _allocatedAtCheck = GC.GetTotalAllocatedBytes();
-    private long _level = Environment.WorkingSet;
+    private static readonly Lock Gate = new();
+    private static long _nextCheck = (TimeProvider.System.GetUtcNow() + CheckInterval).UtcTicks;
+    private static long _allocatedAtCheck = GC.GetTotalAllocatedBytes();
+    private static long _level = Environment.WorkingSet;
 
-    /// <summary>Called from the node's upkeep; does nothing most of the time.</summary>
-    public void Tick()
+    /// <summary>Called from every node's upkeep; does nothing most of the time.</summary>
+    public static void Tick(ILogger logger)
     {
-        var now = time.GetUtcNow();
-        if (now < _nextCheck) return;
-        _nextCheck = now + CheckInterval;
+        var now = TimeProvider.System.GetUtcNow();
+        if (now.UtcTicks < Volatile.Read(ref _nextCheck) || !Gate.TryEnter()) return;
+        try
+        {
+            if (now.UtcTicks >= _nextCheck) Check(now, logger);
+        }
+        finally
+        {
+            Gate.Exit();
+        }
+    }
+
+    private static void Check(DateTimeOffset now, ILogger logger)
+    {
+        Volatile.Write(ref _nextCheck, (now + CheckInterval).UtcTicks);
         long allocated = GC.GetTotalAllocatedBytes();
         bool quiet = allocated - _allocatedAtCheck < QuietBytesPerCheck;
         _allocatedAtCheck = allocated;

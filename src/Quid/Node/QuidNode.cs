@@ -62,7 +62,6 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     private bool _newLinks;
     private int _tickQueued;
     private long _refusedLinks;
-    private readonly MemoryReturn _memory;
 
     /// <summary>What the loop is fed.</summary>
     private abstract record NodeEvent;
@@ -101,7 +100,6 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         foreach (var account in database.LoadAccounts()) _ledger.Add(account);
         _down = new Shaper(options.Offer.BytesPerSecond, time);
         _up = new Shaper(options.Offer.BytesPerSecond, time);
-        _memory = new MemoryReturn(time, _logger);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
         var exitSockets = new ExitSockets(options.Circuits.ExitSocketBudget ?? ExitSockets.BudgetFor(ExitSockets.DescriptorLimit() ?? ExitSockets.AssumedDescriptorLimit));
         var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver,
@@ -325,7 +323,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     {
         Execute(_core.Tick());
         _pool.Maintain();
-        _memory.Tick();
+        MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
         {

@@ -26,33 +26,33 @@ public sealed class ExitRefusalTests
     public async Task The_exit_refuses_its_own_address_as_Tors_ExitPolicyRejectPrivate_does_unless_a_rule_names_it()
     {
         // Loopback stands in for the exit's host: 127.0.0.1 is refused as private is, the rest of
-        // 127/8 stands in for the internet. The exit listens on 127.0.0.116, its own address.
-        await using var network = await TestNetwork.StartAsync(115, ClientAndExit, configure: (i, o, _) => i == 0 ? o : o with
+        // 127/8 stands in for the internet. The exit listens on 127.0.0.41, its own address.
+        await using var network = await TestNetwork.StartAsync(40, ClientAndExit, configure: (i, o, _) => i == 0 ? o : o with
         {
             ExitPolicy = new ExitPolicy([Rule(ExitAction.Reject, "127.0.0.1", 32), AcceptAnything]),
         });
         await network.WaitForClientPartnerAsync();
-        using var own = new HoldingServer(IPAddress.Parse("127.0.0.116"));
-        using var elsewhere = new HoldingServer(IPAddress.Parse("127.0.0.117"));
+        using var own = new HoldingServer(IPAddress.Parse("127.0.0.41"));
+        using var elsewhere = new HoldingServer(IPAddress.Parse("127.0.0.42"));
 
-        Assert.Equal(0, await ReplyAsync(network, "127.0.0.117", elsewhere.EndPoint.Port));
-        Assert.Equal(2, await ReplyAsync(network, "127.0.0.116", own.EndPoint.Port)); // not allowed by ruleset
+        Assert.Equal(0, await ReplyAsync(network, "127.0.0.42", elsewhere.EndPoint.Port));
+        Assert.Equal(2, await ReplyAsync(network, "127.0.0.41", own.EndPoint.Port)); // not allowed by ruleset
         Assert.Empty(own.Clients);
     }
 
     [Fact]
     public async Task A_name_of_a_private_address_and_a_name_that_does_not_exist_get_the_same_answer()
     {
-        await using var network = await TestNetwork.StartAsync(113, ClientAndExit,
+        await using var network = await TestNetwork.StartAsync(44, ClientAndExit,
             exitResolver: (host, _) => host switch
             {
                 "intranet.quid.test" => Task.FromResult(new[] { IPAddress.Parse("10.1.2.3") }),
-                "public.quid.test" => Task.FromResult(new[] { IPAddress.Parse("127.0.0.117") }),
+                "public.quid.test" => Task.FromResult(new[] { IPAddress.Parse("127.0.0.46") }),
                 _ => Task.FromException<IPAddress[]>(new SocketException((int)SocketError.HostNotFound)),
             },
             configure: (i, o, _) => i == 0 ? o : o with { ExitPolicy = new ExitPolicy([Rule(ExitAction.Reject, "10.0.0.0", 8), AcceptAnything]) });
         await network.WaitForClientPartnerAsync();
-        using var server = new HoldingServer(IPAddress.Parse("127.0.0.117"));
+        using var server = new HoldingServer(IPAddress.Parse("127.0.0.46"));
 
         Assert.Equal(0, await ReplyAsync(network, "public.quid.test", server.EndPoint.Port));
         int intranet = await ReplyAsync(network, "intranet.quid.test", 80);
@@ -66,7 +66,7 @@ public sealed class ExitRefusalTests
     [Fact]
     public async Task A_circuits_stream_past_its_limit_opens_on_another_circuit_of_the_same_isolation()
     {
-        await using var network = await TestNetwork.StartAsync(118, ClientAndExit,
+        await using var network = await TestNetwork.StartAsync(48, ClientAndExit,
             configure: (_, o, _) => o with { Circuits = o.Circuits with { MaxStreamsPerCircuit = 4 } });
         await network.WaitForClientPartnerAsync();
         using var server = new HoldingServer(IPAddress.Loopback);
