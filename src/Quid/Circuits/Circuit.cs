@@ -98,7 +98,7 @@ public sealed class Circuit
     internal IStreamExit? Exit { get; init; }
     /// <summary>At a last hop: who extends the circuit when the origin asks.</summary>
     internal ICircuitExtender? Extender { get; init; }
-    /// <summary>At a last hop: how many streams the origin may have open at once.</summary>
+    /// <summary>How many streams may be open at once: at a last hop, the origin's; at the origin, ours (the exit's limit too, unless it set another).</summary>
     internal int MaxStreams { get; init; }
     public CircuitRole Role { get; private set; }
     public DateTimeOffset CreatedAt { get; }
@@ -134,6 +134,9 @@ public sealed class Circuit
     {
         get { lock (_lock) return _streams.Count; }
     }
+
+    /// <summary>Whether the circuit has as many streams open as it may; call under the lock, or take it as a hint.</summary>
+    internal bool IsFull => MaxStreams > 0 && _streams.Count >= MaxStreams;
 
     /// <summary>The neighbour toward the exit, or the one toward the client at an exit.</summary>
     public NodeId Peer => (Outward ?? Inward)!.PeerId;
@@ -505,6 +508,7 @@ public sealed class Circuit
         lock (_lock)
         {
             if (State != CircuitState.Open) throw new StreamException(EndReason.CircuitClosed, "The circuit is closed.");
+            if (IsFull) throw new StreamException(EndReason.ResourceLimit, $"The circuit has its {MaxStreams} streams open.");
             stream = new RelayStream(this, NextStreamId(), target, origin: true);
             _streams.Add(stream.Id, stream);
         }
@@ -583,7 +587,7 @@ public sealed class Circuit
             }
             if (_streams.Count >= MaxStreams)
             {
-                SendRelay(RelayCommand.End, message.StreamId, [(byte)EndReason.Internal]);
+                SendRelay(RelayCommand.End, message.StreamId, [(byte)EndReason.ResourceLimit]);
                 return;
             }
             stream = new RelayStream(this, message.StreamId, target, origin: false);

@@ -21,7 +21,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
     /// </summary>
     public async Task<Circuit> BuildAsync(ICellPort firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
     {
-        var circuit = new Circuit(CircuitRole.Origin, table, time) { Isolation = isolation, ExitDescriptor = path[^1] };
+        var circuit = new Circuit(CircuitRole.Origin, table, time) { Isolation = isolation, ExitDescriptor = path[^1], MaxStreams = options.MaxStreamsPerCircuit };
         uint id = table.AttachOutward(circuit, firstHop);
         try
         {

@@ -52,6 +52,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     private readonly Lock _lock = new();
     private readonly List<Circuit> _circuits = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _avoid = [];
+    /// <summary>Circuits being built for streams, by isolation and port: streams that arrive meanwhile wait for the same one.</summary>
+    private readonly Dictionary<(object Isolation, ushort Port), Task<Circuit>> _building = [];
     private int _prebuilding;
 
     public int Hops => options.Hops;
@@ -64,15 +66,18 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// Opens a stream to <paramref name="target"/> on a circuit for <paramref name="isolation"/>.
-    /// A circuit that fails under it is replaced and the stream tried once more on a new one; an
-    /// answer from the destination (refused, unknown name, policy) is final.
+    /// A circuit that fails under it is replaced and the stream tried once more on a new one; one
+    /// with all the streams it may have, or whose exit has no room for more of its streams, goes to
+    /// another circuit of the isolation, built if need be; an answer from the destination (refused,
+    /// unknown name, policy) is final.
     /// </summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
     {
         StreamException? last = null;
-        for (int attempt = 0; attempt < 2; attempt++)
+        HashSet<Circuit>? full = null;
+        for (int attempt = 0; attempt < 3; attempt++)
         {
-            var circuit = await GetCircuitAsync(isolation, target.Port, cancellationToken).ConfigureAwait(false);
+            var circuit = await GetCircuitAsync(isolation, target.Port, full, cancellationToken).ConfigureAwait(false);
             try
             {
                 return await circuit.OpenStreamAsync(target, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
@@ -82,6 +87,13 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 last = e;
                 Retire(circuit);
             }
+            catch (StreamException e) when (e.Reason is EndReason.ResourceLimit)
+            {
+                // Others filled it between our choice and our stream, or the exit still counts
+                // streams we have closed, or it has no more room for this circuit's: try another.
+                last = e;
+                (full ??= []).Add(circuit);
+            }
         }
         throw last!;
     }
@@ -89,20 +101,50 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// <summary>Resolves <paramref name="host"/> at the exit of a circuit for <paramref name="isolation"/> (Tor's SOCKS RESOLVE).</summary>
     public async Task<System.Net.IPAddress[]> ResolveAsync(string host, object isolation, CancellationToken cancellationToken)
     {
-        var circuit = await GetCircuitAsync(isolation, 443, cancellationToken).ConfigureAwait(false);
+        var circuit = await GetCircuitAsync(isolation, 443, null, cancellationToken).ConfigureAwait(false);
         return await circuit.ResolveAsync(host, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<Circuit> GetCircuitAsync(object isolation, ushort port, CancellationToken cancellationToken)
+    /// <summary>
+    /// A circuit for the isolation that allows the port and has room for a stream: one we have,
+    /// else the one being built for them, else a new one. A burst of streams thus builds one
+    /// circuit, not one each, and the streams one circuit cannot hold wait for the next.
+    /// </summary>
+    private async Task<Circuit> GetCircuitAsync(object isolation, ushort port, HashSet<Circuit>? full, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
-        lock (_lock)
+        while (true)
         {
-            var ready = _circuits.FirstOrDefault(c => c.State == CircuitState.Open && Equals(c.Isolation, isolation)
-                && now - c.CreatedAt < options.MaxCircuitAge && (c.ExitDescriptor?.ExitPolicy.MayAllowPort(port) ?? false));
-            if (ready is not null) return ready;
+            Task<Circuit> building;
+            var now = time.GetUtcNow();
+            lock (_lock)
+            {
+                var ready = _circuits.FirstOrDefault(c => c.State == CircuitState.Open && Equals(c.Isolation, isolation) && !c.IsFull && full?.Contains(c) != true
+                    && now - c.CreatedAt < options.MaxCircuitAge && (c.ExitDescriptor?.ExitPolicy.MayAllowPort(port) ?? false));
+                if (ready is not null) return ready;
+                if (!_building.TryGetValue((isolation, port), out building!))
+                {
+                    building = BuildForStreamsAsync(isolation, port);
+                    _building[(isolation, port)] = building;
+                }
+            }
+            var circuit = await building.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (circuit.State == CircuitState.Open && !circuit.IsFull && full?.Contains(circuit) != true) return circuit;
         }
-        return await BuildAsync(isolation, [port], graph: null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Builds a circuit that several streams may be waiting for: no one stream's cancellation stops it.</summary>
+    private async Task<Circuit> BuildForStreamsAsync(object isolation, ushort port)
+    {
+        try
+        {
+            // Out of the caller's lock, so the build is registered before it can end.
+            await Task.Yield();
+            return await BuildAsync(isolation, [port], graph: null, CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_lock) _building.Remove((isolation, port));
+        }
     }
 
     /// <summary>

@@ -16,6 +16,11 @@ public sealed record CircuitOptions
     public TimeSpan ExitConnectTimeout { get; init; } = TimeSpan.FromSeconds(20);
     public int MaxStreamsPerCircuit { get; init; } = 512;
     public int MaxCircuitsPerLink { get; init; } = 1024;
+    /// <summary>
+    /// How many sockets streams exiting here may hold at once (<see cref="ExitSockets"/>); null
+    /// derives it from the process's descriptor limit.
+    /// </summary>
+    public int? ExitSocketBudget { get; init; }
 }
 
 /// <summary>Why a circuit was destroyed; carried in the DESTROY cell's first body byte.</summary>

@@ -388,6 +388,7 @@ public sealed class RelayStream : Stream
         EndReason.Unreachable => "destination unreachable",
         EndReason.CircuitClosed => "the circuit closed",
         EndReason.Protocol => "protocol violation",
+        EndReason.ResourceLimit => "the exit has no room for more of your streams",
         _ => "internal error",
     };
 }

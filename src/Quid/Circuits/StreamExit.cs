@@ -6,10 +6,21 @@ namespace Quid.Circuits;
 /// <summary>
 /// This node as the exit of partners' circuits: opens the streams they begin here with
 /// <see cref="ExitConnector"/> (the name resolved here, the exit policy obeyed) and splices each to
-/// its destination's socket, and answers their RESOLVEs with the exit's own resolver.
+/// its destination's socket, and answers their RESOLVEs with the exit's own resolver. Each stream
+/// holds one of the <see cref="ExitSockets"/> while its socket is open; one beyond its partner's or
+/// its circuit's share is refused with End reason resource limit.
 /// </summary>
-public sealed class StreamExit(ExitConnector connector, ILogger logger) : IStreamExit
+public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, TimeProvider time, ILogger logger) : IStreamExit
 {
+    /// <summary>An attacker makes refusals by the thousand: they are told once per interval, with a count.</summary>
+    private static readonly TimeSpan WarningInterval = TimeSpan.FromMinutes(1);
+
+    private readonly Lock _warningLock = new();
+    private DateTimeOffset _nextWarning = DateTimeOffset.MinValue;
+    private long _refusedSinceWarning;
+
+    public ExitSockets Sockets => sockets;
+
     void IStreamExit.Begin(Circuit circuit, RelayStream stream) => _ = RunStreamAsync(circuit, stream);
 
     void IStreamExit.Resolve(Circuit circuit, ushort streamId, string host) => _ = ResolveAsync(circuit, streamId, host);
@@ -24,6 +35,13 @@ public sealed class StreamExit(ExitConnector connector, ILogger logger) : IStrea
 
     private async Task RunStreamAsync(Circuit circuit, RelayStream stream)
     {
+        using var lease = sockets.TryTake(circuit.Inward!.PeerId, circuit);
+        if (lease is null)
+        {
+            WarnRefused("its partner's or circuit's share of exit sockets is taken");
+            stream.Abort(EndReason.ResourceLimit, notifyPeer: true);
+            return;
+        }
         ExitConnector.Result result;
         try
         {
@@ -36,6 +54,7 @@ public sealed class StreamExit(ExitConnector connector, ILogger logger) : IStrea
         }
         if (result.Socket is null)
         {
+            if (result.Failure == EndReason.ResourceLimit) WarnRefused("the process ran out of descriptors");
             logger.LogDebug("Exit stream {Stream} on {Circuit}: {Reason}", stream.Id, circuit, result.Failure);
             stream.Abort(result.Failure, notifyPeer: true);
             return;
@@ -48,5 +67,22 @@ public sealed class StreamExit(ExitConnector connector, ILogger logger) : IStrea
         Span<byte> connected = stackalloc byte[ConnectedBody.MaxSize];
         circuit.SendRelay(RelayCommand.Connected, stream.Id, connected[..new ConnectedBody(result.Address!).Write(connected)]);
         await stream.RunAsync(result.Socket).ConfigureAwait(false);
+    }
+
+    /// <summary>One warning line per interval however many streams are refused, so a flood of them cannot flood the log.</summary>
+    private void WarnRefused(string why)
+    {
+        long refused;
+        lock (_warningLock)
+        {
+            _refusedSinceWarning++;
+            var now = time.GetUtcNow();
+            if (now < _nextWarning) return;
+            _nextWarning = now + WarningInterval;
+            refused = _refusedSinceWarning;
+            _refusedSinceWarning = 0;
+        }
+        logger.LogWarning("Refused {Refused} exit stream(s) with resource limit: {Why} ({InUse} of {Budget} exit sockets in use); the next such warning comes in a minute at the soonest",
+            refused, why, sockets.InUse, sockets.Budget);
     }
 }

@@ -101,7 +101,9 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _down = new Shaper(options.Offer.BytesPerSecond, time);
         _up = new Shaper(options.Offer.BytesPerSecond, time);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
-        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver), circuitLogger);
+        var exitSockets = new ExitSockets(options.Circuits.ExitSocketBudget ?? ExitSockets.BudgetFor(ExitSockets.DescriptorLimit() ?? ExitSockets.AssumedDescriptorLimit));
+        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver,
+            new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time)), exitSockets, time, circuitLogger);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time);
@@ -326,6 +328,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     {
         Execute(_core.Tick());
         _pool.Maintain();
+        MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
         {

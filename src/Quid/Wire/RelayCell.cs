@@ -37,6 +37,8 @@ public enum EndReason : byte
     Internal = 7,
     CircuitClosed = 8,
     Protocol = 9,
+    /// <summary>The exit has no room for the stream: its share of exit sockets, or of streams on the circuit, is taken.</summary>
+    ResourceLimit = 10,
 }
 
 /// <summary>

@@ -25,7 +25,8 @@ internal sealed class CircuitNode : IDisposable
         Ledger = new Ledger(harness.Time);
         Descriptor = TestDescriptors.Make(identity, Block.FromKbps(1024), null, policy: ExitPolicy.AcceptAll, published: harness.Time.GetUtcNow());
         var logger = Logs.CreateLogger("Quid.Circuits");
-        var exit = new StreamExit(new ExitConnector(ExitPolicy.AcceptAll, null, options.ExitConnectTimeout, harness.Time, harness.Resolve), logger);
+        var exit = new StreamExit(new ExitConnector(ExitPolicy.AcceptAll, null, options.ExitConnectTimeout, harness.Time, harness.Resolve),
+            new ExitSockets(options.ExitSocketBudget ?? 1024), harness.Time, logger);
         var policy = new CircuitPolicy(Grants.ContainsKey, next => GrantedBy.ContainsKey(next) && Ports.TryGetValue(next, out var port) && port.IsOpen ? port : null, Ledger.Account);
         Table = new CircuitTable(identity, options, exit, policy, harness.Time, logger);
         Builder = new CircuitBuilder(Table, options, harness.Time, logger);

@@ -77,4 +77,25 @@ public sealed class CircuitPoolTests
         Assert.Equal(1, Volatile.Read(ref asked));
         Assert.Equal([hops[0].Id], Assert.Single(pool.Circuits).Hops.Select(h => h.Id));
     }
+
+    [Fact]
+    public async Task A_burst_of_streams_fills_circuits_one_at_a_time_building_each_once()
+    {
+        using var net = new CircuitHarness { Options = new CircuitOptions { MaxStreamsPerCircuit = 3 } };
+        var (origin, hops) = net.Line(1);
+        int asked = 0;
+        var graph = new PathGraph([new FirstHop(origin.PortTo(hops[0]), hops[0].Descriptor, 1024)], new Dictionary<NodeId, Descriptor>());
+        var pool = Pool(net, origin, _ =>
+        {
+            Interlocked.Increment(ref asked);
+            return ValueTask.FromResult(graph);
+        }, hops: 1);
+
+        var streams = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => pool.OpenStreamAsync(net.Destination.Target, "alice", default)));
+
+        Assert.Equal(8, streams.Distinct().Count());
+        Assert.Equal([3, 3, 2], pool.Circuits.Select(c => c.StreamCount).OrderDescending());
+        Assert.Equal(3, Volatile.Read(ref asked)); // one graph, one build, per circuit
+        foreach (var stream in streams) await stream.DisposeAsync();
+    }
 }

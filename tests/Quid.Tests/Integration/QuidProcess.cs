@@ -41,6 +41,25 @@ internal sealed class QuidProcess : IDisposable
         return new QuidProcess(Process.Start(start)!);
     }
 
+    /// <summary>
+    /// Starts quid with at most <paramref name="limit"/> open descriptors (soft and hard, as
+    /// <c>prlimit --nofile</c> sets them): the limit is the child's alone, never the test host's.
+    /// prlimit execs quid, so the process is quid itself.
+    /// </summary>
+    public static QuidProcess StartWithDescriptorLimit(int limit, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("prlimit")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["NO_COLOR"] = "1";
+        start.ArgumentList.Add(string.Create(CultureInfo.InvariantCulture, $"--nofile={limit}:{limit}"));
+        start.ArgumentList.Add(Executable);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        return new QuidProcess(Process.Start(start)!);
+    }
+
     /// <summary>The process id, for reading /proc or setting limits with prlimit.</summary>
     public int Id => _process.Id;
 

@@ -112,6 +112,15 @@ public sealed class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void The_exit_socket_budget_comes_from_the_open_files_limit_unless_set()
+    {
+        Assert.Null(Load().Node.Circuits.ExitSocketBudget);
+        Assert.Equal("auto", Value(Load(), "exit-sockets").Value);
+        Assert.Equal(2048, Load(environment: Environment(("QUID_EXIT_SOCKETS", "2048"))).Node.Circuits.ExitSocketBudget);
+        Assert.Equal(300, Load([new FlagValue("exit-sockets", "--exit-sockets", ["300"])]).Node.Circuits.ExitSocketBudget);
+    }
+
+    [Fact]
     public void A_switch_flag_given_false_overrides_the_file()
     {
         WriteFile("no-ultrapeer = true");
@@ -167,6 +176,7 @@ public sealed class ConfigurationTests : IDisposable
     [InlineData("exit-policy", "allow *:80", "does not start with accept or reject", "accept or reject")]
     [InlineData("exit-policy", "accept 10.0.0.0/33:*", "'/33'", "0 to 32")]
     [InlineData("exit-policy", "accept *:80-20", "'80-20' in", "1024-65535")]
+    [InlineData("exit-sockets", "many", "'many' is not a number of sockets", "auto")]
     [InlineData("log-level", "loud", "'loud' is not a log level", "Debug, Information")]
     [InlineData("log-format", "xml", "'xml' is not a log format", "text or json")]
     [InlineData("proxy-max-connections", "0", "'0' is not a number of connections", "the default is 512")]

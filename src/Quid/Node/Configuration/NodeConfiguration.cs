@@ -58,6 +58,8 @@ public static class NodeConfiguration
                     "Let streams exit to private and loopback addresses too: only for test networks on one machine."),
             ],
         },
+        new("exit-sockets", SettingKind.Value, "--exit-sockets", "auto",
+            "Most sockets streams leaving the network here may hold at once, shared fairly among partners; auto derives it from the open-files limit."),
         new("log-level", SettingKind.Value, "--log-level", nameof(LogLevel.Information),
             "Trace, Debug, Information, Warning or Error; Debug shows circuits and streams."),
         new("log-format", SettingKind.Value, "--log-format", "text", "text, or json for one JSON object per line."),
@@ -98,6 +100,7 @@ public static class NodeConfiguration
         bool noUltrapeer = reader.Read(Setting("no-ultrapeer"), raw => ParseSwitch(Single(raw)), false);
         bool noProbes = reader.Read(Setting("no-probes"), raw => ParseSwitch(Single(raw)), false);
         var exitPolicy = reader.Read(Setting("exit-policy"), raw => ExitPolicyText.Parse(string.Join(", ", raw.Items)), ExitPolicy.Default);
+        int? exitSockets = reader.Read(Setting("exit-sockets"), raw => ParseExitSockets(Single(raw)), null);
         var logLevel = reader.Read(Setting("log-level"), raw => ParseLogLevel(Single(raw)), LogLevel.Information);
         var logFormat = reader.Read(Setting("log-format"), raw => ParseLogFormat(Single(raw)), LogFormat.Text);
         reader.CheckFileKeys();
@@ -119,6 +122,7 @@ public static class NodeConfiguration
             Overlay = new OverlayOptions { UltrapeerCapable = !noUltrapeer },
             Market = new Exchange.MarketOptions { ProbePartners = !noProbes },
             ExitPolicy = exitPolicy,
+            Circuits = new Circuits.CircuitOptions { ExitSocketBudget = exitSockets },
         };
         var shown = new Dictionary<string, string>
         {
@@ -137,6 +141,7 @@ public static class NodeConfiguration
             ["no-ultrapeer"] = noUltrapeer ? "true" : "false",
             ["no-probes"] = noProbes ? "true" : "false",
             ["exit-policy"] = ExitPolicyText.Format(exitPolicy),
+            ["exit-sockets"] = exitSockets?.ToString(CultureInfo.InvariantCulture) ?? "auto",
             ["log-level"] = logLevel.ToString(),
             ["log-format"] = logFormat.ToString().ToLowerInvariant(),
         };
@@ -192,6 +197,11 @@ public static class NodeConfiguration
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int count) && count is >= 1 and <= 1_000_000
             ? count
             : throw new FormatException($"'{text}' is not a number of connections from 1 to 1000000; the default is {Proxy.ProxyOptions.DefaultMaxConnections}");
+
+    private static int? ParseExitSockets(string text) =>
+        text.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int sockets) && sockets >= 1 ? sockets
+        : throw new FormatException($"'{text}' is not a number of sockets; use auto (from the open-files limit) or a number such as 2048, below that limit");
 
     private static int ParseHops(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int hops) && hops is >= 1 and <= Cell.MaxRelayEarly

@@ -35,11 +35,12 @@ public static class ProxyResponses
         return [.. head, .. content];
     }
 
-    /// <summary>The status a failed stream is answered with: 403 when the exit's policy said no, 504 when time ran out, else 502.</summary>
+    /// <summary>The status a failed stream is answered with: 403 when the exit's policy said no, 504 when time ran out, 503 when the exit had no room, else 502.</summary>
     public static int StatusFor(EndReason reason) => reason switch
     {
         EndReason.ExitPolicy => 403,
         EndReason.Timeout => 504,
+        EndReason.ResourceLimit => 503,
         _ => 502,
     };
 
@@ -87,6 +88,7 @@ public static class ProxyResponses
         403 => "Forbidden",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Error",
