@@ -376,15 +376,17 @@ public sealed class Market
             : Request is { } wanted && (terms.ProposerGrants is not { } offered || offered < wanted) ? AgreementRejectReason.BadTerms
             : IsShunned(from, now) ? AgreementRejectReason.Shunned
             : Active.Any(a => a.Partner == from) ? AgreementRejectReason.AlreadyPartners
-            : terms.AcceptorGrants is { } asked && !CanGrant(from, asked) ? AgreementRejectReason.NoCapacity
             : null;
         // Proposals that crossed: both searched before hearing from the other. The proposal of
-        // the node with the smaller id wins, so the pair ends with one agreement, not two.
+        // the node with the smaller id wins, so the pair ends with one agreement, not two. The
+        // other withdraws its own before it weighs the winner's: what its own had reserved must
+        // not count against the winner, or each refuses the other and both wait out a cooldown.
         if (refusal is null && _agreements.Values.FirstOrDefault(a => a.State == AgreementState.Proposed && a.WeProposed && a.Partner == from) is { } crossing)
         {
             if (_identity.Id < from) refusal = AgreementRejectReason.AlreadyPartners;
             else Forget(crossing);
         }
+        if (refusal is null && terms.AcceptorGrants is { } asked && !CanGrant(from, asked)) refusal = AgreementRejectReason.NoCapacity;
         if (refusal is { } reason)
         {
             actions.Add(new SendMarketMessage(from, new AgreementRejection(terms.Id, reason)));

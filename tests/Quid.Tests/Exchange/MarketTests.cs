@@ -517,6 +517,31 @@ public sealed class MarketTests : IDisposable
         Assert.Equal(256, b.Market.Capacity.FreeKbps);
     }
 
+    [Fact]
+    public void CrossingProposalsStillMakeOneAgreementWhenTheLosersOwnReservedAllItHas()
+    {
+        // The winner (the smaller id) asks the loser for all the loser offers, which the loser's own
+        // crossing proposal had reserved: weighed against that reservation, the winner's proposal
+        // was refused for capacity, the winner refused the loser's, and both waited out a cooldown.
+        var winner = NewNode(2048, 1024);
+        var loser = NewNode(1024, 512);
+        while (loser.Id < winner.Id) loser = NewNode(1024, 512);
+        // Each saw the other's descriptor before either proposed.
+        var (winnersDescriptor, losersDescriptor) = (winner.Descriptor(), loser.Descriptor());
+        var fromWinner = Sent<AgreementProposal>(winner.Market.Search(Offers(losersDescriptor), _ => true), loser);
+        var fromLoser = Sent<AgreementProposal>(loser.Market.Search(Offers(winnersDescriptor), _ => true), winner);
+        var answerToWinner = Deliver(winner, loser, fromWinner);
+        var answerToLoser = Deliver(loser, winner, fromLoser);
+        foreach (var send in answerToWinner.OfType<SendMarketMessage>()) Deliver(loser, winner, send.Message);
+        foreach (var send in answerToLoser.OfType<SendMarketMessage>()) Deliver(winner, loser, send.Message);
+
+        Assert.Single(winner.Market.Active);
+        Assert.Single(loser.Market.Active);
+        Assert.Equal(512, winner.Market.GrantedTo(loser.Id));
+        Assert.Equal(1024, loser.Market.GrantedTo(winner.Id));
+        Assert.True(winner.Market.RequestMet && loser.Market.RequestMet);
+    }
+
     private static void AssertUntouched(Node node)
     {
         Assert.Empty(node.Market.Active);

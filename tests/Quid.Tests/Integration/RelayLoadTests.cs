@@ -67,7 +67,8 @@ public sealed class RelayLoadTests(ITestOutputHelper output)
                 "--socks", "off", "--log-level", "Debug", "--exit-allow-private", "--offer", "1048576", "--request", "64"));
             string port = (await relay.WaitForLineAsync(@"Accepting links on 127\.0\.15\.11:(\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
             using var client = QuidProcess.Start(Node(Path.Combine(root, "client"), "127.0.15.12",
-                "--socks", "127.0.0.1:0", "--offer", "64", "--request", "524288", "--peer", $"127.0.15.11:{port}"));
+                // A thousand applications' streams at once: past the SOCKS proxy's default cap of 512.
+                "--socks", "127.0.0.1:0", "--proxy-max-connections", "2000", "--offer", "64", "--request", "524288", "--peer", $"127.0.15.11:{port}"));
             string socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
             await client.WaitForLineAsync("Circuit ready", TimeSpan.FromSeconds(60));
 
