@@ -101,7 +101,11 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _down = new Shaper(options.Offer.BytesPerSecond, time);
         _up = new Shaper(options.Offer.BytesPerSecond, time);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
-        var exitSockets = new ExitSockets(options.Circuits.ExitSocketBudget ?? ExitSockets.BudgetFor(ExitSockets.DescriptorLimit() ?? ExitSockets.AssumedDescriptorLimit));
+        long? descriptorLimit = ExitSockets.DescriptorLimit();
+        var exitSockets = new ExitSockets(options.Circuits.ExitSocketBudget ?? ExitSockets.BudgetFor(descriptorLimit ?? ExitSockets.AssumedDescriptorLimit));
+        // An operator sizing LimitNOFILE or exit-sockets sees what the node made of them.
+        _logger.LogInformation("Streams exiting here may hold up to {Budget} sockets ({Source}; open-files limit {Limit})", exitSockets.Budget,
+            options.Circuits.ExitSocketBudget is null ? "exit-sockets auto" : "exit-sockets", descriptorLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown");
         var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver,
             new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time)), exitSockets, time, circuitLogger);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
