@@ -500,13 +500,7 @@ public sealed class MarketTests : IDisposable
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
-        // Both search before either hears from the other.
-        var fromA = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
-        var fromB = Sent<AgreementProposal>(b.Market.Search(Offers(a.Descriptor()), _ => true), a);
-        var answerToA = Deliver(a, b, fromA);
-        var answerToB = Deliver(b, a, fromB);
-        foreach (var send in answerToA.OfType<SendMarketMessage>()) Deliver(b, a, send.Message);
-        foreach (var send in answerToB.OfType<SendMarketMessage>()) Deliver(a, b, send.Message);
+        Cross(a, b);
 
         // Each asked for 256 and offers 512: one agreement meets both requests and leaves 256 free on each side.
         Assert.Single(a.Market.Active);
@@ -526,20 +520,28 @@ public sealed class MarketTests : IDisposable
         var winner = NewNode(2048, 1024);
         var loser = NewNode(1024, 512);
         while (loser.Id < winner.Id) loser = NewNode(1024, 512);
-        // Each saw the other's descriptor before either proposed.
-        var (winnersDescriptor, losersDescriptor) = (winner.Descriptor(), loser.Descriptor());
-        var fromWinner = Sent<AgreementProposal>(winner.Market.Search(Offers(losersDescriptor), _ => true), loser);
-        var fromLoser = Sent<AgreementProposal>(loser.Market.Search(Offers(winnersDescriptor), _ => true), winner);
-        var answerToWinner = Deliver(winner, loser, fromWinner);
-        var answerToLoser = Deliver(loser, winner, fromLoser);
-        foreach (var send in answerToWinner.OfType<SendMarketMessage>()) Deliver(loser, winner, send.Message);
-        foreach (var send in answerToLoser.OfType<SendMarketMessage>()) Deliver(winner, loser, send.Message);
+        Cross(winner, loser);
 
         Assert.Single(winner.Market.Active);
         Assert.Single(loser.Market.Active);
         Assert.Equal(512, winner.Market.GrantedTo(loser.Id));
         Assert.Equal(1024, loser.Market.GrantedTo(winner.Id));
         Assert.True(winner.Market.RequestMet && loser.Market.RequestMet);
+    }
+
+    /// <summary>
+    /// Proposals that cross: each node saw the other's descriptor and proposed before hearing from
+    /// the other; then each gets the other's proposal, and then the answers.
+    /// </summary>
+    private static void Cross(Node a, Node b)
+    {
+        var (descriptorA, descriptorB) = (a.Descriptor(), b.Descriptor());
+        var fromA = Sent<AgreementProposal>(a.Market.Search(Offers(descriptorB), _ => true), b);
+        var fromB = Sent<AgreementProposal>(b.Market.Search(Offers(descriptorA), _ => true), a);
+        var answerToA = Deliver(a, b, fromA);
+        var answerToB = Deliver(b, a, fromB);
+        foreach (var send in answerToA.OfType<SendMarketMessage>()) Deliver(b, a, send.Message);
+        foreach (var send in answerToB.OfType<SendMarketMessage>()) Deliver(a, b, send.Message);
     }
 
     private static void AssertUntouched(Node node)
