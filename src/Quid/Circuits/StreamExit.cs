@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Quid.Links;
 using Quid.Wire;
 
 namespace Quid.Circuits;
@@ -13,11 +14,7 @@ namespace Quid.Circuits;
 public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, TimeProvider time, ILogger logger) : IStreamExit
 {
     /// <summary>An attacker makes refusals by the thousand: they are told once per interval, with a count.</summary>
-    private static readonly TimeSpan WarningInterval = TimeSpan.FromMinutes(1);
-
-    private readonly Lock _warningLock = new();
-    private DateTimeOffset _nextWarning = DateTimeOffset.MinValue;
-    private long _refusedSinceWarning;
+    private readonly OncePerInterval _refusals = new(TimeSpan.FromMinutes(1), time);
 
     public ExitSockets Sockets => sockets;
 
@@ -72,16 +69,7 @@ public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, Tim
     /// <summary>One warning line per interval however many streams are refused, so a flood of them cannot flood the log.</summary>
     private void WarnRefused(string why)
     {
-        long refused;
-        lock (_warningLock)
-        {
-            _refusedSinceWarning++;
-            var now = time.GetUtcNow();
-            if (now < _nextWarning) return;
-            _nextWarning = now + WarningInterval;
-            refused = _refusedSinceWarning;
-            _refusedSinceWarning = 0;
-        }
+        if (_refusals.Count() is not int refused) return;
         logger.LogWarning("Refused {Refused} exit stream(s) with resource limit: {Why} ({InUse} of {Budget} exit sockets in use); the next such warning comes in a minute at the soonest",
             refused, why, sockets.InUse, sockets.Budget);
     }

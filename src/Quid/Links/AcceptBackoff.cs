@@ -17,9 +17,8 @@ public sealed class AcceptBackoff(string listener, string fix, TimeProvider time
     public static readonly TimeSpan LastDelay = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan WarningInterval = TimeSpan.FromSeconds(30);
 
+    private readonly OncePerInterval _failures = new(WarningInterval, time);
     private TimeSpan _delay;
-    private long? _warnedAt;
-    private int _failedSinceWarning;
 
     /// <summary>An accept succeeded: the next failure starts from the shortest wait again.</summary>
     public void Accepted() => _delay = TimeSpan.Zero;
@@ -33,14 +32,11 @@ public sealed class AcceptBackoff(string listener, string fix, TimeProvider time
             return;
         }
         _delay = _delay == TimeSpan.Zero ? FirstDelay : TimeSpan.FromTicks(Math.Min(_delay.Ticks * 2, LastDelay.Ticks));
-        _failedSinceWarning++;
-        if (_warnedAt is not { } warned || time.GetElapsedTime(warned) >= WarningInterval)
+        if (_failures.Count() is int failed)
         {
             logger.LogWarning("The {Listener} cannot accept connections: the process is out of file descriptors ({Error}); it retries every {Backoff} ms at most " +
                 "({Failed} failed tries since the last warning). {Fix}",
-                listener, failure.SocketErrorCode, (int)LastDelay.TotalMilliseconds, _failedSinceWarning, fix);
-            _warnedAt = time.GetTimestamp();
-            _failedSinceWarning = 0;
+                listener, failure.SocketErrorCode, (int)LastDelay.TotalMilliseconds, failed, fix);
         }
         await Task.Delay(_delay, time, stopping).ConfigureAwait(false);
     }

@@ -27,7 +27,7 @@ public sealed class LinkListener : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     // Refusals since their last report, by reason; only the accept loop touches these.
     private readonly int[] _refused = new int[Enum.GetValues<HandshakeRefusal>().Length];
-    private long? _refusalsLogged;
+    private readonly OncePerInterval _refusals;
     private Task _acceptLoop = Task.CompletedTask;
 
     public LinkListener(IPEndPoint endPoint, NodeIdentity identity, LinkOptions options, TimeProvider time, ILogger logger, Action<Link> onLink)
@@ -38,6 +38,7 @@ public sealed class LinkListener : IAsyncDisposable
         _logger = logger;
         _onLink = onLink;
         _admission = new HandshakeAdmission(options, time);
+        _refusals = new OncePerInterval(LogInterval, time);
         _backoff = new AcceptBackoff("link listener", "Raise the descriptor limit (LimitNOFILE, ulimit -n).", time, logger);
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -136,13 +137,12 @@ public sealed class LinkListener : IAsyncDisposable
         }
         socket.Dispose();
         _refused[(int)reason]++;
-        if (_refusalsLogged is { } logged && _time.GetElapsedTime(logged) < LogInterval) return;
+        if (_refusals.Count() is not int count) return;
         _logger.LogWarning("Refused {Count} link connection(s) without a handshake since the last report: {Busy} from a source with {PerSource} handshakes in progress, " +
             "{Rate} over a source's handshake rate, {Full} with every slot taken and its network holding its share",
-            _refused.Sum(), _refused[(int)HandshakeRefusal.SourceBusy], _options.MaxHandshakesPerSource,
+            count, _refused[(int)HandshakeRefusal.SourceBusy], _options.MaxHandshakesPerSource,
             _refused[(int)HandshakeRefusal.SourceRate], _refused[(int)HandshakeRefusal.Full]);
         Array.Clear(_refused);
-        _refusalsLogged = _time.GetTimestamp();
     }
 
     private async Task HandshakeAsync(Socket socket, HandshakeSlot slot)

@@ -23,7 +23,7 @@ internal sealed class LoopbackListener : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly IntervalCounter _overCap;
+    private readonly OncePerInterval _overCap;
     private readonly AcceptBackoff _backoff;
     private Task _acceptLoop = Task.CompletedTask;
     private int _open;
@@ -40,7 +40,7 @@ internal sealed class LoopbackListener : IAsyncDisposable
         _maxConnections = maxConnections;
         _time = time;
         _logger = logger;
-        _overCap = new IntervalCounter(time, WarningInterval);
+        _overCap = new OncePerInterval(WarningInterval, time);
         _backoff = new AcceptBackoff(name, "Raise the descriptor limit (LimitNOFILE, ulimit -n) or lower proxy-max-connections.", time, logger);
         _socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -151,27 +151,5 @@ internal sealed class LoopbackListener : IAsyncDisposable
         _socket.Dispose();
         await _acceptLoop.ConfigureAwait(false);
         _stopping.Dispose();
-    }
-
-    /// <summary>
-    /// Counts events for a warning said at most once an interval: the first event of an interval
-    /// gets the count since the last warning (itself included); the rest get null. Used by the one
-    /// accept loop only, so it needs no lock.
-    /// </summary>
-    private sealed class IntervalCounter(TimeProvider time, TimeSpan interval)
-    {
-        private long _lastWarning = long.MinValue;
-        private int _since;
-
-        public int? Count()
-        {
-            _since++;
-            long now = time.GetTimestamp();
-            if (_lastWarning != long.MinValue && time.GetElapsedTime(_lastWarning, now) < interval) return null;
-            _lastWarning = now;
-            int count = _since;
-            _since = 0;
-            return count;
-        }
     }
 }
