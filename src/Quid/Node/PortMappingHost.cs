@@ -17,9 +17,9 @@ public enum PortMappingMode
 
 /// <summary>Where the port mapping stands, for status: why none is tried, the attempt, the mapping, or why it failed.</summary>
 /// <param name="State">off (never tried, see <paramref name="Reason"/>), asking, mapped or failed.</param>
-public sealed record PortMappingStatus(string State, IPAddress? Gateway, IPEndPoint? External, MappingProtocol? Protocol, DateTimeOffset? Expires, string? Reason)
+public sealed record PortMappingStatus(string State, IPAddress? Gateway, IPEndPoint? External, MappingProtocol? Protocol, string? Reason)
 {
-    public static PortMappingStatus NotTried(string reason) => new("off", null, null, null, null, reason);
+    public static PortMappingStatus NotTried(string reason) => new("off", null, null, null, reason);
 }
 
 /// <summary>
@@ -54,7 +54,7 @@ internal sealed class PortMappingHost : IAsyncDisposable
         _changed = changed;
         _internalPort = internalPort;
         _mapper = new PortMapper(((IPEndPoint)socket.LocalEndPoint!).Address, internalPort, time, options);
-        _status = new PortMappingStatus("asking", gateway.Address, null, null, null, null);
+        _status = new PortMappingStatus("asking", gateway.Address, null, null, null);
     }
 
     public PortMappingStatus Status => _status;
@@ -66,9 +66,9 @@ internal sealed class PortMappingHost : IAsyncDisposable
     public static string? WhyNot(NodeOptions options)
     {
         if (options.PortMapping == PortMappingMode.Off) return "port-mapping = off";
+        if (options.Advertise is not null) return "not needed: advertise is set";
         // A gateway given explicitly (a test's fake one) is always asked.
         if (options.Gateway is not null) return null;
-        if (options.Advertise is not null) return "not needed: advertise is set";
         var listen = options.Listen.Address;
         if (IPAddress.IsLoopback(listen)) return "not tried: listening on loopback";
         if (listen.Equals(IPAddress.Any) || listen.Equals(IPAddress.IPv6Any)) return null;
@@ -196,8 +196,8 @@ internal sealed class PortMappingHost : IAsyncDisposable
         if (step.Obtained is { } mapping)
         {
             _lastFailure = null;
-            _logger.LogInformation("Gateway {Gateway} maps {External} to our port {Port} ({Protocol}, for {Lifetime}): other nodes can dial us there",
-                _gateway.Address, mapping.External, _internalPort, mapping.Protocol == MappingProtocol.Pcp ? "PCP" : "NAT-PMP", mapping.Lifetime);
+            _logger.LogInformation("Gateway {Gateway} maps {External} to our port {Port} ({Protocol}, for {Minutes:0} min): other nodes can dial us there",
+                _gateway.Address, mapping.External, _internalPort, mapping.Protocol == MappingProtocol.Pcp ? "PCP" : "NAT-PMP", mapping.Lifetime.TotalMinutes);
             _changed(mapping);
         }
         else if (step.Failure is { } failure)
@@ -212,8 +212,8 @@ internal sealed class PortMappingHost : IAsyncDisposable
         var current = _mapper.Current;
         _status = _mapper.State switch
         {
-            MapperState.Mapped => new PortMappingStatus("mapped", _gateway.Address, current!.External, current.Protocol, current.Expires, null),
-            MapperState.Failed => new PortMappingStatus("failed", _gateway.Address, null, null, null, _mapper.Failure),
+            MapperState.Mapped => new PortMappingStatus("mapped", _gateway.Address, current!.External, current.Protocol, null),
+            MapperState.Failed => new PortMappingStatus("failed", _gateway.Address, null, null, _mapper.Failure),
             _ => _status with { State = "asking" },
         };
     }

@@ -42,6 +42,7 @@ public sealed class PortMappingHostTests
     [InlineData("198.18.0.5", null, "auto", "not needed: the listen address is public")]
     [InlineData("0.0.0.0", "203.0.113.7:7843", "auto", "not needed: advertise is set")]
     [InlineData("0.0.0.0", null, "off", "port-mapping = off")]
+    [InlineData("127.0.0.1", "203.0.113.7:7843", "auto", "not needed: advertise is set")]
     public void Auto_asks_only_when_no_address_is_advertised_and_the_listen_address_is_a_wildcard_or_private(string listen, string? advertise, string mode, string? whyNot)
     {
         var options = new NodeOptions
@@ -121,12 +122,31 @@ public sealed class PortMappingHostTests
     }
 
     [Fact]
+    public async Task A_gateway_where_nothing_listens_on_5351_is_one_failure_said_once_after_the_bounded_tries()
+    {
+        // A closed port: each request comes back as ICMP port unreachable, an error on the connected socket.
+        IPEndPoint closed;
+        using (var probe = new UdpClient(new IPEndPoint(IPAddress.Parse("127.0.17.5"), 0))) closed = (IPEndPoint)probe.Client.LocalEndPoint!;
+        var changes = new ConcurrentQueue<Mapping?>();
+        var logs = new LogCapture(LogLevel.Information);
+        var quick = new PortMapperOptions { InitialTimeout = TimeSpan.FromMilliseconds(5), PcpTries = 2, NatPmpTries = 2 };
+        var host = PortMappingHost.Start(closed, IPAddress.Parse("127.0.17.6"), 7843, TimeProvider.System, logs.CreateLogger("test"), changes.Enqueue, quick);
+        await using (host)
+        {
+            await Eventually.WaitUntilAsync(() => host.Status.State == "failed", TimeSpan.FromSeconds(10), "the failure");
+            Assert.Equal("the gateway answered neither PCP nor NAT-PMP (2 + 2 tries)", host.Status.Reason);
+            Assert.Null(Assert.Single(changes));
+        }
+        Assert.Single(logs.Lines, l => l.Text.Contains("No port mapping from gateway 127.0.17.5: the gateway answered neither", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Status_says_reachable_only_once_a_link_has_dialed_in_and_otherwise_why_not()
     {
-        var mapped = new PortMappingStatus("mapped", IPAddress.Parse("10.0.0.1"), new IPEndPoint(FakeGateway.Outside, 7843), MappingProtocol.NatPmp, null, null);
+        var mapped = new PortMappingStatus("mapped", IPAddress.Parse("10.0.0.1"), new IPEndPoint(FakeGateway.Outside, 7843), MappingProtocol.NatPmp, null);
         Assert.Equal("reachable at 198.18.0.5:7843 (mapped by NAT-PMP on gateway 10.0.0.1; 3 links dialed in)",
             ControlViews.Reachable(new ReachabilityStatus(new IPEndPoint(FakeGateway.Outside, 7843), AddressOrigin.PortMapping, 3, mapped)).Text);
-        var failed = new PortMappingStatus("failed", IPAddress.Parse("10.0.0.1"), null, null, null, "the gateway answered neither PCP nor NAT-PMP (4 + 9 tries)");
+        var failed = new PortMappingStatus("failed", IPAddress.Parse("10.0.0.1"), null, null, "the gateway answered neither PCP nor NAT-PMP (4 + 9 tries)");
         var report = ControlViews.Reachable(new ReachabilityStatus(null, AddressOrigin.None, 0, failed));
         Assert.Equal(Reachability.NotReachable, report.State);
         Assert.Equal("not reachable: no public address, dial-out only (port mapping: gateway 10.0.0.1: the gateway answered neither PCP nor NAT-PMP (4 + 9 tries))", report.Text);

@@ -13,9 +13,12 @@ public enum MapperState { Idle, Mapping, Mapped, Failed, Deleting, Stopped }
 /// <summary>A port the gateway forwards to our listener: the outside address and port, and until when.</summary>
 public sealed record Mapping(IPEndPoint External, MappingProtocol Protocol, TimeSpan Lifetime, DateTimeOffset Obtained)
 {
+    /// <summary>A gateway that grants seconds does not get a renewal every half second.</summary>
+    public static readonly TimeSpan MinRenewal = TimeSpan.FromSeconds(30);
+
     public DateTimeOffset Expires => Obtained + Lifetime;
-    /// <summary>Renewed half way to expiry, as both RFCs say.</summary>
-    public DateTimeOffset RenewAt => Obtained + Lifetime / 2;
+    /// <summary>Renewed half way to expiry, as both RFCs say, but never sooner than <see cref="MinRenewal"/>.</summary>
+    public DateTimeOffset RenewAt => Obtained + (Lifetime / 2 > MinRenewal ? Lifetime / 2 : MinRenewal);
 }
 
 /// <summary>What the host does after a step: send these datagrams to the gateway, wake at this time, and tell what happened.</summary>

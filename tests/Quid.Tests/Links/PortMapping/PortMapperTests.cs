@@ -205,6 +205,14 @@ public sealed class PortMapperTests
     }
 
     [Fact]
+    public void A_lifetime_of_seconds_is_renewed_after_30_s_not_every_half_second()
+    {
+        var mapper = Mapper();
+        var request = Assert.Single(mapper.Start().Send);
+        Assert.Equal(_start + Mapping.MinRenewal, mapper.Receive(PcpAnswer(request, PcpResult.Success, 1, externalPort: 7843)).WakeAt);
+    }
+
+    [Fact]
     public void A_renewal_nobody_answers_keeps_the_mapping_until_it_expires_then_fails()
     {
         var mapper = Mapper();
