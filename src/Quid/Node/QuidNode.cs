@@ -66,6 +66,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     /// <summary>What the descriptor gives when no port is mapped: the advertise setting, or the listen address if specific.</summary>
     private IPEndPoint? _baseAddress;
     private PortMappingHost? _portMapping;
+    private readonly OwnAddresses _ownAddresses;
     private string _portMappingNotTried = "";
 
     /// <summary>What the loop is fed.</summary>
@@ -111,8 +112,9 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         // An operator sizing LimitNOFILE or exit-sockets sees what the node made of them.
         _logger.LogInformation("Streams exiting here may hold up to {Budget} sockets ({Source}; open-files limit {Limit})", exitSockets.Budget,
             options.Circuits.ExitSocketBudget is null ? "exit-sockets auto" : "exit-sockets", descriptorLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown");
-        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver,
-            new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time)), exitSockets, time, circuitLogger);
+        _ownAddresses = new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time);
+        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver, _ownAddresses),
+            exitSockets, time, circuitLogger);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time);
@@ -254,8 +256,12 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         }
         try
         {
-            _portMapping = PortMappingHost.Start(gateway, _options.SpecificListenAddress, (ushort)_listener!.LocalEndPoint.Port, _time, _logger,
-                mapping => Post(new OnLoop(() => Execute(_core.Readvertise(mapping?.External ?? _baseAddress)))));
+            _portMapping = PortMappingHost.Start(gateway, _options.SpecificListenAddress, (ushort)_listener!.LocalEndPoint.Port, _time, _logger, mapping =>
+            {
+                // Our gateway's outside address is ours: an exit here refuses streams to it.
+                if (mapping is not null) _ownAddresses.Learned(mapping.External.Address);
+                Post(new OnLoop(() => Execute(_core.Readvertise(mapping?.External ?? _baseAddress))));
+            });
         }
         catch (SocketException e)
         {

@@ -135,7 +135,7 @@ public sealed class PortMapper
     /// <summary>Deletes the mapping held (lifetime 0), best effort; with none held, stops at once.</summary>
     public MapperStep Stop()
     {
-        if (Current is not { } mapping || State is MapperState.Deleting or MapperState.Stopped)
+        if (Current is null || State is MapperState.Deleting or MapperState.Stopped)
         {
             if (State != MapperState.Deleting) State = MapperState.Stopped;
             return Wait();
@@ -193,7 +193,7 @@ public sealed class PortMapper
             MapperState.Deleting => Stopped(),
             MapperState.Mapping when _protocol == MappingProtocol.Pcp => BeginNatPmp(),
             MapperState.Mapping => Fail($"the gateway answered neither PCP nor NAT-PMP ({_options.PcpTries} + {_options.NatPmpTries} tries)"),
-            // A renewal went unanswered: the mapping holds until it expires, and is renewed again if it can be.
+            // A renewal went unanswered: the mapping holds until it expires (a late answer still renews it), then it is given up.
             _ => KeepUntilExpiry(),
         };
     }
