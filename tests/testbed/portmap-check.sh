@@ -15,7 +15,7 @@
 # - It maps nothing when its WAN address is reserved, and 198.18.0.0/15 is on its list (so is every
 #   documentation range); ext_ip= with such an address is refused too. ext_perform_stun=yes with a
 #   STUN server on the WAN side works: when its four probes are all answered it takes the answer as
-#   the external address, reserved or not. A 20-line responder (below) is enough.
+#   the external address, reserved or not. A 20-line responder (stun-responder.py) is enough.
 # - It needs the nftables table and chains to exist before it starts (2.3.0 moved their creation to
 #   nft_init.sh). Debian's /etc/miniupnpd/nft_init.sh does not run: the miniupnpd_functions.sh
 #   beside it is the iptables one from the miniupnpd package, so $NFT and $TABLE are empty. This
@@ -92,21 +92,8 @@ table inet filter {
 }
 NFT
 
-# A STUN responder (RFC 5389 Binding, MAPPED-ADDRESS and XOR-MAPPED-ADDRESS) for miniupnpd's probes.
-cat >"$WORK/stun.py" <<'PY'
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 3478))
-while True:
-    data, (host, port) = s.recvfrom(2048)
-    if len(data) < 20 or struct.unpack(">H", data[:2])[0] != 0x0001:
-        continue
-    addr = socket.inet_aton(host)
-    xaddr = bytes(a ^ b for a, b in zip(addr, struct.pack(">I", 0x2112A442)))
-    attrs = struct.pack(">HHBBH4s", 0x0001, 8, 0, 1, port, addr) + struct.pack(">HHBBH4s", 0x0020, 8, 0, 1, port ^ 0x2112, xaddr)
-    s.sendto(struct.pack(">HHI", 0x0101, len(attrs), 0x2112A442) + data[8:20] + attrs, (host, port))
-PY
-ip netns exec "$WAN" /usr/bin/python3 "$WORK/stun.py" 198.18.0.2 >"$WORK/stun.log" 2>&1 &
+# miniupnpd's STUN probes are answered from the WAN side (see stun-responder.py).
+ip netns exec "$WAN" /usr/bin/python3 tests/testbed/stun-responder.py 198.18.0.2 >"$WORK/stun.log" 2>&1 &
 PIDS+=($!)
 
 sed -e "s|@EXT_IF@|$TAG-gw|" -e "s|@LAN_IF@|$TAG-gl|" -e "s|@LAN_NET@|10.0.0.0/24|" -e "s|@STUN_HOST@|198.18.0.2|" \
