@@ -1,6 +1,7 @@
 using System.Net;
 using Quid.Crypto;
 using Quid.Links;
+using Quid.Links.PortMapping;
 using Quid.Wire;
 
 namespace Quid.Fuzz;
@@ -92,6 +93,21 @@ internal static class Seeds
             ControlCodec.Encode(new GrantChanged(terms.Id, Block.FromKbps(32))));
 
         Write(directory, "descriptor", descriptor.Encoded);
+
+        // A gateway's answers, as miniupnpd 2.3.1 gave them (tests/testbed/portmap-check.sh), with the target's nonce.
+        byte[] pcpMapped = [.. Convert.FromHexString("0281000000000e1000000002000000000000000000000000"), .. Targets.PcpNonce,
+            .. Convert.FromHexString("060000001ea31ea300000000000000000000ffffc6120001")];
+        byte[] pcpRefused = [.. pcpMapped];
+        pcpRefused[3] = (byte)PcpResult.NoResources;
+        byte[] natPmpAddress = Convert.FromHexString("0080000000000002c6120001");
+        byte[] natPmpMapped = Convert.FromHexString("00820000000000021ea31ea300000e10");
+        byte[] unsupportedVersion = Convert.FromHexString("0081000100000001");
+        Write(directory, "pcp", pcpMapped, pcpRefused, pcpMapped[..Pcp.HeaderSize], [.. pcpMapped, .. Convert.FromHexString("03000004deadbeef")]);
+        Write(directory, "natpmp", [0, .. unsupportedVersion], [1, .. natPmpAddress], [2, .. natPmpMapped], [2, .. unsupportedVersion]);
+        Write(directory, "port-mapper",
+            [0, (byte)pcpMapped.Length, .. pcpMapped, 0, 0, 1, 0],
+            [0, (byte)unsupportedVersion.Length, .. unsupportedVersion, 0, (byte)natPmpAddress.Length, .. natPmpAddress, 0, (byte)natPmpMapped.Length, .. natPmpMapped, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 
         byte[] begin = Relay(RelayCommand.Begin, 1, [0, 80, 11, .. "example.com"u8]);
         byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using Quid.Crypto;
 using Quid.Links;
+using Quid.Links.PortMapping;
 using Quid.Proxy.Http;
 using Quid.Proxy.Socks;
 using Quid.Wire;
@@ -28,7 +29,13 @@ internal static class Targets
         ["relay"] = Relay,
         ["control"] = Control,
         ["descriptor"] = DescriptorDecode,
+        ["pcp"] = PcpMap,
+        ["natpmp"] = NatPmpResponses,
+        ["port-mapper"] = PortMapperSteps,
     };
+
+    /// <summary>The nonce the pcp target expects, and its seeds carry.</summary>
+    internal static readonly byte[] PcpNonce = [.. Enumerable.Range(0x10, Pcp.NonceSize).Select(i => (byte)i)];
 
     // Made once, and lazily: key generation per input would measure Ed25519, not the parser, and
     // instrumented code must not run before Fuzzer.Run has set up AFL++'s shared memory.
@@ -403,6 +410,96 @@ internal static class Targets
         {
             // Refused: the descriptor is dropped.
         }
+    }
+
+    /// <summary>A gateway's answer to our MAP request: a success must carry the MAP fields, and a mapped IPv4 address comes out as IPv4.</summary>
+    private static void PcpMap(byte[] input)
+    {
+        try
+        {
+            var response = Pcp.DecodeMapResponse(input, PcpNonce);
+            Check(response.Result != PcpResult.Success || input.Length >= Pcp.MapSize, "a success without the MAP fields");
+            Check(!response.ExternalAddress.IsIPv4MappedToIPv6, "an IPv4-mapped address left mapped");
+        }
+        catch (WireException)
+        {
+            // Refused: the datagram is ignored, as RFC 6887 says.
+        }
+    }
+
+    /// <summary>The first byte picks the decoder (header, external address, TCP mapping); a success must be whole.</summary>
+    private static void NatPmpResponses(byte[] input)
+    {
+        if (input.Length == 0) return;
+        var data = input.AsSpan(1);
+        try
+        {
+            switch (input[0] % 3)
+            {
+                case 0:
+                    Check((NatPmp.DecodeHeader(data).Opcode & NatPmp.ResponseBit) != 0, "a request read as a response");
+                    break;
+                case 1:
+                    Check(NatPmp.DecodeExternalAddress(data).Result != NatPmpResult.Success || data.Length == NatPmp.ExternalAddressResponseSize, "a success of the wrong size");
+                    break;
+                default:
+                    Check(NatPmp.DecodeMapTcp(data).Result != NatPmpResult.Success || data.Length == NatPmp.MapResponseSize, "a success of the wrong size");
+                    break;
+            }
+        }
+        catch (WireException)
+        {
+            // Refused: the datagram is ignored, as RFC 6886 says.
+        }
+    }
+
+    /// <summary>
+    /// The port mapper fed a gateway's datagrams, each a length byte and that many bytes, with the
+    /// clock moved on by a byte before each (in seconds, or to the wake asked for when it is 0).
+    /// Version-2 datagrams get the mapper's own nonce, so they reach past the nonce check. It
+    /// must never throw, and must only ever send well-formed requests, waking when it says.
+    /// </summary>
+    private static void PortMapperSteps(byte[] input)
+    {
+        var time = new SteppedTime();
+        var mapper = new PortMapper(System.Net.IPAddress.Parse("10.0.0.2"), 7843, time);
+        var step = mapper.Start();
+        byte[] nonce = step.Send[0][24..36];
+        for (int at = 0; at + 1 < input.Length;)
+        {
+            CheckRequests(step);
+            int advance = input[at++];
+            int length = Math.Min(input[at++], input.Length - at);
+            time.Now = advance == 0 && step.WakeAt is { } wake ? Max(wake, time.Now) : time.Now + TimeSpan.FromSeconds(advance);
+            if (length == 0)
+            {
+                step = (advance & 1) == 0 ? mapper.Wake() : mapper.Stop();
+                continue;
+            }
+            var datagram = input.AsSpan(at, length).ToArray();
+            at += length;
+            if (datagram[0] == Pcp.Version && datagram.Length >= 36) nonce.CopyTo(datagram, 24);
+            step = mapper.Receive(datagram);
+        }
+        CheckRequests(step);
+        Check(mapper.State == MapperState.Mapped == (mapper.Current is not null) || mapper.State == MapperState.Deleting, "a mapping held outside the Mapped state");
+    }
+
+    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+
+    private static void CheckRequests(MapperStep step)
+    {
+        foreach (var datagram in step.Send)
+            Check(datagram is [Pcp.Version, Pcp.MapOpcode, ..] ? datagram.Length == Pcp.MapSize : datagram is [NatPmp.Version, NatPmp.ExternalAddressOpcode] || datagram is [NatPmp.Version, NatPmp.MapTcpOpcode, ..] && datagram.Length == 12,
+                "a malformed request");
+        Check(step.Send.Count == 0 || step.WakeAt is not null, "a request with no wake to retransmit it");
+    }
+
+    /// <summary>A clock the port-mapper target moves by hand.</summary>
+    private sealed class SteppedTime : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = new(2026, 12, 4, 0, 0, 0, TimeSpan.Zero);
+        public override DateTimeOffset GetUtcNow() => Now;
     }
 
     private static void Check(bool condition, string contract)

@@ -80,6 +80,8 @@ internal static class StatusCommand
         grid.AddRow("links", $"{s.Neighbours} neighbours, {s.Agreements} agreements, {s.KnownPeers} nodes known");
         grid.AddRow("circuits", $"{s.Circuits} ready ({s.Hops} {(s.Hops == 1 ? "hop" : "hops")} each), {s.RelayedCircuits} carried for others, {s.Streams} streams open");
         grid.AddRow("listening", Markup.Escape($"links {s.Listen}, SOCKS {s.Socks ?? "off"}"));
+        grid.AddRow("dialable", (s.Reachability.State == Reachability.Reachable ? "[green]●[/] " : s.Reachability.State == Reachability.Advertised ? "[yellow]●[/] " : "[grey]●[/] ")
+            + Markup.Escape(s.Reachability.Text));
         AnsiConsole.Write(grid);
     }
 

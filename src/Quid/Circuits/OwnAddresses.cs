@@ -17,6 +17,7 @@ public sealed class OwnAddresses
     private readonly TimeProvider _time;
     private readonly Func<IEnumerable<IPAddress>> _interfaces;
     private readonly Lock _lock = new();
+    private readonly HashSet<IPAddress> _learned = [];
     private HashSet<IPAddress> _current = [];
     private DateTimeOffset _refreshAt = DateTimeOffset.MinValue;
 
@@ -27,6 +28,19 @@ public sealed class OwnAddresses
         _interfaces = interfaces ?? InterfaceAddresses;
     }
 
+    /// <summary>
+    /// An address found to be ours while running: the outside address a NAT gateway mapped for us
+    /// (a stream to it would come back to this host, or reach the gateway from inside). It stays ours.
+    /// </summary>
+    public void Learned(IPAddress address)
+    {
+        lock (_lock)
+        {
+            _learned.Add(Normal(address));
+            _current.Add(Normal(address));
+        }
+    }
+
     public bool Contains(IPAddress address)
     {
         var now = _time.GetUtcNow();
@@ -34,7 +48,7 @@ public sealed class OwnAddresses
         {
             if (now >= _refreshAt)
             {
-                _current = [.. _configured, .. ReadInterfaces().Select(Normal)];
+                _current = [.. _configured, .. _learned, .. ReadInterfaces().Select(Normal)];
                 _refreshAt = now + RefreshInterval;
             }
             return _current.Contains(Normal(address));

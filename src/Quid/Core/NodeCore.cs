@@ -38,6 +38,8 @@ public sealed class NodeCore<TLink> where TLink : class
     private DateTimeOffset _lastSearch = DateTimeOffset.MinValue;
     private bool? _reportedMet;
     private bool _stopped;
+    /// <summary>Where our descriptor says we are dialed: <see cref="CoreOptions.Address"/> until the host learns another (a port mapping).</summary>
+    private IPEndPoint? _address;
 
     private sealed record Neighbour(TLink Link, byte[] SigningKey, bool Outbound);
 
@@ -47,6 +49,7 @@ public sealed class NodeCore<TLink> where TLink : class
         _options = options;
         _time = time;
         _isLinked = _links.ContainsKey;
+        _address = options.Address;
         var (request, wanted) = Market.SplitRequest(options.Request, options.Hops);
         PartnersWanted = options.PartnersWanted ?? wanted;
         Overlay = new Overlay.Overlay(identity, time, options.Overlay);
@@ -60,6 +63,8 @@ public sealed class NodeCore<TLink> where TLink : class
     /// <summary>How many partners, each granting one request block, the node wants.</summary>
     public int PartnersWanted { get; }
     public int LinkCount => _links.Count;
+    /// <summary>The address our descriptor gives, if any.</summary>
+    public IPEndPoint? Address => _address;
 
     /// <summary>The current link to <paramref name="peer"/>, if any.</summary>
     public TLink? LinkTo(NodeId peer) => _links.TryGetValue(peer, out var neighbour) ? neighbour.Link : null;
@@ -196,6 +201,19 @@ public sealed class NodeCore<TLink> where TLink : class
         var effects = new List<NodeEffect>();
         _stopped = true;
         foreach (var agreement in Market.Active.ToList()) Execute(Market.End(agreement.Id, AgreementEndReason.ShuttingDown), effects);
+        return effects;
+    }
+
+    /// <summary>
+    /// Where we can be dialed has changed (a gateway mapped a port, or the mapping was lost): a new
+    /// descriptor is signed and published at once, unless the address is the one published.
+    /// </summary>
+    public IReadOnlyList<NodeEffect> Readvertise(IPEndPoint? address)
+    {
+        var effects = new List<NodeEffect>();
+        if (_stopped || Equals(address, _address)) return effects;
+        _address = address;
+        Publish(force: true, effects);
         return effects;
     }
 
@@ -385,7 +403,7 @@ public sealed class NodeCore<TLink> where TLink : class
             LinkKey = _identity.LinkPublicKey,
             Published = now,
             Expires = now + _options.DescriptorLifetime,
-            Address = _options.Address,
+            Address = _address,
             Offer = Market.Offer,
             Request = Market.Request,
             Roles = roles,

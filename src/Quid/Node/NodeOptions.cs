@@ -22,6 +22,10 @@ public sealed record NodeOptions
     public IPEndPoint Listen { get; init; } = new(IPAddress.Any, DefaultLinkPort);
     /// <summary>The address put in our descriptor; by default the listen address when it is a specific one.</summary>
     public IPEndPoint? Advertise { get; init; }
+    /// <summary>Whether to ask the gateway (NAT-PMP / PCP) for a port and advertise it; auto asks only where it can matter.</summary>
+    public PortMappingMode PortMapping { get; init; } = PortMappingMode.Auto;
+    /// <summary>The gateway's NAT-PMP / PCP port to ask; by default the default route's gateway, port 5351. Given, it is asked even by a node on loopback (tests' fake gateways).</summary>
+    public IPEndPoint? Gateway { get; init; }
     /// <summary>The local SOCKS proxy, loopback only; null for a node that only relays.</summary>
     public IPEndPoint? Socks { get; init; } = new(IPAddress.Loopback, DefaultSocksPort);
     /// <summary>The local HTTP proxy (CONNECT and plain http:// requests), loopback only; null for none.</summary>

@@ -21,7 +21,17 @@ public sealed record NodeStatus(
     IReadOnlyList<AgreementStatus> Agreements,
     int Circuits,
     OverlayStatus Overlay,
-    IReadOnlyList<PartnerStatus> Partners);
+    IReadOnlyList<PartnerStatus> Partners,
+    ReachabilityStatus Reachability);
+
+/// <summary>Where the address our descriptor gives comes from.</summary>
+public enum AddressOrigin { None, Advertise, ListenAddress, PortMapping }
+
+/// <summary>
+/// Whether others can dial us, as far as the node knows: the address its descriptor gives and
+/// where it came from, how many links other nodes dialed to our listener, and the port mapping.
+/// </summary>
+public sealed record ReachabilityStatus(IPEndPoint? Advertised, AddressOrigin Origin, long LinksDialedIn, PortMappingStatus PortMapping);
 
 public sealed record NeighbourStatus(NodeId Id, bool Ultrapeer, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived, long QueuedBytes);
 

@@ -62,6 +62,12 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     private bool _newLinks;
     private int _tickQueued;
     private long _refusedLinks;
+    private long _linksDialedIn;
+    /// <summary>What the descriptor gives when no port is mapped: the advertise setting, or the listen address if specific.</summary>
+    private IPEndPoint? _baseAddress;
+    private PortMappingHost? _portMapping;
+    private readonly OwnAddresses _ownAddresses;
+    private string _portMappingNotTried = "";
 
     /// <summary>What the loop is fed.</summary>
     private abstract record NodeEvent;
@@ -106,8 +112,9 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         // An operator sizing LimitNOFILE or exit-sockets sees what the node made of them.
         _logger.LogInformation("Streams exiting here may hold up to {Budget} sockets ({Source}; open-files limit {Limit})", exitSockets.Budget,
             options.Circuits.ExitSocketBudget is null ? "exit-sockets auto" : "exit-sockets", descriptorLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown");
-        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver,
-            new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time)), exitSockets, time, circuitLogger);
+        _ownAddresses = new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time);
+        var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver, _ownAddresses),
+            exitSockets, time, circuitLogger);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time);
@@ -218,7 +225,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         // Links accepted from here on wait in the channel until the loop runs.
         _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, link => Post(new LinkEstablished(link, null), link));
         _listener.Start();
-        var address = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener.LocalEndPoint : null);
+        var address = _baseAddress = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener.LocalEndPoint : null);
         _core = new NodeCore<Link>(Identity, CoreOptionsFor(_options, address), _time, _ledger);
         var cached = _database.LoadPeers();
         _core.Overlay.AddCachedPeers(cached);
@@ -230,6 +237,37 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _loop = Task.Run(LoopAsync);
         Post(new OnLoop(() => Execute(_core.Start())));
         _ticker = Task.Run(TickerAsync);
+        StartPortMapping();
+    }
+
+    /// <summary>Asks the gateway for a port where it can matter; each mapping obtained or lost changes the descriptor's address on the loop.</summary>
+    private void StartPortMapping()
+    {
+        if (PortMappingHost.WhyNot(_options) is { } why)
+        {
+            _portMappingNotTried = why;
+            return;
+        }
+        if (PortMappingHost.FindGateway(_options) is not { } gateway)
+        {
+            _portMappingNotTried = "no default gateway in /proc/net/route";
+            _logger.LogInformation("No port mapping: {Reason}; the node dials out only", _portMappingNotTried);
+            return;
+        }
+        try
+        {
+            _portMapping = PortMappingHost.Start(gateway, _options.SpecificListenAddress, (ushort)_listener!.LocalEndPoint.Port, _time, _logger, mapping =>
+            {
+                // Our gateway's outside address is ours: an exit here refuses streams to it.
+                if (mapping is not null) _ownAddresses.Learned(mapping.External.Address);
+                Post(new OnLoop(() => Execute(_core.Readvertise(mapping?.External ?? _baseAddress))));
+            });
+        }
+        catch (SocketException e)
+        {
+            _portMappingNotTried = $"cannot reach gateway {gateway.Address}: {e.Message}";
+            _logger.LogInformation("No port mapping: {Reason}; the node dials out only", _portMappingNotTried);
+        }
     }
 
     // ---- The loop ----
@@ -381,6 +419,8 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
 
     private void OnLinkEstablished(Link link, EndPoint? dialed)
     {
+        // Any handshake that reached our listener shows that others can dial us, even one we then refuse.
+        if (!link.Outbound) _linksDialedIn++;
         var decision = _core.LinkUp(link, link.PeerId, link.Outbound, link.RemoteEndPoint, link.PeerSigningKey, dialed);
         switch (decision.Verdict)
         {
@@ -609,8 +649,20 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
             [.. market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
             _pool.Circuits.Count,
             new OverlayStatus(_core.Overlay.KnownPeerCount, _core.Overlay.QueryRouteCount, _core.Overlay.SearchResultCount),
-            [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))]);
+            [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))],
+            Reachability());
     });
+
+    private ReachabilityStatus Reachability()
+    {
+        var advertised = _core.Address;
+        var mapping = _portMapping?.Status ?? PortMappingStatus.NotTried(_portMappingNotTried);
+        var origin = advertised is null ? AddressOrigin.None
+            : mapping.External is { } external && external.Equals(advertised) ? AddressOrigin.PortMapping
+            : _options.Advertise is not null ? AddressOrigin.Advertise
+            : AddressOrigin.ListenAddress;
+        return new ReachabilityStatus(advertised, origin, _linksDialedIn, mapping);
+    }
 
     /// <summary>Bytes given and received over the whole ledger, read off its counters: what the control API samples for live rates.</summary>
     public (long Given, long Received) LedgerTotals()
@@ -637,6 +689,8 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
         await CloseListenersAsync().ConfigureAwait(false);
+        // The mapping is deleted first and within a bound: the gateway forwards to nothing once we stop.
+        if (_portMapping is not null) await _portMapping.DisposeAsync().ConfigureAwait(false);
         await _ticker.ConfigureAwait(false);
         await DrainStreamsAsync().ConfigureAwait(false);
         var links = await OnLoopAsync(() =>

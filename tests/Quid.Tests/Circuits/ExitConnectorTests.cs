@@ -60,6 +60,9 @@ public sealed class ExitConnectorTests
         Assert.False(defaults.Allows(IPAddress.Parse("::ffff:203.0.113.7"), 80));
         Assert.False(defaults.Allows(IPAddress.Parse("2001:db8::7"), 443)); // an interface's address, never configured
         Assert.True(defaults.Allows(other, 80));
+        // The outside address a NAT gateway mapped for us is ours from then on.
+        addresses.Learned(IPAddress.Parse("::ffff:198.51.100.1"));
+        Assert.False(defaults.Allows(other, 80));
 
         var named = Exit(new ExitRule(ExitAction.Reject, IPAddress.Loopback, 8, 0, ushort.MaxValue), new ExitRule(ExitAction.Accept, own, 32, 80, 80), anything);
         Assert.True(named.Allows(own, 80));

@@ -37,6 +37,26 @@ public sealed class NodeCoreTests : IDisposable
     }
 
     [Fact]
+    public void A_new_address_from_a_port_mapping_is_signed_and_sent_to_neighbours_at_once_and_losing_it_publishes_no_address()
+    {
+        var (a, b) = Pair();
+        _h.Deliver();
+        var mapped = new IPEndPoint(IPAddress.Parse("198.18.0.5"), 7843);
+
+        _h.Execute(a, a.Core.Readvertise(mapped));
+        Assert.Equal(mapped, a.LastDescriptor.Address);
+        Assert.Equal(mapped, a.Core.Address);
+        _h.Deliver();
+        Assert.Equal(mapped, b.Core.Overlay.Find(a.Id)?.Address);
+        // The same address again is no news: nothing is signed.
+        Assert.Empty(a.Core.Readvertise(mapped));
+
+        _h.Execute(a, a.Core.Readvertise(null));
+        Assert.Null(a.LastDescriptor.Address);
+        Assert.True(a.LastDescriptor.Published >= b.Core.Overlay.Find(a.Id)!.Published);
+    }
+
+    [Fact]
     public void A_node_linked_to_nobody_dials_its_bootstrap_peers_once_until_the_dial_fails()
     {
         var nowhere = new IPEndPoint(IPAddress.Loopback, 1);

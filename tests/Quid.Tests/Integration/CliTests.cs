@@ -52,6 +52,14 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         var (_, exitText) = await QuidProcess.RunAsync("status", "--data-dir", exitDir);
         var given = Regex.Match(exitText, @"given\s+([\d.]+) (bit/s|kbit/s|Mbit/s)");
         Assert.True(given.Success && double.Parse(given.Groups[1].Value, CultureInfo.InvariantCulture) > 0, exitText);
+        // The exit was dialed by the client: reachable. The client listens on loopback, was dialed by nobody, and asked no gateway.
+        Assert.Contains("reachable at 127.0.0.250:", exitText, StringComparison.Ordinal);
+        var exitReach = Json(await QuidProcess.RunAsync("status", "--data-dir", exitDir, "--json")).GetProperty("reachability");
+        Assert.Equal($"reachable at 127.0.0.250:{linkPort} (the listen address; 1 link dialed in)", exitReach.GetProperty("text").GetString());
+        var clientReach = status.GetProperty("reachability");
+        Assert.Equal("Advertised", clientReach.GetProperty("state").GetString());
+        Assert.Equal("off", clientReach.GetProperty("portMapping").GetString());
+        Assert.Equal("not tried: listening on loopback", clientReach.GetProperty("portMappingText").GetString());
 
         var peer = Assert.Single(Json(await QuidProcess.RunAsync("peers", "--data-dir", clientDir, "--json")).EnumerateArray());
         Assert.Equal(exitId, peer.GetProperty("id").GetString());

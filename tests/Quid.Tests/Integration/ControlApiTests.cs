@@ -40,6 +40,9 @@ public sealed class ControlApiTests
         Assert.Contains("# TYPE quid_ledger_received_bytes_total counter", metrics, StringComparison.Ordinal);
         Assert.Contains("quid_grant_received_kbps 2048", metrics, StringComparison.Ordinal);
         Assert.Contains("quid_neighbours{role=", metrics, StringComparison.Ordinal);
+        // The client advertises its listen address; whether a link has dialed in to it is the partner's choice.
+        Assert.Matches(@"quid_reachability\{state=""(reachable|advertised)""\} 1", metrics);
+        Assert.Contains("quid_reachability{state=\"not_reachable\"} 0", metrics, StringComparison.Ordinal);
 
         // The page itself holds no data, so a browser may load it and then ask for the token.
         var (page, html) = await control.CurlAsync("/", token: null);

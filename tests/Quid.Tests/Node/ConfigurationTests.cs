@@ -66,6 +66,16 @@ public sealed class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Port_mapping_is_auto_by_default_and_off_from_the_file_the_environment_or_the_flag()
+    {
+        Assert.Equal(PortMappingMode.Auto, NodeConfiguration.Load([], Environment()).Node.PortMapping);
+        WriteFile("port-mapping = \"off\"\n");
+        Assert.Equal(PortMappingMode.Off, Load().Node.PortMapping);
+        Assert.Equal(PortMappingMode.Auto, Load(environment: Environment(("QUID_PORT_MAPPING", "auto"))).Node.PortMapping);
+        Assert.Equal(PortMappingMode.Off, Load([new FlagValue("port-mapping", "--port-mapping", ["off"])], Environment(("QUID_PORT_MAPPING", "auto"))).Node.PortMapping);
+    }
+
+    [Fact]
     public void XDG_DATA_HOME_moves_the_default_data_directory()
     {
         var settings = NodeConfiguration.Load([], Environment(("XDG_DATA_HOME", Path.Combine(_home, "xdg"))));
@@ -179,6 +189,7 @@ public sealed class ConfigurationTests : IDisposable
     [InlineData("exit-sockets", "many", "'many' is not a number of sockets", "auto")]
     [InlineData("log-level", "loud", "'loud' is not a log level", "Debug, Information")]
     [InlineData("log-format", "xml", "'xml' is not a log format", "text or json")]
+    [InlineData("port-mapping", "yes", "'yes' is not auto or off", "off never asks")]
     [InlineData("proxy-max-connections", "0", "'0' is not a number of connections", "the default is 512")]
     public void A_bad_value_is_refused_naming_the_key_its_source_and_the_fix(string key, string value, string problem, string fix)
     {

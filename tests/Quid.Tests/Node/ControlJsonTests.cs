@@ -26,7 +26,9 @@ public sealed class ControlJsonTests
     private static readonly StatusReport Status = new(Alice, "Ultrapeer", NodePhase.Ready, "Ready: a circuit is waiting", Started, 3723.5,
         "127.0.0.2:7843", null, 3, 4096, 1024, true, 1024, 2048, 2048,
         [new(0, 1024, OfferBlockState.Granted, Bob), new(1024, 1024, OfferBlockState.Reserved, null), new(2048, 2048, OfferBlockState.Free, null)],
-        new RatesReport(12345.678, 0.1, 1L << 40, 0), 4, 2, 1, 3, 0, 12);
+        new RatesReport(12345.678, 0.1, 1L << 40, 0), 4, 2, 1, 3, 0, 12,
+        new ReachabilityReport(Reachability.Reachable, "198.18.0.5:7843", "PortMapping", 3, "mapped", "10.0.0.1", "PCP", "mapped by PCP on gateway 10.0.0.1",
+            "reachable at 198.18.0.5:7843 (mapped by PCP on gateway 10.0.0.1; 3 links dialed in)"));
 
     private static readonly IReadOnlyList<PeerReport> Peers =
     [
@@ -67,6 +69,8 @@ public sealed class ControlJsonTests
         Assert.Equal(["Granted", "Reserved", "Free"], root.GetProperty("offerBlocks").EnumerateArray().Select(b => b.GetProperty("state").GetString()));
         Assert.Equal(12345.678, root.GetProperty("rates").GetProperty("givenBytesPerSecond").GetDouble());
         Assert.Equal(NodePhase.Ready, JsonSerializer.Deserialize("""{"phase":"Ready"}""", ControlJson.Default.StatusReport)!.Phase);
+        Assert.Equal("Reachable", root.GetProperty("reachability").GetProperty("state").GetString());
+        Assert.Equal("198.18.0.5:7843", root.GetProperty("reachability").GetProperty("address").GetString());
 
         using var ledger = JsonDocument.Parse(JsonSerializer.Serialize(Ledger, ControlJson.Default.IReadOnlyListLedgerRow));
         var row = ledger.RootElement[0];

@@ -29,6 +29,8 @@ public static class NodeConfiguration
         new("listen", SettingKind.Value, "--listen", $"0.0.0.0:{NodeOptions.DefaultLinkPort}", "Address and port for links from other nodes."),
         new("advertise", SettingKind.Value, "--advertise", "the listen address, if specific",
             "Address and port other nodes should dial, put in your signed descriptor."),
+        new("port-mapping", SettingKind.Value, "--port-mapping", "auto",
+            "auto: behind a NAT, ask the gateway for a port (PCP or NAT-PMP) and advertise it, when no advertise is set and the listen address is a wildcard or private; off: never."),
         new("socks", SettingKind.Value, "--socks", $"127.0.0.1:{NodeOptions.DefaultSocksPort}", "Loopback address and port of the SOCKS4a/5 proxy, or off."),
         new("http-proxy", SettingKind.Value, "--http-proxy", $"127.0.0.1:{NodeOptions.DefaultHttpProxyPort}",
             "Loopback address and port of the HTTP proxy (CONNECT and http:// requests), or off."),
@@ -88,6 +90,7 @@ public static class NodeConfiguration
 
         var listen = reader.Read(Setting("listen"), raw => ParseEndPoint(Single(raw), "0.0.0.0:7843 or [::]:7843"), new IPEndPoint(IPAddress.Any, NodeOptions.DefaultLinkPort));
         var advertise = reader.Read(Setting("advertise"), raw => ParseAdvertise(Single(raw)), null);
+        var portMapping = reader.Read(Setting("port-mapping"), raw => ParsePortMapping(Single(raw)), PortMappingMode.Auto);
         var socks = reader.Read(Setting("socks"), raw => ParseLoopback(Single(raw), NodeOptions.DefaultSocksPort), new IPEndPoint(IPAddress.Loopback, NodeOptions.DefaultSocksPort));
         var httpProxy = reader.Read(Setting("http-proxy"), raw => ParseLoopback(Single(raw), NodeOptions.DefaultHttpProxyPort), new IPEndPoint(IPAddress.Loopback, NodeOptions.DefaultHttpProxyPort));
         int proxyMaxConnections = reader.Read(Setting("proxy-max-connections"), raw => ParseMaxConnections(Single(raw)), Proxy.ProxyOptions.DefaultMaxConnections);
@@ -111,6 +114,7 @@ public static class NodeConfiguration
             DataDirectory = dataDirectory,
             Listen = listen,
             Advertise = advertise,
+            PortMapping = portMapping,
             Socks = socks,
             HttpProxy = httpProxy,
             Proxies = new Proxy.ProxyOptions { MaxConnections = proxyMaxConnections },
@@ -129,6 +133,7 @@ public static class NodeConfiguration
             ["data-dir"] = dataDirectory,
             ["listen"] = listen.ToString(),
             ["advertise"] = advertise?.ToString() ?? "the listen address, if specific",
+            ["port-mapping"] = portMapping.ToString().ToLowerInvariant(),
             ["socks"] = socks?.ToString() ?? "off",
             ["http-proxy"] = httpProxy?.ToString() ?? "off",
             ["proxy-max-connections"] = $"{proxyMaxConnections}",
@@ -239,6 +244,13 @@ public static class NodeConfiguration
         !text.All(char.IsAsciiDigit) && Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level) && Enum.IsDefined(level)
             ? level
             : throw new FormatException($"'{text}' is not a log level; use Trace, Debug, Information, Warning, Error or Critical");
+
+    private static PortMappingMode ParsePortMapping(string text) => text.ToLowerInvariant() switch
+    {
+        "auto" => PortMappingMode.Auto,
+        "off" => PortMappingMode.Off,
+        _ => throw new FormatException($"'{text}' is not auto or off; auto asks a NAT gateway for a port when it can matter, off never asks"),
+    };
 
     private static LogFormat ParseLogFormat(string text) => text.ToLowerInvariant() switch
     {

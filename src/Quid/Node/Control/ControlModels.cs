@@ -63,7 +63,36 @@ public sealed record StatusReport(
     int Circuits,
     int RelayedCircuits,
     int Streams,
-    int KnownPeers);
+    int KnownPeers,
+    ReachabilityReport Reachability);
+
+/// <summary>Whether others can dial this node, said no more strongly than is known.</summary>
+public enum Reachability
+{
+    /// <summary>Our descriptor gives an address, and links from other nodes have arrived at our listener.</summary>
+    Reachable,
+    /// <summary>Our descriptor gives an address, but no other node has dialed us yet.</summary>
+    Advertised,
+    /// <summary>No address in our descriptor: the node dials out only.</summary>
+    NotReachable,
+}
+
+/// <param name="Address">The address our descriptor gives, if any.</param>
+/// <param name="Origin">Where it comes from: Advertise, ListenAddress, PortMapping, or None.</param>
+/// <param name="LinksDialedIn">Links other nodes dialed to our listener since the node started.</param>
+/// <param name="PortMapping">off, asking, mapped or failed.</param>
+/// <param name="PortMappingText">What the port mapping did, in words: the gateway and protocol, or why there is none.</param>
+/// <param name="Text">The whole of it in a line, as <c>quid status</c> shows it.</param>
+public sealed record ReachabilityReport(
+    Reachability State,
+    string? Address,
+    string Origin,
+    long LinksDialedIn,
+    string PortMapping,
+    string? Gateway,
+    string? PortMappingProtocol,
+    string PortMappingText,
+    string Text);
 
 /// <summary>One block of the offer as the buddy allocator holds it: where it sits, how large, and who has it.</summary>
 public sealed record OfferBlockReport(long OffsetKbps, long Kbps, OfferBlockState State, string? Partner);

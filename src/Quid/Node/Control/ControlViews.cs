@@ -38,7 +38,41 @@ public static class ControlViews
             status.Circuits,
             circuits.Count(c => c.Role != CircuitRole.Origin),
             circuits.Sum(c => c.StreamCount),
-            status.Overlay.KnownPeers);
+            status.Overlay.KnownPeers,
+            Reachable(status.Reachability));
+    }
+
+    /// <summary>
+    /// Whether others can dial us, in words that claim no more than is known: an address is only
+    /// "reachable" once another node's link has arrived through it.
+    /// </summary>
+    internal static ReachabilityReport Reachable(ReachabilityStatus r)
+    {
+        var mapping = r.PortMapping;
+        string protocol = mapping.Protocol == Links.PortMapping.MappingProtocol.Pcp ? "PCP" : "NAT-PMP";
+        string mappingText = mapping.State switch
+        {
+            "mapped" => $"mapped by {protocol} on gateway {mapping.Gateway}",
+            "asking" => $"asking gateway {mapping.Gateway}",
+            "failed" => $"gateway {mapping.Gateway}: {mapping.Reason}",
+            _ => mapping.Reason ?? "off",
+        };
+        string origin = r.Origin switch
+        {
+            AddressOrigin.PortMapping => mappingText,
+            AddressOrigin.Advertise => "set by advertise",
+            _ => "the listen address",
+        };
+        string dialedIn = r.LinksDialedIn == 1 ? "1 link dialed in" : $"{r.LinksDialedIn} links dialed in";
+        var (state, text) = r.Advertised switch
+        {
+            null => (Reachability.NotReachable, $"not reachable: no public address, dial-out only (port mapping: {mappingText})"
+                + (r.LinksDialedIn > 0 ? $"; {dialedIn} all the same, from nodes that know this address" : "")),
+            { } address when r.LinksDialedIn > 0 => (Reachability.Reachable, $"reachable at {address} ({origin}; {dialedIn})"),
+            { } address => (Reachability.Advertised, $"advertised at {address} ({origin}), no link dialed in yet"),
+        };
+        return new ReachabilityReport(state, r.Advertised?.ToString(), r.Origin.ToString(), r.LinksDialedIn, mapping.State, mapping.Gateway?.ToString(),
+            mapping.Protocol is null ? null : protocol, mappingText, text);
     }
 
     /// <summary>

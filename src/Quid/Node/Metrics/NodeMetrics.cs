@@ -42,6 +42,8 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableGauge("quid.circuits", () => Circuits(), null, "Open circuits, by this node's position in them");
         Meter.CreateObservableGauge("quid.streams", () => _node.Circuits.Circuits.Sum(c => c.StreamCount), null, "Open streams, on every circuit this node is an end of");
         Meter.CreateObservableGauge("quid.overlay.known_peers", () => Snapshot().Overlay.KnownPeers, null, "Nodes this node knows of in the overlay");
+        Meter.CreateObservableGauge("quid.reachability", () => ReachabilityStates(), null,
+            "1 for whether others can dial this node: reachable (a link dialed in), advertised (an address, no link in yet) or not_reachable (dial-out only)");
         Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
     }
 
@@ -77,6 +79,13 @@ public sealed class NodeMetrics : IDisposable
     {
         var circuits = _node.Circuits.Circuits.Where(c => c.State != CircuitState.Closed).ToList();
         return Enum.GetValues<CircuitRole>().Select(r => new Measurement<int>(circuits.Count(c => c.Role == r), new KeyValuePair<string, object?>("role", r.ToString().ToLowerInvariant())));
+    }
+
+    private IEnumerable<Measurement<int>> ReachabilityStates()
+    {
+        var state = ControlViews.Reachable(Snapshot().Reachability).State;
+        return Enum.GetValues<Reachability>().Select(r => new Measurement<int>(r == state ? 1 : 0,
+            new KeyValuePair<string, object?>("state", r == Control.Reachability.NotReachable ? "not_reachable" : r.ToString().ToLowerInvariant())));
     }
 
     public void Dispose() => Meter.Dispose();

@@ -94,6 +94,7 @@ function showStatus(s) {
   }
   $('network').textContent = s.neighbours + (s.neighbours === 1 ? ' link' : ' links');
   $('network-detail').textContent = s.agreements + ' agreements · ' + s.knownPeers + ' nodes known';
+  $('network').title = s.reachability.text;
 
   showOffer(s);
 }
