@@ -629,13 +629,17 @@ public sealed class Overlay
     {
         var elapsed = now - _lastElection;
         _lastElection = now;
-        bool capable = _options.UltrapeerCapable && !FriendsOnly && Own?.Address is not null
-            && Own.Offer >= _options.UltrapeerMinOffer && now - _started >= _options.UltrapeerMinUptime;
+        bool capable = _options.UltrapeerCapable && !FriendsOnly && Own?.Address is not null && Own.Offer >= _options.UltrapeerMinOffer;
         if (Role == OverlayRole.Leaf)
         {
-            // Most leaves are not capable, or not starved: the cheap tests first.
+            // Most leaves are not capable, or not starved: the cheap tests first. A young node waits
+            // out the uptime that keeps short-lived ultrapeers away, unless there is no usable
+            // ultrapeer at all: in a network that has just started, searches would otherwise reach
+            // nobody for the whole of that time (seen on the testbed, where no request was met).
+            int usable;
             if (!capable || UltrapeerNeighbours >= _options.LeafUltrapeers
-                || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
+                || (usable = UsableUltrapeers(now, _options.LeafUltrapeers)) >= _options.LeafUltrapeers
+                || (now - _started < _options.UltrapeerMinUptime && usable > 0))
             {
                 _starvedSince = null;
                 return;

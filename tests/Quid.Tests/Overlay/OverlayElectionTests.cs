@@ -103,7 +103,7 @@ public sealed class OverlayElectionTests : IDisposable
         Assert.NotNull(TickUntilRoleChange(overlay, Options.PromotionDelay * 5));
     }
 
-    public static TheoryData<string> Incapable() => ["no descriptor", "no address", "offer below the minimum", "not capable", "too young"];
+    public static TheoryData<string> Incapable() => ["no descriptor", "no address", "offer below the minimum", "not capable"];
 
     [Theory]
     [MemberData(nameof(Incapable))]
@@ -112,7 +112,6 @@ public sealed class OverlayElectionTests : IDisposable
         var options = why switch
         {
             "not capable" => Options with { UltrapeerCapable = false },
-            "too young" => Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) },
             _ => Options,
         };
         var overlay = _h.NewOverlay(options);
@@ -134,9 +133,26 @@ public sealed class OverlayElectionTests : IDisposable
         var options = Options with { UltrapeerMinUptime = TimeSpan.FromMinutes(10) };
         var overlay = _h.NewOverlay(options);
         _h.PublishCapable(overlay);
+        // Too few ultrapeers, but one: the network searches already, so a young node waits its uptime.
+        overlay.AddCachedPeers([new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true)]);
         var after = TickUntilRoleChange(overlay, options.UltrapeerMinUptime + options.PromotionDelay * 5);
         Assert.NotNull(after);
         Assert.InRange(after.Value, options.UltrapeerMinUptime + options.PromotionDelay, options.UltrapeerMinUptime + options.PromotionDelay * 4);
+    }
+
+    [Fact]
+    public void AYoungNodeInANetworkWithNoUltrapeerPromotesWithoutWaitingForItsUptime()
+    {
+        // A network that has just started: without this, no search reaches anyone for the whole uptime.
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) };
+        var overlay = _h.NewOverlay(options);
+        _h.PublishCapable(overlay);
+        var after = TickUntilRoleChange(overlay, options.PromotionDelay * 5);
+        Assert.NotNull(after);
+        Assert.Equal(OverlayRole.Ultrapeer, overlay.Role);
+        // Nor does it step down at once for being young: it serves until it is idle.
+        _h.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Empty(overlay.Tick().OfType<RoleChanged>());
     }
 
     [Fact]
