@@ -18,9 +18,11 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
     /// circuit through it, as many as it returns. From the first echo back, for
     /// <paramref name="duration"/>, every byte it sends us on our circuits (echoes and real
     /// traffic alike) counts; an echo must carry the payload we sent, and a partner whose first
-    /// echo is not back within <paramref name="duration"/> delivered nothing. Returns kbps.
+    /// echo is not back within <paramref name="firstEchoWithin"/> delivered nothing. The first
+    /// echo may take longer than the measure: behind a slow, loaded uplink (ours or the
+    /// partner's) it waits in queues for seconds that say nothing of the partner's rate. Returns kbps.
     /// </summary>
-    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, CancellationToken cancellationToken)
+    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, TimeSpan firstEchoWithin, CancellationToken cancellationToken)
     {
         const int window = 64;
         var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
@@ -31,8 +33,9 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
         // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
         ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         long firstBytes = 0, firstAt = 0;
-        // The probe's end is on the node's clock, like every other timeout.
-        using var over = new CancellationTokenSource(duration, time);
+        // The probe's end is on the node's clock, like every other timeout: first the wait for the
+        // first echo, then, from it, the measure.
+        using var over = new CancellationTokenSource(firstEchoWithin, time);
         circuit.OnEchoReplies(reply =>
         {
             if (!EchoProbe.TryRead(reply.Span, out var echo) || echo.Probe != probe) return;

@@ -47,6 +47,12 @@ public sealed record MarketOptions
     public bool ProbePartners { get; init; } = true;
     /// <summary>How long a probe keeps the partner busy.</summary>
     public TimeSpan ProbeDuration { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// How long a probe waits for its first echo before the partner counts as delivering nothing.
+    /// On a link of a few Mbit/s under load, a first echo waited several seconds in the queues of
+    /// our own uplink and an honest partner was judged at nothing (seen on the testbed).
+    /// </summary>
+    public TimeSpan ProbeFirstEchoWithin { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>A partner measured below this fraction of its promise is under-delivering.</summary>
     public double DeliveryThreshold { get; init; } = 0.8;
     /// <summary>

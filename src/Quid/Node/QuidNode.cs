@@ -525,7 +525,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         double delivered;
         try
         {
-            delivered = await _prober.ProbeAsync(link, partner, _options.Market.ProbeDuration, _stopping.Token).ConfigureAwait(false);
+            delivered = await _prober.ProbeAsync(link, partner, _options.Market.ProbeDuration, _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
         }
         catch (StreamException)
         {

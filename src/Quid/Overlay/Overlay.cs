@@ -644,10 +644,12 @@ public sealed class Overlay
                 _starvedSince = null;
                 return;
             }
+            // With no ultrapeer at all no search reaches anyone: one should appear within seconds.
+            var delay = usable == 0 ? _options.FirstPromotionDelay : _options.PromotionDelay;
             _starvedSince ??= now;
-            if (now - _starvedSince < _options.PromotionDelay) return;
+            if (now - _starvedSince < delay) return;
             int competitors = 1 + _peers.AddressedLeaves;
-            double chance = 1 - Math.Exp(-elapsed / (_options.PromotionDelay * competitors));
+            double chance = 1 - Math.Exp(-elapsed / (delay * competitors));
             if (_options.Random.NextDouble() >= chance) return;
             Role = OverlayRole.Ultrapeer;
             _idleSince = null;

@@ -8,6 +8,7 @@ namespace Quid.Tests.Circuits;
 public sealed class ProbeTests
 {
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan FirstEchoWithin = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
     /// <summary>The echoes a probe keeps unanswered.</summary>
     private const int Window = 64;
@@ -27,7 +28,7 @@ public sealed class ProbeTests
             if (Cell.Command(cell) == CellCommand.Relay && ++replies == 4 * Window) back.Stall();
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Duration, default);
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered four windows of echoes");
         net.Time.Advance(Duration);
 
@@ -54,7 +55,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 3 / 4);
         hop.Port.Resume();
@@ -72,7 +73,36 @@ public sealed class ProbeTests
     }
 
     [Fact]
-    public async Task A_partner_whose_first_echo_is_not_back_within_the_duration_delivered_nothing()
+    public async Task A_first_echo_held_past_the_duration_in_a_slow_uplink_starts_the_measure_and_is_not_nothing()
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
+        int answered = 0;
+        hop.OnMessage = (self, command, _, echo) =>
+        {
+            if (command != RelayCommand.Echo) return;
+            // The first window's replies wait in the queues for longer than a whole measure.
+            if (++answered is 1 or 3 * Window) self.Port.Stall();
+            self.Send(RelayCommand.EchoReply, 0, echo);
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
+        net.Time.Advance(Duration * 2);
+        Assert.False(probe.IsCompleted, "the probe gave up before its first echo could come");
+        hop.Port.Resume();
+        await Eventually.WaitUntilAsync(() => hop.Received.Count >= 3 * Window, Deadline, "the probe to echo on from its first reply");
+        net.Time.Advance(Duration);
+
+        double kbps = await probe.WaitAsync(Deadline);
+        Assert.True(kbps > 0);
+        Assert.True(kbps <= account.BytesDeliveredToUs * 8 / 1000.0 / Duration.TotalSeconds, $"{kbps} kbps");
+    }
+
+    [Fact]
+    public async Task A_partner_whose_first_echo_is_not_back_within_the_wait_for_it_delivered_nothing()
     {
         using var net = new CircuitHarness();
         var origin = net.AddNode();
@@ -84,9 +114,9 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the replies to be held");
-        net.Time.Advance(Duration);
+        net.Time.Advance(FirstEchoWithin);
 
         Assert.Equal(0, await probe.WaitAsync(Deadline));
     }
@@ -135,9 +165,10 @@ public sealed class ProbeTests
             }
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the probe's echoes to reach the partner");
-        net.Time.Advance(Duration);
+        // Past the measure of one that answers, and past the wait for one that does not.
+        net.Time.Advance(FirstEchoWithin);
 
         double kbps = await probe.WaitAsync(Deadline);
         if (honest) Assert.True(kbps > 0, partner);

@@ -28,6 +28,10 @@ public sealed class OverlayElectionTests : IDisposable
         return null;
     }
 
+    /// <summary>Too few ultrapeers, but one: the wait is PromotionDelay's, not the shorter one of a network with none.</summary>
+    private void KnowOneUltrapeer(Quid.Overlay.Overlay overlay) =>
+        overlay.AddCachedPeers([new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true)]);
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
@@ -38,6 +42,7 @@ public sealed class OverlayElectionTests : IDisposable
     {
         var overlay = _h.NewOverlay(Options, seed: seed);
         _h.PublishCapable(overlay);
+        KnowOneUltrapeer(overlay);
         var after = TickUntilRoleChange(overlay, Options.PromotionDelay * 5);
         Assert.NotNull(after);
         Assert.InRange(after.Value, Options.PromotionDelay, Options.PromotionDelay * 4);
@@ -54,6 +59,7 @@ public sealed class OverlayElectionTests : IDisposable
         {
             var overlay = _h.NewOverlay(Options, seed: seed);
             _h.PublishCapable(overlay);
+            KnowOneUltrapeer(overlay);
             waits.Add(TickUntilRoleChange(overlay, Options.PromotionDelay * 5) ?? TimeSpan.MaxValue);
         }
         Assert.DoesNotContain(TimeSpan.MaxValue, waits);
@@ -134,7 +140,7 @@ public sealed class OverlayElectionTests : IDisposable
         var overlay = _h.NewOverlay(options);
         _h.PublishCapable(overlay);
         // Too few ultrapeers, but one: the network searches already, so a young node waits its uptime.
-        overlay.AddCachedPeers([new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true)]);
+        KnowOneUltrapeer(overlay);
         var after = TickUntilRoleChange(overlay, options.UltrapeerMinUptime + options.PromotionDelay * 5);
         Assert.NotNull(after);
         Assert.InRange(after.Value, options.UltrapeerMinUptime + options.PromotionDelay, options.UltrapeerMinUptime + options.PromotionDelay * 4);
@@ -144,11 +150,13 @@ public sealed class OverlayElectionTests : IDisposable
     public void AYoungNodeInANetworkWithNoUltrapeerPromotesWithoutWaitingForItsUptime()
     {
         // A network that has just started: without this, no search reaches anyone for the whole uptime.
-        var options = Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) };
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromHours(1), PromotionDelay = TimeSpan.FromMinutes(1), FirstPromotionDelay = TimeSpan.FromSeconds(5) };
         var overlay = _h.NewOverlay(options);
         _h.PublishCapable(overlay);
-        var after = TickUntilRoleChange(overlay, options.PromotionDelay * 5);
+        // Within seconds, not the minute a leaf that knows some ultrapeers waits.
+        var after = TickUntilRoleChange(overlay, options.FirstPromotionDelay * 5);
         Assert.NotNull(after);
+        Assert.InRange(after.Value, options.FirstPromotionDelay, options.FirstPromotionDelay * 5);
         Assert.Equal(OverlayRole.Ultrapeer, overlay.Role);
         // Nor does it step down at once for being young: it serves until it is idle.
         _h.Time.Advance(TimeSpan.FromSeconds(1));
