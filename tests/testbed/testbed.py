@@ -89,6 +89,9 @@ class Node:
 # FAIL like any other, but do not fail the run, so that the suite stays a guard for everything
 # else. One that starts to pass is reported, to be removed from here.
 KNOWN_GAPS = {
+    'rate-at-least-grant': 'a relay\'s grant from its next hop carries every circuit it extends there, its own and its '
+                           'partners\' alike, so a client whose circuit crosses a busy relay can get less than its grant '
+                           'when no idle capacity is left to lend (received/granted min 0.98 to 1.87 over the last three runs)',
     'liar-no-better': 'partners that propose to a node grant it a block each, so a node that claims a large offer '
                       'collects more grants than it asked for, and its circuits the bandwidth that comes with them: the '
                       'market must size grants by measured delivery (issue 17)',
@@ -414,7 +417,8 @@ class Testbed:
         low = [(n, r, g) for n, r, g in rows if r < g]
         self.results.check('honest', 'each client receives at least its granted rate (in data: 1910 of each 2048-byte cell)', not low,
                            'received/granted min %.2f, median %.2f; below: %s' % (
-                               ratios[0], ratios[len(ratios) // 2], ', '.join('%s %.0f<%.0f kbps' % x for x in low) or 'none'))
+                               ratios[0], ratios[len(ratios) // 2], ', '.join('%s %.0f<%.0f kbps' % x for x in low) or 'none'),
+                           gap='rate-at-least-grant')
         verdicts = self.verdicts_against(lambda n: n.honest)
         self.results.check('honest', 'no honest node receives a verdict', not verdicts, '; '.join(verdicts) or 'none')
 
