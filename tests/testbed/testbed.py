@@ -172,7 +172,18 @@ class Testbed:
         freerider.cap_mbit = 20
         freerider.offer, freerider.role = 16, 'freerider'
 
+    def netem_available(self):
+        """Whether this kernel has netem, which TCLink needs for delay: tried on a scratch namespace's loopback."""
+        probe = subprocess.run(['unshare', '-n', 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms'],
+                               capture_output=True)
+        return probe.returncode == 0
+
     def build(self):
+        # Latency where the kernel can add it; bandwidth limits only where it cannot (no netem).
+        self.delay = '%dms' % self.args.delay_ms if self.args.delay_ms and self.netem_available() else None
+        print('testbed: links %s' % ('delayed %s each way' % self.delay if self.delay
+                                      else 'without added latency (this kernel has no netem)' if self.args.delay_ms
+                                      else 'without added latency (--delay-ms 0)'), flush=True)
         net = Mininet(switch=LinuxBridge, controller=None, link=TCLink, ipBase='198.18.0.0/16', autoSetMacs=False)
         public_switch = net.addSwitch('s1')
         lan_switch = net.addSwitch('s2')
@@ -187,12 +198,12 @@ class Testbed:
                 lan_index += 1
                 node.ip = '198.19.0.%d' % lan_index
                 host = net.addHost(node.name, ip=node.ip + '/24', defaultRoute='via ' + LAN_GATEWAY)
-                net.addLink(host, lan_switch, bw=node.cap_mbit)
+                net.addLink(host, lan_switch, bw=node.cap_mbit, delay=self.delay)
             else:
                 public_index += 1
                 node.ip = '198.18.1.%d' % public_index
                 host = net.addHost(node.name, ip=node.ip + '/16')
-                net.addLink(host, public_switch, bw=node.cap_mbit)
+                net.addLink(host, public_switch, bw=node.cap_mbit, delay=self.delay)
             node.host = host
         net.start()
         self.net = net
@@ -671,6 +682,7 @@ def main():
     run.add_argument('--load-seconds', type=int, default=60)
     run.add_argument('--liar-seconds', type=int, default=60)
     run.add_argument('--observe-every', type=float, default=5)
+    run.add_argument('--delay-ms', type=int, default=20, help='latency added to each host link where the kernel has netem')
     run.add_argument('--node-log-level', default='Information', help='Debug logs every circuit and stream, to diagnose a failure')
     run.add_argument('--result', help='also write the table here')
     c = sub.add_parser('client')

@@ -644,12 +644,14 @@ public sealed class Overlay
                 _starvedSince = null;
                 return;
             }
-            // With no ultrapeer at all no search reaches anyone: one should appear within seconds.
-            var delay = usable == 0 ? _options.FirstPromotionDelay : _options.PromotionDelay;
             _starvedSince ??= now;
-            if (now - _starvedSince < delay) return;
+            if (now - _starvedSince < _options.PromotionDelay) return;
+            // Knowing no ultrapeer at all for that long (a newcomer to a working network hears of
+            // some within seconds) means none exists: no search reaches anyone until one appears,
+            // so one should, within seconds rather than another PromotionDelay.
+            var pace = usable == 0 ? _options.FirstPromotionDelay : _options.PromotionDelay;
             int competitors = 1 + _peers.AddressedLeaves;
-            double chance = 1 - Math.Exp(-elapsed / (delay * competitors));
+            double chance = 1 - Math.Exp(-elapsed / (pace * competitors));
             if (_options.Random.NextDouble() >= chance) return;
             Role = OverlayRole.Ultrapeer;
             _idleSince = null;
