@@ -583,7 +583,7 @@ class Testbed:
         cut = wrong = 0
         for node in survivors:
             for d in self.downloads(node):
-                if d['start'] <= kill <= d['start'] + d['seconds'] and not d.get('ok'):
+                if d['start'] <= kill <= d['start'] + d['seconds'] and not d.get('ok') and d.get('error') != 'stopped':
                     cut += 1
                 if d.get('error') == 'sha256':
                     wrong += 1
@@ -637,35 +637,42 @@ def parse_time(text):
 
 
 def client(args):
-    """The download loop run on a host: curl through the node's SOCKS proxy, one JSON line per download."""
+    """The download loop run on a host: curl through the node's SOCKS proxy, one JSON line per download.
+    SIGTERM ends it at once, the download in flight with it (logged as stopped)."""
     out = '/tmp/quid-testbed-%d.bin' % os.getpid()
-    n = 0
-    running = [True]
-    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
-    while running[0]:
-        n += 1
+    state = {'running': True, 'curl': None}
+
+    def stop(*_):
+        state['running'] = False
+        if state['curl'] is not None:
+            state['curl'].terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    while state['running']:
         start = time.time()
-        result = subprocess.run(['curl', '-s', '-S', '--max-time', '120', '-o', out, '--socks5-hostname', '127.0.0.1:1080',
-                                 '--proxy-user', 'download%d:x' % n if args.isolate else 'download:x',
+        curl = subprocess.Popen(['curl', '-s', '-S', '--max-time', '120', '-o', out, '--socks5-hostname', '127.0.0.1:1080',
                                  '-w', '%{http_code} %{size_download} %{time_starttransfer} %{time_total}', args.url],
-                                capture_output=True, text=True)
-        record = {'start': start, 'seconds': time.time() - start, 'exit': result.returncode}
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        state['curl'] = curl
+        stdout, stderr = curl.communicate()
+        state['curl'] = None
+        record = {'start': start, 'seconds': time.time() - start, 'exit': curl.returncode}
         try:
-            code, size, first, total = result.stdout.split()
+            code, size, first, total = stdout.split()
             record.update(bytes=int(size), transfer_seconds=max(1e-3, float(total) - float(first)), status=int(code))
         except ValueError:
             record.update(bytes=0)
-        if result.returncode != 0 or record.get('status') != 200:
-            record.update(ok=False, error=(result.stderr.strip() or 'status %s' % record.get('status'))[:200])
+        if not state['running']:
+            record.update(ok=False, error='stopped')
+        elif curl.returncode != 0 or record.get('status') != 200:
+            record.update(ok=False, error=(stderr.strip() or 'status %s' % record.get('status'))[:200])
         else:
             with open(out, 'rb') as f:
                 ok = hashlib.sha256(f.read()).hexdigest() == args.sha256
             record.update(ok=ok, error=None if ok else 'sha256')
         with open(args.log, 'a') as f:
             f.write(json.dumps(record) + '\n')
-        if not running[0]:
-            break
-        if result.returncode != 0:
+        if state['running'] and curl.returncode != 0:
             time.sleep(0.5)
     if os.path.exists(out):
         os.remove(out)
@@ -689,7 +696,6 @@ def main():
     c.add_argument('--url', required=True)
     c.add_argument('--sha256', required=True)
     c.add_argument('--log', required=True)
-    c.add_argument('--isolate', action='store_true')
     args = parser.parse_args()
     if args.command == 'client':
         client(args)

@@ -633,23 +633,28 @@ public sealed class Overlay
         if (Role == OverlayRole.Leaf)
         {
             // Most leaves are not capable, or not starved: the cheap tests first. A young node waits
-            // out the uptime that keeps short-lived ultrapeers away, unless there is no usable
+            // out the uptime that keeps short-lived ultrapeers away, unless it has heard of no
             // ultrapeer at all: in a network that has just started, searches would otherwise reach
-            // nobody for the whole of that time (seen on the testbed, where no request was met).
-            int usable;
+            // nobody for the whole of that time (seen on the testbed, where no request was met). A
+            // newcomer to a working network hears of ultrapeers, usable or not, from its first
+            // neighbours, and waits like any young node.
             if (!capable || UltrapeerNeighbours >= _options.LeafUltrapeers
-                || (usable = UsableUltrapeers(now, _options.LeafUltrapeers)) >= _options.LeafUltrapeers
-                || (now - _started < _options.UltrapeerMinUptime && usable > 0))
+                || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
+            {
+                _starvedSince = null;
+                return;
+            }
+            bool noneExists = !_peers.Ultrapeers.Any(p => p.Id != _identity.Id);
+            if (now - _started < _options.UltrapeerMinUptime && !noneExists)
             {
                 _starvedSince = null;
                 return;
             }
             _starvedSince ??= now;
             if (now - _starvedSince < _options.PromotionDelay) return;
-            // Knowing no ultrapeer at all for that long (a newcomer to a working network hears of
-            // some within seconds) means none exists: no search reaches anyone until one appears,
-            // so one should, within seconds rather than another PromotionDelay.
-            var pace = usable == 0 ? _options.FirstPromotionDelay : _options.PromotionDelay;
+            // With none for that long no search reaches anyone until one appears: one should, within
+            // seconds rather than another PromotionDelay.
+            var pace = noneExists ? _options.FirstPromotionDelay : _options.PromotionDelay;
             int competitors = 1 + _peers.AddressedLeaves;
             double chance = 1 - Math.Exp(-elapsed / (pace * competitors));
             if (_options.Random.NextDouble() >= chance) return;

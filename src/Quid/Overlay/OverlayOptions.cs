@@ -47,9 +47,9 @@ public sealed record OverlayOptions
     /// </summary>
     public TimeSpan PromotionDelay { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>
-    /// The pace of promotion, in place of PromotionDelay's, for a leaf that has known no usable
-    /// ultrapeer at all for PromotionDelay: in a network that has just started, or has lost every
-    /// ultrapeer, searches reach nobody until one appears.
+    /// The pace of promotion, in place of PromotionDelay's, for a leaf that has heard of no
+    /// ultrapeer at all for PromotionDelay: in a network that has just started, searches reach
+    /// nobody until one appears.
     /// </summary>
     public TimeSpan FirstPromotionDelay { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>An ultrapeer that has served no leaf for this long, with enough other ultrapeers around, becomes a leaf again.</summary>

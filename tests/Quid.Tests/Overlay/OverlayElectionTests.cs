@@ -147,6 +147,18 @@ public sealed class OverlayElectionTests : IDisposable
     }
 
     [Fact]
+    public void AYoungNodeThatHasHeardOfUltrapeersItCannotUseStillWaitsItsUptime()
+    {
+        // A newcomer to a working network whose first news is of ultrapeers that failed to answer:
+        // the network has ultrapeers, so it is no place for a young one.
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromMinutes(10) };
+        var overlay = _h.NewOverlay(options);
+        _h.PublishCapable(overlay);
+        overlay.AddCachedPeers([new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 3, true)]);
+        Assert.Null(TickUntilRoleChange(overlay, options.UltrapeerMinUptime - TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
     public void AYoungNodeInANetworkWithNoUltrapeerPromotesWithoutWaitingForItsUptime()
     {
         // A network that has just started: without this, no search reaches anyone for the whole uptime.
