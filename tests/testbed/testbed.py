@@ -29,10 +29,15 @@ import time
 from datetime import datetime
 
 # Mininet's API lives in Debian's python3-mininet, for /usr/bin/python3 only.
+import mininet.net
 from mininet.link import TCLink
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.nodelib import NAT, LinuxBridge
+
+# At start Mininet raises machine-wide limits (socket buffers, ARP cache, PTYs) where it can: the
+# testbed changes nothing outside its own namespace, and 30 hosts need none of it.
+mininet.net.fixLimits = lambda: None
 
 KBPS_PER_MBIT = 1000
 WEB_IP = '198.18.0.1'
@@ -301,13 +306,7 @@ class Testbed:
                       % (script, WEB_IP, file_name, self.hashes[file_name], log, self.data_dir(node)))
 
     def stop_client(self, node):
-        path = os.path.join(self.data_dir(node), 'client.pid')
-        if os.path.exists(path):
-            with open(path) as f:
-                try:
-                    os.kill(int(f.read().strip()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
+        terminate(os.path.join(self.data_dir(node), 'client.pid'))
 
     def downloads(self, node):
         if not node.client or not os.path.exists(node.client):
@@ -614,16 +613,20 @@ class Testbed:
                     os.kill(node.proc_pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for pid_file in ('miniupnpd.pid',):
-            path = os.path.join(self.work, pid_file)
-            if os.path.exists(path):
-                with open(path) as f:
-                    try:
-                        os.kill(int(f.read().strip()), signal.SIGTERM)
-                    except (ProcessLookupError, ValueError):
-                        pass
+        terminate(os.path.join(self.work, 'miniupnpd.pid'))
         if self.net:
             self.net.stop()
+
+
+def terminate(pid_file):
+    """SIGTERM to the process whose id the file holds, if the file and the process are there."""
+    if not os.path.exists(pid_file):
+        return
+    with open(pid_file) as f:
+        try:
+            os.kill(int(f.read().strip()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def parse_time(text):
