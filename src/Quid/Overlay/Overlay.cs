@@ -633,18 +633,19 @@ public sealed class Overlay
         if (Role == OverlayRole.Leaf)
         {
             // Most leaves are not capable, or not starved: the cheap tests first. A young node waits
-            // out the uptime that keeps short-lived ultrapeers away, unless it has heard of no
-            // ultrapeer at all: in a network that has just started, searches would otherwise reach
-            // nobody for the whole of that time (seen on the testbed, where no request was met). A
-            // newcomer to a working network hears of ultrapeers, usable or not, from its first
-            // neighbours, and waits like any young node.
+            // out the uptime that keeps short-lived ultrapeers away, unless no ultrapeer it has heard
+            // of is linked to it or answers: in a network that has just started, or whose only
+            // ultrapeer died or cannot be reached from here (behind the same NAT), searches would
+            // otherwise reach nobody for the whole of that time (seen on the testbed). A newcomer to
+            // a working network hears of ultrapeers from its first neighbours, and one that is
+            // merely full still exists: such a newcomer waits like any young node.
             if (!capable || UltrapeerNeighbours >= _options.LeafUltrapeers
                 || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
             {
                 _starvedSince = null;
                 return;
             }
-            bool noneExists = !_peers.Ultrapeers.Any(p => p.Id != _identity.Id);
+            bool noneExists = !_peers.Ultrapeers.Any(p => p.Id != _identity.Id && (p.IsNeighbour || p.Failures < 2));
             if (now - _started < _options.UltrapeerMinUptime && !noneExists)
             {
                 _starvedSince = null;
