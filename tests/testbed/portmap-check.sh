@@ -2,7 +2,7 @@
 # Checks Quid's port mapping against Debian's real miniupnpd (2.3.1, nftables build), in network
 # namespaces of its own so that nothing touches this machine's interfaces:
 #
-#   lan (10.0.0.2, quid run --listen 0.0.0.0:7843) -- gw (10.0.0.1 | 198.18.0.1, masquerade, miniupnpd) -- wan (198.18.0.2: STUN, a second quid)
+#   lan (198.19.0.2, quid run --listen 0.0.0.0:7843) -- gw (198.19.0.1 | 198.18.0.1, masquerade, miniupnpd) -- wan (198.18.0.2: STUN, a second quid)
 #
 # It checks that the LAN node gets a mapping with PCP and advertises 198.18.0.1:7843, that a node
 # on the WAN side dialing that address reaches the LAN node's listener (quid status then says
@@ -62,8 +62,8 @@ ip link add "$TAG-l" type veth peer name "$TAG-gl"
 ip link set "$TAG-l" netns "$LAN"; ip link set "$TAG-gl" netns "$GW"
 ip link add "$TAG-w" type veth peer name "$TAG-gw"
 ip link set "$TAG-w" netns "$WAN"; ip link set "$TAG-gw" netns "$GW"
-ip -n "$LAN" addr add 10.0.0.2/24 dev "$TAG-l"; ip -n "$LAN" link set "$TAG-l" up; ip -n "$LAN" route add default via 10.0.0.1
-ip -n "$GW" addr add 10.0.0.1/24 dev "$TAG-gl"; ip -n "$GW" link set "$TAG-gl" up
+ip -n "$LAN" addr add 198.19.0.2/24 dev "$TAG-l"; ip -n "$LAN" link set "$TAG-l" up; ip -n "$LAN" route add default via 198.19.0.1
+ip -n "$GW" addr add 198.19.0.1/24 dev "$TAG-gl"; ip -n "$GW" link set "$TAG-gl" up
 ip -n "$GW" addr add 198.18.0.1/24 dev "$TAG-gw"; ip -n "$GW" link set "$TAG-gw" up
 ip -n "$WAN" addr add 198.18.0.2/24 dev "$TAG-w"; ip -n "$WAN" link set "$TAG-w" up
 ip netns exec "$GW" sysctl -qw net.ipv4.ip_forward=1
@@ -96,7 +96,7 @@ NFT
 ip netns exec "$WAN" /usr/bin/python3 tests/testbed/stun-responder.py 198.18.0.2 >"$WORK/stun.log" 2>&1 &
 PIDS+=($!)
 
-sed -e "s|@EXT_IF@|$TAG-gw|" -e "s|@LAN_IF@|$TAG-gl|" -e "s|@LAN_NET@|10.0.0.0/24|" -e "s|@STUN_HOST@|198.18.0.2|" \
+sed -e "s|@EXT_IF@|$TAG-gw|" -e "s|@LAN_IF@|$TAG-gl|" -e "s|@LAN_NET@|198.19.0.0/24|" -e "s|@STUN_HOST@|198.18.0.2|" \
     -e "s|@WORK@|$WORK|" -e "s|@UUID@|$(cat /proc/sys/kernel/random/uuid)|" tests/testbed/miniupnpd.conf.template >"$WORK/miniupnpd.conf"
 ip netns exec "$GW" /usr/sbin/miniupnpd -f "$WORK/miniupnpd.conf" -d -P "$WORK/miniupnpd.pid" >"$WORK/miniupnpd.log" 2>&1 &
 PIDS+=($!)
@@ -117,7 +117,7 @@ retry() { # retry seconds command...: until it succeeds, or the time is up
 }
 json_field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin)['reachability']; print(d['$1'])"; }
 
-echo "portmap-check: miniupnpd on $GW (LAN 10.0.0.1, WAN 198.18.0.1), quid on $LAN (10.0.0.2), a peer on $WAN (198.18.0.2)"
+echo "portmap-check: miniupnpd on $GW (LAN 198.19.0.1, WAN 198.18.0.1), quid on $LAN (198.19.0.2), a peer on $WAN (198.18.0.2)"
 check "miniupnpd enables port forwarding after STUN" wait_for 15 "$WORK/miniupnpd.log" "Port forwarding is now enabled"
 check "miniupnpd listens for NAT-PMP/PCP" wait_for 15 "$WORK/miniupnpd.log" "Listening for NAT-PMP/PCP traffic on port 5351"
 
@@ -125,9 +125,9 @@ check "miniupnpd listens for NAT-PMP/PCP" wait_for 15 "$WORK/miniupnpd.log" "Lis
 ip netns exec "$LAN" "$QUID" run --data-dir "$WORK/lan" --listen 0.0.0.0:7843 --socks off --http-proxy off --control 127.0.0.1:0 \
     --offer 256 --request 0 >"$WORK/lan.log" 2>&1 &
 PIDS+=($!); LAN_PID=$!
-check "the LAN node gets 198.18.0.1:7843 from gateway 10.0.0.1 with PCP" wait_for 30 "$WORK/lan.log" "Gateway 10\.0\.0\.1 maps 198\.18\.0\.1:7843 to our port 7843 \(PCP"
-check "miniupnpd added the mapping (PCP MAP)" wait_for 5 "$WORK/miniupnpd.log" "PCP MAP: added mapping TCP 7843->10\.0\.0\.2:7843"
-check "the gateway has a dnat rule to 10.0.0.2:7843" bash -c "ip netns exec $GW nft list chain inet filter prerouting_miniupnpd | grep -q 'dnat ip to 10.0.0.2:7843'"
+check "the LAN node gets 198.18.0.1:7843 from gateway 198.19.0.1 with PCP" wait_for 30 "$WORK/lan.log" "Gateway 198\.19\.0\.1 maps 198\.18\.0\.1:7843 to our port 7843 \(PCP"
+check "miniupnpd added the mapping (PCP MAP)" wait_for 5 "$WORK/miniupnpd.log" "PCP MAP: added mapping TCP 7843->198\.19\.0\.2:7843"
+check "the gateway has a dnat rule to 198.19.0.2:7843" bash -c "ip netns exec $GW nft list chain inet filter prerouting_miniupnpd | grep -q 'dnat ip to 198.19.0.2:7843'"
 status=$(ip netns exec "$LAN" "$QUID" status --data-dir "$WORK/lan" --json 2>/dev/null)
 check "quid status --json advertises 198.18.0.1:7843" test "$(echo "$status" | json_field address)" = "198.18.0.1:7843"
 check "quid status says advertised, no link dialed in yet" test "$(echo "$status" | json_field state)" = "Advertised"
@@ -147,7 +147,7 @@ echo "        $(ip netns exec "$LAN" "$QUID" status --data-dir "$WORK/lan" 2>/de
 # ---- Stopping deletes the mapping ----
 kill -TERM "$LAN_PID"
 stopped() { ! kill -0 "$LAN_PID" 2>/dev/null; }
-unmapped() { ! ip netns exec "$GW" nft list chain inet filter prerouting_miniupnpd | grep -q 'dnat ip to 10.0.0.2:7843'; }
+unmapped() { ! ip netns exec "$GW" nft list chain inet filter prerouting_miniupnpd | grep -q 'dnat ip to 198.19.0.2:7843'; }
 check "the LAN node stops" retry 20 stopped
 check "miniupnpd removed the mapping" wait_for 5 "$WORK/miniupnpd.log" "PCP: TCP port 7843 mapping removed"
 check "the gateway's dnat rule is gone" unmapped
