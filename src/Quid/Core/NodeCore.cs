@@ -53,7 +53,8 @@ public sealed class NodeCore<TLink> where TLink : class
         var (request, wanted) = Market.SplitRequest(options.Request, options.Hops);
         PartnersWanted = options.PartnersWanted ?? wanted;
         Overlay = new Overlay.Overlay(identity, time, options.Overlay);
-        Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger);
+        Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger,
+            givingOf: id => Overlay.Find(id) is { } d ? d.Offer.Kbps - d.FreeBlocks.Sum(b => b.Kbps) : null);
     }
 
     public NodeId Id => _identity.Id;
@@ -393,6 +394,8 @@ public sealed class NodeCore<TLink> where TLink : class
         var free = Market.Capacity.FreeBlocks;
         var partners = GrantingPartners();
         var roles = Overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
+        // Met, it says so: searching nodes then propose to nodes that are short first.
+        if (Market.Request is not null && Market.RequestMet) roles |= NodeRoles.RequestMet;
         var now = Now;
         if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners)
             && now - _publishedAt < _options.DescriptorLifetime / 2)

@@ -38,6 +38,8 @@ public sealed class Agreement
     public Block? WeGrantedAtStart => WeProposed ? Terms.ProposerGrants : Terms.AcceptorGrants;
     /// <summary>What the partner grants us now: the terms' grant, or less if it told us it cut it.</summary>
     public Block? TheyGrant { get; internal set; }
+    /// <summary>What the partner granted us at our last good probe of it: a grant that rose since is growing toward what it signed.</summary>
+    internal Block? TheyGrantAtLastProbe { get; set; }
 
     public override string ToString() => $"agreement {Id} with {Partner.Brief}: we grant {WeGrant?.ToString() ?? "nothing"}, they grant {TheyGrant?.ToString() ?? "nothing"}";
 }

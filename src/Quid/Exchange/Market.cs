@@ -71,6 +71,18 @@ public sealed record MarketOptions
     /// several blocks of identical bandwidth and chain the resulting proxies").
     /// </summary>
     public int PartnersWanted { get; init; } = 1;
+    /// <summary>
+    /// A new partner that grants us something is first granted this many buddy orders less than
+    /// we signed (a trial), and more only as it shows, probe by probe, that it returns it: a
+    /// node that claims a large offer gets no more than it gives. Only with probes on.
+    /// </summary>
+    public int TrialOrders { get; init; } = 2;
+    /// <summary>
+    /// For this long after an agreement forms, a partner that returns all it grants us now, while
+    /// that is still less than it signed, may be granted one order more than it returns, so that two
+    /// partners on trial grow together. After it, a partner is granted at most what it returns.
+    /// </summary>
+    public TimeSpan TrialPeriod { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>The share of the offer kept for nodes we never had an agreement with (an optimistic slot).</summary>
     public double NewcomerShare { get; init; } = 0.125;
     /// <summary>Where the market's choices and agreement nonces come from: unpredictable in a real node, seeded in tests and the simulator.</summary>
@@ -92,12 +104,21 @@ public sealed class Market
     private readonly Dictionary<NodeId, DateTimeOffset> _nextProbe = [];
     // Candidates we asked a link to, each until when we wait for it before trying another.
     private readonly Dictionary<NodeId, DateTimeOffset> _awaitingLinks = [];
+    private readonly Func<NodeId, long?>? _givingOf;
 
-    public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null)
+    /// <param name="givingOf">
+    /// What a node says it gives the network now, in kbps (its descriptor's offer less its free
+    /// blocks), or null if we have no descriptor of it: a grant for which the partner gives us
+    /// nothing back (a donor's) is held to it, so that a node that gives 16 kbps cannot draw
+    /// megabits from donors. Without it, such grants are not held to anything.
+    /// </param>
+    public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null,
+        Func<NodeId, long?>? givingOf = null)
     {
         _identity = identity;
         _time = time;
         _options = options ?? new MarketOptions();
+        _givingOf = givingOf;
         Offer = offer;
         Request = request;
         Capacity = new BuddyAllocator(offer);
@@ -139,10 +160,37 @@ public sealed class Market
         }
     }
 
-    /// <summary>Whether enough partners grant us our request block: then we stop searching (the seed's rule).</summary>
+    /// <summary>
+    /// Whether enough partners grant us our request block: then we stop searching (the seed's
+    /// rule). A partner on trial counts with what it signed, as its grant grows while we deliver:
+    /// counted at its trial size, we would search on and end up holding more than we asked for.
+    /// </summary>
     /// <remarks>Asked at every tick and every search, so it counts without allocating.</remarks>
-    public bool RequestMet => Request is not { } request
-        || (ReceivedKbps >= request.Kbps * _options.PartnersWanted && GrantingPartners >= _options.PartnersWanted);
+    public bool RequestMet
+    {
+        get
+        {
+            if (Request is not { } request) return true;
+            var now = _time.GetUtcNow();
+            long expected = 0;
+            foreach (var a in _agreements.Values)
+                if (a.State == AgreementState.Active) expected += Expected(a, now)?.Kbps ?? 0;
+            return expected >= request.Kbps * _options.PartnersWanted && GrantingPartners >= _options.PartnersWanted;
+        }
+    }
+
+    /// <summary>Whether an agreement is still in its trial, when grants on both sides grow toward what was signed.</summary>
+    private bool OnTrial(Agreement agreement, DateTimeOffset now) => _options.ProbePartners && now - agreement.Created < _options.TrialPeriod;
+
+    /// <summary>
+    /// What an active agreement will grant us: what it grants now, or, on trial, what the partner
+    /// signed, unless it grants even less than a trial would (it cut us, or it holds us to what we return).
+    /// </summary>
+    private Block? Expected(Agreement agreement, DateTimeOffset now) =>
+        OnTrial(agreement, now) && agreement.TheyGrant is { } theirs && agreement.Terms.GrantedBy(agreement.Partner) is { } signed
+            && theirs.Order >= signed.Order - _options.TrialOrders
+            ? signed
+            : agreement.TheyGrant;
 
     /// <summary>How many distinct partners grant us something in an active agreement.</summary>
     private int GrantingPartners
@@ -247,12 +295,13 @@ public sealed class Market
         for (int i = 0; i < eligible.Count; i++)
         {
             var d = eligible[i].Descriptor;
-            ranked[i] = new Ranked(TradeDistance(request, d.Request), TightestFit(d.FreeBlocks, request), isLinked(eligible[i].Id), _options.Random.Next(), i);
+            ranked[i] = new Ranked(d.Roles.HasFlag(NodeRoles.RequestMet), TradeDistance(request, d.Request), TightestFit(d.FreeBlocks, request),
+                isLinked(eligible[i].Id), _options.Random.Next(), i);
         }
         Array.Sort(ranked, 0, eligible.Count, Ranked.BestFirst);
         for (int r = 0; r < eligible.Count; r++)
         {
-            var (_, _, linked, _, index) = ranked[r];
+            var (_, _, _, linked, _, index) = ranked[r];
             var candidate = eligible[index];
             if (wanted <= 0) break;
             if (linked)
@@ -282,11 +331,12 @@ public sealed class Market
     private Ranked[] _ranked = [];
 
     /// <summary>A candidate's place in the order of proposals: position <see cref="Index"/> in the eligible list.</summary>
-    private readonly record struct Ranked(int Trade, Block Fit, bool Linked, int Tie, int Index)
+    private readonly record struct Ranked(bool Met, int Trade, Block Fit, bool Linked, int Tie, int Index)
     {
         /// <summary>Best first; the position last, so the order is total and the same as a stable sort's.</summary>
         public static readonly IComparer<Ranked> BestFirst = Comparer<Ranked>.Create(static (x, y) =>
-            x.Trade != y.Trade ? x.Trade.CompareTo(y.Trade)
+            x.Met != y.Met ? (x.Met ? 1 : -1)
+            : x.Trade != y.Trade ? x.Trade.CompareTo(y.Trade)
             : x.Fit != y.Fit ? x.Fit.CompareTo(y.Fit)
             : x.Linked != y.Linked ? (x.Linked ? -1 : 1)
             : x.Tie != y.Tie ? x.Tie.CompareTo(y.Tie)
@@ -335,6 +385,14 @@ public sealed class Market
                     && ours.Partner == from
                     && NodeIdentity.Verify(fromSigningKey, ours.Terms.SignedMessage(), acceptance.AcceptorSignature))
                 {
+                    if (Request is not null && RequestMet)
+                    {
+                        // Met meanwhile (another proposal was accepted first, or we accepted one): we
+                        // hold no more than we asked for, and the acceptor's block goes back to others.
+                        Forget(ours);
+                        actions.Add(new SendMarketMessage(from, new AgreementEnd(acceptance.Agreement, AgreementEndReason.Requested)));
+                        break;
+                    }
                     ours.AcceptorSignature = acceptance.AcceptorSignature;
                     ours.State = AgreementState.Active;
                     Formed(ours, actions);
@@ -417,7 +475,28 @@ public sealed class Market
         if (agreement.TheyGrant is not null && !_nextProbe.ContainsKey(agreement.Partner))
             _nextProbe[agreement.Partner] = At(_options.FirstProbeMin, _options.FirstProbeMax);
         actions.Add(new AgreementFormed(agreement));
+        if (agreement.OurAllocation is { } allocation)
+        {
+            // What we start granting: a trial, when the partner grants us something probes can
+            // check; when it grants nothing, no more than it says it gives the network now.
+            Block? start = agreement.TheyGrant is not null
+                ? _options.ProbePartners ? new Block((byte)Math.Max(0, allocation.Size.Order - _options.TrialOrders)) : null
+                : _givingOf is null ? null : Block.Floor(_givingOf(agreement.Partner) ?? 0);
+            if (start is { } size && size < allocation.Size) Resize(agreement, size, actions);
+        }
         actions.Add(new GrantsChanged(agreement.Partner));
+    }
+
+    /// <summary>Shrinks or grows what we grant in an agreement toward <paramref name="target"/>, as far as the free blocks allow, and tells the partner.</summary>
+    private void Resize(Agreement agreement, Block target, List<MarketAction> actions)
+    {
+        if (agreement.OurAllocation is not { } allocation) return;
+        var before = allocation.Size;
+        while (allocation.Size > target && allocation.Size.Order > 0) allocation = Capacity.Shrink(allocation);
+        while (allocation.Size < target && Capacity.TryGrow(allocation) is { } grown) allocation = grown;
+        if (allocation.Size == before) return;
+        agreement.OurAllocation = allocation;
+        actions.Add(new SendMarketMessage(agreement.Partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
     }
 
     private bool IsShunned(NodeId id, DateTimeOffset now) => Ledger.Find(id) is { ShunnedUntil: { } until } && until > now;
@@ -540,14 +619,26 @@ public sealed class Market
         account.LastProbe = now;
         var agreements = Active.Where(a => a.Partner == partner).ToList();
         if (agreements.Count == 0 || promisedKbps <= 0) return actions;
+        // A partner that cut its grant while the probe ran (its own probe of us moved it) is held
+        // to what it grants now, not to what it granted when the probe began.
+        promisedKbps = Math.Min(promisedKbps, GrantedBy(partner));
 
         if (deliveredKbps >= promisedKbps * _options.DeliveryThreshold)
         {
+            bool recovering = account.Verdict == Verdict.Underdelivering;
             account.Suspected = false;
             account.Failures = 0;
             account.Verdict = Verdict.Good;
-            foreach (var agreement in agreements) Regrow(agreement, actions);
+            bool growing = false;
+            foreach (var agreement in agreements)
+            {
+                Settle(agreement, recovering, now, actions);
+                growing |= OnTrial(agreement, now) && (agreement.WeGrant < agreement.WeGrantedAtStart || agreement.TheyGrant < agreement.Terms.GrantedBy(partner));
+            }
+            // While grants are still growing on trial, the next probe comes soon: they grow with each.
+            if (growing) _nextProbe[partner] = now + _options.RecheckAfter;
             actions.Add(new VerdictReached(partner, Verdict.Good, deliveredKbps, promisedKbps));
+            actions.Add(new GrantsChanged(partner));
             return actions;
         }
 
@@ -570,24 +661,35 @@ public sealed class Market
         account.Verdict = Verdict.Underdelivering;
         _nextProbe[partner] = now + _options.RecheckAfter;
         actions.Add(new VerdictReached(partner, Verdict.Underdelivering, deliveredKbps, promisedKbps));
+        // A confirmed shortfall: we grant no more than it delivers (the largest block within it).
         foreach (var agreement in agreements)
-        {
-            // Halve only while the half is closer to what it delivers than the whole is.
-            if (agreement.OurAllocation is not { } allocation || allocation.Size.Order == 0 || deliveredKbps >= allocation.Size.Kbps * 0.75) continue;
-            agreement.OurAllocation = Capacity.Shrink(allocation);
-            actions.Add(new SendMarketMessage(partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
-            actions.Add(new GrantsChanged(partner));
-        }
+            if (agreement.WeGrant is { } grant && grant.Kbps > deliveredKbps) Resize(agreement, Block.Floor(deliveredKbps), actions);
+        actions.Add(new GrantsChanged(partner));
         return actions;
     }
 
-    private void Regrow(Agreement agreement, List<MarketAction> actions)
+    /// <summary>
+    /// After a good probe, what we grant follows what the partner returns: at most the block it
+    /// grants us now, or one order more while that is still less than it signed and growing (on
+    /// trial, or more than at our last probe), so that two partners grow together; never more
+    /// than we signed. A partner we had cut for a shortfall and that delivers again grows back one
+    /// order per good probe, whatever it grants: it may itself have cut us in answer to our cut,
+    /// and grows back as we do.
+    /// </summary>
+    private void Settle(Agreement agreement, bool recovering, DateTimeOffset now, List<MarketAction> actions)
     {
-        if (agreement.OurAllocation is not { } allocation || agreement.WeGrantedAtStart is not { } start || allocation.Size >= start) return;
-        if (Capacity.TryGrow(allocation) is not { } grown) return;
-        agreement.OurAllocation = grown;
-        actions.Add(new SendMarketMessage(agreement.Partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
-        actions.Add(new GrantsChanged(agreement.Partner));
+        if (agreement.OurAllocation is not { } allocation || agreement.WeGrantedAtStart is not { } signed) return;
+        Block target;
+        if (recovering) target = Block.Min(signed, allocation.Size.Larger);
+        else if (agreement.TheyGrant is { } theirs)
+        {
+            bool growing = agreement.Terms.GrantedBy(agreement.Partner) is { } theirSigned && theirs < theirSigned
+                && (OnTrial(agreement, now) || theirs > agreement.TheyGrantAtLastProbe);
+            agreement.TheyGrantAtLastProbe = theirs;
+            target = Block.Min(signed, growing ? theirs.Larger : theirs);
+        }
+        else return; // nothing comes back to measure: what it says it gives holds it (at formation)
+        Resize(agreement, target, actions);
     }
 
     private void Forget(Agreement agreement)

@@ -29,6 +29,15 @@ public readonly record struct Block(byte Order) : IComparable<Block>
     public static Block FromKbps(long kbps) =>
         TryFromKbps(kbps, out var block) ? block : throw new ArgumentException($"{kbps} kbps is not a block: use 16, 32, 64 … (16·2^k) kbps.", nameof(kbps));
 
+    /// <summary>The largest block within <paramref name="kbps"/>, and the smallest block for less.</summary>
+    public static Block Floor(double kbps) =>
+        new((byte)Math.Clamp((int)Math.Floor(Math.Log2(Math.Max(kbps, BaseKbps) / BaseKbps)), 0, MaxOrder));
+
+    /// <summary>The block of twice the rate, or this one if it is the largest.</summary>
+    public Block Larger => new((byte)Math.Min(MaxOrder, Order + 1));
+
+    public static Block Min(Block a, Block b) => a <= b ? a : b;
+
     public int CompareTo(Block other) => Order.CompareTo(other.Order);
     public static bool operator <(Block a, Block b) => a.Order < b.Order;
     public static bool operator >(Block a, Block b) => a.Order > b.Order;

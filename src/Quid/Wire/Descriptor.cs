@@ -8,6 +8,12 @@ public enum NodeRoles : byte
 {
     None = 0,
     Ultrapeer = 1,
+    /// <summary>
+    /// Its request is met: another agreement would have it hold more than it asked for, so a
+    /// searching node proposes to it only when no node that is short fits (a donor, which asks
+    /// nothing, never sets it).
+    /// </summary>
+    RequestMet = 2,
 }
 
 /// <summary>

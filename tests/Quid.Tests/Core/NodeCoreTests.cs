@@ -14,10 +14,11 @@ public sealed class NodeCoreTests : IDisposable
     public void Dispose() => _h.Dispose();
 
     /// <summary>Two nodes that each want what the other offers, the first bootstrapping through the second.</summary>
+    /// <summary>Two linked nodes in one agreement, granting in full from the start (no trial) unless <paramref name="market"/> says otherwise.</summary>
     private (CoreHarness.CoreNode A, CoreHarness.CoreNode B) Pair(MarketOptions? market = null)
     {
-        var b = _h.Add(CoreHarness.Options(1024, 512, seed: 3) with { Market = (market ?? new MarketOptions()) with { Random = new Random(4) } });
-        var a = _h.Add(CoreHarness.Options(1024, 512, seed: 1) with { Bootstrap = [(b.Address, null)], Market = (market ?? new MarketOptions()) with { Random = new Random(2) } });
+        var b = _h.Add(CoreHarness.Options(1024, 512, seed: 3) with { Market = (market ?? new MarketOptions { TrialOrders = 0 }) with { Random = new Random(4) } });
+        var a = _h.Add(CoreHarness.Options(1024, 512, seed: 1) with { Bootstrap = [(b.Address, null)], Market = (market ?? new MarketOptions { TrialOrders = 0 }) with { Random = new Random(2) } });
         _h.Tick(times: 3);
         return (a, b);
     }
@@ -185,19 +186,19 @@ public sealed class NodeCoreTests : IDisposable
     }
 
     [Fact]
-    public void A_partner_that_underdelivers_is_probed_cut_one_order_at_a_time_then_dropped()
+    public void A_partner_that_underdelivers_is_probed_cut_to_what_it_delivers_then_dropped()
     {
-        var (a, b) = Pair(new MarketOptions { FirstProbeMin = TimeSpan.FromSeconds(5), FirstProbeMax = TimeSpan.FromSeconds(5), RecheckAfter = TimeSpan.FromSeconds(1) });
+        var (a, b) = Pair(new MarketOptions { FirstProbeMin = TimeSpan.FromSeconds(5), FirstProbeMax = TimeSpan.FromSeconds(5), RecheckAfter = TimeSpan.FromSeconds(1), TrialOrders = 0 });
         _h.Tick(times: 6);
         var probe = Assert.Single(a.Seen<NodeEffect.StartProbe>());
         Assert.Equal(new NodeEffect.StartProbe(b.Id, 512), probe);
 
-        // A first shortfall is only a suspicion; confirmed, the grant to the liar halves and it is told.
+        // A first shortfall is only a suspicion; confirmed, the grant to the liar falls to what it delivers and it is told.
         Assert.Empty(a.Core.ProbeMeasured(b.Id, 100, 512).OfType<NodeEffect.VerdictReached>());
         var cut = a.Core.ProbeMeasured(b.Id, 100, 512);
         Assert.Equal(Verdict.Underdelivering, Assert.Single(cut.OfType<NodeEffect.VerdictReached>()).Verdict);
-        Assert.Contains(new NodeEffect.GrantChanged(b.Id, 256), cut);
-        Assert.Equal(Block.FromKbps(256), Assert.Single(cut.OfType<NodeEffect.Send>().Select(s => s.Message).OfType<GrantChanged>()).Grant);
+        Assert.Contains(new NodeEffect.GrantChanged(b.Id, 64), cut);
+        Assert.Equal(Block.FromKbps(64), Assert.Single(cut.OfType<NodeEffect.Send>().Select(s => s.Message).OfType<GrantChanged>()).Grant);
 
         a.Core.ProbeMeasured(b.Id, 100, 512);
         var dropped = a.Core.ProbeMeasured(b.Id, 100, 512);
@@ -277,21 +278,21 @@ public sealed class NodeCoreTests : IDisposable
     [Fact]
     public void An_offer_cut_into_more_free_blocks_than_a_descriptor_lists_still_publishes_the_largest_of_them()
     {
-        // 32 partners each granted 32 kbps of a 1024 kbps offer; cut to 16 each, the offer is left
-        // as 32 free blocks of 16 that are nobody's buddies, more than a descriptor may list.
-        var hub = _h.Add(CoreHarness.Options(1024, 16) with
+        // 32 partners each ask 32 kbps of a 1024 kbps offer. The hub asks for nothing, so each is
+        // granted no more than it gives the network: nothing yet, so the smallest block, 16. Each
+        // grant is cut from a block of 32, and the offer is left as 32 free blocks of 16 that are
+        // nobody's buddies, more than a descriptor may list.
+        var hub = _h.Add(CoreHarness.Options(1024, null) with
         {
             Overlay = new OverlayOptions { MaxLeafNeighbours = 64, Random = new Random(9) },
-            Market = new MarketOptions { FirstProbeMin = TimeSpan.FromSeconds(5), FirstProbeMax = TimeSpan.FromSeconds(5), Random = new Random(10) },
         });
         var partners = Enumerable.Range(0, 32).Select(i => _h.Add(CoreHarness.Options(16, 32, seed: 100 + 2 * i) with { Bootstrap = [(hub.Address, null)] })).ToList();
         for (int i = 0; i < 60 && hub.Core.Market.Active.Count() < 32; i++) _h.Tick();
         Assert.Equal(32, hub.Core.Market.Active.Count());
-
-        var effects = partners.SelectMany(p => new[] { hub.Core.ProbeMeasured(p.Id, 0, 16), hub.Core.ProbeMeasured(p.Id, 0, 16) }).SelectMany(e => e).ToList();
+        Assert.All(partners, p => Assert.Equal(16, hub.Core.Market.GrantedTo(p.Id)));
 
         Assert.Equal(32, hub.Core.Market.Capacity.FreeBlocks.Count);
-        var advertised = effects.OfType<NodeEffect.DescriptorPublished>().Last().Descriptor;
+        var advertised = hub.LastDescriptor;
         Assert.Equal(Descriptor.MaxFreeBlocks, advertised.FreeBlocks.Count);
         Assert.All(advertised.FreeBlocks, b => Assert.Equal(Block.FromKbps(16), b));
     }

@@ -9,7 +9,8 @@ namespace Quid.Tests.Exchange;
 
 public sealed class MarketTests : IDisposable
 {
-    private static readonly MarketOptions Options = new() { ProposalTimeout = TimeSpan.FromSeconds(10), RejectionCooldown = TimeSpan.FromSeconds(60) };
+    // No trial: these tests are about other rules; the trial has tests of its own.
+    private static readonly MarketOptions Options = new() { ProposalTimeout = TimeSpan.FromSeconds(10), RejectionCooldown = TimeSpan.FromSeconds(60), TrialOrders = 0 };
 
     private readonly FakeTimeProvider _time = new(TestDescriptors.Epoch);
     private readonly List<NodeIdentity> _identities = [];
@@ -33,12 +34,12 @@ public sealed class MarketTests : IDisposable
             Identity, Market.Offer, Market.Request, free: Market.Capacity.FreeBlocks, published: Time.GetUtcNow());
     }
 
-    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1, MarketOptions? options = null)
+    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1, MarketOptions? options = null, Func<NodeId, long?>? givingOf = null)
     {
         var identity = NodeIdentity.Generate(out _);
         _identities.Add(identity);
         var clock = time ?? _time;
-        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, (options ?? Options) with { Random = new Random(seed) });
+        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, (options ?? Options) with { Random = new Random(seed) }, givingOf: givingOf);
         return new Node(identity, market, clock);
     }
 
@@ -614,7 +615,7 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
-    public void A_probe_below_the_threshold_shrinks_our_grant_one_order_and_tells_the_partner()
+    public void A_confirmed_shortfall_cuts_our_grant_to_what_the_partner_delivers_and_tells_it()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
@@ -623,12 +624,12 @@ public sealed class MarketTests : IDisposable
         Assert.Empty(a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256)); // a suspicion, not yet a verdict
         var actions = a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256);
         var change = Sent<GrantChanged>(actions, b);
-        Assert.Equal(new GrantChanged(id, K(128)), change);
+        Assert.Equal(new GrantChanged(id, K(64)), change);
         Assert.Equal(b.Id, Assert.Single(actions.OfType<GrantsChanged>()).Partner);
         Assert.Equal(Verdict.Underdelivering, Assert.Single(actions.OfType<VerdictReached>()).Verdict);
-        Assert.Equal(128, a.Market.GrantedTo(b.Id));
-        // The freed half goes back to the free blocks, searchable again.
-        Assert.Equal([K(256), K(128)], a.Market.Capacity.FreeBlocks);
+        Assert.Equal(64, a.Market.GrantedTo(b.Id));
+        // What was cut goes back to the free blocks, searchable again.
+        Assert.Equal([K(256), K(128), K(64)], a.Market.Capacity.FreeBlocks);
         var account = a.Market.Ledger.Account(b.Id);
         Assert.Equal(Verdict.Underdelivering, account.Verdict);
         Assert.Equal(1, account.Failures);
@@ -637,7 +638,7 @@ public sealed class MarketTests : IDisposable
         // B hears of it: its request is no longer met, so it searches again.
         Assert.True(b.Market.RequestMet);
         Deliver(a, b, change);
-        Assert.Equal(128, b.Market.GrantedBy(a.Id));
+        Assert.Equal(64, b.Market.GrantedBy(a.Id));
         Assert.False(b.Market.RequestMet);
     }
 
@@ -663,17 +664,16 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
-    public void A_grant_is_not_cut_below_what_the_partner_delivers()
+    public void A_partner_that_falls_short_is_granted_no_more_than_it_delivers()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         Agree(a, b);
-        // Delivering 200 of 256 is under the threshold, but our 256 is only just above it: one order down would overshoot.
+        // Delivering 200 of 256 is under the threshold: 256 would be more than it returns, so 128.
         a.Market.ProbeResult(b.Id, deliveredKbps: 200, promisedKbps: 256);
         var actions = a.Market.ProbeResult(b.Id, deliveredKbps: 200, promisedKbps: 256);
         Assert.Equal(Verdict.Underdelivering, Assert.Single(actions.OfType<VerdictReached>()).Verdict);
-        Assert.Equal(256, a.Market.GrantedTo(b.Id));
-        Assert.Empty(actions.OfType<SendMarketMessage>());
+        Assert.Equal(128, a.Market.GrantedTo(b.Id));
     }
 
     [Fact]
@@ -711,15 +711,17 @@ public sealed class MarketTests : IDisposable
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var id = Agree(a, b);
-        a.Market.ProbeResult(b.Id, 30, 256);
-        a.Market.ProbeResult(b.Id, 30, 256);
-        a.Market.ProbeResult(b.Id, 30, 256);
+        a.Market.ProbeResult(b.Id, 70, 256);
+        a.Market.ProbeResult(b.Id, 70, 256);
         Assert.Equal(64, a.Market.GrantedTo(b.Id));
 
-        var actions = a.Market.ProbeResult(b.Id, 256, 256);
+        // It may have cut what it grants us in answer to our cut; it grows back all the same.
+        Deliver(b, a, new GrantChanged(id, K(64)));
+        var actions = a.Market.ProbeResult(b.Id, 64, 64);
         Assert.Equal(new GrantChanged(id, K(128)), Sent<GrantChanged>(actions, b));
         Assert.Equal(Verdict.Good, a.Market.Ledger.Account(b.Id).Verdict);
         Assert.Equal(0, a.Market.Ledger.Account(b.Id).Failures);
+        Deliver(b, a, new GrantChanged(id, K(256)));
         a.Market.ProbeResult(b.Id, 256, 256);
         Assert.Equal(256, a.Market.GrantedTo(b.Id));
         // Never beyond what was agreed.
@@ -754,5 +756,110 @@ public sealed class MarketTests : IDisposable
         // A newcomer may.
         var c = NewNode(512, 512);
         Assert.Single(Deliver(c, a, Propose(c, a, null, K(512), _time.GetUtcNow())).OfType<AgreementFormed>());
+    }
+
+    // ---- Grants that follow what the partner returns (issue 17) ----
+
+    private static readonly MarketOptions WithTrial = Options with { TrialOrders = 2 };
+
+    /// <summary>Tells each side the other's grant changes, as the link would.</summary>
+    private static void Relay(Node from, Node to, IReadOnlyList<MarketAction> actions)
+    {
+        foreach (var send in actions.OfType<SendMarketMessage>().Where(s => s.To == to.Id && s.Message is GrantChanged)) Deliver(from, to, send.Message);
+    }
+
+    [Fact]
+    public void A_new_partner_is_granted_a_trial_and_both_grow_to_what_they_signed_as_each_finds_the_other_delivering()
+    {
+        var a = NewNode(1024, 1024, options: WithTrial);
+        var b = NewNode(1024, 1024, options: WithTrial);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        var replies = Deliver(a, b, proposal);
+        // B accepts, then tells A it grants a quarter for now; A, accepted, does the same.
+        var sent = replies.OfType<SendMarketMessage>().Select(m => m.Message).ToList();
+        Assert.IsType<AgreementAcceptance>(sent[0]);
+        Assert.Equal(K(256), Assert.IsType<GrantChanged>(sent[1]).Grant);
+        var accepted = Deliver(b, a, sent[0]);
+        Deliver(b, a, sent[1]);
+        Relay(a, b, accepted);
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+        Assert.Equal(256, a.Market.GrantedBy(b.Id));
+        // On trial, both count as met: the grants are on their way up.
+        Assert.True(a.Market.RequestMet);
+        Assert.True(b.Market.RequestMet);
+
+        // Each good probe lets each grant one order more than the other returns, up to what it signed.
+        for (int round = 0; round < 3; round++)
+        {
+            Relay(a, b, a.Market.ProbeResult(b.Id, a.Market.GrantedBy(b.Id), a.Market.GrantedBy(b.Id)));
+            Relay(b, a, b.Market.ProbeResult(a.Id, b.Market.GrantedBy(a.Id), b.Market.GrantedBy(a.Id)));
+        }
+        Assert.Equal(1024, a.Market.GrantedTo(b.Id));
+        Assert.Equal(1024, b.Market.GrantedTo(a.Id));
+    }
+
+    [Fact]
+    public void A_partner_that_asks_more_than_it_grants_is_held_to_what_it_returns()
+    {
+        // The over-claimer's trade: it asks 1024 of each partner and grants the partner's 64.
+        var claimer = NewNode(4096, 1024, options: WithTrial);
+        var honest = NewNode(1024, 64, options: WithTrial);
+        var proposal = Sent<AgreementProposal>(claimer.Market.Search(Offers(honest.Descriptor()), _ => true), honest);
+        var replies = Deliver(claimer, honest, proposal);
+        foreach (var m in replies.OfType<SendMarketMessage>()) Relay(claimer, honest, Deliver(honest, claimer, m.Message));
+        Assert.Equal(256, honest.Market.GrantedTo(claimer.Id)); // a quarter of what it signed
+
+        // The claimer delivers all it grants, and keeps within its trial growth: 16, then 32, then 64.
+        for (int round = 0; round < 4; round++)
+        {
+            Relay(honest, claimer, honest.Market.ProbeResult(claimer.Id, honest.Market.GrantedBy(claimer.Id), honest.Market.GrantedBy(claimer.Id)));
+            Relay(claimer, honest, claimer.Market.ProbeResult(honest.Id, claimer.Market.GrantedBy(honest.Id), claimer.Market.GrantedBy(honest.Id)));
+        }
+        Assert.Equal(64, honest.Market.GrantedBy(claimer.Id));
+        Assert.Equal(64, honest.Market.GrantedTo(claimer.Id));
+        // After the trial it is short of what it asked for: it must find more partners, and give them as much.
+        _time.Advance(WithTrial.TrialPeriod);
+        Assert.False(claimer.Market.RequestMet);
+    }
+
+    [Fact]
+    public void A_node_met_meanwhile_ends_an_acceptance_that_comes_after_and_searchers_prefer_nodes_that_are_short()
+    {
+        var a = NewNode(1024, 256);
+        var b = NewNode(1024, 256);
+        var c = NewNode(1024, 256);
+        // A wants one partner and proposes to B; meanwhile C proposes to A, and A accepts.
+        var toB = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        var fromC = Sent<AgreementProposal>(c.Market.Search(Offers(a.Descriptor()), _ => true), a);
+        Assert.IsType<AgreementAcceptance>(Deliver(c, a, fromC).OfType<SendMarketMessage>().First().Message);
+        Assert.True(a.Market.RequestMet);
+        // B's acceptance comes after A is met: A ends it at once and holds only C's grant.
+        var acceptB = Sent<AgreementAcceptance>(Deliver(a, b, toB), a);
+        var late = Deliver(b, a, acceptB);
+        Assert.Equal(AgreementEndReason.Requested, Sent<AgreementEnd>(late, b).Reason);
+        Assert.Equal(256, a.Market.ReceivedKbps);
+
+        // A node that is met says so, and a searching node proposes to one that is short first.
+        var d = NewNode(1024, 256);
+        var met = TestDescriptors.Make(b.Identity, K(1024), K(256), free: [K(1024)], published: _time.GetUtcNow()) with { Roles = NodeRoles.RequestMet };
+        var proposal = Sent<AgreementProposal>(d.Market.Search(Offers(met.Sign(b.Identity), c.Descriptor()), _ => true), c);
+        Assert.Equal(c.Id, proposal.Terms.Acceptor);
+    }
+
+    [Fact]
+    public void A_donor_grants_no_more_than_the_requester_gives_the_network()
+    {
+        var requester = NewNode(1024, 1024);
+        long giving = 16;
+        var donor = NewNode(4096, null, givingOf: id => id == requester.Id ? giving : null);
+        var proposal = Propose(requester, donor, null, K(1024), _time.GetUtcNow());
+        Deliver(requester, donor, proposal);
+        Assert.Equal(16, donor.Market.GrantedTo(requester.Id));
+
+        var other = NewNode(1024, 1024);
+        giving = 600; // another that gives 600 kbps now is granted 512
+        var donor2 = NewNode(4096, null, givingOf: id => id == other.Id ? giving : null);
+        Deliver(other, donor2, Propose(other, donor2, null, K(1024), _time.GetUtcNow()));
+        Assert.Equal(512, donor2.Market.GrantedTo(other.Id));
     }
 }
