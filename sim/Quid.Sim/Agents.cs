@@ -21,6 +21,10 @@ public enum AgentClass
     Sybil,
     /// <summary>Serves honestly, but shares what it sees with its pair and the other colluders; prefers its pair as partner.</summary>
     Colluder,
+    /// <summary>An over-claimer that answers every probe in full from a second link it keeps hidden, so probes never see it share.</summary>
+    HiddenLinkOverClaimer,
+    /// <summary>A free-rider that sheds its identity every few minutes, caught or not, to come back as a newcomer.</summary>
+    RotatingFreeRider,
 }
 
 /// <summary>The shares of each adversary in a population; the rest is honest, and a share of the honest donate.</summary>
@@ -32,15 +36,18 @@ public sealed record AgentMix
     public double Whitewasher { get; init; } = 0.02;
     public double Sybil { get; init; } = 0.03;
     public double Colluder { get; init; } = 0.05;
+    public double HiddenLinkOverClaimer { get; init; } = 0.02;
+    public double RotatingFreeRider { get; init; } = 0.02;
     /// <summary>Of the honest, the share that asks for nothing.</summary>
     public double DonorShare { get; init; } = 0.1;
 
-    public static AgentMix HonestOnly { get; } = new() { OverClaimer = 0, UnderDeliverer = 0, FreeRider = 0, Whitewasher = 0, Sybil = 0, Colluder = 0 };
+    public static AgentMix HonestOnly { get; } = new() { OverClaimer = 0, UnderDeliverer = 0, FreeRider = 0, Whitewasher = 0, Sybil = 0, Colluder = 0, HiddenLinkOverClaimer = 0, RotatingFreeRider = 0 };
 
     internal IEnumerable<(AgentClass Class, double Share)> Adversaries =>
     [
         (AgentClass.OverClaimer, OverClaimer), (AgentClass.UnderDeliverer, UnderDeliverer), (AgentClass.FreeRider, FreeRider),
         (AgentClass.Whitewasher, Whitewasher), (AgentClass.Sybil, Sybil), (AgentClass.Colluder, Colluder),
+        (AgentClass.HiddenLinkOverClaimer, HiddenLinkOverClaimer), (AgentClass.RotatingFreeRider, RotatingFreeRider),
     ];
 }
 
@@ -82,7 +89,8 @@ public sealed class Agent
     /// <summary>The node this agent runs now.</summary>
     internal SimNode? Node { get; set; }
 
-    public bool IsCheater => Class is AgentClass.OverClaimer or AgentClass.UnderDeliverer or AgentClass.FreeRider or AgentClass.Whitewasher or AgentClass.Sybil;
+    public bool IsCheater => Class is AgentClass.OverClaimer or AgentClass.UnderDeliverer or AgentClass.FreeRider or AgentClass.Whitewasher or AgentClass.Sybil
+        or AgentClass.HiddenLinkOverClaimer or AgentClass.RotatingFreeRider;
 
     /// <summary>Serves what it is granted (honest, donor, colluder): the baseline for false positives.</summary>
     public bool Serves => Class is AgentClass.Honest or AgentClass.Donor or AgentClass.Colluder;
@@ -130,7 +138,7 @@ public sealed class Population(AgentMix mix, Random random)
     {
         long capacity = (long)Math.Clamp(MedianUploadKbps * Math.Exp(UploadSigma * Gaussian()), 128, 1_000_000);
         // Most people give a good part of their upload and ask for about as much ("usually the same amount").
-        var offer = Floor(capacity * (0.5 + 0.5 * random.NextDouble()));
+        var offer = Block.Floor(capacity * (0.5 + 0.5 * random.NextDouble()));
         Block? request = random.NextDouble() switch
         {
             < 0.7 => offer,
@@ -141,12 +149,12 @@ public sealed class Population(AgentMix mix, Random random)
         {
             case AgentClass.Donor:
                 return new Agent { Class = cls, CapacityKbps = capacity, Offer = offer, Request = null };
-            case AgentClass.OverClaimer:
+            case AgentClass.OverClaimer or AgentClass.HiddenLinkOverClaimer:
                 var claimed = new Block((byte)Math.Min(Block.MaxOrder, offer.Order + 2));
                 return new Agent { Class = cls, CapacityKbps = capacity, Offer = claimed, Request = claimed };
             case AgentClass.UnderDeliverer:
                 return new Agent { Class = cls, CapacityKbps = capacity, Offer = offer, Request = request, DeliveryFactor = 0.2 + 0.4 * random.NextDouble() };
-            case AgentClass.FreeRider:
+            case AgentClass.FreeRider or AgentClass.RotatingFreeRider:
                 return new Agent { Class = cls, CapacityKbps = capacity, Offer = new Block(0), Request = request, DeliveryFactor = 0 };
             case AgentClass.Whitewasher:
                 return new Agent { Class = cls, CapacityKbps = capacity, Offer = offer, Request = offer, DeliveryFactor = 0 };
@@ -169,8 +177,6 @@ public sealed class Population(AgentMix mix, Random random)
             colluders[i + 1].Pair = colluders[i];
         }
     }
-
-    private static Block Floor(double kbps) => new((byte)Math.Clamp((int)Math.Floor(Math.Log2(Math.Max(kbps, Block.BaseKbps) / Block.BaseKbps)), 0, Block.MaxOrder));
 
     private static Block Smaller(Block block, int orders) => new((byte)Math.Max(0, block.Order - orders));
 

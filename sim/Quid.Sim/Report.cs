@@ -163,8 +163,19 @@ public sealed class Report
         Add("stale_advertised_kbps_max", I(m.Series.Count == 0 ? 0 : m.Series.Max(r => r.StaleAdvertisedKbps)));
 
         double honestKbps = HonestReceivedKbps;
-        foreach (var cls in new[] { AgentClass.FreeRider, AgentClass.Whitewasher, AgentClass.UnderDeliverer, AgentClass.OverClaimer, AgentClass.Sybil })
+        AgentClass[] cheaters = [AgentClass.FreeRider, AgentClass.Whitewasher, AgentClass.UnderDeliverer, AgentClass.OverClaimer, AgentClass.Sybil,
+            AgentClass.HiddenLinkOverClaimer, AgentClass.RotatingFreeRider];
+        foreach (var cls in cheaters)
             Add($"received_{cls}_of_honest", F(Rate(Measured.Where(n => n.Agent.Class == cls), s => s.ReceivedKbit) / honestKbps));
+        // What a class gets for what it gives, of what an honest node gets for what it gives: an
+        // over-claimer gives all its capacity and more while an honest node offers half to all of
+        // its own, so what each receives alone does not say whether lying paid.
+        double honestPerGiven = HonestReceivedKbps / Rate(Measured.Where(n => n.Agent.Class == AgentClass.Honest), s => s.GivenKbit);
+        foreach (var cls in new[] { AgentClass.OverClaimer, AgentClass.HiddenLinkOverClaimer, AgentClass.Sybil })
+        {
+            var nodes = Measured.Where(n => n.Agent.Class == cls).ToList();
+            Add($"received_per_given_{cls}_of_honest", F(Rate(nodes, s => s.ReceivedKbit) / Rate(nodes, s => s.GivenKbit) / honestPerGiven));
+        }
         var under = Detection.FirstOrDefault(r => r[0] == nameof(AgentClass.UnderDeliverer));
         Add("underdeliverer_caught_within_60s", under?[9] ?? "");
         Add("underdeliverer_detection_median_s", under?[7] ?? "");

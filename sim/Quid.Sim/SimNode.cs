@@ -290,7 +290,8 @@ public sealed class SimNode
         long granted = Math.Max(1, Market.Capacity.GrantedKbps);
         return Agent.Class switch
         {
-            AgentClass.Honest or AgentClass.Donor or AgentClass.Colluder or AgentClass.OverClaimer => Math.Min(1, (double)Agent.CapacityKbps / granted),
+            AgentClass.Honest or AgentClass.Donor or AgentClass.Colluder or AgentClass.OverClaimer or AgentClass.HiddenLinkOverClaimer =>
+                Math.Min(1, (double)Agent.CapacityKbps / granted),
             AgentClass.UnderDeliverer => Agent.DeliveryFactor,
             AgentClass.Sybil => Math.Min(1, (double)Agent.Ring!.CapacityKbps / Math.Max(1, Agent.Ring.GrantedKbps(_sim.Clock.Now))),
             _ => 0,
@@ -303,6 +304,8 @@ public sealed class SimNode
     /// </summary>
     private double Measured(NodeId prober)
     {
+        // It knows a probe when it sees one, and serves it in full over a line of the same speed that no partner knows of.
+        if (Agent.Class == AgentClass.HiddenLinkOverClaimer) return Math.Min(Market.GrantedTo(prober), Agent.CapacityKbps);
         double delivered = Delivers(prober);
         if (Agent.Serves && _behaviour.NextDouble() < _sim.Options.HiccupChance) delivered *= 0.3 + 0.5 * _behaviour.NextDouble();
         return delivered;

@@ -27,6 +27,8 @@ public sealed record SimOptions
     public TimeSpan MeanReplacement { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>How long a caught whitewasher waits before it comes back under a new identity.</summary>
     public TimeSpan RekeyDelay { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long, on average, a rotating free-rider keeps an identity (exponential).</summary>
+    public TimeSpan MeanIdentityLifetime { get; init; } = TimeSpan.FromMinutes(5);
     public int BootstrapPeers { get; init; } = 3;
     /// <summary>The share of hosts behind a NAT: they dial out, nobody can dial them, and they cannot be ultrapeers.</summary>
     public double NatShare { get; init; } = 0.2;
@@ -163,6 +165,8 @@ public sealed class Simulation
         agent.Node = node;
         agent.Ring?.Members.Add(node);
         node.Start(TimeSpan.FromTicks((long)(_placement.NextDouble() * Options.TickInterval.Ticks)));
+        if (agent.Class == AgentClass.RotatingFreeRider)
+            Scheduler.After(TimeSpan.FromTicks((long)(-Options.MeanIdentityLifetime.Ticks * Math.Log(1 - _churn.NextDouble()))), () => Rekey(node));
         if (Options.MeanSession > TimeSpan.Zero)
         {
             var session = TimeSpan.FromTicks((long)(-Options.MeanSession.Ticks * Math.Log(1 - _churn.NextDouble())));
