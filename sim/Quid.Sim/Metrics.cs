@@ -8,10 +8,12 @@ namespace Quid.Sim;
 public readonly record struct RequestEpisode(AgentClass Class, long Start, long? FirstGrant, long? Met, bool Satisfiable, bool LeftFirst);
 
 /// <summary>One agreement with a cheater, seen by the partner that may catch it.</summary>
-public sealed class CheaterWatch(AgentClass cls, long formed)
+public sealed class CheaterWatch(AgentClass cls, long formed, bool promised)
 {
     public AgentClass Class { get; } = cls;
     public long Formed { get; } = formed;
+    /// <summary>Whether the cheater promised the prober anything: with nothing promised there is nothing to fall short of, or to probe.</summary>
+    public bool Promised { get; } = promised;
     /// <summary>The first probe that fell short (a suspicion, rechecked before it counts).</summary>
     public long? Suspected { get; set; }
     /// <summary>The first confirmed shortfall: the grant shrinks.</summary>
@@ -149,7 +151,7 @@ public sealed class Metrics
         AgreementsFormed++;
         if (agreement.TheyGrant is not null && node.Stats.UnmetSince is not null && node.Stats.FirstGrant is null) node.Stats.FirstGrant = Now;
         if (_sim.Find(agreement.Partner) is { Agent.IsCheater: true } partner && agreement.WeGrant is not null)
-            _watches.TryAdd((node.Index, partner.Index), new CheaterWatch(partner.Agent.Class, Now));
+            _watches.TryAdd((node.Index, partner.Index), new CheaterWatch(partner.Agent.Class, Now, agreement.TheyGrant is not null));
     }
 
     internal void AgreementEnded(SimNode node, Agreement agreement, AgreementEndReason reason)

@@ -102,12 +102,16 @@ public sealed class Report
             var watches = group.ToList();
             var detected = watches.Where(w => w.Verdict is not null).Select(w => Seconds(w.Verdict!.Value - w.Formed)).Order().ToArray();
             var suspected = watches.Where(w => w.Suspected is not null).Select(w => Seconds(w.Suspected!.Value - w.Formed)).Order().ToArray();
-            // Of the agreements that lasted long enough to be judged in time, the share caught in time.
+            // Of the agreements that lasted long enough to be judged in time, the share caught in time;
+            // and the same over those in which the cheater promised something (a donor's grant to
+            // it asks nothing back, so there is nothing it could be caught falling short of).
             var judgeable = watches.Where(w => w.Verdict is not null || (w.EndedFirst ?? _sim.Clock.Now) - w.Formed >= DetectionTarget.Ticks).ToList();
+            var promised = judgeable.Where(w => w.Promised).ToList();
             rows.Add([group.Key.ToString(), I(watches.Count), I(suspected.Length), I(detected.Length), I(watches.Count(w => w.Shunned is not null)),
                 I(watches.Count(w => w.EndedFirst is not null)), F(Stats.Quantile(suspected, 0.5), 1), F(Stats.Quantile(detected, 0.5), 1),
                 F(Stats.Quantile(detected, 0.9), 1),
-                F(judgeable.Count == 0 ? double.NaN : (double)judgeable.Count(w => w.Verdict is { } v && v - w.Formed <= DetectionTarget.Ticks) / judgeable.Count)]);
+                F(judgeable.Count == 0 ? double.NaN : (double)judgeable.Count(w => w.Verdict is { } v && v - w.Formed <= DetectionTarget.Ticks) / judgeable.Count),
+                F(promised.Count == 0 ? double.NaN : (double)promised.Count(w => w.Verdict is { } v && v - w.Formed <= DetectionTarget.Ticks) / promised.Count)]);
         }
         return rows;
     }
@@ -178,6 +182,7 @@ public sealed class Report
         }
         var under = Detection.FirstOrDefault(r => r[0] == nameof(AgentClass.UnderDeliverer));
         Add("underdeliverer_caught_within_60s", under?[9] ?? "");
+        Add("underdeliverer_caught_within_60s_of_promising", under?[10] ?? "");
         Add("underdeliverer_detection_median_s", under?[7] ?? "");
         Add("honest_probes", I(m.HonestProbes));
         Add("false_positive_per_probe", F(m.HonestProbes == 0 ? double.NaN : (double)m.HonestFailures / m.HonestProbes, 5));
@@ -208,7 +213,7 @@ public sealed class Report
         Csv(directory, "classes.csv",
             ["class", "identities", "node_hours", "mean_offer_kbps", "mean_capacity_kbps", "requested_kbps", "received_kbps", "given_kbps", "received_of_honest"], Classes);
         Csv(directory, "detection.csv",
-            ["class", "agreements", "suspected", "caught", "shunned", "ended_before_verdict", "suspected_p50_s", "caught_p50_s", "caught_p90_s", "caught_within_60s"], Detection);
+            ["class", "agreements", "suspected", "caught", "shunned", "ended_before_verdict", "suspected_p50_s", "caught_p50_s", "caught_p90_s", "caught_within_60s", "caught_within_60s_of_promising"], Detection);
         Csv(directory, "anonymity.csv", ["hops", "view", "basis", "circuits", "share", "mean_set", "median_set", "p10_set", "mean_entropy_bits"],
             Anonymity.Select(r => new[] { I(r.Hops), r.View, r.Basis, I(r.Circuits), F(r.Share), F(r.MeanSet, 1), F(r.MedianSet, 1), F(r.P10Set, 1), F(r.MeanEntropy, 3) }));
         var histogram = _sim.Metrics.SearchMessages.GroupBy(x => x).OrderBy(g => g.Key);
