@@ -193,6 +193,7 @@ public sealed class SimNode
     /// <summary>A control message arrives.</summary>
     internal void Deliver(SimLink link, ControlMessage message)
     {
+        if (Online && message is QueryMessage && _sim.Clock.Now >= _sim.WindowStart) _sim.Network.QueryArrived(onClosedLink: link.IsClosedAt(this));
         if (!Online || !link.IsOpenAt(this)) return;
         _sim.WireCheck.Sample(message);
         Execute(Core.Receive(link, link.Other(this).Id, message));
