@@ -30,6 +30,8 @@ public sealed class SimNode
         _behaviour = new Random(Seeds.Derive(seed, 3));
         var options = CoreOptionsFor(sim.Options, agent, host, bootstrap, seed);
         if (agent.Pair is not null) options = options with { ChooseCandidates = Choose };
+        // A host's upload is shared by all its links: each is as far behind as the host's upload queue.
+        options = options with { LinkBacklog = _ => TimeSpan.FromTicks(Math.Max(0, host.UplinkFreeAt - sim.Clock.Now)) };
         Core = new NodeCore<SimLink>(identity, options, sim.Clock);
         Joined = sim.Clock.Now;
     }

@@ -31,6 +31,8 @@ public sealed class Overlay
     private readonly Dictionary<NodeId, DateTimeOffset> _shunned = [];
     private readonly Dictionary<QueryId, OwnSearch> _ownSearches = [];
     private readonly Dictionary<NodeId, Hit> _hits = [];
+    /// <summary>How far behind the link to a neighbour is, as its host tells: null when the host never is.</summary>
+    private readonly Func<NodeId, TimeSpan>? _linkBacklog;
     private readonly DateTimeOffset _started;
     private DateTimeOffset? _starvedSince;
     private DateTimeOffset? _idleSince;
@@ -75,9 +77,16 @@ public sealed class Overlay
     /// <summary>A search of ours and the nodes it found, bounded by the number of results a query may bring.</summary>
     private sealed record OwnSearch(DateTimeOffset Started, HashSet<NodeId> Found);
 
-    public Overlay(NodeIdentity identity, TimeProvider time, OverlayOptions? options = null)
+    /// <param name="linkBacklog">
+    /// How far behind the link to a neighbour is (how long what is queued on it would take to go
+    /// out): queries and hits for a link further behind than MaxQueryBacklog are dropped. The host
+    /// knows it (a real link's queue over its drain rate, a simulated host's upload queue); null
+    /// when no link is ever behind.
+    /// </param>
+    public Overlay(NodeIdentity identity, TimeProvider time, OverlayOptions? options = null, Func<NodeId, TimeSpan>? linkBacklog = null)
     {
         _identity = identity;
+        _linkBacklog = linkBacklog;
         _time = time;
         _options = options ?? new OverlayOptions();
         _peers = new PeerTable(_options.MaxKnownPeers);
@@ -93,6 +102,10 @@ public sealed class Overlay
     public int QueryRouteCount => _routes.Count;
     public int SearchResultCount => _hits.Count;
     public bool FriendsOnly => _options.Friends is not null;
+    /// <summary>Queries not sent because their link was more than MaxQueryBacklog behind (flow control).</summary>
+    public long QueriesDropped { get; private set; }
+    /// <summary>Query hits not sent because their link was more than MaxQueryBacklog behind (flow control).</summary>
+    public long HitsDropped { get; private set; }
 
     private DateTimeOffset Now => _time.GetUtcNow();
 
@@ -398,7 +411,24 @@ public sealed class Overlay
             canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
         var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
         var targets = ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
-        return (id, [.. targets.Select(n => new SendOverlayMessage(n, query))]);
+        var actions = new List<OverlayAction>(targets.Count);
+        foreach (var target in targets) SendQuery(target, query, actions);
+        return (id, actions);
+    }
+
+    /// <summary>Whether the link to a neighbour is too far behind for a query or a hit: those are dropped, never queued.</summary>
+    private bool Behind(NodeId neighbour) => _linkBacklog is { } backlog && backlog(neighbour) > _options.MaxQueryBacklog;
+
+    private void SendQuery(NodeId to, QueryMessage query, List<OverlayAction> actions)
+    {
+        if (Behind(to)) QueriesDropped++;
+        else actions.Add(new SendOverlayMessage(to, query));
+    }
+
+    private void SendHit(NodeId to, QueryHitMessage hit, List<OverlayAction> actions)
+    {
+        if (Behind(to)) HitsDropped++;
+        else actions.Add(new SendOverlayMessage(to, hit));
     }
 
     /// <summary>
@@ -451,14 +481,19 @@ public sealed class Overlay
         if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
         if (ultrapeer) SampleLeaves(from, query, now, answers);
         var reply = Fit(answers, query.MaxResults);
-        if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
+        if (reply.Length > 0) SendHit(from.Id, new QueryHitMessage(query.Id, reply), actions);
 
         // Enough answers here, or the TTL is spent, or we are a leaf: the query stops.
         if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
         var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
-        // A flood is best effort: an ultrapeer busier than the next one admits drops forwards rather than earn strikes.
+        // A flood is best effort: an ultrapeer busier than the next one admits, or than its link
+        // drains, drops forwards rather than earn strikes or queue them.
         foreach (var n in _neighbours.Values)
-            if (n.Id != from.Id && n.Peer.IsUltrapeer && n.QueriesOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
+        {
+            if (n.Id == from.Id || !n.Peer.IsUltrapeer) continue;
+            if (Behind(n.Id)) QueriesDropped++;
+            else if (n.QueriesOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
+        }
     }
 
     /// <summary>
@@ -506,7 +541,7 @@ public sealed class Overlay
             return;
         }
         // Not ours: pass the valid ones back the way the query came; never forward what we refused.
-        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, Fit(valid.Select(d => d.Descriptor), QueryMessage.MaxResultsLimit))));
+        SendHit(back, new QueryHitMessage(hit.Query, Fit(valid.Select(d => d.Descriptor), QueryMessage.MaxResultsLimit)), actions);
     }
 
     private void RememberHit(Descriptor descriptor, NodeId id, QueryId query)

@@ -55,6 +55,14 @@ public sealed record OverlayOptions
     /// <summary>An ultrapeer that has served no leaf for this long, with enough other ultrapeers around, becomes a leaf again.</summary>
     public TimeSpan DemotionDelay { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Gnutella's flow control: a query or a hit is dropped, never queued, when the link it would go
+    /// out on is further behind than this (what is queued on it would take longer to go out). A
+    /// search is worth nothing minutes late, and queued floods would hold up everything behind
+    /// them, a link's close included.
+    /// </summary>
+    public TimeSpan MaxQueryBacklog { get; init; } = TimeSpan.FromSeconds(1);
+
     public MessageRate LeafQueryRate { get; init; } = new(2, 10);
     public MessageRate UltrapeerQueryRate { get; init; } = new(200, 1000);
     public MessageRate DescriptorRate { get; init; } = new(1, 10);
