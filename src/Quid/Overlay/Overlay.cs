@@ -34,6 +34,8 @@ public sealed class Overlay
     /// <summary>How far behind the link to a neighbour is, as its host tells: null when the host never is.</summary>
     private readonly Func<NodeId, TimeSpan>? _linkBacklog;
     private readonly DateTimeOffset _started;
+    /// <summary>How many leaves we take as an ultrapeer, worked out from our offer whenever we publish.</summary>
+    private int _maxLeaves;
     private DateTimeOffset? _starvedSince;
     private DateTimeOffset? _idleSince;
     private DateTimeOffset _lastElection;
@@ -107,6 +109,17 @@ public sealed class Overlay
     /// <summary>Query hits not sent because their link was more than MaxQueryBacklog behind (flow control).</summary>
     public long HitsDropped { get; private set; }
 
+    /// <summary>
+    /// How many leaves this node takes as an ultrapeer: as many as its upload can serve queries for,
+    /// and never more than MaxUltrapeerNeighbours. Each query of a leaf costs the ultrapeer's upload
+    /// one cell to each of its UltrapeerLinks other ultrapeers and about one for the hit back, so
+    /// a leaf costs LeafQueriesPerSecond × (UltrapeerLinks + 1) × Cell.Size bytes a second, and the
+    /// ultrapeer spends UltrapeerQueryShare of its offer on them: with the defaults, about 23 kbit/s
+    /// a leaf, so 5 leaves at the smallest offer an ultrapeer may have (256 kbit/s), 44 at 2 Mbit/s
+    /// and the 160 of MaxUltrapeerNeighbours from about 7.3 Mbit/s. Leaves beyond it are refused as
+    /// full, and count as starved, so that more leaves promote while the ultrapeers are loaded.
+    /// </summary>
+    public int MaxLeaves => _maxLeaves;
     private DateTimeOffset Now => _time.GetUtcNow();
 
     public Descriptor? Find(NodeId id) => _peers.Find(id) is { } peer ? Current(peer, Now) : null;
@@ -145,6 +158,9 @@ public sealed class Overlay
     public IReadOnlyList<OverlayAction> Publish(Descriptor own)
     {
         Own = own;
+        double leafBitsPerSecond = _options.LeafQueriesPerSecond * (_options.UltrapeerLinks + 1) * Cell.Size * 8;
+        double servable = own.Offer.Kbps * 1000.0 * _options.UltrapeerQueryShare / leafBitsPerSecond;
+        _maxLeaves = (int)Math.Min(_options.MaxUltrapeerNeighbours, servable);
         var actions = new List<OverlayAction>();
         foreach (var neighbour in _neighbours.Values)
         {
@@ -207,8 +223,11 @@ public sealed class Overlay
     {
         if (!IsFriend(peer)) return GoodbyeReason.NotAFriend;
         if (_shunned.TryGetValue(peer, out var until) && until > Now) return GoodbyeReason.Abuse;
-        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours < WantedUltrapeers))
-            return GoodbyeReason.Full;
+        if (_neighbourIds.Contains(peer)) return null;
+        bool ultrapeer = IsUltrapeer(peer);
+        if (_neighbours.Count >= MaxNeighbours && !(ultrapeer && UltrapeerNeighbours < WantedUltrapeers)) return GoodbyeReason.Full;
+        // An ultrapeer's upload serves the queries of only so many leaves.
+        if (Role == OverlayRole.Ultrapeer && !ultrapeer && _neighbours.Count - UltrapeerNeighbours >= _maxLeaves) return GoodbyeReason.Full;
         return null;
     }
 
