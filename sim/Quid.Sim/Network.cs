@@ -89,6 +89,10 @@ public sealed class VirtualNetwork(NetworkOptions options, Scheduler scheduler, 
     public NetworkOptions Options => options;
     public long MessagesSent { get; private set; }
     public long BytesSent { get; private set; }
+    /// <summary>Query messages that reached an online node in the measurement window.</summary>
+    public long QueriesArrived { get; private set; }
+    /// <summary>Of those, the ones that came on a link the receiver had already closed, and were discarded unread.</summary>
+    public long QueriesOnClosedLinks { get; private set; }
 
     private long Now => scheduler.Clock.Now;
 
@@ -167,6 +171,13 @@ public sealed class VirtualNetwork(NetworkOptions options, Scheduler scheduler, 
             arrival += Math.Max(TimeSpan.FromMilliseconds(200).Ticks, 4 * oneWay);
         arrival = link.InOrder(to, arrival);
         scheduler.At(arrival, () => to.Deliver(link, message));
+    }
+
+    /// <summary>Counts a Query that reached an online node, and whether its link was already closed at that end.</summary>
+    internal void QueryArrived(bool onClosedLink)
+    {
+        QueriesArrived++;
+        if (onClosedLink) QueriesOnClosedLinks++;
     }
 
     /// <summary>One end closes the link: the other end learns of it after everything already sent.</summary>

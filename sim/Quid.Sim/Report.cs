@@ -133,6 +133,11 @@ public sealed class Report
         Add("events", I(_sim.Scheduler.Executed));
         Add("control_messages", I(_sim.Network.MessagesSent));
         Add("control_bytes", I(_sim.Network.BytesSent));
+        // Queries that reached a node on a link it had already closed, while the close was still on its way to the sender (measured from the window).
+        Add("queries_on_closed_links_share", F(_sim.Network.QueriesArrived == 0 ? double.NaN : (double)_sim.Network.QueriesOnClosedLinks / _sim.Network.QueriesArrived, 5));
+        // Gnutella's flow control: queries and hits not sent because their link was more than a second behind (the whole run, every identity).
+        Add("queries_dropped_behind", I(_sim.All.Sum(n => n.Overlay.QueriesDropped)));
+        Add("hits_dropped_behind", I(_sim.All.Sum(n => n.Overlay.HitsDropped)));
         Add("wire_round_trips_checked", I(_sim.WireCheck.Checked));
         Add("descriptors_signed", I(m.Published));
         Add("agreements_formed", I(m.AgreementsFormed));

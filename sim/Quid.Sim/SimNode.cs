@@ -30,6 +30,8 @@ public sealed class SimNode
         _behaviour = new Random(Seeds.Derive(seed, 3));
         var options = CoreOptionsFor(sim.Options, agent, host, bootstrap, seed);
         if (agent.Pair is not null) options = options with { ChooseCandidates = Choose };
+        // A host's upload is shared by all its links: each is as far behind as the host's upload queue.
+        options = options with { LinkBacklog = _ => TimeSpan.FromTicks(Math.Max(0, host.UplinkFreeAt - sim.Clock.Now)) };
         Core = new NodeCore<SimLink>(identity, options, sim.Clock);
         Joined = sim.Clock.Now;
     }
@@ -193,6 +195,7 @@ public sealed class SimNode
     /// <summary>A control message arrives.</summary>
     internal void Deliver(SimLink link, ControlMessage message)
     {
+        if (Online && message is QueryMessage && _sim.Clock.Now >= _sim.WindowStart) _sim.Network.QueryArrived(onClosedLink: link.IsClosedAt(this));
         if (!Online || !link.IsOpenAt(this)) return;
         _sim.WireCheck.Sample(message);
         Execute(Core.Receive(link, link.Other(this).Id, message));

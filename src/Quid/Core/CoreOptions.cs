@@ -31,4 +31,11 @@ public sealed record CoreOptions
     /// real node. The simulator's colluders use it to put their accomplice first.
     /// </summary>
     public Func<List<(NodeId Id, Descriptor Descriptor)>, IEnumerable<(NodeId Id, Descriptor Descriptor)>>? ChooseCandidates { get; init; }
+    /// <summary>
+    /// How far behind the link to a neighbour is: how long what is queued on it would take to go
+    /// out. Only the host knows (a real link measures its queue and drain rate; the simulator's
+    /// host has its upload queue); the overlay drops queries and hits for a link more than
+    /// <see cref="OverlayOptions.MaxQueryBacklog"/> behind. Null: links are never behind.
+    /// </summary>
+    public Func<NodeId, TimeSpan>? LinkBacklog { get; init; }
 }

@@ -52,7 +52,7 @@ public sealed class NodeCore<TLink> where TLink : class
         _address = options.Address;
         var (request, wanted) = Market.SplitRequest(options.Request, options.Hops);
         PartnersWanted = options.PartnersWanted ?? wanted;
-        Overlay = new Overlay.Overlay(identity, time, options.Overlay);
+        Overlay = new Overlay.Overlay(identity, time, options.Overlay, options.LinkBacklog);
         Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger,
             givingOf: id => Overlay.Find(id) is { } d ? d.Offer.Kbps - d.FreeBlocks.Sum(b => b.Kbps) : null);
     }

@@ -74,8 +74,13 @@ public sealed record LinkOptions
     public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>A link that hears nothing for this long is dead.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(95);
-    /// <summary>More than this waiting to go out means the peer ignores flow control.</summary>
-    public long MaxQueuedBytes { get; init; } = 64L * 1024 * 1024;
+    /// <summary>
+    /// The last resort against a link that does not drain: more than this waiting to go out closes
+    /// it. What keeps a link's queue short in time is elsewhere: the overlay drops queries and hits
+    /// once a link is more than a second behind (<see cref="Link.Backlog"/>), and circuits hold at
+    /// most one window (2 MiB) each in flight; this is eight such windows.
+    /// </summary>
+    public long MaxQueuedBytes { get; init; } = 16L * 1024 * 1024;
 }
 
 /// <summary>
@@ -87,6 +92,8 @@ public sealed class Link : ICellPort, IAsyncDisposable
 {
     private const int ReceiveBufferSize = 256 * 1024;
     private const int SendBufferSize = 256 * 1024;
+    /// <summary>The drain rate is measured over at least this much time spent writing to the socket.</summary>
+    private static readonly TimeSpan DrainSample = TimeSpan.FromMilliseconds(500);
 
     private readonly Socket _socket;
     private readonly LinkCipher _send;
@@ -108,6 +115,13 @@ public sealed class Link : ICellPort, IAsyncDisposable
     private long _lastSent;
     private int _state = (int)LinkState.Open;
     private volatile bool _draining;
+    /// <summary>When the write to the socket now under way began; 0 between writes.</summary>
+    private long _writeStarted;
+    /// <summary>Bytes a second the link has been measured to drain at; 0 until measured.</summary>
+    private long _drainRate;
+    // The writer's sample so far: only its loop touches these.
+    private long _sampleBytes;
+    private TimeSpan _sampleTime;
 
     public NodeId PeerId { get; }
     public byte[] PeerSigningKey { get; }
@@ -120,6 +134,31 @@ public sealed class Link : ICellPort, IAsyncDisposable
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
     public long QueuedBytes => _queue.QueuedBytes;
+    /// <summary>
+    /// Bytes a second the link drains at, as measured by the time its writes spent in the socket:
+    /// while the kernel's buffer takes them at once this reads high, but then nothing waits; when
+    /// the network (or the peer) is the bottleneck, writes wait for room and it reads the real
+    /// rate. 0 until the writer has spent <see cref="DrainSample"/> writing.
+    /// </summary>
+    public long DrainBytesPerSecond => Volatile.Read(ref _drainRate);
+
+    /// <summary>
+    /// How far behind the link is: how long what is queued would take to go out at the measured
+    /// drain rate, and at least as long as the write under way has waited for the socket (which
+    /// also covers a link whose rate is not measured yet, or whose peer stopped reading). The
+    /// overlay drops queries and hits for a link more than a second behind.
+    /// </summary>
+    public TimeSpan Backlog
+    {
+        get
+        {
+            long started = Volatile.Read(ref _writeStarted);
+            var waited = started == 0 ? TimeSpan.Zero : _time.GetElapsedTime(started);
+            long rate = DrainBytesPerSecond;
+            var queued = rate > 0 ? TimeSpan.FromSeconds((double)_queue.QueuedBytes / rate) : TimeSpan.Zero;
+            return queued > waited ? queued : waited;
+        }
+    }
     /// <summary>Completes when the link has closed, for whatever reason.</summary>
     public Task Closed => _closed.Task;
 
@@ -403,9 +442,14 @@ public sealed class Link : ICellPort, IAsyncDisposable
                     CellQueue.Return(chunk);
                 }
                 if (length == 0) continue;
+                long started = _time.GetTimestamp();
+                Volatile.Write(ref _writeStarted, started);
                 await _socket.SendAsync(output.AsMemory(0, length), SocketFlags.None, _closing.Token).ConfigureAwait(false);
+                long sent = _time.GetTimestamp();
+                Volatile.Write(ref _writeStarted, 0);
                 Interlocked.Add(ref _bytesSent, length);
-                Volatile.Write(ref _lastSent, _time.GetTimestamp());
+                Volatile.Write(ref _lastSent, sent);
+                MeasureDrain(length, _time.GetElapsedTime(started, sent));
             }
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
@@ -420,6 +464,17 @@ public sealed class Link : ICellPort, IAsyncDisposable
         {
             ArrayPool<byte>.Shared.Return(output);
         }
+    }
+
+    /// <summary>Adds one write to the sample; a full sample is the drain rate from then on.</summary>
+    private void MeasureDrain(int bytes, TimeSpan took)
+    {
+        _sampleBytes += bytes;
+        _sampleTime += took;
+        if (_sampleTime < DrainSample) return;
+        Volatile.Write(ref _drainRate, (long)(_sampleBytes / _sampleTime.TotalSeconds));
+        _sampleBytes = 0;
+        _sampleTime = TimeSpan.Zero;
     }
 
     private void CheckLiveness()

@@ -40,5 +40,8 @@ public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed,
 /// <summary>A partner's standing in our ledger: what we measured of it and what we think of it.</summary>
 public sealed record PartnerStatus(NodeId Id, long BytesGiven, long BytesReceived, double? DeliveredKbps, Verdict Verdict, int Failures, DateTimeOffset? ShunnedUntil);
 
-/// <summary>The sizes of the overlay's tables, each of which has a bound.</summary>
-public sealed record OverlayStatus(int KnownPeers, int QueryRoutes, int SearchResults);
+/// <summary>
+/// The sizes of the overlay's tables, each of which has a bound, and the queries and hits it
+/// dropped rather than queue them on a link more than a second behind (flow control).
+/// </summary>
+public sealed record OverlayStatus(int KnownPeers, int QueryRoutes, int SearchResults, long QueriesDropped, long HitsDropped);

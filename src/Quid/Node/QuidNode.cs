@@ -226,7 +226,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, link => Post(new LinkEstablished(link, null), link));
         _listener.Start();
         var address = _baseAddress = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener.LocalEndPoint : null);
-        _core = new NodeCore<Link>(Identity, CoreOptionsFor(_options, address), _time, _ledger);
+        _core = new NodeCore<Link>(Identity, CoreOptionsFor(_options, address) with { LinkBacklog = LinkBacklog }, _time, _ledger);
         var cached = _database.LoadPeers();
         _core.Overlay.AddCachedPeers(cached);
         _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}{Cache}{Friends}",
@@ -239,6 +239,9 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _ticker = Task.Run(TickerAsync);
         StartPortMapping();
     }
+
+    /// <summary>How far behind our link to a neighbour is, for the overlay's flow control; asked on the loop.</summary>
+    private TimeSpan LinkBacklog(NodeId peer) => _core.LinkTo(peer)?.Backlog ?? TimeSpan.Zero;
 
     /// <summary>Asks the gateway for a port where it can matter; each mapping obtained or lost changes the descriptor's address on the loop.</summary>
     private void StartPortMapping()
@@ -648,7 +651,8 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
                 l.Link.BytesSent, l.Link.BytesReceived, l.Link.QueuedBytes))],
             [.. market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
             _pool.Circuits.Count,
-            new OverlayStatus(_core.Overlay.KnownPeerCount, _core.Overlay.QueryRouteCount, _core.Overlay.SearchResultCount),
+            new OverlayStatus(_core.Overlay.KnownPeerCount, _core.Overlay.QueryRouteCount, _core.Overlay.SearchResultCount,
+                _core.Overlay.QueriesDropped, _core.Overlay.HitsDropped),
             [.. _ledger.Accounts.Select(a => new PartnerStatus(a.Partner, a.BytesGiven, a.BytesReceived, a.DeliveredKbps, a.Verdict, a.Failures, a.ShunnedUntil))],
             Reachability());
     });

@@ -31,7 +31,11 @@ public sealed class Overlay
     private readonly Dictionary<NodeId, DateTimeOffset> _shunned = [];
     private readonly Dictionary<QueryId, OwnSearch> _ownSearches = [];
     private readonly Dictionary<NodeId, Hit> _hits = [];
+    /// <summary>How far behind the link to a neighbour is, as its host tells: null when the host never is.</summary>
+    private readonly Func<NodeId, TimeSpan>? _linkBacklog;
     private readonly DateTimeOffset _started;
+    /// <summary>How many leaves we take as an ultrapeer, worked out from our offer whenever we publish.</summary>
+    private int _maxLeaves;
     private DateTimeOffset? _starvedSince;
     private DateTimeOffset? _idleSince;
     private DateTimeOffset _lastElection;
@@ -75,9 +79,16 @@ public sealed class Overlay
     /// <summary>A search of ours and the nodes it found, bounded by the number of results a query may bring.</summary>
     private sealed record OwnSearch(DateTimeOffset Started, HashSet<NodeId> Found);
 
-    public Overlay(NodeIdentity identity, TimeProvider time, OverlayOptions? options = null)
+    /// <param name="linkBacklog">
+    /// How far behind the link to a neighbour is (how long what is queued on it would take to go
+    /// out): queries and hits for a link further behind than MaxQueryBacklog are dropped. The host
+    /// knows it (a real link's queue over its drain rate, a simulated host's upload queue); null
+    /// when no link is ever behind.
+    /// </param>
+    public Overlay(NodeIdentity identity, TimeProvider time, OverlayOptions? options = null, Func<NodeId, TimeSpan>? linkBacklog = null)
     {
         _identity = identity;
+        _linkBacklog = linkBacklog;
         _time = time;
         _options = options ?? new OverlayOptions();
         _peers = new PeerTable(_options.MaxKnownPeers);
@@ -93,7 +104,22 @@ public sealed class Overlay
     public int QueryRouteCount => _routes.Count;
     public int SearchResultCount => _hits.Count;
     public bool FriendsOnly => _options.Friends is not null;
+    /// <summary>Queries not sent because their link was more than MaxQueryBacklog behind (flow control).</summary>
+    public long QueriesDropped { get; private set; }
+    /// <summary>Query hits not sent because their link was more than MaxQueryBacklog behind (flow control).</summary>
+    public long HitsDropped { get; private set; }
 
+    /// <summary>
+    /// How many leaves this node takes as an ultrapeer: as many as its upload can serve queries for,
+    /// and never more than MaxUltrapeerNeighbours. Each query of a leaf costs the ultrapeer's upload
+    /// one cell to each of its UltrapeerLinks other ultrapeers and about one for the hit back, so
+    /// a leaf costs LeafQueriesPerSecond × (UltrapeerLinks + 1) × Cell.Size bytes a second, and the
+    /// ultrapeer spends UltrapeerQueryShare of its offer on them: with the defaults, about 23 kbit/s
+    /// a leaf, so 5 leaves at the smallest offer an ultrapeer may have (256 kbit/s), 44 at 2 Mbit/s
+    /// and the 160 of MaxUltrapeerNeighbours from about 7.3 Mbit/s. Leaves beyond it are refused as
+    /// full, and count as starved, so that more leaves promote while the ultrapeers are loaded.
+    /// </summary>
+    public int MaxLeaves => _maxLeaves;
     private DateTimeOffset Now => _time.GetUtcNow();
 
     public Descriptor? Find(NodeId id) => _peers.Find(id) is { } peer ? Current(peer, Now) : null;
@@ -132,6 +158,9 @@ public sealed class Overlay
     public IReadOnlyList<OverlayAction> Publish(Descriptor own)
     {
         Own = own;
+        double leafBitsPerSecond = _options.LeafQueriesPerSecond * (_options.UltrapeerLinks + 1) * Cell.Size * 8;
+        double servable = own.Offer.Kbps * 1000.0 * _options.UltrapeerQueryShare / leafBitsPerSecond;
+        _maxLeaves = (int)Math.Min(_options.MaxUltrapeerNeighbours, servable);
         var actions = new List<OverlayAction>();
         foreach (var neighbour in _neighbours.Values)
         {
@@ -194,8 +223,11 @@ public sealed class Overlay
     {
         if (!IsFriend(peer)) return GoodbyeReason.NotAFriend;
         if (_shunned.TryGetValue(peer, out var until) && until > Now) return GoodbyeReason.Abuse;
-        if (!_neighbourIds.Contains(peer) && _neighbours.Count >= MaxNeighbours && !(IsUltrapeer(peer) && UltrapeerNeighbours < WantedUltrapeers))
-            return GoodbyeReason.Full;
+        if (_neighbourIds.Contains(peer)) return null;
+        bool ultrapeer = IsUltrapeer(peer);
+        if (_neighbours.Count >= MaxNeighbours && !(ultrapeer && UltrapeerNeighbours < WantedUltrapeers)) return GoodbyeReason.Full;
+        // An ultrapeer's upload serves the queries of only so many leaves.
+        if (Role == OverlayRole.Ultrapeer && !ultrapeer && _neighbours.Count - UltrapeerNeighbours >= _maxLeaves) return GoodbyeReason.Full;
         return null;
     }
 
@@ -398,7 +430,24 @@ public sealed class Overlay
             canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
         var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
         var targets = ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
-        return (id, [.. targets.Select(n => new SendOverlayMessage(n, query))]);
+        var actions = new List<OverlayAction>(targets.Count);
+        foreach (var target in targets) SendQuery(target, query, actions);
+        return (id, actions);
+    }
+
+    /// <summary>Whether the link to a neighbour is too far behind for a query or a hit: those are dropped, never queued.</summary>
+    private bool Behind(NodeId neighbour) => _linkBacklog is { } backlog && backlog(neighbour) > _options.MaxQueryBacklog;
+
+    private void SendQuery(NodeId to, QueryMessage query, List<OverlayAction> actions)
+    {
+        if (Behind(to)) QueriesDropped++;
+        else actions.Add(new SendOverlayMessage(to, query));
+    }
+
+    private void SendHit(NodeId to, QueryHitMessage hit, List<OverlayAction> actions)
+    {
+        if (Behind(to)) HitsDropped++;
+        else actions.Add(new SendOverlayMessage(to, hit));
     }
 
     /// <summary>
@@ -451,14 +500,19 @@ public sealed class Overlay
         if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
         if (ultrapeer) SampleLeaves(from, query, now, answers);
         var reply = Fit(answers, query.MaxResults);
-        if (reply.Length > 0) actions.Add(new SendOverlayMessage(from.Id, new QueryHitMessage(query.Id, reply)));
+        if (reply.Length > 0) SendHit(from.Id, new QueryHitMessage(query.Id, reply), actions);
 
         // Enough answers here, or the TTL is spent, or we are a leaf: the query stops.
         if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
         var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
-        // A flood is best effort: an ultrapeer busier than the next one admits drops forwards rather than earn strikes.
+        // A flood is best effort: an ultrapeer busier than the next one admits, or than its link
+        // drains, drops forwards rather than earn strikes or queue them.
         foreach (var n in _neighbours.Values)
-            if (n.Id != from.Id && n.Peer.IsUltrapeer && n.QueriesOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
+        {
+            if (n.Id == from.Id || !n.Peer.IsUltrapeer) continue;
+            if (Behind(n.Id)) QueriesDropped++;
+            else if (n.QueriesOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
+        }
     }
 
     /// <summary>
@@ -506,7 +560,7 @@ public sealed class Overlay
             return;
         }
         // Not ours: pass the valid ones back the way the query came; never forward what we refused.
-        actions.Add(new SendOverlayMessage(back, new QueryHitMessage(hit.Query, Fit(valid.Select(d => d.Descriptor), QueryMessage.MaxResultsLimit))));
+        SendHit(back, new QueryHitMessage(hit.Query, Fit(valid.Select(d => d.Descriptor), QueryMessage.MaxResultsLimit)), actions);
     }
 
     private void RememberHit(Descriptor descriptor, NodeId id, QueryId query)

@@ -15,6 +15,7 @@ public sealed record OverlayOptions
     /// <summary>Every node keeps at least this many links, whatever their roles, so gossip reaches it.</summary>
     public int MinNeighbours { get; init; } = 4;
     public int MaxLeafNeighbours { get; init; } = 32;
+    /// <summary>An ultrapeer's links of every kind, at most; how many of them may be leaves also depends on its upload (<see cref="Overlay.MaxLeaves"/>).</summary>
     public int MaxUltrapeerNeighbours { get; init; } = 160;
 
     public int MaxKnownPeers { get; init; } = 2000;
@@ -54,6 +55,23 @@ public sealed record OverlayOptions
     public TimeSpan FirstPromotionDelay { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>An ultrapeer that has served no leaf for this long, with enough other ultrapeers around, becomes a leaf again.</summary>
     public TimeSpan DemotionDelay { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Gnutella's flow control: a query or a hit is dropped, never queued, when the link it would go
+    /// out on is further behind than this (what is queued on it would take longer to go out). A
+    /// search is worth nothing minutes late, and queued floods would hold up everything behind
+    /// them, a link's close included.
+    /// </summary>
+    public TimeSpan MaxQueryBacklog { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The queries a second an ultrapeer expects from each leaf, on average, when it works out how
+    /// many leaves its upload can serve: a leaf whose request is unmet searches once per search
+    /// interval (5 s by default).
+    /// </summary>
+    public double LeafQueriesPerSecond { get; init; } = 0.2;
+    /// <summary>The share of its offer an ultrapeer plans to spend on its leaves' queries; the rest stays for the flood among ultrapeers and its own traffic.</summary>
+    public double UltrapeerQueryShare { get; init; } = 0.5;
 
     public MessageRate LeafQueryRate { get; init; } = new(2, 10);
     public MessageRate UltrapeerQueryRate { get; init; } = new(200, 1000);

@@ -102,6 +102,25 @@ public sealed class NodeCoreTests : IDisposable
         Assert.Equal(searches, a.Seen<NodeEffect.SearchStarted>().Count());
     }
 
+    [Fact]
+    public void A_search_is_not_sent_on_a_link_the_host_says_is_more_than_a_second_behind_and_goes_out_again_once_it_caught_up()
+    {
+        // Two nodes that cannot trade (each wants more than the other offers) keep searching.
+        var backlog = TimeSpan.FromSeconds(3);
+        var b = _h.Add(CoreHarness.Options(256, 1024, seed: 3));
+        var a = _h.Add(CoreHarness.Options(256, 1024, seed: 1) with { Bootstrap = [(b.Address, null)], LinkBacklog = _ => backlog });
+        _h.Tick(times: 5);
+        Assert.Single(a.Core.Links);
+        Assert.NotEmpty(a.Seen<NodeEffect.SearchStarted>());
+        Assert.Empty(a.Sent<QueryMessage>());
+        // Every search since the link came up went nowhere (the first, before it, had nobody to go to).
+        Assert.InRange(a.Core.Overlay.QueriesDropped, 1, a.Seen<NodeEffect.SearchStarted>().Count());
+
+        backlog = TimeSpan.FromMilliseconds(900);
+        _h.Tick(times: 5);
+        Assert.NotEmpty(a.Sent<QueryMessage>());
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

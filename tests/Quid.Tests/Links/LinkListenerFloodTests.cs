@@ -180,16 +180,23 @@ public sealed class LinkListenerFloodTests
     }
 }
 
-/// <summary>A link listener on 127.15.0.1 that keeps (and at the end closes) every link it establishes.</summary>
+/// <summary>
+/// A link listener (on 127.15.0.1 unless told) that keeps (and at the end closes) every link it
+/// establishes; it reads from them only when told to start them.
+/// </summary>
 internal sealed class ListenerHost : IAsyncDisposable
 {
     private readonly ConcurrentQueue<Link> _links = new();
 
-    private ListenerHost(LinkOptions options, ILoggerFactory? logs)
+    private ListenerHost(LinkOptions options, ILoggerFactory? logs, string address, bool start)
     {
         Identity = NodeIdentity.Generate(out _);
-        Listener = new LinkListener(new IPEndPoint(IPAddress.Parse("127.15.0.1"), 0), Identity, options, TimeProvider.System,
-            logs?.CreateLogger("links") ?? NullLogger.Instance, _links.Enqueue);
+        Listener = new LinkListener(new IPEndPoint(IPAddress.Parse(address), 0), Identity, options, TimeProvider.System,
+            logs?.CreateLogger("links") ?? NullLogger.Instance, link =>
+            {
+                _links.Enqueue(link);
+                if (start) Ignore.Start(link);
+            });
     }
 
     public NodeIdentity Identity { get; }
@@ -197,9 +204,9 @@ internal sealed class ListenerHost : IAsyncDisposable
     public IPEndPoint EndPoint => Listener.LocalEndPoint;
     public int LinksEstablished => _links.Count;
 
-    public static ListenerHost Start(LinkOptions options, ILoggerFactory? logs = null)
+    public static ListenerHost Start(LinkOptions options, ILoggerFactory? logs = null, string address = "127.15.0.1", bool start = false)
     {
-        var host = new ListenerHost(options, logs);
+        var host = new ListenerHost(options, logs, address, start);
         host.Listener.Start();
         return host;
     }

@@ -52,8 +52,8 @@ internal sealed class OverlayHarness : IDisposable
 
     public IPEndPoint NextAddress() => new(IPAddress.Loopback, ++_port);
 
-    public Quid.Overlay.Overlay NewOverlay(OverlayOptions? options = null, NodeIdentity? identity = null, int seed = 8) =>
-        new(identity ?? Self, Time, (options ?? new OverlayOptions()) with { Random = new Random(seed) });
+    public Quid.Overlay.Overlay NewOverlay(OverlayOptions? options = null, NodeIdentity? identity = null, int seed = 8, Func<NodeId, TimeSpan>? linkBacklog = null) =>
+        new(identity ?? Self, Time, (options ?? new OverlayOptions()) with { Random = new Random(seed) }, linkBacklog);
 
     /// <summary>A descriptor published <paramref name="age"/> ago; by default it offers 512, requests 256, has all 512 free and an address.</summary>
     public Descriptor DescriptorOf(
@@ -112,9 +112,9 @@ internal sealed class OverlayHarness : IDisposable
     /// A node that knows no ultrapeer and is capable: ticking past four promotion delays makes
     /// it one (see ElectRole). The clock moves by that much.
     /// </summary>
-    public Quid.Overlay.Overlay NewUltrapeer(OverlayOptions? options = null, NodeIdentity? identity = null, int seed = 8)
+    public Quid.Overlay.Overlay NewUltrapeer(OverlayOptions? options = null, NodeIdentity? identity = null, int seed = 8, Func<NodeId, TimeSpan>? linkBacklog = null)
     {
-        var overlay = NewOverlay(Capable(options), identity, seed);
+        var overlay = NewOverlay(Capable(options), identity, seed, linkBacklog);
         PublishCapable(overlay, identity);
         var opts = Capable(options);
         Assert.Empty(overlay.Tick().OfType<RoleChanged>());

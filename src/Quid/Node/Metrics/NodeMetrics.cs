@@ -42,6 +42,8 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableGauge("quid.circuits", () => Circuits(), null, "Open circuits, by this node's position in them");
         Meter.CreateObservableGauge("quid.streams", () => _node.Circuits.Circuits.Sum(c => c.StreamCount), null, "Open streams, on every circuit this node is an end of");
         Meter.CreateObservableGauge("quid.overlay.known_peers", () => Snapshot().Overlay.KnownPeers, null, "Nodes this node knows of in the overlay");
+        Meter.CreateObservableCounter("quid.overlay.flow_dropped", () => FlowDropped(), null,
+            "Queries and hits dropped rather than queued, their link being more than a second behind (flow control)");
         Meter.CreateObservableGauge("quid.reachability", () => ReachabilityStates(), null,
             "1 for whether others can dial this node: reachable (a link dialed in), advertised (an address, no link in yet) or not_reachable (dial-out only)");
         Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
@@ -59,6 +61,13 @@ public sealed class NodeMetrics : IDisposable
         var rates = _monitor.Rates;
         return [new(rates.GivenBytesPerSecond, new KeyValuePair<string, object?>("direction", "given")),
             new(rates.ReceivedBytesPerSecond, new KeyValuePair<string, object?>("direction", "received"))];
+    }
+
+    private IEnumerable<Measurement<long>> FlowDropped()
+    {
+        var overlay = Snapshot().Overlay;
+        return [new(overlay.QueriesDropped, new KeyValuePair<string, object?>("message", "query")),
+            new(overlay.HitsDropped, new KeyValuePair<string, object?>("message", "hit"))];
     }
 
     private IEnumerable<Measurement<int>> Neighbours()
