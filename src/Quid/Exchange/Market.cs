@@ -475,28 +475,30 @@ public sealed class Market
         if (agreement.TheyGrant is not null && !_nextProbe.ContainsKey(agreement.Partner))
             _nextProbe[agreement.Partner] = At(_options.FirstProbeMin, _options.FirstProbeMax);
         actions.Add(new AgreementFormed(agreement));
-        if (agreement.OurAllocation is { } allocation)
-        {
-            // What we start granting: a trial, when the partner grants us something probes can
-            // check; when it grants nothing, no more than it says it gives the network now.
-            Block? start = agreement.TheyGrant is not null
+        // What we start granting: a trial, when the partner grants us something probes can
+        // check; when it grants nothing, no more than it says it gives the network now.
+        Block? start = agreement.OurAllocation is not { } allocation ? null
+            : agreement.TheyGrant is not null
                 ? _options.ProbePartners ? new Block((byte)Math.Max(0, allocation.Size.Order - _options.TrialOrders)) : null
                 : _givingOf is null ? null : Block.Floor(_givingOf(agreement.Partner) ?? 0);
-            if (start is { } size && size < allocation.Size) Resize(agreement, size, actions);
-        }
-        actions.Add(new GrantsChanged(agreement.Partner));
+        if (start is not { } size || size >= agreement.WeGrant || !Resize(agreement, size, actions)) actions.Add(new GrantsChanged(agreement.Partner));
     }
 
-    /// <summary>Shrinks or grows what we grant in an agreement toward <paramref name="target"/>, as far as the free blocks allow, and tells the partner.</summary>
-    private void Resize(Agreement agreement, Block target, List<MarketAction> actions)
+    /// <summary>
+    /// Shrinks or grows what we grant in an agreement toward <paramref name="target"/>, as far as
+    /// the free blocks allow, and tells the partner and the host (which reshapes). False if it stayed.
+    /// </summary>
+    private bool Resize(Agreement agreement, Block target, List<MarketAction> actions)
     {
-        if (agreement.OurAllocation is not { } allocation) return;
+        if (agreement.OurAllocation is not { } allocation) return false;
         var before = allocation.Size;
         while (allocation.Size > target && allocation.Size.Order > 0) allocation = Capacity.Shrink(allocation);
         while (allocation.Size < target && Capacity.TryGrow(allocation) is { } grown) allocation = grown;
-        if (allocation.Size == before) return;
+        if (allocation.Size == before) return false;
         agreement.OurAllocation = allocation;
         actions.Add(new SendMarketMessage(agreement.Partner, new GrantChanged(agreement.Id, agreement.WeGrant)));
+        actions.Add(new GrantsChanged(agreement.Partner));
+        return true;
     }
 
     private bool IsShunned(NodeId id, DateTimeOffset now) => Ledger.Find(id) is { ShunnedUntil: { } until } && until > now;
@@ -638,7 +640,6 @@ public sealed class Market
             // While grants are still growing on trial, the next probe comes soon: they grow with each.
             if (growing) _nextProbe[partner] = now + _options.RecheckAfter;
             actions.Add(new VerdictReached(partner, Verdict.Good, deliveredKbps, promisedKbps));
-            actions.Add(new GrantsChanged(partner));
             return actions;
         }
 
@@ -664,7 +665,6 @@ public sealed class Market
         // A confirmed shortfall: we grant no more than it delivers (the largest block within it).
         foreach (var agreement in agreements)
             if (agreement.WeGrant is { } grant && grant.Kbps > deliveredKbps) Resize(agreement, Block.Floor(deliveredKbps), actions);
-        actions.Add(new GrantsChanged(partner));
         return actions;
     }
 
