@@ -142,17 +142,21 @@ public static class Program
             s.TryGetValue(key, out var v) && v.Length > 0 ? double.Parse(v, CultureInfo.InvariantCulture) : double.NaN;
         Series Line(string name, string key, double scale = 1) => new(name, [.. summaries.Select(s => (Value(s, "nodes"), Value(s, key) * scale))]);
         File.WriteAllText(Path.Combine(output, "messages-per-search.svg"), Svg.Lines("Messages per search against network size", "nodes (log)", "messages (queries and hits)",
-            [Line("mean", "messages_per_search_mean"), Line("median", "messages_per_search_p50"), Line("95th percentile", "messages_per_search_p95")],
+            [Line("mean", "messages_per_search_mean"), Line("median", "messages_per_search_p50"), Line("95th percentile", "messages_per_search_p95"),
+             Line("max", "messages_per_search_max")],
             logX: true, targets: [(200, "target 200")]));
         File.WriteAllText(Path.Combine(output, "scaling.svg"), Svg.Lines("Targets against network size", "nodes (log)", "share",
             [Line("first partner ≤ 3 s", "first_partner_within_3s"), Line("fully met ≤ 3 s", "fully_met_within_3s"),
              Line("honest Jain (recv/given)", "jain_received_over_given_honest"), Line("under-deliverers caught ≤ 60 s", "underdeliverer_caught_within_60s"),
-             Line("free-riders' take / honest", "received_FreeRider_of_honest")],
+             Line("free-riders' take / honest", "received_FreeRider_of_honest"), Line("queries lost on closed links", "queries_on_closed_links_share")],
             logX: true, yMax: 1, targets: [(0.99, "99%"), (0.9, "0.9"), (0.1, "10%")]));
+        File.WriteAllText(Path.Combine(output, "match-time-scaling.svg"), Svg.Lines("Time to match against network size", "nodes (log)", "seconds (median)",
+            [Line("first partner", "first_partner_median_s"), Line("fully met", "fully_met_median_s")],
+            logX: true, targets: [(3, "3 s"), (10, "10 s")]));
         var keys = summaries.SelectMany(s => s.Keys).Distinct().ToList();
         Report.Csv(output, "scaling.csv", ["metric", .. summaries.Select(s => s["nodes"])],
             keys.Select(k => (string[])[k, .. summaries.Select(s => s.GetValueOrDefault(k, ""))]));
-        Console.WriteLine($"Wrote messages-per-search.svg, scaling.svg and scaling.csv to {output}");
+        Console.WriteLine($"Wrote messages-per-search.svg, scaling.svg, match-time-scaling.svg and scaling.csv to {output}");
         return 0;
     }
 }
