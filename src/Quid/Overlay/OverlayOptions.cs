@@ -21,7 +21,7 @@ public sealed record OverlayOptions
     public int MaxKnownPeers { get; init; } = 2000;
     public int MaxQueryRoutes { get; init; } = 10_000;
     public TimeSpan QueryRouteLifetime { get; init; } = TimeSpan.FromSeconds(30);
-    public byte QueryTtl { get; init; } = 4;
+    public byte QueryTtl { get; init; } = 3;
     public byte MaxResults { get; init; } = 8;
     public int MaxSearchResults { get; init; } = 256;
     public TimeSpan SearchResultLifetime { get; init; } = TimeSpan.FromSeconds(60);
