@@ -36,6 +36,8 @@ public sealed class NodeCore<TLink> where TLink : class
     private NodeRoles _publishedRoles;
     private DateTimeOffset _publishedAt;
     private DateTimeOffset _lastSearch = DateTimeOffset.MinValue;
+    /// <summary>How long until the next regular search: SearchInterval after the request becomes unmet, doubling while it stays so.</summary>
+    private TimeSpan _searchInterval;
     private bool? _reportedMet;
     private bool _stopped;
     /// <summary>Where our descriptor says we are dialed: <see cref="CoreOptions.Address"/> until the host learns another (a port mapping).</summary>
@@ -269,17 +271,20 @@ public sealed class NodeCore<TLink> where TLink : class
     // ---- The seed's loop ----
 
     /// <summary>
-    /// While our request is unmet: offers we know of are matched at once; a search is flooded every
-    /// SearchInterval, or at once when <paramref name="flood"/> says the request has just become
-    /// unmet (but never twice in a second).
+    /// While our request is unmet: offers we know of are matched at once; a search is flooded at
+    /// once when <paramref name="flood"/> says the request has just become unmet (but never twice
+    /// in a second), then after SearchInterval, and at twice the last interval while it stays
+    /// unmet, up to MaxSearchInterval.
     /// </summary>
     private void Match(bool flood, List<NodeEffect> effects)
     {
         if (_stopped || Market.Request is not { } request || Market.RequestMet) return;
         var canGrant = Market.Capacity.LargestFree;
         var now = Now;
-        if (now - _lastSearch >= (flood ? MinSearchGap : _options.SearchInterval))
+        if (flood ? now - _lastSearch >= MinSearchGap : now - _lastSearch >= _searchInterval)
         {
+            _searchInterval = flood || _lastSearch == DateTimeOffset.MinValue ? _options.SearchInterval
+                : TimeSpan.FromTicks(Math.Min(_options.MaxSearchInterval.Ticks, 2 * _searchInterval.Ticks));
             _lastSearch = now;
             var (query, actions) = Overlay.Search(request, canGrant);
             effects.Add(new NodeEffect.SearchStarted(query));
