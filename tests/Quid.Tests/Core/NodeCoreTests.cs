@@ -103,6 +103,26 @@ public sealed class NodeCoreTests : IDisposable
     }
 
     [Fact]
+    public void A_node_that_stays_short_searches_at_doubling_intervals_up_to_the_maximum()
+    {
+        // Two nodes that cannot trade (each wants more than the other offers) stay short.
+        var b = _h.Add(CoreHarness.Options(256, 1024, seed: 3));
+        var a = _h.Add(CoreHarness.Options(256, 1024, seed: 1) with { Bootstrap = [(b.Address, null)], MaxSearchInterval = TimeSpan.FromSeconds(8) });
+        var searchedAt = new List<int>();
+        for (int second = 1; second <= 60; second++)
+        {
+            int before = a.Seen<NodeEffect.SearchStarted>().Count();
+            _h.Tick();
+            if (a.Seen<NodeEffect.SearchStarted>().Count() > before) searchedAt.Add(second);
+        }
+
+        // SearchInterval is 1 s here: gaps of 1, 2, 4, then 8 s, never more.
+        var gaps = searchedAt.Zip(searchedAt.Skip(1), (x, y) => y - x).ToList();
+        Assert.Equal([1, 2, 4, 8], gaps.Take(4));
+        Assert.All(gaps.Skip(3), g => Assert.Equal(8, g));
+    }
+
+    [Fact]
     public void A_search_is_not_sent_on_a_link_the_host_says_is_more_than_a_second_behind_and_goes_out_again_once_it_caught_up()
     {
         // Two nodes that cannot trade (each wants more than the other offers) keep searching.
