@@ -78,9 +78,10 @@ public sealed record LinkOptions
     /// The last resort against a link that does not drain: more than this waiting to go out closes
     /// it. What keeps a link's queue short in time is elsewhere: the overlay drops queries and hits
     /// once a link is more than a second behind (<see cref="Link.Backlog"/>), and circuits hold at
-    /// most one window (2 MiB) each in flight; this is eight such windows.
+    /// most one window (2 MiB) each in flight. Thirty-two such windows: a link may carry many busy
+    /// circuits (the benchmark runs 20 over one), and closing it would cut them all.
     /// </summary>
-    public long MaxQueuedBytes { get; init; } = 16L * 1024 * 1024;
+    public long MaxQueuedBytes { get; init; } = 64L * 1024 * 1024;
 }
 
 /// <summary>
