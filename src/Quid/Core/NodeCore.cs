@@ -102,6 +102,7 @@ public sealed class NodeCore<TLink> where TLink : class
         if (_links.Count == 0)
             foreach (var (address, id) in _options.Bootstrap) Dial(address, id, effects);
         Execute(Overlay.Tick(), effects);
+        Execute(Market.ReassessDonations(), effects);
         var probes = Market.DueProbes();
         Match(flood: false, effects);
         foreach (var (partner, promised) in probes) effects.Add(new NodeEffect.StartProbe(partner, promised));

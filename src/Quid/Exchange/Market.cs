@@ -585,6 +585,25 @@ public sealed class Market
     /// <summary>A random moment between <paramref name="min"/> and <paramref name="max"/> from now.</summary>
     private DateTimeOffset At(TimeSpan min, TimeSpan max) => _time.GetUtcNow() + min + (max - min) * _options.Random.NextDouble();
 
+    /// <summary>
+    /// Holds each grant for which nothing comes back (a donor's) to what its partner says it gives
+    /// the network now, up to what we signed: a newcomer that gave nothing when it asked is granted
+    /// more as it starts to give, and one that stops giving gets less. Asked every tick.
+    /// </summary>
+    public IReadOnlyList<MarketAction> ReassessDonations()
+    {
+        if (_givingOf is null) return [];
+        List<MarketAction>? actions = null;
+        foreach (var agreement in _agreements.Values)
+        {
+            if (agreement.State != AgreementState.Active || agreement.TheyGrant is not null || agreement.WeGrant is not { } grant
+                || agreement.WeGrantedAtStart is not { } signed) continue;
+            var target = Block.Min(signed, Block.Floor(_givingOf(agreement.Partner) ?? 0));
+            if (target != grant) Resize(agreement, target, actions ??= []);
+        }
+        return actions ?? (IReadOnlyList<MarketAction>)[];
+    }
+
     /// <summary>Partners due for an unannounced probe now, with what each promised us in kbps.</summary>
     public IReadOnlyList<(NodeId Partner, long PromisedKbps)> DueProbes()
     {

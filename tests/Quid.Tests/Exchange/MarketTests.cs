@@ -855,9 +855,18 @@ public sealed class MarketTests : IDisposable
         var proposal = Propose(requester, donor, null, K(1024), _time.GetUtcNow());
         Deliver(requester, donor, proposal);
         Assert.Equal(16, donor.Market.GrantedTo(requester.Id));
+        // It starts to give: at the next tick the donor grants it as much, up to what it signed.
+        giving = 300;
+        var raised = donor.Market.ReassessDonations();
+        Assert.Equal(new GrantChanged(proposal.Terms.Id, K(256)), Sent<GrantChanged>(raised, requester));
+        Assert.Equal(256, donor.Market.GrantedTo(requester.Id));
+        giving = 5000;
+        donor.Market.ReassessDonations();
+        Assert.Equal(1024, donor.Market.GrantedTo(requester.Id));
+        Assert.Empty(donor.Market.ReassessDonations());
 
         var other = NewNode(1024, 1024);
-        giving = 600; // another that gives 600 kbps now is granted 512
+        giving = 600; // another that gives 600 kbps from the start is granted 512
         var donor2 = NewNode(4096, null, givingOf: id => id == other.Id ? giving : null);
         Deliver(other, donor2, Propose(other, donor2, null, K(1024), _time.GetUtcNow()));
         Assert.Equal(512, donor2.Market.GrantedTo(other.Id));
