@@ -56,7 +56,7 @@ public sealed class NodeCore<TLink> where TLink : class
         PartnersWanted = options.PartnersWanted ?? wanted;
         Overlay = new Overlay.Overlay(identity, time, options.Overlay, options.LinkBacklog);
         Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger,
-            givingOf: id => Overlay.Find(id) is { } d ? d.Offer.Kbps - d.FreeBlocks.Sum(b => b.Kbps) : null);
+            offerOf: id => Overlay.Find(id)?.Offer.Kbps);
     }
 
     public NodeId Id => _identity.Id;

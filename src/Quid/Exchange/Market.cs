@@ -104,21 +104,22 @@ public sealed class Market
     private readonly Dictionary<NodeId, DateTimeOffset> _nextProbe = [];
     // Candidates we asked a link to, each until when we wait for it before trying another.
     private readonly Dictionary<NodeId, DateTimeOffset> _awaitingLinks = [];
-    private readonly Func<NodeId, long?>? _givingOf;
+    private readonly Func<NodeId, long?>? _offerOf;
 
-    /// <param name="givingOf">
-    /// What a node says it gives the network now, in kbps (its descriptor's offer less its free
-    /// blocks), or null if we have no descriptor of it: a grant for which the partner gives us
-    /// nothing back (a donor's) is held to it, so that a node that gives 16 kbps cannot draw
-    /// megabits from donors. Without it, such grants are not held to anything.
+    /// <param name="offerOf">
+    /// What a node offers the network, in kbps, as its descriptor says, or null if we have no
+    /// descriptor of it: a grant for which the partner gives us nothing back (a donor's) is held
+    /// to it, so that a node that offers 16 kbps cannot draw megabits from donors, while a
+    /// newcomer whose offer nobody has taken yet is served. Without it, such grants are not held
+    /// to anything.
     /// </param>
     public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null,
-        Func<NodeId, long?>? givingOf = null)
+        Func<NodeId, long?>? offerOf = null)
     {
         _identity = identity;
         _time = time;
         _options = options ?? new MarketOptions();
-        _givingOf = givingOf;
+        _offerOf = offerOf;
         Offer = offer;
         Request = request;
         Capacity = new BuddyAllocator(offer);
@@ -476,11 +477,11 @@ public sealed class Market
             _nextProbe[agreement.Partner] = At(_options.FirstProbeMin, _options.FirstProbeMax);
         actions.Add(new AgreementFormed(agreement));
         // What we start granting: a trial, when the partner grants us something probes can
-        // check; when it grants nothing, no more than it says it gives the network now.
+        // check; when it grants nothing, no more than it offers the network.
         Block? start = agreement.OurAllocation is not { } allocation ? null
             : agreement.TheyGrant is not null
                 ? _options.ProbePartners ? new Block((byte)Math.Max(0, allocation.Size.Order - _options.TrialOrders)) : null
-                : _givingOf is null ? null : Block.Floor(_givingOf(agreement.Partner) ?? 0);
+                : _offerOf is null ? null : Block.Floor(_offerOf(agreement.Partner) ?? 0);
         if (start is not { } size || size >= agreement.WeGrant || !Resize(agreement, size, actions)) actions.Add(new GrantsChanged(agreement.Partner));
     }
 
@@ -586,19 +587,19 @@ public sealed class Market
     private DateTimeOffset At(TimeSpan min, TimeSpan max) => _time.GetUtcNow() + min + (max - min) * _options.Random.NextDouble();
 
     /// <summary>
-    /// Holds each grant for which nothing comes back (a donor's) to what its partner says it gives
-    /// the network now, up to what we signed: a newcomer that gave nothing when it asked is granted
-    /// more as it starts to give, and one that stops giving gets less. Asked every tick.
+    /// Holds each grant for which nothing comes back (a donor's) to what its partner offers the
+    /// network, up to what we signed, once we have its descriptor: a proposal can arrive before
+    /// it, and the grant then starts at the smallest block. Asked every tick.
     /// </summary>
     public IReadOnlyList<MarketAction> ReassessDonations()
     {
-        if (_givingOf is null) return [];
+        if (_offerOf is null) return [];
         List<MarketAction>? actions = null;
         foreach (var agreement in _agreements.Values)
         {
             if (agreement.State != AgreementState.Active || agreement.TheyGrant is not null || agreement.WeGrant is not { } grant
                 || agreement.WeGrantedAtStart is not { } signed) continue;
-            var target = Block.Min(signed, Block.Floor(_givingOf(agreement.Partner) ?? 0));
+            var target = Block.Min(signed, Block.Floor(_offerOf(agreement.Partner) ?? 0));
             if (target != grant) Resize(agreement, target, actions ??= []);
         }
         return actions ?? (IReadOnlyList<MarketAction>)[];

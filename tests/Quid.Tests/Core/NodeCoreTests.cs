@@ -317,10 +317,10 @@ public sealed class NodeCoreTests : IDisposable
     [Fact]
     public void An_offer_cut_into_more_free_blocks_than_a_descriptor_lists_still_publishes_the_largest_of_them()
     {
-        // 32 partners each ask 32 kbps of a 1024 kbps offer. The hub asks for nothing, so each is
-        // granted no more than it gives the network: nothing yet, so the smallest block, 16. Each
-        // grant is cut from a block of 32, and the offer is left as 32 free blocks of 16 that are
-        // nobody's buddies, more than a descriptor may list.
+        // 32 partners that offer 16 kbps each ask 32 of a 1024 kbps offer. The hub asks for
+        // nothing, so each is granted no more than it offers: 16. Each grant is cut from a block
+        // of 32, and the offer is left as 32 free blocks of 16 that are nobody's buddies, more
+        // than a descriptor may list.
         var hub = _h.Add(CoreHarness.Options(1024, null) with
         {
             Overlay = new OverlayOptions { MaxLeafNeighbours = 64, Random = new Random(9) },

@@ -34,12 +34,12 @@ public sealed class MarketTests : IDisposable
             Identity, Market.Offer, Market.Request, free: Market.Capacity.FreeBlocks, published: Time.GetUtcNow());
     }
 
-    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1, MarketOptions? options = null, Func<NodeId, long?>? givingOf = null)
+    private Node NewNode(long offer, long? request, FakeTimeProvider? time = null, int seed = 1, MarketOptions? options = null, Func<NodeId, long?>? offerOf = null)
     {
         var identity = NodeIdentity.Generate(out _);
         _identities.Add(identity);
         var clock = time ?? _time;
-        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, (options ?? Options) with { Random = new Random(seed) }, givingOf: givingOf);
+        var market = new Market(identity, K(offer), request is { } r ? K(r) : null, clock, (options ?? Options) with { Random = new Random(seed) }, offerOf: offerOf);
         return new Node(identity, market, clock);
     }
 
@@ -847,28 +847,29 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
-    public void A_donor_grants_no_more_than_the_requester_gives_the_network()
+    public void A_donor_grants_no_more_than_the_requester_offers_the_network()
     {
         var requester = NewNode(1024, 1024);
-        long giving = 16;
-        var donor = NewNode(4096, null, givingOf: id => id == requester.Id ? giving : null);
+        long? offered = null;
+        var donor = NewNode(4096, null, offerOf: id => id == requester.Id ? offered : null);
+        // Its descriptor has not reached the donor yet: the smallest block, until it does.
         var proposal = Propose(requester, donor, null, K(1024), _time.GetUtcNow());
         Deliver(requester, donor, proposal);
         Assert.Equal(16, donor.Market.GrantedTo(requester.Id));
-        // It starts to give: at the next tick the donor grants it as much, up to what it signed.
-        giving = 300;
+        offered = 300;
         var raised = donor.Market.ReassessDonations();
         Assert.Equal(new GrantChanged(proposal.Terms.Id, K(256)), Sent<GrantChanged>(raised, requester));
         Assert.Equal(256, donor.Market.GrantedTo(requester.Id));
-        giving = 5000;
+        // Never beyond what was signed.
+        offered = 5000;
         donor.Market.ReassessDonations();
         Assert.Equal(1024, donor.Market.GrantedTo(requester.Id));
         Assert.Empty(donor.Market.ReassessDonations());
 
-        var other = NewNode(1024, 1024);
-        giving = 600; // another that gives 600 kbps from the start is granted 512
-        var donor2 = NewNode(4096, null, givingOf: id => id == other.Id ? giving : null);
-        Deliver(other, donor2, Propose(other, donor2, null, K(1024), _time.GetUtcNow()));
-        Assert.Equal(512, donor2.Market.GrantedTo(other.Id));
+        // A free-rider that offers 16 kbps gets 16 kbps, from the start.
+        var rider = NewNode(16, 1024);
+        var donor2 = NewNode(4096, null, offerOf: id => id == rider.Id ? 16 : null);
+        Deliver(rider, donor2, Propose(rider, donor2, null, K(1024), _time.GetUtcNow()));
+        Assert.Equal(16, donor2.Market.GrantedTo(rider.Id));
     }
 }

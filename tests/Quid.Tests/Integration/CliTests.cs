@@ -25,7 +25,7 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         string linkPort = (await exit.WaitForLineAsync(@"Accepting links on 127\.0\.0\.250:(\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
         string exitId = (await exit.WaitForLineAsync(@"Node ([a-z2-7]{32}) ", TimeSpan.FromSeconds(30))).Groups[1].Value;
         using var client = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.251:0", "--socks", "127.0.0.1:0", "--http-proxy", "off", "--control", "127.0.0.1:0",
-            "--offer", "256", "--request", "2048", "--hops", "1", "--peer", $"127.0.0.250:{linkPort}");
+            "--offer", "2048", "--request", "2048", "--hops", "1", "--peer", $"127.0.0.250:{linkPort}");
         string socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
 
         // --wait waits for the starting node to answer, follows its bootstrapping, and returns once a circuit is ready.

@@ -6,7 +6,8 @@ namespace Quid.Tests.Integration;
 /// <summary>The control API on loopback, asked with the real curl: nothing without the cookie, everything with it.</summary>
 public sealed class ControlApiTests
 {
-    private static readonly NodeSpec[] TwoNodes = [new(256, 2048), new(4096, 0)];
+    // The client offers what it asks of the donor: a donor grants no node more than it offers.
+    private static readonly NodeSpec[] TwoNodes = [new(2048, 2048), new(4096, 0)];
     private static readonly string[] DataPaths = ["/api/status", "/api/peers", "/api/circuits", "/api/ledger", "/api/id", "/api/throughput", "/metrics"];
 
     [Fact]

@@ -28,8 +28,8 @@ public sealed class MarketNetworkTests(ITestOutputHelper output)
     {
         // The exit offers 8192 kbps and grants 4096 to each of two clients that want far more than
         // they can pull through it. Each client gives the exit 2048 in return (the exit asks for
-        // four partners of 2048, 3 hops): a donor would grant a client no more than it gives the
-        // network. The clients cannot trade with each other (each has 2048 free, the other asks 4096).
+        // four partners of 2048, 3 hops): a donor would grant a client no more than it offers.
+        // The clients cannot trade with each other (each has 2048 free, the other asks 4096).
         // No probes: their echo replies would share the clients' grants with what curl measures.
         var specs = new[] { new NodeSpec(8192, 8192), new NodeSpec(2048, 4096), new NodeSpec(2048, 4096) };
         await using var network = await TestNetwork.StartAsync(180, specs, configure: (i, o, _) => OverlayNetworkTests.Quick(o with
