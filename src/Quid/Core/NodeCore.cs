@@ -38,6 +38,8 @@ public sealed class NodeCore<TLink> where TLink : class
     private DateTimeOffset _lastSearch = DateTimeOffset.MinValue;
     /// <summary>How long until the next regular search: SearchInterval after the request becomes unmet, doubling while it stays so.</summary>
     private TimeSpan _searchInterval;
+    /// <summary>Whether the last match found the request unmet: if not, this one starts a new round of searches.</summary>
+    private bool _short;
     private bool? _reportedMet;
     private bool _stopped;
     /// <summary>Where our descriptor says we are dialed: <see cref="CoreOptions.Address"/> until the host learns another (a port mapping).</summary>
@@ -279,7 +281,15 @@ public sealed class NodeCore<TLink> where TLink : class
     /// </summary>
     private void Match(bool flood, List<NodeEffect> effects)
     {
-        if (_stopped || Market.Request is not { } request || Market.RequestMet) return;
+        if (_stopped || Market.Request is not { } request || Market.RequestMet)
+        {
+            _short = false;
+            return;
+        }
+        // Short again however it came about (a partner lost, a cut, a trial that ended below what
+        // was signed): search at once, and at the short pace again.
+        flood |= !_short;
+        _short = true;
         var canGrant = Market.Capacity.LargestFree;
         var now = Now;
         if (flood ? now - _lastSearch >= MinSearchGap : now - _lastSearch >= _searchInterval)
