@@ -16,10 +16,15 @@ namespace Quid.Cli.Demo;
 /// </summary>
 internal sealed class DemoNetwork : IAsyncDisposable
 {
-    /// <summary>Offer and request (kbps, 0 for a donor) of each demo node; the first is the client.</summary>
+    /// <summary>
+    /// Offer and request (kbps, 0 for a donor) of each demo node; the first is the client. Every
+    /// node that asks, asks the same, so every trade is even: a partner grants no more than it
+    /// gets back, and in a network of a handful of nodes one that asked more than its partners
+    /// ask of it would find nobody left to make up the difference.
+    /// </summary>
     private static readonly (int Offer, int Request)[] Profiles =
     [
-        (4096, 2048), (8192, 4096), (4096, 1024), (2048, 1024), (8192, 0), (4096, 4096), (4096, 2048), (2048, 512),
+        (4096, 2048), (8192, 2048), (4096, 2048), (2048, 2048), (8192, 0), (4096, 2048), (4096, 2048), (2048, 2048),
     ];
 
     private readonly List<QuidNode> _nodes = [];
