@@ -292,7 +292,7 @@ public sealed class NodeCore<TLink> where TLink : class
         _short = true;
         var canGrant = Market.Capacity.LargestFree;
         var now = Now;
-        if (flood ? now - _lastSearch >= MinSearchGap : now - _lastSearch >= _searchInterval)
+        if (now - _lastSearch >= (flood ? MinSearchGap : _searchInterval))
         {
             _searchInterval = flood || _lastSearch == DateTimeOffset.MinValue ? _options.SearchInterval
                 : TimeSpan.FromTicks(Math.Min(_options.MaxSearchInterval.Ticks, 2 * _searchInterval.Ticks));

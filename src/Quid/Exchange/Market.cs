@@ -478,12 +478,16 @@ public sealed class Market
         actions.Add(new AgreementFormed(agreement));
         // What we start granting: a trial, when the partner grants us something probes can
         // check; when it grants nothing, no more than it offers the network.
-        Block? start = agreement.OurAllocation is not { } allocation ? null
-            : agreement.TheyGrant is not null
-                ? _options.ProbePartners ? new Block((byte)Math.Max(0, allocation.Size.Order - _options.TrialOrders)) : null
-                : _offerOf is null ? null : Block.Floor(_offerOf(agreement.Partner) ?? 0);
+        Block? start = null;
+        if (agreement.WeGrant is { } grant)
+            start = agreement.TheyGrant is not null
+                ? _options.ProbePartners ? new Block((byte)Math.Max(0, grant.Order - _options.TrialOrders)) : null
+                : DonationLimit(agreement.Partner);
         if (start is not { } size || size >= agreement.WeGrant || !Resize(agreement, size, actions)) actions.Add(new GrantsChanged(agreement.Partner));
     }
+
+    /// <summary>The most we grant a node that grants us nothing back: what it offers the network; null when not held to anything.</summary>
+    private Block? DonationLimit(NodeId partner) => _offerOf is null ? null : Block.Floor(_offerOf(partner) ?? 0);
 
     /// <summary>
     /// Shrinks or grows what we grant in an agreement toward <paramref name="target"/>, as far as
@@ -598,8 +602,8 @@ public sealed class Market
         foreach (var agreement in _agreements.Values)
         {
             if (agreement.State != AgreementState.Active || agreement.TheyGrant is not null || agreement.WeGrant is not { } grant
-                || agreement.WeGrantedAtStart is not { } signed) continue;
-            var target = Block.Min(signed, Block.Floor(_offerOf(agreement.Partner) ?? 0));
+                || agreement.WeGrantedAtStart is not { } signed || DonationLimit(agreement.Partner) is not { } limit) continue;
+            var target = Block.Min(signed, limit);
             if (target != grant) Resize(agreement, target, actions ??= []);
         }
         return actions ?? (IReadOnlyList<MarketAction>)[];
