@@ -62,6 +62,7 @@ public sealed class ProxyFloodTests(ITestOutputHelper output) : IDisposable
         var cpu = CpuTime(client.Id);
         var watch = Stopwatch.StartNew();
         await Eventually.WaitUntilAsync(() => watch.Elapsed > TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10), "three seconds of the node out of descriptors");
+        Assert.False(client.HasExited, client.Output);
         double busy = (CpuTime(client.Id) - cpu) / watch.Elapsed;
         output.WriteLine($"out of descriptors, the node used {busy:P0} of a core");
         Assert.True(busy < 0.5, $"the node used {busy:P0} of a core while out of descriptors");
