@@ -1,26 +1,31 @@
+using Quid.Circuits;
+
 namespace Quid.Sim;
 
 /// <summary>How many nodes could have built a circuit, and how evenly likely, as the adversary that sees part of it judges.</summary>
 public sealed record AnonymityRow(int Hops, string View, string Basis, int Circuits, double Share, double MeanSet, double MedianSet, double P10Set, double MeanEntropy);
 
 /// <summary>
-/// The originator's anonymity on the graph of agreements at the end of a run. Paths are drawn
-/// as CircuitPool.ChoosePath draws them: a first hop among the partners that grant the client,
-/// weighted by what each grants, then at each hop one of that hop's partners (as its signed
-/// descriptor lists them) at random, no node twice. A colluding hop sees its predecessor and
-/// successor; the colluders pool what they see, and know their positions. From the first
-/// colluding hop's predecessor back, every client that could have walked there is a suspect,
-/// weighted by how likely its walk was (a uniform prior over clients); the set is the suspects,
-/// the entropy that of their weights.
+/// The originator's anonymity on the graph of agreements at the end of a run. Circuits are drawn
+/// by <see cref="PathRule"/>, the node's own rule, from clients chosen uniformly. Every adversary
+/// here knows the whole graph of agreements, as the signed descriptors publish it, and judges a
+/// suspect by <see cref="PathRule.Chance{TNode}"/>: the chance that its walk drew the path,
+/// summed over the hops it did not see (a uniform prior over clients). The set is the suspects,
+/// the entropy that of their weights. The adversaries:
+/// <list type="bullet">
+/// <item>the graph alone, with the destination's view: it knows the exit only;</item>
+/// <item>any exit, any middle, alone: it knows its predecessor, and the rest of the path on;</item>
+/// <item>colluders, 5% and 10% of the nodes: they pool what their hops see and know their
+/// positions, so from the first colluding hop's predecessor on; a circuit whose first hop colludes
+/// is identified, and one whose first and last hops both collude is captured (its end can be tied
+/// to its start by timing alone, as in Tor, whatever the hops between).</item>
+/// </list>
 /// </summary>
 public sealed class Anonymity
 {
-    private const int PathAttempts = 20;
-
     private readonly int[][] _grants;
-    private readonly double[][] _weights;
-    private readonly double[] _weightTotal;
     private readonly List<int>[] _grantedBy;
+    private readonly PathWalk<int>[] _walks;
     private readonly bool[] _colluder;
     private readonly int[] _clients;
 
@@ -32,17 +37,16 @@ public sealed class Anonymity
     {
         int n = partners.Count;
         _grants = new int[n][];
-        _weights = new double[n][];
-        _weightTotal = new double[n];
         _grantedBy = new List<int>[n];
+        _walks = new PathWalk<int>[n];
         for (int x = 0; x < n; x++) _grantedBy[x] = [];
         for (int x = 0; x < n; x++)
         {
             _grants[x] = [.. partners[x].Select(p => p.Node)];
-            _weights[x] = [.. partners[x].Select(p => Math.Max(1, p.Kbps))];
-            _weightTotal[x] = _weights[x].Sum();
             foreach (var y in _grants[x]) _grantedBy[y].Add(x);
         }
+        for (int x = 0; x < n; x++)
+            _walks[x] = new PathWalk<int>(x, [.. partners[x].Select(p => (p.Node, (long)Math.Round(p.Kbps)))], h => _grants[h], _ => true, _ => true);
         _colluder = [.. colluder];
         _clients = [.. Enumerable.Range(0, n).Where(x => _grants[x].Length > 0)];
     }
@@ -59,79 +63,39 @@ public sealed class Anonymity
         return new Anonymity(partners, [.. nodes.Select(n => n.Agent.Class == AgentClass.Colluder)]);
     }
 
-    /// <summary>A path of <paramref name="hops"/> from <paramref name="client"/>, or null when the walk finds none.</summary>
-    internal int[]? Walk(int client, int hops, Random random)
-    {
-        for (int attempt = 0; attempt < PathAttempts; attempt++)
-        {
-            var path = new List<int> { First(client, random) };
-            while (path.Count < hops)
-            {
-                var next = _grants[path[^1]].Where(y => y != client && !path.Contains(y)).ToArray();
-                if (next.Length == 0) break;
-                path.Add(next[random.Next(next.Length)]);
-            }
-            if (path.Count == hops) return [.. path];
-        }
-        return null;
-    }
-
-    private int First(int client, Random random)
-    {
-        double pick = random.NextDouble() * _weightTotal[client];
-        for (int i = 0; i < _grants[client].Length; i++)
-            if ((pick -= _weights[client][i]) < 0) return _grants[client][i];
-        return _grants[client][^1];
-    }
-
-    private double FirstChance(int client, int hop)
-    {
-        int i = Array.IndexOf(_grants[client], hop);
-        return i < 0 ? 0 : _weights[client][i] / _weightTotal[client];
-    }
-
-    /// <summary>How many partners of <paramref name="hop"/> a walk may continue to, leaving out the client and the hop before.</summary>
-    private int Choices(int hop, int client, int before = -1) =>
-        _grants[hop].Length - (_grants[hop].Contains(client) ? 1 : 0) - (before >= 0 && _grants[hop].Contains(before) ? 1 : 0);
+    /// <summary>A path of <paramref name="hops"/> from <paramref name="client"/> by the node's rule, or null when the walk finds none.</summary>
+    internal int[]? Walk(int client, int hops, Random random) => PathRule.Draw(_walks[client], hops, random);
 
     /// <summary>
     /// The suspects' weights when the adversary knows the path from position <paramref name="known"/>
-    /// (0-based) on: it saw that hop as the predecessor of the first colluding hop.
+    /// (0-based) on: every client, with every way of walking to that hop, weighted by its chance.
     /// </summary>
     internal Dictionary<int, double> Suspects(int[] path, int known)
     {
         var suspects = new Dictionary<int, double>();
-        var seen = path.Skip(known).ToHashSet();
-        void Add(int client, double weight)
+        var candidate = (int[])path.Clone();
+        void Prefix(int position)
         {
-            if (weight <= 0 || seen.Contains(client)) return;
-            suspects[client] = suspects.GetValueOrDefault(client) + weight;
-        }
-        int h = path[known];
-        if (known == 0)
-        {
-            // The first hop is known: the client is one it grants, and chose it first.
-            foreach (var c in _grantedBy[h])
+            if (position < 0)
             {
-                double w = FirstChance(c, h);
-                if (path.Length > 1) w /= Math.Max(1, Choices(h, c));
-                if (path.Length > 2) w /= Math.Max(1, Choices(path[1], c, h));
-                Add(c, w);
+                // The client is one the first hop grants, and on the path nowhere.
+                foreach (var c in _grantedBy[candidate[0]])
+                {
+                    if (Array.IndexOf(candidate, c) >= 0) continue;
+                    double chance = PathRule.Chance(_walks[c], candidate);
+                    if (chance > 0) suspects[c] = suspects.GetValueOrDefault(c) + chance;
+                }
+                return;
             }
-            return suspects;
-        }
-        // The second hop is known (the exit of three saw it): any first hop it grants, any client that hop grants.
-        foreach (var h1 in _grantedBy[h])
-        {
-            if (seen.Contains(h1)) continue;
-            foreach (var c in _grantedBy[h1])
+            // The hop before is one the hop after it grants (its traffic onward rides that grant).
+            foreach (var hop in _grantedBy[candidate[position + 1]])
             {
-                if (c == h) continue;
-                double w = FirstChance(c, h1) / Math.Max(1, Choices(h1, c));
-                if (path.Length > 2) w /= Math.Max(1, Choices(h, c, h1));
-                Add(c, w);
+                if (Array.IndexOf(candidate, hop, position + 1) >= 0) continue;
+                candidate[position] = hop;
+                Prefix(position - 1);
             }
         }
+        Prefix(known - 1);
         return suspects;
     }
 
@@ -141,38 +105,71 @@ public sealed class Anonymity
         return weights.Values.Where(w => w > 0).Sum(w => -(w / total) * Math.Log2(w / total));
     }
 
-    /// <summary>Draws circuits of 1, 2 and 3 hops and reports what the colluders see of them, and what any exit or middle would.</summary>
+    /// <summary>
+    /// Draws circuits of 1, 2 and 3 hops and reports what each adversary sees of them: the graph
+    /// with the destination, any exit, any middle, and colluders at the simulation's share and at
+    /// 10% (its colluders, and more drawn from the rest with <paramref name="random"/>).
+    /// </summary>
     public List<AnonymityRow> Measure(int circuits, Random random)
     {
         var rows = new List<AnonymityRow>();
         if (_clients.Length == 0) return rows;
-        double everyone = _clients.Length;
+        var coalitions = Coalitions(random);
         for (int hops = 1; hops <= 3; hops++)
         {
             var paths = new List<int[]>();
             for (int i = 0; i < circuits; i++)
                 if (Walk(_clients[random.Next(_clients.Length)], hops, random) is { } path) paths.Add(path);
             if (paths.Count == 0) continue;
-            // What the colluders see: everything from their first hop's predecessor on.
-            var byView = new Dictionary<string, List<(double Set, double Entropy)>>();
-            foreach (var path in paths)
-            {
-                int first = Array.FindIndex(path, x => _colluder[x]);
-                string view = first < 0 ? "no colluder" : first == 0 ? "first hop" : first == hops - 1 ? "exit" : "middle";
-                var result = first < 0 ? (everyone, Math.Log2(everyone))
-                    : first == 0 ? (1.0, 0.0)
-                    : Judge(path, first - 1);
-                if (!byView.TryGetValue(view, out var list)) byView[view] = list = [];
-                list.Add(result);
-            }
-            foreach (var view in new[] { "first hop", "middle", "exit", "no colluder" })
-                if (byView.TryGetValue(view, out var list)) rows.Add(Row(hops, view, "colluders (5%)", list, paths.Count));
-            // Any exit, and any middle, as if it were hostile: the same judgement on every path.
+            // Any exit, any middle, and the destination with the graph: the same judgement on every path.
             if (hops >= 2) rows.Add(Row(hops, "exit", "any hop", [.. paths.Select(p => Judge(p, hops - 2))], paths.Count));
             else rows.Add(Row(hops, "exit", "any hop", [.. paths.Select(_ => (1.0, 0.0))], paths.Count));
             if (hops == 3) rows.Add(Row(hops, "middle", "any hop", [.. paths.Select(p => Judge(p, 0))], paths.Count));
+            rows.Add(Row(hops, "destination", "graph", [.. paths.Select(p => Judge(p, hops - 1))], paths.Count));
+            foreach (var (basis, colluder) in coalitions) rows.AddRange(Colluding(hops, paths, basis, colluder));
         }
         return rows;
+    }
+
+    /// <summary>The simulation's colluders, and a coalition of 10% that adds others at random to them.</summary>
+    private List<(string Basis, bool[] Colluder)> Coalitions(Random random)
+    {
+        int n = _colluder.Length;
+        var list = new List<(string, bool[])>();
+        int own = _colluder.Count(c => c);
+        if (own > 0) list.Add(($"colluders {Math.Round(100.0 * own / n):0}%", _colluder));
+        int wanted = (int)Math.Round(0.10 * n);
+        if (own < wanted)
+        {
+            var more = (bool[])_colluder.Clone();
+            var others = Enumerable.Range(0, n).Where(x => !more[x]).OrderBy(_ => random.Next()).Take(wanted - own);
+            foreach (var x in others) more[x] = true;
+            list.Add(("colluders 10%", more));
+        }
+        return list;
+    }
+
+    /// <summary>What a coalition sees: everything from its first hop's predecessor on; "captured" when the first and last hops collude.</summary>
+    private IEnumerable<AnonymityRow> Colluding(int hops, List<int[]> paths, string basis, bool[] colluder)
+    {
+        double everyone = _clients.Length;
+        var byView = new Dictionary<string, List<(double Set, double Entropy)>>();
+        int captured = 0;
+        foreach (var path in paths)
+        {
+            int first = Array.FindIndex(path, x => colluder[x]);
+            string view = first < 0 ? "no colluder" : first == 0 ? "first hop" : first == hops - 1 ? "exit" : "middle";
+            var result = first < 0 ? (everyone, Math.Log2(everyone))
+                : first == 0 ? (1.0, 0.0)
+                : Judge(path, first - 1);
+            if (!byView.TryGetValue(view, out var list)) byView[view] = list = [];
+            list.Add(result);
+            if (hops >= 2 && colluder[path[0]] && colluder[path[^1]]) captured++;
+        }
+        foreach (var view in new[] { "first hop", "middle", "exit", "no colluder" })
+            if (byView.TryGetValue(view, out var list)) yield return Row(hops, view, basis, list, paths.Count);
+        if (hops >= 2)
+            yield return new AnonymityRow(hops, "captured", basis, captured, (double)captured / paths.Count, 1, 1, 1, 0);
     }
 
     private (double Set, double Entropy) Judge(int[] path, int known)

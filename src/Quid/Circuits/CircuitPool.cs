@@ -38,15 +38,13 @@ public sealed record PathGraph(IReadOnlyList<FirstHop> FirstHops, IReadOnlyDicti
 public sealed record PathSource(NodeId Self, Func<CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
 
 /// <summary>
-/// The circuits our applications use. A path is a walk over the graph of agreements: the first
-/// hop is one of our partners, each next hop one of the previous hop's partners as its signed
-/// descriptor lists them, no node twice, and the last hop's exit policy must allow the port.
+/// The circuits our applications use, along paths drawn by <see cref="PathRule"/>: a walk over
+/// the graph of agreements whose last hop's exit policy allows the port.
 /// Streams with different isolation keys (SOCKS credentials) never share a circuit; a circuit
 /// is kept built ahead, rebuilt when it fails, and retired when it grows old.
 /// </summary>
 public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
-    private const int PathAttempts = 20;
     private const int BuildAttempts = 3;
 
     private readonly Lock _lock = new();
@@ -180,49 +178,22 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         throw last!;
     }
 
-    /// <summary>A random walk over agreements: first hop weighted by what it grants us, then partners of partners.</summary>
+    /// <summary>A path by <see cref="PathRule"/>, over the snapshot: the node's own first hops and the descriptors it knows.</summary>
     private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports)
     {
-        if (graph.FirstHops.Count == 0) return null;
         var now = time.GetUtcNow();
-        bool Avoided(NodeId id)
-        {
-            lock (_lock) return _avoid.TryGetValue(id, out var until) && until > now;
-        }
-        bool ExitsFor(Descriptor d) => ports.All(p => d.ExitPolicy.MayAllowPort(p));
-
-        for (int attempt = 0; attempt < PathAttempts; attempt++)
-        {
-            var first = Weighted(graph.FirstHops);
-            var path = new List<Descriptor> { first.Descriptor };
-            while (path.Count < options.Hops)
-            {
-                var used = path.Select(d => d.Id).ToHashSet();
-                bool last = path.Count == options.Hops - 1;
-                var next = path[^1].Partners
-                    .Where(id => id != source.Self && !used.Contains(id) && !Avoided(id))
-                    .Select(id => graph.Descriptors.GetValueOrDefault(id))
-                    .OfType<Descriptor>()
-                    .Where(d => !d.IsExpired(now) && (!last || ExitsFor(d)))
-                    .ToArray();
-                if (next.Length == 0) break;
-                path.Add(next[options.Random.Next(next.Length)]);
-            }
-            if (path.Count == options.Hops && ExitsFor(path[^1])) return (first, path);
-        }
-        return null;
-    }
-
-    private FirstHop Weighted(IReadOnlyList<FirstHop> hops)
-    {
-        long total = hops.Sum(h => Math.Max(1, h.Kbps));
-        long pick = options.Random.NextInt64(total);
-        foreach (var hop in hops)
-        {
-            pick -= Math.Max(1, hop.Kbps);
-            if (pick < 0) return hop;
-        }
-        return hops[^1];
+        var known = new Dictionary<NodeId, Descriptor>(graph.Descriptors);
+        foreach (var hop in graph.FirstHops) known[hop.Descriptor.Id] = hop.Descriptor;
+        Dictionary<NodeId, DateTimeOffset> avoid;
+        lock (_lock) avoid = new(_avoid);
+        var walk = new PathWalk<NodeId>(
+            source.Self,
+            [.. graph.FirstHops.Select(h => (h.Descriptor.Id, h.Kbps))],
+            id => known.TryGetValue(id, out var d) ? d.Partners : [],
+            id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
+            id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)));
+        if (PathRule.Draw(walk, options.Hops, options.Random) is not { } path) return null;
+        return (graph.FirstHops.First(h => h.Descriptor.Id == path[0]), [.. path.Select(id => known[id])]);
     }
 
     private void Retire(Circuit circuit)

@@ -1,0 +1,101 @@
+namespace Quid.Circuits;
+
+/// <summary>
+/// What the path rule walks over, as one client sees it. <paramref name="FirstHops"/>: the
+/// partners that grant the client, with what each grants (kbps); <paramref name="Partners"/>: the
+/// nodes that grant a hop, as its signed descriptor lists them (empty when it is unknown);
+/// <paramref name="MayRelay"/>: whether a node may be a hop after the first (its descriptor is
+/// known and current, it has not just failed); <paramref name="Exits"/>: whether it may be the last.
+/// </summary>
+public sealed record PathWalk<TNode>(
+    TNode Client,
+    IReadOnlyList<(TNode Node, long Kbps)> FirstHops,
+    Func<TNode, IReadOnlyList<TNode>> Partners,
+    Func<TNode, bool> MayRelay,
+    Func<TNode, bool> Exits) where TNode : notnull;
+
+/// <summary>
+/// The path rule, one copy for the node's circuits and the simulator's anonymity measure: the
+/// first hop is a partner that grants the client, drawn in proportion to what it grants (the
+/// client's traffic is carried on that grant); each next hop is drawn uniformly from the nodes
+/// that grant the hop before (its traffic onward is carried on their grants), never the client,
+/// never a node twice; the last must exit. A walk that runs into a dead end starts over, up to
+/// <see cref="Attempts"/> times. The node draws with <see cref="Crypto.SecureRandom"/>, so nobody
+/// can foretell its paths; the simulator with a seeded source, so that a run can be repeated.
+/// </summary>
+public static class PathRule
+{
+    public const int Attempts = 20;
+
+    /// <summary>A path of <paramref name="hops"/> nodes, first hop first, or null when no walk finds one.</summary>
+    public static TNode[]? Draw<TNode>(PathWalk<TNode> walk, int hops, Random random) where TNode : notnull
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(hops);
+        var firstHops = FirstChoices(walk, hops);
+        if (firstHops.Count == 0) return null;
+        long total = firstHops.Sum(h => Weight(h.Kbps));
+        var path = new List<TNode>(hops);
+        for (int attempt = 0; attempt < Attempts; attempt++)
+        {
+            path.Clear();
+            long pick = random.NextInt64(total);
+            foreach (var (node, kbps) in firstHops)
+            {
+                if ((pick -= Weight(kbps)) >= 0) continue;
+                path.Add(node);
+                break;
+            }
+            while (path.Count < hops)
+            {
+                var next = NextChoices(walk, path, hops);
+                if (next.Count == 0) break;
+                path.Add(next[random.Next(next.Count)]);
+            }
+            if (path.Count == hops) return [.. path];
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The chance that one walk from the client draws exactly <paramref name="path"/>: what an
+    /// adversary who knows the graph weighs a suspect by. Dead ends that start a walk over are
+    /// left out, so it is the chance of a first attempt.
+    /// </summary>
+    public static double Chance<TNode>(PathWalk<TNode> walk, IReadOnlyList<TNode> path) where TNode : notnull
+    {
+        var firstHops = FirstChoices(walk, path.Count);
+        long total = firstHops.Sum(h => Weight(h.Kbps));
+        int first = firstHops.FindIndex(h => EqualityComparer<TNode>.Default.Equals(h.Node, path[0]));
+        if (first < 0) return 0;
+        double chance = (double)Weight(firstHops[first].Kbps) / total;
+        var walked = new List<TNode>(path.Count) { path[0] };
+        for (int i = 1; i < path.Count; i++)
+        {
+            var next = NextChoices(walk, walked, path.Count);
+            if (!next.Contains(path[i])) return 0;
+            chance /= next.Count;
+            walked.Add(path[i]);
+        }
+        return chance;
+    }
+
+    private static List<(TNode Node, long Kbps)> FirstChoices<TNode>(PathWalk<TNode> walk, int hops) where TNode : notnull =>
+        [.. walk.FirstHops.Where(h => hops > 1 || walk.Exits(h.Node))];
+
+    /// <summary>The nodes a walk at the end of <paramref name="path"/> may go on to.</summary>
+    private static List<TNode> NextChoices<TNode>(PathWalk<TNode> walk, List<TNode> path, int hops) where TNode : notnull
+    {
+        bool last = path.Count == hops - 1;
+        var comparer = EqualityComparer<TNode>.Default;
+        var next = new List<TNode>();
+        foreach (var node in walk.Partners(path[^1]))
+        {
+            if (comparer.Equals(node, walk.Client) || path.Contains(node) || !walk.MayRelay(node) || (last && !walk.Exits(node))) continue;
+            next.Add(node);
+        }
+        return next;
+    }
+
+    /// <summary>A partner that grants nothing yet still counts a little, as the walk has nowhere else to start.</summary>
+    private static long Weight(long kbps) => Math.Max(1, kbps);
+}
