@@ -107,8 +107,7 @@ public sealed class Anonymity
 
     /// <summary>
     /// Draws circuits of 1, 2 and 3 hops and reports what each adversary sees of them: the graph
-    /// with the destination, any exit, any middle, and colluders at the simulation's share and at
-    /// 10% (its colluders, and more drawn from the rest with <paramref name="random"/>).
+    /// with the destination, any exit, any middle, and coalitions of 5% and 10% of the nodes.
     /// </summary>
     public List<AnonymityRow> Measure(int circuits, Random random)
     {
@@ -131,20 +130,23 @@ public sealed class Anonymity
         return rows;
     }
 
-    /// <summary>The simulation's colluders, and a coalition of 10% that adds others at random to them.</summary>
+    /// <summary>
+    /// Coalitions of 5% and 10% of the nodes: the simulation's colluders (who prefer each other as
+    /// partners), and as many more drawn at random from the rest as it takes; fewer than the
+    /// simulation's own when they alone are more.
+    /// </summary>
     private List<(string Basis, bool[] Colluder)> Coalitions(Random random)
     {
         int n = _colluder.Length;
+        var own = Enumerable.Range(0, n).Where(x => _colluder[x]).ToList();
+        var others = Enumerable.Range(0, n).Where(x => !_colluder[x]).OrderBy(_ => random.Next()).ToList();
         var list = new List<(string, bool[])>();
-        int own = _colluder.Count(c => c);
-        if (own > 0) list.Add(($"colluders {Math.Round(100.0 * own / n):0}%", _colluder));
-        int wanted = (int)Math.Round(0.10 * n);
-        if (own < wanted)
+        foreach (int percent in new[] { 5, 10 })
         {
-            var more = (bool[])_colluder.Clone();
-            var others = Enumerable.Range(0, n).Where(x => !more[x]).OrderBy(_ => random.Next()).Take(wanted - own);
-            foreach (var x in others) more[x] = true;
-            list.Add(("colluders 10%", more));
+            int wanted = (int)Math.Round(percent / 100.0 * n);
+            var coalition = new bool[n];
+            foreach (var x in own.Take(wanted).Concat(others.Take(Math.Max(0, wanted - own.Count)))) coalition[x] = true;
+            list.Add(($"colluders {percent}%", coalition));
         }
         return list;
     }
