@@ -7,60 +7,82 @@ public sealed record AnonymityRow(int Hops, string View, string Basis, int Circu
 
 /// <summary>
 /// The originator's anonymity on the graph of agreements at the end of a run. Circuits are drawn
-/// by <see cref="PathRule"/>, the node's own rule, from clients chosen uniformly. Every adversary
-/// here knows the whole graph of agreements, as the signed descriptors publish it, and judges a
-/// suspect by <see cref="PathRule.Chance{TNode}"/>: the chance that its walk drew the path,
-/// summed over the hops it did not see (a uniform prior over clients). The set is the suspects,
-/// the entropy that of their weights. The adversaries:
+/// by <see cref="PathRule"/>, the node's own rule, from clients chosen uniformly. An adversary
+/// judges a suspect by <see cref="PathRule.Chance{TNode}"/>: the chance that its walk drew the
+/// path, summed over the hops it did not see (a uniform prior over clients). The set is the
+/// suspects, the entropy that of their weights. Two kinds of knowledge:
 /// <list type="bullet">
-/// <item>the graph alone, with the destination's view: it knows the exit only;</item>
-/// <item>any exit, any middle, alone: it knows its predecessor, and the rest of the path on;</item>
-/// <item>colluders, 5% and 10% of the nodes: they pool what their hops see and know their
-/// positions, so from the first colluding hop's predecessor on; a circuit whose first hop colludes
-/// is identified, and one whose first and last hops both collude is captured (its end can be tied
-/// to its start by timing alone, as in Tor, whatever the hops between).</item>
+/// <item>"descriptors": every public agreement, as the signed descriptors list them. A private
+/// agreement is in no descriptor, so when a circuit starts on one, any client could have built it;
+/// one that starts on a public agreement (no private one could start a path) is judged on the
+/// public graph, as if its client were known to have no private partner;</item>
+/// <item>"links": every agreement, private ones too, as someone who sees who holds a link to whom
+/// would guess them.</item>
 /// </list>
+/// Views: the destination (knows the exit), any exit or any middle alone (knows its predecessor
+/// and the rest of the path on), and coalitions of 5% and 10% of the nodes that pool what their
+/// hops see, know their positions and the descriptors; a circuit whose first hop colludes is
+/// identified, and one whose first and last hops both collude is captured (its two ends are tied
+/// by timing alone, as in Tor, whatever the hops between).
 /// </summary>
 public sealed class Anonymity
 {
-    private readonly int[][] _grants;
+    private readonly int[][] _public;
+    private readonly List<int>[] _publicBy;
     private readonly List<int>[] _grantedBy;
     private readonly PathWalk<int>[] _walks;
+    private readonly PathWalk<int>[] _publicWalks;
+    private readonly HashSet<int>[] _private;
     private readonly bool[] _colluder;
     private readonly int[] _clients;
+    private readonly bool[] _isClient;
 
     /// <summary>
-    /// <paramref name="partners"/>[x]: the nodes that grant x (its descriptor's partners), with
-    /// what each grants it; <paramref name="colluder"/>[x]: whether x shares what it sees.
+    /// <paramref name="grantors"/>[x]: the nodes that grant x, with what each grants it and whether
+    /// their agreement is private; <paramref name="colluder"/>[x]: whether x shares what it sees.
     /// </summary>
-    public Anonymity(IReadOnlyList<IReadOnlyList<(int Node, double Kbps)>> partners, IReadOnlyList<bool> colluder)
+    public Anonymity(IReadOnlyList<IReadOnlyList<(int Node, double Kbps, bool Private)>> grantors, IReadOnlyList<bool> colluder)
     {
-        int n = partners.Count;
-        _grants = new int[n][];
+        int n = grantors.Count;
+        _public = new int[n][];
+        _publicBy = new List<int>[n];
         _grantedBy = new List<int>[n];
+        _private = new HashSet<int>[n];
         _walks = new PathWalk<int>[n];
-        for (int x = 0; x < n; x++) _grantedBy[x] = [];
+        _publicWalks = new PathWalk<int>[n];
+        for (int x = 0; x < n; x++) (_publicBy[x], _grantedBy[x]) = ([], []);
         for (int x = 0; x < n; x++)
         {
-            _grants[x] = [.. partners[x].Select(p => p.Node)];
-            foreach (var y in _grants[x]) _grantedBy[y].Add(x);
+            _public[x] = [.. grantors[x].Where(g => !g.Private).Select(g => g.Node)];
+            _private[x] = [.. grantors[x].Where(g => g.Private).Select(g => g.Node)];
+            foreach (var (y, _, hidden) in grantors[x])
+            {
+                _grantedBy[y].Add(x);
+                if (!hidden) _publicBy[y].Add(x);
+            }
         }
         for (int x = 0; x < n; x++)
-            _walks[x] = new PathWalk<int>(x, [.. partners[x].Select(p => (p.Node, (long)Math.Round(p.Kbps)))], h => _grants[h], _ => true, _ => true);
+        {
+            var hops = grantors[x].Select(g => (g.Node, (long)Math.Round(g.Kbps), g.Private)).ToList();
+            _walks[x] = new PathWalk<int>(x, hops, h => _public[h], _ => true, _ => true);
+            _publicWalks[x] = new PathWalk<int>(x, [.. hops.Where(h => !h.Private)], h => _public[h], _ => true, _ => true);
+        }
         _colluder = [.. colluder];
-        _clients = [.. Enumerable.Range(0, n).Where(x => _grants[x].Length > 0)];
+        _clients = [.. Enumerable.Range(0, n).Where(x => grantors[x].Count > 0)];
+        _isClient = [.. grantors.Select(g => g.Count > 0)];
     }
 
     public int Clients => _clients.Length;
 
     public static Anonymity Of(Simulation sim)
     {
-        var nodes = sim.Online.Where(n => n.Overlay.Own is not null).ToList();
+        var nodes = sim.Online.ToList();
         var index = nodes.Select((n, i) => (n.Id, i)).ToDictionary(p => p.Id, p => p.i);
-        var partners = nodes.Select(n => (IReadOnlyList<(int, double)>)[.. n.Overlay.Own!.Partners
-            .Where(index.ContainsKey)
-            .Select(p => (index[p], (double)n.Market.GrantedBy(p)))]).ToList();
-        return new Anonymity(partners, [.. nodes.Select(n => n.Agent.Class == AgentClass.Colluder)]);
+        var grantors = nodes.Select(n => (IReadOnlyList<(int, double, bool)>)[.. n.Market.Active
+            .Where(a => a.TheyGrant is not null && index.ContainsKey(a.Partner))
+            .Select(a => a.Partner).Distinct()
+            .Select(p => (index[p], (double)n.Market.GrantedBy(p), n.Market.IsPrivatePartner(p)))]).ToList();
+        return new Anonymity(grantors, [.. nodes.Select(n => n.Agent.Class == AgentClass.Colluder)]);
     }
 
     /// <summary>A path of <paramref name="hops"/> from <paramref name="client"/> by the node's rule, or null when the walk finds none.</summary>
@@ -68,9 +90,10 @@ public sealed class Anonymity
 
     /// <summary>
     /// The suspects' weights when the adversary knows the path from position <paramref name="known"/>
-    /// (0-based) on: every client, with every way of walking to that hop, weighted by its chance.
+    /// (0-based) on and every agreement (<paramref name="links"/>) or only the public ones: every
+    /// client, with every way of walking to that hop, weighted by its chance.
     /// </summary>
-    internal Dictionary<int, double> Suspects(int[] path, int known)
+    internal Dictionary<int, double> Suspects(int[] path, int known, bool links)
     {
         var suspects = new Dictionary<int, double>();
         var candidate = (int[])path.Clone();
@@ -79,16 +102,16 @@ public sealed class Anonymity
             if (position < 0)
             {
                 // The client is one the first hop grants, and on the path nowhere.
-                foreach (var c in _grantedBy[candidate[0]])
+                foreach (var c in links ? _grantedBy[candidate[0]] : _publicBy[candidate[0]])
                 {
                     if (Array.IndexOf(candidate, c) >= 0) continue;
-                    double chance = PathRule.Chance(_walks[c], candidate);
+                    double chance = PathRule.Chance(links ? _walks[c] : _publicWalks[c], candidate);
                     if (chance > 0) suspects[c] = suspects.GetValueOrDefault(c) + chance;
                 }
                 return;
             }
-            // The hop before is one the hop after it grants (its traffic onward rides that grant).
-            foreach (var hop in _grantedBy[candidate[position + 1]])
+            // The hop before is one the hop after it grants publicly (its traffic onward rides that grant).
+            foreach (var hop in _publicBy[candidate[position + 1]])
             {
                 if (Array.IndexOf(candidate, hop, position + 1) >= 0) continue;
                 candidate[position] = hop;
@@ -106,8 +129,9 @@ public sealed class Anonymity
     }
 
     /// <summary>
-    /// Draws circuits of 1, 2 and 3 hops and reports what each adversary sees of them: the graph
-    /// with the destination, any exit, any middle, and coalitions of 5% and 10% of the nodes.
+    /// Draws circuits of 1, 2 and 3 hops and reports what each adversary sees of them: the
+    /// destination, any exit, any middle (with the descriptors, and with every agreement), and
+    /// coalitions of 5% and 10% of the nodes (with the descriptors).
     /// </summary>
     public List<AnonymityRow> Measure(int circuits, Random random)
     {
@@ -116,16 +140,24 @@ public sealed class Anonymity
         var coalitions = Coalitions(random);
         for (int hops = 1; hops <= 3; hops++)
         {
-            var paths = new List<int[]>();
+            var drawn = new List<(int Client, int[] Path)>();
             for (int i = 0; i < circuits; i++)
-                if (Walk(_clients[random.Next(_clients.Length)], hops, random) is { } path) paths.Add(path);
-            if (paths.Count == 0) continue;
-            // Any exit, any middle, and the destination with the graph: the same judgement on every path.
-            if (hops >= 2) rows.Add(Row(hops, "exit", "any hop", [.. paths.Select(p => Judge(p, hops - 2))], paths.Count));
-            else rows.Add(Row(hops, "exit", "any hop", [.. paths.Select(_ => (1.0, 0.0))], paths.Count));
-            if (hops == 3) rows.Add(Row(hops, "middle", "any hop", [.. paths.Select(p => Judge(p, 0))], paths.Count));
-            rows.Add(Row(hops, "destination", "graph", [.. paths.Select(p => Judge(p, hops - 1))], paths.Count));
-            foreach (var (basis, colluder) in coalitions) rows.AddRange(Colluding(hops, paths, basis, colluder));
+            {
+                int client = _clients[random.Next(_clients.Length)];
+                if (Walk(client, hops, random) is { } path) drawn.Add((client, path));
+            }
+            if (drawn.Count == 0) continue;
+            int hidden = drawn.Count(d => _private[d.Client].Contains(d.Path[0]));
+            rows.Add(new AnonymityRow(hops, "private first hop", "rule", hidden, (double)hidden / drawn.Count, double.NaN, double.NaN, double.NaN, double.NaN));
+            foreach (var links in new[] { false, true })
+            {
+                string basis = links ? "links" : "descriptors";
+                if (hops >= 2) rows.Add(Row(hops, "exit", basis, [.. drawn.Select(d => Judge(d, hops - 2, links))], drawn.Count));
+                else rows.Add(Row(hops, "exit", basis, [.. drawn.Select(_ => (1.0, 0.0))], drawn.Count));
+                if (hops == 3) rows.Add(Row(hops, "middle", basis, [.. drawn.Select(d => Judge(d, 0, links))], drawn.Count));
+                rows.Add(Row(hops, "destination", basis, [.. drawn.Select(d => Judge(d, hops - 1, links))], drawn.Count));
+            }
+            foreach (var (basis, colluder) in coalitions) rows.AddRange(Colluding(hops, drawn, basis, colluder));
         }
         return rows;
     }
@@ -152,32 +184,44 @@ public sealed class Anonymity
     }
 
     /// <summary>What a coalition sees: everything from its first hop's predecessor on; "captured" when the first and last hops collude.</summary>
-    private IEnumerable<AnonymityRow> Colluding(int hops, List<int[]> paths, string basis, bool[] colluder)
+    private IEnumerable<AnonymityRow> Colluding(int hops, List<(int Client, int[] Path)> drawn, string basis, bool[] colluder)
     {
-        double everyone = _clients.Length;
         var byView = new Dictionary<string, List<(double Set, double Entropy)>>();
         int captured = 0;
-        foreach (var path in paths)
+        foreach (var circuit in drawn)
         {
+            var path = circuit.Path;
             int first = Array.FindIndex(path, x => colluder[x]);
             string view = first < 0 ? "no colluder" : first == 0 ? "first hop" : first == hops - 1 ? "exit" : "middle";
-            var result = first < 0 ? (everyone, Math.Log2(everyone))
+            var result = first < 0 ? Everyone(path)
                 : first == 0 ? (1.0, 0.0)
-                : Judge(path, first - 1);
+                : Judge(circuit, first - 1, links: false);
             if (!byView.TryGetValue(view, out var list)) byView[view] = list = [];
             list.Add(result);
             if (hops >= 2 && colluder[path[0]] && colluder[path[^1]]) captured++;
         }
         foreach (var view in new[] { "first hop", "middle", "exit", "no colluder" })
-            if (byView.TryGetValue(view, out var list)) yield return Row(hops, view, basis, list, paths.Count);
+            if (byView.TryGetValue(view, out var list)) yield return Row(hops, view, basis, list, drawn.Count);
         if (hops >= 2)
-            yield return new AnonymityRow(hops, "captured", basis, captured, (double)captured / paths.Count, 1, 1, 1, 0);
+            yield return new AnonymityRow(hops, "captured", basis, captured, (double)captured / drawn.Count, 1, 1, 1, 0);
     }
 
-    private (double Set, double Entropy) Judge(int[] path, int known)
+    /// <summary>
+    /// What the adversary makes of a circuit it knows from <paramref name="known"/> on. Knowing
+    /// only the descriptors, a circuit that starts on a private agreement could be any client's.
+    /// </summary>
+    private (double Set, double Entropy) Judge((int Client, int[] Path) circuit, int known, bool links)
     {
-        var suspects = Suspects(path, known);
+        if (!links && _private[circuit.Client].Contains(circuit.Path[0])) return Everyone(circuit.Path);
+        var suspects = Suspects(circuit.Path, known, links);
         return (suspects.Count, Entropy(suspects));
+    }
+
+    /// <summary>Every client but the hops, equally likely.</summary>
+    private (double Set, double Entropy) Everyone(int[] path)
+    {
+        double set = _clients.Length - path.Count(x => _isClient[x]);
+        return (set, Math.Log2(set));
     }
 
     private static AnonymityRow Row(int hops, string view, string basis, List<(double Set, double Entropy)> list, int total)

@@ -195,12 +195,13 @@ public sealed class Report
         Add("honest_probes", I(m.HonestProbes));
         Add("false_positive_per_probe", F(m.HonestProbes == 0 ? double.NaN : (double)m.HonestFailures / m.HonestProbes, 5));
         Add("false_positive_per_partner_pair", F(m.HonestPairsProbed == 0 ? double.NaN : (double)m.HonestPairsFailed / m.HonestPairsProbed, 5));
-        foreach (var row in Anonymity.Where(r => r.Basis is "any hop" or "graph"))
+        foreach (var row in Anonymity.Where(r => r.Basis is "descriptors" or "links"))
         {
-            Add($"anonymity_{row.Hops}hop_{row.View}_mean_set", F(row.MeanSet, 1));
-            Add($"anonymity_{row.Hops}hop_{row.View}_median_set", F(row.MedianSet, 1));
-            Add($"anonymity_{row.Hops}hop_{row.View}_entropy_bits", F(row.MeanEntropy, 2));
+            Add($"anonymity_{row.Hops}hop_{row.View}_{row.Basis}_median_set", F(row.MedianSet, 1));
+            Add($"anonymity_{row.Hops}hop_{row.View}_{row.Basis}_entropy_bits", F(row.MeanEntropy, 2));
         }
+        foreach (var row in Anonymity.Where(r => r.View == "private first hop"))
+            Add($"anonymity_{row.Hops}hop_private_first_hop_share", F(row.Share));
         // Circuits whose first and last hops both collude, against 2f², what paths drawn at random from everyone would give.
         foreach (var row in Anonymity.Where(r => r.View == "captured"))
             Add($"anonymity_{row.Hops}hop_captured_by_{row.Basis.Replace(' ', '_').Replace("%", "pct", StringComparison.Ordinal)}", F(row.Share, 5));
@@ -253,7 +254,8 @@ public sealed class Report
                 Svg.Cdf(g.Key.ToString(), g.Select(w => w.Verdict is { } v ? Seconds(v - w.Formed) : double.PositiveInfinity)))], yMax: 1,
             targets: [(1, "60 s target at x = 60")]));
         File.WriteAllText(Path.Combine(directory, "anonymity.svg"), Svg.Bars($"Originator anonymity set, median ({n})", "nodes that could have built the circuit",
-            [.. Anonymity.Where(r => r.Basis is "any hop" or "graph").Select(r => ($"{r.Hops} hop{(r.Hops > 1 ? "s" : "")}, {r.View}", r.MedianSet))], [(100, "target 100")]));
+            [.. Anonymity.Where(r => r.Basis is "descriptors" or "links").Select(r => ($"{r.Hops} hop{(r.Hops > 1 ? "s" : "")}, {r.View}, {r.Basis}", r.MedianSet))],
+            [(100, "target 100")]));
     }
 
     internal static void Csv(string directory, string name, IReadOnlyList<string> header, IEnumerable<string[]> rows)

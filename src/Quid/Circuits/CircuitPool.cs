@@ -21,8 +21,11 @@ public sealed record PathOptions
     public Random Random { get; init; } = SecureRandom.Instance;
 }
 
-/// <summary>A neighbour that grants us bandwidth, so a first hop: its link, its descriptor, what it grants (kbps).</summary>
-public sealed record FirstHop(ICellPort Link, Descriptor Descriptor, long Kbps);
+/// <summary>
+/// A neighbour that grants us bandwidth, so a first hop: its link, its descriptor, what it grants
+/// (kbps), and whether our agreement is private (neither of us publishes it; PROTOCOL §6.6).
+/// </summary>
+public sealed record FirstHop(ICellPort Link, Descriptor Descriptor, long Kbps, bool Private = false);
 
 /// <summary>
 /// What a path may be chosen from, as the node knew it at one moment: its first hops, and the
@@ -188,7 +191,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         lock (_lock) avoid = new(_avoid);
         var walk = new PathWalk<NodeId>(
             source.Self,
-            [.. graph.FirstHops.Select(h => (h.Descriptor.Id, h.Kbps))],
+            [.. graph.FirstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
             id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)));

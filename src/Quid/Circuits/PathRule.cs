@@ -2,26 +2,29 @@ namespace Quid.Circuits;
 
 /// <summary>
 /// What the path rule walks over, as one client sees it. <paramref name="FirstHops"/>: the
-/// partners that grant the client, with what each grants (kbps); <paramref name="Partners"/>: the
-/// nodes that grant a hop, as its signed descriptor lists them (empty when it is unknown);
-/// <paramref name="MayRelay"/>: whether a node may be a hop after the first (its descriptor is
-/// known and current, it has not just failed); <paramref name="Exits"/>: whether it may be the last.
+/// partners that grant the client, with what each grants (kbps) and whether the agreement is
+/// private; <paramref name="Partners"/>: the nodes that grant a hop in public agreements, as its
+/// signed descriptor lists them (empty when it is unknown); <paramref name="MayRelay"/>: whether a
+/// node may be a hop after the first (its descriptor is known and current, it has not just
+/// failed); <paramref name="Exits"/>: whether it may be the last.
 /// </summary>
 public sealed record PathWalk<TNode>(
     TNode Client,
-    IReadOnlyList<(TNode Node, long Kbps)> FirstHops,
+    IReadOnlyList<(TNode Node, long Kbps, bool Private)> FirstHops,
     Func<TNode, IReadOnlyList<TNode>> Partners,
     Func<TNode, bool> MayRelay,
     Func<TNode, bool> Exits) where TNode : notnull;
 
 /// <summary>
-/// The path rule, one copy for the node's circuits and the simulator's anonymity measure: the
-/// first hop is a partner that grants the client, drawn in proportion to what it grants (the
-/// client's traffic is carried on that grant); each next hop is drawn uniformly from the nodes
-/// that grant the hop before (its traffic onward is carried on their grants), never the client,
-/// never a node twice; the last must exit. A walk that runs into a dead end starts over, up to
-/// <see cref="Attempts"/> times. The node draws with <see cref="Crypto.SecureRandom"/>, so nobody
-/// can foretell its paths; the simulator with a seeded source, so that a run can be repeated.
+/// The path rule, one copy for the node's circuits and the simulator's anonymity measure. The
+/// first hop is a private partner (one that no descriptor names), drawn in proportion to what it
+/// grants the client, since the client's traffic is carried on that grant; a public partner
+/// only when no private one can start a path. Each next hop is drawn uniformly from the nodes
+/// that grant the hop before in public agreements (its traffic onward is carried on their
+/// grants), never the client, never a node twice; the last must exit. A walk that runs into a
+/// dead end starts over, up to <see cref="Attempts"/> times. The node draws with
+/// <see cref="Crypto.SecureRandom"/>, so nobody can foretell its paths; the simulator with a
+/// seeded source, so that a run can be repeated.
 /// </summary>
 public static class PathRule
 {
@@ -39,7 +42,7 @@ public static class PathRule
         {
             path.Clear();
             long pick = random.NextInt64(total);
-            foreach (var (node, kbps) in firstHops)
+            foreach (var (node, kbps, _) in firstHops)
             {
                 if ((pick -= Weight(kbps)) >= 0) continue;
                 path.Add(node);
@@ -79,8 +82,15 @@ public static class PathRule
         return chance;
     }
 
-    private static List<(TNode Node, long Kbps)> FirstChoices<TNode>(PathWalk<TNode> walk, int hops) where TNode : notnull =>
-        [.. walk.FirstHops.Where(h => hops > 1 || walk.Exits(h.Node))];
+    /// <summary>The first hops a walk may start from: the private ones that lead somewhere, else all that do.</summary>
+    private static List<(TNode Node, long Kbps, bool Private)> FirstChoices<TNode>(PathWalk<TNode> walk, int hops) where TNode : notnull
+    {
+        var usable = new List<(TNode Node, long Kbps, bool Private)>();
+        foreach (var hop in walk.FirstHops)
+            if (hops == 1 ? walk.Exits(hop.Node) : NextChoices(walk, [hop.Node], hops).Count > 0) usable.Add(hop);
+        var hidden = usable.FindAll(h => h.Private);
+        return hidden.Count > 0 ? hidden : usable;
+    }
 
     /// <summary>The nodes a walk at the end of <paramref name="path"/> may go on to.</summary>
     private static List<TNode> NextChoices<TNode>(PathWalk<TNode> walk, List<TNode> path, int hops) where TNode : notnull

@@ -393,12 +393,15 @@ public sealed class NodeCore<TLink> where TLink : class
 
     // ---- Our descriptor ----
 
-    /// <summary>The partners that grant us something, each once, in order: the hops a circuit through us may continue to. Asked every tick, so a plain loop.</summary>
+    /// <summary>
+    /// The partners that grant us something in a public agreement, each once, in order: the hops a
+    /// circuit through us may continue to. Private partners are never published. Asked every tick, so a plain loop.
+    /// </summary>
     private NodeId[] GrantingPartners()
     {
         var partners = new List<NodeId>(4);
         foreach (var a in Market.Active)
-            if (a.TheyGrant is not null && !partners.Contains(a.Partner)) partners.Add(a.Partner);
+            if (a.TheyGrant is not null && !a.Private && !partners.Contains(a.Partner)) partners.Add(a.Partner);
         partners.Sort();
         return [.. partners];
     }

@@ -24,6 +24,8 @@ public sealed class Agreement
     public AgreementId Id { get; }
     public NodeId Partner { get; }
     public bool WeProposed { get; }
+    /// <summary>Unpublished on both sides: each uses the other only as a first hop (<see cref="AgreementTerms.Private"/>).</summary>
+    public bool Private => Terms.Private;
     public AgreementState State { get; internal set; } = AgreementState.Proposed;
     public byte[] ProposerSignature { get; }
     public byte[]? AcceptorSignature { get; internal set; }
@@ -41,5 +43,5 @@ public sealed class Agreement
     /// <summary>What the partner granted us at our last good probe of it: a grant that rose since is growing toward what it signed.</summary>
     internal Block? TheyGrantAtLastProbe { get; set; }
 
-    public override string ToString() => $"agreement {Id} with {Partner.Brief}: we grant {WeGrant?.ToString() ?? "nothing"}, they grant {TheyGrant?.ToString() ?? "nothing"}";
+    public override string ToString() => $"{(Private ? "private " : "")}agreement {Id} with {Partner.Brief}: we grant {WeGrant?.ToString() ?? "nothing"}, they grant {TheyGrant?.ToString() ?? "nothing"}";
 }

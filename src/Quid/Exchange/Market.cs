@@ -365,11 +365,43 @@ public sealed class Market
             if (!CanGrant(chosenId, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return false;
             reserved = allocation;
         }
-        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random);
+        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, NextIsPrivate());
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
         return true;
+    }
+
+    /// <summary>
+    /// Whether our next proposal is for a private agreement: while what private partners grant us,
+    /// signed or asked in our open proposals, is no more than what public ones do. So half of what
+    /// we are granted starts our own circuits, out of sight of descriptors, and half carries others'
+    /// circuits onward, where walks can find it (PROTOCOL §6.6).
+    /// </summary>
+    private bool NextIsPrivate()
+    {
+        long privateKbps = 0, publicKbps = 0;
+        foreach (var a in _agreements.Values)
+        {
+            if (a.State == AgreementState.Ended || (a.State == AgreementState.Proposed && !a.WeProposed)) continue;
+            long kbps = a.Terms.GrantedBy(a.Partner)?.Kbps ?? 0;
+            if (a.Private) privateKbps += kbps;
+            else publicKbps += kbps;
+        }
+        return privateKbps <= publicKbps;
+    }
+
+    /// <summary>Whether every active agreement with <paramref name="partner"/> is private: then neither of us publishes the other.</summary>
+    public bool IsPrivatePartner(NodeId partner)
+    {
+        bool any = false;
+        foreach (var a in _agreements.Values)
+        {
+            if (a.State != AgreementState.Active || a.Partner != partner) continue;
+            if (!a.Private) return false;
+            any = true;
+        }
+        return any;
     }
 
     /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>

@@ -85,10 +85,14 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         public long Bytes;
     }
 
-    /// <summary>Partners with their links and what we grant each other, for the circuits' admission and extension.</summary>
-    private sealed record PartnerView(IReadOnlyDictionary<NodeId, Link> Links, IReadOnlyDictionary<NodeId, long> GrantedTo, IReadOnlyDictionary<NodeId, long> GrantedBy)
+    /// <summary>
+    /// Partners with their links and what we grant each other, for the circuits' admission and
+    /// extension; <paramref name="Private"/>: those whose agreements are all private, never extended to.
+    /// </summary>
+    private sealed record PartnerView(IReadOnlyDictionary<NodeId, Link> Links, IReadOnlyDictionary<NodeId, long> GrantedTo, IReadOnlyDictionary<NodeId, long> GrantedBy,
+        IReadOnlySet<NodeId> Private)
     {
-        public static readonly PartnerView Empty = new(new Dictionary<NodeId, Link>(), new Dictionary<NodeId, long>(), new Dictionary<NodeId, long>());
+        public static readonly PartnerView Empty = new(new Dictionary<NodeId, Link>(), new Dictionary<NodeId, long>(), new Dictionary<NodeId, long>(), new HashSet<NodeId>());
     }
 
     private QuidNode(NodeOptions options, NodeIdentity identity, NodeDatabase database, TimeProvider time, ILoggerFactory loggers)
@@ -575,17 +579,23 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
             grantedTo[a.Partner] = grantedTo.GetValueOrDefault(a.Partner) + (a.WeGrant?.Kbps ?? 0);
             grantedBy[a.Partner] = grantedBy.GetValueOrDefault(a.Partner) + (a.TheyGrant?.Kbps ?? 0);
         }
-        _partners = new PartnerView(links, grantedTo, grantedBy);
+        var hidden = grantedBy.Keys.Where(_core.Market.IsPrivatePartner).ToHashSet();
+        _partners = new PartnerView(links, grantedTo, grantedBy, hidden);
     }
 
     /// <summary>A neighbour may build circuits through us only if we grant it bandwidth.</summary>
     private bool AdmitsCircuitsFrom(NodeId peer) => _partners.GrantedTo.GetValueOrDefault(peer) > 0;
 
-    /// <summary>A circuit through us may go on only to a partner that grants us bandwidth: paths follow agreements.</summary>
+    /// <summary>
+    /// A circuit through us may go on only to a partner that grants us bandwidth: paths follow
+    /// agreements. Never to a private partner: extending there would tell whoever asked that the
+    /// agreement exists.
+    /// </summary>
     private Link? ExtendTo(NodeId next)
     {
         var partners = _partners;
-        return partners.GrantedBy.GetValueOrDefault(next) > 0 && partners.Links.TryGetValue(next, out var link) && link.IsOpen ? link : null;
+        return partners.GrantedBy.GetValueOrDefault(next) > 0 && !partners.Private.Contains(next) && partners.Links.TryGetValue(next, out var link) && link.IsOpen
+            ? link : null;
     }
 
     /// <summary>
@@ -597,7 +607,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     {
         var firstHops = new List<FirstHop>();
         foreach (var (partner, kbps) in _partners.GrantedBy)
-            if (kbps > 0 && _core.LinkTo(partner) is { } link && _core.Overlay.Find(partner) is { } descriptor) firstHops.Add(new FirstHop(link, descriptor, kbps));
+            if (kbps > 0 && _core.LinkTo(partner) is { } link && _core.Overlay.Find(partner) is { } descriptor) firstHops.Add(new FirstHop(link, descriptor, kbps, _partners.Private.Contains(partner)));
         var descriptors = firstHops.ToDictionary(h => h.Descriptor.Id, h => h.Descriptor);
         List<Descriptor> reached = [.. descriptors.Values];
         for (int depth = 1; depth < _options.Hops; depth++)

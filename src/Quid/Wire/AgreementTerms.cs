@@ -6,6 +6,8 @@ namespace Quid.Wire;
 /// <summary>
 /// The terms of a bandwidth agreement between two linked nodes: each grants the other a block
 /// (or nothing, to a donor). Both sign these exact bytes, so either can show what was agreed.
+/// A <paramref name="Private"/> agreement is one that neither side publishes: each uses the other
+/// only as the first hop of its own circuits, and neither extends anyone's circuit to the other.
 /// </summary>
 public sealed record AgreementTerms(
     NodeId Proposer,
@@ -13,28 +15,30 @@ public sealed record AgreementTerms(
     Block? ProposerGrants,
     Block? AcceptorGrants,
     DateTimeOffset Start,
-    byte[] Nonce)
+    byte[] Nonce,
+    bool Private = false)
 {
     public const int NonceSize = 16;
-    public const int EncodedSize = 1 + NodeId.Size * 2 + 2 + 8 + NonceSize;
+    public const int EncodedSize = 1 + NodeId.Size * 2 + 2 + 8 + NonceSize + 1;
     public const int IdSize = 16;
-    private const byte Version = 1;
+    private const byte Version = 2;
+    private const byte PrivateFlag = 1;
     private static readonly byte[] SignatureContext = "quid agreement v1"u8.ToArray();
 
-    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start) =>
-        Create(proposer, acceptor, proposerGrants, acceptorGrants, start, RandomNumberGenerator.GetBytes(NonceSize));
+    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, bool isPrivate = false) =>
+        Create(proposer, acceptor, proposerGrants, acceptorGrants, start, RandomNumberGenerator.GetBytes(NonceSize), isPrivate);
 
     /// <summary>Terms whose nonce comes from <paramref name="random"/>: the market's own source, seeded in the simulator so that runs repeat.</summary>
-    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, Random random)
+    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, Random random, bool isPrivate)
     {
         var nonce = new byte[NonceSize];
         random.NextBytes(nonce);
-        return Create(proposer, acceptor, proposerGrants, acceptorGrants, start, nonce);
+        return Create(proposer, acceptor, proposerGrants, acceptorGrants, start, nonce, isPrivate);
     }
 
     // The wire carries whole milliseconds: the terms must say what their signed bytes say.
-    private static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, byte[] nonce) =>
-        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()), nonce);
+    private static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, byte[] nonce, bool isPrivate) =>
+        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()), nonce, isPrivate);
 
     public void Encode(ref WireWriter writer)
     {
@@ -45,6 +49,7 @@ public sealed record AgreementTerms(
         writer.WriteByte(Block.Encode(AcceptorGrants));
         writer.WriteUInt64((ulong)Start.ToUnixTimeMilliseconds());
         writer.WriteBytes(Nonce);
+        writer.WriteByte(Private ? PrivateFlag : (byte)0);
     }
 
     public byte[] Encode()
@@ -66,8 +71,10 @@ public sealed record AgreementTerms(
         ulong start = reader.ReadUInt64();
         if (start > 253_402_300_799_999UL) throw new WireException(WireError.BadField, "Agreement start out of range.");
         var nonce = reader.ReadBytes(NonceSize).ToArray();
+        byte flags = reader.ReadByte();
+        if ((flags & ~PrivateFlag) != 0) throw new WireException(WireError.BadField, $"Agreement flags 0x{flags:x2} name no known flag.");
         if (proposer == acceptor) throw new WireException(WireError.BadField, "An agreement needs two different nodes.");
-        return new AgreementTerms(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds((long)start), nonce);
+        return new AgreementTerms(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds((long)start), nonce, flags == PrivateFlag);
     }
 
     /// <summary>Names the agreement in messages and in the ledger: a hash of its terms.</summary>

@@ -10,7 +10,7 @@ public sealed class PathRuleTests
     private static readonly int[][] Grants = [[1, 2], [0, 2, 3], [3, 4], [4, 5], [5], []];
 
     private static PathWalk<int> Walk(int client = 0, Func<int, bool>? exits = null) =>
-        new(client, client == 0 ? [(1, 3), (2, 1)] : [.. Grants[client].Select(g => (g, 1L))], h => Grants[h], _ => true, exits ?? (x => x is 4 or 5));
+        new(client, client == 0 ? [(1, 3, false), (2, 1, false)] : [.. Grants[client].Select(g => (g, 1L, false))], h => Grants[h], _ => true, exits ?? (x => x is 4 or 5));
 
     [Fact]
     public void A_path_never_holds_the_client_or_a_node_twice_and_ends_at_an_exit()
@@ -61,5 +61,21 @@ public sealed class PathRuleTests
         Assert.Null(PathRule.Draw(Walk(), 1, new Random(3)));
         Assert.Equal([5], PathRule.Draw(Walk(client: 4), 1, new Random(3))!);
         Assert.Null(PathRule.Draw(Walk(exits: _ => false), 3, new Random(3)));
+    }
+
+    [Fact]
+    public void A_walk_starts_on_a_private_partner_and_on_a_public_one_only_when_no_private_one_leads_anywhere()
+    {
+        // 0's agreement with 2 is private, with 1 public: every walk starts on 2, whatever 1 grants.
+        var hidden = new PathWalk<int>(0, [(1, 1000, false), (2, 1, true)], h => Grants[h], _ => true, x => x is 4 or 5);
+        var random = new Random(4);
+        for (int i = 0; i < 200; i++) Assert.Equal(2, PathRule.Draw(hidden, 3, random)![0]);
+        Assert.Equal(0, PathRule.Chance(hidden, [1, 2, 4]));
+        Assert.Equal(0.5 * 0.5, PathRule.Chance(hidden, [2, 3, 4]), 9);
+
+        // A private partner from which no walk goes on (5 grants nobody) leaves the public one.
+        var deadEnd = hidden with { FirstHops = [(1, 1000, false), (5, 1, true)] };
+        Assert.Equal(1, PathRule.Draw(deadEnd, 3, random)![0]);
+        Assert.Equal(1.0, PathRule.Chance(deadEnd, [1, 2, 4]) + PathRule.Chance(deadEnd, [1, 3, 4]) + PathRule.Chance(deadEnd, [1, 3, 5]), 9);
     }
 }

@@ -72,7 +72,7 @@ public sealed class NodeCoreTests : IDisposable
     }
 
     [Fact]
-    public void Two_nodes_link_agree_and_each_lists_the_other_as_a_partner_in_its_next_descriptor()
+    public void Two_nodes_link_and_agree_privately_so_neither_names_the_other_in_its_descriptor()
     {
         var (a, b) = Pair();
 
@@ -85,9 +85,11 @@ public sealed class NodeCoreTests : IDisposable
         Assert.Contains(new NodeEffect.GrantChanged(a.Id, 512), b.Effects);
         Assert.True(a.Seen<NodeEffect.RequestMetChanged>().Last().Met);
         Assert.True(b.Seen<NodeEffect.RequestMetChanged>().Last().Met);
-        // The descriptors after the agreement list the partner and only the half left free.
-        Assert.Equal([b.Id], a.LastDescriptor.Partners);
-        Assert.Equal([a.Id], b.LastDescriptor.Partners);
+        // A node's first agreement is private: each will start its circuits on the other, and the
+        // descriptors after it name no partner, only the half left free.
+        Assert.True(agreement.Private);
+        Assert.Empty(a.LastDescriptor.Partners);
+        Assert.Empty(b.LastDescriptor.Partners);
         Assert.Equal([Block.FromKbps(512)], a.LastDescriptor.FreeBlocks);
     }
 

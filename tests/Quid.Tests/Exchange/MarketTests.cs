@@ -155,14 +155,17 @@ public sealed class MarketTests : IDisposable
         Assert.Equal(4, proposals.Count);
         Assert.Equal(4, proposals.Select(p => p.To).Distinct().Count());
         Assert.Equal(4 * 64, a.Market.Capacity.GrantedKbps);
+        // Half of what it asks for is private (its own circuits start there), half public (others' go on there).
+        Assert.Equal([true, false, true, false], proposals.Select(p => ((AgreementProposal)p.Message).Terms.Private));
         // All four on their way: no fifth, and none to a node already asked.
         Assert.Empty(a.Market.Search(Offers([.. others.Select(o => o.Descriptor())]), _ => true));
 
-        // One refuses: the next search replaces it with a node not yet asked.
+        // One refuses: the next search replaces it with a node not yet asked, and of the same kind.
         var refused = (AgreementProposal)proposals[0].Message;
         Deliver(others.Single(o => o.Id == proposals[0].To), a, new AgreementRejection(refused.Terms.Id, AgreementRejectReason.NoCapacity));
         var replacement = Assert.Single(a.Market.Search(Offers([.. others.Select(o => o.Descriptor())]), _ => true).OfType<SendMarketMessage>());
         Assert.DoesNotContain(replacement.To, proposals.Select(p => p.To));
+        Assert.True(((AgreementProposal)replacement.Message).Terms.Private);
     }
 
     [Fact]

@@ -106,6 +106,19 @@ public sealed class ControlCodecTests : IDisposable
     }
 
     [Fact]
+    public void APrivateAgreementSaysSoInItsSignedTermsAndIsAnotherAgreement()
+    {
+        var open = Terms(Block.FromKbps(64), Block.FromKbps(64));
+        var hidden = open with { Private = true };
+        var decoded = Assert.IsType<AgreementProposal>(ControlCodec.Decode(ControlCodec.Encode(new AgreementProposal(hidden, _a.Sign(hidden.SignedMessage())))));
+        Assert.True(decoded.Terms.Private);
+        Assert.False(Assert.IsType<AgreementProposal>(ControlCodec.Decode(ControlCodec.Encode(new AgreementProposal(open, _a.Sign(open.SignedMessage()))))).Terms.Private);
+        // The flag is signed: the same terms made public are not the same agreement.
+        Assert.NotEqual(open.Id, hidden.Id);
+        Assert.NotEqual(open.SignedMessage(), hidden.SignedMessage());
+    }
+
+    [Fact]
     public void EveryProperPrefixIsRefused()
     {
         foreach (var message in Samples())
@@ -180,11 +193,17 @@ public sealed class ControlCodecTests : IDisposable
     {
         var terms = Terms(Block.FromKbps(64), Block.FromKbps(32));
         byte[] valid = ControlCodec.Encode(new AgreementProposal(terms, _a.Sign(terms.SignedMessage())));
-        const int Version = 1, Proposer = 2, Acceptor = Proposer + NodeId.Size, Grants = Acceptor + NodeId.Size, Start = Grants + 2;
+        const int Version = 1, Proposer = 2, Acceptor = Proposer + NodeId.Size, Grants = Acceptor + NodeId.Size, Start = Grants + 2,
+            Flags = Start + 8 + AgreementTerms.NonceSize;
 
+        // Version 1 had no flags byte: a node that still speaks it is refused, not misread.
         byte[] version = (byte[])valid.Clone();
-        version[Version] = 2;
+        version[Version] = 1;
         Assert.Equal(WireError.BadVersion, Assert.Throws<WireException>(() => ControlCodec.Decode(version)).Error);
+
+        byte[] flags = (byte[])valid.Clone();
+        flags[Flags] = 0x02;
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(flags)).Error);
 
         byte[] self = (byte[])valid.Clone();
         valid.AsSpan(Proposer, NodeId.Size).CopyTo(self.AsSpan(Acceptor));
