@@ -374,9 +374,10 @@ public sealed class Market
 
     /// <summary>
     /// Whether our next proposal is for a private agreement: while what private partners grant us,
-    /// signed or asked in our open proposals, is no more than what public ones do. So half of what
-    /// we are granted starts our own circuits, out of sight of descriptors, and half carries others'
-    /// circuits onward, where walks can find it (PROTOCOL §6.6).
+    /// signed or asked in our open proposals, is less than a third of what public ones do. So our
+    /// first agreement starts our own circuits, out of sight of descriptors, like Tor's guard, and
+    /// most of what we are granted carries others' circuits onward, where walks can find it
+    /// (PROTOCOL §6.6).
     /// </summary>
     private bool NextIsPrivate()
     {
@@ -388,7 +389,7 @@ public sealed class Market
             if (a.Private) privateKbps += kbps;
             else publicKbps += kbps;
         }
-        return privateKbps <= publicKbps;
+        return privateKbps == 0 || 3 * privateKbps < publicKbps;
     }
 
     /// <summary>Whether every active agreement with <paramref name="partner"/> is private: then neither of us publishes the other.</summary>

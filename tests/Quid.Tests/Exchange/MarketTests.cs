@@ -155,8 +155,8 @@ public sealed class MarketTests : IDisposable
         Assert.Equal(4, proposals.Count);
         Assert.Equal(4, proposals.Select(p => p.To).Distinct().Count());
         Assert.Equal(4 * 64, a.Market.Capacity.GrantedKbps);
-        // Half of what it asks for is private (its own circuits start there), half public (others' go on there).
-        Assert.Equal([true, false, true, false], proposals.Select(p => ((AgreementProposal)p.Message).Terms.Private));
+        // Its first agreement is private (its own circuits start there), the rest public (others' go on there).
+        Assert.Equal([true, false, false, false], proposals.Select(p => ((AgreementProposal)p.Message).Terms.Private));
         // All four on their way: no fifth, and none to a node already asked.
         Assert.Empty(a.Market.Search(Offers([.. others.Select(o => o.Descriptor())]), _ => true));
 
