@@ -27,7 +27,7 @@ internal static class PeersCommand
             foreach (var p in peers)
             {
                 table.AddRow(Render.Brief(p.Id), p.Ultrapeer ? "ultrapeer" : "leaf", Markup.Escape($"{(p.Outbound ? "to" : "from")} {p.Remote}"), Render.Since(p.Since),
-                    $"{Render.Bytes(p.BytesSent)} / {Render.Bytes(p.BytesReceived)}", Render.Bytes(p.QueuedBytes), $"{Render.Kbps(p.WeGrantKbps)} / {Render.Kbps(p.TheyGrantKbps)}",
+                    $"{Render.Bytes(p.BytesSent)} / {Render.Bytes(p.BytesReceived)}", Render.Bytes(p.QueuedBytes), $"{Render.Kbps(p.WeGrantKbps)} / {Render.Kbps(p.TheyGrantKbps)}{(p.PrivateAgreement ? " (private: your circuits start here)" : "")}",
                     LedgerCommand.Verdict(p.Verdict, null));
             }
             AnsiConsole.Write(table);

@@ -35,7 +35,8 @@ public sealed record ReachabilityStatus(IPEndPoint? Advertised, AddressOrigin Or
 
 public sealed record NeighbourStatus(NodeId Id, bool Ultrapeer, IPEndPoint Remote, bool Outbound, DateTimeOffset Since, long BytesSent, long BytesReceived, long QueuedBytes);
 
-public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed, Block? WeGrant, Block? TheyGrant, DateTimeOffset Since);
+/// <summary>One active agreement; <paramref name="Private"/>: unpublished, our circuits start there (PROTOCOL §6.6).</summary>
+public sealed record AgreementStatus(string Id, NodeId Partner, bool WeProposed, Block? WeGrant, Block? TheyGrant, DateTimeOffset Since, bool Private);
 
 /// <summary>A partner's standing in our ledger: what we measured of it and what we think of it.</summary>
 public sealed record PartnerStatus(NodeId Id, long BytesGiven, long BytesReceived, double? DeliveredKbps, Verdict Verdict, int Failures, DateTimeOffset? ShunnedUntil);

@@ -659,7 +659,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
             market.Capacity.FreeBlocks,
             [.. _core.Links.Select(l => new NeighbourStatus(l.Peer, _core.Overlay.IsUltrapeer(l.Peer), l.Link.RemoteEndPoint, l.Link.Outbound, l.Link.Established,
                 l.Link.BytesSent, l.Link.BytesReceived, l.Link.QueuedBytes))],
-            [.. market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created))],
+            [.. market.Active.Select(a => new AgreementStatus(a.Id.ToString(), a.Partner, a.WeProposed, a.WeGrant, a.TheyGrant, a.Created, a.Private))],
             _pool.Circuits.Count,
             new OverlayStatus(_core.Overlay.KnownPeerCount, _core.Overlay.QueryRouteCount, _core.Overlay.SearchResultCount,
                 _core.Overlay.QueriesDropped, _core.Overlay.HitsDropped),

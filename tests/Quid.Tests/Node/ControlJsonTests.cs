@@ -32,8 +32,8 @@ public sealed class ControlJsonTests
 
     private static readonly IReadOnlyList<PeerReport> Peers =
     [
-        new(Bob, true, "127.0.0.3:7843", true, Started.ToOffset(TimeSpan.FromHours(-7)), 1000, 2000, 0, 1024, 2048, "Good"),
-        new(Alice, false, "[::1]:40000", false, Started, 0, 0, 65536, 0, 0, null),
+        new(Bob, true, "127.0.0.3:7843", true, Started.ToOffset(TimeSpan.FromHours(-7)), 1000, 2000, 0, 1024, 2048, "Good", true),
+        new(Alice, false, "[::1]:40000", false, Started, 0, 0, 65536, 0, 0, null, false),
     ];
 
     private static readonly CircuitsReport Circuits = new(3, [new([Alice, Bob, Alice], Started, 2)], 1, 4, 7);

@@ -121,7 +121,8 @@ public sealed record PeerReport(
     long QueuedBytes,
     long WeGrantKbps,
     long TheyGrantKbps,
-    string? Verdict);
+    string? Verdict,
+    bool PrivateAgreement);
 
 /// <summary>A circuit we built: its hops, first to last. Streams' destinations are not reported.</summary>
 public sealed record CircuitReport(IReadOnlyList<string> Path, DateTimeOffset Created, int Streams);

@@ -125,7 +125,8 @@ public static class ControlViews
                 var agreements = status.Agreements.Where(a => a.Partner == n.Id).ToList();
                 return new PeerReport(n.Id.ToString(), n.Ultrapeer, n.Remote.ToString(), n.Outbound, n.Since, n.BytesSent, n.BytesReceived, n.QueuedBytes,
                     agreements.Sum(a => a.WeGrant?.Kbps ?? 0), agreements.Sum(a => a.TheyGrant?.Kbps ?? 0),
-                    agreements.Count > 0 && verdicts.TryGetValue(n.Id, out var verdict) ? verdict.ToString() : null);
+                    agreements.Count > 0 && verdicts.TryGetValue(n.Id, out var verdict) ? verdict.ToString() : null,
+                    agreements.Count > 0 && agreements.All(a => a.Private));
             })];
     }
 
