@@ -42,7 +42,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
                 }
                 catch (TimeoutException)
                 {
-                    throw new StreamException(EndReason.Timeout, $"{hop.Id.Brief} did not answer within {options.BuildTimeout.TotalSeconds:0} s.");
+                    throw new StreamException(EndReason.Timeout, $"{hop.Id.Brief} did not answer within {options.BuildTimeout.TotalSeconds:0} s.") { FailedHop = hop.Id };
                 }
                 if (reply.Handshake is not { } handshake) throw NotBuilt(path, i, reply.Failure);
                 byte[] keys;
@@ -52,7 +52,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
                 }
                 catch (CircuitHandshakeException e)
                 {
-                    throw new StreamException(EndReason.Protocol, $"{hop.Id.Brief}: {e.Message}");
+                    throw new StreamException(EndReason.Protocol, $"{hop.Id.Brief}: {e.Message}") { FailedHop = hop.Id };
                 }
                 circuit.AddHop(new Hop(hop.Id, new OnionLayer(keys)));
                 CryptographicOperations.ZeroMemory(keys);
@@ -77,17 +77,21 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
     }
 
     /// <summary>Why the circuit did not reach hop <paramref name="i"/>, in words an application's error page can show.</summary>
+    /// <remarks>
+    /// The hop to blame is the one that could not be reached; when the circuit closed under the
+    /// request, any hop on it may have gone, and none is named.
+    /// </remarks>
     private static StreamException NotBuilt(IReadOnlyList<Descriptor> path, int i, ExtendFailure? failure)
     {
-        string hop = path[i].Id.Brief;
-        if (i == 0) return new StreamException(EndReason.CircuitClosed, $"{hop} refused the circuit.");
-        string could = $"{path[i - 1].Id.Brief} could not extend to {hop}";
+        var hop = path[i].Id;
+        if (i == 0) return new StreamException(EndReason.CircuitClosed, $"{hop.Brief} refused the circuit.") { FailedHop = hop };
+        string could = $"{path[i - 1].Id.Brief} could not extend to {hop.Brief}";
         return failure switch
         {
             null => new StreamException(EndReason.CircuitClosed, $"{could}: the circuit closed."),
-            ExtendFailure.NotAPartner => new StreamException(EndReason.CircuitClosed, $"{could}: not one of its partners."),
-            ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop} refused the circuit."),
-            ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop} did not answer in time."),
+            ExtendFailure.NotAPartner => new StreamException(EndReason.CircuitClosed, $"{could}: not one of its partners.") { FailedHop = hop },
+            ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop.Brief} refused the circuit.") { FailedHop = hop },
+            ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop.Brief} did not answer in time.") { FailedHop = hop },
             ExtendFailure.Malformed => new StreamException(EndReason.CircuitClosed, $"{could}: it found the request malformed."),
             _ => new StreamException(EndReason.CircuitClosed, $"{could}."),
         };

@@ -15,7 +15,7 @@ public sealed record PathOptions
     public int Prebuilt { get; init; } = 1;
     /// <summary>A prebuilt circuit's exit must allow these ports.</summary>
     public IReadOnlyList<ushort> PrebuildPorts { get; init; } = [443, 80];
-    /// <summary>A hop whose circuit failed is avoided in new paths for this long.</summary>
+    /// <summary>A hop that failed a circuit (or, when none is to blame, every hop after the first of it) is avoided in new paths for this long.</summary>
     public TimeSpan AvoidFailedHopFor { get; init; } = TimeSpan.FromMinutes(1);
     /// <summary>Picks first hops and next hops: unpredictable, so nobody can foretell a node's paths. Tests inject a seeded one.</summary>
     public Random Random { get; init; } = SecureRandom.Instance;
@@ -174,8 +174,11 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             {
                 last = e;
                 logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Hops.Select(h => h.Id.Brief)), e.Message);
+                // The hop to blame, or, when none is named, every hop after the first (which is our
+                // own partner: if it is gone, its link is too, and it is no longer a first hop).
+                var avoid = e.FailedHop is { } failed ? path.Hops.Skip(1).Where(h => h.Id == failed) : path.Hops.Skip(1);
                 lock (_lock)
-                    foreach (var hop in path.Hops.Skip(1)) _avoid[hop.Id] = time.GetUtcNow() + options.AvoidFailedHopFor;
+                    foreach (var hop in avoid) _avoid[hop.Id] = time.GetUtcNow() + options.AvoidFailedHopFor;
             }
         }
         throw last!;

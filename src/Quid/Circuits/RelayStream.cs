@@ -1,3 +1,4 @@
+using Quid.Crypto;
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
@@ -9,6 +10,9 @@ namespace Quid.Circuits;
 public sealed class StreamException(EndReason reason, string message) : IOException(message)
 {
     public EndReason Reason { get; } = reason;
+
+    /// <summary>For a circuit that could not be built: the hop that refused, failed the handshake or did not answer, when one is to blame.</summary>
+    public NodeId? FailedHop { get; init; }
 }
 
 /// <summary>

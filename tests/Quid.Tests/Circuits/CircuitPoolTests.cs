@@ -54,6 +54,36 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task An_exit_that_cannot_be_reached_is_avoided_and_the_same_middle_carries_the_next_try()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, middle, open) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        var (gone, goneToo) = (net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, middle);
+        net.Partners(middle, open);
+        // The middle's descriptor still lists two partners it no longer has: extending there fails
+        // with "not a partner". Only they are to blame; the middle is the only way on.
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, middle), 1024, Private: true)],
+            new Dictionary<NodeId, Descriptor>
+            {
+                [middle.Id] = Describe(net, middle, null, gone, goneToo, open),
+                [gone.Id] = Describe(net, gone),
+                [goneToo.Id] = Describe(net, goneToo),
+                [open.Id] = Describe(net, open),
+            });
+        for (int seed = 0; seed < 8; seed++)
+        {
+            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 3, Random = new Random(seed) }, new PathSource(origin.Id, _ => ValueTask.FromResult(graph), "default"),
+                net.Time, NullLogger.Instance);
+            pool.Maintain();
+            await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, $"a circuit through the middle (seed {seed})");
+            Assert.Equal([first.Id, middle.Id, open.Id], Assert.Single(pool.Circuits).Hops.Select(h => h.Id));
+        }
+    }
+
+    [Fact]
     public async Task Upkeep_asks_for_one_graph_snapshot_and_does_not_wait_for_it()
     {
         using var net = new CircuitHarness();
