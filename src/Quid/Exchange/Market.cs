@@ -238,7 +238,7 @@ public sealed class Market
     public IReadOnlyList<MarketAction> Search(IEnumerable<(NodeId Id, Descriptor Descriptor)> candidates, Func<NodeId, bool> isLinked)
     {
         var actions = new List<MarketAction>();
-        ExpireProposals();
+        ExpireProposals(actions);
         if (RequestMet || Request is not { } request) return actions;
         var now = _time.GetUtcNow();
         // A node holds a handful of agreements: short lists, each partner once, cost less than sets.
@@ -588,7 +588,12 @@ public sealed class Market
         return actions;
     }
 
-    private void ExpireProposals()
+    /// <summary>
+    /// Drops proposals left unanswered, and says so: the node may have accepted, and its
+    /// Acceptance been lost (sent on a link that closed as a duplicate, say). Without the End it
+    /// would hold an agreement we never formed, and find us delivering nothing.
+    /// </summary>
+    private void ExpireProposals(List<MarketAction> actions)
     {
         var now = _time.GetUtcNow();
         // Removing while enumerating is allowed for a Dictionary, and removes in the same order.
@@ -597,6 +602,7 @@ public sealed class Market
             if (stale.State != AgreementState.Proposed || now - stale.Created <= _options.ProposalTimeout) continue;
             Forget(stale);
             _cooldown[stale.Partner] = now + _options.RejectionCooldown;
+            actions.Add(new SendMarketMessage(stale.Partner, new AgreementEnd(stale.Id, AgreementEndReason.Requested)));
         }
         foreach (var (id, until) in _cooldown)
             if (until <= now) _cooldown.Remove(id);

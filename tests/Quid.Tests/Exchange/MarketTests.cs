@@ -467,10 +467,32 @@ public sealed class MarketTests : IDisposable
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
 
         _time.Advance(TimeSpan.FromSeconds(1));
-        // The stale proposal goes, and the next search may propose to someone else.
-        Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor(), c.Descriptor()), _ => true), c);
+        // The stale proposal goes, b hears that it did, and the next search may propose to someone else.
+        var sends = a.Market.Search(Offers(b.Descriptor(), c.Descriptor()), _ => true).OfType<SendMarketMessage>().ToList();
+        Assert.Equal(2, sends.Count);
+        Assert.IsType<AgreementEnd>(Assert.Single(sends, s => s.To == b.Id).Message);
+        Assert.IsType<AgreementProposal>(Assert.Single(sends, s => s.To == c.Id).Message);
         Assert.Equal(256, a.Market.Capacity.GrantedKbps);
         Assert.Equal([K(256)], a.Market.Capacity.FreeBlocks);
+    }
+
+    [Fact]
+    public void An_acceptance_that_is_lost_leaves_no_agreement_on_either_side()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        // b accepts; its Acceptance never reaches a (the link it went on closed).
+        Sent<AgreementAcceptance>(Deliver(a, b, proposal), a);
+        Assert.Single(b.Market.Active);
+
+        _time.Advance(Options.ProposalTimeout + TimeSpan.FromSeconds(1));
+        var end = Assert.IsType<AgreementEnd>(Assert.Single(a.Market.Search(Offers(), _ => true).OfType<SendMarketMessage>()).Message);
+        var ended = Assert.Single(Deliver(a, b, end).OfType<AgreementEnded>());
+
+        Assert.Equal(AgreementEndReason.Requested, ended.Reason);
+        Assert.Empty(b.Market.Active);
+        Assert.Equal(0, b.Market.Capacity.GrantedKbps);
     }
 
     [Fact]
@@ -481,10 +503,12 @@ public sealed class MarketTests : IDisposable
         var b = NewNode(512, 256, bClock);
         var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
 
-        // The proposal is slow to arrive; A gives up on it meanwhile.
+        // The proposal is slow to arrive; A gives up on it meanwhile, and says so, which B, not
+        // having seen the proposal yet, cannot act on.
         _time.Advance(Options.ProposalTimeout + TimeSpan.FromSeconds(1));
-        Assert.Empty(a.Market.Search(Offers(), _ => true));
+        var early = Sent<AgreementEnd>(a.Market.Search(Offers(), _ => true), b);
         Assert.Equal(0, a.Market.Capacity.GrantedKbps);
+        Assert.Empty(Deliver(a, b, early));
 
         var acceptance = Sent<AgreementAcceptance>(Deliver(a, b, proposal), a);
         Assert.Single(b.Market.Active);
