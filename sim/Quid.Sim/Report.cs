@@ -254,8 +254,20 @@ public sealed class Report
                 Svg.Cdf(g.Key.ToString(), g.Select(w => w.Verdict is { } v ? Seconds(v - w.Formed) : double.PositiveInfinity)))], yMax: 1,
             targets: [(1, "60 s target at x = 60")]));
         File.WriteAllText(Path.Combine(directory, "anonymity.svg"), Svg.Bars($"Originator anonymity set, median ({n})", "nodes that could have built the circuit",
-            [.. Anonymity.Where(r => r.Basis is "descriptors" or "links").Select(r => ($"{r.Hops} hop{(r.Hops > 1 ? "s" : "")}, {r.View}, {r.Basis}", r.MedianSet))],
-            [(100, "target 100")]));
+            [.. AnonymityBars()], [(100, "target 100")]));
+    }
+
+    /// <summary>The views the targets name, with what descriptors reveal, and the two an observer of every link narrows most.</summary>
+    private IEnumerable<(string Label, double Median)> AnonymityBars()
+    {
+        foreach (var (hops, view, basis, label) in new[]
+        {
+            (2, "exit", "descriptors", "2-hop exit"), (3, "exit", "descriptors", "3-hop exit"), (3, "middle", "descriptors", "3-hop middle"),
+            (3, "destination", "descriptors", "destination"), (3, "exit", "links", "exit, links"), (3, "middle", "links", "middle, links"),
+        })
+        {
+            if (Anonymity.FirstOrDefault(r => r.Hops == hops && r.View == view && r.Basis == basis) is { } row) yield return (label, row.MedianSet);
+        }
     }
 
     internal static void Csv(string directory, string name, IReadOnlyList<string> header, IEnumerable<string[]> rows)
