@@ -99,7 +99,7 @@ KNOWN_GAPS = {
     'rate-at-least-grant': 'a relay\'s grant from its next hop carries every circuit it extends there, its own and its '
                            'partners\' alike, so a client whose circuit crosses a busy relay can get less than its grant '
                            'when no idle capacity is left to lend (the least-served client got 0.81 to 1.87 of its grant over five runs; '
-                           'since circuits start on a private partner, 0.00 in two runs of six: a 2.3 Mbit/s node whose private '
+                           'since circuits start on a private partner, 0.00 in two runs of seven: a 2.3 Mbit/s node whose private '
                            'partner is one of the largest, busy with many clients\' first hops)',
     'liar-no-better': 'grants now follow what a partner returns (issue 17): the liar\'s rate came within 3% of its '
                       'honest peers\' (587 against 572 kbps), but it still held 1.4x the grants they hold (1792 against '
