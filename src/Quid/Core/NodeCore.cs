@@ -394,14 +394,15 @@ public sealed class NodeCore<TLink> where TLink : class
     // ---- Our descriptor ----
 
     /// <summary>
-    /// The partners that grant us something in a public agreement, each once, in order: the hops a
-    /// circuit through us may continue to. Private partners are never published. Asked every tick, so a plain loop.
+    /// The partners that grant us something, each once, in order, but for private ones (by the
+    /// same test the circuits use to refuse extending to them): the hops a circuit through us may
+    /// continue to. Asked every tick, so a plain loop.
     /// </summary>
     private NodeId[] GrantingPartners()
     {
         var partners = new List<NodeId>(4);
         foreach (var a in Market.Active)
-            if (a.TheyGrant is not null && !a.Private && !partners.Contains(a.Partner)) partners.Add(a.Partner);
+            if (a.TheyGrant is not null && !partners.Contains(a.Partner) && !Market.IsPrivatePartner(a.Partner)) partners.Add(a.Partner);
         partners.Sort();
         return [.. partners];
     }
