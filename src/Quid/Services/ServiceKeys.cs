@@ -1,0 +1,135 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using NSec.Cryptography;
+using Quid.Crypto;
+
+namespace Quid.Services;
+
+/// <summary>How long a service keeps its address; each service chooses.</summary>
+public enum AddressKind
+{
+    /// <summary>One address for good: the caller keeps the seed (and persists it).</summary>
+    Stable,
+    /// <summary>A new address each time the service starts, from a fresh random seed.</summary>
+    Ephemeral,
+    /// <summary>A new address each period, derived from a shared secret: only holders of the secret can follow it.</summary>
+    Moving,
+}
+
+/// <summary>
+/// A service's keys, by <see cref="AddressKind"/>: its address, its blinded key pair and lookup
+/// id for each period. A stable or ephemeral service has one Ed25519 seed; a moving service's
+/// seed for period p is HKDF-SHA256(secret, salt empty, info "quid moving address" | INT_8(p)),
+/// 32 bytes, and its periods are offset by its secret, since its key changes with them.
+/// Secrets are wiped on <see cref="Dispose"/>.
+/// </summary>
+public sealed class ServiceKeys : IDisposable
+{
+    private static readonly byte[] MovingInfo = "quid moving address"u8.ToArray();
+
+    // The seed of a stable or ephemeral service, or the secret of a moving one; pinned so the
+    // collector never leaves a copy behind.
+    private readonly byte[] _secret = GC.AllocateArray<byte>(32, pinned: true);
+    private readonly SessionAddress? _address;
+    private bool _disposed;
+
+    private ServiceKeys(AddressKind kind, ReadOnlySpan<byte> secret, ServicePeriod periods)
+    {
+        Kind = kind;
+        secret.CopyTo(_secret);
+        Periods = periods;
+        if (kind != AddressKind.Moving) _address = new SessionAddress(PublicKey(secret));
+    }
+
+    public AddressKind Kind { get; }
+
+    /// <summary>The service's schedule of periods.</summary>
+    public ServicePeriod Periods { get; }
+
+    /// <summary>The address of a stable or ephemeral service; null for a moving one, whose address depends on the period.</summary>
+    public SessionAddress? FixedAddress => _address;
+
+    public static ServiceKeys Stable(ReadOnlySpan<byte> seed, TimeSpan? periodLength = null)
+    {
+        if (seed.Length != KeyBlinding.SeedSize) throw new ArgumentException($"A service seed is {KeyBlinding.SeedSize} bytes.", nameof(seed));
+        return new ServiceKeys(AddressKind.Stable, seed, ServicePeriod.ForKey(PublicKey(seed), periodLength));
+    }
+
+    public static ServiceKeys Ephemeral(TimeSpan? periodLength = null)
+    {
+        Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
+        RandomNumberGenerator.Fill(seed);
+        try
+        {
+            return new ServiceKeys(AddressKind.Ephemeral, seed, ServicePeriod.ForKey(PublicKey(seed), periodLength));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+        }
+    }
+
+    /// <summary>The keys of a moving service; a client holding the secret uses them too, to find the service.</summary>
+    public static ServiceKeys Moving(ServiceSecret secret, TimeSpan? periodLength = null)
+    {
+        ArgumentNullException.ThrowIfNull(secret);
+        return new ServiceKeys(AddressKind.Moving, secret.Bytes, ServicePeriod.ForSecret(secret, periodLength));
+    }
+
+    /// <summary>The service's address during <paramref name="period"/>: the same in every period unless it is moving.</summary>
+    public SessionAddress Address(ulong period)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_address is not null) return _address;
+        Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
+        try
+        {
+            MovingSeed(period, seed);
+            return new SessionAddress(PublicKey(seed));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+        }
+    }
+
+    /// <summary>The blinded key pair for <paramref name="period"/>: it signs what the service publishes then. Dispose it after use.</summary>
+    public KeyBlinding.KeyPair Blind(ulong period)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
+        try
+        {
+            if (_address is null) MovingSeed(period, seed);
+            else _secret.CopyTo(seed);
+            return KeyBlinding.KeyPair.FromSeed(seed, period, Periods.LengthMinutes);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+        }
+    }
+
+    /// <summary>The lookup id for <paramref name="period"/>, under which the network files the service's descriptor then.</summary>
+    public byte[] LookupId(ulong period) => Periods.LookupId(Periods.BlindedKey(Address(period).PublicKey, period), period);
+
+    private void MovingSeed(ulong period, Span<byte> seed)
+    {
+        Span<byte> info = stackalloc byte[MovingInfo.Length + 8];
+        MovingInfo.CopyTo(info);
+        BinaryPrimitives.WriteUInt64BigEndian(info[MovingInfo.Length..], period);
+        KeyDerivationAlgorithm.HkdfSha256.DeriveBytes(_secret, salt: default, info, seed);
+    }
+
+    private static byte[] PublicKey(ReadOnlySpan<byte> seed)
+    {
+        using var key = Key.Import(SignatureAlgorithm.Ed25519, seed, KeyBlobFormat.RawPrivateKey);
+        return key.PublicKey.Export(KeyBlobFormat.RawPublicKey);
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        CryptographicOperations.ZeroMemory(_secret);
+    }
+}

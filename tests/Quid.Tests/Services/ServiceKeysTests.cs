@@ -1,0 +1,137 @@
+using NSec.Cryptography;
+using Quid.Crypto;
+using Quid.Services;
+
+namespace Quid.Tests.Services;
+
+/// <summary>
+/// The three kinds of address: what the service derives with its secret and what a client
+/// derives from the address (or the shared secret) must agree period by period. Moving
+/// addresses are checked against the independent Python reference kept with the issue 19 protocol notes.
+/// </summary>
+public sealed class ServiceKeysTests
+{
+    private static byte[] Hex(string hex) => Convert.FromHexString(hex);
+
+    private static readonly byte[] Seed = Hex("d51385942033a76dc17f089a59e6a5a7fe80d9c526ae8ddd8c3a506b99d3d0a6");
+    private static readonly byte[] SeedPublicKey = Hex("73cfa1189a723aad7966137cbffa35140bb40d7e16eae4c40b79b5f0360dd65a");
+    private static ServiceSecret VectorSecret() => new(Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
+
+    private static bool Verifies(byte[] publicKey, byte[] message, byte[] signature) => NodeIdentity.Verify(publicKey, message, signature);
+
+    [Fact]
+    public void A_stable_service_has_one_address_and_a_client_finds_its_blinded_key_and_lookup_id_from_it()
+    {
+        using var keys = ServiceKeys.Stable(Seed);
+        Assert.Equal(AddressKind.Stable, keys.Kind);
+        Assert.Equal(new SessionAddress(SeedPublicKey), keys.FixedAddress);
+        var address = SessionAddress.Parse(keys.FixedAddress!.ToString());
+
+        var client = ServicePeriod.ForAddress(address);
+        Assert.Equal(keys.Periods.Offset, client.Offset);
+        foreach (ulong period in new ulong[] { 0, 1, 20_000, 20_001 })
+        {
+            Assert.Equal(address, keys.Address(period));
+            using var blinded = keys.Blind(period);
+            var blindedKey = client.BlindedKey(address.PublicKey, period);
+            Assert.Equal(blindedKey, blinded.PublicKey);
+            Assert.Equal(client.LookupId(blindedKey, period), keys.LookupId(period));
+        }
+        Assert.NotEqual(keys.LookupId(1), keys.LookupId(2));
+    }
+
+    [Fact]
+    public void A_blinded_signature_verifies_under_the_period_key_and_not_the_address_key_or_another_period()
+    {
+        using var keys = ServiceKeys.Stable(Seed);
+        var message = "descriptor"u8.ToArray();
+        using var now = keys.Blind(20_000);
+        using var next = keys.Blind(20_001);
+        var signature = now.Sign(message);
+        Assert.True(Verifies(now.PublicKey, message, signature));
+        Assert.False(Verifies(next.PublicKey, message, signature));
+        Assert.False(Verifies(SeedPublicKey, message, signature));
+    }
+
+    [Fact]
+    public void An_ephemeral_service_has_a_new_address_each_start()
+    {
+        using var first = ServiceKeys.Ephemeral();
+        using var second = ServiceKeys.Ephemeral(TimeSpan.FromMinutes(5));
+        Assert.Equal(AddressKind.Ephemeral, first.Kind);
+        Assert.NotNull(first.FixedAddress);
+        Assert.NotEqual(first.FixedAddress, second.FixedAddress);
+        Assert.Equal(first.FixedAddress, first.Address(99));
+        Assert.Equal(TimeSpan.FromMinutes(5), second.Periods.PeriodLength);
+        using var blinded = second.Blind(3);
+        Assert.Equal(ServicePeriod.ForAddress(second.FixedAddress!, TimeSpan.FromMinutes(5)).BlindedKey(second.FixedAddress!.PublicKey, 3), blinded.PublicKey);
+    }
+
+    [Fact]
+    public void A_moving_address_matches_the_reference_derivation()
+    {
+        using var secret = VectorSecret();
+        using var keys = ServiceKeys.Moving(secret);
+        Assert.Equal(AddressKind.Moving, keys.Kind);
+        Assert.Null(keys.FixedAddress);
+        Assert.Equal(TimeSpan.FromMinutes(1032), keys.Periods.Offset);
+        Assert.Equal("rz67sy2mwopglumq6go6eebpy6rgk6l73tohtwltkibe7nbu45t56kyb.quid", keys.Address(0).ToString());
+        Assert.Equal("bkfvut3clumrcqzuo3v5k3dltzja73edcg7qp3h25msgfofncf5xwjab.quid", keys.Address(1).ToString());
+        Assert.Equal("e24aexiwmcwjpxhy4aqajmacc4w4kkg3ehk5bi5xihellaq5mdlgzkyb.quid", keys.Address(20_000).ToString());
+    }
+
+    [Fact]
+    public void The_same_secret_gives_the_same_address_per_period_and_a_new_one_each_period()
+    {
+        using var secret = ServiceSecret.Generate();
+        using var service = ServiceKeys.Moving(secret);
+        // A client holding the secret, pasted from its text form.
+        using var shared = ServiceSecret.Parse(secret.ToText());
+        using var client = ServiceKeys.Moving(shared);
+        using var stranger = ServiceKeys.Moving(ServiceSecret.Generate());
+
+        var seen = new HashSet<SessionAddress>();
+        for (ulong period = 100; period < 110; period++)
+        {
+            var address = service.Address(period);
+            Assert.Equal(address, client.Address(period));
+            Assert.NotEqual(address, stranger.Address(period));
+            Assert.True(seen.Add(address));
+            Assert.Equal(service.LookupId(period), client.LookupId(period));
+            Assert.NotEqual(service.LookupId(period), stranger.LookupId(period));
+
+            using var blinded = service.Blind(period);
+            Assert.Equal(service.Periods.BlindedKey(address.PublicKey, period), blinded.PublicKey);
+            var message = "moving descriptor"u8.ToArray();
+            Assert.True(Verifies(blinded.PublicKey, message, blinded.Sign(message)));
+            Assert.False(Verifies(address.PublicKey.ToArray(), message, blinded.Sign(message)));
+        }
+        Assert.Equal(service.Periods.Offset, client.Periods.Offset);
+    }
+
+    [Fact]
+    public void Keys_outlive_the_secret_they_were_made_from_and_refuse_use_once_disposed()
+    {
+        var secret = VectorSecret();
+        var keys = ServiceKeys.Moving(secret);
+        secret.Dispose();
+        Assert.Equal("rz67sy2mwopglumq6go6eebpy6rgk6l73tohtwltkibe7nbu45t56kyb.quid", keys.Address(0).ToString());
+        keys.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => keys.Address(0));
+        Assert.Throws<ObjectDisposedException>(() => keys.Blind(0));
+        Assert.Throws<ObjectDisposedException>(() => keys.LookupId(0));
+        Assert.Throws<ArgumentException>(() => ServiceKeys.Stable(new byte[31]));
+    }
+
+    [Fact]
+    public void A_stable_address_is_the_public_key_NSec_derives_from_the_seed()
+    {
+        for (int n = 0; n < 10; n++)
+        {
+            using var key = Key.Create(SignatureAlgorithm.Ed25519, new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
+            var seed = key.Export(KeyBlobFormat.RawPrivateKey);
+            using var keys = ServiceKeys.Stable(seed);
+            Assert.Equal(key.PublicKey.Export(KeyBlobFormat.RawPublicKey), keys.FixedAddress!.PublicKey.ToArray());
+        }
+    }
+}
