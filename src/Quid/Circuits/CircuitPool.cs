@@ -74,6 +74,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// </summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
     {
+        RefuseSessionAddress(target.Host);
         StreamException? last = null;
         HashSet<Circuit>? full = null;
         for (int attempt = 0; attempt < 3; attempt++)
@@ -102,8 +103,20 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// <summary>Resolves <paramref name="host"/> at the exit of a circuit for <paramref name="isolation"/> (Tor's SOCKS RESOLVE).</summary>
     public async Task<System.Net.IPAddress[]> ResolveAsync(string host, object isolation, CancellationToken cancellationToken)
     {
+        RefuseSessionAddress(host);
         var circuit = await GetCircuitAsync(isolation, 443, null, cancellationToken).ConfigureAwait(false);
         return await circuit.ResolveAsync(host, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A <c>.quid</c> name never goes to an exit, whose resolver would send it to DNS: a lookup
+    /// there would tell the exit and every resolver on the way which service the user wants.
+    /// This node does not reach session addresses yet (issue 19), so it says so.
+    /// </summary>
+    private static void RefuseSessionAddress(string host)
+    {
+        if (StreamTarget.IsSessionName(host))
+            throw new StreamException(EndReason.ResolveFailed, $"{host} is a session address: this node does not reach session addresses yet, and sent the name nowhere.");
     }
 
     /// <summary>

@@ -51,6 +51,9 @@ public sealed class ExitConnector(ExitPolicy policy, IPAddress? bindAddress, Tim
     /// </summary>
     public async Task<(IPAddress[] Addresses, EndReason Failure)> ResolveAsync(string host, CancellationToken cancellationToken)
     {
+        // A session address is no DNS name: a client that sent one here leaked it, and our
+        // resolver must not pass the leak on.
+        if (StreamTarget.IsSessionName(host)) return ([], EndReason.ResolveFailed);
         IPAddress[] addresses;
         try
         {
@@ -80,6 +83,7 @@ public sealed class ExitConnector(ExitPolicy policy, IPAddress? bindAddress, Tim
             // A port refused everywhere is refused before a lookup, which could otherwise tell a
             // client whether a name exists (and costs a lookup for nothing).
             if (!policy.MayAllowPort(target.Port)) return new Result(null, null, EndReason.ExitPolicy);
+            if (target.IsSessionAddress) return new Result(null, null, EndReason.ResolveFailed);
             IPAddress[] addresses;
             try
             {

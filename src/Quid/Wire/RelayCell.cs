@@ -90,6 +90,16 @@ public readonly record struct StreamTarget(string Host, ushort Port)
 {
     public const int MaxHostLength = 255;
 
+    /// <summary>
+    /// A session address (<c>….quid</c>, with or without the root's dot): a name that means a key,
+    /// reached by lookup and rendezvous, never by DNS or through an exit.
+    /// </summary>
+    public bool IsSessionAddress => IsSessionName(Host);
+
+    /// <inheritdoc cref="IsSessionAddress"/>
+    public static bool IsSessionName(string host) =>
+        host.TrimEnd('.').EndsWith(".quid", StringComparison.OrdinalIgnoreCase);
+
     public int Encode(Span<byte> destination)
     {
         // Encode only what Decode accepts: the length is one byte, and ASCII would turn other characters into '?'.

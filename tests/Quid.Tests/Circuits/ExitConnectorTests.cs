@@ -46,6 +46,21 @@ public sealed class ExitConnectorTests
         Assert.Equal(0, lookups);
     }
 
+    [Theory]
+    [InlineData("abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.quid")]
+    [InlineData("www.Service.QUID.")]
+    public async Task A_session_address_is_never_handed_to_the_exits_resolver(string host)
+    {
+        int lookups = 0;
+        var exit = new ExitConnector(ExitPolicy.Default, null, TimeSpan.FromSeconds(5), TimeProvider.System,
+            (_, _) => { lookups++; return Task.FromResult(new[] { IPAddress.Parse("93.184.216.34") }); });
+        Assert.Equal(EndReason.ResolveFailed, (await exit.ConnectAsync(new StreamTarget(host, 80), default)).Failure);
+        Assert.Equal(EndReason.ResolveFailed, (await exit.ResolveAsync(host, default)).Failure);
+        Assert.Equal(0, lookups);
+        // A name that merely contains the word is an ordinary name.
+        Assert.Equal(EndReason.Done, (await exit.ResolveAsync("quid.example", default)).Failure);
+    }
+
     [Fact]
     public void The_exits_own_addresses_are_refused_unless_a_rule_names_them_or_loopback_is_accepted()
     {

@@ -192,6 +192,20 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task A_session_address_is_refused_by_both_proxies_and_never_reaches_an_exit()
+    {
+        const string service = "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.quid";
+        var (socks, _, socksErrors) = await Curl.RunAsync("--silent", "--show-error", "--max-time", "30", "--socks5-hostname", Socks, $"http://{service}/");
+        Assert.Equal(97, socks); // curl: the SOCKS5 proxy refused the connect
+        Assert.True(socksErrors.EndsWith("(4)\n", StringComparison.Ordinal), socksErrors); // SOCKS5 reply 4: host unreachable
+
+        var (http, page, _) = await Curl.RunAsync("--silent", "--max-time", "30", "--proxy", Http, "--write-out", "%{http_code}", $"http://www.{service}/");
+        Assert.Equal(0, http);
+        Assert.EndsWith("502", page, StringComparison.Ordinal);
+        Assert.DoesNotContain(fixture.Resolved, name => name.Contains(".quid", StringComparison.OrdinalIgnoreCase) && !name.EndsWith(".quid.test", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Failures_through_the_HTTP_proxy_get_a_page_that_names_what_failed()
     {
         // Port 1 on loopback: nothing listens, so the exit's connection is refused.
