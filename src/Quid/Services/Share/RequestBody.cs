@@ -1,0 +1,81 @@
+using System.Globalization;
+
+namespace Quid.Services.Share;
+
+/// <summary>
+/// A request's body as its content: Content-Length bytes, or chunked framing taken off by a
+/// <see cref="ChunkedDecoder"/>. Framing that could be read two ways (both fields, several
+/// lengths, a coding other than chunked) is refused before a byte of the body is read.
+/// </summary>
+internal sealed class RequestBody
+{
+    private readonly ShareConnection _connection;
+    private readonly ChunkedDecoder? _chunked;
+    private long _remaining;
+
+    private RequestBody(ShareConnection connection, long? length)
+    {
+        _connection = connection;
+        Length = length;
+        if (length is long declared) _remaining = declared;
+        else _chunked = new ChunkedDecoder();
+    }
+
+    /// <summary>The length the client declared; null for a chunked body.</summary>
+    public long? Length { get; }
+
+    /// <summary>True unless the head declared no body or an empty one.</summary>
+    public bool IsPresent => Length != 0;
+
+    /// <summary>True once every byte of the body was read, so the connection is at the next request.</summary>
+    public bool IsComplete => _chunked?.IsDone ?? _remaining == 0;
+
+    /// <exception cref="ShareRefusal">Framing this server does not read, or that could be read two ways.</exception>
+    public static RequestBody For(RequestHead head, ShareConnection connection)
+    {
+        var codings = head.ListValues("Transfer-Encoding").ToList();
+        var lengths = head.ListValues("Content-Length").Distinct().ToList();
+        if (codings.Count > 0)
+        {
+            if (lengths.Count > 0) throw new ShareRefusal(400, "Both Content-Length and Transfer-Encoding.");
+            if (head.MinorVersion == 0) throw new ShareRefusal(400, "Transfer-Encoding from an HTTP/1.0 client.");
+            if (codings is not [var coding] || !coding.Equals("chunked", StringComparison.OrdinalIgnoreCase))
+                throw new ShareRefusal(501, "Only the chunked transfer coding is read here.");
+            return new RequestBody(connection, null);
+        }
+        if (lengths.Count == 0) return new RequestBody(connection, 0);
+        if (lengths is not [var value] || !long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long length))
+            throw new ShareRefusal(400, "A Content-Length that is not one number.");
+        return new RequestBody(connection, length);
+    }
+
+    /// <summary>Reads content into <paramref name="destination"/>; 0 at the end of the body.</summary>
+    /// <exception cref="ShareRefusal">The framing is malformed, or the connection ended before the body did.</exception>
+    public async ValueTask<int> ReadAsync(Memory<byte> destination)
+    {
+        if (_chunked is null)
+        {
+            if (_remaining == 0) return 0;
+            int read = await _connection.ReadAsync(destination[..(int)Math.Min(destination.Length, _remaining)]).ConfigureAwait(false);
+            if (read == 0) throw new ShareRefusal(400, "The connection ended before the body did.");
+            _remaining -= read;
+            return read;
+        }
+        while (!_chunked.IsDone)
+        {
+            if (_chunked.DataRemaining > 0)
+            {
+                int read = await _connection.ReadAsync(destination[..(int)Math.Min(destination.Length, _chunked.DataRemaining)]).ConfigureAwait(false);
+                if (read == 0) throw new ShareRefusal(400, "The connection ended before the body did.");
+                _chunked.DataRead(read);
+                return read;
+            }
+            if (_connection.Buffered.IsEmpty && !await _connection.FillAsync().ConfigureAwait(false))
+                throw new ShareRefusal(400, "The connection ended before the body did.");
+            var (consumed, error) = _chunked.ReadFraming(_connection.Buffered);
+            _connection.Consume(consumed);
+            if (error is not null) throw new ShareRefusal(400, $"The chunked body is malformed: {error}");
+        }
+        return 0;
+    }
+}
