@@ -109,6 +109,15 @@ internal static class Seeds
             [0, (byte)unsupportedVersion.Length, .. unsupportedVersion, 0, (byte)natPmpAddress.Length, .. natPmpAddress, 0, (byte)natPmpMapped.Length, .. natPmpMapped, 0, 0],
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 
+        Write(directory, "session-address",
+            "qm4zbmefygtirqouzcy7nnlk7l22f3fgorcj4hlqj6bxmxglppddepib.quid"u8.ToArray(),
+            "www.QM4ZBMEFYGTIRQOUZCY7NNLK7L22F3FGORCJ4HLQJ6BXMXGLPPDDEPIB.quid."u8.ToArray(),
+            "quid-secret-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyp2m3ab"u8.ToArray());
+        Write(directory, "share-request",
+            "GET / HTTP/1.1\r\nHost: x.quid\r\nAccept: application/json\r\n\r\n"u8.ToArray(),
+            "GET /file.bin HTTP/1.1\r\nHost: x.quid\r\nRange: bytes=100-199\r\n\r\nHEAD /sub/ HTTP/1.1\r\nHost: x.quid\r\n\r\n"u8.ToArray(),
+            "GET /file.bin HTTP/1.1\r\nHost: x.quid\r\nIf-None-Match: \"x\"\r\nRange: bytes=-10\r\nConnection: close\r\n\r\n"u8.ToArray());
+
         byte[] begin = Relay(RelayCommand.Begin, 1, [0, 80, 11, .. "example.com"u8]);
         byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);
         byte[] data = Relay(RelayCommand.Data, 1, "GET / HTTP/1.1\r\n\r\n"u8);

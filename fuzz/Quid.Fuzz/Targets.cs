@@ -1,9 +1,12 @@
 using System.Buffers;
+using Microsoft.Extensions.Logging.Abstractions;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Links.PortMapping;
 using Quid.Proxy.Http;
 using Quid.Proxy.Socks;
+using Quid.Services;
+using Quid.Services.Share;
 using Quid.Wire;
 
 namespace Quid.Fuzz;
@@ -32,6 +35,8 @@ internal static class Targets
         ["pcp"] = PcpMap,
         ["natpmp"] = NatPmpResponses,
         ["port-mapper"] = PortMapperSteps,
+        ["session-address"] = SessionAddressText,
+        ["share-request"] = ShareRequest,
     };
 
     /// <summary>The nonce the pcp target expects, and its seeds carry.</summary>
@@ -397,6 +402,65 @@ internal static class Targets
         {
             // Refused: the link closes.
         }
+    }
+
+    /// <summary>
+    /// A name typed or pasted by anyone: <see cref="SessionAddress"/> and <see cref="ServiceSecret"/>
+    /// text, every byte as a Latin-1 character. A parsed address must print back to itself.
+    /// </summary>
+    private static void SessionAddressText(byte[] input)
+    {
+        string text = System.Text.Encoding.Latin1.GetString(input);
+        try
+        {
+            var address = SessionAddress.Parse(text);
+            Check(SessionAddress.Parse(address.ToString()) == address, "an address does not parse back from its own text");
+        }
+        catch (SessionAddressException)
+        {
+            // Refused: the name is not an address.
+        }
+        if (ServiceSecret.TryParse(text, out var secret))
+        {
+            using (secret)
+                Check(ServiceSecret.Parse(secret!.ToText()).ToText() == secret.ToText(), "a secret does not parse back from its own text");
+        }
+    }
+
+    // One shared folder for every input, made once; a file in it lets requests reach the range code.
+    private static readonly Lazy<ShareServer> Share = new(() =>
+    {
+        string folder = Directory.CreateTempSubdirectory("quid-fuzz-share-").FullName;
+        File.WriteAllBytes(Path.Join(folder, "file.bin"), new byte[100_000]);
+        Directory.CreateDirectory(Path.Join(folder, "sub"));
+        return new ShareServer(new SharedFiles([folder]), TimeProvider.System, NullLogger.Instance);
+    });
+
+    /// <summary>
+    /// A connection's bytes to the share server, as a stranger on a rendezvous would send them:
+    /// whatever comes, <see cref="ShareServer.ServeAsync"/> answers or closes, and never throws.
+    /// </summary>
+    private static void ShareRequest(byte[] input)
+    {
+        using var connection = new ReplayConnection(input);
+        Share.Value.ServeAsync(connection, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    /// <summary>A connection whose client sent <c>input</c> and closed its side; what the server writes is dropped.</summary>
+    private sealed class ReplayConnection(byte[] input) : Stream
+    {
+        private readonly MemoryStream _input = new(input, writable: false);
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => _input.Read(buffer, offset, count);
+        public override void Write(byte[] buffer, int offset, int count) { }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     private static void DescriptorDecode(byte[] input)
