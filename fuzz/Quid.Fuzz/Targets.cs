@@ -8,6 +8,7 @@ using Quid.Proxy.Socks;
 using Quid.Services;
 using Quid.Services.Share;
 using Quid.Wire;
+using Quid.Wire.Http;
 
 namespace Quid.Fuzz;
 

@@ -6,6 +6,7 @@ using Quid.Circuits;
 using Quid.Proxy.Http;
 using Quid.Proxy.Socks;
 using Quid.Wire;
+using Quid.Wire.Http;
 
 namespace Quid.Proxy;
 

@@ -1,7 +1,9 @@
 using System.Text;
 using Quid.Proxy.Http;
 using Quid.Proxy.Socks;
+using Quid.Tests.Wire;
 using Quid.Wire;
+using Quid.Wire.Http;
 
 namespace Quid.Tests.Proxy;
 

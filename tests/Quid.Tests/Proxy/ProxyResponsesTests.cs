@@ -1,6 +1,7 @@
 using System.Text;
 using Quid.Proxy.Http;
 using Quid.Wire;
+using Quid.Wire.Http;
 
 namespace Quid.Tests.Proxy;
 

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using Quid.Proxy.Socks;
 using Quid.Wire;
+using Quid.Wire.Http;
 
 namespace Quid.Proxy.Http;
 

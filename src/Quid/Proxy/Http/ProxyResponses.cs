@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using Quid.Wire;
+using Quid.Wire.Http;
 
 namespace Quid.Proxy.Http;
 

@@ -1,16 +1,17 @@
 using System.Globalization;
+using Quid.Wire.Http;
 
 namespace Quid.Services.Share;
 
 /// <summary>
 /// A request's body as its content: Content-Length bytes, or chunked framing taken off by a
-/// <see cref="ChunkedDecoder"/>. Framing that could be read two ways (both fields, several
+/// <see cref="ChunkedBodyReader"/>, the HTTP proxy's own. Framing that could be read two ways (both fields, several
 /// lengths, a coding other than chunked) is refused before a byte of the body is read.
 /// </summary>
 internal sealed class RequestBody
 {
     private readonly ShareConnection _connection;
-    private readonly ChunkedDecoder? _chunked;
+    private readonly ChunkedBodyReader? _chunked;
     private long _remaining;
 
     private RequestBody(ShareConnection connection, long? length)
@@ -18,7 +19,7 @@ internal sealed class RequestBody
         _connection = connection;
         Length = length;
         if (length is long declared) _remaining = declared;
-        else _chunked = new ChunkedDecoder();
+        else _chunked = new ChunkedBodyReader();
     }
 
     /// <summary>The length the client declared; null for a chunked body.</summary>
@@ -65,16 +66,17 @@ internal sealed class RequestBody
         {
             if (_chunked.DataRemaining > 0)
             {
+                // Content goes from the connection straight into the caller's buffer; the reader only counts it.
                 int read = await _connection.ReadAsync(destination[..(int)Math.Min(destination.Length, _chunked.DataRemaining)]).ConfigureAwait(false);
                 if (read == 0) throw new ShareRefusal(400, "The connection ended before the body did.");
-                _chunked.DataRead(read);
+                _chunked.Read(destination.Span[..read]);
                 return read;
             }
             if (_connection.Buffered.IsEmpty && !await _connection.FillAsync().ConfigureAwait(false))
                 throw new ShareRefusal(400, "The connection ended before the body did.");
-            var (consumed, error) = _chunked.ReadFraming(_connection.Buffered);
-            _connection.Consume(consumed);
-            if (error is not null) throw new ShareRefusal(400, $"The chunked body is malformed: {error}");
+            var run = _chunked.Read(_connection.Buffered);
+            if (run.Kind == ChunkedRunKind.Failed) throw new ShareRefusal(400, $"The chunked body is malformed: {run.Error!.Message}");
+            _connection.Consume(run.Length);
         }
         return 0;
     }

@@ -1,7 +1,7 @@
 using System.Text;
-using Quid.Proxy.Http;
+using Quid.Wire.Http;
 
-namespace Quid.Tests.Proxy;
+namespace Quid.Tests.Wire;
 
 public class ChunkedBodyReaderTests
 {

@@ -1,4 +1,4 @@
-namespace Quid.Proxy.Http;
+namespace Quid.Wire.Http;
 
 /// <summary>
 /// One field line. Values are kept as Latin-1 so every byte a peer sent (obs-text included)

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Quid.Proxy.Http;
+namespace Quid.Wire.Http;
 
 public enum HttpParseStatus
 {

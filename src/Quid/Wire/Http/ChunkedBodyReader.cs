@@ -1,4 +1,4 @@
-namespace Quid.Proxy.Http;
+namespace Quid.Wire.Http;
 
 public enum ChunkedRunKind
 {
@@ -49,6 +49,13 @@ public sealed class ChunkedBodyReader
     }
 
     public bool IsDone => _state == State.Done;
+
+    /// <summary>
+    /// Content bytes that follow before more framing: 0 unless the reader is inside a chunk's
+    /// data. A reader that takes content straight from a socket into its own buffer reads at
+    /// most this much, then hands those bytes to <see cref="Read"/> to be counted.
+    /// </summary>
+    public long DataRemaining => _state == State.Data ? _remaining : 0;
 
     /// <summary>True once a whole chunk-size line has been read: the body has started with well-formed framing.</summary>
     public bool FirstChunkLineRead { get; private set; }

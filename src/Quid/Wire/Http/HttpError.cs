@@ -1,4 +1,4 @@
-namespace Quid.Proxy.Http;
+namespace Quid.Wire.Http;
 
 /// <summary>Why bytes from an application or a destination were refused as HTTP.</summary>
 public enum HttpErrorKind
