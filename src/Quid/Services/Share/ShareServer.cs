@@ -6,7 +6,7 @@ namespace Quid.Services.Share;
 
 /// <summary>
 /// The file server behind <c>quid share</c>: HTTP/1.1 over any duplex stream (a connection through
-/// a circuit, or a loopback socket from <see cref="ShareListener"/>), for curl, wget and browsers.
+/// a circuit, or a loopback socket in the tests), for curl, wget and browsers.
 /// GET and HEAD serve <see cref="SharedFiles"/>: folder listings (HTML, or JSON on
 /// <c>Accept: application/json</c> or <c>?format=json</c>) and files streamed from disk, with
 /// validators, conditional requests and single byte ranges so downloads resume. An

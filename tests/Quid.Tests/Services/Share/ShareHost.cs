@@ -1,18 +1,25 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
+using Quid.Proxy;
 using Quid.Services.Share;
+using Quid.Tests.Integration;
 
 namespace Quid.Tests.Services.Share;
 
-/// <summary>A share on a loopback port over a fresh folder of its own, and the clients the tests fetch from it with.</summary>
+/// <summary>
+/// A share on a loopback port over a fresh folder of its own, and the clients the tests fetch
+/// from it with. The port is the proxies' <see cref="LoopbackListener"/>: a node hands the share
+/// server streams from circuits, so only tests need a socket in front of it.
+/// </summary>
 internal sealed class ShareHost : IAsyncDisposable
 {
-    private readonly ShareListener _listener;
+    private readonly LoopbackListener _listener;
 
-    private ShareHost(string folder, ShareListener listener)
+    private ShareHost(string folder, LoopbackListener listener)
     {
         Folder = folder;
         _listener = listener;
@@ -21,7 +28,7 @@ internal sealed class ShareHost : IAsyncDisposable
     /// <summary>The temporary folder the test fills; what is shared is in it, and so are the downloads.</summary>
     public string Folder { get; }
 
-    public ShareListener Listener => _listener;
+    public LoopbackListener Listener => _listener;
 
     public string Url(string path = "/") => $"http://127.0.0.1:{_listener.LocalEndPoint.Port}{path}";
 
@@ -31,9 +38,19 @@ internal sealed class ShareHost : IAsyncDisposable
     /// <param name="folder">From <see cref="NewFolder"/>; deleted when the host is disposed.</param>
     public static ShareHost Start(string folder, ShareContent content, ShareOptions? options = null, TimeProvider? time = null)
     {
-        var server = new ShareServer(content, time ?? TimeProvider.System, NullLogger.Instance, options);
-        var listener = new ShareListener(server, time ?? TimeProvider.System, NullLogger.Instance);
-        listener.Start();
+        time ??= TimeProvider.System;
+        var server = new ShareServer(content, time, NullLogger.Instance, options);
+        var listener = new LoopbackListener(new IPEndPoint(IPAddress.Loopback, 0), "share", 256, time, NullLogger.Instance);
+        listener.Start(async client =>
+        {
+            using (client)
+            {
+                using (var stream = new NetworkStream(client, ownsSocket: false))
+                    await server.ServeAsync(stream, listener.Stopping);
+                // Closing with unread input would reset the connection, and a reset can overtake the last answer (a 413 to an upload still being sent).
+                await LoopbackListener.AnswerAndCloseAsync(client, default, TimeSpan.FromSeconds(2), TimeProvider.System, listener.Stopping);
+            }
+        });
         return new ShareHost(folder, listener);
     }
 
@@ -95,6 +112,8 @@ internal sealed class ShareHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _listener.DisposeAsync();
+        // The listener stops accepting at once; the connections it was serving end with it, and close their files.
+        await Eventually.WaitUntilAsync(() => _listener.OpenConnections == 0, TimeSpan.FromSeconds(10), "the share's connections to close");
         Directory.Delete(Folder, recursive: true);
     }
 }
