@@ -7,7 +7,7 @@ namespace Quid.Tests.Services;
 /// <summary>
 /// The three kinds of address: what the service derives with its secret and what a client
 /// derives from the address (or the shared secret) must agree period by period. Moving
-/// addresses are checked against the independent Python reference kept with the issue 19 protocol notes.
+/// addresses are checked against the independent Python reference, Vectors/session_addresses.py.
 /// </summary>
 public sealed class ServiceKeysTests
 {

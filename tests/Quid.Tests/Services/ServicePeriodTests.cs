@@ -6,7 +6,7 @@ namespace Quid.Tests.Services;
 
 /// <summary>
 /// Periods by the clock: Tor's arithmetic (arti's vector, from C tor), each service's own offset,
-/// and the lookup id (values from the independent Python reference kept with the issue 19 protocol notes).
+/// and the lookup id (values from the independent Python reference, Vectors/session_addresses.py).
 /// </summary>
 public sealed class ServicePeriodTests
 {

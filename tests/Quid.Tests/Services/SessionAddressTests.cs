@@ -6,7 +6,7 @@ namespace Quid.Tests.Services;
 
 /// <summary>
 /// Session addresses and service secrets as text: the layout (checked against values computed by
-/// an independent Python reference kept with the issue 19 protocol notes), round trips, and every way a
+/// an independent Python reference, Vectors/session_addresses.py), round trips, and every way a
 /// typed or pasted name can be wrong, each reported as a <see cref="SessionAddressException"/>.
 /// </summary>
 public sealed class SessionAddressTests
