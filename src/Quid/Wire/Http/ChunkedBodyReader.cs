@@ -16,8 +16,8 @@ public readonly record struct ChunkedRun(ChunkedRunKind Kind, int Length, HttpEr
 
 /// <summary>
 /// Finds the end of a chunked body (RFC 9112 §7.1) as its bytes stream past, and says which
-/// bytes are content: the proxy forwards the body with its framing, or strips the framing for an
-/// HTTP/1.0 client. Sans-IO and byte-resumable, so it buffers nothing however the body is split;
+/// bytes are content: the HTTP proxy forwards the body with its framing, or strips the framing
+/// for an HTTP/1.0 client; the share server keeps only the content of an upload. Sans-IO and byte-resumable, so it buffers nothing however the body is split;
 /// strict about CRLF and bounded in line and trailer length, so a hostile body cannot make two
 /// parsers disagree about where it ends or make this one read a line forever.
 /// </summary>
