@@ -98,7 +98,7 @@ public readonly record struct StreamTarget(string Host, ushort Port)
 
     /// <inheritdoc cref="IsSessionAddress"/>
     public static bool IsSessionName(string host) =>
-        host.TrimEnd('.').EndsWith(".quid", StringComparison.OrdinalIgnoreCase);
+        host.AsSpan().TrimEnd('.').EndsWith(".quid", StringComparison.OrdinalIgnoreCase);
 
     public int Encode(Span<byte> destination)
     {

@@ -8,16 +8,6 @@ using Quid.Wire.Http;
 
 namespace Quid.Proxy.Http;
 
-public enum BodyFraming
-{
-    None,
-    ContentLength,
-    Chunked,
-}
-
-/// <summary>How the request's content is delimited (RFC 9112 §6.3); <see cref="Length"/> counts only for <see cref="BodyFraming.ContentLength"/>.</summary>
-public readonly record struct RequestBody(BodyFraming Framing, long Length);
-
 /// <summary>
 /// What the HTTP proxy does with a request head: tunnel (CONNECT), forward (an absolute http
 /// URI), or refuse. Sans-IO: a head in, a decision and the exact bytes to send on out. The host
@@ -50,7 +40,7 @@ public abstract record ProxyRequest
         var connectionOptions = head.ListValues("Connection").ToHashSet(StringComparer.OrdinalIgnoreCase);
         if (connectionOptions.Any(NeverConnectionOptions.Contains))
             return Refuse(HttpErrorKind.BadConnectionOption, "Connection may not name Host, Content-Length or Transfer-Encoding.");
-        var (body, framingError) = Body(head);
+        var (body, framingError) = head.Body();
         if (framingError is not null) return new RefusedRequest(framingError);
 
         if (head.Method == "CONNECT")
@@ -104,31 +94,6 @@ public abstract record ProxyRequest
         var credentials = decoded.AsSpan(0, length);
         int colon = credentials.IndexOf((byte)':');
         return colon < 0 ? null : SocksAuth.FromUsernamePassword(credentials[..colon], credentials[(colon + 1)..]);
-    }
-
-    /// <summary>RFC 9112 §6.3, refusing what it says to refuse rather than guessing: TE with CL, a last coding other than chunked, differing lengths.</summary>
-    private static (RequestBody Body, HttpError? Error) Body(HttpRequestHead head)
-    {
-        bool hasTransferEncoding = head.Fields.Any(f => f.Is("Transfer-Encoding"));
-        bool hasContentLength = head.Fields.Any(f => f.Is("Content-Length"));
-        if (hasTransferEncoding)
-        {
-            if (head.IsHttp10)
-                return (default, new HttpError(HttpErrorKind.BadTransferEncoding, "An HTTP/1.0 request cannot use Transfer-Encoding."));
-            if (hasContentLength)
-                return (default, new HttpError(HttpErrorKind.AmbiguousFraming, "The request has both Content-Length and Transfer-Encoding, so its length is ambiguous."));
-            var codings = head.ListValues("Transfer-Encoding").ToList();
-            bool chunkedLastOnly = codings.Count > 0 && codings[^1].Equals("chunked", StringComparison.OrdinalIgnoreCase)
-                && codings.Count(c => c.Equals("chunked", StringComparison.OrdinalIgnoreCase)) == 1;
-            return chunkedLastOnly
-                ? (new RequestBody(BodyFraming.Chunked, 0), null)
-                : (default, new HttpError(HttpErrorKind.BadTransferEncoding, "A request's Transfer-Encoding must end with chunked, once."));
-        }
-        if (!hasContentLength) return (new RequestBody(BodyFraming.None, 0), null);
-        var lengths = head.ListValues("Content-Length").Distinct().ToList();
-        if (lengths.Count != 1 || !long.TryParse(lengths[0], NumberStyles.None, CultureInfo.InvariantCulture, out long length))
-            return (default, new HttpError(HttpErrorKind.BadContentLength, "Content-Length must be one decimal number."));
-        return (length == 0 ? new RequestBody(BodyFraming.None, 0) : new RequestBody(BodyFraming.ContentLength, length), null);
     }
 
     /// <summary>host[:port] with an optional port (80 by default); IPv6 in brackets; no user info. Null if malformed.</summary>

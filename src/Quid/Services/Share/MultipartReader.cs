@@ -16,7 +16,7 @@ internal sealed class MultipartReader : IDisposable
     public const int MaxPartHeadSize = 8 * 1024;
     private const int BufferSize = 64 * 1024;
 
-    private readonly RequestBody _body;
+    private readonly BodyReader _body;
     /// <summary>CRLF "--" boundary: what ends a part's content.</summary>
     private readonly byte[] _delimiter;
     private readonly byte[] _buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
@@ -25,7 +25,7 @@ internal sealed class MultipartReader : IDisposable
     private bool _started;
     private long _otherBytes;
 
-    public MultipartReader(RequestBody body, string boundary)
+    public MultipartReader(BodyReader body, string boundary)
     {
         _body = body;
         _delimiter = Encoding.ASCII.GetBytes("\r\n--" + boundary);

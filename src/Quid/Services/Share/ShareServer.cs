@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using Quid.Wire.Http;
 
 namespace Quid.Services.Share;
 
@@ -57,7 +58,7 @@ public sealed class ShareServer
                     await client.SendErrorAsync(parse.Status, parse.Error!, headOnly: false, close: true).ConfigureAwait(false);
                     return;
                 }
-                bool keepAlive = head.WantsKeepAlive && served < _options.MaxRequestsPerConnection;
+                bool keepAlive = head.WantsKeepAlive() && served < _options.MaxRequestsPerConnection;
                 if (!await ExchangeAsync(client, head, keepAlive).ConfigureAwait(false)) return;
             }
         }
@@ -68,12 +69,12 @@ public sealed class ShareServer
     }
 
     /// <summary>Answers one request; true if the connection may carry another.</summary>
-    private async Task<bool> ExchangeAsync(ShareConnection client, RequestHead head, bool keepAlive)
+    private async Task<bool> ExchangeAsync(ShareConnection client, HttpRequestHead head, bool keepAlive)
     {
         bool headOnly = head.Method == "HEAD";
         try
         {
-            var body = RequestBody.For(head, client);
+            var body = BodyReader.For(head, client);
             if (head.MinorVersion >= 1 && head.Values("Host").Count() != 1) throw new ShareRefusal(400, "An HTTP/1.1 request needs one Host field.");
             var target = RequestTarget.Parse(head.Target);
             switch (head.Method)
@@ -99,7 +100,7 @@ public sealed class ShareServer
         }
     }
 
-    private async Task<bool> GetAsync(ShareConnection client, RequestHead head, RequestTarget target, bool headOnly, bool keepAlive)
+    private async Task<bool> GetAsync(ShareConnection client, HttpRequestHead head, RequestTarget target, bool headOnly, bool keepAlive)
     {
         SharedFiles files;
         bool fromInbox = false;
@@ -108,7 +109,7 @@ public sealed class ShareServer
             if (target.Segments.Count == 0 && !WantsJson(head, target))
             {
                 var listing = inbox.Listed ? Pages.Sorted(TryList(inbox.Files, inbox.Files.Find([])) ?? []) : null;
-                string host = head.Values("Host").FirstOrDefault() is { Length: > 0 } given ? RequestHead.Utf8(given) : "this-address";
+                string host = head.Values("Host").FirstOrDefault() is { Length: > 0 } given ? RequestHeads.Utf8(given) : "this-address";
                 return await SendPageAsync(client, 200, Pages.HtmlType, Pages.UploadForm(host, inbox.MaxUploadBytes, listing), headOnly, keepAlive).ConfigureAwait(false);
             }
             if (!inbox.Listed) return await NotFoundAsync(client, headOnly, keepAlive).ConfigureAwait(false);
@@ -144,7 +145,7 @@ public sealed class ShareServer
     /// Streams a file from disk in <see cref="ChunkSize"/> pieces, the head in the first. A file
     /// from an inbox is sandboxed: what uploaders sent must not run as a page of this share.
     /// </summary>
-    private static async Task<bool> SendFileAsync(ShareConnection client, RequestHead head, RequestTarget target, ShareEntry entry, bool fromInbox, bool headOnly, bool keepAlive)
+    private static async Task<bool> SendFileAsync(ShareConnection client, HttpRequestHead head, RequestTarget target, ShareEntry entry, bool fromInbox, bool headOnly, bool keepAlive)
     {
         FileStream file;
         try
@@ -232,7 +233,7 @@ public sealed class ShareServer
     /// Stores what a PUT or a form sends. Every file is written under a temporary name and only
     /// renamed once the whole request has arrived, so a request stores all its files or none.
     /// </summary>
-    private async Task<bool> UploadAsync(ShareConnection client, RequestHead head, RequestTarget target, RequestBody body, UploadInbox inbox, bool keepAlive)
+    private async Task<bool> UploadAsync(ShareConnection client, HttpRequestHead head, RequestTarget target, BodyReader body, UploadInbox inbox, bool keepAlive)
     {
         var expect = head.Values("Expect").ToList();
         if (expect.Count > 0 && (expect is not [var only] || !only.Equals("100-continue", StringComparison.OrdinalIgnoreCase)))
@@ -286,7 +287,7 @@ public sealed class ShareServer
         }
     }
 
-    private static async Task ReceivePutAsync(UploadInbox inbox, RequestBody body, string name, List<(string Path, string Name)> parts, CancellationToken cancellationToken)
+    private static async Task ReceivePutAsync(UploadInbox inbox, BodyReader body, string name, List<(string Path, string Name)> parts, CancellationToken cancellationToken)
     {
         using var file = CreatePart(inbox, name, parts);
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
@@ -306,7 +307,7 @@ public sealed class ShareServer
         }
     }
 
-    private static async Task ReceiveFormAsync(UploadInbox inbox, RequestBody body, string boundary, List<(string Path, string Name)> parts, CancellationToken cancellationToken)
+    private static async Task ReceiveFormAsync(UploadInbox inbox, BodyReader body, string boundary, List<(string Path, string Name)> parts, CancellationToken cancellationToken)
     {
         using var form = new MultipartReader(body, boundary);
         long left = inbox.MaxUploadBytes;
@@ -366,7 +367,7 @@ public sealed class ShareServer
         }
     }
 
-    private static bool WantsJson(RequestHead head, RequestTarget target) =>
+    private static bool WantsJson(HttpRequestHead head, RequestTarget target) =>
         target.QueryValue("format") == "json" || head.ListValues("Accept").Any(a => a.StartsWith("application/json", StringComparison.OrdinalIgnoreCase));
 
     private static async Task<bool> SendPageAsync(ShareConnection client, int status, string contentType, byte[] page, bool headOnly, bool keepAlive)

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Quid.Wire.Http;
 
 namespace Quid.Services.Share;
 
@@ -26,7 +27,7 @@ internal static class Validators
     public static string HttpDate(DateTimeOffset time) => time.ToUniversalTime().ToString("r", CultureInfo.InvariantCulture);
 
     /// <summary>True if the client's copy is current (If-None-Match, or else If-Modified-Since): 304.</summary>
-    public static bool NotModified(RequestHead head, string etag, DateTimeOffset modified)
+    public static bool NotModified(HttpRequestHead head, string etag, DateTimeOffset modified)
     {
         var noneMatch = head.ListValues("If-None-Match").ToList();
         if (noneMatch.Count > 0) return noneMatch.Any(tag => tag == "*" || Opaque(tag) == etag);
@@ -34,7 +35,7 @@ internal static class Validators
     }
 
     /// <summary>If-Range: a range may be sent only if the client's validator still names this file's bytes (a strong match).</summary>
-    public static bool RangeValid(RequestHead head, string etag, DateTimeOffset modified)
+    public static bool RangeValid(HttpRequestHead head, string etag, DateTimeOffset modified)
     {
         var ifRange = head.Values("If-Range").ToList();
         if (ifRange.Count == 0) return true;
@@ -45,7 +46,7 @@ internal static class Validators
     }
 
     /// <summary>The one byte range of <paramref name="length"/> that the Range field asks for.</summary>
-    public static (RangeOutcome Outcome, long Start, long Length) Range(RequestHead head, long length)
+    public static (RangeOutcome Outcome, long Start, long Length) Range(HttpRequestHead head, long length)
     {
         var fields = head.Values("Range").ToList();
         if (fields.Count != 1) return (RangeOutcome.Whole, 0, length);

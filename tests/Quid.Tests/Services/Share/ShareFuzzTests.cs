@@ -92,7 +92,7 @@ public sealed class ShareFuzzTests : IDisposable
         }
         var head = parse.Head;
         return $"{parse.Outcome} {parse.Status} {parse.Consumed} {head?.Method} {head?.Target} {head?.MinorVersion} " +
-            string.Join("|", head?.Fields.Select(f => f.Key + ":" + f.Value) ?? []);
+            string.Join("|", head?.Fields.Select(f => f.Name + ":" + f.Value) ?? []);
     }
 
     private static byte[] Input(Random random)

@@ -1,12 +1,13 @@
 using Quid.Services.Share;
+using Quid.Wire.Http;
 
 namespace Quid.Tests.Services.Share;
 
 /// <summary>The share server's pure pieces: request targets, byte ranges and validators.</summary>
 public sealed class ShareUnitTests
 {
-    private static RequestHead Head(params (string Name, string Value)[] fields) =>
-        new("GET", "/", 1, [.. fields.Select(f => new KeyValuePair<string, string>(f.Name, f.Value))]);
+    private static HttpRequestHead Head(params (string Name, string Value)[] fields) =>
+        new("GET", "/", 1, [.. fields.Select(f => new HttpField(f.Name, f.Value))]);
 
     [Theory]
     [InlineData("/", "", true, "")]

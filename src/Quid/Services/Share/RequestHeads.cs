@@ -3,25 +3,14 @@ using Quid.Wire.Http;
 
 namespace Quid.Services.Share;
 
-/// <summary>
-/// A request head as the share server reads it. Field values are kept as Latin-1, so every byte
-/// a client sent survives to be judged (a file name in a header is UTF-8 read back from it).
-/// </summary>
-/// <param name="Target">The request target exactly as sent, before any decoding.</param>
-internal sealed record RequestHead(string Method, string Target, int MinorVersion, IReadOnlyList<KeyValuePair<string, string>> Fields)
+/// <summary>What the share server reads in a request head beyond what every HTTP reader does.</summary>
+internal static class RequestHeads
 {
-    /// <summary>Every value of the field <paramref name="name"/>, across repeated lines.</summary>
-    public IEnumerable<string> Values(string name) =>
-        Fields.Where(f => f.Key.Equals(name, StringComparison.OrdinalIgnoreCase)).Select(f => f.Value);
-
-    /// <summary>The comma-separated elements of every line of <paramref name="name"/>, trimmed, empty ones dropped (RFC 9110 §5.6.1).</summary>
-    public IEnumerable<string> ListValues(string name) =>
-        Values(name).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
-
     /// <summary>HTTP/1.1 keeps the connection unless the client says close; HTTP/1.0 clients get one exchange each.</summary>
-    public bool WantsKeepAlive => MinorVersion >= 1 && !ListValues("Connection").Any(v => v.Equals("close", StringComparison.OrdinalIgnoreCase));
+    public static bool WantsKeepAlive(this HttpRequestHead head) =>
+        head.MinorVersion >= 1 && !head.ListValues("Connection").Any(v => v.Equals("close", StringComparison.OrdinalIgnoreCase));
 
-    /// <summary>The value as the UTF-8 text a client meant (browsers send raw UTF-8 in headers).</summary>
+    /// <summary>A field value (kept as Latin-1, every byte as sent) as the UTF-8 text a client meant: browsers send raw UTF-8 in headers.</summary>
     public static string Utf8(string latin1Value) => Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(latin1Value));
 }
 
@@ -35,7 +24,7 @@ internal enum HeadStatus
     Failed,
 }
 
-internal readonly record struct HeadParse(HeadStatus Outcome, int Consumed, RequestHead? Head, int Status, string? Error)
+internal readonly record struct HeadParse(HeadStatus Outcome, int Consumed, HttpRequestHead? Head, int Status, string? Error)
 {
     public static HeadParse NeedMore => new(HeadStatus.NeedMore, 0, null, 0, null);
 
@@ -59,7 +48,6 @@ internal sealed class RequestHeadParser(int maxHeadSize, int maxFields)
         if (parse.Status == HttpParseStatus.Failed) return HeadParse.Fail(parse.Error!.RequestStatus, parse.Error.Message);
         var head = parse.Head!;
         if (head.Fields.Count > maxFields) return HeadParse.Fail(431, $"More than {maxFields} header fields.");
-        return new HeadParse(HeadStatus.Complete, parse.Consumed,
-            new RequestHead(head.Method, head.Target, head.MinorVersion, [.. head.Fields.Select(f => KeyValuePair.Create(f.Name, f.Value))]), 0, null);
+        return new HeadParse(HeadStatus.Complete, parse.Consumed, head, 0, null);
     }
 }

@@ -1,20 +1,20 @@
-using System.Globalization;
 using Quid.Wire.Http;
 
 namespace Quid.Services.Share;
 
 /// <summary>
 /// A request's body as its content: Content-Length bytes, or chunked framing taken off by a
-/// <see cref="ChunkedBodyReader"/>, the HTTP proxy's own. Framing that could be read two ways (both fields, several
-/// lengths, a coding other than chunked) is refused before a byte of the body is read.
+/// <see cref="ChunkedBodyReader"/>. The framing is judged by the rule the HTTP proxy uses
+/// (<see cref="HttpRequestHead.Body"/>), and a coding other than chunked alone, which would need
+/// decoding, is refused too, before a byte of the body is read.
 /// </summary>
-internal sealed class RequestBody
+internal sealed class BodyReader
 {
     private readonly ShareConnection _connection;
     private readonly ChunkedBodyReader? _chunked;
     private long _remaining;
 
-    private RequestBody(ShareConnection connection, long? length)
+    private BodyReader(ShareConnection connection, long? length)
     {
         _connection = connection;
         Length = length;
@@ -32,22 +32,14 @@ internal sealed class RequestBody
     public bool IsComplete => _chunked?.IsDone ?? _remaining == 0;
 
     /// <exception cref="ShareRefusal">Framing this server does not read, or that could be read two ways.</exception>
-    public static RequestBody For(RequestHead head, ShareConnection connection)
+    public static BodyReader For(HttpRequestHead head, ShareConnection connection)
     {
-        var codings = head.ListValues("Transfer-Encoding").ToList();
-        var lengths = head.ListValues("Content-Length").Distinct().ToList();
-        if (codings.Count > 0)
-        {
-            if (lengths.Count > 0) throw new ShareRefusal(400, "Both Content-Length and Transfer-Encoding.");
-            if (head.MinorVersion == 0) throw new ShareRefusal(400, "Transfer-Encoding from an HTTP/1.0 client.");
-            if (codings is not [var coding] || !coding.Equals("chunked", StringComparison.OrdinalIgnoreCase))
-                throw new ShareRefusal(501, "Only the chunked transfer coding is read here.");
-            return new RequestBody(connection, null);
-        }
-        if (lengths.Count == 0) return new RequestBody(connection, 0);
-        if (lengths is not [var value] || !long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long length))
-            throw new ShareRefusal(400, "A Content-Length that is not one number.");
-        return new RequestBody(connection, length);
+        var (body, error) = head.Body();
+        if (error is not null) throw new ShareRefusal(error.RequestStatus, error.Message);
+        if (body.Framing != BodyFraming.Chunked) return new BodyReader(connection, body.Length);
+        // Content is stored as it comes: a coding other than chunked would need decoding first.
+        if (head.ListValues("Transfer-Encoding").Count() != 1) throw new ShareRefusal(501, "Only the chunked transfer coding is read here.");
+        return new BodyReader(connection, null);
     }
 
     /// <summary>Reads content into <paramref name="destination"/>; 0 at the end of the body.</summary>
