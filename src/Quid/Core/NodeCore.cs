@@ -134,6 +134,7 @@ public sealed class NodeCore<TLink> where TLink : class
             replaced = existing.Link;
         }
         _links[peer] = new Neighbour(link, signingKey, outbound);
+        if (replaced is not null) Execute(Market.LinkReplaced(peer), effects);
         Execute(Overlay.LinkUp(peer, inbound: !outbound, remote), effects);
         // The market may have been waiting for this link to propose over it.
         Match(flood: false, effects);

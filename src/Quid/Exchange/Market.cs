@@ -556,6 +556,25 @@ public sealed class Market
         return Capacity.FreeKbps - size.Kbps >= (long)(Offer.Kbps * _options.NewcomerShare);
     }
 
+    /// <summary>
+    /// A new link to <paramref name="peer"/> replaced the old one (both dialed each other at once):
+    /// what we sent on the old one may never be read, and an Acceptance sent back on it is lost. So
+    /// our proposals awaiting its answer are withdrawn, and the End says so over the new link,
+    /// which also ends the agreement if the peer did read and accept one. No cooldown: the next
+    /// search proposes again at once, rather than waiting out a proposal that cannot be answered.
+    /// </summary>
+    public IReadOnlyList<MarketAction> LinkReplaced(NodeId peer)
+    {
+        var actions = new List<MarketAction>();
+        foreach (var proposal in _agreements.Values)
+        {
+            if (proposal.State != AgreementState.Proposed || !proposal.WeProposed || proposal.Partner != peer) continue;
+            Forget(proposal);
+            actions.Add(new SendMarketMessage(peer, new AgreementEnd(proposal.Id, AgreementEndReason.Requested)));
+        }
+        return actions;
+    }
+
     /// <summary>The link to a partner is gone: every agreement with it ends and its grants return to the free blocks.</summary>
     public IReadOnlyList<MarketAction> PartnerLost(NodeId partner)
     {

@@ -431,6 +431,30 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_replaced_link_withdraws_the_proposal_sent_on_the_old_one_ends_it_if_accepted_and_proposes_again_at_once()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var lost = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        // B read it and accepted, but the Acceptance went back on the old link and was lost.
+        Sent<AgreementAcceptance>(Deliver(a, b, lost), a);
+        Assert.Single(b.Market.Active);
+
+        var withdrawn = a.Market.LinkReplaced(b.Id);
+
+        Assert.Equal(new AgreementEnd(lost.Terms.Id, AgreementEndReason.Requested), Sent<AgreementEnd>(withdrawn, b));
+        Assert.Equal(0, a.Market.Capacity.GrantedKbps);
+        Assert.Single(Deliver(a, b, new AgreementEnd(lost.Terms.Id, AgreementEndReason.Requested)).OfType<AgreementEnded>());
+        Assert.Empty(b.Market.Active);
+        // No cooldown: the same search proposes to B again, over the new link.
+        var again = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        Assert.NotEqual(lost.Terms.Id, again.Terms.Id);
+        Sent<AgreementAcceptance>(Deliver(a, b, again), a);
+        // Nothing else of ours was waiting on that link.
+        Assert.Empty(b.Market.LinkReplaced(a.Id));
+    }
+
+    [Fact]
     public void EndTellsThePartnerAndReleasesOnBothSides()
     {
         var a = NewNode(512, 256);
