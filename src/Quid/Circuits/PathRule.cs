@@ -19,7 +19,7 @@ public sealed record PathWalk<TNode>(
 /// The path rule, one copy for the node's circuits and the simulator's anonymity measure. The
 /// first hop is a private partner (one that no descriptor names), drawn in proportion to what it
 /// grants the client, since the client's traffic is carried on that grant; a public partner
-/// only when no private one can start a path. Each next hop is drawn uniformly from the nodes
+/// only when no walk from a private one reaches an exit. Each next hop is drawn uniformly from the nodes
 /// that grant the hop before in public agreements (its traffic onward is carried on their
 /// grants), never the client, never a node twice; the last must exit. A walk that runs into a
 /// dead end starts over, up to <see cref="Attempts"/> times. The node draws with
@@ -82,14 +82,33 @@ public static class PathRule
         return chance;
     }
 
-    /// <summary>The first hops a walk may start from: the private ones that lead somewhere, else all that do.</summary>
+    /// <summary>
+    /// The first hops a walk may start from: the private ones from which some walk reaches an
+    /// exit in <paramref name="hops"/>, else all from which one does. A private partner whose
+    /// partners lead only into dead ends (in a small network, a donor that grants nobody) must
+    /// not stop every walk while a public partner has a way through.
+    /// </summary>
     private static List<(TNode Node, long Kbps, bool Private)> FirstChoices<TNode>(PathWalk<TNode> walk, int hops) where TNode : notnull
     {
         var usable = new List<(TNode Node, long Kbps, bool Private)>();
         foreach (var hop in walk.FirstHops)
-            if (hops == 1 ? walk.Exits(hop.Node) : NextChoices(walk, [hop.Node], hops).Count > 0) usable.Add(hop);
+            if (hops == 1 ? walk.Exits(hop.Node) : LeadsToAnExit(walk, [hop.Node], hops)) usable.Add(hop);
         var hidden = usable.FindAll(h => h.Private);
         return hidden.Count > 0 ? hidden : usable;
+    }
+
+    /// <summary>Whether some walk goes on from <paramref name="path"/> to a whole path of <paramref name="hops"/>: depth first, stopping at the first found.</summary>
+    private static bool LeadsToAnExit<TNode>(PathWalk<TNode> walk, List<TNode> path, int hops) where TNode : notnull
+    {
+        if (path.Count == hops) return true;
+        foreach (var next in NextChoices(walk, path, hops))
+        {
+            path.Add(next);
+            bool found = LeadsToAnExit(walk, path, hops);
+            path.RemoveAt(path.Count - 1);
+            if (found) return true;
+        }
+        return false;
     }
 
     /// <summary>The nodes a walk at the end of <paramref name="path"/> may go on to.</summary>

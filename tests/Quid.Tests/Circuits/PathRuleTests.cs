@@ -64,7 +64,7 @@ public sealed class PathRuleTests
     }
 
     [Fact]
-    public void A_walk_starts_on_a_private_partner_and_on_a_public_one_only_when_no_private_one_leads_anywhere()
+    public void A_walk_starts_on_a_private_partner_and_on_a_public_one_only_when_no_walk_from_a_private_one_reaches_an_exit()
     {
         // 0's agreement with 2 is private, with 1 public: every walk starts on 2, whatever 1 grants.
         var hidden = new PathWalk<int>(0, [(1, 1000, false), (2, 1, true)], h => Grants[h], _ => true, x => x is 4 or 5);
@@ -77,5 +77,10 @@ public sealed class PathRuleTests
         var deadEnd = hidden with { FirstHops = [(1, 1000, false), (5, 1, true)] };
         Assert.Equal(1, PathRule.Draw(deadEnd, 3, random)![0]);
         Assert.Equal(1.0, PathRule.Chance(deadEnd, [1, 2, 4]) + PathRule.Chance(deadEnd, [1, 3, 4]) + PathRule.Chance(deadEnd, [1, 3, 5]), 9);
+        // So does one whose walks go a hop and then run dead: 4's only partner 5 grants nobody, so
+        // 4 starts two-hop paths (5 exits) but no three-hop one.
+        var deadAfterOne = hidden with { FirstHops = [(1, 1000, false), (4, 1, true)] };
+        for (int i = 0; i < 50; i++) Assert.Equal(1, PathRule.Draw(deadAfterOne, 3, random)![0]);
+        Assert.Equal([4, 5], PathRule.Draw(deadAfterOne, 2, random)!);
     }
 }
