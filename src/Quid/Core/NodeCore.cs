@@ -234,6 +234,24 @@ public sealed class NodeCore<TLink> where TLink : class
         return (query, effects);
     }
 
+    /// <summary>Publishes a service record as its introduction point (PROTOCOL §9.7); introductions for it come back as <see cref="NodeEffect.IntroductionArrived"/>.</summary>
+    public (QueryId Publish, IReadOnlyList<NodeEffect> Effects) PublishRecord(ServiceRecord record)
+    {
+        var effects = new List<NodeEffect>();
+        var (publish, actions) = Overlay.PublishRecord(record);
+        Execute(actions, effects);
+        return (publish, effects);
+    }
+
+    /// <summary>Looks a service up by its lookup id, carrying an introduction; the answer comes back as <see cref="NodeEffect.ServiceRecordFound"/> or <see cref="NodeEffect.ServiceLookupFailed"/>.</summary>
+    public (QueryId Lookup, IReadOnlyList<NodeEffect> Effects) Lookup(ReadOnlySpan<byte> lookupId, byte[] introduction)
+    {
+        var effects = new List<NodeEffect>();
+        var (lookup, actions) = Overlay.Lookup(lookupId, introduction);
+        Execute(actions, effects);
+        return (lookup, effects);
+    }
+
     // ---- Messages ----
 
     private bool Admit(TLink from, NodeId peer, ControlType type, List<NodeEffect> effects, out Neighbour neighbour)
@@ -261,7 +279,7 @@ public sealed class NodeCore<TLink> where TLink : class
                 Overlay.Farewell(peer, goodbye.Reason);
                 effects.Add(new NodeEffect.CloseLink(peer, null));
                 break;
-            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage:
+            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage or RecordPublishMessage or LookupMessage or LookupHitMessage or IntroduceMessage:
                 Execute(Overlay.Receive(peer, message), effects);
                 break;
             default:
@@ -344,6 +362,15 @@ public sealed class NodeCore<TLink> where TLink : class
                     break;
                 case OffersFound:
                     Match(flood: false, effects);
+                    break;
+                case ServiceRecordFound found:
+                    effects.Add(new NodeEffect.ServiceRecordFound(found.Lookup, found.Record));
+                    break;
+                case ServiceLookupFailed failed:
+                    effects.Add(new NodeEffect.ServiceLookupFailed(failed.Lookup));
+                    break;
+                case IntroductionArrived arrived:
+                    effects.Add(new NodeEffect.IntroductionArrived(arrived.Publish, arrived.Lookup, arrived.Introduction));
                     break;
             }
         }

@@ -55,6 +55,15 @@ public abstract record NodeEffect
 
     /// <summary>A search of ours was flooded.</summary>
     public sealed record SearchStarted(QueryId Query) : NodeEffect;
+
+    /// <summary>A lookup of ours found its service's record.</summary>
+    public sealed record ServiceRecordFound(QueryId Lookup, ServiceRecord Record) : NodeEffect;
+
+    /// <summary>Nothing answered a lookup of ours: as far as the network can tell, no such service.</summary>
+    public sealed record ServiceLookupFailed(QueryId Lookup) : NodeEffect;
+
+    /// <summary>A client's introduction reached a record we publish as an introduction point.</summary>
+    public sealed record IntroductionArrived(QueryId Publish, QueryId Lookup, byte[] Introduction) : NodeEffect;
 }
 
 /// <summary>What becomes of a link whose handshake just finished.</summary>

@@ -16,7 +16,7 @@ public enum Admission { Accept, Drop, Disconnect }
 /// TTL and duplicate suppression, routes hits back, and holds every neighbour to a message rate.
 /// Everything it wants done comes back as <see cref="OverlayAction"/>s.
 /// </summary>
-public sealed class Overlay
+public sealed partial class Overlay
 {
     private const int MaxShunned = 1024;
     private const int MaxOwnSearches = 16;
@@ -57,6 +57,9 @@ public sealed class Overlay
         public TokenBucket Descriptors { get; } = Bucket(options.DescriptorRate, time);
         public TokenBucket Peers { get; } = Bucket(options.PeersRate, time);
         public TokenBucket Hits { get; } = Bucket(options.HitRate, time);
+        public TokenBucket Records { get; } = Bucket(options.RecordRate, time);
+        public TokenBucket LeafLookups { get; } = Bucket(options.LeafLookupRate, time);
+        public TokenBucket UltrapeerLookups { get; } = Bucket(options.UltrapeerLookupRate, time);
         public double Strikes { get; set; }
         public long StrikesUpdated { get; set; } = time.GetTimestamp();
         public bool Introduced { get; set; }
@@ -66,6 +69,8 @@ public sealed class Overlay
         public TokenBucket DescriptorsOut { get; } = Half(options.DescriptorRate, time);
         // Queries we pass on to an ultrapeer, which admits them at the ultrapeer rate: past that, forwards are dropped.
         public TokenBucket QueriesOut { get; } = Half(options.UltrapeerQueryRate, time);
+        public TokenBucket RecordsOut { get; } = Half(options.RecordRate, time);
+        public TokenBucket LookupsOut { get; } = Half(options.UltrapeerLookupRate, time);
         public Dictionary<NodeId, Descriptor> PendingPeers { get; } = [];
         public bool DescriptorPending { get; set; }
 
@@ -296,7 +301,9 @@ public sealed class Overlay
         var bucket = type switch
         {
             ControlType.Query => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
-            ControlType.QueryHit => neighbour.Hits,
+            ControlType.QueryHit or ControlType.LookupHit or ControlType.Introduce => neighbour.Hits,
+            ControlType.RecordPublish => neighbour.Records,
+            ControlType.Lookup => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerLookups : neighbour.LeafLookups,
             ControlType.Descriptor => neighbour.Descriptors,
             ControlType.Peers => neighbour.Peers,
             _ => null,
@@ -362,6 +369,18 @@ public sealed class Overlay
                 break;
             case QueryHitMessage hit:
                 OnHit(neighbour, hit, actions);
+                break;
+            case RecordPublishMessage publish:
+                OnRecordPublish(neighbour, publish, actions);
+                break;
+            case LookupMessage lookup:
+                OnLookup(neighbour, lookup, actions);
+                break;
+            case LookupHitMessage hit:
+                OnLookupHit(neighbour, hit, actions);
+                break;
+            case IntroduceMessage introduce:
+                OnIntroduce(neighbour, introduce, actions);
                 break;
         }
         return actions;
@@ -589,6 +608,7 @@ public sealed class Overlay
         var now = Now;
         var actions = new List<OverlayAction>();
         _routes.Expire(now);
+        TickServices(now, actions);
         if (now >= _hitsDue) DropStaleHits(now);
         if (now >= _sweepDue) Sweep(now);
         foreach (var (id, until) in _shunned)

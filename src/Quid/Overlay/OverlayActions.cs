@@ -14,6 +14,12 @@ public sealed record DisconnectPeer(NodeId Id, GoodbyeReason Reason) : OverlayAc
 public sealed record RoleChanged(NodeRoles Roles) : OverlayAction;
 /// <summary>Hits for one of our own searches arrived: offers to match now rather than at the next round.</summary>
 public sealed record OffersFound(QueryId Query) : OverlayAction;
+/// <summary>A lookup of ours found its service's record (checked against the lookup id and the blinded key's signature).</summary>
+public sealed record ServiceRecordFound(QueryId Lookup, ServiceRecord Record) : OverlayAction;
+/// <summary>Nothing answered a lookup of ours, in either ring: as far as the network can tell, no such service.</summary>
+public sealed record ServiceLookupFailed(QueryId Lookup) : OverlayAction;
+/// <summary>A client's introduction reached a record we published as an introduction point; once per lookup.</summary>
+public sealed record IntroductionArrived(QueryId Publish, QueryId Lookup, byte[] Introduction) : OverlayAction;
 /// <summary>A message was refused; for the log and the counters.</summary>
 public sealed record MessageRejected(NodeId From, OverlayError Error, string Reason) : OverlayAction;
 
@@ -27,6 +33,8 @@ public enum OverlayError
     RateLimited,
     UnknownQuery,
     NotAFriend,
+    /// <summary>A service record that is expired, mis-dated, filed under a lookup id its key does not give, or not signed by its key.</summary>
+    BadRecord,
 }
 
 /// <summary>A peer as remembered across restarts: enough to dial it again.</summary>

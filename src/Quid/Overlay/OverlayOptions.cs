@@ -78,6 +78,27 @@ public sealed record OverlayOptions
     public MessageRate DescriptorRate { get; init; } = new(1, 10);
     public MessageRate PeersRate { get; init; } = new(0.5, 5);
     public MessageRate HitRate { get; init; } = new(200, 1000);
+    /// <summary>Service records a neighbour may flood to us: an introduction point republishes every few minutes.</summary>
+    public MessageRate RecordRate { get; init; } = new(5, 50);
+    public MessageRate LeafLookupRate { get; init; } = new(2, 10);
+    public MessageRate UltrapeerLookupRate { get; init; } = new(100, 500);
+
+    /// <summary>How far a service record floods among ultrapeers: with 6 ultrapeer links, 3 reaches up to 186 of them.</summary>
+    public byte RecordTtl { get; init; } = 3;
+    /// <summary>A lookup's first ring; it goes out again with <see cref="WideLookupTtl"/> when nothing answers within <see cref="LookupRingTimeout"/>.</summary>
+    public byte LookupTtl { get; init; } = 2;
+    public byte WideLookupTtl { get; init; } = 3;
+    public TimeSpan LookupRingTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>After the wide ring, how long a lookup waits before it is given up as a name that does not exist.</summary>
+    public TimeSpan LookupTimeout { get; init; } = TimeSpan.FromSeconds(6);
+    /// <summary>
+    /// How long a stored record's way back to its introduction point is trusted: links change, so
+    /// an introduction point republishes well within it, and a record with no fresh way back goes.
+    /// </summary>
+    public TimeSpan RecordRouteLifetime { get; init; } = TimeSpan.FromMinutes(10);
+    public int MaxRecords { get; init; } = 4096;
+    /// <summary>Ways back kept per record: one per introduction point, the freshest first.</summary>
+    public int MaxRoutesPerRecord { get; init; } = 4;
     /// <summary>Refused messages add strikes, which decay by one a second; at this many the neighbour is dropped and shunned.</summary>
     public double StrikeLimit { get; init; } = 30;
     public TimeSpan ShunFor { get; init; } = TimeSpan.FromMinutes(10);

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Quid.Crypto;
+using Quid.Wire;
 
 namespace Quid.Services;
 
@@ -15,7 +16,6 @@ public sealed class ServicePeriod
 {
     public const int LookupIdSize = 32;
     private static readonly byte[] OffsetLabel = "quid period offset"u8.ToArray();
-    private static readonly byte[] LookupLabel = "quid lookup id"u8.ToArray();
 
     public static TimeSpan DefaultLength { get; } = TimeSpan.FromHours(24);
 
@@ -97,18 +97,5 @@ public sealed class ServicePeriod
     /// The lookup id the network files a service's descriptor under for a period:
     /// SHA3-256("quid lookup id" | blinded public key | INT_8(period) | INT_8(length in minutes)).
     /// </summary>
-    public byte[] LookupId(ReadOnlySpan<byte> blindedPublicKey, ulong period)
-    {
-        if (blindedPublicKey.Length != KeyBlinding.PublicKeySize)
-            throw new ArgumentException($"A blinded public key is {KeyBlinding.PublicKeySize} bytes.", nameof(blindedPublicKey));
-        Span<byte> number = stackalloc byte[8];
-        using var sha3 = KeyBlinding.Sha3();
-        sha3.AppendData(LookupLabel);
-        sha3.AppendData(blindedPublicKey);
-        BinaryPrimitives.WriteUInt64BigEndian(number, period);
-        sha3.AppendData(number);
-        BinaryPrimitives.WriteUInt64BigEndian(number, LengthMinutes);
-        sha3.AppendData(number);
-        return sha3.GetHashAndReset();
-    }
+    public byte[] LookupId(ReadOnlySpan<byte> blindedPublicKey, ulong period) => ServiceRecord.LookupIdFor(blindedPublicKey, period, LengthMinutes);
 }

@@ -69,6 +69,39 @@ public sealed record QueryHitMessage(QueryId Query, IReadOnlyList<Descriptor> De
     public override ControlType Type => ControlType.QueryHit;
 }
 
+/// <summary>
+/// A service record flooded among ultrapeers from an introduction point (PROTOCOL §9.7): each
+/// ultrapeer it reaches stores it with the neighbour it came from, the way back for introductions.
+/// </summary>
+public sealed record RecordPublishMessage(QueryId Id, byte Ttl, ServiceRecord Record) : ControlMessage
+{
+    public override ControlType Type => ControlType.RecordPublish;
+}
+
+/// <summary>
+/// A lookup of a service's lookup id, flooded among ultrapeers as queries are, carrying the
+/// client's introduction, opaque to the network: an ultrapeer that holds the record answers and
+/// passes the introduction on toward the introduction point, so one trip does both.
+/// </summary>
+public sealed record LookupMessage(QueryId Id, byte Ttl, byte[] LookupId, byte[] Introduction) : ControlMessage
+{
+    public const int MaxIntroductionSize = 1024;
+
+    public override ControlType Type => ControlType.Lookup;
+}
+
+/// <summary>The record a lookup asked for, travelling back the way the lookup came.</summary>
+public sealed record LookupHitMessage(QueryId Lookup, ServiceRecord Record) : ControlMessage
+{
+    public override ControlType Type => ControlType.LookupHit;
+}
+
+/// <summary>A client's introduction on its way back along a record's publication to the introduction point that published it.</summary>
+public sealed record IntroduceMessage(QueryId Publish, QueryId Lookup, byte[] Introduction) : ControlMessage
+{
+    public override ControlType Type => ControlType.Introduce;
+}
+
 public enum GoodbyeReason : byte
 {
     Full = 1,
@@ -138,6 +171,10 @@ public enum ControlType : byte
     Query = 3,
     QueryHit = 4,
     Goodbye = 5,
+    RecordPublish = 6,
+    Lookup = 7,
+    LookupHit = 8,
+    Introduce = 9,
     AgreementProposal = 16,
     AgreementAcceptance = 17,
     AgreementRejection = 18,
@@ -152,6 +189,12 @@ public static class ControlCodec
         // Never emit what Decode refuses: the peer could only close the link.
         if (message is PeersMessage { Descriptors.Count: > PeersMessage.MaxDescriptors } peers)
             throw new ArgumentException($"{peers.Descriptors.Count} descriptors in one peers message, at most {PeersMessage.MaxDescriptors}.", nameof(message));
+        if (message is LookupMessage { LookupId.Length: not ServiceRecord.LookupIdSize })
+            throw new ArgumentException($"A lookup id is {ServiceRecord.LookupIdSize} bytes.", nameof(message));
+        if (message is LookupMessage { Introduction.Length: > LookupMessage.MaxIntroductionSize } or IntroduceMessage { Introduction.Length: > LookupMessage.MaxIntroductionSize })
+            throw new ArgumentException($"An introduction is at most {LookupMessage.MaxIntroductionSize} bytes.", nameof(message));
+        if (message is RecordPublishMessage { Ttl: 0 or > QueryMessage.MaxTtl } or LookupMessage { Ttl: 0 or > QueryMessage.MaxTtl })
+            throw new ArgumentException($"A flood's TTL is 1..{QueryMessage.MaxTtl}.", nameof(message));
         int length = EncodedLength(message);
         if (length > ControlMessage.MaxSize)
             throw new ArgumentException($"{message.GetType().Name} of {length} bytes exceeds {ControlMessage.MaxSize}.", nameof(message));
@@ -180,6 +223,28 @@ public static class ControlCodec
                 break;
             case GoodbyeMessage m:
                 writer.WriteByte((byte)m.Reason);
+                break;
+            case RecordPublishMessage m:
+                m.Id.WriteTo(writer.Reserve(QueryId.Size));
+                writer.WriteByte(m.Ttl);
+                writer.WriteBytes(m.Record.Encoded);
+                break;
+            case LookupMessage m:
+                m.Id.WriteTo(writer.Reserve(QueryId.Size));
+                writer.WriteByte(m.Ttl);
+                writer.WriteBytes(m.LookupId);
+                writer.WriteUInt16((ushort)m.Introduction.Length);
+                writer.WriteBytes(m.Introduction);
+                break;
+            case LookupHitMessage m:
+                m.Lookup.WriteTo(writer.Reserve(QueryId.Size));
+                writer.WriteBytes(m.Record.Encoded);
+                break;
+            case IntroduceMessage m:
+                m.Publish.WriteTo(writer.Reserve(QueryId.Size));
+                m.Lookup.WriteTo(writer.Reserve(QueryId.Size));
+                writer.WriteUInt16((ushort)m.Introduction.Length);
+                writer.WriteBytes(m.Introduction);
                 break;
             case AgreementProposal m:
                 m.Terms.Encode(ref writer);
@@ -215,6 +280,10 @@ public static class ControlCodec
         QueryMessage => QueryId.Size + 5,
         QueryHitMessage m => QueryId.Size + 1 + m.Descriptors.Sum(d => 2 + d.Encoded.Length),
         GoodbyeMessage => 1,
+        RecordPublishMessage m => QueryId.Size + 1 + m.Record.Encoded.Length,
+        LookupMessage m => QueryId.Size + 1 + ServiceRecord.LookupIdSize + 2 + m.Introduction.Length,
+        LookupHitMessage m => QueryId.Size + m.Record.Encoded.Length,
+        IntroduceMessage m => 2 * QueryId.Size + 2 + m.Introduction.Length,
         AgreementProposal => AgreementTerms.EncodedSize + NodeIdentity.SignatureSize,
         AgreementAcceptance => AgreementTerms.IdSize + NodeIdentity.SignatureSize,
         AgreementRejection or AgreementEnd or GrantChanged => AgreementTerms.IdSize + 1,
@@ -233,6 +302,10 @@ public static class ControlCodec
             ControlType.Query => DecodeQuery(ref reader),
             ControlType.QueryHit => new QueryHitMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ReadDescriptors(ref reader, QueryMessage.MaxResultsLimit)),
             ControlType.Goodbye => new GoodbyeMessage(ReadEnum<GoodbyeReason>(ref reader)),
+            ControlType.RecordPublish => new RecordPublishMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ReadTtl(ref reader), ServiceRecord.Decode(reader.ReadBytes(reader.Remaining))),
+            ControlType.Lookup => new LookupMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ReadTtl(ref reader), reader.ReadBytes(ServiceRecord.LookupIdSize).ToArray(), ReadIntroduction(ref reader)),
+            ControlType.LookupHit => new LookupHitMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ServiceRecord.Decode(reader.ReadBytes(reader.Remaining))),
+            ControlType.Introduce => new IntroduceMessage(new QueryId(reader.ReadBytes(QueryId.Size)), new QueryId(reader.ReadBytes(QueryId.Size)), ReadIntroduction(ref reader)),
             ControlType.AgreementProposal => new AgreementProposal(AgreementTerms.Decode(ref reader), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementAcceptance => new AgreementAcceptance(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),
@@ -277,6 +350,19 @@ public static class ControlCodec
         if (ttl == 0 || ttl > QueryMessage.MaxTtl) throw new WireException(WireError.BadField, $"Query TTL {ttl} is outside 1..{QueryMessage.MaxTtl}.");
         if (maxResults == 0 || maxResults > QueryMessage.MaxResultsLimit) throw new WireException(WireError.BadField, $"Query asks for {maxResults} results, 1..{QueryMessage.MaxResultsLimit} allowed.");
         return new QueryMessage(id, ttl, hops, wanted, canGrant, maxResults);
+    }
+
+    private static byte ReadTtl(ref WireReader reader)
+    {
+        byte ttl = reader.ReadByte();
+        return ttl is > 0 and <= QueryMessage.MaxTtl ? ttl : throw new WireException(WireError.BadField, $"TTL {ttl} is outside 1..{QueryMessage.MaxTtl}.");
+    }
+
+    private static byte[] ReadIntroduction(ref WireReader reader)
+    {
+        int length = reader.ReadUInt16();
+        if (length > LookupMessage.MaxIntroductionSize) throw new WireException(WireError.Oversized, $"An introduction of {length} bytes exceeds {LookupMessage.MaxIntroductionSize}.");
+        return reader.ReadBytes(length).ToArray();
     }
 
     private static T ReadEnum<T>(ref WireReader reader) where T : struct, Enum

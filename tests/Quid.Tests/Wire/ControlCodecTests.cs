@@ -6,7 +6,7 @@ namespace Quid.Tests.Wire;
 
 public sealed class ControlCodecTests : IDisposable
 {
-    private static readonly byte[] ValidTypes = [1, 2, 16, 17, 18, 19];
+    private static readonly byte[] ValidTypes = [1, 2, 6, 7, 8, 9, 16, 17, 18, 19];
 
     private readonly NodeIdentity _a = NodeIdentity.Generate(out _);
     private readonly NodeIdentity _b = NodeIdentity.Generate(out _);
@@ -41,6 +41,12 @@ public sealed class ControlCodecTests : IDisposable
         ];
         foreach (var reason in Enum.GetValues<AgreementRejectReason>()) samples.Add(new AgreementRejection(SomeId((byte)reason), reason));
         foreach (var reason in Enum.GetValues<AgreementEndReason>()) samples.Add(new AgreementEnd(SomeId((byte)(0x80 | (byte)reason)), reason));
+        var record = ServiceRecordTests.Sample();
+        samples.Add(new RecordPublishMessage(new QueryId(7), 3, record));
+        samples.Add(new LookupMessage(new QueryId(8), 2, record.LookupId.ToArray(), []));
+        samples.Add(new LookupMessage(new QueryId(9), QueryMessage.MaxTtl, record.LookupId.ToArray(), new byte[LookupMessage.MaxIntroductionSize]));
+        samples.Add(new LookupHitMessage(new QueryId(10), record));
+        samples.Add(new IntroduceMessage(new QueryId(11), new QueryId(12), [1, 2, 3]));
         return samples;
     }
 
@@ -82,6 +88,23 @@ public sealed class ControlCodecTests : IDisposable
                     break;
                 case (AgreementEnd m, AgreementEnd d):
                     Assert.Equal(m, d);
+                    break;
+                case (RecordPublishMessage m, RecordPublishMessage d):
+                    Assert.Equal((m.Id, m.Ttl), (d.Id, d.Ttl));
+                    Assert.Equal(m.Record.Encoded, d.Record.Encoded);
+                    break;
+                case (LookupMessage m, LookupMessage d):
+                    Assert.Equal((m.Id, m.Ttl), (d.Id, d.Ttl));
+                    Assert.Equal(m.LookupId, d.LookupId);
+                    Assert.Equal(m.Introduction, d.Introduction);
+                    break;
+                case (LookupHitMessage m, LookupHitMessage d):
+                    Assert.Equal(m.Lookup, d.Lookup);
+                    Assert.Equal(m.Record.Encoded, d.Record.Encoded);
+                    break;
+                case (IntroduceMessage m, IntroduceMessage d):
+                    Assert.Equal((m.Publish, m.Lookup), (d.Publish, d.Lookup));
+                    Assert.Equal(m.Introduction, d.Introduction);
                     break;
                 default:
                     Assert.Fail($"Unexpected pair {message.GetType().Name}, {decoded.GetType().Name}");
@@ -128,7 +151,7 @@ public sealed class ControlCodecTests : IDisposable
             {
                 var error = Assert.Throws<WireException>(() => ControlCodec.Decode(encoded.AsSpan(0, length)));
                 // A descriptor is the rest of the message, so cutting it is caught by its own checks.
-                if (message is not DescriptorMessage and not PeersMessage) Assert.Equal(WireError.Truncated, error.Error);
+                if (message is not DescriptorMessage and not PeersMessage and not RecordPublishMessage and not LookupHitMessage) Assert.Equal(WireError.Truncated, error.Error);
             }
         }
     }
@@ -150,7 +173,7 @@ public sealed class ControlCodecTests : IDisposable
 
     [Theory]
     [InlineData(0)]
-    [InlineData(6)]
+    [InlineData(10)]
     [InlineData(15)]
     [InlineData(21)]
     [InlineData(255)]
@@ -216,6 +239,26 @@ public sealed class ControlCodecTests : IDisposable
         byte[] start = (byte[])valid.Clone();
         start.AsSpan(Start, 8).Fill(0xFF);
         Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(start)).Error);
+    }
+
+    [Fact]
+    public void A_flood_with_no_ttl_or_more_than_the_most_and_an_introduction_over_the_limit_are_refused()
+    {
+        var record = ServiceRecordTests.Sample();
+        foreach (byte ttl in new byte[] { 0, QueryMessage.MaxTtl + 1 })
+        {
+            byte[] lookup = ControlCodec.Encode(new LookupMessage(new QueryId(1), 1, record.LookupId.ToArray(), []));
+            lookup[1 + QueryId.Size] = ttl;
+            Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(lookup)).Error);
+            byte[] publish = ControlCodec.Encode(new RecordPublishMessage(new QueryId(1), 1, record));
+            publish[1 + QueryId.Size] = ttl;
+            Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ControlCodec.Decode(publish)).Error);
+        }
+        byte[] introduce = ControlCodec.Encode(new IntroduceMessage(new QueryId(1), new QueryId(2), []));
+        byte[] tooLong = [.. introduce[..^2], .. new byte[] { (LookupMessage.MaxIntroductionSize + 1) >> 8, (LookupMessage.MaxIntroductionSize + 1) & 0xFF }, .. new byte[LookupMessage.MaxIntroductionSize + 1]];
+        Assert.Equal(WireError.Oversized, Assert.Throws<WireException>(() => ControlCodec.Decode(tooLong)).Error);
+        Assert.Throws<ArgumentException>(() => ControlCodec.Encode(new IntroduceMessage(new QueryId(1), new QueryId(2), new byte[LookupMessage.MaxIntroductionSize + 1])));
+        Assert.Throws<ArgumentException>(() => ControlCodec.Encode(new LookupMessage(new QueryId(1), 1, new byte[31], [])));
     }
 
     [Fact]

@@ -1,0 +1,341 @@
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Overlay;
+
+/// <summary>
+/// Service records among the ultrapeers (PROTOCOL §9.7). An introduction point floods its
+/// service's record a few ultrapeer hops (<see cref="OverlayOptions.RecordTtl"/>); every ultrapeer
+/// it reaches stores it with the neighbour it came from, so a route leads back to the
+/// introduction point. A lookup floods a smaller ring (<see cref="OverlayOptions.LookupTtl"/>),
+/// then a wider one if nothing answered; the first ultrapeers that hold the record answer back
+/// the way the lookup came and pass its introduction along the record's route, so one trip does
+/// lookup and introduction. Two floods of reach r and R among U ultrapeers miss each other with a
+/// chance of about (1 − R/U)^r: publishing wide and looking up narrow keeps lookups cheap.
+/// </summary>
+public sealed partial class Overlay
+{
+    private const int MaxOwnLookups = 64;
+    private const int MaxOwnPublishes = 64;
+    private const int MaxIntroductionsSeen = 1024;
+
+    /// <summary>Records we store as an ultrapeer, by lookup id.</summary>
+    private readonly Dictionary<LookupKey, StoredRecord> _records = [];
+    /// <summary>The same records by the publications that reached us, to pass introductions on.</summary>
+    private readonly Dictionary<QueryId, StoredRecord> _recordsByPublish = [];
+    /// <summary>Records we published as an introduction point, until their routes expire.</summary>
+    private readonly Dictionary<QueryId, DateTimeOffset> _ownPublishes = [];
+    /// <summary>Our lookups, by the id the caller knows each by (its first ring's).</summary>
+    private readonly Dictionary<QueryId, OwnLookup> _ownLookups = [];
+    /// <summary>The flood of each ring of our lookups, to the lookup's id.</summary>
+    private readonly Dictionary<QueryId, QueryId> _lookupFloods = [];
+    /// <summary>Lookups whose introduction we already handed over, so that copies from several holders count once.</summary>
+    private readonly Dictionary<QueryId, DateTimeOffset> _introductionsSeen = [];
+
+    /// <summary>A 32-byte lookup id as a dictionary key.</summary>
+    private readonly record struct LookupKey(UInt128 High, UInt128 Low)
+    {
+        public static LookupKey Of(ReadOnlySpan<byte> id) =>
+            new(System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(id), System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(id[16..]));
+    }
+
+    /// <summary>A way back to an introduction point: the publication that came, and the neighbour it came from (ourselves when we published it).</summary>
+    private readonly record struct RecordRoute(QueryId Publish, NodeId Via, DateTimeOffset Refreshed);
+
+    private sealed class StoredRecord(LookupKey key, ServiceRecord record)
+    {
+        public LookupKey Key { get; } = key;
+        public ServiceRecord Record { get; set; } = record;
+        /// <summary>Freshest first.</summary>
+        public List<RecordRoute> Routes { get; } = [];
+    }
+
+    private sealed class OwnLookup(QueryId handle, LookupKey key, byte[] introduction, DateTimeOffset started)
+    {
+        /// <summary>The id the caller knows the lookup by: its first ring's.</summary>
+        public QueryId Handle { get; } = handle;
+        public LookupKey Key { get; } = key;
+        public byte[] Introduction { get; } = introduction;
+        public DateTimeOffset RingStarted { get; set; } = started;
+        /// <summary>The wide ring's flood, once it went out.</summary>
+        public QueryId? Wide { get; set; }
+        public bool Answered { get; set; }
+    }
+
+    /// <summary>Records we hold as an ultrapeer: for status and tests.</summary>
+    public int StoredRecordCount => _records.Count;
+
+    /// <summary>
+    /// Publishes a service record as its introduction point: floods it among ultrapeers (through
+    /// our ultrapeers when we are a leaf), each of which stores it with the way back to us. Called
+    /// again, with a fresh id, well within <see cref="OverlayOptions.RecordRouteLifetime"/>.
+    /// </summary>
+    public (QueryId Id, IReadOnlyList<OverlayAction> Actions) PublishRecord(ServiceRecord record)
+    {
+        var id = QueryId.New(_options.Random);
+        var now = Now;
+        var actions = new List<OverlayAction>();
+        if (_ownPublishes.Count >= MaxOwnPublishes) _ownPublishes.Remove(_ownPublishes.MinBy(p => p.Value).Key);
+        _ownPublishes[id] = now + _options.RecordRouteLifetime;
+        _routes.TryAdd(id, _identity.Id, now);
+        if (Role == OverlayRole.Ultrapeer) Store(record, id, _identity.Id, now);
+        var publish = new RecordPublishMessage(id, Math.Min(_options.RecordTtl, QueryMessage.MaxTtl), record);
+        foreach (var target in FloodTargets()) actions.Add(new SendOverlayMessage(target, publish));
+        return (id, actions);
+    }
+
+    /// <summary>
+    /// Looks up a service by its lookup id, carrying <paramref name="introduction"/> to it. The
+    /// answer comes as <see cref="ServiceRecordFound"/> or, after both rings,
+    /// <see cref="ServiceLookupFailed"/>, under the id returned.
+    /// </summary>
+    public (QueryId Id, IReadOnlyList<OverlayAction> Actions) Lookup(ReadOnlySpan<byte> lookupId, byte[] introduction)
+    {
+        if (lookupId.Length != ServiceRecord.LookupIdSize) throw new ArgumentException($"A lookup id is {ServiceRecord.LookupIdSize} bytes.", nameof(lookupId));
+        if (introduction.Length > LookupMessage.MaxIntroductionSize) throw new ArgumentException($"An introduction is at most {LookupMessage.MaxIntroductionSize} bytes.", nameof(introduction));
+        var id = QueryId.New(_options.Random);
+        var now = Now;
+        var actions = new List<OverlayAction>();
+        if (_ownLookups.Count >= MaxOwnLookups) ForgetLookup(_ownLookups.Values.MinBy(o => o.RingStarted)!);
+        var lookup = new OwnLookup(id, LookupKey.Of(lookupId), introduction, now);
+        _ownLookups[id] = lookup;
+        _lookupFloods[id] = id;
+        _routes.TryAdd(id, _identity.Id, now);
+        // Held here already (we are an ultrapeer on its publication's way): no message at all.
+        if (_records.TryGetValue(lookup.Key, out var stored) && !stored.Record.IsExpired(now))
+        {
+            lookup.Answered = true;
+            actions.Add(new ServiceRecordFound(id, stored.Record));
+            Introduce(stored, id, introduction, actions);
+            return (id, actions);
+        }
+        SendLookup(lookup, id, Math.Min(_options.LookupTtl, QueryMessage.MaxTtl), actions);
+        return (id, actions);
+    }
+
+    /// <summary>Our ultrapeers, or, in a network too young to have any, every neighbour; in friends-only mode, friends only.</summary>
+    private List<NodeId> FloodTargets()
+    {
+        var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
+        return ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
+    }
+
+    private void SendLookup(OwnLookup lookup, QueryId id, byte ttl, List<OverlayAction> actions)
+    {
+        var message = new LookupMessage(id, ttl, ToBytes(lookup.Key), lookup.Introduction);
+        foreach (var target in FloodTargets())
+        {
+            if (Behind(target)) QueriesDropped++;
+            else actions.Add(new SendOverlayMessage(target, message));
+        }
+    }
+
+    private static byte[] ToBytes(LookupKey key)
+    {
+        var bytes = new byte[ServiceRecord.LookupIdSize];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(bytes, key.High);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt128BigEndian(bytes.AsSpan(16), key.Low);
+        return bytes;
+    }
+
+    private void ForgetLookup(OwnLookup lookup)
+    {
+        _ownLookups.Remove(lookup.Handle);
+        _lookupFloods.Remove(lookup.Handle);
+        if (lookup.Wide is { } wide) _lookupFloods.Remove(wide);
+    }
+
+    private void OnRecordPublish(Neighbour from, RecordPublishMessage publish, List<OverlayAction> actions)
+    {
+        var now = Now;
+        if (!_routes.TryAdd(publish.Id, from.Id, now)) return; // a copy that came another way
+        if (publish.Record.Verify(now, _options.MaxClockSkew) is { } error)
+        {
+            Reject(from, OverlayError.BadRecord, $"service record: {error}", actions);
+            return;
+        }
+        if (Role != OverlayRole.Ultrapeer || FriendsOnly) return;
+        Store(publish.Record, publish.Id, from.Id, now);
+        if (publish.Ttl <= 1) return;
+        var forward = publish with { Ttl = (byte)Math.Min(publish.Ttl - 1, _options.RecordTtl) };
+        foreach (var n in _neighbours.Values)
+        {
+            if (n.Id == from.Id || !n.Peer.IsUltrapeer) continue;
+            if (Behind(n.Id)) QueriesDropped++;
+            else if (n.RecordsOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
+        }
+    }
+
+    /// <summary>Keeps a record with a way back to its introduction point; the newest revision of a record wins, every introduction point adds a route.</summary>
+    private void Store(ServiceRecord record, QueryId publish, NodeId via, DateTimeOffset now)
+    {
+        var key = LookupKey.Of(record.LookupId);
+        if (!_records.TryGetValue(key, out var stored))
+        {
+            if (_records.Count >= _options.MaxRecords) Forget(_records.Values.MinBy(r => r.Routes[0].Refreshed)!);
+            stored = new StoredRecord(key, record);
+            _records[key] = stored;
+        }
+        else if (record.Published > stored.Record.Published)
+        {
+            stored.Record = record;
+        }
+        // An introduction point's republication replaces its old route, which led the same way.
+        int old = stored.Routes.FindIndex(r => r.Via == via);
+        if (old >= 0)
+        {
+            _recordsByPublish.Remove(stored.Routes[old].Publish);
+            stored.Routes.RemoveAt(old);
+        }
+        stored.Routes.Insert(0, new RecordRoute(publish, via, now));
+        _recordsByPublish[publish] = stored;
+        while (stored.Routes.Count > _options.MaxRoutesPerRecord)
+        {
+            _recordsByPublish.Remove(stored.Routes[^1].Publish);
+            stored.Routes.RemoveAt(stored.Routes.Count - 1);
+        }
+    }
+
+    private void Forget(StoredRecord stored)
+    {
+        _records.Remove(stored.Key);
+        foreach (var route in stored.Routes) _recordsByPublish.Remove(route.Publish);
+    }
+
+    private void OnLookup(Neighbour from, LookupMessage lookup, List<OverlayAction> actions)
+    {
+        var now = Now;
+        if (!_routes.TryAdd(lookup.Id, from.Id, now)) return;
+        if (_records.TryGetValue(LookupKey.Of(lookup.LookupId), out var stored) && !stored.Record.IsExpired(now))
+        {
+            // Held: answer and introduce; the lookup goes no further from here.
+            if (Behind(from.Id)) HitsDropped++;
+            else actions.Add(new SendOverlayMessage(from.Id, new LookupHitMessage(lookup.Id, stored.Record)));
+            Introduce(stored, lookup.Id, lookup.Introduction, actions);
+            return;
+        }
+        if (Role != OverlayRole.Ultrapeer || FriendsOnly || lookup.Ttl <= 1) return;
+        var forward = lookup with { Ttl = (byte)Math.Min(lookup.Ttl - 1, _options.WideLookupTtl) };
+        foreach (var n in _neighbours.Values)
+        {
+            if (n.Id == from.Id || !n.Peer.IsUltrapeer) continue;
+            if (Behind(n.Id)) QueriesDropped++;
+            else if (n.LookupsOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
+        }
+    }
+
+    /// <summary>Passes an introduction along the freshest route of a stored record that still leads somewhere.</summary>
+    private void Introduce(StoredRecord stored, QueryId lookup, byte[] introduction, List<OverlayAction> actions)
+    {
+        foreach (var route in stored.Routes)
+        {
+            if (route.Via == _identity.Id)
+            {
+                Arrived(route.Publish, lookup, introduction, actions);
+                return;
+            }
+            if (!_neighbourIds.Contains(route.Via)) continue;
+            if (Behind(route.Via)) HitsDropped++;
+            else actions.Add(new SendOverlayMessage(route.Via, new IntroduceMessage(route.Publish, lookup, introduction)));
+            return;
+        }
+    }
+
+    private void Arrived(QueryId publish, QueryId lookup, byte[] introduction, List<OverlayAction> actions)
+    {
+        var now = Now;
+        if (_introductionsSeen.ContainsKey(lookup)) return;
+        if (_introductionsSeen.Count >= MaxIntroductionsSeen) _introductionsSeen.Remove(_introductionsSeen.MinBy(s => s.Value).Key);
+        _introductionsSeen[lookup] = now + _options.RecordRouteLifetime;
+        actions.Add(new IntroductionArrived(publish, lookup, introduction));
+    }
+
+    private void OnLookupHit(Neighbour from, LookupHitMessage hit, List<OverlayAction> actions)
+    {
+        var now = Now;
+        if (!_routes.TryGet(hit.Lookup, now, out var back) || back == from.Id)
+        {
+            Reject(from, OverlayError.UnknownQuery, $"lookup hit for {hit.Lookup} that we never sent that way", actions);
+            return;
+        }
+        if (hit.Record.Verify(now, _options.MaxClockSkew) is { } error)
+        {
+            Reject(from, OverlayError.BadRecord, $"service record: {error}", actions);
+            return;
+        }
+        if (back != _identity.Id)
+        {
+            if (Behind(back)) HitsDropped++;
+            else actions.Add(new SendOverlayMessage(back, hit));
+            return;
+        }
+        // Ours: the first record of the lookup id we asked for answers it; a record of another
+        // id is a holder's lie, and copies from other holders change nothing.
+        if (!_lookupFloods.TryGetValue(hit.Lookup, out var handle) || !_ownLookups.TryGetValue(handle, out var lookup) || lookup.Answered) return;
+        if (LookupKey.Of(hit.Record.LookupId) != lookup.Key)
+        {
+            Reject(from, OverlayError.BadRecord, "a lookup hit for another lookup id", actions);
+            return;
+        }
+        lookup.Answered = true;
+        actions.Add(new ServiceRecordFound(lookup.Handle, hit.Record));
+    }
+
+    private void OnIntroduce(Neighbour from, IntroduceMessage introduce, List<OverlayAction> actions)
+    {
+        if (_ownPublishes.ContainsKey(introduce.Publish))
+        {
+            Arrived(introduce.Publish, introduce.Lookup, introduce.Introduction, actions);
+            return;
+        }
+        // On along the route of that very publication. One we no longer hold (it expired, or the
+        // link it came by closed) is dropped quietly: routes go stale in an honest network too.
+        if (!_recordsByPublish.TryGetValue(introduce.Publish, out var stored)) return;
+        var route = stored.Routes.Find(r => r.Publish == introduce.Publish);
+        if (route.Via == from.Id || !_neighbourIds.Contains(route.Via)) return;
+        if (Behind(route.Via)) HitsDropped++;
+        else actions.Add(new SendOverlayMessage(route.Via, introduce));
+    }
+
+    /// <summary>Upkeep: widens or gives up our unanswered lookups, and drops records with no fresh way back.</summary>
+    private void TickServices(DateTimeOffset now, List<OverlayAction> actions)
+    {
+        foreach (var lookup in _ownLookups.Values)
+        {
+            // An answered lookup stays a while, so that the copies of its answer still find their way.
+            if (lookup.Answered)
+            {
+                if (now - lookup.RingStarted >= _options.LookupTimeout) ForgetLookup(lookup);
+            }
+            else if (lookup.Wide is null && now - lookup.RingStarted >= _options.LookupRingTimeout)
+            {
+                var wide = QueryId.New(_options.Random);
+                lookup.Wide = wide;
+                lookup.RingStarted = now;
+                _lookupFloods[wide] = lookup.Handle;
+                _routes.TryAdd(wide, _identity.Id, now);
+                SendLookup(lookup, wide, Math.Min(_options.WideLookupTtl, QueryMessage.MaxTtl), actions);
+            }
+            else if (lookup.Wide is not null && now - lookup.RingStarted >= _options.LookupTimeout)
+            {
+                lookup.Answered = true;
+                actions.Add(new ServiceLookupFailed(lookup.Handle));
+            }
+        }
+
+        foreach (var stored in _records.Values)
+        {
+            stored.Routes.RemoveAll(r =>
+            {
+                bool stale = now - r.Refreshed >= _options.RecordRouteLifetime;
+                if (stale) _recordsByPublish.Remove(r.Publish);
+                return stale;
+            });
+            if (stored.Routes.Count == 0 || stored.Record.IsExpired(now)) Forget(stored);
+        }
+        foreach (var (id, until) in _ownPublishes)
+            if (until <= now) _ownPublishes.Remove(id);
+        foreach (var (id, until) in _introductionsSeen)
+            if (until <= now) _introductionsSeen.Remove(id);
+    }
+}

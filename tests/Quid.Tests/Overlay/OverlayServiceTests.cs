@@ -1,0 +1,283 @@
+using System.Security.Cryptography;
+using Quid.Crypto;
+using Quid.Overlay;
+using Quid.Wire;
+
+namespace Quid.Tests.Overlay;
+
+/// <summary>Service records among ultrapeers: publication with a way back, lookups in two rings, introductions that follow the way back.</summary>
+public sealed class OverlayServiceTests : IDisposable
+{
+    private readonly OverlayHarness _h = new();
+    private readonly List<KeyBlinding.KeyPair> _keys = [];
+
+    public void Dispose()
+    {
+        foreach (var key in _keys) key.Dispose();
+        _h.Dispose();
+    }
+
+    /// <summary>
+    /// Overlays wired together: every message goes through the codec and the receiver's
+    /// admission, and the pump runs until no message is left. What else the overlays asked for
+    /// is kept per node.
+    /// </summary>
+    private sealed class Net(OverlayHarness h)
+    {
+        private readonly Queue<(NodeId From, NodeId To, ControlMessage Message)> _inFlight = new();
+        public Dictionary<NodeId, Quid.Overlay.Overlay> Nodes { get; } = [];
+        public Dictionary<NodeId, List<OverlayAction>> Events { get; } = [];
+        public int Delivered { get; private set; }
+
+        public (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) Add(bool ultrapeer, OverlayOptions? options = null)
+        {
+            var identity = h.NewIdentity();
+            // A seed of its own each, or all would draw the same flood ids and drop each other's as copies.
+            int seed = Nodes.Count + 1;
+            var overlay = ultrapeer ? h.NewUltrapeer(options, identity, seed) : h.NewOverlay(options, identity, seed);
+            Nodes[identity.Id] = overlay;
+            Events[identity.Id] = [];
+            return (identity, overlay);
+        }
+
+        public void Link((NodeIdentity Identity, Quid.Overlay.Overlay Overlay) a, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) b)
+        {
+            Meet(a, b);
+            Meet(b, a);
+        }
+
+        /// <summary><paramref name="a"/> links to <paramref name="b"/> and reads its descriptor, which says whether it is an ultrapeer.</summary>
+        private void Meet((NodeIdentity Identity, Quid.Overlay.Overlay Overlay) a, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) b)
+        {
+            var descriptor = h.DescriptorOf(b.Identity, roles: b.Overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None);
+            a.Overlay.LinkUp(b.Identity.Id, inbound: false, descriptor.Address!);
+            Assert.Empty(a.Overlay.Receive(b.Identity.Id, new DescriptorMessage(descriptor)).OfType<MessageRejected>());
+        }
+
+        public void Run(NodeId at, IEnumerable<OverlayAction> actions)
+        {
+            foreach (var action in actions)
+            {
+                if (action is SendOverlayMessage send) _inFlight.Enqueue((at, send.To, send.Message));
+                else Events[at].Add(action);
+            }
+            while (_inFlight.TryDequeue(out var m))
+            {
+                var to = Nodes[m.To];
+                var bytes = ControlCodec.Encode(m.Message);
+                if (to.Admit(m.From, ControlCodec.PeekType(bytes)) != Admission.Accept) continue;
+                Delivered++;
+                Run(m.To, to.Receive(m.From, ControlCodec.Decode(bytes)));
+            }
+        }
+
+        public T[] Of<T>(NodeId at) => [.. Events[at].OfType<T>()];
+    }
+
+    private ServiceRecord Record(DateTimeOffset? published = null, byte[]? seed = null)
+    {
+        var keys = KeyBlinding.KeyPair.FromSeed(seed ?? RandomNumberGenerator.GetBytes(32), 20_000, 1440);
+        _keys.Add(keys);
+        var at = published ?? _h.Now;
+        return ServiceRecord.Create(keys, 20_000, 1440, at, at + TimeSpan.FromHours(1), "the encrypted descriptor"u8);
+    }
+
+    /// <summary>Ultrapeers U0 … U<paramref name="count"/>−1 in a line, the introduction point a leaf on U0.</summary>
+    private (Net Net, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay)[] Line, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) Introducer) Line(int count, OverlayOptions? options = null)
+    {
+        var net = new Net(_h);
+        var line = Enumerable.Range(0, count).Select(_ => net.Add(ultrapeer: true, options)).ToArray();
+        for (int i = 1; i < count; i++) net.Link(line[i - 1], line[i]);
+        var introducer = net.Add(ultrapeer: false, options);
+        net.Link(introducer, line[0]);
+        return (net, line, introducer);
+    }
+
+    private static (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) Leaf(Net net, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) on)
+    {
+        var leaf = net.Add(ultrapeer: false);
+        net.Link(leaf, on);
+        return leaf;
+    }
+
+    [Fact]
+    public void A_record_is_stored_by_the_ultrapeers_its_flood_reaches_and_no_further()
+    {
+        var (net, line, introducer) = Line(6);
+        var record = Record();
+
+        var (_, actions) = introducer.Overlay.PublishRecord(record);
+        net.Run(introducer.Identity.Id, actions);
+
+        // TTL 3 from the leaf: U0, U1 and U2 store it; U3 never hears of it; the leaf stores nothing.
+        Assert.Equal([1, 1, 1, 0, 0, 0], line.Select(u => u.Overlay.StoredRecordCount));
+        Assert.Equal(0, introducer.Overlay.StoredRecordCount);
+    }
+
+    [Fact]
+    public void A_lookup_finds_the_record_and_its_introduction_goes_back_along_the_publication_to_the_introduction_point()
+    {
+        var (net, line, introducer) = Line(6);
+        var record = Record();
+        var (publish, published) = introducer.Overlay.PublishRecord(record);
+        net.Run(introducer.Identity.Id, published);
+        var client = Leaf(net, line[3]);
+        byte[] introduction = RandomNumberGenerator.GetBytes(300);
+
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, introduction);
+        net.Run(client.Identity.Id, actions);
+
+        // U3 does not hold it and asks U2 and U4 (TTL 2 from the leaf); U2 answers.
+        var found = Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id));
+        Assert.Equal(lookup, found.Lookup);
+        Assert.Equal(record.Encoded, found.Record.Encoded);
+        var arrived = Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        Assert.Equal(publish, arrived.Publish);
+        Assert.Equal(lookup, arrived.Lookup);
+        Assert.Equal(introduction, arrived.Introduction);
+        // Lookup: client→U3, U3→U2, U3→U4; hit U2→U3→client; introduction U2→U1→U0→introducer.
+        Assert.Empty(net.Of<ServiceLookupFailed>(client.Identity.Id));
+    }
+
+    [Fact]
+    public void A_lookup_that_the_first_ring_does_not_answer_goes_out_wider_and_one_that_nothing_answers_fails()
+    {
+        var (net, line, introducer) = Line(7);
+        var record = Record();
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        var far = Leaf(net, line[6]);
+        var options = new OverlayOptions();
+
+        // From U4's leaf, TTL 2 reaches U4, U3 and U5: none holds it (U0–U2 do).
+        var client = Leaf(net, line[4]);
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [1, 2, 3]);
+        net.Run(client.Identity.Id, actions);
+        Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
+
+        _h.Time.Advance(options.LookupRingTimeout);
+        net.Run(client.Identity.Id, client.Overlay.Tick());
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
+        Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+
+        // From U6's leaf even the wide ring (U6, U5, U4, U3) misses: the lookup fails once, after both rings.
+        var (missed, farActions) = far.Overlay.Lookup(record.LookupId, [4]);
+        net.Run(far.Identity.Id, farActions);
+        _h.Time.Advance(options.LookupRingTimeout);
+        net.Run(far.Identity.Id, far.Overlay.Tick());
+        Assert.Empty(net.Of<ServiceLookupFailed>(far.Identity.Id));
+        _h.Time.Advance(options.LookupTimeout);
+        net.Run(far.Identity.Id, far.Overlay.Tick());
+        net.Run(far.Identity.Id, far.Overlay.Tick());
+        Assert.Equal(missed, Assert.Single(net.Of<ServiceLookupFailed>(far.Identity.Id)).Lookup);
+        Assert.Empty(net.Of<ServiceRecordFound>(far.Identity.Id));
+        Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+    }
+
+    [Fact]
+    public void An_ultrapeer_that_holds_the_record_answers_its_own_lookup_without_a_message()
+    {
+        var (net, line, introducer) = Line(2);
+        var record = Record();
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        int before = net.Delivered;
+
+        var (lookup, actions) = line[1].Overlay.Lookup(record.LookupId, [9]);
+        net.Run(line[1].Identity.Id, actions);
+
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(line[1].Identity.Id)).Lookup);
+        Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        Assert.Equal(2, net.Delivered - before); // the introduction's two hops, U1→U0→introducer
+    }
+
+    [Fact]
+    public void A_record_filed_under_another_lookup_id_or_not_signed_by_its_key_is_refused_and_goes_no_further()
+    {
+        var (_, line, _) = Line(3);
+        var good = Record();
+        var from = _h.NewIdentity();
+        _h.Link(line[0].Overlay, NodeRoles.Ultrapeer, identity: from);
+
+        // The signature's last byte flipped: structure intact, signature not.
+        var forged = (byte[])good.Encoded.Clone();
+        forged[^1] ^= 1;
+        // Another key's record with this one's lookup id: the id no longer follows from the key.
+        var other = (byte[])Record().Encoded.Clone();
+        good.LookupId.CopyTo(other.AsSpan(1));
+        foreach (var bad in new[] { forged, other })
+        {
+            var actions = line[0].Overlay.Receive(from.Id, new RecordPublishMessage(QueryId.New(), 3, ServiceRecord.Decode(bad)));
+            Assert.Equal(OverlayError.BadRecord, Assert.Single(actions.OfType<MessageRejected>()).Error);
+            Assert.Empty(actions.OfType<SendOverlayMessage>());
+        }
+        Assert.Equal(0, line[0].Overlay.StoredRecordCount);
+
+        // An expired one too.
+        var old = Record(published: _h.Now - TimeSpan.FromHours(2));
+        var expired = line[0].Overlay.Receive(from.Id, new RecordPublishMessage(QueryId.New(), 3, old));
+        Assert.Equal(OverlayError.BadRecord, Assert.Single(expired.OfType<MessageRejected>()).Error);
+        Assert.Equal(0, line[0].Overlay.StoredRecordCount);
+    }
+
+    [Fact]
+    public void A_flood_of_records_holds_no_more_than_the_limit_and_the_newest_stay()
+    {
+        var options = new OverlayOptions { MaxRecords = 16, RecordRate = new MessageRate(1000, 1000) };
+        var ultrapeer = _h.NewUltrapeer(options);
+        var from = _h.LinkUltrapeer(ultrapeer);
+        ServiceRecord? last = null;
+        for (int i = 0; i < 100; i++)
+        {
+            last = Record();
+            _h.Time.Advance(TimeSpan.FromSeconds(1));
+            Assert.Empty(ultrapeer.Receive(from.Id, new RecordPublishMessage(QueryId.New(), 1, last)).OfType<MessageRejected>());
+        }
+        Assert.Equal(16, ultrapeer.StoredRecordCount);
+        Assert.Single(ultrapeer.Lookup(last!.LookupId, []).Actions.OfType<ServiceRecordFound>());
+    }
+
+    [Fact]
+    public void A_record_whose_introduction_point_stops_republishing_is_forgotten_and_a_republished_one_is_kept()
+    {
+        var (net, line, introducer) = Line(2);
+        var options = new OverlayOptions();
+        var kept = Record();
+        var dropped = Record();
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(kept).Actions);
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(dropped).Actions);
+        Assert.Equal(2, line[0].Overlay.StoredRecordCount);
+
+        _h.Time.Advance(options.RecordRouteLifetime / 2);
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(kept).Actions);
+        _h.Time.Advance(options.RecordRouteLifetime / 2);
+        net.Run(line[0].Identity.Id, line[0].Overlay.Tick());
+
+        Assert.Equal(1, line[0].Overlay.StoredRecordCount);
+        Assert.Single(line[0].Overlay.Lookup(kept.LookupId, []).Actions.OfType<ServiceRecordFound>());
+    }
+
+    [Fact]
+    public void Hits_and_introductions_nobody_asked_for_are_refused_or_dropped_without_forwarding()
+    {
+        var ultrapeer = _h.NewUltrapeer();
+        var from = _h.LinkUltrapeer(ultrapeer);
+        var record = Record();
+
+        var hit = ultrapeer.Receive(from.Id, new LookupHitMessage(QueryId.New(), record));
+        Assert.Equal(OverlayError.UnknownQuery, Assert.Single(hit.OfType<MessageRejected>()).Error);
+        Assert.Empty(ultrapeer.Receive(from.Id, new IntroduceMessage(QueryId.New(), QueryId.New(), [1])));
+    }
+
+    [Fact]
+    public void A_lookup_for_a_record_of_another_id_is_not_answered_by_it()
+    {
+        var (net, line, introducer) = Line(2);
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(Record()).Actions);
+        var client = Leaf(net, line[1]);
+
+        var (_, actions) = client.Overlay.Lookup(RandomNumberGenerator.GetBytes(ServiceRecord.LookupIdSize), []);
+        net.Run(client.Identity.Id, actions);
+
+        Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
+        Assert.Empty(net.Of<IntroductionArrived>(introducer.Identity.Id));
+    }
+}
