@@ -62,7 +62,7 @@ public sealed partial class Overlay
         public bool Answered { get; set; }
     }
 
-    /// <summary>Records we hold as an ultrapeer: for status and tests.</summary>
+    /// <summary>Records we hold (as an ultrapeer, or a leaf that carried them up): for status and tests.</summary>
     public int StoredRecordCount => _records.Count;
 
     /// <summary>
@@ -138,6 +138,14 @@ public sealed partial class Overlay
         return bytes;
     }
 
+    /// <summary>
+    /// Whether we, a leaf, carry a flood from <paramref name="from"/> up to our ultrapeers: a leaf
+    /// with no ultrapeer of its own floods to every neighbour, and a publication or lookup that
+    /// stopped at the first leaf would never reach the ultrapeers. A leaf that carries a
+    /// publication stores it too, as the way back for its introductions passes through it.
+    /// </summary>
+    private bool CarriesUp(Neighbour from) => Role == OverlayRole.Leaf && !from.Peer.IsUltrapeer;
+
     private void ForgetLookup(OwnLookup lookup)
     {
         _ownLookups.Remove(lookup.Handle);
@@ -154,7 +162,7 @@ public sealed partial class Overlay
             Reject(from, OverlayError.BadRecord, $"service record: {error}", actions);
             return;
         }
-        if (Role != OverlayRole.Ultrapeer || FriendsOnly) return;
+        if ((Role != OverlayRole.Ultrapeer && !CarriesUp(from)) || FriendsOnly) return;
         Store(publish.Record, publish.Id, from.Id, now);
         if (publish.Ttl <= 1) return;
         var forward = publish with { Ttl = (byte)Math.Min(publish.Ttl - 1, _options.RecordTtl) };
@@ -214,7 +222,7 @@ public sealed partial class Overlay
             Introduce(stored, lookup.Id, lookup.Introduction, actions);
             return;
         }
-        if (Role != OverlayRole.Ultrapeer || FriendsOnly || lookup.Ttl <= 1) return;
+        if ((Role != OverlayRole.Ultrapeer && !CarriesUp(from)) || FriendsOnly || lookup.Ttl <= 1) return;
         var forward = lookup with { Ttl = (byte)Math.Min(lookup.Ttl - 1, _options.WideLookupTtl) };
         foreach (var n in _neighbours.Values)
         {
@@ -224,20 +232,28 @@ public sealed partial class Overlay
         }
     }
 
-    /// <summary>Passes an introduction along the freshest route of a stored record that still leads somewhere.</summary>
+    /// <summary>
+    /// Passes an introduction along the freshest routes of a stored record that still lead
+    /// somewhere, up to <see cref="OverlayOptions.IntroductionRoutes"/> of them: a route can
+    /// break further on (a link closes, an introduction point leaves before its service replaces
+    /// it), and the introduction point or the service drops the copies.
+    /// </summary>
     private void Introduce(StoredRecord stored, QueryId lookup, byte[] introduction, List<OverlayAction> actions)
     {
+        int sent = 0;
         foreach (var route in stored.Routes)
         {
+            if (sent >= _options.IntroductionRoutes) return;
             if (route.Via == _identity.Id)
             {
                 Arrived(route.Publish, lookup, introduction, actions);
-                return;
+                sent++;
+                continue;
             }
             if (!_neighbourIds.Contains(route.Via)) continue;
             if (Behind(route.Via)) HitsDropped++;
             else actions.Add(new SendOverlayMessage(route.Via, new IntroduceMessage(route.Publish, lookup, introduction)));
-            return;
+            sent++;
         }
     }
 

@@ -97,8 +97,10 @@ public sealed record OverlayOptions
     /// </summary>
     public TimeSpan RecordRouteLifetime { get; init; } = TimeSpan.FromMinutes(10);
     public int MaxRecords { get; init; } = 4096;
-    /// <summary>Ways back kept per record: one per introduction point, the freshest first.</summary>
+    /// <summary>Ways back kept per record: one per neighbour it came from, the freshest first.</summary>
     public int MaxRoutesPerRecord { get; init; } = 4;
+    /// <summary>How many of them a holder sends a lookup's introduction along.</summary>
+    public int IntroductionRoutes { get; init; } = 2;
     /// <summary>Refused messages add strikes, which decay by one a second; at this many the neighbour is dropped and shunned.</summary>
     public double StrikeLimit { get; init; } = 30;
     public TimeSpan ShunFor { get; init; } = TimeSpan.FromMinutes(10);

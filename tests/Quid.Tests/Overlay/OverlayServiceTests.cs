@@ -140,6 +140,32 @@ public sealed class OverlayServiceTests : IDisposable
     }
 
     [Fact]
+    public void A_leaf_carries_the_floods_of_a_leaf_with_no_ultrapeer_up_to_its_own_and_the_way_back_passes_through_it()
+    {
+        // The introduction point and the client each reach the ultrapeers only through another leaf.
+        var net = new Net(_h);
+        var (u0, u1) = (net.Add(ultrapeer: true), net.Add(ultrapeer: true));
+        net.Link(u0, u1);
+        var (carrierA, carrierB) = (Leaf(net, u0), Leaf(net, u1));
+        var introducer = net.Add(ultrapeer: false);
+        net.Link(introducer, carrierA);
+        var client = net.Add(ultrapeer: false);
+        net.Link(client, carrierB);
+        var record = Record();
+
+        var (publish, published) = introducer.Overlay.PublishRecord(record);
+        net.Run(introducer.Identity.Id, published);
+        Assert.Equal([1, 1, 1, 0], new[] { carrierA, u0, u1, carrierB }.Select(n => n.Overlay.StoredRecordCount));
+
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [5, 6]);
+        net.Run(client.Identity.Id, actions);
+
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
+        var arrived = Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        Assert.Equal((publish, lookup), (arrived.Publish, arrived.Lookup));
+    }
+
+    [Fact]
     public void A_lookup_that_the_first_ring_does_not_answer_goes_out_wider_and_one_that_nothing_answers_fails()
     {
         var (net, line, introducer) = Line(7);
