@@ -88,6 +88,7 @@ public sealed class Metrics
     internal void Sent(ControlMessage message)
     {
         SentByType[(byte)message.Type]++;
+        _sim.Lookups?.Sent(message);
         var query = message switch
         {
             QueryMessage q => q.Id,

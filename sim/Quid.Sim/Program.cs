@@ -27,6 +27,8 @@ public static class Program
           --promotion-delay S    ultrapeer promotion delay (30)
           --ultrapeer-uptime MIN uptime before a node may become an ultrapeer (10)
           --circuits N           circuits drawn per hop count for the anonymity measure (20000)
+          --services N           session-addressed services whose lookups are measured (0)
+          --lookups-per-minute R lookups of them from random nodes (60)
           --quiet                no progress lines
         """;
 
@@ -82,6 +84,8 @@ public static class Program
                 case "--promotion-delay": options = options with { Overlay = options.Overlay with { PromotionDelay = TimeSpan.FromSeconds(Number()) } }; break;
                 case "--ultrapeer-uptime": options = options with { Overlay = options.Overlay with { UltrapeerMinUptime = TimeSpan.FromMinutes(Number()) } }; break;
                 case "--circuits": options = options with { AnonymityCircuits = (int)Number() }; break;
+                case "--services": options = options with { Services = (int)Number() }; break;
+                case "--lookups-per-minute": options = options with { LookupsPerMinute = Number() }; break;
                 case "--quiet": quiet = true; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }

@@ -122,6 +122,32 @@ public sealed class Report
 
     private void Add(string key, string value) => _summary.Add((key, value));
 
+    /// <summary>Lookups started in the window with time to finish: found, introduced, both; their cost in messages and their time.</summary>
+    private void SummariseLookups(Lookups lookups)
+    {
+        var overlay = _sim.Options.Overlay;
+        long settle = (overlay.LookupRingTimeout + overlay.LookupTimeout).Ticks;
+        var runs = lookups.Runs.Where(r => r.InWindow && r.Started + settle <= _sim.Clock.Now).ToList();
+        double Of(Func<Lookups.LookupRun, bool> which) => runs.Count == 0 ? double.NaN : (double)runs.Count(which) / runs.Count;
+        Add("services", I(_sim.Options.Services));
+        Add("lookups", I(runs.Count));
+        Add("lookups_found", F(Of(r => r.Found is not null)));
+        Add("lookups_introduced", F(Of(r => r.Introduced is not null)));
+        Add("lookups_found_and_introduced", F(Of(r => r.Found is not null && r.Introduced is not null)));
+        var messages = runs.Select(r => (double)r.Messages).Order().ToArray();
+        Add("messages_per_lookup_mean", F(messages.Length == 0 ? double.NaN : messages.Average(), 2));
+        Add("messages_per_lookup_p50", F(Stats.Quantile(messages, 0.5), 0));
+        Add("messages_per_lookup_p99", F(Stats.Quantile(messages, 0.99), 0));
+        Add("messages_per_lookup_max", F(messages.Length == 0 ? double.NaN : messages[^1], 0));
+        var found = runs.Where(r => r.Found is not null).Select(r => Seconds(r.Found!.Value - r.Started)).Order().ToArray();
+        Add("lookup_found_p50_s", F(Stats.Quantile(found, 0.5), 3));
+        Add("lookup_found_p99_s", F(Stats.Quantile(found, 0.99), 3));
+        var introduced = runs.Where(r => r.Introduced is not null).Select(r => Seconds(r.Introduced!.Value - r.Started)).Order().ToArray();
+        Add("lookup_introduced_p50_s", F(Stats.Quantile(introduced, 0.5), 3));
+        Add("lookup_introduced_p99_s", F(Stats.Quantile(introduced, 0.99), 3));
+        Add("records_stored_per_ultrapeer", F(_sim.Online.Where(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer).Select(n => (double)n.Overlay.StoredRecordCount).DefaultIfEmpty(double.NaN).Average(), 1));
+    }
+
     private void Summarise()
     {
         var o = _sim.Options;
@@ -156,6 +182,8 @@ public sealed class Report
         Add("first_partner_median_s", all[6]);
         Add("first_partner_p99_s", all[8]);
         Add("fully_met_median_s", all[9]);
+
+        if (_sim.Lookups is { } lookups) SummariseLookups(lookups);
 
         var searches = m.SearchMessages.Select(x => (double)x).Order().ToArray();
         Add("searches", I(searches.Length));

@@ -186,6 +186,20 @@ public sealed class SimNode
         Execute(Core.LinkDown(link, link.Other(this).Id));
     }
 
+    /// <summary>As an introduction point, publishes a service's record.</summary>
+    internal void PublishRecord(ServiceRecord record)
+    {
+        if (Online) Execute(Core.PublishRecord(record).Effects);
+    }
+
+    /// <summary>Looks a service up; <paramref name="started"/> hears the lookup's id before any of its messages leave.</summary>
+    internal void Lookup(ReadOnlySpan<byte> lookupId, byte[] introduction, Action<QueryId> started)
+    {
+        var (lookup, effects) = Core.Lookup(lookupId, introduction);
+        started(lookup);
+        Execute(effects);
+    }
+
     private void Say(SimLink link, ControlMessage message)
     {
         _sim.Metrics.Sent(message);
@@ -249,6 +263,15 @@ public sealed class SimNode
                     break;
                 case NodeEffect.SearchStarted search:
                     _sim.Metrics.SearchStarted(this, search.Query);
+                    break;
+                case NodeEffect.ServiceRecordFound found:
+                    _sim.Lookups?.Found(found.Lookup);
+                    break;
+                case NodeEffect.ServiceLookupFailed failed:
+                    _sim.Lookups?.Failed(failed.Lookup);
+                    break;
+                case NodeEffect.IntroductionArrived arrived:
+                    _sim.Lookups?.Introduced(arrived.Introduction);
                     break;
             }
         }

@@ -48,6 +48,9 @@ public sealed record SimOptions
     /// <summary>One control message in this many is encoded, decoded and compared, so the simulator cannot drift from the wire.</summary>
     public int WireCheckEvery { get; init; } = 1000;
     public int AnonymityCircuits { get; init; } = 20_000;
+    /// <summary>Session-addressed services whose records are published (none: no lookups are measured).</summary>
+    public int Services { get; init; }
+    public double LookupsPerMinute { get; init; } = 60;
 
     public TimeSpan MeasurementStart => MeasureFrom ?? Duration / 3;
 }
@@ -92,6 +95,7 @@ public sealed class Simulation
         _churn = new Random(Seeds.Derive(options.Seed, 3));
         _population = new Population(options.Mix, new Random(Seeds.Derive(options.Seed, 4)));
         WindowStart = options.MeasurementStart.Ticks;
+        if (options.Services > 0) Lookups = new Lookups(this);
     }
 
     public SimOptions Options { get; }
@@ -100,6 +104,7 @@ public sealed class Simulation
     public VirtualNetwork Network { get; }
     public Metrics Metrics { get; }
     public WireCheck WireCheck { get; }
+    public Lookups? Lookups { get; }
     public long WindowStart { get; }
     public IReadOnlyList<SimNode> All => _all;
     public IReadOnlyList<SimNode> Online => _online;
@@ -122,6 +127,8 @@ public sealed class Simulation
             Metrics.SampleSeries(_online);
             progress?.Invoke(this);
         });
+        // Services start publishing five minutes before the window opens, once the network has formed.
+        Lookups?.Start(Options.Services, Options.LookupsPerMinute, TimeSpan.FromTicks(Math.Max(Options.JoinSpread.Ticks, WindowStart - TimeSpan.FromMinutes(5).Ticks)));
         Scheduler.RunUntil(Options.Duration.Ticks);
         Metrics.CloseEpisodes(_online);
     }
