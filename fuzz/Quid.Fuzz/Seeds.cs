@@ -81,6 +81,8 @@ internal static class Seeds
         new CreatedBody(ntorReply).Write(created);
         Write(directory, "created", created, created[..CreatedBody.Size]);
 
+        using var blinded = KeyBlinding.KeyPair.FromSeed(Targets.HopSeed, 20_000, 1440);
+        var record = ServiceRecord.Create(blinded, 20_000, 1440, DateTimeOffset.UnixEpoch.AddYears(56), DateTimeOffset.UnixEpoch.AddYears(56).AddHours(1), new byte[600]);
         byte[] descriptorMessage = ControlCodec.Encode(new DescriptorMessage(descriptor));
         byte[] proposal = ControlCodec.Encode(new AgreementProposal(terms, identity.Sign(terms.SignedMessage())));
         byte[] query = ControlCodec.Encode(new QueryMessage(QueryId.New(), 4, 0, Block.FromKbps(256), Block.FromKbps(128), 8));
@@ -90,7 +92,12 @@ internal static class Seeds
             ControlCodec.Encode(new QueryHitMessage(QueryId.New(), [descriptor])),
             ControlCodec.Encode(new GoodbyeMessage(GoodbyeReason.Full)),
             ControlCodec.Encode(new AgreementEnd(terms.Id, AgreementEndReason.Requested)),
-            ControlCodec.Encode(new GrantChanged(terms.Id, Block.FromKbps(32))));
+            ControlCodec.Encode(new GrantChanged(terms.Id, Block.FromKbps(32))),
+            ControlCodec.Encode(new RecordPublishMessage(QueryId.New(), 3, record)),
+            ControlCodec.Encode(new LookupMessage(QueryId.New(), 2, record.LookupId.ToArray(), new byte[300])),
+            ControlCodec.Encode(new LookupHitMessage(QueryId.New(), record)),
+            ControlCodec.Encode(new IntroduceMessage(QueryId.New(), QueryId.New(), new byte[300])));
+        Write(directory, "service-record", record.Encoded, record.Encoded[..^1]);
 
         Write(directory, "descriptor", descriptor.Encoded);
 

@@ -37,6 +37,7 @@ internal static class Targets
         ["natpmp"] = NatPmpResponses,
         ["port-mapper"] = PortMapperSteps,
         ["session-address"] = SessionAddressText,
+        ["service-record"] = ServiceRecordDecode,
         ["share-request"] = ShareRequest,
     };
 
@@ -403,6 +404,25 @@ internal static class Targets
         {
             // Refused: the link closes.
         }
+    }
+
+    /// <summary>
+    /// A service record from any neighbour (PROTOCOL §9.9): decoding refuses with a
+    /// <see cref="WireException"/> only, and checking what decoded answers, never throws.
+    /// </summary>
+    private static void ServiceRecordDecode(byte[] input)
+    {
+        ServiceRecord record;
+        try
+        {
+            record = ServiceRecord.Decode(input);
+        }
+        catch (WireException)
+        {
+            return;
+        }
+        record.Verify(record.Published, TimeSpan.FromMinutes(5));
+        Check(record.Encoded.AsSpan().SequenceEqual(input), "a record does not encode back to its input");
     }
 
     /// <summary>

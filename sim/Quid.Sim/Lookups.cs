@@ -6,7 +6,7 @@ using Quid.Wire;
 namespace Quid.Sim;
 
 /// <summary>
-/// Session-addressed services in a run (PROTOCOL §9.7): each service keeps a few introduction
+/// Session-addressed services in a run (PROTOCOL §9.9): each service keeps a few introduction
 /// points among the online nodes, which publish its record and republish it; random nodes (the
 /// last hops of clients' circuits) look services up from the measurement window on. A lookup
 /// succeeds when its node gets the record and an introduction point gets its introduction; it

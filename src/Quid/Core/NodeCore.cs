@@ -234,7 +234,7 @@ public sealed class NodeCore<TLink> where TLink : class
         return (query, effects);
     }
 
-    /// <summary>Publishes a service record as its introduction point (PROTOCOL §9.7); introductions for it come back as <see cref="NodeEffect.IntroductionArrived"/>.</summary>
+    /// <summary>Publishes a service record as its introduction point (PROTOCOL §9.9); introductions for it come back as <see cref="NodeEffect.IntroductionArrived"/>.</summary>
     public (QueryId Publish, IReadOnlyList<NodeEffect> Effects) PublishRecord(ServiceRecord record)
     {
         var effects = new List<NodeEffect>();

@@ -4,7 +4,7 @@ using Quid.Wire;
 namespace Quid.Overlay;
 
 /// <summary>
-/// Service records among the ultrapeers (PROTOCOL §9.7). An introduction point floods its
+/// Service records among the ultrapeers (PROTOCOL §9.9). An introduction point floods its
 /// service's record a few ultrapeer hops (<see cref="OverlayOptions.RecordTtl"/>); every ultrapeer
 /// it reaches stores it with the neighbour it came from, so a route leads back to the
 /// introduction point. A lookup floods a smaller ring (<see cref="OverlayOptions.LookupTtl"/>),

@@ -70,7 +70,7 @@ public sealed record QueryHitMessage(QueryId Query, IReadOnlyList<Descriptor> De
 }
 
 /// <summary>
-/// A service record flooded among ultrapeers from an introduction point (PROTOCOL §9.7): each
+/// A service record flooded among ultrapeers from an introduction point (PROTOCOL §9.9): each
 /// ultrapeer it reaches stores it with the neighbour it came from, the way back for introductions.
 /// </summary>
 public sealed record RecordPublishMessage(QueryId Id, byte Ttl, ServiceRecord Record) : ControlMessage

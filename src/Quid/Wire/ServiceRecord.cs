@@ -4,7 +4,7 @@ using Quid.Crypto;
 namespace Quid.Wire;
 
 /// <summary>
-/// What ultrapeers store for a session-addressed service for one period (PROTOCOL §9.7): the
+/// What ultrapeers store for a session-addressed service for one period (PROTOCOL §9.9): the
 /// lookup id it is filed under, the blinded key that signs it, and an encrypted body only a
 /// holder of the address can read. A storer checks that the lookup id is the one the blinded
 /// key and period give and that the key signed the record, so nobody can file a record under
