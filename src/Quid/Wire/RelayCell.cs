@@ -23,6 +23,18 @@ public enum RelayCommand : byte
     Extended = 11,
     /// <summary>The last hop could not extend: u8 reason.</summary>
     ExtendFailed = 12,
+    /// <summary>Client to its last hop R: keep this circuit for the service that names the cookie (20 bytes).</summary>
+    EstablishRendezvous = 13,
+    /// <summary>R to the client: the cookie is kept. Empty.</summary>
+    RendezvousEstablished = 14,
+    /// <summary>Service to its last hop R: the cookie, then the handshake reply for the client. R joins the two circuits.</summary>
+    Rendezvous = 15,
+    /// <summary>R to the client, once joined: the service's handshake reply.</summary>
+    Rendezvous2 = 16,
+    /// <summary>R to the service: the circuits are joined; what follows comes from the client. Empty.</summary>
+    RendezvousJoined = 17,
+    /// <summary>R to either side: u8 reason it refused an EstablishRendezvous or a Rendezvous.</summary>
+    RendezvousFailed = 18,
 }
 
 /// <summary>Why a stream ended; the client maps it to the proxy protocol's error reply.</summary>
@@ -69,7 +81,7 @@ public static class RelayCell
     {
         if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
-        if (command is < RelayCommand.Begin or > RelayCommand.ExtendFailed)
+        if (command is < RelayCommand.Begin or > RelayCommand.RendezvousFailed)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
         ushort streamId = BinaryPrimitives.ReadUInt16BigEndian(body[1..]);
         int length = BinaryPrimitives.ReadUInt16BigEndian(body[3..]);
