@@ -59,7 +59,7 @@ internal interface ICircuitExtender
 /// outward travel inward: a relay adds its layer, the origin removes every layer and reads them.
 /// A cell that fails its layer, or breaks the protocol, destroys the circuit, never the node.
 /// </summary>
-public sealed class Circuit
+public sealed partial class Circuit
 {
     /// <summary>Echo requests waiting for their reply; more than a probe's window is a violation.</summary>
     internal const int MaxPendingEchoes = 128;
@@ -195,6 +195,8 @@ public sealed class Circuit
         {
             if (Role == CircuitRole.Origin)
             {
+                // At a service's end, innermost goes the layer the client's virtual hop opens.
+                _serviceEnd?.SealBackward(body);
                 var hops = _hops;
                 for (int i = hops.Length - 1; i >= 0; i--) hops[i].Layer.SealForward(body);
                 link = Outward!;
@@ -251,6 +253,11 @@ public sealed class Circuit
                 (_toOutward ??= new RelayForwarder(this, next, InwardAccount?.Up)).Forward(cell);
                 return;
             }
+            if (_joined is { } joined)
+            {
+                joined.PassToOrigin(cell);
+                return;
+            }
             OnMessage(body[..RelayCell.MessageSize], command == CellCommand.RelayEarly);
             return;
         }
@@ -265,6 +272,11 @@ public sealed class Circuit
                     Violation($"a cell failed the layer of hop {hop.Id.Brief}: tampered with on the way");
                     return;
                 }
+            }
+            if (_serviceEnd is { } end && !end.OpenForward(body))
+            {
+                Violation("a cell failed the client's end-to-end layer: tampered with on the way");
+                return;
             }
             OnMessage(body[..RelayCell.MessageSize], early: false);
             return;
@@ -290,7 +302,8 @@ public sealed class Circuit
             Violation(e.Message);
             return;
         }
-        bool origin = Role == CircuitRole.Origin;
+        // A service's end reads the client's messages as an exit would.
+        bool origin = Role == CircuitRole.Origin && _serviceEnd is null;
         switch (message.Command)
         {
             case RelayCommand.Begin when !origin:
@@ -313,6 +326,15 @@ public sealed class Circuit
                 return;
             case RelayCommand.Extended or RelayCommand.ExtendFailed when origin:
                 OnExtendReply(message);
+                return;
+            case RelayCommand.EstablishRendezvous when RendezvousPoint is { } point:
+                point.Establish(this, message.Data);
+                return;
+            case RelayCommand.Rendezvous when RendezvousPoint is { } point:
+                point.Join(this, message.Data);
+                return;
+            case RelayCommand.RendezvousEstablished or RelayCommand.Rendezvous2 or RelayCommand.RendezvousJoined or RelayCommand.RendezvousFailed when origin:
+                OnRendezvousAnswer(message);
                 return;
             case RelayCommand.Sendme when message.StreamId == 0:
                 if (!OnCircuitSendme()) Violation("circuit Sendme beyond the window");
@@ -479,7 +501,7 @@ public sealed class Circuit
             SendRelay(RelayCommand.Resolved, message.StreamId, [(byte)EndReason.Protocol, 0]);
             return;
         }
-        Exit!.Resolve(this, message.StreamId, target.Host);
+        (_serviceStreams ?? Exit)!.Resolve(this, message.StreamId, target.Host);
     }
 
     private void OnResolved(RelayMessage message)
@@ -593,7 +615,7 @@ public sealed class Circuit
             stream = new RelayStream(this, message.StreamId, target, origin: false);
             _streams.Add(stream.Id, stream);
         }
-        Exit!.Begin(this, stream);
+        (_serviceStreams ?? Exit)!.Begin(this, stream);
     }
 
     internal void RemoveStream(RelayStream stream)
@@ -661,6 +683,7 @@ public sealed class Circuit
         _echoes?.Writer.TryComplete();
         _toOutward?.Close();
         _toInward?.Close();
+        CloseRendezvous();
         foreach (var hop in _hops) hop.Layer.Dispose();
         Layer?.Dispose();
         return true;

@@ -21,6 +21,10 @@ public sealed record CircuitOptions
     /// derives it from the process's descriptor limit.
     /// </summary>
     public int? ExitSocketBudget { get; init; }
+    /// <summary>How many client circuits may wait at this node as a rendezvous point at once.</summary>
+    public int MaxRendezvousCookies { get; init; } = 4096;
+    /// <summary>How long a client circuit waits at this node for its service before its cookie is forgotten.</summary>
+    public TimeSpan RendezvousCookieLifetime { get; init; } = TimeSpan.FromMinutes(5);
 }
 
 /// <summary>Why a circuit was destroyed; carried in the DESTROY cell's first body byte.</summary>
@@ -59,6 +63,9 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     private readonly record struct Side(Circuit Circuit, bool Inward);
 
     private readonly ConcurrentDictionary<(ICellPort Link, uint Id), Side> _sides = new();
+
+    /// <summary>This node as a rendezvous point for the circuits that end here.</summary>
+    public RendezvousPoint Rendezvous { get; } = new(options.MaxRendezvousCookies, options.RendezvousCookieLifetime, time);
 
     /// <summary>Every circuit, once each.</summary>
     public IReadOnlyCollection<Circuit> Circuits => [.. _sides.Values.Select(s => s.Circuit).Distinct()];
@@ -127,6 +134,7 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             InwardAccount = policy.AccountOf(link.PeerId),
             Exit = exit,
             Extender = this,
+            RendezvousPoint = Rendezvous,
             MaxStreams = options.MaxStreamsPerCircuit,
         };
         CryptographicOperations.ZeroMemory(keys);
@@ -252,6 +260,9 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             _sides.TryRemove((outward, circuit.OutwardId), out _);
             if (outward != from) SendDestroy(outward, circuit.OutwardId, reason);
         }
+        Rendezvous.Forget(circuit);
+        // Joined at a rendezvous point, the two circuits are one path: neither end goes on alone.
+        if (circuit.Joined is { } joined) Destroy(joined, DestroyReason.HopLost);
     }
 
     /// <summary>
