@@ -99,6 +99,14 @@ internal sealed class CircuitHarness : IDisposable
         return fake;
     }
 
+    /// <summary>A rendezvous point the test plays, which keeps all it decrypts; link to it with <see cref="CuriousPoint.LinkFrom"/>.</summary>
+    public CuriousPoint AddCuriousPoint()
+    {
+        var point = new CuriousPoint(this);
+        _nodes.Add(point);
+        return point;
+    }
+
     /// <summary>Links two nodes; <paramref name="dialer"/> dialed, so its circuit ids have the top bit set.</summary>
     public void Link(CircuitNode dialer, CircuitNode listener)
     {

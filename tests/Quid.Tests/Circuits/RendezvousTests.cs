@@ -123,6 +123,51 @@ public sealed class RendezvousTests
     }
 
     [Fact]
+    public async Task A_marker_crossing_the_joined_circuits_both_ways_appears_in_nothing_the_rendezvous_point_decrypts()
+    {
+        using var net = new CircuitHarness();
+        var point = net.AddCuriousPoint();
+        var (client, a) = net.Line(2);
+        var (service, b) = net.Line(2);
+        point.LinkFrom(a[1]);
+        point.LinkFrom(b[1]);
+        var clientCircuit = await client.Builder.BuildAsync(client.PortTo(a[0]), [a[0].Descriptor, a[1].Descriptor, point.Descriptor], null, default).WaitAsync(Timeout);
+        var serviceCircuit = await service.Builder.BuildAsync(service.PortTo(b[0]), [b[0].Descriptor, b[1].Descriptor, point.Descriptor], null, default).WaitAsync(Timeout);
+        using var serviceKey = Key.Create(KeyAgreementAlgorithm.X25519);
+        using var handshake = ServiceHandshake.Start(serviceKey.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+        var cookie = RendezvousCookie.Random();
+        await clientCircuit.EstablishRendezvousAsync(cookie, handshake, Timeout, default);
+        await serviceCircuit.MeetClientAsync(cookie, serviceKey, handshake.Request.ToArray(),
+            async (_, token) =>
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, net.Destination.Port), token);
+                return socket;
+            }, Timeout, default);
+        await clientCircuit.MeetServiceAsync(Timeout, default);
+        var stream = await clientCircuit.OpenStreamAsync(Service, Timeout, default);
+        using var server = await net.Destination.AcceptAsync();
+        var marker = System.Text.Encoding.ASCII.GetBytes($"QUID-MARKER-{Guid.NewGuid():N}");
+        var payload = Enumerable.Repeat(marker, 2_000).SelectMany(m => m).ToArray();
+
+        await stream.WriteAsync(payload);
+        stream.CompleteWrites();
+        Assert.Equal(payload, await Bytes.ReadToEndAsync(server));
+        await server.SendAsync(payload, SocketFlags.None);
+        server.Shutdown(SocketShutdown.Send);
+        Assert.Equal(payload, await Bytes.ReadToEndAsync(stream));
+        await net.Wire.SettleAsync();
+
+        // The point read its own messages in the clear (the cookie is there), and the rest only as ciphertext.
+        var cookieBytes = new byte[RendezvousCookie.Size];
+        cookie.WriteTo(cookieBytes);
+        Assert.Contains(point.Read, m => m.AsSpan().IndexOf(cookieBytes) >= 0);
+        Assert.True(point.Read.Count > 2 * payload.Length / RelayCell.MaxData, $"the point saw only {point.Read.Count} cells");
+        Assert.DoesNotContain(point.Read, m => m.AsSpan().IndexOf(marker) >= 0);
+        Assert.DoesNotContain(point.Read, m => m.AsSpan().IndexOf(marker.AsSpan(0, 8)) >= 0);
+    }
+
+    [Fact]
     public async Task A_service_that_names_no_waiting_cookie_is_refused_with_UnknownCookie_and_nothing_is_joined()
     {
         using var net = new CircuitHarness();
