@@ -14,7 +14,7 @@ internal interface IRendezvousPoint
 /// service's circuit ending here that names the cookie is joined to it. From then on each cell
 /// that passes R's layer on one circuit goes on into the other (<see cref="Circuit.PassToOrigin"/>),
 /// and R reads none of them. The table of waiting circuits is bounded: one cookie per circuit,
-/// at most <see cref="Capacity"/> cookies, each forgotten after its lifetime, when it is used,
+/// at most <c>capacity</c> cookies, each forgotten after its lifetime, when it is used,
 /// or when its circuit closes; a cookie beyond the bound is refused, never queued.
 /// </summary>
 public sealed class RendezvousPoint(int capacity, TimeSpan lifetime, TimeProvider time) : IRendezvousPoint
@@ -23,8 +23,6 @@ public sealed class RendezvousPoint(int capacity, TimeSpan lifetime, TimeProvide
 
     private readonly Lock _lock = new();
     private readonly Dictionary<RendezvousCookie, Waiting> _waiting = [];
-
-    public int Capacity => capacity;
 
     /// <summary>Cookies held now, expired ones not yet dropped included.</summary>
     public int Count
