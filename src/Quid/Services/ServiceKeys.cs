@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using NSec.Cryptography;
 using Quid.Crypto;
+using Quid.Wire;
 
 namespace Quid.Services;
 
@@ -108,6 +109,17 @@ public sealed class ServiceKeys : IDisposable
         {
             CryptographicOperations.ZeroMemory(seed);
         }
+    }
+
+    /// <summary>
+    /// The record the service publishes for <paramref name="period"/>: its descriptor sealed for
+    /// its address (§9.11), signed by the period's blinded key, living <paramref name="lifetime"/>.
+    /// </summary>
+    public ServiceRecord Record(ulong period, ServiceDescriptor descriptor, DateTimeOffset published, TimeSpan lifetime)
+    {
+        ArgumentNullException.ThrowIfNull(descriptor);
+        using var keys = Blind(period);
+        return ServiceRecord.Create(keys, period, Periods.LengthMinutes, published, published + lifetime, descriptor.Seal(Address(period), Periods, period));
     }
 
     /// <summary>The lookup id for <paramref name="period"/>, under which the network files the service's descriptor then.</summary>
