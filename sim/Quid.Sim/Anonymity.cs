@@ -85,6 +85,44 @@ public sealed class Anonymity
         return new Anonymity(grantors, [.. nodes.Select(n => n.Agent.Class == AgentClass.Colluder)]);
     }
 
+    /// <summary>
+    /// Whether a service could meet its clients at their rendezvous points (issue 19): for random
+    /// pairs of a client and a service, the client draws a 3-hop path by the rule, whose last hop
+    /// is the rendezvous point R; the result counts, for each length up to
+    /// <paramref name="maxHops"/>, the pairs where some walk of at most that many hops from the
+    /// service (its own grantors first, then public agreements, as the rule walks) ends at R.
+    /// Every agreement is known here, so it is what a service could reach at best.
+    /// </summary>
+    public double[] RendezvousReach(int pairs, int maxHops, Random random)
+    {
+        var reached = new int[maxHops + 1];
+        int drawn = 0;
+        if (_clients.Length < 2) return [.. reached.Select(_ => double.NaN)];
+        var depth = new Dictionary<int, int>();
+        var frontier = new Queue<int>();
+        for (int i = 0; i < pairs; i++)
+        {
+            int client = _clients[random.Next(_clients.Length)], service = _clients[random.Next(_clients.Length)];
+            if (client == service || Walk(client, 3, random) is not { } path) continue;
+            drawn++;
+            int point = path[^1];
+            // Breadth first from the service: its grantors are hop 1, a hop's public grantors the next.
+            depth.Clear();
+            frontier.Clear();
+            foreach (var (first, _, _) in _walks[service].FirstHops)
+                if (depth.TryAdd(first, 1)) frontier.Enqueue(first);
+            while (frontier.TryDequeue(out int hop) && hop != point)
+            {
+                if (depth[hop] == maxHops) continue;
+                foreach (var next in _public[hop])
+                    if (next != service && depth.TryAdd(next, depth[hop] + 1)) frontier.Enqueue(next);
+            }
+            if (depth.TryGetValue(point, out int hops))
+                for (int h = hops; h <= maxHops; h++) reached[h]++;
+        }
+        return [.. reached.Select(r => drawn == 0 ? double.NaN : (double)r / drawn)];
+    }
+
     /// <summary>A path of <paramref name="hops"/> from <paramref name="client"/> by the node's rule, or null when the walk finds none.</summary>
     internal int[]? Walk(int client, int hops, Random random) => PathRule.Draw(_walks[client], hops, random);
 

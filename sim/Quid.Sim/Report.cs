@@ -26,7 +26,9 @@ public sealed class Report
         Requests = RequestRows();
         Classes = ClassRows();
         Detection = DetectionRows();
-        Anonymity = Sim.Anonymity.Of(sim).Measure(sim.Options.AnonymityCircuits, new Random(Seeds.Derive(sim.Options.Seed, 5)));
+        var anonymity = Sim.Anonymity.Of(sim);
+        Anonymity = anonymity.Measure(sim.Options.AnonymityCircuits, new Random(Seeds.Derive(sim.Options.Seed, 5)));
+        if (sim.Lookups is not null) RendezvousReach = anonymity.RendezvousReach(2000, 7, new Random(Seeds.Derive(sim.Options.Seed, 7)));
         Summarise();
     }
 
@@ -34,6 +36,8 @@ public sealed class Report
     public List<string[]> Classes { get; }
     public List<string[]> Detection { get; }
     public List<AnonymityRow> Anonymity { get; }
+    /// <summary>With services: the share of client and service pairs whose rendezvous point the service reaches within each number of hops.</summary>
+    public double[]? RendezvousReach { get; }
     public IReadOnlyList<(string Key, string Value)> Summary => _summary;
 
     private static string F(double value, int decimals = 4) =>
@@ -145,6 +149,8 @@ public sealed class Report
         var introduced = runs.Where(r => r.Introduced is not null).Select(r => Seconds(r.Introduced!.Value - r.Started)).Order().ToArray();
         Add("lookup_introduced_p50_s", F(Stats.Quantile(introduced, 0.5), 3));
         Add("lookup_introduced_p99_s", F(Stats.Quantile(introduced, 0.99), 3));
+        if (RendezvousReach is { } reach)
+            foreach (int hops in new[] { 3, 4, 5, 7 }) Add($"rendezvous_point_reached_within_{hops}_hops", F(reach[hops]));
         Add("records_stored_per_ultrapeer", F(_sim.Online.Where(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer).Select(n => (double)n.Overlay.StoredRecordCount).DefaultIfEmpty(double.NaN).Average(), 1));
     }
 
