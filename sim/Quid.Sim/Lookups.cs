@@ -97,7 +97,9 @@ public sealed class Lookups
         if (_services.Count > 0 && _sim.Online.Count > 0)
         {
             var service = _services[_random.Next(_services.Count)];
+            // The last hop of someone's circuit: a node with a partner, so that a walk can reach it.
             var node = _sim.Online[_random.Next(_sim.Online.Count)];
+            for (int tries = 0; tries < 20 && !node.Market.Active.Any(); tries++) node = _sim.Online[_random.Next(_sim.Online.Count)];
             var run = new LookupRun(_sim.Clock.Now, _sim.Clock.Now >= _sim.WindowStart);
             // A realistic introduction's size, numbered so that its floods can be told apart.
             var introduction = RandomBytes(300);

@@ -139,12 +139,24 @@ public sealed partial class Overlay
     }
 
     /// <summary>
-    /// Whether we, a leaf, carry a flood from <paramref name="from"/> up to our ultrapeers: a leaf
-    /// with no ultrapeer of its own floods to every neighbour, and a publication or lookup that
-    /// stopped at the first leaf would never reach the ultrapeers. A leaf that carries a
-    /// publication stores it too, as the way back for its introductions passes through it.
+    /// Whether we, a leaf, carry a flood from <paramref name="from"/> toward the ultrapeers: a
+    /// leaf with no ultrapeer of its own floods to every neighbour, and a publication or lookup
+    /// that stopped at the first leaf would never reach the ultrapeers. We pass it to our
+    /// ultrapeers, or, having none either, to our other neighbours, as its sender did. A leaf
+    /// that carries a publication stores it too, as the way back for its introductions passes
+    /// through it.
     /// </summary>
     private bool CarriesUp(Neighbour from) => Role == OverlayRole.Leaf && !from.Peer.IsUltrapeer;
+
+    private bool HasUltrapeerNeighbour
+    {
+        get
+        {
+            foreach (var n in _neighbours.Values)
+                if (n.Peer.IsUltrapeer) return true;
+            return false;
+        }
+    }
 
     private void ForgetLookup(OwnLookup lookup)
     {
@@ -166,9 +178,10 @@ public sealed partial class Overlay
         Store(publish.Record, publish.Id, from.Id, now);
         if (publish.Ttl <= 1) return;
         var forward = publish with { Ttl = (byte)Math.Min(publish.Ttl - 1, _options.RecordTtl) };
+        bool anyUltrapeer = Role == OverlayRole.Ultrapeer || HasUltrapeerNeighbour;
         foreach (var n in _neighbours.Values)
         {
-            if (n.Id == from.Id || !n.Peer.IsUltrapeer) continue;
+            if (n.Id == from.Id || (anyUltrapeer && !n.Peer.IsUltrapeer)) continue;
             if (Behind(n.Id)) QueriesDropped++;
             else if (n.RecordsOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
         }
@@ -224,9 +237,10 @@ public sealed partial class Overlay
         }
         if ((Role != OverlayRole.Ultrapeer && !CarriesUp(from)) || FriendsOnly || lookup.Ttl <= 1) return;
         var forward = lookup with { Ttl = (byte)Math.Min(lookup.Ttl - 1, _options.WideLookupTtl) };
+        bool anyUltrapeer = Role == OverlayRole.Ultrapeer || HasUltrapeerNeighbour;
         foreach (var n in _neighbours.Values)
         {
-            if (n.Id == from.Id || !n.Peer.IsUltrapeer) continue;
+            if (n.Id == from.Id || (anyUltrapeer && !n.Peer.IsUltrapeer)) continue;
             if (Behind(n.Id)) QueriesDropped++;
             else if (n.LookupsOut.TryTake()) actions.Add(new SendOverlayMessage(n.Id, forward));
         }

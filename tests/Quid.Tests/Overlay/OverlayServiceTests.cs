@@ -166,6 +166,39 @@ public sealed class OverlayServiceTests : IDisposable
     }
 
     [Fact]
+    public void Leaves_with_no_ultrapeer_pass_a_flood_on_among_themselves_until_a_leaf_with_one_carries_it_up()
+    {
+        // introducer — A — B — U — C — D — client: A, C, D have no ultrapeer; B has U.
+        var net = new Net(_h);
+        var u = net.Add(ultrapeer: true);
+        var b = Leaf(net, u);
+        var a = net.Add(ultrapeer: false);
+        net.Link(a, b);
+        var introducer = net.Add(ultrapeer: false);
+        net.Link(introducer, a);
+        var c = Leaf(net, u);
+        var d = net.Add(ultrapeer: false);
+        net.Link(d, c);
+        var client = net.Add(ultrapeer: false);
+        net.Link(client, d);
+        var record = Record();
+
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        Assert.Equal([1, 1, 1], new[] { a, b, u }.Select(n => n.Overlay.StoredRecordCount));
+
+        // TTL 2 reaches D and C only; the wide ring's TTL 3 takes it up to U through C.
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [7]);
+        net.Run(client.Identity.Id, actions);
+        Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
+        _h.Time.Advance(new OverlayOptions().LookupRingTimeout);
+        net.Run(client.Identity.Id, client.Overlay.Tick());
+
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
+        // The introduction point sees the wide ring's flood id, not the id the client knows its lookup by.
+        Assert.Equal([7], Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id)).Introduction);
+    }
+
+    [Fact]
     public void A_lookup_that_the_first_ring_does_not_answer_goes_out_wider_and_one_that_nothing_answers_fails()
     {
         var (net, line, introducer) = Line(7);
