@@ -5,13 +5,14 @@ using Quid.Wire;
 namespace Quid.Tests.Wire;
 
 /// <summary>
-/// The bodies of circuit cells and relay messages (docs/PROTOCOL.md §3, §6.1, §6.2): each round-trips,
+/// The bodies of circuit cells and relay messages (docs/PROTOCOL.md §3, §6.1, §6.2, §9.10): each round-trips,
 /// and whatever bytes a hop sends, reading them gives the body or a <see cref="WireException"/>
 /// (or false, for the readers a neighbour can call once per cell), never another exception.
 /// </summary>
 public sealed class CircuitBodyTests
 {
     private static readonly NodeId Next = new(Enumerable.Range(1, NodeId.Size).Select(i => (byte)i).ToArray());
+    private static readonly RendezvousCookie Cookie = new(Enumerable.Range(7, RendezvousCookie.Size).Select(i => (byte)i).ToArray());
 
     private static byte[] Bytes(int length, int seed)
     {
@@ -33,6 +34,10 @@ public sealed class CircuitBodyTests
         ["connected-v6"] = (d => ConnectedBody.Read(d), Written(new ConnectedBody(IPAddress.Parse("2001:db8::7")).Write, ConnectedBody.MaxSize)),
         ["resolved"] = (d => ResolvedBody.Read(d), [0, 2, 4, 192, 0, 2, 1, 6, .. IPAddress.Parse("2001:db8::1").GetAddressBytes()]),
         ["resolved-failed"] = (d => ResolvedBody.Read(d), [(byte)EndReason.ResolveFailed, 0]),
+        ["establish-rendezvous"] = (d => EstablishRendezvousBody.Read(d), Written(new EstablishRendezvousBody(Cookie).Write, EstablishRendezvousBody.Size)),
+        ["rendezvous"] = (d => RendezvousBody.Read(d), Written(new RendezvousBody(Cookie, Bytes(Ntor.ReplySize, 2)).Write, RendezvousBody.Size)),
+        ["rendezvous2"] = (d => Rendezvous2Body.Read(d), Written(new Rendezvous2Body(Bytes(Ntor.ReplySize, 3)).Write, Rendezvous2Body.Size)),
+        ["rendezvous-failed"] = (d => RendezvousFailedBody.Read(d), [(byte)RendezvousFailure.CookieInUse]),
     };
 
     private delegate int Writer(Span<byte> data);

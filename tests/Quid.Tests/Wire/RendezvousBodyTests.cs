@@ -4,9 +4,8 @@ using Quid.Wire;
 namespace Quid.Tests.Wire;
 
 /// <summary>
-/// The bodies of the rendezvous relay messages (/work/notes/rendezvous-protocol.md): each
-/// round-trips, and whatever bytes a peer sends, reading them gives the body or a
-/// <see cref="WireException"/>, never another exception.
+/// The bodies of the rendezvous relay messages (PROTOCOL §9.10.1): what each holds. Truncated,
+/// longer and random input for each is in <see cref="CircuitBodyTests"/>, with every relay body.
 /// </summary>
 public sealed class RendezvousBodyTests
 {
@@ -19,66 +18,12 @@ public sealed class RendezvousBodyTests
 
     private static readonly RendezvousCookie Cookie = new(Bytes(RendezvousCookie.Size, 1));
 
-    public static TheoryData<string> Readers => [.. RelayReaders.Keys];
-
-    private static readonly Dictionary<string, (Action<byte[]> Read, byte[] Valid)> RelayReaders = new()
-    {
-        ["establish-rendezvous"] = (d => EstablishRendezvousBody.Read(d), Written(new EstablishRendezvousBody(Cookie).Write, EstablishRendezvousBody.Size)),
-        ["rendezvous"] = (d => RendezvousBody.Read(d), Written(new RendezvousBody(Cookie, Bytes(Ntor.ReplySize, 2)).Write, RendezvousBody.Size)),
-        ["rendezvous2"] = (d => Rendezvous2Body.Read(d), Written(new Rendezvous2Body(Bytes(Ntor.ReplySize, 3)).Write, Rendezvous2Body.Size)),
-        ["rendezvous-failed"] = (d => RendezvousFailedBody.Read(d), [(byte)RendezvousFailure.CookieInUse]),
-    };
-
     private delegate int Writer(Span<byte> data);
 
     private static byte[] Written(Writer write, int size)
     {
         var data = new byte[size];
         return data[..write(data)];
-    }
-
-    [Theory]
-    [MemberData(nameof(Readers))]
-    public void Every_shorter_prefix_of_a_valid_body_is_refused_as_truncated(string reader)
-    {
-        var (read, valid) = RelayReaders[reader];
-        read(valid);
-        for (int length = 0; length < valid.Length; length++)
-            Assert.Equal(WireError.Truncated, Assert.Throws<WireException>(() => read(valid[..length])).Error);
-    }
-
-    [Theory]
-    [MemberData(nameof(Readers))]
-    public void A_valid_body_with_more_bytes_is_refused(string reader)
-    {
-        var (read, valid) = RelayReaders[reader];
-        foreach (byte extra in new byte[] { 0, 0xFF })
-            Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => read([.. valid, extra])).Error);
-        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => read([.. valid, .. new byte[RelayCell.MaxData]])).Error);
-    }
-
-    [Theory]
-    [MemberData(nameof(Readers))]
-    public void Random_bytes_are_a_body_or_a_WireException_and_nothing_else(string reader)
-    {
-        var (read, valid) = RelayReaders[reader];
-        var random = new Random(reader.Length * 7919);
-        int accepted = 0;
-        for (int i = 0; i < 5_000; i++)
-        {
-            // Every fourth input has the valid body's length, so the reader gets past its length checks.
-            int length = i % 4 == 0 ? valid.Length : random.Next(i % 10 == 0 ? RelayCell.MaxData + 1 : 2 * valid.Length + 2);
-            try
-            {
-                read(Bytes(length, random.Next()));
-                accepted++;
-            }
-            catch (WireException)
-            {
-            }
-        }
-        // Fixed-size bodies take any bytes of their size; the one-byte reason only the five it names.
-        Assert.InRange(accepted, 1, 5_000);
     }
 
     [Fact]
