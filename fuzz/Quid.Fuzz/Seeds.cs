@@ -140,7 +140,12 @@ internal static class Seeds
             Relay(RelayCommand.Extended, 0, ntorReply),
             Relay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.NotAPartner]),
             Relay(RelayCommand.Echo, 0, echo),
-            Relay(RelayCommand.EchoReply, 0, echo));
+            Relay(RelayCommand.EchoReply, 0, echo),
+            Relay(RelayCommand.EstablishRendezvous, 0, Written(new EstablishRendezvousBody(RendezvousCookie.Random()).Write, EstablishRendezvousBody.Size)),
+            Relay(RelayCommand.Rendezvous, 0, Written(new RendezvousBody(RendezvousCookie.Random(), ntorReply).Write, RendezvousBody.Size)),
+            Relay(RelayCommand.Rendezvous2, 0, ntorReply),
+            Relay(RelayCommand.RendezvousFailed, 0, [(byte)RendezvousFailure.UnknownCookie]),
+            Relay(RelayCommand.RendezvousJoined, 0, []));
 
         Write(directory, "cell",
             [.. ControlCells(descriptorMessage), .. ControlCells(query)],

@@ -384,6 +384,25 @@ internal static class Targets
                 var failed = ExtendFailedBody.Read(data);
                 Check(again[..failed.Write(again)].SequenceEqual(data), "an ExtendFailed does not write back the bytes it was read from");
                 break;
+            case RelayCommand.EstablishRendezvous:
+                var establish = EstablishRendezvousBody.Read(data);
+                Check(again[..establish.Write(again)].SequenceEqual(data), "an EstablishRendezvous does not write back the bytes it was read from");
+                break;
+            case RelayCommand.Rendezvous:
+                var rendezvous = RendezvousBody.Read(data);
+                Check(again[..rendezvous.Write(again)].SequenceEqual(data), "a Rendezvous does not write back the bytes it was read from");
+                break;
+            case RelayCommand.Rendezvous2:
+                var rendezvous2 = Rendezvous2Body.Read(data);
+                Check(again[..rendezvous2.Write(again)].SequenceEqual(data), "a Rendezvous2 does not write back the bytes it was read from");
+                break;
+            case RelayCommand.RendezvousFailed:
+                var refused = RendezvousFailedBody.Read(data);
+                Check(again[..refused.Write(again)].SequenceEqual(data), "a RendezvousFailed does not write back the bytes it was read from");
+                break;
+            case RelayCommand.RendezvousEstablished or RelayCommand.RendezvousJoined:
+                EmptyBody.Read(data);
+                break;
             case RelayCommand.Echo or RelayCommand.EchoReply:
                 if (EchoProbe.TryRead(data, out var echo))
                 {
