@@ -447,8 +447,7 @@ public sealed partial class Overlay
 
         var query = new QueryMessage(id, Math.Min(_options.QueryTtl, QueryMessage.MaxTtl), 0, wanted,
             canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
-        var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
-        var targets = ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
+        var targets = FloodTargets();
         var actions = new List<OverlayAction>(targets.Count);
         foreach (var target in targets) SendQuery(target, query, actions);
         return (id, actions);
