@@ -83,6 +83,15 @@ internal static class DemoCommand
         }
         await ShowAgreementsAsync(network).ConfigureAwait(false);
 
+        // Agreements are made; your node's first circuit needs its partners' descriptors too, which
+        // are a moment behind. Fetching before it is ready would only show a "no path yet" error.
+        var building = TimeProvider.System.GetTimestamp();
+        await AnsiConsole.Status().StartAsync("Building your first circuit…", async _ =>
+        {
+            while (network.Client.Pool.Circuits.Count == 0 && TimeProvider.System.GetElapsedTime(building) < TimeSpan.FromSeconds(30))
+                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }).ConfigureAwait(false);
+
         DemoFetch fetch;
         try
         {

@@ -17,12 +17,6 @@ public sealed record PathOptions
     public IReadOnlyList<ushort> PrebuildPorts { get; init; } = [443, 80];
     /// <summary>A hop that failed a circuit (or, when none is to blame, every hop after the first of it) is avoided in new paths for this long.</summary>
     public TimeSpan AvoidFailedHopFor { get; init; } = TimeSpan.FromMinutes(1);
-    /// <summary>
-    /// A stream asked for before any path exists (a node that has just started, or whose partners'
-    /// descriptors are still on the way) waits this long for one, as Tor holds a stream while it
-    /// bootstraps, rather than failing at once.
-    /// </summary>
-    public TimeSpan WaitForPath { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>Picks first hops and next hops: unpredictable, so nobody can foretell a node's paths. Tests inject a seeded one.</summary>
     public Random Random { get; init; } = SecureRandom.Instance;
 }
@@ -55,7 +49,6 @@ public sealed record PathSource(NodeId Self, Func<CancellationToken, ValueTask<P
 public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
     private const int BuildAttempts = 3;
-    private static readonly TimeSpan PathPoll = TimeSpan.FromMilliseconds(250);
 
     private readonly Lock _lock = new();
     private readonly List<Circuit> _circuits = [];
@@ -160,7 +153,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         {
             // Out of the caller's lock, so the build is registered before it can end.
             await Task.Yield();
-            return await BuildAsync(isolation, [port], graph: null, options.WaitForPath, CancellationToken.None).ConfigureAwait(false);
+            return await BuildAsync(isolation, [port], graph: null, CancellationToken.None).ConfigureAwait(false);
         }
         finally
         {
@@ -171,42 +164,32 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// <summary>
     /// Builds a circuit along a fresh path, trying other paths when a hop fails. Each path is chosen
     /// from a fresh snapshot of the graph; <paramref name="graph"/>, when given, serves the first.
-    /// While no path exists, asks for a new snapshot every <see cref="PathPoll"/> for up to
-    /// <paramref name="waitForPath"/>.
     /// </summary>
-    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, TimeSpan waitForPath, CancellationToken cancellationToken)
+    private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
         StreamException? last = null;
-        long started = time.GetTimestamp();
         for (int attempt = 0; attempt < BuildAttempts; attempt++)
         {
             graph ??= await source.Graph(cancellationToken).ConfigureAwait(false);
-            var path = ChoosePath(graph, ports);
-            while (path is null && time.GetElapsedTime(started) < waitForPath)
-            {
-                await Task.Delay(PathPoll, time, cancellationToken).ConfigureAwait(false);
-                graph = await source.Graph(cancellationToken).ConfigureAwait(false);
-                path = ChoosePath(graph, ports);
-            }
-            if (path is not { } chosen)
-                throw new StreamException(EndReason.Unreachable,
+            var path = ChoosePath(graph, ports)
+                ?? throw new StreamException(EndReason.Unreachable,
                     options.Hops == 1 || graph.FirstHops.Count == 0
                         ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                         : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.");
             graph = null;
             try
             {
-                var circuit = await builder.BuildAsync(chosen.First.Link, chosen.Hops, isolation, cancellationToken).ConfigureAwait(false);
+                var circuit = await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
                 lock (_lock) _circuits.Add(circuit);
                 return circuit;
             }
             catch (StreamException e) when (e.Reason is not EndReason.Unreachable)
             {
                 last = e;
-                logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", chosen.Hops.Select(h => h.Id.Brief)), e.Message);
+                logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Hops.Select(h => h.Id.Brief)), e.Message);
                 // The hop to blame, or, when none is named, every hop after the first (which is our
                 // own partner: if it is gone, its link is too, and it is no longer a first hop).
-                var avoid = e.FailedHop is { } failed ? chosen.Hops.Skip(1).Where(h => h.Id == failed) : chosen.Hops.Skip(1);
+                var avoid = e.FailedHop is { } failed ? path.Hops.Skip(1).Where(h => h.Id == failed) : path.Hops.Skip(1);
                 lock (_lock)
                     foreach (var hop in avoid) _avoid[hop.Id] = time.GetUtcNow() + options.AvoidFailedHopFor;
             }
@@ -270,8 +253,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             await Task.Yield();
             var graph = await source.Graph(CancellationToken.None).ConfigureAwait(false);
             if (graph.FirstHops.Count == 0) return;
-            // Upkeep comes again soon: it need not wait for a path.
-            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, graph, TimeSpan.Zero, CancellationToken.None).ConfigureAwait(false);
+            var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, graph, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Circuit ready: {Path}", string.Join(" → ", circuit.Hops.Select(h => h.Id.Brief)));
         }
         catch (StreamException e)

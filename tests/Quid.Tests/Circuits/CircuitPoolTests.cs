@@ -109,56 +109,6 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
-    public async Task A_stream_asked_for_before_any_path_exists_waits_for_one_rather_than_failing()
-    {
-        using var net = new CircuitHarness();
-        var (origin, hops) = net.Line(1);
-        var empty = new PathGraph([], new Dictionary<NodeId, Descriptor>());
-        var ready = new PathGraph([new FirstHop(origin.PortTo(hops[0]), hops[0].Descriptor, 1024)], new Dictionary<NodeId, Descriptor>());
-        var graph = empty;
-        var pool = Pool(net, origin, _ => ValueTask.FromResult(Volatile.Read(ref graph)), hops: 1);
-
-        var opening = pool.OpenStreamAsync(net.Destination.Target, "alice", default);
-        await AdvanceWhileAsync(net, () => !opening.IsCompleted, TimeSpan.FromSeconds(5));
-        Assert.False(opening.IsCompleted, "the stream failed while the node had no path yet");
-
-        Volatile.Write(ref graph, ready);
-        await AdvanceWhileAsync(net, () => !opening.IsCompleted, TimeSpan.FromSeconds(5));
-        await using var stream = await opening;
-        Assert.Equal([hops[0].Id], Assert.Single(pool.Circuits).Hops.Select(h => h.Id));
-    }
-
-    [Fact]
-    public async Task A_stream_with_no_path_fails_as_unreachable_once_the_wait_is_over()
-    {
-        using var net = new CircuitHarness();
-        var (origin, _) = net.Line(1);
-        var pool = Pool(net, origin, _ => ValueTask.FromResult(new PathGraph([], new Dictionary<NodeId, Descriptor>())), hops: 1);
-
-        var opening = pool.OpenStreamAsync(net.Destination.Target, "alice", default);
-        await AdvanceWhileAsync(net, () => !opening.IsCompleted, new PathOptions().WaitForPath + TimeSpan.FromSeconds(1));
-
-        var failure = await Assert.ThrowsAsync<StreamException>(() => opening);
-        Assert.Equal(EndReason.Unreachable, failure.Reason);
-        Assert.Contains("still searching", failure.Message, StringComparison.Ordinal);
-    }
-
-    /// <summary>
-    /// Moves the fake clock on in small steps for <paramref name="span"/> or until
-    /// <paramref name="condition"/> fails; after each, a real millisecond lets the continuations
-    /// of the pool's timers run on the thread pool before the clock moves again.
-    /// </summary>
-    private static async Task AdvanceWhileAsync(CircuitHarness net, Func<bool> condition, TimeSpan span)
-    {
-        var step = TimeSpan.FromMilliseconds(50);
-        for (var passed = TimeSpan.Zero; passed < span && condition(); passed += step)
-        {
-            net.Time.Advance(step);
-            await Task.Delay(1);
-        }
-    }
-
-    [Fact]
     public async Task A_burst_of_streams_fills_circuits_one_at_a_time_building_each_once()
     {
         using var net = new CircuitHarness { Options = new CircuitOptions { MaxStreamsPerCircuit = 3 } };
