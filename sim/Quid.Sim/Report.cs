@@ -138,6 +138,8 @@ public sealed class Report
         Add("lookups_found", F(Of(r => r.Found is not null)));
         Add("lookups_introduced", F(Of(r => r.Introduced is not null)));
         Add("lookups_found_and_introduced", F(Of(r => r.Found is not null && r.Introduced is not null)));
+        // Lookups the asker was told failed after both rings, "no such service" to its user.
+        Add("lookups_reported_failed", F(Of(r => r.Failed)));
         var messages = runs.Select(r => (double)r.Messages).Order().ToArray();
         Add("messages_per_lookup_mean", F(messages.Length == 0 ? double.NaN : messages.Average(), 2));
         Add("messages_per_lookup_p50", F(Stats.Quantile(messages, 0.5), 0));
