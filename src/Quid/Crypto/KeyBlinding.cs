@@ -18,6 +18,8 @@ public static partial class KeyBlinding
     public const int SeedSize = 32;
     public const int FactorSize = 32;
     public const int SignatureSize = 64;
+    /// <summary>The size of a shared point from <see cref="KeyPair.TryAgree"/> or <see cref="AgreeEphemeral"/>.</summary>
+    public const int SharedSize = 32;
 
     private static readonly byte[] BlindString = "Derive temporary signing key\0"u8.ToArray();
     // The base point written out as rend-spec-v3 A.2 hashes it: "(x, y)" in decimal.
@@ -87,6 +89,33 @@ public static partial class KeyBlinding
     /// </summary>
     public static bool IsValidPublicKey(ReadOnlySpan<byte> publicKey) =>
         publicKey.Length == PublicKeySize && crypto_core_ed25519_is_valid_point(publicKey) == 1;
+
+    /// <summary>
+    /// The sender's half of a Diffie-Hellman agreement with the holder of a blinded key: picks a
+    /// random scalar e in [1, ℓ), writes E = e·B to <paramref name="ephemeralKey"/> and e·A' to
+    /// <paramref name="shared"/>, and forgets e. The holder of a' gets the same point from E with
+    /// <see cref="KeyPair.TryAgree"/>, since a'·e·B = e·A'. Throws <see cref="ArgumentException"/> if
+    /// <paramref name="blindedKey"/> is not a point of the prime-order group (no blinding makes one).
+    /// </summary>
+    public static void AgreeEphemeral(ReadOnlySpan<byte> blindedKey, Span<byte> ephemeralKey, Span<byte> shared)
+    {
+        if (blindedKey.Length != PublicKeySize) throw new ArgumentException($"A blinded key is {PublicKeySize} bytes.", nameof(blindedKey));
+        if (ephemeralKey.Length < PublicKeySize) throw new ArgumentException($"An ephemeral key is {PublicKeySize} bytes.", nameof(ephemeralKey));
+        if (shared.Length < SharedSize) throw new ArgumentException($"A shared point is {SharedSize} bytes.", nameof(shared));
+        Span<byte> e = stackalloc byte[32];
+        try
+        {
+            crypto_core_ed25519_scalar_random(e);
+            if (crypto_scalarmult_ed25519_base_noclamp(ephemeralKey, e) != 0)
+                throw new CryptographicException("The ephemeral scalar is zero.");
+            if (crypto_scalarmult_ed25519_noclamp(shared, e, blindedKey) != 0)
+                throw new ArgumentException("Not a blinded key of the prime-order group.", nameof(blindedKey));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(e);
+        }
+    }
 
     /// <summary>RFC 8032 §5.1.5 clamping, which rend-spec-v3 applies to h as to a secret scalar.</summary>
     private static void Clamp(ReadOnlySpan<byte> scalar, Span<byte> clamped)
@@ -238,6 +267,23 @@ public static partial class KeyBlinding
             }
         }
 
+        /// <summary>
+        /// The receiver's half of <see cref="AgreeEphemeral"/>: writes a'·P to <paramref name="shared"/>.
+        /// False, with <paramref name="shared"/> zeroed, if <paramref name="point"/> is not the
+        /// canonical encoding of a point of the prime-order group other than the identity (libsodium
+        /// checks it: small-order, mixed-order and off-curve encodings all fail), so whoever sent P
+        /// cannot steer the result into a small subgroup.
+        /// </summary>
+        public bool TryAgree(ReadOnlySpan<byte> point, Span<byte> shared)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (shared.Length < SharedSize) throw new ArgumentException($"A shared point is {SharedSize} bytes.", nameof(shared));
+            if (point.Length == PublicKeySize && crypto_scalarmult_ed25519_noclamp(shared, _secret.AsSpan(0, 32), point) == 0)
+                return true;
+            CryptographicOperations.ZeroMemory(shared[..SharedSize]);
+            return false;
+        }
+
         public void Dispose()
         {
             _disposed = true;
@@ -256,6 +302,9 @@ public static partial class KeyBlinding
 
     [LibraryImport("libsodium")]
     private static partial int crypto_scalarmult_ed25519_base_noclamp(Span<byte> q, ReadOnlySpan<byte> n);
+
+    [LibraryImport("libsodium")]
+    private static partial void crypto_core_ed25519_scalar_random(Span<byte> r);
 
     [LibraryImport("libsodium")]
     private static partial void crypto_core_ed25519_scalar_reduce(Span<byte> r, ReadOnlySpan<byte> s);

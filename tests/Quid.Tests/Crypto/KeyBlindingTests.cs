@@ -215,10 +215,46 @@ public sealed class KeyBlindingTests
     }
 
     [Fact]
+    public void A_sender_with_the_blinded_key_and_its_holder_agree_on_the_same_point()
+    {
+        using var blinded = KeyBlinding.KeyPair.FromSeed(Enumerable.Repeat((byte)3, 32).ToArray(), ArtiPeriod, ArtiPeriodMinutes);
+        var ephemeral = new byte[KeyBlinding.PublicKeySize];
+        var senderShared = new byte[KeyBlinding.SharedSize];
+        var holderShared = new byte[KeyBlinding.SharedSize];
+        KeyBlinding.AgreeEphemeral(blinded.PublicKey, ephemeral, senderShared);
+        Assert.True(KeyBlinding.IsValidPublicKey(ephemeral));
+        Assert.True(blinded.TryAgree(ephemeral, holderShared));
+        Assert.Equal(senderShared, holderShared);
+
+        var again = new byte[KeyBlinding.PublicKeySize];
+        KeyBlinding.AgreeEphemeral(blinded.PublicKey, again, senderShared);
+        Assert.NotEqual(ephemeral, again);
+        Assert.NotEqual(holderShared, senderShared);
+    }
+
+    [Fact]
+    public void Agreement_with_a_point_outside_the_prime_order_group_fails_and_leaves_nothing_behind()
+    {
+        using var blinded = KeyBlinding.KeyPair.FromSeed(new byte[32], 1, 1440);
+        var identity = new byte[32];
+        identity[0] = 1;
+        var notOnCurve = Hex("0200000000000000000000000000000000000000000000000000000000000000");
+        var mixedOrder = Hex("40a4cf5c611d737a2f1c6fcca84d9cabfed80987f186a5a6c57e629bff1af27f"); // 12345·B plus a point of order 8
+        foreach (var point in new[] { identity, new byte[32], notOnCurve, mixedOrder, new byte[31] })
+        {
+            var shared = Enumerable.Repeat((byte)0xAA, KeyBlinding.SharedSize).ToArray();
+            Assert.False(blinded.TryAgree(point, shared));
+            Assert.All(shared, b => Assert.Equal(0, b));
+            Assert.Throws<ArgumentException>(() => KeyBlinding.AgreeEphemeral(point, new byte[32], new byte[32]));
+        }
+    }
+
+    [Fact]
     public void A_disposed_key_pair_refuses_to_sign()
     {
         var blinded = KeyBlinding.KeyPair.FromSeed(new byte[32], 1, 1440);
         blinded.Dispose();
         Assert.Throws<ObjectDisposedException>(() => blinded.Sign("late"u8));
+        Assert.Throws<ObjectDisposedException>(() => blinded.TryAgree(blinded.PublicKey, new byte[32]));
     }
 }
