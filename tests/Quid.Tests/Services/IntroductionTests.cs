@@ -1,0 +1,186 @@
+using System.Security.Cryptography;
+using Quid.Crypto;
+using Quid.Services;
+using Quid.Wire;
+
+namespace Quid.Tests.Services;
+
+/// <summary>The introduction a client seals to a service's blinded key: only that key's holder reads it, and nothing else it is fed escapes as anything but a refusal.</summary>
+public sealed class IntroductionTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 12, 6, 0, 0, 0, TimeSpan.Zero);
+
+    private static ServiceKeys Service(byte fill = 7) => ServiceKeys.Stable(Enumerable.Repeat(fill, 32).ToArray());
+
+    private static Introduction Plain()
+    {
+        using var handshake = ServiceHandshake.Start(RandomNumberGenerator.GetBytes(32));
+        return new Introduction(new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random(), handshake.Request[^Introduction.ClientKeySize..]);
+    }
+
+    /// <summary>What the client does: A'(p) from the address alone, then the seal.</summary>
+    private static byte[] SealedTo(ServiceKeys keys, ulong period, Introduction plain)
+    {
+        var address = SessionAddress.Parse(keys.FixedAddress!.ToString());
+        return Introduction.Seal(ServicePeriod.ForAddress(address).BlindedKey(address.PublicKey, period), plain);
+    }
+
+    private static IntroductionError Refusal(KeyBlinding.KeyPair keys, byte[] sealedIntroduction) =>
+        Assert.Throws<IntroductionException>(() => Introduction.Open(keys, sealedIntroduction)).Error;
+
+    [Fact]
+    public void The_service_opens_what_a_client_sealed_to_its_blinded_key_from_the_address_alone()
+    {
+        using var keys = Service();
+        ulong period = keys.Periods.Number(Now);
+        var plain = Plain();
+        byte[] sealedIntroduction = SealedTo(keys, period, plain);
+        Assert.Equal(Introduction.SealedSize, sealedIntroduction.Length);
+        Assert.Equal(121, Introduction.SealedSize);
+        Assert.Equal(Introduction.Version, sealedIntroduction[0]);
+
+        using var blinded = keys.Blind(period);
+        var opened = Introduction.Open(blinded, sealedIntroduction);
+        Assert.Equal(plain.RendezvousNode, opened.RendezvousNode);
+        Assert.Equal(plain.Cookie, opened.Cookie);
+        Assert.Equal(plain.ClientKey, opened.ClientKey);
+        Assert.Equal(sealedIntroduction.AsSpan(1, 32).ToArray(), Introduction.ReplayKey(sealedIntroduction).ToArray());
+    }
+
+    [Fact]
+    public void The_service_rebuilds_the_clients_handshake_request_from_its_own_key_and_answers_it()
+    {
+        using var serviceKey = NSec.Cryptography.Key.Create(NSec.Cryptography.KeyAgreementAlgorithm.X25519);
+        byte[] b = serviceKey.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
+        using var handshake = ServiceHandshake.Start(b);
+        var plain = new Introduction(new NodeId(new byte[NodeId.Size]), RendezvousCookie.Random(), handshake.Request[^32..]);
+
+        using var keys = Service();
+        using var blinded = keys.Blind(5);
+        var opened = Introduction.Open(blinded, Introduction.Seal(blinded.PublicKey, plain));
+        Assert.Equal(handshake.Request.ToArray(), opened.HandshakeRequest(b));
+        var (reply, _) = ServiceHandshake.Respond(serviceKey, opened.HandshakeRequest(b));
+        Assert.Equal(Ntor.ReplySize, reply.Length);
+    }
+
+    [Fact]
+    public void An_introduction_sealed_to_another_service_or_another_period_does_not_open()
+    {
+        using var keys = Service();
+        using var other = Service(8);
+        ulong period = keys.Periods.Number(Now);
+        using var blinded = keys.Blind(period);
+        using var otherBlinded = other.Blind(period);
+        using var nextPeriod = keys.Blind(period + 1);
+
+        Assert.Equal(IntroductionError.NotForThisKey, Refusal(otherBlinded, SealedTo(keys, period, Plain())));
+        Assert.Equal(IntroductionError.NotForThisKey, Refusal(nextPeriod, SealedTo(keys, period, Plain())));
+        Assert.Equal(IntroductionError.NotForThisKey, Refusal(blinded, SealedTo(keys, period + 1, Plain())));
+    }
+
+    [Fact]
+    public void Every_flipped_bit_is_refused_as_malformed_in_the_version_and_as_not_for_this_key_elsewhere()
+    {
+        using var keys = Service();
+        using var blinded = keys.Blind(3);
+        byte[] sealedIntroduction = Introduction.Seal(blinded.PublicKey, Plain());
+        for (int bit = 0; bit < sealedIntroduction.Length * 8; bit++)
+        {
+            var changed = (byte[])sealedIntroduction.Clone();
+            changed[bit / 8] ^= (byte)(1 << (bit % 8));
+            Assert.Equal(bit < 8 ? IntroductionError.Malformed : IntroductionError.NotForThisKey, Refusal(blinded, changed));
+        }
+        Assert.NotNull(Introduction.Open(blinded, sealedIntroduction));
+    }
+
+    [Fact]
+    public void Truncated_or_longer_input_is_malformed()
+    {
+        using var keys = Service();
+        using var blinded = keys.Blind(3);
+        byte[] sealedIntroduction = Introduction.Seal(blinded.PublicKey, Plain());
+        foreach (int length in new[] { 0, 1, 33, Introduction.SealedSize - 1 })
+        {
+            Assert.Equal(IntroductionError.Malformed, Refusal(blinded, sealedIntroduction[..length]));
+            Assert.Equal(IntroductionError.Malformed, Assert.Throws<IntroductionException>(() => Introduction.ReplayKey(sealedIntroduction.AsSpan(0, length))).Error);
+        }
+        Assert.Equal(IntroductionError.Malformed, Refusal(blinded, [.. sealedIntroduction, 0]));
+        Assert.Equal(IntroductionError.Malformed, Refusal(blinded, [.. sealedIntroduction, .. sealedIntroduction]));
+    }
+
+    // Small-order points (the eight libsodium refuses), a point of mixed order (12345·B plus a
+    // point of order 8), encodings of no point (y = 2 has no x) and a non-canonical encoding
+    // (y = p + 1, the identity written long), computed with integer Edwards arithmetic.
+    public static TheoryData<string> NotPrimeOrder =>
+    [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "40a4cf5c611d737a2f1c6fcca84d9cabfed80987f186a5a6c57e629bff1af27f",
+        "0200000000000000000000000000000000000000000000000000000000000000",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ];
+
+    [Theory]
+    [MemberData(nameof(NotPrimeOrder))]
+    public void An_ephemeral_key_that_is_no_point_of_the_prime_order_group_is_refused_as_not_for_this_key(string point)
+    {
+        using var keys = Service();
+        using var blinded = keys.Blind(3);
+        byte[] sealedIntroduction = Introduction.Seal(blinded.PublicKey, Plain());
+        Convert.FromHexString(point).CopyTo(sealedIntroduction, 1);
+        Assert.Equal(IntroductionError.NotForThisKey, Refusal(blinded, sealedIntroduction));
+
+        var shared = new byte[KeyBlinding.SharedSize];
+        Assert.False(blinded.TryAgree(Convert.FromHexString(point), shared));
+        Assert.All(shared, b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void Sealing_to_a_blinded_key_that_is_no_point_of_the_prime_order_group_is_an_argument_error()
+    {
+        Assert.Throws<ArgumentException>(() => Introduction.Seal(new byte[31], Plain()));
+        Assert.Throws<ArgumentException>(() => Introduction.Seal(Convert.FromHexString("0100000000000000000000000000000000000000000000000000000000000000"), Plain()));
+    }
+
+    [Fact]
+    public void Random_bytes_of_any_length_raise_only_an_introduction_exception()
+    {
+        using var keys = Service();
+        using var blinded = keys.Blind(3);
+        var random = new Random(19);
+        for (int i = 0; i < 2000; i++)
+        {
+            var input = new byte[random.Next(0, 301)];
+            random.NextBytes(input);
+            // Give about a third the right length and version, so they reach the key agreement and the tag.
+            if (i % 3 == 0)
+            {
+                input = new byte[Introduction.SealedSize];
+                random.NextBytes(input);
+                input[0] = Introduction.Version;
+            }
+            Assert.Throws<IntroductionException>(() => Introduction.Open(blinded, input));
+        }
+    }
+
+    [Fact]
+    public void Two_seals_of_the_same_contents_differ_in_every_part()
+    {
+        using var keys = Service();
+        using var blinded = keys.Blind(3);
+        var plain = Plain();
+        byte[] first = Introduction.Seal(blinded.PublicKey, plain);
+        byte[] second = Introduction.Seal(blinded.PublicKey, plain);
+        Assert.NotEqual(first.AsSpan(1, 32).ToArray(), second.AsSpan(1, 32).ToArray());
+        Assert.NotEqual(first.AsSpan(33).ToArray(), second.AsSpan(33).ToArray());
+        Assert.Equal(plain.Cookie, Introduction.Open(blinded, first).Cookie);
+        Assert.Equal(plain.Cookie, Introduction.Open(blinded, second).Cookie);
+    }
+}
