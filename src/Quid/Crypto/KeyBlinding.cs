@@ -99,22 +99,29 @@ public static partial class KeyBlinding
     /// </summary>
     public static void AgreeEphemeral(ReadOnlySpan<byte> blindedKey, Span<byte> ephemeralKey, Span<byte> shared)
     {
-        if (blindedKey.Length != PublicKeySize) throw new ArgumentException($"A blinded key is {PublicKeySize} bytes.", nameof(blindedKey));
-        if (ephemeralKey.Length < PublicKeySize) throw new ArgumentException($"An ephemeral key is {PublicKeySize} bytes.", nameof(ephemeralKey));
-        if (shared.Length < SharedSize) throw new ArgumentException($"A shared point is {SharedSize} bytes.", nameof(shared));
         Span<byte> e = stackalloc byte[32];
         try
         {
             crypto_core_ed25519_scalar_random(e);
-            if (crypto_scalarmult_ed25519_base_noclamp(ephemeralKey, e) != 0)
-                throw new CryptographicException("The ephemeral scalar is zero.");
-            if (crypto_scalarmult_ed25519_noclamp(shared, e, blindedKey) != 0)
-                throw new ArgumentException("Not a blinded key of the prime-order group.", nameof(blindedKey));
+            AgreeEphemeral(blindedKey, e, ephemeralKey, shared);
         }
         finally
         {
             CryptographicOperations.ZeroMemory(e);
         }
+    }
+
+    /// <summary><see cref="AgreeEphemeral(ReadOnlySpan{byte}, Span{byte}, Span{byte})"/> with the scalar given (0 &lt; e &lt; ℓ, little-endian): for test vectors.</summary>
+    internal static void AgreeEphemeral(ReadOnlySpan<byte> blindedKey, ReadOnlySpan<byte> ephemeralScalar, Span<byte> ephemeralKey, Span<byte> shared)
+    {
+        if (blindedKey.Length != PublicKeySize) throw new ArgumentException($"A blinded key is {PublicKeySize} bytes.", nameof(blindedKey));
+        if (ephemeralScalar.Length != 32) throw new ArgumentException("A scalar is 32 bytes.", nameof(ephemeralScalar));
+        if (ephemeralKey.Length < PublicKeySize) throw new ArgumentException($"An ephemeral key is {PublicKeySize} bytes.", nameof(ephemeralKey));
+        if (shared.Length < SharedSize) throw new ArgumentException($"A shared point is {SharedSize} bytes.", nameof(shared));
+        if (crypto_scalarmult_ed25519_base_noclamp(ephemeralKey, ephemeralScalar) != 0)
+            throw new CryptographicException("The ephemeral scalar is zero.");
+        if (crypto_scalarmult_ed25519_noclamp(shared, ephemeralScalar, blindedKey) != 0)
+            throw new ArgumentException("Not a blinded key of the prime-order group.", nameof(blindedKey));
     }
 
     /// <summary>RFC 8032 §5.1.5 clamping, which rend-spec-v3 applies to h as to a secret scalar.</summary>

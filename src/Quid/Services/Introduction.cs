@@ -80,7 +80,10 @@ public sealed class Introduction
     /// two seals of the same contents differ. Throws <see cref="ArgumentException"/> if
     /// <paramref name="blindedKey"/> is not a point of the prime-order group.
     /// </summary>
-    public static byte[] Seal(ReadOnlySpan<byte> blindedKey, Introduction plain)
+    public static byte[] Seal(ReadOnlySpan<byte> blindedKey, Introduction plain) => Seal(blindedKey, plain, ephemeralScalar: default);
+
+    /// <summary><see cref="Seal(ReadOnlySpan{byte}, Introduction)"/> with the ephemeral scalar e given, for test vectors; empty for a random one.</summary>
+    internal static byte[] Seal(ReadOnlySpan<byte> blindedKey, Introduction plain, ReadOnlySpan<byte> ephemeralScalar)
     {
         ArgumentNullException.ThrowIfNull(plain);
         if (blindedKey.Length != KeyBlinding.PublicKeySize) throw new ArgumentException($"A blinded key is {KeyBlinding.PublicKeySize} bytes.", nameof(blindedKey));
@@ -92,7 +95,8 @@ public sealed class Introduction
         Span<byte> contents = stackalloc byte[PlainSize];
         try
         {
-            KeyBlinding.AgreeEphemeral(blindedKey, ephemeral, shared);
+            if (ephemeralScalar.IsEmpty) KeyBlinding.AgreeEphemeral(blindedKey, ephemeral, shared);
+            else KeyBlinding.AgreeEphemeral(blindedKey, ephemeralScalar, ephemeral, shared);
             DeriveKey(shared, blindedKey, ephemeral, key);
             plain.RendezvousNode.WriteTo(contents);
             plain.Cookie.WriteTo(contents[NodeId.Size..]);

@@ -48,6 +48,30 @@ public sealed class IntroductionTests
     }
 
     [Fact]
+    public void A_fixed_ephemeral_scalar_gives_the_bytes_of_the_independent_reference()
+    {
+        // tests/Quid.Tests/Vectors/introduction.py: arti's blinded key pair (KeyBlindingTests), e = 32 bytes of 01,
+        // node id 00..13, cookie 14..27, X 28..47.
+        byte[] blindedKey = Convert.FromHexString("3A50BF210E8F9EE955AE0014F7A6917FB65EBF098A86305ABB508D1A7291B6D5");
+        byte[] expected = Convert.FromHexString(
+            "01130ae82201d7072e6fbfc0a1884fb54636554d14945b799125cf7ce38d477f51d36d57aed6a7f92278b1dc616e5f5b98681e9e46d276d59bd1" +
+            "4e795347a403eb07bd497161e280f3053bd5ca9acec9a79f75242977b8703e7dae9dced6b24caa4bff86d3814687963c7610e7cf4bb4ac5e2f6ddae532ac6e");
+        byte[] bytes = [.. Enumerable.Range(0, 72).Select(i => (byte)i)];
+        var plain = new Introduction(new NodeId(bytes.AsSpan(0, 20)), new RendezvousCookie(bytes.AsSpan(20, 20)), bytes.AsSpan(40, 32));
+
+        Assert.Equal(expected, Introduction.Seal(blindedKey, plain, Enumerable.Repeat((byte)1, 32).ToArray()));
+
+        byte[] expandedSecret = Convert.FromHexString(
+            "D8C7FF0E31295B66540D789AF3E3DF992038A9592EEA01D8B7CBA06D6E66D159" + "4D6167696320576F7264733A20737065697373636F62616C742062697669756D");
+        using var arti = new KeyBlinding.KeyPair(expandedSecret, Convert.FromHexString("379E50DB31FEE6775ABD0AF6FB7C371E060308F4F847DB09FE4CFE13AF602287"));
+        Assert.Equal(blindedKey, arti.PublicKey);
+        var opened = Introduction.Open(arti, expected);
+        Assert.Equal(plain.RendezvousNode, opened.RendezvousNode);
+        Assert.Equal(plain.Cookie, opened.Cookie);
+        Assert.Equal(plain.ClientKey, opened.ClientKey);
+    }
+
+    [Fact]
     public void The_service_rebuilds_the_clients_handshake_request_from_its_own_key_and_answers_it()
     {
         using var serviceKey = NSec.Cryptography.Key.Create(NSec.Cryptography.KeyAgreementAlgorithm.X25519);
