@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 EXECS=${EXECS:-1000000}
 WORK=${WORK:-/tmp/quid-fuzz}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(socks http-request http-response http-chunked link-handshake link-frame cell create created relay control descriptor pcp natpmp port-mapper session-address share-request service-record)
+[ ${#targets[@]} -gt 0 ] || targets=(socks http-request http-response http-chunked link-handshake link-frame cell create created relay control descriptor pcp natpmp port-mapper session-address share-request service-record introduction)
 
 command -v afl-fuzz >/dev/null || { echo "afl-fuzz not found: apt-get install -y afl++" >&2; exit 2; }
 command -v sharpfuzz >/dev/null || export PATH="$PATH:$HOME/.dotnet/tools"

@@ -2,6 +2,7 @@ using System.Net;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Links.PortMapping;
+using Quid.Services;
 using Quid.Wire;
 
 namespace Quid.Fuzz;
@@ -98,6 +99,18 @@ internal static class Seeds
             ControlCodec.Encode(new LookupHitMessage(QueryId.New(), record)),
             ControlCodec.Encode(new IntroduceMessage(QueryId.New(), QueryId.New(), new byte[300])));
         Write(directory, "service-record", record.Encoded, record.Encoded[..^1]);
+
+        // Sealed to the target's blinded key, so that they reach the tag; then another version, a
+        // short one, and one whose E is the identity, a small-order point.
+        using var serviceKeys = KeyBlinding.KeyPair.FromSeed(Targets.HopSeed, Targets.IntroductionPeriod, 1440);
+        byte[] introduction = Introduction.Seal(serviceKeys.PublicKey, new Introduction(hop.Id, RendezvousCookie.Random(), toHop.Request[^Introduction.ClientKeySize..]));
+        byte[] otherVersion = [.. introduction];
+        otherVersion[0] = 2;
+        byte[] smallOrder = [.. introduction];
+        smallOrder.AsSpan(1, 32).Clear();
+        smallOrder[1] = 1;
+        Write(directory, "introduction", introduction, Introduction.Seal(serviceKeys.PublicKey, new Introduction(peer.Id, RendezvousCookie.Random(), new byte[32])),
+            otherVersion, introduction[..^1], smallOrder);
 
         Write(directory, "descriptor", descriptor.Encoded);
 

@@ -38,6 +38,7 @@ internal static class Targets
         ["port-mapper"] = PortMapperSteps,
         ["session-address"] = SessionAddressText,
         ["service-record"] = ServiceRecordDecode,
+        ["introduction"] = IntroductionOpen,
         ["share-request"] = ShareRequest,
     };
 
@@ -55,6 +56,10 @@ internal static class Targets
     internal static readonly byte[] HopSeed = [.. Enumerable.Range(0x40, NodeIdentity.SeedSize).Select(i => (byte)i)];
     private static readonly Lazy<NodeIdentity> Hop = new(() => NodeIdentity.FromSeed(HopSeed));
     private static readonly Lazy<Ntor.Client> HopClient = new(() => Ntor.Start(Hop.Value.Id, Hop.Value.LinkPublicKey));
+
+    /// <summary>The period (of 1440 minutes) whose blinded key of <see cref="HopSeed"/> the introduction target opens with, and its seeds are sealed to.</summary>
+    internal const ulong IntroductionPeriod = 20_000;
+    private static readonly Lazy<KeyBlinding.KeyPair> IntroductionKeys = new(() => KeyBlinding.KeyPair.FromSeed(HopSeed, IntroductionPeriod, 1440));
 
     /// <summary>The Noise split key the link-frame target's receiving side is keyed from, and its seeds sealed with.</summary>
     internal static readonly byte[] FrameKey = [.. Enumerable.Range(0x80, 32).Select(i => (byte)i)];
@@ -442,6 +447,27 @@ internal static class Targets
         }
         record.Verify(record.Published, TimeSpan.FromMinutes(5));
         Check(record.Encoded.AsSpan().SequenceEqual(input), "a record does not encode back to its input");
+    }
+
+    /// <summary>
+    /// An introduction from any client (PROTOCOL §9.12), opened with a fixed blinded key pair:
+    /// only <see cref="IntroductionException"/> may escape, and what opens has the replay key of
+    /// its input and rebuilds a whole handshake request.
+    /// </summary>
+    private static void IntroductionOpen(byte[] input)
+    {
+        Introduction introduction;
+        try
+        {
+            introduction = Introduction.Open(IntroductionKeys.Value, input);
+        }
+        catch (IntroductionException)
+        {
+            return;
+        }
+        Check(Introduction.ReplayKey(input).SequenceEqual(input.AsSpan(1, 32)), "an introduction's replay key is not its ephemeral key");
+        // Any 32 bytes serve as the service's handshake key B here.
+        Check(introduction.HandshakeRequest(HopSeed).AsSpan(^Introduction.ClientKeySize..).SequenceEqual(introduction.ClientKey), "a rebuilt handshake request does not end in the client's key");
     }
 
     /// <summary>
