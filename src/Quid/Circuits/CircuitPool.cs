@@ -36,9 +36,10 @@ public sealed record PathGraph(IReadOnlyList<FirstHop> FirstHops, IReadOnlyDicti
 /// <summary>
 /// Where the pool learns what paths it may choose: <paramref name="Graph"/> gives a fresh
 /// snapshot, asked for once per path choice, so the pool never reads the node's live state from
-/// its own threads.
+/// its own threads. Its first argument is how many hops the path may have: the snapshot must
+/// hold the descriptors of the nodes that many hops out (first hops are one).
 /// </summary>
-public sealed record PathSource(NodeId Self, Func<CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
+public sealed record PathSource(NodeId Self, Func<int, CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
 
 /// <summary>
 /// The circuits our applications use, along paths drawn by <see cref="PathRule"/>: a walk over
@@ -170,7 +171,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         StreamException? last = null;
         for (int attempt = 0; attempt < BuildAttempts; attempt++)
         {
-            graph ??= await source.Graph(cancellationToken).ConfigureAwait(false);
+            graph ??= await source.Graph(options.Hops, cancellationToken).ConfigureAwait(false);
             var path = ChoosePath(graph, ports)
                 ?? throw new StreamException(EndReason.Unreachable,
                     options.Hops == 1 || graph.FirstHops.Count == 0
@@ -251,7 +252,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         {
             // Off the caller's thread: upkeep must not wait for the graph, which may come from the caller's own loop.
             await Task.Yield();
-            var graph = await source.Graph(CancellationToken.None).ConfigureAwait(false);
+            var graph = await source.Graph(options.Hops, CancellationToken.None).ConfigureAwait(false);
             if (graph.FirstHops.Count == 0) return;
             var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, graph, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Circuit ready: {Path}", string.Join(" → ", circuit.Hops.Select(h => h.Id.Brief)));

@@ -17,7 +17,7 @@ public sealed class CircuitPoolTests
         TestDescriptors.Make(node.Identity, Block.FromKbps(1024), null, policy: policy ?? ExitPolicy.AcceptAll,
             partners: [.. partners.Select(p => p.Id)], published: net.Time.GetUtcNow());
 
-    private static CircuitPool Pool(CircuitHarness net, CircuitNode origin, Func<CancellationToken, ValueTask<PathGraph>> graph, int hops = 3) =>
+    private static CircuitPool Pool(CircuitHarness net, CircuitNode origin, Func<int, CancellationToken, ValueTask<PathGraph>> graph, int hops = 3) =>
         new(origin.Builder, new PathOptions { Hops = hops, Random = new Random(7) }, new PathSource(origin.Id, graph, "default"), net.Time, NullLogger.Instance);
 
     [Fact]
@@ -42,7 +42,7 @@ public sealed class CircuitPoolTests
                 [closed.Id] = Describe(net, closed, ExitPolicy.RejectAll),
                 [open.Id] = Describe(net, open),
             });
-        var pool = Pool(net, origin, _ => ValueTask.FromResult(graph));
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph));
 
         pool.Maintain();
 
@@ -75,7 +75,7 @@ public sealed class CircuitPoolTests
             });
         for (int seed = 0; seed < 8; seed++)
         {
-            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 3, Random = new Random(seed) }, new PathSource(origin.Id, _ => ValueTask.FromResult(graph), "default"),
+            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 3, Random = new Random(seed) }, new PathSource(origin.Id, (_, _) => ValueTask.FromResult(graph), "default"),
                 net.Time, NullLogger.Instance);
             pool.Maintain();
             await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, $"a circuit through the middle (seed {seed})");
@@ -90,7 +90,7 @@ public sealed class CircuitPoolTests
         var (origin, hops) = net.Line(1);
         var snapshot = new TaskCompletionSource<PathGraph>(TaskCreationOptions.RunContinuationsAsynchronously);
         int asked = 0;
-        var pool = Pool(net, origin, _ =>
+        var pool = Pool(net, origin, (_, _) =>
         {
             Interlocked.Increment(ref asked);
             return new ValueTask<PathGraph>(snapshot.Task);
@@ -115,7 +115,7 @@ public sealed class CircuitPoolTests
         var (origin, hops) = net.Line(1);
         int asked = 0;
         var graph = new PathGraph([new FirstHop(origin.PortTo(hops[0]), hops[0].Descriptor, 1024)], new Dictionary<NodeId, Descriptor>());
-        var pool = Pool(net, origin, _ =>
+        var pool = Pool(net, origin, (_, _) =>
         {
             Interlocked.Increment(ref asked);
             return ValueTask.FromResult(graph);
