@@ -36,15 +36,18 @@ public sealed record PathGraph(IReadOnlyList<FirstHop> FirstHops, IReadOnlyDicti
 /// <summary>
 /// Where the pool learns what paths it may choose: <paramref name="Graph"/> gives a fresh
 /// snapshot, asked for once per path choice, so the pool never reads the node's live state from
-/// its own threads.
+/// its own threads. Its first argument is how many hops the path may have: the snapshot must
+/// hold the descriptors of the nodes that many hops out (first hops are one).
 /// </summary>
-public sealed record PathSource(NodeId Self, Func<CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
+public sealed record PathSource(NodeId Self, Func<int, CancellationToken, ValueTask<PathGraph>> Graph, object DefaultIsolation);
 
 /// <summary>
 /// The circuits our applications use, along paths drawn by <see cref="PathRule"/>: a walk over
 /// the graph of agreements whose last hop's exit policy allows the port.
 /// Streams with different isolation keys (SOCKS credentials) never share a circuit; a circuit
-/// is kept built ahead, rebuilt when it fails, and retired when it grows old.
+/// is kept built ahead, rebuilt when it fails, and retired when it grows old. It also builds
+/// dedicated circuits, for a rendezvous or an introduction point, which no stream of the pool
+/// ever uses: the caller owns them.
 /// </summary>
 public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
@@ -162,26 +165,69 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     }
 
     /// <summary>
-    /// Builds a circuit along a fresh path, trying other paths when a hop fails. Each path is chosen
-    /// from a fresh snapshot of the graph; <paramref name="graph"/>, when given, serves the first.
+    /// Builds a circuit for the pool's streams along a fresh path whose exit allows the ports. Each
+    /// path is chosen from a fresh snapshot of the graph; <paramref name="graph"/>, when given,
+    /// serves the first.
     /// </summary>
     private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
+    {
+        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, g => ChoosePath(g, ports, target: null),
+            g => options.Hops == 1 || g.FirstHops.Count == 0
+                ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
+                : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.",
+            cancellationToken).ConfigureAwait(false);
+        lock (_lock) _circuits.Add(circuit);
+        return circuit;
+    }
+
+    /// <summary>
+    /// Builds a circuit of <see cref="PathOptions.Hops"/> hops along the path rule, ending at any
+    /// node a walk reaches, whatever its exit policy, as nothing leaves it: a client's circuit to a
+    /// rendezvous point of its choosing, a service's to an introduction point. It serves only that
+    /// purpose, so it is not the pool's: no stream of the pool ever uses it, upkeep never closes
+    /// it, and the caller destroys it when done.
+    /// </summary>
+    public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken) =>
+        BuildAlongAsync(isolation, options.Hops, graph: null, g => ChoosePath(g, ports: [], target: null),
+            g => g.FirstHops.Count == 0
+                ? "No partner grants us bandwidth yet: still searching for one."
+                : $"No {options.Hops}-hop path through our partners and theirs yet.",
+            cancellationToken);
+
+    /// <summary>
+    /// Builds a circuit whose last hop is <paramref name="target"/> (a service's circuit to the
+    /// rendezvous point its client chose), along <see cref="PathRule.DrawTo"/>: of
+    /// <see cref="PathOptions.Hops"/> hops if such a path exists, else longer, up to
+    /// <see cref="Circuit.MaxHopsToRendezvous"/>. Like <see cref="BuildDedicatedAsync"/>, it is the
+    /// caller's. Throws <see cref="StreamException"/> (<see cref="EndReason.Unreachable"/>) when no
+    /// path through our partners and theirs reaches the target.
+    /// </summary>
+    public Task<Circuit> BuildToAsync(NodeId target, object isolation, CancellationToken cancellationToken) =>
+        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, g => ChoosePath(g, ports: [], target),
+            g => g.FirstHops.Count == 0
+                ? $"No partner grants us bandwidth yet, so no path reaches {target.Brief}: still searching for one."
+                : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {target.Brief}.",
+            cancellationToken);
+
+    /// <summary>
+    /// Builds a circuit along a path <paramref name="choose"/> draws from a fresh snapshot of the
+    /// graph (<paramref name="depth"/> hops deep), trying other paths when a hop fails, up to
+    /// <see cref="BuildAttempts"/> times; <paramref name="graph"/>, when given, serves the first.
+    /// When no path is left, throws <see cref="EndReason.Unreachable"/> with what
+    /// <paramref name="unreachable"/> says.
+    /// </summary>
+    private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph, Func<PathGraph, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
+        Func<PathGraph, string> unreachable, CancellationToken cancellationToken)
     {
         StreamException? last = null;
         for (int attempt = 0; attempt < BuildAttempts; attempt++)
         {
-            graph ??= await source.Graph(cancellationToken).ConfigureAwait(false);
-            var path = ChoosePath(graph, ports)
-                ?? throw new StreamException(EndReason.Unreachable,
-                    options.Hops == 1 || graph.FirstHops.Count == 0
-                        ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
-                        : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.");
+            graph ??= await source.Graph(depth, cancellationToken).ConfigureAwait(false);
+            var path = choose(graph) ?? throw new StreamException(EndReason.Unreachable, unreachable(graph));
             graph = null;
             try
             {
-                var circuit = await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
-                lock (_lock) _circuits.Add(circuit);
-                return circuit;
+                return await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
             }
             catch (StreamException e) when (e.Reason is not EndReason.Unreachable)
             {
@@ -197,21 +243,32 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         throw last!;
     }
 
-    /// <summary>A path by <see cref="PathRule"/>, over the snapshot: the node's own first hops and the descriptors it knows.</summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports)
+    /// <summary>
+    /// A path by <see cref="PathRule"/>, over the snapshot: the node's own first hops and the
+    /// descriptors it knows. With a <paramref name="target"/>, one that ends there
+    /// (<see cref="PathRule.DrawTo"/>); else one whose last hop allows <paramref name="ports"/>
+    /// (any, when there are none).
+    /// </summary>
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target)
     {
         var now = time.GetUtcNow();
         var known = new Dictionary<NodeId, Descriptor>(graph.Descriptors);
         foreach (var hop in graph.FirstHops) known[hop.Descriptor.Id] = hop.Descriptor;
         Dictionary<NodeId, DateTimeOffset> avoid;
         lock (_lock) avoid = new(_avoid);
+        // The target is not avoided for having failed a try: another way to it may serve, and the
+        // tries are few. The paths that avoid it are those to other nodes.
+        if (target is { } end) avoid.Remove(end);
         var walk = new PathWalk<NodeId>(
             source.Self,
             [.. graph.FirstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
             id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)));
-        if (PathRule.Draw(walk, options.Hops, options.Random) is not { } path) return null;
+        var path = target is { } to
+            ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
+            : PathRule.Draw(walk, options.Hops, options.Random);
+        if (path is null) return null;
         return (graph.FirstHops.First(h => h.Descriptor.Id == path[0]), [.. path.Select(id => known[id])]);
     }
 
@@ -251,7 +308,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         {
             // Off the caller's thread: upkeep must not wait for the graph, which may come from the caller's own loop.
             await Task.Yield();
-            var graph = await source.Graph(CancellationToken.None).ConfigureAwait(false);
+            var graph = await source.Graph(options.Hops, CancellationToken.None).ConfigureAwait(false);
             if (graph.FirstHops.Count == 0) return;
             var circuit = await BuildAsync(source.DefaultIsolation, options.PrebuildPorts, graph, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("Circuit ready: {Path}", string.Join(" → ", circuit.Hops.Select(h => h.Id.Brief)));

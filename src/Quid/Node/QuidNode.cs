@@ -601,16 +601,17 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     /// <summary>
     /// What paths may be chosen from, copied on the loop so the pool never reads live state: the
     /// partners that grant us bandwidth (where our circuits start, with their links and
-    /// descriptors), and the descriptors of their partners, theirs, and so on, as far as a path reaches.
+    /// descriptors), and the descriptors of their partners, theirs, and so on, as far as a path of
+    /// <paramref name="hops"/> hops reaches.
     /// </summary>
-    private ValueTask<PathGraph> PathGraphAsync(CancellationToken cancellationToken) => new(OnLoopAsync(() =>
+    private ValueTask<PathGraph> PathGraphAsync(int hops, CancellationToken cancellationToken) => new(OnLoopAsync(() =>
     {
         var firstHops = new List<FirstHop>();
         foreach (var (partner, kbps) in _partners.GrantedBy)
             if (kbps > 0 && _core.LinkTo(partner) is { } link && _core.Overlay.Find(partner) is { } descriptor) firstHops.Add(new FirstHop(link, descriptor, kbps, _partners.Private.Contains(partner)));
         var descriptors = firstHops.ToDictionary(h => h.Descriptor.Id, h => h.Descriptor);
         List<Descriptor> reached = [.. descriptors.Values];
-        for (int depth = 1; depth < _options.Hops; depth++)
+        for (int depth = 1; depth < hops; depth++)
         {
             List<Descriptor> next = [];
             foreach (var id in reached.SelectMany(d => d.Partners))

@@ -17,7 +17,7 @@ public sealed class CircuitPoolTests
         TestDescriptors.Make(node.Identity, Block.FromKbps(1024), null, policy: policy ?? ExitPolicy.AcceptAll,
             partners: [.. partners.Select(p => p.Id)], published: net.Time.GetUtcNow());
 
-    private static CircuitPool Pool(CircuitHarness net, CircuitNode origin, Func<CancellationToken, ValueTask<PathGraph>> graph, int hops = 3) =>
+    private static CircuitPool Pool(CircuitHarness net, CircuitNode origin, Func<int, CancellationToken, ValueTask<PathGraph>> graph, int hops = 3) =>
         new(origin.Builder, new PathOptions { Hops = hops, Random = new Random(7) }, new PathSource(origin.Id, graph, "default"), net.Time, NullLogger.Instance);
 
     [Fact]
@@ -42,7 +42,7 @@ public sealed class CircuitPoolTests
                 [closed.Id] = Describe(net, closed, ExitPolicy.RejectAll),
                 [open.Id] = Describe(net, open),
             });
-        var pool = Pool(net, origin, _ => ValueTask.FromResult(graph));
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph));
 
         pool.Maintain();
 
@@ -75,7 +75,7 @@ public sealed class CircuitPoolTests
             });
         for (int seed = 0; seed < 8; seed++)
         {
-            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 3, Random = new Random(seed) }, new PathSource(origin.Id, _ => ValueTask.FromResult(graph), "default"),
+            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 3, Random = new Random(seed) }, new PathSource(origin.Id, (_, _) => ValueTask.FromResult(graph), "default"),
                 net.Time, NullLogger.Instance);
             pool.Maintain();
             await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, $"a circuit through the middle (seed {seed})");
@@ -90,7 +90,7 @@ public sealed class CircuitPoolTests
         var (origin, hops) = net.Line(1);
         var snapshot = new TaskCompletionSource<PathGraph>(TaskCreationOptions.RunContinuationsAsynchronously);
         int asked = 0;
-        var pool = Pool(net, origin, _ =>
+        var pool = Pool(net, origin, (_, _) =>
         {
             Interlocked.Increment(ref asked);
             return new ValueTask<PathGraph>(snapshot.Task);
@@ -115,7 +115,7 @@ public sealed class CircuitPoolTests
         var (origin, hops) = net.Line(1);
         int asked = 0;
         var graph = new PathGraph([new FirstHop(origin.PortTo(hops[0]), hops[0].Descriptor, 1024)], new Dictionary<NodeId, Descriptor>());
-        var pool = Pool(net, origin, _ =>
+        var pool = Pool(net, origin, (_, _) =>
         {
             Interlocked.Increment(ref asked);
             return ValueTask.FromResult(graph);
@@ -127,5 +127,121 @@ public sealed class CircuitPoolTests
         Assert.Equal([3, 3, 2], pool.Circuits.Select(c => c.StreamCount).OrderDescending());
         Assert.Equal(3, Volatile.Read(ref asked)); // one graph, one build, per circuit
         foreach (var stream in streams) await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_dedicated_circuit_may_end_where_nothing_exits_and_is_not_the_pools()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, middle, closed) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, middle);
+        net.Partners(middle, closed);
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, middle), 1024)],
+            new Dictionary<NodeId, Descriptor>
+            {
+                [middle.Id] = Describe(net, middle, null, closed),
+                [closed.Id] = Describe(net, closed, ExitPolicy.RejectAll),
+            });
+        int depth = 0;
+        var pool = Pool(net, origin, (hops, _) =>
+        {
+            depth = hops;
+            return ValueTask.FromResult(graph);
+        });
+
+        var circuit = await pool.BuildDedicatedAsync("alice", default).WaitAsync(Deadline);
+
+        Assert.Equal([first.Id, middle.Id, closed.Id], circuit.Hops.Select(h => h.Id));
+        Assert.Equal(3, depth);
+        Assert.Equal("alice", circuit.Isolation);
+        Assert.Empty(pool.Circuits);
+        circuit.Destroy(DestroyReason.Finished);
+    }
+
+    [Fact]
+    public async Task A_stream_of_the_same_isolation_never_goes_on_a_dedicated_circuit_and_upkeep_leaves_it_to_its_owner()
+    {
+        using var net = new CircuitHarness();
+        var (origin, hops) = net.Line(1);
+        var graph = new PathGraph([new FirstHop(origin.PortTo(hops[0]), hops[0].Descriptor, 1024)], new Dictionary<NodeId, Descriptor>());
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 1);
+        var dedicated = await pool.BuildDedicatedAsync("alice", default).WaitAsync(Deadline);
+
+        await using var stream = await pool.OpenStreamAsync(net.Destination.Target, "alice", default).WaitAsync(Deadline);
+
+        var pooled = Assert.Single(pool.Circuits);
+        Assert.NotSame(dedicated, pooled);
+        Assert.Equal(1, pooled.StreamCount);
+        Assert.Equal(0, dedicated.StreamCount);
+        // Upkeep closes the pool's old idle circuits, not the caller's.
+        net.Time.Advance(new PathOptions().MaxCircuitAge);
+        pool.Maintain();
+        Assert.Equal(CircuitState.Open, dedicated.State);
+        dedicated.Destroy(DestroyReason.Finished);
+    }
+
+    [Fact]
+    public async Task A_circuit_to_a_chosen_node_ends_there_along_a_path_as_deep_as_a_rendezvous_allows()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, middle, other, point) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, middle);
+        net.Partners(first, point);
+        net.Partners(middle, other);
+        net.Partners(middle, point);
+        // The point grants the first hop too, but three hops are asked for: first, middle, point.
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, middle, point), 1024)],
+            new Dictionary<NodeId, Descriptor>
+            {
+                [middle.Id] = Describe(net, middle, null, other, point),
+                [other.Id] = Describe(net, other),
+                [point.Id] = Describe(net, point, ExitPolicy.RejectAll),
+            });
+        int depth = 0;
+        var pool = Pool(net, origin, (hops, _) =>
+        {
+            depth = hops;
+            return ValueTask.FromResult(graph);
+        });
+
+        var circuit = await pool.BuildToAsync(point.Id, "service", default).WaitAsync(Deadline);
+
+        Assert.Equal([first.Id, middle.Id, point.Id], circuit.Hops.Select(h => h.Id));
+        Assert.Equal(Circuit.MaxHopsToRendezvous, depth);
+        Assert.Empty(pool.Circuits);
+        circuit.Destroy(DestroyReason.Finished);
+
+        var stranger = net.AddNode();
+        var unreachable = await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync(stranger.Id, "service", default).WaitAsync(Deadline));
+        Assert.Equal(EndReason.Unreachable, unreachable.Reason);
+        Assert.Contains(stranger.Id.Brief, unreachable.Message);
+    }
+
+    [Fact]
+    public async Task A_chosen_node_that_cannot_be_reached_fails_the_build_after_a_few_tries()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, point) = (net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        // The first hop's descriptor lists the point, but they are no partners: each try fails at the point.
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, point), 1024)],
+            new Dictionary<NodeId, Descriptor> { [point.Id] = Describe(net, point) });
+        int asked = 0;
+        var pool = Pool(net, origin, (_, _) =>
+        {
+            Interlocked.Increment(ref asked);
+            return ValueTask.FromResult(graph);
+        });
+
+        var failed = await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync(point.Id, "service", default).WaitAsync(Deadline));
+
+        Assert.Equal(point.Id, failed.FailedHop);
+        Assert.Equal(3, Volatile.Read(ref asked));
+        Assert.Empty(pool.Circuits);
     }
 }

@@ -83,4 +83,167 @@ public sealed class PathRuleTests
         for (int i = 0; i < 50; i++) Assert.Equal(1, PathRule.Draw(deadAfterOne, 3, random)![0]);
         Assert.Equal([4, 5], PathRule.Draw(deadAfterOne, 2, random)!);
     }
+
+    // ---- Paths to a chosen last hop ----
+
+    /// <summary>A walk over <paramref name="partners"/> (node → the nodes that grant it) from client 0, whose first hops are <paramref name="firstHops"/>.</summary>
+    private static PathWalk<int> To(Dictionary<int, int[]> partners, params (int Node, long Kbps, bool Private)[] firstHops) =>
+        new(0, firstHops, h => partners.GetValueOrDefault(h, []), _ => true, _ => false);
+
+    /// <summary>Checks that <paramref name="path"/> is a path of the walk to <paramref name="target"/>, and returns it.</summary>
+    private static int[] AssertPathTo(PathWalk<int> walk, int target, int[]? path)
+    {
+        Assert.NotNull(path);
+        Assert.Equal(target, path[^1]);
+        Assert.DoesNotContain(walk.Client, path);
+        Assert.Equal(path.Length, path.Distinct().Count());
+        Assert.Contains(path[0], walk.FirstHops.Select(h => h.Node));
+        for (int h = 1; h < path.Length; h++) Assert.Contains(path[h], walk.Partners(path[h - 1]));
+        return path;
+    }
+
+    [Fact]
+    public void A_path_to_a_target_has_the_hops_asked_for_when_one_exists_even_where_a_shorter_one_does()
+    {
+        // 1 grants the target 9 directly, but 3 hops are asked for, and 1-3-9, 1-4-9, 2-4-9 have them.
+        var walk = To(new() { [1] = [9, 3, 4], [2] = [4], [3] = [9], [4] = [9] }, (1, 1, false), (2, 1, false));
+        var random = new Random(5);
+        for (int i = 0; i < 200; i++)
+            Assert.Equal(3, AssertPathTo(walk, 9, PathRule.DrawTo(walk, 9, 3, 7, random)).Length);
+        Assert.Equal([1, 9], PathRule.DrawTo(walk, 9, 2, 7, random)!);
+    }
+
+    [Fact]
+    public void A_target_reached_only_by_a_longer_path_gets_the_shortest_longer_one_and_one_beyond_the_bound_none()
+    {
+        // 1-2-3-4-9 has five hops, 1-5-6-7-8-9 six: the five it is, as no three or four reach 9.
+        var walk = To(new() { [1] = [2, 5], [2] = [3], [3] = [4], [4] = [9], [5] = [6], [6] = [7], [7] = [8], [8] = [9] }, (1, 1, false));
+        var random = new Random(6);
+        for (int i = 0; i < 50; i++) Assert.Equal([1, 2, 3, 4, 9], PathRule.DrawTo(walk, 9, 3, 7, random)!);
+        Assert.Null(PathRule.DrawTo(walk, 9, 3, 4, random));
+        // Nothing reaches 10; the client is no target.
+        Assert.Null(PathRule.DrawTo(walk, 10, 3, 7, random));
+        Assert.Null(PathRule.DrawTo(walk, 0, 3, 7, random));
+    }
+
+    [Fact]
+    public void A_path_to_a_target_never_holds_the_client_or_a_node_twice_and_is_shorter_only_when_nothing_else_reaches_it()
+    {
+        // A walk of four hops to 3 exists only by coming back (1-2-1-3) or through the client
+        // (1-0-2-3): four are asked for, no path has four or more, so the longest shorter one, 1-2-3.
+        var walk = To(new() { [1] = [0, 2, 3], [2] = [0, 1, 3], [0] = [2] }, (1, 1, false));
+        var random = new Random(7);
+        for (int i = 0; i < 100; i++) Assert.Equal([1, 2, 3], AssertPathTo(walk, 3, PathRule.DrawTo(walk, 3, 4, 7, random)));
+        // One that may not relay is no hop: through 2 no more, 1-3 is left.
+        var noRelay = walk with { MayRelay = n => n != 2 };
+        Assert.Equal([1, 3], PathRule.DrawTo(noRelay, 3, 4, 7, random)!);
+    }
+
+    [Fact]
+    public void A_partner_that_is_the_target_is_a_one_hop_path_only_when_no_longer_one_reaches_it()
+    {
+        // The target 9 is our own partner; 1-4-9 and 9's partner 4 also lead there, so 9 is never a first hop of a longer path.
+        var walk = To(new() { [1] = [4], [4] = [9], [9] = [4] }, (1, 1, false), (9, 100, true));
+        var random = new Random(8);
+        for (int i = 0; i < 50; i++) Assert.Equal([1, 4, 9], PathRule.DrawTo(walk, 9, 3, 7, random)!);
+        var alone = To(new() { [9] = [4] }, (1, 1, false), (9, 1, false));
+        Assert.Equal([9], PathRule.DrawTo(alone, 9, 3, 7, random)!);
+        Assert.Equal([9], PathRule.DrawTo(alone, 9, 1, 7, random)!);
+    }
+
+    [Fact]
+    public void A_path_to_a_target_starts_on_a_private_partner_when_a_walk_from_one_reaches_it()
+    {
+        // Public 1 reaches 9 in three hops, private 2 only in five: the private one, at five.
+        var partners = new Dictionary<int, int[]> { [1] = [3], [3] = [9], [2] = [4], [4] = [5], [5] = [6], [6] = [9] };
+        var walk = To(partners, (1, 1000, false), (2, 1, true));
+        var random = new Random(9);
+        for (int i = 0; i < 50; i++) Assert.Equal([2, 4, 5, 6, 9], PathRule.DrawTo(walk, 9, 3, 7, random)!);
+        // A private partner from which no walk reaches the target leaves the public one; so does
+        // one whose walks reach it only beyond the bound.
+        var noWay = To(new() { [1] = [3], [3] = [9] }, (1, 1, false), (7, 1000, true));
+        for (int i = 0; i < 50; i++) Assert.Equal([1, 3, 9], PathRule.DrawTo(noWay, 9, 3, 7, random)!);
+        Assert.Equal([1, 3, 9], PathRule.DrawTo(walk, 9, 3, 4, random)!);
+    }
+
+    [Fact]
+    public void Paths_to_a_target_are_drawn_at_random_with_first_hops_in_proportion_to_what_they_grant()
+    {
+        // Six three-hop paths to 9: 1 or 2, then 3, 4 or 5. 1 grants three times what 2 does.
+        var walk = To(new() { [1] = [3, 4, 5], [2] = [3, 4, 5], [3] = [9], [4] = [9], [5] = [9] }, (1, 3, false), (2, 1, false));
+        var random = new Random(10);
+        var drawn = new Dictionary<string, int>();
+        const int Draws = 4000;
+        for (int i = 0; i < Draws; i++)
+        {
+            string key = string.Join('-', AssertPathTo(walk, 9, PathRule.DrawTo(walk, 9, 3, 7, random)));
+            drawn[key] = drawn.GetValueOrDefault(key) + 1;
+        }
+        Assert.Equal(6, drawn.Count);
+        Assert.InRange((double)drawn.Where(d => d.Key.StartsWith('1')).Sum(d => d.Value) / Draws, 0.72, 0.78);
+        Assert.True(Enumerable.Range(0, 200).Select(_ => string.Join('-', PathRule.DrawTo(walk, 9, 3, 7, random)!)).Distinct().Count() > 1);
+    }
+
+    [Fact]
+    public void A_path_to_a_target_has_the_length_the_rule_asks_for_in_random_graphs()
+    {
+        var random = new Random(11);
+        for (int graph = 0; graph < 300; graph++)
+        {
+            const int Nodes = 12;
+            var partners = new Dictionary<int, int[]>();
+            for (int n = 0; n < Nodes; n++)
+                partners[n] = [.. Enumerable.Range(0, random.Next(4)).Select(_ => random.Next(Nodes)).Distinct()];
+            var walk = To(partners, [.. Enumerable.Range(1, 1 + random.Next(3)).Select(n => (n, 1L, false))]);
+            int target = 1 + random.Next(Nodes - 1), hops = 1 + random.Next(4), maxHops = hops + random.Next(4);
+            // Every simple path from a first hop to the target, by brute force.
+            var lengths = new HashSet<int>();
+            void Extend(List<int> path)
+            {
+                if (path[^1] == target) { lengths.Add(path.Count); return; }
+                if (path.Count == maxHops) return;
+                foreach (var next in partners[path[^1]].Where(x => x != 0 && !path.Contains(x)))
+                {
+                    path.Add(next);
+                    Extend(path);
+                    path.RemoveAt(path.Count - 1);
+                }
+            }
+            foreach (var (first, _, _) in walk.FirstHops) Extend([first]);
+            int? expected = lengths.Where(l => l >= hops).Order().Cast<int?>().FirstOrDefault() ?? lengths.Where(l => l < hops).OrderDescending().Cast<int?>().FirstOrDefault();
+
+            var path = PathRule.DrawTo(walk, target, hops, maxHops, random);
+
+            Assert.Equal(expected, path?.Length);
+            if (path is not null) AssertPathTo(walk, target, path);
+        }
+    }
+
+    [Fact]
+    public void A_path_to_a_target_in_ten_thousand_nodes_is_found_or_given_up_within_the_search_budget()
+    {
+        var random = new Random(12);
+        const int Nodes = 10_000;
+        var partners = new Dictionary<int, int[]>();
+        for (int n = 0; n < Nodes; n++) partners[n] = [.. Enumerable.Range(0, 5).Select(_ => random.Next(1, Nodes)).Distinct()];
+        var walk = To(partners, [.. Enumerable.Range(1, 4).Select(n => (n, 256L, n % 2 == 0))]);
+        var found = new List<int>();
+        for (int i = 0; i < 5; i++)
+        {
+            int target = random.Next(5, Nodes);
+            if (PathRule.DrawTo(walk, target, 3, 7, random) is { } path) found.Add(AssertPathTo(walk, target, path).Length);
+        }
+        // Five partners each reach most of 10,000 nodes in five to seven hops.
+        Assert.Equal(5, found.Count);
+        // A graph where walks of seven hops reach the target only by coming back (Y, Y2, Y again),
+        // behind 40,000 two-hop beginnings that each look promising: the search gives up within
+        // its budget and settles for the longest shorter path, F-A-B-Y-T.
+        const int F = 1, Y = 1001, Y2 = 1002, T = 1003;
+        int[] layerA = [.. Enumerable.Range(10, 200)], layerB = [.. Enumerable.Range(300, 200)];
+        var tangle = new Dictionary<int, int[]> { [F] = layerA, [Y] = [Y2, T], [Y2] = [Y] };
+        foreach (int a in layerA) tangle[a] = layerB;
+        foreach (int b in layerB) tangle[b] = [Y];
+        var tangled = To(tangle, (F, 1, false));
+        Assert.Equal(5, AssertPathTo(tangled, T, PathRule.DrawTo(tangled, T, 7, 7, random)).Length);
+    }
 }
