@@ -27,10 +27,15 @@ public sealed partial class Circuit
     /// </summary>
     public const int MaxHopsToRendezvous = OnionLayer.Slots - 1;
 
-    private sealed class Meeting(Ntor.Client handshake, NodeId service)
+    /// <summary>
+    /// The client's rendezvous. The service's reply (Rendezvous2) and the handshake to check it
+    /// with may come in either order: the client learns the service's handshake key from the
+    /// lookup's answer, which may arrive after the service has already met us.
+    /// </summary>
+    private sealed class Meeting
     {
-        public Ntor.Client Handshake => handshake;
-        public NodeId Service => service;
+        public Ntor.Client? Handshake { get; set; }
+        public byte[]? Reply { get; set; }
         public TaskCompletionSource Established { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public TaskCompletionSource Met { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -73,17 +78,14 @@ public sealed partial class Circuit
 
     /// <summary>
     /// Asks this circuit's last hop to be the rendezvous point: it keeps the circuit under
-    /// <paramref name="cookie"/> for the service. <paramref name="handshake"/> (from
-    /// <see cref="ServiceHandshake.Start"/>; its request goes in the introduction) finishes when the
-    /// service's reply comes. Throws <see cref="RendezvousException"/> when R refuses; the circuit
-    /// stays, and may try another cookie.
+    /// <paramref name="cookie"/> for the service. Throws <see cref="RendezvousException"/> when R
+    /// refuses; the circuit stays, and may try another cookie.
     /// </summary>
-    public async Task EstablishRendezvousAsync(RendezvousCookie cookie, Ntor.Client handshake, TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task EstablishRendezvousAsync(RendezvousCookie cookie, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(handshake);
         if (Role != CircuitRole.Origin) throw new InvalidOperationException("Only the circuit's origin establishes a rendezvous.");
         if (_hops.Length > MaxHopsToRendezvous) throw new InvalidOperationException($"A circuit to a rendezvous point has at most {MaxHopsToRendezvous} hops, so the virtual hop's tag fits.");
-        var meeting = new Meeting(handshake, new NodeId(handshake.Request[..NodeId.Size]));
+        var meeting = new Meeting();
         lock (_lock)
         {
             if (State != CircuitState.Open) throw new StreamException(EndReason.CircuitClosed, "The circuit is closed.");
@@ -104,12 +106,25 @@ public sealed partial class Circuit
     }
 
     /// <summary>
-    /// Waits for the service to meet us at the rendezvous point (its Rendezvous2), after which the
-    /// service is this circuit's last hop: <see cref="OpenStreamAsync"/> reaches it, not R.
+    /// Waits for the service to meet us at the rendezvous point (its Rendezvous2) and checks its
+    /// reply with <paramref name="handshake"/> (<see cref="ServiceHandshake.Start"/>, whose
+    /// ephemeral key the introduction carried), after which the service is this circuit's last
+    /// hop: <see cref="OpenStreamAsync"/> reaches it, not R. A reply that fails the handshake
+    /// destroys the circuit.
     /// </summary>
-    public async Task MeetServiceAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task MeetServiceAsync(Ntor.Client handshake, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(handshake);
         var meeting = _meeting ?? throw new InvalidOperationException("No rendezvous was established on this circuit.");
+        byte[]? reply;
+        lock (_lock)
+        {
+            if (meeting.Handshake is not null) throw new InvalidOperationException("The rendezvous already has its handshake.");
+            meeting.Handshake = handshake;
+            reply = meeting.Reply;
+        }
+        // The service came first: its reply waited for our handshake.
+        if (reply is not null) FinishMeeting(meeting, handshake, reply);
         try
         {
             await meeting.Met.Task.WaitAsync(timeout, Time, cancellationToken).ConfigureAwait(false);
@@ -124,19 +139,18 @@ public sealed partial class Circuit
 
     /// <summary>
     /// Meets a client at this circuit's last hop, the rendezvous point its introduction named:
-    /// answers its <paramref name="handshakeRequest"/> with <paramref name="serviceKey"/> and sends
-    /// R the cookie and the reply. Once R has joined the circuits, the streams the client begins
-    /// go to <paramref name="connector"/>. Throws <see cref="RendezvousException"/> when R refuses
-    /// (and destroys the circuit), <see cref="CircuitHandshakeException"/> for a request meant for
-    /// another key.
+    /// answers the client's ephemeral key <paramref name="clientEphemeral"/> (from its introduction)
+    /// with <paramref name="serviceKey"/> and sends R the cookie and the reply. Once R has joined
+    /// the circuits, the streams the client begins go to <paramref name="connector"/>. Throws
+    /// <see cref="RendezvousException"/> when R refuses (and destroys the circuit).
     /// </summary>
-    public async Task MeetClientAsync(RendezvousCookie cookie, Key serviceKey, ReadOnlyMemory<byte> handshakeRequest, ServiceConnector connector,
+    public async Task MeetClientAsync(RendezvousCookie cookie, Key serviceKey, ReadOnlyMemory<byte> clientEphemeral, ServiceConnector connector,
         TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connector);
         if (Role != CircuitRole.Origin) throw new InvalidOperationException("Only the circuit's origin meets a client.");
         if (_hops.Length > MaxHopsToRendezvous) throw new InvalidOperationException($"A circuit to a rendezvous point has at most {MaxHopsToRendezvous} hops, so the virtual hop's tag fits.");
-        var (reply, keys) = ServiceHandshake.Respond(serviceKey, handshakeRequest.Span);
+        var (reply, keys) = ServiceHandshake.Respond(serviceKey, clientEphemeral.Span);
         var serving = new Serving(new OnionLayer(keys), new ServiceStreams(connector, Time));
         CryptographicOperations.ZeroMemory(keys);
         lock (_lock)
@@ -179,7 +193,7 @@ public sealed partial class Circuit
                     EmptyBody.Read(message.Data);
                     meeting.Established.TrySetResult();
                     return;
-                case RelayCommand.Rendezvous2 when meeting is { Established.Task.IsCompletedSuccessfully: true } && !meeting.Met.Task.IsCompleted:
+                case RelayCommand.Rendezvous2 when meeting is { Established.Task.IsCompletedSuccessfully: true, Reply: null } && !meeting.Met.Task.IsCompleted:
                     OnRendezvous2(meeting, Rendezvous2Body.Read(message.Data).HandshakeReply);
                     return;
                 case RelayCommand.RendezvousJoined when serving is not null && !serving.Joined.Task.IsCompleted:
@@ -209,15 +223,28 @@ public sealed partial class Circuit
     }
 
     /// <summary>
-    /// The service's reply: the virtual hop joins the circuit here, on the read loop, so the next
-    /// cell from the service is already opened with it.
+    /// The service's reply. With the handshake in hand, the virtual hop joins the circuit here,
+    /// on the read loop, so the next cell from the service is already opened with it; without,
+    /// the reply waits for <see cref="MeetServiceAsync"/>, and the service, which speaks only
+    /// when spoken to, sends nothing meanwhile.
     /// </summary>
     private void OnRendezvous2(Meeting meeting, byte[] reply)
+    {
+        Ntor.Client? handshake;
+        lock (_lock)
+        {
+            meeting.Reply = reply;
+            handshake = meeting.Handshake;
+        }
+        if (handshake is not null) FinishMeeting(meeting, handshake, reply);
+    }
+
+    private void FinishMeeting(Meeting meeting, Ntor.Client handshake, byte[] reply)
     {
         byte[] keys;
         try
         {
-            keys = meeting.Handshake.Finish(reply, OnionLayer.KeyMaterialSize);
+            keys = handshake.Finish(reply, OnionLayer.KeyMaterialSize);
         }
         catch (CircuitHandshakeException e)
         {
@@ -225,7 +252,7 @@ public sealed partial class Circuit
             Violation(e.Message);
             return;
         }
-        AddHop(new Hop(meeting.Service, new OnionLayer(keys)));
+        AddHop(new Hop(new NodeId(handshake.Request[..NodeId.Size]), new OnionLayer(keys)));
         CryptographicOperations.ZeroMemory(keys);
         meeting.Met.TrySetResult();
     }

@@ -336,6 +336,12 @@ public sealed partial class Circuit
             case RelayCommand.RendezvousEstablished or RelayCommand.Rendezvous2 or RelayCommand.RendezvousJoined or RelayCommand.RendezvousFailed when origin:
                 OnRendezvousAnswer(message);
                 return;
+            case RelayCommand.EstablishIntroduction or RelayCommand.ServiceLookup when !origin && ServiceDirectory is { } directory:
+                OnServiceRequest(directory, message);
+                return;
+            case RelayCommand.IntroductionEstablished or RelayCommand.Introduction or RelayCommand.ServiceLookupAnswered when origin:
+                OnServiceAnswer(message);
+                return;
             case RelayCommand.Sendme when message.StreamId == 0:
                 if (!OnCircuitSendme()) Violation("circuit Sendme beyond the window");
                 return;
@@ -684,6 +690,7 @@ public sealed partial class Circuit
         _toOutward?.Close();
         _toInward?.Close();
         CloseRendezvous();
+        CloseServiceRequests();
         foreach (var hop in _hops) hop.Layer.Dispose();
         Layer?.Dispose();
         return true;

@@ -67,6 +67,9 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     /// <summary>This node as a rendezvous point for the circuits that end here.</summary>
     public RendezvousPoint Rendezvous { get; } = new(options.MaxRendezvousCookies, options.RendezvousCookieLifetime, time);
 
+    /// <summary>Where circuits ending here publish for services and look up for clients: the node's overlay; none, and such requests break the protocol.</summary>
+    internal IServiceDirectory? ServiceDirectory { get; set; }
+
     /// <summary>Every circuit, once each.</summary>
     public IReadOnlyCollection<Circuit> Circuits => [.. _sides.Values.Select(s => s.Circuit).Distinct()];
 
@@ -135,6 +138,7 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             Exit = exit,
             Extender = this,
             RendezvousPoint = Rendezvous,
+            ServiceDirectory = ServiceDirectory,
             MaxStreams = options.MaxStreamsPerCircuit,
         };
         CryptographicOperations.ZeroMemory(keys);

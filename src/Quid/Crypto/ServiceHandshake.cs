@@ -7,8 +7,9 @@ namespace Quid.Crypto;
 /// The end-to-end handshake between a client and a session-address service: Tor's ntor
 /// (<see cref="Ntor"/>), unchanged, with the service's X25519 key B (published in its descriptor)
 /// as the onion key and, in place of a node id, <see cref="IdOf"/>(B), so the handshake names
-/// no node. The request travels to the service in the introduction, the reply back through the
-/// rendezvous point; both then key one more onion layer, the virtual hop between them.
+/// no node. Only the client's ephemeral X travels to the service, in the introduction (the
+/// service knows its own id and key); the reply comes back through the rendezvous point; both
+/// then key one more onion layer, the virtual hop between them.
 /// </summary>
 public static class ServiceHandshake
 {
@@ -26,19 +27,37 @@ public static class ServiceHandshake
         return new NodeId(hash[..NodeId.Size]);
     }
 
-    /// <summary>The client's half, toward the service whose descriptor published <paramref name="serviceKey"/>: send its <see cref="Ntor.Client.Request"/> in the introduction.</summary>
-    public static Ntor.Client Start(ReadOnlySpan<byte> serviceKey) => Ntor.Start(IdOf(serviceKey), serviceKey);
+    /// <summary>
+    /// The client's ephemeral X25519 key, made before it knows the service's key B: its public
+    /// half X travels in the introduction, which the client sends with its lookup, and B comes
+    /// back in the lookup's answer. Dispose it if <see cref="Start"/> never takes it.
+    /// </summary>
+    public static Key NewEphemeral() => Key.Create(KeyAgreementAlgorithm.X25519, new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
 
     /// <summary>
-    /// The service's half: checks that <paramref name="request"/> (from an introduction) names
-    /// <paramref name="serviceKey"/>, and returns the reply for the client and the virtual hop's key
-    /// material. Throws <see cref="CircuitHandshakeException"/> for a request meant for another key.
+    /// The client's half, toward the service whose descriptor published <paramref name="serviceKey"/>,
+    /// with the <paramref name="ephemeral"/> key whose public half the introduction carried; the
+    /// returned handshake owns it.
     /// </summary>
-    public static (byte[] Reply, byte[] KeyMaterial) Respond(Key serviceKey, ReadOnlySpan<byte> request)
+    public static Ntor.Client Start(ReadOnlySpan<byte> serviceKey, Key ephemeral) => new(IdOf(serviceKey), serviceKey, ephemeral);
+
+    /// <summary>
+    /// The service's half: the ntor request the client's introduction stands for (our id and key,
+    /// its <paramref name="clientEphemeral"/> X), answered with <paramref name="serviceKey"/>.
+    /// Returns the reply for the client and the virtual hop's key material.
+    /// </summary>
+    public static (byte[] Reply, byte[] KeyMaterial) Respond(Key serviceKey, ReadOnlySpan<byte> clientEphemeral)
     {
         ArgumentNullException.ThrowIfNull(serviceKey);
+        if (clientEphemeral.Length != 32) throw new CircuitHandshakeException("The client's handshake key is not 32 bytes.");
+        var b = serviceKey.PublicKey.Export(KeyBlobFormat.RawPublicKey);
+        var id = IdOf(b);
+        Span<byte> request = stackalloc byte[Ntor.RequestSize];
+        id.WriteTo(request);
+        b.CopyTo(request[NodeId.Size..]);
+        clientEphemeral.CopyTo(request[(NodeId.Size + 32)..]);
         var reply = new byte[Ntor.ReplySize];
-        var keys = Ntor.Respond(IdOf(serviceKey.PublicKey.Export(KeyBlobFormat.RawPublicKey)), serviceKey, request, reply, OnionLayer.KeyMaterialSize);
+        var keys = Ntor.Respond(id, serviceKey, request, reply, OnionLayer.KeyMaterialSize);
         return (reply, keys);
     }
 }

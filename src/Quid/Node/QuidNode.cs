@@ -22,7 +22,7 @@ namespace Quid.Node;
 /// the loop its ticks; everything the core decides comes back as effects that the loop carries
 /// out. No lock guards the core: only the loop touches it.
 /// </summary>
-public sealed class QuidNode : IControlMessages, IAsyncDisposable
+public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
 {
     private static readonly TimeSpan PeerCacheInterval = TimeSpan.FromMinutes(1);
     /// <summary>After a new link, the peer cache is written this soon, so that even a node killed young rejoins.</summary>
@@ -124,6 +124,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         _prober = new Prober(builder, time);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
             new PathSource(identity.Id, PathGraphAsync, SocksAuth.None), time, circuitLogger);
+        StartServices(circuitLogger);
     }
 
     public NodeIdentity Identity { get; }
@@ -377,6 +378,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
     {
         Execute(_core.Tick());
         _pool.Maintain();
+        _serviceClient.Maintain();
         MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
@@ -516,6 +518,9 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
                 case NodeEffect.RoleChanged changed:
                     _logger.LogInformation("This node is now {Role}", changed.Roles.HasFlag(NodeRoles.Ultrapeer) ? "an ultrapeer" : "a leaf");
                     break;
+                case NodeEffect.IntroductionArrived or NodeEffect.ServiceRecordFound or NodeEffect.ServiceLookupFailed:
+                    OnServiceEffect(effect);
+                    break;
                 case NodeEffect.MessageRejected rejected when rejected.Error != OverlayError.RateLimited:
                     _logger.LogDebug("Refused a message from {Peer} ({Error}): {Reason}", rejected.From.Brief, rejected.Error, rejected.Reason);
                     break;
@@ -625,9 +630,14 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         return new PathGraph(firstHops, descriptors);
     }).WaitAsync(cancellationToken));
 
-    /// <summary>A proxy's stream goes over a circuit for its credentials; the exit resolves the name.</summary>
+    /// <summary>
+    /// A proxy's stream goes over a circuit for its credentials; the exit resolves the name. A
+    /// <c>.quid</c> name goes to its service through a rendezvous instead, never to an exit.
+    /// </summary>
     private Task<RelayStream> OpenStreamAsync(StreamTarget target, SocksAuth isolation, CancellationToken cancellationToken) =>
-        _pool.OpenStreamAsync(target, isolation, cancellationToken);
+        StreamTarget.IsSessionName(target.Host)
+            ? _serviceClient.OpenStreamAsync(target, isolation, cancellationToken)
+            : _pool.OpenStreamAsync(target, isolation, cancellationToken);
 
     // ---- Asked from outside ----
 
@@ -704,6 +714,7 @@ public sealed class QuidNode : IControlMessages, IAsyncDisposable
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
         await CloseListenersAsync().ConfigureAwait(false);
+        await StopServicesAsync().ConfigureAwait(false);
         // The mapping is deleted first and within a bound: the gateway forwards to nothing once we stop.
         if (_portMapping is not null) await _portMapping.DisposeAsync().ConfigureAwait(false);
         await _ticker.ConfigureAwait(false);

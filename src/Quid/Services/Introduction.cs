@@ -61,19 +61,6 @@ public sealed class Introduction
     public byte[] ClientKey { get; }
 
     /// <summary>
-    /// The ntor request the service answers (§9.10.3): ID(B) | B | X, rebuilt from the service's
-    /// own handshake key B, which the client found in the descriptor.
-    /// </summary>
-    public byte[] HandshakeRequest(ReadOnlySpan<byte> serviceKey)
-    {
-        var request = new byte[Ntor.RequestSize];
-        ServiceHandshake.IdOf(serviceKey).WriteTo(request);
-        serviceKey.CopyTo(request.AsSpan(NodeId.Size));
-        ClientKey.CopyTo(request.AsSpan(NodeId.Size + 32));
-        return request;
-    }
-
-    /// <summary>
     /// Seals <paramref name="plain"/> to the service whose blinded key for the period is
     /// <paramref name="blindedKey"/> (<see cref="ServicePeriod.BlindedKey"/>): INT_1(1) | E |
     /// AES-256-GCM ciphertext | tag, <see cref="SealedSize"/> bytes. Each seal has a fresh E, so

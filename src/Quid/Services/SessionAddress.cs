@@ -59,6 +59,9 @@ public sealed class SessionAddress : IEquatable<SessionAddress>
 
     public ReadOnlySpan<byte> PublicKey => _publicKey;
 
+    /// <summary>The first 8 characters and the suffix, for logs: enough to tell services apart, not to reach one.</summary>
+    public string Brief => $"{ToString()[..8]}….quid";
+
     /// <summary>
     /// Parses an address as a user or a browser writes it: any case, an optional trailing dot, and
     /// subdomains (<c>www.&lt;address&gt;.quid</c>), which name the same service.

@@ -35,6 +35,16 @@ public enum RelayCommand : byte
     RendezvousJoined = 17,
     /// <summary>R to either side: u8 reason it refused an EstablishRendezvous or a Rendezvous.</summary>
     RendezvousFailed = 18,
+    /// <summary>Service to its last hop I: be my introduction point; publish this service record (its encoding) and pass me the introductions it brings.</summary>
+    EstablishIntroduction = 19,
+    /// <summary>I to the service: u8 status of its EstablishIntroduction (<see cref="IntroductionStatus"/>).</summary>
+    IntroductionEstablished = 20,
+    /// <summary>I to the service: an introduction a client's lookup brought, opaque to I.</summary>
+    Introduction = 21,
+    /// <summary>Client to its last hop: look this service up (lookup id, 32 bytes) and carry the introduction that follows.</summary>
+    ServiceLookup = 22,
+    /// <summary>The last hop to the client: u8 status (<see cref="LookupStatus"/>), then the record found, if any.</summary>
+    ServiceLookupAnswered = 23,
 }
 
 /// <summary>Why a stream ended; the client maps it to the proxy protocol's error reply.</summary>
@@ -81,7 +91,7 @@ public static class RelayCell
     {
         if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
-        if (command is < RelayCommand.Begin or > RelayCommand.RendezvousFailed)
+        if (command is < RelayCommand.Begin or > RelayCommand.ServiceLookupAnswered)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
         ushort streamId = BinaryPrimitives.ReadUInt16BigEndian(body[1..]);
         int length = BinaryPrimitives.ReadUInt16BigEndian(body[3..]);

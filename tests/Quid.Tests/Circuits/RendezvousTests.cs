@@ -19,6 +19,9 @@ public sealed class RendezvousTests
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
     private static readonly StreamTarget Service = new("qm4zbmefygtirqouzcy7nnlk7l22f3fgorcj4hlqj6bxmxglppddepib.quid", 80);
 
+    /// <summary>What the introduction carries of the client's handshake: its ephemeral X, the request's last 32 bytes.</summary>
+    private static byte[] EphemeralOf(Ntor.Client handshake) => handshake.Request[(NodeId.Size + 32)..].ToArray();
+
     /// <summary>Client → A1 → A2 → R and Service → B1 → B2 → R, built; the service's handshake key; what its handler was asked for.</summary>
     private sealed class Meeting(CircuitHarness net) : IDisposable
     {
@@ -64,11 +67,11 @@ public sealed class RendezvousTests
         /// <summary>The whole rendezvous, as the node will run it: establish, introduce (here: hand over the request), meet.</summary>
         public async Task MeetAsync()
         {
-            using var handshake = ServiceHandshake.Start(ServicePublicKey);
+            using var handshake = ServiceHandshake.Start(ServicePublicKey, ServiceHandshake.NewEphemeral());
             var cookie = RendezvousCookie.Random();
-            await ClientCircuit.EstablishRendezvousAsync(cookie, handshake, Timeout, default);
-            await ServiceCircuit.MeetClientAsync(cookie, ServiceKey, handshake.Request.ToArray(), ConnectAsync, Timeout, default);
-            await ClientCircuit.MeetServiceAsync(Timeout, default);
+            await ClientCircuit.EstablishRendezvousAsync(cookie, Timeout, default);
+            await ServiceCircuit.MeetClientAsync(cookie, ServiceKey, EphemeralOf(handshake), ConnectAsync, Timeout, default);
+            await ClientCircuit.MeetServiceAsync(handshake, Timeout, default);
         }
 
         /// <summary>R's two ends of the circuits, the client's and the service's.</summary>
@@ -134,17 +137,17 @@ public sealed class RendezvousTests
         var clientCircuit = await client.Builder.BuildAsync(client.PortTo(a[0]), [a[0].Descriptor, a[1].Descriptor, point.Descriptor], null, default).WaitAsync(Timeout);
         var serviceCircuit = await service.Builder.BuildAsync(service.PortTo(b[0]), [b[0].Descriptor, b[1].Descriptor, point.Descriptor], null, default).WaitAsync(Timeout);
         using var serviceKey = Key.Create(KeyAgreementAlgorithm.X25519);
-        using var handshake = ServiceHandshake.Start(serviceKey.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+        using var handshake = ServiceHandshake.Start(serviceKey.PublicKey.Export(KeyBlobFormat.RawPublicKey), ServiceHandshake.NewEphemeral());
         var cookie = RendezvousCookie.Random();
-        await clientCircuit.EstablishRendezvousAsync(cookie, handshake, Timeout, default);
-        await serviceCircuit.MeetClientAsync(cookie, serviceKey, handshake.Request.ToArray(),
+        await clientCircuit.EstablishRendezvousAsync(cookie, Timeout, default);
+        await serviceCircuit.MeetClientAsync(cookie, serviceKey, EphemeralOf(handshake),
             async (_, token) =>
             {
                 var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
                 await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, net.Destination.Port), token);
                 return socket;
             }, Timeout, default);
-        await clientCircuit.MeetServiceAsync(Timeout, default);
+        await clientCircuit.MeetServiceAsync(handshake, Timeout, default);
         var stream = await clientCircuit.OpenStreamAsync(Service, Timeout, default);
         using var server = await net.Destination.AcceptAsync();
         var marker = System.Text.Encoding.ASCII.GetBytes($"QUID-MARKER-{Guid.NewGuid():N}");
@@ -172,11 +175,11 @@ public sealed class RendezvousTests
     {
         using var net = new CircuitHarness();
         using var meeting = await new Meeting(net).BuildAsync();
-        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey);
-        await meeting.ClientCircuit.EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default);
+        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey, ServiceHandshake.NewEphemeral());
+        await meeting.ClientCircuit.EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default);
 
         var refused = await Assert.ThrowsAsync<RendezvousException>(() =>
-            meeting.ServiceCircuit.MeetClientAsync(RendezvousCookie.Random(), meeting.ServiceKey, handshake.Request.ToArray(), meeting.ConnectAsync, Timeout, default));
+            meeting.ServiceCircuit.MeetClientAsync(RendezvousCookie.Random(), meeting.ServiceKey, EphemeralOf(handshake), meeting.ConnectAsync, Timeout, default));
 
         Assert.Equal(RendezvousFailure.UnknownCookie, refused.Reason);
         await net.Wire.SettleAsync();
@@ -197,24 +200,24 @@ public sealed class RendezvousTests
         // A second service circuit (through the same hops) and a second client circuit to R.
         var secondService = await meeting.ServiceNode.BuildAsync(meeting.ServiceHops);
         var secondClient = await meeting.Client.BuildAsync(meeting.ClientHops);
-        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey);
+        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey, ServiceHandshake.NewEphemeral());
         var cookie = RendezvousCookie.Random();
-        await secondClient.EstablishRendezvousAsync(cookie, handshake, Timeout, default);
+        await secondClient.EstablishRendezvousAsync(cookie, Timeout, default);
         var thirdClient = await meeting.Client.BuildAsync(meeting.ClientHops);
 
-        var inUse = await Assert.ThrowsAsync<RendezvousException>(() => thirdClient.EstablishRendezvousAsync(cookie, handshake, Timeout, default));
-        await secondService.MeetClientAsync(cookie, meeting.ServiceKey, handshake.Request.ToArray(), meeting.ConnectAsync, Timeout, default);
+        var inUse = await Assert.ThrowsAsync<RendezvousException>(() => thirdClient.EstablishRendezvousAsync(cookie, Timeout, default));
+        await secondService.MeetClientAsync(cookie, meeting.ServiceKey, EphemeralOf(handshake), meeting.ConnectAsync, Timeout, default);
         var reused = await Assert.ThrowsAsync<RendezvousException>(async () =>
         {
             var thirdService = await meeting.ServiceNode.BuildAsync(meeting.ServiceHops);
-            await thirdService.MeetClientAsync(cookie, meeting.ServiceKey, handshake.Request.ToArray(), meeting.ConnectAsync, Timeout, default);
+            await thirdService.MeetClientAsync(cookie, meeting.ServiceKey, EphemeralOf(handshake), meeting.ConnectAsync, Timeout, default);
         });
 
         Assert.Equal(RendezvousFailure.CookieInUse, inUse.Reason);
         Assert.Equal(RendezvousFailure.UnknownCookie, reused.Reason);
         // The refused client circuit stays open, unjoined, and may try another cookie.
         Assert.Equal(CircuitState.Open, thirdClient.State);
-        await thirdClient.EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default);
+        await thirdClient.EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default);
         Assert.Equal(2, meeting.AtPoint.Count(c => c.Joined is not null) / 2);
     }
 
@@ -223,11 +226,11 @@ public sealed class RendezvousTests
     {
         using var net = new CircuitHarness();
         using var meeting = await new Meeting(net).BuildAsync();
-        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey);
-        await meeting.ClientCircuit.EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default);
+        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey, ServiceHandshake.NewEphemeral());
+        await meeting.ClientCircuit.EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default);
 
         // The API allows one rendezvous per circuit; a hostile client that sends a second anyway is refused by R.
-        await Assert.ThrowsAsync<InvalidOperationException>(() => meeting.ClientCircuit.EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => meeting.ClientCircuit.EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default));
         var data = new byte[EstablishRendezvousBody.Size];
         new EstablishRendezvousBody(RendezvousCookie.Random()).Write(data);
         // What R answers is held at A2, so R's table is seen before the client reacts.
@@ -254,14 +257,14 @@ public sealed class RendezvousTests
         net.Partners(hops[0], point);
         var circuits = new List<Circuit>();
         for (int i = 0; i < capacity + 8; i++) circuits.Add(await flooder.BuildAsync(hops[0], point));
-        using var handshake = ServiceHandshake.Start(new byte[32].Select((_, i) => (byte)(i + 1)).ToArray());
+        using var handshake = ServiceHandshake.Start(new byte[32].Select((_, i) => (byte)(i + 1)).ToArray(), ServiceHandshake.NewEphemeral());
 
         var outcomes = new List<RendezvousFailure?>();
         foreach (var circuit in circuits)
         {
             try
             {
-                await circuit.EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default);
+                await circuit.EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default);
                 outcomes.Add(null);
             }
             catch (RendezvousException e)
@@ -276,7 +279,7 @@ public sealed class RendezvousTests
 
         // Five minutes on, the old cookies are worth nothing, and new ones find room.
         net.Time.Advance(TimeSpan.FromMinutes(5));
-        await circuits[^1].EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default);
+        await circuits[^1].EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default);
         Assert.Equal(1, point.Table.Rendezvous.Count);
 
         // A closed circuit takes its cookie with it.
@@ -308,23 +311,21 @@ public sealed class RendezvousTests
     }
 
     [Fact]
-    public async Task A_handshake_request_meant_for_another_service_key_is_refused_before_anything_is_sent()
+    public async Task A_reply_from_a_service_that_does_not_hold_the_key_the_client_expects_fails_the_handshake_and_ends_the_client_circuit()
     {
         using var net = new CircuitHarness();
         using var meeting = await new Meeting(net).BuildAsync();
         using var other = Key.Create(KeyAgreementAlgorithm.X25519);
-        using var handshake = ServiceHandshake.Start(other.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+        // The client expects the key `other` (say, a record forged by someone else); the service answers with its own.
+        using var handshake = ServiceHandshake.Start(other.PublicKey.Export(KeyBlobFormat.RawPublicKey), ServiceHandshake.NewEphemeral());
         var cookie = RendezvousCookie.Random();
-        await meeting.ClientCircuit.EstablishRendezvousAsync(cookie, handshake, Timeout, default);
-        var toR = meeting.ServiceHops[1].PortTo(meeting.Point);
-        int before = toR.SentCells(CellCommand.Relay).Count();
+        await meeting.ClientCircuit.EstablishRendezvousAsync(cookie, Timeout, default);
+        await meeting.ServiceCircuit.MeetClientAsync(cookie, meeting.ServiceKey, EphemeralOf(handshake), meeting.ConnectAsync, Timeout, default);
 
-        await Assert.ThrowsAsync<CircuitHandshakeException>(() =>
-            meeting.ServiceCircuit.MeetClientAsync(cookie, meeting.ServiceKey, handshake.Request.ToArray(), meeting.ConnectAsync, Timeout, default));
+        var failed = await Assert.ThrowsAsync<StreamException>(() => meeting.ClientCircuit.MeetServiceAsync(handshake, Timeout, default));
 
-        await net.Wire.SettleAsync();
-        Assert.Equal(before, toR.SentCells(CellCommand.Relay).Count());
-        Assert.Equal(1, meeting.Point.Table.Rendezvous.Count);
+        Assert.Equal(EndReason.Protocol, failed.Reason);
+        await Eventually.WaitUntilAsync(() => meeting.ClientCircuit.State == CircuitState.Closed && meeting.ServiceCircuit.State == CircuitState.Closed, Timeout, "both circuits to close");
     }
 
     [Fact]
@@ -332,12 +333,12 @@ public sealed class RendezvousTests
     {
         using var net = new CircuitHarness();
         using var meeting = await new Meeting(net).BuildAsync();
-        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey);
+        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey, ServiceHandshake.NewEphemeral());
         var cookie = RendezvousCookie.Random();
-        await meeting.ClientCircuit.EstablishRendezvousAsync(cookie, handshake, Timeout, default);
-        await meeting.ServiceCircuit.MeetClientAsync(cookie, meeting.ServiceKey, handshake.Request.ToArray(),
+        await meeting.ClientCircuit.EstablishRendezvousAsync(cookie, Timeout, default);
+        await meeting.ServiceCircuit.MeetClientAsync(cookie, meeting.ServiceKey, EphemeralOf(handshake),
             (target, _) => Task.FromResult<Socket?>(null), Timeout, default);
-        await meeting.ClientCircuit.MeetServiceAsync(Timeout, default);
+        await meeting.ClientCircuit.MeetServiceAsync(handshake, Timeout, default);
 
         var refused = await Assert.ThrowsAsync<StreamException>(() => meeting.ClientCircuit.OpenStreamAsync(Service, Timeout, default));
 
@@ -354,10 +355,10 @@ public sealed class RendezvousTests
         using var net = new CircuitHarness();
         var (origin, hops) = net.Line(Circuit.MaxHopsToRendezvous + 1);
         var circuit = await origin.BuildAsync(hops);
-        using var handshake = ServiceHandshake.Start(new byte[32].Select((_, i) => (byte)(i + 1)).ToArray());
+        using var handshake = ServiceHandshake.Start(new byte[32].Select((_, i) => (byte)(i + 1)).ToArray(), ServiceHandshake.NewEphemeral());
 
-        await Assert.ThrowsAsync<InvalidOperationException>(() => circuit.EstablishRendezvousAsync(RendezvousCookie.Random(), handshake, Timeout, default));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => circuit.EstablishRendezvousAsync(RendezvousCookie.Random(), Timeout, default));
         using var key = Key.Create(KeyAgreementAlgorithm.X25519);
-        await Assert.ThrowsAsync<InvalidOperationException>(() => circuit.MeetClientAsync(RendezvousCookie.Random(), key, handshake.Request.ToArray(), (_, _) => Task.FromResult<Socket?>(null), Timeout, default));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => circuit.MeetClientAsync(RendezvousCookie.Random(), key, EphemeralOf(handshake), (_, _) => Task.FromResult<Socket?>(null), Timeout, default));
     }
 }

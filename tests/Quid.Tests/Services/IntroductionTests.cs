@@ -14,8 +14,8 @@ public sealed class IntroductionTests
 
     private static Introduction Plain()
     {
-        using var handshake = ServiceHandshake.Start(RandomNumberGenerator.GetBytes(32));
-        return new Introduction(new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random(), handshake.Request[^Introduction.ClientKeySize..]);
+        using var ephemeral = ServiceHandshake.NewEphemeral();
+        return new Introduction(new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random(), ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey));
     }
 
     /// <summary>What the client does: A'(p) from the address alone, then the seal.</summary>
@@ -72,19 +72,21 @@ public sealed class IntroductionTests
     }
 
     [Fact]
-    public void The_service_rebuilds_the_clients_handshake_request_from_its_own_key_and_answers_it()
+    public void The_service_answers_the_client_key_an_introduction_carries_and_both_ends_derive_the_same_keys()
     {
         using var serviceKey = NSec.Cryptography.Key.Create(NSec.Cryptography.KeyAgreementAlgorithm.X25519);
         byte[] b = serviceKey.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
-        using var handshake = ServiceHandshake.Start(b);
-        var plain = new Introduction(new NodeId(new byte[NodeId.Size]), RendezvousCookie.Random(), handshake.Request[^32..]);
+        // The client makes its key before it knows B, which the lookup's answer brings.
+        var ephemeral = ServiceHandshake.NewEphemeral();
+        var plain = new Introduction(new NodeId(new byte[NodeId.Size]), RendezvousCookie.Random(), ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey));
 
         using var keys = Service();
         using var blinded = keys.Blind(5);
         var opened = Introduction.Open(blinded, Introduction.Seal(blinded.PublicKey, plain));
-        Assert.Equal(handshake.Request.ToArray(), opened.HandshakeRequest(b));
-        var (reply, _) = ServiceHandshake.Respond(serviceKey, opened.HandshakeRequest(b));
-        Assert.Equal(Ntor.ReplySize, reply.Length);
+        var (reply, serviceKeys) = ServiceHandshake.Respond(serviceKey, opened.ClientKey);
+        using var handshake = ServiceHandshake.Start(b, ephemeral);
+
+        Assert.Equal(serviceKeys, handshake.Finish(reply, serviceKeys.Length));
     }
 
     [Fact]

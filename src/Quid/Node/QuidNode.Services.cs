@@ -1,0 +1,282 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Quid.Circuits;
+using Quid.Core;
+using Quid.Overlay;
+using Quid.Proxy;
+using Quid.Services;
+using Quid.Services.Share;
+using Quid.Wire;
+
+namespace Quid.Node;
+
+/// <summary>What <see cref="QuidNode.PublishAsync"/> publishes: a local TCP service under a name the node keeps its key by.</summary>
+/// <param name="Name">Letters, digits and dashes: names the key file of a stable or moving service.</param>
+/// <param name="Target">Where the service's streams go: a local TCP listener.</param>
+public sealed record ServiceSpec(string Name, IPEndPoint Target, AddressKind Kind = AddressKind.Ephemeral);
+
+/// <summary>What <see cref="QuidNode.PublishShareAsync"/> publishes: files and folders to download, or, with <paramref name="ReceiveDirectory"/>, an upload inbox.</summary>
+public sealed record ShareSpec(string Name, IReadOnlyList<string> Paths, string? ReceiveDirectory = null, AddressKind Kind = AddressKind.Ephemeral);
+
+/// <summary>
+/// Session-address services on the node (PROTOCOL §9.13): the services it publishes, the
+/// <c>.quid</c> names its proxies reach, and its part for others' circuits that end here, as an
+/// introduction point (publishing their records, passing them introductions) and as a lookup's
+/// last hop. The overlay work runs on the loop; the circuits answer from there.
+/// </summary>
+public sealed partial class QuidNode : IServiceDirectory
+{
+    /// <summary>Circuits we publish for, and lookups we run for circuits, at most: beyond, they are refused.</summary>
+    private const int MaxIntroducing = 1024;
+    private const int MaxLookupsForCircuits = 256;
+    /// <summary>An introduction point republishes for a circuit at most this often.</summary>
+    private static readonly TimeSpan MinRepublishInterval = TimeSpan.FromSeconds(60);
+
+    private ServiceClient _serviceClient = null!;
+    private readonly Dictionary<string, HostedService> _services = [];
+    /// <summary>The file servers of shares, by service name: each listens on a loopback port that only the node connects to.</summary>
+    private readonly Dictionary<string, LoopbackListener> _shares = [];
+    // On the loop only.
+    private readonly Dictionary<QueryId, Circuit> _introducing = [];
+    private readonly Dictionary<Circuit, DateTimeOffset> _lastPublish = [];
+    private readonly Dictionary<QueryId, Circuit> _lookupsForCircuits = [];
+
+    /// <summary>The services this node publishes, by name.</summary>
+    public IReadOnlyList<HostedService> Services
+    {
+        get { lock (_services) return [.. _services.Values]; }
+    }
+
+    /// <summary>Rendezvous circuits to services that this node's proxies reached.</summary>
+    public ServiceClient ServiceClient => _serviceClient;
+
+    private void StartServices(ILogger circuitLogger)
+    {
+        _serviceClient = new ServiceClient(_pool, _options.Circuits, _time, circuitLogger);
+        _circuits.ServiceDirectory = this;
+    }
+
+    /// <summary>
+    /// Publishes the local TCP service at <paramref name="spec"/>'s target under a session address,
+    /// and returns it once its record is out (or after <paramref name="publishedWithin"/>, still
+    /// trying). A stable or moving service keeps its key in the data directory under its name, so
+    /// its address survives restarts; an ephemeral one gets a new address each time.
+    /// </summary>
+    public async Task<HostedService> PublishAsync(ServiceSpec spec, TimeSpan publishedWithin, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ServiceNames.Check(spec.Name);
+        var keys = spec.Kind switch
+        {
+            AddressKind.Stable => ServiceKeys.Stable(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)),
+            AddressKind.Moving => ServiceKeys.Moving(new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind))),
+            _ => ServiceKeys.Ephemeral(),
+        };
+        var target = spec.Target;
+        var service = new HostedService(spec.Name, keys, (_, ct) => ConnectToServiceAsync(target, ct), _pool, _time, _logger);
+        lock (_services)
+        {
+            if (_services.ContainsKey(spec.Name))
+            {
+                keys.Dispose();
+                throw new ArgumentException($"A service named '{spec.Name}' is published already; remove it first, or choose another name.");
+            }
+            _services[spec.Name] = service;
+        }
+        service.Start();
+        _logger.LogInformation("Publishing {Name} ({Kind}) at {Address}", spec.Name, spec.Kind.ToString().ToLowerInvariant(), service.Address);
+        try
+        {
+            await service.Published.WaitAsync(publishedWithin, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            _logger.LogWarning("{Name} has no introduction point yet after {Seconds:0} s; clients cannot find it until it has one (is this node partnered yet?)", spec.Name, publishedWithin.TotalSeconds);
+        }
+        return service;
+    }
+
+    /// <summary>
+    /// Publishes files and folders (or an upload inbox) under a session address, served by the
+    /// built-in file server (<see cref="ShareServer"/>: listings, ranges, resume; files streamed
+    /// from where they are). Paths that do not exist are an <see cref="ArgumentException"/>.
+    /// </summary>
+    public async Task<HostedService> PublishShareAsync(ShareSpec spec, TimeSpan publishedWithin, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ServiceNames.Check(spec.Name);
+        ShareContent content;
+        try
+        {
+            content = spec.ReceiveDirectory is { } inbox ? new UploadInbox(inbox) : new SharedFiles(spec.Paths);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException(e.Message, e);
+        }
+        var server = new ShareServer(content, _time, _logger);
+        var listener = new LoopbackListener(new IPEndPoint(IPAddress.Loopback, 0), $"share {spec.Name}", _options.Proxies.MaxConnections, _time, _logger);
+        listener.Start(async socket =>
+        {
+            await using var stream = new NetworkStream(socket, ownsSocket: true);
+            await server.ServeAsync(stream, listener.Stopping).ConfigureAwait(false);
+        });
+        lock (_services) _shares[spec.Name] = listener;
+        try
+        {
+            return await PublishAsync(new ServiceSpec(spec.Name, listener.LocalEndPoint, spec.Kind), publishedWithin, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            lock (_services) _shares.Remove(spec.Name);
+            await listener.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Stops publishing the service named <paramref name="name"/> (and its file server, for a share); false if there is none.</summary>
+    public async Task<bool> UnpublishAsync(string name)
+    {
+        HostedService? service;
+        LoopbackListener? share;
+        lock (_services)
+        {
+            if (!_services.Remove(name, out service)) return false;
+            _shares.Remove(name, out share);
+        }
+        await service.DisposeAsync().ConfigureAwait(false);
+        if (share is not null) await share.DisposeAsync().ConfigureAwait(false);
+        _logger.LogInformation("Stopped publishing {Name}", name);
+        return true;
+    }
+
+    private static async Task<Socket?> ConnectToServiceAsync(IPEndPoint target, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private async Task StopServicesAsync()
+    {
+        List<HostedService> services;
+        List<LoopbackListener> shares;
+        lock (_services)
+        {
+            services = [.. _services.Values];
+            shares = [.. _shares.Values];
+            _services.Clear();
+            _shares.Clear();
+        }
+        foreach (var service in services) await service.DisposeAsync().ConfigureAwait(false);
+        foreach (var share in shares) await share.DisposeAsync().ConfigureAwait(false);
+    }
+
+    // ---- For circuits that end here ----
+
+    void IServiceDirectory.EstablishIntroduction(Circuit circuit, ServiceRecord record) => Post(new OnLoop(() =>
+    {
+        var now = _time.GetUtcNow();
+        if (record.Verify(now, _options.Overlay.MaxClockSkew) is not null)
+        {
+            circuit.AnswerIntroduction(IntroductionStatus.BadRecord);
+            return;
+        }
+        ForgetClosedCircuits();
+        if ((_lastPublish.TryGetValue(circuit, out var last) && now - last < MinRepublishInterval)
+            || (!_lastPublish.ContainsKey(circuit) && _lastPublish.Count >= MaxIntroducing))
+        {
+            circuit.AnswerIntroduction(IntroductionStatus.Refused);
+            return;
+        }
+        _lastPublish[circuit] = now;
+        circuit.IntroducedRecord = record;
+        var (publish, effects) = _core.PublishRecord(record);
+        _introducing[publish] = circuit;
+        circuit.AnswerIntroduction(IntroductionStatus.Publishing);
+        Execute(effects);
+    }));
+
+    void IServiceDirectory.Lookup(Circuit circuit, ServiceLookupBody lookup) => Post(new OnLoop(() =>
+    {
+        ForgetClosedCircuits();
+        if (_lookupsForCircuits.Count >= MaxLookupsForCircuits)
+        {
+            circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.Refused, null));
+            return;
+        }
+        var (id, effects) = _core.Lookup(lookup.LookupId, lookup.Introduction);
+        _lookupsForCircuits[id] = circuit;
+        Execute(effects);
+    }));
+
+    /// <summary>On the loop: the overlay's answers for circuits that end here.</summary>
+    private void OnServiceEffect(NodeEffect effect)
+    {
+        switch (effect)
+        {
+            case NodeEffect.IntroductionArrived arrived when _introducing.TryGetValue(arrived.Publish, out var circuit) && circuit.State == CircuitState.Open:
+                circuit.PassIntroduction(arrived.Introduction);
+                break;
+            case NodeEffect.ServiceRecordFound found when _lookupsForCircuits.Remove(found.Lookup, out var circuit):
+                circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.Found, found.Record));
+                break;
+            case NodeEffect.ServiceLookupFailed failed when _lookupsForCircuits.Remove(failed.Lookup, out var circuit):
+                circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.NotFound, null));
+                break;
+        }
+    }
+
+    /// <summary>Publications and lookups of circuits that have closed go; on the loop.</summary>
+    private void ForgetClosedCircuits()
+    {
+        foreach (var (id, circuit) in _introducing.ToList())
+            if (circuit.State == CircuitState.Closed) _introducing.Remove(id);
+        foreach (var circuit in _lastPublish.Keys.ToList())
+            if (circuit.State == CircuitState.Closed) _lastPublish.Remove(circuit);
+        foreach (var (id, circuit) in _lookupsForCircuits.ToList())
+            if (circuit.State == CircuitState.Closed) _lookupsForCircuits.Remove(id);
+    }
+}
+
+/// <summary>Names of published services, and the secrets of the stable and moving ones in the data directory.</summary>
+internal static class ServiceNames
+{
+    public const string Folder = "services";
+
+    public static void Check(string name)
+    {
+        if (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))
+            throw new ArgumentException($"'{name}' is not a service name: use 1 to 64 letters, digits and dashes.");
+    }
+
+    /// <summary>The 32-byte seed (stable) or secret (moving) kept for <paramref name="name"/>, made on first use; owner-only.</summary>
+    public static byte[] LoadOrCreateSecret(string dataDirectory, string name, AddressKind kind)
+    {
+        var folder = Path.Combine(dataDirectory, Folder);
+        var path = Path.Combine(folder, $"{name}.{kind.ToString().ToLowerInvariant()}.key");
+        if (File.Exists(path))
+        {
+            var bytes = File.ReadAllBytes(path);
+            if (bytes.Length != 32) throw new NodeStateException($"{path} is damaged (it should hold 32 bytes); delete it to give the service '{name}' a new address.");
+            return bytes;
+        }
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(folder);
+        else Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var secret = RandomNumberGenerator.GetBytes(32);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var file = new FileStream(path, options)) file.Write(secret);
+        return secret;
+    }
+}

@@ -1,0 +1,276 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using NSec.Cryptography;
+using Quid.Circuits;
+using Quid.Wire;
+
+namespace Quid.Services;
+
+/// <summary>
+/// A service this node publishes under a session address (PROTOCOL §9.13). It keeps circuits to
+/// <see cref="IntroductionPoints"/> introduction points, which publish its signed record among
+/// the ultrapeers and pass it the introductions that clients' lookups bring. For each
+/// introduction it can open (sealed to this period's blinded key, never seen before), it builds
+/// a circuit to the rendezvous node the client named and meets the client there; the client's
+/// streams then reach <see cref="ServiceConnector"/>. The service's node never publishes, and is
+/// never named, in the overlay: its introduction points and rendezvous nodes see a circuit.
+/// </summary>
+public sealed class HostedService : IAsyncDisposable
+{
+    public const int IntroductionPoints = 2;
+    /// <summary>Records are republished well within the storers' 10-minute route lifetime (PROTOCOL §9.9), with a fresh expiry.</summary>
+    private static readonly TimeSpan RepublishInterval = TimeSpan.FromSeconds(200);
+    private static readonly TimeSpan RecordLifetime = TimeSpan.FromHours(1);
+    private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(20);
+    /// <summary>How often the service looks after its introduction points.</summary>
+    private static readonly TimeSpan UpkeepInterval = TimeSpan.FromSeconds(1);
+    /// <summary>Meetings under way at once; introductions beyond them and <see cref="WaitingIntroductions"/> are dropped.</summary>
+    private const int MeetingsAtOnce = 8;
+    private const int WaitingIntroductions = 32;
+    /// <summary>Introductions remembered against replay: a replayed one would make us build a circuit to a node of the replayer's choice.</summary>
+    private const int MaxRemembered = 16384;
+
+    private readonly ServiceKeys _keys;
+    private readonly Key _handshakeKey = Key.Create(KeyAgreementAlgorithm.X25519);
+    private readonly ServiceConnector _connector;
+    private readonly CircuitPool _pool;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Channel<byte[]> _introductions = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(WaitingIntroductions) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly TaskCompletionSource _published = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _lock = new();
+    private readonly List<Circuit> _points = [];
+    private readonly List<Circuit> _meetings = [];
+    private readonly Dictionary<string, DateTimeOffset> _remembered = [];
+    // Its own isolation: no stream of the pool ever rides a circuit of ours.
+    private readonly object _isolation = new();
+    private Task _running = Task.CompletedTask;
+    private long _introduced;
+    private long _met;
+    private long _dropped;
+
+    public HostedService(string name, ServiceKeys keys, ServiceConnector connector, CircuitPool pool, TimeProvider time, ILogger logger)
+    {
+        Name = name;
+        _keys = keys;
+        _connector = connector;
+        _pool = pool;
+        _time = time;
+        _logger = logger;
+        Started = time.GetUtcNow();
+    }
+
+    public string Name { get; }
+    public AddressKind Kind => _keys.Kind;
+    public DateTimeOffset Started { get; }
+
+    /// <summary>The address clients reach it by now: for a moving service, this period's.</summary>
+    public SessionAddress Address => _keys.Address(_keys.Periods.Number(_time.GetUtcNow()));
+
+    /// <summary>Completes when the first introduction point publishes the record; until then no lookup can find the service.</summary>
+    public Task Published => _published.Task;
+
+    /// <summary>Introduction points publishing the record now.</summary>
+    public int IntroductionPointsUp
+    {
+        get { lock (_lock) return _points.Count(c => c.State == CircuitState.Open); }
+    }
+
+    /// <summary>Clients met now.</summary>
+    public int OpenMeetings
+    {
+        get { lock (_lock) return _meetings.Count(c => c.State == CircuitState.Open); }
+    }
+
+    /// <summary>Introductions that opened and were new.</summary>
+    public long Introduced => Interlocked.Read(ref _introduced);
+    /// <summary>Clients met since the service started.</summary>
+    public long Met => Interlocked.Read(ref _met);
+    /// <summary>Introductions dropped: under load, unreadable, or replayed.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public void Start()
+    {
+        _running = Task.WhenAll([RunAsync(_stopping.Token), .. Enumerable.Range(0, MeetingsAtOnce).Select(_ => MeetLoopAsync(_stopping.Token))]);
+    }
+
+    // ---- Introduction points ----
+
+    private async Task RunAsync(CancellationToken stopping)
+    {
+        var nextPublish = DateTimeOffset.MinValue;
+        ServiceRecord? record = null;
+        try
+        {
+            while (!stopping.IsCancellationRequested)
+            {
+                var now = _time.GetUtcNow();
+                lock (_lock) _points.RemoveAll(c => c.State == CircuitState.Closed);
+                if (record is null || now >= nextPublish || record.Period != _keys.Periods.Number(now))
+                {
+                    record = NewRecord(now);
+                    nextPublish = now + RepublishInterval;
+                    foreach (var point in Points()) await EstablishAsync(point, record, stopping).ConfigureAwait(false);
+                }
+                await AddPointsAsync(record, stopping).ConfigureAwait(false);
+                await Task.Delay(UpkeepInterval, _time, stopping).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
+
+    private List<Circuit> Points()
+    {
+        lock (_lock) return [.. _points];
+    }
+
+    private ServiceRecord NewRecord(DateTimeOffset now) =>
+        _keys.Record(_keys.Periods.Number(now), new ServiceDescriptor(_handshakeKey.PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime);
+
+    /// <summary>New circuits to introduction points until there are enough, each at a node none of the others ends at.</summary>
+    private async Task AddPointsAsync(ServiceRecord record, CancellationToken stopping)
+    {
+        for (int attempt = 0; attempt < IntroductionPoints * 2 && Points().Count < IntroductionPoints; attempt++)
+        {
+            Circuit circuit;
+            try
+            {
+                circuit = await _pool.BuildDedicatedAsync(_isolation, stopping).ConfigureAwait(false);
+            }
+            catch (StreamException e)
+            {
+                _logger.LogDebug("No circuit to an introduction point for {Service} yet: {Reason}", Name, e.Message);
+                return;
+            }
+            if (Points().Any(p => p.Hops[^1].Id == circuit.Hops[^1].Id))
+            {
+                circuit.Destroy(DestroyReason.Finished);
+                continue;
+            }
+            if (await EstablishAsync(circuit, record, stopping).ConfigureAwait(false))
+            {
+                lock (_lock) _points.Add(circuit);
+                _logger.LogInformation("{Service} is published through an introduction point ({Up} of {Wanted})", Name, Points().Count, IntroductionPoints);
+                _published.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Publishes the record through one introduction point; a point that refuses or is silent is closed.</summary>
+    private async Task<bool> EstablishAsync(Circuit circuit, ServiceRecord record, CancellationToken stopping)
+    {
+        try
+        {
+            var status = await circuit.EstablishIntroductionAsync(record, OnIntroduction, AnswerTimeout, stopping).ConfigureAwait(false);
+            if (status == IntroductionStatus.Publishing) return true;
+            _logger.LogDebug("Introduction point {Point} refused {Service}: {Status}", circuit.Hops[^1].Id.Brief, Name, status);
+        }
+        catch (StreamException e)
+        {
+            _logger.LogDebug("Introduction point {Point} failed {Service}: {Reason}", circuit.Hops[^1].Id.Brief, Name, e.Message);
+        }
+        circuit.Destroy(DestroyReason.Finished);
+        return false;
+    }
+
+    /// <summary>On a circuit's read loop: queue it, or drop it when we are as busy as we will be.</summary>
+    private void OnIntroduction(byte[] introduction)
+    {
+        if (!_introductions.Writer.TryWrite(introduction)) Interlocked.Increment(ref _dropped);
+    }
+
+    // ---- Meeting clients ----
+
+    private async Task MeetLoopAsync(CancellationToken stopping)
+    {
+        try
+        {
+            await foreach (var sealedIntroduction in _introductions.Reader.ReadAllAsync(stopping).ConfigureAwait(false))
+                await MeetAsync(sealedIntroduction, stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
+
+    private async Task MeetAsync(byte[] sealedIntroduction, CancellationToken stopping)
+    {
+        if (Open(sealedIntroduction) is not { } introduction)
+        {
+            Interlocked.Increment(ref _dropped);
+            return;
+        }
+        Interlocked.Increment(ref _introduced);
+        Circuit? circuit = null;
+        try
+        {
+            circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
+            await circuit.MeetClientAsync(introduction.Cookie, _handshakeKey, introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
+            lock (_lock)
+            {
+                _meetings.RemoveAll(c => c.State == CircuitState.Closed);
+                _meetings.Add(circuit);
+            }
+            Interlocked.Increment(ref _met);
+        }
+        catch (StreamException e)
+        {
+            circuit?.Destroy(DestroyReason.Finished);
+            _logger.LogDebug("{Service} could not meet a client at {Point}: {Reason}", Name, introduction.RendezvousNode.Brief, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// The introduction, if it is sealed to this service's blinded key of this period or a
+    /// neighbouring one (a client's clock may be a little off) and was not seen before.
+    /// </summary>
+    private Introduction? Open(byte[] sealedIntroduction)
+    {
+        var now = _time.GetUtcNow();
+        ulong period = _keys.Periods.Number(now);
+        Introduction? opened = null;
+        foreach (ulong candidate in new[] { period, period - 1, period + 1 })
+        {
+            using var blinded = _keys.Blind(candidate);
+            try
+            {
+                opened = Introduction.Open(blinded, sealedIntroduction);
+                break;
+            }
+            catch (IntroductionException)
+            {
+                // Not for this period's key.
+            }
+        }
+        if (opened is null) return null;
+        string replay = Convert.ToHexString(Introduction.ReplayKey(sealedIntroduction));
+        lock (_lock)
+        {
+            if (_remembered.Count >= MaxRemembered)
+                foreach (var old in _remembered.Where(r => now - r.Value > RecordLifetime).Select(r => r.Key).ToList()) _remembered.Remove(old);
+            if (_remembered.Count >= MaxRemembered || !_remembered.TryAdd(replay, now)) return null;
+        }
+        return opened;
+    }
+
+    /// <summary>Stops publishing and meeting: the introduction points' and clients' circuits close.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _introductions.Writer.TryComplete();
+        await _running.ConfigureAwait(false);
+        List<Circuit> circuits;
+        lock (_lock) circuits = [.. _points, .. _meetings];
+        foreach (var circuit in circuits) circuit.Destroy(DestroyReason.Finished);
+        _handshakeKey.Dispose();
+        _keys.Dispose();
+        _stopping.Dispose();
+    }
+}

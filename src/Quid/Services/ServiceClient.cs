@@ -1,0 +1,201 @@
+using Microsoft.Extensions.Logging;
+using Quid.Circuits;
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Services;
+
+/// <summary>
+/// Reaches <c>.quid</c> names for the proxies (PROTOCOL §9.13). For each service and isolation
+/// it builds one circuit to a rendezvous node R of its own choosing (the circuit's last hop),
+/// has R wait under a fresh cookie, and asks R to look the service up, carrying an introduction
+/// sealed to the service's blinded key: R's node, the cookie, our handshake key. The lookup's
+/// answer is the service's record, whose sealed body gives the service's handshake key; the
+/// service meanwhile got the introduction through its introduction point, built a circuit to R
+/// and met us there. Streams then go over that circuit to the service; later streams to the
+/// same service reuse it. The name never reaches an exit or a resolver.
+/// </summary>
+public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, TimeProvider time, ILogger logger)
+{
+    /// <summary>Two rings of a lookup take up to 8 s (PROTOCOL §9.9); the answer then has a circuit to cross.</summary>
+    private static readonly TimeSpan LookupTimeout = TimeSpan.FromSeconds(15);
+    /// <summary>The introduction's way to the service, and its circuit to R, up to 7 hops.</summary>
+    private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(20);
+    /// <summary>A service that found no way to our R is tried once more through another R.</summary>
+    private const int MeetAttempts = 2;
+    /// <summary>A rendezvous this old closes once it has no stream, as the pool's circuits do.</summary>
+    private static readonly TimeSpan IdleLifetime = TimeSpan.FromMinutes(10);
+
+    private readonly Lock _lock = new();
+    private readonly Dictionary<(string Address, object Isolation), Task<Circuit>> _meetings = [];
+
+    /// <summary>Circuits joined to a service now, for status and tests.</summary>
+    public IReadOnlyList<Circuit> Meetings
+    {
+        get
+        {
+            lock (_lock)
+                return [.. _meetings.Values.Where(t => t.IsCompletedSuccessfully && t.Result.State == CircuitState.Open).Select(t => t.Result)];
+        }
+    }
+
+    /// <summary>
+    /// Opens a stream to a <c>.quid</c> <paramref name="target"/>. A name that is no address, or a
+    /// service the network does not know, fails with <see cref="EndReason.ResolveFailed"/>, as a
+    /// name that does not exist.
+    /// </summary>
+    public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
+    {
+        SessionAddress address;
+        try
+        {
+            address = SessionAddress.Parse(target.Host);
+        }
+        catch (SessionAddressException e)
+        {
+            throw new StreamException(EndReason.ResolveFailed, $"{target.Host} is not a session address: {e.Message}");
+        }
+        StreamException? last = null;
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            var circuit = await MeetingFor(address, isolation).WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await circuit.OpenStreamAsync(target, options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
+            {
+                // The rendezvous broke (R or a hop went): meet again.
+                last = e;
+                Forget(address, isolation, circuit);
+            }
+        }
+        throw last!;
+    }
+
+    /// <summary>The rendezvous for this service and isolation: one that is open, the one being made, or a new one; streams that come meanwhile wait for the same.</summary>
+    private Task<Circuit> MeetingFor(SessionAddress address, object isolation)
+    {
+        var key = (address.ToString(), isolation);
+        lock (_lock)
+        {
+            if (_meetings.TryGetValue(key, out var meeting) && !(meeting.IsFaulted || meeting.IsCanceled
+                || (meeting.IsCompletedSuccessfully && meeting.Result.State != CircuitState.Open)))
+                return meeting;
+            meeting = MeetAsync(address);
+            _meetings[key] = meeting;
+            return meeting;
+        }
+    }
+
+    private void Forget(SessionAddress address, object isolation, Circuit circuit)
+    {
+        lock (_lock)
+        {
+            var key = (address.ToString(), isolation);
+            if (_meetings.TryGetValue(key, out var meeting) && meeting.IsCompletedSuccessfully && meeting.Result == circuit) _meetings.Remove(key);
+        }
+        circuit.Destroy(DestroyReason.Finished);
+    }
+
+    private async Task<Circuit> MeetAsync(SessionAddress address)
+    {
+        // Out of the caller's lock.
+        await Task.Yield();
+        var periods = ServicePeriod.ForAddress(address);
+        ulong period = periods.Number(time.GetUtcNow());
+        var blinded = periods.BlindedKey(address.PublicKey, period);
+        var lookupId = periods.LookupId(blinded, period);
+        StreamException? last = null;
+        for (int attempt = 0; attempt < MeetAttempts; attempt++)
+        {
+            // Its own isolation: a rendezvous circuit carries nothing but this service's streams.
+            var circuit = await pool.BuildDedicatedAsync(new object(), CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await MeetAsync(circuit, address, periods, period, blinded, lookupId).ConfigureAwait(false);
+                // Which services this node visits is the user's business: never above Debug.
+                logger.LogDebug("Met {Address} at {Point}", address.Brief, circuit.Hops[^2].Id.Brief);
+                return circuit;
+            }
+            catch (StreamException e) when (e.Reason != EndReason.ResolveFailed)
+            {
+                last = e;
+                logger.LogDebug("Could not meet {Address} through {Point}: {Reason}", address.Brief, circuit.Hops[^1].Id.Brief, e.Message);
+                circuit.Destroy(DestroyReason.Finished);
+            }
+            catch
+            {
+                circuit.Destroy(DestroyReason.Finished);
+                throw;
+            }
+        }
+        throw last!;
+    }
+
+    private async Task MeetAsync(Circuit circuit, SessionAddress address, ServicePeriod periods, ulong period, byte[] blinded, byte[] lookupId)
+    {
+        var point = circuit.Hops[^1].Id;
+        var cookie = RendezvousCookie.Random();
+        await circuit.EstablishRendezvousAsync(cookie, MeetTimeout, CancellationToken.None).ConfigureAwait(false);
+        var ephemeral = ServiceHandshake.NewEphemeral();
+        Ntor.Client? handshake = null;
+        try
+        {
+            var clientKey = ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
+            var introduction = Introduction.Seal(blinded, new Introduction(point, cookie, clientKey));
+            var record = await circuit.LookupAsync(lookupId, introduction, LookupTimeout, CancellationToken.None).ConfigureAwait(false)
+                ?? throw new StreamException(EndReason.ResolveFailed, $"{address} was not found: no service publishes it now (or it is private and this is not its key).");
+            var descriptor = Open(record, address, periods, period, lookupId);
+            handshake = ServiceHandshake.Start(descriptor.HandshakeKey, ephemeral);
+            await circuit.MeetServiceAsync(handshake, MeetTimeout, CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            // The handshake owns the ephemeral key once it exists; its keys are in the virtual hop by now.
+            if (handshake is null) ephemeral.Dispose();
+            else handshake.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The record R passed us, checked as a storer checks it, and for the very lookup id we asked:
+    /// R could hand us a record of its own making, sealed for the address (which it may know),
+    /// but not signed under the service's blinded key.
+    /// </summary>
+    private ServiceDescriptor Open(ServiceRecord record, SessionAddress address, ServicePeriod periods, ulong period, byte[] lookupId)
+    {
+        if (!record.LookupId.SequenceEqual(lookupId) || record.Period != period
+            || record.Verify(time.GetUtcNow(), TimeSpan.FromMinutes(5)) is not null)
+            throw new StreamException(EndReason.Protocol, $"The rendezvous node answered the lookup of {address.Brief} with a record that is not the service's.");
+        try
+        {
+            return ServiceDescriptor.Open(record, address, periods);
+        }
+        catch (ServiceDescriptorException e)
+        {
+            throw new StreamException(EndReason.Protocol, $"{address.Brief}'s record cannot be read: {e.Message}");
+        }
+    }
+
+    /// <summary>Closes old rendezvous circuits without streams; regular upkeep.</summary>
+    public void Maintain()
+    {
+        var now = time.GetUtcNow();
+        List<Circuit> idle = [];
+        lock (_lock)
+        {
+            foreach (var (key, meeting) in _meetings.ToList())
+            {
+                if (!meeting.IsCompleted) continue;
+                if (!meeting.IsCompletedSuccessfully || meeting.Result.State != CircuitState.Open) _meetings.Remove(key);
+                else if (meeting.Result.StreamCount == 0 && now - meeting.Result.CreatedAt >= IdleLifetime)
+                {
+                    _meetings.Remove(key);
+                    idle.Add(meeting.Result);
+                }
+            }
+        }
+        foreach (var circuit in idle) circuit.Destroy(DestroyReason.Finished);
+    }
+}
