@@ -81,7 +81,7 @@ public sealed partial class QuidNode : IServiceDirectory
             if (_services.ContainsKey(spec.Name))
             {
                 keys.Dispose();
-                throw new ArgumentException($"A service named '{spec.Name}' is published already; remove it first, or choose another name.");
+                throw ServiceNames.Taken(spec.Name);
             }
             _services[spec.Name] = service;
         }
@@ -118,12 +118,19 @@ public sealed partial class QuidNode : IServiceDirectory
         }
         var server = new ShareServer(content, _time, _logger);
         var listener = new LoopbackListener(new IPEndPoint(IPAddress.Loopback, 0), $"share {spec.Name}", _options.Proxies.MaxConnections, _time, _logger);
+        bool taken;
+        // Another publication of the name may have come meanwhile: that one stays.
+        lock (_services) taken = _services.ContainsKey(spec.Name) || !_shares.TryAdd(spec.Name, listener);
+        if (taken)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+            throw ServiceNames.Taken(spec.Name);
+        }
         listener.Start(async socket =>
         {
             await using var stream = new NetworkStream(socket, ownsSocket: true);
             await server.ServeAsync(stream, listener.Stopping).ConfigureAwait(false);
         });
-        lock (_services) _shares[spec.Name] = listener;
         try
         {
             return await PublishAsync(new ServiceSpec(spec.Name, listener.LocalEndPoint, spec.Kind), publishedWithin, cancellationToken).ConfigureAwait(false);
@@ -253,6 +260,8 @@ public sealed partial class QuidNode : IServiceDirectory
 internal static class ServiceNames
 {
     public const string Folder = "services";
+
+    public static ArgumentException Taken(string name) => new($"A service named '{name}' is published already; remove it first, or choose another name.");
 
     public static void Check(string name)
     {

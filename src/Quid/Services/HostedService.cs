@@ -23,6 +23,7 @@ public sealed class HostedService : IAsyncDisposable
     private static readonly TimeSpan RecordLifetime = TimeSpan.FromHours(1);
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan RetryUnreachableAfter = TimeSpan.FromSeconds(2);
     /// <summary>How often the service looks after its introduction points.</summary>
     private static readonly TimeSpan UpkeepInterval = TimeSpan.FromSeconds(1);
     /// <summary>Meetings under way at once; introductions beyond them and <see cref="WaitingIntroductions"/> are dropped.</summary>
@@ -32,7 +33,8 @@ public sealed class HostedService : IAsyncDisposable
     private const int MaxRemembered = 16384;
 
     private readonly ServiceKeys _keys;
-    private readonly Key _handshakeKey = Key.Create(KeyAgreementAlgorithm.X25519);
+    /// <summary>The handshake keys of the periods we answer introductions for, derived as needed; on the meeting loops, under the lock.</summary>
+    private readonly Dictionary<ulong, Key> _handshakeKeys = [];
     private readonly ServiceConnector _connector;
     private readonly CircuitPool _pool;
     private readonly TimeProvider _time;
@@ -129,8 +131,26 @@ public sealed class HostedService : IAsyncDisposable
         lock (_lock) return [.. _points];
     }
 
-    private ServiceRecord NewRecord(DateTimeOffset now) =>
-        _keys.Record(_keys.Periods.Number(now), new ServiceDescriptor(_handshakeKey.PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime);
+    private ServiceRecord NewRecord(DateTimeOffset now)
+    {
+        ulong period = _keys.Periods.Number(now);
+        return _keys.Record(period, new ServiceDescriptor(HandshakeKey(period).PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime);
+    }
+
+    /// <summary>The period's handshake key; keys of periods long past are let go.</summary>
+    private Key HandshakeKey(ulong period)
+    {
+        lock (_lock)
+        {
+            if (_handshakeKeys.TryGetValue(period, out var key)) return key;
+            foreach (var old in _handshakeKeys.Keys.Where(p => p + 1 < period).ToList())
+            {
+                _handshakeKeys[old].Dispose();
+                _handshakeKeys.Remove(old);
+            }
+            return _handshakeKeys[period] = _keys.HandshakeKey(period);
+        }
+    }
 
     /// <summary>New circuits to introduction points until there are enough, each at a node none of the others ends at.</summary>
     private async Task AddPointsAsync(ServiceRecord record, CancellationToken stopping)
@@ -201,7 +221,7 @@ public sealed class HostedService : IAsyncDisposable
 
     private async Task MeetAsync(byte[] sealedIntroduction, CancellationToken stopping)
     {
-        if (Open(sealedIntroduction) is not { } introduction)
+        if (Open(sealedIntroduction) is not ({ } introduction, var period))
         {
             Interlocked.Increment(ref _dropped);
             return;
@@ -210,8 +230,17 @@ public sealed class HostedService : IAsyncDisposable
         Circuit? circuit = null;
         try
         {
-            circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
-            await circuit.MeetClientAsync(introduction.Cookie, _handshakeKey, introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
+            try
+            {
+                circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
+            }
+            catch (StreamException e) when (e.Reason == EndReason.Unreachable)
+            {
+                // A node that just started learns its partners' partners over a few seconds: look once more.
+                await Task.Delay(RetryUnreachableAfter, _time, stopping).ConfigureAwait(false);
+                circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
+            }
+            await circuit.MeetClientAsync(introduction.Cookie, HandshakeKey(period), introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
             lock (_lock)
             {
                 _meetings.RemoveAll(c => c.State == CircuitState.Closed);
@@ -230,7 +259,7 @@ public sealed class HostedService : IAsyncDisposable
     /// The introduction, if it is sealed to this service's blinded key of this period or a
     /// neighbouring one (a client's clock may be a little off) and was not seen before.
     /// </summary>
-    private Introduction? Open(byte[] sealedIntroduction)
+    private (Introduction? Introduction, ulong Period) Open(byte[] sealedIntroduction)
     {
         var now = _time.GetUtcNow();
         ulong period = _keys.Periods.Number(now);
@@ -241,6 +270,7 @@ public sealed class HostedService : IAsyncDisposable
             try
             {
                 opened = Introduction.Open(blinded, sealedIntroduction);
+                period = candidate;
                 break;
             }
             catch (IntroductionException)
@@ -248,15 +278,15 @@ public sealed class HostedService : IAsyncDisposable
                 // Not for this period's key.
             }
         }
-        if (opened is null) return null;
+        if (opened is null) return (null, period);
         string replay = Convert.ToHexString(Introduction.ReplayKey(sealedIntroduction));
         lock (_lock)
         {
             if (_remembered.Count >= MaxRemembered)
                 foreach (var old in _remembered.Where(r => now - r.Value > RecordLifetime).Select(r => r.Key).ToList()) _remembered.Remove(old);
-            if (_remembered.Count >= MaxRemembered || !_remembered.TryAdd(replay, now)) return null;
+            if (_remembered.Count >= MaxRemembered || !_remembered.TryAdd(replay, now)) return (null, period);
         }
-        return opened;
+        return (opened, period);
     }
 
     /// <summary>Stops publishing and meeting: the introduction points' and clients' circuits close.</summary>
@@ -269,7 +299,11 @@ public sealed class HostedService : IAsyncDisposable
         List<Circuit> circuits;
         lock (_lock) circuits = [.. _points, .. _meetings];
         foreach (var circuit in circuits) circuit.Destroy(DestroyReason.Finished);
-        _handshakeKey.Dispose();
+        lock (_lock)
+        {
+            foreach (var key in _handshakeKeys.Values) key.Dispose();
+            _handshakeKeys.Clear();
+        }
         _keys.Dispose();
         _stopping.Dispose();
     }

@@ -20,9 +20,14 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     /// <summary>Two rings of a lookup take up to 8 s (PROTOCOL §9.9); the answer then has a circuit to cross.</summary>
     private static readonly TimeSpan LookupTimeout = TimeSpan.FromSeconds(15);
     /// <summary>The introduction's way to the service, and its circuit to R, up to 7 hops.</summary>
-    private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(20);
-    /// <summary>A service that found no way to our R is tried once more through another R.</summary>
-    private const int MeetAttempts = 2;
+    private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(12);
+    /// <summary>
+    /// A service that found no way to our R (or that is R: our path may end at its node) is
+    /// tried again through another R; each R that failed is avoided.
+    /// </summary>
+    private const int MeetAttempts = 3;
+    /// <summary>Circuits built in search of a last hop not yet tried, before one that was is used anyway.</summary>
+    private const int BuildsPerAttempt = 3;
     /// <summary>A rendezvous this old closes once it has no stream, as the pool's circuits do.</summary>
     private static readonly TimeSpan IdleLifetime = TimeSpan.FromMinutes(10);
 
@@ -107,10 +112,10 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         var blinded = periods.BlindedKey(address.PublicKey, period);
         var lookupId = periods.LookupId(blinded, period);
         StreamException? last = null;
+        var failed = new HashSet<NodeId>();
         for (int attempt = 0; attempt < MeetAttempts; attempt++)
         {
-            // Its own isolation: a rendezvous circuit carries nothing but this service's streams.
-            var circuit = await pool.BuildDedicatedAsync(new object(), CancellationToken.None).ConfigureAwait(false);
+            var circuit = await BuildToNewPointAsync(failed).ConfigureAwait(false);
             try
             {
                 await MeetAsync(circuit, address, periods, period, blinded, lookupId).ConfigureAwait(false);
@@ -122,6 +127,7 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             {
                 last = e;
                 logger.LogDebug("Could not meet {Address} through {Point}: {Reason}", address.Brief, circuit.Hops[^1].Id.Brief, e.Message);
+                failed.Add(circuit.Hops[^1].Id);
                 circuit.Destroy(DestroyReason.Finished);
             }
             catch
@@ -131,6 +137,17 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             }
         }
         throw last!;
+    }
+
+    /// <summary>A circuit of its own (a rendezvous circuit carries nothing but one service's streams) whose last hop, R, has not failed us yet, if a few tries find one.</summary>
+    private async Task<Circuit> BuildToNewPointAsync(HashSet<NodeId> failed)
+    {
+        for (int build = 1; ; build++)
+        {
+            var circuit = await pool.BuildDedicatedAsync(new object(), CancellationToken.None).ConfigureAwait(false);
+            if (!failed.Contains(circuit.Hops[^1].Id) || build == BuildsPerAttempt) return circuit;
+            circuit.Destroy(DestroyReason.Finished);
+        }
     }
 
     private async Task MeetAsync(Circuit circuit, SessionAddress address, ServicePeriod periods, ulong period, byte[] blinded, byte[] lookupId)

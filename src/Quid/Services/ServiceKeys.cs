@@ -27,6 +27,7 @@ public enum AddressKind
 public sealed class ServiceKeys : IDisposable
 {
     private static readonly byte[] MovingInfo = "quid moving address"u8.ToArray();
+    private static readonly byte[] HandshakeInfo = "quid service handshake key"u8.ToArray();
 
     // The seed of a stable or ephemeral service, or the secret of a moving one; pinned so the
     // collector never leaves a copy behind.
@@ -120,6 +121,36 @@ public sealed class ServiceKeys : IDisposable
         ArgumentNullException.ThrowIfNull(descriptor);
         using var keys = Blind(period);
         return ServiceRecord.Create(keys, period, Periods.LengthMinutes, published, published + lifetime, descriptor.Seal(Address(period), Periods, period));
+    }
+
+    /// <summary>
+    /// The X25519 key the service answers its clients' handshakes with in <paramref name="period"/>
+    /// (PROTOCOL §9.11): HKDF-SHA256 of its seed (for a moving service, the period's seed), info
+    /// "quid service handshake key" | INT_8(period). Derived, not random, so that every record of
+    /// the period carries the same key, whichever instance of the service published it: a client
+    /// handed an older record by one storer still checks the reply of a restarted service.
+    /// </summary>
+    public Key HandshakeKey(ulong period)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
+        Span<byte> info = stackalloc byte[HandshakeInfo.Length + 8];
+        Span<byte> key = stackalloc byte[32];
+        try
+        {
+            if (_address is null) MovingSeed(period, seed);
+            else _secret.CopyTo(seed);
+            HandshakeInfo.CopyTo(info);
+            BinaryPrimitives.WriteUInt64BigEndian(info[HandshakeInfo.Length..], period);
+            KeyDerivationAlgorithm.HkdfSha256.DeriveBytes(seed, salt: default, info, key);
+            return Key.Import(KeyAgreementAlgorithm.X25519, key, KeyBlobFormat.RawPrivateKey,
+                new KeyCreationParameters { ExportPolicy = KeyExportPolicies.None });
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+            CryptographicOperations.ZeroMemory(key);
+        }
     }
 
     /// <summary>The lookup id for <paramref name="period"/>, under which the network files the service's descriptor then.</summary>

@@ -59,7 +59,7 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
     {
         var file = RandomNumberGenerator.GetBytes(3 << 20);
         await using var share = new SharedFolder(file);
-        await using var network = await CircuitTests.StartAsync(120);
+        await using var network = await CircuitTests.StartAsync(164);
         var serviceNode = network.Nodes[^1];
         await CircuitTests.ReadyCircuitAsync(network);
 
@@ -90,7 +90,7 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
     [Fact]
     public async Task A_name_no_service_publishes_fails_like_an_unknown_host_and_reaches_no_exit()
     {
-        await using var network = await CircuitTests.StartAsync(130);
+        await using var network = await CircuitTests.StartAsync(170);
         await CircuitTests.ReadyCircuitAsync(network);
         using var keys = ServiceKeys.Ephemeral();
         string nobody = keys.FixedAddress!.ToString();
@@ -101,5 +101,182 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         Assert.Equal(97, exit);
         Assert.True(errors.Contains("(4)", StringComparison.Ordinal), errors);
         Assert.Empty(network.Client.ServiceClient.Meetings);
+    }
+
+    /// <summary>A web server that keeps every request head it read and answers each with its own marker.</summary>
+    private sealed class MarkerServer : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly List<string> _requests = [];
+        private readonly List<IPAddress> _peers = [];
+        private readonly Task _accepting;
+
+        public MarkerServer()
+        {
+            _listener.Start();
+            _accepting = AcceptAsync();
+        }
+
+        public string Marker { get; } = $"SERVICE-MARKER-{Guid.NewGuid():N}";
+        public IPEndPoint EndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+        public IReadOnlyList<string> Requests
+        {
+            get { lock (_requests) return [.. _requests]; }
+        }
+
+        public IReadOnlyList<IPAddress> Peers
+        {
+            get { lock (_requests) return [.. _peers]; }
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync();
+                    _ = ServeAsync(client);
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // Stopped.
+            }
+        }
+
+        private async Task ServeAsync(TcpClient client)
+        {
+            using var _ = client;
+            var stream = client.GetStream();
+            var head = new List<byte>();
+            var buffer = new byte[4096];
+            while (!head.ToArray().AsSpan().EndsWith("\r\n\r\n"u8))
+            {
+                int read = await stream.ReadAsync(buffer);
+                if (read == 0) return;
+                head.AddRange(buffer.AsSpan(0, read).ToArray());
+            }
+            lock (_requests)
+            {
+                _requests.Add(System.Text.Encoding.ASCII.GetString([.. head]));
+                _peers.Add(((IPEndPoint)client.Client.RemoteEndPoint!).Address);
+            }
+            var body = System.Text.Encoding.ASCII.GetBytes(Marker);
+            await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"));
+            await stream.WriteAsync(body);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _listener.Stop();
+            await _accepting;
+        }
+    }
+
+    /// <summary>What the nodes said about their rendezvous, for a failure's message.</summary>
+    private static string Explained(LogCapture logs) => "\n" + string.Join("\n", logs.Lines
+        .Where(l => l.Text.Contains("meet", StringComparison.OrdinalIgnoreCase) || l.Text.Contains("SOCKS", StringComparison.Ordinal) || l.Text.Contains("ntroduc", StringComparison.Ordinal))
+        .Select(l => $"{l.Category}: {l.Text}"));
+
+    private static async Task<(int Exit, string Output, string Errors)> FetchAsync(TestNetwork network, string address, int maxSeconds = 60) =>
+        await Curl.RunAsync("-sS", "--fail", "-i", "--max-time", maxSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--socks5-hostname", network.Socks.ToString(), $"http://{address}/");
+
+    [Fact]
+    public async Task Neither_end_learns_the_others_address_the_client_sends_no_trace_of_its_node_and_the_service_none_of_its()
+    {
+        await using var web = new MarkerServer();
+        await using var network = await CircuitTests.StartAsync(190);
+        await CircuitTests.ReadyCircuitAsync(network);
+        var serviceNode = network.Nodes[^1];
+        var service = await serviceNode.PublishAsync(new ServiceSpec("marker", web.EndPoint), Published);
+        string clientMarker = $"CLIENT-MARKER-{Guid.NewGuid():N}";
+
+        var (exit, response, errors) = await Curl.RunAsync("-sS", "--fail", "-i", "--max-time", "60", "-H", $"X-Marker: {clientMarker}",
+            "--socks5-hostname", network.Socks.ToString(), $"http://{service.Address}/");
+
+        Assert.True(exit == 0, errors);
+        // Each marker crossed, end to end.
+        Assert.Contains(web.Marker, response);
+        var request = Assert.Single(web.Requests);
+        Assert.Contains(clientMarker, request);
+        // What reached the service names no node of the network: not the client's, by address, port or id.
+        foreach (var node in network.Nodes)
+        {
+            Assert.DoesNotContain(node.LinkEndPoint.Address.ToString(), request);
+            Assert.DoesNotContain(node.Id.ToString(), request);
+        }
+        Assert.DoesNotContain(network.Socks.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), request);
+        Assert.All(web.Peers, p => Assert.Equal(IPAddress.Loopback, p));
+        // And what came back to the client names neither the service's node nor its listener.
+        foreach (var node in network.Nodes)
+        {
+            Assert.DoesNotContain(node.LinkEndPoint.Address.ToString(), response);
+            Assert.DoesNotContain(node.Id.ToString(), response);
+        }
+        Assert.DoesNotContain(web.EndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), response);
+        // The client's circuit ends at R and then at the virtual hop, which names no node.
+        var clientCircuit = Assert.Single(network.Client.ServiceClient.Meetings);
+        Assert.DoesNotContain(network.Nodes, n => n.Id == clientCircuit.Hops[^1].Id);
+    }
+
+    [Fact]
+    public async Task A_stable_address_survives_a_restart_of_the_services_node_and_an_ephemeral_one_does_not()
+    {
+        await using var web = new MarkerServer();
+        var logs = new LogCapture(Microsoft.Extensions.Logging.LogLevel.Debug);
+        await using var network = await CircuitTests.StartAsync(210, loggers: logs);
+        await CircuitTests.ReadyCircuitAsync(network);
+        int last = network.Nodes.Count - 1;
+        var options = network.Nodes[last].Options;
+        var stable = await network.Nodes[last].PublishAsync(new ServiceSpec("web", web.EndPoint, AddressKind.Stable), Published);
+        var ephemeral = await network.Nodes[last].PublishAsync(new ServiceSpec("temp", web.EndPoint, AddressKind.Ephemeral), Published);
+        string stableAddress = stable.Address.ToString(), ephemeralAddress = ephemeral.Address.ToString();
+        foreach (var address in new[] { stableAddress, ephemeralAddress })
+        {
+            var (fetched, _, failed) = await FetchAsync(network, address);
+            Assert.True(fetched == 0, failed + Explained(logs));
+        }
+
+        await network.StopAsync(last);
+        var restarted = await network.RestartAsync(last, options);
+        var stableAgain = await restarted.PublishAsync(new ServiceSpec("web", web.EndPoint, AddressKind.Stable), Published);
+        var ephemeralAgain = await restarted.PublishAsync(new ServiceSpec("temp", web.EndPoint, AddressKind.Ephemeral), Published);
+
+        Assert.Equal(stableAddress, stableAgain.Address.ToString());
+        Assert.NotEqual(ephemeralAddress, ephemeralAgain.Address.ToString());
+        var (exit, response, errors) = await FetchAsync(network, stableAddress);
+        Assert.True(exit == 0, errors + Explained(logs));
+        Assert.Contains(web.Marker, response);
+        (exit, _, errors) = await FetchAsync(network, ephemeralAgain.Address.ToString());
+        Assert.True(exit == 0, errors + Explained(logs));
+        // The old ephemeral address leads nowhere: its key died with the node.
+        Assert.NotEqual(0, (await FetchAsync(network, ephemeralAddress)).Exit);
+    }
+
+    [Fact]
+    public async Task A_moving_service_is_followed_by_a_holder_of_its_secret_and_last_periods_address_leads_nowhere()
+    {
+        await using var web = new MarkerServer();
+        await using var network = await CircuitTests.StartAsync(184);
+        await CircuitTests.ReadyCircuitAsync(network);
+        var serviceNode = network.Nodes[^1];
+        var service = await serviceNode.PublishAsync(new ServiceSpec("moving", web.EndPoint, AddressKind.Moving), Published);
+        // The holder of the secret derives this period's address, as the service does.
+        var secret = new ServiceSecret(await File.ReadAllBytesAsync(Path.Combine(serviceNode.Options.DataDirectory, "services", "moving.moving.key")));
+        using var follower = ServiceKeys.Moving(secret);
+        ulong period = follower.Periods.Number(DateTimeOffset.UtcNow);
+        string now = follower.Address(period).ToString(), before = follower.Address(period - 1).ToString();
+        Assert.Equal(service.Address.ToString(), now);
+
+        var (exit, response, errors) = await FetchAsync(network, now);
+        Assert.True(exit == 0, errors);
+        Assert.Contains(web.Marker, response);
+        // Whoever kept last period's address, without the secret, finds nothing: the lookup fails as for a name nobody publishes.
+        var (oldExit, _, oldErrors) = await FetchAsync(network, before);
+        Assert.Equal(97, oldExit);
+        Assert.True(oldErrors.Contains("(4)", StringComparison.Ordinal), oldErrors);
     }
 }

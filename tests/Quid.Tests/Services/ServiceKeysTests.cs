@@ -134,4 +134,24 @@ public sealed class ServiceKeysTests
             Assert.Equal(key.PublicKey.Export(KeyBlobFormat.RawPublicKey), keys.FixedAddress!.PublicKey.ToArray());
         }
     }
+
+    [Fact]
+    public void The_handshake_key_is_the_same_for_every_run_of_a_service_in_a_period_and_differs_between_periods_and_services()
+    {
+        var seed = Enumerable.Repeat((byte)3, 32).ToArray();
+        using var run1 = ServiceKeys.Stable(seed);
+        using var run2 = ServiceKeys.Stable(seed);
+        using var other = ServiceKeys.Stable(Enumerable.Repeat((byte)4, 32).ToArray());
+        byte[] Public(ServiceKeys keys, ulong period)
+        {
+            using var key = keys.HandshakeKey(period);
+            return key.PublicKey.Export(KeyBlobFormat.RawPublicKey);
+        }
+
+        Assert.Equal(Public(run1, 20000), Public(run2, 20000));
+        Assert.NotEqual(Public(run1, 20000), Public(run1, 20001));
+        Assert.NotEqual(Public(run1, 20000), Public(other, 20000));
+        using var moving = ServiceKeys.Moving(new ServiceSecret(seed));
+        Assert.NotEqual(Public(moving, 20000), Public(moving, 20001));
+    }
 }
