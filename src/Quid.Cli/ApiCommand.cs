@@ -21,11 +21,12 @@ internal static class ApiCommand
     public static Command Create(string name, string description, Action action, Offline? offline = null, params Option[] more) =>
         Create(name, description, action, offline, patience: null, more);
 
+    /// <param name="name">The command as the user types it after quid: a subcommand is given with its parent, "services remove", for its messages.</param>
     public static Command Create(string name, string description, Action action, Offline? offline, Patience? patience, params Option[] more)
     {
         var flags = new NodeFlags("data-dir", "control");
         var json = new Option<bool>("--json") { Description = "Print JSON, for scripts." };
-        var command = new Command(name, description) { json };
+        var command = new Command(name.Split(' ')[^1], description) { json };
         flags.AddTo(command);
         foreach (var option in more) command.Options.Add(option);
         command.SetAction(async (parse, cancellationToken) =>
@@ -44,6 +45,12 @@ internal static class ApiCommand
                 catch (ControlUnavailableException) when (DateTime.UtcNow < deadline)
                 {
                     await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+                }
+                catch (ControlRefusedException e)
+                {
+                    // The node answered: what it refused and why, which is the user's to change.
+                    await Console.Error.WriteLineAsync($"quid {name}: {e.Message}").ConfigureAwait(false);
+                    return ExitCodes.Failed;
                 }
                 catch (ControlUnavailableException e)
                 {

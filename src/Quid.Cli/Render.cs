@@ -62,4 +62,7 @@ internal static class Render
 [JsonSerializable(typeof(IReadOnlyList<LedgerRow>))]
 [JsonSerializable(typeof(ConfigReport))]
 [JsonSerializable(typeof(DashboardLink))]
+[JsonSerializable(typeof(IReadOnlyList<ServiceReport>))]
+[JsonSerializable(typeof(ServiceReport))]
+[JsonSerializable(typeof(ServiceRemoved))]
 internal sealed partial class CliJson : JsonSerializerContext;

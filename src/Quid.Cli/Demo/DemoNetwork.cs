@@ -83,7 +83,7 @@ internal sealed class DemoNetwork : IAsyncDisposable
                 // The client's control API, as quid run has it, but on any free port: a real node may have 9051.
                 if (i == 0)
                     network._control = await NodeControl.StartAsync(network.Client, new IPEndPoint(IPAddress.Loopback, 0), anyPortIfTaken: false,
-                        options.DataDirectory, loggers, TimeProvider.System, cancellationToken).ConfigureAwait(false);
+                        options.DataDirectory, loggers, TimeProvider.System, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
             return network;
         }

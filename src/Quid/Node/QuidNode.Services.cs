@@ -68,14 +68,15 @@ public sealed partial class QuidNode : IServiceDirectory
     {
         ArgumentNullException.ThrowIfNull(spec);
         ServiceNames.Check(spec.Name);
+        using var secret = spec.Kind == AddressKind.Moving ? new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)) : null;
         var keys = spec.Kind switch
         {
             AddressKind.Stable => ServiceKeys.Stable(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)),
-            AddressKind.Moving => ServiceKeys.Moving(new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind))),
+            AddressKind.Moving => ServiceKeys.Moving(secret!),
             _ => ServiceKeys.Ephemeral(),
         };
         var target = spec.Target;
-        var service = new HostedService(spec.Name, keys, (_, ct) => ConnectToServiceAsync(target, ct), _pool, _time, _logger);
+        var service = new HostedService(spec.Name, keys, (_, ct) => ConnectToServiceAsync(target, ct), _pool, _time, _logger) { FollowSecret = secret?.ToText() };
         lock (_services)
         {
             if (_services.ContainsKey(spec.Name))

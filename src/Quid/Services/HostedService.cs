@@ -71,6 +71,16 @@ public sealed class HostedService : IAsyncDisposable
     /// <summary>The address clients reach it by now: for a moving service, this period's.</summary>
     public SessionAddress Address => _keys.Address(_keys.Periods.Number(_time.GetUtcNow()));
 
+    /// <summary>For a moving service, when <see cref="Address"/> gives way to the next period's; null for the others, whose address stays.</summary>
+    public DateTimeOffset? AddressUntil => Kind == AddressKind.Moving ? _keys.Periods.End(_keys.Periods.Number(_time.GetUtcNow())) : null;
+
+    /// <summary>
+    /// The text form of a moving service's secret (<see cref="ServiceSecret.ToText"/>), which those
+    /// who should follow it from period to period need; null for the other kinds. Show it only to
+    /// the service's owner.
+    /// </summary>
+    public string? FollowSecret { get; init; }
+
     /// <summary>Completes when the first introduction point publishes the record; until then no lookup can find the service.</summary>
     public Task Published => _published.Task;
 

@@ -4,6 +4,7 @@ using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Quid.Cli.Demo;
+using Quid.Services;
 using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;
@@ -88,6 +89,98 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         var (down, reason) = await QuidProcess.RunAsync("status", "--data-dir", clientDir);
         Assert.Equal(1, down);
         Assert.Contains("No node answers", reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Quid_serve_and_share_publish_through_the_running_node_what_curl_then_reaches_and_quid_services_lists_and_removes()
+    {
+        await using var web = new LocalWebServer(new IPEndPoint(IPAddress.Loopback, 0));
+        web.Start();
+        using var network = await ProcessNetwork.StartAsync(80, 6, "--offer", "1048576", "--request", "524288", "--hops", "3", "--no-probes");
+        await network.ReadyCircuitAsync(TimeSpan.FromSeconds(60));
+        // The service's node needs circuits of its own, to its introduction points.
+        string dataDir = network.DataDirectory(5);
+        var (ready, progress) = await QuidProcess.RunAsync("status", "--data-dir", dataDir, "--wait", "--timeout", "60");
+        Assert.True(ready == 0, progress);
+
+        int port = web.EndPoint.Port;
+        var clock = Stopwatch.StartNew();
+        var (code, text) = await QuidProcess.RunAsync("serve", $"127.0.0.1:{port}", "--data-dir", dataDir);
+        output.WriteLine($"quid serve answered in {clock.Elapsed.TotalSeconds:0.0} s:\n{text}");
+        Assert.True(code == 0, text);
+        string address = Regex.Match(text, @"\b[a-z2-7]{56}\.quid\b").Value;
+        Assert.True(SessionAddress.TryParse(address, out _), text);
+        Assert.Contains($"Publishing serve-{port} → 127.0.0.1:{port} (ephemeral)", text, StringComparison.Ordinal);
+        Assert.Contains("Published:", text, StringComparison.Ordinal);
+        Assert.Contains("Ephemeral: the address dies with the service", text, StringComparison.Ordinal);
+        Assert.Contains($"curl --socks5-hostname 127.0.0.1:1080 http://{address}/", text, StringComparison.Ordinal);
+
+        // Another node's proxy reaches the web server by the printed name.
+        var (fetched, page, errors) = await Curl.RunAsync("-sS", "--fail", "--max-time", "60", "--socks5-hostname", network.Socks, $"http://{address}/echo/through-quid");
+        Assert.True(fetched == 0, $"curl exited {fetched}: {errors}");
+        Assert.Equal("through-quid", page);
+
+        string folder = Path.Combine(_root, "shared");
+        Directory.CreateDirectory(folder);
+        await File.WriteAllTextAsync(Path.Combine(folder, "hello.txt"), "hello");
+        (code, text) = await QuidProcess.RunAsync("share", folder, "--kind", "stable", "--name", "files", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        output.WriteLine(text);
+        string shareAddress = Regex.Match(text, @"\b[a-z2-7]{56}\.quid\b").Value;
+        using (var keys = ServiceKeys.Stable(await File.ReadAllBytesAsync(Path.Combine(dataDir, "services", "files.stable.key"))))
+            Assert.Equal(keys.FixedAddress!.ToString(), shareAddress);
+        Assert.Contains("▄▄▄▄▄", text, StringComparison.Ordinal); // the QR code's finder patterns, in half blocks
+        Assert.Contains($"http://{shareAddress}/", text, StringComparison.Ordinal);
+        Assert.Contains("files.stable.key", text, StringComparison.Ordinal);
+        Assert.Contains("run this command again", text, StringComparison.Ordinal);
+
+        (code, text) = await QuidProcess.RunAsync("serve", "127.0.0.1:9", "--kind", "moving", "--name", "follow-me", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        string secret = Regex.Match(text, @"Secret: (quid-secret-[a-z2-7]+)").Groups[1].Value;
+        Assert.True(ServiceSecret.TryParse(secret, out var parsed), text);
+        parsed.Dispose();
+
+        // Refusals come back in one line that says what to change.
+        (code, text) = await QuidProcess.RunAsync("serve", "nonsense", "--data-dir", dataDir);
+        Assert.Equal(1, code);
+        Assert.StartsWith("quid serve: 'nonsense' is not host:port", text, StringComparison.Ordinal);
+        (code, text) = await QuidProcess.RunAsync("serve", $"127.0.0.1:{port}", "--data-dir", dataDir);
+        Assert.Equal(1, code);
+        Assert.Contains($"quid services remove serve-{port}", text, StringComparison.Ordinal);
+        (code, text) = await QuidProcess.RunAsync("share", Path.Combine(folder, "nothing-here"), "--data-dir", dataDir);
+        Assert.Equal(1, code);
+        Assert.Contains(Path.Combine(folder, "nothing-here"), text, StringComparison.Ordinal);
+
+        var listed = Json(await QuidProcess.RunAsync("services", "--data-dir", dataDir, "--json")).EnumerateArray().ToDictionary(s => s.GetProperty("name").GetString()!);
+        Assert.Equal(["files", "follow-me", $"serve-{port}"], listed.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(address, listed[$"serve-{port}"].GetProperty("address").GetString());
+        Assert.Equal(1, listed[$"serve-{port}"].GetProperty("met").GetInt64());
+        Assert.Equal(secret, listed["follow-me"].GetProperty("secret").GetString());
+        (code, text) = await QuidProcess.RunAsync("services", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        Assert.Contains(shareAddress, text, StringComparison.Ordinal);
+        Assert.Contains("quid services --json", text, StringComparison.Ordinal);
+
+        (code, text) = await QuidProcess.RunAsync("services", "remove", "files", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        (code, text) = await QuidProcess.RunAsync("services", "remove", "files", "--data-dir", dataDir);
+        Assert.Equal(1, code);
+        Assert.Contains("No service named 'files'", text, StringComparison.Ordinal);
+        Assert.DoesNotContain(shareAddress, (await QuidProcess.RunAsync("services", "--data-dir", dataDir)).Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("serve", "127.0.0.1:8080")]
+    [InlineData("share", "/tmp")]
+    [InlineData("services")]
+    [InlineData("services", "remove", "web")]
+    public async Task The_service_commands_say_plainly_when_no_node_runs(params string[] command)
+    {
+        string dataDir = Path.Combine(_root, "never-ran");
+        var (code, text) = await QuidProcess.RunAsync([.. command, "--data-dir", dataDir]);
+        Assert.Equal(1, code);
+        Assert.Equal($"quid {string.Join(' ', command.TakeWhile(w => w is "serve" or "share" or "services" or "remove"))}: No node has run with data directory {dataDir}: there is no control_auth_cookie (use --data-dir).",
+            text.Trim());
     }
 
     [Fact]

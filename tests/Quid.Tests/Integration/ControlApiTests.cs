@@ -1,5 +1,7 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using Quid.Node.Control;
+using Quid.Services;
 
 namespace Quid.Tests.Integration;
 
@@ -53,7 +55,7 @@ public sealed class ControlApiTests
     }
 
     [Fact]
-    public async Task Only_loopback_hosts_and_GET_are_answered()
+    public async Task Only_loopback_hosts_and_the_methods_each_path_takes_are_answered()
     {
         await using var network = await TestNetwork.StartAsync(248, [new(256, 0)]);
         await using var control = await ControlPlane.StartAsync(network.Client, network.DataDirectory(0));
@@ -62,6 +64,8 @@ public sealed class ControlApiTests
         Assert.Equal(421, (await control.CurlAsync("/api/status", control.Token, "-H", "Host: attacker.example")).Status);
         Assert.Equal(200, (await control.CurlAsync("/api/status", control.Token, "-H", $"Host: localhost:{control.Server.EndPoint.Port}")).Status);
         Assert.Equal(405, (await control.CurlAsync("/api/status", control.Token, "-X", "POST")).Status);
+        Assert.Equal(405, (await control.CurlAsync("/api/services", control.Token, "-X", "PUT")).Status);
+        Assert.Equal(405, (await control.CurlAsync("/api/shares", control.Token)).Status);
         Assert.Equal(404, (await control.CurlAsync("/api/nothing", control.Token)).Status);
     }
 
@@ -85,5 +89,141 @@ public sealed class ControlApiTests
         Assert.NotEqual(old, second.Token);
         Assert.Equal(401, (await second.CurlAsync("/api/id", old)).Status);
         Assert.Equal(200, (await second.CurlAsync("/api/id", second.Token)).Status);
+    }
+
+    [Fact]
+    public async Task Services_are_published_listed_and_removed_and_a_request_that_cannot_be_met_says_what_to_change()
+    {
+        // A lone node: nothing publishes its records, so every service stays unpublished; the API answers after its short wait all the same.
+        await using var network = await TestNetwork.StartAsync(56, [new(256, 0)]);
+        string directory = network.DataDirectory(0);
+        await using var control = await ControlPlane.StartAsync(network.Client, directory, new ControlOptions { PublishWait = TimeSpan.FromMilliseconds(200) });
+
+        var web = await PostAsync(control, "/api/services", 201, """{"name": "web", "target": "127.0.0.1:8080", "kind": "stable"}""");
+        Assert.Equal("web", web.GetProperty("name").GetString());
+        Assert.Equal("Stable", web.GetProperty("kind").GetString());
+        Assert.False(web.GetProperty("published").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, web.GetProperty("secret").ValueKind);
+        // The key in the data directory is the address.
+        using (var keys = ServiceKeys.Stable(await File.ReadAllBytesAsync(Path.Combine(directory, "services", "web.stable.key"))))
+            Assert.Equal(keys.FixedAddress!.ToString(), web.GetProperty("address").GetString());
+
+        // A moving service's owner gets the secret, from which this period's address follows.
+        var moving = await PostAsync(control, "/api/services", 201, """{"name": "follow-me", "target": "localhost:8081", "kind": "moving"}""");
+        string secret = moving.GetProperty("secret").GetString()!;
+        Assert.StartsWith(ServiceSecret.Prefix, secret, StringComparison.Ordinal);
+        using (var parsed = ServiceSecret.Parse(secret))
+        using (var keys = ServiceKeys.Moving(parsed))
+        {
+            var now = DateTimeOffset.UtcNow;
+            Assert.Equal(keys.Address(keys.Periods.Number(now)).ToString(), moving.GetProperty("address").GetString());
+            var until = moving.GetProperty("addressUntil").GetDateTimeOffset();
+            Assert.InRange(until, now, now + ServicePeriod.DefaultLength);
+        }
+        // A target elsewhere than loopback is the owner's choice.
+        await PostAsync(control, "/api/services", 201, """{"name": "lan", "target": "192.0.2.7:80"}""");
+
+        Assert.Contains("quid services remove web", await PostAsync(control, "/api/services", 409, """{"name": "web", "target": "127.0.0.1:9090"}""", error: true));
+        Assert.Contains("letters, digits and dashes", await PostAsync(control, "/api/services", 400, """{"name": "my web", "target": "127.0.0.1:8080"}""", error: true));
+        Assert.Contains("such as 127.0.0.1:8080", await PostAsync(control, "/api/services", 400, """{"name": "x", "target": "8080"}""", error: true));
+        Assert.Contains("give 127.0.0.1:80", await PostAsync(control, "/api/services", 400, """{"name": "x", "target": "0.0.0.0:80"}""", error: true));
+        Assert.Contains("use stable", await PostAsync(control, "/api/services", 400, """{"name": "x", "target": "127.0.0.1:80", "kind": "forever"}""", error: true));
+        Assert.Contains("JSON object", await PostAsync(control, "/api/services", 400, "name=x", error: true));
+        Assert.Equal(413, (await control.CurlAsync("/api/services", control.Token, "--data-binary", $"{{\"name\": \"{new string('a', 70_000)}\"}}")).Status);
+
+        string folder = Directory.CreateTempSubdirectory("quid-api-share-").FullName;
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(folder, "a.txt"), "a");
+            var files = await PostAsync(control, "/api/shares", 201, JsonSerializer.Serialize(new { name = "files", paths = new[] { folder } }));
+            Assert.Equal("Ephemeral", files.GetProperty("kind").GetString());
+            string missing = Path.Combine(folder, "missing.txt");
+            Assert.Contains(missing, await PostAsync(control, "/api/shares", 400, JsonSerializer.Serialize(new { name = "x", paths = new[] { missing } }), error: true));
+            Assert.Contains("not an absolute path", await PostAsync(control, "/api/shares", 400, """{"name": "x", "paths": ["a.txt"]}""", error: true));
+            Assert.Contains("not both", await PostAsync(control, "/api/shares", 400, JsonSerializer.Serialize(new { name = "x", paths = new[] { folder }, receive = folder }), error: true));
+            string inbox = Path.Combine(folder, "inbox");
+            await PostAsync(control, "/api/shares", 201, JsonSerializer.Serialize(new { name = "inbox", receive = inbox }));
+            Assert.True(Directory.Exists(inbox));
+
+            // Without the cookie nothing is published.
+            Assert.Equal(401, (await control.CurlAsync("/api/services", null, "--data-binary", """{"name": "sneaky", "target": "127.0.0.1:22"}""")).Status);
+
+            var listed = await GetAsync(control, "/api/services");
+            Assert.Equal(["files", "follow-me", "inbox", "lan", "web"], listed.EnumerateArray().Select(s => s.GetProperty("name").GetString()));
+            Assert.All(listed.EnumerateArray(), s => Assert.EndsWith(".quid", s.GetProperty("address").GetString(), StringComparison.Ordinal));
+            Assert.Equal(secret, listed.EnumerateArray().Single(s => s.GetProperty("kind").GetString() == "Moving").GetProperty("secret").GetString());
+            Assert.Equal(web.GetProperty("address").GetString(), (await GetAsync(control, "/api/services/web")).GetProperty("address").GetString());
+
+            Assert.Equal(204, (await control.CurlAsync("/api/services/web", control.Token, "-X", "DELETE")).Status);
+            var (again, body) = await control.CurlAsync("/api/services/web", control.Token, "-X", "DELETE");
+            Assert.Equal(404, again);
+            Assert.Contains("quid services", body, StringComparison.Ordinal);
+            Assert.DoesNotContain(network.Client.Services, s => s.Name == "web");
+            Assert.Equal(404, (await control.CurlAsync("/api/services/web", control.Token)).Status);
+
+            // Published again under its name, a stable service has its address back: the key file is the address.
+            var back = await PostAsync(control, "/api/services", 201, """{"name": "web", "target": "127.0.0.1:8080", "kind": "stable"}""");
+            Assert.Equal(web.GetProperty("address").GetString(), back.GetProperty("address").GetString());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_share_published_through_the_API_is_fetched_by_curl_by_its_quid_name_and_the_API_counts_the_client_met()
+    {
+        await using var network = await CircuitTests.StartAsync(50);
+        await CircuitTests.ReadyCircuitAsync(network);
+        var serviceNode = network.Nodes[^1];
+        await using var control = await ControlPlane.StartAsync(serviceNode, network.DataDirectory(network.Nodes.Count - 1));
+        string folder = Directory.CreateTempSubdirectory("quid-api-share-").FullName;
+        try
+        {
+            var file = RandomNumberGenerator.GetBytes(256 << 10);
+            await File.WriteAllBytesAsync(Path.Combine(folder, "file.bin"), file);
+
+            var share = await PostAsync(control, "/api/shares", 201, JsonSerializer.Serialize(new { name = "files", paths = new[] { folder } }));
+            Assert.True(share.GetProperty("published").GetBoolean(), "the node had partners, so an introduction point published the record within the wait");
+            Assert.True(share.GetProperty("introductionPointsUp").GetInt32() >= 1);
+
+            string saved = Path.Combine(folder, "..", $"fetched-{Guid.NewGuid():N}");
+            var (exit, _, errors) = await Curl.RunAsync("-sS", "--fail", "--max-time", "60", "--socks5-hostname", network.Socks.ToString(), "-o", saved,
+                $"http://{share.GetProperty("address").GetString()}/file.bin");
+            Assert.True(exit == 0, $"curl exited {exit}: {errors}");
+            Assert.Equal(SHA256.HashData(file), SHA256.HashData(await File.ReadAllBytesAsync(saved)));
+            File.Delete(saved);
+
+            var listed = Assert.Single((await GetAsync(control, "/api/services")).EnumerateArray());
+            Assert.Equal(1, listed.GetProperty("met").GetInt64());
+            Assert.Equal(1, listed.GetProperty("introduced").GetInt64());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static async Task<JsonElement> GetAsync(ControlPlane control, string path)
+    {
+        var (status, body) = await control.CurlAsync(path, control.Token);
+        Assert.True(status == 200, $"{path}: {status} {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>POSTs <paramref name="json"/>, asserts the status, and returns the answer.</summary>
+    private static async Task<JsonElement> PostAsync(ControlPlane control, string path, int expected, string json)
+    {
+        var (status, body) = await control.CurlAsync(path, control.Token, "--data-binary", json);
+        Assert.True(status == expected, $"{path} {json}: expected {expected}, got {status} {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>As above, for a refusal: its message.</summary>
+    private static async Task<string> PostAsync(ControlPlane control, string path, int expected, string json, bool error)
+    {
+        Assert.True(error);
+        return (await PostAsync(control, path, expected, json)).GetProperty("error").GetString()!;
     }
 }

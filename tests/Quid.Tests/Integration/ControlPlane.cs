@@ -22,9 +22,9 @@ internal sealed class ControlPlane : IAsyncDisposable
     public string BaseUrl => $"http://{Server.EndPoint}";
     public string Token => ControlCookie.Hex(ControlCookie.Read(DataDirectory));
 
-    public static async Task<ControlPlane> StartAsync(QuidNode node, string dataDirectory)
+    public static async Task<ControlPlane> StartAsync(QuidNode node, string dataDirectory, ControlOptions? options = null)
     {
-        var control = await NodeControl.StartAsync(node, new IPEndPoint(IPAddress.Loopback, 0), anyPortIfTaken: false, dataDirectory, NullLoggerFactory.Instance, TimeProvider.System);
+        var control = await NodeControl.StartAsync(node, new IPEndPoint(IPAddress.Loopback, 0), anyPortIfTaken: false, dataDirectory, NullLoggerFactory.Instance, TimeProvider.System, options);
         return new ControlPlane(control, dataDirectory);
     }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Playwright;
 using Quid.Node;
 using Quid.Node.Control;
+using Quid.Services;
 using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;
@@ -43,6 +44,8 @@ public sealed class DashboardTests(ITestOutputHelper output)
     {
         var circuit = await CircuitTests.ReadyCircuitAsync(network);
         await using var control = await ControlPlane.StartAsync(network.Client, network.DataDirectory(0));
+        var service = await network.Client.PublishAsync(new ServiceSpec("web", network.Web.EndPoint, AddressKind.Stable), TimeSpan.FromSeconds(30));
+        await service.Published.WaitAsync(TimeSpan.FromSeconds(30));
 
         // A download held to about 3 Mbit/s by curl, so the chart has a steady line to draw.
         var download = Curl.RunAsync("--silent", "--output", "/dev/null", "--max-time", "40", "--limit-rate", "400K",
@@ -61,7 +64,8 @@ public sealed class DashboardTests(ITestOutputHelper output)
         var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1280, Height = 860 } });
         await page.GotoAsync(ControlServer.DashboardUrl(control.Server.EndPoint, ControlCookie.Read(control.DataDirectory)));
         await page.WaitForFunctionAsync("() => document.querySelectorAll('#circuits li').length > 0 && document.querySelectorAll('#partners tbody tr').length > 0" +
-            " && document.querySelector('#rate-received').textContent !== '0 bit/s' && document.querySelectorAll('#chart polyline.received').length === 1");
+            " && document.querySelector('#rate-received').textContent !== '0 bit/s' && document.querySelectorAll('#chart polyline.received').length === 1" +
+            " && document.querySelectorAll('#services tbody tr').length > 0");
 
         // The token leaves the address bar once read.
         Assert.DoesNotContain("token=", page.Url, StringComparison.Ordinal);
@@ -93,6 +97,15 @@ public sealed class DashboardTests(ITestOutputHelper output)
         // Circuits as paths: you, then the three hops of the circuit the pool built, the last marked as the exit.
         var hops = await page.Locator("#circuits li").First.Locator(".hop").AllTextContentsAsync();
         Assert.Equal(["you", .. circuit.Hops.Select((h, i) => i == 2 ? $"{h.Id.Brief} · exit" : h.Id.Brief)], hops);
+
+        // The service the node publishes, its address whole (to copy), with its introduction points.
+        var published = page.Locator("#services tbody tr");
+        Assert.Equal(1, await published.CountAsync());
+        var cells = await published.Locator("td").AllTextContentsAsync();
+        Assert.Equal(["web", "stable"], cells.Take(2));
+        Assert.Equal(service.Address.ToString(), await published.Locator(".address span").TextContentAsync());
+        Assert.Matches(@"^[12] up$", cells[3]);
+        Assert.True(await page.Locator("#services-empty").IsHiddenAsync());
 
         string screenshot = Path.Combine(AppContext.BaseDirectory, "dashboard.png");
         await page.ScreenshotAsync(new() { Path = screenshot, FullPage = true });

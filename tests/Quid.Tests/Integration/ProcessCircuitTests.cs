@@ -14,6 +14,8 @@ internal sealed class ProcessNetwork : IDisposable
     public List<(QuidProcess Process, string Id, IPAddress Address)> Nodes { get; } = [];
     public string Socks { get; private set; } = "";
 
+    public string DataDirectory(int node) => Path.Combine(_root, $"node{node}");
+
     /// <summary>Starts <paramref name="count"/> nodes; the first runs the SOCKS proxy.</summary>
     public static async Task<ProcessNetwork> StartAsync(byte firstAddress, int count, params string[] common)
     {
@@ -26,7 +28,7 @@ internal sealed class ProcessNetwork : IDisposable
                 var address = new IPAddress([127, 0, 0, (byte)(firstAddress + i)]);
                 string[] args =
                 [
-                    "run", "--data-dir", Path.Combine(network._root, $"node{i}"), "--listen", $"{address}:0",
+                    "run", "--data-dir", network.DataDirectory(i), "--listen", $"{address}:0",
                     "--socks", i == 0 ? "127.0.0.1:0" : "off", "--http-proxy", "off", "--exit-allow-private", .. common,
                     .. (bootstrap is null ? Array.Empty<string>() : ["--peer", bootstrap]),
                 ];

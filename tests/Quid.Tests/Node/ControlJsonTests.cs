@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using Quid.Cli;
 using Quid.Node.Control;
+using Quid.Services;
 
 namespace Quid.Tests.Node;
 
@@ -76,6 +77,15 @@ public sealed class ControlJsonTests
         var row = ledger.RootElement[0];
         Assert.Equal(["partner", "verdict", "weGrantKbps", "promisedKbps", "deliveredKbps", "bytesGiven", "bytesReceived", "activeAgreements", "pastAgreements", "shunnedUntil", "lastProbe"],
             row.EnumerateObject().Select(p => p.Name));
+
+        // The dashboard reads these of each service; scripts read the secret of a moving one.
+        var service = new ServiceReport("web", AddressKind.Moving, "x.quid", true, Started, 2, 0, 1, 1, 0, "quid-secret-x", Started.AddDays(1));
+        using var services = JsonDocument.Parse(JsonSerializer.Serialize<IReadOnlyList<ServiceReport>>([service], ControlJson.Default.IReadOnlyListServiceReport));
+        var first = services.RootElement[0];
+        Assert.Equal(["name", "kind", "address", "published", "started", "introductionPointsUp", "openMeetings", "introduced", "met", "dropped", "secret", "addressUntil"],
+            first.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("Moving", first.GetProperty("kind").GetString());
+        Assert.Equal(service, JsonSerializer.Deserialize(JsonSerializer.Serialize(service, CliJson.Default.ServiceReport), ControlJson.Default.ServiceReport));
     }
 
     [Fact]

@@ -12,6 +12,13 @@ namespace Quid.Node.Control;
 /// <summary>No running node answers: it is not running, its control API is off, or the cookie cannot be read.</summary>
 public sealed class ControlUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
+/// <summary>The node understood a request to change something and refused it; the message says what to change.</summary>
+public sealed class ControlRefusedException(int status, string message) : Exception(message)
+{
+    /// <summary>The HTTP status: 400 for a request to change, 404 for no such service, 409 for a name taken.</summary>
+    public int Status { get; } = status;
+}
+
 /// <summary>
 /// Talks to a running node's control API, as the CLI does: it finds the address in the data
 /// directory (where the node wrote the one it got) or in the configuration, and proves itself
@@ -29,13 +36,17 @@ public sealed class ControlClient : IDisposable
         _http = new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(5) })
         {
             BaseAddress = new Uri($"http://{endPoint}/"),
-            Timeout = Patience,
+            // Each request has its own: publishing a service waits for the network.
+            Timeout = Timeout.InfiniteTimeSpan,
         };
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ControlCookie.Hex(cookie));
     }
 
     /// <summary>How long a request may take, answer and all; a node that takes longer is stuck or overwhelmed.</summary>
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a request to publish may take: the node waits up to 30 s for an introduction point before it answers.</summary>
+    public static readonly TimeSpan PublishPatience = TimeSpan.FromSeconds(50);
 
     public IPEndPoint EndPoint { get; }
     public byte[] Cookie { get; }
@@ -63,39 +74,74 @@ public sealed class ControlClient : IDisposable
 
     /// <summary>The answer to <paramref name="path"/>, read as <paramref name="type"/>: one of <see cref="ControlJson"/>'s.</summary>
     /// <exception cref="ControlUnavailableException">No answer, or not one that can be read; the message says what to check.</exception>
-    public async Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default)
+    public Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default) =>
+        AskAsync(() => new HttpRequestMessage(HttpMethod.Get, path.TrimStart('/')), path, type, Patience, cancellationToken);
+
+    /// <summary>POSTs <paramref name="body"/> to <paramref name="path"/> and reads the answer as <paramref name="type"/>.</summary>
+    /// <exception cref="ControlRefusedException">The node refused the request; the message says why.</exception>
+    /// <exception cref="ControlUnavailableException">No answer, or not one that can be read.</exception>
+    public Task<T> PostAsync<TBody, T>(string path, TBody body, JsonTypeInfo<TBody> bodyType, JsonTypeInfo<T> type, TimeSpan patience, CancellationToken cancellationToken = default) =>
+        AskAsync(() => new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/')) { Content = JsonContent.Create(body, bodyType) }, path, type, patience, cancellationToken);
+
+    /// <summary>DELETEs <paramref name="path"/>.</summary>
+    /// <exception cref="ControlRefusedException">The node refused, or has nothing there (404); the message says which.</exception>
+    /// <exception cref="ControlUnavailableException">No answer.</exception>
+    public async Task DeleteAsync(string path, CancellationToken cancellationToken = default)
     {
         try
         {
-            using var response = await SendAsync(path, cancellationToken).ConfigureAwait(false);
-            return await response.Content.ReadFromJsonAsync(type, cancellationToken).ConfigureAwait(false)
+            using var request = new HttpRequestMessage(HttpMethod.Delete, path.TrimStart('/'));
+            using var response = await SendAsync(request, path, Patience, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Unreachable(e, Patience, cancellationToken) is { } reason)
+        {
+            throw new ControlUnavailableException(reason, e);
+        }
+    }
+
+    private async Task<T> AskAsync<T>(Func<HttpRequestMessage> make, string path, JsonTypeInfo<T> type, TimeSpan patience, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var request = make();
+            using var response = await SendAsync(request, path, patience, cancellationToken).ConfigureAwait(false);
+            using var deadline = Deadline(patience, cancellationToken);
+            return await response.Content.ReadFromJsonAsync(type, deadline.Token).ConfigureAwait(false)
                 ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
         }
         catch (JsonException e)
         {
             throw new ControlUnavailableException($"What answers on {EndPoint} is not a Quid node's control API (its answer to {path} is not the JSON expected): check the address in {ControlCookie.EndPointFileName} and that this quid is the node's version.", e);
         }
-        catch (Exception e) when (Unreachable(e, cancellationToken) is { } reason)
+        catch (Exception e) when (Unreachable(e, patience, cancellationToken) is { } reason)
         {
             throw new ControlUnavailableException(reason, e);
         }
     }
 
+    private static CancellationTokenSource Deadline(TimeSpan patience, CancellationToken cancellationToken)
+    {
+        var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(patience);
+        return deadline;
+    }
+
     /// <summary>What to tell the user when a request failed on the way, as a connection can; null for anything else.</summary>
-    private string? Unreachable(Exception e, CancellationToken cancellationToken) => e switch
+    private string? Unreachable(Exception e, TimeSpan patience, CancellationToken cancellationToken) => e switch
     {
         HttpRequestException { InnerException: SocketException } => $"No node answers on {EndPoint}: is 'quid run' running with this data directory?",
         // Connected, then hung up on before an answer: a node at its limit of control connections does that.
         HttpRequestException or IOException =>
             $"The node on {EndPoint} closed the connection without answering: it may be at its limit of control connections; try again, and check its log.",
         TaskCanceledException when !cancellationToken.IsCancellationRequested =>
-            $"The node on {EndPoint} did not answer within {Patience.TotalSeconds:0} s: it may be overloaded or stuck; check its log, or whether something else holds that port.",
+            $"The node on {EndPoint} did not answer within {patience.TotalSeconds:0} s: it may be overloaded or stuck; check its log, or whether something else holds that port.",
         _ => null,
     };
 
-    private async Task<HttpResponseMessage> SendAsync(string path, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, string path, TimeSpan patience, CancellationToken cancellationToken)
     {
-        var response = await _http.GetAsync(path.TrimStart('/'), cancellationToken).ConfigureAwait(false);
+        using var deadline = Deadline(patience, cancellationToken);
+        var response = await _http.SendAsync(request, deadline.Token).ConfigureAwait(false);
         if (response.StatusCode == HttpStatusCode.Unauthorized)
         {
             response.Dispose();
@@ -103,11 +149,26 @@ public sealed class ControlClient : IDisposable
         }
         if (!response.IsSuccessStatusCode)
         {
-            string body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            string body = await response.Content.ReadAsStringAsync(deadline.Token).ConfigureAwait(false);
             response.Dispose();
+            // A request to change something that the node refused says why, in words meant for the user.
+            if (request.Method != HttpMethod.Get && (int)response.StatusCode is >= 400 and < 500 && Refusal(body) is { } why)
+                throw new ControlRefusedException((int)response.StatusCode, why);
             throw new ControlUnavailableException($"The node on {EndPoint} answered {path} with {(int)response.StatusCode}: {body}");
         }
         return response;
+    }
+
+    private static string? Refusal(string body)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(body, ControlJson.Default.ErrorReport)?.Error;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     public void Dispose() => _http.Dispose();

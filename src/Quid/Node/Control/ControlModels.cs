@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Quid.Services;
 
 namespace Quid.Node.Control;
 
@@ -17,6 +18,10 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(CircuitsReport))]
 [JsonSerializable(typeof(IReadOnlyList<LedgerRow>))]
 [JsonSerializable(typeof(IReadOnlyList<ThroughputSample>))]
+[JsonSerializable(typeof(IReadOnlyList<ServiceReport>))]
+[JsonSerializable(typeof(ServiceReport))]
+[JsonSerializable(typeof(ServiceRequest))]
+[JsonSerializable(typeof(ShareRequest))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -150,5 +155,40 @@ public sealed record LedgerRow(
     public static LedgerRow From(LedgerEntry e) => new(e.Partner.ToString(), e.Verdict.ToString(), e.WeGrantKbps, e.TheyGrantKbps, e.DeliveredKbps,
         e.BytesGiven, e.BytesReceived, e.ActiveAgreements, e.PastAgreements, e.ShunnedUntil, e.LastProbe);
 }
+
+/// <summary>A service this node publishes under a session address (<c>quid serve</c>, <c>quid share</c>).</summary>
+/// <param name="Address">The address clients reach it by now, <c>&lt;56 characters&gt;.quid</c>: for a moving service, this period's.</param>
+/// <param name="Published">Whether an introduction point has published its record yet; until then no lookup finds it.</param>
+/// <param name="IntroductionPointsUp">Introduction points publishing its record now (it keeps two).</param>
+/// <param name="OpenMeetings">Clients met and still connected.</param>
+/// <param name="Introduced">Introductions that opened and were new.</param>
+/// <param name="Met">Clients met since it was published.</param>
+/// <param name="Dropped">Introductions dropped: under load, unreadable or replayed.</param>
+/// <param name="Secret">A moving service's secret (<c>quid-secret-…</c>), from which those who hold it derive each period's address; null for the other kinds.</param>
+/// <param name="AddressUntil">When a moving service's address gives way to the next period's; null for the other kinds.</param>
+public sealed record ServiceReport(
+    string Name,
+    AddressKind Kind,
+    string Address,
+    bool Published,
+    DateTimeOffset Started,
+    int IntroductionPointsUp,
+    int OpenMeetings,
+    long Introduced,
+    long Met,
+    long Dropped,
+    string? Secret,
+    DateTimeOffset? AddressUntil);
+
+/// <summary>What <c>POST /api/services</c> takes: publish the local TCP service at <paramref name="Target"/>.</summary>
+/// <param name="Name">1 to 64 letters, digits and dashes; a stable or moving service's key is kept under it.</param>
+/// <param name="Target"><c>host:port</c>, the host an IP address (<c>[…]</c> for IPv6) or <c>localhost</c>.</param>
+/// <param name="Kind"><c>stable</c>, <c>ephemeral</c> (the default) or <c>moving</c>.</param>
+public sealed record ServiceRequest(string? Name, string? Target, string? Kind);
+
+/// <summary>What <c>POST /api/shares</c> takes: files and folders to download, or a folder to receive uploads in.</summary>
+/// <param name="Paths">Absolute paths of files and folders, as the node sees them.</param>
+/// <param name="Receive">An absolute path of a folder to store uploads in (made if missing), instead of <paramref name="Paths"/>.</param>
+public sealed record ShareRequest(string? Name, IReadOnlyList<string>? Paths, string? Receive, string? Kind);
 
 public sealed record ErrorReport(string Error);

@@ -15,4 +15,7 @@ public sealed record ControlOptions
 
     /// <summary>How long a connection may stay open without sending a request, and how long a request's head may take.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long <c>POST /api/services</c> and <c>/api/shares</c> wait for the first introduction point before answering, published or not.</summary>
+    public TimeSpan PublishWait { get; init; } = TimeSpan.FromSeconds(30);
 }

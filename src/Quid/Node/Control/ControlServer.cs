@@ -22,9 +22,11 @@ namespace Quid.Node.Control;
 /// directory as a bearer token; only the dashboard's own page, script and style (which hold no
 /// data) are served without it, so a browser can load the page and then ask for the token. A
 /// request naming any host but a loopback one is refused, so a web page cannot reach the API by
-/// rebinding its own name to 127.0.0.1.
+/// rebinding its own name to 127.0.0.1. Only the services' paths change anything, and only with
+/// the cookie; a web page of another origin cannot send it (the bearer header needs a CORS
+/// preflight, which this server never grants).
 /// </summary>
-public sealed class ControlServer : IAsyncDisposable
+public sealed partial class ControlServer : IAsyncDisposable
 {
     private static readonly Dictionary<string, (string Resource, string ContentType)> Assets = new(StringComparer.Ordinal)
     {
@@ -39,9 +41,11 @@ public sealed class ControlServer : IAsyncDisposable
     private readonly NodeMetrics _metrics;
     private readonly string _dataDirectory;
     private readonly byte[] _token;
+    private readonly ControlOptions _options;
 
-    private ControlServer(WebApplication app, QuidNode node, NodeMonitor monitor, NodeMetrics metrics, string dataDirectory, byte[] cookie)
+    private ControlServer(WebApplication app, QuidNode node, NodeMonitor monitor, NodeMetrics metrics, string dataDirectory, byte[] cookie, ControlOptions options)
     {
+        _options = options;
         _app = app;
         _node = node;
         _monitor = monitor;
@@ -70,6 +74,7 @@ public sealed class ControlServer : IAsyncDisposable
         {
             kestrel.Listen(endPoint, listen => listen.Use(perSource.Apply));
             kestrel.AddServerHeader = false;
+            // No request has a body but the services' POSTs, which raise this once they are authorized.
             kestrel.Limits.MaxRequestBodySize = 0;
             kestrel.Limits.MaxConcurrentConnections = options.MaxConnections;
             // Kestrel keeps a silent connection for 130 s by default: long enough for a few to lock out the CLI.
@@ -77,7 +82,7 @@ public sealed class ControlServer : IAsyncDisposable
             kestrel.Limits.RequestHeadersTimeout = options.IdleTimeout;
         });
         var app = builder.Build();
-        var server = new ControlServer(app, node, monitor, metrics, dataDirectory, cookie);
+        var server = new ControlServer(app, node, monitor, metrics, dataDirectory, cookie, options);
         app.Run(server.HandleAsync);
         try
         {
@@ -105,13 +110,14 @@ public sealed class ControlServer : IAsyncDisposable
             await ErrorAsync(response, StatusCodes.Status421MisdirectedRequest, "The control API answers only requests addressed to a loopback host.").ConfigureAwait(false);
             return;
         }
-        if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method))
+        string path = request.Path.Value ?? "/";
+        var methods = MethodsFor(path);
+        if (!methods.Contains(request.Method, StringComparer.OrdinalIgnoreCase))
         {
-            response.Headers.Allow = "GET, HEAD";
-            await ErrorAsync(response, StatusCodes.Status405MethodNotAllowed, "The control API only answers GET.").ConfigureAwait(false);
+            response.Headers.Allow = string.Join(", ", methods);
+            await ErrorAsync(response, StatusCodes.Status405MethodNotAllowed, $"{path} answers {string.Join(" and ", methods)} only.").ConfigureAwait(false);
             return;
         }
-        string path = request.Path.Value ?? "/";
         if (Assets.TryGetValue(path, out var asset))
         {
             await AssetAsync(response, asset.Resource, asset.ContentType).ConfigureAwait(false);
@@ -122,6 +128,11 @@ public sealed class ControlServer : IAsyncDisposable
             response.Headers.WWWAuthenticate = "Bearer realm=\"quid\"";
             await ErrorAsync(response, StatusCodes.Status401Unauthorized,
                 $"Send the control cookie ({ControlCookie.FileName} in the data directory, hex-encoded) as 'Authorization: Bearer <hex>'.").ConfigureAwait(false);
+            return;
+        }
+        if (IsServicesPath(path) && !(path == ServicesPath && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))))
+        {
+            await ServicesAsync(context, path).ConfigureAwait(false);
             return;
         }
         if (path == "/metrics")
@@ -138,11 +149,12 @@ public sealed class ControlServer : IAsyncDisposable
             "/api/circuits" => (ControlViews.Circuits(_node), ControlJson.Default.CircuitsReport),
             "/api/ledger" => (await ControlViews.LedgerAsync(_node, _dataDirectory).ConfigureAwait(false), ControlJson.Default.IReadOnlyListLedgerRow),
             "/api/throughput" => (_monitor.History, ControlJson.Default.IReadOnlyListThroughputSample),
+            ServicesPath => (ControlViews.Services(_node), ControlJson.Default.IReadOnlyListServiceReport),
             _ => null,
         };
         if (answer is not { } found)
         {
-            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
+            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
             return;
         }
         response.ContentType = "application/json; charset=utf-8";

@@ -1,6 +1,7 @@
 using Quid.Circuits;
 using Quid.Crypto;
 using Quid.Exchange;
+using Quid.Services;
 using Quid.Wire;
 
 namespace Quid.Node.Control;
@@ -168,5 +169,23 @@ public static class ControlViews
             };
         }
         return [.. rows.Values.OrderByDescending(r => r.ActiveAgreements).ThenByDescending(r => r.BytesGiven + r.BytesReceived)];
+    }
+
+    /// <summary>The services the node publishes, by name.</summary>
+    public static IReadOnlyList<ServiceReport> Services(QuidNode node) =>
+        [.. node.Services.Select(Service).OfType<ServiceReport>().OrderBy(s => s.Name, StringComparer.Ordinal)];
+
+    /// <summary>One service as the API reports it; null if it was removed while it was being read.</summary>
+    public static ServiceReport? Service(HostedService service)
+    {
+        try
+        {
+            return new ServiceReport(service.Name, service.Kind, service.Address.ToString(), service.Published.IsCompletedSuccessfully, service.Started,
+                service.IntroductionPointsUp, service.OpenMeetings, service.Introduced, service.Met, service.Dropped, service.FollowSecret, service.AddressUntil);
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
     }
 }

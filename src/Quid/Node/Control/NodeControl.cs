@@ -32,10 +32,11 @@ public sealed class NodeControl : IAsyncDisposable
     /// <param name="dataDirectory">The node's data directory, for the cookie and the address.</param>
     /// <param name="loggers">Loggers for the control API; the monitor logs as "Quid".</param>
     /// <param name="time">The monitor's clock.</param>
+    /// <param name="options">The control API's limits; null for the defaults.</param>
     /// <param name="cancellationToken">Cancels starting the control API.</param>
     /// <exception cref="IOException">The control API cannot listen on <paramref name="endPoint"/>.</exception>
     public static async Task<NodeControl> StartAsync(QuidNode node, IPEndPoint? endPoint, bool anyPortIfTaken, string dataDirectory,
-        ILoggerFactory loggers, TimeProvider time, CancellationToken cancellationToken = default)
+        ILoggerFactory loggers, TimeProvider time, ControlOptions? options = null, CancellationToken cancellationToken = default)
     {
         var logger = loggers.CreateLogger("Quid");
         var monitor = new NodeMonitor(node, time, logger);
@@ -47,12 +48,12 @@ public sealed class NodeControl : IAsyncDisposable
             ControlServer server;
             try
             {
-                server = await ControlServer.StartAsync(node, monitor, metrics, endPoint, dataDirectory, loggers, cancellationToken: cancellationToken).ConfigureAwait(false);
+                server = await ControlServer.StartAsync(node, monitor, metrics, endPoint, dataDirectory, loggers, options, cancellationToken).ConfigureAwait(false);
             }
             catch (IOException) when (anyPortIfTaken)
             {
                 logger.LogWarning("The control API's usual port {EndPoint} is taken, perhaps by another node: it takes a free port instead, which 'quid status' finds in the data directory", endPoint);
-                server = await ControlServer.StartAsync(node, monitor, metrics, new IPEndPoint(endPoint.Address, 0), dataDirectory, loggers, cancellationToken: cancellationToken).ConfigureAwait(false);
+                server = await ControlServer.StartAsync(node, monitor, metrics, new IPEndPoint(endPoint.Address, 0), dataDirectory, loggers, options, cancellationToken).ConfigureAwait(false);
             }
             return new NodeControl(monitor, metrics, server);
         }

@@ -33,7 +33,7 @@ public sealed class NodeService(NodeSettings settings, ILoggerFactory loggers, T
         bool asked = settings.Values.Single(v => v.Key == "control").Origin.Source != SettingSource.Default;
         try
         {
-            _control = await NodeControl.StartAsync(_node, settings.Control, anyPortIfTaken: !asked, settings.DataDirectory, loggers, time, cancellationToken).ConfigureAwait(false);
+            _control = await NodeControl.StartAsync(_node, settings.Control, anyPortIfTaken: !asked, settings.DataDirectory, loggers, time, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (IOException e)
         {

@@ -186,17 +186,48 @@ function showCircuits(report) {
     + report.carriedStreams + ' streams. Who built them is not shown.';
 }
 
+let shownServices = null;
+
+function showServices(services) {
+  // Redrawn only when something changed, so that an address being selected stays selected.
+  const key = JSON.stringify(services.map((s) => [s.name, s.kind, s.address, s.published, s.introductionPointsUp, s.met]));
+  if (key === shownServices) return;
+  shownServices = key;
+  $('services').tBodies[0].replaceChildren(...services.map((s) => {
+    const row = element('tr');
+    const address = element('td', 'address');
+    const copyable = element('div');
+    copyable.append(element('span', 'mono', s.address));
+    const copy = element('button', '', 'copy');
+    copy.type = 'button';
+    copy.title = 'Copy the address';
+    copy.addEventListener('click', () => navigator.clipboard.writeText(s.address).then(() => { copy.textContent = 'copied'; }));
+    copyable.append(copy);
+    address.append(copyable);
+    if (s.addressUntil) address.title = 'This address holds until ' + new Date(s.addressUntil).toLocaleString() + '; then the next day\'s takes over.';
+    const kind = element('td');
+    kind.append(element('span', 'kind', s.kind.toLowerCase()));
+    row.append(element('td', '', s.name), kind, address,
+      element('td', 'num', s.published ? s.introductionPointsUp + ' up' : 'not yet published'),
+      element('td', 'num', String(s.met)));
+    return row;
+  }));
+  $('services').hidden = services.length === 0;
+  $('services-empty').hidden = services.length > 0;
+}
+
 // ---- The loop ----
 
 async function refresh() {
   try {
-    const [status, history, ledger, circuits] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'), api('/api/circuits')]);
+    const [status, history, ledger, circuits, services] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'), api('/api/circuits'), api('/api/services')]);
     $('signin').hidden = true;
     $('main').hidden = false;
     showStatus(status);
     showChart(history);
     showPartners(ledger);
     showCircuits(circuits);
+    showServices(services);
   } catch (e) {
     if (e instanceof Unauthorized) {
       signIn('The node did not accept this token: it has restarted since, or it is another node. Run quid dashboard for a new link.');
