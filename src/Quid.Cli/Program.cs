@@ -17,6 +17,7 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     ServeCommand.Create(),
     ServeCommand.CreateShare(),
     ServicesCommand.Create(),
+    ServicesCommand.CreateAccess(),
     DashboardCommand.Create(),
     ConfigCommand.Create(),
     DemoCommand.Create(),

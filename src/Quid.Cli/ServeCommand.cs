@@ -25,18 +25,19 @@ internal static class ServeCommand
     {
         var target = new Argument<string>("HOST:PORT") { Description = "The local TCP service to publish, such as 127.0.0.1:8080 (localhost means 127.0.0.1)." };
         var kind = KindOption();
+        var isPrivate = PrivateOption();
         var name = new Option<string?>("--name") { Description = "A name for the service, letters, digits and dashes; a stable or moving service keeps its key under it. Default: serve-PORT." };
         var command = ApiCommand.Create("serve", $"Publish a local TCP service under a .quid address, print the address, and exit. {Afterwards}",
             async (client, json, parse, cancellationToken) =>
             {
                 string to = parse.GetValue(target)!;
-                var request = new ServiceRequest(parse.GetValue(name) ?? DefaultName(to), to, parse.GetValue(kind));
+                var request = new ServiceRequest(parse.GetValue(name) ?? DefaultName(to), to, parse.GetValue(kind), parse.GetValue(isPrivate));
                 var service = await WaitingAsync(json, () => client.PostAsync("/api/services", request, ControlJson.Default.ServiceRequest, ControlJson.Default.ServiceReport,
                     ControlClient.PublishPatience, cancellationToken)).ConfigureAwait(false);
                 if (json) Render.Json(service, CliJson.Default.ServiceReport);
                 else Show(service, $"{service.Name} → {to}", qrCode: false, receiving: false);
                 return ExitCodes.Ok;
-            }, offline: null, patience: null, kind, name);
+            }, offline: null, patience: null, kind, isPrivate, name);
         command.Arguments.Add(target);
         return command;
     }
@@ -46,6 +47,7 @@ internal static class ServeCommand
         var paths = new Argument<string[]>("PATH") { Description = "Files and folders to share (one folder is shared as the root).", Arity = ArgumentArity.ZeroOrMore };
         var receive = new Option<string?>("--receive") { Description = "Take uploads into this folder (made if missing) instead of sharing files: 'curl -T FILE' or a browser's form." };
         var kind = KindOption();
+        var isPrivate = PrivateOption();
         var name = new Option<string?>("--name") { Description = "A name for the share, letters, digits and dashes. Default: share-FOLDER, after the first path's name." };
         var command = ApiCommand.Create("share", $"Publish files and folders (or an upload folder) under a .quid address, print it with a QR code, and exit. {Afterwards}",
             async (client, json, parse, cancellationToken) =>
@@ -54,13 +56,13 @@ internal static class ServeCommand
                 var given = (parse.GetValue(paths) ?? []).Select(Path.GetFullPath).ToList();
                 string? inbox = parse.GetValue(receive) is { } folder ? Path.GetFullPath(folder) : null;
                 string first = inbox ?? given.FirstOrDefault() ?? "";
-                var request = new ShareRequest(parse.GetValue(name) ?? DefaultShareName(first, inbox is not null), given, inbox, parse.GetValue(kind));
+                var request = new ShareRequest(parse.GetValue(name) ?? DefaultShareName(first, inbox is not null), given, inbox, parse.GetValue(kind), parse.GetValue(isPrivate));
                 var service = await WaitingAsync(json, () => client.PostAsync("/api/shares", request, ControlJson.Default.ShareRequest, ControlJson.Default.ServiceReport,
                     ControlClient.PublishPatience, cancellationToken)).ConfigureAwait(false);
                 if (json) Render.Json(service, CliJson.Default.ServiceReport);
                 else Show(service, inbox is null ? $"{service.Name}: {Describe(given)}" : $"{service.Name}: uploads into {inbox}", qrCode: true, receiving: inbox is not null);
                 return ExitCodes.Ok;
-            }, offline: null, patience: null, receive, kind, name);
+            }, offline: null, patience: null, receive, kind, isPrivate, name);
         command.Arguments.Add(paths);
         return command;
     }
@@ -70,6 +72,12 @@ internal static class ServeCommand
         json || !AnsiConsole.Profile.Capabilities.Interactive
             ? publish()
             : AnsiConsole.Status().StartAsync("Publishing: waiting for an introduction point to take it (up to 30 s)…", _ => publish());
+
+    private static Option<bool> PrivateOption() => new("--private")
+    {
+        Description = "Only those given its access key (printed) can find it: to anyone else the address leads nowhere, exactly like one nobody publishes. " +
+            "They add the key to their node with 'quid access ADDRESS KEY'.",
+    };
 
     private static Option<string> KindOption()
     {
@@ -147,6 +155,11 @@ internal static class ServeCommand
                 AnsiConsole.MarkupLine($"  Secret: [bold]{Markup.Escape(service.Secret ?? "")}[/]");
                 AnsiConsole.MarkupLine("  Give it only to those who should follow the service: from it they work out each day's address, which nobody without it can link to the last.");
                 break;
+        }
+        if (service.AccessKey is { } key)
+        {
+            AnsiConsole.MarkupLine($"Private: only those who hold its access key find it. Key: [bold]{Markup.Escape(key)}[/]");
+            AnsiConsole.MarkupLine($"  They add it to their node first: [bold]quid access {service.Address} {Markup.Escape(key)}[/]");
         }
         string how = receiving ? $"curl --socks5-hostname 127.0.0.1:1080 -T FILE {url}" : $"curl --socks5-hostname 127.0.0.1:1080 {url}";
         AnsiConsole.MarkupLine($"Reach it through a Quid node's proxy: [bold]{Markup.Escape(how)}[/]");

@@ -55,6 +55,26 @@ internal static class ServicesCommand
         command.Subcommands.Add(remove);
         return command;
     }
+
+    /// <summary><c>quid access ADDRESS KEY</c>: gives the running node a private service's access key, so its proxies reach the service.</summary>
+    public static Command CreateAccess()
+    {
+        var address = new Argument<string>("ADDRESS") { Description = "The private service's address, <56 characters>.quid." };
+        var key = new Argument<string>("KEY") { Description = "Its access key, quid-secret-…, as its publisher printed it." };
+        var command = ApiCommand.Create("access", "Let this node reach a private service: give it the service's access key. The node keeps it until it stops.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                var request = new AccessRequest(parse.GetValue(address), parse.GetValue(key));
+                var added = await client.PostAsync("/api/access", request, ControlJson.Default.AccessRequest, ControlJson.Default.AccessReport,
+                    ControlClient.Patience, cancellationToken).ConfigureAwait(false);
+                if (json) Render.Json(added, ControlJson.Default.AccessReport);
+                else AnsiConsole.MarkupLine($"This node now reaches [bold]{added.Address}[/] through its proxies (until it stops).");
+                return ExitCodes.Ok;
+            });
+        command.Arguments.Add(address);
+        command.Arguments.Add(key);
+        return command;
+    }
 }
 
 /// <summary>What <c>quid services remove --json</c> prints.</summary>

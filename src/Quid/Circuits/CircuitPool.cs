@@ -114,12 +114,13 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// <summary>
     /// A <c>.quid</c> name never goes to an exit, whose resolver would send it to DNS: a lookup
     /// there would tell the exit and every resolver on the way which service the user wants.
-    /// This node does not reach session addresses yet (issue 19), so it says so.
+    /// The node sends streams to <c>.quid</c> names through a rendezvous instead; a resolve of
+    /// one (which no service could answer) ends here.
     /// </summary>
     private static void RefuseSessionAddress(string host)
     {
         if (StreamTarget.IsSessionName(host))
-            throw new StreamException(EndReason.ResolveFailed, $"{host} is a session address: this node does not reach session addresses yet, and sent the name nowhere.");
+            throw new StreamException(EndReason.ResolveFailed, $"{host} is a session address: it has no IP address to resolve, and was sent nowhere.");
     }
 
     /// <summary>

@@ -44,16 +44,23 @@ public static partial class KeyBlinding
     }
 
     /// <summary>
-    /// The blinding factor h = SHA3-256(BLIND_STRING | A | s | B | N), before clamping, with s empty
-    /// and N = "key-blind" | INT_8(period) | INT_8(period length in minutes).
+    /// The blinding factor h = SHA3-256(BLIND_STRING | A | s | B | N), before clamping, with N =
+    /// "key-blind" | INT_8(period) | INT_8(period length in minutes) and s the optional secret of
+    /// rend-spec-v3 A.2: empty for a public service (as Tor), a private service's access key
+    /// otherwise, so that without it nobody can compute the blinded key or the lookup id.
     /// </summary>
-    public static void Factor(ReadOnlySpan<byte> publicKey, ulong period, ulong periodMinutes, Span<byte> factor)
+    public static void Factor(ReadOnlySpan<byte> publicKey, ulong period, ulong periodMinutes, Span<byte> factor) =>
+        Factor(publicKey, default, period, periodMinutes, factor);
+
+    /// <inheritdoc cref="Factor(ReadOnlySpan{byte}, ulong, ulong, Span{byte})"/>
+    public static void Factor(ReadOnlySpan<byte> publicKey, ReadOnlySpan<byte> secret, ulong period, ulong periodMinutes, Span<byte> factor)
     {
         if (publicKey.Length != PublicKeySize) throw new ArgumentException($"An Ed25519 public key is {PublicKeySize} bytes.", nameof(publicKey));
         Span<byte> number = stackalloc byte[8];
         using var sha3 = Sha3();
         sha3.AppendData(BlindString);
         sha3.AppendData(publicKey);
+        sha3.AppendData(secret);
         sha3.AppendData(BasePoint);
         sha3.AppendData(NonceLabel);
         BinaryPrimitives.WriteUInt64BigEndian(number, period);
@@ -63,11 +70,14 @@ public static partial class KeyBlinding
         sha3.GetHashAndReset(factor);
     }
 
-    /// <summary>The blinded public key A' for a period: what a client computes from the address alone.</summary>
-    public static byte[] BlindPublicKey(ReadOnlySpan<byte> publicKey, ulong period, ulong periodMinutes)
+    /// <summary>
+    /// The blinded public key A' for a period: what a client computes from the address alone (and,
+    /// for a private service, its access key <paramref name="secret"/>; empty for a public one).
+    /// </summary>
+    public static byte[] BlindPublicKey(ReadOnlySpan<byte> publicKey, ulong period, ulong periodMinutes, ReadOnlySpan<byte> secret = default)
     {
         Span<byte> factor = stackalloc byte[FactorSize];
-        Factor(publicKey, period, periodMinutes, factor);
+        Factor(publicKey, secret, period, periodMinutes, factor);
         return BlindPublicKey(publicKey, factor);
     }
 
@@ -194,8 +204,8 @@ public static partial class KeyBlinding
             }
         }
 
-        /// <summary>The blinded key pair of the Ed25519 key with this 32-byte seed, for one period.</summary>
-        public static KeyPair FromSeed(ReadOnlySpan<byte> seed, ulong period, ulong periodMinutes)
+        /// <summary>The blinded key pair of the Ed25519 key with this 32-byte seed, for one period (and a private service's access key <paramref name="secret"/>).</summary>
+        public static KeyPair FromSeed(ReadOnlySpan<byte> seed, ulong period, ulong periodMinutes, ReadOnlySpan<byte> secret = default)
         {
             if (seed.Length != SeedSize) throw new ArgumentException($"An Ed25519 seed is {SeedSize} bytes.", nameof(seed));
             Span<byte> expanded = stackalloc byte[64];
@@ -206,7 +216,7 @@ public static partial class KeyBlinding
                 Expand(seed, expanded);
                 if (crypto_scalarmult_ed25519_base_noclamp(publicKey, expanded[..32]) != 0)
                     throw new CryptographicException("The secret scalar is zero.");
-                Factor(publicKey, period, periodMinutes, factor);
+                Factor(publicKey, secret, period, periodMinutes, factor);
                 return new KeyPair(expanded, factor);
             }
             finally

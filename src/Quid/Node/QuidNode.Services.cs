@@ -15,10 +15,11 @@ namespace Quid.Node;
 /// <summary>What <see cref="QuidNode.PublishAsync"/> publishes: a local TCP service under a name the node keeps its key by.</summary>
 /// <param name="Name">Letters, digits and dashes: names the key file of a stable or moving service.</param>
 /// <param name="Target">Where the service's streams go: a local TCP listener.</param>
-public sealed record ServiceSpec(string Name, IPEndPoint Target, AddressKind Kind = AddressKind.Ephemeral);
+/// <param name="Private">Only holders of its access key (<see cref="HostedService.AccessKey"/>) can find it; to anyone else it does not exist.</param>
+public sealed record ServiceSpec(string Name, IPEndPoint Target, AddressKind Kind = AddressKind.Ephemeral, bool Private = false);
 
 /// <summary>What <see cref="QuidNode.PublishShareAsync"/> publishes: files and folders to download, or, with <paramref name="ReceiveDirectory"/>, an upload inbox.</summary>
-public sealed record ShareSpec(string Name, IReadOnlyList<string> Paths, string? ReceiveDirectory = null, AddressKind Kind = AddressKind.Ephemeral);
+public sealed record ShareSpec(string Name, IReadOnlyList<string> Paths, string? ReceiveDirectory = null, AddressKind Kind = AddressKind.Ephemeral, bool Private = false);
 
 /// <summary>
 /// Session-address services on the node (PROTOCOL §9.13): the services it publishes, the
@@ -69,11 +70,15 @@ public sealed partial class QuidNode : IServiceDirectory
         ArgumentNullException.ThrowIfNull(spec);
         ServiceNames.Check(spec.Name);
         using var secret = spec.Kind == AddressKind.Moving ? new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)) : null;
+        // A private service keeps its access key as long as its address: the two are what a client needs.
+        var access = !spec.Private ? null
+            : spec.Kind == AddressKind.Ephemeral ? ServiceSecret.Generate()
+            : new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, "access"));
         var keys = spec.Kind switch
         {
-            AddressKind.Stable => ServiceKeys.Stable(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)),
-            AddressKind.Moving => ServiceKeys.Moving(secret!),
-            _ => ServiceKeys.Ephemeral(),
+            AddressKind.Stable => ServiceKeys.Stable(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind), access: access),
+            AddressKind.Moving => ServiceKeys.Moving(secret!, access: access),
+            _ => ServiceKeys.Ephemeral(access: access),
         };
         var target = spec.Target;
         var service = new HostedService(spec.Name, keys, (_, ct) => ConnectToServiceAsync(target, ct), _pool, _time, _logger) { FollowSecret = secret?.ToText() };
@@ -134,7 +139,7 @@ public sealed partial class QuidNode : IServiceDirectory
         });
         try
         {
-            return await PublishAsync(new ServiceSpec(spec.Name, listener.LocalEndPoint, spec.Kind), publishedWithin, cancellationToken).ConfigureAwait(false);
+            return await PublishAsync(new ServiceSpec(spec.Name, listener.LocalEndPoint, spec.Kind, spec.Private), publishedWithin, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -143,6 +148,14 @@ public sealed partial class QuidNode : IServiceDirectory
             throw;
         }
     }
+
+    /// <summary>
+    /// Remembers the access key of a private service, given as its text (<c>quid-secret-…</c>),
+    /// so that this node's proxies can reach <paramref name="address"/>. Bad text is a
+    /// <see cref="FormatException"/> naming what is wrong.
+    /// </summary>
+    public void AddAccess(string address, string accessKey) =>
+        _serviceClient.AddAccess(SessionAddress.Parse(address), ServiceSecret.Parse(accessKey));
 
     /// <summary>Stops publishing the service named <paramref name="name"/> (and its file server, for a share); false if there is none.</summary>
     public async Task<bool> UnpublishAsync(string name)
@@ -271,10 +284,14 @@ internal static class ServiceNames
     }
 
     /// <summary>The 32-byte seed (stable) or secret (moving) kept for <paramref name="name"/>, made on first use; owner-only.</summary>
-    public static byte[] LoadOrCreateSecret(string dataDirectory, string name, AddressKind kind)
+    public static byte[] LoadOrCreateSecret(string dataDirectory, string name, AddressKind kind) =>
+        LoadOrCreateSecret(dataDirectory, name, kind.ToString().ToLowerInvariant());
+
+    /// <summary>The 32 bytes kept in <c>services/NAME.WHAT.key</c>, made on first use; owner-only.</summary>
+    public static byte[] LoadOrCreateSecret(string dataDirectory, string name, string what)
     {
         var folder = Path.Combine(dataDirectory, Folder);
-        var path = Path.Combine(folder, $"{name}.{kind.ToString().ToLowerInvariant()}.key");
+        var path = Path.Combine(folder, $"{name}.{what}.key");
         if (File.Exists(path))
         {
             var bytes = File.ReadAllBytes(path);

@@ -81,6 +81,9 @@ public sealed class HostedService : IAsyncDisposable
     /// </summary>
     public string? FollowSecret { get; init; }
 
+    /// <summary>A private service's access key, as text for its clients; null for a public one.</summary>
+    public string? AccessKey => _keys.Access?.ToText();
+
     /// <summary>Completes when the first introduction point publishes the record; until then no lookup can find the service.</summary>
     public Task Published => _published.Task;
 

@@ -33,6 +33,24 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
 
     private readonly Lock _lock = new();
     private readonly Dictionary<(string Address, object Isolation), Task<Circuit>> _meetings = [];
+    /// <summary>Access keys of private services we were given, by address.</summary>
+    private readonly Dictionary<string, ServiceSecret> _access = [];
+
+    /// <summary>
+    /// Remembers the access key of the private service at <paramref name="address"/>: without it,
+    /// the service cannot be found (its lookup id needs the key). The client owns the key from
+    /// here on; a newer key for the same address replaces it.
+    /// </summary>
+    public void AddAccess(SessionAddress address, ServiceSecret access)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        ArgumentNullException.ThrowIfNull(access);
+        lock (_lock)
+        {
+            if (_access.Remove(address.ToString(), out var old)) old.Dispose();
+            _access[address.ToString()] = access;
+        }
+    }
 
     /// <summary>Circuits joined to a service now, for status and tests.</summary>
     public IReadOnlyList<Circuit> Meetings
@@ -109,7 +127,10 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         await Task.Yield();
         var periods = ServicePeriod.ForAddress(address);
         ulong period = periods.Number(time.GetUtcNow());
-        var blinded = periods.BlindedKey(address.PublicKey, period);
+        ServiceSecret? access;
+        lock (_lock) _access.TryGetValue(address.ToString(), out access);
+        // Without a private service's access key, this is the lookup of a name nobody publishes.
+        var blinded = periods.BlindedKey(address.PublicKey, period, access);
         var lookupId = periods.LookupId(blinded, period);
         StreamException? last = null;
         var failed = new HashSet<NodeId>();
@@ -118,7 +139,7 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             var circuit = await BuildToNewPointAsync(failed).ConfigureAwait(false);
             try
             {
-                await MeetAsync(circuit, address, periods, period, blinded, lookupId).ConfigureAwait(false);
+                await MeetAsync(circuit, address, periods, period, blinded, lookupId, access).ConfigureAwait(false);
                 // Which services this node visits is the user's business: never above Debug.
                 logger.LogDebug("Met {Address} at {Point}", address.Brief, circuit.Hops[^2].Id.Brief);
                 return circuit;
@@ -150,7 +171,7 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         }
     }
 
-    private async Task MeetAsync(Circuit circuit, SessionAddress address, ServicePeriod periods, ulong period, byte[] blinded, byte[] lookupId)
+    private async Task MeetAsync(Circuit circuit, SessionAddress address, ServicePeriod periods, ulong period, byte[] blinded, byte[] lookupId, ServiceSecret? access)
     {
         var point = circuit.Hops[^1].Id;
         var cookie = RendezvousCookie.Random();
@@ -163,7 +184,7 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             var introduction = Introduction.Seal(blinded, new Introduction(point, cookie, clientKey));
             var record = await circuit.LookupAsync(lookupId, introduction, LookupTimeout, CancellationToken.None).ConfigureAwait(false)
                 ?? throw new StreamException(EndReason.ResolveFailed, $"{address} was not found: no service publishes it now (or it is private and this is not its key).");
-            var descriptor = Open(record, address, periods, period, lookupId);
+            var descriptor = Open(record, address, periods, period, lookupId, access);
             handshake = ServiceHandshake.Start(descriptor.HandshakeKey, ephemeral);
             await circuit.MeetServiceAsync(handshake, MeetTimeout, CancellationToken.None).ConfigureAwait(false);
         }
@@ -180,14 +201,14 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     /// R could hand us a record of its own making, sealed for the address (which it may know),
     /// but not signed under the service's blinded key.
     /// </summary>
-    private ServiceDescriptor Open(ServiceRecord record, SessionAddress address, ServicePeriod periods, ulong period, byte[] lookupId)
+    private ServiceDescriptor Open(ServiceRecord record, SessionAddress address, ServicePeriod periods, ulong period, byte[] lookupId, ServiceSecret? access)
     {
         if (!record.LookupId.SequenceEqual(lookupId) || record.Period != period
             || record.Verify(time.GetUtcNow(), TimeSpan.FromMinutes(5)) is not null)
             throw new StreamException(EndReason.Protocol, $"The rendezvous node answered the lookup of {address.Brief} with a record that is not the service's.");
         try
         {
-            return ServiceDescriptor.Open(record, address, periods);
+            return ServiceDescriptor.Open(record, address, periods, access);
         }
         catch (ServiceDescriptorException e)
         {

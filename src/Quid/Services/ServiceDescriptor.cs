@@ -47,10 +47,14 @@ public sealed class ServiceDescriptor
     /// <summary>The service's X25519 key for <see cref="ServiceHandshake"/>.</summary>
     public byte[] HandshakeKey { get; }
 
-    /// <summary>Seals the descriptor for the service at <paramref name="address"/> in period <paramref name="period"/> of <paramref name="periods"/>.</summary>
-    public byte[] Seal(SessionAddress address, ServicePeriod periods, ulong period)
+    /// <summary>
+    /// Seals the descriptor for the service at <paramref name="address"/> in period
+    /// <paramref name="period"/> of <paramref name="periods"/>; a private service's
+    /// <paramref name="access"/> key enters its blinded key.
+    /// </summary>
+    public byte[] Seal(SessionAddress address, ServicePeriod periods, ulong period, ServiceSecret? access = null)
     {
-        var blinded = periods.BlindedKey(address.PublicKey, period);
+        var blinded = periods.BlindedKey(address.PublicKey, period, access);
         Span<byte> plain = stackalloc byte[PlainSize];
         plain[0] = Version;
         HandshakeKey.CopyTo(plain[1..]);
@@ -66,13 +70,13 @@ public sealed class ServiceDescriptor
     /// <see cref="ServiceDescriptorException"/> for a body sealed for another address or period,
     /// changed on the way, or holding what this node does not read.
     /// </summary>
-    public static ServiceDescriptor Open(ServiceRecord record, SessionAddress address, ServicePeriod periods)
+    public static ServiceDescriptor Open(ServiceRecord record, SessionAddress address, ServicePeriod periods, ServiceSecret? access = null)
     {
         ArgumentNullException.ThrowIfNull(record);
         var body = record.Body;
         if (body.Length != SealedSize)
             throw new ServiceDescriptorException(ServiceDescriptorError.Malformed, $"A descriptor is sealed in {SealedSize} bytes, not {body.Length}.");
-        var blinded = periods.BlindedKey(address.PublicKey, record.Period);
+        var blinded = periods.BlindedKey(address.PublicKey, record.Period, access);
         if (!record.BlindedKey.SequenceEqual(blinded))
             throw new ServiceDescriptorException(ServiceDescriptorError.NotForThisAddress, "The record is signed by another service's key.");
         Span<byte> plain = stackalloc byte[PlainSize];

@@ -35,15 +35,23 @@ public sealed class ServiceKeys : IDisposable
     private readonly SessionAddress? _address;
     private bool _disposed;
 
-    private ServiceKeys(AddressKind kind, ReadOnlySpan<byte> secret, ServicePeriod periods)
+    private ServiceKeys(AddressKind kind, ReadOnlySpan<byte> secret, ServicePeriod periods, ServiceSecret? access)
     {
         Kind = kind;
         secret.CopyTo(_secret);
         Periods = periods;
+        Access = access;
         if (kind != AddressKind.Moving) _address = new SessionAddress(PublicKey(secret));
     }
 
     public AddressKind Kind { get; }
+
+    /// <summary>
+    /// A private service's access key: it enters the blinded key (the secret s of rend-spec-v3
+    /// A.2), so only its holders can compute the lookup id; to everyone else the service does
+    /// not exist. Null for a public service.
+    /// </summary>
+    public ServiceSecret? Access { get; }
 
     /// <summary>The service's schedule of periods.</summary>
     public ServicePeriod Periods { get; }
@@ -51,19 +59,19 @@ public sealed class ServiceKeys : IDisposable
     /// <summary>The address of a stable or ephemeral service; null for a moving one, whose address depends on the period.</summary>
     public SessionAddress? FixedAddress => _address;
 
-    public static ServiceKeys Stable(ReadOnlySpan<byte> seed, TimeSpan? periodLength = null)
+    public static ServiceKeys Stable(ReadOnlySpan<byte> seed, TimeSpan? periodLength = null, ServiceSecret? access = null)
     {
         if (seed.Length != KeyBlinding.SeedSize) throw new ArgumentException($"A service seed is {KeyBlinding.SeedSize} bytes.", nameof(seed));
-        return new ServiceKeys(AddressKind.Stable, seed, ServicePeriod.ForKey(PublicKey(seed), periodLength));
+        return new ServiceKeys(AddressKind.Stable, seed, ServicePeriod.ForKey(PublicKey(seed), periodLength), access);
     }
 
-    public static ServiceKeys Ephemeral(TimeSpan? periodLength = null)
+    public static ServiceKeys Ephemeral(TimeSpan? periodLength = null, ServiceSecret? access = null)
     {
         Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
         RandomNumberGenerator.Fill(seed);
         try
         {
-            return new ServiceKeys(AddressKind.Ephemeral, seed, ServicePeriod.ForKey(PublicKey(seed), periodLength));
+            return new ServiceKeys(AddressKind.Ephemeral, seed, ServicePeriod.ForKey(PublicKey(seed), periodLength), access);
         }
         finally
         {
@@ -72,10 +80,10 @@ public sealed class ServiceKeys : IDisposable
     }
 
     /// <summary>The keys of a moving service; a client holding the secret uses them too, to find the service.</summary>
-    public static ServiceKeys Moving(ServiceSecret secret, TimeSpan? periodLength = null)
+    public static ServiceKeys Moving(ServiceSecret secret, TimeSpan? periodLength = null, ServiceSecret? access = null)
     {
         ArgumentNullException.ThrowIfNull(secret);
-        return new ServiceKeys(AddressKind.Moving, secret.Bytes, ServicePeriod.ForSecret(secret, periodLength));
+        return new ServiceKeys(AddressKind.Moving, secret.Bytes, ServicePeriod.ForSecret(secret, periodLength), access);
     }
 
     /// <summary>The service's address during <paramref name="period"/>: the same in every period unless it is moving.</summary>
@@ -104,7 +112,7 @@ public sealed class ServiceKeys : IDisposable
         {
             if (_address is null) MovingSeed(period, seed);
             else _secret.CopyTo(seed);
-            return KeyBlinding.KeyPair.FromSeed(seed, period, Periods.LengthMinutes);
+            return KeyBlinding.KeyPair.FromSeed(seed, period, Periods.LengthMinutes, Access is null ? default : Access.Bytes);
         }
         finally
         {
@@ -120,7 +128,7 @@ public sealed class ServiceKeys : IDisposable
     {
         ArgumentNullException.ThrowIfNull(descriptor);
         using var keys = Blind(period);
-        return ServiceRecord.Create(keys, period, Periods.LengthMinutes, published, published + lifetime, descriptor.Seal(Address(period), Periods, period));
+        return ServiceRecord.Create(keys, period, Periods.LengthMinutes, published, published + lifetime, descriptor.Seal(Address(period), Periods, period, Access));
     }
 
     /// <summary>
@@ -154,7 +162,7 @@ public sealed class ServiceKeys : IDisposable
     }
 
     /// <summary>The lookup id for <paramref name="period"/>, under which the network files the service's descriptor then.</summary>
-    public byte[] LookupId(ulong period) => Periods.LookupId(Periods.BlindedKey(Address(period).PublicKey, period), period);
+    public byte[] LookupId(ulong period) => Periods.LookupId(Periods.BlindedKey(Address(period).PublicKey, period, Access), period);
 
     private void MovingSeed(ulong period, Span<byte> seed)
     {
@@ -170,9 +178,11 @@ public sealed class ServiceKeys : IDisposable
         return key.PublicKey.Export(KeyBlobFormat.RawPublicKey);
     }
 
+    /// <summary>Wipes the seed or secret, and the access key, which the keys own.</summary>
     public void Dispose()
     {
         _disposed = true;
         CryptographicOperations.ZeroMemory(_secret);
+        Access?.Dispose();
     }
 }

@@ -93,6 +93,10 @@ public sealed class ServicePeriod
     /// <summary>The blinded public key of the service with this public key, for a period: what its descriptor is signed under.</summary>
     public byte[] BlindedKey(ReadOnlySpan<byte> publicKey, ulong period) => KeyBlinding.BlindPublicKey(publicKey, period, LengthMinutes);
 
+    /// <summary>The blinded public key of a private service, which only holders of its <paramref name="access"/> key can compute.</summary>
+    public byte[] BlindedKey(ReadOnlySpan<byte> publicKey, ulong period, ServiceSecret? access) =>
+        KeyBlinding.BlindPublicKey(publicKey, period, LengthMinutes, access is null ? default : access.Bytes);
+
     /// <summary>
     /// The lookup id the network files a service's descriptor under for a period:
     /// SHA3-256("quid lookup id" | blinded public key | INT_8(period) | INT_8(length in minutes)).

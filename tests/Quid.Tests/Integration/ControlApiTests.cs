@@ -122,6 +122,15 @@ public sealed class ControlApiTests
         }
         // A target elsewhere than loopback is the owner's choice.
         await PostAsync(control, "/api/services", 201, """{"name": "lan", "target": "192.0.2.7:80"}""");
+        // A private one comes with its access key, which another node's API takes for its proxies.
+        var hidden = await PostAsync(control, "/api/services", 201, """{"name": "hidden", "target": "127.0.0.1:8082", "private": true}""");
+        string access = hidden.GetProperty("accessKey").GetString()!;
+        Assert.StartsWith(ServiceSecret.Prefix, access, StringComparison.Ordinal);
+        Assert.Equal(JsonValueKind.Null, web.GetProperty("accessKey").ValueKind);
+        string hiddenAddress = hidden.GetProperty("address").GetString()!;
+        var accepted = await PostAsync(control, "/api/access", 200, JsonSerializer.Serialize(new { address = hiddenAddress, key = access }));
+        Assert.Equal(hiddenAddress, accepted.GetProperty("address").GetString());
+        Assert.Contains("checksum", await PostAsync(control, "/api/access", 400, JsonSerializer.Serialize(new { address = hiddenAddress, key = access[..20] + (access[20] == 'a' ? 'b' : 'a') + access[21..] }), error: true), StringComparison.OrdinalIgnoreCase);
 
         Assert.Contains("quid services remove web", await PostAsync(control, "/api/services", 409, """{"name": "web", "target": "127.0.0.1:9090"}""", error: true));
         Assert.Contains("letters, digits and dashes", await PostAsync(control, "/api/services", 400, """{"name": "my web", "target": "127.0.0.1:8080"}""", error: true));
@@ -149,7 +158,7 @@ public sealed class ControlApiTests
             Assert.Equal(401, (await control.CurlAsync("/api/services", null, "--data-binary", """{"name": "sneaky", "target": "127.0.0.1:22"}""")).Status);
 
             var listed = await GetAsync(control, "/api/services");
-            Assert.Equal(["files", "follow-me", "inbox", "lan", "web"], listed.EnumerateArray().Select(s => s.GetProperty("name").GetString()));
+            Assert.Equal(["files", "follow-me", "hidden", "inbox", "lan", "web"], listed.EnumerateArray().Select(s => s.GetProperty("name").GetString()));
             Assert.All(listed.EnumerateArray(), s => Assert.EndsWith(".quid", s.GetProperty("address").GetString(), StringComparison.Ordinal));
             Assert.Equal(secret, listed.EnumerateArray().Single(s => s.GetProperty("kind").GetString() == "Moving").GetProperty("secret").GetString());
             Assert.Equal(web.GetProperty("address").GetString(), (await GetAsync(control, "/api/services/web")).GetProperty("address").GetString());

@@ -192,8 +192,9 @@ public sealed class ProxyClientTests(ProxyNetworkFixture fixture) : IClassFixtur
     }
 
     [Fact]
-    public async Task A_session_address_is_refused_by_both_proxies_and_never_reaches_an_exit()
+    public async Task A_dot_quid_name_that_is_no_address_is_refused_by_both_proxies_and_never_reaches_an_exit()
     {
+        // 56 base32 characters whose checksum fails: no service has this address, and no exit ever hears of it.
         const string service = "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.quid";
         var (socks, _, socksErrors) = await Curl.RunAsync("--silent", "--show-error", "--max-time", "30", "--socks5-hostname", Socks, $"http://{service}/");
         Assert.Equal(97, socks); // curl: the SOCKS5 proxy refused the connect

@@ -279,4 +279,35 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         Assert.Equal(97, oldExit);
         Assert.True(oldErrors.Contains("(4)", StringComparison.Ordinal), oldErrors);
     }
+
+    [Fact]
+    public async Task A_private_service_cannot_be_told_from_a_name_nobody_publishes_without_its_key_and_is_reached_with_it()
+    {
+        await using var web = new MarkerServer();
+        await using var network = await CircuitTests.StartAsync(130);
+        await CircuitTests.ReadyCircuitAsync(network);
+        var service = await network.Nodes[^1].PublishAsync(new ServiceSpec("private", web.EndPoint, Private: true), Published);
+        string address = service.Address.ToString();
+        Assert.StartsWith("quid-secret-", service.AccessKey);
+        using var nobody = ServiceKeys.Ephemeral();
+
+        // Without the key: the same failure, after the same two rings, as a name nobody publishes.
+        var clock = Stopwatch.StartNew();
+        var (exit, _, errors) = await FetchAsync(network, address);
+        var withoutKey = clock.Elapsed;
+        clock.Restart();
+        var (nobodyExit, _, nobodyErrors) = await FetchAsync(network, nobody.FixedAddress!.ToString());
+        var forNobody = clock.Elapsed;
+        Assert.Equal((97, "(4)"), (exit, errors.Contains("(4)", StringComparison.Ordinal) ? "(4)" : errors));
+        Assert.Equal((97, "(4)"), (nobodyExit, nobodyErrors.Contains("(4)", StringComparison.Ordinal) ? "(4)" : nobodyErrors));
+        output.WriteLine($"without the key {withoutKey.TotalSeconds:0.0} s, a name nobody publishes {forNobody.TotalSeconds:0.0} s");
+        Assert.Empty(web.Requests);
+        Assert.Equal(0, service.Introduced);
+
+        // With it.
+        network.Client.AddAccess(address, service.AccessKey!);
+        (exit, var response, errors) = await FetchAsync(network, address);
+        Assert.True(exit == 0, errors);
+        Assert.Contains(web.Marker, response);
+    }
 }

@@ -82,7 +82,7 @@ public sealed class ControlJsonTests
         var service = new ServiceReport("web", AddressKind.Moving, "x.quid", true, Started, 2, 0, 1, 1, 0, "quid-secret-x", Started.AddDays(1));
         using var services = JsonDocument.Parse(JsonSerializer.Serialize<IReadOnlyList<ServiceReport>>([service], ControlJson.Default.IReadOnlyListServiceReport));
         var first = services.RootElement[0];
-        Assert.Equal(["name", "kind", "address", "published", "started", "introductionPointsUp", "openMeetings", "introduced", "met", "dropped", "secret", "addressUntil"],
+        Assert.Equal(["name", "kind", "address", "published", "started", "introductionPointsUp", "openMeetings", "introduced", "met", "dropped", "secret", "addressUntil", "accessKey"],
             first.EnumerateObject().Select(p => p.Name));
         Assert.Equal("Moving", first.GetProperty("kind").GetString());
         Assert.Equal(service, JsonSerializer.Deserialize(JsonSerializer.Serialize(service, CliJson.Default.ServiceReport), ControlJson.Default.ServiceReport));

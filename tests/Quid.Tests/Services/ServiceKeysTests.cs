@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using NSec.Cryptography;
 using Quid.Crypto;
 using Quid.Services;
@@ -153,5 +154,29 @@ public sealed class ServiceKeysTests
         Assert.NotEqual(Public(run1, 20000), Public(other, 20000));
         using var moving = ServiceKeys.Moving(new ServiceSecret(seed));
         Assert.NotEqual(Public(moving, 20000), Public(moving, 20001));
+    }
+
+    [Fact]
+    public void A_private_services_lookup_id_and_blinded_key_need_its_access_key_and_its_records_open_only_with_it()
+    {
+        var seed = Enumerable.Repeat((byte)5, 32).ToArray();
+        using var access = ServiceSecret.Generate();
+        using var service = ServiceKeys.Stable(seed, access: new ServiceSecret(access.Bytes));
+        using var sameAddressPublic = ServiceKeys.Stable(seed);
+        var address = service.FixedAddress!;
+        var periods = ServicePeriod.ForAddress(address);
+        ulong period = periods.Number(DateTimeOffset.UtcNow);
+
+        // Same address, another lookup id: without the key, a client looks up a name nobody publishes.
+        Assert.Equal(address, sameAddressPublic.FixedAddress);
+        Assert.NotEqual(sameAddressPublic.LookupId(period), service.LookupId(period));
+        Assert.Equal(periods.LookupId(periods.BlindedKey(address.PublicKey, period, access), period), service.LookupId(period));
+        using var blinded = service.Blind(period);
+        Assert.Equal(periods.BlindedKey(address.PublicKey, period, access), blinded.PublicKey);
+
+        var record = service.Record(period, new ServiceDescriptor(RandomNumberGenerator.GetBytes(32)), DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
+        Assert.Null(record.Verify(DateTimeOffset.UtcNow, TimeSpan.FromMinutes(5)));
+        Assert.NotNull(ServiceDescriptor.Open(record, address, periods, access));
+        Assert.Throws<ServiceDescriptorException>(() => ServiceDescriptor.Open(record, address, periods));
     }
 }

@@ -22,6 +22,8 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(ServiceReport))]
 [JsonSerializable(typeof(ServiceRequest))]
 [JsonSerializable(typeof(ShareRequest))]
+[JsonSerializable(typeof(AccessRequest))]
+[JsonSerializable(typeof(AccessReport))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -166,6 +168,7 @@ public sealed record LedgerRow(
 /// <param name="Dropped">Introductions dropped: under load, unreadable or replayed.</param>
 /// <param name="Secret">A moving service's secret (<c>quid-secret-…</c>), from which those who hold it derive each period's address; null for the other kinds.</param>
 /// <param name="AddressUntil">When a moving service's address gives way to the next period's; null for the other kinds.</param>
+/// <param name="AccessKey">A private service's access key (<c>quid-secret-…</c>), without which nobody finds it; null for a public one.</param>
 public sealed record ServiceReport(
     string Name,
     AddressKind Kind,
@@ -178,17 +181,25 @@ public sealed record ServiceReport(
     long Met,
     long Dropped,
     string? Secret,
-    DateTimeOffset? AddressUntil);
+    DateTimeOffset? AddressUntil,
+    string? AccessKey = null);
 
 /// <summary>What <c>POST /api/services</c> takes: publish the local TCP service at <paramref name="Target"/>.</summary>
 /// <param name="Name">1 to 64 letters, digits and dashes; a stable or moving service's key is kept under it.</param>
 /// <param name="Target"><c>host:port</c>, the host an IP address (<c>[…]</c> for IPv6) or <c>localhost</c>.</param>
 /// <param name="Kind"><c>stable</c>, <c>ephemeral</c> (the default) or <c>moving</c>.</param>
-public sealed record ServiceRequest(string? Name, string? Target, string? Kind);
+/// <param name="Private">Only holders of its access key find it (a private share).</param>
+public sealed record ServiceRequest(string? Name, string? Target, string? Kind, bool Private = false);
 
 /// <summary>What <c>POST /api/shares</c> takes: files and folders to download, or a folder to receive uploads in.</summary>
 /// <param name="Paths">Absolute paths of files and folders, as the node sees them.</param>
 /// <param name="Receive">An absolute path of a folder to store uploads in (made if missing), instead of <paramref name="Paths"/>.</param>
-public sealed record ShareRequest(string? Name, IReadOnlyList<string>? Paths, string? Receive, string? Kind);
+public sealed record ShareRequest(string? Name, IReadOnlyList<string>? Paths, string? Receive, string? Kind, bool Private = false);
+
+/// <summary>What <c>POST /api/access</c> takes: the access key of a private service, so that this node's proxies reach it.</summary>
+public sealed record AccessRequest(string? Address, string? Key);
+
+/// <summary>What <c>POST /api/access</c> answers: the private service this node's proxies may now reach.</summary>
+public sealed record AccessReport(string Address);
 
 public sealed record ErrorReport(string Error);

@@ -17,6 +17,7 @@ public sealed partial class ControlServer
 {
     private const string ServicesPath = "/api/services";
     private const string SharesPath = "/api/shares";
+    private const string AccessPath = "/api/access";
     private const string ServicePrefix = ServicesPath + "/";
     /// <summary>A request to publish is a few names and paths: more than this is refused before it is read.</summary>
     private const long MaxBodyBytes = 64 << 10;
@@ -26,13 +27,13 @@ public sealed partial class ControlServer
     private static string[] MethodsFor(string path) => path switch
     {
         ServicesPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
-        SharesPath => [HttpMethods.Post],
+        SharesPath or AccessPath => [HttpMethods.Post],
         _ when path.StartsWith(ServicePrefix, StringComparison.Ordinal) => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Delete],
         _ => ReadMethods,
     };
 
     private static bool IsServicesPath(string path) =>
-        path is ServicesPath or SharesPath || path.StartsWith(ServicePrefix, StringComparison.Ordinal);
+        path is ServicesPath or SharesPath or AccessPath || path.StartsWith(ServicePrefix, StringComparison.Ordinal);
 
     /// <summary>Answers an authorized request to publish, show or stop a service; the method is one <see cref="MethodsFor"/> allows.</summary>
     private async Task ServicesAsync(HttpContext context, string path)
@@ -53,6 +54,11 @@ public sealed partial class ControlServer
             return;
         }
 
+        if (path == AccessPath)
+        {
+            await AddAccessAsync(context).ConfigureAwait(false);
+            return;
+        }
         Func<Task<HostedService>>? publish = path == SharesPath
             ? await ReadShareAsync(context).ConfigureAwait(false)
             : await ReadServiceAsync(context).ConfigureAwait(false);
@@ -96,7 +102,7 @@ public sealed partial class ControlServer
         string? problem = CheckName(request.Name) ?? kindProblem;
         var target = problem is null ? ParseTarget(request.Target, out problem) : null;
         if (await RefusedAsync(context.Response, request.Name, problem).ConfigureAwait(false)) return null;
-        var spec = new ServiceSpec(request.Name!, target!, kind);
+        var spec = new ServiceSpec(request.Name!, target!, kind, request.Private);
         return () => _node.PublishAsync(spec, _options.PublishWait, context.RequestAborted);
     }
 
@@ -124,8 +130,26 @@ public sealed partial class ControlServer
                 problem = $"{path} is a file: the receive folder must be a folder (it is made if missing).";
         }
         if (await RefusedAsync(context.Response, request.Name, problem).ConfigureAwait(false)) return null;
-        var spec = new ShareSpec(request.Name!, paths, request.Receive, kind);
+        var spec = new ShareSpec(request.Name!, paths, request.Receive, kind, request.Private);
         return () => _node.PublishShareAsync(spec, _options.PublishWait, context.RequestAborted);
+    }
+
+    /// <summary><c>POST /api/access</c>: keeps a private service's access key for the proxies; 200, or 400 naming what is wrong with the address or the key.</summary>
+    private async Task AddAccessAsync(HttpContext context)
+    {
+        const string form = """{"address": "<56 characters>.quid", "key": "quid-secret-…"}""";
+        var request = await ReadBodyAsync(context, ControlJson.Default.AccessRequest, form).ConfigureAwait(false);
+        if (request is null) return;
+        try
+        {
+            _node.AddAccess(request.Address ?? "", request.Key ?? "");
+        }
+        catch (FormatException e)
+        {
+            await ErrorAsync(context.Response, StatusCodes.Status400BadRequest, e.Message).ConfigureAwait(false);
+            return;
+        }
+        await JsonAsync(context, StatusCodes.Status200OK, new AccessReport(SessionAddress.Parse(request.Address!).ToString()), ControlJson.Default.AccessReport).ConfigureAwait(false);
     }
 
     /// <summary>The body as <paramref name="type"/>; null, with the refusal sent, if it is not that.</summary>
@@ -219,10 +243,12 @@ public sealed partial class ControlServer
     private static Task NoSuchServiceAsync(HttpResponse response, string name) =>
         ErrorAsync(response, StatusCodes.Status404NotFound, $"No service named '{name}' is published here (quid services lists them).");
 
-    private static async Task JsonAsync(HttpContext context, int status, ServiceReport report)
+    private static Task JsonAsync(HttpContext context, int status, ServiceReport report) => JsonAsync(context, status, report, ControlJson.Default.ServiceReport);
+
+    private static async Task JsonAsync<T>(HttpContext context, int status, T report, JsonTypeInfo<T> type)
     {
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(context.Response.Body, report, ControlJson.Default.ServiceReport, context.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(context.Response.Body, report, type, context.RequestAborted).ConfigureAwait(false);
     }
 }

@@ -181,7 +181,7 @@ public static class ControlViews
         try
         {
             return new ServiceReport(service.Name, service.Kind, service.Address.ToString(), service.Published.IsCompletedSuccessfully, service.Started,
-                service.IntroductionPointsUp, service.OpenMeetings, service.Introduced, service.Met, service.Dropped, service.FollowSecret, service.AddressUntil);
+                service.IntroductionPointsUp, service.OpenMeetings, service.Introduced, service.Met, service.Dropped, service.FollowSecret, service.AddressUntil, service.AccessKey);
         }
         catch (ObjectDisposedException)
         {
