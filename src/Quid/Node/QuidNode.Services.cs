@@ -31,7 +31,8 @@ public sealed partial class QuidNode : IServiceDirectory
 {
     /// <summary>Circuits we publish for, and lookups we run for circuits, at most: beyond, they are refused.</summary>
     private const int MaxIntroducing = 1024;
-    private const int MaxLookupsForCircuits = 256;
+    /// <summary>The overlay keeps at most 64 lookups of its own and forgets the oldest beyond: we refuse rather than let one go unanswered.</summary>
+    private const int MaxLookupsForCircuits = 64;
     /// <summary>An introduction point republishes for a circuit at most this often.</summary>
     private static readonly TimeSpan MinRepublishInterval = TimeSpan.FromSeconds(60);
 
@@ -40,7 +41,8 @@ public sealed partial class QuidNode : IServiceDirectory
     /// <summary>The file servers of shares, by service name: each listens on a loopback port that only the node connects to.</summary>
     private readonly Dictionary<string, LoopbackListener> _shares = [];
     // On the loop only.
-    private readonly Dictionary<QueryId, Circuit> _introducing = [];
+    /// <summary>Our publications for circuits, with when each went out: the storers' routes for one last <see cref="OverlayOptions.RecordRouteLifetime"/>.</summary>
+    private readonly Dictionary<QueryId, (Circuit Circuit, DateTimeOffset Published)> _introducing = [];
     private readonly Dictionary<Circuit, DateTimeOffset> _lastPublish = [];
     private readonly Dictionary<QueryId, Circuit> _lookupsForCircuits = [];
 
@@ -223,7 +225,7 @@ public sealed partial class QuidNode : IServiceDirectory
         _lastPublish[circuit] = now;
         circuit.IntroducedRecord = record;
         var (publish, effects) = _core.PublishRecord(record);
-        _introducing[publish] = circuit;
+        _introducing[publish] = (circuit, now);
         circuit.AnswerIntroduction(IntroductionStatus.Publishing);
         Execute(effects);
     }));
@@ -246,8 +248,8 @@ public sealed partial class QuidNode : IServiceDirectory
     {
         switch (effect)
         {
-            case NodeEffect.IntroductionArrived arrived when _introducing.TryGetValue(arrived.Publish, out var circuit) && circuit.State == CircuitState.Open:
-                circuit.PassIntroduction(arrived.Introduction);
+            case NodeEffect.IntroductionArrived arrived when _introducing.TryGetValue(arrived.Publish, out var publication) && publication.Circuit.State == CircuitState.Open:
+                publication.Circuit.PassIntroduction(arrived.Introduction);
                 break;
             case NodeEffect.ServiceRecordFound found when _lookupsForCircuits.Remove(found.Lookup, out var circuit):
                 circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.Found, found.Record));
@@ -258,11 +260,12 @@ public sealed partial class QuidNode : IServiceDirectory
         }
     }
 
-    /// <summary>Publications and lookups of circuits that have closed go; on the loop.</summary>
+    /// <summary>Publications and lookups of circuits that have closed go, and publications no storer keeps a route for; on the loop.</summary>
     private void ForgetClosedCircuits()
     {
-        foreach (var (id, circuit) in _introducing.ToList())
-            if (circuit.State == CircuitState.Closed) _introducing.Remove(id);
+        var expired = _time.GetUtcNow() - _options.Overlay.RecordRouteLifetime;
+        foreach (var (id, publication) in _introducing.ToList())
+            if (publication.Circuit.State == CircuitState.Closed || publication.Published < expired) _introducing.Remove(id);
         foreach (var circuit in _lastPublish.Keys.ToList())
             if (circuit.State == CircuitState.Closed) _lastPublish.Remove(circuit);
         foreach (var (id, circuit) in _lookupsForCircuits.ToList())

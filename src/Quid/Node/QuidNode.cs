@@ -379,6 +379,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         Execute(_core.Tick());
         _pool.Maintain();
         _serviceClient.Maintain();
+        ForgetClosedCircuits();
         MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
