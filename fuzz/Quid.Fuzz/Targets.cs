@@ -408,6 +408,23 @@ internal static class Targets
             case RelayCommand.RendezvousEstablished or RelayCommand.RendezvousJoined:
                 EmptyBody.Read(data);
                 break;
+            case RelayCommand.ServiceLookup:
+                var lookup = ServiceLookupBody.Read(data);
+                Check(again[..lookup.Write(again)].SequenceEqual(data), "a ServiceLookup does not write back the bytes it was read from");
+                break;
+            case RelayCommand.ServiceLookupAnswered:
+                var answered = ServiceLookupAnsweredBody.Read(data);
+                Check(answered.ToBytes().AsSpan().SequenceEqual(data), "a ServiceLookupAnswered does not write back the bytes it was read from");
+                break;
+            case RelayCommand.EstablishIntroduction:
+                Check(ServiceRecord.Decode(data).Encoded.AsSpan().SequenceEqual(data), "an EstablishIntroduction's record does not write back the bytes it was read from");
+                break;
+            case RelayCommand.IntroductionEstablished:
+                IntroductionEstablishedBody.Read(data);
+                break;
+            case RelayCommand.Introduction:
+                Check(IntroductionBody.Read(data).AsSpan().SequenceEqual(data), "an Introduction is not the bytes it was read from");
+                break;
             case RelayCommand.Echo or RelayCommand.EchoReply:
                 if (EchoProbe.TryRead(data, out var echo))
                 {

@@ -68,7 +68,7 @@ public static class IntroductionEstablishedBody
 {
     public static IntroductionStatus Read(ReadOnlySpan<byte> data)
     {
-        if (data.Length != 1) throw new WireException(data.IsEmpty ? WireError.Truncated : WireError.Oversized, "IntroductionEstablished carries one byte.");
+        if (data.Length != 1) throw new WireException(data.IsEmpty ? WireError.Truncated : WireError.BadField, "IntroductionEstablished carries one byte.");
         var status = (IntroductionStatus)data[0];
         if (!Enum.IsDefined(status)) throw new WireException(WireError.BadField, $"Unknown introduction status {data[0]}.");
         return status;
