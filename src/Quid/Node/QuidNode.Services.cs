@@ -44,6 +44,14 @@ public sealed partial class QuidNode : IServiceDirectory
     /// <summary>Our publications for circuits, with when each went out: the storers' routes for one last <see cref="OverlayOptions.RecordRouteLifetime"/>.</summary>
     private readonly Dictionary<QueryId, (Circuit Circuit, DateTimeOffset Published)> _introducing = [];
     private readonly Dictionary<Circuit, DateTimeOffset> _lastPublish = [];
+    /// <summary>
+    /// Introductions an introduction point passes down each service's circuit: 10 a second, bursts
+    /// of 50. A flood of lookups beyond that is dropped here, before it costs the service a
+    /// circuit per introduction.
+    /// </summary>
+    private readonly Dictionary<Circuit, TokenBucket> _introductionRates = [];
+    private const double IntroductionsPerSecond = 10;
+    private const double IntroductionBurst = 50;
     private readonly Dictionary<QueryId, Circuit> _lookupsForCircuits = [];
 
     /// <summary>The services this node publishes, by name.</summary>
@@ -249,7 +257,10 @@ public sealed partial class QuidNode : IServiceDirectory
         switch (effect)
         {
             case NodeEffect.IntroductionArrived arrived when _introducing.TryGetValue(arrived.Publish, out var publication) && publication.Circuit.State == CircuitState.Open:
-                publication.Circuit.PassIntroduction(arrived.Introduction);
+                if (!_introductionRates.TryGetValue(publication.Circuit, out var rate))
+                    _introductionRates[publication.Circuit] = rate = new TokenBucket(IntroductionsPerSecond, IntroductionBurst, _time);
+                if (rate.TryTake()) publication.Circuit.PassIntroduction(arrived.Introduction);
+                else _logger.LogDebug("Dropped an introduction: a service's circuit had its {Rate} a second", IntroductionsPerSecond);
                 break;
             case NodeEffect.ServiceRecordFound found when _lookupsForCircuits.Remove(found.Lookup, out var circuit):
                 circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.Found, found.Record));
@@ -268,6 +279,8 @@ public sealed partial class QuidNode : IServiceDirectory
             if (publication.Circuit.State == CircuitState.Closed || publication.Published < expired) _introducing.Remove(id);
         foreach (var circuit in _lastPublish.Keys.ToList())
             if (circuit.State == CircuitState.Closed) _lastPublish.Remove(circuit);
+        foreach (var circuit in _introductionRates.Keys.ToList())
+            if (circuit.State == CircuitState.Closed) _introductionRates.Remove(circuit);
         foreach (var (id, circuit) in _lookupsForCircuits.ToList())
             if (circuit.State == CircuitState.Closed) _lookupsForCircuits.Remove(id);
     }
