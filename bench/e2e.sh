@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark of docs/BENCHMARKS.md: publishes quid as users get it (Native AOT,
-# needs clang), then measures direct, microsocks, and Quid with 1 and 3 hops over real processes
-# on loopback. Needs curl and microsocks. QUID=path/to/quid measures another build instead
+# needs clang), then measures direct, microsocks, Quid with 1 and 3 hops, and a service published
+# with quid serve and reached over a rendezvous, over real processes on loopback. Needs curl and
+# microsocks. QUID=path/to/quid measures another build instead
 # (QUID=src/Quid.Cli/bin/Release/net10.0/quid after `dotnet build -c Release src/Quid.Cli`: the JIT).
 set -euo pipefail
 cd "$(dirname "$0")/.."

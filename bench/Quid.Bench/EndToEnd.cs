@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace Quid.Bench;
@@ -12,7 +13,10 @@ namespace Quid.Bench;
 /// bulk throughput (256 MiB) and time to first byte (1 MiB) for a direct connection, a plain
 /// single-hop SOCKS5 proxy (microsocks), Quid with 1 hop, with 3 hops, and with 3 hops and 20
 /// parallel streams on 20 circuits; the time to build a fresh circuit; the CPU the Quid
-/// processes spend per MB; and the memory of an idle and a loaded node. Every figure is the
+/// processes spend per MB; the memory of an idle and a loaded node; and a session-address
+/// service (<c>quid serve</c> on a relay, reached by its <c>.quid</c> name over a rendezvous):
+/// the time from publishing to the first fetch, the first byte on a new and on an established
+/// rendezvous, and bulk throughput through it. Every figure is the
 /// median of the runs, with min and max, and a ratio to the direct connection measured in the
 /// same run. Grants are set far above what loopback carries, so shaping never caps a result, and
 /// probes are off, since no node could deliver such grants on a shared machine.
@@ -22,6 +26,7 @@ internal static class EndToEnd
     private const long Bulk = 256L << 20;
     private const long Small = 1L << 20;
     private const int ParallelStreams = 20;
+    private const int Relays = 6;
     // 16·2^20 kbps (about 16 Gbit/s), the largest block: shaping never binds on loopback. Probes
     // would find every partner short of it within a minute and end the agreements mid-transfer.
     private static readonly string[] Unshaped = ["--offer", "16777216", "--request", "8388608", "--no-probes"];
@@ -41,14 +46,14 @@ internal static class EndToEnd
             // Six relays and two clients (1 hop and 3 hops), each its own process on its own address.
             var nodes = new List<(Process Process, IPAddress Address, string Log)>();
             string? bootstrap = null;
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < Relays + 2; i++)
             {
                 var address = new IPAddress([127, 0, 1, (byte)(10 + i)]);
-                bool client = i >= 6;
+                bool client = i >= Relays;
                 string[] nodeArgs =
                 [
                     "run", "--data-dir", Path.Combine(root, $"node{i}"), "--listen", $"{address}:0", "--exit-allow-private",
-                    "--socks", client ? "127.0.0.1:0" : "off", "--http-proxy", "off", "--hops", i == 6 ? "1" : "3", .. Unshaped,
+                    "--socks", client ? "127.0.0.1:0" : "off", "--http-proxy", "off", "--hops", i == Relays ? "1" : "3", .. Unshaped,
                     .. (bootstrap is null ? Array.Empty<string>() : ["--peer", bootstrap]),
                 ];
                 var (process, log) = StartQuid(quid, nodeArgs, processes);
@@ -107,7 +112,10 @@ internal static class EndToEnd
             for (int run = 0; run < runs; run++)
                 fresh.Add(double.Parse(await Curl(["--proxy", $"socks5h://fresh{run}:x@{socks3}"], $"{url}/bytes/{Small}", "%{time_starttransfer}").ConfigureAwait(false), CultureInfo.InvariantCulture));
 
-            Print(results, direct, Stats(fresh), idleRss, peakRss, relayIdleRss, runs);
+            var service = await MeasureServicesAsync(quid, root, $"{server.EndPoint}", socks3, runs, quidProcesses).ConfigureAwait(false);
+            results.Add(service.Row);
+
+            Print(results, direct, Stats(fresh), service, idleRss, peakRss, relayIdleRss, runs);
             return 0;
         }
         finally
@@ -124,6 +132,90 @@ internal static class EndToEnd
     private sealed record Stat(double Median, double Min, double Max);
 
     private sealed record Row(string Name, Stat Throughput, Stat? FirstByte, double? CpuMsPerMb);
+
+    /// <summary>The session-address figures: the table's row (bulk throughput, first byte over an established rendezvous, CPU) and the rest.</summary>
+    private sealed record ServiceFigures(Row Row, Stat ServeToFirstFetch, Stat Serve, Stat NewRendezvous, int Retried);
+
+    /// <summary>
+    /// Each run, a relay (a different one each run) publishes the web server twice under fresh
+    /// ephemeral addresses with <c>quid serve</c>, as a user would, and the 3-hop client fetches
+    /// them by name. The first: the time from just before <c>quid serve</c> until a 1 MiB fetch
+    /// succeeds, retried at once (2 s per attempt) while the address is not yet found or met.
+    /// The second, once <c>quid serve</c> has returned: the first byte of the first fetch (a new
+    /// rendezvous: lookup, meeting, stream), of a second one with the same credentials (the same
+    /// rendezvous), then the bulk download through it. Each service is removed after its run.
+    /// </summary>
+    private static async Task<ServiceFigures> MeasureServicesAsync(string quid, string root, string target, string socks, int runs, List<Process> quidProcesses)
+    {
+        Console.Error.WriteLine("measuring a session-address service over a rendezvous");
+        var toFirstFetch = new List<double>();
+        var serve = new List<double>();
+        var newRendezvous = new List<double>();
+        var established = new List<double>();
+        var throughput = new List<double>();
+        double cpu = 0;
+        int retried = 0;
+        for (int run = 0; run < runs; run++)
+        {
+            string dataDirectory = Path.Combine(root, $"node{run % Relays}");
+
+            string name = $"bench-{run}";
+            var started = Stopwatch.GetTimestamp();
+            string address = await ServeAsync(quid, dataDirectory, target, name).ConfigureAwait(false);
+            serve.Add(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            string[] proxy = ["--proxy", $"socks5h://first{run}:x@{socks}", "--fail", "--max-time", "2"];
+            for (int attempt = 0; ; attempt++)
+            {
+                var tried = Stopwatch.GetTimestamp();
+                if ((await RunCurlAsync(proxy, $"http://{address}/bytes/{Small}", "%{http_code}").ConfigureAwait(false)).Exit == 0) break;
+                if (attempt == 0) retried++;
+                if (Stopwatch.GetElapsedTime(started) > TimeSpan.FromMinutes(2)) throw new TimeoutException($"{address} (quid serve on node{run % Relays}) was not reached in 2 minutes");
+                // Only a refusal comes back this fast; a wait for the rendezvous runs to curl's --max-time.
+                if (Stopwatch.GetElapsedTime(tried) < TimeSpan.FromMilliseconds(100)) await Task.Delay(20).ConfigureAwait(false);
+            }
+            toFirstFetch.Add(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            await RemoveServiceAsync(quid, dataDirectory, name).ConfigureAwait(false);
+
+            name = $"bench-{run}-rendezvous";
+            address = await ServeAsync(quid, dataDirectory, target, name).ConfigureAwait(false);
+            string url = $"http://{address}/bytes/";
+            proxy = ["--proxy", $"socks5h://rendezvous{run}:x@{socks}"];
+            newRendezvous.Add(double.Parse(await Curl([.. proxy, "--max-time", "60"], $"{url}{Small}", "%{time_starttransfer}").ConfigureAwait(false), CultureInfo.InvariantCulture));
+            established.Add(double.Parse(await Curl(proxy, $"{url}{Small}", "%{time_starttransfer}").ConfigureAwait(false), CultureInfo.InvariantCulture));
+            double before = Cpu(quidProcesses);
+            throughput.Add(double.Parse(await Curl(proxy, $"{url}{Bulk}", "%{speed_download}").ConfigureAwait(false), CultureInfo.InvariantCulture));
+            cpu += (Cpu(quidProcesses) - before) / (Bulk / 1e6);
+            await RemoveServiceAsync(quid, dataDirectory, name).ConfigureAwait(false);
+        }
+        var row = new Row("Quid, .quid service over a rendezvous (3 + 3 hops)", Stats(throughput), Stats(established), cpu / runs);
+        return new ServiceFigures(row, Stats(toFirstFetch), Stats(serve), Stats(newRendezvous), retried);
+    }
+
+    /// <summary>Runs <c>quid serve TARGET --name NAME --kind ephemeral --json</c> against the node of the data directory and returns the address it prints.</summary>
+    private static async Task<string> ServeAsync(string quid, string dataDirectory, string target, string name)
+    {
+        string json = await QuidCommandAsync(quid, "serve", target, "--name", name, "--kind", "ephemeral", "--data-dir", dataDirectory, "--json").ConfigureAwait(false);
+        using var report = JsonDocument.Parse(json);
+        if (!report.RootElement.GetProperty("published").GetBoolean())
+            Console.Error.WriteLine($"quid serve returned before {name} was published: {json}");
+        return report.RootElement.GetProperty("address").GetString()!;
+    }
+
+    private static Task RemoveServiceAsync(string quid, string dataDirectory, string name) =>
+        QuidCommandAsync(quid, "services", "remove", name, "--data-dir", dataDirectory, "--json");
+
+    private static async Task<string> QuidCommandAsync(string quid, params string[] args)
+    {
+        var start = new ProcessStartInfo(quid) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment["NO_COLOR"] = "1";
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        string errors = await process.StandardError.ReadToEndAsync().ConfigureAwait(false);
+        await process.WaitForExitAsync().ConfigureAwait(false);
+        if (process.ExitCode != 0) throw new InvalidOperationException($"quid {string.Join(' ', args)} failed ({process.ExitCode}): {errors}");
+        return await output.ConfigureAwait(false);
+    }
 
     private static Stat Stats(List<double> values)
     {
@@ -147,7 +239,7 @@ internal static class EndToEnd
         return new Row(name, Stats(throughput), Stats(firstByte), quid is null ? null : cpu / runs);
     }
 
-    private static void Print(List<Row> rows, Row direct, Stat fresh, long idleRss, long peakRss, long relayIdleRss, int runs)
+    private static void Print(List<Row> rows, Row direct, Stat fresh, ServiceFigures service, long idleRss, long peakRss, long relayIdleRss, int runs)
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Median of {runs} runs (min–max); ratios to the direct connection in the same run. Quid's grants are 16 Gbit/s, so shaping never caps a figure, and probes are off.");
@@ -164,6 +256,11 @@ internal static class EndToEnd
         }
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"- First byte of 1 MiB on a fresh 3-hop circuit (built for new credentials): {fresh.Median * 1000:0.0} ms ({fresh.Min * 1000:0.0}–{fresh.Max * 1000:0.0}).");
+        var threeHops = rows.Single(r => r.Name == "Quid, 3 hops");
+        var (first, serve, meet) = (service.ServeToFirstFetch, service.Serve, service.NewRendezvous);
+        text.AppendLine(CultureInfo.InvariantCulture, $"- From `quid serve` on a relay to the first successful fetch of 1 MiB from its new .quid address: {first.Median:0.00} s ({first.Min:0.00}–{first.Max:0.00}); `quid serve` itself returned in {serve.Median * 1000:0} ms ({serve.Min * 1000:0}–{serve.Max * 1000:0}); the first fetch failed and was retried in {service.Retried} of {runs} runs.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- First byte of 1 MiB on a new rendezvous (the first fetch once `quid serve` returned): {meet.Median * 1000:0.0} ms ({meet.Min * 1000:0.0}–{meet.Max * 1000:0.0}); over the established rendezvous (same credentials): the table's row.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- Throughput through the rendezvous: {service.Row.Throughput.Median / threeHops.Throughput.Median:0%} of 3 hops in this run.");
         text.AppendLine(CultureInfo.InvariantCulture, $"- Resident memory: 3-hop client idle {idleRss / 1048576.0:0.0} MiB, loaded (peak, 20 streams) {peakRss / 1048576.0:0.0} MiB; a relay idle {relayIdleRss / 1048576.0:0.0} MiB.");
         Console.WriteLine(text);
     }
@@ -232,14 +329,20 @@ internal static class EndToEnd
 
     private static async Task<string> Curl(string[] proxy, string url, string writeOut)
     {
+        var (exit, output, errors) = await RunCurlAsync(proxy, url, writeOut).ConfigureAwait(false);
+        if (exit != 0) throw new InvalidOperationException($"curl {url} failed ({exit}): {errors}");
+        return output;
+    }
+
+    private static async Task<(int Exit, string Output, string Errors)> RunCurlAsync(string[] proxy, string url, string writeOut)
+    {
         var start = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in (string[])["--silent", "--show-error", "--output", "/dev/null", "--write-out", writeOut, .. proxy, url]) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
-        string output = await process.StandardOutput.ReadToEndAsync().ConfigureAwait(false);
+        var output = process.StandardOutput.ReadToEndAsync();
         string errors = await process.StandardError.ReadToEndAsync().ConfigureAwait(false);
         await process.WaitForExitAsync().ConfigureAwait(false);
-        if (process.ExitCode != 0) throw new InvalidOperationException($"curl {url} failed ({process.ExitCode}): {errors}");
-        return output.Trim();
+        return (process.ExitCode, (await output.ConfigureAwait(false)).Trim(), errors);
     }
 
     /// <summary>Resident set size in bytes, from /proc.</summary>
