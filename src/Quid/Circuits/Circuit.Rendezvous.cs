@@ -179,6 +179,41 @@ public sealed partial class Circuit
         }
     }
 
+    /// <summary>
+    /// At a rendezvous point that is the service's own node: meets the client whose circuit waited
+    /// here (taken from <see cref="RendezvousPoint.TakeWaiting"/>) without a second circuit. The
+    /// client hears Rendezvous2 as from any R; from then on this circuit is the service's end,
+    /// the virtual hop under our layer, and the client's streams go to <paramref name="connector"/>.
+    /// </summary>
+    public void MeetClientHere(Key serviceKey, ReadOnlySpan<byte> clientEphemeral, ServiceConnector connector)
+    {
+        ArgumentNullException.ThrowIfNull(connector);
+        if (Role != CircuitRole.Exit || Outward is not null) throw new InvalidOperationException("Only a client's circuit that ends here is met here.");
+        var (reply, keys) = ServiceHandshake.Respond(serviceKey, clientEphemeral);
+        var layer = new OnionLayer(keys);
+        CryptographicOperations.ZeroMemory(keys);
+        Span<byte> cell = stackalloc byte[Cell.Size];
+        var body = Cell.Body(cell);
+        RelayCell.Write(body, RelayCommand.Rendezvous2, 0, reply);
+        Filler.Fill(body[RelayCell.MessageSize..]);
+        lock (_sendLock)
+        {
+            if (State == CircuitState.Closed)
+            {
+                layer.Dispose();
+                throw new StreamException(EndReason.CircuitClosed, "The client's circuit closed.");
+            }
+            // Rendezvous2 under our layer alone; the virtual hop is in place before the client, which
+            // speaks only after it, can send.
+            Layer!.SealBackward(body);
+            Cell.WriteHeader(cell, InwardId, CellCommand.Relay);
+            Inward!.TrySend(cell);
+            _serviceStreams = new ServiceStreams(connector, Time);
+            _serviceEnd = layer;
+        }
+        InwardAccount?.AddGiven(Cell.Size);
+    }
+
     // ---- Messages from the rendezvous point ----
 
     /// <summary>At an origin: R's answer to our EstablishRendezvous or Rendezvous; one we did not ask for breaks the protocol.</summary>
@@ -296,5 +331,7 @@ public sealed partial class Circuit
             serving.Joined.TrySetException(closed);
             serving.Layer.Dispose();
         }
+        // Met here: the virtual hop's layer was ours alone.
+        if (Role == CircuitRole.Exit) _serviceEnd?.Dispose();
     }
 }

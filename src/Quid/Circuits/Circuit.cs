@@ -203,6 +203,7 @@ public sealed partial class Circuit
             }
             else
             {
+                _serviceEnd?.SealBackward(body);
                 Layer!.SealBackward(body);
                 link = Inward!;
             }
@@ -256,6 +257,12 @@ public sealed partial class Circuit
             if (_joined is { } joined)
             {
                 joined.PassToOrigin(cell);
+                return;
+            }
+            // A client met here by the service of this very node: under our layer lies the virtual hop's.
+            if (_serviceEnd is { } end && !end.OpenForward(body))
+            {
+                Violation("a cell failed the client's end-to-end layer: tampered with on the way");
                 return;
             }
             OnMessage(body[..RelayCell.MessageSize], command == CellCommand.RelayEarly);

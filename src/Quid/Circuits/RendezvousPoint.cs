@@ -116,6 +116,22 @@ public sealed class RendezvousPoint(int capacity, TimeSpan lifetime, TimeProvide
         if (client.State == CircuitState.Closed) service.Destroy(DestroyReason.HopLost);
     }
 
+    /// <summary>
+    /// The client's circuit waiting under <paramref name="cookie"/>, taken out of the table (a
+    /// cookie serves once), for the service of this node to meet it here; null when none waits,
+    /// as for an unknown cookie.
+    /// </summary>
+    public Circuit? TakeWaiting(RendezvousCookie cookie)
+    {
+        lock (_lock)
+        {
+            if (!_waiting.Remove(cookie, out var waiting) || waiting.Expires <= time.GetUtcNow()
+                || waiting.Circuit.State == CircuitState.Closed || waiting.Circuit.Outward is not null || waiting.Circuit.Joined is not null)
+                return null;
+            return waiting.Circuit;
+        }
+    }
+
     /// <summary>The circuit is closing: its cookie, if it still waits, goes with it.</summary>
     internal void Forget(Circuit circuit)
     {

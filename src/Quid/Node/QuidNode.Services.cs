@@ -34,7 +34,7 @@ public sealed partial class QuidNode : IServiceDirectory
     /// <summary>The overlay keeps at most 64 lookups of its own and forgets the oldest beyond: we refuse rather than let one go unanswered.</summary>
     private const int MaxLookupsForCircuits = 64;
     /// <summary>An introduction point republishes for a circuit at most this often.</summary>
-    private static readonly TimeSpan MinRepublishInterval = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan MinRepublishInterval = TimeSpan.FromSeconds(10);
 
     private ServiceClient _serviceClient = null!;
     private readonly Dictionary<string, HostedService> _services = [];
@@ -91,7 +91,7 @@ public sealed partial class QuidNode : IServiceDirectory
             _ => ServiceKeys.Ephemeral(access: access),
         };
         var target = spec.Target;
-        var service = new HostedService(spec.Name, keys, (_, ct) => ConnectToServiceAsync(target, ct), _pool, _time, _logger) { FollowSecret = secret?.ToText() };
+        var service = new HostedService(spec.Name, keys, (_, ct) => ConnectToServiceAsync(target, ct), _pool, Id, _circuits.Rendezvous, _time, _logger) { FollowSecret = secret?.ToText() };
         lock (_services)
         {
             if (_services.ContainsKey(spec.Name))

@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NSec.Cryptography;
 using Quid.Circuits;
+using Quid.Crypto;
 using Quid.Wire;
 
 namespace Quid.Services;
@@ -18,8 +19,13 @@ namespace Quid.Services;
 public sealed class HostedService : IAsyncDisposable
 {
     public const int IntroductionPoints = 2;
-    /// <summary>Records are republished well within the storers' 10-minute route lifetime (PROTOCOL §9.9), with a fresh expiry.</summary>
-    private static readonly TimeSpan RepublishInterval = TimeSpan.FromSeconds(200);
+    /// <summary>
+    /// When records are republished, with a fresh expiry, after the first: soon at first, as the
+    /// ultrapeers that stored the first may not be the ones lookups reach once the overlay has
+    /// settled (a young network elects its ultrapeers over its first minutes), then well within
+    /// the storers' 10-minute route lifetime (PROTOCOL §9.9).
+    /// </summary>
+    private static readonly TimeSpan[] RepublishAfter = [TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(200)];
     private static readonly TimeSpan RecordLifetime = TimeSpan.FromHours(1);
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(20);
@@ -33,10 +39,17 @@ public sealed class HostedService : IAsyncDisposable
     private const int MaxRemembered = 16384;
 
     private readonly ServiceKeys _keys;
-    /// <summary>The handshake keys of the periods we answer introductions for, derived as needed; on the meeting loops, under the lock.</summary>
-    private readonly Dictionary<ulong, Key> _handshakeKeys = [];
+    /// <summary>
+    /// The handshake keys of the periods we answer introductions for, by address period and
+    /// blinding period (<see cref="ServiceKeys.BlindingPeriod"/>), derived as needed; under the lock.
+    /// </summary>
+    private readonly Dictionary<(ulong Period, ulong Blinding), Key> _handshakeKeys = [];
     private readonly ServiceConnector _connector;
     private readonly CircuitPool _pool;
+    private readonly NodeId _self;
+    private readonly RendezvousPoint _point;
+    /// <summary>How long our last circuit to a rendezvous node took: a client met at our own node waits as long, so the time to its Rendezvous2 does not mark our node.</summary>
+    private long _lastBuildTicks;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -53,8 +66,11 @@ public sealed class HostedService : IAsyncDisposable
     private long _met;
     private long _dropped;
 
-    public HostedService(string name, ServiceKeys keys, ServiceConnector connector, CircuitPool pool, TimeProvider time, ILogger logger)
+    /// <param name="self">This node's id: a client whose rendezvous node it is, is met here, without a circuit (<paramref name="point"/> holds its circuit).</param>
+    public HostedService(string name, ServiceKeys keys, ServiceConnector connector, CircuitPool pool, NodeId self, RendezvousPoint point, TimeProvider time, ILogger logger)
     {
+        _self = self;
+        _point = point;
         Name = name;
         _keys = keys;
         _connector = connector;
@@ -116,6 +132,7 @@ public sealed class HostedService : IAsyncDisposable
     private async Task RunAsync(CancellationToken stopping)
     {
         var nextPublish = DateTimeOffset.MinValue;
+        int published = 0;
         ServiceRecord? record = null;
         try
         {
@@ -123,10 +140,10 @@ public sealed class HostedService : IAsyncDisposable
             {
                 var now = _time.GetUtcNow();
                 lock (_lock) _points.RemoveAll(c => c.State == CircuitState.Closed);
-                if (record is null || now >= nextPublish || record.Period != _keys.Periods.Number(now))
+                if (record is null || now >= nextPublish || record.Period != CurrentPeriods(now).Blinding)
                 {
                     record = NewRecord(now);
-                    nextPublish = now + RepublishInterval;
+                    nextPublish = now + RepublishAfter[Math.Min(published++, RepublishAfter.Length - 1)];
                     foreach (var point in Points()) await EstablishAsync(point, record, stopping).ConfigureAwait(false);
                 }
                 await AddPointsAsync(record, stopping).ConfigureAwait(false);
@@ -144,24 +161,31 @@ public sealed class HostedService : IAsyncDisposable
         lock (_lock) return [.. _points];
     }
 
-    private ServiceRecord NewRecord(DateTimeOffset now)
+    /// <summary>The address's period at <paramref name="now"/> and the period its records are blinded for then.</summary>
+    private (ulong Period, ulong Blinding) CurrentPeriods(DateTimeOffset now)
     {
         ulong period = _keys.Periods.Number(now);
-        return _keys.Record(period, new ServiceDescriptor(HandshakeKey(period).PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime);
+        return (period, _keys.BlindingPeriod(period, now));
     }
 
-    /// <summary>The period's handshake key; keys of periods long past are let go.</summary>
-    private Key HandshakeKey(ulong period)
+    private ServiceRecord NewRecord(DateTimeOffset now)
+    {
+        var periods = CurrentPeriods(now);
+        return _keys.Record(periods.Period, new ServiceDescriptor(HandshakeKey(periods).PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime, periods.Blinding);
+    }
+
+    /// <summary>The handshake key of these periods; keys of periods long past are let go.</summary>
+    private Key HandshakeKey((ulong Period, ulong Blinding) periods)
     {
         lock (_lock)
         {
-            if (_handshakeKeys.TryGetValue(period, out var key)) return key;
-            foreach (var old in _handshakeKeys.Keys.Where(p => p + 1 < period).ToList())
+            if (_handshakeKeys.TryGetValue(periods, out var key)) return key;
+            foreach (var old in _handshakeKeys.Keys.Where(p => p.Blinding + 1 < periods.Blinding).ToList())
             {
                 _handshakeKeys[old].Dispose();
                 _handshakeKeys.Remove(old);
             }
-            return _handshakeKeys[period] = _keys.HandshakeKey(period);
+            return _handshakeKeys[periods] = _keys.HandshakeKey(periods.Period, periods.Blinding);
         }
     }
 
@@ -234,13 +258,19 @@ public sealed class HostedService : IAsyncDisposable
 
     private async Task MeetAsync(byte[] sealedIntroduction, CancellationToken stopping)
     {
-        if (Open(sealedIntroduction) is not ({ } introduction, var period))
+        if (Open(sealedIntroduction) is not ({ } introduction, var periods))
         {
             Interlocked.Increment(ref _dropped);
             return;
         }
         Interlocked.Increment(ref _introduced);
+        if (introduction.RendezvousNode == _self)
+        {
+            await MeetHereAsync(introduction, periods, stopping).ConfigureAwait(false);
+            return;
+        }
         Circuit? circuit = null;
+        long started = _time.GetTimestamp();
         try
         {
             try
@@ -253,7 +283,8 @@ public sealed class HostedService : IAsyncDisposable
                 await Task.Delay(RetryUnreachableAfter, _time, stopping).ConfigureAwait(false);
                 circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
             }
-            await circuit.MeetClientAsync(introduction.Cookie, HandshakeKey(period), introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
+            Interlocked.Exchange(ref _lastBuildTicks, _time.GetElapsedTime(started).Ticks);
+            await circuit.MeetClientAsync(introduction.Cookie, HandshakeKey(periods), introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
             lock (_lock)
             {
                 _meetings.RemoveAll(c => c.State == CircuitState.Closed);
@@ -269,21 +300,52 @@ public sealed class HostedService : IAsyncDisposable
     }
 
     /// <summary>
+    /// The client chose our own node as its rendezvous node (it cannot know it is ours), and no
+    /// circuit can end where it starts: we meet it on the circuit it built to us, after as long as
+    /// a circuit to another node took us, so that how fast it was met does not tell it whose node R is.
+    /// </summary>
+    private async Task MeetHereAsync(Introduction introduction, (ulong Period, ulong Blinding) periods, CancellationToken stopping)
+    {
+        await Task.Delay(TimeSpan.FromTicks(Interlocked.Read(ref _lastBuildTicks)), _time, stopping).ConfigureAwait(false);
+        if (_point.TakeWaiting(introduction.Cookie) is not { } client)
+        {
+            _logger.LogDebug("{Service}: no client waits here under the introduction's cookie", Name);
+            return;
+        }
+        try
+        {
+            client.MeetClientHere(HandshakeKey(periods), introduction.ClientKey, _connector);
+        }
+        catch (StreamException e)
+        {
+            _logger.LogDebug("{Service} could not meet a client here: {Reason}", Name, e.Message);
+            return;
+        }
+        lock (_lock)
+        {
+            _meetings.RemoveAll(c => c.State == CircuitState.Closed);
+            _meetings.Add(client);
+        }
+        Interlocked.Increment(ref _met);
+    }
+
+    /// <summary>
     /// The introduction, if it is sealed to this service's blinded key of this period or a
     /// neighbouring one (a client's clock may be a little off) and was not seen before.
     /// </summary>
-    private (Introduction? Introduction, ulong Period) Open(byte[] sealedIntroduction)
+    private (Introduction? Introduction, (ulong Period, ulong Blinding) Periods) Open(byte[] sealedIntroduction)
     {
         var now = _time.GetUtcNow();
-        ulong period = _keys.Periods.Number(now);
+        var current = CurrentPeriods(now);
+        var periods = current;
         Introduction? opened = null;
-        foreach (ulong candidate in new[] { period, period - 1, period + 1 })
+        foreach (var candidate in Candidates(current.Period, now))
         {
-            using var blinded = _keys.Blind(candidate);
+            using var blinded = _keys.Blind(candidate.Period, candidate.Blinding);
             try
             {
                 opened = Introduction.Open(blinded, sealedIntroduction);
-                period = candidate;
+                periods = candidate;
                 break;
             }
             catch (IntroductionException)
@@ -291,15 +353,29 @@ public sealed class HostedService : IAsyncDisposable
                 // Not for this period's key.
             }
         }
-        if (opened is null) return (null, period);
+        if (opened is null) return (null, periods);
         string replay = Convert.ToHexString(Introduction.ReplayKey(sealedIntroduction));
         lock (_lock)
         {
             if (_remembered.Count >= MaxRemembered)
                 foreach (var old in _remembered.Where(r => now - r.Value > RecordLifetime).Select(r => r.Key).ToList()) _remembered.Remove(old);
-            if (_remembered.Count >= MaxRemembered || !_remembered.TryAdd(replay, now)) return (null, period);
+            if (_remembered.Count >= MaxRemembered || !_remembered.TryAdd(replay, now)) return (null, periods);
         }
-        return (opened, period);
+        return (opened, periods);
+    }
+
+    /// <summary>
+    /// The keys a client's introduction may be sealed to (clocks differ): this period's and its
+    /// neighbours'; for a moving service, each of its neighbouring addresses' too.
+    /// </summary>
+    private IEnumerable<(ulong Period, ulong Blinding)> Candidates(ulong period, DateTimeOffset now)
+    {
+        ulong[] addresses = Kind == AddressKind.Moving ? [period, period - 1, period + 1] : [period];
+        foreach (ulong address in addresses)
+        {
+            ulong blinding = _keys.BlindingPeriod(address, now);
+            foreach (ulong candidate in new[] { blinding, blinding - 1, blinding + 1 }) yield return (address, candidate);
+        }
     }
 
     /// <summary>Stops publishing and meeting: the introduction points' and clients' circuits close.</summary>

@@ -103,8 +103,22 @@ public sealed class ServiceKeys : IDisposable
         }
     }
 
-    /// <summary>The blinded key pair for <paramref name="period"/>: it signs what the service publishes then. Dispose it after use.</summary>
-    public KeyBlinding.KeyPair Blind(ulong period)
+    /// <summary>
+    /// The period a client who holds only the address of <paramref name="period"/> blinds it
+    /// with at <paramref name="time"/>: its own schedule's (§9.4, offset from the address's key),
+    /// which for a stable or ephemeral service is <see cref="Periods"/>. A moving service's
+    /// addresses change on its secret's schedule, which a client given just today's address
+    /// cannot know, so its records are filed under the address's own schedule.
+    /// </summary>
+    public ulong BlindingPeriod(ulong period, DateTimeOffset time) =>
+        Kind == AddressKind.Moving ? ServicePeriod.ForKey(Address(period).PublicKey, Periods.PeriodLength).Number(time) : period;
+
+    /// <summary>
+    /// The blinded key pair of the address of <paramref name="period"/>, blinded for
+    /// <paramref name="blindingPeriod"/> (by default the same; see <see cref="BlindingPeriod"/>):
+    /// it signs what the service publishes then. Dispose it after use.
+    /// </summary>
+    public KeyBlinding.KeyPair Blind(ulong period, ulong? blindingPeriod = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
@@ -112,7 +126,7 @@ public sealed class ServiceKeys : IDisposable
         {
             if (_address is null) MovingSeed(period, seed);
             else _secret.CopyTo(seed);
-            return KeyBlinding.KeyPair.FromSeed(seed, period, Periods.LengthMinutes, Access is null ? default : Access.Bytes);
+            return KeyBlinding.KeyPair.FromSeed(seed, blindingPeriod ?? period, Periods.LengthMinutes, Access is null ? default : Access.Bytes);
         }
         finally
         {
@@ -124,11 +138,12 @@ public sealed class ServiceKeys : IDisposable
     /// The record the service publishes for <paramref name="period"/>: its descriptor sealed for
     /// its address (§9.11), signed by the period's blinded key, living <paramref name="lifetime"/>.
     /// </summary>
-    public ServiceRecord Record(ulong period, ServiceDescriptor descriptor, DateTimeOffset published, TimeSpan lifetime)
+    public ServiceRecord Record(ulong period, ServiceDescriptor descriptor, DateTimeOffset published, TimeSpan lifetime, ulong? blindingPeriod = null)
     {
         ArgumentNullException.ThrowIfNull(descriptor);
-        using var keys = Blind(period);
-        return ServiceRecord.Create(keys, period, Periods.LengthMinutes, published, published + lifetime, descriptor.Seal(Address(period), Periods, period, Access));
+        ulong blinding = blindingPeriod ?? period;
+        using var keys = Blind(period, blinding);
+        return ServiceRecord.Create(keys, blinding, Periods.LengthMinutes, published, published + lifetime, descriptor.Seal(Address(period), Periods, blinding, Access));
     }
 
     /// <summary>
@@ -138,7 +153,7 @@ public sealed class ServiceKeys : IDisposable
     /// the period carries the same key, whichever instance of the service published it: a client
     /// handed an older record by one storer still checks the reply of a restarted service.
     /// </summary>
-    public Key HandshakeKey(ulong period)
+    public Key HandshakeKey(ulong period, ulong? blindingPeriod = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Span<byte> seed = stackalloc byte[KeyBlinding.SeedSize];
@@ -149,7 +164,7 @@ public sealed class ServiceKeys : IDisposable
             if (_address is null) MovingSeed(period, seed);
             else _secret.CopyTo(seed);
             HandshakeInfo.CopyTo(info);
-            BinaryPrimitives.WriteUInt64BigEndian(info[HandshakeInfo.Length..], period);
+            BinaryPrimitives.WriteUInt64BigEndian(info[HandshakeInfo.Length..], blindingPeriod ?? period);
             KeyDerivationAlgorithm.HkdfSha256.DeriveBytes(seed, salt: default, info, key);
             return Key.Import(KeyAgreementAlgorithm.X25519, key, KeyBlobFormat.RawPrivateKey,
                 new KeyCreationParameters { ExportPolicy = KeyExportPolicies.None });
@@ -162,7 +177,8 @@ public sealed class ServiceKeys : IDisposable
     }
 
     /// <summary>The lookup id for <paramref name="period"/>, under which the network files the service's descriptor then.</summary>
-    public byte[] LookupId(ulong period) => Periods.LookupId(Periods.BlindedKey(Address(period).PublicKey, period, Access), period);
+    public byte[] LookupId(ulong period, ulong? blindingPeriod = null) =>
+        Periods.LookupId(Periods.BlindedKey(Address(period).PublicKey, blindingPeriod ?? period, Access), blindingPeriod ?? period);
 
     private void MovingSeed(ulong period, Span<byte> seed)
     {

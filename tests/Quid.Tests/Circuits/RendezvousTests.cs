@@ -126,6 +126,45 @@ public sealed class RendezvousTests
     }
 
     [Fact]
+    public async Task A_client_whose_rendezvous_point_is_the_services_own_node_is_met_there_and_a_stream_carries_data_both_ways()
+    {
+        using var net = new CircuitHarness();
+        using var meeting = await new Meeting(net).BuildAsync();
+        using var handshake = ServiceHandshake.Start(meeting.ServicePublicKey, ServiceHandshake.NewEphemeral());
+        var cookie = RendezvousCookie.Random();
+        await meeting.ClientCircuit.EstablishRendezvousAsync(cookie, Timeout, default);
+
+        // R is the service's node: it takes the waiting circuit and meets the client on it.
+        var waiting = meeting.Point.Table.Rendezvous.TakeWaiting(cookie);
+        Assert.NotNull(waiting);
+        Assert.Null(meeting.Point.Table.Rendezvous.TakeWaiting(cookie));
+        waiting.MeetClientHere(meeting.ServiceKey, EphemeralOf(handshake), meeting.ConnectAsync);
+        await meeting.ClientCircuit.MeetServiceAsync(handshake, Timeout, default);
+
+        Assert.Equal(4, meeting.ClientCircuit.Hops.Count);
+        var stream = await meeting.ClientCircuit.OpenStreamAsync(Service, Timeout, default);
+        using var server = await net.Destination.AcceptAsync();
+        Assert.Equal(Service, Assert.Single(meeting.Asked));
+        var upload = RandomNumberGenerator.GetBytes(1 << 20);
+        var download = RandomNumberGenerator.GetBytes(1 << 20);
+        var sending = Task.Run(async () =>
+        {
+            await stream.WriteAsync(upload);
+            stream.CompleteWrites();
+        });
+        var serving = Task.Run(async () =>
+        {
+            await server.SendAsync(download, SocketFlags.None);
+            server.Shutdown(SocketShutdown.Send);
+        });
+        var received = Bytes.ReadToEndAsync(server);
+        var fetched = Bytes.ReadToEndAsync(stream);
+        await Task.WhenAll(sending, serving).WaitAsync(Timeout);
+        Assert.Equal(SHA256.HashData(upload), SHA256.HashData(await received));
+        Assert.Equal(SHA256.HashData(download), SHA256.HashData(await fetched));
+    }
+
+    [Fact]
     public async Task A_marker_crossing_the_joined_circuits_both_ways_appears_in_nothing_the_rendezvous_point_decrypts()
     {
         using var net = new CircuitHarness();

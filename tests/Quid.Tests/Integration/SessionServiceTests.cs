@@ -260,7 +260,8 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
     public async Task A_moving_service_is_followed_by_a_holder_of_its_secret_and_last_periods_address_leads_nowhere()
     {
         await using var web = new MarkerServer();
-        await using var network = await CircuitTests.StartAsync(184);
+        var logs = new LogCapture(Microsoft.Extensions.Logging.LogLevel.Debug);
+        await using var network = await CircuitTests.StartAsync(184, loggers: logs);
         await CircuitTests.ReadyCircuitAsync(network);
         var serviceNode = network.Nodes[^1];
         var service = await serviceNode.PublishAsync(new ServiceSpec("moving", web.EndPoint, AddressKind.Moving), Published);
@@ -272,7 +273,7 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         Assert.Equal(service.Address.ToString(), now);
 
         var (exit, response, errors) = await FetchAsync(network, now);
-        Assert.True(exit == 0, errors);
+        Assert.True(exit == 0, errors + Explained(logs));
         Assert.Contains(web.Marker, response);
         // Whoever kept last period's address, without the secret, finds nothing: the lookup fails as for a name nobody publishes.
         var (oldExit, _, oldErrors) = await FetchAsync(network, before);

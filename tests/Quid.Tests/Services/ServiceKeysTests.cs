@@ -179,4 +179,26 @@ public sealed class ServiceKeysTests
         Assert.NotNull(ServiceDescriptor.Open(record, address, periods, access));
         Assert.Throws<ServiceDescriptorException>(() => ServiceDescriptor.Open(record, address, periods));
     }
+
+    [Fact]
+    public void A_client_holding_only_a_moving_services_address_of_the_day_computes_the_lookup_id_its_records_are_filed_under()
+    {
+        using var secret = ServiceSecret.Generate();
+        using var service = ServiceKeys.Moving(new ServiceSecret(secret.Bytes));
+        var start = new DateTimeOffset(2026, 12, 5, 0, 0, 0, TimeSpan.Zero);
+        // Every hour of two days: the address's own schedule and the secret's straddle each other somewhere.
+        for (int hour = 0; hour < 48; hour++)
+        {
+            var now = start.AddHours(hour);
+            ulong period = service.Periods.Number(now);
+            var address = service.Address(period);
+            var client = ServicePeriod.ForAddress(address);
+            ulong blinding = client.Number(now);
+
+            Assert.Equal(blinding, service.BlindingPeriod(period, now));
+            Assert.Equal(client.LookupId(client.BlindedKey(address.PublicKey, blinding), blinding), service.LookupId(period, blinding));
+            using var blinded = service.Blind(period, blinding);
+            Assert.Equal(client.BlindedKey(address.PublicKey, blinding), blinded.PublicKey);
+        }
+    }
 }

@@ -75,12 +75,14 @@ public sealed class RendezvousBodyTests
     [Theory]
     [InlineData(RelayCommand.EstablishRendezvous)]
     [InlineData(RelayCommand.RendezvousFailed)]
+    [InlineData(RelayCommand.EstablishIntroduction)]
+    [InlineData(RelayCommand.ServiceLookupAnswered)]
     public void The_new_relay_commands_are_read_and_the_next_byte_is_not(RelayCommand command)
     {
         var body = new byte[RelayCell.MessageSize];
         RelayCell.Write(body, command, 0, [1, 2]);
         Assert.Equal(command, RelayCell.Read(body).Command);
-        body[0] = (byte)RelayCommand.RendezvousFailed + 1;
+        body[0] = (byte)RelayCommand.ServiceLookupAnswered + 1;
         Assert.Equal(WireError.UnknownCommand, Assert.Throws<WireException>(() => RelayCell.Read(body)).Error);
     }
 }
