@@ -29,7 +29,7 @@ public sealed record ShareSpec(string Name, IReadOnlyList<string> Paths, string?
 /// </summary>
 public sealed partial class QuidNode : IServiceDirectory
 {
-    /// <summary>Circuits we publish for, and lookups we run for circuits, at most: beyond, they are refused.</summary>
+    /// <summary>Circuits we publish for, as an introduction point, at most: beyond, they are refused.</summary>
     private const int MaxIntroducing = 1024;
     /// <summary>The overlay keeps at most 64 lookups of its own and forgets the oldest beyond: we refuse rather than let one go unanswered.</summary>
     private const int MaxLookupsForCircuits = 64;
@@ -40,8 +40,10 @@ public sealed partial class QuidNode : IServiceDirectory
     private readonly Dictionary<string, HostedService> _services = [];
     /// <summary>The file servers of shares, by service name: each listens on a loopback port that only the node connects to.</summary>
     private readonly Dictionary<string, LoopbackListener> _shares = [];
-    // On the loop only.
-    /// <summary>Our publications for circuits, with when each went out: the storers' routes for one last <see cref="OverlayOptions.RecordRouteLifetime"/>.</summary>
+    /// <summary>
+    /// Our publications for circuits, with when each went out: the storers' routes for one last
+    /// <see cref="OverlayOptions.RecordRouteLifetime"/>. This and the three below: on the loop only.
+    /// </summary>
     private readonly Dictionary<QueryId, (Circuit Circuit, DateTimeOffset Published)> _introducing = [];
     private readonly Dictionary<Circuit, DateTimeOffset> _lastPublish = [];
     /// <summary>

@@ -144,9 +144,10 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
                 logger.LogDebug("Met {Address} at {Point}", address.Brief, circuit.Hops[^2].Id.Brief);
                 return circuit;
             }
-            catch (StreamException e) when (e.Reason != EndReason.ResolveFailed)
+            catch (Exception e) when (e is StreamException { Reason: not EndReason.ResolveFailed } or RendezvousException)
             {
-                last = e;
+                // R refused the cookie (it holds as many as it will), or the meeting failed: another R may do.
+                last = e as StreamException ?? new StreamException(EndReason.ResourceLimit, e.Message);
                 logger.LogDebug("Could not meet {Address} through {Point}: {Reason}", address.Brief, circuit.Hops[^1].Id.Brief, e.Message);
                 failed.Add(circuit.Hops[^1].Id);
                 circuit.Destroy(DestroyReason.Finished);

@@ -80,6 +80,28 @@ public sealed class RendezvousTests
         public void Dispose() => ServiceKey.Dispose();
     }
 
+    /// <summary>Random bytes both ways at once between the client's stream and the service's socket, each end's arriving intact.</summary>
+    private static async Task ExchangeAsync(RelayStream stream, Socket server, int size)
+    {
+        var upload = RandomNumberGenerator.GetBytes(size);
+        var download = RandomNumberGenerator.GetBytes(size);
+        var sending = Task.Run(async () =>
+        {
+            await stream.WriteAsync(upload);
+            stream.CompleteWrites();
+        });
+        var serving = Task.Run(async () =>
+        {
+            await server.SendAsync(download, SocketFlags.None);
+            server.Shutdown(SocketShutdown.Send);
+        });
+        var received = Bytes.ReadToEndAsync(server);
+        var fetched = Bytes.ReadToEndAsync(stream);
+        await Task.WhenAll(sending, serving).WaitAsync(Timeout);
+        Assert.Equal(SHA256.HashData(upload), SHA256.HashData(await received));
+        Assert.Equal(SHA256.HashData(download), SHA256.HashData(await fetched));
+    }
+
     [Fact]
     public async Task Two_three_hop_circuits_meet_at_R_and_a_stream_carries_megabytes_both_ways_to_the_services_handler_intact()
     {
@@ -102,24 +124,7 @@ public sealed class RendezvousTests
         // The handler, not the exit code (whose resolver knows no .quid name), opened it.
         Assert.Equal(Service, Assert.Single(meeting.Asked));
 
-        var upload = RandomNumberGenerator.GetBytes(3 << 20);
-        var download = RandomNumberGenerator.GetBytes(3 << 20);
-        var sending = Task.Run(async () =>
-        {
-            await stream.WriteAsync(upload);
-            stream.CompleteWrites();
-        });
-        var serving = Task.Run(async () =>
-        {
-            await server.SendAsync(download, SocketFlags.None);
-            server.Shutdown(SocketShutdown.Send);
-        });
-        var received = Bytes.ReadToEndAsync(server);
-        var fetched = Bytes.ReadToEndAsync(stream);
-        await Task.WhenAll(sending, serving).WaitAsync(Timeout);
-
-        Assert.Equal(SHA256.HashData(upload), SHA256.HashData(await received));
-        Assert.Equal(SHA256.HashData(download), SHA256.HashData(await fetched));
+        await ExchangeAsync(stream, server, 3 << 20);
         await stream.DisposeAsync();
         await Eventually.WaitUntilAsync(() => meeting.ServiceCircuit.StreamCount == 0 && meeting.ClientCircuit.StreamCount == 0, Timeout, "both ends to finish the stream");
         Assert.All(meeting.AtPoint, c => Assert.Equal(0, c.StreamCount));
@@ -145,23 +150,7 @@ public sealed class RendezvousTests
         var stream = await meeting.ClientCircuit.OpenStreamAsync(Service, Timeout, default);
         using var server = await net.Destination.AcceptAsync();
         Assert.Equal(Service, Assert.Single(meeting.Asked));
-        var upload = RandomNumberGenerator.GetBytes(1 << 20);
-        var download = RandomNumberGenerator.GetBytes(1 << 20);
-        var sending = Task.Run(async () =>
-        {
-            await stream.WriteAsync(upload);
-            stream.CompleteWrites();
-        });
-        var serving = Task.Run(async () =>
-        {
-            await server.SendAsync(download, SocketFlags.None);
-            server.Shutdown(SocketShutdown.Send);
-        });
-        var received = Bytes.ReadToEndAsync(server);
-        var fetched = Bytes.ReadToEndAsync(stream);
-        await Task.WhenAll(sending, serving).WaitAsync(Timeout);
-        Assert.Equal(SHA256.HashData(upload), SHA256.HashData(await received));
-        Assert.Equal(SHA256.HashData(download), SHA256.HashData(await fetched));
+        await ExchangeAsync(stream, server, 1 << 20);
     }
 
     [Fact]
