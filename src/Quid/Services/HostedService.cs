@@ -134,25 +134,34 @@ public sealed class HostedService : IAsyncDisposable
         var nextPublish = DateTimeOffset.MinValue;
         int published = 0;
         ServiceRecord? record = null;
-        try
+        (ulong Period, ulong Blinding) recordPeriods = default;
+        while (!stopping.IsCancellationRequested)
         {
-            while (!stopping.IsCancellationRequested)
+            try
             {
                 var now = _time.GetUtcNow();
                 lock (_lock) _points.RemoveAll(c => c.State == CircuitState.Closed);
-                if (record is null || now >= nextPublish || record.Period != CurrentPeriods(now).Blinding)
+                // A moving service's address may change while its blinding period does not: either is a new record.
+                var periods = CurrentPeriods(now);
+                if (record is null || now >= nextPublish || periods != recordPeriods)
                 {
-                    record = NewRecord(now);
+                    (record, recordPeriods) = (NewRecord(now, periods), periods);
                     nextPublish = now + RepublishAfter[Math.Min(published++, RepublishAfter.Length - 1)];
                     foreach (var point in Points()) await EstablishAsync(point, record, stopping).ConfigureAwait(false);
                 }
                 await AddPointsAsync(record, stopping).ConfigureAwait(false);
                 await Task.Delay(UpkeepInterval, _time, stopping).ConfigureAwait(false);
             }
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-            // Stopping.
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                // Stopping.
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A service that stopped publishing on a surprise would vanish without a word.
+                _logger.LogWarning(e, "{Service}: looking after its introduction points failed; trying again", Name);
+                await Task.Delay(UpkeepInterval, _time, CancellationToken.None).ConfigureAwait(false);
+            }
         }
     }
 
@@ -168,11 +177,8 @@ public sealed class HostedService : IAsyncDisposable
         return (period, _keys.BlindingPeriod(period, now));
     }
 
-    private ServiceRecord NewRecord(DateTimeOffset now)
-    {
-        var periods = CurrentPeriods(now);
-        return _keys.Record(periods.Period, new ServiceDescriptor(HandshakeKey(periods).PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime, periods.Blinding);
-    }
+    private ServiceRecord NewRecord(DateTimeOffset now, (ulong Period, ulong Blinding) periods) =>
+        _keys.Record(periods.Period, new ServiceDescriptor(HandshakeKey(periods).PublicKey.Export(KeyBlobFormat.RawPublicKey)), now, RecordLifetime, periods.Blinding);
 
     /// <summary>The handshake key of these periods; keys of periods long past are let go.</summary>
     private Key HandshakeKey((ulong Period, ulong Blinding) periods)
