@@ -158,8 +158,10 @@ internal static class ServeCommand
         }
         if (service.AccessKey is { } key)
         {
-            AnsiConsole.MarkupLine($"Private: only those who hold its access key find it. Key: [bold]{Markup.Escape(key)}[/]");
-            AnsiConsole.MarkupLine($"  They add it to their node first: [bold]quid access {service.Address} {Markup.Escape(key)}[/]");
+            // The key on a line of its own, like the address: a terminal that wraps a long line must not split it.
+            AnsiConsole.MarkupLine("Private: only those who hold its access key find it; to anyone else the address leads nowhere. The key:");
+            AnsiConsole.MarkupLine($"  [bold]{Markup.Escape(key)}[/]");
+            AnsiConsole.MarkupLine("Give it with the address. A client adds it to its node with: [bold]quid access ADDRESS KEY[/]");
         }
         string how = receiving ? $"curl --socks5-hostname 127.0.0.1:1080 -T FILE {url}" : $"curl --socks5-hostname 127.0.0.1:1080 {url}";
         AnsiConsole.MarkupLine($"Reach it through a Quid node's proxy: [bold]{Markup.Escape(how)}[/]");

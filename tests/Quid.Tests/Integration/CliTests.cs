@@ -120,6 +120,22 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         Assert.True(fetched == 0, $"curl exited {fetched}: {errors}");
         Assert.Equal("through-quid", page);
 
+        // A private one: its key, given to the client's node with quid access, opens the way.
+        (code, text) = await QuidProcess.RunAsync("serve", $"127.0.0.1:{port}", "--private", "--name", "hidden", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        string hidden = Regex.Match(text, @"\b[a-z2-7]{56}\.quid\b").Value;
+        string key = Regex.Match(text, @"\b(quid-secret-[a-z2-7]{56})\b").Groups[1].Value;
+        Assert.True(ServiceSecret.TryParse(key, out var access), text);
+        access.Dispose();
+        Assert.Contains("quid access ADDRESS KEY", text, StringComparison.Ordinal);
+        (code, text) = await QuidProcess.RunAsync("access", hidden, key, "--data-dir", network.DataDirectory(0));
+        Assert.True(code == 0, text);
+        (fetched, page, errors) = await Curl.RunAsync("-sS", "--fail", "--max-time", "60", "--socks5-hostname", network.Socks, $"http://{hidden}/echo/private");
+        Assert.True(fetched == 0, $"curl exited {fetched}: {errors}");
+        Assert.Equal("private", page);
+        (code, text) = await QuidProcess.RunAsync("access", hidden, key[..^2] + "aa", "--data-dir", network.DataDirectory(0));
+        Assert.Equal(1, code);
+
         string folder = Path.Combine(_root, "shared");
         Directory.CreateDirectory(folder);
         await File.WriteAllTextAsync(Path.Combine(folder, "hello.txt"), "hello");
@@ -152,7 +168,7 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(Path.Combine(folder, "nothing-here"), text, StringComparison.Ordinal);
 
         var listed = Json(await QuidProcess.RunAsync("services", "--data-dir", dataDir, "--json")).EnumerateArray().ToDictionary(s => s.GetProperty("name").GetString()!);
-        Assert.Equal(["files", "follow-me", $"serve-{port}"], listed.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["files", "follow-me", "hidden", $"serve-{port}"], listed.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(address, listed[$"serve-{port}"].GetProperty("address").GetString());
         Assert.Equal(1, listed[$"serve-{port}"].GetProperty("met").GetInt64());
         Assert.Equal(secret, listed["follow-me"].GetProperty("secret").GetString());
