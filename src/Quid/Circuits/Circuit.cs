@@ -260,9 +260,16 @@ public sealed partial class Circuit
                 return;
             }
             // A client met here by the service of this very node: under our layer lies the virtual hop's.
-            if (_serviceEnd is { } end && !end.OpenForward(body))
+            // As a joined R passes only Relay cells, its RelayEarly counts as Relay: no Extend from the
+            // service's end, which would tell the client who the node's partners are.
+            if (_serviceEnd is { } end)
             {
-                Violation("a cell failed the client's end-to-end layer: tampered with on the way");
+                if (!end.OpenForward(body))
+                {
+                    Violation("a cell failed the client's end-to-end layer: tampered with on the way");
+                    return;
+                }
+                OnMessage(body[..RelayCell.MessageSize], early: false);
                 return;
             }
             OnMessage(body[..RelayCell.MessageSize], command == CellCommand.RelayEarly);

@@ -151,6 +151,18 @@ public sealed class RendezvousTests
         using var server = await net.Destination.AcceptAsync();
         Assert.Equal(Service, Assert.Single(meeting.Asked));
         await ExchangeAsync(stream, server, 1 << 20);
+
+        // The service's end extends nothing, as a joined R would pass no RelayEarly: a client may not
+        // learn the node's partners by asking it to extend to them. (An Extend in a Relay cell is
+        // not one, and is dropped as a message for no stream.)
+        var extend = new byte[ExtendBody.Size];
+        using var ntor = Ntor.Start(meeting.ClientHops[1].Id, meeting.ClientHops[1].Descriptor.LinkKey);
+        new ExtendBody(meeting.ClientHops[1].Id, ntor.Request.ToArray()).Write(extend);
+        Assert.True(meeting.ClientCircuit.SendRelay(RelayCommand.Extend, 0, extend, early: true));
+        // A stream opened after it is answered after it: by then the Extend was read, and ignored.
+        await using var after = await meeting.ClientCircuit.OpenStreamAsync(Service, Timeout, default);
+        Assert.DoesNotContain(meeting.Point.OpenCircuits, c => c.Outward is not null);
+        Assert.Equal(CircuitState.Open, waiting.State);
     }
 
     [Fact]
