@@ -7,8 +7,8 @@ namespace Quid.Overlay;
 /// Service records among the ultrapeers (PROTOCOL §9.9). An introduction point floods its
 /// service's record a few ultrapeer hops (<see cref="OverlayOptions.RecordTtl"/>); every ultrapeer
 /// it reaches stores it with the neighbour it came from, so a route leads back to the
-/// introduction point. A lookup floods a smaller ring (<see cref="OverlayOptions.LookupTtl"/>),
-/// then a wider one if nothing answered; the first ultrapeers that hold the record answer back
+/// introduction point. A lookup widens step by step from a TTL of 1 (<see cref="LookupPlan"/>)
+/// until something answers; the first ultrapeers that hold the record answer back
 /// the way the lookup came and pass its introduction along the record's route, so one trip does
 /// lookup and introduction. Two floods of reach r and R among U ultrapeers miss each other with a
 /// chance of about (1 − R/U)^r: publishing wide and looking up narrow keeps lookups cheap.
@@ -25,10 +25,8 @@ public sealed partial class Overlay
     private readonly Dictionary<QueryId, StoredRecord> _recordsByPublish = [];
     /// <summary>Records we published as an introduction point, until their routes expire.</summary>
     private readonly Dictionary<QueryId, DateTimeOffset> _ownPublishes = [];
-    /// <summary>Our lookups, by the id the caller knows each by (its first ring's).</summary>
+    /// <summary>Our lookups, by their id.</summary>
     private readonly Dictionary<QueryId, OwnLookup> _ownLookups = [];
-    /// <summary>The flood of each ring of our lookups, to the lookup's id.</summary>
-    private readonly Dictionary<QueryId, QueryId> _lookupFloods = [];
     /// <summary>Lookups whose introduction we already handed over, so that copies from several holders count once.</summary>
     private readonly Dictionary<QueryId, DateTimeOffset> _introductionsSeen = [];
 
@@ -50,20 +48,26 @@ public sealed partial class Overlay
         public List<RecordRoute> Routes { get; } = [];
     }
 
-    private sealed class OwnLookup(QueryId handle, LookupKey key, byte[] introduction, DateTimeOffset started)
+    private sealed class OwnLookup(QueryId id, LookupKey key, byte[] introduction, DateTimeOffset started, Widening widening)
     {
-        /// <summary>The id the caller knows the lookup by: its first ring's.</summary>
-        public QueryId Handle { get; } = handle;
+        public QueryId Id { get; } = id;
         public LookupKey Key { get; } = key;
         public byte[] Introduction { get; } = introduction;
-        public DateTimeOffset RingStarted { get; set; } = started;
-        /// <summary>The wide ring's flood, once it went out.</summary>
-        public QueryId? Wide { get; set; }
+        public DateTimeOffset Started { get; } = started;
+        public Widening Widening { get; } = widening;
+        /// <summary>When its last step went out: it fails LookupTimeout after.</summary>
+        public DateTimeOffset LastStep { get; set; } = started;
         public bool Answered { get; set; }
     }
 
     /// <summary>Records we hold (as an ultrapeer, or a leaf that carried them up): for status and tests.</summary>
     public int StoredRecordCount => _records.Count;
+
+    /// <summary>Whether we hold a current record of this lookup id: for the simulator's diagnosis of lookups and tests.</summary>
+    public bool Holds(ReadOnlySpan<byte> lookupId) => _records.TryGetValue(LookupKey.Of(lookupId), out var stored) && !stored.Record.IsExpired(Now);
+
+    /// <summary>How many of our neighbours are ultrapeers.</summary>
+    public int UltrapeerNeighbourCount => UltrapeerNeighbours;
 
     /// <summary>
     /// Publishes a service record as its introduction point: floods it among ultrapeers (through
@@ -86,7 +90,7 @@ public sealed partial class Overlay
 
     /// <summary>
     /// Looks up a service by its lookup id, carrying <paramref name="introduction"/> to it. The
-    /// answer comes as <see cref="ServiceRecordFound"/> or, after both rings,
+    /// answer comes as <see cref="ServiceRecordFound"/> or, LookupTimeout after the widest step,
     /// <see cref="ServiceLookupFailed"/>, under the id returned.
     /// </summary>
     public (QueryId Id, IReadOnlyList<OverlayAction> Actions) Lookup(ReadOnlySpan<byte> lookupId, byte[] introduction)
@@ -96,10 +100,9 @@ public sealed partial class Overlay
         var id = QueryId.New(_options.Random);
         var now = Now;
         var actions = new List<OverlayAction>();
-        if (_ownLookups.Count >= MaxOwnLookups) ForgetLookup(_ownLookups.Values.MinBy(o => o.RingStarted)!);
-        var lookup = new OwnLookup(id, LookupKey.Of(lookupId), introduction, now);
+        if (_ownLookups.Count >= MaxOwnLookups) _ownLookups.Remove(_ownLookups.Values.MinBy(o => o.Started)!.Id);
+        var lookup = new OwnLookup(id, LookupKey.Of(lookupId), introduction, now, Widen(LookupPlan, now, _ => true));
         _ownLookups[id] = lookup;
-        _lookupFloods[id] = id;
         _routes.TryAdd(id, _identity.Id, now);
         // Held here already (we are an ultrapeer on its publication's way): no message at all.
         if (_records.TryGetValue(lookup.Key, out var stored) && !stored.Record.IsExpired(now))
@@ -109,8 +112,28 @@ public sealed partial class Overlay
             Introduce(stored, id, introduction, actions);
             return (id, actions);
         }
-        SendLookup(lookup, id, Math.Min(_options.LookupTtl, QueryMessage.MaxTtl), actions);
+        StepLookup(lookup, now, actions);
         return (id, actions);
+    }
+
+    /// <summary>
+    /// How a lookup widens, one step per <see cref="OverlayOptions.LookupStepInterval"/> until
+    /// answered: a TTL of 1 through all our ultrapeers (records are spread wide, so the nearest
+    /// often hold one), then 2 through all of them, then LookupTtl through one after the other.
+    /// </summary>
+    private WideningStep[] LookupPlan => [new(1, Spread.All), new(2, Spread.All), new(_options.LookupTtl, Spread.Each)];
+
+    private void StepLookup(OwnLookup lookup, DateTimeOffset now, List<OverlayAction> actions)
+    {
+        while (!lookup.Answered && lookup.Widening.Next(now, _neighbourIds, _options.LookupStepInterval) is { } step)
+        {
+            lookup.LastStep = now;
+            foreach (var (to, ttl) in step)
+            {
+                if (Behind(to)) QueriesDropped++;
+                else actions.Add(new SendOverlayMessage(to, new LookupMessage(lookup.Id, ttl, ToBytes(lookup.Key), lookup.Introduction)));
+            }
+        }
     }
 
     /// <summary>Our ultrapeers, or, in a network too young to have any, every neighbour; in friends-only mode, friends only.</summary>
@@ -118,16 +141,6 @@ public sealed partial class Overlay
     {
         var ultrapeers = _neighbourIds.Where(IsUltrapeer).ToList();
         return ultrapeers.Count > 0 && !FriendsOnly ? ultrapeers : [.. _neighbourIds];
-    }
-
-    private void SendLookup(OwnLookup lookup, QueryId id, byte ttl, List<OverlayAction> actions)
-    {
-        var message = new LookupMessage(id, ttl, ToBytes(lookup.Key), lookup.Introduction);
-        foreach (var target in FloodTargets())
-        {
-            if (Behind(target)) QueriesDropped++;
-            else actions.Add(new SendOverlayMessage(target, message));
-        }
     }
 
     private static byte[] ToBytes(LookupKey key)
@@ -156,13 +169,6 @@ public sealed partial class Overlay
                 if (n.Peer.IsUltrapeer) return true;
             return false;
         }
-    }
-
-    private void ForgetLookup(OwnLookup lookup)
-    {
-        _ownLookups.Remove(lookup.Handle);
-        _lookupFloods.Remove(lookup.Handle);
-        if (lookup.Wide is { } wide) _lookupFloods.Remove(wide);
     }
 
     private void OnRecordPublish(Neighbour from, RecordPublishMessage publish, List<OverlayAction> actions)
@@ -201,13 +207,9 @@ public sealed partial class Overlay
         {
             stored.Record = record;
         }
-        // An introduction point's republication replaces its old route, which led the same way.
-        int old = stored.Routes.FindIndex(r => r.Via == via);
-        if (old >= 0)
-        {
-            _recordsByPublish.Remove(stored.Routes[old].Publish);
-            stored.Routes.RemoveAt(old);
-        }
+        // One route per publication, even several by the same neighbour: they may lead to different
+        // introduction points, and an introduction on its way back along an older publication must
+        // still find it at every hop. The oldest go first.
         stored.Routes.Insert(0, new RecordRoute(publish, via, now));
         _recordsByPublish[publish] = stored;
         while (stored.Routes.Count > _options.MaxRoutesPerRecord)
@@ -226,9 +228,12 @@ public sealed partial class Overlay
     private void OnLookup(Neighbour from, LookupMessage lookup, List<OverlayAction> actions)
     {
         var now = Now;
-        if (!_routes.TryAdd(lookup.Id, from.Id, now)) return;
+        var seen = _routes.See(lookup.Id, from.Id, lookup.Ttl, now);
+        if (seen == QuerySeen.Copy) return;
         if (_records.TryGetValue(LookupKey.Of(lookup.LookupId), out var stored) && !stored.Record.IsExpired(now))
         {
+            // A wider copy of a lookup we answered: it stopped here the first time.
+            if (seen == QuerySeen.Deeper) return;
             // Held: answer and introduce; the lookup goes no further from here.
             if (Behind(from.Id)) HitsDropped++;
             else actions.Add(new SendOverlayMessage(from.Id, new LookupHitMessage(lookup.Id, stored.Record)));
@@ -236,7 +241,7 @@ public sealed partial class Overlay
             return;
         }
         if ((Role != OverlayRole.Ultrapeer && !CarriesUp(from)) || FriendsOnly || lookup.Ttl <= 1) return;
-        var forward = lookup with { Ttl = (byte)Math.Min(lookup.Ttl - 1, _options.WideLookupTtl) };
+        var forward = lookup with { Ttl = (byte)Math.Min(lookup.Ttl - 1, _options.LookupTtl) };
         bool anyUltrapeer = Role == OverlayRole.Ultrapeer || HasUltrapeerNeighbour;
         foreach (var n in _neighbours.Values)
         {
@@ -301,14 +306,14 @@ public sealed partial class Overlay
         }
         // Ours: the first record of the lookup id we asked for answers it; a record of another
         // id is a holder's lie, and copies from other holders change nothing.
-        if (!_lookupFloods.TryGetValue(hit.Lookup, out var handle) || !_ownLookups.TryGetValue(handle, out var lookup) || lookup.Answered) return;
+        if (!_ownLookups.TryGetValue(hit.Lookup, out var lookup) || lookup.Answered) return;
         if (LookupKey.Of(hit.Record.LookupId) != lookup.Key)
         {
             Reject(from, OverlayError.BadRecord, "a lookup hit for another lookup id", actions);
             return;
         }
         lookup.Answered = true;
-        actions.Add(new ServiceRecordFound(lookup.Handle, hit.Record));
+        actions.Add(new ServiceRecordFound(lookup.Id, hit.Record));
     }
 
     private void OnIntroduce(Neighbour from, IntroduceMessage introduce, List<OverlayAction> actions)
@@ -335,21 +340,14 @@ public sealed partial class Overlay
             // An answered lookup stays a while, so that the copies of its answer still find their way.
             if (lookup.Answered)
             {
-                if (now - lookup.RingStarted >= _options.LookupTimeout) ForgetLookup(lookup);
+                if (now - lookup.Started >= _options.LookupTimeout) _ownLookups.Remove(lookup.Id);
+                continue;
             }
-            else if (lookup.Wide is null && now - lookup.RingStarted >= _options.LookupRingTimeout)
-            {
-                var wide = QueryId.New(_options.Random);
-                lookup.Wide = wide;
-                lookup.RingStarted = now;
-                _lookupFloods[wide] = lookup.Handle;
-                _routes.TryAdd(wide, _identity.Id, now);
-                SendLookup(lookup, wide, Math.Min(_options.WideLookupTtl, QueryMessage.MaxTtl), actions);
-            }
-            else if (lookup.Wide is not null && now - lookup.RingStarted >= _options.LookupTimeout)
+            StepLookup(lookup, now, actions);
+            if (lookup.Widening.Done && now - lookup.LastStep >= _options.LookupTimeout)
             {
                 lookup.Answered = true;
-                actions.Add(new ServiceLookupFailed(lookup.Handle));
+                actions.Add(new ServiceLookupFailed(lookup.Id));
             }
         }
 

@@ -81,8 +81,16 @@ public sealed partial class Overlay
     /// <summary>A search result, with the peer-table entry of its node while the table keeps it (so candidates need no lookup).</summary>
     private readonly record struct Hit(Descriptor Descriptor, DateTimeOffset Received, KnownPeer Peer);
 
-    /// <summary>A search of ours and the nodes it found, bounded by the number of results a query may bring.</summary>
-    private sealed record OwnSearch(DateTimeOffset Started, HashSet<NodeId> Found);
+    /// <summary>A search of ours, the nodes it found (bounded by the number of results a query may bring), and how far it has gone.</summary>
+    private sealed class OwnSearch(DateTimeOffset started, QueryMessage query, Widening widening)
+    {
+        public DateTimeOffset Started { get; } = started;
+        public QueryMessage Query { get; } = query;
+        public Widening Widening { get; } = widening;
+        public HashSet<NodeId> Found { get; } = [];
+        /// <summary>How many of those our own neighbours are: the market knows them already, so they do not stop the search.</summary>
+        public int Neighbours { get; set; }
+    }
 
     /// <param name="linkBacklog">
     /// How far behind the link to a neighbour is (how long what is queued on it would take to go
@@ -429,8 +437,11 @@ public sealed partial class Overlay
 
     /// <summary>
     /// Starts a search for offers of at least <paramref name="wanted"/> whose request fits in
-    /// <paramref name="canGrant"/>. It goes to our ultrapeers (or, in a network too young to
-    /// have any, to every neighbour), and in friends-only mode only to friends.
+    /// <paramref name="canGrant"/>, by Gnutella's dynamic querying: our own neighbours answer at
+    /// once, then the search goes to our ultrapeers (or, in a network too young to have any, to
+    /// every neighbour; in friends-only mode only to friends) with a TTL of 1, and upkeep widens it
+    /// (<see cref="SearchPlan"/>) while it has found fewer than it asks for. A search for common
+    /// offers so costs a handful of messages, and a rare one a bounded flood, not every ultrapeer's.
     /// </summary>
     public (QueryId Id, IReadOnlyList<OverlayAction> Actions) Search(Block wanted, Block? canGrant)
     {
@@ -438,19 +449,54 @@ public sealed partial class Overlay
         var now = Now;
         foreach (var stale in _ownSearches.Where(s => s.Value.Started + _options.SearchResultLifetime <= now).Select(s => s.Key).ToList()) _ownSearches.Remove(stale);
         if (_ownSearches.Count >= MaxOwnSearches) _ownSearches.Remove(_ownSearches.MinBy(s => s.Value.Started).Key);
-        _ownSearches[id] = new OwnSearch(now, []);
+        var query = new QueryMessage(id, 1, 0, wanted, canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
+        // Leaves never pass a query on: a node with no ultrapeer asks its neighbours once.
+        var search = new OwnSearch(now, query, Widen(SearchPlan, now, IsUltrapeer));
+        _ownSearches[id] = search;
         _routes.TryAdd(id, _identity.Id, now);
 
         // Our own leaves and neighbours answer at once, without a message.
         foreach (var neighbour in _neighbourIds)
             if (Find(neighbour) is { } d && Matches(d, wanted, canGrant)) RememberHit(d, neighbour, id);
+        search.Neighbours = search.Found.Count;
 
-        var query = new QueryMessage(id, Math.Min(_options.QueryTtl, QueryMessage.MaxTtl), 0, wanted,
-            canGrant, Math.Min(_options.MaxResults, QueryMessage.MaxResultsLimit));
-        var targets = FloodTargets();
-        var actions = new List<OverlayAction>(targets.Count);
-        foreach (var target in targets) SendQuery(target, query, actions);
+        var actions = new List<OverlayAction>();
+        StepSearch(search, now, actions);
         return (id, actions);
+    }
+
+    /// <summary>
+    /// How a search widens, one step per <see cref="OverlayOptions.SearchStepInterval"/>: a TTL of
+    /// 1 through every ultrapeer of ours, so that each answers for itself and its leaves; then TTL 2
+    /// through one of them after the other; then QueryTtl through one. With a leaf's 3 ultrapeers of
+    /// 6 links each, that is at most 3 + 3 × 6 + 31 queries, against 3 × 31 for a plain TTL-3 flood.
+    /// </summary>
+    private WideningStep[] SearchPlan => [new(1, Spread.All), new(2, Spread.Each), new(_options.QueryTtl, Spread.First)];
+
+    /// <summary>
+    /// A widening flood out through our flood targets, in random order, so that "each in turn" and
+    /// "the first" spread over them. Its wider steps go only to neighbours that pass it on, and
+    /// to at most UltrapeerLinks of them: a leaf with no ultrapeer has up to MaxLeafNeighbours.
+    /// </summary>
+    private Widening Widen(WideningStep[] plan, DateTimeOffset now, Func<NodeId, bool> passesOn)
+    {
+        var through = FloodTargets().ToArray();
+        _options.Random.Shuffle(through);
+        return new Widening(plan, through, [.. through.Where(passesOn).Take(_options.UltrapeerLinks)], now);
+    }
+
+    /// <summary>Takes the steps of a search that are due while it still wants more.</summary>
+    private void StepSearch(OwnSearch search, DateTimeOffset now, List<OverlayAction> actions)
+    {
+        while (search.Found.Count - search.Neighbours < search.Query.MaxResults && search.Widening.Next(now, _neighbourIds, _options.SearchStepInterval) is { } step)
+            foreach (var (to, ttl) in step) SendQuery(to, search.Query with { Ttl = ttl }, actions);
+    }
+
+    /// <summary>Upkeep of our searches: widens those that found too little.</summary>
+    private void TickSearches(DateTimeOffset now, List<OverlayAction> actions)
+    {
+        foreach (var search in _ownSearches.Values)
+            if (search.Started + _options.SearchResultLifetime > now) StepSearch(search, now, actions);
     }
 
     /// <summary>Whether the link to a neighbour is too far behind for a query or a hit: those are dropped, never queued.</summary>
@@ -508,8 +554,15 @@ public sealed partial class Overlay
     private void OnQuery(Neighbour from, QueryMessage query, List<OverlayAction> actions)
     {
         var now = Now;
-        if (!_routes.TryAdd(query.Id, from.Id, now)) return; // a copy that came another way
+        var seen = _routes.See(query.Id, from.Id, query.Ttl, now);
+        if (seen == QuerySeen.Copy) return; // a copy that came another way
         bool ultrapeer = Role == OverlayRole.Ultrapeer;
+        if (seen == QuerySeen.Deeper)
+        {
+            // Its searcher widened it: we answered already, so it only goes further.
+            if (ultrapeer && !FriendsOnly && query.Ttl > 1) Forward(from, query, actions);
+            return;
+        }
 
         // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current. The
         // leaves named are drawn at random among those that match, so that the searches of many
@@ -522,7 +575,13 @@ public sealed partial class Overlay
 
         // Enough answers here, or the TTL is spent, or we are a leaf: the query stops.
         if (!ultrapeer || FriendsOnly || reply.Length >= query.MaxResults || query.Ttl <= 1) return;
-        var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1), MaxResults = (byte)(query.MaxResults - reply.Length) };
+        Forward(from, query with { MaxResults = (byte)(query.MaxResults - reply.Length) }, actions);
+    }
+
+    /// <summary>Passes a query on to our other ultrapeers, one hop further and one TTL less.</summary>
+    private void Forward(Neighbour from, QueryMessage query, List<OverlayAction> actions)
+    {
+        var forward = query with { Ttl = (byte)Math.Min(query.Ttl - 1, _options.QueryTtl), Hops = (byte)Math.Min(255, query.Hops + 1) };
         // A flood is best effort: an ultrapeer busier than the next one admits, or than its link
         // drains, drops forwards rather than earn strikes or queue them.
         foreach (var n in _neighbours.Values)
@@ -607,6 +666,7 @@ public sealed partial class Overlay
         var now = Now;
         var actions = new List<OverlayAction>();
         _routes.Expire(now);
+        TickSearches(now, actions);
         TickServices(now, actions);
         if (now >= _hitsDue) DropStaleHits(now);
         if (now >= _sweepDue) Sweep(now);

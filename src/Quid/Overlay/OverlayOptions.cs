@@ -23,6 +23,8 @@ public sealed record OverlayOptions
     public TimeSpan QueryRouteLifetime { get; init; } = TimeSpan.FromSeconds(30);
     public byte QueryTtl { get; init; } = 3;
     public byte MaxResults { get; init; } = 8;
+    /// <summary>How long a search waits for hits before it widens by one step, while it has found fewer than MaxResults (dynamic querying).</summary>
+    public TimeSpan SearchStepInterval { get; init; } = TimeSpan.FromSeconds(1);
     public int MaxSearchResults { get; init; } = 256;
     public TimeSpan SearchResultLifetime { get; init; } = TimeSpan.FromSeconds(60);
     public TimeSpan PeerExchangeInterval { get; init; } = TimeSpan.FromSeconds(30);
@@ -85,20 +87,20 @@ public sealed record OverlayOptions
 
     /// <summary>How far a service record floods among ultrapeers: with 6 ultrapeer links, 3 reaches up to 186 of them.</summary>
     public byte RecordTtl { get; init; } = 3;
-    /// <summary>A lookup's first ring; it goes out again with <see cref="WideLookupTtl"/> when nothing answers within <see cref="LookupRingTimeout"/>.</summary>
-    public byte LookupTtl { get; init; } = 2;
-    public byte WideLookupTtl { get; init; } = 3;
-    public TimeSpan LookupRingTimeout { get; init; } = TimeSpan.FromSeconds(2);
-    /// <summary>After the wide ring, how long a lookup waits before it is given up as a name that does not exist.</summary>
-    public TimeSpan LookupTimeout { get; init; } = TimeSpan.FromSeconds(6);
+    /// <summary>How far a lookup goes at its widest (<see cref="Overlay.LookupPlan"/>).</summary>
+    public byte LookupTtl { get; init; } = 3;
+    /// <summary>How long an unanswered lookup waits before it widens by one step.</summary>
+    public TimeSpan LookupStepInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>After its widest step, how long a lookup waits before it is given up as a name that does not exist.</summary>
+    public TimeSpan LookupTimeout { get; init; } = TimeSpan.FromSeconds(4);
     /// <summary>
     /// How long a stored record's way back to its introduction point is trusted: links change, so
     /// an introduction point republishes well within it, and a record with no fresh way back goes.
     /// </summary>
     public TimeSpan RecordRouteLifetime { get; init; } = TimeSpan.FromMinutes(10);
     public int MaxRecords { get; init; } = 4096;
-    /// <summary>Ways back kept per record: one per neighbour it came from, the freshest first.</summary>
-    public int MaxRoutesPerRecord { get; init; } = 4;
+    /// <summary>Ways back kept per record, one per publication that reached us, the freshest first: with an introduction point republishing every few minutes, several of each.</summary>
+    public int MaxRoutesPerRecord { get; init; } = 8;
     /// <summary>How many of them a holder sends a lookup's introduction along.</summary>
     public int IntroductionRoutes { get; init; } = 2;
     /// <summary>Refused messages add strikes, which decay by one a second; at this many the neighbour is dropped and shunned.</summary>

@@ -164,26 +164,40 @@ internal sealed class PeerTable(int capacity)
     }
 }
 
+/// <summary>What a query's id tells about a copy of it: new, a copy from another path, or the same search sent again to reach further.</summary>
+internal enum QuerySeen { New, Copy, Deeper }
+
 /// <summary>
-/// Where each recent query came from, so hits can go back the same way; bounded in count and
-/// age, oldest out first. A query id seen before is a copy from another path and is dropped.
+/// Where each recent query came from, so hits can go back the same way, and the farthest reach
+/// (TTL) it was handled with; bounded in count and age, oldest out first. A query id seen before
+/// is a copy from another path and is dropped, unless it comes with a larger TTL: its searcher
+/// widened it (dynamic querying, PROTOCOL §4.3), and it goes on from here without being answered
+/// again. The first way back is kept.
 /// </summary>
 internal sealed class QueryRoutes(int capacity, TimeSpan lifetime)
 {
-    private readonly Dictionary<QueryId, (NodeId From, DateTimeOffset Expires)> _routes = [];
+    private readonly Dictionary<QueryId, (NodeId From, DateTimeOffset Expires, byte Reach)> _routes = [];
     private readonly Queue<QueryId> _order = new();
 
     public int Count => _routes.Count;
 
-    /// <summary>Records where a query came from; false if it was already seen.</summary>
-    public bool TryAdd(QueryId id, NodeId from, DateTimeOffset now)
+    /// <summary>Records where a query came from; false if it was already seen (at any reach).</summary>
+    public bool TryAdd(QueryId id, NodeId from, DateTimeOffset now) => See(id, from, byte.MaxValue, now) == QuerySeen.New;
+
+    /// <summary>Records where a query came from and how far it may still go.</summary>
+    public QuerySeen See(QueryId id, NodeId from, byte reach, DateTimeOffset now)
     {
         Expire(now);
-        if (_routes.ContainsKey(id)) return false;
+        if (_routes.TryGetValue(id, out var route))
+        {
+            if (reach <= route.Reach || route.Expires <= now) return QuerySeen.Copy;
+            _routes[id] = route with { Reach = reach };
+            return QuerySeen.Deeper;
+        }
         while (_routes.Count >= capacity && _order.TryDequeue(out var oldest)) _routes.Remove(oldest);
-        _routes[id] = (from, now + lifetime);
+        _routes[id] = (from, now + lifetime, reach);
         _order.Enqueue(id);
-        return true;
+        return QuerySeen.New;
     }
 
     public bool TryGet(QueryId id, DateTimeOffset now, out NodeId from)

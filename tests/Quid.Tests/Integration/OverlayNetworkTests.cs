@@ -54,13 +54,14 @@ public sealed class OverlayNetworkTests(ITestOutputHelper output)
         foreach (var leaf in leaves.Take(5))
         {
             // The ultrapeers may still be meshing: search again (as the seed's loop does) until the deadline.
+            // Each search has time to widen through every step (dynamic querying: a step a second).
             IReadOnlyList<Descriptor> found = [];
             try {
             await Eventually.WaitUntilAsync(async () =>
             {
-                found = await leaf.SearchAsync(Block.FromKbps(8192), canGrant: null, TimeSpan.FromMilliseconds(500));
+                found = await leaf.SearchAsync(Block.FromKbps(8192), canGrant: null, TimeSpan.FromSeconds(6));
                 return found.Count >= donors.Count;
-            }, TimeSpan.FromSeconds(30), "a leaf's search to find all three donors");
+            }, TimeSpan.FromSeconds(40), "a leaf's search to find all three donors");
             } catch (TimeoutException) {
                 var names = network.Nodes.Select((n, i) => (n.Id, i)).ToDictionary(p => p.Id, p => p.i);
                 output.WriteLine($"searcher {names[leaf.Id]} found {string.Join(",", found.Select(d => names[d.Id]))}");

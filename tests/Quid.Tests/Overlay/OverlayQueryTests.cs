@@ -1,3 +1,4 @@
+using Quid.Crypto;
 using Quid.Overlay;
 using Quid.Wire;
 using static Quid.Tests.Overlay.OverlayHarness;
@@ -114,6 +115,60 @@ public sealed class OverlayQueryTests : IDisposable
     }
 
     [Fact]
+    public void AWiderCopyOfAQueryIsPassedOnButNotAnsweredAgainAndANarrowerOneIsDropped()
+    {
+        var star = NewStar();
+        var query = Query(ttl: 1);
+        var first = star.Overlay.Receive(star.Ultrapeers[0].Id, query);
+        Assert.NotEmpty(Sent<QueryHitMessage>(first));
+        Assert.Empty(Sent<QueryMessage>(first));
+
+        // Its searcher widened it: on to the other ultrapeers with one less TTL, and no second answer.
+        var wider = star.Overlay.Receive(star.Ultrapeers[0].Id, query with { Ttl = 3 });
+        Assert.Empty(Sent<QueryHitMessage>(wider));
+        Assert.Equal(new[] { star.Ultrapeers[1].Id, star.Ultrapeers[2].Id }.Order(), Sent<QueryMessage>(wider).Select(s => s.To).Order());
+        Assert.All(Sent<QueryMessage>(wider), s => Assert.Equal(2, s.Message.Ttl));
+
+        // As wide or narrower than what went on already, from anyone: a copy.
+        Assert.Empty(star.Overlay.Receive(star.Ultrapeers[1].Id, query with { Ttl = 3 }));
+        Assert.Empty(star.Overlay.Receive(star.Ultrapeers[0].Id, query with { Ttl = 2 }));
+        // A hit for it still goes back the first way it came.
+        var hit = star.Overlay.Receive(star.Ultrapeers[1].Id, new QueryHitMessage(query.Id, [_h.DescriptorOf(_h.NewIdentity())]));
+        Assert.Equal(star.Ultrapeers[0].Id, Assert.Single(Sent<QueryHitMessage>(hit)).To);
+    }
+
+    [Fact]
+    public void OurSearchWidensOneStepASecondThroughOneUltrapeerAtATimeAndStopsOnceItFoundEnough()
+    {
+        var overlay = _h.NewOverlay();
+        overlay.Publish(_h.DescriptorOf(_h.Self));
+        var ultrapeers = new[] { _h.LinkUltrapeer(overlay), _h.LinkUltrapeer(overlay), _h.LinkUltrapeer(overlay) };
+        var interval = new OverlayOptions().SearchStepInterval;
+        var (id, sent) = overlay.Search(K(256), K(256));
+        Assert.Equal(ultrapeers.Select(u => u.Id).Order(), Sent<QueryMessage>(sent).Select(s => s.To).Order());
+
+        // Nothing found: TTL 2 through one ultrapeer at a time, each a step later, then the widest through one.
+        var steps = new List<(NodeId To, byte Ttl)>();
+        Assert.Empty(Sent<QueryMessage>(overlay.Tick())); // not due yet
+        for (int i = 0; i < 6; i++)
+        {
+            _h.Time.Advance(interval);
+            steps.AddRange(Sent<QueryMessage>(overlay.Tick()).Select(s => (s.To, s.Message.Ttl)));
+        }
+        Assert.Equal([2, 2, 2, 3], steps.Select(s => s.Ttl));
+        Assert.Equal(ultrapeers.Select(u => u.Id).Order(), steps.Take(3).Select(s => s.To).Order());
+        Assert.Contains(steps[3].To, ultrapeers.Select(u => u.Id));
+        Assert.All(Sent<QueryMessage>(sent), s => Assert.Equal(id, s.Message.Id));
+
+        // A search that found as many as it asks for after its first step goes no further.
+        var (found, _) = overlay.Search(K(256), K(256));
+        var offers = Enumerable.Range(0, new OverlayOptions().MaxResults).Select(_ => _h.DescriptorOf(_h.NewIdentity())).ToArray();
+        overlay.Receive(ultrapeers[0].Id, new QueryHitMessage(found, offers));
+        _h.Time.Advance(interval);
+        Assert.Empty(Sent<QueryMessage>(overlay.Tick()));
+    }
+
+    [Fact]
     public void OurOwnQueryComingBackByAnotherPathIsDropped()
     {
         var star = NewStar();
@@ -224,7 +279,8 @@ public sealed class OverlayQueryTests : IDisposable
         Assert.Equal(ultrapeers.Select(u => u.Id).Order(), Sent<QueryMessage>(sentFirst).Select(s => s.To).Order());
         var query = Sent<QueryMessage>(sentFirst)[0].Message;
         Assert.Equal(first, query.Id);
-        Assert.Equal(new OverlayOptions().QueryTtl, query.Ttl);
+        // Dynamic querying: the first step asks the ultrapeers themselves, TTL 1.
+        Assert.Equal(1, query.Ttl);
         Assert.Equal(new OverlayOptions().MaxResults, query.MaxResults);
         Assert.Empty(overlay.Results(first));
 
@@ -262,12 +318,18 @@ public sealed class OverlayQueryTests : IDisposable
     }
 
     [Fact]
-    public void ANodeWithoutUltrapeersAsksEveryNeighbour()
+    public void ANodeWithoutUltrapeersAsksEveryNeighbourOnceAsLeavesPassNothingOn()
     {
         var overlay = _h.NewOverlay();
         var leaves = new[] { _h.Link(overlay, free: []), _h.Link(overlay, free: []) };
         var (_, sent) = overlay.Search(K(256), K(256));
         Assert.Equal(leaves.Select(l => l.Id).Order(), Sent<QueryMessage>(sent).Select(s => s.To).Order());
+        Assert.All(Sent<QueryMessage>(sent), s => Assert.Equal(1, s.Message.Ttl));
+        for (int i = 0; i < 5; i++)
+        {
+            _h.Time.Advance(new OverlayOptions().SearchStepInterval);
+            Assert.Empty(Sent<QueryMessage>(overlay.Tick()));
+        }
     }
 
     public static TheoryData<byte, byte> BadQueryFields() => new()

@@ -5,7 +5,7 @@ using Quid.Wire;
 
 namespace Quid.Tests.Overlay;
 
-/// <summary>Service records among ultrapeers: publication with a way back, lookups in two rings, introductions that follow the way back.</summary>
+/// <summary>Service records among ultrapeers: publication with a way back, lookups that widen step by step, introductions that follow the way back.</summary>
 public sealed class OverlayServiceTests : IDisposable
 {
     private readonly OverlayHarness _h = new();
@@ -93,6 +93,13 @@ public sealed class OverlayServiceTests : IDisposable
         return (net, line, introducer);
     }
 
+    /// <summary>One lookup step later, the node's upkeep.</summary>
+    private void Step(Net net, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) node)
+    {
+        _h.Time.Advance(new OverlayOptions().LookupStepInterval);
+        net.Run(node.Identity.Id, node.Overlay.Tick());
+    }
+
     private static (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) Leaf(Net net, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) on)
     {
         var leaf = net.Add(ultrapeer: false);
@@ -126,8 +133,10 @@ public sealed class OverlayServiceTests : IDisposable
 
         var (lookup, actions) = client.Overlay.Lookup(record.LookupId, introduction);
         net.Run(client.Identity.Id, actions);
+        Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
+        Step(net, client);
 
-        // U3 does not hold it and asks U2 and U4 (TTL 2 from the leaf); U2 answers.
+        // U3 does not hold it (TTL 1); a step later it asks U2 and U4 (TTL 2 from the leaf); U2 answers.
         var found = Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id));
         Assert.Equal(lookup, found.Lookup);
         Assert.Equal(record.Encoded, found.Record.Encoded);
@@ -159,6 +168,7 @@ public sealed class OverlayServiceTests : IDisposable
 
         var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [5, 6]);
         net.Run(client.Identity.Id, actions);
+        Step(net, client); // TTL 1 stops at carrier B; TTL 2 reaches U1
 
         Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
         var arrived = Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
@@ -186,20 +196,21 @@ public sealed class OverlayServiceTests : IDisposable
         net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
         Assert.Equal([1, 1, 1], new[] { a, b, u }.Select(n => n.Overlay.StoredRecordCount));
 
-        // TTL 2 reaches D and C only; the wide ring's TTL 3 takes it up to U through C.
+        // TTL 1 reaches D, TTL 2 D and C; only the widest step, TTL 3, takes it up to U through C.
         var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [7]);
         net.Run(client.Identity.Id, actions);
+        Step(net, client);
         Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
-        _h.Time.Advance(new OverlayOptions().LookupRingTimeout);
-        net.Run(client.Identity.Id, client.Overlay.Tick());
+        Step(net, client);
 
         Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
-        // The introduction point sees the wide ring's flood id, not the id the client knows its lookup by.
-        Assert.Equal([7], Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id)).Introduction);
+        var arrived = Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        Assert.Equal(lookup, arrived.Lookup);
+        Assert.Equal([7], arrived.Introduction);
     }
 
     [Fact]
-    public void A_lookup_that_the_first_ring_does_not_answer_goes_out_wider_and_one_that_nothing_answers_fails()
+    public void A_lookup_widens_one_step_at_a_time_until_answered_and_one_that_nothing_answers_fails()
     {
         var (net, line, introducer) = Line(7);
         var record = Record();
@@ -207,24 +218,34 @@ public sealed class OverlayServiceTests : IDisposable
         var far = Leaf(net, line[6]);
         var options = new OverlayOptions();
 
-        // From U4's leaf, TTL 2 reaches U4, U3 and U5: none holds it (U0–U2 do).
+        // From U4's leaf, TTL 1 reaches U4 and TTL 2 U3 and U5 too: none holds it (U0–U2 do).
         var client = Leaf(net, line[4]);
         var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [1, 2, 3]);
         net.Run(client.Identity.Id, actions);
-        Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
-
-        _h.Time.Advance(options.LookupRingTimeout);
         net.Run(client.Identity.Id, client.Overlay.Tick());
+        Assert.Empty(net.Of<OverlayAction>(client.Identity.Id));
+        Step(net, client);
+        Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
+        // TTL 3 reaches U2: U4 and U3, which saw the lookup already, pass the wider copy on.
+        int before = net.Delivered;
+        Step(net, client);
         Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
         Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        // Nothing more once answered.
+        before = net.Delivered;
+        Step(net, client);
+        Assert.Equal(before, net.Delivered);
 
-        // From U6's leaf even the wide ring (U6, U5, U4, U3) misses: the lookup fails once, after both rings.
+        // From U6's leaf even the widest step (U6, U5, U4, U3) misses: the lookup fails once, LookupTimeout after it.
         var (missed, farActions) = far.Overlay.Lookup(record.LookupId, [4]);
         net.Run(far.Identity.Id, farActions);
-        _h.Time.Advance(options.LookupRingTimeout);
+        Step(net, far);
+        Step(net, far);
+        Assert.Empty(net.Of<ServiceLookupFailed>(far.Identity.Id));
+        _h.Time.Advance(options.LookupTimeout - options.LookupStepInterval);
         net.Run(far.Identity.Id, far.Overlay.Tick());
         Assert.Empty(net.Of<ServiceLookupFailed>(far.Identity.Id));
-        _h.Time.Advance(options.LookupTimeout);
+        _h.Time.Advance(options.LookupStepInterval);
         net.Run(far.Identity.Id, far.Overlay.Tick());
         net.Run(far.Identity.Id, far.Overlay.Tick());
         Assert.Equal(missed, Assert.Single(net.Of<ServiceLookupFailed>(far.Identity.Id)).Lookup);
