@@ -22,9 +22,7 @@ public sealed class Lookups
     private readonly Random _random;
     private readonly List<Service> _services = [];
     private readonly Dictionary<QueryId, LookupRun> _byHandle = [];
-    /// <summary>Each flood of a lookup (its first ring's id and, once widened, its second's) to the lookup.</summary>
-    private readonly Dictionary<QueryId, LookupRun> _byFlood = [];
-    /// <summary>Each introduction carries a serial number in its first 8 bytes: how a flood the overlay widened is told apart.</summary>
+    /// <summary>Each introduction carries a serial number in its first 8 bytes: how its arrival at an introduction point is told apart.</summary>
     private readonly Dictionary<long, LookupRun> _bySerial = [];
     private long _serial;
 
@@ -50,6 +48,10 @@ public sealed class Lookups
         public long? Introduced { get; set; }
         public bool Failed { get; set; }
         public int Messages { get; set; }
+        /// <summary>Whether the node it started at had an ultrapeer neighbour (or was one).</summary>
+        public bool FromUltrapeer { get; init; }
+        /// <summary>The share of online ultrapeers that held the record when it started.</summary>
+        public double HeldBy { get; init; }
     }
 
     /// <summary>
@@ -100,7 +102,12 @@ public sealed class Lookups
             // The last hop of someone's circuit: a node with a partner, so that a walk can reach it.
             var node = _sim.Online[_random.Next(_sim.Online.Count)];
             for (int tries = 0; tries < 20 && !node.Market.Active.Any(); tries++) node = _sim.Online[_random.Next(_sim.Online.Count)];
-            var run = new LookupRun(_sim.Clock.Now, _sim.Clock.Now >= _sim.WindowStart);
+            var ultrapeers = _sim.Online.Where(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer).ToList();
+            var run = new LookupRun(_sim.Clock.Now, _sim.Clock.Now >= _sim.WindowStart)
+            {
+                FromUltrapeer = node.Overlay.Role == Overlay.OverlayRole.Ultrapeer || node.Overlay.UltrapeerNeighbourCount > 0,
+                HeldBy = ultrapeers.Count == 0 ? 0 : (double)ultrapeers.Count(u => u.Overlay.Holds(service.Record.LookupId)) / ultrapeers.Count,
+            };
             // A realistic introduction's size, numbered so that its floods can be told apart.
             var introduction = RandomBytes(300);
             long serial = ++_serial;
@@ -119,31 +126,19 @@ public sealed class Lookups
         return bytes;
     }
 
-    private void Started(QueryId handle, LookupRun run)
-    {
-        _byHandle[handle] = run;
-        _byFlood[handle] = run;
-    }
+    private void Started(QueryId handle, LookupRun run) => _byHandle[handle] = run;
 
     /// <summary>Counts a message toward the lookup it belongs to.</summary>
     internal void Sent(ControlMessage message)
     {
         LookupRun? run = message switch
         {
-            LookupMessage m => _byFlood.GetValueOrDefault(m.Id) ?? Widened(m),
-            LookupHitMessage m => _byFlood.GetValueOrDefault(m.Lookup),
-            IntroduceMessage m => _byFlood.GetValueOrDefault(m.Lookup),
+            LookupMessage m => _byHandle.GetValueOrDefault(m.Id),
+            LookupHitMessage m => _byHandle.GetValueOrDefault(m.Lookup),
+            IntroduceMessage m => _byHandle.GetValueOrDefault(m.Lookup),
             _ => null,
         };
         if (run is not null) run.Messages++;
-    }
-
-    /// <summary>A lookup flood we have not seen: the second ring of one of ours, found by its introduction's serial.</summary>
-    private LookupRun? Widened(LookupMessage message)
-    {
-        if (message.Introduction.Length < 8 || !_bySerial.TryGetValue(BinaryPrimitives.ReadInt64BigEndian(message.Introduction), out var run)) return null;
-        _byFlood[message.Id] = run;
-        return run;
     }
 
     internal void Found(QueryId handle)

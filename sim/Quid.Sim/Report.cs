@@ -130,7 +130,8 @@ public sealed class Report
     private void SummariseLookups(Lookups lookups)
     {
         var overlay = _sim.Options.Overlay;
-        long settle = (overlay.LookupRingTimeout + overlay.LookupTimeout).Ticks;
+        // A lookup's steps (two rings, then one per ultrapeer link at most) and its wait after the last.
+        long settle = (overlay.LookupStepInterval * (2 + overlay.UltrapeerLinks) + overlay.LookupTimeout).Ticks;
         var runs = lookups.Runs.Where(r => r.InWindow && r.Started + settle <= _sim.Clock.Now).ToList();
         double Of(Func<Lookups.LookupRun, bool> which) => runs.Count == 0 ? double.NaN : (double)runs.Count(which) / runs.Count;
         Add("services", I(_sim.Options.Services));
@@ -140,6 +141,12 @@ public sealed class Report
         Add("lookups_found_and_introduced", F(Of(r => r.Found is not null && r.Introduced is not null)));
         // Lookups the asker was told failed after both rings, "no such service" to its user.
         Add("lookups_reported_failed", F(Of(r => r.Failed)));
+        // Why lookups miss: started where no ultrapeer was linked, or for a record few ultrapeers held.
+        var missed = runs.Where(r => r.Found is null || r.Introduced is null).ToList();
+        Add("lookups_missed_from_nodes_without_ultrapeer", I(missed.Count(r => !r.FromUltrapeer)));
+        Add("lookups_from_nodes_without_ultrapeer", I(runs.Count(r => !r.FromUltrapeer)));
+        Add("lookups_missed_record_held_by_median", F(Stats.Quantile([.. missed.Select(r => r.HeldBy).Order()], 0.5), 3));
+        Add("lookup_record_held_by_median", F(Stats.Quantile([.. runs.Select(r => r.HeldBy).Order()], 0.5), 3));
         var messages = runs.Select(r => (double)r.Messages).Order().ToArray();
         Add("messages_per_lookup_mean", F(messages.Length == 0 ? double.NaN : messages.Average(), 2));
         Add("messages_per_lookup_p50", F(Stats.Quantile(messages, 0.5), 0));
