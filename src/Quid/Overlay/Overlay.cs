@@ -476,8 +476,8 @@ public sealed partial class Overlay
     private static WideningStep[] SearchPlan => [new(1, Spread.All), new(2, Spread.Each)];
 
     /// <summary>
-    /// A widening flood out through our flood targets, in random order, so that "each in turn" and
-    /// "the first" spread over them. Its wider steps go only to neighbours that pass it on, and
+    /// A widening flood out through our flood targets, in random order, so that "each in turn"
+    /// spreads over them. Its wider steps go only to neighbours that pass it on, and
     /// to at most UltrapeerLinks of them: a leaf with no ultrapeer has up to MaxLeafNeighbours.
     /// </summary>
     private Widening Widen(WideningStep[] plan, DateTimeOffset now, Func<NodeId, bool> passesOn)

@@ -10,8 +10,6 @@ internal enum Spread
     All,
     /// <summary>One of them a step, each in turn.</summary>
     Each,
-    /// <summary>The first of them only.</summary>
-    First,
 }
 
 /// <summary>One stage of a widening flood: the TTL, and through which of our ultrapeers it goes.</summary>
@@ -46,9 +44,6 @@ internal sealed class Widening
                     break;
                 case Spread.Each:
                     foreach (var n in to) _steps.Add([(n, capped)]);
-                    break;
-                case Spread.First:
-                    if (to.Count > 0) _steps.Add([(to[0], capped)]);
                     break;
             }
         }
