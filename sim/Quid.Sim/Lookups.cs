@@ -108,7 +108,7 @@ public sealed class Lookups
                 FromUltrapeer = node.Overlay.Role == Overlay.OverlayRole.Ultrapeer || node.Overlay.UltrapeerNeighbourCount > 0,
                 HeldBy = ultrapeers.Count == 0 ? 0 : (double)ultrapeers.Count(u => u.Overlay.Holds(service.Record.LookupId)) / ultrapeers.Count,
             };
-            // A realistic introduction's size, numbered so that its floods can be told apart.
+            // A realistic introduction's size, numbered so that its arrival can be told apart.
             var introduction = RandomBytes(300);
             long serial = ++_serial;
             BinaryPrimitives.WriteInt64BigEndian(introduction, serial);

@@ -139,7 +139,7 @@ public sealed class Report
         Add("lookups_found", F(Of(r => r.Found is not null)));
         Add("lookups_introduced", F(Of(r => r.Introduced is not null)));
         Add("lookups_found_and_introduced", F(Of(r => r.Found is not null && r.Introduced is not null)));
-        // Lookups the asker was told failed after both rings, "no such service" to its user.
+        // Lookups the asker was told failed after their last step, "no such service" to its user.
         Add("lookups_reported_failed", F(Of(r => r.Failed)));
         // Why lookups miss: started where no ultrapeer was linked, or for a record few ultrapeers held.
         var missed = runs.Where(r => r.Found is null || r.Introduced is null).ToList();
