@@ -292,7 +292,7 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         Assert.StartsWith("quid-secret-", service.AccessKey);
         using var nobody = ServiceKeys.Ephemeral();
 
-        // Without the key: the same failure, after the same two rings, as a name nobody publishes.
+        // Without the key: the same failure, after the same lookup steps, as a name nobody publishes.
         var clock = Stopwatch.StartNew();
         var (exit, _, errors) = await FetchAsync(network, address);
         var withoutKey = clock.Elapsed;
