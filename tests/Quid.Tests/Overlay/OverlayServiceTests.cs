@@ -227,12 +227,11 @@ public sealed class OverlayServiceTests : IDisposable
         Step(net, client);
         Assert.Empty(net.Of<ServiceRecordFound>(client.Identity.Id));
         // TTL 3 reaches U2: U4 and U3, which saw the lookup already, pass the wider copy on.
-        int before = net.Delivered;
         Step(net, client);
         Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
         Assert.Single(net.Of<IntroductionArrived>(introducer.Identity.Id));
         // Nothing more once answered.
-        before = net.Delivered;
+        int before = net.Delivered;
         Step(net, client);
         Assert.Equal(before, net.Delivered);
 
