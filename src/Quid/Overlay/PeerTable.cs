@@ -187,10 +187,11 @@ internal sealed class QueryRoutes(int capacity, TimeSpan lifetime)
     /// <summary>Records where a query came from and how far it may still go.</summary>
     public QuerySeen See(QueryId id, NodeId from, byte reach, DateTimeOffset now)
     {
+        // Every route lives as long, so Expire leaves none that has expired.
         Expire(now);
         if (_routes.TryGetValue(id, out var route))
         {
-            if (reach <= route.Reach || route.Expires <= now) return QuerySeen.Copy;
+            if (reach <= route.Reach) return QuerySeen.Copy;
             _routes[id] = route with { Reach = reach };
             return QuerySeen.Deeper;
         }
