@@ -160,6 +160,12 @@ public sealed class SimNode
                 _sim.Network.Close(link, this);
                 return;
         }
+        if (decision.Evicted is { } evicted)
+        {
+            Say(evicted, new GoodbyeMessage(GoodbyeReason.Full));
+            evicted.SetClosed(this);
+            _sim.Network.Close(evicted, this);
+        }
         if (decision.Replaced is { } old)
         {
             old.SetClosed(this);

@@ -77,6 +77,12 @@ public enum LinkVerdict
     Refuse,
 }
 
-/// <summary>The core's answer to a link up: the verdict, the older link it replaces (for <see cref="LinkVerdict.Keep"/>), the goodbye reason (for <see cref="LinkVerdict.Refuse"/>), and what follows.</summary>
-public readonly record struct LinkDecision<TLink>(LinkVerdict Verdict, TLink? Replaced, GoodbyeReason Reason, IReadOnlyList<NodeEffect> Effects)
+/// <summary>
+/// The core's answer to a link up: the verdict, the older link it replaces (for <see cref="LinkVerdict.Keep"/>), the goodbye
+/// reason (for <see cref="LinkVerdict.Refuse"/>), and what follows. <paramref name="Evicted"/> is a link to another peer that
+/// the core dropped to make room for this one (for <see cref="LinkVerdict.Keep"/>): the core has already forgotten it, and the
+/// host says goodbye on it with <see cref="GoodbyeReason.Full"/> and closes it.
+/// </summary>
+public readonly record struct LinkDecision<TLink>(LinkVerdict Verdict, TLink? Replaced, GoodbyeReason Reason, IReadOnlyList<NodeEffect> Effects,
+    TLink? Evicted = null)
     where TLink : class;

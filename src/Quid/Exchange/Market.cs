@@ -392,6 +392,19 @@ public sealed class Market
         return privateKbps == 0 || 3 * privateKbps < publicKbps;
     }
 
+    /// <summary>
+    /// Whether we have business with <paramref name="peer"/>: an agreement proposed or active, in
+    /// either direction, or a link we asked for to propose over. Its link then carries, or is about
+    /// to carry, grants, circuits and probes.
+    /// </summary>
+    public bool TradesWith(NodeId peer)
+    {
+        if (_awaitingLinks.ContainsKey(peer)) return true;
+        foreach (var a in _agreements.Values)
+            if (a.Partner == peer && a.State != AgreementState.Ended) return true;
+        return false;
+    }
+
     /// <summary>Whether every active agreement with <paramref name="partner"/> is private: then neither of us publishes the other.</summary>
     public bool IsPrivatePartner(NodeId partner)
     {

@@ -447,6 +447,12 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                 return;
         }
         decision.Replaced?.Close(null);
+        if (decision.Evicted is { } evicted)
+        {
+            _logger.LogDebug("Dropping {Peer}, which trades nothing with us, to make room for {New}", evicted.PeerId.Brief, link.PeerId.Brief);
+            evicted.SendControl(new GoodbyeMessage(GoodbyeReason.Full));
+            _ = evicted.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+        }
         _backlogs[link] = new ControlBacklog();
         _newLinks = true;
         _partnersChanged = true;

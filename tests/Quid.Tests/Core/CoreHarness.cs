@@ -123,6 +123,7 @@ internal sealed class CoreHarness : IDisposable
             return false;
         }
         if (decision.Replaced is { } old) Close(node, old);
+        if (decision.Evicted is { } evicted) Close(node, evicted);
         Execute(node, decision.Effects);
         return true;
     }

@@ -13,7 +13,6 @@ public sealed class NodeCoreTests : IDisposable
 
     public void Dispose() => _h.Dispose();
 
-    /// <summary>Two nodes that each want what the other offers, the first bootstrapping through the second.</summary>
     /// <summary>Two linked nodes in one agreement, granting in full from the start (no trial) unless <paramref name="market"/> says otherwise.</summary>
     private (CoreHarness.CoreNode A, CoreHarness.CoreNode B) Pair(MarketOptions? market = null)
     {
@@ -315,6 +314,44 @@ public sealed class NodeCoreTests : IDisposable
         Assert.Equal((LinkVerdict.Refuse, GoodbyeReason.NotAFriend), (decision.Verdict, decision.Reason));
         Assert.Null(loner.Core.LinkTo(stranger.Id));
         Assert.NotNull(loner.Core.LinkTo(friend.Id));
+    }
+
+    [Fact]
+    public void A_full_leaf_drops_its_oldest_link_that_trades_nothing_to_let_a_new_one_in_but_never_a_partner_or_a_link_just_made()
+    {
+        // Room for three links, and no wish for more, so that the leaf dials nobody itself.
+        var leaf = _h.Add(CoreHarness.Options(1024, null) with { Overlay = new OverlayOptions { MaxLeafNeighbours = 3, MinNeighbours = 1, Random = new Random(7) } });
+        CoreHarness.CoreNode Node(long? request) => _h.Add(CoreHarness.Options(1024, request) with { Overlay = new OverlayOptions { MinNeighbours = 1, Random = new Random(8) } });
+        var (idle, partner, quiet) = (Node(null), Node(512), Node(null));
+        foreach (var node in new[] { idle, partner, quiet })
+        {
+            _h.Connect(node, leaf);
+            _h.Deliver();
+            _h.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+        Assert.Contains(leaf.Core.Market.Active, a => a.Partner == partner.Id);
+        // Older than a proposal waits for its answer: no longer on their way to an agreement.
+        _h.Time.Advance(TimeSpan.FromSeconds(10));
+
+        var first = Node(512);
+        _h.Connect(first, leaf);
+        Assert.Equal(LinkVerdict.Keep, leaf.Verdicts[^1]);
+        Assert.Null(leaf.Core.LinkTo(idle.Id));
+        Assert.Null(idle.Core.LinkTo(leaf.Id));
+        Assert.NotNull(leaf.Core.LinkTo(partner.Id));
+        Assert.NotNull(leaf.Core.LinkTo(quiet.Id));
+
+        var second = Node(null);
+        _h.Connect(second, leaf);
+        Assert.Null(leaf.Core.LinkTo(quiet.Id));
+        Assert.NotNull(leaf.Core.LinkTo(partner.Id));
+
+        // What is left is a partner and two links made just now: no room.
+        var third = Node(null);
+        _h.Connect(third, leaf);
+        Assert.Equal(LinkVerdict.Refuse, leaf.Verdicts[^1]);
+        Assert.Equal(3, leaf.Core.LinkCount);
+        Assert.Null(leaf.Core.LinkTo(third.Id));
     }
 
     [Fact]
