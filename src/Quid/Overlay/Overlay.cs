@@ -569,8 +569,10 @@ public sealed partial class Overlay
         // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current. The
         // leaves named are drawn at random among those that match, so that the searches of many
         // nodes spread over them instead of all proposing to the same few.
+        // Only offers the searcher can dial: a node behind a NAT trades with those linked to it,
+        // and they know its offer already.
         var answers = new List<Descriptor>(query.MaxResults);
-        if (Own is { } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
+        if (Own is { Address: not null } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
         if (ultrapeer) SampleLeaves(from, query, now, answers);
         var reply = Fit(answers, query.MaxResults);
         if (reply.Length > 0) SendHit(from.Id, new QueryHitMessage(query.Id, reply), actions);
@@ -607,7 +609,7 @@ public sealed partial class Overlay
         int seen = 0;
         foreach (var n in _neighbours.Values)
         {
-            if (n.Id == from.Id || n.Peer.IsUltrapeer || Current(n.Peer, now) is not { } d || !Matches(d, query.Wanted, query.CanGrant)) continue;
+            if (n.Id == from.Id || n.Peer.IsUltrapeer || Current(n.Peer, now) is not { Address: not null } d || !Matches(d, query.Wanted, query.CanGrant)) continue;
             seen++;
             if (seen <= count) answers.Add(d);
             else if (_options.Random.Next(seen) is var slot && slot < count) answers[first + slot] = d;

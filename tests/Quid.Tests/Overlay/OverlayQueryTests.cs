@@ -219,6 +219,27 @@ public sealed class OverlayQueryTests : IDisposable
     }
 
     [Fact]
+    public void AnOfferThatCannotBeDialedIsNamedInNoHitNeitherByItsUltrapeerNorByItself()
+    {
+        // Behind a NAT a node trades only with those linked to it, and they know its offer already.
+        var star = NewStar();
+        var natted = _h.NewIdentity();
+        var descriptor = _h.DescriptorOf(natted, address: false);
+        star.Overlay.LinkUp(natted.Id, inbound: true, _h.NextAddress());
+        Assert.Empty(star.Overlay.Receive(natted.Id, new DescriptorMessage(descriptor)).OfType<MessageRejected>());
+        Assert.Same(descriptor, star.Overlay.Find(natted.Id));
+
+        var (_, hit) = Assert.Single(Sent<QueryHitMessage>(star.Overlay.Receive(star.Ultrapeers[0].Id, Query())));
+        Assert.Contains(star.Matching.Id, hit.Descriptors.Select(d => d.Id));
+        Assert.DoesNotContain(natted.Id, hit.Descriptors.Select(d => d.Id));
+
+        var leaf = _h.NewOverlay();
+        leaf.Publish(_h.DescriptorOf(_h.Self, address: false));
+        var ultrapeer = _h.LinkUltrapeer(leaf);
+        Assert.Empty(Sent<QueryHitMessage>(leaf.Receive(ultrapeer.Id, Query())));
+    }
+
+    [Fact]
     public void AHitForAQueryNeverRoutedThroughUsIsUnknownQuery()
     {
         var star = NewStar();
