@@ -109,6 +109,24 @@ public sealed class OverlayElectionTests : IDisposable
         Assert.NotNull(TickUntilRoleChange(overlay, Options.PromotionDelay * 5));
     }
 
+    [Fact]
+    public void AStarvedLeafWithAnUltrapeerSharesThePaceWithTheLeavesItKnowsButOneThatNoUltrapeerTookGoesAlone()
+    {
+        CachedPeer[] Leaves() => [.. Enumerable.Range(0, 100).Select(_ => new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, false))];
+        var linked = _h.NewOverlay(Options, seed: 1);
+        _h.PublishCapable(linked);
+        linked.AddCachedPeers(Leaves());
+        _h.LinkUltrapeer(linked);
+        Assert.Null(TickUntilRoleChange(linked, Options.PromotionDelay * 5));
+
+        // Found by no search: it must not wait out a hundred others.
+        var unlinked = _h.NewOverlay(Options, seed: 1);
+        _h.PublishCapable(unlinked);
+        unlinked.AddCachedPeers(Leaves());
+        KnowOneUltrapeer(unlinked);
+        Assert.NotNull(TickUntilRoleChange(unlinked, Options.PromotionDelay * 5));
+    }
+
     public static TheoryData<string> Incapable() => ["no descriptor", "no address", "offer below the minimum", "not capable"];
 
     [Theory]
