@@ -568,9 +568,9 @@ public sealed partial class Overlay
 
         // An ultrapeer answers for itself and its leaves, whose descriptors it keeps current. The
         // leaves named are drawn at random among those that match, so that the searches of many
-        // nodes spread over them instead of all proposing to the same few.
-        // Only offers the searcher can dial: a node behind a NAT trades with those linked to it,
-        // and they know its offer already.
+        // nodes spread over them instead of all proposing to the same few. Only offers the
+        // searcher can dial are named: a node behind a NAT trades with those linked to it, and
+        // they know its offer already.
         var answers = new List<Descriptor>(query.MaxResults);
         if (Own is { Address: not null } own && Matches(own, query.Wanted, query.CanGrant)) answers.Add(own);
         if (ultrapeer) SampleLeaves(from, query, now, answers);
