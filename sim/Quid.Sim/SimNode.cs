@@ -355,5 +355,4 @@ internal sealed class NodeStats
     public long? UnmetSince;
     public long? FirstGrant;
     public bool Satisfiable;
-    public int AgreementsAtStart;
 }
