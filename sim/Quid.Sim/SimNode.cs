@@ -163,8 +163,7 @@ public sealed class SimNode
         if (decision.Evicted is { } evicted)
         {
             Say(evicted, new GoodbyeMessage(GoodbyeReason.Full));
-            evicted.SetClosed(this);
-            _sim.Network.Close(evicted, this);
+            CloseLink(evicted);
         }
         if (decision.Replaced is { } old)
         {

@@ -123,12 +123,8 @@ public sealed class NodeCore<TLink> where TLink : class
         if (dialed is not null) _dialing.Remove(dialed);
         var effects = new List<NodeEffect>();
         var refusal = _stopped ? GoodbyeReason.ShuttingDown : Overlay.Refuse(peer);
-        TLink? evicted = null;
-        if (refusal == GoodbyeReason.Full && MakeRoom() is { } room)
-        {
-            evicted = room;
-            refusal = null;
-        }
+        var evicted = refusal == GoodbyeReason.Full ? MakeRoom() : null;
+        if (evicted is not null) refusal = null;
         if (refusal is { } reason) return new(LinkVerdict.Refuse, null, reason, effects);
         TLink? replaced = null;
         if (_links.TryGetValue(peer, out var existing))

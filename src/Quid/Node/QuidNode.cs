@@ -439,8 +439,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                 _logger.LogDebug("Refusing link with {Peer}: {Reason}", link.PeerId.Brief, decision.Reason);
                 // Started only so that the goodbye is written; what the peer sends meanwhile is not its own link's.
                 link.Start(_circuits, this);
-                link.SendControl(new GoodbyeMessage(decision.Reason));
-                _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+                SayGoodbye(link, decision.Reason);
                 return;
             case LinkVerdict.Duplicate:
                 link.Close(null);
@@ -450,8 +449,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         if (decision.Evicted is { } evicted)
         {
             _logger.LogDebug("Dropping {Peer}, which trades nothing with us, to make room for {New}", evicted.PeerId.Brief, link.PeerId.Brief);
-            evicted.SendControl(new GoodbyeMessage(GoodbyeReason.Full));
-            _ = evicted.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+            SayGoodbye(evicted, GoodbyeReason.Full);
         }
         _backlogs[link] = new ControlBacklog();
         _newLinks = true;
@@ -461,6 +459,13 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _logger.LogDebug("Link with {Peer} is {Direction} {Remote}", link.PeerId.Brief, link.Outbound ? "to" : "from", link.RemoteEndPoint);
         link.Start(_circuits, this);
         Execute(decision.Effects);
+    }
+
+    /// <summary>Tells the peer why we close the link, and closes it once that is written (or after a second).</summary>
+    private static void SayGoodbye(Link link, GoodbyeReason reason)
+    {
+        link.SendControl(new GoodbyeMessage(reason));
+        _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
     }
 
     /// <summary>On the link's read loop: a whole control message goes to the loop, unless the link already has too much waiting there.</summary>
@@ -493,8 +498,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                     break;
                 case NodeEffect.Disconnect disconnect when _core.LinkTo(disconnect.Peer) is { } link:
                     _logger.LogInformation("Dropping {Peer}: {Reason}", disconnect.Peer.Brief, disconnect.Reason);
-                    link.SendControl(new GoodbyeMessage(disconnect.Reason));
-                    _ = link.DrainAndCloseAsync(TimeSpan.FromSeconds(1));
+                    SayGoodbye(link, disconnect.Reason);
                     break;
                 case NodeEffect.CloseLink close when _core.LinkTo(close.Peer) is { } link:
                     if (close.Problem is null) _logger.LogDebug("{Peer} closes the link", close.Peer.Brief);
