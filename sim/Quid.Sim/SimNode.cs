@@ -292,7 +292,7 @@ public sealed class SimNode
     {
         if (Core.LinkTo(partnerId) is not { } link || Overlay.Find(partnerId) is null) return;
         var partner = link.Other(this);
-        var duration = _sim.Options.Market.ProbeDuration + TimeSpan.FromTicks(2 * _sim.Network.Latency(Host, partner.Host));
+        var duration = _sim.Options.Market.ProbeDurationFor(promised) + TimeSpan.FromTicks(2 * _sim.Network.Latency(Host, partner.Host));
         _sim.Scheduler.After(duration, () =>
         {
             if (!Online) return;

@@ -45,8 +45,23 @@ public sealed record MarketOptions
     /// grants are set beyond what the machine can carry, so every partner would fall short.
     /// </summary>
     public bool ProbePartners { get; init; } = true;
-    /// <summary>How long a probe keeps the partner busy.</summary>
+    /// <summary>How long a probe measures, at least, from its first echo (<see cref="ProbeDurationFor"/>).</summary>
     public TimeSpan ProbeDuration { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// A probe measures at least this many cells of the promise. It counts whole cells, and a
+    /// trial grant of 64 kbps returns 7 or 8 of them in 2 s: one cell more or less was 12% of the
+    /// promise, and an honest partner on trial was judged at 49 of 64 kbps (seen on the testbed).
+    /// Longer measures would delay verdicts: with 32 cells, 3% fewer under-deliverers were caught
+    /// within a minute in the simulator (1,000 nodes, seeds 1 and 2); with 16, within a point of 2 s.
+    /// </summary>
+    public int ProbeMinCells { get; init; } = 16;
+
+    /// <summary>How long a probe of a partner that promised <paramref name="promisedKbps"/> measures: long enough for <see cref="ProbeMinCells"/>.</summary>
+    public TimeSpan ProbeDurationFor(long promisedKbps)
+    {
+        var cells = promisedKbps <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds((double)ProbeMinCells * Cell.Size * 8 / 1000 / promisedKbps);
+        return cells > ProbeDuration ? cells : ProbeDuration;
+    }
     /// <summary>
     /// How long a probe waits for its first echo before the partner counts as delivering nothing.
     /// On a link of a few Mbit/s under load, a first echo waited several seconds in the queues of

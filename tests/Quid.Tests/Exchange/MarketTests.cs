@@ -606,6 +606,18 @@ public sealed class MarketTests : IDisposable
     // ---- Probes, verdicts and the newcomer share ----
 
     [Fact]
+    public void A_probe_of_a_small_grant_measures_long_enough_that_one_cell_is_a_small_part_of_it()
+    {
+        var options = new MarketOptions();
+        // 16 cells of 2048 bytes at 64 kbps take 4.1 s; at 128 kbps, 2.05 s.
+        Assert.Equal(4.096, options.ProbeDurationFor(64).TotalSeconds, precision: 3);
+        Assert.Equal(2.048, options.ProbeDurationFor(128).TotalSeconds, precision: 3);
+        // Larger grants are measured for the probe's duration, never less.
+        Assert.Equal(options.ProbeDuration, options.ProbeDurationFor(256));
+        Assert.Equal(options.ProbeDuration, options.ProbeDurationFor(0));
+    }
+
+    [Fact]
     public void With_probes_off_no_partner_is_ever_probed()
     {
         var a = NewNode(512, 256, options: Options with { ProbePartners = false });
