@@ -127,6 +127,28 @@ public sealed class OverlayElectionTests : IDisposable
         Assert.NotNull(TickUntilRoleChange(unlinked, Options.PromotionDelay * 5));
     }
 
+    [Fact]
+    public void AmongTheSameLeavesALargerOfferPromotesSooner()
+    {
+        // Ten leaves known, each offering 4096: one of 512 ranks last, one of 8192 first.
+        TimeSpan Wait(long offer, int seed)
+        {
+            var overlay = _h.NewOverlay(Options, seed: seed);
+            _h.PublishCapable(overlay, offer: offer);
+            KnowOneUltrapeer(overlay);
+            var neighbour = _h.Link(overlay, offer: 4096, free: [K(4096)]);
+            overlay.Receive(neighbour.Id, new PeersMessage([.. Enumerable.Range(0, 9).Select(_ => _h.DescriptorOf(_h.NewIdentity(), offer: 4096, free: [K(4096)]))]));
+            return TickUntilRoleChange(overlay, TimeSpan.FromMinutes(40)) ?? TimeSpan.MaxValue;
+        }
+        var seeds = Enumerable.Range(0, 8).ToArray();
+        var small = seeds.Select(s => Wait(512, s)).ToArray();
+        var large = seeds.Select(s => Wait(8192, s)).ToArray();
+        Assert.DoesNotContain(TimeSpan.MaxValue, small.Concat(large));
+        // The largest promotes at about twice the shared pace, the smallest at a tenth of it.
+        Assert.True(small.Sum(w => w.TotalSeconds) > 4 * large.Sum(w => w.TotalSeconds),
+            $"small offers waited {string.Join(", ", small)}; large {string.Join(", ", large)}");
+    }
+
     public static TheoryData<string> Incapable() => ["no descriptor", "no address", "offer below the minimum", "not capable"];
 
     [Theory]
