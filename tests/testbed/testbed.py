@@ -400,10 +400,13 @@ class Testbed:
 
         self.wait(all_met, 120)
         times = sorted(met_at.values())
-        self.results.check('honest', 'every honest request met within 2 min', len(met_at) == len(honest) and times[-1] <= 120,
-                           '%d/%d met; median %.0f s, slowest %.0f s after start' % (
-                               len(met_at), len(honest), times[len(times) // 2] if times else float('nan'), times[-1] if times else float('nan')),
-                           gap='nat-ultrapeer')
+        unmet = [n for n in honest if met_at.get(n.name, float('inf')) > 120]
+        # The known gap is about nodes behind the NAT; an unmet node outside it is a failure.
+        self.results.check('honest', 'every honest request met within 2 min', not unmet,
+                           '%d/%d met; median %.0f s, slowest %.0f s after start; unmet: %s' % (
+                               len(met_at), len(honest), times[len(times) // 2] if times else float('nan'), times[-1] if times else float('nan'),
+                               ', '.join('%s%s' % (n.name, ' (behind the NAT)' if n.behind_nat else '') for n in unmet) or 'none'),
+                           gap='nat-ultrapeer' if all(n.behind_nat for n in unmet) else None)
         # Everyone downloads at once, over and over, a file sized to last several seconds at its grant.
         self.load_started = time.time()
         for node in self.requesters():
