@@ -62,6 +62,7 @@ public sealed record MarketOptions
         var cells = promisedKbps <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds((double)ProbeMinCells * Cell.Size * 8 / 1000 / promisedKbps);
         return cells > ProbeDuration ? cells : ProbeDuration;
     }
+
     /// <summary>
     /// How long a probe waits for its first echo before the partner counts as delivering nothing.
     /// On a link of a few Mbit/s under load, a first echo waited several seconds in the queues of
