@@ -484,7 +484,10 @@ public sealed class Market
                 // never beyond what it signed.
                 if (_agreements.TryGetValue(change.Agreement, out var changed) && changed.Partner == from && changed.State == AgreementState.Active
                     && (change.Grant is null || (changed.Terms.GrantedBy(from) is { } signed && change.Grant <= signed)))
+                {
+                    if (change.Grant is { } grown && (changed.TheyGrant is not { } before || grown > before)) VerifySoon(from);
                     changed.TheyGrant = change.Grant;
+                }
                 break;
         }
         return actions;
@@ -673,6 +676,20 @@ public sealed class Market
     // ---- Probes and verdicts ----
 
     private void ScheduleProbe(NodeId partner) => _nextProbe[partner] = At(_options.ProbeIntervalMin, _options.ProbeIntervalMax);
+
+    /// <summary>
+    /// A partner promised us more: the new promise is probed within the first-probe window, as a
+    /// new partner's is, unless a probe is due sooner. Otherwise a grant that grew during a probe,
+    /// or after the trial's quick rechecks, went unchecked for the 1 to 3 minutes between
+    /// probes: in the simulator, nine in ten of the under-deliverers not caught within a minute
+    /// had passed at a trial size they could serve and were found out only at the next probe.
+    /// </summary>
+    private void VerifySoon(NodeId partner)
+    {
+        if (!_options.ProbePartners) return;
+        var at = At(_options.FirstProbeMin, _options.FirstProbeMax);
+        if (!_nextProbe.TryGetValue(partner, out var due) || due > at) _nextProbe[partner] = at;
+    }
 
     /// <summary>A random moment between <paramref name="min"/> and <paramref name="max"/> from now.</summary>
     private DateTimeOffset At(TimeSpan min, TimeSpan max) => _time.GetUtcNow() + min + (max - min) * _options.Random.NextDouble();

@@ -652,6 +652,32 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_partner_that_promises_more_is_probed_again_within_seconds_not_minutes()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+        var defaults = new MarketOptions();
+        // B is probed, passes, and is not due again for a minute at least.
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Single(a.Market.DueProbes());
+        a.Market.ProbeResult(b.Id, 256, 256);
+        // B cuts what it grants us: nothing new to check.
+        Deliver(b, a, new GrantChanged(id, K(64)));
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.DueProbes());
+
+        // B grants more again: the new promise is checked within the first-probe window, as a new
+        // partner's is. An under-deliverer that passed at a small grant is found out at the larger.
+        Deliver(b, a, new GrantChanged(id, K(256)));
+        _time.Advance(defaults.FirstProbeMin - TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.DueProbes());
+        _time.Advance(defaults.FirstProbeMax - defaults.FirstProbeMin + TimeSpan.FromSeconds(2));
+        var (partner, promised) = Assert.Single(a.Market.DueProbes());
+        Assert.Equal((b.Id, 256L), (partner, promised));
+    }
+
+    [Fact]
     public void A_partner_that_never_delivers_is_cut_within_half_a_minute_and_dropped_within_a_minute()
     {
         var a = NewNode(512, 256);
