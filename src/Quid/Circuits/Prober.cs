@@ -17,10 +17,12 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
     /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
     /// circuit through it, as many as it returns. From the first echo back, for
     /// <paramref name="duration"/>, every byte it sends us on our circuits (echoes and real
-    /// traffic alike) counts; an echo must carry the payload we sent, and a partner whose first
-    /// echo is not back within <paramref name="firstEchoWithin"/> delivered nothing. The first
-    /// echo may take longer than the measure: behind a slow, loaded uplink (ours or the
-    /// partner's) it waits in queues for seconds that say nothing of the partner's rate. Returns kbps.
+    /// traffic alike) counts; an echo must carry the payload we sent. The first echo may take
+    /// longer than the measure: behind a slow, loaded uplink (ours or the partner's) it waits in
+    /// queues for seconds that say nothing of the partner's rate. A partner whose first echo is
+    /// not back within <paramref name="firstEchoWithin"/> is measured on what it sent us meanwhile:
+    /// a small grant full of our own downloads holds the echoes behind them (an honest partner on
+    /// the testbed was judged at nothing so), and one that sends nothing delivered nothing. Returns kbps.
     /// </summary>
     public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, TimeSpan firstEchoWithin, CancellationToken cancellationToken)
     {
@@ -36,6 +38,7 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
         // The probe's end is on the node's clock, like every other timeout: first the wait for the
         // first echo, then, from it, the measure.
         using var over = new CancellationTokenSource(firstEchoWithin, time);
+        long startBytes = account.BytesDeliveredToUs, startAt = time.GetTimestamp();
         circuit.OnEchoReplies(reply =>
         {
             if (!EchoProbe.TryRead(reply.Span, out var echo) || echo.Probe != probe) return;
@@ -90,9 +93,9 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
             long end = account.BytesDeliveredToUs;
             long first = Interlocked.Read(ref firstAt);
             // An echo that does not carry what we sent is a lie about capacity: it counts for nothing.
-            if (first == 0 || Volatile.Read(ref forged) > 0) return 0;
-            var elapsed = time.GetElapsedTime(first);
-            long delivered = end - Interlocked.Read(ref firstBytes);
+            if (Volatile.Read(ref forged) > 0) return 0;
+            var elapsed = time.GetElapsedTime(first == 0 ? startAt : first);
+            long delivered = end - (first == 0 ? startBytes : Interlocked.Read(ref firstBytes));
             return elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
         }
         finally

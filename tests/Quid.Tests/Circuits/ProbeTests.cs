@@ -121,6 +121,34 @@ public sealed class ProbeTests
         Assert.Equal(0, await probe.WaitAsync(Deadline));
     }
 
+    [Fact]
+    public async Task A_partner_whose_echoes_wait_behind_what_it_sends_us_is_measured_on_what_it_sent()
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
+        // Its grant is full of what it carries for us: for each echo of this probe a cell of
+        // something else comes (here an earlier probe's late reply), and no echo of this probe
+        // is back before the wait for it is over.
+        var earlier = new byte[EchoProbe.Size];
+        new EchoProbe(Probe: 1, Sequence: 1).Write(earlier);
+        hop.OnMessage = (self, command, _, _) =>
+        {
+            if (command == RelayCommand.Echo) self.Send(RelayCommand.EchoReply, 0, earlier);
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => account.BytesDeliveredToUs >= Window * Cell.Size, Deadline, "a cell back for each echo");
+        long sent = account.BytesDeliveredToUs;
+        net.Time.Advance(FirstEchoWithin);
+
+        double kbps = await probe.WaitAsync(Deadline);
+        // What it sent over the wait, not nothing.
+        Assert.Equal(sent * 8 / 1000.0 / FirstEchoWithin.TotalSeconds, kbps, precision: 6);
+        Assert.True(kbps > 0);
+    }
+
     public static TheoryData<string, bool> Echoes => new()
     {
         { "returns each echo as it came", true },
