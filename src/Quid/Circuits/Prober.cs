@@ -21,8 +21,8 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
     /// longer than the measure: behind a slow, loaded uplink (ours or the partner's) it waits in
     /// queues for seconds that say nothing of the partner's rate. A partner whose first echo is
     /// not back within <paramref name="firstEchoWithin"/> is measured on what it sent us meanwhile:
-    /// a small grant full of our own downloads holds the echoes behind them (an honest partner on
-    /// the testbed was judged at nothing so), and one that sends nothing delivered nothing. Returns kbps.
+    /// a small grant full of our own downloads holds the echoes behind them, and that is delivery
+    /// all the same; one that sends nothing delivered nothing. Returns kbps.
     /// </summary>
     public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, TimeSpan duration, TimeSpan firstEchoWithin, CancellationToken cancellationToken)
     {
