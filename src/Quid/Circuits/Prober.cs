@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
 using Quid.Links;
 using Quid.Wire;
 
@@ -9,7 +10,7 @@ namespace Quid.Circuits;
 /// Unannounced echo probes of our partners, each on a one-hop circuit through the partner that is
 /// built on first use and kept: the partner, as that circuit's exit, must return every payload.
 /// </summary>
-public sealed class Prober(CircuitBuilder builder, TimeProvider time)
+public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger logger)
 {
     private readonly ConcurrentDictionary<ICellPort, Task<Circuit>> _circuits = new();
 
@@ -93,10 +94,22 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time)
             long end = account.BytesDeliveredToUs;
             long first = Interlocked.Read(ref firstAt);
             // An echo that does not carry what we sent is a lie about capacity: it counts for nothing.
-            if (Volatile.Read(ref forged) > 0) return 0;
+            if (Volatile.Read(ref forged) > 0)
+            {
+                logger.LogDebug("Probe of {Peer}: {Forged} echoes not as sent, measured at nothing", partner.Id.Brief, Volatile.Read(ref forged));
+                return 0;
+            }
             var elapsed = time.GetElapsedTime(first == 0 ? startAt : first);
             long delivered = end - (first == 0 ? startBytes : Interlocked.Read(ref firstBytes));
-            return elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+            double kbps = elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+            // How it ended, so that a verdict can be traced: the first echo's wait, or none at all.
+            if (first == 0)
+                logger.LogDebug("Probe of {Peer}: no echo within {Wait:F1} s, measured on what it sent meanwhile: {Kbps:F0} kbps",
+                    partner.Id.Brief, firstEchoWithin.TotalSeconds, kbps);
+            else
+                logger.LogDebug("Probe of {Peer}: first echo after {FirstEcho:F1} s, {Kbps:F0} kbps over {Elapsed:F1} s",
+                    partner.Id.Brief, time.GetElapsedTime(startAt, first).TotalSeconds, kbps, elapsed.TotalSeconds);
+            return kbps;
         }
         finally
         {

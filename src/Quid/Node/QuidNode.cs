@@ -121,7 +121,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             exitSockets, time, circuitLogger);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
-        _prober = new Prober(builder, time);
+        _prober = new Prober(builder, time, circuitLogger);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
             new PathSource(identity.Id, PathGraphAsync, SocksAuth.None), time, circuitLogger);
         StartServices(circuitLogger);
@@ -550,8 +550,9 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         {
             delivered = await _prober.ProbeAsync(link, partner, _options.Market.ProbeDurationFor(promisedKbps), _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
         }
-        catch (StreamException)
+        catch (StreamException e)
         {
+            _logger.LogDebug("Probe of {Peer}: its probe circuit failed ({Reason}), measured at nothing", link.PeerId.Brief, e.Message);
             delivered = 0;
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)

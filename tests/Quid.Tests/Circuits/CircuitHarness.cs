@@ -30,7 +30,7 @@ internal sealed class CircuitNode : IDisposable
         var policy = new CircuitPolicy(Grants.ContainsKey, next => GrantedBy.ContainsKey(next) && Ports.TryGetValue(next, out var port) && port.IsOpen ? port : null, Ledger.Account);
         Table = new CircuitTable(identity, options, exit, policy, harness.Time, logger);
         Builder = new CircuitBuilder(Table, options, harness.Time, logger);
-        Prober = new Prober(Builder, harness.Time);
+        Prober = new Prober(Builder, harness.Time, logger);
     }
 
     public NodeIdentity Identity { get; }
