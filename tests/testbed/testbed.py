@@ -497,10 +497,8 @@ class Testbed:
         # the liar's many partners run their circuits through it, so it carries more for others
         # than its honest peers do, and a node that gets exactly what it gives then holds more
         # grants than they do. What lying would earn is more received for the same given: more
-        # than most honest nodes of its capacity get, so it is held to their upper quartile (the
-        # peers' own ratios spread over a factor of 1.8 to 11.5 within a run; against 1.1x their
-        # median it failed 2 runs of 50 while within their range, and it never passed 0.95 of
-        # their upper quartile).
+        # than most honest nodes of its capacity get, so it is held to their upper quartile
+        # (TESTBED.md, "The over-claimer's yardstick", says why not their median).
         peers = [n for n in self.nodes if n.honest and liar.cap_mbit / 2 <= n.cap_mbit <= liar.cap_mbit * 2]
         peer_ratios = sorted(r for r in (self.received_per_given(n) for n in peers) if r is not None)
         liar_ratio = self.received_per_given(liar)
