@@ -771,11 +771,12 @@ public sealed partial class Overlay
         {
             // Most leaves are not capable, or not starved: the cheap tests first. A young node waits
             // out the uptime that keeps short-lived ultrapeers away, unless no ultrapeer it has heard
-            // of is linked to it or answers: in a network that has just started, or whose only
-            // ultrapeer died or cannot be reached from here (behind the same NAT), searches would
-            // otherwise reach nobody for the whole of that time (seen on the testbed). A newcomer to
-            // a working network hears of ultrapeers from its first neighbours, and one that is
-            // merely full still exists: such a newcomer waits like any young node.
+            // of will take it: none linked to it, and every other one failing to answer or full. In
+            // a network that has just started, or whose only ultrapeer died, cannot be reached from
+            // here (behind the same NAT), or is a small node that took the leaves its upload allows
+            // and turned the rest away, searches would otherwise reach nobody for the whole of that
+            // time (each seen on the testbed). A newcomer to a working network hears of ultrapeers
+            // from its first neighbours, and waits like any young node while one has room.
             if (!capable || UltrapeerNeighbours >= _options.LeafUltrapeers
                 || UsableUltrapeers(now, _options.LeafUltrapeers) >= _options.LeafUltrapeers)
             {
@@ -783,7 +784,7 @@ public sealed partial class Overlay
                 return;
             }
             bool noneExists = !_peers.Ultrapeers.Any(p => p.Id != _identity.Id && (p.IsNeighbour || p.Failures < 2));
-            if (now - _started < _options.UltrapeerMinUptime && !noneExists)
+            if (now - _started < _options.UltrapeerMinUptime && !noneExists && UsableUltrapeers(now, 1) > 0)
             {
                 _starvedSince = null;
                 return;
@@ -791,7 +792,8 @@ public sealed partial class Overlay
             _starvedSince ??= now;
             if (now - _starvedSince < _options.PromotionDelay) return;
             // With none for that long no search reaches anyone until one appears: one should, within
-            // seconds rather than another PromotionDelay.
+            // seconds rather than another PromotionDelay. Where full ones exist, searches still reach
+            // their leaves, so the pace is the usual one.
             var pace = noneExists ? _options.FirstPromotionDelay : _options.PromotionDelay;
             // Any leaf we know of may be as short of ultrapeers as we are, and one promotion serves
             // many: the pace is shared among them. But a leaf no ultrapeer has taken is found by no

@@ -199,6 +199,27 @@ public sealed class OverlayElectionTests : IDisposable
     }
 
     [Fact]
+    public void AYoungNodeEveryUltrapeerTurnedAwayAsFullPromotesWithoutWaitingForItsUptime()
+    {
+        // On the testbed a small node became the network's first ultrapeer, took the leaves its
+        // upload allows and refused the rest: those searched nobody for ten minutes.
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) };
+        var overlay = _h.NewOverlay(options);
+        _h.PublishCapable(overlay);
+        var full = new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 0, true);
+        overlay.AddCachedPeers([full]);
+        Assert.Null(TickUntilRoleChange(overlay, options.PromotionDelay * 5));
+
+        overlay.LinkUp(full.Id, inbound: false, full.Address);
+        overlay.Farewell(full.Id, GoodbyeReason.Full);
+        overlay.LinkDown(full.Id);
+        // At the usual pace, not the seconds of a network with none: the full one's leaves search already.
+        var after = TickUntilRoleChange(overlay, options.PromotionDelay * 6);
+        Assert.NotNull(after);
+        Assert.True(after.Value >= options.PromotionDelay, $"promoted after {after.Value}");
+    }
+
+    [Fact]
     public void AYoungNodeInANetworkWithNoUltrapeerPromotesWithoutWaitingForItsUptime()
     {
         // A network that has just started: without this, no search reaches anyone for the whole uptime.
