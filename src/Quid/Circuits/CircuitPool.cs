@@ -270,6 +270,12 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
             : PathRule.Draw(walk, options.Hops, options.Random);
         if (path is null) return null;
+        // What the draw chose among, to trace circuits that crowd onto one partner's grant.
+        if (logger.IsEnabled(LogLevel.Debug))
+            logger.LogDebug("Path {Path} drawn from first hops {FirstHops}; the first hop's descriptor lists {Partners} as partners",
+                string.Join(" → ", path.Select(id => id.Brief)),
+                string.Join(", ", graph.FirstHops.Select(h => $"{h.Descriptor.Id.Brief} {h.Kbps} kbps{(h.Private ? " private" : "")}")),
+                string.Join(", ", known[path[0]].Partners.Select(id => walk.MayRelay(id) ? id.Brief : id.Brief + " (not a hop)")));
         return (graph.FirstHops.First(h => h.Descriptor.Id == path[0]), [.. path.Select(id => known[id])]);
     }
 

@@ -514,8 +514,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                 case NodeEffect.AgreementFormed formed:
                     _partnersChanged = true;
                     _database.SaveAgreement(formed.Agreement);
-                    _logger.LogInformation("Agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
-                        formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
+                    _logger.LogInformation("{Kind} agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
+                        formed.Agreement.Private ? "Private" : "Public", formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
                     break;
                 case NodeEffect.AgreementEnded ended:
                     _partnersChanged = true;

@@ -21,7 +21,7 @@ public sealed class LedgerCrashTests
             using var client = QuidProcess.Start("run", "--data-dir", clientDir, "--listen", "127.0.0.211:0", "--socks", "127.0.0.1:0", "--http-proxy", "off",
                 "--offer", "256", "--request", "2048", "--hops", "1", "--peer", $"127.0.0.210:{linkPort}");
             var socks = (await client.WaitForLineAsync(@"SOCKS proxy on (127\.0\.0\.1:\d+)", TimeSpan.FromSeconds(30))).Groups[1].Value;
-            await client.WaitForLineAsync("Agreement with", TimeSpan.FromSeconds(30));
+            await client.WaitForLineAsync("(Private|Public) agreement with", TimeSpan.FromSeconds(30));
 
             // A download shaped to 2048 kbps: it is still running when the node dies.
             var download = Curl.RunAsync("--silent", "--output", "/dev/null", "--max-time", "30", "--socks5-hostname", socks, $"{web.BaseUrl}/bytes/{64 << 20}");
