@@ -305,6 +305,33 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void ANodeIsTheFirstHopOfNoMoreThanItsPublicPartnersGrantItOnward()
+    {
+        var hop = NewNode(4096, 256);
+        AgreementProposal Asks(Node client, bool isPrivate)
+        {
+            var terms = AgreementTerms.Create(client.Id, hop.Id, K(256), K(256), _time.GetUtcNow(), isPrivate);
+            return new AgreementProposal(terms, client.Identity.Sign(terms.SignedMessage()));
+        }
+        ControlMessage Answer(bool isPrivate)
+        {
+            var client = NewNode(1024, 256);
+            return Assert.Single(Deliver(client, hop, Asks(client, isPrivate)).OfType<SendMarketMessage>()).Message;
+        }
+
+        // Its first private agreement always fits; a second needs public grants to go on over.
+        Assert.IsType<AgreementAcceptance>(Answer(isPrivate: true));
+        Assert.Equal(AgreementRejectReason.NoCapacity, Assert.IsType<AgreementRejection>(Answer(isPrivate: true)).Reason);
+        // Public agreements are taken all the same; once what they grant us covers two private
+        // grants, there is room for a second.
+        Assert.IsType<AgreementAcceptance>(Answer(isPrivate: false));
+        Assert.IsType<AgreementRejection>(Answer(isPrivate: true));
+        Assert.IsType<AgreementAcceptance>(Answer(isPrivate: false));
+        Assert.IsType<AgreementAcceptance>(Answer(isPrivate: true));
+        Assert.IsType<AgreementRejection>(Answer(isPrivate: true));
+    }
+
+    [Fact]
     public void AProposalGrantingLessThanTheRequestIsRefused()
     {
         var a = NewNode(1024, 64);
