@@ -102,11 +102,11 @@ KNOWN_GAPS = {
                            'since circuits start on a private partner, 0.00 in two runs of seven: a 2.3 Mbit/s node whose private '
                            'partner is one of the largest, busy with many clients\' first hops; some zeros were first downloads '
                            'that outlasted the load window, which the testbed then counted as nothing: about 140 kbps in fact)',
-    'latency-under-load': 'while a node\'s downlink is full (its own downloads on its partners\' idle capacity, a '
-                          'probe\'s echoes, the circuits it relays), cells bound for it wait in first-in first-out queues '
-                          'below the per-circuit queues of its partners (their link queues, sockets, the capped link), so a '
-                          'new page waits seconds behind the downloads (in 5 of the 57 runs kept since 2026-12-04 the last '
-                          'survivor had its page 12 to 17 s after the first; traced in TESTBED.md)',
+    'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
+                          'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
+                          'partners\' idle capacity and a probe\'s echoes, or its private first hop\'s, when that is the '
+                          'over-claimer (in 5 of the 57 runs kept since 2026-12-04 the last survivor had its page 12 to 17 s '
+                          'after the first; traced in TESTBED.md)',
 }
 
 
