@@ -117,6 +117,8 @@ public sealed class Market
     private readonly MarketOptions _options;
     private readonly Dictionary<AgreementId, Agreement> _agreements = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _cooldown = [];
+    // Nodes that refused to be our first hop, each until when our proposals to them are public.
+    private readonly Dictionary<NodeId, DateTimeOffset> _publicOnly = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _nextProbe = [];
     // Candidates we asked a link to, each until when we wait for it before trying another.
     private readonly Dictionary<NodeId, DateTimeOffset> _awaitingLinks = [];
@@ -381,7 +383,8 @@ public sealed class Market
             if (!CanGrant(chosenId, theirRequest) || !Capacity.TryAllocate(theirRequest, out var allocation)) return false;
             reserved = allocation;
         }
-        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, NextIsPrivate());
+        bool isPrivate = NextIsPrivate() && !(_publicOnly.TryGetValue(chosenId, out var until) && until > now);
+        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, isPrivate);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
@@ -491,9 +494,14 @@ public sealed class Market
                 if (_agreements.TryGetValue(rejection.Agreement, out var refused) && refused.State == AgreementState.Proposed && refused.Partner == from)
                 {
                     Forget(refused);
-                    _cooldown[from] = _time.GetUtcNow() + (rejection.Reason is AgreementRejectReason.NoCapacity or AgreementRejectReason.AlreadyPartners
-                        ? _options.BusyCooldown
-                        : _options.RejectionCooldown);
+                    // A node that will not be our first hop may still be a public partner: the
+                    // next search may propose that to it at once.
+                    if (rejection.Reason == AgreementRejectReason.NoFirstHopRoom)
+                        _publicOnly[from] = _time.GetUtcNow() + _options.RejectionCooldown;
+                    else
+                        _cooldown[from] = _time.GetUtcNow() + (rejection.Reason is AgreementRejectReason.NoCapacity or AgreementRejectReason.AlreadyPartners
+                            ? _options.BusyCooldown
+                            : _options.RejectionCooldown);
                 }
                 break;
             case AgreementEnd end:
@@ -537,8 +545,10 @@ public sealed class Market
             if (_identity.Id < from) refusal = AgreementRejectReason.AlreadyPartners;
             else Forget(crossing);
         }
-        if (refusal is null && terms.AcceptorGrants is { } asked && (!CanGrant(from, asked) || (terms.Private && !HasFirstHopRoom(asked))))
-            refusal = AgreementRejectReason.NoCapacity;
+        if (refusal is null && terms.AcceptorGrants is { } asked)
+            refusal = !CanGrant(from, asked) ? AgreementRejectReason.NoCapacity
+                : terms.Private && !HasFirstHopRoom(asked) ? AgreementRejectReason.NoFirstHopRoom
+                : null;
         if (refusal is { } reason)
         {
             actions.Add(new SendMarketMessage(from, new AgreementRejection(terms.Id, reason)));
@@ -679,6 +689,8 @@ public sealed class Market
         }
         foreach (var (id, until) in _cooldown)
             if (until <= now) _cooldown.Remove(id);
+        foreach (var (id, until) in _publicOnly)
+            if (until <= now) _publicOnly.Remove(id);
     }
 
     private void Finish(Agreement agreement, AgreementEndReason reason, List<MarketAction> actions)

@@ -133,6 +133,8 @@ public enum AgreementRejectReason : byte
     BadTerms = 2,
     Shunned = 3,
     AlreadyPartners = 4,
+    /// <summary>A private agreement would make the acceptor the first hop of more than its public partners grant it onward; a public one may be welcome.</summary>
+    NoFirstHopRoom = 5,
 }
 
 public sealed record AgreementRejection(AgreementId Agreement, AgreementRejectReason Reason) : ControlMessage

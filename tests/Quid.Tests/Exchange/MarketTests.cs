@@ -321,7 +321,7 @@ public sealed class MarketTests : IDisposable
 
         // Its first private agreement always fits; a second needs public grants to go on over.
         Assert.IsType<AgreementAcceptance>(Answer(isPrivate: true));
-        Assert.Equal(AgreementRejectReason.NoCapacity, Assert.IsType<AgreementRejection>(Answer(isPrivate: true)).Reason);
+        Assert.Equal(AgreementRejectReason.NoFirstHopRoom, Assert.IsType<AgreementRejection>(Answer(isPrivate: true)).Reason);
         // Public agreements are taken all the same; once what they grant us covers two private
         // grants, there is room for a second.
         Assert.IsType<AgreementAcceptance>(Answer(isPrivate: false));
@@ -329,6 +329,20 @@ public sealed class MarketTests : IDisposable
         Assert.IsType<AgreementAcceptance>(Answer(isPrivate: false));
         Assert.IsType<AgreementAcceptance>(Answer(isPrivate: true));
         Assert.IsType<AgreementRejection>(Answer(isPrivate: true));
+    }
+
+    [Fact]
+    public void ANodeThatWillNotBeOurFirstHopIsProposedAPublicAgreementAtOnce()
+    {
+        var a = NewNode(1024, 256);
+        var b = NewNode(4096, 256);
+        var first = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        Assert.True(first.Terms.Private);
+
+        Deliver(b, a, new AgreementRejection(first.Terms.Id, AgreementRejectReason.NoFirstHopRoom));
+        // No cooldown: the next search asks again, for a public agreement, and looks elsewhere for its first hop.
+        var again = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        Assert.False(again.Terms.Private);
     }
 
     [Fact]

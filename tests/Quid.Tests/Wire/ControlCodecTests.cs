@@ -185,7 +185,7 @@ public sealed class ControlCodecTests : IDisposable
 
     [Theory]
     [InlineData(18, 0)]
-    [InlineData(18, 5)]
+    [InlineData(18, 6)]
     [InlineData(18, 255)]
     [InlineData(19, 0)]
     [InlineData(19, 5)]
