@@ -416,9 +416,9 @@ public sealed class Market
     /// private agreement. Its circuits go on from us over what our public partners grant us, so
     /// what we grant privately, this one included, stays within what they signed to grant us;
     /// our first private agreement always fits. Otherwise the nodes everyone meets first (the
-    /// bootstrap nodes) become the first hop of most of the network: on the testbed one on an
-    /// 8.8 Mbit/s link was that of 13 of 27 clients, whose circuits went on over the three public
-    /// grants it had, and five clients got 0.6 of their grant.
+    /// bootstrap nodes) take the first hops of most of the network: on the testbed one on an
+    /// 8.8 Mbit/s link was that of 13 of 27 clients, 16 agreements in all, and five of those
+    /// clients got 0.6 of their grant. A proposer refused for this asks for a public agreement.
     /// </summary>
     private bool HasFirstHopRoom(Block asked)
     {
