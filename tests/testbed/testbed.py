@@ -603,8 +603,8 @@ class Testbed:
             time.sleep(0.5)
         pending = [n for n in survivors if n.name not in recovery]
         slowest = max(recovery.values()) if recovery else float('nan')
-        # The known gap is a page that waits behind its node's own downloads; a survivor that
-        # never recovers, or takes more than twice the 10 s, is a failure.
+        # The known gap is a page that waits behind a full link on its way; a survivor that never
+        # recovers, or takes more than twice the 10 s, is a failure.
         self.results.check('churn', 'after %d SIGKILLs mid-transfer' % len(victims) + ', every survivor\'s new request succeeds within 10 s',
                            not pending and slowest <= 10,
                            '%d/%d recovered, median %.1f s, slowest %.1f s%s; never: %s' % (
