@@ -23,8 +23,8 @@ public sealed record PathWalk<TNode>(
 /// grants the client, since the client's traffic is carried on that grant; a public partner
 /// only when no walk from a private one reaches an exit. Each next hop is drawn from the nodes
 /// that grant the hop before in public agreements (its traffic onward is carried on their
-/// grants), never the client, never a node twice, in proportion to what it offers (see
-/// <see cref="NextWeights"/>); the last must exit. A walk that runs into a
+/// grants), never the client, never a node twice, in proportion to what it offers up to the
+/// median offer among them (see <see cref="NextWeights"/>); the last must exit. A walk that runs into a
 /// dead end starts over, up to <see cref="Attempts"/> times. <see cref="DrawTo"/> walks the same
 /// way to a last hop the caller names (a rendezvous point). The node draws with
 /// <see cref="Crypto.SecureRandom"/>, so nobody can foretell its paths; the simulator with a
@@ -276,17 +276,15 @@ public static class PathRule
         return next;
     }
 
-    /// <summary>The most a next hop counts in the draw, as a multiple of the median offer among the choices.</summary>
-    public const int MaxOfMedianOffer = 4;
-
     /// <summary>
-    /// What each of <paramref name="choices"/> counts in the draw of a next hop: its offer, as what
-    /// a hop lends a circuit beyond the grant that carries it grows with what the hop has (drawn
-    /// uniformly, three circuits of one first hop met on a 3 Mbit/s middle about a third of the
-    /// time on the testbed, and their clients got less than their grants: docs/TESTBED.md). But at
-    /// most <see cref="MaxOfMedianOffer"/> times the median offer among the choices: the offer is
-    /// the node's own word (probes check what it delivers, not its descriptor), so one that claims
-    /// a huge offer draws at most a few times its share of circuits.
+    /// What each of <paramref name="choices"/> counts in the draw of a next hop: its offer, but no
+    /// more than the lower median offer among the choices. What a hop lends a circuit beyond the
+    /// grant that carries it grows with what the hop has: drawn uniformly, three circuits of one
+    /// first hop met on a 3 Mbit/s middle about a third of the time on the testbed, and their
+    /// clients got less than their grants (docs/TESTBED.md). So a node that offers less than most
+    /// is drawn less. But the offer is the node's own word (probes check what it delivers, not its
+    /// descriptor): one that claims more than most counts as the median, so a lie draws no more
+    /// circuits than an honest median node, and of two choices a claim cannot raise the median.
     /// </summary>
     private static long[] NextWeights<TNode>(PathWalk<TNode> walk, List<TNode> choices) where TNode : notnull
     {
@@ -295,9 +293,8 @@ public static class PathRule
         for (int i = 0; i < weights.Length; i++) weights[i] = Math.Max(1, walk.Offer(choices[i]));
         var sorted = weights.ToArray();
         Array.Sort(sorted);
-        // The lower median: of two choices, a liar's claim cannot set it.
-        long cap = sorted[(sorted.Length - 1) / 2] * MaxOfMedianOffer;
-        for (int i = 0; i < weights.Length; i++) weights[i] = Math.Min(weights[i], cap);
+        long median = sorted[(sorted.Length - 1) / 2];
+        for (int i = 0; i < weights.Length; i++) weights[i] = Math.Min(weights[i], median);
         return weights;
     }
 
