@@ -148,7 +148,9 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
         Cell.WriteHeader(reply, id, CellCommand.Created);
         new CreatedBody(created).Write(Cell.Body(reply));
         link.TrySend(reply);
-        logger.LogDebug("Circuit {Id:x8} from {Peer}", id, link.PeerId.Brief);
+        // How far behind the link back is: what the Created waits for, to trace slow builds.
+        if (logger.IsEnabled(LogLevel.Debug))
+            logger.LogDebug("Circuit {Id:x8} from {Peer}; the link back is {Backlog} ms behind", id, link.PeerId.Brief, (int)link.Backlog.TotalMilliseconds);
     }
 
     /// <summary>
