@@ -70,27 +70,39 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// Opens a stream to <paramref name="target"/> on a circuit for <paramref name="isolation"/>.
-    /// A circuit that fails under it is replaced and the stream tried once more on a new one; one
-    /// with all the streams it may have, or whose exit has no room for more of its streams, goes to
-    /// another circuit of the isolation, built if need be; an answer from the destination (refused,
-    /// unknown name, policy) is final.
+    /// A circuit that fails under it is replaced and the stream tried once more on a new one, and
+    /// so is one whose exit has not connected it within <see cref="CircuitOptions.FirstStreamTimeout"/>
+    /// (the new one goes around every hop of the slow one but the first, and waits the whole
+    /// <see cref="CircuitOptions.StreamTimeout"/>); one with all the streams it may have, or whose
+    /// exit has no room for more of its streams, goes to another circuit of the isolation, built if
+    /// need be; an answer from the destination (refused, unknown name, policy) is final.
     /// </summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
     {
         RefuseSessionAddress(target.Host);
         StreamException? last = null;
         HashSet<Circuit>? full = null;
+        bool timedOut = false;
         for (int attempt = 0; attempt < 3; attempt++)
         {
             var circuit = await GetCircuitAsync(isolation, target.Port, full, cancellationToken).ConfigureAwait(false);
+            var timeout = timedOut ? builder.Options.StreamTimeout : builder.Options.FirstStreamTimeout;
             try
             {
-                return await circuit.OpenStreamAsync(target, builder.Options.StreamTimeout, cancellationToken).ConfigureAwait(false);
+                return await circuit.OpenStreamAsync(target, timeout, cancellationToken).ConfigureAwait(false);
             }
             catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
             {
                 last = e;
                 Retire(circuit);
+                if (e.Reason is EndReason.Timeout)
+                {
+                    // Which hop held it up is not known: as after a build that failed with no hop to
+                    // blame, every one after the first (our own partner) is avoided for a while.
+                    timedOut = true;
+                    Avoid(circuit.Hops.Skip(1).Select(h => h.Id));
+                    logger.LogDebug("No answer from the exit of {Circuit} within {Seconds} s: trying another circuit", circuit, timeout.TotalSeconds);
+                }
             }
             catch (StreamException e) when (e.Reason is EndReason.ResourceLimit)
             {
@@ -237,11 +249,18 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 // The hop to blame, or, when none is named, every hop after the first (which is our
                 // own partner: if it is gone, its link is too, and it is no longer a first hop).
                 var avoid = e.FailedHop is { } failed ? path.Hops.Skip(1).Where(h => h.Id == failed) : path.Hops.Skip(1);
-                lock (_lock)
-                    foreach (var hop in avoid) _avoid[hop.Id] = time.GetUtcNow() + options.AvoidFailedHopFor;
+                Avoid(avoid.Select(h => h.Id));
             }
         }
         throw last!;
+    }
+
+    /// <summary>Keeps <paramref name="hops"/> out of new paths for <see cref="PathOptions.AvoidFailedHopFor"/>.</summary>
+    private void Avoid(IEnumerable<NodeId> hops)
+    {
+        var until = time.GetUtcNow() + options.AvoidFailedHopFor;
+        lock (_lock)
+            foreach (var hop in hops) _avoid[hop] = until;
     }
 
     /// <summary>

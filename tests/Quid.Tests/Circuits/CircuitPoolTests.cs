@@ -130,6 +130,42 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_stream_whose_exit_does_not_answer_within_the_first_timeout_moves_to_a_circuit_around_it()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, slow, quick) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, slow);
+        net.Partners(first, quick);
+        PathGraph Through(params CircuitNode[] exits) => new(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, exits), 1024)],
+            exits.ToDictionary(e => e.Id, e => Describe(net, e)));
+        var graph = Through(slow);
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
+        pool.Maintain();
+        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead through the slow exit");
+
+        // The slow exit connects, but its answers never come back; both exits are listed from now on.
+        graph = Through(slow, quick);
+        slow.PortTo(first).Stall();
+        var opening = pool.OpenStreamAsync(net.Destination.Target, "default", default);
+        await Eventually.WaitUntilAsync(() => slow.PortTo(first).Held > 0, Deadline, "the slow exit's Connected, held");
+        Assert.False(opening.IsCompleted);
+        net.Time.Advance(TimeSpan.FromSeconds(5));
+
+        await using var stream = await opening.WaitAsync(Deadline);
+        Assert.Equal([first.Id, quick.Id], Assert.Single(pool.Circuits).Hops.Select(h => h.Id));
+        // For a while every new path goes around the slow exit (drawn evenly, ten would all miss it
+        // once in a thousand runs).
+        for (int i = 0; i < 10; i++)
+        {
+            await using var other = await pool.OpenStreamAsync(net.Destination.Target, $"isolation {i}", default).WaitAsync(Deadline);
+            using var accepted = await net.Destination.AcceptAsync();
+        }
+        Assert.All(pool.Circuits, c => Assert.Equal(quick.Id, c.Hops[^1].Id));
+    }
+
+    [Fact]
     public async Task A_dedicated_circuit_may_end_where_nothing_exits_and_is_not_the_pools()
     {
         using var net = new CircuitHarness();
