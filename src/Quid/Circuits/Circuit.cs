@@ -155,30 +155,13 @@ public sealed partial class Circuit
 
     internal void Violation(string reason) => _owner.Violation(this, reason);
 
-    /// <summary>
-    /// Waits until <paramref name="share"/> lets <paramref name="bytes"/> through (at once when
-    /// unshaped) and, when they go out on <paramref name="link"/>, until it is no more than
-    /// <see cref="MaxLinkBacklog"/> behind.
-    /// </summary>
-    internal ValueTask ShapeAsync(Shaper.Share? share, int bytes, CancellationToken cancellationToken, ICellPort? link = null)
+    /// <summary>Waits until <paramref name="share"/> lets <paramref name="bytes"/> through; at once when unshaped.</summary>
+    internal ValueTask ShapeAsync(Shaper.Share? share, int bytes, CancellationToken cancellationToken)
     {
-        var delay = Later(share?.Reserve(bytes) ?? TimeSpan.Zero, Behind(link));
+        if (share is null) return ValueTask.CompletedTask;
+        var delay = share.Reserve(bytes);
         return delay <= TimeSpan.Zero ? ValueTask.CompletedTask : new ValueTask(Task.Delay(delay, Time, cancellationToken));
     }
-
-    /// <summary>
-    /// How far behind a link may be before the cells that can wait for it (relayed, and an exit's
-    /// own) wait in their circuits rather than in its queue. The link's queue is first in, first
-    /// out, below the circuits' turns: on the testbed a node whose partners lent it their idle
-    /// capacity had seconds of its downloads queued on the link from each, and a new circuit's
-    /// handshake and page waited behind them. Held in the circuits, they go out in turn.
-    /// </summary>
-    internal static readonly TimeSpan MaxLinkBacklog = TimeSpan.FromMilliseconds(100);
-
-    /// <summary>How long a cell should wait for <paramref name="link"/> to be within <see cref="MaxLinkBacklog"/>.</summary>
-    internal static TimeSpan Behind(ICellPort? link) => link is null ? TimeSpan.Zero : link.Backlog - MaxLinkBacklog;
-
-    internal static TimeSpan Later(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     // ---- Sending relay messages from an end ----
 
@@ -685,7 +668,7 @@ public sealed partial class Circuit
         {
             await foreach (var payload in echoes.ReadAllAsync().ConfigureAwait(false))
             {
-                await ShapeAsync(InwardAccount?.Down, Cell.Size, CancellationToken.None, Inward).ConfigureAwait(false);
+                await ShapeAsync(InwardAccount?.Down, Cell.Size, CancellationToken.None).ConfigureAwait(false);
                 if (!SendRelay(RelayCommand.EchoReply, 0, payload)) return;
             }
         }
@@ -736,11 +719,10 @@ public sealed partial class Circuit
 
 /// <summary>
 /// Passes a relay circuit's cells to the next link in one direction, shaped to the share of the
-/// neighbour the circuit is billed to, and held back while the link is more than
-/// <see cref="Circuit.MaxLinkBacklog"/> behind. Cells go straight through while both allow; once
-/// one must wait, it and every later cell queue, in order, and a pump sends them as both allow.
-/// The queue can never outgrow a circuit window, since the ends respect it; if it does, an end
-/// is cheating and the circuit is destroyed.
+/// neighbour the circuit is billed to. Cells go straight through while the share allows; once
+/// one must wait, it and every later cell queue, in order, and a pump sends them as the share
+/// allows. The queue can never outgrow a circuit window, since the ends respect it; if it does,
+/// an end is cheating and the circuit is destroyed.
 /// </summary>
 internal sealed class RelayForwarder(Circuit circuit, ICellPort link, Shaper.Share? share)
 {
@@ -757,7 +739,7 @@ internal sealed class RelayForwarder(Circuit circuit, ICellPort link, Shaper.Sha
             if (_closed) return;
             if (!_pumping)
             {
-                var delay = Circuit.Later(share?.Reserve(Cell.Size) ?? TimeSpan.Zero, Circuit.Behind(link));
+                var delay = share?.Reserve(Cell.Size) ?? TimeSpan.Zero;
                 if (delay <= TimeSpan.Zero)
                 {
                     link.TrySendBatched(cell);
@@ -793,7 +775,7 @@ internal sealed class RelayForwarder(Circuit circuit, ICellPort link, Shaper.Sha
                     _pumping = false;
                     return;
                 }
-                delay = Circuit.Later(share?.Reserve(Cell.Size) ?? TimeSpan.Zero, Circuit.Behind(link));
+                delay = share?.Reserve(Cell.Size) ?? TimeSpan.Zero;
             }
         }
     }

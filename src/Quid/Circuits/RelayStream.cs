@@ -267,13 +267,12 @@ public sealed class RelayStream : Stream
 
     /// <summary>
     /// Cuts data into DATA cells, waiting for the window; false when the stream is gone. At an
-    /// exit, the cells wait for the partner's share first, and for the link to the partner to
-    /// catch up: that is what shapes its downloads.
+    /// exit, the cells wait for the partner's share first: that is what shapes its downloads.
     /// </summary>
     private async ValueTask<bool> SendDataAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (_circuit.Role == CircuitRole.Exit && !data.IsEmpty)
-            await _circuit.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), cancellationToken, _circuit.Inward).ConfigureAwait(false);
+            await _circuit.ShapeAsync(_circuit.InwardAccount?.Down, CellBytes(data.Length), cancellationToken).ConfigureAwait(false);
         while (!data.IsEmpty)
         {
             Task? wait = null;

@@ -21,11 +21,7 @@ public interface ICellPort
     /// <summary>Whether we dialed it: the ends of a link pick circuit ids from different halves by this.</summary>
     bool Outbound { get; }
     bool IsOpen { get; }
-    /// <summary>
-    /// How long what is queued on the port would take to go out: senders that can wait (relays,
-    /// exits) hold their cells back while it is long, so that a new circuit's cells do not queue
-    /// behind seconds of others' (<see cref="Link.Backlog"/>).
-    /// </summary>
+    /// <summary>How long what is queued on the port would take to go out (<see cref="Link.Backlog"/>).</summary>
     TimeSpan Backlog { get; }
     /// <summary>Queues one cell; false once the port is closing.</summary>
     bool TrySend(ReadOnlySpan<byte> cell);

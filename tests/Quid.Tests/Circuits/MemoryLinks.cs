@@ -93,8 +93,8 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
     public NodeId PeerId => peerId;
     public bool Outbound => outbound;
     public bool IsOpen => !_closed;
-    /// <summary>What the port says is queued, in time: a test sets it to play a link that is behind.</summary>
-    public TimeSpan Backlog { get; set; }
+    /// <summary>Cells are delivered as sent: nothing waits to go out.</summary>
+    public TimeSpan Backlog => TimeSpan.Zero;
     public Exception? CloseReason { get; private set; }
 
     /// <summary>The port at the other end of the link.</summary>
