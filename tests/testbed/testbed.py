@@ -98,15 +98,14 @@ KNOWN_GAPS = {
                      'its place for minutes: they stay unmet meanwhile (2 of 10 in 2 runs of 10)',
     'rate-at-least-grant': 'a relay\'s grant from its next hop carries every circuit it extends there, its own and its '
                            'partners\' alike, so a client whose circuit crosses a busy relay can get less than its grant '
-                           'when no idle capacity is left to lend (the least-served client got 0.81 to 1.87 of its grant over five runs; '
-                           'since circuits start on a private partner, 0.00 in two runs of seven: a 2.3 Mbit/s node whose private '
-                           'partner is one of the largest, busy with many clients\' first hops; some zeros were first downloads '
-                           'that outlasted the load window, which the testbed then counted as nothing: about 140 kbps in fact)',
+                           'when no idle capacity is left to lend; uniform draws put three circuits of one first hop on a small '
+                           'middle about a third of the time. Since next hops are drawn by offer up to the median (stop 34) the '
+                           'least-served client got 0.82 to 1.73 of its grant, below it in 2 runs of 5, behind small exits (traced in TESTBED.md)',
     'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
                           'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
-                          'partners\' idle capacity and a probe\'s echoes, or its private first hop\'s, when that is the '
-                          'over-claimer (in 5 of the 57 runs kept since 2026-12-04 the last survivor had its page 12 to 17 s '
-                          'after the first; traced in TESTBED.md)',
+                          'partners\' idle capacity and a probe\'s echoes, or the over-claimer\'s, when its circuit crosses it '
+                          '(in 5 of the 57 runs kept since 2026-12-04 the last survivor had its page 12 to 17 s after the first; '
+                          'since stop 34 a stream whose exit has not answered in 5 s moves to another circuit; traced in TESTBED.md)',
 }
 
 
