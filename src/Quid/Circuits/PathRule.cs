@@ -24,8 +24,8 @@ public sealed record PathWalk<TNode>(
 /// only when no walk from a private one reaches an exit. Each next hop is drawn from the nodes
 /// that grant the hop before in public agreements (its traffic onward is carried on their
 /// grants), never the client, never a node twice, in proportion to what it offers up to the
-/// median offer among them (see <see cref="NextWeights"/>); the last must exit. A walk that runs into a
-/// dead end starts over, up to <see cref="Attempts"/> times. <see cref="DrawTo"/> walks the same
+/// median offer among them (<see cref="NextWeights"/>); the last must exit. A walk that runs
+/// into a dead end starts over, up to <see cref="Attempts"/> times. <see cref="DrawTo"/> walks the same
 /// way to a last hop the caller names (a rendezvous point). The node draws with
 /// <see cref="Crypto.SecureRandom"/>, so nobody can foretell its paths; the simulator with a
 /// seeded source, so that a run can be repeated.

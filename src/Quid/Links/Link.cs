@@ -473,8 +473,9 @@ public sealed class Link : ICellPort, IAsyncDisposable
 
     /// <summary>
     /// What one write takes from the queue: what the link drains in <see cref="WriteBatchTime"/>,
-    /// at most the buffer, and at least one chunk (the writer takes one before it compares). A cell queued behind a write waits for all of it, and on a 2.6 Mbit/s
-    /// link a whole buffer is 0.8 s; on a fast one the batch is the whole buffer, as before.
+    /// at most the buffer, and at least one chunk (the writer takes one before it compares). A
+    /// cell queued behind a write waits for all of it, and on a 2.6 Mbit/s link a whole buffer is
+    /// 0.8 s; on a fast one the batch is the whole buffer, as before.
     /// </summary>
     private int BatchBytes()
     {
