@@ -39,10 +39,9 @@ public sealed class Anonymity
 
     /// <summary>
     /// <paramref name="grantors"/>[x]: the nodes that grant x, with what each grants it and whether
-    /// their agreement is private; <paramref name="offers"/>[x]: what x offers (kbps);
-    /// <paramref name="colluder"/>[x]: whether x shares what it sees.
+    /// their agreement is private; <paramref name="colluder"/>[x]: whether x shares what it sees.
     /// </summary>
-    public Anonymity(IReadOnlyList<IReadOnlyList<(int Node, double Kbps, bool Private)>> grantors, IReadOnlyList<long> offers, IReadOnlyList<bool> colluder)
+    public Anonymity(IReadOnlyList<IReadOnlyList<(int Node, double Kbps, bool Private)>> grantors, IReadOnlyList<bool> colluder)
     {
         int n = grantors.Count;
         _public = new int[n][];
@@ -65,8 +64,8 @@ public sealed class Anonymity
         for (int x = 0; x < n; x++)
         {
             var hops = grantors[x].Select(g => (g.Node, (long)Math.Round(g.Kbps), g.Private)).ToList();
-            _walks[x] = new PathWalk<int>(x, hops, h => _public[h], h => offers[h], _ => true, _ => true);
-            _publicWalks[x] = new PathWalk<int>(x, [.. hops.Where(h => !h.Private)], h => _public[h], h => offers[h], _ => true, _ => true);
+            _walks[x] = new PathWalk<int>(x, hops, h => _public[h], _ => true, _ => true);
+            _publicWalks[x] = new PathWalk<int>(x, [.. hops.Where(h => !h.Private)], h => _public[h], _ => true, _ => true);
         }
         _colluder = [.. colluder];
         _clients = [.. Enumerable.Range(0, n).Where(x => grantors[x].Count > 0)];
@@ -83,7 +82,7 @@ public sealed class Anonymity
             .Where(a => a.TheyGrant is not null && index.ContainsKey(a.Partner))
             .Select(a => a.Partner).Distinct()
             .Select(p => (index[p], (double)n.Market.GrantedBy(p), n.Market.IsPrivatePartner(p)))]).ToList();
-        return new Anonymity(grantors, [.. nodes.Select(n => n.Market.Offer.Kbps)], [.. nodes.Select(n => n.Agent.Class == AgentClass.Colluder)]);
+        return new Anonymity(grantors, [.. nodes.Select(n => n.Agent.Class == AgentClass.Colluder)]);
     }
 
     /// <summary>

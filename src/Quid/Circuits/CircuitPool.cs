@@ -283,7 +283,6 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             source.Self,
             [.. graph.FirstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
-            id => known.TryGetValue(id, out var d) ? d.Offer.Kbps : 0,
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
             id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)));
         var path = target is { } to

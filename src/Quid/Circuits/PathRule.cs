@@ -4,16 +4,14 @@ namespace Quid.Circuits;
 /// What the path rule walks over, as one client sees it. <paramref name="FirstHops"/>: the
 /// partners that grant the client, with what each grants (kbps) and whether the agreement is
 /// private; <paramref name="Partners"/>: the nodes that grant a hop in public agreements, as its
-/// signed descriptor lists them (empty when it is unknown); <paramref name="Offer"/>: what a node
-/// offers (kbps), as its descriptor says; <paramref name="MayRelay"/>: whether a node may be a hop
-/// after the first (its descriptor is known and current, it has not just failed);
-/// <paramref name="Exits"/>: whether it may be the last.
+/// signed descriptor lists them (empty when it is unknown); <paramref name="MayRelay"/>: whether a
+/// node may be a hop after the first (its descriptor is known and current, it has not just
+/// failed); <paramref name="Exits"/>: whether it may be the last.
 /// </summary>
 public sealed record PathWalk<TNode>(
     TNode Client,
     IReadOnlyList<(TNode Node, long Kbps, bool Private)> FirstHops,
     Func<TNode, IReadOnlyList<TNode>> Partners,
-    Func<TNode, long> Offer,
     Func<TNode, bool> MayRelay,
     Func<TNode, bool> Exits) where TNode : notnull;
 
@@ -21,11 +19,10 @@ public sealed record PathWalk<TNode>(
 /// The path rule, one copy for the node's circuits and the simulator's anonymity measure. The
 /// first hop is a private partner (one that no descriptor names), drawn in proportion to what it
 /// grants the client, since the client's traffic is carried on that grant; a public partner
-/// only when no walk from a private one reaches an exit. Each next hop is drawn from the nodes
+/// only when no walk from a private one reaches an exit. Each next hop is drawn uniformly from the nodes
 /// that grant the hop before in public agreements (its traffic onward is carried on their
-/// grants), never the client, never a node twice, in proportion to what it offers up to the
-/// median offer among them (<see cref="NextWeights"/>); the last must exit. A walk that runs
-/// into a dead end starts over, up to <see cref="Attempts"/> times. <see cref="DrawTo"/> walks the same
+/// grants), never the client, never a node twice; the last must exit. A walk that runs into a
+/// dead end starts over, up to <see cref="Attempts"/> times. <see cref="DrawTo"/> walks the same
 /// way to a last hop the caller names (a rendezvous point). The node draws with
 /// <see cref="Crypto.SecureRandom"/>, so nobody can foretell its paths; the simulator with a
 /// seeded source, so that a run can be repeated.
@@ -56,7 +53,7 @@ public static class PathRule
             {
                 var next = NextChoices(walk, path, hops);
                 if (next.Count == 0) break;
-                path.Add(next[Pick(NextWeights(walk, next), random)]);
+                path.Add(next[random.Next(next.Count)]);
             }
             if (path.Count == hops) return [.. path];
         }
@@ -181,9 +178,9 @@ public static class PathRule
 
     /// <summary>
     /// Goes on from <paramref name="path"/> to a path of <paramref name="hops"/> nodes that ends at
-    /// the target (the only node with a walk of length 0), each next hop drawn as
-    /// <see cref="Draw"/> draws it from those that may still reach it in the steps left, backing up
-    /// from dead ends; false when none is found within the budget.
+    /// the target (the only node with a walk of length 0), each next hop drawn uniformly from those
+    /// that may still reach it in the steps left, backing up from dead ends; false when none is
+    /// found within the budget.
     /// </summary>
     private static bool WalkTo<TNode>(PathWalk<TNode> walk, Dictionary<TNode, int> lengths, List<TNode> path, int hops, Random random, ref int budget) where TNode : notnull
     {
@@ -195,15 +192,15 @@ public static class PathRule
         foreach (var node in walk.Partners(path[^1]))
             if (HasWalk(lengths, node, left) && !comparer.Equals(node, walk.Client) && !path.Contains(node) && walk.MayRelay(node) && !next.Contains(node))
                 next.Add(node);
-        var weights = NextWeights(walk, next);
-        for (int count = next.Count; count > 0; count--)
+        while (next.Count > 0)
         {
-            int i = Pick(weights.AsSpan(0, count), random);
+            int i = random.Next(next.Count);
             path.Add(next[i]);
             if (WalkTo(walk, lengths, path, hops, random, ref budget)) return true;
             path.RemoveAt(path.Count - 1);
             if (budget < 0) return false;
-            (next[i], weights[i]) = (next[count - 1], weights[count - 1]);
+            next[i] = next[^1];
+            next.RemoveAt(next.Count - 1);
         }
         return false;
     }
@@ -224,10 +221,8 @@ public static class PathRule
         for (int i = 1; i < path.Count; i++)
         {
             var next = NextChoices(walk, walked, path.Count);
-            int chosen = next.IndexOf(path[i]);
-            if (chosen < 0) return 0;
-            var weights = NextWeights(walk, next);
-            chance *= (double)weights[chosen] / weights.Sum();
+            if (!next.Contains(path[i])) return 0;
+            chance /= next.Count;
             walked.Add(path[i]);
         }
         return chance;
@@ -274,39 +269,6 @@ public static class PathRule
             next.Add(node);
         }
         return next;
-    }
-
-    /// <summary>
-    /// What each of <paramref name="choices"/> counts in the draw of a next hop: its offer, but no
-    /// more than the lower median offer among the choices. What a hop lends a circuit beyond the
-    /// grant that carries it grows with what the hop has: drawn uniformly, three circuits of one
-    /// first hop met on a 3 Mbit/s middle about a third of the time on the testbed, and their
-    /// clients got less than their grants (docs/TESTBED.md). So a node that offers less than most
-    /// is drawn less. But the offer is the node's own word (probes check what it delivers, not its
-    /// descriptor): one that claims more than most counts as the median, so a lie draws no more
-    /// circuits than an honest median node, and of two choices a claim cannot raise the median.
-    /// </summary>
-    private static long[] NextWeights<TNode>(PathWalk<TNode> walk, List<TNode> choices) where TNode : notnull
-    {
-        var weights = new long[choices.Count];
-        if (weights.Length == 0) return weights;
-        for (int i = 0; i < weights.Length; i++) weights[i] = Math.Max(1, walk.Offer(choices[i]));
-        var sorted = weights.ToArray();
-        Array.Sort(sorted);
-        long median = sorted[(sorted.Length - 1) / 2];
-        for (int i = 0; i < weights.Length; i++) weights[i] = Math.Min(weights[i], median);
-        return weights;
-    }
-
-    /// <summary>An index drawn in proportion to <paramref name="weights"/>, which are positive.</summary>
-    private static int Pick(ReadOnlySpan<long> weights, Random random)
-    {
-        long total = 0;
-        foreach (long weight in weights) total += weight;
-        long pick = random.NextInt64(total);
-        int i = 0;
-        while ((pick -= weights[i]) >= 0) i++;
-        return i;
     }
 
     /// <summary>A partner that grants nothing yet still counts a little, as the walk has nowhere else to start.</summary>

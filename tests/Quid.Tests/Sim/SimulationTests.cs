@@ -64,7 +64,7 @@ public sealed class SimulationTests : IDisposable
         // 0 and 1 are clients of 2; 2 and 3 are granted by 4; 4 is granted by 5 (the exit).
         // A path 0 → 2 → 4 → 5 seen from the exit (it knows 4): first hops granted by 4 are 2 and 3;
         // clients granted by 2 are 0 and 1, and 3 grants nobody, so the suspects are 0 and 1.
-        var anonymity = new Anonymity(Grantors(zeroIsPrivate: false), Offers, [false, false, false, false, false, true]);
+        var anonymity = new Anonymity(Grantors(zeroIsPrivate: false), [false, false, false, false, false, true]);
         var suspects = anonymity.Suspects([2, 4, 5], known: 1, links: false);
         Assert.Equal([0, 1], suspects.Keys.Order());
         Assert.Equal(1.0, Anonymity.Entropy(suspects), 6);
@@ -74,12 +74,10 @@ public sealed class SimulationTests : IDisposable
     public void APrivateAgreementIsInNoDescriptorSoOnlyWhoSeesLinksSuspectsItsClient()
     {
         // The same graph, with 0's agreement with 2 private: the descriptors show 2 granting 1 only.
-        var anonymity = new Anonymity(Grantors(zeroIsPrivate: true), Offers, [false, false, false, false, false, true]);
+        var anonymity = new Anonymity(Grantors(zeroIsPrivate: true), [false, false, false, false, false, true]);
         Assert.Equal([1], anonymity.Suspects([2, 4, 5], known: 1, links: false).Keys);
         Assert.Equal([0, 1], anonymity.Suspects([2, 4, 5], known: 1, links: true).Keys.Order());
     }
-
-    private static readonly long[] Offers = [256, 256, 256, 256, 256, 256];
 
     private static List<IReadOnlyList<(int, double, bool)>> Grantors(bool zeroIsPrivate) =>
     [
