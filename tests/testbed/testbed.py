@@ -99,8 +99,8 @@ KNOWN_GAPS = {
     'rate-at-least-grant': 'a relay\'s grant from its next hop carries every circuit it extends there, its own and its '
                            'partners\' alike, so a client whose circuit crosses a busy relay can get less than its grant '
                            'when no idle capacity is left to lend; uniform draws put three circuits of one first hop on a small '
-                           'middle about a third of the time. Since next hops are drawn by offer up to the median (stop 34) the '
-                           'least-served client got 0.44 to 1.73 of its grant, below it in 3 runs of 7 (traced in TESTBED.md)',
+                           'middle about a third of the time (drawing next hops by offer was tried in stop 34 and withdrawn; '
+                           'traced in TESTBED.md)',
     'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
                           'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
                           'partners\' idle capacity and a probe\'s echoes, or the over-claimer\'s, when its circuit crosses it '
