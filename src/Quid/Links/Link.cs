@@ -95,8 +95,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
 {
     private const int ReceiveBufferSize = 256 * 1024;
     private const int SendBufferSize = 256 * 1024;
-    /// <summary>What one write to the socket should take at the measured drain rate (<see cref="BatchBytes"/>).</summary>
-    private static readonly TimeSpan WriteBatchTime = TimeSpan.FromMilliseconds(50);
     /// <summary>The drain rate is measured over at least this much time spent writing to the socket.</summary>
     private static readonly TimeSpan DrainSample = TimeSpan.FromMilliseconds(500);
 
@@ -439,9 +437,9 @@ public sealed class Link : ICellPort, IAsyncDisposable
                 }
                 await _queue.WaitAsync().ConfigureAwait(false);
                 if (_queue.IsClosed) return;
-                int length = 0, batch = BatchBytes();
-                // Gather frames until the batch is full or the queue empty: one syscall for many cells.
-                while (length < batch && _queue.TryDequeue() is { } chunk)
+                int length = 0;
+                // Gather frames until the buffer is full or the queue empty: one syscall for many cells.
+                while (length < SendBufferSize && _queue.TryDequeue() is { } chunk)
                 {
                     length += LinkFraming.Encode(_send, chunk.Data, output.AsSpan(length));
                     CellQueue.Return(chunk);
@@ -469,18 +467,6 @@ public sealed class Link : ICellPort, IAsyncDisposable
         {
             ArrayPool<byte>.Shared.Return(output);
         }
-    }
-
-    /// <summary>
-    /// What one write takes from the queue: what the link drains in <see cref="WriteBatchTime"/>,
-    /// at most the buffer, and at least one chunk (the writer takes one before it compares). A
-    /// cell queued behind a write waits for all of it, and on a 2.6 Mbit/s link a whole buffer is
-    /// 0.8 s; on a fast one the batch is the whole buffer, as before.
-    /// </summary>
-    private int BatchBytes()
-    {
-        long rate = DrainBytesPerSecond;
-        return rate == 0 ? SendBufferSize : (int)Math.Clamp(rate * WriteBatchTime.Ticks / TimeSpan.TicksPerSecond, 1, SendBufferSize);
     }
 
     /// <summary>Adds one write to the sample; a full sample is the drain rate from then on.</summary>
