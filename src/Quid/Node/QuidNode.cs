@@ -548,7 +548,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         double delivered;
         try
         {
-            delivered = await _prober.ProbeAsync(link, partner, _options.Market.ProbeDurationFor(promisedKbps), _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
+            delivered = await _prober.ProbeAsync(link, partner, promisedKbps, _options.Market.ProbeDurationFor(promisedKbps), _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
         }
         catch (StreamException e)
         {

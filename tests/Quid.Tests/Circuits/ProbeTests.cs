@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Quid.Circuits;
 using Quid.Tests.Integration;
 using Quid.Wire;
 
@@ -10,8 +11,10 @@ public sealed class ProbeTests
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan FirstEchoWithin = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
-    /// <summary>The echoes a probe keeps unanswered.</summary>
-    private const int Window = 64;
+    /// <summary>A promise whose probe keeps the most echoes unanswered.</summary>
+    private const long Promised = 1024;
+    /// <summary>The echoes a probe of <see cref="Promised"/> keeps unanswered.</summary>
+    private const int Window = Prober.MaxWindow;
 
     [Fact]
     public async Task An_honest_partner_is_measured_by_what_it_delivered_from_the_first_echo_to_the_end_on_the_clock()
@@ -28,7 +31,7 @@ public sealed class ProbeTests
             if (Cell.Command(cell) == CellCommand.Relay && ++replies == 4 * Window) back.Stall();
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered four windows of echoes");
         net.Time.Advance(Duration);
 
@@ -55,7 +58,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 3 / 4);
         hop.Port.Resume();
@@ -88,7 +91,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 2);
         Assert.False(probe.IsCompleted, "the probe gave up before its first echo could come");
@@ -114,11 +117,58 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the replies to be held");
         net.Time.Advance(FirstEchoWithin);
 
         Assert.Equal(0, await probe.WaitAsync(Deadline));
+    }
+
+    [Theory]
+    [InlineData(64, Prober.MinWindow)]
+    [InlineData(128, 32)]
+    [InlineData(16384, Prober.MaxWindow)]
+    public async Task A_probe_keeps_about_four_seconds_of_the_promise_unanswered(long promisedKbps, int window)
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        // A partner that holds every echo: what reaches it is the whole window.
+        hop.OnMessage = (self, command, _, _) => { };
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, promisedKbps, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => hop.Received.Count(m => m.Command == RelayCommand.Echo) >= window, Deadline, "the window to reach the partner");
+        net.Time.Advance(FirstEchoWithin);
+        Assert.Equal(0, await probe.WaitAsync(Deadline));
+        Assert.Equal(window, hop.Received.Count(m => m.Command == RelayCommand.Echo));
+    }
+
+    [Fact]
+    public async Task Probes_beyond_the_concurrent_limit_wait_for_a_turn_and_their_clock_starts_then()
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hops = Enumerable.Range(0, Prober.MaxConcurrentProbes + 1).Select(_ => net.AddFake(origin)).ToArray();
+        foreach (var hop in hops) hop.OnMessage = (self, command, _, _) => { };
+        static int Echoes(FakeHop hop) => hop.Received.Count(m => m.Command == RelayCommand.Echo);
+
+        var probes = new List<Task<double>>();
+        foreach (var hop in hops)
+        {
+            probes.Add(origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default));
+            if (probes.Count <= Prober.MaxConcurrentProbes)
+                await Eventually.WaitUntilAsync(() => Echoes(hop) == Window, Deadline, "a probe within the limit to send its window");
+        }
+        Assert.Equal(0, Echoes(hops[^1]));
+        Assert.False(probes[^1].IsCompleted);
+
+        // The first four end with no echo back; the fifth starts then, with a whole wait of its own.
+        net.Time.Advance(FirstEchoWithin);
+        foreach (var probe in probes.Take(Prober.MaxConcurrentProbes)) Assert.Equal(0, await probe.WaitAsync(Deadline));
+        await Eventually.WaitUntilAsync(() => Echoes(hops[^1]) == Window, Deadline, "the waiting probe to send its window");
+        Assert.False(probes[^1].IsCompleted);
+        net.Time.Advance(FirstEchoWithin);
+        Assert.Equal(0, await probes[^1].WaitAsync(Deadline));
     }
 
     [Fact]
@@ -138,7 +188,7 @@ public sealed class ProbeTests
             if (command == RelayCommand.Echo) self.Send(RelayCommand.EchoReply, 0, earlier);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => account.BytesDeliveredToUs >= Window * Cell.Size, Deadline, "a cell back for each echo");
         long sent = account.BytesDeliveredToUs;
         net.Time.Advance(FirstEchoWithin);
@@ -193,7 +243,7 @@ public sealed class ProbeTests
             }
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the probe's echoes to reach the partner");
         // Past the measure of one that answers, and past the wait for one that does not.
         net.Time.Advance(FirstEchoWithin);
