@@ -11,15 +11,14 @@ namespace Quid.Cli;
 /// <summary>
 /// <c>quid serve</c> and <c>quid share</c>: ask the running node to publish a local service, or
 /// files, under a session address (<c>&lt;56 characters&gt;.quid</c>), print the address and what
-/// its kind means, and exit. The node keeps publishing until <c>quid services remove NAME</c> or
-/// until it stops.
+/// its kind means, and exit. The node keeps publishing until <c>quid services remove NAME</c>, a
+/// stable or moving service across restarts too.
 /// </summary>
 internal static class ServeCommand
 {
     private const string Afterwards =
-        "The node publishes it until 'quid services remove NAME' or until the node stops. Stable and moving services are not yet published again " +
-        "by themselves when the node restarts: run the same command again, and they come back at the same address (their keys are in the data " +
-        "directory, under services/).";
+        "The node publishes it until 'quid services remove NAME'. A stable or moving service is published again, at the same address, each time " +
+        "the node starts (its key is in the data directory, under services/); an ephemeral one ends when the node stops.";
 
     public static Command Create()
     {
@@ -166,7 +165,7 @@ internal static class ServeCommand
         string how = receiving ? $"curl --socks5-hostname 127.0.0.1:1080 -T FILE {url}" : $"curl --socks5-hostname 127.0.0.1:1080 {url}";
         AnsiConsole.MarkupLine($"Reach it through a Quid node's proxy: [bold]{Markup.Escape(how)}[/]");
         AnsiConsole.MarkupLine($"[grey]Stop publishing: quid services remove {Markup.Escape(service.Name)}." +
-            (service.Kind == AddressKind.Ephemeral ? "" : " After the node restarts, run this command again: it is not yet published again by itself.") + "[/]");
+            (service.Kind == AddressKind.Ephemeral ? "" : " Until then the node publishes it again each time it starts.") + "[/]");
     }
 
     internal static string KindWord(AddressKind kind) => kind.ToString().ToLowerInvariant();

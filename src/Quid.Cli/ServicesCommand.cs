@@ -42,7 +42,7 @@ internal static class ServicesCommand
             });
 
         var name = new Argument<string>("NAME") { Description = "The service's name, as quid services lists it." };
-        var remove = ApiCommand.Create("services remove", "Stop publishing a service: its introduction points and clients' circuits close. A stable or moving service's key stays in the data directory.",
+        var remove = ApiCommand.Create("services remove", "Stop publishing a service, now and at later starts: its introduction points and clients' circuits close. A stable or moving service's key stays in the data directory.",
             async (client, json, parse, cancellationToken) =>
             {
                 string service = parse.GetValue(name)!;

@@ -3,6 +3,7 @@ using Microsoft.Data.Sqlite;
 using Quid.Crypto;
 using Quid.Exchange;
 using Quid.Overlay;
+using Quid.Services;
 using Quid.Wire;
 
 namespace Quid.Node;
@@ -35,7 +36,13 @@ public sealed class NodeDatabase : IDisposable
             "we_grant_kbps INTEGER NOT NULL", "they_grant_kbps INTEGER NOT NULL", "state TEXT NOT NULL", "started INTEGER NOT NULL", "ended INTEGER", "end_reason TEXT"]),
         ("accounts", ["partner BLOB PRIMARY KEY", "first_seen INTEGER NOT NULL", "bytes_given INTEGER NOT NULL", "bytes_received INTEGER NOT NULL",
             "verdict TEXT NOT NULL", "failures INTEGER NOT NULL", "shunned_until INTEGER", "delivered_kbps REAL", "last_probe INTEGER", "has_history INTEGER NOT NULL"]),
+        // Stable and moving services, published again at each start; a share has paths or a receive folder, a service a target.
+        ("services", ["name TEXT PRIMARY KEY", "kind TEXT NOT NULL", "private INTEGER NOT NULL", "target TEXT", "paths TEXT", "receive TEXT"]),
     ];
+    /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
+    private static readonly string[] AddedLater = ["node", "services"];
+    /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
+    private const char PathSeparator = '\0';
 
     private readonly SqliteConnection _connection;
     private readonly Lock _lock = new();
@@ -159,8 +166,8 @@ public sealed class NodeDatabase : IDisposable
                 using var reader = command.ExecuteReader();
                 while (reader.Read()) actual[reader.GetString(1)] = (reader.GetString(2), reader.GetBoolean(3));
             }
-            // A ledger from before ledgers named their node, read before a start has added the table.
-            if (actual.Count == 0 && table == "node") continue;
+            // A ledger from before the table, read before a start has added it.
+            if (actual.Count == 0 && AddedLater.Contains(table)) continue;
             if (actual.Count == 0) throw Damaged(_connection.DataSource, $"it has no table {table}");
             foreach (var column in columns)
             {
@@ -363,6 +370,66 @@ public sealed class NodeDatabase : IDisposable
                 insert.ExecuteNonQuery();
             }
             transaction.Commit();
+        }
+    }
+
+    /// <summary>Remembers a stable or moving service, to publish again at each start (replacing one of the same name).</summary>
+    public void SaveService(ServiceSpec spec) => SaveService(spec.Name, spec.Kind, spec.Private, spec.Target.ToString(), null, null);
+
+    /// <summary>Remembers a stable or moving share, to publish again at each start (replacing one of the same name).</summary>
+    public void SaveService(ShareSpec spec) =>
+        SaveService(spec.Name, spec.Kind, spec.Private, null, spec.ReceiveDirectory is null ? string.Join(PathSeparator, spec.Paths) : null, spec.ReceiveDirectory);
+
+    private void SaveService(string name, AddressKind kind, bool isPrivate, string? target, string? paths, string? receive)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "INSERT OR REPLACE INTO services (name, kind, private, target, paths, receive) VALUES ($name, $kind, $private, $target, $paths, $receive)";
+            command.Parameters.AddWithValue("$name", name);
+            command.Parameters.AddWithValue("$kind", kind.ToString());
+            command.Parameters.AddWithValue("$private", isPrivate);
+            command.Parameters.AddWithValue("$target", (object?)target ?? DBNull.Value);
+            command.Parameters.AddWithValue("$paths", (object?)paths ?? DBNull.Value);
+            command.Parameters.AddWithValue("$receive", (object?)receive ?? DBNull.Value);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>Forgets the service named <paramref name="name"/>: it is not published at the next start.</summary>
+    public void ForgetService(string name)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "DELETE FROM services WHERE name = $name";
+            command.Parameters.AddWithValue("$name", name);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>The services and shares to publish again, each a <see cref="ServiceSpec"/> or a <see cref="ShareSpec"/>; rows this version cannot read are skipped.</summary>
+    public IReadOnlyList<object> LoadServices()
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "SELECT name, kind, private, target, paths, receive FROM services ORDER BY name";
+            using var reader = command.ExecuteReader();
+            var specs = new List<object>();
+            while (reader.Read())
+            {
+                string name = reader.GetString(0);
+                if (!Enum.TryParse<AddressKind>(reader.GetString(1), out var kind) || kind == AddressKind.Ephemeral) continue;
+                bool isPrivate = reader.GetBoolean(2);
+                if (!reader.IsDBNull(3))
+                {
+                    if (IPEndPoint.TryParse(reader.GetString(3), out var target)) specs.Add(new ServiceSpec(name, target, kind, isPrivate));
+                }
+                else if (!reader.IsDBNull(5)) specs.Add(new ShareSpec(name, [], reader.GetString(5), kind, isPrivate));
+                else if (!reader.IsDBNull(4)) specs.Add(new ShareSpec(name, reader.GetString(4).Split(PathSeparator), null, kind, isPrivate));
+            }
+            return specs;
         }
     }
 

@@ -33,11 +33,15 @@ public sealed partial class QuidNode : IServiceDirectory
     private const int MaxIntroducing = 1024;
     /// <summary>The overlay keeps at most 64 lookups of its own and forgets the oldest beyond: we refuse rather than let one go unanswered.</summary>
     private const int MaxLookupsForCircuits = 64;
+    /// <summary>How long a service published again at start may take before the log says it has no introduction point yet.</summary>
+    private static readonly TimeSpan RepublishWait = TimeSpan.FromMinutes(2);
     /// <summary>An introduction point republishes for a circuit at most this often.</summary>
     private static readonly TimeSpan MinRepublishInterval = TimeSpan.FromSeconds(10);
 
     private ServiceClient _serviceClient = null!;
     private readonly Dictionary<string, HostedService> _services = [];
+    /// <summary>What each service was published with, by name (a <see cref="ServiceSpec"/> or a <see cref="ShareSpec"/>): the same request again gets the same service.</summary>
+    private readonly Dictionary<string, object> _asked = [];
     /// <summary>The file servers of shares, by service name: each listens on a loopback port that only the node connects to.</summary>
     private readonly Dictionary<string, LoopbackListener> _shares = [];
     /// <summary>
@@ -77,9 +81,19 @@ public sealed partial class QuidNode : IServiceDirectory
     /// trying). A stable or moving service keeps its key in the data directory under its name, so
     /// its address survives restarts; an ephemeral one gets a new address each time.
     /// </summary>
-    public async Task<HostedService> PublishAsync(ServiceSpec spec, TimeSpan publishedWithin, CancellationToken cancellationToken = default)
+    public Task<HostedService> PublishAsync(ServiceSpec spec, TimeSpan publishedWithin, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        return Published(spec) is { } service ? Task.FromResult(service) : PublishAsync(spec, spec, publishedWithin, cancellationToken);
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="spec"/>; <paramref name="asked"/> is what the user asked for (the
+    /// spec itself, or the share it serves), remembered under its name and, for a stable or moving
+    /// address, kept in the ledger to publish again at each start.
+    /// </summary>
+    private async Task<HostedService> PublishAsync(ServiceSpec spec, object asked, TimeSpan publishedWithin, CancellationToken cancellationToken)
+    {
         ServiceNames.Check(spec.Name);
         using var secret = spec.Kind == AddressKind.Moving ? new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)) : null;
         // A private service keeps its access key as long as its address: the two are what a client needs.
@@ -102,6 +116,13 @@ public sealed partial class QuidNode : IServiceDirectory
                 throw ServiceNames.Taken(spec.Name);
             }
             _services[spec.Name] = service;
+            _asked[spec.Name] = asked;
+        }
+        // Ephemeral addresses die with the node: the point of them is that a restart changes them.
+        switch (asked)
+        {
+            case ServiceSpec { Kind: not AddressKind.Ephemeral } kept: _database.SaveService(kept); break;
+            case ShareSpec { Kind: not AddressKind.Ephemeral } kept: _database.SaveService(kept); break;
         }
         service.Start();
         _logger.LogInformation("Publishing {Name} ({Kind}) at {Address}", spec.Name, spec.Kind.ToString().ToLowerInvariant(), service.Address);
@@ -125,6 +146,7 @@ public sealed partial class QuidNode : IServiceDirectory
     {
         ArgumentNullException.ThrowIfNull(spec);
         ServiceNames.Check(spec.Name);
+        if (Published(spec) is { } published) return published;
         ShareContent content;
         try
         {
@@ -151,7 +173,7 @@ public sealed partial class QuidNode : IServiceDirectory
         });
         try
         {
-            return await PublishAsync(new ServiceSpec(spec.Name, listener.LocalEndPoint, spec.Kind, spec.Private), publishedWithin, cancellationToken).ConfigureAwait(false);
+            return await PublishAsync(new ServiceSpec(spec.Name, listener.LocalEndPoint, spec.Kind, spec.Private), spec, publishedWithin, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -178,11 +200,62 @@ public sealed partial class QuidNode : IServiceDirectory
         {
             if (!_services.Remove(name, out service)) return false;
             _shares.Remove(name, out share);
+            _asked.Remove(name);
         }
+        _database.ForgetService(name);
         await service.DisposeAsync().ConfigureAwait(false);
         if (share is not null) await share.DisposeAsync().ConfigureAwait(false);
         _logger.LogInformation("Stopped publishing {Name}", name);
         return true;
+    }
+
+    /// <summary>
+    /// The service published under <paramref name="asked"/>'s name if it was published with the
+    /// very same request, so that asking again (a script run after a restart that had already
+    /// published it again) gets it rather than a refusal; null otherwise.
+    /// </summary>
+    private HostedService? Published(object asked)
+    {
+        string name = asked switch { ServiceSpec s => s.Name, ShareSpec s => s.Name, _ => throw new ArgumentException("Not a service.", nameof(asked)) };
+        lock (_services)
+        {
+            if (!_asked.TryGetValue(name, out var had) || !_services.TryGetValue(name, out var service)) return null;
+            bool same = (had, asked) switch
+            {
+                (ServiceSpec a, ServiceSpec b) => a == b,
+                (ShareSpec a, ShareSpec b) => a.Kind == b.Kind && a.Private == b.Private && a.ReceiveDirectory == b.ReceiveDirectory && a.Paths.SequenceEqual(b.Paths),
+                _ => false,
+            };
+            return same ? service : null;
+        }
+    }
+
+    /// <summary>
+    /// Publishes again, each in the background, the stable and moving services kept from earlier
+    /// runs: their addresses are what they were, with nothing for the user to do.
+    /// </summary>
+    private void RepublishServices()
+    {
+        foreach (var spec in _database.LoadServices()) _ = RepublishAsync(spec);
+    }
+
+    private async Task RepublishAsync(object spec)
+    {
+        string name = spec is ShareSpec share ? share.Name : ((ServiceSpec)spec).Name;
+        _logger.LogInformation("Publishing {Name} again, as before the restart", name);
+        try
+        {
+            if (spec is ShareSpec s) await PublishShareAsync(s, RepublishWait, _stopping.Token).ConfigureAwait(false);
+            else await PublishAsync((ServiceSpec)spec, RepublishWait, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ArgumentException or NodeStateException)
+        {
+            _logger.LogWarning("Cannot publish {Name} again: {Reason} Fix it and restart, or stop keeping it with: quid services remove {Name}", name, e.Message, name);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            // The node is stopping.
+        }
     }
 
     private static async Task<Socket?> ConnectToServiceAsync(IPEndPoint target, CancellationToken cancellationToken)
@@ -210,6 +283,7 @@ public sealed partial class QuidNode : IServiceDirectory
             shares = [.. _shares.Values];
             _services.Clear();
             _shares.Clear();
+            _asked.Clear();
         }
         foreach (var service in services) await service.DisposeAsync().ConfigureAwait(false);
         foreach (var share in shares) await share.DisposeAsync().ConfigureAwait(false);
@@ -288,12 +362,16 @@ public sealed partial class QuidNode : IServiceDirectory
     }
 }
 
+/// <summary>A service of that name is published already, with something other than what was asked.</summary>
+public sealed class ServiceNameTakenException(string message) : ArgumentException(message);
+
 /// <summary>Names of published services, and the secrets of the stable and moving ones in the data directory.</summary>
 internal static class ServiceNames
 {
     public const string Folder = "services";
 
-    public static ArgumentException Taken(string name) => new($"A service named '{name}' is published already; remove it first, or choose another name.");
+    public static ServiceNameTakenException Taken(string name) =>
+        new($"A service named '{name}' is published already, differently: remove it first (quid services remove {name}), or choose another name.");
 
     public static void Check(string name)
     {

@@ -243,6 +243,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         Post(new OnLoop(() => Execute(_core.Start())));
         _ticker = Task.Run(TickerAsync);
         StartPortMapping();
+        RepublishServices();
     }
 
     /// <summary>How far behind our link to a neighbour is, for the overlay's flow control; asked on the loop.</summary>

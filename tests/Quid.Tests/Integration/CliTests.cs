@@ -148,7 +148,7 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("▄▄▄▄▄", text, StringComparison.Ordinal); // the QR code's finder patterns, in half blocks
         Assert.Contains($"http://{shareAddress}/", text, StringComparison.Ordinal);
         Assert.Contains("files.stable.key", text, StringComparison.Ordinal);
-        Assert.Contains("run this command again", text, StringComparison.Ordinal);
+        Assert.Contains("publishes it again each time it starts", text, StringComparison.Ordinal);
 
         (code, text) = await QuidProcess.RunAsync("serve", "127.0.0.1:9", "--kind", "moving", "--name", "follow-me", "--data-dir", dataDir);
         Assert.True(code == 0, text);
@@ -160,7 +160,11 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         (code, text) = await QuidProcess.RunAsync("serve", "nonsense", "--data-dir", dataDir);
         Assert.Equal(1, code);
         Assert.StartsWith("quid serve: 'nonsense' is not host:port", text, StringComparison.Ordinal);
+        // The same service asked for again is the one there; the same name asked for another is refused.
         (code, text) = await QuidProcess.RunAsync("serve", $"127.0.0.1:{port}", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        Assert.Contains(address, text, StringComparison.Ordinal);
+        (code, text) = await QuidProcess.RunAsync("serve", $"127.0.0.1:{port}", "--kind", "stable", "--data-dir", dataDir);
         Assert.Equal(1, code);
         Assert.Contains($"quid services remove serve-{port}", text, StringComparison.Ordinal);
         (code, text) = await QuidProcess.RunAsync("share", Path.Combine(folder, "nothing-here"), "--data-dir", dataDir);

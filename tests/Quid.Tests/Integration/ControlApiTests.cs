@@ -133,6 +133,9 @@ public sealed class ControlApiTests
         Assert.Contains("checksum", await PostAsync(control, "/api/access", 400, JsonSerializer.Serialize(new { address = hiddenAddress, key = access[..20] + (access[20] == 'a' ? 'b' : 'a') + access[21..] }), error: true), StringComparison.OrdinalIgnoreCase);
 
         Assert.Contains("quid services remove web", await PostAsync(control, "/api/services", 409, """{"name": "web", "target": "127.0.0.1:9090"}""", error: true));
+        // The very same request again is no conflict: it gets the service that is there.
+        Assert.Equal(web.GetProperty("address").GetString(),
+            (await PostAsync(control, "/api/services", 201, """{"name": "web", "target": "127.0.0.1:8080", "kind": "stable"}""")).GetProperty("address").GetString());
         Assert.Contains("letters, digits and dashes", await PostAsync(control, "/api/services", 400, """{"name": "my web", "target": "127.0.0.1:8080"}""", error: true));
         Assert.Contains("such as 127.0.0.1:8080", await PostAsync(control, "/api/services", 400, """{"name": "x", "target": "8080"}""", error: true));
         Assert.Contains("give 127.0.0.1:80", await PostAsync(control, "/api/services", 400, """{"name": "x", "target": "0.0.0.0:80"}""", error: true));

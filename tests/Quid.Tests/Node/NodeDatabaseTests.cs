@@ -1,6 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Quid.Crypto;
 using Quid.Node;
+using Quid.Services;
 
 namespace Quid.Tests.Node;
 
@@ -43,6 +44,35 @@ public sealed class NodeDatabaseTests : IDisposable
         var error = Assert.Throws<NodeStateException>(() => NodeDatabase.Open(_directory, _other));
         Assert.Contains($"holds the ledger of node {_owner}", error.Message, StringComparison.Ordinal);
         Assert.Contains($"is node {_other}", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Stable_and_moving_services_and_shares_are_kept_until_forgotten_and_ephemeral_ones_never_come_back()
+    {
+        var web = new ServiceSpec("web", System.Net.IPEndPoint.Parse("127.0.0.1:8080"), AddressKind.Stable);
+        var files = new ShareSpec("files", ["/srv/a b.txt", "/srv/folder"], Kind: AddressKind.Moving, Private: true);
+        var inbox = new ShareSpec("inbox", [], "/srv/inbox", AddressKind.Stable);
+        using (var database = NodeDatabase.Open(_directory, _owner))
+        {
+            database.SaveService(web);
+            database.SaveService(files);
+            database.SaveService(inbox);
+            database.SaveService(new ServiceSpec("gone", System.Net.IPEndPoint.Parse("127.0.0.1:1"), AddressKind.Stable));
+            database.ForgetService("gone");
+            // Saved again under its name, a service replaces what was kept.
+            database.SaveService(web with { Private = true });
+        }
+        using (var reopened = NodeDatabase.Open(_directory, _owner))
+        {
+            var kept = reopened.LoadServices();
+            Assert.Equal(3, kept.Count);
+            Assert.Equal(web with { Private = true }, Assert.IsType<ServiceSpec>(kept.Single(s => s is ServiceSpec)));
+            var shares = kept.OfType<ShareSpec>().ToDictionary(s => s.Name);
+            Assert.Equal(files.Paths, shares["files"].Paths);
+            Assert.Equal((AddressKind.Moving, true, (string?)null), (shares["files"].Kind, shares["files"].Private, shares["files"].ReceiveDirectory));
+            Assert.Equal("/srv/inbox", shares["inbox"].ReceiveDirectory);
+            Assert.Empty(shares["inbox"].Paths);
+        }
     }
 
     [Fact]

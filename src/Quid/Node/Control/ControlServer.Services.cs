@@ -68,9 +68,14 @@ public sealed partial class ControlServer
         {
             service = await publish().ConfigureAwait(false);
         }
+        catch (ServiceNameTakenException e)
+        {
+            await ErrorAsync(response, StatusCodes.Status409Conflict, e.Message).ConfigureAwait(false);
+            return;
+        }
         catch (ArgumentException e)
         {
-            // Another request took the name since it was checked, or the share's content was refused.
+            // The share's content was refused.
             await ErrorAsync(response, StatusCodes.Status400BadRequest, e.Message).ConfigureAwait(false);
             return;
         }
@@ -101,7 +106,7 @@ public sealed partial class ControlServer
         string? kindProblem = CheckKind(request.Kind, out var kind);
         string? problem = CheckName(request.Name) ?? kindProblem;
         var target = problem is null ? ParseTarget(request.Target, out problem) : null;
-        if (await RefusedAsync(context.Response, request.Name, problem).ConfigureAwait(false)) return null;
+        if (await RefusedAsync(context.Response, problem).ConfigureAwait(false)) return null;
         var spec = new ServiceSpec(request.Name!, target!, kind, request.Private);
         return () => _node.PublishAsync(spec, _options.PublishWait, context.RequestAborted);
     }
@@ -129,7 +134,7 @@ public sealed partial class ControlServer
             else if (request.Receive is not null && File.Exists(path))
                 problem = $"{path} is a file: the receive folder must be a folder (it is made if missing).";
         }
-        if (await RefusedAsync(context.Response, request.Name, problem).ConfigureAwait(false)) return null;
+        if (await RefusedAsync(context.Response, problem).ConfigureAwait(false)) return null;
         var spec = new ShareSpec(request.Name!, paths, request.Receive, kind, request.Private);
         return () => _node.PublishShareAsync(spec, _options.PublishWait, context.RequestAborted);
     }
@@ -201,15 +206,15 @@ public sealed partial class ControlServer
         return $"'{text}' is not a kind of address: use stable (one address for good), ephemeral (a new one each time) or moving (a new one each day, followed with a secret).";
     }
 
-    /// <summary>Refuses the request with <paramref name="problem"/> (400), or with 409 if the name is taken; false if neither.</summary>
-    private async Task<bool> RefusedAsync(HttpResponse response, string? name, string? problem)
+    /// <summary>
+    /// Refuses the request with <paramref name="problem"/> (400); false if there is none. A name
+    /// taken by another service is the node's to refuse (409): asking again for the same service
+    /// gets it.
+    /// </summary>
+    private static async Task<bool> RefusedAsync(HttpResponse response, string? problem)
     {
-        if (problem is not null)
-            await ErrorAsync(response, StatusCodes.Status400BadRequest, problem).ConfigureAwait(false);
-        else if (_node.Services.Any(s => s.Name == name))
-            await ErrorAsync(response, StatusCodes.Status409Conflict,
-                $"A service named '{name}' is published already: remove it first (quid services remove {name}), or choose another name.").ConfigureAwait(false);
-        else return false;
+        if (problem is null) return false;
+        await ErrorAsync(response, StatusCodes.Status400BadRequest, problem).ConfigureAwait(false);
         return true;
     }
 
