@@ -203,7 +203,8 @@ public sealed partial class QuidNode : IServiceDirectory
             _asked.Remove(name);
         }
         _database.ForgetService(name);
-        await service.DisposeAsync().ConfigureAwait(false);
+        // Removed for good: lookups of its address fail at once from now on.
+        await service.StopAsync(withdraw: true).ConfigureAwait(false);
         if (share is not null) await share.DisposeAsync().ConfigureAwait(false);
         _logger.LogInformation("Stopped publishing {Name}", name);
         return true;
@@ -285,7 +286,8 @@ public sealed partial class QuidNode : IServiceDirectory
             _shares.Clear();
             _asked.Clear();
         }
-        foreach (var service in services) await service.DisposeAsync().ConfigureAwait(false);
+        // An ephemeral address dies with the node, so it is withdrawn; the others come back at the next start.
+        await Task.WhenAll(services.Select(s => s.StopAsync(withdraw: s.Kind == AddressKind.Ephemeral).AsTask())).ConfigureAwait(false);
         foreach (var share in shares) await share.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -300,8 +302,11 @@ public sealed partial class QuidNode : IServiceDirectory
             return;
         }
         ForgetClosedCircuits();
-        if ((_lastPublish.TryGetValue(circuit, out var last) && now - last < MinRepublishInterval)
-            || (!_lastPublish.ContainsKey(circuit) && _lastPublish.Count >= MaxIntroducing))
+        // A service's withdrawal, as it stops, is taken at once, but once per circuit: it may
+        // follow a republication by less than the interval.
+        bool withdrawing = record.IsWithdrawal && circuit.IntroducedRecord is { IsWithdrawal: false };
+        if (!withdrawing && ((_lastPublish.TryGetValue(circuit, out var last) && now - last < MinRepublishInterval)
+            || (!_lastPublish.ContainsKey(circuit) && _lastPublish.Count >= MaxIntroducing)))
         {
             circuit.AnswerIntroduction(IntroductionStatus.Refused);
             return;

@@ -109,7 +109,7 @@ public sealed partial class Overlay
         {
             lookup.Answered = true;
             actions.Add(new ServiceRecordFound(id, stored.Record));
-            Introduce(stored, id, introduction, actions);
+            if (!stored.Record.IsWithdrawal) Introduce(stored, id, introduction, actions);
             return (id, actions);
         }
         StepLookup(lookup, now, actions);
@@ -193,7 +193,7 @@ public sealed partial class Overlay
         }
     }
 
-    /// <summary>Keeps a record with a way back to its introduction point; the newest revision of a record wins, every introduction point adds a route.</summary>
+    /// <summary>Keeps a record with a way back to its introduction point; the newest revision of a record wins (a withdrawal too), every introduction point adds a route.</summary>
     private void Store(ServiceRecord record, QueryId publish, NodeId via, DateTimeOffset now)
     {
         var key = LookupKey.Of(record.LookupId);
@@ -203,7 +203,7 @@ public sealed partial class Overlay
             stored = new StoredRecord(key, record);
             _records[key] = stored;
         }
-        else if (record.Published > stored.Record.Published)
+        else if (record.Replaces(stored.Record))
         {
             stored.Record = record;
         }
@@ -234,10 +234,11 @@ public sealed partial class Overlay
         {
             // A wider copy of a lookup we answered: it stopped here the first time.
             if (seen == QuerySeen.Deeper) return;
-            // Held: answer and introduce; the lookup goes no further from here.
+            // Held: answer and introduce (a withdrawn service has nobody to introduce to); the
+            // lookup goes no further from here.
             if (Behind(from.Id)) HitsDropped++;
             else actions.Add(new SendOverlayMessage(from.Id, new LookupHitMessage(lookup.Id, stored.Record)));
-            Introduce(stored, lookup.Id, lookup.Introduction, actions);
+            if (!stored.Record.IsWithdrawal) Introduce(stored, lookup.Id, lookup.Introduction, actions);
             return;
         }
         if ((Role != OverlayRole.Ultrapeer && !CarriesUp(from)) || FriendsOnly || lookup.Ttl <= 1) return;

@@ -28,6 +28,8 @@ public sealed class HostedService : IAsyncDisposable
     private static readonly TimeSpan[] RepublishAfter = [TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(200)];
     private static readonly TimeSpan RecordLifetime = TimeSpan.FromHours(1);
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
+    /// <summary>How long a stop waits for the introduction points to take its withdrawal: a stop must not hang on a silent one.</summary>
+    private static readonly TimeSpan WithdrawTimeout = TimeSpan.FromSeconds(3);
     private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan RetryUnreachableAfter = TimeSpan.FromSeconds(2);
     /// <summary>How often the service looks after its introduction points.</summary>
@@ -62,6 +64,9 @@ public sealed class HostedService : IAsyncDisposable
     // Its own isolation: no stream of the pool ever rides a circuit of ours.
     private readonly object _isolation = new();
     private Task _running = Task.CompletedTask;
+    /// <summary>The periods of the record our introduction points last took, to withdraw; null before any did.</summary>
+    private (ulong Period, ulong Blinding)? _publishedPeriods;
+    private int _stopped;
     private long _introduced;
     private long _met;
     private long _dropped;
@@ -150,6 +155,7 @@ public sealed class HostedService : IAsyncDisposable
                     foreach (var point in Points()) await EstablishAsync(point, record, stopping).ConfigureAwait(false);
                 }
                 await AddPointsAsync(record, stopping).ConfigureAwait(false);
+                if (Points().Count > 0) lock (_lock) _publishedPeriods = recordPeriods;
                 await Task.Delay(UpkeepInterval, _time, stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
@@ -384,13 +390,44 @@ public sealed class HostedService : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops publishing and meeting: the introduction points' and clients' circuits close.</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>Sends the withdrawal of the periods last published through every introduction point still up, and waits a little for each to take it.</summary>
+    private async Task WithdrawAsync()
     {
-        if (_stopping.IsCancellationRequested) return;
+        (ulong Period, ulong Blinding)? periods;
+        lock (_lock) periods = _publishedPeriods;
+        if (periods is not { } published) return;
+        var withdrawal = _keys.Withdrawal(published.Period, _time.GetUtcNow(), RecordLifetime, published.Blinding);
+        await Task.WhenAll(Points().Where(p => p.State == CircuitState.Open).Select(async point =>
+        {
+            try
+            {
+                var status = await point.EstablishIntroductionAsync(withdrawal, OnIntroduction, WithdrawTimeout, CancellationToken.None).ConfigureAwait(false);
+                _logger.LogDebug("Introduction point {Point} answered {Service}'s withdrawal: {Status}", point.Hops[^1].Id.Brief, Name, status);
+            }
+            catch (StreamException e)
+            {
+                _logger.LogDebug("Introduction point {Point} did not take {Service}'s withdrawal: {Reason}", point.Hops[^1].Id.Brief, Name, e.Message);
+            }
+        })).ConfigureAwait(false);
+    }
+
+    /// <summary>Stops publishing and meeting: the introduction points' and clients' circuits close. A later start publishes the address again.</summary>
+    public ValueTask DisposeAsync() => StopAsync(withdraw: false);
+
+    /// <summary>
+    /// Stops publishing and meeting; with <paramref name="withdraw"/>, first has the introduction
+    /// points publish a withdrawal (PROTOCOL §9.9), which replaces the record at the storers it
+    /// reaches, so that a lookup of the address fails at once instead of after every meeting a
+    /// client would try. For a service that is gone for good: removed, or ephemeral and its node
+    /// stopping. A stable service whose node merely restarts is not withdrawn: it comes back.
+    /// </summary>
+    public async ValueTask StopAsync(bool withdraw)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
         _introductions.Writer.TryComplete();
         await _running.ConfigureAwait(false);
+        if (withdraw) await WithdrawAsync().ConfigureAwait(false);
         List<Circuit> circuits;
         lock (_lock) circuits = [.. _points, .. _meetings];
         foreach (var circuit in circuits) circuit.Destroy(DestroyReason.Finished);

@@ -185,7 +185,8 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             var introduction = Introduction.Seal(blinded, new Introduction(point, cookie, clientKey));
             var record = await circuit.LookupAsync(lookupId, introduction, LookupTimeout, CancellationToken.None).ConfigureAwait(false)
                 ?? throw new StreamException(EndReason.ResolveFailed, $"{address} was not found: no service publishes it now (or it is private and this is not its key).");
-            var descriptor = Open(record, address, periods, period, lookupId, access);
+            var descriptor = Open(record, address, periods, period, lookupId, access)
+                ?? throw new StreamException(EndReason.ResolveFailed, $"{address} has stopped: its publisher withdrew it (at {record.Published:yyyy-MM-dd HH:mm:ss} UTC).");
             handshake = ServiceHandshake.Start(descriptor.HandshakeKey, ephemeral);
             await circuit.MeetServiceAsync(handshake, MeetTimeout, CancellationToken.None).ConfigureAwait(false);
         }
@@ -200,13 +201,14 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     /// <summary>
     /// The record R passed us, checked as a storer checks it, and for the very lookup id we asked:
     /// R could hand us a record of its own making, sealed for the address (which it may know),
-    /// but not signed under the service's blinded key.
+    /// but not signed under the service's blinded key. Null for the service's withdrawal.
     /// </summary>
-    private ServiceDescriptor Open(ServiceRecord record, SessionAddress address, ServicePeriod periods, ulong period, byte[] lookupId, ServiceSecret? access)
+    private ServiceDescriptor? Open(ServiceRecord record, SessionAddress address, ServicePeriod periods, ulong period, byte[] lookupId, ServiceSecret? access)
     {
         if (!record.LookupId.SequenceEqual(lookupId) || record.Period != period
             || record.Verify(time.GetUtcNow(), TimeSpan.FromMinutes(5)) is not null)
             throw new StreamException(EndReason.Protocol, $"The rendezvous node answered the lookup of {address.Brief} with a record that is not the service's.");
+        if (record.IsWithdrawal) return null;
         try
         {
             return ServiceDescriptor.Open(record, address, periods, access);

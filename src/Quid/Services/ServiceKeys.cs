@@ -147,6 +147,18 @@ public sealed class ServiceKeys : IDisposable
     }
 
     /// <summary>
+    /// A withdrawal of the service's records of <paramref name="period"/> (PROTOCOL §9.9): a record
+    /// with no body, signed as they are, which replaces them at the storers it reaches so that
+    /// lookups of the address fail at once.
+    /// </summary>
+    public ServiceRecord Withdrawal(ulong period, DateTimeOffset published, TimeSpan lifetime, ulong? blindingPeriod = null)
+    {
+        ulong blinding = blindingPeriod ?? period;
+        using var keys = Blind(period, blinding);
+        return ServiceRecord.Create(keys, blinding, Periods.LengthMinutes, published, published + lifetime, []);
+    }
+
+    /// <summary>
     /// The X25519 key the service answers its clients' handshakes with in <paramref name="period"/>
     /// (PROTOCOL §9.11): HKDF-SHA256 of its seed (for a moving service, the period's seed), info
     /// "quid service handshake key" | INT_8(period). Derived, not random, so that every record of

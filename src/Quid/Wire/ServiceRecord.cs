@@ -51,6 +51,21 @@ public sealed class ServiceRecord
     public bool IsExpired(DateTimeOffset now) => now >= Expires;
 
     /// <summary>
+    /// A record with no body withdraws the service's records of its lookup id (PROTOCOL §9.9): the
+    /// service is gone, and a lookup that finds it fails at once. It needs the same signature as a
+    /// record, so only the service can withdraw itself.
+    /// </summary>
+    public bool IsWithdrawal => _bodyLength == 0;
+
+    /// <summary>
+    /// Whether this record takes the place of <paramref name="stored"/> of the same lookup id: the
+    /// newer does, and a withdrawal of the same second too, as a service that stops just after a
+    /// republication would otherwise not be withdrawn (times are whole seconds).
+    /// </summary>
+    public bool Replaces(ServiceRecord stored) =>
+        Published > stored.Published || (IsWithdrawal && !stored.IsWithdrawal && Published == stored.Published);
+
+    /// <summary>
     /// The lookup id a service's record is filed under for a period:
     /// SHA3-256("quid lookup id" | blinded public key | INT_8(period) | INT_8(length in minutes)).
     /// </summary>

@@ -223,7 +223,7 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_stable_service_is_published_again_at_its_address_when_its_node_restarts_and_an_ephemeral_one_is_not()
+    public async Task A_stable_service_is_published_again_at_its_address_when_its_node_restarts_and_an_ephemeral_one_is_withdrawn()
     {
         await using var web = new MarkerServer();
         var logs = new LogCapture(Microsoft.Extensions.Logging.LogLevel.Debug);
@@ -257,8 +257,18 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         Assert.Contains(web.Marker, response);
         (exit, _, errors) = await FetchAsync(network, ephemeralAgain.Address.ToString());
         Assert.True(exit == 0, errors + Explained(logs));
-        // The old ephemeral address leads nowhere: its key died with the node.
+        // The old ephemeral address leads nowhere: its key died with the node, which withdrew it
+        // as it stopped, so the lookup fails at once rather than after three meetings that never come.
         Assert.NotEqual(0, (await FetchAsync(network, ephemeralAddress)).Exit);
+        Assert.Contains(logs.Lines, l => l.Text.Contains($"{ephemeralAddress} has stopped", StringComparison.Ordinal));
+
+        // Removed, the stable service is withdrawn too, and is not published at the next start.
+        Assert.True(await restarted.UnpublishAsync("web"));
+        Assert.NotEqual(0, (await FetchAsync(network, stableAddress)).Exit);
+        Assert.Contains(logs.Lines, l => l.Text.Contains($"{stableAddress} has stopped", StringComparison.Ordinal));
+        await network.StopAsync(last);
+        var again = await network.RestartAsync(last, options);
+        Assert.Empty(again.Services);
     }
 
     [Fact]

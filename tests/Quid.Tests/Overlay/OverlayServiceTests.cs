@@ -74,12 +74,12 @@ public sealed class OverlayServiceTests : IDisposable
         public T[] Of<T>(NodeId at) => [.. Events[at].OfType<T>()];
     }
 
-    private ServiceRecord Record(DateTimeOffset? published = null, byte[]? seed = null)
+    private ServiceRecord Record(DateTimeOffset? published = null, byte[]? seed = null, bool withdrawal = false)
     {
         var keys = KeyBlinding.KeyPair.FromSeed(seed ?? RandomNumberGenerator.GetBytes(32), 20_000, 1440);
         _keys.Add(keys);
         var at = published ?? _h.Now;
-        return ServiceRecord.Create(keys, 20_000, 1440, at, at + TimeSpan.FromHours(1), "the encrypted descriptor"u8);
+        return ServiceRecord.Create(keys, 20_000, 1440, at, at + TimeSpan.FromHours(1), withdrawal ? [] : "the encrypted descriptor"u8);
     }
 
     /// <summary>Ultrapeers U0 … U<paramref name="count"/>−1 in a line, the introduction point a leaf on U0.</summary>
@@ -146,6 +146,34 @@ public sealed class OverlayServiceTests : IDisposable
         Assert.Equal(introduction, arrived.Introduction);
         // Lookup: client→U3, U3→U2, U3→U4; hit U2→U3→client; introduction U2→U1→U0→introducer.
         Assert.Empty(net.Of<ServiceLookupFailed>(client.Identity.Id));
+    }
+
+    [Fact]
+    public void A_withdrawal_replaces_the_record_where_it_reaches_and_a_lookup_then_finds_it_and_introduces_nobody()
+    {
+        var (net, line, introducer) = Line(6);
+        byte[] seed = RandomNumberGenerator.GetBytes(32);
+        var record = Record(seed: seed);
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        // In the same second as the record: times are whole seconds, and the withdrawal still wins.
+        var withdrawal = Record(record.Published, seed, withdrawal: true);
+        Assert.True(withdrawal.IsWithdrawal && withdrawal.Replaces(record));
+        Assert.False(record.Replaces(withdrawal));
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(withdrawal).Actions);
+        // A copy of the record that comes late takes nothing back.
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        var client = Leaf(net, line[2]);
+
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [1, 2, 3]);
+        net.Run(client.Identity.Id, actions);
+
+        var found = Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id));
+        Assert.Equal(lookup, found.Lookup);
+        Assert.Equal(withdrawal.Encoded, found.Record.Encoded);
+        Assert.Empty(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        // The service comes back later: its new record replaces the withdrawal.
+        _h.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(Record(_h.Now, seed).Replaces(withdrawal));
     }
 
     [Fact]
