@@ -18,6 +18,8 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     ServeCommand.CreateShare(),
     ServicesCommand.Create(),
     ServicesCommand.CreateAccess(),
+    FollowCommand.Create(),
+    FollowCommand.CreateList(),
     DashboardCommand.Create(),
     ConfigCommand.Create(),
     DemoCommand.Create(),

@@ -42,6 +42,9 @@ internal static class Render
 
     public static string Since(DateTimeOffset time) => Age(DateTimeOffset.UtcNow - time);
 
+    /// <summary>A moment as "yyyy-MM-dd HH:mm UTC", as the commands that name one print it.</summary>
+    public static string Utc(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture) + " UTC";
+
     public static string Brief(string id) => id.Length > 8 ? id[..8] : id;
 
     public static void Json<T>(T value, JsonTypeInfo<T> type) => Console.WriteLine(JsonSerializer.Serialize(value, type));
@@ -65,4 +68,7 @@ internal static class Render
 [JsonSerializable(typeof(IReadOnlyList<ServiceReport>))]
 [JsonSerializable(typeof(ServiceReport))]
 [JsonSerializable(typeof(ServiceRemoved))]
+[JsonSerializable(typeof(FollowReport))]
+[JsonSerializable(typeof(IReadOnlyList<FollowReport>))]
+[JsonSerializable(typeof(FollowRemoved))]
 internal sealed partial class CliJson : JsonSerializerContext;

@@ -38,9 +38,11 @@ public sealed class NodeDatabase : IDisposable
             "verdict TEXT NOT NULL", "failures INTEGER NOT NULL", "shunned_until INTEGER", "delivered_kbps REAL", "last_probe INTEGER", "has_history INTEGER NOT NULL"]),
         // Stable and moving services, published again at each start; a share has paths or a receive folder, a service a target.
         ("services", ["name TEXT PRIMARY KEY", "kind TEXT NOT NULL", "private INTEGER NOT NULL", "target TEXT", "paths TEXT", "receive TEXT"]),
+        // Moving services followed, by the name the proxies reach them by: the secret, and the access key of a private one, as text.
+        ("follows", ["name TEXT PRIMARY KEY", "secret TEXT NOT NULL", "access TEXT"]),
     ];
     /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
-    private static readonly string[] AddedLater = ["node", "services"];
+    private static readonly string[] AddedLater = ["node", "services", "follows"];
     /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
     private const char PathSeparator = '\0';
 
@@ -430,6 +432,45 @@ public sealed class NodeDatabase : IDisposable
                 else if (!reader.IsDBNull(4)) specs.Add(new ShareSpec(name, reader.GetString(4).Split(PathSeparator), null, kind, isPrivate));
             }
             return specs;
+        }
+    }
+
+    /// <summary>Remembers a moving service followed under <paramref name="name"/>, to follow again at each start.</summary>
+    public void SaveFollow(string name, string secret, string? access)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "INSERT OR REPLACE INTO follows (name, secret, access) VALUES ($name, $secret, $access)";
+            command.Parameters.AddWithValue("$name", name);
+            command.Parameters.AddWithValue("$secret", secret);
+            command.Parameters.AddWithValue("$access", (object?)access ?? DBNull.Value);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    public void ForgetFollow(string name)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "DELETE FROM follows WHERE name = $name";
+            command.Parameters.AddWithValue("$name", name);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>The moving services followed: name, secret and access key, as saved.</summary>
+    public IReadOnlyList<(string Name, string Secret, string? Access)> LoadFollows()
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "SELECT name, secret, access FROM follows ORDER BY name";
+            using var reader = command.ExecuteReader();
+            var follows = new List<(string, string, string?)>();
+            while (reader.Read()) follows.Add((reader.GetString(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
+            return follows;
         }
     }
 

@@ -191,6 +191,30 @@ public sealed partial class QuidNode : IServiceDirectory
     public void AddAccess(string address, string accessKey) =>
         _serviceClient.AddAccess(SessionAddress.Parse(address), ServiceSecret.Parse(accessKey));
 
+    /// <summary>
+    /// Follows the moving service whose secret (<c>quid-secret-…</c>) is <paramref name="secret"/>
+    /// under <paramref name="name"/>: this node's proxies then reach it as <c>NAME.quid</c> at
+    /// whatever its address is, from period to period, with <paramref name="accessKey"/> if it is
+    /// private. Kept in the ledger and followed again at each start. A bad name is an
+    /// <see cref="ArgumentException"/>, bad text a <see cref="FormatException"/>. Returns the address now.
+    /// </summary>
+    public SessionAddress Follow(string name, string secret, string? accessKey)
+    {
+        FollowName.Check(name);
+        SessionAddress address;
+        using (var parsed = ServiceSecret.Parse(secret))
+            address = _serviceClient.Follow(name, parsed, accessKey is null ? null : ServiceSecret.Parse(accessKey));
+        _database.SaveFollow(name.ToLowerInvariant(), secret, accessKey);
+        return address;
+    }
+
+    /// <summary>Stops following <paramref name="name"/>, now and at later starts; false if it was not followed.</summary>
+    public bool Unfollow(string name)
+    {
+        _database.ForgetFollow(name.ToLowerInvariant());
+        return _serviceClient.Unfollow(name);
+    }
+
     /// <summary>Stops publishing the service named <paramref name="name"/> (and its file server, for a share); false if there is none.</summary>
     public async Task<bool> UnpublishAsync(string name)
     {
@@ -233,11 +257,23 @@ public sealed partial class QuidNode : IServiceDirectory
 
     /// <summary>
     /// Publishes again, each in the background, the stable and moving services kept from earlier
-    /// runs: their addresses are what they were, with nothing for the user to do.
+    /// runs: their addresses are what they were, with nothing for the user to do. Follows the
+    /// moving services followed before, too.
     /// </summary>
     private void RepublishServices()
     {
         foreach (var spec in _database.LoadServices()) _ = RepublishAsync(spec);
+        foreach (var (name, secret, access) in _database.LoadFollows())
+        {
+            try
+            {
+                Follow(name, secret, access);
+            }
+            catch (Exception e) when (e is ArgumentException or FormatException)
+            {
+                _logger.LogWarning("Cannot follow {Name} again: {Reason} Follow it anew with: quid follow {Name} SECRET", name, e.Message, name);
+            }
+        }
     }
 
     private async Task RepublishAsync(object spec)

@@ -35,6 +35,56 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     private readonly Dictionary<(string Address, object Isolation), Task<Circuit>> _meetings = [];
     /// <summary>Access keys of private services we were given, by address.</summary>
     private readonly Dictionary<string, ServiceSecret> _access = [];
+    /// <summary>
+    /// Moving services we follow, by the name this node's proxies reach them by (<c>NAME.quid</c>,
+    /// lower case): each period's address, and the access key of a private one, follow from the keys.
+    /// </summary>
+    private readonly Dictionary<string, ServiceKeys> _follows = [];
+
+    /// <summary>
+    /// Follows the moving service whose secret is <paramref name="secret"/> under
+    /// <paramref name="name"/>: from now on <c>NAME.quid</c> through this node's proxies reaches
+    /// the service at whatever its address is when the stream opens. <paramref name="access"/> is
+    /// its access key if it is private. A name followed already is followed anew; the client
+    /// owns <paramref name="access"/> from here on. Returns the address now.
+    /// </summary>
+    public SessionAddress Follow(string name, ServiceSecret secret, ServiceSecret? access)
+    {
+        FollowName.Check(name);
+        var keys = ServiceKeys.Moving(secret, access: access);
+        lock (_lock)
+        {
+            if (_follows.Remove(name.ToLowerInvariant(), out var old)) old.Dispose();
+            _follows[name.ToLowerInvariant()] = keys;
+            return keys.Address(keys.Periods.Number(time.GetUtcNow()));
+        }
+    }
+
+    /// <summary>Stops following <paramref name="name"/>; false if it was not followed.</summary>
+    public bool Unfollow(string name)
+    {
+        lock (_lock)
+        {
+            if (!_follows.Remove(name.ToLowerInvariant(), out var keys)) return false;
+            keys.Dispose();
+            return true;
+        }
+    }
+
+    /// <summary>What we follow: each name, its address now, and when that gives way to the next.</summary>
+    public IReadOnlyList<(string Name, SessionAddress Address, DateTimeOffset Until)> Follows
+    {
+        get
+        {
+            var now = time.GetUtcNow();
+            lock (_lock)
+                return [.. _follows.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f =>
+                {
+                    ulong period = f.Value.Periods.Number(now);
+                    return (f.Key, f.Value.Address(period), f.Value.Periods.End(period));
+                })];
+        }
+    }
 
     /// <summary>
     /// Remembers the access key of the private service at <paramref name="address"/>: without it,
@@ -69,19 +119,13 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     /// </summary>
     public async Task<RelayStream> OpenStreamAsync(StreamTarget target, object isolation, CancellationToken cancellationToken)
     {
-        SessionAddress address;
-        try
-        {
-            address = SessionAddress.Parse(target.Host);
-        }
-        catch (SessionAddressException e)
-        {
-            throw new StreamException(EndReason.ResolveFailed, $"{target.Host} is not a session address: {e.Message}");
-        }
+        var (address, access) = Resolve(target.Host);
+        // The service sees the address it is reached by, never the name we follow it under.
+        target = target with { Host = address.ToString() };
         StreamException? last = null;
         for (int attempt = 0; attempt < 2; attempt++)
         {
-            var circuit = await MeetingFor(address, isolation).WaitAsync(cancellationToken).ConfigureAwait(false);
+            var circuit = await MeetingFor(address, isolation, access).WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
                 return await circuit.OpenStreamAsync(target, options.StreamTimeout, cancellationToken).ConfigureAwait(false);
@@ -96,8 +140,31 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         throw last!;
     }
 
+    /// <summary>
+    /// The address a <c>.quid</c> host names, with the access key we hold for it: a name we follow
+    /// gives its service's address of this period; any other host must be an address.
+    /// </summary>
+    private (SessionAddress Address, ServiceSecret? Access) Resolve(string host)
+    {
+        lock (_lock)
+        {
+            if (host.EndsWith(SessionAddress.Suffix, StringComparison.OrdinalIgnoreCase)
+                && _follows.TryGetValue(host[..^SessionAddress.Suffix.Length].ToLowerInvariant(), out var followed))
+                return (followed.Address(followed.Periods.Number(time.GetUtcNow())), followed.Access);
+        }
+        try
+        {
+            var address = SessionAddress.Parse(host);
+            lock (_lock) return (address, _access.GetValueOrDefault(address.ToString()));
+        }
+        catch (SessionAddressException e)
+        {
+            throw new StreamException(EndReason.ResolveFailed, $"{host} is not a session address, nor a name this node follows: {e.Message}");
+        }
+    }
+
     /// <summary>The rendezvous for this service and isolation: one that is open, the one being made, or a new one; streams that come meanwhile wait for the same.</summary>
-    private Task<Circuit> MeetingFor(SessionAddress address, object isolation)
+    private Task<Circuit> MeetingFor(SessionAddress address, object isolation, ServiceSecret? access)
     {
         var key = (address.ToString(), isolation);
         lock (_lock)
@@ -105,7 +172,7 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             if (_meetings.TryGetValue(key, out var meeting) && !(meeting.IsFaulted || meeting.IsCanceled
                 || (meeting.IsCompletedSuccessfully && meeting.Result.State != CircuitState.Open)))
                 return meeting;
-            meeting = MeetAsync(address);
+            meeting = MeetAsync(address, access);
             _meetings[key] = meeting;
             return meeting;
         }
@@ -121,14 +188,12 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         circuit.Destroy(DestroyReason.Finished);
     }
 
-    private async Task<Circuit> MeetAsync(SessionAddress address)
+    private async Task<Circuit> MeetAsync(SessionAddress address, ServiceSecret? access)
     {
         // Out of the caller's lock.
         await Task.Yield();
         var periods = ServicePeriod.ForAddress(address);
         ulong period = periods.Number(time.GetUtcNow());
-        ServiceSecret? access;
-        lock (_lock) _access.TryGetValue(address.ToString(), out access);
         // Without a private service's access key, this is the lookup of a name nobody publishes.
         var blinded = periods.BlindedKey(address.PublicKey, period, access);
         var lookupId = periods.LookupId(blinded, period);
@@ -238,5 +303,18 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
             }
         }
         foreach (var circuit in idle) circuit.Destroy(DestroyReason.Finished);
+    }
+}
+
+/// <summary>The names moving services are followed under (<see cref="ServiceClient.Follow"/>): reached as <c>NAME.quid</c>, and too short to be taken for an address.</summary>
+public static class FollowName
+{
+    public const int MaxLength = 40;
+
+    public static void Check(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (name.Length is 0 or > MaxLength || !name.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))
+            throw new ArgumentException($"'{name}' is not a name to follow a service under: use 1 to {MaxLength} letters, digits and dashes (it is reached as NAME.quid).");
     }
 }

@@ -155,6 +155,19 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         string secret = Regex.Match(text, @"Secret: (quid-secret-[a-z2-7]+)").Groups[1].Value;
         Assert.True(ServiceSecret.TryParse(secret, out var parsed), text);
         parsed.Dispose();
+        string movingAddress = Regex.Match(text, @"\b[a-z2-7]{56}\.quid\b").Value;
+        // Followed from its secret, it is reached by a name of the follower's choosing.
+        (code, text) = await QuidProcess.RunAsync("follow", "friend", secret, "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        Assert.Contains("friend.quid", text, StringComparison.Ordinal);
+        Assert.Contains(movingAddress, text, StringComparison.Ordinal);
+        (code, text) = await QuidProcess.RunAsync("follows", "--data-dir", dataDir);
+        Assert.True(code == 0 && text.Contains(movingAddress, StringComparison.Ordinal), text);
+        (code, text) = await QuidProcess.RunAsync("follows", "remove", "friend", "--data-dir", dataDir);
+        Assert.True(code == 0, text);
+        (code, text) = await QuidProcess.RunAsync("follow", "friend", "quid-secret-nonsense", "--data-dir", dataDir);
+        Assert.Equal(1, code);
+        Assert.StartsWith("quid follow:", text, StringComparison.Ordinal);
 
         // Refusals come back in one line that says what to change.
         (code, text) = await QuidProcess.RunAsync("serve", "nonsense", "--data-dir", dataDir);

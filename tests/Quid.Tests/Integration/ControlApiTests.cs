@@ -130,6 +130,16 @@ public sealed class ControlApiTests
         string hiddenAddress = hidden.GetProperty("address").GetString()!;
         var accepted = await PostAsync(control, "/api/access", 200, JsonSerializer.Serialize(new { address = hiddenAddress, key = access }));
         Assert.Equal(hiddenAddress, accepted.GetProperty("address").GetString());
+        // A moving service followed by its secret: reached as NAME.quid, at this period's address.
+        var follow = await PostAsync(control, "/api/follows", 200, JsonSerializer.Serialize(new { name = "Blog", secret }));
+        Assert.Equal(("blog", "blog.quid", moving.GetProperty("address").GetString()),
+            (follow.GetProperty("name").GetString(), follow.GetProperty("host").GetString(), follow.GetProperty("address").GetString()));
+        Assert.Equal("blog", Assert.Single((await GetAsync(control, "/api/follows")).EnumerateArray()).GetProperty("name").GetString());
+        Assert.Contains("letters, digits and dashes", await PostAsync(control, "/api/follows", 400, JsonSerializer.Serialize(new { name = new string('a', 56), secret }), error: true));
+        Assert.Contains("quid-secret-", await PostAsync(control, "/api/follows", 400, """{"name": "x", "secret": "not a secret"}""", error: true));
+        Assert.Equal(204, (await control.CurlAsync("/api/follows/blog", control.Token, "-X", "DELETE")).Status);
+        Assert.Equal(404, (await control.CurlAsync("/api/follows/blog", control.Token, "-X", "DELETE")).Status);
+        Assert.Equal(0, (await GetAsync(control, "/api/follows")).GetArrayLength());
         Assert.Contains("checksum", await PostAsync(control, "/api/access", 400, JsonSerializer.Serialize(new { address = hiddenAddress, key = access[..20] + (access[20] == 'a' ? 'b' : 'a') + access[21..] }), error: true), StringComparison.OrdinalIgnoreCase);
 
         Assert.Contains("quid services remove web", await PostAsync(control, "/api/services", 409, """{"name": "web", "target": "127.0.0.1:9090"}""", error: true));

@@ -240,8 +240,13 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
             Assert.True(fetched == 0, failed + Explained(logs));
         }
 
+        // What the node follows, it follows after the restart too.
+        using var followedSecret = ServiceSecret.Generate();
+        var followedAddress = network.Nodes[last].Follow("friend", followedSecret.ToText(), accessKey: null);
+
         await network.StopAsync(last);
         var restarted = await network.RestartAsync(last, options);
+        Assert.Equal(followedAddress, Assert.Single(restarted.ServiceClient.Follows).Address);
         // The stable service is published again by the node itself; the ephemeral one is gone.
         await Eventually.WaitUntilAsync(() => restarted.Services.Any(s => s.Name == "web"), Published, "the stable service to be published again at start");
         var stableAgain = Assert.Single(restarted.Services);
@@ -294,6 +299,17 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         var (oldExit, _, oldErrors) = await FetchAsync(network, before);
         Assert.Equal(97, oldExit);
         Assert.True(oldErrors.Contains("(4)", StringComparison.Ordinal), oldErrors);
+
+        // A node told the secret follows the service under a name of its own: NAME.quid is this period's address.
+        Assert.Equal(97, (await FetchAsync(network, "friend.quid")).Exit);
+        Assert.Equal(now, network.Client.Follow("Friend", secret.ToText(), accessKey: null).ToString());
+        (exit, response, errors) = await FetchAsync(network, "friend.quid");
+        Assert.True(exit == 0, errors + Explained(logs));
+        Assert.Contains(web.Marker, response);
+        var followed = Assert.Single(network.Client.ServiceClient.Follows);
+        Assert.Equal(("friend", now), (followed.Name, followed.Address.ToString()));
+        Assert.True(network.Client.Unfollow("friend"));
+        Assert.Equal(97, (await FetchAsync(network, "friend.quid")).Exit);
     }
 
     [Fact]

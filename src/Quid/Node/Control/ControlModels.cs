@@ -24,6 +24,9 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(ShareRequest))]
 [JsonSerializable(typeof(AccessRequest))]
 [JsonSerializable(typeof(AccessReport))]
+[JsonSerializable(typeof(FollowRequest))]
+[JsonSerializable(typeof(FollowReport))]
+[JsonSerializable(typeof(IReadOnlyList<FollowReport>))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -201,5 +204,14 @@ public sealed record AccessRequest(string? Address, string? Key);
 
 /// <summary>What <c>POST /api/access</c> answers: the private service this node's proxies may now reach.</summary>
 public sealed record AccessReport(string Address);
+
+/// <summary>What <c>POST /api/follows</c> takes: follow a moving service from its secret under a name this node's proxies reach it by.</summary>
+/// <param name="Name">1 to 40 letters, digits and dashes: the service is reached as <c>NAME.quid</c>.</param>
+/// <param name="Secret">The service's secret, <c>quid-secret-…</c>, as its publisher printed it.</param>
+/// <param name="Key">Its access key, if it is private.</param>
+public sealed record FollowRequest(string? Name, string? Secret, string? Key);
+
+/// <summary>A moving service followed: reached as <paramref name="Host"/>, at <paramref name="Address"/> until <paramref name="Until"/>.</summary>
+public sealed record FollowReport(string Name, string Host, string Address, DateTimeOffset Until);
 
 public sealed record ErrorReport(string Error);

@@ -19,6 +19,8 @@ public sealed partial class ControlServer
     private const string SharesPath = "/api/shares";
     private const string AccessPath = "/api/access";
     private const string ServicePrefix = ServicesPath + "/";
+    private const string FollowsPath = "/api/follows";
+    private const string FollowPrefix = FollowsPath + "/";
     /// <summary>A request to publish is a few names and paths: more than this is refused before it is read.</summary>
     private const long MaxBodyBytes = 64 << 10;
 
@@ -28,12 +30,15 @@ public sealed partial class ControlServer
     {
         ServicesPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         SharesPath or AccessPath => [HttpMethods.Post],
+        FollowsPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         _ when path.StartsWith(ServicePrefix, StringComparison.Ordinal) => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Delete],
+        _ when path.StartsWith(FollowPrefix, StringComparison.Ordinal) => [HttpMethods.Delete],
         _ => ReadMethods,
     };
 
     private static bool IsServicesPath(string path) =>
-        path is ServicesPath or SharesPath or AccessPath || path.StartsWith(ServicePrefix, StringComparison.Ordinal);
+        path is ServicesPath or SharesPath or AccessPath or FollowsPath
+        || path.StartsWith(ServicePrefix, StringComparison.Ordinal) || path.StartsWith(FollowPrefix, StringComparison.Ordinal);
 
     /// <summary>Answers an authorized request to publish, show or stop a service; the method is one <see cref="MethodsFor"/> allows.</summary>
     private async Task ServicesAsync(HttpContext context, string path)
@@ -57,6 +62,11 @@ public sealed partial class ControlServer
         if (path == AccessPath)
         {
             await AddAccessAsync(context).ConfigureAwait(false);
+            return;
+        }
+        if (path == FollowsPath || path.StartsWith(FollowPrefix, StringComparison.Ordinal))
+        {
+            await FollowsAsync(context, path).ConfigureAwait(false);
             return;
         }
         Func<Task<HostedService>>? publish = path == SharesPath
@@ -155,6 +165,42 @@ public sealed partial class ControlServer
             return;
         }
         await JsonAsync(context, StatusCodes.Status200OK, new AccessReport(SessionAddress.Parse(request.Address!).ToString()), ControlJson.Default.AccessReport).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>GET /api/follows</c> lists the moving services followed; <c>POST /api/follows</c> follows
+    /// one (200, or 400 naming what is wrong with the name, secret or key); <c>DELETE
+    /// /api/follows/NAME</c> stops (204, or 404).
+    /// </summary>
+    private async Task FollowsAsync(HttpContext context, string path)
+    {
+        var response = context.Response;
+        if (path.StartsWith(FollowPrefix, StringComparison.Ordinal))
+        {
+            string name = path[FollowPrefix.Length..];
+            if (_node.Unfollow(name)) response.StatusCode = StatusCodes.Status204NoContent;
+            else await ErrorAsync(response, StatusCodes.Status404NotFound, $"This node follows nothing named '{name}': quid follows lists what it follows.").ConfigureAwait(false);
+            return;
+        }
+        if (!HttpMethods.IsPost(context.Request.Method))
+        {
+            await JsonAsync(context, StatusCodes.Status200OK, ControlViews.Follows(_node), ControlJson.Default.IReadOnlyListFollowReport).ConfigureAwait(false);
+            return;
+        }
+        const string form = """{"name": "blog", "secret": "quid-secret-…", "key": null}""";
+        var request = await ReadBodyAsync(context, ControlJson.Default.FollowRequest, form).ConfigureAwait(false);
+        if (request is null) return;
+        try
+        {
+            _node.Follow(request.Name ?? "", request.Secret ?? "", request.Key);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            await ErrorAsync(response, StatusCodes.Status400BadRequest, e.Message).ConfigureAwait(false);
+            return;
+        }
+        var followed = ControlViews.Follows(_node).Single(f => f.Name.Equals(request.Name, StringComparison.OrdinalIgnoreCase));
+        await JsonAsync(context, StatusCodes.Status200OK, followed, ControlJson.Default.FollowReport).ConfigureAwait(false);
     }
 
     /// <summary>The body as <paramref name="type"/>; null, with the refusal sent, if it is not that.</summary>

@@ -175,6 +175,10 @@ public static class ControlViews
     public static IReadOnlyList<ServiceReport> Services(QuidNode node) =>
         [.. node.Services.Select(Service).OfType<ServiceReport>().OrderBy(s => s.Name, StringComparer.Ordinal)];
 
+    /// <summary>The moving services the node follows, by name, each with its address now.</summary>
+    public static IReadOnlyList<FollowReport> Follows(QuidNode node) =>
+        [.. node.ServiceClient.Follows.Select(f => new FollowReport(f.Name, f.Name + SessionAddress.Suffix, f.Address.ToString(), f.Until))];
+
     /// <summary>One service as the API reports it; null if it was removed while it was being read.</summary>
     public static ServiceReport? Service(HostedService service)
     {
