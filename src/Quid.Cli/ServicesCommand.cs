@@ -61,18 +61,31 @@ internal static class ServicesCommand
     {
         var address = new Argument<string>("ADDRESS") { Description = "The private service's address, <56 characters>.quid." };
         var key = new Argument<string>("KEY") { Description = "Its access key, quid-secret-…, as its publisher printed it." };
-        var command = ApiCommand.Create("access", "Let this node reach a private service: give it the service's access key. The node keeps it until it stops.",
+        var command = ApiCommand.Create("access", "Let this node reach a private service: give it the service's access key. The node keeps it, across restarts, until quid access remove ADDRESS.",
             async (client, json, parse, cancellationToken) =>
             {
                 var request = new AccessRequest(parse.GetValue(address), parse.GetValue(key));
                 var added = await client.PostAsync("/api/access", request, ControlJson.Default.AccessRequest, ControlJson.Default.AccessReport,
                     ControlClient.Patience, cancellationToken).ConfigureAwait(false);
                 if (json) Render.Json(added, ControlJson.Default.AccessReport);
-                else AnsiConsole.MarkupLine($"This node now reaches [bold]{added.Address}[/] through its proxies (until it stops).");
+                else AnsiConsole.MarkupLine($"This node now reaches [bold]{added.Address}[/] through its proxies (until quid access remove {added.Address}).");
                 return ExitCodes.Ok;
             });
         command.Arguments.Add(address);
         command.Arguments.Add(key);
+
+        var removed = new Argument<string>("ADDRESS") { Description = "The private service's address, <56 characters>.quid." };
+        var remove = ApiCommand.Create("access remove", "Forget a private service's access key: this node's proxies no longer find it.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                string forgotten = parse.GetValue(removed)!;
+                await client.DeleteAsync($"/api/access/{Uri.EscapeDataString(forgotten)}", cancellationToken).ConfigureAwait(false);
+                if (json) Render.Json(new ServiceRemoved(forgotten), CliJson.Default.ServiceRemoved);
+                else AnsiConsole.MarkupLine($"Forgot the access key of {Markup.Escape(forgotten)}.");
+                return ExitCodes.Ok;
+            });
+        remove.Arguments.Add(removed);
+        command.Subcommands.Add(remove);
         return command;
     }
 }

@@ -40,9 +40,11 @@ public sealed class NodeDatabase : IDisposable
         ("services", ["name TEXT PRIMARY KEY", "kind TEXT NOT NULL", "private INTEGER NOT NULL", "target TEXT", "paths TEXT", "receive TEXT"]),
         // Moving services followed, by the name the proxies reach them by: the secret, and the access key of a private one, as text.
         ("follows", ["name TEXT PRIMARY KEY", "secret TEXT NOT NULL", "access TEXT"]),
+        // Access keys of private services this node's proxies reach, as text, by address.
+        ("access", ["address TEXT PRIMARY KEY", "key TEXT NOT NULL"]),
     ];
     /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
-    private static readonly string[] AddedLater = ["node", "services", "follows"];
+    private static readonly string[] AddedLater = ["node", "services", "follows", "access"];
     /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
     private const char PathSeparator = '\0';
 
@@ -471,6 +473,44 @@ public sealed class NodeDatabase : IDisposable
             var follows = new List<(string, string, string?)>();
             while (reader.Read()) follows.Add((reader.GetString(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
             return follows;
+        }
+    }
+
+    /// <summary>Remembers the access key of the private service at <paramref name="address"/>, to use again at each start.</summary>
+    public void SaveAccess(string address, string key)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "INSERT OR REPLACE INTO access (address, key) VALUES ($address, $key)";
+            command.Parameters.AddWithValue("$address", address);
+            command.Parameters.AddWithValue("$key", key);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    public void ForgetAccess(string address)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "DELETE FROM access WHERE address = $address";
+            command.Parameters.AddWithValue("$address", address);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>The access keys kept: address and key, as saved.</summary>
+    public IReadOnlyList<(string Address, string Key)> LoadAccess()
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "SELECT address, key FROM access ORDER BY address";
+            using var reader = command.ExecuteReader();
+            var keys = new List<(string, string)>();
+            while (reader.Read()) keys.Add((reader.GetString(0), reader.GetString(1)));
+            return keys;
         }
     }
 

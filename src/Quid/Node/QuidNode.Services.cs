@@ -185,11 +185,23 @@ public sealed partial class QuidNode : IServiceDirectory
 
     /// <summary>
     /// Remembers the access key of a private service, given as its text (<c>quid-secret-…</c>),
-    /// so that this node's proxies can reach <paramref name="address"/>. Bad text is a
-    /// <see cref="FormatException"/> naming what is wrong.
+    /// so that this node's proxies can reach <paramref name="address"/>, now and after restarts
+    /// (it is kept in the ledger). Bad text is a <see cref="FormatException"/> naming what is wrong.
     /// </summary>
-    public void AddAccess(string address, string accessKey) =>
-        _serviceClient.AddAccess(SessionAddress.Parse(address), ServiceSecret.Parse(accessKey));
+    public void AddAccess(string address, string accessKey)
+    {
+        var parsed = SessionAddress.Parse(address);
+        _serviceClient.AddAccess(parsed, ServiceSecret.Parse(accessKey));
+        _database.SaveAccess(parsed.ToString(), accessKey.Trim());
+    }
+
+    /// <summary>Forgets the access key of the private service at <paramref name="address"/>, now and at later starts; false if none was kept (or the address is not one).</summary>
+    public bool RemoveAccess(string address)
+    {
+        if (!SessionAddress.TryParse(address, out var parsed)) return false;
+        _database.ForgetAccess(parsed.ToString());
+        return _serviceClient.RemoveAccess(parsed);
+    }
 
     /// <summary>
     /// Follows the moving service whose secret (<c>quid-secret-…</c>) is <paramref name="secret"/>
@@ -258,11 +270,22 @@ public sealed partial class QuidNode : IServiceDirectory
     /// <summary>
     /// Publishes again, each in the background, the stable and moving services kept from earlier
     /// runs: their addresses are what they were, with nothing for the user to do. Follows the
-    /// moving services followed before, too.
+    /// moving services followed before, and takes the access keys given before, too.
     /// </summary>
     private void RepublishServices()
     {
         foreach (var spec in _database.LoadServices()) _ = RepublishAsync(spec);
+        foreach (var (address, key) in _database.LoadAccess())
+        {
+            try
+            {
+                _serviceClient.AddAccess(SessionAddress.Parse(address), ServiceSecret.Parse(key));
+            }
+            catch (FormatException e)
+            {
+                _logger.LogWarning("Cannot use the access key kept for {Address}: {Reason} Give it anew with: quid access ADDRESS KEY", address, e.Message);
+            }
+        }
         foreach (var (name, secret, access) in _database.LoadFollows())
         {
             try

@@ -102,6 +102,18 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         }
     }
 
+    /// <summary>Forgets the access key of the private service at <paramref name="address"/>; false if we held none.</summary>
+    public bool RemoveAccess(SessionAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        lock (_lock)
+        {
+            if (!_access.Remove(address.ToString(), out var key)) return false;
+            key.Dispose();
+            return true;
+        }
+    }
+
     /// <summary>Circuits joined to a service now, for status and tests.</summary>
     public IReadOnlyList<Circuit> Meetings
     {

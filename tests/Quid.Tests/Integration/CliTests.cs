@@ -135,6 +135,11 @@ public sealed class CliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("private", page);
         (code, text) = await QuidProcess.RunAsync("access", hidden, key[..^2] + "aa", "--data-dir", network.DataDirectory(0));
         Assert.Equal(1, code);
+        (code, text) = await QuidProcess.RunAsync("access", "remove", hidden, "--data-dir", network.DataDirectory(0));
+        Assert.True(code == 0, text);
+        (code, text) = await QuidProcess.RunAsync("access", "remove", hidden, "--data-dir", network.DataDirectory(0));
+        Assert.Equal(1, code);
+        Assert.Contains("no access key", text, StringComparison.Ordinal);
 
         string folder = Path.Combine(_root, "shared");
         Directory.CreateDirectory(folder);

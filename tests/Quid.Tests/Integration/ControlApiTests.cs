@@ -140,6 +140,8 @@ public sealed class ControlApiTests
         Assert.Equal(204, (await control.CurlAsync("/api/follows/blog", control.Token, "-X", "DELETE")).Status);
         Assert.Equal(404, (await control.CurlAsync("/api/follows/blog", control.Token, "-X", "DELETE")).Status);
         Assert.Equal(0, (await GetAsync(control, "/api/follows")).GetArrayLength());
+        Assert.Equal(204, (await control.CurlAsync($"/api/access/{hiddenAddress}", control.Token, "-X", "DELETE")).Status);
+        Assert.Equal(404, (await control.CurlAsync($"/api/access/{hiddenAddress}", control.Token, "-X", "DELETE")).Status);
         Assert.Contains("checksum", await PostAsync(control, "/api/access", 400, JsonSerializer.Serialize(new { address = hiddenAddress, key = access[..20] + (access[20] == 'a' ? 'b' : 'a') + access[21..] }), error: true), StringComparison.OrdinalIgnoreCase);
 
         Assert.Contains("quid services remove web", await PostAsync(control, "/api/services", 409, """{"name": "web", "target": "127.0.0.1:9090"}""", error: true));

@@ -76,6 +76,25 @@ public sealed class NodeDatabaseTests : IDisposable
     }
 
     [Fact]
+    public void Follows_and_access_keys_are_kept_until_forgotten()
+    {
+        using (var database = NodeDatabase.Open(_directory, _owner))
+        {
+            database.SaveFollow("blog", "quid-secret-a", null);
+            database.SaveFollow("friend", "quid-secret-b", "quid-secret-c");
+            database.SaveFollow("blog", "quid-secret-d", null);
+            database.SaveAccess("x.quid", "quid-secret-e");
+            database.SaveAccess("y.quid", "quid-secret-f");
+            database.ForgetAccess("y.quid");
+        }
+        using var reopened = NodeDatabase.Open(_directory, _owner);
+        Assert.Equal([("blog", "quid-secret-d", null), ("friend", "quid-secret-b", "quid-secret-c")], reopened.LoadFollows());
+        Assert.Equal([("x.quid", "quid-secret-e")], reopened.LoadAccess());
+        reopened.ForgetFollow("blog");
+        Assert.Equal("friend", Assert.Single(reopened.LoadFollows()).Name);
+    }
+
+    [Fact]
     public void A_new_ledger_is_created_owner_only_with_its_write_ahead_log()
     {
         if (OperatingSystem.IsWindows()) return;

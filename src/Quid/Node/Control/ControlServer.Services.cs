@@ -19,6 +19,7 @@ public sealed partial class ControlServer
     private const string SharesPath = "/api/shares";
     private const string AccessPath = "/api/access";
     private const string ServicePrefix = ServicesPath + "/";
+    private const string AccessPrefix = AccessPath + "/";
     private const string FollowsPath = "/api/follows";
     private const string FollowPrefix = FollowsPath + "/";
     /// <summary>A request to publish is a few names and paths: more than this is refused before it is read.</summary>
@@ -32,13 +33,14 @@ public sealed partial class ControlServer
         SharesPath or AccessPath => [HttpMethods.Post],
         FollowsPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         _ when path.StartsWith(ServicePrefix, StringComparison.Ordinal) => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Delete],
-        _ when path.StartsWith(FollowPrefix, StringComparison.Ordinal) => [HttpMethods.Delete],
+        _ when path.StartsWith(FollowPrefix, StringComparison.Ordinal) || path.StartsWith(AccessPrefix, StringComparison.Ordinal) => [HttpMethods.Delete],
         _ => ReadMethods,
     };
 
     private static bool IsServicesPath(string path) =>
         path is ServicesPath or SharesPath or AccessPath or FollowsPath
-        || path.StartsWith(ServicePrefix, StringComparison.Ordinal) || path.StartsWith(FollowPrefix, StringComparison.Ordinal);
+        || path.StartsWith(ServicePrefix, StringComparison.Ordinal) || path.StartsWith(FollowPrefix, StringComparison.Ordinal)
+        || path.StartsWith(AccessPrefix, StringComparison.Ordinal);
 
     /// <summary>Answers an authorized request to publish, show or stop a service; the method is one <see cref="MethodsFor"/> allows.</summary>
     private async Task ServicesAsync(HttpContext context, string path)
@@ -62,6 +64,13 @@ public sealed partial class ControlServer
         if (path == AccessPath)
         {
             await AddAccessAsync(context).ConfigureAwait(false);
+            return;
+        }
+        if (path.StartsWith(AccessPrefix, StringComparison.Ordinal))
+        {
+            string address = path[AccessPrefix.Length..];
+            if (_node.RemoveAccess(address)) response.StatusCode = StatusCodes.Status204NoContent;
+            else await ErrorAsync(response, StatusCodes.Status404NotFound, $"This node holds no access key for {address}.").ConfigureAwait(false);
             return;
         }
         if (path == FollowsPath || path.StartsWith(FollowPrefix, StringComparison.Ordinal))
@@ -149,7 +158,11 @@ public sealed partial class ControlServer
         return () => _node.PublishShareAsync(spec, _options.PublishWait, context.RequestAborted);
     }
 
-    /// <summary><c>POST /api/access</c>: keeps a private service's access key for the proxies; 200, or 400 naming what is wrong with the address or the key.</summary>
+    /// <summary>
+    /// <c>POST /api/access</c>: keeps a private service's access key for the proxies, across
+    /// restarts; 200, or 400 naming what is wrong with the address or the key. <c>DELETE
+    /// /api/access/ADDRESS</c> forgets it.
+    /// </summary>
     private async Task AddAccessAsync(HttpContext context)
     {
         const string form = """{"address": "<56 characters>.quid", "key": "quid-secret-…"}""";
