@@ -10,37 +10,12 @@ namespace Quid.Circuits;
 /// Unannounced echo probes of our partners, each on a one-hop circuit through the partner that is
 /// built on first use and kept: the partner, as that circuit's exit, must return every payload.
 /// </summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification =
-    "Its semaphore never makes a wait handle (AvailableWaitHandle is not used), and probes still ending when the node stops release it.")]
 public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger logger)
 {
-    /// <summary>
-    /// Probes run at most this many at once; the rest wait their turn. A bootstrap node with 30
-    /// partners once probed them all within seconds of starting: its echoes to all of them went
-    /// out over its one uplink together, its echoes back to those probing it waited behind them,
-    /// and two honest partners were judged short on the testbed.
-    /// </summary>
-    public const int MaxConcurrentProbes = 4;
-    /// <summary>Echoes a probe keeps unanswered at most, and at least (<see cref="WindowFor"/>).</summary>
-    public const int MaxWindow = 64, MinWindow = 16;
-    /// <summary>A probe keeps about this much of the promise unanswered: a round trip this long still measures it whole.</summary>
-    private static readonly TimeSpan WindowTime = TimeSpan.FromSeconds(4);
+    /// <summary>Echoes a probe keeps unanswered.</summary>
+    public const int Window = 64;
 
     private readonly ConcurrentDictionary<ICellPort, Task<Circuit>> _circuits = new();
-    private readonly SemaphoreSlim _running = new(MaxConcurrentProbes);
-
-    /// <summary>
-    /// How many echoes a probe of a partner that promised <paramref name="promisedKbps"/> keeps
-    /// unanswered: <see cref="WindowTime"/> of the promise, within <see cref="MinWindow"/> and
-    /// <see cref="MaxWindow"/>. A fixed 64 cells was 16 s of a 64 kbps trial grant: all of it burst
-    /// onto the links at once, and came back after the measure ended, in the partner's grant to
-    /// us, ahead of our own traffic.
-    /// </summary>
-    public static int WindowFor(long promisedKbps)
-    {
-        double cells = promisedKbps * 1000 / 8.0 * WindowTime.TotalSeconds / Cell.Size;
-        return (int)Math.Clamp(Math.Ceiling(cells), MinWindow, MaxWindow);
-    }
 
     /// <summary>
     /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
@@ -51,27 +26,12 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
     /// queues for seconds that say nothing of the partner's rate. A partner whose first echo is
     /// not back within <paramref name="firstEchoWithin"/> is measured on what it sent us meanwhile:
     /// a small grant full of our own downloads holds the echoes behind them, and that is delivery
-    /// all the same; one that sends nothing delivered nothing. At most <see cref="MaxConcurrentProbes"/>
-    /// run at once; a probe's clock starts when its turn comes. Returns kbps.
+    /// all the same; one that sends nothing delivered nothing. <paramref name="promisedKbps"/> is
+    /// for the log only. Returns kbps.
     /// </summary>
     public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, long promisedKbps, TimeSpan duration, TimeSpan firstEchoWithin,
         CancellationToken cancellationToken)
     {
-        await _running.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            return await MeasureAsync(link, partner, promisedKbps, duration, firstEchoWithin, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _running.Release();
-        }
-    }
-
-    private async Task<double> MeasureAsync(ICellPort link, Descriptor partner, long promisedKbps, TimeSpan duration, TimeSpan firstEchoWithin,
-        CancellationToken cancellationToken)
-    {
-        int window = WindowFor(promisedKbps);
         var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
         var account = circuit.OutwardAccount ?? throw new InvalidOperationException("A probe needs the partner's account.");
         var outstanding = new ConcurrentDictionary<ulong, byte[]>();
@@ -117,7 +77,7 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
                 {
                     // One round fills the window once and then waits: replies (forged ones too) free
                     // slots as fast as a partner sends them, and only the wait sees the time run out.
-                    for (int room = window - outstanding.Count; room > 0; room--)
+                    for (int room = Window - outstanding.Count; room > 0; room--)
                     {
                         var payload = new byte[EchoProbe.Size];
                         new EchoProbe(probe, ++sequence).Write(payload);

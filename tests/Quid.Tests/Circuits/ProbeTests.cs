@@ -11,10 +11,9 @@ public sealed class ProbeTests
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan FirstEchoWithin = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
-    /// <summary>A promise whose probe keeps the most echoes unanswered.</summary>
-    private const long Promised = 1024;
-    /// <summary>The echoes a probe of <see cref="Promised"/> keeps unanswered.</summary>
-    private const int Window = Prober.MaxWindow;
+    /// <summary>What the partner promised, for the probe's log.</summary>
+    private const long Promised = 256;
+    private const int Window = Prober.Window;
 
     [Fact]
     public async Task An_honest_partner_is_measured_by_what_it_delivered_from_the_first_echo_to_the_end_on_the_clock()
@@ -122,53 +121,6 @@ public sealed class ProbeTests
         net.Time.Advance(FirstEchoWithin);
 
         Assert.Equal(0, await probe.WaitAsync(Deadline));
-    }
-
-    [Theory]
-    [InlineData(64, Prober.MinWindow)]
-    [InlineData(128, 32)]
-    [InlineData(16384, Prober.MaxWindow)]
-    public async Task A_probe_keeps_about_four_seconds_of_the_promise_unanswered(long promisedKbps, int window)
-    {
-        using var net = new CircuitHarness();
-        var origin = net.AddNode();
-        var hop = net.AddFake(origin);
-        // A partner that holds every echo: what reaches it is the whole window.
-        hop.OnMessage = (self, command, _, _) => { };
-
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, promisedKbps, Duration, FirstEchoWithin, default);
-        await Eventually.WaitUntilAsync(() => hop.Received.Count(m => m.Command == RelayCommand.Echo) >= window, Deadline, "the window to reach the partner");
-        net.Time.Advance(FirstEchoWithin);
-        Assert.Equal(0, await probe.WaitAsync(Deadline));
-        Assert.Equal(window, hop.Received.Count(m => m.Command == RelayCommand.Echo));
-    }
-
-    [Fact]
-    public async Task Probes_beyond_the_concurrent_limit_wait_for_a_turn_and_their_clock_starts_then()
-    {
-        using var net = new CircuitHarness();
-        var origin = net.AddNode();
-        var hops = Enumerable.Range(0, Prober.MaxConcurrentProbes + 1).Select(_ => net.AddFake(origin)).ToArray();
-        foreach (var hop in hops) hop.OnMessage = (self, command, _, _) => { };
-        static int Echoes(FakeHop hop) => hop.Received.Count(m => m.Command == RelayCommand.Echo);
-
-        var probes = new List<Task<double>>();
-        foreach (var hop in hops)
-        {
-            probes.Add(origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default));
-            if (probes.Count <= Prober.MaxConcurrentProbes)
-                await Eventually.WaitUntilAsync(() => Echoes(hop) == Window, Deadline, "a probe within the limit to send its window");
-        }
-        Assert.Equal(0, Echoes(hops[^1]));
-        Assert.False(probes[^1].IsCompleted);
-
-        // The first four end with no echo back; the fifth starts then, with a whole wait of its own.
-        net.Time.Advance(FirstEchoWithin);
-        foreach (var probe in probes.Take(Prober.MaxConcurrentProbes)) Assert.Equal(0, await probe.WaitAsync(Deadline));
-        await Eventually.WaitUntilAsync(() => Echoes(hops[^1]) == Window, Deadline, "the waiting probe to send its window");
-        Assert.False(probes[^1].IsCompleted);
-        net.Time.Advance(FirstEchoWithin);
-        Assert.Equal(0, await probes[^1].WaitAsync(Deadline));
     }
 
     [Fact]
