@@ -384,133 +384,66 @@ public sealed class NodeDatabase : IDisposable
     public void SaveService(ShareSpec spec) =>
         SaveService(spec.Name, spec.Kind, spec.Private, null, spec.ReceiveDirectory is null ? string.Join(PathSeparator, spec.Paths) : null, spec.ReceiveDirectory);
 
-    private void SaveService(string name, AddressKind kind, bool isPrivate, string? target, string? paths, string? receive)
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "INSERT OR REPLACE INTO services (name, kind, private, target, paths, receive) VALUES ($name, $kind, $private, $target, $paths, $receive)";
-            command.Parameters.AddWithValue("$name", name);
-            command.Parameters.AddWithValue("$kind", kind.ToString());
-            command.Parameters.AddWithValue("$private", isPrivate);
-            command.Parameters.AddWithValue("$target", (object?)target ?? DBNull.Value);
-            command.Parameters.AddWithValue("$paths", (object?)paths ?? DBNull.Value);
-            command.Parameters.AddWithValue("$receive", (object?)receive ?? DBNull.Value);
-            command.ExecuteNonQuery();
-        }
-    }
+    private void SaveService(string name, AddressKind kind, bool isPrivate, string? target, string? paths, string? receive) =>
+        Write("INSERT OR REPLACE INTO services (name, kind, private, target, paths, receive) VALUES ($1, $2, $3, $4, $5, $6)",
+            name, kind.ToString(), isPrivate, target, paths, receive);
 
     /// <summary>Forgets the service named <paramref name="name"/>: it is not published at the next start.</summary>
-    public void ForgetService(string name)
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "DELETE FROM services WHERE name = $name";
-            command.Parameters.AddWithValue("$name", name);
-            command.ExecuteNonQuery();
-        }
-    }
+    public void ForgetService(string name) => Write("DELETE FROM services WHERE name = $1", name);
 
     /// <summary>The services and shares to publish again, each a <see cref="ServiceSpec"/> or a <see cref="ShareSpec"/>; rows this version cannot read are skipped.</summary>
-    public IReadOnlyList<object> LoadServices()
+    public IReadOnlyList<object> LoadServices() => [.. Read("SELECT name, kind, private, target, paths, receive FROM services ORDER BY name", object? (reader) =>
     {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "SELECT name, kind, private, target, paths, receive FROM services ORDER BY name";
-            using var reader = command.ExecuteReader();
-            var specs = new List<object>();
-            while (reader.Read())
-            {
-                string name = reader.GetString(0);
-                if (!Enum.TryParse<AddressKind>(reader.GetString(1), out var kind) || kind == AddressKind.Ephemeral) continue;
-                bool isPrivate = reader.GetBoolean(2);
-                if (!reader.IsDBNull(3))
-                {
-                    if (IPEndPoint.TryParse(reader.GetString(3), out var target)) specs.Add(new ServiceSpec(name, target, kind, isPrivate));
-                }
-                else if (!reader.IsDBNull(5)) specs.Add(new ShareSpec(name, [], reader.GetString(5), kind, isPrivate));
-                else if (!reader.IsDBNull(4)) specs.Add(new ShareSpec(name, reader.GetString(4).Split(PathSeparator), null, kind, isPrivate));
-            }
-            return specs;
-        }
-    }
+        string name = reader.GetString(0);
+        if (!Enum.TryParse<AddressKind>(reader.GetString(1), out var kind) || kind == AddressKind.Ephemeral) return null;
+        bool isPrivate = reader.GetBoolean(2);
+        if (!reader.IsDBNull(3)) return IPEndPoint.TryParse(reader.GetString(3), out var target) ? new ServiceSpec(name, target, kind, isPrivate) : null;
+        if (!reader.IsDBNull(5)) return new ShareSpec(name, [], reader.GetString(5), kind, isPrivate);
+        return reader.IsDBNull(4) ? null : new ShareSpec(name, reader.GetString(4).Split(PathSeparator), null, kind, isPrivate);
+    }).OfType<object>()];
 
     /// <summary>Remembers a moving service followed under <paramref name="name"/>, to follow again at each start.</summary>
-    public void SaveFollow(string name, string secret, string? access)
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "INSERT OR REPLACE INTO follows (name, secret, access) VALUES ($name, $secret, $access)";
-            command.Parameters.AddWithValue("$name", name);
-            command.Parameters.AddWithValue("$secret", secret);
-            command.Parameters.AddWithValue("$access", (object?)access ?? DBNull.Value);
-            command.ExecuteNonQuery();
-        }
-    }
+    public void SaveFollow(string name, string secret, string? access) =>
+        Write("INSERT OR REPLACE INTO follows (name, secret, access) VALUES ($1, $2, $3)", name, secret, access);
 
-    public void ForgetFollow(string name)
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "DELETE FROM follows WHERE name = $name";
-            command.Parameters.AddWithValue("$name", name);
-            command.ExecuteNonQuery();
-        }
-    }
+    public void ForgetFollow(string name) => Write("DELETE FROM follows WHERE name = $1", name);
 
     /// <summary>The moving services followed: name, secret and access key, as saved.</summary>
-    public IReadOnlyList<(string Name, string Secret, string? Access)> LoadFollows()
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "SELECT name, secret, access FROM follows ORDER BY name";
-            using var reader = command.ExecuteReader();
-            var follows = new List<(string, string, string?)>();
-            while (reader.Read()) follows.Add((reader.GetString(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
-            return follows;
-        }
-    }
+    public IReadOnlyList<(string Name, string Secret, string? Access)> LoadFollows() =>
+        Read("SELECT name, secret, access FROM follows ORDER BY name", reader => (reader.GetString(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
 
     /// <summary>Remembers the access key of the private service at <paramref name="address"/>, to use again at each start.</summary>
-    public void SaveAccess(string address, string key)
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "INSERT OR REPLACE INTO access (address, key) VALUES ($address, $key)";
-            command.Parameters.AddWithValue("$address", address);
-            command.Parameters.AddWithValue("$key", key);
-            command.ExecuteNonQuery();
-        }
-    }
+    public void SaveAccess(string address, string key) => Write("INSERT OR REPLACE INTO access (address, key) VALUES ($1, $2)", address, key);
 
-    public void ForgetAccess(string address)
-    {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "DELETE FROM access WHERE address = $address";
-            command.Parameters.AddWithValue("$address", address);
-            command.ExecuteNonQuery();
-        }
-    }
+    public void ForgetAccess(string address) => Write("DELETE FROM access WHERE address = $1", address);
 
     /// <summary>The access keys kept: address and key, as saved.</summary>
-    public IReadOnlyList<(string Address, string Key)> LoadAccess()
+    public IReadOnlyList<(string Address, string Key)> LoadAccess() =>
+        Read("SELECT address, key FROM access ORDER BY address", reader => (reader.GetString(0), reader.GetString(1)));
+
+    /// <summary>Runs a statement whose parameters are <c>$1</c>, <c>$2</c> … in order; null is SQL's NULL.</summary>
+    private void Write(string sql, params object?[] values)
     {
         lock (_lock)
         {
             using var command = _connection.CreateCommand();
-            command.CommandText = "SELECT address, key FROM access ORDER BY address";
+            command.CommandText = sql;
+            for (int i = 0; i < values.Length; i++) command.Parameters.AddWithValue($"${i + 1}", values[i] ?? DBNull.Value);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>Each row of a query, as <paramref name="row"/> reads it.</summary>
+    private List<T> Read<T>(string sql, Func<SqliteDataReader, T> row)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = sql;
             using var reader = command.ExecuteReader();
-            var keys = new List<(string, string)>();
-            while (reader.Read()) keys.Add((reader.GetString(0), reader.GetString(1)));
-            return keys;
+            var rows = new List<T>();
+            while (reader.Read()) rows.Add(row(reader));
+            return rows;
         }
     }
 
