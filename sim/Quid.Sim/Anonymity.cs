@@ -87,38 +87,43 @@ public sealed class Anonymity
 
     /// <summary>
     /// Whether a service could meet its clients at their rendezvous points (issue 19): for random
-    /// pairs of a client and a service, the client draws a 3-hop path by the rule, whose last hop
-    /// is the rendezvous point R; the result counts, for each length up to
-    /// <paramref name="maxHops"/>, the pairs where some walk of at most that many hops from the
-    /// service (its own grantors first, then public agreements, as the rule walks) ends at R.
-    /// Every agreement is known here, so it is what a service could reach at best.
+    /// pairs of a client and a service, the client draws <paramref name="candidates"/> 3-hop paths
+    /// by the rule, whose last hops are the candidate rendezvous points; the result counts, for
+    /// each length up to <paramref name="maxHops"/>, the pairs where some walk of at most that many
+    /// hops from the service (its own grantors first, then public agreements, as the rule walks)
+    /// ends at one of them. Every agreement is known here, so it is what a service could reach at best.
     /// </summary>
-    public double[] RendezvousReach(int pairs, int maxHops, Random random)
+    public double[] RendezvousReach(int pairs, int maxHops, int candidates, Random random)
     {
         var reached = new int[maxHops + 1];
         int drawn = 0;
         if (_clients.Length < 2) return [.. reached.Select(_ => double.NaN)];
         var depth = new Dictionary<int, int>();
         var frontier = new Queue<int>();
+        var points = new List<int>(candidates);
         for (int i = 0; i < pairs; i++)
         {
             int client = _clients[random.Next(_clients.Length)], service = _clients[random.Next(_clients.Length)];
-            if (client == service || Walk(client, 3, random) is not { } path) continue;
+            if (client == service) continue;
+            points.Clear();
+            for (int c = 0; c < candidates; c++)
+                if (Walk(client, 3, random) is { } path) points.Add(path[^1]);
+            if (points.Count == 0) continue;
             drawn++;
-            int point = path[^1];
             // Breadth first from the service: its grantors are hop 1, a hop's public grantors the next.
             depth.Clear();
             frontier.Clear();
             foreach (var (first, _, _) in _walks[service].FirstHops)
                 if (depth.TryAdd(first, 1)) frontier.Enqueue(first);
-            while (frontier.TryDequeue(out int hop) && hop != point)
+            while (frontier.TryDequeue(out int hop) && !points.Contains(hop))
             {
                 if (depth[hop] == maxHops) continue;
                 foreach (var next in _public[hop])
                     if (next != service && depth.TryAdd(next, depth[hop] + 1)) frontier.Enqueue(next);
             }
-            if (depth.TryGetValue(point, out int hops))
-                for (int h = hops; h <= maxHops; h++) reached[h]++;
+            // Breadth first: the first candidate dequeued is the nearest.
+            int hops = points.Select(p => depth.GetValueOrDefault(p, int.MaxValue)).Min();
+            for (int h = hops; h <= maxHops; h++) reached[h]++;
         }
         return [.. reached.Select(r => drawn == 0 ? double.NaN : (double)r / drawn)];
     }

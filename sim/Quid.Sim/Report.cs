@@ -28,7 +28,11 @@ public sealed class Report
         Detection = DetectionRows();
         var anonymity = Sim.Anonymity.Of(sim);
         Anonymity = anonymity.Measure(sim.Options.AnonymityCircuits, new Random(Seeds.Derive(sim.Options.Seed, 5)));
-        if (sim.Lookups is not null) RendezvousReach = anonymity.RendezvousReach(2000, 7, new Random(Seeds.Derive(sim.Options.Seed, 7)));
+        if (sim.Lookups is not null)
+        {
+            RendezvousReach = anonymity.RendezvousReach(2000, 7, candidates: 1, new Random(Seeds.Derive(sim.Options.Seed, 7)));
+            RendezvousReachOfThree = anonymity.RendezvousReach(2000, 7, candidates: 3, new Random(Seeds.Derive(sim.Options.Seed, 7)));
+        }
         Summarise();
     }
 
@@ -38,6 +42,8 @@ public sealed class Report
     public List<AnonymityRow> Anonymity { get; }
     /// <summary>With services: the share of client and service pairs whose rendezvous point the service reaches within each number of hops.</summary>
     public double[]? RendezvousReach { get; }
+    /// <summary>The same, when the client names three candidate rendezvous points and the service takes the nearest it reaches.</summary>
+    public double[]? RendezvousReachOfThree { get; }
     public IReadOnlyList<(string Key, string Value)> Summary => _summary;
 
     private static string F(double value, int decimals = 4) =>
@@ -160,6 +166,8 @@ public sealed class Report
         Add("lookup_introduced_p99_s", F(Stats.Quantile(introduced, 0.99), 3));
         if (RendezvousReach is { } reach)
             foreach (int hops in new[] { 3, 4, 5, 7 }) Add($"rendezvous_point_reached_within_{hops}_hops", F(reach[hops]));
+        if (RendezvousReachOfThree is { } three)
+            foreach (int hops in new[] { 3, 4, 5, 7 }) Add($"one_of_3_rendezvous_points_reached_within_{hops}_hops", F(three[hops]));
         Add("records_stored_per_ultrapeer", F(_sim.Online.Where(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer).Select(n => (double)n.Overlay.StoredRecordCount).DefaultIfEmpty(double.NaN).Average(), 1));
     }
 
