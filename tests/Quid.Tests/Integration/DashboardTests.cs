@@ -46,6 +46,8 @@ public sealed class DashboardTests(ITestOutputHelper output)
         await using var control = await ControlPlane.StartAsync(network.Client, network.DataDirectory(0));
         var service = await network.Client.PublishAsync(new ServiceSpec("web", network.Web.EndPoint, AddressKind.Stable), TimeSpan.FromSeconds(30));
         await service.Published.WaitAsync(TimeSpan.FromSeconds(30));
+        using var followed = ServiceSecret.Generate();
+        var followedAddress = network.Client.Follow("friend", followed.ToText(), accessKey: null);
 
         // A download held to about 3 Mbit/s by curl, so the chart has a steady line to draw.
         var download = Curl.RunAsync("--silent", "--output", "/dev/null", "--max-time", "40", "--limit-rate", "400K",
@@ -65,7 +67,7 @@ public sealed class DashboardTests(ITestOutputHelper output)
         await page.GotoAsync(ControlServer.DashboardUrl(control.Server.EndPoint, ControlCookie.Read(control.DataDirectory)));
         await page.WaitForFunctionAsync("() => document.querySelectorAll('#circuits li').length > 0 && document.querySelectorAll('#partners tbody tr').length > 0" +
             " && document.querySelector('#rate-received').textContent !== '0 bit/s' && document.querySelectorAll('#chart polyline.received').length === 1" +
-            " && document.querySelectorAll('#services tbody tr').length > 0");
+            " && document.querySelectorAll('#services tbody tr').length > 0 && document.querySelectorAll('#follows tbody tr').length > 0");
 
         // The token leaves the address bar once read.
         Assert.DoesNotContain("token=", page.Url, StringComparison.Ordinal);
@@ -106,6 +108,8 @@ public sealed class DashboardTests(ITestOutputHelper output)
         Assert.Equal(service.Address.ToString(), await published.Locator(".address span").TextContentAsync());
         Assert.Matches(@"^[12] up$", cells[3]);
         Assert.True(await page.Locator("#services-empty").IsHiddenAsync());
+        // The moving service it follows: the name it is reached by, and its address today.
+        Assert.Equal(["friend.quid", followedAddress.ToString()], await page.Locator("#follows tbody tr td").AllTextContentsAsync());
 
         string screenshot = Path.Combine(AppContext.BaseDirectory, "dashboard.png");
         await page.ScreenshotAsync(new() { Path = screenshot, FullPage = true });

@@ -216,11 +216,29 @@ function showServices(services) {
   $('services-empty').hidden = services.length > 0;
 }
 
+let shownFollows = null;
+
+function showFollows(follows) {
+  const key = JSON.stringify(follows.map((f) => [f.host, f.address]));
+  if (key === shownFollows) return;
+  shownFollows = key;
+  $('follows').tBodies[0].replaceChildren(...follows.map((f) => {
+    const row = element('tr');
+    const address = element('td', 'address');
+    address.append(element('span', 'mono', f.address));
+    address.title = 'Its address until ' + new Date(f.until).toLocaleString() + '; then the next day\'s, which the node works out.';
+    row.append(element('td', 'mono', f.host), address);
+    return row;
+  }));
+  $('follows').hidden = follows.length === 0;
+}
+
 // ---- The loop ----
 
 async function refresh() {
   try {
-    const [status, history, ledger, circuits, services] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'), api('/api/circuits'), api('/api/services')]);
+    const [status, history, ledger, circuits, services, follows] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'),
+      api('/api/circuits'), api('/api/services'), api('/api/follows')]);
     $('signin').hidden = true;
     $('main').hidden = false;
     showStatus(status);
@@ -228,6 +246,7 @@ async function refresh() {
     showPartners(ledger);
     showCircuits(circuits);
     showServices(services);
+    showFollows(follows);
   } catch (e) {
     if (e instanceof Unauthorized) {
       signIn('The node did not accept this token: it has restarted since, or it is another node. Run quid dashboard for a new link.');
