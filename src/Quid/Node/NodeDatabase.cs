@@ -377,22 +377,25 @@ public sealed class NodeDatabase : IDisposable
         }
     }
 
-    /// <summary>Remembers a stable or moving service, to publish again at each start (replacing one of the same name).</summary>
-    public void SaveService(ServiceSpec spec) => SaveService(spec.Name, spec.Kind, spec.Private, spec.Target.ToString(), null, null);
-
-    /// <summary>Remembers a stable or moving share, to publish again at each start (replacing one of the same name).</summary>
-    public void SaveService(ShareSpec spec) =>
-        SaveService(spec.Name, spec.Kind, spec.Private, null, spec.ReceiveDirectory is null ? string.Join(PathSeparator, spec.Paths) : null, spec.ReceiveDirectory);
-
-    private void SaveService(string name, AddressKind kind, bool isPrivate, string? target, string? paths, string? receive) =>
+    /// <summary>Remembers a stable or moving service or share, to publish again at each start (replacing one of the same name).</summary>
+    public void SaveService(PublishSpec spec)
+    {
+        var (target, paths, receive) = spec switch
+        {
+            ServiceSpec service => (service.Target.ToString(), null, null),
+            ShareSpec { ReceiveDirectory: { } inbox } => (null, null, inbox),
+            ShareSpec share => ((string?)null, (string?)string.Join(PathSeparator, share.Paths), (string?)null),
+            _ => throw new ArgumentException($"Not a service or a share: {spec}", nameof(spec)),
+        };
         Write("INSERT OR REPLACE INTO services (name, kind, private, target, paths, receive) VALUES ($1, $2, $3, $4, $5, $6)",
-            name, kind.ToString(), isPrivate, target, paths, receive);
+            spec.Name, spec.Kind.ToString(), spec.Private, target, paths, receive);
+    }
 
     /// <summary>Forgets the service named <paramref name="name"/>: it is not published at the next start.</summary>
     public void ForgetService(string name) => Write("DELETE FROM services WHERE name = $1", name);
 
-    /// <summary>The services and shares to publish again, each a <see cref="ServiceSpec"/> or a <see cref="ShareSpec"/>; rows this version cannot read are skipped.</summary>
-    public IReadOnlyList<object> LoadServices() => [.. Read("SELECT name, kind, private, target, paths, receive FROM services ORDER BY name", object? (reader) =>
+    /// <summary>The services and shares to publish again; rows this version cannot read are skipped.</summary>
+    public IReadOnlyList<PublishSpec> LoadServices() => [.. Read("SELECT name, kind, private, target, paths, receive FROM services ORDER BY name", PublishSpec? (reader) =>
     {
         string name = reader.GetString(0);
         if (!Enum.TryParse<AddressKind>(reader.GetString(1), out var kind) || kind == AddressKind.Ephemeral) return null;
@@ -400,7 +403,7 @@ public sealed class NodeDatabase : IDisposable
         if (!reader.IsDBNull(3)) return IPEndPoint.TryParse(reader.GetString(3), out var target) ? new ServiceSpec(name, target, kind, isPrivate) : null;
         if (!reader.IsDBNull(5)) return new ShareSpec(name, [], reader.GetString(5), kind, isPrivate);
         return reader.IsDBNull(4) ? null : new ShareSpec(name, reader.GetString(4).Split(PathSeparator), null, kind, isPrivate);
-    }).OfType<object>()];
+    }).OfType<PublishSpec>()];
 
     /// <summary>Remembers a moving service followed under <paramref name="name"/>, to follow again at each start.</summary>
     public void SaveFollow(string name, string secret, string? access) =>

@@ -12,14 +12,25 @@ using Quid.Wire;
 
 namespace Quid.Node;
 
-/// <summary>What <see cref="QuidNode.PublishAsync"/> publishes: a local TCP service under a name the node keeps its key by.</summary>
+/// <summary>What a user asked the node to publish: a service or a share. Asked again, the very same is no conflict.</summary>
 /// <param name="Name">Letters, digits and dashes: names the key file of a stable or moving service.</param>
-/// <param name="Target">Where the service's streams go: a local TCP listener.</param>
 /// <param name="Private">Only holders of its access key (<see cref="HostedService.AccessKey"/>) can find it; to anyone else it does not exist.</param>
-public sealed record ServiceSpec(string Name, IPEndPoint Target, AddressKind Kind = AddressKind.Ephemeral, bool Private = false);
+public abstract record PublishSpec(string Name, AddressKind Kind, bool Private);
+
+/// <summary>What <see cref="QuidNode.PublishAsync"/> publishes: a local TCP service under a name the node keeps its key by.</summary>
+/// <param name="Target">Where the service's streams go: a local TCP listener.</param>
+public sealed record ServiceSpec(string Name, IPEndPoint Target, AddressKind Kind = AddressKind.Ephemeral, bool Private = false) : PublishSpec(Name, Kind, Private);
 
 /// <summary>What <see cref="QuidNode.PublishShareAsync"/> publishes: files and folders to download, or, with <paramref name="ReceiveDirectory"/>, an upload inbox.</summary>
-public sealed record ShareSpec(string Name, IReadOnlyList<string> Paths, string? ReceiveDirectory = null, AddressKind Kind = AddressKind.Ephemeral, bool Private = false);
+public sealed record ShareSpec(string Name, IReadOnlyList<string> Paths, string? ReceiveDirectory = null, AddressKind Kind = AddressKind.Ephemeral, bool Private = false)
+    : PublishSpec(Name, Kind, Private)
+{
+    /// <summary>The same share: the same paths in the same order, not the same list.</summary>
+    public bool Equals(ShareSpec? other) =>
+        base.Equals(other) && ReceiveDirectory == other.ReceiveDirectory && Paths.SequenceEqual(other.Paths);
+
+    public override int GetHashCode() => HashCode.Combine(base.GetHashCode(), ReceiveDirectory, Paths.Count);
+}
 
 /// <summary>
 /// Session-address services on the node (PROTOCOL §9.13): the services it publishes, the
@@ -40,8 +51,8 @@ public sealed partial class QuidNode : IServiceDirectory
 
     private ServiceClient _serviceClient = null!;
     private readonly Dictionary<string, HostedService> _services = [];
-    /// <summary>What each service was published with, by name (a <see cref="ServiceSpec"/> or a <see cref="ShareSpec"/>): the same request again gets the same service.</summary>
-    private readonly Dictionary<string, object> _asked = [];
+    /// <summary>What each service was published with, by name: the same request again gets the same service.</summary>
+    private readonly Dictionary<string, PublishSpec> _asked = [];
     /// <summary>The file servers of shares, by service name: each listens on a loopback port that only the node connects to.</summary>
     private readonly Dictionary<string, LoopbackListener> _shares = [];
     /// <summary>
@@ -92,7 +103,7 @@ public sealed partial class QuidNode : IServiceDirectory
     /// spec itself, or the share it serves), remembered under its name and, for a stable or moving
     /// address, kept in the ledger to publish again at each start.
     /// </summary>
-    private async Task<HostedService> PublishAsync(ServiceSpec spec, object asked, TimeSpan publishedWithin, CancellationToken cancellationToken)
+    private async Task<HostedService> PublishAsync(ServiceSpec spec, PublishSpec asked, TimeSpan publishedWithin, CancellationToken cancellationToken)
     {
         ServiceNames.Check(spec.Name);
         using var secret = spec.Kind == AddressKind.Moving ? new ServiceSecret(ServiceNames.LoadOrCreateSecret(_options.DataDirectory, spec.Name, spec.Kind)) : null;
@@ -119,11 +130,7 @@ public sealed partial class QuidNode : IServiceDirectory
             _asked[spec.Name] = asked;
         }
         // Ephemeral addresses die with the node: the point of them is that a restart changes them.
-        switch (asked)
-        {
-            case ServiceSpec { Kind: not AddressKind.Ephemeral } kept: _database.SaveService(kept); break;
-            case ShareSpec { Kind: not AddressKind.Ephemeral } kept: _database.SaveService(kept); break;
-        }
+        if (asked.Kind != AddressKind.Ephemeral) _database.SaveService(asked);
         service.Start();
         _logger.LogInformation("Publishing {Name} ({Kind}) at {Address}", spec.Name, spec.Kind.ToString().ToLowerInvariant(), service.Address);
         try
@@ -251,20 +258,10 @@ public sealed partial class QuidNode : IServiceDirectory
     /// very same request, so that asking again (a script run after a restart that had already
     /// published it again) gets it rather than a refusal; null otherwise.
     /// </summary>
-    private HostedService? Published(object asked)
+    private HostedService? Published(PublishSpec asked)
     {
-        string name = asked switch { ServiceSpec s => s.Name, ShareSpec s => s.Name, _ => throw new ArgumentException("Not a service.", nameof(asked)) };
         lock (_services)
-        {
-            if (!_asked.TryGetValue(name, out var had) || !_services.TryGetValue(name, out var service)) return null;
-            bool same = (had, asked) switch
-            {
-                (ServiceSpec a, ServiceSpec b) => a == b,
-                (ShareSpec a, ShareSpec b) => a.Kind == b.Kind && a.Private == b.Private && a.ReceiveDirectory == b.ReceiveDirectory && a.Paths.SequenceEqual(b.Paths),
-                _ => false,
-            };
-            return same ? service : null;
-        }
+            return _asked.TryGetValue(asked.Name, out var had) && had == asked ? _services.GetValueOrDefault(asked.Name) : null;
     }
 
     /// <summary>
@@ -299,18 +296,17 @@ public sealed partial class QuidNode : IServiceDirectory
         }
     }
 
-    private async Task RepublishAsync(object spec)
+    private async Task RepublishAsync(PublishSpec spec)
     {
-        string name = spec is ShareSpec share ? share.Name : ((ServiceSpec)spec).Name;
-        _logger.LogInformation("Publishing {Name} again, as before the restart", name);
+        _logger.LogInformation("Publishing {Name} again, as before the restart", spec.Name);
         try
         {
-            if (spec is ShareSpec s) await PublishShareAsync(s, RepublishWait, _stopping.Token).ConfigureAwait(false);
+            if (spec is ShareSpec share) await PublishShareAsync(share, RepublishWait, _stopping.Token).ConfigureAwait(false);
             else await PublishAsync((ServiceSpec)spec, RepublishWait, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is ArgumentException or NodeStateException)
         {
-            _logger.LogWarning("Cannot publish {Name} again: {Reason} Fix it and restart, or stop keeping it with: quid services remove {Name}", name, e.Message, name);
+            _logger.LogWarning("Cannot publish {Name} again: {Reason} Fix it and restart, or stop keeping it with: quid services remove {Name}", spec.Name, e.Message, spec.Name);
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
         {
