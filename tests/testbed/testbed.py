@@ -597,8 +597,11 @@ class Testbed:
             for node in survivors:
                 path = os.path.join(self.data_dir(node), 'recovered')
                 if node.name not in recovery and os.path.exists(path):
+                    # The shell creates the file before date writes to it: an empty one is read again.
                     with open(path) as f:
-                        recovery[node.name] = float(f.read().strip() or 'nan') - kill
+                        written = f.read().strip()
+                    if written:
+                        recovery[node.name] = float(written) - kill
             time.sleep(0.5)
         pending = [n for n in survivors if n.name not in recovery]
         slowest = max(recovery.values()) if recovery else float('nan')
