@@ -83,6 +83,11 @@ public sealed partial class Circuit
     private int _received;
     private int _relayEarly;
     private TaskCompletionSource? _windowWaiter;
+    // Cells from the client's side, counted on the inward link's read loop alone: whether the
+    // circuit is in use (a download's Sendmes come this way too). Read by CarriedWithin.
+    private long _cellsFromInward;
+    private long _cellsSeen;
+    private DateTimeOffset _carryingSeenAt;
 
     internal Circuit(CircuitRole role, ICircuitOwner owner, TimeProvider time)
     {
@@ -90,6 +95,7 @@ public sealed partial class Circuit
         Role = role;
         Time = time;
         CreatedAt = time.GetUtcNow();
+        _carryingSeenAt = CreatedAt;
         _nextStreamId = (ushort)Random.Shared.Next(1, ushort.MaxValue);
     }
 
@@ -146,6 +152,27 @@ public sealed partial class Circuit
         Outward = link;
         OutwardId = id;
         OutwardAccount = account;
+    }
+
+    /// <summary>
+    /// Whether the client's side sent a cell within about <paramref name="window"/>, or the circuit
+    /// is younger than that: a circuit in use, or about to be. Cells are counted, not timed, so the
+    /// answer is as fine as the calls are frequent: a circuit asked for the first time in a long
+    /// while, after carrying anything since, counts as in use once.
+    /// </summary>
+    internal bool CarriedWithin(TimeSpan window)
+    {
+        var now = Time.GetUtcNow();
+        lock (_lock)
+        {
+            long cells = Volatile.Read(ref _cellsFromInward);
+            if (cells != _cellsSeen)
+            {
+                _cellsSeen = cells;
+                _carryingSeenAt = now;
+            }
+            return now - _carryingSeenAt < window;
+        }
     }
 
     internal void MarkOpen() => Interlocked.CompareExchange(ref _state, (int)CircuitState.Open, (int)CircuitState.Building);
@@ -237,6 +264,7 @@ public sealed partial class Circuit
         var body = Cell.Body(cell);
         if (fromInward)
         {
+            _cellsFromInward++;
             InwardAccount?.AddGiven(Cell.Size);
             if (!Layer!.OpenForward(body))
             {

@@ -18,8 +18,10 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
     /// <summary>
     /// Builds a circuit along <paramref name="path"/>, starting on <paramref name="firstHop"/>, the
     /// link to <c>path[0]</c>. Throws <see cref="StreamException"/> if a hop refuses or is silent.
+    /// With <paramref name="evenIfFull"/>, a hop extends even where the circuits it carries already
+    /// fill the next hop's grant (<see cref="ExtendFailure.Full"/>).
     /// </summary>
-    public async Task<Circuit> BuildAsync(ICellPort firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken)
+    public async Task<Circuit> BuildAsync(ICellPort firstHop, IReadOnlyList<Descriptor> path, object? isolation, CancellationToken cancellationToken, bool evenIfFull = false)
     {
         var circuit = new Circuit(CircuitRole.Origin, table, time) { Isolation = isolation, ExitDescriptor = path[^1], MaxStreams = options.MaxStreamsPerCircuit };
         uint id = table.AttachOutward(circuit, firstHop);
@@ -33,7 +35,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
                 var waiting = circuit.ExpectReply().WaitAsync(options.BuildTimeout, time, cancellationToken);
                 bool sent = i == 0
                     ? CircuitTable.SendCreate(firstHop, id, ntor.Request.ToArray())
-                    : circuit.SendRelay(RelayCommand.Extend, 0, Extend(hop.Id, ntor), early: true);
+                    : circuit.SendRelay(RelayCommand.Extend, 0, Extend(hop.Id, ntor, evenIfFull), early: true);
                 if (!sent) throw new StreamException(EndReason.CircuitClosed, "The circuit's first link closed.");
                 HopReply reply;
                 try
@@ -69,10 +71,10 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
     }
 
     /// <summary>The Extend data that asks the last hop so far to extend to <paramref name="next"/>.</summary>
-    private static byte[] Extend(NodeId next, Ntor.Client ntor)
+    private static byte[] Extend(NodeId next, Ntor.Client ntor, bool evenIfFull)
     {
         var data = new byte[ExtendBody.Size];
-        new ExtendBody(next, ntor.Request.ToArray()).Write(data);
+        new ExtendBody(next, ntor.Request.ToArray(), evenIfFull).Write(data);
         return data;
     }
 
@@ -93,6 +95,7 @@ public sealed class CircuitBuilder(CircuitTable table, CircuitOptions options, T
             ExtendFailure.Refused => new StreamException(EndReason.CircuitClosed, $"{could}: {hop.Brief} refused the circuit.") { FailedHop = hop },
             ExtendFailure.Timeout => new StreamException(EndReason.Timeout, $"{could}: {hop.Brief} did not answer in time.") { FailedHop = hop },
             ExtendFailure.Malformed => new StreamException(EndReason.CircuitClosed, $"{could}: it found the request malformed."),
+            ExtendFailure.Full => new StreamException(EndReason.CircuitClosed, $"{could}: what it carries there already fills its grant.") { FailedHop = hop, HopFull = true },
             _ => new StreamException(EndReason.CircuitClosed, $"{could}."),
         };
     }

@@ -184,7 +184,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// </summary>
     private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
-        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, g => ChoosePath(g, ports, target: null),
+        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, (g, busy) => ChoosePath(g, ports, target: null, busy),
             g => options.Hops == 1 || g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.",
@@ -201,7 +201,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// it, and the caller destroys it when done.
     /// </summary>
     public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, options.Hops, graph: null, g => ChoosePath(g, ports: [], target: null),
+        BuildAlongAsync(isolation, options.Hops, graph: null, (g, busy) => ChoosePath(g, ports: [], target: null, busy),
             g => g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet: still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs yet.",
@@ -216,7 +216,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// path through our partners and theirs reaches the target.
     /// </summary>
     public Task<Circuit> BuildToAsync(NodeId target, object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, g => ChoosePath(g, ports: [], target),
+        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, busy) => ChoosePath(g, ports: [], target, busy),
             g => g.FirstHops.Count == 0
                 ? $"No partner grants us bandwidth yet, so no path reaches {target.Brief}: still searching for one."
                 : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {target.Brief}.",
@@ -226,29 +226,46 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// Builds a circuit along a path <paramref name="choose"/> draws from a fresh snapshot of the
     /// graph (<paramref name="depth"/> hops deep), trying other paths when a hop fails, up to
     /// <see cref="BuildAttempts"/> times; <paramref name="graph"/>, when given, serves the first.
-    /// When no path is left, throws <see cref="EndReason.Unreachable"/> with what
-    /// <paramref name="unreachable"/> says.
+    /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
+    /// passed over by this build's later draws, not avoided by others: it is busy, not broken. The
+    /// last try, or one that finds no path but through such hops, insists on a full hop: a slow
+    /// circuit beats none. When no path is left, throws <see cref="EndReason.Unreachable"/> with
+    /// what <paramref name="unreachable"/> says.
     /// </summary>
-    private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph, Func<PathGraph, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
+    private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph,
+        Func<PathGraph, IReadOnlySet<NodeId>, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
         Func<PathGraph, string> unreachable, CancellationToken cancellationToken)
     {
         StreamException? last = null;
+        var busy = new HashSet<NodeId>();
         for (int attempt = 0; attempt < BuildAttempts; attempt++)
         {
             graph ??= await source.Graph(depth, cancellationToken).ConfigureAwait(false);
-            var path = choose(graph) ?? throw new StreamException(EndReason.Unreachable, unreachable(graph));
+            bool insist = attempt == BuildAttempts - 1;
+            var path = choose(graph, busy);
+            if (path is null && busy.Count > 0)
+            {
+                path = choose(graph, new HashSet<NodeId>());
+                insist = true;
+            }
+            if (path is null) throw new StreamException(EndReason.Unreachable, unreachable(graph));
             graph = null;
             try
             {
-                return await builder.BuildAsync(path.First.Link, path.Hops, isolation, cancellationToken).ConfigureAwait(false);
+                return await builder.BuildAsync(path.Value.First.Link, path.Value.Hops, isolation, cancellationToken, evenIfFull: insist).ConfigureAwait(false);
             }
             catch (StreamException e) when (e.Reason is not EndReason.Unreachable)
             {
                 last = e;
-                logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Hops.Select(h => h.Id.Brief)), e.Message);
+                logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Value.Hops.Select(h => h.Id.Brief)), e.Message);
+                if (e.HopFull && e.FailedHop is { } full)
+                {
+                    busy.Add(full);
+                    continue;
+                }
                 // The hop to blame, or, when none is named, every hop after the first (which is our
                 // own partner: if it is gone, its link is too, and it is no longer a first hop).
-                var avoid = e.FailedHop is { } failed ? path.Hops.Skip(1).Where(h => h.Id == failed) : path.Hops.Skip(1);
+                var avoid = e.FailedHop is { } failed ? path.Value.Hops.Skip(1).Where(h => h.Id == failed) : path.Value.Hops.Skip(1);
                 Avoid(avoid.Select(h => h.Id));
             }
         }
@@ -267,15 +284,16 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// A path by <see cref="PathRule"/>, over the snapshot: the node's own first hops and the
     /// descriptors it knows. With a <paramref name="target"/>, one that ends there
     /// (<see cref="PathRule.DrawTo"/>); else one whose last hop allows <paramref name="ports"/>
-    /// (any, when there are none).
+    /// (any, when there are none). Never through <paramref name="busy"/>.
     /// </summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target)
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, IReadOnlySet<NodeId> busy)
     {
         var now = time.GetUtcNow();
         var known = new Dictionary<NodeId, Descriptor>(graph.Descriptors);
         foreach (var hop in graph.FirstHops) known[hop.Descriptor.Id] = hop.Descriptor;
         Dictionary<NodeId, DateTimeOffset> avoid;
         lock (_lock) avoid = new(_avoid);
+        foreach (var hop in busy) avoid[hop] = DateTimeOffset.MaxValue;
         // The target is not avoided for having failed a try: another way to it may serve, and the
         // tries are few. The paths that avoid it are those to other nodes.
         if (target is { } end) avoid.Remove(end);

@@ -52,7 +52,12 @@ public sealed record CircuitPolicy(
     /// <summary>The link to a neighbour we may extend circuits to (one that grants us bandwidth), or null.</summary>
     Func<NodeId, ICellPort?> ExtendTo,
     /// <summary>The ledger account of a neighbour, for billing and shaping.</summary>
-    Func<NodeId, PartnerAccount?> AccountOf);
+    Func<NodeId, PartnerAccount?> AccountOf,
+    /// <summary>
+    /// What we grant a neighbour and what it grants us, in kbps, to judge whether the circuits we
+    /// carry to a next hop already fill its grant; null, and no extension is refused as full.
+    /// </summary>
+    Func<NodeId, (long WeGrant, long TheyGrant)>? GrantKbps = null);
 
 /// <summary>
 /// Every circuit this node is part of, by link and circuit id on that link: a link's read loop
@@ -66,6 +71,9 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     : ICircuitCells, ICircuitOwner, ICircuitExtender
 {
     private const uint DialerBit = 0x8000_0000;
+
+    /// <summary>A circuit that carried a cell this recently, or was built this recently, counts as in use.</summary>
+    internal static readonly TimeSpan InUseWindow = TimeSpan.FromSeconds(10);
 
     private readonly record struct Side(Circuit Circuit, bool Inward);
 
@@ -187,7 +195,46 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.NotAPartner]);
             return;
         }
+        if (!extend.EvenIfFull && IsFull(circuit, next))
+        {
+            circuit.SendRelay(RelayCommand.ExtendFailed, 0, [(byte)ExtendFailure.Full]);
+            return;
+        }
         _ = ExtendAsync(circuit, link, extend.NtorRequest);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="circuit"/> would overfill what <paramref name="next"/> grants us.
+    /// Every circuit we relay or end for a neighbour shares our grant to that neighbour, so each
+    /// circuit in use may need its equal part of it; those that go on to <paramref name="next"/>
+    /// all share its one grant to us. When their parts, with this circuit's, come to more than that
+    /// grant, some client would get less than it was granted, and a path through another hop would
+    /// not: the origin is asked to draw another. The first circuit to a next hop always goes, and
+    /// so does an origin's last try (<see cref="ExtendBody.EvenIfFull"/>): slow beats failed. Our
+    /// own circuits are not counted: they start on our private partners, which we never extend to.
+    /// </summary>
+    private bool IsFull(Circuit circuit, NodeId next)
+    {
+        if (policy.GrantKbps is not { } grants) return false;
+        long capacity = grants(next).TheyGrant;
+        var inUse = new Dictionary<NodeId, int>();
+        var onward = new List<NodeId>();
+        foreach (var side in _sides.Values)
+        {
+            // A relayed circuit has one inward side: counted once, by the neighbour it is billed to.
+            if (!side.Inward || !side.Circuit.CarriedWithin(InUseWindow)) continue;
+            var from = side.Circuit.Inward!.PeerId;
+            inUse[from] = inUse.GetValueOrDefault(from) + 1;
+            if (side.Circuit.Outward?.PeerId == next) onward.Add(from);
+        }
+        if (onward.Count == 0) return false;
+        // The circuit asking is young, so in use: counted in its neighbour's parts already.
+        onward.Add(circuit.Inward!.PeerId);
+        double demand = onward.Sum(from => (double)grants(from).WeGrant / Math.Max(1, inUse.GetValueOrDefault(from)));
+        bool full = demand > capacity;
+        if (full) logger.LogDebug("Refused to extend a circuit to {Next}: {Count} circuits in use there would need {Demand:F0} of its {Capacity} kbps",
+            next.Brief, onward.Count, demand, capacity);
+        return full;
     }
 
     private async Task ExtendAsync(Circuit circuit, ICellPort link, byte[] request)

@@ -13,6 +13,9 @@ public sealed class StreamException(EndReason reason, string message) : IOExcept
 
     /// <summary>For a circuit that could not be built: the hop that refused, failed the handshake or did not answer, when one is to blame.</summary>
     public NodeId? FailedHop { get; init; }
+
+    /// <summary>The hop before <see cref="FailedHop"/> carries all its grant allows there: it is fine, only busy.</summary>
+    public bool HopFull { get; init; }
 }
 
 /// <summary>

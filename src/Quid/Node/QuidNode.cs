@@ -119,7 +119,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _ownAddresses = new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time);
         var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver, _ownAddresses),
             exitSockets, time, circuitLogger);
-        _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account), time, circuitLogger);
+        _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account, GrantKbps), time, circuitLogger);
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time, circuitLogger);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
@@ -603,6 +603,12 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
 
     /// <summary>A neighbour may build circuits through us only if we grant it bandwidth.</summary>
     private bool AdmitsCircuitsFrom(NodeId peer) => _partners.GrantedTo.GetValueOrDefault(peer) > 0;
+
+    private (long WeGrant, long TheyGrant) GrantKbps(NodeId peer)
+    {
+        var partners = _partners;
+        return (partners.GrantedTo.GetValueOrDefault(peer), partners.GrantedBy.GetValueOrDefault(peer));
+    }
 
     /// <summary>
     /// A circuit through us may go on only to a partner that grants us bandwidth: paths follow

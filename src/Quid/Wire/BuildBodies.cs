@@ -10,6 +10,8 @@ public enum ExtendFailure : byte
     Refused = 2,
     Timeout = 3,
     Malformed = 4,
+    /// <summary>What we already carry to the next hop fills its grant to us: try another.</summary>
+    Full = 5,
 }
 
 /// <summary>
@@ -59,9 +61,10 @@ public readonly record struct CreatedBody(byte[] NtorReply)
 }
 
 /// <summary>An Extend relay message's data: the node to extend to, then the ntor request for it.</summary>
-public readonly record struct ExtendBody(NodeId Next, byte[] NtorRequest)
+public readonly record struct ExtendBody(NodeId Next, byte[] NtorRequest, bool EvenIfFull = false)
 {
-    public const int Size = NodeId.Size + Ntor.RequestSize;
+    public const int Size = NodeId.Size + Ntor.RequestSize + 1;
+    private const byte EvenIfFullFlag = 1;
 
     public int Write(Span<byte> data)
     {
@@ -69,6 +72,7 @@ public readonly record struct ExtendBody(NodeId Next, byte[] NtorRequest)
         var writer = new WireWriter(data);
         writer.WriteNodeId(Next);
         writer.WriteBytes(NtorRequest);
+        writer.WriteByte(EvenIfFull ? EvenIfFullFlag : (byte)0);
         return Size;
     }
 
@@ -77,8 +81,10 @@ public readonly record struct ExtendBody(NodeId Next, byte[] NtorRequest)
         var reader = new WireReader(data);
         var next = reader.ReadNodeId();
         var request = reader.ReadBytes(Ntor.RequestSize).ToArray();
+        byte flags = reader.ReadByte();
+        if ((flags & ~EvenIfFullFlag) != 0) throw new WireException(WireError.BadField, $"Unknown Extend flags {flags:x2}.");
         reader.ExpectEnd();
-        return new ExtendBody(next, request);
+        return new ExtendBody(next, request, flags == EvenIfFullFlag);
     }
 }
 

@@ -130,6 +130,48 @@ public sealed class CircuitBuildTests
     }
 
     [Fact]
+    public async Task A_hop_will_not_put_a_second_circuit_in_use_on_a_next_hop_whose_grant_the_first_fills_unless_the_origin_insists_or_the_first_falls_idle()
+    {
+        using var net = new CircuitHarness();
+        var (first, hops) = net.Line(2);
+        var second = net.AddNode();
+        net.Partners(second, hops[0]);
+        var (hop, next) = (hops[0], hops[1]);
+        // The hop grants each origin 256 kbps, and the next hop grants it 256: room for one of them.
+        hop.Kbps[first.Id] = hop.Kbps[second.Id] = (256, 256);
+        hop.Kbps[next.Id] = (256, 256);
+        var carrying = await first.BuildAsync(hop, next);
+        int sentToNext = hop.PortTo(next).Sent.Count;
+
+        var refused = await Assert.ThrowsAsync<StreamException>(() => second.BuildAsync(hop, next));
+
+        Assert.Equal($"{hop.Id.Brief} could not extend to {next.Id.Brief}: what it carries there already fills its grant.", refused.Message);
+        Assert.True(refused.HopFull);
+        Assert.Equal(next.Id, refused.FailedHop);
+        Assert.Equal(sentToNext, hop.PortTo(next).Sent.Count);
+
+        // An origin out of other paths insists: a slow circuit beats none.
+        var insisted = await second.Builder.BuildAsync(second.PortTo(hop), [hop.Descriptor, next.Descriptor], null, CancellationToken.None, evenIfFull: true)
+            .WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal([hop.Id, next.Id], insisted.Hops.Select(h => h.Id));
+        insisted.Destroy(DestroyReason.Finished);
+        await net.Wire.SettleAsync();
+
+        // A larger grant from the next hop has room for both.
+        hop.Kbps[next.Id] = (256, 512);
+        (await second.BuildAsync(hop, next)).Destroy(DestroyReason.Finished);
+        await net.Wire.SettleAsync();
+
+        // Back to 256: once the first circuit has carried nothing for the window, it is not in use.
+        hop.Kbps[next.Id] = (256, 256);
+        await Assert.ThrowsAsync<StreamException>(() => second.BuildAsync(hop, next));
+        net.Time.Advance(CircuitTable.InUseWindow);
+        var built = await second.BuildAsync(hop, next);
+        Assert.Equal(CircuitState.Open, carrying.State);
+        Assert.Equal(CircuitState.Open, built.State);
+    }
+
+    [Fact]
     public async Task A_next_hop_that_refuses_the_CREATE_is_reported_to_the_origin_by_the_hop_which_keeps_the_circuit_to_say_so()
     {
         using var net = new CircuitHarness();

@@ -27,7 +27,8 @@ internal sealed class CircuitNode : IDisposable
         var logger = Logs.CreateLogger("Quid.Circuits");
         var exit = new StreamExit(new ExitConnector(ExitPolicy.AcceptAll, null, options.ExitConnectTimeout, harness.Time, harness.Resolve),
             new ExitSockets(options.ExitSocketBudget ?? 1024), harness.Time, logger);
-        var policy = new CircuitPolicy(Grants.ContainsKey, next => GrantedBy.ContainsKey(next) && Ports.TryGetValue(next, out var port) && port.IsOpen ? port : null, Ledger.Account);
+        var policy = new CircuitPolicy(Grants.ContainsKey, next => GrantedBy.ContainsKey(next) && Ports.TryGetValue(next, out var port) && port.IsOpen ? port : null, Ledger.Account,
+            peer => Kbps.TryGetValue(peer, out var kbps) ? kbps : (0, long.MaxValue));
         Table = new CircuitTable(identity, options, exit, policy, harness.Time, logger);
         Builder = new CircuitBuilder(Table, options, harness.Time, logger);
         Prober = new Prober(Builder, harness.Time, logger);
@@ -47,6 +48,8 @@ internal sealed class CircuitNode : IDisposable
     public ConcurrentDictionary<NodeId, bool> Grants { get; } = new();
     /// <summary>Neighbours that grant us bandwidth: we may extend circuits to them.</summary>
     public ConcurrentDictionary<NodeId, bool> GrantedBy { get; } = new();
+    /// <summary>What we grant a neighbour and it grants us, in kbps, where a test sets it; elsewhere no pair is ever full.</summary>
+    public ConcurrentDictionary<NodeId, (long WeGrant, long TheyGrant)> Kbps { get; } = new();
 
     /// <summary>Our port to <paramref name="node"/>.</summary>
     public MemoryPort PortTo(CircuitNode node) => Ports[node.Id];

@@ -284,4 +284,69 @@ public sealed class CircuitPoolTests
         Assert.Equal(3, Volatile.Read(ref asked));
         Assert.Empty(pool.Circuits);
     }
+
+    /// <summary>
+    /// An origin, its private first hop, and two exits after it, the first of them already carrying a
+    /// circuit in use for another client of the hop, which fills its 256 kbps grant to the hop.
+    /// </summary>
+    private static async Task<(CircuitNode Origin, CircuitNode First, CircuitNode Full, CircuitNode Free)> OneExitFullAsync(CircuitHarness net)
+    {
+        var (origin, other, first, full, free) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(other, first);
+        net.Partners(first, full);
+        net.Partners(first, free);
+        first.Kbps[origin.Id] = first.Kbps[other.Id] = (256, 256);
+        first.Kbps[full.Id] = first.Kbps[free.Id] = (256, 256);
+        await other.BuildAsync(first, full);
+        return (origin, first, full, free);
+    }
+
+    [Fact]
+    public async Task A_next_hop_whose_grant_is_full_is_passed_over_for_another_and_only_while_it_is_in_use()
+    {
+        for (int seed = 0; seed < 6; seed++)
+        {
+            using var net = new CircuitHarness();
+            var (origin, first, full, free) = await OneExitFullAsync(net);
+            var graph = new PathGraph([new FirstHop(origin.PortTo(first), Describe(net, first, null, full, free), 256, Private: true)],
+                new Dictionary<NodeId, Descriptor> { [full.Id] = Describe(net, full), [free.Id] = Describe(net, free) });
+            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 2, Random = new Random(seed) }, new PathSource(origin.Id, (_, _) => ValueTask.FromResult(graph), "default"),
+                net.Time, NullLogger.Instance);
+
+            var circuit = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+            Assert.Equal([first.Id, free.Id], circuit.Hops.Select(h => h.Id));
+            // Passed over for a short while only: it was busy, not broken. Both circuits keep
+            // their pair in use, so each new one goes to the hop whose grant has room, until the
+            // window passes and the full hop may be drawn again.
+            circuit.Destroy(DestroyReason.Finished);
+            await net.Wire.SettleAsync();
+            net.Time.Advance(CircuitTable.InUseWindow);
+            var drawn = new HashSet<NodeId>();
+            for (int i = 0; i < 6; i++)
+            {
+                var again = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+                drawn.Add(again.Hops[^1].Id);
+                again.Destroy(DestroyReason.Finished);
+                await net.Wire.SettleAsync();
+                net.Time.Advance(CircuitTable.InUseWindow);
+            }
+            Assert.Contains(full.Id, drawn);
+        }
+    }
+
+    [Fact]
+    public async Task When_every_next_hop_is_full_the_last_try_takes_one_anyway()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, full, _) = await OneExitFullAsync(net);
+        var graph = new PathGraph([new FirstHop(origin.PortTo(first), Describe(net, first, null, full), 256, Private: true)],
+            new Dictionary<NodeId, Descriptor> { [full.Id] = Describe(net, full) });
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
+
+        var circuit = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+
+        Assert.Equal([first.Id, full.Id], circuit.Hops.Select(h => h.Id));
+        Assert.Equal(2, first.OpenCircuits.Count(c => c.Outward?.PeerId == full.Id));
+    }
 }

@@ -96,6 +96,11 @@ public sealed class CircuitBodyTests
         var extend = ExtendBody.Read(Written(new ExtendBody(Next, request).Write, ExtendBody.Size));
         Assert.Equal(Next, extend.Next);
         Assert.Equal(request, extend.NtorRequest);
+        Assert.False(extend.EvenIfFull);
+        var insisting = Written(new ExtendBody(Next, request, EvenIfFull: true).Write, ExtendBody.Size);
+        Assert.True(ExtendBody.Read(insisting).EvenIfFull);
+        insisting[^1] = 2;
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => ExtendBody.Read(insisting)).Error);
 
         var reply = Bytes(Ntor.ReplySize, 4);
         Assert.Equal(reply, ExtendedBody.Read(Written(new ExtendedBody(reply).Write, ExtendedBody.Size)).NtorReply);
