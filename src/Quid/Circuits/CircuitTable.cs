@@ -205,36 +205,41 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
 
     /// <summary>
     /// Whether <paramref name="circuit"/> would overfill what <paramref name="next"/> grants us.
-    /// Every circuit we relay or end for a neighbour shares our grant to that neighbour, so each
-    /// circuit in use may need its equal part of it; those that go on to <paramref name="next"/>
-    /// all share its one grant to us. When their parts, with this circuit's, come to more than that
-    /// grant, some client would get less than it was granted, and a path through another hop would
-    /// not: the origin is asked to draw another. The first circuit to a next hop always goes, and
-    /// so does an origin's last try (<see cref="ExtendBody.EvenIfFull"/>): slow beats failed. Our
-    /// own circuits are not counted: they start on our private partners, which we never extend to.
+    /// The circuits we carry for one neighbour share our one grant to it, and any of them may need
+    /// all of it: with idle capacity lent, one runs well above an even part. So a neighbour's
+    /// circuits in use that go on to one next hop may need our whole grant to it there; where they
+    /// go on to several, it is split evenly among those. The needs at <paramref name="next"/> share
+    /// its one grant to us. When a circuit from a neighbour not yet among them would make them more
+    /// than that grant, some client would get less than it was granted, where a path through
+    /// another hop would not: the origin is asked to draw another. A neighbour's further circuits
+    /// go, as they share its need already counted; so do the first circuit to a next hop and an
+    /// origin's last try (<see cref="ExtendBody.EvenIfFull"/>): slow beats failed. Split, however
+    /// many circuits a neighbour builds, its needs come to its one grant: it cannot fill more of
+    /// our onward grants than it is granted. Our own circuits are not counted: they start on our
+    /// private partners, which we never extend to.
     /// </summary>
     private bool IsFull(Circuit circuit, NodeId next)
     {
         if (policy.GrantKbps is not { } grants) return false;
-        long capacity = grants(next).TheyGrant;
-        var inUse = new Dictionary<NodeId, int>();
-        var onward = new List<NodeId>();
+        var from = circuit.Inward!.PeerId;
+        // The next hops each neighbour's circuits in use go on to.
+        var nextHops = new Dictionary<NodeId, HashSet<NodeId>>();
         foreach (var side in _sides.Values)
         {
             // A relayed circuit has one inward side: counted once, by the neighbour it is billed to.
-            if (!side.Inward || !side.Circuit.CarriedWithin(InUseWindow)) continue;
-            var from = side.Circuit.Inward!.PeerId;
-            inUse[from] = inUse.GetValueOrDefault(from) + 1;
-            if (side.Circuit.Outward?.PeerId == next) onward.Add(from);
+            var other = side.Circuit;
+            if (side.Inward && other.Outward is { } outward && other.CarriedWithin(InUseWindow))
+                (nextHops.TryGetValue(other.Inward!.PeerId, out var hops) ? hops : nextHops[other.Inward.PeerId] = []).Add(outward.PeerId);
         }
-        if (onward.Count == 0) return false;
-        // The circuit asking is young, so in use: counted in its neighbour's parts already.
-        onward.Add(circuit.Inward!.PeerId);
-        double demand = onward.Sum(from => (double)grants(from).WeGrant / Math.Max(1, inUse.GetValueOrDefault(from)));
-        bool full = demand > capacity;
-        if (full) logger.LogDebug("Refused to extend a circuit to {Next}: {Count} circuits in use there would need {Demand:F0} of its {Capacity} kbps",
-            next.Brief, onward.Count, demand, capacity);
-        return full;
+        var sharing = nextHops.Where(n => n.Value.Contains(next)).Select(n => n.Key).ToList();
+        if (sharing.Count == 0 || sharing.Contains(from)) return false;
+        long capacity = grants(next).TheyGrant;
+        double demand = sharing.Sum(p => (double)grants(p).WeGrant / nextHops[p].Count)
+            + (double)grants(from).WeGrant / ((nextHops.GetValueOrDefault(from)?.Count ?? 0) + 1);
+        if (demand <= capacity) return false;
+        logger.LogDebug("Refused to extend a circuit to {Next}: the circuits in use there, for {Count} neighbours, would need {Demand:F0} of its {Capacity} kbps",
+            next.Brief, sharing.Count + 1, demand, capacity);
+        return true;
     }
 
     private async Task ExtendAsync(Circuit circuit, ICellPort link, byte[] request)

@@ -130,7 +130,7 @@ public sealed class CircuitBuildTests
     }
 
     [Fact]
-    public async Task A_hop_will_not_put_a_second_circuit_in_use_on_a_next_hop_whose_grant_the_first_fills_unless_the_origin_insists_or_the_first_falls_idle()
+    public async Task A_hop_will_not_put_a_second_neighbours_circuit_on_a_next_hop_whose_grant_the_first_neighbours_circuit_in_use_fills_unless_the_origin_insists_or_the_first_falls_idle()
     {
         using var net = new CircuitHarness();
         var (first, hops) = net.Line(2);
@@ -149,6 +149,9 @@ public sealed class CircuitBuildTests
         Assert.True(refused.HopFull);
         Assert.Equal(next.Id, refused.FailedHop);
         Assert.Equal(sentToNext, hop.PortTo(next).Sent.Count);
+        // The first origin's circuits share its grant, which is counted already: another of them goes.
+        (await first.BuildAsync(hop, next)).Destroy(DestroyReason.Finished);
+        await net.Wire.SettleAsync();
 
         // An origin out of other paths insists: a slow circuit beats none.
         var insisted = await second.Builder.BuildAsync(second.PortTo(hop), [hop.Descriptor, next.Descriptor], null, CancellationToken.None, evenIfFull: true)
@@ -169,6 +172,29 @@ public sealed class CircuitBuildTests
         var built = await second.BuildAsync(hop, next);
         Assert.Equal(CircuitState.Open, carrying.State);
         Assert.Equal(CircuitState.Open, built.State);
+    }
+
+    [Fact]
+    public async Task A_neighbours_need_is_split_among_the_next_hops_its_circuits_in_use_go_to_so_many_circuits_fill_no_more_than_its_grant()
+    {
+        using var net = new CircuitHarness();
+        var (first, hops) = net.Line(2);
+        var (second, other) = (net.AddNode(), net.AddNode());
+        net.Partners(second, hops[0]);
+        net.Partners(hops[0], other);
+        var (hop, next) = (hops[0], hops[1]);
+        hop.Kbps[first.Id] = hop.Kbps[second.Id] = (256, 256);
+        hop.Kbps[next.Id] = hop.Kbps[other.Id] = (256, 384);
+        await first.BuildAsync(hop, next);
+
+        // The first origin needs all 256 at the next hop: with the second's 256, more than its 384.
+        var refused = await Assert.ThrowsAsync<StreamException>(() => second.BuildAsync(hop, next));
+        Assert.True(refused.HopFull);
+
+        // With a circuit in use to another hop too, it needs half there and half here: 128 + 256 fit.
+        await first.BuildAsync(hop, other);
+        var built = await second.BuildAsync(hop, next);
+        Assert.Equal([hop.Id, next.Id], built.Hops.Select(h => h.Id));
     }
 
     [Fact]
