@@ -52,6 +52,8 @@ public sealed record PathSource(NodeId Self, Func<int, CancellationToken, ValueT
 public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
     private const int BuildAttempts = 3;
+    /// <summary>Full hops one build passes over before it insists on one: each costs a build, not a failure.</summary>
+    private const int MaxPassedOver = 4;
 
     private readonly Lock _lock = new();
     private readonly List<Circuit> _circuits = [];
@@ -227,8 +229,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// graph (<paramref name="depth"/> hops deep), trying other paths when a hop fails, up to
     /// <see cref="BuildAttempts"/> times; <paramref name="graph"/>, when given, serves the first.
     /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
-    /// passed over by this build's later draws, not avoided by others: it is busy, not broken. The
-    /// last try, or one that finds no path but through such hops, insists on a full hop: a slow
+    /// passed over by this build's later draws, not avoided by others: it is busy, not broken, and
+    /// the refusal costs no try. Once <see cref="MaxPassedOver"/> hops are passed over, on the last
+    /// try, or when no path is left but through such hops, the build insists on a full hop: a slow
     /// circuit beats none. When no path is left, throws <see cref="EndReason.Unreachable"/> with
     /// what <paramref name="unreachable"/> says.
     /// </summary>
@@ -236,12 +239,12 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         Func<PathGraph, IReadOnlySet<NodeId>, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
         Func<PathGraph, string> unreachable, CancellationToken cancellationToken)
     {
-        StreamException? last = null;
         var busy = new HashSet<NodeId>();
-        for (int attempt = 0; attempt < BuildAttempts; attempt++)
+        int tries = 0;
+        while (true)
         {
             graph ??= await source.Graph(depth, cancellationToken).ConfigureAwait(false);
-            bool insist = attempt == BuildAttempts - 1;
+            bool insist = tries == BuildAttempts - 1 || busy.Count >= MaxPassedOver;
             var path = choose(graph, busy);
             if (path is null && busy.Count > 0)
             {
@@ -256,7 +259,6 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             }
             catch (StreamException e) when (e.Reason is not EndReason.Unreachable)
             {
-                last = e;
                 logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Value.Hops.Select(h => h.Id.Brief)), e.Message);
                 if (e.HopFull && e.FailedHop is { } full)
                 {
@@ -267,9 +269,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 // own partner: if it is gone, its link is too, and it is no longer a first hop).
                 var avoid = e.FailedHop is { } failed ? path.Value.Hops.Skip(1).Where(h => h.Id == failed) : path.Value.Hops.Skip(1);
                 Avoid(avoid.Select(h => h.Id));
+                if (++tries == BuildAttempts) throw;
             }
         }
-        throw last!;
     }
 
     /// <summary>Keeps <paramref name="hops"/> out of new paths for <see cref="PathOptions.AvoidFailedHopFor"/>.</summary>

@@ -336,6 +336,37 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task Refusals_as_full_cost_no_try_so_a_build_passes_over_several_full_hops_to_the_one_with_room()
+    {
+        for (int seed = 0; seed < 6; seed++)
+        {
+            using var net = new CircuitHarness();
+            var (origin, other, first, free) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+            var full = new[] { net.AddNode(), net.AddNode(), net.AddNode() };
+            net.Partners(origin, first);
+            net.Partners(other, first);
+            net.Partners(first, free);
+            first.Kbps[origin.Id] = first.Kbps[other.Id] = first.Kbps[free.Id] = (256, 256);
+            foreach (var hop in full)
+            {
+                net.Partners(first, hop);
+                first.Kbps[hop.Id] = (256, 256);
+                // Another client's circuits in use, one to each: a third of its 256 kbps each, which
+                // with ours comes to more than each hop's 256.
+                await other.BuildAsync(first, hop);
+            }
+            var graph = new PathGraph([new FirstHop(origin.PortTo(first), Describe(net, first, null, [.. full, free]), 256, Private: true)],
+                new[] { free }.Concat(full).ToDictionary(n => n.Id, n => Describe(net, n)));
+            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 2, Random = new Random(seed) }, new PathSource(origin.Id, (_, _) => ValueTask.FromResult(graph), "default"),
+                net.Time, NullLogger.Instance);
+
+            var circuit = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+
+            Assert.Equal([first.Id, free.Id], circuit.Hops.Select(h => h.Id));
+        }
+    }
+
+    [Fact]
     public async Task When_every_next_hop_is_full_the_last_try_takes_one_anyway()
     {
         using var net = new CircuitHarness();
