@@ -52,7 +52,7 @@ public sealed record PathSource(NodeId Self, Func<int, CancellationToken, ValueT
 public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, PathSource source, TimeProvider time, ILogger logger)
 {
     private const int BuildAttempts = 3;
-    /// <summary>Full hops one build passes over before it insists on one: each costs a build, not a failure.</summary>
+    /// <summary>Refusals as full one build takes before it insists: each costs a build, not a failure.</summary>
     private const int MaxPassedOver = 4;
 
     private readonly Lock _lock = new();
@@ -230,8 +230,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// <see cref="BuildAttempts"/> times; <paramref name="graph"/>, when given, serves the first.
     /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
     /// passed over by this build's later draws, not avoided by others: it is busy, not broken, and
-    /// the refusal costs no try. Once <see cref="MaxPassedOver"/> hops are passed over, on the last
-    /// try, or when no path is left but through such hops, the build insists on a full hop: a slow
+    /// the refusal costs no try. After <see cref="MaxPassedOver"/> such refusals, on the last try,
+    /// or when no path is left but through such hops, the build insists on a full hop: a slow
     /// circuit beats none. When no path is left, throws <see cref="EndReason.Unreachable"/> with
     /// what <paramref name="unreachable"/> says.
     /// </summary>
@@ -240,11 +240,12 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         Func<PathGraph, string> unreachable, CancellationToken cancellationToken)
     {
         var busy = new HashSet<NodeId>();
-        int tries = 0;
+        int tries = 0, passedOver = 0;
         while (true)
         {
             graph ??= await source.Graph(depth, cancellationToken).ConfigureAwait(false);
-            bool insist = tries == BuildAttempts - 1 || busy.Count >= MaxPassedOver;
+            // Counted by refusals, not by hops: a chosen last hop is never passed over, and may be refused again.
+            bool insist = tries == BuildAttempts - 1 || passedOver >= MaxPassedOver;
             var path = choose(graph, busy);
             if (path is null && busy.Count > 0)
             {
@@ -263,6 +264,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 if (e.HopFull && e.FailedHop is { } full)
                 {
                     busy.Add(full);
+                    passedOver++;
                     continue;
                 }
                 // The hop to blame, or, when none is named, every hop after the first (which is our

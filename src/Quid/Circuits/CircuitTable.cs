@@ -212,8 +212,8 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     /// its one grant to us. When a circuit from a neighbour not yet among them would make them more
     /// than that grant, some client would get less than it was granted, where a path through
     /// another hop would not: the origin is asked to draw another. A neighbour's further circuits
-    /// go, as they share its need already counted; so do the first circuit to a next hop and an
-    /// origin's last try (<see cref="ExtendBody.EvenIfFull"/>): slow beats failed. Split, however
+    /// go, as they share its need already counted; so do the first circuit to a next hop and one
+    /// whose origin insists (<see cref="ExtendBody.EvenIfFull"/>): slow beats failed. Split, however
     /// many circuits a neighbour builds, its needs come to its one grant: it cannot fill more of
     /// our onward grants than it is granted. Our own circuits are not counted: they start on our
     /// private partners, which we never extend to.

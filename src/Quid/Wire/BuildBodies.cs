@@ -60,7 +60,7 @@ public readonly record struct CreatedBody(byte[] NtorReply)
     public static CreatedBody Read(ReadOnlySpan<byte> body) => new(new WireReader(body).ReadBytes(Size).ToArray());
 }
 
-/// <summary>An Extend relay message's data: the node to extend to, then the ntor request for it.</summary>
+/// <summary>An Extend relay message's data: the node to extend to, the ntor request for it, then a flags byte (bit 0: even if full).</summary>
 public readonly record struct ExtendBody(NodeId Next, byte[] NtorRequest, bool EvenIfFull = false)
 {
     public const int Size = NodeId.Size + Ntor.RequestSize + 1;

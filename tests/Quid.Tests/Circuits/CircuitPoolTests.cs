@@ -367,6 +367,27 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_chosen_last_hop_refused_as_full_again_and_again_is_insisted_on_after_a_few_refusals()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, point, _) = await OneExitFullAsync(net);
+        var graph = new PathGraph([new FirstHop(origin.PortTo(first), Describe(net, first, null, point), 256, Private: true)],
+            new Dictionary<NodeId, Descriptor> { [point.Id] = Describe(net, point) });
+        int asked = 0;
+        var pool = Pool(net, origin, (_, _) =>
+        {
+            Interlocked.Increment(ref asked);
+            return ValueTask.FromResult(graph);
+        }, hops: 2);
+
+        // The point is never passed over (it is the one asked for), so only the count of refusals ends the tries.
+        var circuit = await pool.BuildToAsync(point.Id, "service", default).WaitAsync(Deadline);
+
+        Assert.Equal([first.Id, point.Id], circuit.Hops.Select(h => h.Id));
+        Assert.Equal(5, Volatile.Read(ref asked));
+    }
+
+    [Fact]
     public async Task When_every_next_hop_is_full_the_last_try_takes_one_anyway()
     {
         using var net = new CircuitHarness();
