@@ -316,9 +316,8 @@ public sealed class CircuitPoolTests
 
             var circuit = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
             Assert.Equal([first.Id, free.Id], circuit.Hops.Select(h => h.Id));
-            // Passed over for a short while only: it was busy, not broken. Both circuits keep
-            // their pair in use, so each new one goes to the hop whose grant has room, until the
-            // window passes and the full hop may be drawn again.
+            // Passed over by that build only: it was busy, not broken. Once the other client's
+            // circuit has been idle for the window, the hop has room again, and later builds draw it.
             circuit.Destroy(DestroyReason.Finished);
             await net.Wire.SettleAsync();
             net.Time.Advance(CircuitTable.InUseWindow);
