@@ -158,8 +158,11 @@ public sealed class Metrics
     internal void AgreementEnded(SimNode node, Agreement agreement, AgreementEndReason reason)
     {
         Ends[reason] = Ends.GetValueOrDefault(reason) + 1;
+        // Ended by our own verdict, the watch is caught (Probed sees it). Ended as under-delivered by
+        // the cheater, which judged *us*, it ended before our verdict as surely as by churn.
+        bool ourVerdict = reason == AgreementEndReason.Underdelivered && node.Market.Ledger.Find(agreement.Partner) is { Verdict: Verdict.Shunned };
         if (_sim.Find(agreement.Partner) is { } partner && _watches.TryGetValue((node.Index, partner.Index), out var watch)
-            && watch.Verdict is null && watch.EndedFirst is null && reason != AgreementEndReason.Underdelivered)
+            && watch.Verdict is null && watch.EndedFirst is null && !ourVerdict)
             watch.EndedFirst = Now;
     }
 

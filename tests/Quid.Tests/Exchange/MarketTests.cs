@@ -719,7 +719,7 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
-    public void A_partner_that_never_delivers_is_cut_within_half_a_minute_and_dropped_within_a_minute()
+    public void A_partner_that_never_delivers_is_dropped_at_the_probe_that_confirms_it()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
@@ -732,16 +732,32 @@ public sealed class MarketTests : IDisposable
             foreach (var (partner, promised) in a.Market.DueProbes())
             {
                 var actions = a.Market.ProbeResult(partner, 0, promised);
-                if (actions.OfType<VerdictReached>().Any(v => v.Verdict == Verdict.Underdelivering) && a.Market.Ledger.Account(b.Id).Failures == 1)
-                    Assert.True(_time.GetUtcNow() - start <= new MarketOptions().FirstProbeMax + new MarketOptions().RecheckAfter + TimeSpan.FromSeconds(1));
-                ended |= actions.OfType<AgreementEnded>().Any();
+                // No cut to the smallest block on the way: it would still be more than it delivers.
+                Assert.DoesNotContain(actions.OfType<VerdictReached>(), v => v.Verdict == Verdict.Underdelivering);
+                ended |= actions.OfType<AgreementEnded>().Any(e => e.Reason == AgreementEndReason.Underdelivered);
             }
         }
         Assert.True(ended);
         var options = new MarketOptions();
-        Assert.True(_time.GetUtcNow() - start <= options.FirstProbeMax + (options.FailuresToEnd + 1) * options.RecheckAfter,
+        Assert.True(_time.GetUtcNow() - start <= options.FirstProbeMax + options.RecheckAfter + TimeSpan.FromSeconds(1),
             $"dropped after {_time.GetUtcNow() - start}");
         Assert.Equal(Verdict.Shunned, a.Market.Ledger.Account(b.Id).Verdict);
+        Assert.Equal(1, a.Market.Ledger.Account(b.Id).Failures);
+    }
+
+    [Theory]
+    [InlineData(12.7, true)]  // short even of the smallest block: no cut can match it
+    [InlineData(12.8, false)] // the smallest block holds it: cut to 16 kbps, and probed again
+    public void A_confirmed_shortfall_below_the_smallest_block_ends_the_agreement_at_once(double deliveredKbps, bool ends)
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        Assert.Empty(a.Market.ProbeResult(b.Id, deliveredKbps, 256));
+        var actions = a.Market.ProbeResult(b.Id, deliveredKbps, 256);
+        Assert.Equal(ends, actions.OfType<AgreementEnded>().Any());
+        Assert.Equal(ends ? Verdict.Shunned : Verdict.Underdelivering, a.Market.Ledger.Account(b.Id).Verdict);
+        Assert.Equal(ends ? 0 : 16, a.Market.GrantedTo(b.Id));
     }
 
     [Fact]
