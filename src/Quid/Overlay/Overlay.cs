@@ -293,8 +293,20 @@ public sealed partial class Overlay
         var peer = id is { } known ? _peers.Find(known) : _peers.All.FirstOrDefault(p => address.Equals(p.Address));
         if (peer is null) return;
         peer.Failures++;
+        // Another node behind our NAT, dialed at its mapped port: most NATs, miniupnpd's among them,
+        // do not loop a connection from inside back in, so the next dial fails as this one did. It
+        // is out of reach at once, and left alone rather than redialed until forgotten and heard of
+        // anew, each time counting as reachable again (seen on the testbed).
+        if (BehindOurAddress(peer)) peer.UnreachableUntil = Now + _options.RedialAfter * 10;
         Due(peer);
     }
+
+    /// <summary>Whether a peer's address is our own public address at another port: a node behind the same NAT.</summary>
+    private bool BehindOurAddress(KnownPeer peer) =>
+        Own?.Address is { } own && peer.Address is { } address && address.Address.Equals(own.Address) && address.Port != own.Port;
+
+    /// <summary>Whether dials from here cannot reach a peer: it failed two, or one behind our own address.</summary>
+    private static bool OutOfReach(KnownPeer peer, DateTimeOffset now) => peer.Failures >= 2 || peer.UnreachableUntil > now;
 
     // ---- Messages ----
 
@@ -743,14 +755,14 @@ public sealed partial class Overlay
 
     private bool Dialable(KnownPeer p, DateTimeOffset now) =>
         p.Id != _identity.Id && p.Address is not null && !p.IsNeighbour && IsFriend(p.Id)
-        && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now);
+        && now - p.LastDial >= _options.RedialAfter && p.FullUntil <= now && p.UnreachableUntil <= now && !(_shunned.TryGetValue(p.Id, out var until) && until > now);
 
     /// <summary>Ultrapeers we are linked to or could link to (neither failing to answer nor full), counted up to <paramref name="enough"/>.</summary>
     private int UsableUltrapeers(DateTimeOffset now, int enough)
     {
         int count = 0;
         foreach (var p in _peers.Ultrapeers)
-            if (p.Id != _identity.Id && (p.IsNeighbour || (p.Address is not null && p.Failures < 2 && p.FullUntil <= now)) && ++count >= enough)
+            if (p.Id != _identity.Id && (p.IsNeighbour || (p.Address is not null && !OutOfReach(p, now) && p.FullUntil <= now)) && ++count >= enough)
                 break;
         return count;
     }
@@ -783,7 +795,7 @@ public sealed partial class Overlay
                 _starvedSince = null;
                 return;
             }
-            bool noneExists = !_peers.Ultrapeers.Any(p => p.Id != _identity.Id && (p.IsNeighbour || p.Failures < 2));
+            bool noneExists = !_peers.Ultrapeers.Any(p => p.Id != _identity.Id && (p.IsNeighbour || !OutOfReach(p, now)));
             if (now - _started < _options.UltrapeerMinUptime && !noneExists && UsableUltrapeers(now, 1) > 0)
             {
                 _starvedSince = null;

@@ -66,6 +66,8 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
     public int Failures { get; set; }
     /// <summary>An ultrapeer that said it had no room for us, until when.</summary>
     public DateTimeOffset FullUntil { get; set; }
+    /// <summary>A peer behind our own public address that a dial failed to reach, left alone until when.</summary>
+    public DateTimeOffset UnreachableUntil { get; set; }
 }
 
 [Flags]

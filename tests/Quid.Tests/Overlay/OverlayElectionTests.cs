@@ -1,3 +1,4 @@
+using System.Net;
 using Quid.Overlay;
 using Quid.Wire;
 using static Quid.Tests.Overlay.OverlayHarness;
@@ -196,6 +197,57 @@ public sealed class OverlayElectionTests : IDisposable
         _h.PublishCapable(overlay);
         overlay.AddCachedPeers([new CachedPeer(_h.NewIdentity().Id, _h.NextAddress(), _h.Now, 3, true)]);
         Assert.NotNull(TickUntilRoleChange(overlay, options.PromotionDelay + options.FirstPromotionDelay * 5));
+    }
+
+    [Fact]
+    public void AYoungNodeWhoseOnlyUltrapeerIsBehindItsOwnNatPromotesAfterOneFailedDial()
+    {
+        // Behind one NAT, a node's mapped address is unreachable from its neighbours there (no NAT
+        // loopback): one failed dial says so. It was redialed every 30 s instead, counted usable
+        // until its second failure, and forgotten after its fifth only to be heard of anew and
+        // counted usable again, each time putting the starved leaf's wait back to the start.
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) };
+        var overlay = _h.NewOverlay(options);
+        var own = _h.PublishCapable(overlay);
+        var sibling = new CachedPeer(_h.NewIdentity().Id, new IPEndPoint(own.Address!.Address, own.Address.Port + 1), _h.Now, 0, true);
+        overlay.AddCachedPeers([sibling]);
+        var dial = Assert.Single(overlay.Tick().OfType<DialPeer>());
+        Assert.Equal(sibling.Id, dial.Id);
+        overlay.DialFailed(dial.Id, dial.Address);
+        for (var t = TimeSpan.Zero; t < options.RedialAfter * 4; t += TimeSpan.FromSeconds(1))
+        {
+            _h.Time.Advance(TimeSpan.FromSeconds(1));
+            var actions = overlay.Tick();
+            Assert.DoesNotContain(actions.OfType<DialPeer>(), d => d.Id == sibling.Id);
+            if (actions.OfType<RoleChanged>().Any())
+            {
+                Assert.InRange(t, options.PromotionDelay - TimeSpan.FromSeconds(1), options.PromotionDelay + options.FirstPromotionDelay * 10);
+                return;
+            }
+        }
+        Assert.Fail("it never promoted");
+    }
+
+    [Fact]
+    public void APeerAtAnotherAddressIsStillTriedAgainAfterOneFailedDial()
+    {
+        var options = Options with { UltrapeerMinUptime = TimeSpan.FromHours(1) };
+        var overlay = _h.NewOverlay(options);
+        _h.PublishCapable(overlay);
+        var elsewhere = new CachedPeer(_h.NewIdentity().Id, new IPEndPoint(IPAddress.Parse("198.18.0.7"), 7843), _h.Now, 0, true);
+        overlay.AddCachedPeers([elsewhere]);
+        var dial = Assert.Single(overlay.Tick().OfType<DialPeer>());
+        overlay.DialFailed(dial.Id, dial.Address);
+        // A dead or restarting node: it is dialed again, and a young leaf does not promote meanwhile.
+        var redialed = false;
+        for (var t = TimeSpan.Zero; t <= options.RedialAfter + TimeSpan.FromSeconds(1); t += TimeSpan.FromSeconds(1))
+        {
+            _h.Time.Advance(TimeSpan.FromSeconds(1));
+            var actions = overlay.Tick();
+            redialed |= actions.OfType<DialPeer>().Any(d => d.Id == elsewhere.Id);
+            Assert.Empty(actions.OfType<RoleChanged>());
+        }
+        Assert.True(redialed);
     }
 
     [Fact]
