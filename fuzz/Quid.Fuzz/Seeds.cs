@@ -111,6 +111,8 @@ internal static class Seeds
         smallOrder[1] = 1;
         Write(directory, "introduction", introduction, Introduction.Seal(serviceKeys.PublicKey, new Introduction(peer.Id, RendezvousCookie.Random(), new byte[32])),
             otherVersion, introduction[..^1], smallOrder);
+        Write(directory, "introduction-gate", introduction, IntroductionWork.Solve(introduction, 8, IntroductionWork.Epoch(Targets.GateNow), CancellationToken.None),
+            IntroductionWork.Solve(introduction, 8, IntroductionWork.Epoch(Targets.GateNow) + 5, CancellationToken.None), otherVersion, introduction[..^1]);
 
         Write(directory, "descriptor", descriptor.Encoded);
 

@@ -39,6 +39,7 @@ internal static class Targets
         ["session-address"] = SessionAddressText,
         ["service-record"] = ServiceRecordDecode,
         ["introduction"] = IntroductionOpen,
+        ["introduction-gate"] = IntroductionGateOffer,
         ["share-request"] = ShareRequest,
     };
 
@@ -484,6 +485,29 @@ internal static class Targets
         }
         Check(Introduction.ReplayKey(input).SequenceEqual(input.AsSpan(1, 32)), "an introduction's replay key is not its ephemeral key");
         Check(introduction.ClientKey.Length == Introduction.ClientKeySize, "an opened introduction's client key is not 32 bytes");
+    }
+
+    /// <summary>The epoch the introduction-gate target's clock is in, and its seeds' work is for.</summary>
+    internal static readonly DateTimeOffset GateNow = new(2026, 12, 6, 0, 0, 0, TimeSpan.Zero);
+
+    /// <summary>
+    /// An introduction as an introduction point is handed it: <see cref="IntroductionWork.TryRead"/>,
+    /// then a fresh <see cref="IntroductionGate"/> offered it twice. It must never throw, pass only
+    /// 121-byte introductions of version 1, and pass the same one once.
+    /// </summary>
+    private static void IntroductionGateOffer(byte[] input)
+    {
+        if (IntroductionWork.TryRead(input, IntroductionWork.Epoch(GateNow), out var introduction, out int effort))
+            Check(introduction.Length == Introduction.SealedSize && effort is >= 0 and <= 256, "a read introduction of the wrong size or effort");
+        var gate = new IntroductionGate(new FixedTime(GateNow));
+        var passed = gate.Offer(input).Concat(gate.Offer(input)).ToList();
+        Check(passed.Count <= 1, "the same introduction passed twice");
+        Check(passed.All(p => p.Length == Introduction.SealedSize && p[0] == Introduction.Version), "a gate passed what no service opens");
+    }
+
+    private sealed class FixedTime(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
     }
 
     /// <summary>

@@ -62,13 +62,11 @@ public sealed partial class QuidNode : IServiceDirectory
     private readonly Dictionary<QueryId, (Circuit Circuit, DateTimeOffset Published)> _introducing = [];
     private readonly Dictionary<Circuit, DateTimeOffset> _lastPublish = [];
     /// <summary>
-    /// Introductions an introduction point passes down each service's circuit: 10 a second, bursts
-    /// of 50. A flood of lookups beyond that is dropped here, before it costs the service a
-    /// circuit per introduction.
+    /// The gates through which an introduction point passes introductions down each service's
+    /// circuit: 10 a second, bursts of 50, and under a flood those with the most work first
+    /// (PROTOCOL §9.14). The rest are dropped here, before each costs the service a circuit.
     /// </summary>
-    private readonly Dictionary<Circuit, TokenBucket> _introductionRates = [];
-    private const double IntroductionsPerSecond = 10;
-    private const double IntroductionBurst = 50;
+    private readonly Dictionary<Circuit, IntroductionGate> _introductionGates = [];
     private readonly Dictionary<QueryId, Circuit> _lookupsForCircuits = [];
 
     /// <summary>The services this node publishes, by name.</summary>
@@ -393,10 +391,12 @@ public sealed partial class QuidNode : IServiceDirectory
         switch (effect)
         {
             case NodeEffect.IntroductionArrived arrived when _introducing.TryGetValue(arrived.Publish, out var publication) && publication.Circuit.State == CircuitState.Open:
-                if (!_introductionRates.TryGetValue(publication.Circuit, out var rate))
-                    _introductionRates[publication.Circuit] = rate = new TokenBucket(IntroductionsPerSecond, IntroductionBurst, _time);
-                if (rate.TryTake()) publication.Circuit.PassIntroduction(arrived.Introduction);
-                else _logger.LogDebug("Dropped an introduction: a service's circuit had its {Rate} a second", IntroductionsPerSecond);
+                if (!_introductionGates.TryGetValue(publication.Circuit, out var gate))
+                    _introductionGates[publication.Circuit] = gate = new IntroductionGate(_time);
+                long dropped = gate.Dropped;
+                foreach (var introduction in gate.Offer(arrived.Introduction)) publication.Circuit.PassIntroduction(introduction);
+                if (gate.Dropped > dropped)
+                    _logger.LogDebug("Dropped an introduction: malformed, replayed, or outbid while {Waiting} waited for a service's circuit", gate.Waiting);
                 break;
             case NodeEffect.ServiceRecordFound found when _lookupsForCircuits.Remove(found.Lookup, out var circuit):
                 circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.Found, found.Record));
@@ -415,10 +415,18 @@ public sealed partial class QuidNode : IServiceDirectory
             if (publication.Circuit.State == CircuitState.Closed || publication.Published < expired) _introducing.Remove(id);
         foreach (var circuit in _lastPublish.Keys.ToList())
             if (circuit.State == CircuitState.Closed) _lastPublish.Remove(circuit);
-        foreach (var circuit in _introductionRates.Keys.ToList())
-            if (circuit.State == CircuitState.Closed) _introductionRates.Remove(circuit);
+        foreach (var circuit in _introductionGates.Keys.ToList())
+            if (circuit.State == CircuitState.Closed) _introductionGates.Remove(circuit);
         foreach (var (id, circuit) in _lookupsForCircuits.ToList())
             if (circuit.State == CircuitState.Closed) _lookupsForCircuits.Remove(id);
+    }
+
+    /// <summary>Introductions that waited at a gate and whose turn has come go down their circuits; on the loop, each tick.</summary>
+    private void ReleaseWaitingIntroductions()
+    {
+        foreach (var (circuit, gate) in _introductionGates)
+            if (gate.Waiting > 0 && circuit.State == CircuitState.Open)
+                foreach (var introduction in gate.Release()) circuit.PassIntroduction(introduction);
     }
 }
 

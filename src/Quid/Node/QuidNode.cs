@@ -381,6 +381,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _pool.Maintain();
         _serviceClient.Maintain();
         ForgetClosedCircuits();
+        ReleaseWaitingIntroductions();
         MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
