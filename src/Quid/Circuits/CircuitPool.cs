@@ -54,6 +54,19 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     private const int BuildAttempts = 3;
     /// <summary>Refusals as full one build takes before it insists: each costs a build, not a failure.</summary>
     private const int MaxPassedOver = 4;
+    /// <summary>Refusals as full from one first hop, in one build, after which that build draws from our other partners while any leads anywhere.</summary>
+    private const int RefusalsToPassOverFirstHop = 2;
+
+    /// <summary>
+    /// What one build passes over: next hops refused as full, never drawn again by it; and first
+    /// hops that refused several extensions as full, drawn again only when no other leads anywhere.
+    /// </summary>
+    private sealed class PassedOver
+    {
+        public HashSet<NodeId> Hops { get; } = [];
+        public HashSet<NodeId> FirstHops { get; } = [];
+        public bool Any => Hops.Count > 0 || FirstHops.Count > 0;
+    }
 
     private readonly Lock _lock = new();
     private readonly List<Circuit> _circuits = [];
@@ -186,7 +199,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// </summary>
     private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
-        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, (g, busy) => ChoosePath(g, ports, target: null, busy),
+        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, (g, passedOver) => ChoosePath(g, ports, target: null, passedOver),
             g => options.Hops == 1 || g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.",
@@ -203,7 +216,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// it, and the caller destroys it when done.
     /// </summary>
     public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, options.Hops, graph: null, (g, busy) => ChoosePath(g, ports: [], target: null, busy),
+        BuildAlongAsync(isolation, options.Hops, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target: null, passedOver),
             g => g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet: still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs yet.",
@@ -218,7 +231,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// path through our partners and theirs reaches the target.
     /// </summary>
     public Task<Circuit> BuildToAsync(NodeId target, object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, busy) => ChoosePath(g, ports: [], target, busy),
+        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target, passedOver),
             g => g.FirstHops.Count == 0
                 ? $"No partner grants us bandwidth yet, so no path reaches {target.Brief}: still searching for one."
                 : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {target.Brief}.",
@@ -230,16 +243,18 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// <see cref="BuildAttempts"/> times; <paramref name="graph"/>, when given, serves the first.
     /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
     /// passed over by this build's later draws, not avoided by others: it is busy, not broken, and
-    /// the refusal costs no try. After <see cref="MaxPassedOver"/> such refusals, on the last try,
-    /// or when no path is left but through such hops, the build insists on a full hop: a slow
-    /// circuit beats none. When no path is left, throws <see cref="EndReason.Unreachable"/> with
-    /// what <paramref name="unreachable"/> says.
+    /// the refusal costs no try. A first hop that refuses <see cref="RefusalsToPassOverFirstHop"/>
+    /// extensions as full is passed over too, while another first hop leads anywhere. After
+    /// <see cref="MaxPassedOver"/> such refusals, on the last try, or when no path is left but
+    /// through such hops, the build insists on a full hop: a slow circuit beats none. When no path
+    /// is left, throws <see cref="EndReason.Unreachable"/> with what <paramref name="unreachable"/> says.
     /// </summary>
     private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph,
-        Func<PathGraph, IReadOnlySet<NodeId>, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
+        Func<PathGraph, PassedOver, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
         Func<PathGraph, string> unreachable, CancellationToken cancellationToken)
     {
-        var busy = new HashSet<NodeId>();
+        var busy = new PassedOver();
+        var refusalsBy = new Dictionary<NodeId, int>();
         int tries = 0, passedOver = 0;
         while (true)
         {
@@ -247,9 +262,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             // Counted by refusals, not by hops: a chosen last hop is never passed over, and may be refused again.
             bool insist = tries == BuildAttempts - 1 || passedOver >= MaxPassedOver;
             var path = choose(graph, busy);
-            if (path is null && busy.Count > 0)
+            if (path is null && busy.Any)
             {
-                path = choose(graph, new HashSet<NodeId>());
+                path = choose(graph, new PassedOver());
                 insist = true;
             }
             if (path is null) throw new StreamException(EndReason.Unreachable, unreachable(graph));
@@ -263,8 +278,17 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Value.Hops.Select(h => h.Id.Brief)), e.Message);
                 if (e.HopFull && e.FailedHop is { } full)
                 {
-                    busy.Add(full);
+                    busy.Hops.Add(full);
                     passedOver++;
+                    // Refused by our own partner, the first hop: once it has refused more than one
+                    // next hop, what it forwards already fills most of its grants, and paths through
+                    // another partner are likelier to have room. On the testbed a survivor's private
+                    // first hop refused four next hops in a row after the kills, then carried its new
+                    // circuit slowly, and the page waited 18.7 s.
+                    var first = path.Value.Hops[0].Id;
+                    if (path.Value.Hops.Count > 1 && path.Value.Hops[1].Id == full
+                        && (refusalsBy[first] = refusalsBy.GetValueOrDefault(first) + 1) >= RefusalsToPassOverFirstHop)
+                        busy.FirstHops.Add(first);
                     continue;
                 }
                 // The hop to blame, or, when none is named, every hop after the first (which is our
@@ -290,26 +314,30 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// (<see cref="PathRule.DrawTo"/>); else one whose last hop allows <paramref name="ports"/>
     /// (any, when there are none). Never through <paramref name="busy"/>.
     /// </summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, IReadOnlySet<NodeId> busy)
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, PassedOver passedOver)
     {
         var now = time.GetUtcNow();
         var known = new Dictionary<NodeId, Descriptor>(graph.Descriptors);
         foreach (var hop in graph.FirstHops) known[hop.Descriptor.Id] = hop.Descriptor;
         Dictionary<NodeId, DateTimeOffset> avoid;
         lock (_lock) avoid = new(_avoid);
-        foreach (var hop in busy) avoid[hop] = DateTimeOffset.MaxValue;
+        foreach (var hop in passedOver.Hops) avoid[hop] = DateTimeOffset.MaxValue;
         // The target is not avoided for having failed a try: another way to it may serve, and the
         // tries are few. The paths that avoid it are those to other nodes.
         if (target is { } end) avoid.Remove(end);
-        var walk = new PathWalk<NodeId>(
+        PathWalk<NodeId> Walk(IEnumerable<FirstHop> firstHops) => new(
             source.Self,
-            [.. graph.FirstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
+            [.. firstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
             id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)));
-        var path = target is { } to
+        IReadOnlyList<NodeId>? Draw(PathWalk<NodeId> walk) => target is { } to
             ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
             : PathRule.Draw(walk, options.Hops, options.Random);
+        var walk = Walk(graph.FirstHops.Where(h => !passedOver.FirstHops.Contains(h.Descriptor.Id)));
+        var path = Draw(walk);
+        // A partner passed over is still better than no path: its other next hops may have room.
+        if (path is null && passedOver.FirstHops.Count > 0) path = Draw(walk = Walk(graph.FirstHops));
         if (path is null) return null;
         // What the draw chose among, to trace circuits that crowd onto one partner's grant.
         if (logger.IsEnabled(LogLevel.Debug))

@@ -366,6 +366,43 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_private_first_hop_that_refuses_two_next_hops_as_full_is_passed_over_for_another_partner()
+    {
+        for (int seed = 0; seed < 6; seed++)
+        {
+            using var net = new CircuitHarness();
+            var (origin, other, busyFirst, publicFirst, free) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+            // More full next hops than a build passes over before it insists on one.
+            var full = Enumerable.Range(0, 6).Select(_ => net.AddNode()).ToArray();
+            net.Partners(origin, busyFirst);
+            net.Partners(origin, publicFirst);
+            net.Partners(other, busyFirst);
+            net.Partners(publicFirst, free);
+            busyFirst.Kbps[origin.Id] = busyFirst.Kbps[other.Id] = (256, 256);
+            publicFirst.Kbps[origin.Id] = publicFirst.Kbps[free.Id] = (256, 256);
+            foreach (var hop in full)
+            {
+                net.Partners(busyFirst, hop);
+                busyFirst.Kbps[hop.Id] = (256, 256);
+                await other.BuildAsync(busyFirst, hop);
+            }
+            // The private partner is preferred, and every next hop it lists is full; the public one has room.
+            var graph = new PathGraph(
+                [new FirstHop(origin.PortTo(busyFirst), Describe(net, busyFirst, null, full), 256, Private: true),
+                 new FirstHop(origin.PortTo(publicFirst), Describe(net, publicFirst, null, free), 256, Private: false)],
+                new[] { free }.Concat(full).ToDictionary(n => n.Id, n => Describe(net, n)));
+            var pool = new CircuitPool(origin.Builder, new PathOptions { Hops = 2, Random = new Random(seed) }, new PathSource(origin.Id, (_, _) => ValueTask.FromResult(graph), "default"),
+                net.Time, NullLogger.Instance);
+
+            var circuit = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+
+            // Two refusals, then the other partner: not four and an insistence on a full pair.
+            Assert.Equal([publicFirst.Id, free.Id], circuit.Hops.Select(h => h.Id));
+            Assert.Equal(full.Length, busyFirst.OpenCircuits.Count(c => c.Outward is not null));
+        }
+    }
+
+    [Fact]
     public async Task A_chosen_last_hop_refused_as_full_again_and_again_is_insisted_on_after_a_few_refusals()
     {
         using var net = new CircuitHarness();
