@@ -771,8 +771,9 @@ public sealed class Market
     /// A probe measured what a partner delivers. A first shortfall is only a suspicion, checked
     /// again soon; confirmed, our grant to it shrinks to the largest block within what it delivers
     /// and it is probed again soon; after several such probes in a row, or at once if it falls
-    /// short even of the smallest block, the agreement ends and the partner is shunned. At or above the threshold, the partner regains standing and our
-    /// grant grows back one order toward what we first granted.
+    /// short even of the smallest block, the agreement ends and the partner is shunned. At or
+    /// above the threshold, the partner regains standing and our grant grows back one order
+    /// toward what we first granted.
     /// </summary>
     public IReadOnlyList<MarketAction> ProbeResult(NodeId partner, double deliveredKbps, long promisedKbps)
     {
