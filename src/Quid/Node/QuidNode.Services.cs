@@ -67,7 +67,11 @@ public sealed partial class QuidNode : IServiceDirectory
     /// (PROTOCOL §9.14). The rest are dropped here, before each costs the service a circuit.
     /// </summary>
     private readonly Dictionary<Circuit, IntroductionGate> _introductionGates = [];
+    private long _introductionsDropped;
     private readonly Dictionary<QueryId, Circuit> _lookupsForCircuits = [];
+
+    /// <summary>Introductions this node dropped as an introduction point: malformed, replayed, outbid or kept waiting too long (PROTOCOL §9.14).</summary>
+    public long IntroductionsDropped => Interlocked.Read(ref _introductionsDropped);
 
     /// <summary>The services this node publishes, by name.</summary>
     public IReadOnlyList<HostedService> Services
@@ -395,8 +399,7 @@ public sealed partial class QuidNode : IServiceDirectory
                     _introductionGates[publication.Circuit] = gate = new IntroductionGate(_time);
                 long dropped = gate.Dropped;
                 foreach (var introduction in gate.Offer(arrived.Introduction)) publication.Circuit.PassIntroduction(introduction);
-                if (gate.Dropped > dropped)
-                    _logger.LogDebug("Dropped an introduction: malformed, replayed, or outbid while {Waiting} waited for a service's circuit", gate.Waiting);
+                CountDropped(gate, dropped);
                 break;
             case NodeEffect.ServiceRecordFound found when _lookupsForCircuits.Remove(found.Lookup, out var circuit):
                 circuit.AnswerLookup(new ServiceLookupAnsweredBody(LookupStatus.Found, found.Record));
@@ -425,8 +428,20 @@ public sealed partial class QuidNode : IServiceDirectory
     private void ReleaseWaitingIntroductions()
     {
         foreach (var (circuit, gate) in _introductionGates)
-            if (gate.Waiting > 0 && circuit.State == CircuitState.Open)
-                foreach (var introduction in gate.Release()) circuit.PassIntroduction(introduction);
+        {
+            if (gate.Waiting == 0 || circuit.State != CircuitState.Open) continue;
+            long dropped = gate.Dropped;
+            foreach (var introduction in gate.Release()) circuit.PassIntroduction(introduction);
+            CountDropped(gate, dropped);
+        }
+    }
+
+    private void CountDropped(IntroductionGate gate, long before)
+    {
+        if (gate.Dropped == before) return;
+        Interlocked.Add(ref _introductionsDropped, gate.Dropped - before);
+        _logger.LogDebug("Dropped {Count} introductions: malformed, replayed, outbid or kept waiting too long ({Waiting} wait for a service's circuit)",
+            gate.Dropped - before, gate.Waiting);
     }
 }
 

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
+using Quid.Circuits;
 using Quid.Node;
 using Quid.Proxy;
 using Quid.Services;
@@ -310,6 +311,75 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         Assert.Equal(("friend", now), (followed.Name, followed.Address.ToString()));
         Assert.True(network.Client.Unfollow("friend"));
         Assert.Equal(97, (await FetchAsync(network, "friend.quid")).Exit);
+    }
+
+    [Fact]
+    public async Task Under_a_flood_of_junk_introductions_a_client_still_reaches_the_service_by_paying_work()
+    {
+        await using var web = new MarkerServer();
+        await using var network = await CircuitTests.StartAsync(110);
+        await CircuitTests.ReadyCircuitAsync(network);
+        var service = await network.Nodes[^1].PublishAsync(new ServiceSpec("flooded", web.EndPoint), Published);
+        await service.Published.WaitAsync(Published);
+
+        // A stranger's node looks the service up about 160 times a second, each lookup carrying an
+        // introduction shaped right that nobody can open: first come, its flood would take nearly
+        // every one of the introduction points' 10 turns a second. (Much faster, it would fill the
+        // overlay's own lookup budgets and deny lookups themselves, which no work at the
+        // introduction point answers: PROTOCOL §9.14, limits.)
+        var flooder = network.Nodes[1];
+        var address = service.Address;
+        var periods = ServicePeriod.ForAddress(address);
+        ulong period = periods.Number(DateTimeOffset.UtcNow);
+        byte[] lookupId = periods.LookupId(periods.BlindedKey(address.PublicKey, period), period);
+        using var stop = new CancellationTokenSource();
+        long lookups = 0;
+        async Task FloodAsync()
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                Circuit? circuit = null;
+                try
+                {
+                    circuit = await flooder.Pool.BuildDedicatedAsync(new object(), stop.Token);
+                    using var pace = new PeriodicTimer(TimeSpan.FromMilliseconds(25));
+                    while (circuit.State == CircuitState.Open && await pace.WaitForNextTickAsync(stop.Token))
+                    {
+                        var junk = RandomNumberGenerator.GetBytes(Introduction.SealedSize);
+                        junk[0] = Introduction.Version;
+                        await circuit.LookupAsync(lookupId, junk, TimeSpan.FromSeconds(15), stop.Token);
+                        Interlocked.Increment(ref lookups);
+                    }
+                }
+                catch (StreamException)
+                {
+                    // Refused or timed out: another circuit.
+                }
+                finally
+                {
+                    circuit?.Destroy(DestroyReason.Finished);
+                }
+            }
+        }
+        var floods = Enumerable.Range(0, 4).Select(_ => Task.Run(FloodAsync)).ToList();
+        try
+        {
+            await Eventually.WaitUntilAsync(() => network.Nodes.Sum(n => n.IntroductionsDropped) >= 200, TimeSpan.FromSeconds(60),
+                "the introduction points dropping a flood beyond their 10 a second");
+
+            var clock = Stopwatch.StartNew();
+            var (exit, response, errors) = await FetchAsync(network, address.ToString(), maxSeconds: 90);
+            output.WriteLine($"fetched in {clock.Elapsed.TotalSeconds:0.0} s during a flood of {Interlocked.Read(ref lookups)} lookups so far, " +
+                $"{network.Nodes.Sum(n => n.IntroductionsDropped)} introductions dropped ({string.Join(", ", network.Nodes.Select(n => n.IntroductionsDropped))}), " +
+                $"the service opened {service.Introduced}, dropped {service.Dropped}, met {service.Met}");
+            Assert.True(exit == 0, errors);
+            Assert.Contains(web.Marker, response);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(floods).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
     }
 
     [Fact]

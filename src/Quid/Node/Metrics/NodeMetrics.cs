@@ -31,6 +31,8 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableGauge("quid.link.queued", () => Snapshot().Neighbours.Sum(n => n.QueuedBytes), "By", "Bytes waiting in the links' send queues");
         Meter.CreateObservableGauge("quid.neighbours", () => Neighbours(), null, "Open links to other nodes, by the neighbour's overlay role");
         Meter.CreateObservableCounter("quid.links.refused", () => _node.RefusedLinks, null, "Links refused after the handshake: not a friend, shunned, or no room");
+        Meter.CreateObservableCounter("quid.introductions.dropped", () => _node.IntroductionsDropped, null,
+            "Introductions dropped as an introduction point: malformed, replayed, outbid under a flood or kept waiting too long");
         Meter.CreateObservableGauge("quid.agreements", () => Snapshot().Agreements.Count, null, "Active bandwidth agreements");
         Meter.CreateObservableGauge("quid.partners", () => Partners(), null, "Partners in the ledger, by verdict");
         Meter.CreateObservableGauge("quid.offer", () => Snapshot().Offer.Kbps, "kbit/s", "The block this node offers");
