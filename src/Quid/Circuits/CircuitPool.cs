@@ -59,7 +59,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// What one build passes over: next hops refused as full, never drawn again by it; and first
-    /// hops that refused several extensions as full, drawn again only when no other leads anywhere.
+    /// hops that refused several extensions as full, or timed out, drawn again only when no other
+    /// leads anywhere.
     /// </summary>
     private sealed class PassedOver
     {
@@ -244,7 +245,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
     /// passed over by this build's later draws, not avoided by others: it is busy, not broken, and
     /// the refusal costs no try. A first hop that refuses <see cref="RefusalsToPassOverFirstHop"/>
-    /// extensions as full is passed over too, while another first hop leads anywhere. After
+    /// extensions as full, or that timed out (or its next hop did), is passed over too, while
+    /// another first hop leads anywhere; one that timed out, by later builds too for a while. After
     /// <see cref="MaxPassedOver"/> such refusals, on the last try, or when no path is left but
     /// through such hops, the build insists on a full hop: a slow circuit beats none. When no path
     /// is left, throws <see cref="EndReason.Unreachable"/> with what <paramref name="unreachable"/> says.
@@ -295,6 +297,15 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 // own partner: if it is gone, its link is too, and it is no longer a first hop).
                 var avoid = e.FailedHop is { } failed ? path.Value.Hops.Skip(1).Where(h => h.Id == failed) : path.Value.Hops.Skip(1);
                 Avoid(avoid.Select(h => h.Id));
+                // A partner that did not answer, or whose next hop did not, is as likely slow itself:
+                // its link full (on the testbed, the over-claimer's, as a client's private first hop,
+                // timed out build after build). It is passed over, softly, for a while.
+                var firstHop = path.Value.Hops[0].Id;
+                if (e.Reason == EndReason.Timeout && (e.FailedHop == firstHop || (path.Value.Hops.Count > 1 && e.FailedHop == path.Value.Hops[1].Id)))
+                {
+                    busy.FirstHops.Add(firstHop);
+                    Avoid([firstHop]);
+                }
                 if (++tries == BuildAttempts) throw;
             }
         }
@@ -321,6 +332,10 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         foreach (var hop in graph.FirstHops) known[hop.Descriptor.Id] = hop.Descriptor;
         Dictionary<NodeId, DateTimeOffset> avoid;
         lock (_lock) avoid = new(_avoid);
+        // Partners passed over by this build, or that timed out lately: drawn only if no other leads anywhere.
+        bool SetAside(FirstHop hop) =>
+            passedOver.FirstHops.Contains(hop.Descriptor.Id) || (avoid.TryGetValue(hop.Descriptor.Id, out var until) && until > now);
+        var preferred = graph.FirstHops.Where(h => !SetAside(h)).ToList();
         foreach (var hop in passedOver.Hops) avoid[hop] = DateTimeOffset.MaxValue;
         // The target is not avoided for having failed a try: another way to it may serve, and the
         // tries are few. The paths that avoid it are those to other nodes.
@@ -334,10 +349,10 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         IReadOnlyList<NodeId>? Draw(PathWalk<NodeId> walk) => target is { } to
             ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
             : PathRule.Draw(walk, options.Hops, options.Random);
-        var walk = Walk(graph.FirstHops.Where(h => !passedOver.FirstHops.Contains(h.Descriptor.Id)));
+        var walk = Walk(preferred);
         var path = Draw(walk);
         // A partner passed over is still better than no path: its other next hops may have room.
-        if (path is null && passedOver.FirstHops.Count > 0) path = Draw(walk = Walk(graph.FirstHops));
+        if (path is null && preferred.Count < graph.FirstHops.Count) path = Draw(walk = Walk(graph.FirstHops));
         if (path is null) return null;
         // What the draw chose among, to trace circuits that crowd onto one partner's grant.
         if (logger.IsEnabled(LogLevel.Debug))

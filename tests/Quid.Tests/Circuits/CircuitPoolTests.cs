@@ -403,6 +403,37 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_first_hop_that_does_not_answer_is_passed_over_for_another_partner_and_set_aside_for_a_while()
+    {
+        using var net = new CircuitHarness();
+        var (origin, slowFirst, otherFirst, exit) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, slowFirst);
+        net.Partners(origin, otherFirst);
+        net.Partners(slowFirst, exit);
+        net.Partners(otherFirst, exit);
+        // The private partner is preferred, but its link is full: its answers never come back.
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(slowFirst), Describe(net, slowFirst, null, exit), 256, Private: true),
+             new FirstHop(origin.PortTo(otherFirst), Describe(net, otherFirst, null, exit), 256, Private: false)],
+            new Dictionary<NodeId, Descriptor> { [exit.Id] = Describe(net, exit) });
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
+        slowFirst.PortTo(origin).Stall();
+
+        var building = pool.BuildDedicatedAsync("a", default);
+        await Eventually.WaitUntilAsync(() => slowFirst.PortTo(origin).Held > 0, Deadline, "the private first hop's answer, held");
+        net.Time.Advance(net.Options.BuildTimeout);
+        var circuit = await building.WaitAsync(Deadline);
+
+        Assert.Equal([otherFirst.Id, exit.Id], circuit.Hops.Select(h => h.Id));
+        // Not only by that build: for a while the next ones go through the other partner too.
+        for (int i = 0; i < 4; i++)
+        {
+            var again = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+            Assert.Equal(otherFirst.Id, again.Hops[0].Id);
+        }
+    }
+
+    [Fact]
     public async Task A_chosen_last_hop_refused_as_full_again_and_again_is_insisted_on_after_a_few_refusals()
     {
         using var net = new CircuitHarness();
