@@ -103,8 +103,9 @@ KNOWN_GAPS = {
                            'take (PROTOCOL 6.1): the row passed 5 of the 6 runs of stop 36\'s final rules (the sixth, 0.93, '
                            'exited at the over-claimer, whose grants promise what its link cannot carry), after failing 4 of 9 '
                            '(0.90 to 0.97) with its earlier ones; in stop 37 q1 got 0.87 through the 3.9 Mbit/s exit q7, whose '
-                           'downlink its own downloads on lent capacity fill; a client\'s own probe of its first hop also '
-                           'draws on its grant (TESTBED.md)',
+                           'downlink its own downloads on lent capacity fill, and three clients whose first hop was the '
+                           'over-claimer 0.00 to 0.65 until a first hop that times out was set aside (PROTOCOL 6.5); a '
+                           'client\'s own probe of its first hop also draws on its grant (TESTBED.md)',
     'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
                           'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
                           'partners\' idle capacity and a probe\'s echoes, or the over-claimer\'s, when its circuit crosses it '
