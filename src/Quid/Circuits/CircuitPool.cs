@@ -257,12 +257,12 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     {
         var busy = new PassedOver();
         var refusalsBy = new Dictionary<NodeId, int>();
-        int tries = 0, passedOver = 0;
+        int tries = 0, refusals = 0;
         while (true)
         {
             graph ??= await source.Graph(depth, cancellationToken).ConfigureAwait(false);
             // Counted by refusals, not by hops: a chosen last hop is never passed over, and may be refused again.
-            bool insist = tries == BuildAttempts - 1 || passedOver >= MaxPassedOver;
+            bool insist = tries == BuildAttempts - 1 || refusals >= MaxPassedOver;
             var path = choose(graph, busy);
             if (path is null && busy.Any)
             {
@@ -278,19 +278,19 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             catch (StreamException e) when (e.Reason is not EndReason.Unreachable)
             {
                 logger.LogDebug("Circuit through {Path} failed: {Reason}", string.Join(" → ", path.Value.Hops.Select(h => h.Id.Brief)), e.Message);
+                var firstHop = path.Value.Hops[0].Id;
+                var secondHop = path.Value.Hops.Count > 1 ? path.Value.Hops[1].Id : (NodeId?)null;
                 if (e.HopFull && e.FailedHop is { } full)
                 {
                     busy.Hops.Add(full);
-                    passedOver++;
+                    refusals++;
                     // Refused by our own partner, the first hop: once it has refused more than one
                     // next hop, what it forwards already fills most of its grants, and paths through
                     // another partner are likelier to have room. On the testbed a survivor's private
                     // first hop refused four next hops in a row after the kills, then carried its new
                     // circuit slowly, and the page waited 18.7 s.
-                    var first = path.Value.Hops[0].Id;
-                    if (path.Value.Hops.Count > 1 && path.Value.Hops[1].Id == full
-                        && (refusalsBy[first] = refusalsBy.GetValueOrDefault(first) + 1) >= RefusalsToPassOverFirstHop)
-                        busy.FirstHops.Add(first);
+                    if (full == secondHop && (refusalsBy[firstHop] = refusalsBy.GetValueOrDefault(firstHop) + 1) >= RefusalsToPassOverFirstHop)
+                        busy.FirstHops.Add(firstHop);
                     continue;
                 }
                 // The hop to blame, or, when none is named, every hop after the first (which is our
@@ -300,8 +300,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 // A partner that did not answer, or whose next hop did not, is as likely slow itself:
                 // its link full (on the testbed, the over-claimer's, as a client's private first hop,
                 // timed out build after build). It is passed over, softly, for a while.
-                var firstHop = path.Value.Hops[0].Id;
-                if (e.Reason == EndReason.Timeout && (e.FailedHop == firstHop || (path.Value.Hops.Count > 1 && e.FailedHop == path.Value.Hops[1].Id)))
+                if (e.Reason == EndReason.Timeout && (e.FailedHop == firstHop || e.FailedHop == secondHop))
                 {
                     busy.FirstHops.Add(firstHop);
                     Avoid([firstHop]);
@@ -323,7 +322,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// A path by <see cref="PathRule"/>, over the snapshot: the node's own first hops and the
     /// descriptors it knows. With a <paramref name="target"/>, one that ends there
     /// (<see cref="PathRule.DrawTo"/>); else one whose last hop allows <paramref name="ports"/>
-    /// (any, when there are none). Never through <paramref name="busy"/>.
+    /// (any, when there are none). Never through the next hops <paramref name="passedOver"/> holds;
+    /// through the first hops it holds, or that timed out lately, only when no other leads anywhere.
     /// </summary>
     private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, PassedOver passedOver)
     {
