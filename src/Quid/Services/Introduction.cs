@@ -161,6 +161,9 @@ public sealed class Introduction
         return sealedIntroduction.Slice(1, EphemeralSize);
     }
 
+    /// <summary>Whether bytes have an introduction's size and version: those without it <see cref="Open"/> and <see cref="ReplayKey"/> refuse as malformed.</summary>
+    public static bool HasShape(ReadOnlySpan<byte> sealedIntroduction) => sealedIntroduction.Length == SealedSize && sealedIntroduction[0] == Version;
+
     private static void CheckShape(ReadOnlySpan<byte> sealedIntroduction)
     {
         if (sealedIntroduction.Length != SealedSize)

@@ -42,9 +42,9 @@ public sealed class IntroductionGate(TimeProvider time)
     {
         var now = time.GetUtcNow();
         Turn(now);
-        if (!IntroductionWork.TryRead(carried, _epoch, out var introduction, out int effort) || introduction[0] != Introduction.Version)
+        if (!IntroductionWork.TryRead(carried, _epoch, out var introduction, out int effort) || !Introduction.HasShape(introduction))
         {
-            // Nothing the service could open (Introduction.Open refuses the same).
+            // Nothing the service could open.
             Dropped++;
             return Release();
         }
