@@ -6,14 +6,20 @@ namespace Quid.Circuits;
 /// private; <paramref name="Partners"/>: the nodes that grant a hop in public agreements, as its
 /// signed descriptor lists them (empty when it is unknown); <paramref name="MayRelay"/>: whether a
 /// node may be a hop after the first (its descriptor is known and current, it has not just
-/// failed); <paramref name="Exits"/>: whether it may be the last.
+/// failed); <paramref name="Exits"/>: whether it may be the last; <paramref name="MayFollow"/>,
+/// when given: whether a node may be the second hop after a first (a service pins it, §9.13.4).
 /// </summary>
 public sealed record PathWalk<TNode>(
     TNode Client,
     IReadOnlyList<(TNode Node, long Kbps, bool Private)> FirstHops,
     Func<TNode, IReadOnlyList<TNode>> Partners,
     Func<TNode, bool> MayRelay,
-    Func<TNode, bool> Exits) where TNode : notnull;
+    Func<TNode, bool> Exits,
+    Func<TNode, TNode, bool>? MayFollow = null) where TNode : notnull
+{
+    /// <summary>Whether <paramref name="next"/> may go on from <paramref name="path"/>: only the pinned second hop after a first.</summary>
+    internal bool Allows(List<TNode> path, TNode next) => path.Count != 1 || MayFollow is null || MayFollow(path[0], next);
+}
 
 /// <summary>
 /// The path rule, one copy for the node's circuits and the simulator's anonymity measure. The
@@ -21,7 +27,9 @@ public sealed record PathWalk<TNode>(
 /// grants the client, since the client's traffic is carried on that grant; a public partner
 /// only when no walk from a private one reaches an exit. Each next hop is drawn uniformly from the nodes
 /// that grant the hop before in public agreements (its traffic onward is carried on their
-/// grants), never the client, never a node twice; the last must exit. A walk that runs into a
+/// grants), never the client, never a node twice; the last must exit. A service's walks take the
+/// second hop its first hop is pinned to (<see cref="PathWalk{TNode}.MayFollow"/>, its vanguard,
+/// drawn by <see cref="TryDrawVanguard"/>). A walk that runs into a
 /// dead end starts over, up to <see cref="Attempts"/> times. <see cref="DrawTo"/> walks the same
 /// way to a last hop the caller names (a rendezvous point). The node draws with
 /// <see cref="Crypto.SecureRandom"/>, so nobody can foretell its paths; the simulator with a
@@ -99,7 +107,8 @@ public static class PathRule
                     var firstHops = new List<(TNode Node, long Kbps, bool Private)>();
                     foreach (var hop in walk.FirstHops)
                         if ((hop.Private || !privateOnly) && !comparer.Equals(hop.Node, walk.Client)
-                            && (length == 1 ? comparer.Equals(hop.Node, target) : !comparer.Equals(hop.Node, target) && HasWalk(lengths, hop.Node, length - 1)))
+                            && (length == 1 ? comparer.Equals(hop.Node, target) : !comparer.Equals(hop.Node, target) && HasWalk(lengths, hop.Node, length - 1))
+                            && (length != 2 || walk.MayFollow is null || walk.MayFollow(hop.Node, target)))
                             firstHops.Add(hop);
                     // First hops in proportion to what they grant, without putting one back: one
                     // whose walks all run dead is dropped, and the draw goes on among the others.
@@ -190,7 +199,7 @@ public static class PathRule
         var comparer = EqualityComparer<TNode>.Default;
         var next = new List<TNode>();
         foreach (var node in walk.Partners(path[^1]))
-            if (HasWalk(lengths, node, left) && !comparer.Equals(node, walk.Client) && !path.Contains(node) && walk.MayRelay(node) && !next.Contains(node))
+            if (HasWalk(lengths, node, left) && !comparer.Equals(node, walk.Client) && !path.Contains(node) && walk.MayRelay(node) && walk.Allows(path, node) && !next.Contains(node))
                 next.Add(node);
         while (next.Count > 0)
         {
@@ -265,10 +274,22 @@ public static class PathRule
         var next = new List<TNode>();
         foreach (var node in walk.Partners(path[^1]))
         {
-            if (comparer.Equals(node, walk.Client) || path.Contains(node) || !walk.MayRelay(node) || (last && !walk.Exits(node))) continue;
+            if (comparer.Equals(node, walk.Client) || path.Contains(node) || !walk.MayRelay(node) || (last && !walk.Exits(node)) || !walk.Allows(path, node)) continue;
             next.Add(node);
         }
         return next;
+    }
+
+    /// <summary>
+    /// A service's second hop after <paramref name="first"/> (its vanguard, §9.13.4): one of the
+    /// nodes the first hop may go on to, drawn uniformly; false when there is none.
+    /// </summary>
+    public static bool TryDrawVanguard<TNode>(PathWalk<TNode> walk, TNode first, Random random, out TNode vanguard) where TNode : notnull
+    {
+        var comparer = EqualityComparer<TNode>.Default;
+        var choices = walk.Partners(first).Where(n => !comparer.Equals(n, walk.Client) && !comparer.Equals(n, first) && walk.MayRelay(n)).Distinct().ToList();
+        vanguard = choices.Count == 0 ? default! : choices[random.Next(choices.Count)];
+        return choices.Count > 0;
     }
 
     /// <summary>A partner that grants nothing yet still counts a little, as the walk has nowhere else to start.</summary>

@@ -246,4 +246,49 @@ public sealed class PathRuleTests
         var tangled = To(tangle, (F, 1, false));
         Assert.Equal(5, AssertPathTo(tangled, T, PathRule.DrawTo(tangled, T, 7, 7, random)).Length);
     }
+
+    // ---- A service's vanguards ----
+
+    [Fact]
+    public void A_pinned_second_hop_follows_its_first_hop_in_every_path_and_in_the_chances()
+    {
+        // 1 may go on to 2 or 3; pinned to 3, every walk from 1 takes 3; 2's walks are free.
+        var pinned = Walk() with { MayFollow = (first, second) => first != 1 || second == 3 };
+        var random = new Random(13);
+        for (int i = 0; i < 500; i++)
+        {
+            var path = PathRule.Draw(pinned, 3, random)!;
+            if (path[0] == 1) Assert.Equal(3, path[1]);
+        }
+        Assert.Equal(0, PathRule.Chance(pinned, [1, 2, 4]));
+        Assert.Equal(0.75 * 1 * 0.5, PathRule.Chance(pinned, [1, 3, 4]), 9);
+    }
+
+    [Fact]
+    public void A_path_to_a_target_goes_through_the_pinned_second_hop_or_not_through_that_first_hop_at_all()
+    {
+        // 1 reaches 9 through 3 or 4; pinned to 4, always 1-4-…-9, the longer way when need be.
+        var partners = new Dictionary<int, int[]> { [1] = [3, 4, 9], [3] = [9], [4] = [5], [5] = [9] };
+        var walk = To(partners, (1, 1, false)) with { MayFollow = (_, second) => second == 4 };
+        var random = new Random(14);
+        for (int i = 0; i < 100; i++) Assert.Equal([1, 4, 5, 9], AssertPathTo(walk, 9, PathRule.DrawTo(walk, 9, 3, 7, random)));
+        // The two-hop way 1-9 is a second hop too: not the pinned one, so it is no way at all.
+        Assert.Null(PathRule.DrawTo(walk with { MayFollow = (_, second) => second == 3, Partners = h => h == 3 ? [] : partners.GetValueOrDefault(h, []) }, 9, 3, 7, random));
+        // With the target as the vanguard, the two hops serve.
+        Assert.Equal([1, 9], PathRule.DrawTo(To(new() { [1] = [9] }, (1, 1, false)) with { MayFollow = (_, second) => second == 9 }, 9, 3, 7, random)!);
+    }
+
+    [Fact]
+    public void A_vanguard_is_drawn_among_the_first_hops_partners_that_may_relay_never_the_client()
+    {
+        // 1 is granted by 0 (the client), 2 and 3; 2 may not relay.
+        var walk = Walk() with { MayRelay = x => x != 2 };
+        var random = new Random(15);
+        for (int i = 0; i < 50; i++)
+        {
+            Assert.True(PathRule.TryDrawVanguard(walk, 1, random, out int vanguard));
+            Assert.Equal(3, vanguard);
+        }
+        Assert.False(PathRule.TryDrawVanguard(walk, 5, random, out _));
+    }
 }
