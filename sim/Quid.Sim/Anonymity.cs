@@ -2,6 +2,13 @@ using Quid.Circuits;
 
 namespace Quid.Sim;
 
+/// <summary>
+/// Guard discovery's figures: for each number of introductions, the share of services whose first
+/// hop was found and the median count tied at the top; the share of the service's draws that
+/// reached the hostile rendezvous point, and their mean hops.
+/// </summary>
+public sealed record GuardDiscoveryResult((double Found, double MedianTied)[] After, double Reached, double MeanHops);
+
 /// <summary>How many nodes could have built a circuit, and how evenly likely, as the adversary that sees part of it judges.</summary>
 public sealed record AnonymityRow(int Hops, string View, string Basis, int Circuits, double Share, double MeanSet, double MedianSet, double P10Set, double MeanEntropy);
 
@@ -126,6 +133,109 @@ public sealed class Anonymity
             for (int h = hops; h <= maxHops; h++) reached[h]++;
         }
         return [.. reached.Select(r => drawn == 0 ? double.NaN : (double)r / drawn)];
+    }
+
+    /// <summary>
+    /// Guard discovery against services (issue 19): a client that names a hostile rendezvous point
+    /// R makes the service build a circuit to R (<see cref="PathRule.DrawTo"/>, 3 hops wanted, up
+    /// to 7, as the node builds it) every time it introduces itself, and R sees the hop before it.
+    /// The adversary runs <paramref name="points"/> nodes, drawn as clients' rendezvous points are
+    /// (the last hop of a random client's 3-hop circuit), and names them in turn.
+    /// It is granted the path's length (timing tells it, as the vanguards spec assumes of Tor's
+    /// side channels) and reads the descriptors: a node could be the first hop when a walk back
+    /// from the hop it saw, over public agreements, reaches it in the steps the length leaves.
+    /// Each such node scores a point; the first hop is found once the one the service used most is
+    /// the only node with the top score. A path of one hop shows R the service itself, and counts
+    /// as found. Returns, for each number of introductions in <paramref name="after"/>, the share
+    /// of services whose first hop was found by then, and the median count of nodes tied at the top.
+    /// With <paramref name="vanguards"/>, the service pins the second hop after each first hop, as
+    /// the node does (<see cref="PathRule.TryDrawVanguard"/>); without, the rule before it. Also
+    /// the share of introductions for which the service found a path to R (one that found none
+    /// shows R nothing), and the mean hops of those paths.
+    /// </summary>
+    public GuardDiscoveryResult GuardDiscovery(int services, int points, bool vanguards, IReadOnlyList<int> after, Random random)
+    {
+        int draws = 0, paths = 0;
+        long hops = 0;
+        var found = new int[after.Count];
+        var tied = after.Select(_ => new List<double>()).ToArray();
+        int measured = 0;
+        int introductions = after.Max();
+        var score = new Dictionary<int, int>();
+        var firstHops = new Dictionary<int, int>();
+        var foundHere = new bool[after.Count];
+        var back = new HashSet<int>();
+        var tiedHere = new int[after.Count];
+        for (int i = 0; i < services && _clients.Length > 1; i++)
+        {
+            int service = _clients[random.Next(_clients.Length)];
+            // Nodes where clients' circuits end, as a client's rendezvous point is the last hop of its own.
+            var hostile = new int[points];
+            for (int p = 0; p < points; p++)
+                hostile[p] = Walk(_clients[random.Next(_clients.Length)], 3, random) is { } ending ? ending[^1] : service;
+            if (Array.IndexOf(hostile, service) >= 0) continue;
+            var walk = _walks[service];
+            if (vanguards)
+            {
+                var pins = new Dictionary<int, int>();
+                foreach (var (first, _, _) in walk.FirstHops)
+                    if (PathRule.TryDrawVanguard(walk, first, random, out int vanguard)) pins[first] = vanguard;
+                walk = walk with { MayFollow = (first, second) => pins.TryGetValue(first, out int vanguard) && vanguard == second };
+            }
+            score.Clear();
+            firstHops.Clear();
+            bool exposed = false;
+            int k = 0;
+            for (int built = 0; built < introductions && k < after.Count; built++)
+            {
+                int point = hostile[built % points];
+                draws++;
+                // A path to R it could not find shows R nothing.
+                if (PathRule.DrawTo(walk, point, 3, 7, random) is { } path)
+                {
+                    paths++;
+                    hops += path.Length;
+                    firstHops[path[0]] = firstHops.GetValueOrDefault(path[0]) + 1;
+                    if (path.Length == 1) exposed = true;
+                    else
+                    {
+                        // Back from the hop R saw, one step per hop between it and the first.
+                        back.Clear();
+                        back.Add(path[^2]);
+                        for (int step = 2; step < path.Length; step++)
+                        {
+                            var before = new HashSet<int>();
+                            foreach (var hop in back)
+                                foreach (var x in _publicBy[hop])
+                                    if (Array.IndexOf(hostile, x) < 0) before.Add(x);
+                            back = before;
+                        }
+                        foreach (var f in back) score[f] = score.GetValueOrDefault(f) + 1;
+                    }
+                }
+                if (built + 1 != after[k]) continue;
+                if (firstHops.Count == 0)
+                {
+                    // No introduction has been met yet: nothing seen, nothing found.
+                    (tiedHere[k], foundHere[k]) = (0, false);
+                    k++;
+                    continue;
+                }
+                int guard = firstHops.MaxBy(h => h.Value).Key;
+                int top = score.Count == 0 ? 0 : score.Values.Max();
+                tiedHere[k] = exposed ? 1 : score.Count(x => x.Value == top);
+                foundHere[k] = exposed || (top > 0 && tiedHere[k] == 1 && score.GetValueOrDefault(guard) == top);
+                k++;
+            }
+            measured++;
+            for (int j = 0; j < after.Count; j++)
+            {
+                if (foundHere[j]) found[j]++;
+                tied[j].Add(tiedHere[j]);
+            }
+        }
+        return new([.. after.Select((_, j) => (measured == 0 ? double.NaN : (double)found[j] / measured, Stats.Quantile([.. tied[j].Order()], 0.5)))],
+            draws == 0 ? double.NaN : (double)paths / draws, paths == 0 ? double.NaN : (double)hops / paths);
     }
 
     /// <summary>A path of <paramref name="hops"/> from <paramref name="client"/> by the node's rule, or null when the walk finds none.</summary>

@@ -28,6 +28,9 @@ public sealed class Report
         Detection = DetectionRows();
         var anonymity = Sim.Anonymity.Of(sim);
         Anonymity = anonymity.Measure(sim.Options.AnonymityCircuits, new Random(Seeds.Derive(sim.Options.Seed, 5)));
+        int services = sim.Options.Nodes >= 5000 ? 100 : 300;
+        GuardDiscovery = [.. VanguardsThenNot.SelectMany(vanguards => GuardDiscoveryPoints.Select(points =>
+            anonymity.GuardDiscovery(services, points, vanguards, GuardDiscoveryAfter, new Random(Seeds.Derive(sim.Options.Seed, 9)))))];
         if (sim.Lookups is not null)
         {
             RendezvousReach = anonymity.RendezvousReach(2000, 7, candidates: 1, new Random(Seeds.Derive(sim.Options.Seed, 7)));
@@ -40,6 +43,17 @@ public sealed class Report
     public List<string[]> Classes { get; }
     public List<string[]> Detection { get; }
     public List<AnonymityRow> Anonymity { get; }
+    /// <summary>Introductions through hostile rendezvous points after which guard discovery is judged.</summary>
+    private static readonly int[] GuardDiscoveryAfter = [1, 3, 10, 30];
+    private static readonly bool[] VanguardsThenNot = [true, false];
+    /// <summary>How many nodes the adversary runs as rendezvous points.</summary>
+    private static readonly int[] GuardDiscoveryPoints = [1, 5];
+    /// <summary>
+    /// With vanguards (the node's rule) and then without (the rule before them), for each of
+    /// <see cref="GuardDiscoveryPoints"/> and each of <see cref="GuardDiscoveryAfter"/>: the share of
+    /// services whose first hop the rendezvous points found, and the median count tied at the top.
+    /// </summary>
+    public GuardDiscoveryResult[] GuardDiscovery { get; }
     /// <summary>With services: the share of client and service pairs whose rendezvous point the service reaches within each number of hops.</summary>
     public double[]? RendezvousReach { get; }
     /// <summary>The same, when the client names three candidate rendezvous points and the service takes the nearest it reaches.</summary>
@@ -256,6 +270,20 @@ public sealed class Report
         // Circuits whose first and last hops both collude, against 2f², what paths drawn at random from everyone would give.
         foreach (var row in Anonymity.Where(r => r.View == "captured"))
             Add($"anonymity_{row.Hops}hop_captured_by_{row.Basis.Replace(' ', '_').Replace("%", "pct", StringComparison.Ordinal)}", F(row.Share, 5));
+        for (int v = 0; v < 2; v++)
+            for (int p = 0; p < GuardDiscoveryPoints.Length; p++)
+            {
+                var result = GuardDiscovery[v * GuardDiscoveryPoints.Length + p];
+                string of = $"{(v == 0 ? "" : "unpinned_")}{GuardDiscoveryPoints[p]}_points";
+                for (int i = 0; i < GuardDiscoveryAfter.Length; i++)
+                {
+                    string at = $"{of}_{GuardDiscoveryAfter[i]}_introductions";
+                    Add($"guard_discovery_found_{at}", F(result.After[i].Found));
+                    Add($"guard_discovery_tied_{at}_median", F(result.After[i].MedianTied, 1));
+                }
+                Add($"guard_discovery_{of}_reached", F(result.Reached));
+                Add($"guard_discovery_{of}_mean_hops", F(result.MeanHops, 2));
+            }
     }
 
     // ---- Files ----
