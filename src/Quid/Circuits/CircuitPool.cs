@@ -72,6 +72,10 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     private readonly Lock _lock = new();
     private readonly List<Circuit> _circuits = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _avoid = [];
+    /// <summary>The service's second hop after each first hop, and until when it is kept (PROTOCOL §9.13.4).</summary>
+    private readonly Dictionary<NodeId, (NodeId Hop, DateTimeOffset Until)> _vanguards = [];
+    /// <summary>A vanguard's lifetime is the larger of two uniform draws between these, as Tor's layer-two guards'.</summary>
+    private static readonly TimeSpan VanguardLifetimeMin = TimeSpan.FromDays(1), VanguardLifetimeMax = TimeSpan.FromDays(12);
     /// <summary>Circuits being built for streams, by isolation and port: streams that arrive meanwhile wait for the same one.</summary>
     private readonly Dictionary<(object Isolation, ushort Port), Task<Circuit>> _building = [];
     private int _prebuilding;
@@ -216,8 +220,12 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// purpose, so it is not the pool's: no stream of the pool ever uses it, upkeep never closes
     /// it, and the caller destroys it when done.
     /// </summary>
-    public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, options.Hops, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target: null, passedOver),
+    /// <param name="vanguard">
+    /// A service's circuit: its second hop is the vanguard of its first (PROTOCOL §9.13.4), when it
+    /// has three hops or more (with two, the second is the last, and every circuit would end there).
+    /// </param>
+    public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken, bool vanguard = false) =>
+        BuildAlongAsync(isolation, options.Hops, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target: null, passedOver, vanguard && options.Hops >= 3),
             g => g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet: still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs yet.",
@@ -225,14 +233,14 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// Builds a circuit whose last hop is <paramref name="target"/> (a service's circuit to the
-    /// rendezvous point its client chose), along <see cref="PathRule.DrawTo"/>: of
+    /// rendezvous point its client chose, so through the vanguard of its first hop), along <see cref="PathRule.DrawTo"/>: of
     /// <see cref="PathOptions.Hops"/> hops if such a path exists, else longer, up to
     /// <see cref="Circuit.MaxHopsToRendezvous"/>. Like <see cref="BuildDedicatedAsync"/>, it is the
     /// caller's. Throws <see cref="StreamException"/> (<see cref="EndReason.Unreachable"/>) when no
     /// path through our partners and theirs reaches the target.
     /// </summary>
     public Task<Circuit> BuildToAsync(NodeId target, object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target, passedOver),
+        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target, passedOver, vanguard: true),
             g => g.FirstHops.Count == 0
                 ? $"No partner grants us bandwidth yet, so no path reaches {target.Brief}: still searching for one."
                 : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {target.Brief}.",
@@ -324,8 +332,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// (<see cref="PathRule.DrawTo"/>); else one whose last hop allows <paramref name="ports"/>
     /// (any, when there are none). Never through the next hops <paramref name="passedOver"/> holds;
     /// through the first hops it holds, or that timed out lately, only when no other leads anywhere.
+    /// With <paramref name="vanguard"/>, the second hop is the vanguard of the first.
     /// </summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, PassedOver passedOver)
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, PassedOver passedOver, bool vanguard = false)
     {
         var now = time.GetUtcNow();
         var known = new Dictionary<NodeId, Descriptor>(graph.Descriptors);
@@ -345,7 +354,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             [.. firstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
-            id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)));
+            id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)),
+            vanguard ? Vanguards(graph, known, now) : null);
         IReadOnlyList<NodeId>? Draw(PathWalk<NodeId> walk) => target is { } to
             ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
             : PathRule.Draw(walk, options.Hops, options.Random);
@@ -361,6 +371,40 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 string.Join(", ", graph.FirstHops.Select(h => $"{h.Descriptor.Id.Brief} {h.Kbps} kbps{(h.Private ? " private" : "")}")),
                 string.Join(", ", known[path[0]].Partners.Select(id => walk.MayRelay(id) ? id.Brief : id.Brief + " (not a hop)")));
         return (graph.FirstHops.First(h => h.Descriptor.Id == path[0]), [.. path.Select(id => known[id])]);
+    }
+
+    /// <summary>
+    /// Which second hop each first hop may go on to in a service's circuit: its vanguard. A
+    /// vanguard is kept while the first hop's descriptor still lists it and its own is current,
+    /// until its lifetime ends; one that failed lately is kept, not replaced, so that an adversary
+    /// who makes it fail gains no new draw. A first hop with none gets one drawn from its partners.
+    /// </summary>
+    private Func<NodeId, NodeId, bool> Vanguards(PathGraph graph, Dictionary<NodeId, Descriptor> known, DateTimeOffset now)
+    {
+        var drawFrom = new PathWalk<NodeId>(source.Self, [],
+            id => known.TryGetValue(id, out var d) ? d.Partners : [],
+            id => known.TryGetValue(id, out var d) && !d.IsExpired(now),
+            _ => true);
+        var pinned = new Dictionary<NodeId, NodeId>();
+        lock (_lock)
+        {
+            foreach (var first in graph.FirstHops.Select(h => h.Descriptor.Id))
+            {
+                if (_vanguards.TryGetValue(first, out var kept) && kept.Until > now && known[first].Partners.Contains(kept.Hop)
+                    && known.TryGetValue(kept.Hop, out var d) && !d.IsExpired(now))
+                {
+                    pinned[first] = kept.Hop;
+                    continue;
+                }
+                _vanguards.Remove(first);
+                if (!PathRule.TryDrawVanguard(drawFrom, first, options.Random, out var hop)) continue;
+                var lifetime = VanguardLifetimeMin + (VanguardLifetimeMax - VanguardLifetimeMin) * Math.Max(options.Random.NextDouble(), options.Random.NextDouble());
+                _vanguards[first] = (hop, now + lifetime);
+                pinned[first] = hop;
+                logger.LogDebug("Vanguard after {First}: {Hop}, kept until {Until:u}", first.Brief, hop.Brief, now + lifetime);
+            }
+        }
+        return (first, second) => pinned.TryGetValue(first, out var hop) && hop == second;
     }
 
     private void Retire(Circuit circuit)

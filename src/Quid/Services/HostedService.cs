@@ -209,7 +209,7 @@ public sealed class HostedService : IAsyncDisposable
             Circuit circuit;
             try
             {
-                circuit = await _pool.BuildDedicatedAsync(_isolation, stopping).ConfigureAwait(false);
+                circuit = await _pool.BuildDedicatedAsync(_isolation, stopping, vanguard: true).ConfigureAwait(false);
             }
             catch (StreamException e)
             {

@@ -262,6 +262,54 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_services_circuits_go_on_from_their_first_hop_through_one_vanguard_until_the_first_hop_drops_it()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, left, right, point) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, left);
+        net.Partners(first, right);
+        net.Partners(left, point);
+        net.Partners(right, point);
+        // Both middles reach the point: without a vanguard the second hop is either, with one always the same.
+        PathGraph Graph(params CircuitNode[] firstsPartners) => new(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, firstsPartners), 1024)],
+            new Dictionary<NodeId, Descriptor>
+            {
+                [left.Id] = Describe(net, left, null, point),
+                [right.Id] = Describe(net, right, null, point),
+                [point.Id] = Describe(net, point),
+            });
+        var graph = Graph(left, right);
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph));
+
+        async Task<NodeId> SecondHop(Task<Circuit> building)
+        {
+            var circuit = await building.WaitAsync(Deadline);
+            circuit.Destroy(DestroyReason.Finished);
+            return circuit.Hops[1].Id;
+        }
+        var plain = new HashSet<NodeId>();
+        for (int i = 0; i < 20; i++) plain.Add(await SecondHop(pool.BuildDedicatedAsync("client", default)));
+        Assert.Equal(2, plain.Count);
+
+        var pinned = new HashSet<NodeId>();
+        for (int i = 0; i < 10; i++)
+        {
+            pinned.Add(await SecondHop(pool.BuildToAsync(point.Id, "service", default)));
+            pinned.Add(await SecondHop(pool.BuildDedicatedAsync("service", default, vanguard: true)));
+        }
+        var vanguard = Assert.Single(pinned);
+
+        // The first hop no longer lists it: another is drawn, and kept.
+        var other = vanguard == left.Id ? right : left;
+        graph = Graph(other);
+        Assert.Equal(other.Id, await SecondHop(pool.BuildToAsync(point.Id, "service", default)));
+        graph = Graph(left, right);
+        for (int i = 0; i < 5; i++) Assert.Equal(other.Id, await SecondHop(pool.BuildToAsync(point.Id, "service", default)));
+    }
+
+    [Fact]
     public async Task A_chosen_node_that_cannot_be_reached_fails_the_build_after_a_few_tries()
     {
         using var net = new CircuitHarness();
