@@ -270,11 +270,11 @@ public sealed class Report
         // Circuits whose first and last hops both collude, against 2f², what paths drawn at random from everyone would give.
         foreach (var row in Anonymity.Where(r => r.View == "captured"))
             Add($"anonymity_{row.Hops}hop_captured_by_{row.Basis.Replace(' ', '_').Replace("%", "pct", StringComparison.Ordinal)}", F(row.Share, 5));
-        for (int v = 0; v < 2; v++)
+        for (int v = 0; v < VanguardsThenNot.Length; v++)
             for (int p = 0; p < GuardDiscoveryPoints.Length; p++)
             {
                 var result = GuardDiscovery[v * GuardDiscoveryPoints.Length + p];
-                string of = $"{(v == 0 ? "" : "unpinned_")}{GuardDiscoveryPoints[p]}_points";
+                string of = $"{(VanguardsThenNot[v] ? "" : "unpinned_")}{GuardDiscoveryPoints[p]}_points";
                 for (int i = 0; i < GuardDiscoveryAfter.Length; i++)
                 {
                     string at = $"{of}_{GuardDiscoveryAfter[i]}_introductions";
