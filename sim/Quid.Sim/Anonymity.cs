@@ -163,9 +163,6 @@ public sealed class Anonymity
         int introductions = after.Max();
         var score = new Dictionary<int, int>();
         var firstHops = new Dictionary<int, int>();
-        var foundHere = new bool[after.Count];
-        var back = new HashSet<int>();
-        var tiedHere = new int[after.Count];
         for (int i = 0; i < services && _clients.Length > 1; i++)
         {
             int service = _clients[random.Next(_clients.Length)];
@@ -200,8 +197,7 @@ public sealed class Anonymity
                     else
                     {
                         // Back from the hop R saw, one step per hop between it and the first.
-                        back.Clear();
-                        back.Add(path[^2]);
+                        var back = new HashSet<int> { path[^2] };
                         for (int step = 2; step < path.Length; step++)
                         {
                             var before = new HashSet<int>();
@@ -217,22 +213,16 @@ public sealed class Anonymity
                 if (firstHops.Count == 0)
                 {
                     // No introduction has been met yet: nothing seen, nothing found.
-                    (tiedHere[k], foundHere[k]) = (0, false);
-                    k++;
+                    tied[k++].Add(0);
                     continue;
                 }
                 int guard = firstHops.MaxBy(h => h.Value).Key;
                 int top = score.Count == 0 ? 0 : score.Values.Max();
-                tiedHere[k] = exposed ? 1 : score.Count(x => x.Value == top);
-                foundHere[k] = exposed || (top > 0 && tiedHere[k] == 1 && score.GetValueOrDefault(guard) == top);
-                k++;
+                int atTop = exposed ? 1 : score.Count(x => x.Value == top);
+                if (exposed || (top > 0 && atTop == 1 && score.GetValueOrDefault(guard) == top)) found[k]++;
+                tied[k++].Add(atTop);
             }
             measured++;
-            for (int j = 0; j < after.Count; j++)
-            {
-                if (foundHere[j]) found[j]++;
-                tied[j].Add(tiedHere[j]);
-            }
         }
         return new([.. after.Select((_, j) => (measured == 0 ? double.NaN : (double)found[j] / measured, Stats.Quantile([.. tied[j].Order()], 0.5)))],
             draws == 0 ? double.NaN : (double)paths / draws, paths == 0 ? double.NaN : (double)hops / paths);

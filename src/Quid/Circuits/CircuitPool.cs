@@ -349,13 +349,14 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         // The target is not avoided for having failed a try: another way to it may serve, and the
         // tries are few. The paths that avoid it are those to other nodes.
         if (target is { } end) avoid.Remove(end);
+        var mayFollow = vanguard ? Vanguards(graph, known, now) : null;
         PathWalk<NodeId> Walk(IEnumerable<FirstHop> firstHops) => new(
             source.Self,
             [.. firstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
             id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)),
-            vanguard ? Vanguards(graph, known, now) : null);
+            mayFollow);
         IReadOnlyList<NodeId>? Draw(PathWalk<NodeId> walk) => target is { } to
             ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
             : PathRule.Draw(walk, options.Hops, options.Random);

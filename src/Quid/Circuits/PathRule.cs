@@ -17,8 +17,11 @@ public sealed record PathWalk<TNode>(
     Func<TNode, bool> Exits,
     Func<TNode, TNode, bool>? MayFollow = null) where TNode : notnull
 {
+    /// <summary>Whether <paramref name="second"/> may follow <paramref name="first"/>: only its pinned one, where a first hop has one.</summary>
+    internal bool MayGoOn(TNode first, TNode second) => MayFollow is null || MayFollow(first, second);
+
     /// <summary>Whether <paramref name="next"/> may go on from <paramref name="path"/>: only the pinned second hop after a first.</summary>
-    internal bool Allows(List<TNode> path, TNode next) => path.Count != 1 || MayFollow is null || MayFollow(path[0], next);
+    internal bool Allows(List<TNode> path, TNode next) => path.Count != 1 || MayGoOn(path[0], next);
 }
 
 /// <summary>
@@ -108,7 +111,7 @@ public static class PathRule
                     foreach (var hop in walk.FirstHops)
                         if ((hop.Private || !privateOnly) && !comparer.Equals(hop.Node, walk.Client)
                             && (length == 1 ? comparer.Equals(hop.Node, target) : !comparer.Equals(hop.Node, target) && HasWalk(lengths, hop.Node, length - 1))
-                            && (length != 2 || walk.MayFollow is null || walk.MayFollow(hop.Node, target)))
+                            && (length != 2 || walk.MayGoOn(hop.Node, target)))
                             firstHops.Add(hop);
                     // First hops in proportion to what they grant, without putting one back: one
                     // whose walks all run dead is dropped, and the draw goes on among the others.
