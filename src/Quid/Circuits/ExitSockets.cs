@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Quid.Crypto;
 
 namespace Quid.Circuits;
@@ -12,7 +11,7 @@ namespace Quid.Circuits;
 /// room for the others, however many streams it asks for; a stream beyond a share is refused,
 /// never queued, and a share grows back as the partner's streams end.
 /// </summary>
-public sealed partial class ExitSockets
+public sealed class ExitSockets
 {
     /// <summary>
     /// Descriptors the rest of the node may need however many streams exit here: the runtime's own
@@ -52,33 +51,6 @@ public sealed partial class ExitSockets
     /// </summary>
     public static int BudgetFor(long descriptorLimit) =>
         (int)Math.Clamp(Math.Max(descriptorLimit / 4, (descriptorLimit - Reserve) * 3 / 4), 1, MaxBudget);
-
-    /// <summary>This process's soft limit on open descriptors (RLIMIT_NOFILE); null where it cannot be read.</summary>
-    public static long? DescriptorLimit()
-    {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS() && !OperatingSystem.IsFreeBSD()) return null;
-        try
-        {
-            // RLIMIT_NOFILE is 7 on Linux and 8 on the BSDs; rlim_t is 64 bits on every 64-bit platform.
-            int resource = OperatingSystem.IsLinux() ? 7 : 8;
-            if (Environment.Is64BitProcess && GetRLimit(resource, out var limit) == 0) return (long)Math.Min(limit.Soft, long.MaxValue);
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            // No libc to ask: the caller falls back to a fixed budget.
-        }
-        return null;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct RLimit
-    {
-        public ulong Soft;
-        public ulong Hard;
-    }
-
-    [LibraryImport("libc", EntryPoint = "getrlimit")]
-    private static partial int GetRLimit(int resource, out RLimit limit);
 
     /// <summary>Takes one exit socket for a stream of <paramref name="circuit"/>, billed to <paramref name="partner"/>; null when past a share.</summary>
     public Lease? TryTake(NodeId partner, object circuit)

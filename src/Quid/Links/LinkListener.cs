@@ -73,7 +73,7 @@ public sealed class LinkListener : IAsyncDisposable
                 // Accepting whatever comes, rather than waiting for a free slot, keeps a flood out
                 // of the kernel's backlog, where an honest node would queue behind it.
                 socket = await _socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-                _backoff.Accepted();
+                _backoff.Accepted(socket);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {

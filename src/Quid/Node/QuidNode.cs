@@ -111,7 +111,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _down = new Shaper(options.Offer.BytesPerSecond, time);
         _up = new Shaper(options.Offer.BytesPerSecond, time);
         var circuitLogger = loggers.CreateLogger("Quid.Circuits");
-        long? descriptorLimit = ExitSockets.DescriptorLimit();
+        long? descriptorLimit = Descriptors.Limit();
         var exitSockets = new ExitSockets(options.Circuits.ExitSocketBudget ?? ExitSockets.BudgetFor(descriptorLimit ?? ExitSockets.AssumedDescriptorLimit));
         // An operator sizing LimitNOFILE or exit-sockets sees what the node made of them.
         _logger.LogInformation("Streams exiting here may hold up to {Budget} sockets ({Source}; open-files limit {Limit})", exitSockets.Budget,

@@ -75,7 +75,7 @@ internal sealed class LoopbackListener : IAsyncDisposable
             try
             {
                 client = await _socket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-                _backoff.Accepted();
+                _backoff.Accepted(client);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {

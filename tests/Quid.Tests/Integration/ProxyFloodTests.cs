@@ -55,10 +55,13 @@ public sealed class ProxyFloodTests(ITestOutputHelper output) : IDisposable
         await Eventually.WaitUntilAsync(() => idleSocks.Concat(moreSocks).Count(Closed) >= 200, TimeSpan.FromSeconds(10), "the SOCKS proxy to close what is over its cap");
         Assert.Equal(200, idleSocks.Concat(moreSocks).Count(Closed));
 
-        // Out of descriptors: 400 more on the HTTP proxy, of which the node can take 50 before it has
-        // none left (under its cap of 200). It waits instead of spinning on the rest.
+        // Out of descriptors: 400 more on the HTTP proxy, of which the node can take 50, less the
+        // descriptors it keeps for the runtime, before it has none left (under its cap of 200). It
+        // waits instead of spinning on the rest, and the runtime still has room to start a thread.
         await OpenAsync(http, 400, untilRefused: true);
         await client.WaitForLineAsync("HTTP proxy cannot accept connections: the process is out of file descriptors", TimeSpan.FromSeconds(10));
+        int held = Descriptors(client.Id);
+        Assert.True(held <= limit - Quid.Links.Descriptors.Reserve / 2, $"the node holds {held} descriptors of its {limit}: it keeps none for the runtime");
         var cpu = CpuTime(client.Id);
         var watch = Stopwatch.StartNew();
         await Eventually.WaitUntilAsync(() => watch.Elapsed > TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10), "three seconds of the node out of descriptors");

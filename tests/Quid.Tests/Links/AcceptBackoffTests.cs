@@ -16,10 +16,11 @@ public sealed class AcceptBackoffTests
     {
         var time = new FakeTimeProvider();
         var backoff = new AcceptBackoff("link listener", "Raise the limit.", time, new LogCapture(LogLevel.Warning).CreateLogger("test"));
+        using var pair = await AcceptedPair.OpenAsync();
         int[] expected = [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 10];
         for (int i = 0; i < expected.Length; i++)
         {
-            if (i == expected.Length - 1) backoff.Accepted();
+            if (i == expected.Length - 1) backoff.Accepted(pair.Accepted);
             var waiting = backoff.AfterFailureAsync(OutOfDescriptors, default).AsTask();
             time.Advance(TimeSpan.FromMilliseconds(expected[i] - 1));
             Assert.False(waiting.IsCompleted, $"failure {i + 1} waited less than {expected[i]} ms");
