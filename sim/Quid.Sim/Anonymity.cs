@@ -136,6 +136,46 @@ public sealed class Anonymity
     }
 
     /// <summary>
+    /// Whether services meet their clients by the node's own rules (issue 19): for random pairs of
+    /// a client and a service, the client offers the last hops of <paramref name="candidates"/>
+    /// 3-hop paths it draws as rendezvous points, and the service draws its path to one of them
+    /// (<see cref="PathRule.DrawToAny"/>, 3 hops wanted, up to 7), its second hops pinned to
+    /// vanguards or not. Returns the share of pairs for which it found a path, and their mean hops.
+    /// </summary>
+    public (double Reached, double MeanHops) Meetings(int pairs, int candidates, bool vanguards, Random random)
+    {
+        int drawn = 0, met = 0;
+        long hops = 0;
+        var points = new List<int>(candidates);
+        for (int i = 0; i < pairs && _clients.Length > 1; i++)
+        {
+            int client = _clients[random.Next(_clients.Length)], service = _clients[random.Next(_clients.Length)];
+            if (client == service) continue;
+            points.Clear();
+            for (int c = 0; c < candidates; c++)
+                if (Walk(client, 3, random) is { } path && !points.Contains(path[^1])) points.Add(path[^1]);
+            if (points.Count == 0) continue;
+            drawn++;
+            if (PathRule.DrawToAny(vanguards ? Pinned(service, random) : _walks[service], points, 3, 7, random) is { } found)
+            {
+                met++;
+                hops += found.Length;
+            }
+        }
+        return (drawn == 0 ? double.NaN : (double)met / drawn, met == 0 ? double.NaN : (double)hops / met);
+    }
+
+    /// <summary>The service's walk with a vanguard drawn for each first hop, as the node pins them (§9.13.4).</summary>
+    private PathWalk<int> Pinned(int service, Random random)
+    {
+        var walk = _walks[service];
+        var pins = new Dictionary<int, int>();
+        foreach (var (first, _, _) in walk.FirstHops)
+            if (PathRule.TryDrawVanguard(walk, first, random, out int vanguard)) pins[first] = vanguard;
+        return walk with { MayFollow = (first, second) => pins.TryGetValue(first, out int vanguard) && vanguard == second };
+    }
+
+    /// <summary>
     /// Guard discovery against services (issue 19): a client that names a hostile rendezvous point
     /// R makes the service build a circuit to R (<see cref="PathRule.DrawTo"/>, 3 hops wanted, up
     /// to 7, as the node builds it) every time it introduces itself, and R sees the hop before it.
@@ -171,14 +211,7 @@ public sealed class Anonymity
             for (int p = 0; p < points; p++)
                 hostile[p] = Walk(_clients[random.Next(_clients.Length)], 3, random) is { } ending ? ending[^1] : service;
             if (Array.IndexOf(hostile, service) >= 0) continue;
-            var walk = _walks[service];
-            if (vanguards)
-            {
-                var pins = new Dictionary<int, int>();
-                foreach (var (first, _, _) in walk.FirstHops)
-                    if (PathRule.TryDrawVanguard(walk, first, random, out int vanguard)) pins[first] = vanguard;
-                walk = walk with { MayFollow = (first, second) => pins.TryGetValue(first, out int vanguard) && vanguard == second };
-            }
+            var walk = vanguards ? Pinned(service, random) : _walks[service];
             score.Clear();
             firstHops.Clear();
             bool exposed = false;

@@ -31,6 +31,8 @@ public sealed class Report
         int services = sim.Options.Nodes >= 5000 ? 100 : 300;
         GuardDiscovery = [.. VanguardsThenNot.SelectMany(vanguards => GuardDiscoveryPoints.Select(points =>
             anonymity.GuardDiscovery(services, points, vanguards, GuardDiscoveryAfter, new Random(Seeds.Derive(sim.Options.Seed, 9)))))];
+        Meetings = [.. VanguardsThenNot.SelectMany(vanguards => MeetingCandidates.Select(candidates =>
+            anonymity.Meetings(3 * services, candidates, vanguards, new Random(Seeds.Derive(sim.Options.Seed, 10)))))];
         if (sim.Lookups is not null)
         {
             RendezvousReach = anonymity.RendezvousReach(2000, 7, candidates: 1, new Random(Seeds.Derive(sim.Options.Seed, 7)));
@@ -54,6 +56,14 @@ public sealed class Report
     /// services whose first hop the rendezvous points found, and the median count tied at the top.
     /// </summary>
     public GuardDiscoveryResult[] GuardDiscovery { get; }
+    /// <summary>How many rendezvous points a client offers the service in <see cref="Meetings"/>.</summary>
+    private static readonly int[] MeetingCandidates = [1, 2, 3];
+    /// <summary>
+    /// With vanguards and then without, for each of <see cref="MeetingCandidates"/>: the share of
+    /// client and service pairs for which the service found a path to one of the client's rendezvous
+    /// points by the node's rule, and the mean hops of those paths.
+    /// </summary>
+    public (double Reached, double MeanHops)[] Meetings { get; }
     /// <summary>With services: the share of client and service pairs whose rendezvous point the service reaches within each number of hops.</summary>
     public double[]? RendezvousReach { get; }
     /// <summary>The same, when the client names three candidate rendezvous points and the service takes the nearest it reaches.</summary>
@@ -283,6 +293,14 @@ public sealed class Report
                 }
                 Add($"guard_discovery_{of}_reached", F(result.Reached));
                 Add($"guard_discovery_{of}_mean_hops", F(result.MeanHops, 2));
+            }
+        for (int v = 0; v < VanguardsThenNot.Length; v++)
+            for (int c = 0; c < MeetingCandidates.Length; c++)
+            {
+                var (reached, hops) = Meetings[v * MeetingCandidates.Length + c];
+                string of = $"{(VanguardsThenNot[v] ? "" : "unpinned_")}{MeetingCandidates[c]}_points";
+                Add($"meetings_{of}_reached", F(reached));
+                Add($"meetings_{of}_mean_hops", F(hops, 2));
             }
     }
 

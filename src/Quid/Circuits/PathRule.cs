@@ -91,13 +91,23 @@ public static class PathRule
     /// still runs dead (where reaching the target in time would mean revisiting a node) backs up
     /// and tries another. Each search makes at most <see cref="SearchBudget"/> node visits.
     /// </remarks>
-    public static TNode[]? DrawTo<TNode>(PathWalk<TNode> walk, TNode target, int hops, int maxHops, Random random) where TNode : notnull
+    public static TNode[]? DrawTo<TNode>(PathWalk<TNode> walk, TNode target, int hops, int maxHops, Random random) where TNode : notnull =>
+        DrawToAny(walk, [target], hops, maxHops, random);
+
+    /// <summary>
+    /// A path that ends at one of <paramref name="targets"/> (the rendezvous points a client
+    /// offers, §9.12), drawn as <see cref="DrawTo"/> draws one: the first length in its order of
+    /// preference that some target can be reached in wins, and among the targets reachable in it,
+    /// the order is random. Null when no target is reachable.
+    /// </summary>
+    public static TNode[]? DrawToAny<TNode>(PathWalk<TNode> walk, IReadOnlyList<TNode> targets, int hops, int maxHops, Random random) where TNode : notnull
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(hops);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(hops, maxHops);
         var comparer = EqualityComparer<TNode>.Default;
-        if (comparer.Equals(target, walk.Client)) return null;
-        var lengths = WalkLengthsTo(walk, target, maxHops);
+        var reachable = targets.Distinct(comparer).Where(t => !comparer.Equals(t, walk.Client))
+            .Select(t => (Target: t, Lengths: WalkLengthsTo(walk, t, maxHops))).ToArray();
+        random.Shuffle(reachable);
         // The wanted length, else longer ones, shortest first; then, as the last resort, shorter
         // ones, longest first. The shortest is one hop: a partner of ours that is the target itself
         // would see our own link, so whoever meets us there (a rendezvous point) learns who we are
@@ -106,26 +116,27 @@ public static class PathRule
         foreach (var tier in tiers)
             foreach (bool privateOnly in new[] { true, false })
                 foreach (int length in tier)
-                {
-                    var firstHops = new List<(TNode Node, long Kbps, bool Private)>();
-                    foreach (var hop in walk.FirstHops)
-                        if ((hop.Private || !privateOnly) && !comparer.Equals(hop.Node, walk.Client)
-                            && (length == 1 ? comparer.Equals(hop.Node, target) : !comparer.Equals(hop.Node, target) && HasWalk(lengths, hop.Node, length - 1))
-                            && (length != 2 || walk.MayGoOn(hop.Node, target)))
-                            firstHops.Add(hop);
-                    // First hops in proportion to what they grant, without putting one back: one
-                    // whose walks all run dead is dropped, and the draw goes on among the others.
-                    while (firstHops.Count > 0)
+                    foreach (var (target, lengths) in reachable)
                     {
-                        long pick = random.NextInt64(firstHops.Sum(h => Weight(h.Kbps)));
-                        int chosen = 0;
-                        while ((pick -= Weight(firstHops[chosen].Kbps)) >= 0) chosen++;
-                        var path = new List<TNode>(length) { firstHops[chosen].Node };
-                        int budget = SearchBudget;
-                        if (WalkTo(walk, lengths, path, length, random, ref budget)) return [.. path];
-                        firstHops.RemoveAt(chosen);
+                        var firstHops = new List<(TNode Node, long Kbps, bool Private)>();
+                        foreach (var hop in walk.FirstHops)
+                            if ((hop.Private || !privateOnly) && !comparer.Equals(hop.Node, walk.Client)
+                                && (length == 1 ? comparer.Equals(hop.Node, target) : !comparer.Equals(hop.Node, target) && HasWalk(lengths, hop.Node, length - 1))
+                                && (length != 2 || walk.MayGoOn(hop.Node, target)))
+                                firstHops.Add(hop);
+                        // First hops in proportion to what they grant, without putting one back: one
+                        // whose walks all run dead is dropped, and the draw goes on among the others.
+                        while (firstHops.Count > 0)
+                        {
+                            long pick = random.NextInt64(firstHops.Sum(h => Weight(h.Kbps)));
+                            int chosen = 0;
+                            while ((pick -= Weight(firstHops[chosen].Kbps)) >= 0) chosen++;
+                            var path = new List<TNode>(length) { firstHops[chosen].Node };
+                            int budget = SearchBudget;
+                            if (WalkTo(walk, lengths, path, length, random, ref budget)) return [.. path];
+                            firstHops.RemoveAt(chosen);
+                        }
                     }
-                }
         return null;
     }
 

@@ -167,6 +167,29 @@ public sealed class PathRuleTests
     }
 
     [Fact]
+    public void Of_several_targets_the_path_goes_to_one_reachable_in_the_length_asked_for()
+    {
+        // 9 is five hops away, 8 three and 7 nowhere: 8, whatever the order the targets come in.
+        var walk = To(new() { [1] = [2, 5], [2] = [3], [3] = [4], [4] = [9], [5] = [8] }, (1, 1, false));
+        var random = new Random(11);
+        foreach (int[] targets in new[] { new[] { 9, 8, 7 }, [7, 9, 8], [8, 9] })
+            for (int i = 0; i < 20; i++) Assert.Equal([1, 5, 8], PathRule.DrawToAny(walk, targets, 3, 7, random)!);
+        // Only 9 within reach: the longer path to it rather than none; none when no target is reachable.
+        Assert.Equal([1, 2, 3, 4, 9], PathRule.DrawToAny(walk, [7, 9], 3, 7, random)!);
+        Assert.Null(PathRule.DrawToAny(walk, [7, 0], 3, 7, random));
+    }
+
+    [Fact]
+    public void Targets_reachable_in_the_same_length_are_each_drawn()
+    {
+        // 1-3-8 and 1-4-9 are both three hops: each target about half the time.
+        var walk = To(new() { [1] = [3, 4], [3] = [8], [4] = [9] }, (1, 1, false));
+        var random = new Random(12);
+        int toNine = Enumerable.Range(0, 400).Count(_ => PathRule.DrawToAny(walk, [8, 9], 3, 7, random)![^1] == 9);
+        Assert.InRange(toNine, 150, 250);
+    }
+
+    [Fact]
     public void Paths_to_a_target_are_drawn_at_random_with_first_hops_in_proportion_to_what_they_grant()
     {
         // Six three-hop paths to 9: 1 or 2, then 3, 4 or 5. 1 grants three times what 2 does.
