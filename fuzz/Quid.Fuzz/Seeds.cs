@@ -103,13 +103,13 @@ internal static class Seeds
         // Sealed to the target's blinded key, so that they reach the tag; then another version, a
         // short one, and one whose E is the identity, a small-order point.
         using var serviceKeys = KeyBlinding.KeyPair.FromSeed(Targets.HopSeed, Targets.IntroductionPeriod, 1440);
-        byte[] introduction = Introduction.Seal(serviceKeys.PublicKey, new Introduction(hop.Id, RendezvousCookie.Random(), toHop.Request[^Introduction.ClientKeySize..]));
+        byte[] introduction = Introduction.Seal(serviceKeys.PublicKey, new Introduction([(hop.Id, RendezvousCookie.Random())], toHop.Request[^Introduction.ClientKeySize..]));
         byte[] otherVersion = [.. introduction];
-        otherVersion[0] = 2;
+        otherVersion[0] = 1;
         byte[] smallOrder = [.. introduction];
         smallOrder.AsSpan(1, 32).Clear();
         smallOrder[1] = 1;
-        Write(directory, "introduction", introduction, Introduction.Seal(serviceKeys.PublicKey, new Introduction(peer.Id, RendezvousCookie.Random(), new byte[32])),
+        Write(directory, "introduction", introduction, Introduction.Seal(serviceKeys.PublicKey, new Introduction([(peer.Id, RendezvousCookie.Random()), (hop.Id, RendezvousCookie.Random())], new byte[32])),
             otherVersion, introduction[..^1], smallOrder);
         Write(directory, "introduction-gate", introduction, IntroductionWork.Solve(introduction, 8, IntroductionWork.Epoch(Targets.GateNow), CancellationToken.None),
             IntroductionWork.Solve(introduction, 8, IntroductionWork.Epoch(Targets.GateNow) + 5, CancellationToken.None), otherVersion, introduction[..^1]);

@@ -204,7 +204,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// </summary>
     private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
-        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, (g, passedOver) => ChoosePath(g, ports, target: null, passedOver),
+        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, (g, passedOver) => ChoosePath(g, ports, targets: null, passedOver),
             g => options.Hops == 1 || g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.",
@@ -225,26 +225,28 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// has three hops or more (with two, the second is the last, and every circuit would end there).
     /// </param>
     public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken, bool vanguard = false) =>
-        BuildAlongAsync(isolation, options.Hops, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target: null, passedOver, vanguard && options.Hops >= 3),
+        BuildAlongAsync(isolation, options.Hops, graph: null, (g, passedOver) => ChoosePath(g, ports: [], targets: null, passedOver, vanguard && options.Hops >= 3),
             g => g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet: still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs yet.",
             cancellationToken);
 
     /// <summary>
-    /// Builds a circuit whose last hop is <paramref name="target"/> (a service's circuit to the
-    /// rendezvous point its client chose, so through the vanguard of its first hop), along <see cref="PathRule.DrawTo"/>: of
-    /// <see cref="PathOptions.Hops"/> hops if such a path exists, else longer, up to
-    /// <see cref="Circuit.MaxHopsToRendezvous"/>. Like <see cref="BuildDedicatedAsync"/>, it is the
-    /// caller's. Throws <see cref="StreamException"/> (<see cref="EndReason.Unreachable"/>) when no
-    /// path through our partners and theirs reaches the target.
+    /// Builds a circuit whose last hop is one of <paramref name="targets"/> (a service's circuit to
+    /// one of the rendezvous points its client offered, so through the vanguard of its first hop),
+    /// along <see cref="PathRule.DrawToAny"/>: of <see cref="PathOptions.Hops"/> hops if such a path
+    /// to some target exists, else longer, up to <see cref="Circuit.MaxHopsToRendezvous"/>. Like
+    /// <see cref="BuildDedicatedAsync"/>, it is the caller's. Throws <see cref="StreamException"/>
+    /// (<see cref="EndReason.Unreachable"/>) when no path through our partners and theirs reaches any.
     /// </summary>
-    public Task<Circuit> BuildToAsync(NodeId target, object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, passedOver) => ChoosePath(g, ports: [], target, passedOver, vanguard: true),
+    public Task<Circuit> BuildToAsync(IReadOnlyList<NodeId> targets, object isolation, CancellationToken cancellationToken) =>
+        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, passedOver) => ChoosePath(g, ports: [], targets, passedOver, vanguard: true),
             g => g.FirstHops.Count == 0
-                ? $"No partner grants us bandwidth yet, so no path reaches {target.Brief}: still searching for one."
-                : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {target.Brief}.",
+                ? $"No partner grants us bandwidth yet, so no path reaches {Briefs(targets)}: still searching for one."
+                : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {Briefs(targets)}.",
             cancellationToken);
+
+    private static string Briefs(IReadOnlyList<NodeId> nodes) => string.Join(" or ", nodes.Select(n => n.Brief));
 
     /// <summary>
     /// Builds a circuit along a path <paramref name="choose"/> draws from a fresh snapshot of the
@@ -328,13 +330,13 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// A path by <see cref="PathRule"/>, over the snapshot: the node's own first hops and the
-    /// descriptors it knows. With a <paramref name="target"/>, one that ends there
-    /// (<see cref="PathRule.DrawTo"/>); else one whose last hop allows <paramref name="ports"/>
+    /// descriptors it knows. With <paramref name="targets"/>, one that ends at one of them
+    /// (<see cref="PathRule.DrawToAny"/>); else one whose last hop allows <paramref name="ports"/>
     /// (any, when there are none). Never through the next hops <paramref name="passedOver"/> holds;
     /// through the first hops it holds, or that timed out lately, only when no other leads anywhere.
     /// With <paramref name="vanguard"/>, the second hop is the vanguard of the first.
     /// </summary>
-    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, NodeId? target, PassedOver passedOver, bool vanguard = false)
+    private (FirstHop First, IReadOnlyList<Descriptor> Hops)? ChoosePath(PathGraph graph, IReadOnlyList<ushort> ports, IReadOnlyList<NodeId>? targets, PassedOver passedOver, bool vanguard = false)
     {
         var now = time.GetUtcNow();
         var known = new Dictionary<NodeId, Descriptor>(graph.Descriptors);
@@ -346,9 +348,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             passedOver.FirstHops.Contains(hop.Descriptor.Id) || (avoid.TryGetValue(hop.Descriptor.Id, out var until) && until > now);
         var preferred = graph.FirstHops.Where(h => !SetAside(h)).ToList();
         foreach (var hop in passedOver.Hops) avoid[hop] = DateTimeOffset.MaxValue;
-        // The target is not avoided for having failed a try: another way to it may serve, and the
+        // A target is not avoided for having failed a try: another way to it may serve, and the
         // tries are few. The paths that avoid it are those to other nodes.
-        if (target is { } end) avoid.Remove(end);
+        foreach (var end in targets ?? []) avoid.Remove(end);
         var mayFollow = vanguard ? Vanguards(graph, known, now) : null;
         PathWalk<NodeId> Walk(IEnumerable<FirstHop> firstHops) => new(
             source.Self,
@@ -357,8 +359,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             id => known.TryGetValue(id, out var d) && !d.IsExpired(now) && !(avoid.TryGetValue(id, out var until) && until > now),
             id => known.TryGetValue(id, out var d) && ports.All(p => d.ExitPolicy.MayAllowPort(p)),
             mayFollow);
-        IReadOnlyList<NodeId>? Draw(PathWalk<NodeId> walk) => target is { } to
-            ? PathRule.DrawTo(walk, to, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
+        IReadOnlyList<NodeId>? Draw(PathWalk<NodeId> walk) => targets is not null
+            ? PathRule.DrawToAny(walk, targets, Math.Min(options.Hops, Circuit.MaxHopsToRendezvous), Circuit.MaxHopsToRendezvous, options.Random)
             : PathRule.Draw(walk, options.Hops, options.Random);
         var walk = Walk(preferred);
         var path = Draw(walk);

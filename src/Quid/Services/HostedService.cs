@@ -276,27 +276,42 @@ public sealed class HostedService : IAsyncDisposable
             return;
         }
         Interlocked.Increment(ref _introduced);
-        if (introduction.RendezvousNode == _self)
+        var here = introduction.Points.Where(p => p.Node == _self).Select(p => (RendezvousCookie?)p.Cookie).SingleOrDefault();
+        var elsewhere = introduction.Points.Where(p => p.Node != _self).ToList();
+        // Our own node, when the client offers it among others, is taken as often as one of them
+        // drawn at random, so that a client cannot tell which point is ours by how often we come there.
+        if (here is { } ours && (elsewhere.Count == 0 || SecureRandom.Instance.Next(introduction.Points.Count) == 0))
         {
-            await MeetHereAsync(introduction, periods, stopping).ConfigureAwait(false);
+            await MeetHereAsync(ours, introduction.ClientKey, periods, stopping).ConfigureAwait(false);
             return;
         }
         Circuit? circuit = null;
         long started = _time.GetTimestamp();
         try
         {
+            IReadOnlyList<NodeId> points = [.. elsewhere.Select(p => p.Node)];
             try
             {
-                circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
+                circuit = await _pool.BuildToAsync(points, _isolation, stopping).ConfigureAwait(false);
             }
             catch (StreamException e) when (e.Reason == EndReason.Unreachable)
             {
                 // A node that just started learns its partners' partners over a few seconds: look once more.
                 await Task.Delay(RetryUnreachableAfter, _time, stopping).ConfigureAwait(false);
-                circuit = await _pool.BuildToAsync(introduction.RendezvousNode, _isolation, stopping).ConfigureAwait(false);
+                try
+                {
+                    circuit = await _pool.BuildToAsync(points, _isolation, stopping).ConfigureAwait(false);
+                }
+                catch (StreamException again) when (again.Reason == EndReason.Unreachable && here is { } stillOurs)
+                {
+                    await MeetHereAsync(stillOurs, introduction.ClientKey, periods, stopping).ConfigureAwait(false);
+                    return;
+                }
             }
             Interlocked.Exchange(ref _lastBuildTicks, _time.GetElapsedTime(started).Ticks);
-            await circuit.MeetClientAsync(introduction.Cookie, HandshakeKey(periods), introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
+            var point = circuit.Hops[^1].Id;
+            var cookie = elsewhere.First(p => p.Node == point).Cookie;
+            await circuit.MeetClientAsync(cookie, HandshakeKey(periods), introduction.ClientKey, _connector, MeetTimeout, stopping).ConfigureAwait(false);
             lock (_lock)
             {
                 _meetings.RemoveAll(c => c.State == CircuitState.Closed);
@@ -307,26 +322,27 @@ public sealed class HostedService : IAsyncDisposable
         catch (StreamException e)
         {
             circuit?.Destroy(DestroyReason.Finished);
-            _logger.LogDebug("{Service} could not meet a client at {Point}: {Reason}", Name, introduction.RendezvousNode.Brief, e.Message);
+            _logger.LogDebug("{Service} could not meet a client at {Points}: {Reason}", Name,
+                string.Join(" or ", elsewhere.Select(p => p.Node.Brief)), e.Message);
         }
     }
 
     /// <summary>
-    /// The client chose our own node as its rendezvous node (it cannot know it is ours), and no
+    /// The client offered our own node as a rendezvous node (it cannot know it is ours), and no
     /// circuit can end where it starts: we meet it on the circuit it built to us, after as long as
     /// a circuit to another node took us, so that how fast it was met does not tell it whose node R is.
     /// </summary>
-    private async Task MeetHereAsync(Introduction introduction, (ulong Period, ulong Blinding) periods, CancellationToken stopping)
+    private async Task MeetHereAsync(RendezvousCookie cookie, byte[] clientKey, (ulong Period, ulong Blinding) periods, CancellationToken stopping)
     {
         await Task.Delay(TimeSpan.FromTicks(Interlocked.Read(ref _lastBuildTicks)), _time, stopping).ConfigureAwait(false);
-        if (_point.TakeWaiting(introduction.Cookie) is not { } client)
+        if (_point.TakeWaiting(cookie) is not { } client)
         {
             _logger.LogDebug("{Service}: no client waits here under the introduction's cookie", Name);
             return;
         }
         try
         {
-            client.MeetClientHere(HandshakeKey(periods), introduction.ClientKey, _connector);
+            client.MeetClientHere(HandshakeKey(periods), clientKey, _connector);
         }
         catch (StreamException e)
         {

@@ -22,8 +22,8 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     /// <summary>The introduction's way to the service, and its circuit to R, up to 7 hops.</summary>
     private static readonly TimeSpan MeetTimeout = TimeSpan.FromSeconds(12);
     /// <summary>
-    /// A service that found no way to our R (or that is R: our path may end at its node) is
-    /// tried again through another R; each R that failed is avoided.
+    /// A service that found no way to any of the points we offered is tried again through others;
+    /// each point that failed is avoided.
     /// </summary>
     private const int MeetAttempts = 3;
     /// <summary>
@@ -32,7 +32,7 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
     /// core here), then 2^20 (0.55–0.8 s).
     /// </summary>
     private static readonly int[] EffortByAttempt = [0, 16, 20];
-    /// <summary>Circuits built in search of a last hop not yet tried, before one that was is used anyway.</summary>
+    /// <summary>Circuits built in search of a last hop not yet tried, before one that was is used anyway; for each point offered.</summary>
     private const int BuildsPerAttempt = 3;
     /// <summary>A rendezvous this old closes once it has no stream, as the pool's circuits do.</summary>
     private static readonly TimeSpan IdleLifetime = TimeSpan.FromMinutes(10);
@@ -219,66 +219,139 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
         var failed = new HashSet<NodeId>();
         for (int attempt = 0; attempt < MeetAttempts; attempt++)
         {
-            var circuit = await BuildToNewPointAsync(failed).ConfigureAwait(false);
+            List<(Circuit Circuit, RendezvousCookie Cookie)> waiting = [];
+            Circuit? met = null;
             try
             {
-                await MeetAsync(circuit, address, periods, period, blinded, lookupId, access, EffortByAttempt[Math.Min(attempt, EffortByAttempt.Length - 1)]).ConfigureAwait(false);
+                waiting = await WaitAtNewPointsAsync(failed).ConfigureAwait(false);
+                met = await MeetAsync(waiting, address, periods, period, blinded, lookupId, access, EffortByAttempt[Math.Min(attempt, EffortByAttempt.Length - 1)]).ConfigureAwait(false);
                 // Which services this node visits is the user's business: never above Debug.
-                logger.LogDebug("Met {Address} at {Point}", address.Brief, circuit.Hops[^2].Id.Brief);
-                return circuit;
+                logger.LogDebug("Met {Address} at {Point}, of {Offered} offered", address.Brief, met.Hops[^2].Id.Brief, waiting.Count);
+                return met;
             }
             catch (Exception e) when (e is StreamException { Reason: not EndReason.ResolveFailed } or RendezvousException)
             {
-                // R refused the cookie (it holds as many as it will), or the meeting failed: another R may do.
+                // Every point refused us, or the service found no way to any of them (or the meeting failed): others may do.
                 last = e as StreamException ?? new StreamException(EndReason.ResourceLimit, e.Message);
-                logger.LogDebug("Could not meet {Address} through {Point}: {Reason}", address.Brief, circuit.Hops[^1].Id.Brief, e.Message);
-                failed.Add(circuit.Hops[^1].Id);
-                circuit.Destroy(DestroyReason.Finished);
+                logger.LogDebug("Could not meet {Address} through {Points}: {Reason}", address.Brief, string.Join(" or ", waiting.Select(w => w.Circuit.Hops[^1].Id.Brief)), e.Message);
+                foreach (var (circuit, _) in waiting) failed.Add(circuit.Hops[^1].Id);
             }
-            catch
+            finally
             {
-                circuit.Destroy(DestroyReason.Finished);
-                throw;
+                foreach (var (circuit, _) in waiting)
+                    if (circuit != met) circuit.Destroy(DestroyReason.Finished);
             }
         }
         throw last!;
     }
 
-    /// <summary>A circuit of its own (a rendezvous circuit carries nothing but one service's streams) whose last hop, R, has not failed us yet, if a few tries find one.</summary>
-    private async Task<Circuit> BuildToNewPointAsync(HashSet<NodeId> failed)
+    /// <summary>
+    /// Circuits of our own (a rendezvous circuit carries nothing but one service's streams), up to
+    /// <see cref="Introduction.MaxPoints"/> built at once, each waiting at its last hop under a
+    /// cookie of its own: the points the introduction offers. Their last hops differ and, if a few
+    /// tries find such, have not failed us yet. A point that refuses its cookie (it holds as many
+    /// as it will) is dropped and counts as failed. Throws what the first build or refusal threw
+    /// when no circuit is left.
+    /// </summary>
+    private async Task<List<(Circuit Circuit, RendezvousCookie Cookie)>> WaitAtNewPointsAsync(HashSet<NodeId> failed)
+    {
+        var taken = new HashSet<NodeId>();
+        var builds = Enumerable.Range(0, Introduction.MaxPoints).Select(_ => BuildToNewPointAsync(failed, taken)).ToList();
+        try
+        {
+            await Task.WhenAll(builds).ConfigureAwait(false);
+        }
+        catch when (builds.Any(b => b.IsCompletedSuccessfully))
+        {
+            // Fewer points, but some.
+        }
+        var circuits = new List<Circuit>();
+        foreach (var circuit in builds.Where(b => b.IsCompletedSuccessfully).Select(b => b.Result))
+        {
+            if (circuits.Any(c => c.Hops[^1].Id == circuit.Hops[^1].Id)) circuit.Destroy(DestroyReason.Finished);
+            else circuits.Add(circuit);
+        }
+        var waiting = circuits.Select(c => (Circuit: c, Cookie: RendezvousCookie.Random())).ToList();
+        var establishing = waiting.Select(w => w.Circuit.EstablishRendezvousAsync(w.Cookie, MeetTimeout, CancellationToken.None)).ToList();
+        try
+        {
+            await Task.WhenAll(establishing).ConfigureAwait(false);
+        }
+        catch when (establishing.Any(e => e.IsCompletedSuccessfully))
+        {
+            // Fewer points, but some.
+        }
+        catch
+        {
+            foreach (var (circuit, _) in waiting)
+            {
+                failed.Add(circuit.Hops[^1].Id);
+                circuit.Destroy(DestroyReason.Finished);
+            }
+            throw;
+        }
+        for (int i = waiting.Count - 1; i >= 0; i--)
+        {
+            if (establishing[i].IsCompletedSuccessfully) continue;
+            logger.LogDebug("Rendezvous point {Point} refused us: {Reason}", waiting[i].Circuit.Hops[^1].Id.Brief, establishing[i].Exception?.InnerException?.Message);
+            failed.Add(waiting[i].Circuit.Hops[^1].Id);
+            waiting[i].Circuit.Destroy(DestroyReason.Finished);
+            waiting.RemoveAt(i);
+        }
+        return waiting;
+    }
+
+    /// <summary>
+    /// A circuit of our own whose last hop, R, has not failed us yet and is not one that another
+    /// build of this attempt has <paramref name="taken"/> (which it then takes), if a few tries find one.
+    /// </summary>
+    private async Task<Circuit> BuildToNewPointAsync(HashSet<NodeId> failed, HashSet<NodeId> taken)
     {
         for (int build = 1; ; build++)
         {
             var circuit = await pool.BuildDedicatedAsync(new object(), CancellationToken.None).ConfigureAwait(false);
-            if (!failed.Contains(circuit.Hops[^1].Id) || build == BuildsPerAttempt) return circuit;
+            var point = circuit.Hops[^1].Id;
+            lock (taken)
+                if ((!failed.Contains(point) && taken.Add(point)) || build == BuildsPerAttempt) return circuit;
             circuit.Destroy(DestroyReason.Finished);
         }
     }
 
-    private async Task MeetAsync(Circuit circuit, SessionAddress address, ServicePeriod periods, ulong period, byte[] blinded, byte[] lookupId, ServiceSecret? access,
-        int effort)
+    /// <summary>
+    /// Looks the service up through the first of <paramref name="waiting"/>, with an introduction
+    /// that offers every one of their points, and returns the circuit the service met us on.
+    /// </summary>
+    private async Task<Circuit> MeetAsync(List<(Circuit Circuit, RendezvousCookie Cookie)> waiting, SessionAddress address, ServicePeriod periods, ulong period,
+        byte[] blinded, byte[] lookupId, ServiceSecret? access, int effort)
     {
-        var point = circuit.Hops[^1].Id;
-        var cookie = RendezvousCookie.Random();
-        await circuit.EstablishRendezvousAsync(cookie, MeetTimeout, CancellationToken.None).ConfigureAwait(false);
         var ephemeral = ServiceHandshake.NewEphemeral();
         Ntor.Client? handshake = null;
         try
         {
             var clientKey = ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
-            var introduction = Introduction.Seal(blinded, new Introduction(point, cookie, clientKey));
+            var introduction = Introduction.Seal(blinded, new Introduction([.. waiting.Select(w => (w.Circuit.Hops[^1].Id, w.Cookie))], clientKey));
             if (effort > 0)
             {
                 var sealedIntroduction = introduction;
                 long epoch = IntroductionWork.Epoch(time.GetUtcNow());
                 introduction = await Task.Run(() => IntroductionWork.Solve(sealedIntroduction, effort, epoch, CancellationToken.None)).ConfigureAwait(false);
             }
-            var record = await circuit.LookupAsync(lookupId, introduction, LookupTimeout, CancellationToken.None).ConfigureAwait(false)
+            var record = await waiting[0].Circuit.LookupAsync(lookupId, introduction, LookupTimeout, CancellationToken.None).ConfigureAwait(false)
                 ?? throw new StreamException(EndReason.ResolveFailed, $"{address} was not found: no service publishes it now (or it is private and this is not its key).");
             var descriptor = Open(record, address, periods, period, lookupId, access)
                 ?? throw new StreamException(EndReason.ResolveFailed, $"{address} has stopped: its publisher withdrew it (at {record.Published:yyyy-MM-dd HH:mm:ss} UTC).");
             handshake = ServiceHandshake.Start(descriptor.HandshakeKey, ephemeral);
-            await circuit.MeetServiceAsync(handshake, MeetTimeout, CancellationToken.None).ConfigureAwait(false);
+            // The service comes to one point: every circuit waits with the same handshake, and the first it meets us on is ours.
+            var meetings = waiting.Select(w => w.Circuit.MeetServiceAsync(handshake, MeetTimeout, CancellationToken.None)).ToList();
+            var pending = new List<Task>(meetings);
+            while (true)
+            {
+                var done = await Task.WhenAny(pending).ConfigureAwait(false);
+                if (done.IsCompletedSuccessfully) return waiting[meetings.IndexOf(done)].Circuit;
+                pending.Remove(done);
+                // Each wait ends in time, so every point has failed once none is pending: the last one's reason stands for all.
+                if (pending.Count == 0) await done.ConfigureAwait(false);
+            }
         }
         finally
         {

@@ -248,15 +248,19 @@ public sealed class CircuitPoolTests
             return ValueTask.FromResult(graph);
         });
 
-        var circuit = await pool.BuildToAsync(point.Id, "service", default).WaitAsync(Deadline);
+        var circuit = await pool.BuildToAsync([point.Id], "service", default).WaitAsync(Deadline);
 
         Assert.Equal([first.Id, middle.Id, point.Id], circuit.Hops.Select(h => h.Id));
         Assert.Equal(Circuit.MaxHopsToRendezvous, depth);
         Assert.Empty(pool.Circuits);
         circuit.Destroy(DestroyReason.Finished);
 
+        // Of the points a client offers, the one a path reaches: the stranger is reached by none.
         var stranger = net.AddNode();
-        var unreachable = await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync(stranger.Id, "service", default).WaitAsync(Deadline));
+        circuit = await pool.BuildToAsync([stranger.Id, point.Id], "service", default).WaitAsync(Deadline);
+        Assert.Equal(point.Id, circuit.Hops[^1].Id);
+        circuit.Destroy(DestroyReason.Finished);
+        var unreachable = await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync([stranger.Id], "service", default).WaitAsync(Deadline));
         Assert.Equal(EndReason.Unreachable, unreachable.Reason);
         Assert.Contains(stranger.Id.Brief, unreachable.Message);
     }
@@ -296,7 +300,7 @@ public sealed class CircuitPoolTests
         var pinned = new HashSet<NodeId>();
         for (int i = 0; i < 10; i++)
         {
-            pinned.Add(await SecondHop(pool.BuildToAsync(point.Id, "service", default)));
+            pinned.Add(await SecondHop(pool.BuildToAsync([point.Id], "service", default)));
             pinned.Add(await SecondHop(pool.BuildDedicatedAsync("service", default, vanguard: true)));
         }
         var vanguard = Assert.Single(pinned);
@@ -304,9 +308,9 @@ public sealed class CircuitPoolTests
         // The first hop no longer lists it: another is drawn, and kept.
         var other = vanguard == left.Id ? right : left;
         graph = Graph(other);
-        Assert.Equal(other.Id, await SecondHop(pool.BuildToAsync(point.Id, "service", default)));
+        Assert.Equal(other.Id, await SecondHop(pool.BuildToAsync([point.Id], "service", default)));
         graph = Graph(left, right);
-        for (int i = 0; i < 5; i++) Assert.Equal(other.Id, await SecondHop(pool.BuildToAsync(point.Id, "service", default)));
+        for (int i = 0; i < 5; i++) Assert.Equal(other.Id, await SecondHop(pool.BuildToAsync([point.Id], "service", default)));
     }
 
     [Fact]
@@ -326,7 +330,7 @@ public sealed class CircuitPoolTests
             return ValueTask.FromResult(graph);
         });
 
-        var failed = await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync(point.Id, "service", default).WaitAsync(Deadline));
+        var failed = await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync([point.Id], "service", default).WaitAsync(Deadline));
 
         Assert.Equal(point.Id, failed.FailedHop);
         Assert.Equal(3, Volatile.Read(ref asked));
@@ -496,7 +500,7 @@ public sealed class CircuitPoolTests
         }, hops: 2);
 
         // The point is never passed over (it is the one asked for), so only the count of refusals ends the tries.
-        var circuit = await pool.BuildToAsync(point.Id, "service", default).WaitAsync(Deadline);
+        var circuit = await pool.BuildToAsync([point.Id], "service", default).WaitAsync(Deadline);
 
         Assert.Equal([first.Id, point.Id], circuit.Hops.Select(h => h.Id));
         Assert.Equal(5, Volatile.Read(ref asked));

@@ -15,7 +15,7 @@ public sealed class IntroductionTests
     private static Introduction Plain()
     {
         using var ephemeral = ServiceHandshake.NewEphemeral();
-        return new Introduction(new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random(), ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey));
+        return new Introduction([(new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random())], ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey));
     }
 
     /// <summary>What the client does: A'(p) from the address alone, then the seal.</summary>
@@ -33,31 +33,51 @@ public sealed class IntroductionTests
     {
         using var keys = Service();
         ulong period = keys.Periods.Number(Now);
-        var plain = Plain();
-        byte[] sealedIntroduction = SealedTo(keys, period, plain);
-        Assert.Equal(Introduction.SealedSize, sealedIntroduction.Length);
-        Assert.Equal(121, Introduction.SealedSize);
-        Assert.Equal(Introduction.Version, sealedIntroduction[0]);
-
         using var blinded = keys.Blind(period);
-        var opened = Introduction.Open(blinded, sealedIntroduction);
-        Assert.Equal(plain.RendezvousNode, opened.RendezvousNode);
-        Assert.Equal(plain.Cookie, opened.Cookie);
-        Assert.Equal(plain.ClientKey, opened.ClientKey);
-        Assert.Equal(sealedIntroduction.AsSpan(1, 32).ToArray(), Introduction.ReplayKey(sealedIntroduction).ToArray());
+        using var ephemeral = ServiceHandshake.NewEphemeral();
+        byte[] clientKey = ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
+        for (int count = 1; count <= Introduction.MaxPoints; count++)
+        {
+            var plain = new Introduction([.. Enumerable.Range(0, count).Select(_ => (new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random()))], clientKey);
+            byte[] sealedIntroduction = SealedTo(keys, period, plain);
+            // One point or three, the carriers see the same length.
+            Assert.Equal(202, sealedIntroduction.Length);
+            Assert.Equal(Introduction.Version, sealedIntroduction[0]);
+
+            var opened = Introduction.Open(blinded, sealedIntroduction);
+            Assert.Equal(plain.Points, opened.Points);
+            Assert.Equal(plain.ClientKey, opened.ClientKey);
+            Assert.Equal(sealedIntroduction.AsSpan(1, 32).ToArray(), Introduction.ReplayKey(sealedIntroduction).ToArray());
+        }
+    }
+
+    [Fact]
+    public void An_introduction_offers_one_to_three_distinct_points()
+    {
+        using var ephemeral = ServiceHandshake.NewEphemeral();
+        byte[] clientKey = ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
+        var node = new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size));
+        (NodeId, RendezvousCookie) Point() => (new NodeId(RandomNumberGenerator.GetBytes(NodeId.Size)), RendezvousCookie.Random());
+        Assert.Throws<ArgumentException>(() => new Introduction([], clientKey));
+        Assert.Throws<ArgumentException>(() => new Introduction([Point(), Point(), Point(), Point()], clientKey));
+        Assert.Throws<ArgumentException>(() => new Introduction([(node, RendezvousCookie.Random()), (node, RendezvousCookie.Random())], clientKey));
     }
 
     [Fact]
     public void A_fixed_ephemeral_scalar_gives_the_bytes_of_the_independent_reference()
     {
         // tests/Quid.Tests/Vectors/introduction.py: arti's blinded key pair (KeyBlindingTests), e = 32 bytes of 01,
-        // node id 00..13, cookie 14..27, X 28..47.
+        // two points (node id 00..13, cookie 14..27; node id 28..3b, cookie 3c..4f), X 50..6f.
         byte[] blindedKey = Convert.FromHexString("3A50BF210E8F9EE955AE0014F7A6917FB65EBF098A86305ABB508D1A7291B6D5");
         byte[] expected = Convert.FromHexString(
-            "01130ae82201d7072e6fbfc0a1884fb54636554d14945b799125cf7ce38d477f51d36d57aed6a7f92278b1dc616e5f5b98681e9e46d276d59bd1" +
-            "4e795347a403eb07bd497161e280f3053bd5ca9acec9a79f75242977b8703e7dae9dced6b24caa4bff86d3814687963c7610e7cf4bb4ac5e2f6ddae532ac6e");
-        byte[] bytes = [.. Enumerable.Range(0, 72).Select(i => (byte)i)];
-        var plain = new Introduction(new NodeId(bytes.AsSpan(0, 20)), new RendezvousCookie(bytes.AsSpan(20, 20)), bytes.AsSpan(40, 32));
+            "02130ae82201d7072e6fbfc0a1884fb54636554d14945b799125cf7ce38d477f51d16c54afd1a6fa2377b0df60695e5899771f9d47d577d69ade4f7a" +
+            "5240a500ea38bc4a7066e383f20a3ad6cb9dcfcaa68074272870b9733f72af9ecfd1b34fab34fe85d286478497f24460c6d4f6c26bf261a4f75bf71e" +
+            "234552bb6e9f3e8191dcd9e4350b6e3897382c4d97a3984643b97ea89fdc023d982d2675ed4e63494f9368762e26bae7f9a0decadbc63ce3e17151f6" +
+            "36389ff201a0a40fb12f1bb267849bdf6357785f9298");
+        byte[] bytes = [.. Enumerable.Range(0, 112).Select(i => (byte)i)];
+        var plain = new Introduction(
+            [(new NodeId(bytes.AsSpan(0, 20)), new RendezvousCookie(bytes.AsSpan(20, 20))), (new NodeId(bytes.AsSpan(40, 20)), new RendezvousCookie(bytes.AsSpan(60, 20)))],
+            bytes.AsSpan(80, 32));
 
         Assert.Equal(expected, Introduction.Seal(blindedKey, plain, Enumerable.Repeat((byte)1, 32).ToArray()));
 
@@ -66,8 +86,7 @@ public sealed class IntroductionTests
         using var arti = new KeyBlinding.KeyPair(expandedSecret, Convert.FromHexString("379E50DB31FEE6775ABD0AF6FB7C371E060308F4F847DB09FE4CFE13AF602287"));
         Assert.Equal(blindedKey, arti.PublicKey);
         var opened = Introduction.Open(arti, expected);
-        Assert.Equal(plain.RendezvousNode, opened.RendezvousNode);
-        Assert.Equal(plain.Cookie, opened.Cookie);
+        Assert.Equal(plain.Points, opened.Points);
         Assert.Equal(plain.ClientKey, opened.ClientKey);
     }
 
@@ -78,7 +97,7 @@ public sealed class IntroductionTests
         byte[] b = serviceKey.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey);
         // The client makes its key before it knows B, which the lookup's answer brings.
         var ephemeral = ServiceHandshake.NewEphemeral();
-        var plain = new Introduction(new NodeId(new byte[NodeId.Size]), RendezvousCookie.Random(), ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey));
+        var plain = new Introduction([(new NodeId(new byte[NodeId.Size]), RendezvousCookie.Random())], ephemeral.PublicKey.Export(NSec.Cryptography.KeyBlobFormat.RawPublicKey));
 
         using var keys = Service();
         using var blinded = keys.Blind(5);
@@ -117,6 +136,26 @@ public sealed class IntroductionTests
             Assert.Equal(bit < 8 ? IntroductionError.Malformed : IntroductionError.NotForThisKey, Refusal(blinded, changed));
         }
         Assert.NotNull(Introduction.Open(blinded, sealedIntroduction));
+    }
+
+    [Fact]
+    public void Sealed_contents_with_no_point_too_many_a_point_twice_or_bytes_past_the_points_are_malformed()
+    {
+        using var keys = Service();
+        using var blinded = keys.Blind(3);
+        byte[] Contents(int count, int points, bool twice = false, bool trailing = false)
+        {
+            var contents = new byte[Introduction.PlainSize];
+            contents[0] = (byte)count;
+            RandomNumberGenerator.Fill(contents.AsSpan(1, Math.Min(points, Introduction.MaxPoints) * 40));
+            if (twice) contents.AsSpan(1, 20).CopyTo(contents.AsSpan(41, 20));
+            if (trailing) contents[1 + points * 40] = 1;
+            RandomNumberGenerator.Fill(contents.AsSpan(1 + Introduction.MaxPoints * 40));
+            return contents;
+        }
+        Assert.Equal(2, Introduction.Open(blinded, Introduction.SealContents(blinded.PublicKey, Contents(2, 2), default)).Points.Count);
+        foreach (var contents in new[] { Contents(0, 0), Contents(4, 3), Contents(255, 3), Contents(2, 2, twice: true), Contents(1, 1, trailing: true), Contents(2, 3) })
+            Assert.Equal(IntroductionError.Malformed, Refusal(blinded, Introduction.SealContents(blinded.PublicKey, contents, default)));
     }
 
     [Fact]
@@ -206,7 +245,7 @@ public sealed class IntroductionTests
         byte[] second = Introduction.Seal(blinded.PublicKey, plain);
         Assert.NotEqual(first.AsSpan(1, 32).ToArray(), second.AsSpan(1, 32).ToArray());
         Assert.NotEqual(first.AsSpan(33).ToArray(), second.AsSpan(33).ToArray());
-        Assert.Equal(plain.Cookie, Introduction.Open(blinded, first).Cookie);
-        Assert.Equal(plain.Cookie, Introduction.Open(blinded, second).Cookie);
+        Assert.Equal(plain.Points, Introduction.Open(blinded, first).Points);
+        Assert.Equal(plain.Points, Introduction.Open(blinded, second).Points);
     }
 }

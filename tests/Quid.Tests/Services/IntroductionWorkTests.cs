@@ -28,14 +28,14 @@ public sealed class IntroductionWorkTests
     [Fact]
     public void The_work_matches_an_independent_reference()
     {
-        // introduction = 00 01 … 78, epoch 2,966,000, nonce 772: the first nonce from 0 up with 13
-        // leading zero bits, found and hashed by Python's hashlib:
-        // sha256(b"quid introduction work" + bytes(range(121)) + (2966000).to_bytes(8, "big") + (772).to_bytes(8, "big"))
-        byte[] carried = [.. Enumerable.Range(0, Introduction.SealedSize).Select(i => (byte)i), 0, 0, 0, 0, 0, 0x2D, 0x41, 0xF0, 0, 0, 0, 0, 0, 0, 0x03, 0x04];
+        // introduction = 00 01 … c9, epoch 2,966,000, nonce 566: the first nonce from 0 up with at
+        // least 13 leading zero bits (it has 14), found and hashed by Python's hashlib:
+        // sha256(b"quid introduction work" + bytes(range(202)) + (2966000).to_bytes(8, "big") + (566).to_bytes(8, "big"))
+        byte[] carried = [.. Enumerable.Range(0, Introduction.SealedSize).Select(i => (byte)i), 0, 0, 0, 0, 0, 0x2D, 0x41, 0xF0, 0, 0, 0, 0, 0, 0, 0x02, 0x36];
         Assert.Equal(2_966_000, BinaryPrimitives.ReadInt64BigEndian(carried.AsSpan(Introduction.SealedSize)));
         var digest = SHA256.HashData([.. "quid introduction work"u8, .. carried]);
-        Assert.Equal("0005649563bf2b73d5811f6cd63c4a7696e2d8bb147ea47dd44ab8af898a9332", Convert.ToHexStringLower(digest));
-        Assert.Equal(13, EffortOf(carried, 2_966_000));
+        Assert.Equal("0002052ff65dcb0672dac34d685d8ca0ebf476219b9cb7a67a93d9ad6a3b462d", Convert.ToHexStringLower(digest));
+        Assert.Equal(14, EffortOf(carried, 2_966_000));
     }
 
     [Theory]
@@ -183,7 +183,7 @@ public sealed class IntroductionWorkTests
     {
         var gate = new IntroductionGate(new FakeTimeProvider(Now));
         var otherVersion = AnIntroduction();
-        otherVersion[0] = 2;
+        otherVersion[0] = 1;
         Assert.Empty(gate.Offer(otherVersion));
         Assert.Empty(gate.Offer(new byte[50]));
         Assert.Empty(gate.Offer(new byte[1024]));

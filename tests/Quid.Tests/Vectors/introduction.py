@@ -43,11 +43,12 @@ assert 0 < e < L
 E = encode(_mul(B, e))
 shared = encode(_mul(decode(blinded), e))
 assert shared == encode(_mul(decode(E), a_blinded))      # what the service computes: a'·E
-plain = bytes(range(0, 20)) + bytes(range(20, 40)) + bytes(range(40, 72))   # node id | cookie | X
+# count 2 | node id 00..13, cookie 14..27 | node id 28..3b, cookie 3c..4f | a third point's 40 zero bytes | X 50..6f
+plain = bytes([2]) + bytes(range(0, 80)) + bytes(40) + bytes(range(80, 112))
 k = hkdf(shared, blinded, b'quid introduction key' + E)
-header = b'\x01' + E
+header = b'\x02' + E
 sealed = header + AESGCM(k).encrypt(bytes(12), plain, header + blinded)
-assert len(sealed) == 121
+assert len(sealed) == 202
 print('E', E.hex())
 print('shared', shared.hex())
 print('k', k.hex())
