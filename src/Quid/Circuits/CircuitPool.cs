@@ -73,7 +73,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     private readonly List<Circuit> _circuits = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _avoid = [];
     /// <summary>The service's second hop after each first hop, and until when it is kept (PROTOCOL §9.13.4).</summary>
-    private readonly Dictionary<NodeId, (NodeId Hop, DateTimeOffset Until)> _vanguards = [];
+    private readonly Dictionary<NodeId, Vanguard> _vanguards = [];
     /// <summary>A vanguard's lifetime is the larger of two uniform draws between these, as Tor's layer-two guards'.</summary>
     private static readonly TimeSpan VanguardLifetimeMin = TimeSpan.FromDays(1), VanguardLifetimeMax = TimeSpan.FromDays(12);
     /// <summary>Circuits being built for streams, by isolation and port: streams that arrive meanwhile wait for the same one.</summary>
@@ -81,6 +81,25 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     private int _prebuilding;
 
     public int Hops => options.Hops;
+
+    /// <summary>The vanguards kept now, whose lifetimes have not ended: what the node saves, so that a restart draws no new ones.</summary>
+    public IReadOnlyList<Vanguard> Vanguards
+    {
+        get
+        {
+            var now = time.GetUtcNow();
+            lock (_lock) return [.. _vanguards.Values.Where(v => v.Until > now).OrderBy(v => v.First)];
+        }
+    }
+
+    /// <summary>Takes back the vanguards an earlier run kept (<see cref="Vanguards"/>), before any service circuit is built.</summary>
+    public void RestoreVanguards(IEnumerable<Vanguard> kept)
+    {
+        var now = time.GetUtcNow();
+        lock (_lock)
+            foreach (var vanguard in kept)
+                if (vanguard.Until > now) _vanguards[vanguard.First] = vanguard;
+    }
 
     /// <summary>Open circuits we built for applications, with their paths, for status and tests.</summary>
     public IReadOnlyList<Circuit> Circuits
@@ -351,7 +370,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         // A target is not avoided for having failed a try: another way to it may serve, and the
         // tries are few. The paths that avoid it are those to other nodes.
         foreach (var end in targets ?? []) avoid.Remove(end);
-        var mayFollow = vanguard ? Vanguards(graph, known, now) : null;
+        var mayFollow = vanguard ? PinVanguards(graph, known, now) : null;
         PathWalk<NodeId> Walk(IEnumerable<FirstHop> firstHops) => new(
             source.Self,
             [.. firstHops.Select(h => (h.Descriptor.Id, h.Kbps, h.Private))],
@@ -378,11 +397,12 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
 
     /// <summary>
     /// Which second hop each first hop may go on to in a service's circuit: its vanguard. A
-    /// vanguard is kept while the first hop's descriptor still lists it and its own is current,
-    /// until its lifetime ends; one that failed lately is kept, not replaced, so that an adversary
-    /// who makes it fail gains no new draw. A first hop with none gets one drawn from its partners.
+    /// vanguard is kept while the first hop's descriptor still lists it, until its lifetime ends;
+    /// one that failed lately, or whose own descriptor we do not hold now (just after a restart,
+    /// or expired), is kept, not replaced, and no path goes through it meanwhile: an adversary who
+    /// makes it fail gains no new draw. A first hop with none gets one drawn from its partners.
     /// </summary>
-    private Func<NodeId, NodeId, bool> Vanguards(PathGraph graph, Dictionary<NodeId, Descriptor> known, DateTimeOffset now)
+    private Func<NodeId, NodeId, bool> PinVanguards(PathGraph graph, Dictionary<NodeId, Descriptor> known, DateTimeOffset now)
     {
         var drawFrom = new PathWalk<NodeId>(source.Self, [],
             id => known.TryGetValue(id, out var d) ? d.Partners : [],
@@ -393,8 +413,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         {
             foreach (var first in graph.FirstHops.Select(h => h.Descriptor.Id))
             {
-                if (_vanguards.TryGetValue(first, out var kept) && kept.Until > now && known[first].Partners.Contains(kept.Hop)
-                    && known.TryGetValue(kept.Hop, out var d) && !d.IsExpired(now))
+                if (_vanguards.TryGetValue(first, out var kept) && kept.Until > now && known[first].Partners.Contains(kept.Hop))
                 {
                     pinned[first] = kept.Hop;
                     continue;
@@ -402,7 +421,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 _vanguards.Remove(first);
                 if (!PathRule.TryDrawVanguard(drawFrom, first, options.Random, out var hop)) continue;
                 var lifetime = VanguardLifetimeMin + (VanguardLifetimeMax - VanguardLifetimeMin) * Math.Max(options.Random.NextDouble(), options.Random.NextDouble());
-                _vanguards[first] = (hop, now + lifetime);
+                _vanguards[first] = new Vanguard(first, hop, now + lifetime);
                 pinned[first] = hop;
                 logger.LogDebug("Vanguard after {First}: {Hop}, kept until {Until:u}", first.Brief, hop.Brief, now + lifetime);
             }
@@ -461,3 +480,6 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         }
     }
 }
+
+/// <summary>A service's vanguard (PROTOCOL §9.13.4): the second hop its circuits take after <paramref name="First"/>, kept until <paramref name="Until"/>.</summary>
+public readonly record struct Vanguard(NodeId First, NodeId Hop, DateTimeOffset Until);

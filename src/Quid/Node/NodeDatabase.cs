@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Data.Sqlite;
+using Quid.Circuits;
 using Quid.Crypto;
 using Quid.Exchange;
 using Quid.Overlay;
@@ -42,9 +43,11 @@ public sealed class NodeDatabase : IDisposable
         ("follows", ["name TEXT PRIMARY KEY", "secret TEXT NOT NULL", "access TEXT"]),
         // Access keys of private services this node's proxies reach, as text, by address.
         ("access", ["address TEXT PRIMARY KEY", "key TEXT NOT NULL"]),
+        // The services' vanguards (PROTOCOL §9.13.4): the second hop kept after each first hop, and until when.
+        ("vanguards", ["first BLOB PRIMARY KEY", "hop BLOB NOT NULL", "until INTEGER NOT NULL"]),
     ];
     /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
-    private static readonly string[] AddedLater = ["node", "services", "follows", "access"];
+    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards"];
     /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
     private const char PathSeparator = '\0';
 
@@ -423,6 +426,43 @@ public sealed class NodeDatabase : IDisposable
     /// <summary>The access keys kept: address and key, as saved.</summary>
     public IReadOnlyList<(string Address, string Key)> LoadAccess() =>
         Read("SELECT address, key FROM access ORDER BY address", reader => (reader.GetString(0), reader.GetString(1)));
+
+    /// <summary>The vanguards kept at the last save.</summary>
+    public IReadOnlyList<Vanguard> LoadVanguards() =>
+        [.. Read("SELECT first, hop, until FROM vanguards", reader =>
+                reader[0] is byte[] { Length: NodeId.Size } first && reader[1] is byte[] { Length: NodeId.Size } hop
+                    ? new Vanguard(new NodeId(first), new NodeId(hop), DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(2)))
+                    : (Vanguard?)null)
+            .OfType<Vanguard>()];
+
+    /// <summary>Replaces the vanguards kept with <paramref name="vanguards"/>, in one transaction.</summary>
+    public void SaveVanguards(IReadOnlyList<Vanguard> vanguards)
+    {
+        lock (_lock)
+        {
+            using var transaction = _connection.BeginTransaction();
+            using (var clear = _connection.CreateCommand())
+            {
+                clear.Transaction = transaction;
+                clear.CommandText = "DELETE FROM vanguards";
+                clear.ExecuteNonQuery();
+            }
+            using var insert = _connection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO vanguards (first, hop, until) VALUES ($first, $hop, $until)";
+            var first = insert.Parameters.Add("$first", SqliteType.Blob);
+            var hop = insert.Parameters.Add("$hop", SqliteType.Blob);
+            var until = insert.Parameters.Add("$until", SqliteType.Integer);
+            foreach (var vanguard in vanguards)
+            {
+                first.Value = vanguard.First.ToBytes();
+                hop.Value = vanguard.Hop.ToBytes();
+                until.Value = vanguard.Until.ToUnixTimeSeconds();
+                insert.ExecuteNonQuery();
+            }
+            transaction.Commit();
+        }
+    }
 
     /// <summary>Runs a statement whose parameters are <c>$1</c>, <c>$2</c> … in order; null is SQL's NULL.</summary>
     private void Write(string sql, params object?[] values)

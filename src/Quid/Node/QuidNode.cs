@@ -58,6 +58,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
     private volatile PartnerView _partners = PartnerView.Empty;
     private bool _partnersChanged;
     private DateTimeOffset _lastPeerSave;
+    /// <summary>The vanguards as last saved: they are saved again when the pool's differ.</summary>
+    private IReadOnlyList<Vanguard> _savedVanguards;
     private DateTimeOffset _lastLedgerSave;
     private bool _newLinks;
     private int _tickQueued;
@@ -124,6 +126,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _prober = new Prober(builder, time, circuitLogger);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
             new PathSource(identity.Id, PathGraphAsync, SocksAuth.None), time, circuitLogger);
+        // A restart must not draw services new vanguards: each new one is another set for an adversary to intersect.
+        _pool.RestoreVanguards(_savedVanguards = _database.LoadVanguards());
         StartServices(circuitLogger);
     }
 
@@ -395,6 +399,15 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             _lastLedgerSave = now;
             SaveLedger();
         }
+        SaveVanguards();
+    }
+
+    private void SaveVanguards()
+    {
+        var vanguards = _pool.Vanguards;
+        if (vanguards.SequenceEqual(_savedVanguards)) return;
+        _database.SaveVanguards(vanguards);
+        _savedVanguards = vanguards;
     }
 
     private void SaveLedger()
@@ -744,6 +757,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             Execute(_core.Stop());
             _database.SavePeers(_core.Overlay.ExportPeers());
             SaveLedger();
+            SaveVanguards();
             return _core.Links.Select(l => l.Link).ToList();
         }).ConfigureAwait(false);
         _events.Writer.Complete();

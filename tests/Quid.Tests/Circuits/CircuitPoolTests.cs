@@ -314,6 +314,48 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task Vanguards_a_pool_restores_are_its_own_and_one_whose_descriptor_is_missing_is_kept_not_replaced()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, left, right, point) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, left);
+        net.Partners(first, right);
+        net.Partners(left, point);
+        net.Partners(right, point);
+        PathGraph Graph(bool knowRight) => new(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, left, right), 1024)],
+            new Dictionary<NodeId, Descriptor>(knowRight ? [new(right.Id, Describe(net, right, null, point))] : [])
+            {
+                [left.Id] = Describe(net, left, null, point),
+                [point.Id] = Describe(net, point),
+            });
+        var graph = Graph(knowRight: true);
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph));
+        // What an earlier run kept: right after first, for a day more. One whose lifetime ended is not taken back.
+        var until = net.Time.GetUtcNow().AddDays(1);
+        pool.RestoreVanguards([new Vanguard(first.Id, right.Id, until), new Vanguard(left.Id, point.Id, net.Time.GetUtcNow().AddMinutes(-1))]);
+        Assert.Equal([new Vanguard(first.Id, right.Id, until)], pool.Vanguards);
+
+        for (int i = 0; i < 5; i++)
+        {
+            var circuit = await pool.BuildToAsync([point.Id], "service", default).WaitAsync(Deadline);
+            circuit.Destroy(DestroyReason.Finished);
+            Assert.Equal(right.Id, circuit.Hops[1].Id);
+        }
+
+        // Its descriptor gone for a while (as just after a restart): no service circuit goes through
+        // the first hop meanwhile, and the vanguard stays.
+        graph = Graph(knowRight: false);
+        await Assert.ThrowsAsync<StreamException>(() => pool.BuildToAsync([point.Id], "service", default).WaitAsync(Deadline));
+        graph = Graph(knowRight: true);
+        var again = await pool.BuildToAsync([point.Id], "service", default).WaitAsync(Deadline);
+        again.Destroy(DestroyReason.Finished);
+        Assert.Equal(right.Id, again.Hops[1].Id);
+        Assert.Equal([new Vanguard(first.Id, right.Id, until)], pool.Vanguards);
+    }
+
+    [Fact]
     public async Task A_chosen_node_that_cannot_be_reached_fails_the_build_after_a_few_tries()
     {
         using var net = new CircuitHarness();

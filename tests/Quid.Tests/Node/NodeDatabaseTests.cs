@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using Quid.Circuits;
 using Quid.Crypto;
 using Quid.Node;
 using Quid.Services;
@@ -73,6 +74,21 @@ public sealed class NodeDatabaseTests : IDisposable
             Assert.Equal("/srv/inbox", shares["inbox"].ReceiveDirectory);
             Assert.Empty(shares["inbox"].Paths);
         }
+    }
+
+    [Fact]
+    public void Vanguards_are_kept_across_a_reopening_and_each_save_replaces_the_last()
+    {
+        var until = DateTimeOffset.FromUnixTimeSeconds(1_800_000_000);
+        Vanguard[] kept = [new(_owner, _other, until), new(_other, _owner, until.AddDays(3))];
+        using (var database = NodeDatabase.Open(_directory, _owner))
+        {
+            Assert.Empty(database.LoadVanguards());
+            database.SaveVanguards([new(_owner, _owner, until)]);
+            database.SaveVanguards(kept);
+        }
+        using var reopened = NodeDatabase.Open(_directory, _owner);
+        Assert.Equal(kept, reopened.LoadVanguards().OrderBy(v => v.First == _owner ? 0 : 1));
     }
 
     [Fact]
