@@ -245,7 +245,12 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         using var followedSecret = ServiceSecret.Generate();
         var followedAddress = network.Nodes[last].Follow("friend", followedSecret.ToText(), accessKey: null);
 
+        // The services' vanguards, drawn for the circuits they built, are what the node keeps for its next run.
+        var vanguards = network.Nodes[last].Pool.Vanguards;
+        Assert.NotEmpty(vanguards);
         await network.StopAsync(last);
+        using (var kept = NodeDatabase.OpenReadOnly(options.DataDirectory))
+            Assert.Subset(kept.LoadVanguards().Select(v => (v.First, v.Hop)).ToHashSet(), vanguards.Select(v => (v.First, v.Hop)).ToHashSet());
         var restarted = await network.RestartAsync(last, options);
         Assert.Equal(followedAddress, Assert.Single(restarted.ServiceClient.Follows).Address);
         // The stable service is published again by the node itself; the ephemeral one is gone.
@@ -317,7 +322,8 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
     public async Task Under_a_flood_of_junk_introductions_a_client_still_reaches_the_service_by_paying_work()
     {
         await using var web = new MarkerServer();
-        await using var network = await CircuitTests.StartAsync(110);
+        var logs = new LogCapture(Microsoft.Extensions.Logging.LogLevel.Debug);
+        await using var network = await CircuitTests.StartAsync(110, loggers: logs);
         await CircuitTests.ReadyCircuitAsync(network);
         var service = await network.Nodes[^1].PublishAsync(new ServiceSpec("flooded", web.EndPoint), Published);
         await service.Published.WaitAsync(Published);
@@ -372,7 +378,7 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
             output.WriteLine($"fetched in {clock.Elapsed.TotalSeconds:0.0} s during a flood of {Interlocked.Read(ref lookups)} lookups so far, " +
                 $"{network.Nodes.Sum(n => n.IntroductionsDropped)} introductions dropped ({string.Join(", ", network.Nodes.Select(n => n.IntroductionsDropped))}), " +
                 $"the service opened {service.Introduced}, dropped {service.Dropped}, met {service.Met}");
-            Assert.True(exit == 0, errors);
+            Assert.True(exit == 0, errors + Explained(logs));
             Assert.Contains(web.Marker, response);
         }
         finally
