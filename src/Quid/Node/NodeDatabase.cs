@@ -348,37 +348,9 @@ public sealed class NodeDatabase : IDisposable
     }
 
     /// <summary>Replaces the cache with <paramref name="peers"/>, in one transaction.</summary>
-    public void SavePeers(IReadOnlyList<CachedPeer> peers)
-    {
-        lock (_lock)
-        {
-            using var transaction = _connection.BeginTransaction();
-            using (var clear = _connection.CreateCommand())
-            {
-                clear.Transaction = transaction;
-                clear.CommandText = "DELETE FROM peers";
-                clear.ExecuteNonQuery();
-            }
-            using var insert = _connection.CreateCommand();
-            insert.Transaction = transaction;
-            insert.CommandText = "INSERT INTO peers (id, address, last_seen, failures, ultrapeer) VALUES ($id, $address, $seen, $failures, $ultrapeer)";
-            var id = insert.Parameters.Add("$id", SqliteType.Blob);
-            var address = insert.Parameters.Add("$address", SqliteType.Text);
-            var seen = insert.Parameters.Add("$seen", SqliteType.Integer);
-            var failures = insert.Parameters.Add("$failures", SqliteType.Integer);
-            var ultrapeer = insert.Parameters.Add("$ultrapeer", SqliteType.Integer);
-            foreach (var peer in peers)
-            {
-                id.Value = peer.Id.ToBytes();
-                address.Value = peer.Address.ToString();
-                seen.Value = peer.LastSeen.ToUnixTimeSeconds();
-                failures.Value = peer.Failures;
-                ultrapeer.Value = peer.Ultrapeer;
-                insert.ExecuteNonQuery();
-            }
-            transaction.Commit();
-        }
-    }
+    public void SavePeers(IReadOnlyList<CachedPeer> peers) =>
+        ReplaceRows("peers", ["id", "address", "last_seen", "failures", "ultrapeer"],
+            peers.Select(p => new object[] { p.Id.ToBytes(), p.Address.ToString(), p.LastSeen.ToUnixTimeSeconds(), p.Failures, p.Ultrapeer }));
 
     /// <summary>Remembers a stable or moving service or share, to publish again at each start (replacing one of the same name).</summary>
     public void SaveService(PublishSpec spec)
@@ -436,7 +408,12 @@ public sealed class NodeDatabase : IDisposable
             .OfType<Vanguard>()];
 
     /// <summary>Replaces the vanguards kept with <paramref name="vanguards"/>, in one transaction.</summary>
-    public void SaveVanguards(IReadOnlyList<Vanguard> vanguards)
+    public void SaveVanguards(IReadOnlyList<Vanguard> vanguards) =>
+        ReplaceRows("vanguards", ["first", "hop", "until"],
+            vanguards.Select(v => new object[] { v.First.ToBytes(), v.Hop.ToBytes(), v.Until.ToUnixTimeSeconds() }));
+
+    /// <summary>Replaces every row of <paramref name="table"/> with <paramref name="rows"/> (values in the order of <paramref name="columns"/>), in one transaction.</summary>
+    private void ReplaceRows(string table, string[] columns, IEnumerable<object[]> rows)
     {
         lock (_lock)
         {
@@ -444,20 +421,16 @@ public sealed class NodeDatabase : IDisposable
             using (var clear = _connection.CreateCommand())
             {
                 clear.Transaction = transaction;
-                clear.CommandText = "DELETE FROM vanguards";
+                clear.CommandText = $"DELETE FROM {table}";
                 clear.ExecuteNonQuery();
             }
             using var insert = _connection.CreateCommand();
             insert.Transaction = transaction;
-            insert.CommandText = "INSERT INTO vanguards (first, hop, until) VALUES ($first, $hop, $until)";
-            var first = insert.Parameters.Add("$first", SqliteType.Blob);
-            var hop = insert.Parameters.Add("$hop", SqliteType.Blob);
-            var until = insert.Parameters.Add("$until", SqliteType.Integer);
-            foreach (var vanguard in vanguards)
+            insert.CommandText = $"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ({string.Join(", ", columns.Select((_, i) => $"${i + 1}"))})";
+            var parameters = columns.Select((_, i) => insert.Parameters.Add(new SqliteParameter { ParameterName = $"${i + 1}" })).ToArray();
+            foreach (var row in rows)
             {
-                first.Value = vanguard.First.ToBytes();
-                hop.Value = vanguard.Hop.ToBytes();
-                until.Value = vanguard.Until.ToUnixTimeSeconds();
+                for (int i = 0; i < parameters.Length; i++) parameters[i].Value = row[i];
                 insert.ExecuteNonQuery();
             }
             transaction.Commit();

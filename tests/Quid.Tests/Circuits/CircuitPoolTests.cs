@@ -265,16 +265,23 @@ public sealed class CircuitPoolTests
         Assert.Contains(stranger.Id.Brief, unreachable.Message);
     }
 
-    [Fact]
-    public async Task A_services_circuits_go_on_from_their_first_hop_through_one_vanguard_until_the_first_hop_drops_it()
+    /// <summary>An origin whose one first hop goes on to left or right, each a partner of the point.</summary>
+    private static (CircuitNode Origin, CircuitNode First, CircuitNode Left, CircuitNode Right, CircuitNode Point) TwoWaysToAPoint(CircuitHarness net)
     {
-        using var net = new CircuitHarness();
         var (origin, first, left, right, point) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
         net.Partners(origin, first);
         net.Partners(first, left);
         net.Partners(first, right);
         net.Partners(left, point);
         net.Partners(right, point);
+        return (origin, first, left, right, point);
+    }
+
+    [Fact]
+    public async Task A_services_circuits_go_on_from_their_first_hop_through_one_vanguard_until_the_first_hop_drops_it()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, left, right, point) = TwoWaysToAPoint(net);
         // Both middles reach the point: without a vanguard the second hop is either, with one always the same.
         PathGraph Graph(params CircuitNode[] firstsPartners) => new(
             [new FirstHop(origin.PortTo(first), Describe(net, first, null, firstsPartners), 1024)],
@@ -317,12 +324,7 @@ public sealed class CircuitPoolTests
     public async Task Vanguards_a_pool_restores_are_its_own_and_one_whose_descriptor_is_missing_is_kept_not_replaced()
     {
         using var net = new CircuitHarness();
-        var (origin, first, left, right, point) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
-        net.Partners(origin, first);
-        net.Partners(first, left);
-        net.Partners(first, right);
-        net.Partners(left, point);
-        net.Partners(right, point);
+        var (origin, first, left, right, point) = TwoWaysToAPoint(net);
         PathGraph Graph(bool knowRight) => new(
             [new FirstHop(origin.PortTo(first), Describe(net, first, null, left, right), 1024)],
             new Dictionary<NodeId, Descriptor>(knowRight ? [new(right.Id, Describe(net, right, null, point))] : [])
