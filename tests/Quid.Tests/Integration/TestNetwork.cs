@@ -20,6 +20,7 @@ internal sealed class TestNetwork : IAsyncDisposable
 {
     private readonly List<QuidNode> _nodes = [];
     private readonly string _directory = Directory.CreateTempSubdirectory("quid-test-").FullName;
+    private ILoggerFactory _loggers = NullLoggerFactory.Instance;
 
     public IReadOnlyList<QuidNode> Nodes => _nodes;
     public QuidNode Client => _nodes[0];
@@ -30,7 +31,7 @@ internal sealed class TestNetwork : IAsyncDisposable
     public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null,
         ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null)
     {
-        var network = new TestNetwork();
+        var network = new TestNetwork { _loggers = loggers ?? NullLoggerFactory.Instance };
         network.Web.Start();
         try
         {
@@ -54,7 +55,7 @@ internal sealed class TestNetwork : IAsyncDisposable
                     Links = new LinkOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) },
                 };
                 if (configure is not null) options = configure(i, options, network._nodes);
-                network._nodes.Add(await QuidNode.StartAsync(options, loggers ?? NullLoggerFactory.Instance));
+                network._nodes.Add(await QuidNode.StartAsync(options, network._loggers));
             }
         }
         catch
@@ -72,7 +73,8 @@ internal sealed class TestNetwork : IAsyncDisposable
 
     public async Task<QuidNode> RestartAsync(int node, NodeOptions options)
     {
-        var restarted = await QuidNode.StartAsync(options, NullLoggerFactory.Instance);
+        // Its log goes where the network's does, so a test that reads the log reads the restarted node's too.
+        var restarted = await QuidNode.StartAsync(options, _loggers);
         _nodes[node] = restarted;
         return restarted;
     }
