@@ -298,15 +298,7 @@ public sealed class HostedService : IAsyncDisposable
             {
                 // A node that just started learns its partners' partners over a few seconds: look once more.
                 await Task.Delay(RetryUnreachableAfter, _time, stopping).ConfigureAwait(false);
-                try
-                {
-                    circuit = await _pool.BuildToAsync(points, _isolation, stopping).ConfigureAwait(false);
-                }
-                catch (StreamException again) when (again.Reason == EndReason.Unreachable && here is { } stillOurs)
-                {
-                    await MeetHereAsync(stillOurs, introduction.ClientKey, periods, stopping).ConfigureAwait(false);
-                    return;
-                }
+                circuit = await _pool.BuildToAsync(points, _isolation, stopping).ConfigureAwait(false);
             }
             Interlocked.Exchange(ref _lastBuildTicks, _time.GetElapsedTime(started).Ticks);
             var point = circuit.Hops[^1].Id;
@@ -318,6 +310,11 @@ public sealed class HostedService : IAsyncDisposable
                 _meetings.Add(circuit);
             }
             Interlocked.Increment(ref _met);
+        }
+        catch (StreamException e) when (e.Reason == EndReason.Unreachable && circuit is null && here is { } ourCookie)
+        {
+            // None of the other points is reachable, even on a second look: ours is.
+            await MeetHereAsync(ourCookie, introduction.ClientKey, periods, stopping).ConfigureAwait(false);
         }
         catch (StreamException e)
         {
