@@ -97,7 +97,8 @@ internal static class Seeds
             ControlCodec.Encode(new RecordPublishMessage(QueryId.New(), 3, record)),
             ControlCodec.Encode(new LookupMessage(QueryId.New(), 2, record.LookupId.ToArray(), new byte[300])),
             ControlCodec.Encode(new LookupHitMessage(QueryId.New(), record)),
-            ControlCodec.Encode(new IntroduceMessage(QueryId.New(), QueryId.New(), new byte[300])));
+            ControlCodec.Encode(new IntroduceMessage(QueryId.New(), QueryId.New(), new byte[300])),
+            ControlCodec.Encode(new IntroduceFailedMessage(QueryId.New(), QueryId.New())));
         Write(directory, "service-record", record.Encoded, record.Encoded[..^1]);
 
         // Sealed to the target's blinded key, so that they reach the tag; then another version, a

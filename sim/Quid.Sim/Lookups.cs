@@ -136,6 +136,7 @@ public sealed class Lookups
             LookupMessage m => _byHandle.GetValueOrDefault(m.Id),
             LookupHitMessage m => _byHandle.GetValueOrDefault(m.Lookup),
             IntroduceMessage m => _byHandle.GetValueOrDefault(m.Lookup),
+            IntroduceFailedMessage m => _byHandle.GetValueOrDefault(m.Lookup),
             _ => null,
         };
         if (run is not null) run.Messages++;

@@ -273,6 +273,21 @@ public sealed class NodeCore<TLink> where TLink : class
         return (publish, effects);
     }
 
+    /// <summary>
+    /// As an introduction point, refuses an introduction that arrived for a publication whose
+    /// service circuit has closed (PROTOCOL §9.9): the publication is closed and the failure goes
+    /// back, so that the holder tries another route.
+    /// </summary>
+    public IReadOnlyList<NodeEffect> RefuseIntroduction(QueryId publish, QueryId lookup)
+    {
+        var effects = new List<NodeEffect>();
+        Execute(Overlay.RefuseIntroduction(publish, lookup), effects);
+        return effects;
+    }
+
+    /// <summary>As an introduction point, closes a publication whose service circuit has closed: introductions along it fail from now on.</summary>
+    public void ClosePublication(QueryId publish) => Overlay.ClosePublication(publish);
+
     /// <summary>Looks a service up by its lookup id, carrying an introduction; the answer comes back as <see cref="NodeEffect.ServiceRecordFound"/> or <see cref="NodeEffect.ServiceLookupFailed"/>.</summary>
     public (QueryId Lookup, IReadOnlyList<NodeEffect> Effects) Lookup(ReadOnlySpan<byte> lookupId, byte[] introduction)
     {
@@ -309,7 +324,7 @@ public sealed class NodeCore<TLink> where TLink : class
                 Overlay.Farewell(peer, goodbye.Reason);
                 effects.Add(new NodeEffect.CloseLink(peer, null));
                 break;
-            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage or RecordPublishMessage or LookupMessage or LookupHitMessage or IntroduceMessage:
+            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage or RecordPublishMessage or LookupMessage or LookupHitMessage or IntroduceMessage or IntroduceFailedMessage:
                 Execute(Overlay.Receive(peer, message), effects);
                 break;
             default:

@@ -394,7 +394,14 @@ public sealed partial class QuidNode : IServiceDirectory
     {
         switch (effect)
         {
-            case NodeEffect.IntroductionArrived arrived when _introducing.TryGetValue(arrived.Publish, out var publication) && publication.Circuit.State == CircuitState.Open:
+            case NodeEffect.IntroductionArrived arrived:
+                ForgetClosedCircuits();
+                if (!_introducing.TryGetValue(arrived.Publish, out var publication))
+                {
+                    // Its service's circuit has closed (the service moved or stopped): the holder tries another route.
+                    Execute(_core.RefuseIntroduction(arrived.Publish, arrived.Lookup));
+                    break;
+                }
                 if (!_introductionGates.TryGetValue(publication.Circuit, out var gate))
                     _introductionGates[publication.Circuit] = gate = new IntroductionGate(_time);
                 long dropped = gate.Dropped;
@@ -410,12 +417,16 @@ public sealed partial class QuidNode : IServiceDirectory
         }
     }
 
-    /// <summary>Publications and lookups of circuits that have closed go, and publications no storer keeps a route for; on the loop.</summary>
+    /// <summary>Publications and lookups of circuits that have closed go (the publications closed in the overlay too), and publications no storer keeps a route for; on the loop.</summary>
     private void ForgetClosedCircuits()
     {
         var expired = _time.GetUtcNow() - _options.Overlay.RecordRouteLifetime;
         foreach (var (id, publication) in _introducing.ToList())
-            if (publication.Circuit.State == CircuitState.Closed || publication.Published < expired) _introducing.Remove(id);
+        {
+            if (publication.Circuit.State != CircuitState.Closed && publication.Published >= expired) continue;
+            _introducing.Remove(id);
+            _core.ClosePublication(id);
+        }
         foreach (var circuit in _lastPublish.Keys.ToList())
             if (circuit.State == CircuitState.Closed) _lastPublish.Remove(circuit);
         foreach (var circuit in _introductionGates.Keys.ToList())

@@ -12,12 +12,19 @@ namespace Quid.Overlay;
 /// the way the lookup came and pass its introduction along the record's route, so one trip does
 /// lookup and introduction. Two floods of reach r and R among U ultrapeers miss each other with a
 /// chance of about (1 − R/U)^r: publishing wide and looking up narrow keeps lookups cheap.
+/// A route can lead nowhere by the time an introduction follows it (a link closed, or the
+/// introduction point lost its service), so an introduction that finds no way on comes back as
+/// <see cref="IntroduceFailedMessage"/>: each node it passes forgets that route, the holder tries
+/// its next one, and a holder with none left sends the failure back the way the lookup came,
+/// which goes on to other holders.
 /// </summary>
 public sealed partial class Overlay
 {
     private const int MaxOwnLookups = 64;
     private const int MaxOwnPublishes = 64;
     private const int MaxIntroductionsSeen = 1024;
+    private const int MaxIntroductionsCarried = 4096;
+    private const int MaxIntroductionsHeld = 1024;
 
     /// <summary>Records we store as an ultrapeer, by lookup id.</summary>
     private readonly Dictionary<LookupKey, StoredRecord> _records = [];
@@ -29,6 +36,10 @@ public sealed partial class Overlay
     private readonly Dictionary<QueryId, OwnLookup> _ownLookups = [];
     /// <summary>Lookups whose introduction we already handed over, so that copies from several holders count once.</summary>
     private readonly Dictionary<QueryId, DateTimeOffset> _introductionsSeen = [];
+    /// <summary>Introductions we passed along a publication (or handed over as its introduction point), by lookup and publication: where a failure goes back.</summary>
+    private readonly Dictionary<(QueryId Lookup, QueryId Publish), CarriedIntroduction> _introductionsCarried = [];
+    /// <summary>Introductions we sent as a holder of the record, by lookup: what a failed route is replaced with.</summary>
+    private readonly Dictionary<QueryId, HeldIntroduction> _introductionsHeld = [];
 
     /// <summary>A 32-byte lookup id as a dictionary key.</summary>
     private readonly record struct LookupKey(UInt128 High, UInt128 Low)
@@ -48,6 +59,19 @@ public sealed partial class Overlay
         public List<RecordRoute> Routes { get; } = [];
     }
 
+    /// <summary>An introduction on its way: who passed it to us (ourselves when we hold the record), and whom we passed it to (ourselves as its introduction point).</summary>
+    private readonly record struct CarriedIntroduction(NodeId Back, NodeId To, DateTimeOffset Until);
+
+    /// <summary>A lookup's introduction we sent along the routes of a record we hold: tried publications, and how many of them have not failed yet.</summary>
+    private sealed class HeldIntroduction(StoredRecord stored, byte[] introduction, DateTimeOffset until)
+    {
+        public StoredRecord Stored { get; } = stored;
+        public byte[] Introduction { get; } = introduction;
+        public DateTimeOffset Until { get; } = until;
+        public HashSet<QueryId> Tried { get; } = [];
+        public int Pending { get; set; }
+    }
+
     private sealed class OwnLookup(QueryId id, LookupKey key, byte[] introduction, DateTimeOffset started, Widening widening)
     {
         public QueryId Id { get; } = id;
@@ -57,7 +81,13 @@ public sealed partial class Overlay
         public Widening Widening { get; } = widening;
         /// <summary>When its last step went out: it fails LookupTimeout after.</summary>
         public DateTimeOffset LastStep { get; set; } = started;
+        /// <summary>Whether the record (or the failure) was reported.</summary>
         public bool Answered { get; set; }
+        /// <summary>Holders that answered, and those of them whose introduction then found no way to the service.</summary>
+        public int Holders { get; set; }
+        public int HoldersFailed { get; set; }
+        /// <summary>Some holder still carries our introduction (or told us the service stopped): the lookup goes no wider.</summary>
+        public bool Carried => Holders > HoldersFailed;
     }
 
     /// <summary>Records we hold (as an ultrapeer, or a leaf that carried them up): for status and tests.</summary>
@@ -83,6 +113,9 @@ public sealed partial class Overlay
         _ownPublishes[id] = now + _options.RecordRouteLifetime;
         _routes.TryAdd(id, _identity.Id, now);
         if (Role == OverlayRole.Ultrapeer) Store(record, id, _identity.Id, now);
+        // A leaf stores only what it carries up, but what it holds of this service must not
+        // outlast the service's own word: its withdrawal above all.
+        else if (_records.TryGetValue(LookupKey.Of(record.LookupId), out var held) && record.Replaces(held.Record)) held.Record = record;
         var publish = new RecordPublishMessage(id, Math.Min(_options.RecordTtl, QueryMessage.MaxTtl), record);
         foreach (var target in FloodTargets()) actions.Add(new SendOverlayMessage(target, publish));
         return (id, actions);
@@ -105,9 +138,10 @@ public sealed partial class Overlay
         _ownLookups[id] = lookup;
         _routes.TryAdd(id, _identity.Id, now);
         // Held here already (we are an ultrapeer on its publication's way): no message at all.
-        if (_records.TryGetValue(lookup.Key, out var stored) && !stored.Record.IsExpired(now))
+        if (Held(lookup.Key, now) is { } stored)
         {
             lookup.Answered = true;
+            lookup.Holders = 1;
             actions.Add(new ServiceRecordFound(id, stored.Record));
             if (!stored.Record.IsWithdrawal) Introduce(stored, id, introduction, actions);
             return (id, actions);
@@ -125,7 +159,7 @@ public sealed partial class Overlay
 
     private void StepLookup(OwnLookup lookup, DateTimeOffset now, List<OverlayAction> actions)
     {
-        while (!lookup.Answered && lookup.Widening.Next(now, _neighbourIds, _options.LookupStepInterval) is { } step)
+        while (!lookup.Carried && lookup.Widening.Next(now, _neighbourIds, _options.LookupStepInterval) is { } step)
         {
             lookup.LastStep = now;
             foreach (var (to, ttl) in step)
@@ -230,7 +264,7 @@ public sealed partial class Overlay
         var now = Now;
         var seen = _routes.See(lookup.Id, from.Id, lookup.Ttl, now);
         if (seen == QuerySeen.Copy) return;
-        if (_records.TryGetValue(LookupKey.Of(lookup.LookupId), out var stored) && !stored.Record.IsExpired(now))
+        if (Held(LookupKey.Of(lookup.LookupId), now) is { } stored)
         {
             // A wider copy of a lookup we answered: it stopped here the first time.
             if (seen == QuerySeen.Deeper) return;
@@ -253,37 +287,168 @@ public sealed partial class Overlay
     }
 
     /// <summary>
-    /// Passes an introduction along the freshest routes of a stored record that still lead
-    /// somewhere, up to <see cref="OverlayOptions.IntroductionRoutes"/> of them: a route can
-    /// break further on (a link closes, an introduction point leaves before its service replaces
-    /// it), and the introduction point or the service drops the copies.
+    /// A current record we hold that we can answer for: a withdrawal, or a record with a route
+    /// that still leads somewhere from here. One whose every route has broken is as good as not
+    /// held: the lookup goes on to holders that can introduce.
+    /// </summary>
+    private StoredRecord? Held(LookupKey key, DateTimeOffset now)
+    {
+        if (!_records.TryGetValue(key, out var stored) || stored.Record.IsExpired(now)) return null;
+        if (stored.Record.IsWithdrawal) return stored;
+        foreach (var route in stored.Routes)
+            if (route.Via == _identity.Id || _neighbourIds.Contains(route.Via)) return stored;
+        return null;
+    }
+
+    /// <summary>
+    /// Passes an introduction along the freshest routes of a record we hold, up to
+    /// <see cref="OverlayOptions.IntroductionRoutes"/> of them at a time: a route can break further
+    /// on (a link closes, an introduction point loses its service before the record expires), and
+    /// then its failure comes back and the next route is tried.
     /// </summary>
     private void Introduce(StoredRecord stored, QueryId lookup, byte[] introduction, List<OverlayAction> actions)
     {
-        int sent = 0;
-        foreach (var route in stored.Routes)
+        var now = Now;
+        if (_introductionsHeld.Count >= MaxIntroductionsHeld) _introductionsHeld.Remove(_introductionsHeld.MinBy(h => h.Value.Until).Key);
+        var held = new HeldIntroduction(stored, introduction, now + _options.QueryRouteLifetime);
+        _introductionsHeld[lookup] = held;
+        IntroduceOnward(lookup, held, actions);
+        if (held.Pending == 0) GiveUpIntroduction(lookup, actions);
+    }
+
+    /// <summary>Sends the introduction along routes not tried yet, until IntroductionRoutes of them are pending.</summary>
+    private void IntroduceOnward(QueryId lookup, HeldIntroduction held, List<OverlayAction> actions)
+    {
+        foreach (var route in held.Stored.Routes)
         {
-            if (sent >= _options.IntroductionRoutes) return;
+            if (held.Pending >= _options.IntroductionRoutes) return;
+            if (held.Tried.Contains(route.Publish)) continue;
             if (route.Via == _identity.Id)
             {
-                Arrived(route.Publish, lookup, introduction, actions);
-                sent++;
+                held.Tried.Add(route.Publish);
+                if (Arrived(route.Publish, lookup, held.Introduction, _identity.Id, actions)) held.Pending++;
                 continue;
             }
             if (!_neighbourIds.Contains(route.Via)) continue;
-            if (Behind(route.Via)) HitsDropped++;
-            else actions.Add(new SendOverlayMessage(route.Via, new IntroduceMessage(route.Publish, lookup, introduction)));
-            sent++;
+            held.Tried.Add(route.Publish);
+            if (Behind(route.Via))
+            {
+                HitsDropped++;
+                continue;
+            }
+            Carry(lookup, route.Publish, _identity.Id, route.Via);
+            actions.Add(new SendOverlayMessage(route.Via, new IntroduceMessage(route.Publish, lookup, held.Introduction)));
+            held.Pending++;
         }
     }
 
-    private void Arrived(QueryId publish, QueryId lookup, byte[] introduction, List<OverlayAction> actions)
+    /// <summary>
+    /// No route from here reaches the service: the failure goes back the way the lookup came, so
+    /// that it goes on to other holders. It names the lookup in place of a publication: which
+    /// routes we hold is nobody's business on the lookup's side.
+    /// </summary>
+    private void GiveUpIntroduction(QueryId lookup, List<OverlayAction> actions)
+    {
+        _introductionsHeld.Remove(lookup);
+        if (!_routes.TryGet(lookup, Now, out var back)) return;
+        if (back == _identity.Id) HolderFailed(lookup, actions);
+        else if (Behind(back)) HitsDropped++;
+        else actions.Add(new SendOverlayMessage(back, new IntroduceFailedMessage(lookup, lookup)));
+    }
+
+    private void Carry(QueryId lookup, QueryId publish, NodeId back, NodeId to)
+    {
+        if (_introductionsCarried.Count >= MaxIntroductionsCarried) _introductionsCarried.Remove(_introductionsCarried.MinBy(c => c.Value.Until).Key);
+        _introductionsCarried[(lookup, publish)] = new CarriedIntroduction(back, to, Now + _options.QueryRouteLifetime);
+    }
+
+    /// <summary>An introduction reaches us as its introduction point: handed over once per lookup, however many holders sent it. False for a copy.</summary>
+    private bool Arrived(QueryId publish, QueryId lookup, byte[] introduction, NodeId back, List<OverlayAction> actions)
     {
         var now = Now;
-        if (_introductionsSeen.ContainsKey(lookup)) return;
+        if (_introductionsSeen.ContainsKey(lookup)) return false;
         if (_introductionsSeen.Count >= MaxIntroductionsSeen) _introductionsSeen.Remove(_introductionsSeen.MinBy(s => s.Value).Key);
         _introductionsSeen[lookup] = now + _options.RecordRouteLifetime;
+        Carry(lookup, publish, back, _identity.Id);
         actions.Add(new IntroductionArrived(publish, lookup, introduction));
+        return true;
+    }
+
+    /// <summary>
+    /// As an introduction point, refuses an introduction we were handed (<see cref="IntroductionArrived"/>)
+    /// because the publication no longer leads to its service: the circuit that asked for it has
+    /// closed. The publication is closed too, and the failure goes back to whoever sent it.
+    /// </summary>
+    public IReadOnlyList<OverlayAction> RefuseIntroduction(QueryId publish, QueryId lookup)
+    {
+        var actions = new List<OverlayAction>();
+        ClosePublication(publish);
+        // Another of our publications may yet lead to the service.
+        _introductionsSeen.Remove(lookup);
+        if (_introductionsCarried.Remove((lookup, publish), out var carried) && carried.To == _identity.Id) Fail(publish, lookup, carried.Back, actions);
+        return actions;
+    }
+
+    /// <summary>As an introduction point, stops answering for a publication whose service is gone: introductions along it fail from now on.</summary>
+    public void ClosePublication(QueryId publish)
+    {
+        _ownPublishes.Remove(publish);
+        DropRoute(publish, _identity.Id);
+    }
+
+    /// <summary>
+    /// Forgets a route that leads nowhere, but only as told by the neighbour it leads through. A
+    /// withdrawal keeps its routes: it needs no way back, and it must outlive the service's circuits.
+    /// </summary>
+    private void DropRoute(QueryId publish, NodeId via)
+    {
+        if (!_recordsByPublish.TryGetValue(publish, out var stored) || stored.Record.IsWithdrawal) return;
+        int i = stored.Routes.FindIndex(r => r.Publish == publish);
+        if (i < 0 || stored.Routes[i].Via != via) return;
+        stored.Routes.RemoveAt(i);
+        _recordsByPublish.Remove(publish);
+        if (stored.Routes.Count == 0) Forget(stored);
+    }
+
+    /// <summary>An introduction we carried along <paramref name="publish"/> failed: back to whoever passed it to us, or, if we hold the record, on along our next route.</summary>
+    private void Fail(QueryId publish, QueryId lookup, NodeId back, List<OverlayAction> actions)
+    {
+        if (back != _identity.Id)
+        {
+            if (!_neighbourIds.Contains(back)) return;
+            if (Behind(back)) HitsDropped++;
+            else actions.Add(new SendOverlayMessage(back, new IntroduceFailedMessage(publish, lookup)));
+            return;
+        }
+        if (!_introductionsHeld.TryGetValue(lookup, out var held)) return;
+        held.Pending--;
+        IntroduceOnward(lookup, held, actions);
+        if (held.Pending <= 0) GiveUpIntroduction(lookup, actions);
+    }
+
+    /// <summary>One of the holders that answered our lookup could not introduce us: unless another still carries it, the lookup widens again.</summary>
+    private void HolderFailed(QueryId lookup, List<OverlayAction> actions)
+    {
+        if (!_ownLookups.TryGetValue(lookup, out var own)) return;
+        own.HoldersFailed++;
+        StepLookup(own, Now, actions);
+    }
+
+    private void OnIntroduceFailed(Neighbour from, IntroduceFailedMessage failed, List<OverlayAction> actions)
+    {
+        // Whatever we hold of that publication through the sender leads nowhere now.
+        DropRoute(failed.Publish, from.Id);
+        if (_introductionsCarried.TryGetValue((failed.Lookup, failed.Publish), out var carried) && carried.To == from.Id)
+        {
+            _introductionsCarried.Remove((failed.Lookup, failed.Publish));
+            Fail(failed.Publish, failed.Lookup, carried.Back, actions);
+            return;
+        }
+        // From a holder with no route left: back the way the lookup came.
+        if (!_routes.TryGet(failed.Lookup, Now, out var back) || back == from.Id) return;
+        if (back == _identity.Id) HolderFailed(failed.Lookup, actions);
+        else if (Behind(back)) HitsDropped++;
+        else actions.Add(new SendOverlayMessage(back, failed));
     }
 
     private void OnLookupHit(Neighbour from, LookupHitMessage hit, List<OverlayAction> actions)
@@ -306,13 +471,16 @@ public sealed partial class Overlay
             return;
         }
         // Ours: the first record of the lookup id we asked for answers it; a record of another
-        // id is a holder's lie, and copies from other holders change nothing.
-        if (!_ownLookups.TryGetValue(hit.Lookup, out var lookup) || lookup.Answered) return;
+        // id is a holder's lie. Copies from other holders only count: each carries our
+        // introduction too, and the lookup widens again only when all of them have failed.
+        if (!_ownLookups.TryGetValue(hit.Lookup, out var lookup)) return;
         if (LookupKey.Of(hit.Record.LookupId) != lookup.Key)
         {
             Reject(from, OverlayError.BadRecord, "a lookup hit for another lookup id", actions);
             return;
         }
+        lookup.Holders++;
+        if (lookup.Answered) return;
         lookup.Answered = true;
         actions.Add(new ServiceRecordFound(lookup.Id, hit.Record));
     }
@@ -321,16 +489,22 @@ public sealed partial class Overlay
     {
         if (_ownPublishes.ContainsKey(introduce.Publish))
         {
-            Arrived(introduce.Publish, introduce.Lookup, introduce.Introduction, actions);
+            // A copy that came by another holder is dropped: the first is on its way.
+            Arrived(introduce.Publish, introduce.Lookup, introduce.Introduction, from.Id, actions);
             return;
         }
-        // On along the route of that very publication. One we no longer hold (it expired, or the
-        // link it came by closed) is dropped quietly: routes go stale in an honest network too.
-        if (!_recordsByPublish.TryGetValue(introduce.Publish, out var stored)) return;
-        var route = stored.Routes.Find(r => r.Publish == introduce.Publish);
-        if (route.Via == from.Id || !_neighbourIds.Contains(route.Via)) return;
-        if (Behind(route.Via)) HitsDropped++;
-        else actions.Add(new SendOverlayMessage(route.Via, introduce));
+        // On along the route of that very publication. One we no longer hold (it expired, or its
+        // link closed) goes back as failed: routes go stale in an honest network too.
+        var route = _recordsByPublish.TryGetValue(introduce.Publish, out var stored) ? stored.Routes.Find(r => r.Publish == introduce.Publish) : default;
+        if (route.Via == from.Id) return;
+        if (stored is null || !_neighbourIds.Contains(route.Via) || Behind(route.Via))
+        {
+            if (stored is not null && Behind(route.Via)) HitsDropped++;
+            Fail(introduce.Publish, introduce.Lookup, from.Id, actions);
+            return;
+        }
+        Carry(introduce.Lookup, introduce.Publish, from.Id, route.Via);
+        actions.Add(new SendOverlayMessage(route.Via, introduce));
     }
 
     /// <summary>Upkeep: widens or gives up our unanswered lookups, and drops records with no fresh way back.</summary>
@@ -338,17 +512,13 @@ public sealed partial class Overlay
     {
         foreach (var lookup in _ownLookups.Values)
         {
-            // An answered lookup stays a while, so that the copies of its answer still find their way.
-            if (lookup.Answered)
-            {
-                if (now - lookup.Started >= _options.LookupTimeout) _ownLookups.Remove(lookup.Id);
-                continue;
-            }
             StepLookup(lookup, now, actions);
-            if (lookup.Widening.Done && now - lookup.LastStep >= _options.LookupTimeout)
+            // Done LookupTimeout after its last step: an answered lookup stays that long, so that
+            // the copies of its answer and the failures of its introduction still find their way.
+            if ((lookup.Carried || lookup.Widening.Done) && now - lookup.LastStep >= _options.LookupTimeout)
             {
-                lookup.Answered = true;
-                actions.Add(new ServiceLookupFailed(lookup.Id));
+                if (!lookup.Answered) actions.Add(new ServiceLookupFailed(lookup.Id));
+                _ownLookups.Remove(lookup.Id);
             }
         }
 
@@ -366,5 +536,9 @@ public sealed partial class Overlay
             if (until <= now) _ownPublishes.Remove(id);
         foreach (var (id, until) in _introductionsSeen)
             if (until <= now) _introductionsSeen.Remove(id);
+        foreach (var (key, carried) in _introductionsCarried)
+            if (carried.Until <= now) _introductionsCarried.Remove(key);
+        foreach (var (id, held) in _introductionsHeld)
+            if (held.Until <= now) _introductionsHeld.Remove(id);
     }
 }

@@ -321,7 +321,7 @@ public sealed partial class Overlay
         var bucket = type switch
         {
             ControlType.Query => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerQueries : neighbour.LeafQueries,
-            ControlType.QueryHit or ControlType.LookupHit or ControlType.Introduce => neighbour.Hits,
+            ControlType.QueryHit or ControlType.LookupHit or ControlType.Introduce or ControlType.IntroduceFailed => neighbour.Hits,
             ControlType.RecordPublish => neighbour.Records,
             ControlType.Lookup => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerLookups : neighbour.LeafLookups,
             ControlType.Descriptor => neighbour.Descriptors,
@@ -401,6 +401,9 @@ public sealed partial class Overlay
                 break;
             case IntroduceMessage introduce:
                 OnIntroduce(neighbour, introduce, actions);
+                break;
+            case IntroduceFailedMessage failed:
+                OnIntroduceFailed(neighbour, failed, actions);
                 break;
         }
         return actions;

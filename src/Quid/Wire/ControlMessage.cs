@@ -102,6 +102,16 @@ public sealed record IntroduceMessage(QueryId Publish, QueryId Lookup, byte[] In
     public override ControlType Type => ControlType.Introduce;
 }
 
+/// <summary>
+/// An introduction that found no way on (PROTOCOL §9.9): sent back to whoever passed it along
+/// that publication, or, from the holder that has no publication left to try, back the way the
+/// lookup came, so that the lookup goes on to other holders.
+/// </summary>
+public sealed record IntroduceFailedMessage(QueryId Publish, QueryId Lookup) : ControlMessage
+{
+    public override ControlType Type => ControlType.IntroduceFailed;
+}
+
 public enum GoodbyeReason : byte
 {
     Full = 1,
@@ -177,6 +187,7 @@ public enum ControlType : byte
     Lookup = 7,
     LookupHit = 8,
     Introduce = 9,
+    IntroduceFailed = 10,
     AgreementProposal = 16,
     AgreementAcceptance = 17,
     AgreementRejection = 18,
@@ -248,6 +259,10 @@ public static class ControlCodec
                 writer.WriteUInt16((ushort)m.Introduction.Length);
                 writer.WriteBytes(m.Introduction);
                 break;
+            case IntroduceFailedMessage m:
+                m.Publish.WriteTo(writer.Reserve(QueryId.Size));
+                m.Lookup.WriteTo(writer.Reserve(QueryId.Size));
+                break;
             case AgreementProposal m:
                 m.Terms.Encode(ref writer);
                 writer.WriteBytes(m.ProposerSignature);
@@ -286,6 +301,7 @@ public static class ControlCodec
         LookupMessage m => QueryId.Size + 1 + ServiceRecord.LookupIdSize + 2 + m.Introduction.Length,
         LookupHitMessage m => QueryId.Size + m.Record.Encoded.Length,
         IntroduceMessage m => 2 * QueryId.Size + 2 + m.Introduction.Length,
+        IntroduceFailedMessage => 2 * QueryId.Size,
         AgreementProposal => AgreementTerms.EncodedSize + NodeIdentity.SignatureSize,
         AgreementAcceptance => AgreementTerms.IdSize + NodeIdentity.SignatureSize,
         AgreementRejection or AgreementEnd or GrantChanged => AgreementTerms.IdSize + 1,
@@ -308,6 +324,7 @@ public static class ControlCodec
             ControlType.Lookup => new LookupMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ReadTtl(ref reader), reader.ReadBytes(ServiceRecord.LookupIdSize).ToArray(), ReadIntroduction(ref reader)),
             ControlType.LookupHit => new LookupHitMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ServiceRecord.Decode(reader.ReadBytes(reader.Remaining))),
             ControlType.Introduce => new IntroduceMessage(new QueryId(reader.ReadBytes(QueryId.Size)), new QueryId(reader.ReadBytes(QueryId.Size)), ReadIntroduction(ref reader)),
+            ControlType.IntroduceFailed => new IntroduceFailedMessage(new QueryId(reader.ReadBytes(QueryId.Size)), new QueryId(reader.ReadBytes(QueryId.Size))),
             ControlType.AgreementProposal => new AgreementProposal(AgreementTerms.Decode(ref reader), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementAcceptance => new AgreementAcceptance(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),

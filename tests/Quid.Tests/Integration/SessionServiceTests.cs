@@ -269,14 +269,17 @@ public sealed class SessionServiceTests(ITestOutputHelper output)
         (exit, _, errors) = await FetchAsync(network, ephemeralAgain.Address.ToString());
         Assert.True(exit == 0, errors + Explained(logs));
         // The old ephemeral address leads nowhere: its key died with the node, which withdrew it
-        // as it stopped, so the lookup fails at once rather than after three meetings that never come.
+        // as it stopped, so the lookup fails at once rather than after three meetings that never
+        // come. (In a network this small the node itself may have been the only holder of the
+        // withdrawal, and then the name is simply not found: at once too.)
         Assert.NotEqual(0, (await FetchAsync(network, ephemeralAddress)).Exit);
-        Assert.Contains(logs.Lines, l => l.Text.Contains($"{ephemeralAddress} has stopped", StringComparison.Ordinal));
+        Assert.True(logs.Lines.Any(l => l.Text.Contains($"{ephemeralAddress} has stopped", StringComparison.Ordinal) || l.Text.Contains($"{ephemeralAddress} was not found", StringComparison.Ordinal)),
+            "the old ephemeral address should fail at once" + Explained(logs));
 
         // Removed, the stable service is withdrawn too, and is not published at the next start.
         Assert.True(await restarted.UnpublishAsync("web"));
         Assert.NotEqual(0, (await FetchAsync(network, stableAddress)).Exit);
-        Assert.Contains(logs.Lines, l => l.Text.Contains($"{stableAddress} has stopped", StringComparison.Ordinal));
+        Assert.True(logs.Lines.Any(l => l.Text.Contains($"{stableAddress} has stopped", StringComparison.Ordinal)), "the removed stable address should fail as stopped" + Explained(logs));
         await network.StopAsync(last);
         var again = await network.RestartAsync(last, options);
         Assert.Empty(again.Services);

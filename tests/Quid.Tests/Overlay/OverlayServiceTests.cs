@@ -297,6 +297,150 @@ public sealed class OverlayServiceTests : IDisposable
     }
 
     [Fact]
+    public void An_introduction_point_that_lost_its_service_sends_the_introduction_back_and_the_lookup_goes_on_to_holders_of_a_live_one()
+    {
+        // A, a leaf on U0, published before its service went; B, a leaf on U5, publishes for it now.
+        var (net, line, a) = Line(6);
+        var b = Leaf(net, line[5]);
+        var record = Record();
+        var (stale, published) = a.Overlay.PublishRecord(record);
+        net.Run(a.Identity.Id, published);
+        var (live, republished) = b.Overlay.PublishRecord(record);
+        net.Run(b.Identity.Id, republished);
+        Assert.Equal([1, 1, 1, 1, 1, 1], line.Select(u => u.Overlay.StoredRecordCount));
+        var client = Leaf(net, line[1]);
+
+        // U1 answers at once and introduces along A's publication; A has nobody to hand it to.
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [8]);
+        net.Run(client.Identity.Id, actions);
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
+        var arrived = Assert.Single(net.Of<IntroductionArrived>(a.Identity.Id));
+        Assert.Equal((stale, lookup), (arrived.Publish, arrived.Lookup));
+        net.Run(a.Identity.Id, a.Overlay.RefuseIntroduction(arrived.Publish, arrived.Lookup));
+        // The failure went back to U1 and on to the client; U0 and U1 forgot the dead route, and with it the record.
+        Assert.Equal([0, 0, 1, 1, 1, 1], line.Select(u => u.Overlay.StoredRecordCount));
+
+        // Widening again, the lookup passes U1 to U2, whose route is just as dead; U3 then introduces it to B.
+        Step(net, client);
+        Step(net, client);
+        var reached = Assert.Single(net.Of<IntroductionArrived>(b.Identity.Id));
+        Assert.Equal((live, lookup), (reached.Publish, reached.Lookup));
+        Assert.Equal([8], reached.Introduction);
+        Assert.Single(net.Of<IntroductionArrived>(a.Identity.Id));
+        Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id));
+        Assert.Equal([0, 0, 0, 1, 1, 1], line.Select(u => u.Overlay.StoredRecordCount));
+        // And once introduced, it goes no wider.
+        int before = net.Delivered;
+        Step(net, client);
+        Assert.Equal(before, net.Delivered);
+    }
+
+    [Fact]
+    public void An_introduction_point_answers_with_its_services_withdrawal_and_keeps_it_when_its_publications_close()
+    {
+        // A leaf carries another leaf's publication and so holds the record; then, as an
+        // introduction point itself, it publishes the service's withdrawal.
+        var net = new Net(_h);
+        var u = net.Add(ultrapeer: true);
+        var b = Leaf(net, u);
+        var a = net.Add(ultrapeer: false);
+        net.Link(a, b);
+        var introducer = net.Add(ultrapeer: false);
+        net.Link(introducer, a);
+        byte[] seed = RandomNumberGenerator.GetBytes(32);
+        var record = Record(seed: seed);
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        Assert.Equal(1, a.Overlay.StoredRecordCount);
+        var withdrawal = Record(record.Published, seed, withdrawal: true);
+        var (fromA, actions) = a.Overlay.PublishRecord(withdrawal);
+        net.Run(a.Identity.Id, actions);
+
+        // Its own lookup, answered from what it holds, says the service stopped.
+        Assert.Equal(withdrawal.Encoded, Assert.Single(a.Overlay.Lookup(record.LookupId, []).Actions.OfType<ServiceRecordFound>()).Record.Encoded);
+        a.Overlay.ClosePublication(fromA);
+        Assert.Equal(withdrawal.Encoded, Assert.Single(a.Overlay.Lookup(record.LookupId, []).Actions.OfType<ServiceRecordFound>()).Record.Encoded);
+
+        // An ultrapeer that was the service's only introduction point holds record and withdrawal
+        // by its own publications alone. Its service's circuit closes, and so do they: the
+        // withdrawal, which needs no way back, is still what it answers with.
+        var solo = net.Add(ultrapeer: true);
+        var (published, _) = solo.Overlay.PublishRecord(record);
+        var (withdrawn, _) = solo.Overlay.PublishRecord(withdrawal);
+        solo.Overlay.ClosePublication(published);
+        solo.Overlay.ClosePublication(withdrawn);
+        Assert.Equal(withdrawal.Encoded, Assert.Single(solo.Overlay.Lookup(record.LookupId, []).Actions.OfType<ServiceRecordFound>()).Record.Encoded);
+    }
+
+    [Fact]
+    public void A_holder_whose_first_route_fails_tries_its_next_and_the_lookup_goes_no_wider()
+    {
+        // One route at a time, so that the second waits for the first to fail.
+        var options = new OverlayOptions { IntroductionRoutes = 1 };
+        var (net, line, a) = Line(2, options);
+        var b = Leaf(net, line[0]);
+        var record = Record();
+        net.Run(a.Identity.Id, a.Overlay.PublishRecord(record).Actions);
+        net.Run(b.Identity.Id, b.Overlay.PublishRecord(record).Actions);
+        var client = Leaf(net, line[1]);
+
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [3]);
+        net.Run(client.Identity.Id, actions);
+        // The freshest route first: B's, whose service has gone.
+        var first = Assert.Single(net.Of<IntroductionArrived>(b.Identity.Id));
+        Assert.Empty(net.Of<IntroductionArrived>(a.Identity.Id));
+        net.Run(b.Identity.Id, b.Overlay.RefuseIntroduction(first.Publish, first.Lookup));
+
+        Assert.Equal(lookup, Assert.Single(net.Of<IntroductionArrived>(a.Identity.Id)).Lookup);
+        int before = net.Delivered;
+        Step(net, client);
+        Assert.Equal(before, net.Delivered);
+        // B closed its publication: a second introduction along it fails at B, and U1 tries A's again.
+        Assert.Equal(1, line[1].Overlay.StoredRecordCount);
+    }
+
+    [Fact]
+    public void An_introduction_whose_route_broke_further_on_comes_back_and_the_holders_on_the_way_forget_it()
+    {
+        var (net, line, introducer) = Line(3);
+        var record = Record();
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        var client = Leaf(net, line[2]);
+        line[0].Overlay.LinkDown(introducer.Identity.Id);
+        introducer.Overlay.LinkDown(line[0].Identity.Id);
+
+        var (lookup, actions) = client.Overlay.Lookup(record.LookupId, [4]);
+        net.Run(client.Identity.Id, actions);
+
+        // U2 answered and introduced; U0 had no way on, and the failure came back through U1 and U2 to the client.
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(client.Identity.Id)).Lookup);
+        Assert.Empty(net.Of<IntroductionArrived>(introducer.Identity.Id));
+        Assert.Equal([1, 0, 0], line.Select(u => u.Overlay.StoredRecordCount));
+        // U0 answers no more: its only route is gone, so a lookup there passes on.
+        Assert.Empty(line[0].Overlay.Lookup(record.LookupId, []).Actions.OfType<ServiceRecordFound>());
+    }
+
+    [Fact]
+    public void A_holders_own_lookup_whose_introduction_fails_widens_to_other_holders()
+    {
+        var (net, line, introducer) = Line(3);
+        var record = Record();
+        net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
+        line[0].Overlay.LinkDown(introducer.Identity.Id);
+        introducer.Overlay.LinkDown(line[0].Identity.Id);
+
+        // U2 answers itself at once; its introduction fails at U0 and comes back.
+        var (lookup, actions) = line[2].Overlay.Lookup(record.LookupId, [6]);
+        net.Run(line[2].Identity.Id, actions);
+        Assert.Equal(lookup, Assert.Single(net.Of<ServiceRecordFound>(line[2].Identity.Id)).Lookup);
+        Assert.Equal(0, line[2].Overlay.StoredRecordCount);
+
+        // So its lookup goes on, as one that nothing answered would.
+        int before = net.Delivered;
+        Step(net, line[2]);
+        Assert.True(net.Delivered > before, "the lookup should widen once its only holder failed");
+    }
+
+    [Fact]
     public void A_record_filed_under_another_lookup_id_or_not_signed_by_its_key_is_refused_and_goes_no_further()
     {
         var (_, line, _) = Line(3);
@@ -363,7 +507,7 @@ public sealed class OverlayServiceTests : IDisposable
     }
 
     [Fact]
-    public void Hits_and_introductions_nobody_asked_for_are_refused_or_dropped_without_forwarding()
+    public void Hits_introductions_and_failures_nobody_asked_for_are_refused_or_answered_without_forwarding()
     {
         var ultrapeer = _h.NewUltrapeer();
         var from = _h.LinkUltrapeer(ultrapeer);
@@ -371,7 +515,13 @@ public sealed class OverlayServiceTests : IDisposable
 
         var hit = ultrapeer.Receive(from.Id, new LookupHitMessage(QueryId.New(), record));
         Assert.Equal(OverlayError.UnknownQuery, Assert.Single(hit.OfType<MessageRejected>()).Error);
-        Assert.Empty(ultrapeer.Receive(from.Id, new IntroduceMessage(QueryId.New(), QueryId.New(), [1])));
+        // An introduction along a publication we never stored goes back as failed, to its sender only.
+        var introduce = new IntroduceMessage(QueryId.New(), QueryId.New(), [1]);
+        var failed = Assert.IsType<SendOverlayMessage>(Assert.Single(ultrapeer.Receive(from.Id, introduce)));
+        Assert.Equal(from.Id, failed.To);
+        Assert.Equal(new IntroduceFailedMessage(introduce.Publish, introduce.Lookup), failed.Message);
+        // A failure of an introduction we never carried, for a lookup we never saw, goes nowhere.
+        Assert.Empty(ultrapeer.Receive(from.Id, new IntroduceFailedMessage(QueryId.New(), QueryId.New())));
     }
 
     [Fact]

@@ -47,6 +47,7 @@ public sealed class ControlCodecTests : IDisposable
         samples.Add(new LookupMessage(new QueryId(9), QueryMessage.MaxTtl, record.LookupId.ToArray(), new byte[LookupMessage.MaxIntroductionSize]));
         samples.Add(new LookupHitMessage(new QueryId(10), record));
         samples.Add(new IntroduceMessage(new QueryId(11), new QueryId(12), [1, 2, 3]));
+        samples.Add(new IntroduceFailedMessage(new QueryId(13), new QueryId(14)));
         return samples;
     }
 
@@ -105,6 +106,9 @@ public sealed class ControlCodecTests : IDisposable
                 case (IntroduceMessage m, IntroduceMessage d):
                     Assert.Equal((m.Publish, m.Lookup), (d.Publish, d.Lookup));
                     Assert.Equal(m.Introduction, d.Introduction);
+                    break;
+                case (IntroduceFailedMessage m, IntroduceFailedMessage d):
+                    Assert.Equal((m.Publish, m.Lookup), (d.Publish, d.Lookup));
                     break;
                 default:
                     Assert.Fail($"Unexpected pair {message.GetType().Name}, {decoded.GetType().Name}");
@@ -173,7 +177,7 @@ public sealed class ControlCodecTests : IDisposable
 
     [Theory]
     [InlineData(0)]
-    [InlineData(10)]
+    [InlineData(11)]
     [InlineData(15)]
     [InlineData(21)]
     [InlineData(255)]
