@@ -17,6 +17,13 @@ public sealed record PathOptions
     public IReadOnlyList<ushort> PrebuildPorts { get; init; } = [443, 80];
     /// <summary>A hop that failed a circuit (or, when none is to blame, every hop after the first of it) is avoided in new paths for this long.</summary>
     public TimeSpan AvoidFailedHopFor { get; init; } = TimeSpan.FromMinutes(1);
+    /// <summary>
+    /// How long a build for streams or for a client's rendezvous waits for a path when there is
+    /// none yet: for a few seconds after a node starts, or after a partner leaves, its graph is
+    /// still growing, and a request then should wait, as Tor holds one while it bootstraps,
+    /// rather than fail at once.
+    /// </summary>
+    public TimeSpan PathPatience { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Picks first hops and next hops: unpredictable, so nobody can foretell a node's paths. Tests inject a seeded one.</summary>
     public Random Random { get; init; } = SecureRandom.Instance;
 }
@@ -74,6 +81,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     private readonly Dictionary<NodeId, DateTimeOffset> _avoid = [];
     /// <summary>The service's second hop after each first hop, and until when it is kept (PROTOCOL §9.13.4).</summary>
     private readonly Dictionary<NodeId, Vanguard> _vanguards = [];
+    /// <summary>How often a build with no path looks again while it waits for one.</summary>
+    private static readonly TimeSpan PathPoll = TimeSpan.FromMilliseconds(250);
+
     /// <summary>A vanguard's lifetime is the larger of two uniform draws between these, as Tor's layer-two guards'.</summary>
     private static readonly TimeSpan VanguardLifetimeMin = TimeSpan.FromDays(1), VanguardLifetimeMax = TimeSpan.FromDays(12);
     /// <summary>Circuits being built for streams, by isolation and port: streams that arrive meanwhile wait for the same one.</summary>
@@ -223,7 +233,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// </summary>
     private async Task<Circuit> BuildAsync(object isolation, IReadOnlyList<ushort> ports, PathGraph? graph, CancellationToken cancellationToken)
     {
-        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, (g, passedOver) => ChoosePath(g, ports, targets: null, passedOver),
+        var circuit = await BuildAlongAsync(isolation, options.Hops, graph, patient: true, (g, passedOver) => ChoosePath(g, ports, targets: null, passedOver),
             g => options.Hops == 1 || g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet (or none lets traffic exit to this port): still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs reaches an exit for port {string.Join('/', ports)} yet.",
@@ -244,7 +254,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// has three hops or more (with two, the second is the last, and every circuit would end there).
     /// </param>
     public Task<Circuit> BuildDedicatedAsync(object isolation, CancellationToken cancellationToken, bool vanguard = false) =>
-        BuildAlongAsync(isolation, options.Hops, graph: null, (g, passedOver) => ChoosePath(g, ports: [], targets: null, passedOver, vanguard && options.Hops >= 3),
+        BuildAlongAsync(isolation, options.Hops, graph: null, patient: true, (g, passedOver) => ChoosePath(g, ports: [], targets: null, passedOver, vanguard && options.Hops >= 3),
             g => g.FirstHops.Count == 0
                 ? "No partner grants us bandwidth yet: still searching for one."
                 : $"No {options.Hops}-hop path through our partners and theirs yet.",
@@ -259,7 +269,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// (<see cref="EndReason.Unreachable"/>) when no path through our partners and theirs reaches any.
     /// </summary>
     public Task<Circuit> BuildToAsync(IReadOnlyList<NodeId> targets, object isolation, CancellationToken cancellationToken) =>
-        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, (g, passedOver) => ChoosePath(g, ports: [], targets, passedOver, vanguard: true),
+        BuildAlongAsync(isolation, Circuit.MaxHopsToRendezvous, graph: null, patient: false, (g, passedOver) => ChoosePath(g, ports: [], targets, passedOver, vanguard: true),
             g => g.FirstHops.Count == 0
                 ? $"No partner grants us bandwidth yet, so no path reaches {Briefs(targets)}: still searching for one."
                 : $"No path of at most {Circuit.MaxHopsToRendezvous} hops through our partners and theirs reaches {Briefs(targets)}.",
@@ -278,15 +288,18 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// another first hop leads anywhere; one that timed out, by later builds too for a while. After
     /// <see cref="MaxPassedOver"/> such refusals, on the last try, or when no path is left but
     /// through such hops, the build insists on a full hop: a slow circuit beats none. When no path
-    /// is left, throws <see cref="EndReason.Unreachable"/> with what <paramref name="unreachable"/> says.
+    /// is left (when <paramref name="patient"/>, after <see cref="PathOptions.PathPatience"/> of
+    /// looking again every <see cref="PathPoll"/>), throws <see cref="EndReason.Unreachable"/> with
+    /// what <paramref name="unreachable"/> says.
     /// </summary>
-    private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph,
+    private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph, bool patient,
         Func<PathGraph, PassedOver, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,
         Func<PathGraph, string> unreachable, CancellationToken cancellationToken)
     {
         var busy = new PassedOver();
         var refusalsBy = new Dictionary<NodeId, int>();
         int tries = 0, refusals = 0;
+        var waitUntil = patient ? time.GetUtcNow() + options.PathPatience : DateTimeOffset.MinValue;
         while (true)
         {
             graph ??= await source.Graph(depth, cancellationToken).ConfigureAwait(false);
@@ -298,7 +311,13 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                 path = choose(graph, new PassedOver());
                 insist = true;
             }
-            if (path is null) throw new StreamException(EndReason.Unreachable, unreachable(graph));
+            if (path is null)
+            {
+                if (time.GetUtcNow() >= waitUntil) throw new StreamException(EndReason.Unreachable, unreachable(graph));
+                graph = null;
+                await Task.Delay(PathPoll, time, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
             graph = null;
             try
             {

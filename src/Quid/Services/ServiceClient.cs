@@ -229,7 +229,8 @@ public sealed class ServiceClient(CircuitPool pool, CircuitOptions options, Time
                 logger.LogDebug("Met {Address} at {Point}, of {Offered} offered", address.Brief, met.Hops[^2].Id.Brief, waiting.Count);
                 return met;
             }
-            catch (Exception e) when (e is StreamException { Reason: not EndReason.ResolveFailed } or RendezvousException)
+            // No path at all (the pool waited for one) is not mended by other points.
+            catch (Exception e) when (e is StreamException { Reason: not (EndReason.ResolveFailed or EndReason.Unreachable) } or RendezvousException)
             {
                 // Every point refused us, or the service found no way to any of them (or the meeting failed): others may do.
                 last = e as StreamException ?? new StreamException(EndReason.ResourceLimit, e.Message);

@@ -54,6 +54,55 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_build_with_no_path_yet_waits_for_one_and_gives_up_only_after_its_patience()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, middle, last) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        net.Partners(first, middle);
+        net.Partners(middle, last);
+        var joined = new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, middle), 1024)],
+            new Dictionary<NodeId, Descriptor> { [middle.Id] = Describe(net, middle, null, last), [last.Id] = Describe(net, last) });
+        var alone = new PathGraph([], new Dictionary<NodeId, Descriptor>());
+        bool partnered = false;
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(partnered ? joined : alone));
+        var patience = new PathOptions().PathPatience;
+        var start = net.Time.GetUtcNow();
+
+        // A node that has just started has no partner yet: the build waits for one, on the node's clock.
+        var building = pool.BuildDedicatedAsync("early", default);
+        await AdvanceUntilAsync(net, () => net.Time.GetUtcNow() - start >= patience / 2);
+        Assert.False(building.IsCompleted);
+        partnered = true;
+        await AdvanceUntilAsync(net, () => building.IsCompleted);
+        Assert.Equal([first.Id, middle.Id, last.Id], (await building).Hops.Select(h => h.Id));
+        Assert.True(net.Time.GetUtcNow() - start < patience);
+
+        // With no path ever, it fails as it did at once before, but only once its patience is spent.
+        partnered = false;
+        start = net.Time.GetUtcNow();
+        var hopeless = pool.BuildDedicatedAsync("alone", default);
+        await AdvanceUntilAsync(net, () => hopeless.IsCompleted);
+        Assert.True(net.Time.GetUtcNow() - start >= patience);
+        var failed = await Assert.ThrowsAsync<StreamException>(() => hopeless);
+        Assert.Equal(EndReason.Unreachable, failed.Reason);
+        Assert.Contains("No partner grants us bandwidth yet", failed.Message);
+    }
+
+    /// <summary>Moves the node's clock on in small steps, letting what waits on it run, until <paramref name="done"/> (or a real-time deadline).</summary>
+    private static async Task AdvanceUntilAsync(CircuitHarness net, Func<bool> done)
+    {
+        var deadline = DateTime.UtcNow + Deadline;
+        while (!done())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the clock moved on for too long");
+            net.Time.Advance(TimeSpan.FromMilliseconds(50));
+            await Task.Delay(1);
+        }
+    }
+
+    [Fact]
     public async Task An_exit_that_cannot_be_reached_is_avoided_and_the_same_middle_carries_the_next_try()
     {
         using var net = new CircuitHarness();
