@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Quid.Crypto;
 using Quid.Exchange;
 
 namespace Quid.Sim;
@@ -195,6 +196,33 @@ public sealed class Report
         Add("records_stored_per_ultrapeer", F(_sim.Online.Where(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer).Select(n => (double)n.Overlay.StoredRecordCount).DefaultIfEmpty(double.NaN).Average(), 1));
     }
 
+    /// <summary>
+    /// The connected parts of the graph of links between online ultrapeers, at the end: floods
+    /// among ultrapeers never cross from one to another, so a lookup or search started in one
+    /// misses whatever only the others hold.
+    /// </summary>
+    private (int Count, double LargestShare) UltrapeerComponents()
+    {
+        var ultrapeers = _sim.Online.Where(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer).ToDictionary(n => n.Id);
+        var seen = new HashSet<NodeId>();
+        int count = 0, largest = 0;
+        foreach (var start in ultrapeers.Keys)
+        {
+            if (!seen.Add(start)) continue;
+            count++;
+            int size = 0;
+            var stack = new Stack<NodeId>([start]);
+            while (stack.TryPop(out var id))
+            {
+                size++;
+                foreach (var next in ultrapeers[id].Overlay.Neighbours)
+                    if (ultrapeers.ContainsKey(next) && seen.Add(next)) stack.Push(next);
+            }
+            largest = Math.Max(largest, size);
+        }
+        return (count, ultrapeers.Count == 0 ? double.NaN : (double)largest / ultrapeers.Count);
+    }
+
     private void Summarise()
     {
         var o = _sim.Options;
@@ -218,6 +246,9 @@ public sealed class Report
         Add("agreements_formed", I(m.AgreementsFormed));
         foreach (var (reason, count) in m.Ends.OrderBy(e => e.Key)) Add($"agreements_ended_{reason}", I(count));
         Add("ultrapeers_at_end", I(_sim.Online.Count(n => n.Overlay.Role == Overlay.OverlayRole.Ultrapeer)));
+        var (components, largest) = UltrapeerComponents();
+        Add("ultrapeer_components_at_end", I(components));
+        Add("largest_ultrapeer_component_share", F(largest));
 
         var all = Requests[^1];
         Add("request_episodes", all[1]);
