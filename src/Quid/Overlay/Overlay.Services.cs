@@ -497,9 +497,14 @@ public sealed partial class Overlay
         // link closed) goes back as failed: routes go stale in an honest network too.
         var route = _recordsByPublish.TryGetValue(introduce.Publish, out var stored) ? stored.Routes.Find(r => r.Publish == introduce.Publish) : default;
         if (route.Via == from.Id) return;
-        if (stored is null || !_neighbourIds.Contains(route.Via) || Behind(route.Via))
+        bool onward = stored is not null && _neighbourIds.Contains(route.Via);
+        if (onward && Behind(route.Via))
         {
-            if (stored is not null && Behind(route.Via)) HitsDropped++;
+            HitsDropped++;
+            onward = false;
+        }
+        if (!onward)
+        {
             Fail(introduce.Publish, introduce.Lookup, from.Id, actions);
             return;
         }
