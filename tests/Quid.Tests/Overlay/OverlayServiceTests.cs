@@ -100,6 +100,20 @@ public sealed class OverlayServiceTests : IDisposable
         net.Run(node.Identity.Id, node.Overlay.Tick());
     }
 
+    /// <summary>introducer — A — B — U: leaves, of which only B has an ultrapeer, U.</summary>
+    private (Net Net, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) U, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) B,
+        (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) A, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) Introducer) LeafChain()
+    {
+        var net = new Net(_h);
+        var u = net.Add(ultrapeer: true);
+        var b = Leaf(net, u);
+        var a = net.Add(ultrapeer: false);
+        net.Link(a, b);
+        var introducer = net.Add(ultrapeer: false);
+        net.Link(introducer, a);
+        return (net, u, b, a, introducer);
+    }
+
     private static (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) Leaf(Net net, (NodeIdentity Identity, Quid.Overlay.Overlay Overlay) on)
     {
         var leaf = net.Add(ultrapeer: false);
@@ -207,13 +221,7 @@ public sealed class OverlayServiceTests : IDisposable
     public void Leaves_with_no_ultrapeer_pass_a_flood_on_among_themselves_until_a_leaf_with_one_carries_it_up()
     {
         // introducer — A — B — U — C — D — client: A, C, D have no ultrapeer; B has U.
-        var net = new Net(_h);
-        var u = net.Add(ultrapeer: true);
-        var b = Leaf(net, u);
-        var a = net.Add(ultrapeer: false);
-        net.Link(a, b);
-        var introducer = net.Add(ultrapeer: false);
-        net.Link(introducer, a);
+        var (net, u, b, a, introducer) = LeafChain();
         var c = Leaf(net, u);
         var d = net.Add(ultrapeer: false);
         net.Link(d, c);
@@ -340,13 +348,7 @@ public sealed class OverlayServiceTests : IDisposable
     {
         // A leaf carries another leaf's publication and so holds the record; then, as an
         // introduction point itself, it publishes the service's withdrawal.
-        var net = new Net(_h);
-        var u = net.Add(ultrapeer: true);
-        var b = Leaf(net, u);
-        var a = net.Add(ultrapeer: false);
-        net.Link(a, b);
-        var introducer = net.Add(ultrapeer: false);
-        net.Link(introducer, a);
+        var (net, _, _, a, introducer) = LeafChain();
         byte[] seed = RandomNumberGenerator.GetBytes(32);
         var record = Record(seed: seed);
         net.Run(introducer.Identity.Id, introducer.Overlay.PublishRecord(record).Actions);
