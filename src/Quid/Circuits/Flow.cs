@@ -3,11 +3,14 @@ namespace Quid.Circuits;
 /// <summary>
 /// Per-stream flow control, counted in Data cells: a sender may have <see cref="Window"/> cells
 /// unacknowledged; the receiver returns a stream Sendme for every <see cref="Increment"/> cells it
-/// has written to its socket. A slow reader therefore holds at most one window per stream.
+/// has written to its socket. A slow reader therefore holds at most one window per stream. At 256
+/// cells a single download on loopback waited on Sendmes: 512 (about 960 KiB) carries a quarter
+/// more through 3 hops and through a rendezvous (docs/BENCHMARKS.md, stop 41). A relay's memory
+/// is bounded by <see cref="CircuitFlow.Window"/>, not by this.
 /// </summary>
 public static class StreamFlow
 {
-    public const int Window = 256;
+    public const int Window = 512;
     public const int Increment = 64;
 }
 
