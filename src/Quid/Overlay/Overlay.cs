@@ -40,6 +40,9 @@ public sealed partial class Overlay
     private DateTimeOffset? _idleSince;
     private DateTimeOffset _lastElection;
     private DateTimeOffset _lastPeerExchange;
+    /// <summary>The ultrapeer we last dialed as a shortcut, and when we may draw another (<see cref="OverlayOptions.ShortcutInterval"/>).</summary>
+    private NodeId? _shortcut;
+    private DateTimeOffset _nextShortcut;
     /// <summary>The earliest moment some peer that is not a neighbour may be due to be forgotten: upkeep sweeps the table only then.</summary>
     private DateTimeOffset _sweepDue = DateTimeOffset.MinValue;
     /// <summary>The earliest moment a search hit may be due to be dropped: upkeep looks at them only then.</summary>
@@ -861,12 +864,31 @@ public sealed partial class Overlay
     /// <summary>
     /// Dials random peers toward the links we want: ultrapeers first, then anyone while we have
     /// too few links. Only the peers that can help are looked at, so a full table costs nothing
-    /// while we have what we want.
+    /// while we have what we want. An ultrapeer with the ultrapeer links it wants, but fewer than
+    /// twice as many, keeps one more, to an ultrapeer drawn at random, so that it never stays in an
+    /// island; when that link goes, it draws another after <see cref="OverlayOptions.ShortcutInterval"/>.
     /// </summary>
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {
         int budget = _options.DialsPerTick;
         int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours));
+        // An ultrapeer that others dialed this often is no island's, and each more link of its
+        // would add to every flood through it.
+        bool wantShortcut = Role == OverlayRole.Ultrapeer && wantUltrapeers == 0 && UltrapeerNeighbours < 2 * WantedUltrapeers
+            && !(_shortcut is { } shortcut && _neighbourIds.Contains(shortcut));
+        if (wantShortcut && now >= _nextShortcut)
+        {
+            _nextShortcut = now + _options.ShortcutInterval;
+            var ultrapeers = _peers.Ultrapeers.Where(p => Dialable(p, now)).ToArray();
+            if (ultrapeers.Length > 0)
+            {
+                var peer = ultrapeers[_options.Random.Next(ultrapeers.Length)];
+                peer.LastDial = now;
+                _shortcut = peer.Id;
+                actions.Add(new DialPeer(peer.Id, peer.Address!));
+                budget--;
+            }
+        }
         if (wantUltrapeers > 0)
         {
             var ultrapeers = _peers.Ultrapeers.Where(p => Dialable(p, now)).ToArray();

@@ -12,6 +12,14 @@ public sealed record OverlayOptions
     public int LeafUltrapeers { get; init; } = 3;
     /// <summary>How many other ultrapeers an ultrapeer keeps links to.</summary>
     public int UltrapeerLinks { get; init; } = 6;
+    /// <summary>
+    /// An ultrapeer with the ultrapeer links it wants, but fewer than twice as many, keeps one more,
+    /// a shortcut to a known ultrapeer drawn at random, and draws another at most this often when
+    /// the last did not link or its link went. Ultrapeers that only ever linked among themselves
+    /// are otherwise content as an island that floods never leave: the simulator saw 7 of 34 do so
+    /// at 1,000 nodes.
+    /// </summary>
+    public TimeSpan ShortcutInterval { get; init; } = TimeSpan.FromMinutes(2);
     /// <summary>Every node keeps at least this many links, whatever their roles, so gossip reaches it.</summary>
     public int MinNeighbours { get; init; } = 4;
     public int MaxLeafNeighbours { get; init; } = 32;

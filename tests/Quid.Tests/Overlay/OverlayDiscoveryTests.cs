@@ -208,6 +208,48 @@ public sealed class OverlayDiscoveryTests : IDisposable
     }
 
     [Fact]
+    public void AnUltrapeerWithTheUltrapeerLinksItWantsKeepsOneMoreToAnUltrapeerDrawnAtRandom()
+    {
+        var options = new OverlayOptions();
+        var ultrapeer = _h.NewUltrapeer(options);
+        // More ultrapeer links than it dials for, as others dialed it too: an island of them all the same.
+        var linked = Enumerable.Range(0, options.UltrapeerLinks + 2).Select(_ => _h.LinkUltrapeer(ultrapeer)).ToList();
+        // It hears of two more ultrapeers, beyond its island.
+        var far = new[] { _h.NewIdentity(), _h.NewIdentity() };
+        ultrapeer.Receive(linked[0].Id, new PeersMessage([.. far.Select(f => _h.DescriptorOf(f, roles: NodeRoles.Ultrapeer))]));
+
+        var first = Assert.Single(Dialed(ultrapeer.Tick()));
+        Assert.Contains(first, far.Select(f => f.Id));
+        // Not again before the interval, even if that dial came to nothing.
+        Assert.Empty(Dialed(ultrapeer.Tick()));
+        _h.Time.Advance(options.ShortcutInterval);
+        var second = Assert.Single(Dialed(ultrapeer.Tick()));
+
+        // Once its shortcut is linked, it keeps that one and dials no other; when it goes, another.
+        _h.Link(ultrapeer, NodeRoles.Ultrapeer, free: [], identity: far.Single(f => f.Id == second));
+        _h.Time.Advance(options.ShortcutInterval);
+        Assert.Empty(Dialed(ultrapeer.Tick()));
+        ultrapeer.LinkDown(second);
+        _h.Time.Advance(options.ShortcutInterval);
+        Assert.NotEmpty(Dialed(ultrapeer.Tick()));
+    }
+
+    [Fact]
+    public void AnUltrapeerThatTwiceTheUltrapeerLinksItWantsLinkToKeepsNoShortcut()
+    {
+        var options = new OverlayOptions();
+        var ultrapeer = _h.NewUltrapeer(options);
+        var linked = Enumerable.Range(0, 2 * options.UltrapeerLinks).Select(_ => _h.LinkUltrapeer(ultrapeer)).ToList();
+        var far = _h.NewIdentity();
+        ultrapeer.Receive(linked[0].Id, new PeersMessage([_h.DescriptorOf(far, roles: NodeRoles.Ultrapeer)]));
+
+        Assert.Empty(Dialed(ultrapeer.Tick()));
+        // One of them goes: now it is one short of that, and draws a shortcut among those it knows and is not linked to.
+        ultrapeer.LinkDown(linked[^1].Id);
+        Assert.Contains(Assert.Single(Dialed(ultrapeer.Tick())), new[] { far.Id, linked[^1].Id });
+    }
+
+    [Fact]
     public void AnUltrapeerThatSaidItWasFullIsLeftAloneForAWhile()
     {
         var options = new OverlayOptions { RedialAfter = TimeSpan.FromSeconds(30) };
