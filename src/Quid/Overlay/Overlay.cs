@@ -872,8 +872,8 @@ public sealed partial class Overlay
     {
         int budget = _options.DialsPerTick;
         int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours));
-        // An ultrapeer that others dialed this often is no island's, and each more link of its
-        // would add to every flood through it.
+        // An ultrapeer linked to twice the ultrapeers it wants is in no island, and one more link
+        // of its would add to every flood through it.
         bool wantShortcut = Role == OverlayRole.Ultrapeer && wantUltrapeers == 0 && UltrapeerNeighbours < 2 * WantedUltrapeers
             && !(_shortcut is { } shortcut && _neighbourIds.Contains(shortcut));
         if (wantShortcut && now >= _nextShortcut)

@@ -235,7 +235,7 @@ public sealed class OverlayDiscoveryTests : IDisposable
     }
 
     [Fact]
-    public void AnUltrapeerThatTwiceTheUltrapeerLinksItWantsLinkToKeepsNoShortcut()
+    public void AnUltrapeerLinkedToTwiceTheUltrapeersItWantsKeepsNoShortcut()
     {
         var options = new OverlayOptions();
         var ultrapeer = _h.NewUltrapeer(options);
