@@ -871,6 +871,13 @@ public sealed partial class Overlay
     private void Dial(DateTimeOffset now, List<OverlayAction> actions)
     {
         int budget = _options.DialsPerTick;
+        void DialOne(KnownPeer peer)
+        {
+            peer.LastDial = now;
+            actions.Add(new DialPeer(peer.Id, peer.Address!));
+            budget--;
+        }
+
         int wantUltrapeers = Math.Min(budget, Math.Max(0, WantedUltrapeers - UltrapeerNeighbours));
         // An ultrapeer linked to twice the ultrapeers it wants is in no island, and one more link
         // of its would add to every flood through it.
@@ -883,32 +890,21 @@ public sealed partial class Overlay
             if (ultrapeers.Length > 0)
             {
                 var peer = ultrapeers[_options.Random.Next(ultrapeers.Length)];
-                peer.LastDial = now;
                 _shortcut = peer.Id;
-                actions.Add(new DialPeer(peer.Id, peer.Address!));
-                budget--;
+                DialOne(peer);
             }
         }
         if (wantUltrapeers > 0)
         {
             var ultrapeers = _peers.Ultrapeers.Where(p => Dialable(p, now)).ToArray();
             _options.Random.Shuffle(ultrapeers);
-            foreach (var peer in ultrapeers.Take(wantUltrapeers))
-            {
-                peer.LastDial = now;
-                actions.Add(new DialPeer(peer.Id, peer.Address!));
-                budget--;
-            }
+            foreach (var peer in ultrapeers.Take(wantUltrapeers)) DialOne(peer);
         }
         int wantAny = Math.Min(budget, Math.Max(0, _options.MinNeighbours - _neighbourIds.Count - (_options.DialsPerTick - budget)));
         if (wantAny == 0) return;
         var dialable = _peers.All.Where(p => Dialable(p, now)).ToArray();
         _options.Random.Shuffle(dialable);
-        foreach (var peer in dialable.Take(wantAny))
-        {
-            peer.LastDial = now;
-            actions.Add(new DialPeer(peer.Id, peer.Address!));
-        }
+        foreach (var peer in dialable.Take(wantAny)) DialOne(peer);
     }
 
     /// <summary>
