@@ -325,6 +325,68 @@ public class CachePolicyTests
         Assert.False(CachePolicy.IsConditional(Get("Accept: */*")));
     }
 
+    [Fact]
+    public void A_revalidation_carries_the_stored_ETag_and_Last_Modified_as_sent()
+    {
+        string lastModified = HttpDate(Now.AddDays(-1));
+        var stored = Response(200, "ETag: W/\"v1\"", $"Last-Modified: {lastModified}");
+        Assert.Equal([new HttpField("If-None-Match", "W/\"v1\""), new HttpField("If-Modified-Since", lastModified)], CachePolicy.Validators(stored));
+        Assert.True(CachePolicy.HasValidator(stored));
+        var unreadable = Response(200, "ETag: v1", "Last-Modified: yesterday");
+        Assert.Empty(CachePolicy.Validators(unreadable));
+        Assert.False(CachePolicy.HasValidator(unreadable));
+    }
+
+    [Fact]
+    public void A_304_replaces_the_stored_fields_it_has_but_not_the_body_s_framing_nor_a_cookie()
+    {
+        var stored = Response(200, $"Date: {HttpDate(Now.AddHours(-2))}", "Age: 50", "Cache-Control: max-age=60", "ETag: \"v1\"",
+            "Content-Type: text/plain", "Content-Length: 5", "Content-Encoding: gzip", "X-Served-By: a", "X-Served-By: b");
+        var notModified = Response(304, $"Date: {HttpDate(Now)}", "Cache-Control: max-age=120", "ETag: \"v1\"", "X-Served-By: c",
+            "Content-Length: 0", "Content-Encoding: br", "Set-Cookie: id=1", "Connection: keep-alive, X-Hop", "X-Hop: 1", "Keep-Alive: timeout=5");
+        var freshened = CachePolicy.Freshen(stored, notModified);
+        Assert.Equal((200, "Reason"), (freshened.Status, freshened.Reason));
+        Assert.Equal(
+            ["Content-Type: text/plain", "Content-Length: 5", "Content-Encoding: gzip",
+             $"Date: {HttpDate(Now)}", "Cache-Control: max-age=120", "ETag: \"v1\"", "X-Served-By: c"],
+            freshened.Fields.Select(f => $"{f.Name}: {f.Value}"));
+        Assert.Equal(TimeSpan.FromSeconds(120), CachePolicy.FreshnessLifetime(freshened, Now));
+        Assert.Equal(TimeSpan.Zero, CachePolicy.CurrentAge(freshened, Now, Now, Now));
+    }
+
+    [Fact]
+    public void A_served_head_has_Date_now_and_no_Age_nor_hop_by_hop_fields()
+    {
+        var storedAt = Now.AddHours(-1);
+        var stored = Response(200, $"Date: {HttpDate(storedAt)}", "Age: 30", "Cache-Control: max-age=7200",
+            $"Expires: {HttpDate(storedAt.AddHours(2))}", "Connection: keep-alive, X-Hop", "X-Hop: 1", "Keep-Alive: timeout=5",
+            "Proxy-Connection: keep-alive", "TE: trailers", "Trailer: X-Sum", "Transfer-Encoding: chunked", "Upgrade: h2c",
+            "Content-Length: 999", "Content-Type: text/plain");
+        Assert.Equal(
+            $"HTTP/1.1 200 Reason\r\nDate: {HttpDate(Now)}\r\nCache-Control: max-age=7200\r\nExpires: {HttpDate(Now.AddHours(2))}\r\n" +
+            "Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+            Encoding.Latin1.GetString(CachePolicy.ServedHead(stored, 5, headRequest: false, Now, close: true)));
+    }
+
+    [Fact]
+    public void A_served_Expires_without_a_stored_Date_is_now_and_an_unreadable_one_stays()
+    {
+        var stored = Response(200, $"Expires: {HttpDate(Now.AddHours(-3))}", "Expires: 0");
+        Assert.Equal(
+            $"HTTP/1.1 200 Reason\r\nDate: {HttpDate(Now)}\r\nExpires: {HttpDate(Now)}\r\nExpires: 0\r\nContent-Length: 0\r\n\r\n",
+            Encoding.Latin1.GetString(CachePolicy.ServedHead(stored, 0, headRequest: false, Now, close: false)));
+    }
+
+    [Fact]
+    public void A_HEAD_keeps_the_stored_length_and_a_204_has_none()
+    {
+        string head = Encoding.Latin1.GetString(CachePolicy.ServedHead(Response(200, Fresh, "Content-Length: 1234"), 0, headRequest: true, Now, close: false));
+        Assert.Contains("\r\nContent-Length: 1234\r\n", head, StringComparison.Ordinal);
+        Assert.Equal(head.IndexOf("Content-Length", StringComparison.Ordinal), head.LastIndexOf("Content-Length", StringComparison.Ordinal));
+        string noContent = Encoding.Latin1.GetString(CachePolicy.ServedHead(Response(204, Fresh, "Content-Length: 0"), 0, headRequest: false, Now, close: false));
+        Assert.DoesNotContain("Content-Length", noContent, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("Cache-Control: max-age=99999999999999999999")]
     [InlineData("Cache-Control: ,,,;=\"")]
@@ -340,6 +402,9 @@ public class CachePolicyTests
         var lifetime = CachePolicy.FreshnessLifetime(response, Now);
         Assert.Equal(TimeSpan.Zero, lifetime);
         Assert.False(CachePolicy.UsableWithoutValidation(request, response, CachePolicy.CurrentAge(response, Now, Now, Now), lifetime));
+        Assert.Empty(CachePolicy.Validators(response));
         _ = CachePolicy.VaryKey(response, request);
+        _ = CachePolicy.Freshen(response, response);
+        _ = CachePolicy.ServedHead(response, 0, headRequest: false, Now, close: true);
     }
 }
