@@ -1,4 +1,6 @@
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Quid.Cache;
 using Quid.Links;
 using Quid.Wire;
 
@@ -9,9 +11,12 @@ namespace Quid.Circuits;
 /// <see cref="ExitConnector"/> (the name resolved here, the exit policy obeyed) and splices each to
 /// its destination's socket, and answers their RESOLVEs with the exit's own resolver. Each stream
 /// holds one of the <see cref="ExitSockets"/> while its socket is open; one beyond its partner's or
-/// its circuit's share is refused with End reason resource limit.
+/// its circuit's share is refused with End reason resource limit. With an <see cref="ExitCache"/>,
+/// streams to the ports it reads go through it, which hands them back to the splice as soon as
+/// they carry anything it does not answer.
 /// </summary>
-public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, TimeProvider time, ILogger logger) : IStreamExit
+public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, TimeProvider time, ILogger logger, ExitCache? cache = null, IReadOnlySet<int>? cachePorts = null)
+    : IStreamExit
 {
     /// <summary>An attacker makes refusals by the thousand: they are told once per interval, with a count.</summary>
     private readonly OncePerInterval _refusals = new(TimeSpan.FromMinutes(1), time);
@@ -63,6 +68,23 @@ public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, Tim
         }
         Span<byte> connected = stackalloc byte[ConnectedBody.MaxSize];
         circuit.SendRelay(RelayCommand.Connected, stream.Id, connected[..new ConnectedBody(result.Address!).Write(connected)]);
+        if (cache is not null && cachePorts is not null && cachePorts.Contains(stream.Target.Port))
+        {
+            var socket = result.Socket;
+            await cache.RelayAsync(stream, new NetworkStream(socket, ownsSocket: true), stream.Target.Host, stream.Target.Port, circuit, async (toOrigin, toClient) =>
+            {
+                try
+                {
+                    if (!toOrigin.IsEmpty) await socket.SendAsync(toOrigin, SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (SocketException)
+                {
+                    // The splice finds the socket broken, and ends the stream as it would have.
+                }
+                await stream.RunAsync(socket, toClient).ConfigureAwait(false);
+            }).ConfigureAwait(false);
+            return;
+        }
         await stream.RunAsync(result.Socket).ConfigureAwait(false);
     }
 

@@ -61,6 +61,8 @@ public sealed record NodeOptions
     public MarketOptions Market { get; init; } = new();
     public CircuitOptions Circuits { get; init; } = new();
     public PathOptions Paths { get; init; } = new();
+    /// <summary>The exit cache (seed 000's second addition); null, the default, for none.</summary>
+    public Cache.CacheOptions? Cache { get; init; }
     /// <summary>Limits of the SOCKS and HTTP proxies, each on its own.</summary>
     public ProxyOptions Proxies { get; init; } = new();
 

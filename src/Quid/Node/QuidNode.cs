@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using Quid.Cache;
 using Quid.Circuits;
 using Quid.Core;
 using Quid.Crypto;
@@ -69,6 +70,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
     private IPEndPoint? _baseAddress;
     private PortMappingHost? _portMapping;
     private readonly OwnAddresses _ownAddresses;
+    private readonly ExitCache? _cache;
     private string _portMappingNotTried = "";
 
     /// <summary>What the loop is fed.</summary>
@@ -119,8 +121,9 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _logger.LogInformation("Streams exiting here may hold up to {Budget} sockets ({Source}; open-files limit {Limit})", exitSockets.Budget,
             options.Circuits.ExitSocketBudget is null ? "exit-sockets auto" : "exit-sockets", descriptorLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown");
         _ownAddresses = new OwnAddresses(new[] { options.SpecificListenAddress, options.Advertise?.Address, _bindAddress }.OfType<IPAddress>(), time);
+        _cache = OpenCache(options, time, loggers.CreateLogger("Quid.Cache"));
         var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver, _ownAddresses),
-            exitSockets, time, circuitLogger);
+            exitSockets, time, circuitLogger, _cache, options.Cache?.Ports);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account, GrantKbps), time, circuitLogger);
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time, circuitLogger);
@@ -139,6 +142,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
     public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
     public IPEndPoint? HttpProxyEndPoint => _httpProxy?.LocalEndPoint;
     public CircuitTable Circuits => _circuits;
+    /// <summary>The exit cache, when the node keeps one.</summary>
+    public ExitCache? Cache => _cache;
     public CircuitPool Pool => _pool;
     /// <summary>Links refused after the handshake: not a friend, shunned, or no room.</summary>
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
@@ -172,6 +177,20 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             identity.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The exit cache in the data directory's <c>cache</c> folder; its first start says what it will hold.</summary>
+    private static ExitCache? OpenCache(NodeOptions options, TimeProvider time, ILogger logger)
+    {
+        if (options.Cache is not { } settings) return null;
+        string directory = Path.Combine(options.DataDirectory, "cache");
+        if (!CacheStore.Exists(directory))
+            logger.LogWarning("The exit cache is on, for the first time here: it keeps copies of plaintext HTTP responses that partners' streams fetch " +
+                "through this node, up to {Quota} in {Directory}. Other people's traffic passes through it; 'quid cache' shows what it holds, 'quid cache wipe' empties it",
+                CacheSize.Format(settings.Quota), directory);
+        var store = CacheStore.Open(directory, settings.Quota, time, logger);
+        logger.LogInformation("Exit cache: {Entries} responses, {Used} of {Quota}", store.Count, CacheSize.Format(store.Used), CacheSize.Format(settings.Quota));
+        return new ExitCache(store, time, logger);
     }
 
     /// <summary>
@@ -766,6 +785,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         await Task.WhenAll(links.Select(l => l.DrainAndCloseAsync(TimeSpan.FromSeconds(1)))).ConfigureAwait(false);
         await Task.WhenAll(links.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
         _database.Dispose();
+        _cache?.Dispose();
         _stopping.Dispose();
         Identity.Dispose();
         _logger.LogInformation("Node {Id} stopped", Id.Brief);

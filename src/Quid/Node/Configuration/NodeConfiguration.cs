@@ -62,6 +62,10 @@ public static class NodeConfiguration
         },
         new("exit-sockets", SettingKind.Value, "--exit-sockets", "auto",
             "Most sockets streams leaving the network here may hold at once, shared fairly among partners; auto derives it from the open-files limit."),
+        new("cache", SettingKind.Value, "--cache", "off",
+            $"Keep copies of plaintext HTTP responses that exit here, within this much disk (such as 2GiB; at least {Cache.CacheSize.Format(Cache.CacheStore.MinimumQuota)}), or off. 'quid cache' shows them."),
+        new("cache-ports", SettingKind.List, "--cache-port", "80",
+            "Destination ports whose streams the exit cache reads as plaintext HTTP; streams to other ports pass untouched."),
         new("log-level", SettingKind.Value, "--log-level", nameof(LogLevel.Information),
             "Trace, Debug, Information, Warning or Error; Debug shows circuits and streams."),
         new("log-format", SettingKind.Value, "--log-format", "text", "text, or json for one JSON object per line."),
@@ -104,6 +108,8 @@ public static class NodeConfiguration
         bool noProbes = reader.Read(Setting("no-probes"), raw => ParseSwitch(Single(raw)), false);
         var exitPolicy = reader.Read(Setting("exit-policy"), raw => ExitPolicyText.Parse(string.Join(", ", raw.Items)), ExitPolicy.Default);
         int? exitSockets = reader.Read(Setting("exit-sockets"), raw => ParseExitSockets(Single(raw)), null);
+        long? cache = reader.Read(Setting("cache"), raw => ParseCache(Single(raw)), null);
+        var cachePorts = reader.Read(Setting("cache-ports"), raw => raw.Items.Select(ParsePort).ToHashSet(), [80]);
         var logLevel = reader.Read(Setting("log-level"), raw => ParseLogLevel(Single(raw)), LogLevel.Information);
         var logFormat = reader.Read(Setting("log-format"), raw => ParseLogFormat(Single(raw)), LogFormat.Text);
         reader.CheckFileKeys();
@@ -127,6 +133,7 @@ public static class NodeConfiguration
             Market = new Exchange.MarketOptions { ProbePartners = !noProbes },
             ExitPolicy = exitPolicy,
             Circuits = new Circuits.CircuitOptions { ExitSocketBudget = exitSockets },
+            Cache = cache is { } quota ? new Cache.CacheOptions { Quota = quota, Ports = cachePorts } : null,
         };
         var shown = new Dictionary<string, string>
         {
@@ -147,6 +154,8 @@ public static class NodeConfiguration
             ["no-probes"] = noProbes ? "true" : "false",
             ["exit-policy"] = ExitPolicyText.Format(exitPolicy),
             ["exit-sockets"] = exitSockets?.ToString(CultureInfo.InvariantCulture) ?? "auto",
+            ["cache"] = cache is { } size ? Cache.CacheSize.Format(size) : "off",
+            ["cache-ports"] = string.Join(", ", cachePorts.Order()),
             ["log-level"] = logLevel.ToString(),
             ["log-format"] = logFormat.ToString().ToLowerInvariant(),
         };
@@ -207,6 +216,18 @@ public static class NodeConfiguration
         text.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null
         : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int sockets) && sockets >= 1 ? sockets
         : throw new FormatException($"'{text}' is not a number of sockets; use auto (from the open-files limit) or a number such as 2048, below that limit");
+
+    private static int ParsePort(string text) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int port) && port is >= 1 and <= 65535 ? port
+        : throw new FormatException($"'{text}' is not a port; give a number from 1 to 65535, such as 80 or 8080");
+
+    private static long? ParseCache(string text)
+    {
+        if (text.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
+        long quota = Cache.CacheSize.Parse(text);
+        return quota >= Cache.CacheStore.MinimumQuota ? quota
+            : throw new FormatException($"'{text}' is too small for a cache; give at least {Cache.CacheSize.Format(Cache.CacheStore.MinimumQuota)}, or off");
+    }
 
     private static int ParseHops(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int hops) && hops is >= 1 and <= Cell.MaxRelayEarly
