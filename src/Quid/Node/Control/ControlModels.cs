@@ -27,6 +27,9 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(FollowRequest))]
 [JsonSerializable(typeof(FollowReport))]
 [JsonSerializable(typeof(IReadOnlyList<FollowReport>))]
+[JsonSerializable(typeof(CacheReport))]
+[JsonSerializable(typeof(CacheEntryReport))]
+[JsonSerializable(typeof(CachePurgeReport))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -215,3 +218,19 @@ public sealed record FollowRequest(string? Name, string? Secret, string? Key);
 public sealed record FollowReport(string Name, string Host, string Address, DateTimeOffset Until);
 
 public sealed record ErrorReport(string Error);
+
+/// <summary>The exit cache: its figures since the node started and the entries a filter picked (the most recently stored first).</summary>
+/// <param name="Enabled">False when the node keeps no cache (<c>--cache</c> off); the rest is then zero.</param>
+/// <param name="Requests">Requests the cache could have answered: GET or HEAD without credentials or conditions, on a port it reads.</param>
+/// <param name="BytesSaved">Body bytes sent from the store: what the origins did not send again.</param>
+/// <param name="Matching">Entries the filter picked; at most a thousand are listed in <paramref name="Items"/>.</param>
+public sealed record CacheReport(
+    bool Enabled, long Quota, long Used, int Entries, long Requests, long Hits, double HitRatio, double ByteHitRatio, long BytesServed, long BytesSaved,
+    long Stored, int Matching, IReadOnlyList<CacheEntryReport> Items);
+
+/// <summary>One stored response. <paramref name="Key"/> names it to <c>quid cache show|save</c>; <paramref name="Head"/> (its field lines) only when one entry is asked for.</summary>
+public sealed record CacheEntryReport(
+    string Key, string Url, string Host, string Path, string Type, long Size, long Hits, double AgeSeconds, DateTimeOffset StoredAt, int Status, bool Fresh,
+    IReadOnlyList<string>? Head);
+
+public sealed record CachePurgeReport(int Removed);

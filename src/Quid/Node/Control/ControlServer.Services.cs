@@ -29,6 +29,7 @@ public sealed partial class ControlServer
 
     private static string[] MethodsFor(string path) => path switch
     {
+        PurgePath or WipePath => [HttpMethods.Post],
         ServicesPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         SharesPath or AccessPath => [HttpMethods.Post],
         FollowsPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],

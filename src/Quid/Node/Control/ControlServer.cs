@@ -22,7 +22,7 @@ namespace Quid.Node.Control;
 /// directory as a bearer token; only the dashboard's own page, script and style (which hold no
 /// data) are served without it, so a browser can load the page and then ask for the token. A
 /// request naming any host but a loopback one is refused, so a web page cannot reach the API by
-/// rebinding its own name to 127.0.0.1. Only the services' paths change anything, and only with
+/// rebinding its own name to 127.0.0.1. Only the services' and the cache's paths change anything, and only with
 /// the cookie; a web page of another origin cannot send it (the bearer header needs a CORS
 /// preflight, which this server never grants).
 /// </summary>
@@ -135,6 +135,11 @@ public sealed partial class ControlServer : IAsyncDisposable
             await ServicesAsync(context, path).ConfigureAwait(false);
             return;
         }
+        if (IsCachePath(path))
+        {
+            await CacheAsync(context, path).ConfigureAwait(false);
+            return;
+        }
         if (path == "/metrics")
         {
             response.ContentType = PrometheusText.ContentType;
@@ -154,7 +159,7 @@ public sealed partial class ControlServer : IAsyncDisposable
         };
         if (answer is not { } found)
         {
-            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
+            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/cache, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
             return;
         }
         response.ContentType = "application/json; charset=utf-8";

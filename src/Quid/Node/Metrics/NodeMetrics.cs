@@ -48,6 +48,17 @@ public sealed class NodeMetrics : IDisposable
             "Queries and hits dropped rather than queued, their link being more than a second behind (flow control)");
         Meter.CreateObservableGauge("quid.reachability", () => ReachabilityStates(), null,
             "1 for whether others can dial this node: reachable (a link dialed in), advertised (an address, no link in yet) or not_reachable (dial-out only)");
+        if (node.Cache is { } cache)
+        {
+            Meter.CreateObservableCounter("quid.cache.requests", () => cache.Counters.Requests, null, "Requests the exit cache could have answered: GET or HEAD, without credentials or conditions");
+            Meter.CreateObservableCounter("quid.cache.hits", () => cache.Counters.Hits, null, "Of those, answered from a stored body");
+            Meter.CreateObservableCounter("quid.cache.served", () => cache.Counters.BytesServed, "By", "Body bytes sent for those requests, from the store or the origin");
+            Meter.CreateObservableCounter("quid.cache.saved", () => cache.Counters.BytesFromStore, "By", "Body bytes sent from the store: what origins did not send again");
+            Meter.CreateObservableGauge("quid.cache.hit_ratio", () => cache.Counters.HitRatio, null, "Hits per request the cache could have answered, since the node started");
+            Meter.CreateObservableGauge("quid.cache.byte_hit_ratio", () => cache.Counters.ByteHitRatio, null, "Bytes sent from the store per byte sent, since the node started");
+            Meter.CreateObservableGauge("quid.cache.used", () => cache.Store.Used, "By", "Disk the exit cache takes, index included, in file-system blocks");
+            Meter.CreateObservableGauge("quid.cache.entries", () => cache.Store.Count, null, "Responses in the exit cache");
+        }
         Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
     }
 
