@@ -267,7 +267,7 @@ internal static class EndToEnd
     // ---- Processes ----
 
     /// <summary>The quid to measure: $QUID (bench/e2e.sh sets it to the Native AOT build), else the Release JIT build.</summary>
-    private static string FindQuid()
+    internal static string FindQuid()
     {
         if (Environment.GetEnvironmentVariable("QUID") is { Length: > 0 } given)
             return File.Exists(given) ? Path.GetFullPath(given) : throw new FileNotFoundException("QUID names no file", given);
@@ -277,7 +277,7 @@ internal static class EndToEnd
         return File.Exists(quid) ? quid : throw new FileNotFoundException("Build quid first: dotnet build -c Release src/Quid.Cli", quid);
     }
 
-    private static (Process, string) StartQuid(string quid, string[] args, List<Process> processes)
+    internal static (Process, string) StartQuid(string quid, string[] args, List<Process> processes)
     {
         string log = Path.GetTempFileName();
         var start = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = false };
@@ -312,7 +312,7 @@ internal static class EndToEnd
         return ((IPEndPoint)probe.LocalEndPoint!).Port;
     }
 
-    private static async Task<Match> WaitForAsync(string log, string pattern, Process process, TimeSpan? timeout = null)
+    internal static async Task<Match> WaitForAsync(string log, string pattern, Process process, TimeSpan? timeout = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
         var regex = new Regex(pattern);
@@ -333,7 +333,7 @@ internal static class EndToEnd
         return output;
     }
 
-    private static async Task<(int Exit, string Output, string Errors)> RunCurlAsync(string[] proxy, string url, string writeOut)
+    internal static async Task<(int Exit, string Output, string Errors)> RunCurlAsync(string[] proxy, string url, string writeOut)
     {
         var start = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in (string[])["--silent", "--show-error", "--output", "/dev/null", "--write-out", writeOut, .. proxy, url]) start.ArgumentList.Add(a);

@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Running;
 
-// `e2e [runs]`: the end-to-end harness over real processes; anything else: BenchmarkDotNet micro-benchmarks.
+// `e2e [runs]`: the end-to-end harness over real processes; `cache-timing [objects]`: whether a hit can be told from a miss; anything else: BenchmarkDotNet micro-benchmarks.
 if (args.Length > 0 && args[0] == "e2e") return await Quid.Bench.EndToEnd.RunAsync(args);
+if (args.Length > 0 && args[0] == "cache-timing") return await Quid.Bench.CacheTiming.RunAsync(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;
