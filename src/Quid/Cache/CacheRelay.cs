@@ -117,7 +117,8 @@ internal sealed class CacheRelay(ExitCache cache, Stream client, Stream origin, 
             else if (CachePolicy.Validators(stored.Head).Count > 0) revalidating = stored;
         }
 
-        bool admitted = request.Method == "GET" && cache.AskedByAnother(url, asker);
+        // An object being revalidated was admitted when it was first stored: a full answer replaces it.
+        bool admitted = request.Method == "GET" && (revalidating is not null || cache.AskedByAnother(url, asker));
         var forward = revalidating is null ? _fromClient.AsMemory(0, consumed).ToArray() : Head(request, CachePolicy.Validators(revalidating.Head));
         Consume(consumed);
         while (true)
