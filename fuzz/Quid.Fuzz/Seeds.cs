@@ -141,6 +141,13 @@ internal static class Seeds
             "GET /file.bin HTTP/1.1\r\nHost: x.quid\r\nRange: bytes=100-199\r\n\r\nHEAD /sub/ HTTP/1.1\r\nHost: x.quid\r\n\r\n"u8.ToArray(),
             "GET /file.bin HTTP/1.1\r\nHost: x.quid\r\nIf-None-Match: \"x\"\r\nRange: bytes=-10\r\nConnection: close\r\n\r\n"u8.ToArray());
 
+        Write(directory, "cache-exchange",
+            CacheSeed(0, "GET /a HTTP/1.1\r\nHost: example.org\r\n\r\n", "HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nETag: \"1\"\r\nContent-Length: 5\r\n\r\nhello"),
+            CacheSeed(1, "GET /a HTTP/1.1\r\nHost: example.org\r\n\r\nHEAD /a HTTP/1.1\r\nHost: example.org\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: \"1\"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\n\r\n"),
+            CacheSeed(0, "GET /v HTTP/1.1\r\nHost: example.org\r\nAccept-Language: en\r\n\r\n",
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nVary: Accept-Language\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\nuntil the close"));
+
         byte[] begin = Relay(RelayCommand.Begin, 1, [0, 80, 11, .. "example.com"u8]);
         byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);
         byte[] data = Relay(RelayCommand.Data, 1, "GET / HTTP/1.1\r\n\r\n"u8);
@@ -213,6 +220,13 @@ internal static class Seeds
         Cell.WriteHeader(cell, 0x8000_0001, CellCommand.Relay);
         message.AsSpan().CopyTo(Cell.Body(cell.AsSpan()));
         return cell;
+    }
+
+    /// <summary>A cache-exchange input: the client's bytes' length, the circuit, the client's bytes, the origin's.</summary>
+    private static byte[] CacheSeed(byte circuit, string client, string origin)
+    {
+        byte[] request = System.Text.Encoding.Latin1.GetBytes(client);
+        return [(byte)(request.Length >> 8), (byte)request.Length, circuit, .. request, .. System.Text.Encoding.Latin1.GetBytes(origin)];
     }
 
     private static void Write(string directory, string target, params byte[][] inputs)

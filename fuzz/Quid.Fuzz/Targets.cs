@@ -1,5 +1,6 @@
 using System.Buffers;
 using Microsoft.Extensions.Logging.Abstractions;
+using Quid.Cache;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Links.PortMapping;
@@ -41,6 +42,7 @@ internal static class Targets
         ["introduction"] = IntroductionOpen,
         ["introduction-gate"] = IntroductionGateOffer,
         ["share-request"] = ShareRequest,
+        ["cache-exchange"] = CacheExchange,
     };
 
     /// <summary>The nonce the pcp target expects, and its seeds carry.</summary>
@@ -550,6 +552,27 @@ internal static class Targets
     {
         using var connection = new ReplayConnection(input);
         Share.Value.ServeAsync(connection, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    private static readonly Lazy<ExitCache> Cache = new(() => new ExitCache(
+        CacheStore.Open(Directory.CreateTempSubdirectory("quid-fuzz-cache-").FullName, 8 << 20, TimeProvider.System, NullLogger.Instance),
+        TimeProvider.System, NullLogger.Instance));
+    private static readonly object[] Circuits = [new(), new()];
+
+    /// <summary>
+    /// The exit cache's relay between a client and an origin that each sent their part and closed:
+    /// the first two bytes say how much of the rest is the client's, the third which circuit asks.
+    /// The cache is kept from one input to the next, so hits and revalidations are reached too. It
+    /// must end, never throw, and keep its store within the quota.
+    /// </summary>
+    private static void CacheExchange(byte[] input)
+    {
+        if (input.Length < 3) return;
+        int split = Math.Min(input.Length - 3, (input[0] << 8) | input[1]);
+        using var client = new ReplayConnection(input[3..(3 + split)]);
+        using var origin = new ReplayConnection(input[(3 + split)..]);
+        Cache.Value.RelayAsync(client, origin, "example.org", 80, Circuits[input[2] & 1], (_, _) => Task.CompletedTask).GetAwaiter().GetResult();
+        Check(Cache.Value.Store.Used <= Cache.Value.Store.Quota, "the cache grew past its quota");
     }
 
     /// <summary>A connection whose client sent <c>input</c> and closed its side; what the server writes is dropped.</summary>
