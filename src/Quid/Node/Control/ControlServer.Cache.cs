@@ -16,7 +16,6 @@ public sealed partial class ControlServer
     private const string CachePrefix = CachePath + "/";
     private const string PurgePath = CachePrefix + "purge";
     private const string WipePath = CachePrefix + "wipe";
-    private const int MaxListed = 1000;
 
     private static bool IsCachePath(string path) => path == CachePath || path.StartsWith(CachePrefix, StringComparison.Ordinal);
 
@@ -27,7 +26,7 @@ public sealed partial class ControlServer
         if (path == CachePath)
         {
             var query = context.Request.Query;
-            await JsonAsync(context, StatusCodes.Status200OK, CacheViews.Report(cache, query["q"], query["type"], query["host"], MaxListed, DateTimeOffset.UtcNow),
+            await JsonAsync(context, StatusCodes.Status200OK, CacheViews.Report(cache, query["q"], query["type"], query["host"], CacheViews.MaxListed, DateTimeOffset.UtcNow),
                 ControlJson.Default.CacheReport).ConfigureAwait(false);
             return;
         }
