@@ -15,14 +15,23 @@ internal static class ApiCommand
     /// <summary>What to do when no node answers; null to report it as an error.</summary>
     public delegate Task<int> Offline(NodeSettings settings, bool json, ControlUnavailableException reason);
 
+    /// <summary>What to do when no node answers, for a command whose arguments say what to read from the data directory.</summary>
+    public delegate Task<int> OfflineWithArguments(NodeSettings settings, bool json, ParseResult parse, ControlUnavailableException reason);
+
     /// <summary>How long to keep trying to reach a node that does not answer yet (one that is starting); null not to.</summary>
     public delegate TimeSpan? Patience(ParseResult parse);
 
     public static Command Create(string name, string description, Action action, Offline? offline = null, params Option[] more) =>
         Create(name, description, action, offline, patience: null, more);
 
+    public static Command Create(string name, string description, Action action, OfflineWithArguments offline, params Option[] more) =>
+        Build(name, description, action, offline, patience: null, more);
+
     /// <param name="name">The command as the user types it after quid: a subcommand is given with its parent, "services remove", for its messages.</param>
-    public static Command Create(string name, string description, Action action, Offline? offline, Patience? patience, params Option[] more)
+    public static Command Create(string name, string description, Action action, Offline? offline, Patience? patience, params Option[] more) =>
+        Build(name, description, action, offline is null ? null : (settings, json, _, reason) => offline(settings, json, reason), patience, more);
+
+    private static Command Build(string name, string description, Action action, OfflineWithArguments? offline, Patience? patience, Option[] more)
     {
         var flags = new NodeFlags("data-dir", "control");
         var json = new Option<bool>("--json") { Description = "Print JSON, for scripts." };
@@ -54,7 +63,7 @@ internal static class ApiCommand
                 }
                 catch (ControlUnavailableException e)
                 {
-                    if (offline is not null) return await offline(settings, asJson, e).ConfigureAwait(false);
+                    if (offline is not null) return await offline(settings, asJson, parse, e).ConfigureAwait(false);
                     await Console.Error.WriteLineAsync($"quid {name}: {e.Message}").ConfigureAwait(false);
                     return ExitCodes.Failed;
                 }
