@@ -13,6 +13,7 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     PeersCommand.Create(),
     CircuitsCommand.Create(),
     LedgerCommand.Create(),
+    CacheCommand.Create(),
     IdCommand.Create(),
     ServeCommand.Create(),
     ServeCommand.CreateShare(),

@@ -71,4 +71,8 @@ internal static class Render
 [JsonSerializable(typeof(FollowReport))]
 [JsonSerializable(typeof(IReadOnlyList<FollowReport>))]
 [JsonSerializable(typeof(FollowRemoved))]
+[JsonSerializable(typeof(CacheReport))]
+[JsonSerializable(typeof(CacheEntryReport))]
+[JsonSerializable(typeof(CachePurgeReport))]
+[JsonSerializable(typeof(CacheSaved))]
 internal sealed partial class CliJson : JsonSerializerContext;
