@@ -37,11 +37,16 @@ public static class CacheViews
             ? Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories).Sum(f => CacheStore.Blocks(new FileInfo(f).Length))
             : 0;
 
-    /// <summary>Entries whose URL holds <paramref name="search"/>, whose type starts with <paramref name="type"/> and whose host ends with <paramref name="host"/>, each when given.</summary>
+    /// <summary>
+    /// Entries whose URL holds <paramref name="search"/>, whose type starts with <paramref name="type"/> and
+    /// whose host ends with <paramref name="host"/>, each when given. The host is matched with its port
+    /// (<c>example.org:8080</c>) and without it, so <c>example.org</c> picks the entries of every port.
+    /// </summary>
     public static IEnumerable<StoredResponse> Filter(IEnumerable<StoredResponse> entries, string? search, string? type, string? host) =>
         entries.Where(e => (string.IsNullOrEmpty(search) || e.Url.Contains(search, StringComparison.OrdinalIgnoreCase))
             && (string.IsNullOrEmpty(type) || e.ContentType.StartsWith(type, StringComparison.OrdinalIgnoreCase))
-            && (string.IsNullOrEmpty(host) || e.Host.EndsWith(host, StringComparison.OrdinalIgnoreCase)));
+            && (string.IsNullOrEmpty(host) || e.Host.EndsWith(host, StringComparison.OrdinalIgnoreCase)
+                || new Uri(e.Url).Host.EndsWith(host, StringComparison.OrdinalIgnoreCase)));
 
     public static CacheEntryReport Entry(StoredResponse entry, DateTimeOffset now, bool withHead) =>
         new(entry.Id, entry.Url, entry.Host, entry.PathAndQuery, entry.ContentType, entry.BodySize, entry.Hits, Math.Max(0, (now - entry.StoredAt).TotalSeconds),
