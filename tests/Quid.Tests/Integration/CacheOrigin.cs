@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.IO.Compression;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -17,7 +19,9 @@ namespace Quid.Tests.Integration;
 /// <c>/no-store</c> and <c>/vary-star</c> are what a shared cache must never store;
 /// <c>/vary-lang</c> varies on Accept-Language; <c>/chunked</c> is cacheable, sent in chunks;
 /// <c>/slow</c> trickles its body. <c>?size=N</c> sets a body's length (the pattern of
-/// <see cref="Body"/>), <c>?delay=MS</c> holds the head back that long.
+/// <see cref="Body"/>), <c>?delay=MS</c> holds the head back that long. A path ending in
+/// <c>.png</c> is answered as <c>image/png</c> with a real image (<see cref="Png"/>), which a browser
+/// draws; one ending in <c>.html</c> as <c>text/html</c> with markup (<see cref="Html"/>).
 /// </summary>
 internal sealed class CacheOrigin : IAsyncDisposable
 {
@@ -56,6 +60,66 @@ internal sealed class CacheOrigin : IAsyncDisposable
         return body;
     }
 
+    /// <summary>
+    /// The image every answer for <paramref name="path"/> (a <c>.png</c>) carries: a 64×64 PNG, a
+    /// diagonal gradient whose colours depend on the path, so one cannot pass for another.
+    /// </summary>
+    public static byte[] Png(string path)
+    {
+        const int side = 64;
+        var seed = new Random(path.GetHashCode(StringComparison.Ordinal) & 0x7fffffff);
+        byte[] from = [(byte)seed.Next(256), (byte)seed.Next(256), (byte)seed.Next(256)], to = [(byte)seed.Next(256), (byte)seed.Next(256), (byte)seed.Next(256)];
+        var pixels = new MemoryStream();
+        using (var zlib = new ZLibStream(pixels, CompressionLevel.Optimal, leaveOpen: true))
+        {
+            for (int y = 0; y < side; y++)
+            {
+                zlib.WriteByte(0); // filter: none
+                for (int x = 0; x < side; x++)
+                    for (int c = 0; c < 3; c++) zlib.WriteByte((byte)(from[c] + (to[c] - from[c]) * (x + y) / (2 * side - 2)));
+            }
+        }
+        var header = new byte[13];
+        BinaryPrimitives.WriteInt32BigEndian(header, side);
+        BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4), side);
+        header[8] = 8; // bits per sample
+        header[9] = 2; // colour type: RGB
+        var png = new MemoryStream();
+        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+        Chunk(png, "IHDR", header);
+        Chunk(png, "IDAT", pixels.ToArray());
+        Chunk(png, "IEND", []);
+        return png.ToArray();
+
+        static void Chunk(Stream png, string type, byte[] data)
+        {
+            var length = new byte[4];
+            BinaryPrimitives.WriteInt32BigEndian(length, data.Length);
+            byte[] typed = [.. System.Text.Encoding.ASCII.GetBytes(type), .. data];
+            var crc = new byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(crc, Crc32(typed));
+            png.Write(length);
+            png.Write(typed);
+            png.Write(crc);
+        }
+
+        // PNG's CRC (ISO 3309), bit by bit: the images are small.
+        static uint Crc32(byte[] bytes)
+        {
+            uint crc = 0xffffffff;
+            foreach (byte b in bytes)
+            {
+                crc ^= b;
+                for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? 0xedb88320 ^ (crc >> 1) : crc >> 1;
+            }
+            return ~crc;
+        }
+    }
+
+    /// <summary>The page every answer for <paramref name="path"/> (an <c>.html</c>) carries: markup that a viewer must show as text, never run or render.</summary>
+    public static byte[] Html(string path) => System.Text.Encoding.UTF8.GetBytes(
+        $"<!doctype html><title>{path}</title><h1 id=\"injected\">Not the dashboard's</h1><img src=\"/x\" onerror=\"document.title='ran'\">\n");
+
     private async Task AnswerAsync(HttpContext context)
     {
         var request = context.Request;
@@ -66,8 +130,9 @@ internal sealed class CacheOrigin : IAsyncDisposable
         int size = int.TryParse(request.Query["size"], CultureInfo.InvariantCulture, out int s) ? s : 1000;
         if (int.TryParse(request.Query["delay"], CultureInfo.InvariantCulture, out int delay)) await Task.Delay(delay);
         string? ifNoneMatch = request.Headers.IfNoneMatch.FirstOrDefault();
-        var body = Body(key, size);
-        response.ContentType = path.EndsWith(".png", StringComparison.Ordinal) ? "image/png" : "text/plain; charset=utf-8";
+        bool png = path.EndsWith(".png", StringComparison.Ordinal), html = path.EndsWith(".html", StringComparison.Ordinal);
+        var body = png ? Png(key) : html ? Html(key) : Body(key, size);
+        response.ContentType = png ? "image/png" : html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8";
         var headers = response.Headers;
         switch (path.Split('/')[1])
         {
