@@ -182,8 +182,9 @@ public sealed partial class ControlServer : IAsyncDisposable
     private static async Task AssetAsync(HttpResponse response, string resource, string contentType)
     {
         response.ContentType = contentType;
-        // The page loads only its own script and style, and talks only to this server.
-        response.Headers.ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+        // The page loads only its own script and style, and talks only to this server. Images may be
+        // blob: URLs too: the exit cache's previews, fetched with the token (an <img> cannot send it).
+        response.Headers.ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
         response.Headers["Referrer-Policy"] = "no-referrer";
         await using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
             ?? throw new InvalidOperationException($"The dashboard's {resource} is missing from the assembly.");

@@ -233,12 +233,229 @@ function showFollows(follows) {
   $('follows').hidden = follows.length === 0;
 }
 
+// ---- The exit cache ----
+// What it holds is strangers' content: it is shown only as text (textContent) or as an image
+// (a blob: URL in an <img>, where no script runs), never as markup of the page.
+
+const cacheNoticeKey = 'quid-cache-notice-seen';
+const maxTextPreview = 64 * 1024;
+const maxImagePreview = 16 * 1024 * 1024;
+const imageTypes = ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp', 'image/x-icon', 'image/vnd.microsoft.icon'];
+let cacheQuery = '';
+let cacheType = 'all';
+let cacheReport = null;
+let cacheTick = 0;
+let cacheSearchTimer = null;
+let selectedKey = null;
+let previewUrl = null;
+let previewing = 0;
+
+const percent = (ratio) => Math.round(ratio * 100) + '%';
+const shortKey = (key) => key.slice(0, 12);
+
+/** The filter's kinds: html, images, text (any other text a terminal could show) and other. */
+function cacheKind(type) {
+  if (type === 'text/html' || type === 'application/xhtml+xml') return 'html';
+  if (type.startsWith('image/')) return 'images';
+  if (type.startsWith('text/') || /^application\/(json|javascript|x-javascript|ecmascript|xml)$/.test(type) || /\+(json|xml)$/.test(type)) return 'text';
+  return 'other';
+}
+
+/** How a body is previewed: 'image' for the raster types a browser draws, 'text' for text (SVG and HTML as their source), null for none. */
+function previewKind(type) {
+  if (imageTypes.includes(type)) return 'image';
+  if (type === 'image/svg+xml' || cacheKind(type) === 'text' || cacheKind(type) === 'html') return 'text';
+  return null;
+}
+
+function cachePath(query) {
+  return '/api/cache' + (query ? '?q=' + encodeURIComponent(query) : '');
+}
+
+/** Asks for the listing the search box names now; an answer for a search since changed is dropped. */
+async function refreshCache() {
+  const query = cacheQuery;
+  const report = await api(cachePath(query));
+  if (query === cacheQuery) showCache(report);
+}
+
+function showCache(report) {
+  cacheReport = report;
+  $('cache-off').hidden = report.enabled;
+  $('cache-on').hidden = !report.enabled;
+  if (!report.enabled) {
+    $('cache-summary').textContent = 'off';
+    return;
+  }
+  $('cache-summary').textContent = 'plaintext HTTP kept at this exit for the next asker; figures since the node started';
+  $('cache-hit-ratio').textContent = percent(report.hitRatio);
+  $('cache-hits').textContent = report.hits + ' of ' + report.requests + ' requests answered from store';
+  $('cache-byte-hit-ratio').textContent = percent(report.byteHitRatio);
+  $('cache-bytes-served').textContent = bytes(report.bytesSaved) + ' of ' + bytes(report.bytesServed) + ' sent from store';
+  $('cache-saved').textContent = bytes(report.bytesSaved);
+  $('cache-used').textContent = bytes(report.used) + ' of ' + bytes(report.quota);
+  $('cache-usage-bar').style.width = Math.min(100, 100 * report.used / Math.max(1, report.quota)).toFixed(1) + '%';
+  $('cache-entries').textContent = report.entries + (report.entries === 1 ? ' entry' : ' entries') + ' · ' + report.stored + ' stored since the start';
+  showCacheEntries();
+}
+
+function showCacheEntries() {
+  const report = cacheReport;
+  if (!report || !report.enabled) return;
+  const rows = report.items.filter((e) => cacheType === 'all' || cacheKind(e.type) === cacheType);
+  $('cache-table').tBodies[0].replaceChildren(...rows.map((e) => {
+    const row = element('tr', e.key === selectedKey ? 'selected' : '');
+    row.dataset.key = e.key;
+    row.tabIndex = 0;
+    const key = element('td', 'mono key', shortKey(e.key));
+    key.title = 'quid cache show ' + shortKey(e.key);
+    const url = element('td', 'url');
+    url.append(element('span', 'mono', e.url));
+    url.title = e.url;
+    const type = element('td');
+    type.append(element('span', 'kind ' + cacheKind(e.type), e.type || 'none given'));
+    row.append(key, url, type,
+      element('td', 'num', bytes(e.size)),
+      element('td', 'num', String(e.hits)),
+      element('td', 'num' + (e.fresh ? '' : ' stale'), age(e.ageSeconds) + (e.fresh ? '' : ' · stale')));
+    row.addEventListener('click', () => preview(e));
+    row.addEventListener('keydown', (event) => { if (event.key === 'Enter') preview(e); });
+    return row;
+  }));
+  const empty = $('cache-empty');
+  empty.hidden = rows.length > 0;
+  empty.textContent = report.entries === 0
+    ? 'Nothing stored yet: a response is stored once a second circuit has fetched it through this node.'
+    : 'No entry matches' + (cacheQuery ? ' “' + cacheQuery + '”' : '') + (cacheType === 'all' ? '' : ' among the ' + cacheType) + '.';
+  $('cache-more').hidden = report.matching <= report.items.length;
+  $('cache-more').textContent = 'The ' + report.items.length + ' most recently stored of ' + report.matching + ' entries: narrow the search to see others.';
+}
+
+function releasePreview() {
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = null;
+}
+
+/** The body as text: its first maxTextPreview bytes, in the charset the origin named (UTF-8 if none or unknown). */
+async function readText(response) {
+  const reader = response.body.getReader();
+  const chunks = [];
+  let length = 0;
+  while (length <= maxTextPreview) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    length += value.length;
+  }
+  const cut = length > maxTextPreview;
+  if (cut) reader.cancel();
+  const all = new Uint8Array(Math.min(length, maxTextPreview));
+  let at = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, all.length - at);
+    all.set(part, at);
+    at += part.length;
+  }
+  const charset = /charset="?([^;"]+)/i.exec(response.headers.get('Content-Type') || '');
+  let decoder;
+  try {
+    decoder = new TextDecoder(charset ? charset[1].trim() : 'utf-8');
+  } catch {
+    decoder = new TextDecoder('utf-8');
+  }
+  return { text: decoder.decode(all), cut };
+}
+
+async function preview(e) {
+  selectedKey = e.key;
+  for (const row of $('cache-table').tBodies[0].rows) row.classList.toggle('selected', row.dataset.key === e.key);
+  const asked = ++previewing;
+  releasePreview();
+  const head = element('div', 'preview-head');
+  head.append(element('div', 'url mono', e.url),
+    element('div', 'muted', [e.type || 'no type given', bytes(e.size), e.hits + (e.hits === 1 ? ' hit' : ' hits'), 'stored ' + age(e.ageSeconds) + ' ago',
+      e.fresh ? 'fresh' : 'stale'].join(' · ')));
+  const body = element('div', 'preview-body muted', 'Loading…');
+  const how = element('div', 'muted how');
+  how.append('Written to a file by ', element('code', '', 'quid cache save ' + shortKey(e.key) + ' FILE'));
+  $('cache-preview').replaceChildren(head, body, how);
+
+  const kind = previewKind(e.type);
+  if (!kind) {
+    body.textContent = 'No preview for ' + (e.type || 'a body of no given type') + '.';
+    return;
+  }
+  if (kind === 'image' && e.size > maxImagePreview) {
+    body.textContent = 'Too large to preview (' + bytes(e.size) + ').';
+    return;
+  }
+  try {
+    const response = await fetch('/api/cache/' + encodeURIComponent(e.key) + '/body', { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' });
+    if (response.status === 401) throw new Unauthorized();
+    if (!response.ok) {
+      const problem = await response.json().catch(() => null);
+      throw new Error(problem && problem.error ? problem.error : 'the node answered ' + response.status);
+    }
+    if (kind === 'image') {
+      // Typed by us, from the list of raster types: whatever the origin sent is only ever drawn as one.
+      const blob = new Blob([await response.arrayBuffer()], { type: e.type });
+      if (asked !== previewing) return;
+      previewUrl = URL.createObjectURL(blob);
+      const image = element('img');
+      image.id = 'cache-preview-image';
+      image.alt = 'The image stored for ' + e.url;
+      image.src = previewUrl;
+      body.className = 'preview-body';
+      body.replaceChildren(image);
+    } else {
+      const { text, cut } = await readText(response);
+      if (asked !== previewing) return;
+      const pre = element('pre', '', text);
+      pre.id = 'cache-preview-text';
+      body.className = 'preview-body';
+      body.replaceChildren(pre);
+      if (cut) body.append(element('p', 'muted', 'The first ' + bytes(maxTextPreview) + ' of ' + bytes(e.size) + '.'));
+    }
+  } catch (error) {
+    if (error instanceof Unauthorized) {
+      signIn('The node did not accept this token: it has restarted since, or it is another node. Run quid dashboard for a new link.');
+      return;
+    }
+    if (asked === previewing) body.textContent = 'No preview: ' + error.message;
+  }
+}
+
+$('cache-search').addEventListener('input', () => {
+  cacheQuery = $('cache-search').value.trim();
+  clearTimeout(cacheSearchTimer);
+  cacheSearchTimer = setTimeout(() => refreshCache().catch(() => {}), 150);
+});
+
+for (const button of document.querySelectorAll('#cache-types button')) {
+  button.addEventListener('click', () => {
+    cacheType = button.dataset.type;
+    for (const other of document.querySelectorAll('#cache-types button')) {
+      other.classList.toggle('active', other === button);
+      other.setAttribute('aria-pressed', String(other === button));
+    }
+    showCacheEntries();
+  });
+}
+
+$('cache-notice').hidden = localStorage.getItem(cacheNoticeKey) === 'seen';
+$('cache-notice-ok').addEventListener('click', () => {
+  localStorage.setItem(cacheNoticeKey, 'seen');
+  $('cache-notice').hidden = true;
+});
+
 // ---- The loop ----
 
 async function refresh() {
   try {
-    const [status, history, ledger, circuits, services, follows] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'),
-      api('/api/circuits'), api('/api/services'), api('/api/follows')]);
+    // The cache's listing may be long: asked for every fifth second, and at once when the search changes.
+    const query = cacheQuery;
+    const [status, history, ledger, circuits, services, follows, cache] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'),
+      api('/api/circuits'), api('/api/services'), api('/api/follows'), cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
     $('signin').hidden = true;
     $('main').hidden = false;
     showStatus(status);
@@ -247,6 +464,7 @@ async function refresh() {
     showCircuits(circuits);
     showServices(services);
     showFollows(follows);
+    if (cache && query === cacheQuery) showCache(cache);
   } catch (e) {
     if (e instanceof Unauthorized) {
       signIn('The node did not accept this token: it has restarted since, or it is another node. Run quid dashboard for a new link.');
