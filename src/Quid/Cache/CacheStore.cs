@@ -25,6 +25,12 @@ public sealed class CacheStore : IDisposable
     public const long MinimumQuota = 4 * 1024 * 1024;
     /// <summary>The largest body kept: a few large downloads must not push out everything else.</summary>
     public const long MaxObjectCeiling = 64 * 1024 * 1024;
+    /// <summary>The largest head kept: real ones are well under a kilobyte; a head near the parser's 32 KiB is an origin's doing.</summary>
+    public const int MaxHeadSize = 16 * 1024;
+    /// <summary>Memory the index of entries may take, whatever the quota: heads are kept in memory to answer from.</summary>
+    public const long MaxIndexMemoryCeiling = 64 * 1024 * 1024;
+    /// <summary>What an entry costs in memory besides its head's text: its record, keys and the eviction order's node.</summary>
+    private const int EntryOverhead = 512;
 
     private const string IndexName = "index.db";
     private const UnixFileMode OwnerOnlyDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
@@ -40,6 +46,7 @@ public sealed class CacheStore : IDisposable
     private readonly Dictionary<string, List<string>> _byUrl = [];
     private readonly S3Fifo<string> _eviction;
     private long _reserved;
+    private long _memory;
 
     private CacheStore(string directory, long quota, SqliteConnection connection, TimeProvider time, ILogger logger)
     {
@@ -57,6 +64,19 @@ public sealed class CacheStore : IDisposable
     public string Directory { get; }
     public long Quota { get; }
     public long MaxObjectSize => Math.Min(MaxObjectCeiling, Quota / 4);
+
+    /// <summary>
+    /// The memory the entries' index may take: a thirty-second of the quota, at most 64 MiB. A
+    /// quota's worth of tiny bodies with large heads would otherwise hold gigabytes in memory;
+    /// beyond this, entries are evicted as if the disk were full.
+    /// </summary>
+    public long MaxIndexMemory => Math.Min(MaxIndexMemoryCeiling, Quota / 32);
+
+    /// <summary>What the entries' index takes in memory now, as <see cref="MaxIndexMemory"/> counts it.</summary>
+    public long IndexMemory
+    {
+        get { lock (_lock) return _memory; }
+    }
 
     /// <summary>Bytes on disk now, counted as the quota counts them: bodies, writes in flight, the index and its headroom.</summary>
     public long Used
@@ -259,6 +279,7 @@ public sealed class CacheStore : IDisposable
             if (!_entries.TryGetValue(id, out var entry)) return null;
             var freshened = entry with { Head = head, RequestTime = requestTime, ResponseTime = responseTime };
             _entries[id] = freshened;
+            _memory += Memory(freshened) - Memory(entry);
             TryExecute("UPDATE entries SET head = $head, request_time = $request, response_time = $response WHERE id = $id",
                 ("$id", id), ("$head", HeadBytes(head)), ("$request", requestTime.ToUnixTimeMilliseconds()), ("$response", responseTime.ToUnixTimeMilliseconds()));
             return freshened;
@@ -286,10 +307,10 @@ public sealed class CacheStore : IDisposable
     private long IndexBytes() =>
         new[] { _index, _index + "-wal", _index + "-shm" }.Sum(f => File.Exists(f) ? Blocks(new FileInfo(f).Length) : 0) + IndexHeadroom;
 
-    /// <summary>Evicts until <paramref name="bytes"/> more fit in the quota; false when even an empty cache has no room for them.</summary>
+    /// <summary>Evicts until <paramref name="bytes"/> more fit in the quota and the index in its memory; false when even an empty cache has no room for them.</summary>
     private bool MakeRoomLocked(long bytes)
     {
-        while (UsedLocked() + bytes > Quota)
+        while (UsedLocked() + bytes > Quota || _memory > MaxIndexMemory)
         {
             if (!_eviction.TryEvict(out var victim)) return false;
             Drop(victim);
@@ -309,6 +330,7 @@ public sealed class CacheStore : IDisposable
     {
         var entry = _entries[id];
         _entries.Remove(id);
+        _memory -= Memory(entry);
         var ids = _byUrl[entry.Url];
         ids.Remove(id);
         if (ids.Count == 0) _byUrl.Remove(entry.Url);
@@ -326,6 +348,7 @@ public sealed class CacheStore : IDisposable
     private void Add(StoredResponse entry)
     {
         _entries.Add(entry.Id, entry);
+        _memory += Memory(entry);
         if (!_byUrl.TryGetValue(entry.Url, out var ids)) _byUrl.Add(entry.Url, ids = []);
         ids.Add(entry.Id);
         _eviction.Insert(entry.Id, Blocks(entry.BodySize));
@@ -351,6 +374,11 @@ public sealed class CacheStore : IDisposable
         lock (_lock)
         {
             _reserved -= write.Reserved;
+            if (HeadBytes(entry.Head).Length > MaxHeadSize)
+            {
+                File.Delete(written);
+                return null;
+            }
             try
             {
                 File.Move(written, BodyPath(entry.Id));
@@ -377,6 +405,10 @@ public sealed class CacheStore : IDisposable
     }
 
     private string BodyPath(string id) => Path.Combine(_bodies, id);
+
+    /// <summary>An entry's memory: its head's text (two bytes a character), its URL and vary key, and the rest.</summary>
+    private static long Memory(StoredResponse entry) =>
+        2L * (entry.Url.Length + entry.VaryKey.Length + entry.Head.Reason.Length + entry.Head.Fields.Sum(f => f.Name.Length + f.Value.Length)) + EntryOverhead;
 
     private static byte[] HeadBytes(HttpResponseHead head)
     {

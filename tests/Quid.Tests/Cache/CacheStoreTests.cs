@@ -117,6 +117,29 @@ public sealed class CacheStoreTests : IDisposable
     }
 
     [Fact]
+    public void Entries_with_large_heads_are_evicted_before_their_index_outgrows_its_memory()
+    {
+        // 4 MiB of quota allows 128 KiB of index in memory: 100 tiny bodies with 4 KiB heads would take 800 KiB.
+        using var store = Open(4 << 20);
+        var head = new HttpResponseHead(200, "OK", 1, [new("Cache-Control", "max-age=3600"), new("X-Padding", new string('p', 4000))]);
+        for (int i = 0; i < 100; i++)
+        {
+            using var write = store.BeginWrite(1)!;
+            write.Append([1]);
+            var now = DateTimeOffset.UtcNow;
+            write.Commit($"http://example.org/{i}", "", head, now, now, TimeSpan.Zero, TimeSpan.Zero);
+            Assert.True(store.IndexMemory <= store.MaxIndexMemory, $"{store.IndexMemory} bytes of index after {i + 1} entries");
+        }
+        Assert.InRange(store.Count, 5, 20);
+
+        // And a head past the limit is not kept at all.
+        using var huge = store.BeginWrite(1)!;
+        huge.Append([1]);
+        var at = DateTimeOffset.UtcNow;
+        Assert.Null(huge.Commit("http://example.org/huge", "", head with { Fields = [new("X-Padding", new string('p', CacheStore.MaxHeadSize))] }, at, at, TimeSpan.Zero, TimeSpan.Zero));
+    }
+
+    [Fact]
     public void A_body_over_the_object_limit_is_not_stored_and_gives_its_room_back()
     {
         using var store = Open(8 << 20);
