@@ -1,11 +1,7 @@
 using System.CommandLine;
-using System.Net;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
-using System.Text.Json.Serialization.Metadata;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
 using Quid.Cache;
@@ -63,8 +59,7 @@ internal static class CacheCommand
             {
                 string name = parse.GetValue(key)!;
                 if (KeyRefused("cache show", name)) return ExitCodes.Failed;
-                using var api = new CacheApi(client);
-                Show(await api.GetAsync(EntryPath(name), ControlJson.Default.CacheEntryReport, cancellationToken).ConfigureAwait(false), json, offlineDirectory: null);
+                Show(await client.GetRefusableAsync(EntryPath(name), ControlJson.Default.CacheEntryReport, cancellationToken).ConfigureAwait(false), json, offlineDirectory: null);
                 return ExitCodes.Ok;
             },
             offline: (settings, json, parse, _) =>
@@ -93,10 +88,9 @@ internal static class CacheCommand
             {
                 string name = parse.GetValue(key)!;
                 if (KeyRefused("cache save", name)) return ExitCodes.Failed;
-                using var api = new CacheApi(client);
-                var entry = await api.GetAsync(EntryPath(name), ControlJson.Default.CacheEntryReport, cancellationToken).ConfigureAwait(false);
+                var entry = await client.GetRefusableAsync(EntryPath(name), ControlJson.Default.CacheEntryReport, cancellationToken).ConfigureAwait(false);
                 if (Target(parse.GetValue(file), entry) is not { } destination) return ExitCodes.Failed;
-                using var response = await api.SendAsync(HttpMethod.Get, EntryPath(entry.Key) + "/body", cancellationToken).ConfigureAwait(false);
+                using var response = await client.GetContentAsync(EntryPath(entry.Key) + "/body", cancellationToken).ConfigureAwait(false);
                 var body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
                 await using (body.ConfigureAwait(false))
                     return await WriteAsync(body, entry, destination, json, offlineDirectory: null, cancellationToken).ConfigureAwait(false);
@@ -130,8 +124,7 @@ internal static class CacheCommand
             async (client, json, parse, cancellationToken) =>
             {
                 string? glob = Pattern(parse.GetValue(pattern));
-                using var api = new CacheApi(client);
-                var purged = await api.PostAsync("/api/cache/purge" + Query(("pattern", glob)), ControlJson.Default.CachePurgeReport, cancellationToken).ConfigureAwait(false);
+                var purged = await client.PostAsync("/api/cache/purge" + Query(("pattern", glob)), ControlJson.Default.CachePurgeReport, cancellationToken).ConfigureAwait(false);
                 Purged(purged, glob, json, offlineDirectory: null);
                 return ExitCodes.Ok;
             },
@@ -151,8 +144,7 @@ internal static class CacheCommand
         var wipe = ApiCommand.Create("cache wipe", "Remove every entry of the exit cache, at once and without asking. The cache stays on, and fills again.",
             async (client, json, _, cancellationToken) =>
             {
-                using var api = new CacheApi(client);
-                Wiped(await api.PostAsync("/api/cache/wipe", ControlJson.Default.CachePurgeReport, cancellationToken).ConfigureAwait(false), json, offlineDirectory: null);
+                Wiped(await client.PostAsync("/api/cache/wipe", ControlJson.Default.CachePurgeReport, cancellationToken).ConfigureAwait(false), json, offlineDirectory: null);
                 return ExitCodes.Ok;
             },
             offline: (settings, json, _, reason) => Task.FromResult(ChangeOffline("cache wipe", settings, reason, store => store.Purge(_ => true),
@@ -512,102 +504,6 @@ internal static class CacheCommand
     private static string Percent(double ratio) => $"{ratio * 100:0}%";
 
     private static string Shorten(string text, int most) => text.Length <= most ? text : text[..(most - 1)] + "…";
-
-    /// <summary>
-    /// The cache's endpoints, asked directly rather than through <see cref="ControlClient"/>: a body
-    /// comes as bytes, purge and wipe are POSTs without content, and a key the node does not know is
-    /// the user's to fix (a refusal), not a sign that no node answers.
-    /// </summary>
-    private sealed class CacheApi : IDisposable
-    {
-        private readonly HttpClient _http;
-        private readonly IPEndPoint _endPoint;
-
-        public CacheApi(ControlClient client)
-        {
-            _endPoint = client.EndPoint;
-            // As ControlClient: never through a proxy from the environment, so the cookie stays on loopback.
-            _http = new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(5) })
-            {
-                BaseAddress = new Uri($"http://{client.EndPoint}/"),
-                Timeout = Timeout.InfiniteTimeSpan,
-            };
-            _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ControlCookie.Hex(client.Cookie));
-        }
-
-        public Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) => AskAsync(HttpMethod.Get, path, type, cancellationToken);
-
-        public Task<T> PostAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) => AskAsync(HttpMethod.Post, path, type, cancellationToken);
-
-        private async Task<T> AskAsync<T>(HttpMethod method, string path, JsonTypeInfo<T> type, CancellationToken cancellationToken)
-        {
-            using var response = await SendAsync(method, path, cancellationToken).ConfigureAwait(false);
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(ControlClient.Patience);
-            try
-            {
-                return await response.Content.ReadFromJsonAsync(type, deadline.Token).ConfigureAwait(false)
-                    ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
-            }
-            catch (JsonException e)
-            {
-                throw new ControlUnavailableException($"What answers on {_endPoint} is not a Quid node's control API (its answer to {path} is not the JSON expected): " +
-                    "check that this quid is the node's version.", e);
-            }
-        }
-
-        /// <summary>The answer once its head has come, for the caller to read the content of; a refusal or a failure is thrown as ControlClient throws them.</summary>
-        public async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, CancellationToken cancellationToken)
-        {
-            HttpResponseMessage response;
-            using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
-            {
-                deadline.CancelAfter(ControlClient.Patience);
-                using var request = new HttpRequestMessage(method, path.TrimStart('/'));
-                try
-                {
-                    response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token).ConfigureAwait(false);
-                }
-                catch (HttpRequestException e) when (e.InnerException is SocketException)
-                {
-                    throw new ControlUnavailableException($"No node answers on {_endPoint}: is 'quid run' running with this data directory?", e);
-                }
-                catch (Exception e) when (e is HttpRequestException or IOException)
-                {
-                    throw new ControlUnavailableException($"The node on {_endPoint} closed the connection without answering: it may be at its limit of control connections; try again, and check its log.", e);
-                }
-                catch (TaskCanceledException e) when (!cancellationToken.IsCancellationRequested)
-                {
-                    throw new ControlUnavailableException($"The node on {_endPoint} did not answer within {ControlClient.Patience.TotalSeconds:0} s: it may be overloaded or stuck; check its log.", e);
-                }
-            }
-            if (response.IsSuccessStatusCode) return response;
-            using (response)
-            {
-                string body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-                if (response.StatusCode == HttpStatusCode.Unauthorized)
-                    throw new ControlUnavailableException($"The node on {_endPoint} refused the cookie: it belongs to another node or an older start of this one.");
-                // No such entry, no cache, a body no longer whole: what the node says is for the user.
-                if ((int)response.StatusCode is >= 400 and < 500 && Refusal(body) is { } why) throw new ControlRefusedException((int)response.StatusCode, why);
-                throw new ControlUnavailableException($"The node on {_endPoint} answered {path} with {(int)response.StatusCode}: {body}",
-                    new HttpRequestException(body, null, response.StatusCode));
-            }
-        }
-
-        private static string? Refusal(string body)
-        {
-            try
-            {
-                return JsonSerializer.Deserialize(body, ControlJson.Default.ErrorReport)?.Error;
-            }
-            catch (JsonException)
-            {
-                return null;
-            }
-        }
-
-        public void Dispose() => _http.Dispose();
-    }
 }
 
 /// <summary>Where <c>quid cache save</c> writes: <paramref name="File"/>, or standard output when it is null.</summary>

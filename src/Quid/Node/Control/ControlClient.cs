@@ -83,6 +83,40 @@ public sealed class ControlClient : IDisposable
     public Task<T> PostAsync<TBody, T>(string path, TBody body, JsonTypeInfo<TBody> bodyType, JsonTypeInfo<T> type, TimeSpan patience, CancellationToken cancellationToken = default) =>
         AskAsync(() => new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/')) { Content = JsonContent.Create(body, bodyType) }, path, type, patience, cancellationToken);
 
+    /// <summary>
+    /// The answer to <paramref name="path"/>, where a 4xx is the user's to fix (an entry the node
+    /// does not have, say) rather than a sign that no node answers: it is thrown as a refusal.
+    /// </summary>
+    /// <exception cref="ControlRefusedException">The node refused; the message says why.</exception>
+    /// <exception cref="ControlUnavailableException">No answer, or not one that can be read.</exception>
+    public Task<T> GetRefusableAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default) =>
+        AskAsync(() => new HttpRequestMessage(HttpMethod.Get, path.TrimStart('/')), path, type, Patience, cancellationToken, refusable: true);
+
+    /// <summary>POSTs nothing to <paramref name="path"/> (its query says it all) and reads the answer as <paramref name="type"/>.</summary>
+    /// <exception cref="ControlRefusedException">The node refused the request; the message says why.</exception>
+    /// <exception cref="ControlUnavailableException">No answer, or not one that can be read.</exception>
+    public Task<T> PostAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default) =>
+        AskAsync(() => new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/')), path, type, Patience, cancellationToken);
+
+    /// <summary>
+    /// The answer to <paramref name="path"/> once its head has come, its content (a cached body,
+    /// bytes of any size) for the caller to read; a 4xx is a refusal, as in <see cref="GetRefusableAsync"/>.
+    /// </summary>
+    /// <exception cref="ControlRefusedException">The node refused; the message says why.</exception>
+    /// <exception cref="ControlUnavailableException">No answer.</exception>
+    public async Task<HttpResponseMessage> GetContentAsync(string path, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path.TrimStart('/'));
+            return await SendAsync(request, path, Patience, cancellationToken, refusable: true, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Unreachable(e, Patience, cancellationToken) is { } reason)
+        {
+            throw new ControlUnavailableException(reason, e);
+        }
+    }
+
     /// <summary>DELETEs <paramref name="path"/>.</summary>
     /// <exception cref="ControlRefusedException">The node refused, or has nothing there (404); the message says which.</exception>
     /// <exception cref="ControlUnavailableException">No answer.</exception>
@@ -99,12 +133,13 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    private async Task<T> AskAsync<T>(Func<HttpRequestMessage> make, string path, JsonTypeInfo<T> type, TimeSpan patience, CancellationToken cancellationToken)
+    private async Task<T> AskAsync<T>(Func<HttpRequestMessage> make, string path, JsonTypeInfo<T> type, TimeSpan patience, CancellationToken cancellationToken,
+        bool refusable = false)
     {
         try
         {
             using var request = make();
-            using var response = await SendAsync(request, path, patience, cancellationToken).ConfigureAwait(false);
+            using var response = await SendAsync(request, path, patience, cancellationToken, refusable).ConfigureAwait(false);
             using var deadline = Deadline(patience, cancellationToken);
             return await response.Content.ReadFromJsonAsync(type, deadline.Token).ConfigureAwait(false)
                 ?? throw new ControlUnavailableException($"The node answered {path} with nothing.");
@@ -138,10 +173,12 @@ public sealed class ControlClient : IDisposable
         _ => null,
     };
 
-    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, string path, TimeSpan patience, CancellationToken cancellationToken)
+    /// <param name="refusable">A 4xx to a GET is a refusal too, not only one to a request that changes something.</param>
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, string path, TimeSpan patience, CancellationToken cancellationToken,
+        bool refusable = false, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         using var deadline = Deadline(patience, cancellationToken);
-        var response = await _http.SendAsync(request, deadline.Token).ConfigureAwait(false);
+        var response = await _http.SendAsync(request, completion, deadline.Token).ConfigureAwait(false);
         if (response.StatusCode == HttpStatusCode.Unauthorized)
         {
             response.Dispose();
@@ -152,7 +189,7 @@ public sealed class ControlClient : IDisposable
             string body = await response.Content.ReadAsStringAsync(deadline.Token).ConfigureAwait(false);
             response.Dispose();
             // A request to change something that the node refused says why, in words meant for the user.
-            if (request.Method != HttpMethod.Get && (int)response.StatusCode is >= 400 and < 500 && Refusal(body) is { } why)
+            if ((refusable || request.Method != HttpMethod.Get) && (int)response.StatusCode is >= 400 and < 500 && Refusal(body) is { } why)
                 throw new ControlRefusedException((int)response.StatusCode, why);
             throw new ControlUnavailableException($"The node on {EndPoint} answered {path} with {(int)response.StatusCode}: {body}");
         }
