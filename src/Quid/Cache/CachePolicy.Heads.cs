@@ -63,17 +63,18 @@ public static partial class CachePolicy
     /// <c>Expires</c> as far from that <c>Date</c> as the origin put it from its own (or equal
     /// to it when the stored head has no <c>Date</c>). This departs from RFC 9111 §4's "MUST
     /// generate Age" on purpose; <see cref="UsableWithoutValidation"/> bounds what it costs.
-    /// Hop-by-hop fields go; the body's length is <paramref name="contentLength"/>, except for a
-    /// HEAD request or a 304, which keep the stored <c>Content-Length</c>, and a 204, which has none.
+    /// Hop-by-hop fields go; the body's length is <paramref name="contentLength"/>, the stored
+    /// body's, also for a HEAD request (which gets the head a GET would), except for a 304, which
+    /// keeps the stored <c>Content-Length</c>, and a 204, which has none.
     /// </summary>
-    /// <param name="contentLength">The length of the stored body, which follows this head.</param>
+    /// <param name="contentLength">The length of the stored body, which follows this head unless the request was a HEAD.</param>
     /// <param name="close">Adds <c>Connection: close</c>.</param>
-    public static byte[] ServedHead(HttpResponseHead stored, long contentLength, bool headRequest, DateTimeOffset now, bool close)
+    public static byte[] ServedHead(HttpResponseHead stored, long contentLength, DateTimeOffset now, bool close)
     {
         ArgumentNullException.ThrowIfNull(stored);
         var connectionOptions = stored.ListValues("Connection").ToHashSet(StringComparer.OrdinalIgnoreCase);
         DateTimeOffset? date = Date(stored, "Date");
-        bool keepLength = (headRequest || stored.Status == 304) && stored.Status != 204;
+        bool keepLength = stored.Status == 304;
         var text = new StringBuilder(256);
         text.Append(CultureInfo.InvariantCulture, $"HTTP/1.1 {stored.Status} {stored.Reason}\r\n");
         text.Append("Date: ").Append(HeaderUtilities.FormatDate(now)).Append("\r\n");

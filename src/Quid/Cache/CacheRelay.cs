@@ -176,7 +176,7 @@ internal sealed class CacheRelay(ExitCache cache, Stream client, Stream origin, 
         double stretch = 1 + SecureRandom.Instance.NextDouble() * MaxJitter;
         var firstByte = wait * stretch + JitterFloor * SecureRandom.Instance.NextDouble();
         await DelayUntilAsync(start, firstByte).ConfigureAwait(false);
-        await client.WriteAsync(CachePolicy.ServedHead(head, entry.BodySize, headOnly, time.GetUtcNow(), close)).ConfigureAwait(false);
+        await client.WriteAsync(CachePolicy.ServedHead(head, entry.BodySize, time.GetUtcNow(), close)).ConfigureAwait(false);
         cache.CountHit();
         if (body is not null) await SendBodyAsync(entry, body, start, firstByte, stretch).ConfigureAwait(false);
         // After the body: the index's write (a sync) must not hold it up, which would set hits apart by their timing.
