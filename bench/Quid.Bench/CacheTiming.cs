@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Quid.Cache;
 
 namespace Quid.Bench;
 
@@ -40,6 +41,7 @@ internal static class CacheTiming
             await EndToEnd.WaitForAsync(clientLog, "Circuit ready", client, TimeSpan.FromSeconds(60));
             Console.Error.WriteLine($"quid: {quid}; {objects} objects, each fetched on three circuits; origin on port {origin.Port}");
 
+            string cache = Path.Combine(root, "exit", "cache");
             var misses = new List<(double First, double Total)>();
             var hits = new List<(double First, double Total)>();
             for (int i = 0; i < objects; i++)
@@ -48,7 +50,7 @@ internal static class CacheTiming
                 await FetchAsync(socks, "first", url);
                 misses.Add(await FetchAsync(socks, "second", url));
                 // The second asker's copy is indexed once synced, just after curl has it all.
-                await Task.Delay(50);
+                await StoredAsync(cache, i + 1);
                 hits.Add(await FetchAsync(socks, "third", url));
             }
             int reached = origin.Requests;
@@ -73,6 +75,17 @@ internal static class CacheTiming
                 process.Dispose();
             }
             Directory.Delete(root, recursive: true);
+        }
+    }
+
+    /// <summary>Waits until the exit's cache index lists <paramref name="entries"/> responses, read as <c>quid cache</c> reads it.</summary>
+    private static async Task StoredAsync(string directory, int entries)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while ((CacheStore.ReadListing(directory)?.Count ?? 0) < entries)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"the exit's cache never held {entries} responses");
+            await Task.Delay(5);
         }
     }
 

@@ -196,11 +196,6 @@ public sealed class CacheStore : IDisposable
         lock (_lock) return [.. _entries.Values];
     }
 
-    public StoredResponse? Find(string id)
-    {
-        lock (_lock) return _entries.GetValueOrDefault(id);
-    }
-
     /// <summary>
     /// Starts storing a body, with room for <paramref name="expectedLength"/> bytes made now when
     /// the length is known; null when it could never fit (over the object limit, or no room even
@@ -354,12 +349,13 @@ public sealed class CacheStore : IDisposable
         _eviction.Insert(entry.Id, Blocks(entry.BodySize));
     }
 
-    private void Grow(long blocks, out bool granted)
+    private bool Grow(long blocks)
     {
         lock (_lock)
         {
-            granted = MakeRoomLocked(blocks);
-            if (granted) _reserved += blocks;
+            if (!MakeRoomLocked(blocks)) return false;
+            _reserved += blocks;
+            return true;
         }
     }
 
@@ -463,7 +459,7 @@ public sealed class CacheStore : IDisposable
         private readonly FileStream _file;
         private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         private long _written;
-        private bool _failed;
+        // Committed, or given up: either way nothing more is written.
         private bool _done;
 
         internal CacheWrite(CacheStore store, string id, FileStream file, long reserved)
@@ -477,11 +473,10 @@ public sealed class CacheStore : IDisposable
         public string Id { get; }
         public long Written => _written;
         internal long Reserved { get; private set; }
-        public bool Failed => _failed;
 
         public bool Append(ReadOnlySpan<byte> data)
         {
-            if (_failed || _done) return false;
+            if (_done) return false;
             long total = _written + data.Length;
             if (total > _store.MaxObjectSize) return Fail();
             long blocks = Blocks(total);
@@ -489,8 +484,7 @@ public sealed class CacheStore : IDisposable
             {
                 // Grow by at least a quarter, so a long body does not take the lock for every block.
                 long more = Math.Max(blocks - Reserved, Blocks(Reserved / 4));
-                _store.Grow(more, out bool granted);
-                if (!granted) return Fail();
+                if (!_store.Grow(more)) return Fail();
                 Reserved += more;
             }
             try
@@ -510,7 +504,7 @@ public sealed class CacheStore : IDisposable
         /// <summary>Syncs the body, moves it into place and indexes it; null when it could not be kept.</summary>
         public StoredResponse? Commit(string url, string varyKey, HttpResponseHead head, DateTimeOffset requestTime, DateTimeOffset responseTime, TimeSpan firstByte, TimeSpan transfer)
         {
-            if (_failed || _done) return null;
+            if (_done) return null;
             _done = true;
             string written = _file.Name;
             try
@@ -533,7 +527,6 @@ public sealed class CacheStore : IDisposable
         /// <summary>Gives the write up at once, so its room goes back while the response goes on passing through.</summary>
         private bool Fail()
         {
-            _failed = true;
             Abandon();
             return false;
         }
