@@ -604,18 +604,24 @@ class Testbed:
         # Each advertised a mapped address; a host outside the NAT can open a connection to it.
         final = {n.name: ((self.status(n) or {}).get('reachability') or {}) for n in natted}
         mapped = {name: r['address'] for name, r in final.items() if r.get('origin') == 'PortMapping' and r.get('address')}
-        dialable = []
+        # The SYN and its answer cross the node's capped link while its downloads fill it, and
+        # htb's leaf queue (1,000 packets) holds 6 s of data at 2 Mbit/s: a dial gets 20 s.
+        caps = {n.name: n.cap_mbit for n in natted}
+        dialable, undialable = [], []
         for name, address in mapped.items():
             host, port = address.rsplit(':', 1)
-            answer = self.web.cmd("/usr/bin/python3 -c 'import socket; socket.create_connection((\"%s\", %s), 3); print(\"open\")' 2>&1" % (host, port))
+            answer = self.web.cmd("/usr/bin/python3 -c 'import socket; socket.create_connection((\"%s\", %s), 20); print(\"open\")' 2>&1" % (host, port))
             if 'open' in answer:
                 dialable.append(name)
+            else:
+                undialable.append('%s on %g Mbit/s at %s: %s' % (name, caps[name], address, (answer.strip().splitlines() or ['no answer'])[-1]))
         self.results.check('nat', 'each gets a port from the gateway (PCP / NAT-PMP to miniupnpd), advertises it, and can be dialed there',
                            self.mapping_ready and len(dialable) == len(natted),
-                           'miniupnpd %s; %d mapped, %d dialable from outside, %d saw a link dialed in; status says e.g. "%s"' % (
+                           'miniupnpd %s; %d mapped, %d dialable from outside, %d saw a link dialed in; status says e.g. "%s"%s' % (
                                'forwarding' if self.mapping_ready else 'never enabled forwarding', len(mapped), len(dialable),
                                counts['reachable'], next((r.get('text') for r in final.values() if r.get('state') == 'Reachable'),
-                                                         next(iter(final.values()), {}).get('text', '?'))))
+                                                         next(iter(final.values()), {}).get('text', '?')),
+                               ''.join('; not dialable: %s' % u for u in undialable)))
 
     def scenario_churn(self):
         print('\n== 4. churn', flush=True)
