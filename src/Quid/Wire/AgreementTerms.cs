@@ -4,8 +4,9 @@ using Quid.Crypto;
 namespace Quid.Wire;
 
 /// <summary>
-/// The terms of a bandwidth agreement between two linked nodes: each grants the other a block
-/// (or nothing, to a donor). Both sign these exact bytes, so either can show what was agreed.
+/// The terms of an agreement between two linked nodes: each grants the other a block of
+/// bandwidth (or nothing, to a donor), and may grant it a block of disk, which it pays out as
+/// credits (PROTOCOL §10). Both sign these exact bytes, so either can show what was agreed.
 /// A <paramref name="Private"/> agreement is one that neither side publishes: each uses the other
 /// only as the first hop of its own circuits, and neither extends anyone's circuit to the other.
 /// </summary>
@@ -16,33 +17,46 @@ public sealed record AgreementTerms(
     Block? AcceptorGrants,
     DateTimeOffset Start,
     byte[] Nonce,
-    bool Private = false)
+    bool Private = false,
+    DiskBlock? ProposerGrantsDisk = null,
+    DiskBlock? AcceptorGrantsDisk = null)
 {
     public const int NonceSize = 16;
-    public const int EncodedSize = 1 + NodeId.Size * 2 + 2 + 8 + NonceSize + 1;
+    /// <summary>Terms without disk: version 2, as before disk was traded, so such terms sign the same bytes.</summary>
+    private const int BandwidthOnlySize = 1 + NodeId.Size * 2 + 2 + 8 + NonceSize + 1;
+    /// <summary>The longest encoding: version 3, with the two disk grants.</summary>
+    public const int MaxEncodedSize = BandwidthOnlySize + 2;
     public const int IdSize = 16;
-    private const byte Version = 2;
+    private const byte BandwidthOnlyVersion = 2;
+    private const byte Version = 3;
     private const byte PrivateFlag = 1;
     private static readonly byte[] SignatureContext = "quid agreement v1"u8.ToArray();
 
     public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, bool isPrivate = false) =>
-        Create(proposer, acceptor, proposerGrants, acceptorGrants, start, RandomNumberGenerator.GetBytes(NonceSize), isPrivate);
+        Create(proposer, acceptor, proposerGrants, acceptorGrants, start, RandomNumberGenerator.GetBytes(NonceSize), isPrivate, null, null);
 
     /// <summary>Terms whose nonce comes from <paramref name="random"/>: the market's own source, seeded in the simulator so that runs repeat.</summary>
-    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, Random random, bool isPrivate)
+    public static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, Random random, bool isPrivate,
+        DiskBlock? proposerGrantsDisk = null, DiskBlock? acceptorGrantsDisk = null)
     {
         var nonce = new byte[NonceSize];
         random.NextBytes(nonce);
-        return Create(proposer, acceptor, proposerGrants, acceptorGrants, start, nonce, isPrivate);
+        return Create(proposer, acceptor, proposerGrants, acceptorGrants, start, nonce, isPrivate, proposerGrantsDisk, acceptorGrantsDisk);
     }
 
     // The wire carries whole milliseconds: the terms must say what their signed bytes say.
-    private static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, byte[] nonce, bool isPrivate) =>
-        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()), nonce, isPrivate);
+    private static AgreementTerms Create(NodeId proposer, NodeId acceptor, Block? proposerGrants, Block? acceptorGrants, DateTimeOffset start, byte[] nonce, bool isPrivate,
+        DiskBlock? proposerGrantsDisk, DiskBlock? acceptorGrantsDisk) =>
+        new(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds(start.ToUnixTimeMilliseconds()), nonce, isPrivate,
+            proposerGrantsDisk, acceptorGrantsDisk);
+
+    private bool TradesDisk => ProposerGrantsDisk is not null || AcceptorGrantsDisk is not null;
+
+    public int EncodedLength => TradesDisk ? MaxEncodedSize : BandwidthOnlySize;
 
     public void Encode(ref WireWriter writer)
     {
-        writer.WriteByte(Version);
+        writer.WriteByte(TradesDisk ? Version : BandwidthOnlyVersion);
         writer.WriteNodeId(Proposer);
         writer.WriteNodeId(Acceptor);
         writer.WriteByte(Block.Encode(ProposerGrants));
@@ -50,11 +64,14 @@ public sealed record AgreementTerms(
         writer.WriteUInt64((ulong)Start.ToUnixTimeMilliseconds());
         writer.WriteBytes(Nonce);
         writer.WriteByte(Private ? PrivateFlag : (byte)0);
+        if (!TradesDisk) return;
+        writer.WriteByte(DiskBlock.Encode(ProposerGrantsDisk));
+        writer.WriteByte(DiskBlock.Encode(AcceptorGrantsDisk));
     }
 
     public byte[] Encode()
     {
-        var buffer = new byte[EncodedSize];
+        var buffer = new byte[EncodedLength];
         var writer = new WireWriter(buffer);
         Encode(ref writer);
         return buffer;
@@ -63,7 +80,7 @@ public sealed record AgreementTerms(
     public static AgreementTerms Decode(ref WireReader reader)
     {
         byte version = reader.ReadByte();
-        if (version != Version) throw new WireException(WireError.BadVersion, $"Agreement version {version} is not {Version}.");
+        if (version is not (BandwidthOnlyVersion or Version)) throw new WireException(WireError.BadVersion, $"Agreement version {version} is neither {BandwidthOnlyVersion} nor {Version}.");
         var proposer = reader.ReadNodeId();
         var acceptor = reader.ReadNodeId();
         var proposerGrants = Block.Decode(reader.ReadByte());
@@ -73,8 +90,17 @@ public sealed record AgreementTerms(
         var nonce = reader.ReadBytes(NonceSize).ToArray();
         byte flags = reader.ReadByte();
         if ((flags & ~PrivateFlag) != 0) throw new WireException(WireError.BadField, $"Agreement flags 0x{flags:x2} name no known flag.");
+        DiskBlock? proposerGrantsDisk = null, acceptorGrantsDisk = null;
+        if (version == Version)
+        {
+            proposerGrantsDisk = DiskBlock.Decode(reader.ReadByte());
+            acceptorGrantsDisk = DiskBlock.Decode(reader.ReadByte());
+            // One encoding per meaning: terms without disk are version 2, so their id is one.
+            if (proposerGrantsDisk is null && acceptorGrantsDisk is null) throw new WireException(WireError.BadField, "Version 3 terms must trade disk.");
+        }
         if (proposer == acceptor) throw new WireException(WireError.BadField, "An agreement needs two different nodes.");
-        return new AgreementTerms(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds((long)start), nonce, flags == PrivateFlag);
+        return new AgreementTerms(proposer, acceptor, proposerGrants, acceptorGrants, DateTimeOffset.FromUnixTimeMilliseconds((long)start), nonce, flags == PrivateFlag,
+            proposerGrantsDisk, acceptorGrantsDisk);
     }
 
     /// <summary>Names the agreement in messages and in the ledger: a hash of its terms.</summary>
@@ -84,6 +110,9 @@ public sealed record AgreementTerms(
 
     /// <summary>What a node grants its counterpart under these terms.</summary>
     public Block? GrantedBy(NodeId node) => node == Proposer ? ProposerGrants : node == Acceptor ? AcceptorGrants : null;
+
+    /// <summary>What disk a node grants its counterpart under these terms.</summary>
+    public DiskBlock? DiskGrantedBy(NodeId node) => node == Proposer ? ProposerGrantsDisk : node == Acceptor ? AcceptorGrantsDisk : null;
 
     public NodeId Counterpart(NodeId node) => node == Proposer ? Acceptor : Proposer;
 }

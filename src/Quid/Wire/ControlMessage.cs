@@ -193,6 +193,9 @@ public enum ControlType : byte
     AgreementRejection = 18,
     AgreementEnd = 19,
     GrantChanged = 20,
+    CreditRequest = 21,
+    CreditIssue = 22,
+    CreditRefused = 23,
 }
 
 public static class ControlCodec
@@ -283,6 +286,20 @@ public static class ControlCodec
                 m.Agreement.WriteTo(writer.Reserve(AgreementTerms.IdSize));
                 writer.WriteByte(Block.Encode(m.Grant));
                 break;
+            case CreditRequest m:
+                writer.WriteUInt32(m.Id);
+                writer.WriteUInt64(m.Epoch);
+                CreditCodec.WriteBlinded(ref writer, m.Credits);
+                break;
+            case CreditIssue m:
+                writer.WriteUInt32(m.Id);
+                CreditCodec.WriteEvaluation(ref writer, m.Evaluation);
+                break;
+            case CreditRefused m:
+                writer.WriteUInt32(m.Id);
+                writer.WriteByte((byte)m.Reason);
+                writer.WriteUInt64(m.Allowance);
+                break;
             default:
                 throw new ArgumentException($"No encoding for {message.GetType().Name}.", nameof(message));
         }
@@ -302,9 +319,12 @@ public static class ControlCodec
         LookupHitMessage m => QueryId.Size + m.Record.Encoded.Length,
         IntroduceMessage m => 2 * QueryId.Size + 2 + m.Introduction.Length,
         IntroduceFailedMessage => 2 * QueryId.Size,
-        AgreementProposal => AgreementTerms.EncodedSize + NodeIdentity.SignatureSize,
+        AgreementProposal m => m.Terms.EncodedLength + NodeIdentity.SignatureSize,
         AgreementAcceptance => AgreementTerms.IdSize + NodeIdentity.SignatureSize,
         AgreementRejection or AgreementEnd or GrantChanged => AgreementTerms.IdSize + 1,
+        CreditRequest m => 4 + 8 + CreditCodec.BlindedLength(m.Credits),
+        CreditIssue m => 4 + CreditCodec.EvaluationLength(m.Evaluation),
+        CreditRefused => 4 + 1 + 8,
         _ => 0,
     };
 
@@ -330,6 +350,9 @@ public static class ControlCodec
             ControlType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),
             ControlType.AgreementEnd => new AgreementEnd(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementEndReason>(ref reader)),
             ControlType.GrantChanged => new GrantChanged(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), Block.Decode(reader.ReadByte())),
+            ControlType.CreditRequest => new CreditRequest(reader.ReadUInt32(), reader.ReadUInt64(), CreditCodec.ReadBlinded(ref reader)),
+            ControlType.CreditIssue => new CreditIssue(reader.ReadUInt32(), CreditCodec.ReadEvaluation(ref reader)),
+            ControlType.CreditRefused => new CreditRefused(reader.ReadUInt32(), ReadEnum<CreditRefusal>(ref reader), reader.ReadUInt64()),
             _ => throw new WireException(WireError.UnknownMessageType, $"Unknown control message type {(byte)type}."),
         };
         reader.ExpectEnd();

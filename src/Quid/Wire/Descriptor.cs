@@ -61,6 +61,10 @@ public sealed record Descriptor
     public NodeRoles Roles { get; init; }
     public required ExitPolicy ExitPolicy { get; init; }
     public IReadOnlyList<NodeId> Partners { get; init; } = [];
+    /// <summary>The largest disk block the node can still grant a partner (PROTOCOL §10.1); null when it offers no disk or has none left.</summary>
+    public DiskBlock? FreeDisk { get; init; }
+    /// <summary>The disk block the node asks each partner for; null when it asks none.</summary>
+    public DiskBlock? DiskRequest { get; init; }
 
     /// <summary>The signed encoding, present on every descriptor that was signed or decoded.</summary>
     public byte[] Encoded { get; private init; } = [];
@@ -95,7 +99,9 @@ public sealed record Descriptor
 
     private int BodyLength =>
         1 + 32 + 32 + 8 + 8 + (Address is null ? 3 : Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? 19 : 7)
-        + 1 + 1 + 1 + FreeBlocks.Count + 1 + ExitPolicy.EncodedLength + 2 + Partners.Count * NodeId.Size;
+        + 1 + 1 + 1 + FreeBlocks.Count + 1 + ExitPolicy.EncodedLength + 2 + Partners.Count * NodeId.Size + (TradesDisk ? 2 : 0);
+
+    private bool TradesDisk => FreeDisk is not null || DiskRequest is not null;
 
     private void EncodeBody(ref WireWriter writer)
     {
@@ -115,6 +121,10 @@ public sealed record Descriptor
         ExitPolicy.Encode(ref writer);
         writer.WriteUInt16((ushort)Partners.Count);
         foreach (var partner in Partners) writer.WriteNodeId(partner);
+        // Disk comes last and only when traded, so a node that trades none signs what it did before.
+        if (!TradesDisk) return;
+        writer.WriteByte(DiskBlock.Encode(FreeDisk));
+        writer.WriteByte(DiskBlock.Encode(DiskRequest));
     }
 
     private static byte[] SignedMessage(ReadOnlySpan<byte> body) => [.. SignatureContext, .. body];
@@ -146,6 +156,13 @@ public sealed record Descriptor
         if (partnerCount > MaxPartners) throw new WireException(WireError.Oversized, $"{partnerCount} partners listed, at most {MaxPartners}.");
         var partners = new NodeId[partnerCount];
         for (int i = 0; i < partnerCount; i++) partners[i] = reader.ReadNodeId();
+        DiskBlock? freeDisk = null, diskRequest = null;
+        if (reader.Remaining > 0)
+        {
+            freeDisk = DiskBlock.Decode(reader.ReadByte());
+            diskRequest = DiskBlock.Decode(reader.ReadByte());
+            if (freeDisk is null && diskRequest is null) throw new WireException(WireError.BadField, "A descriptor's disk fields, when present, must say something.");
+        }
         reader.ExpectEnd();
         if (expires <= published) throw new WireException(WireError.BadField, "Descriptor expires before it was published.");
         if (free.Sum(b => b.Kbps) > offer.Kbps) throw new WireException(WireError.BadField, "Descriptor lists more free capacity than it offers.");
@@ -164,6 +181,8 @@ public sealed record Descriptor
             Roles = roles,
             ExitPolicy = policy,
             Partners = partners,
+            FreeDisk = freeDisk,
+            DiskRequest = diskRequest,
             Encoded = encoded.ToArray(),
         };
     }

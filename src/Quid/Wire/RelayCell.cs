@@ -45,6 +45,8 @@ public enum RelayCommand : byte
     ServiceLookup = 22,
     /// <summary>The last hop to the client: u8 status (<see cref="LookupStatus"/>), then the record found, if any.</summary>
     ServiceLookupAnswered = 23,
+    /// <summary>Client to its last hop: a stream to that node's own credit desk (PROTOCOL §10.4). Empty; answered by Connected or End.</summary>
+    BeginDesk = 24,
 }
 
 /// <summary>Why a stream ended; the client maps it to the proxy protocol's error reply.</summary>
@@ -91,7 +93,7 @@ public static class RelayCell
     {
         if (body.Length < HeaderSize) throw new WireException(WireError.Truncated, $"A relay message needs {HeaderSize} header bytes, got {body.Length}.");
         var command = (RelayCommand)body[0];
-        if (command is < RelayCommand.Begin or > RelayCommand.ServiceLookupAnswered)
+        if (command is < RelayCommand.Begin or > RelayCommand.BeginDesk)
             throw new WireException(WireError.UnknownCommand, $"Unknown relay command {(byte)command}.");
         ushort streamId = BinaryPrimitives.ReadUInt16BigEndian(body[1..]);
         int length = BinaryPrimitives.ReadUInt16BigEndian(body[3..]);

@@ -23,6 +23,7 @@ public ref struct WireReader(ReadOnlySpan<byte> data)
 
     public byte ReadByte() => ReadBytes(1)[0];
     public ushort ReadUInt16() => BinaryPrimitives.ReadUInt16BigEndian(ReadBytes(2));
+    public uint ReadUInt32() => BinaryPrimitives.ReadUInt32BigEndian(ReadBytes(4));
     public ulong ReadUInt64() => BinaryPrimitives.ReadUInt64BigEndian(ReadBytes(8));
     public NodeId ReadNodeId() => new(ReadBytes(NodeId.Size));
 
@@ -65,6 +66,7 @@ public ref struct WireWriter(Span<byte> buffer)
     public void WriteBytes(ReadOnlySpan<byte> bytes) => bytes.CopyTo(Reserve(bytes.Length));
     public void WriteByte(byte value) => Reserve(1)[0] = value;
     public void WriteUInt16(ushort value) => BinaryPrimitives.WriteUInt16BigEndian(Reserve(2), value);
+    public void WriteUInt32(uint value) => BinaryPrimitives.WriteUInt32BigEndian(Reserve(4), value);
     public void WriteUInt64(ulong value) => BinaryPrimitives.WriteUInt64BigEndian(Reserve(8), value);
     public void WriteNodeId(NodeId id) => id.WriteTo(Reserve(NodeId.Size));
 

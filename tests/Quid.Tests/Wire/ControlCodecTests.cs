@@ -48,6 +48,12 @@ public sealed class ControlCodecTests : IDisposable
         samples.Add(new LookupHitMessage(new QueryId(10), record));
         samples.Add(new IntroduceMessage(new QueryId(11), new QueryId(12), [1, 2, 3]));
         samples.Add(new IntroduceFailedMessage(new QueryId(13), new QueryId(14)));
+        var diskTerms = AgreementTerms.Create(_a.Id, _b.Id, Block.FromKbps(64), Block.FromKbps(32), TestDescriptors.Epoch, new Random(5), false, new DiskBlock(8), new DiskBlock(10));
+        samples.Add(new AgreementProposal(diskTerms, _a.Sign(diskTerms.SignedMessage())));
+        byte[] element = [.. Enumerable.Range(1, CreditCodec.ElementSize).Select(i => (byte)i)];
+        samples.Add(new CreditRequest(1, 2917, [new BlindedCredit(0, element), new BlindedCredit(CreditCodec.MaxOrder, element)]));
+        samples.Add(new CreditIssue(2, new CreditEvaluation([new CreditProof(0, element, new byte[CreditCodec.ProofSize]), new CreditProof(5, element, new byte[CreditCodec.ProofSize])], [element, element])));
+        foreach (var reason in Enum.GetValues<CreditRefusal>()) samples.Add(new CreditRefused((uint)reason, reason, 12));
         return samples;
     }
 
@@ -77,6 +83,7 @@ public sealed class ControlCodecTests : IDisposable
                     Assert.Equal(m.Terms.Start, d.Terms.Start);
                     Assert.Equal(m.Terms.Nonce, d.Terms.Nonce);
                     Assert.Equal(m.Terms.Id, d.Terms.Id);
+                    Assert.Equal((m.Terms.ProposerGrantsDisk, m.Terms.AcceptorGrantsDisk), (d.Terms.ProposerGrantsDisk, d.Terms.AcceptorGrantsDisk));
                     Assert.Equal(m.ProposerSignature, d.ProposerSignature);
                     Assert.True(NodeIdentity.Verify(_a.SigningPublicKey, d.Terms.SignedMessage(), d.ProposerSignature));
                     break;
@@ -110,6 +117,19 @@ public sealed class ControlCodecTests : IDisposable
                 case (IntroduceFailedMessage m, IntroduceFailedMessage d):
                     Assert.Equal((m.Publish, m.Lookup), (d.Publish, d.Lookup));
                     break;
+                case (CreditRequest m, CreditRequest d):
+                    Assert.Equal((m.Id, m.Epoch), (d.Id, d.Epoch));
+                    Assert.Equal(m.Credits.Select(c => (c.Order, Convert.ToHexString(c.Element))), d.Credits.Select(c => (c.Order, Convert.ToHexString(c.Element))));
+                    break;
+                case (CreditIssue m, CreditIssue d):
+                    Assert.Equal(m.Id, d.Id);
+                    Assert.Equal(m.Evaluation.Proofs.Select(p => (p.Order, Convert.ToHexString(p.PublicKey), Convert.ToHexString(p.Proof))),
+                        d.Evaluation.Proofs.Select(p => (p.Order, Convert.ToHexString(p.PublicKey), Convert.ToHexString(p.Proof))));
+                    Assert.Equal(m.Evaluation.Evaluated, d.Evaluation.Evaluated);
+                    break;
+                case (CreditRefused m, CreditRefused d):
+                    Assert.Equal(m, d);
+                    break;
                 default:
                     Assert.Fail($"Unexpected pair {message.GetType().Name}, {decoded.GetType().Name}");
                     break;
@@ -123,7 +143,7 @@ public sealed class ControlCodecTests : IDisposable
         var terms = Terms(Block.FromKbps(64), null);
         Assert.Equal(TestDescriptors.Epoch.AddMilliseconds(123), terms.Start);
         Assert.Equal(AgreementTerms.NonceSize, terms.Nonce.Length);
-        Assert.Equal(AgreementTerms.EncodedSize, terms.Encode().Length);
+        Assert.Equal(terms.EncodedLength, terms.Encode().Length);
         Assert.Equal(Block.FromKbps(64), terms.GrantedBy(_a.Id));
         Assert.Null(terms.GrantedBy(_b.Id));
         Assert.Equal(_b.Id, terms.Counterpart(_a.Id));
@@ -179,7 +199,7 @@ public sealed class ControlCodecTests : IDisposable
     [InlineData(0)]
     [InlineData(11)]
     [InlineData(15)]
-    [InlineData(21)]
+    [InlineData(24)]
     [InlineData(255)]
     public void AnUnknownTypeIsRefused(byte type)
     {

@@ -46,7 +46,7 @@ public class RelayCellTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(24)]
+    [InlineData(25)]
     [InlineData(0x80)]
     [InlineData(255)]
     public void AnUnknownCommandIsRefused(byte command)
@@ -82,7 +82,7 @@ public class RelayCellTests
             {
                 var message = RelayCell.Read(body);
                 Assert.InRange(message.Data.Length, 0, RelayCell.MaxData);
-                Assert.InRange((byte)message.Command, (byte)1, (byte)RelayCommand.ServiceLookupAnswered);
+                Assert.InRange((byte)message.Command, (byte)1, (byte)RelayCommand.BeginDesk);
             }
             catch (WireException)
             {

@@ -77,12 +77,13 @@ public sealed class RendezvousBodyTests
     [InlineData(RelayCommand.RendezvousFailed)]
     [InlineData(RelayCommand.EstablishIntroduction)]
     [InlineData(RelayCommand.ServiceLookupAnswered)]
+    [InlineData(RelayCommand.BeginDesk)]
     public void The_new_relay_commands_are_read_and_the_next_byte_is_not(RelayCommand command)
     {
         var body = new byte[RelayCell.MessageSize];
         RelayCell.Write(body, command, 0, [1, 2]);
         Assert.Equal(command, RelayCell.Read(body).Command);
-        body[0] = (byte)RelayCommand.ServiceLookupAnswered + 1;
+        body[0] = (byte)RelayCommand.BeginDesk + 1;
         Assert.Equal(WireError.UnknownCommand, Assert.Throws<WireException>(() => RelayCell.Read(body)).Error);
     }
 }

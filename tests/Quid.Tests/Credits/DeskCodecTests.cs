@@ -1,0 +1,78 @@
+using Quid.Wire;
+
+namespace Quid.Tests.Credits;
+
+public sealed class DeskCodecTests
+{
+    private static byte[] Bytes(int start, int count) => [.. Enumerable.Range(start, count).Select(i => (byte)i)];
+
+    private static readonly DeskMessage[] Samples =
+    [
+        new DeskExchange(2917, [new CreditToken(3, Bytes(1, 32), Bytes(2, 64))], [new BlindedCredit(2, Bytes(3, 32)), new BlindedCredit(2, Bytes(4, 32))]),
+        new DeskExchanged(new CreditEvaluation([new CreditProof(2, Bytes(5, 32), Bytes(6, 64)), new CreditProof(4, Bytes(7, 32), Bytes(8, 64))], [Bytes(9, 32)])),
+        new DeskRefused(CreditRefusal.Spent, "A credit offered was spent before."),
+    ];
+
+    [Fact]
+    public void EachMessageRoundTrips()
+    {
+        foreach (var message in Samples)
+        {
+            var frame = DeskCodec.Encode(message);
+            Assert.Equal(frame.Length - DeskCodec.LengthSize, DeskCodec.ReadLength(frame));
+            var again = DeskCodec.Encode(DeskCodec.Decode(frame.AsSpan(DeskCodec.LengthSize)));
+            Assert.Equal(frame, again);
+        }
+    }
+
+    [Fact]
+    public void TruncatedOversizedAndUnorderedFramesAreRefused()
+    {
+        foreach (var message in Samples)
+        {
+            var body = DeskCodec.Encode(message).AsSpan(DeskCodec.LengthSize).ToArray();
+            for (int cut = 0; cut < body.Length; cut++)
+                Assert.Throws<WireException>(() => DeskCodec.Decode(body.AsSpan(0, cut)));
+            Assert.Throws<WireException>(() => DeskCodec.Decode([.. body, 0]));
+        }
+        Assert.Equal(WireError.Oversized, Assert.Throws<WireException>(() => DeskCodec.ReadLength([0xFF, 0xFF])).Error);
+        Assert.Throws<WireException>(() => DeskCodec.ReadLength([0, 0]));
+        // Proofs come smallest denomination first, each once.
+        var unordered = new DeskExchanged(new CreditEvaluation([new CreditProof(4, Bytes(5, 32), Bytes(6, 64)), new CreditProof(2, Bytes(7, 32), Bytes(8, 64))], []));
+        Assert.Throws<WireException>(() => DeskCodec.Decode(DeskCodec.Encode(unordered).AsSpan(DeskCodec.LengthSize)));
+        // Over 64 credits, or a denomination over 2^30, never leaves a sender.
+        Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskExchange(1, [], [.. Enumerable.Repeat(new BlindedCredit(0, Bytes(0, 32)), 65)])));
+        Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskExchange(1, [], [new BlindedCredit(31, Bytes(0, 32))])));
+    }
+
+    [Fact]
+    public void ALongRefusalIsCutBetweenCharacters()
+    {
+        var frame = DeskCodec.Encode(new DeskRefused(CreditRefusal.Invalid, new string('é', 1000)));
+        var refused = Assert.IsType<DeskRefused>(DeskCodec.Decode(frame.AsSpan(DeskCodec.LengthSize)));
+        Assert.Equal(DeskMessage.MaxTextSize / 2, refused.Text.Length);
+    }
+
+    [Fact]
+    public void RandomBytesNeverThrowAnythingButAWireException()
+    {
+        var random = new Random(7);
+        foreach (var message in Samples)
+        {
+            var body = DeskCodec.Encode(message).AsSpan(DeskCodec.LengthSize).ToArray();
+            for (int i = 0; i < 2000; i++)
+            {
+                var bytes = (byte[])body.Clone();
+                for (int flips = random.Next(1, 4); flips > 0; flips--) bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
+                try
+                {
+                    DeskCodec.Decode(bytes.AsSpan(0, random.Next(bytes.Length + 1)));
+                }
+                catch (WireException)
+                {
+                    // Refused: fine.
+                }
+            }
+        }
+    }
+}
