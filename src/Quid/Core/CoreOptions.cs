@@ -12,6 +12,12 @@ public sealed record CoreOptions
     public required Block Offer { get; init; }
     /// <summary>The whole request, before a multi-hop node splits it among partners; null for a donor.</summary>
     public Block? Request { get; init; }
+    /// <summary>The disk we grant partners over all agreements, in MiB (PROTOCOL §10.1); 0 for none.</summary>
+    public long OfferDiskMiB { get; init; }
+    /// <summary>The disk we ask each partner that has it free; null for none.</summary>
+    public DiskBlock? DiskRequest { get; init; }
+    /// <summary>Issues the credits partners are owed for the disk we grant them; null: we issue none.</summary>
+    public Credits.CreditIssuer? CreditIssuer { get; init; }
     /// <summary>Hops of our circuits: a multi-hop node asks four partners for a quarter of its request each.</summary>
     public int Hops { get; init; } = 3;
     /// <summary>Overrides how many partners the hops imply: the simulator tries other defaults with it.</summary>

@@ -32,6 +32,7 @@ public sealed class NodeCore<TLink> where TLink : class
     /// <summary>The candidates of the current match, a list kept from one match to the next.</summary>
     private readonly List<(NodeId Id, Descriptor Descriptor)> _candidates = [];
     private IReadOnlyList<Block> _publishedFree = [];
+    private DiskBlock? _publishedFreeDisk;
     private NodeId[] _publishedPartners = [];
     private NodeRoles _publishedRoles;
     private DateTimeOffset _publishedAt;
@@ -58,7 +59,7 @@ public sealed class NodeCore<TLink> where TLink : class
         PartnersWanted = options.PartnersWanted ?? wanted;
         Overlay = new Overlay.Overlay(identity, time, options.Overlay, options.LinkBacklog);
         Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger,
-            offerOf: id => Overlay.Find(id)?.Offer.Kbps);
+            offerOf: id => Overlay.Find(id)?.Offer.Kbps, offerDiskMiB: options.OfferDiskMiB, diskRequest: options.DiskRequest);
     }
 
     public NodeId Id => _identity.Id;
@@ -327,12 +328,29 @@ public sealed class NodeCore<TLink> where TLink : class
             case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage or RecordPublishMessage or LookupMessage or LookupHitMessage or IntroduceMessage or IntroduceFailedMessage:
                 Execute(Overlay.Receive(peer, message), effects);
                 break;
+            case CreditRequest request:
+                effects.Add(new NodeEffect.Send(peer, AnswerCreditRequest(peer, request)));
+                break;
+            case CreditIssue or CreditRefused:
+                effects.Add(new NodeEffect.CreditsAnswered(peer, message));
+                break;
             default:
                 bool wasMet = Market.RequestMet;
                 Execute(Market.Receive(peer, neighbour.SigningKey, message), effects);
                 Rematch(wasMet, effects);
                 break;
         }
+    }
+
+    /// <summary>Issues a partner the credits it asks, within what the disk we grant it has earned (PROTOCOL §10.3).</summary>
+    private ControlMessage AnswerCreditRequest(NodeId peer, CreditRequest request)
+    {
+        long allowance = Market.CreditAllowance(peer);
+        if (_options.CreditIssuer is not { } issuer) return new CreditRefused(request.Id, CreditRefusal.NotIssuer, 0);
+        var answer = issuer.Issue(request.Epoch, request.Credits, allowance);
+        if (answer.Evaluation is not { } evaluation) return new CreditRefused(request.Id, answer.Refusal!.Value, (ulong)allowance);
+        Market.CreditsIssued(peer, Credits.Credit.Total(request.Credits.Select(c => c.Order)));
+        return new CreditIssue(request.Id, evaluation);
     }
 
     // ---- The seed's loop ----
@@ -490,7 +508,8 @@ public sealed class NodeCore<TLink> where TLink : class
         // Met, it says so: searching nodes then propose to nodes that are short first.
         if (Market.Request is not null && Market.RequestMet) roles |= NodeRoles.RequestMet;
         var now = Now;
-        if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners)
+        var freeDisk = Market.LargestFreeDisk;
+        if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners) && freeDisk == _publishedFreeDisk
             && now - _publishedAt < _options.DescriptorLifetime / 2)
             return;
         var descriptor = new Descriptor
@@ -508,8 +527,11 @@ public sealed class NodeCore<TLink> where TLink : class
             // cannot list; the largest come first, and a match needs only one large enough.
             FreeBlocks = free.Count <= Descriptor.MaxFreeBlocks ? free : [.. free.Take(Descriptor.MaxFreeBlocks)],
             Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
+            FreeDisk = freeDisk,
+            DiskRequest = Market.DiskRequest,
         }.Sign(_identity);
         _publishedFree = free;
+        _publishedFreeDisk = freeDisk;
         _publishedPartners = partners;
         _publishedRoles = roles;
         _publishedAt = now;

@@ -56,6 +56,9 @@ public abstract record NodeEffect
     /// <summary>A search of ours was flooded.</summary>
     public sealed record SearchStarted(QueryId Query) : NodeEffect;
 
+    /// <summary>A partner answered our <see cref="CreditRequest"/>: a <see cref="CreditIssue"/> or a <see cref="CreditRefused"/>.</summary>
+    public sealed record CreditsAnswered(NodeId Partner, ControlMessage Answer) : NodeEffect;
+
     /// <summary>A lookup of ours found its service's record.</summary>
     public sealed record ServiceRecordFound(QueryId Lookup, ServiceRecord Record) : NodeEffect;
 

@@ -40,6 +40,14 @@ public sealed class Agreement
     public Block? WeGrantedAtStart => WeProposed ? Terms.ProposerGrants : Terms.AcceptorGrants;
     /// <summary>What the partner grants us now: the terms' grant, or less if it told us it cut it.</summary>
     public Block? TheyGrant { get; internal set; }
+    /// <summary>The disk we grant the partner, paid out as credits on us (PROTOCOL §10.2).</summary>
+    public DiskBlock? WeGrantDisk => Terms.DiskGrantedBy(Terms.Counterpart(Partner));
+    /// <summary>The disk the partner grants us, paid out as credits on it.</summary>
+    public DiskBlock? TheyGrantDisk => Terms.DiskGrantedBy(Partner);
+    /// <summary>Credits issued to the partner against <see cref="WeGrantDisk"/>, in MiB·days.</summary>
+    public long CreditsIssued { get; internal set; }
+    /// <summary>Credits the partner issued us against <see cref="TheyGrantDisk"/>, in MiB·days.</summary>
+    public long CreditsReceived { get; internal set; }
     /// <summary>What the partner granted us at our last good probe of it: a grant that rose since is growing toward what it signed.</summary>
     internal Block? TheyGrantAtLastProbe { get; set; }
 

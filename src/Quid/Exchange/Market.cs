@@ -131,8 +131,10 @@ public sealed class Market
     /// newcomer whose offer nobody has taken yet is served. Without it, such grants are not held
     /// to anything.
     /// </param>
+    /// <param name="offerDiskMiB">The disk we grant partners, in MiB, over all agreements (PROTOCOL §10.1); 0 for none.</param>
+    /// <param name="diskRequest">The disk we ask each partner that has it free; null for none.</param>
     public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null,
-        Func<NodeId, long?>? offerOf = null)
+        Func<NodeId, long?>? offerOf = null, long offerDiskMiB = 0, DiskBlock? diskRequest = null)
     {
         _identity = identity;
         _time = time;
@@ -142,6 +144,74 @@ public sealed class Market
         Request = request;
         Capacity = new BuddyAllocator(offer);
         Ledger = ledger ?? new Ledger(time);
+        OfferDiskMiB = offerDiskMiB;
+        DiskRequest = diskRequest;
+    }
+
+    public long OfferDiskMiB { get; }
+    public DiskBlock? DiskRequest { get; }
+
+    /// <summary>The disk not held by an agreement, active or proposed by us, in MiB.</summary>
+    public long FreeDiskMiB
+    {
+        get
+        {
+            long held = 0;
+            foreach (var a in _agreements.Values)
+                if (a.State == AgreementState.Active || (a.State == AgreementState.Proposed && a.WeProposed)) held += a.WeGrantDisk?.MiB ?? 0;
+            return OfferDiskMiB - held;
+        }
+    }
+
+    /// <summary>The largest disk block we can still grant, as our descriptor advertises it.</summary>
+    public DiskBlock? LargestFreeDisk => DiskBlock.Floor(FreeDiskMiB);
+
+    /// <summary>
+    /// The credits <paramref name="partner"/> may still be issued, in MiB·days: what the disk we
+    /// grant it is worth so far, a day ahead (so that a new partner can store at once, as a new
+    /// bandwidth partner is granted a trial), less what we issued against it (PROTOCOL §10.2).
+    /// Credits follow a grant as it runs, so an agreement that ends early has cost only its days.
+    /// </summary>
+    public long CreditAllowance(NodeId partner) => Credits(partner, weGrant: true);
+
+    /// <summary>The credits <paramref name="partner"/> owes us for the disk it grants us, reckoned as it reckons <see cref="CreditAllowance"/>.</summary>
+    public long CreditsOwed(NodeId partner) => Credits(partner, weGrant: false);
+
+    /// <summary>Counts <paramref name="mibDays"/> of credits issued to <paramref name="partner"/> against the disk we grant it, oldest agreement first.</summary>
+    public void CreditsIssued(NodeId partner, long mibDays) => CountCredits(partner, mibDays, weGrant: true);
+
+    /// <summary>Counts <paramref name="mibDays"/> of credits <paramref name="partner"/> issued us against the disk it grants us.</summary>
+    public void CreditsReceived(NodeId partner, long mibDays) => CountCredits(partner, mibDays, weGrant: false);
+
+    private long Credits(NodeId partner, bool weGrant)
+    {
+        var now = _time.GetUtcNow();
+        long owed = 0;
+        foreach (var a in _agreements.Values)
+            if (a.State == AgreementState.Active && a.Partner == partner)
+                owed += CreditsLeft(a, now, weGrant);
+        return owed;
+    }
+
+    private void CountCredits(NodeId partner, long mibDays, bool weGrant)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var a in _agreements.Values)
+        {
+            if (mibDays <= 0) return;
+            if (a.State != AgreementState.Active || a.Partner != partner) continue;
+            long taken = Math.Min(CreditsLeft(a, now, weGrant), mibDays);
+            if (weGrant) a.CreditsIssued += taken;
+            else a.CreditsReceived += taken;
+            mibDays -= taken;
+        }
+    }
+
+    private static long CreditsLeft(Agreement a, DateTimeOffset now, bool weGrant)
+    {
+        if ((weGrant ? a.WeGrantDisk : a.TheyGrantDisk) is not { } disk) return 0;
+        long accrued = (long)(disk.MiB * (1 + Math.Max(0, (now - a.Created).TotalDays)));
+        return Math.Max(0, accrued - (weGrant ? a.CreditsIssued : a.CreditsReceived));
     }
 
     public Ledger Ledger { get; }
@@ -384,7 +454,10 @@ public sealed class Market
             reserved = allocation;
         }
         bool isPrivate = NextIsPrivate() && !(_publicOnly.TryGetValue(chosenId, out var until) && until > now);
-        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, isPrivate);
+        // Disk rides on the bandwidth agreement: each side grants the other's disk request when it has it free.
+        DiskBlock? grantDisk = chosen.DiskRequest is { } theirDisk && FreeDiskMiB >= theirDisk.MiB ? theirDisk : null;
+        DiskBlock? askDisk = DiskRequest is { } ourDisk && chosen.FreeDisk is { } freeDisk && freeDisk >= ourDisk ? ourDisk : null;
+        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, isPrivate, grantDisk, askDisk);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
@@ -545,6 +618,8 @@ public sealed class Market
             if (_identity.Id < from) refusal = AgreementRejectReason.AlreadyPartners;
             else Forget(crossing);
         }
+        if (refusal is null && terms.AcceptorGrantsDisk is { } askedDisk && FreeDiskMiB < askedDisk.MiB)
+            refusal = AgreementRejectReason.NoCapacity;
         if (refusal is null && terms.AcceptorGrants is { } asked)
             refusal = !CanGrant(from, asked) ? AgreementRejectReason.NoCapacity
                 : terms.Private && !HasFirstHopRoom(asked) ? AgreementRejectReason.NoFirstHopRoom

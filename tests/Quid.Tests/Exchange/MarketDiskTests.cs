@@ -1,0 +1,125 @@
+using Microsoft.Extensions.Time.Testing;
+using Quid.Crypto;
+using Quid.Exchange;
+using Quid.Tests.Wire;
+using Quid.Wire;
+
+namespace Quid.Tests.Exchange;
+
+/// <summary>Disk rides on the bandwidth agreement (PROTOCOL §10.1), and what it grants is paid out as credits (§10.2).</summary>
+public sealed class MarketDiskTests : IDisposable
+{
+    private static readonly MarketOptions Options = new() { TrialOrders = 0 };
+    private readonly FakeTimeProvider _time = new(TestDescriptors.Epoch);
+    private readonly List<NodeIdentity> _identities = [];
+
+    public void Dispose()
+    {
+        foreach (var identity in _identities) identity.Dispose();
+    }
+
+    private sealed record Node(NodeIdentity Identity, Market Market)
+    {
+        public NodeId Id => Identity.Id;
+
+        public Descriptor Descriptor(DateTimeOffset now) => new Descriptor
+        {
+            SigningKey = Identity.SigningPublicKey,
+            LinkKey = Identity.LinkPublicKey,
+            Published = now,
+            Expires = now + TimeSpan.FromHours(1),
+            Offer = Market.Offer,
+            Request = Market.Request,
+            FreeBlocks = Market.Capacity.FreeBlocks,
+            ExitPolicy = ExitPolicy.Default,
+            FreeDisk = Market.LargestFreeDisk,
+            DiskRequest = Market.DiskRequest,
+        }.Sign(Identity);
+    }
+
+    private Node NewNode(long offerDiskMiB, long? requestDiskMiB)
+    {
+        var identity = NodeIdentity.Generate(out _);
+        _identities.Add(identity);
+        return new Node(identity, new Market(identity, Block.FromKbps(512), Block.FromKbps(256), _time, Options with { Random = new Random(1) },
+            offerDiskMiB: offerDiskMiB, diskRequest: requestDiskMiB is { } r ? DiskBlock.FromBytes(r << 20) : null));
+    }
+
+    private static IReadOnlyList<MarketAction> Deliver(Node from, Node to, ControlMessage message) =>
+        to.Market.Receive(from.Id, from.Identity.SigningPublicKey, ControlCodec.Decode(ControlCodec.Encode(message)));
+
+    /// <summary>A proposes to B, B answers, A hears it; returns what B answered.</summary>
+    private ControlMessage Agree(Node a, Node b)
+    {
+        var proposal = (AgreementProposal)a.Market.Search([(b.Id, b.Descriptor(_time.GetUtcNow()))], _ => true).OfType<SendMarketMessage>().Single().Message;
+        var answer = Deliver(a, b, proposal).OfType<SendMarketMessage>().Single().Message;
+        Deliver(b, a, answer);
+        return answer;
+    }
+
+    [Fact]
+    public void EachSideGrantsTheDiskTheOtherAsksWhenItHasItFree()
+    {
+        var a = NewNode(offerDiskMiB: 1000, requestDiskMiB: 256);
+        var b = NewNode(offerDiskMiB: 300, requestDiskMiB: 64);
+        Assert.IsType<AgreementAcceptance>(Agree(a, b));
+        var ours = Assert.Single(a.Market.Active);
+        var theirs = Assert.Single(b.Market.Active);
+        Assert.Equal(DiskBlock.FromBytes(64 << 20), ours.WeGrantDisk);
+        Assert.Equal(DiskBlock.FromBytes(256 << 20), ours.TheyGrantDisk);
+        Assert.Equal(ours.TheyGrantDisk, theirs.WeGrantDisk);
+        Assert.Equal(1000 - 64, a.Market.FreeDiskMiB);
+        Assert.Equal(300 - 256, b.Market.FreeDiskMiB);
+        // 44 MiB left: the largest block B can still grant is 32 MiB.
+        Assert.Equal(DiskBlock.FromBytes(32 << 20), b.Market.LargestFreeDisk);
+    }
+
+    [Fact]
+    public void NoDiskIsAskedOfANodeWithoutItAndBandwidthOnlyTermsStayVersionTwo()
+    {
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 256);
+        var b = NewNode(offerDiskMiB: 100, requestDiskMiB: null);
+        Assert.IsType<AgreementAcceptance>(Agree(a, b));
+        var agreement = Assert.Single(a.Market.Active);
+        Assert.Null(agreement.TheyGrantDisk);
+        Assert.Null(agreement.WeGrantDisk);
+        Assert.Equal(2, agreement.Terms.Encode()[0]);
+    }
+
+    [Fact]
+    public void AnAcceptorWhoseDiskWasTakenMeanwhileRefusesAsBusy()
+    {
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 64);
+        var b = NewNode(offerDiskMiB: 64, requestDiskMiB: null);
+        var c = NewNode(offerDiskMiB: 0, requestDiskMiB: 64);
+        // Both saw B's 64 MiB free; the first takes it.
+        var stale = b.Descriptor(_time.GetUtcNow());
+        var first = (AgreementProposal)a.Market.Search([(b.Id, stale)], _ => true).OfType<SendMarketMessage>().Single().Message;
+        var second = (AgreementProposal)c.Market.Search([(b.Id, stale)], _ => true).OfType<SendMarketMessage>().Single().Message;
+        Assert.IsType<AgreementAcceptance>(Deliver(a, b, first).OfType<SendMarketMessage>().Single().Message);
+        var refusal = Assert.IsType<AgreementRejection>(Deliver(c, b, second).OfType<SendMarketMessage>().Single().Message);
+        Assert.Equal(AgreementRejectReason.NoCapacity, refusal.Reason);
+    }
+
+    [Fact]
+    public void CreditsAreOwedADayAheadThenAsTheGrantRunsAndCountedOnce()
+    {
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 64);
+        var b = NewNode(offerDiskMiB: 64, requestDiskMiB: null);
+        Agree(a, b);
+        Assert.Equal(64, b.Market.CreditAllowance(a.Id));
+        Assert.Equal(64, a.Market.CreditsOwed(b.Id));
+        b.Market.CreditsIssued(a.Id, 40);
+        a.Market.CreditsReceived(b.Id, 40);
+        Assert.Equal(24, b.Market.CreditAllowance(a.Id));
+        Assert.Equal(24, a.Market.CreditsOwed(b.Id));
+        _time.Advance(TimeSpan.FromHours(12));
+        Assert.Equal(24 + 32, b.Market.CreditAllowance(a.Id));
+        // A grants B nothing: B is owed nothing.
+        Assert.Equal(0, a.Market.CreditAllowance(b.Id));
+        // The agreement ends: nothing more is owed.
+        b.Market.PartnerLost(a.Id);
+        Assert.Equal(0, b.Market.CreditAllowance(a.Id));
+        Assert.Equal(64, b.Market.FreeDiskMiB);
+    }
+}
