@@ -1,0 +1,112 @@
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Credits;
+
+/// <summary>
+/// The desk conversation (PROTOCOL §10.4) over any stream: in the node, a stream a client's
+/// circuit began at the issuer itself, so the issuer answers without learning who asks.
+/// </summary>
+public static class CreditDesk
+{
+    /// <summary>Exchanges one desk stream serves before it closes: enough for a large card, few enough that a stream cannot hold the issuer forever.</summary>
+    public const int ExchangesPerStream = 64;
+    /// <summary>How long the desk waits for a client's next frame, and a client for the desk's answer.</summary>
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    /// <summary>Serves exchanges on <paramref name="stream"/> until the client ends it, sends nonsense, or waits too long.</summary>
+    public static async Task ServeAsync(Stream stream, CreditIssuer issuer, TimeProvider time, CancellationToken cancellationToken)
+    {
+        for (int served = 0; served < ExchangesPerStream; served++)
+        {
+            DeskMessage? request;
+            try
+            {
+                request = await ReadAsync(stream, time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (WireException e)
+            {
+                await WriteAsync(stream, new DeskRefused(CreditRefusal.Invalid, $"Not a desk message: {e.Message}"), cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            if (request is null) return;
+            DeskMessage answer = new DeskRefused(CreditRefusal.Invalid, $"A desk takes requests, not {request.Type}.");
+            if (request is DeskExchange exchange)
+            {
+                var result = issuer.Exchange(exchange);
+                answer = result.Evaluation is { } evaluation ? new DeskExchanged(evaluation) : new DeskRefused(result.Refusal!.Value, result.Text);
+            }
+            await WriteAsync(stream, answer, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Spends <paramref name="spend"/> (all of one issuer and epoch, the desk's) for fresh credits
+    /// of <paramref name="mint"/>'s denominations; throws <see cref="CreditException"/> with the
+    /// desk's reason when it refuses, or when its answer does not check.
+    /// </summary>
+    public static async Task<(IReadOnlyList<Credit> Credits, IReadOnlyList<CreditProof> Keys)> ExchangeAsync(Stream stream, IReadOnlyList<Credit> spend, IReadOnlyList<byte> mint,
+        Func<byte, byte[]?>? knownKey, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var pending = Prepare(spend, mint, out var request);
+        await WriteAsync(stream, request, cancellationToken).ConfigureAwait(false);
+        DeskMessage? answer;
+        try
+        {
+            answer = await ReadAsync(stream, time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (WireException e)
+        {
+            throw new CreditException($"The issuer's desk answered nonsense: {e.Message}");
+        }
+        return Finish(pending, answer, knownKey);
+    }
+
+    /// <summary>The request that spends <paramref name="spend"/> for <paramref name="mint"/>, and what the answer will be finished with.</summary>
+    public static PendingCredits Prepare(IReadOnlyList<Credit> spend, IReadOnlyList<byte> mint, out DeskExchange request)
+    {
+        if (spend.Count is 0 or > CreditCodec.MaxCredits) throw new ArgumentException($"An exchange spends 1 to {CreditCodec.MaxCredits} credits.", nameof(spend));
+        var (issuer, epoch) = (spend[0].Issuer, spend[0].Epoch);
+        if (spend.Any(c => c.Issuer != issuer || c.Epoch != epoch)) throw new ArgumentException("An exchange spends credits of one issuer and epoch.", nameof(spend));
+        var pending = PendingCredits.Prepare(issuer, epoch, mint);
+        request = new DeskExchange(epoch, [.. spend.Select(c => c.Token)], pending.Blinded);
+        return pending;
+    }
+
+    /// <summary>The credits a desk's <paramref name="answer"/> makes of <paramref name="pending"/>, and the keys they were made under.</summary>
+    public static (IReadOnlyList<Credit> Credits, IReadOnlyList<CreditProof> Keys) Finish(PendingCredits pending, DeskMessage? answer, Func<byte, byte[]?>? knownKey) => answer switch
+    {
+        DeskExchanged exchanged => (pending.Finalize(exchanged.Evaluation, knownKey), exchanged.Evaluation.Proofs),
+        DeskRefused refused => throw new CreditException($"{pending.Issuer.Brief} refused: {refused.Text}", refused.Reason),
+        null => throw new CreditException($"{pending.Issuer.Brief}'s desk closed without an answer."),
+        _ => throw new CreditException($"{pending.Issuer.Brief}'s desk answered with a {answer.Type}."),
+    };
+
+    /// <summary>Reads one frame; null when the stream ended cleanly before it.</summary>
+    public static async Task<DeskMessage?> ReadAsync(Stream stream, TimeProvider time, CancellationToken cancellationToken)
+    {
+        using var patience = new CancellationTokenSource(Patience, time);
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, patience.Token);
+        var header = new byte[DeskCodec.LengthSize];
+        try
+        {
+            int read = await stream.ReadAtLeastAsync(header, header.Length, throwOnEndOfStream: false, either.Token).ConfigureAwait(false);
+            if (read == 0) return null;
+            if (read < header.Length) throw new WireException(WireError.Truncated, "The desk stream ended inside a frame header.");
+            var body = new byte[DeskCodec.ReadLength(header)];
+            read = await stream.ReadAtLeastAsync(body, body.Length, throwOnEndOfStream: false, either.Token).ConfigureAwait(false);
+            if (read < body.Length) throw new WireException(WireError.Truncated, "The desk stream ended inside a frame.");
+            return DeskCodec.Decode(body);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new WireException(WireError.Truncated, $"Nothing came on the desk stream for {Patience.TotalSeconds:0} s.");
+        }
+    }
+
+    public static async Task WriteAsync(Stream stream, DeskMessage message, CancellationToken cancellationToken)
+    {
+        await stream.WriteAsync(DeskCodec.Encode(message), cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+}
