@@ -14,6 +14,7 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     CircuitsCommand.Create(),
     LedgerCommand.Create(),
     CacheCommand.Create(),
+    CreditsCommand.Create(),
     IdCommand.Create(),
     ServeCommand.Create(),
     ServeCommand.CreateShare(),

@@ -40,6 +40,9 @@ internal interface ICircuitOwner
 }
 
 /// <summary>Where the streams the origin begins at this, its last hop, leave the network.</summary>
+/// <summary>Serves a stream a client began to this node's own credit desk (PROTOCOL §10.4); the handler owns the stream.</summary>
+public delegate Task DeskHandler(RelayStream stream);
+
 internal interface IStreamExit
 {
     void Begin(Circuit circuit, RelayStream stream);
@@ -102,6 +105,8 @@ public sealed partial class Circuit
     internal TimeProvider Time { get; }
     /// <summary>At a last hop: where the origin's streams leave the network.</summary>
     internal IStreamExit? Exit { get; init; }
+    /// <summary>This node's credit desk, for streams a client begins with BeginDesk; null when it keeps none.</summary>
+    internal DeskHandler? Desk { get; init; }
     /// <summary>At a last hop: who extends the circuit when the origin asks.</summary>
     internal ICircuitExtender? Extender { get; init; }
     /// <summary>How many streams may be open at once: at a last hop, the origin's; at the origin, ours (the exit's limit too, unless it set another).</summary>
@@ -351,6 +356,10 @@ public sealed partial class Circuit
             case RelayCommand.Begin when !origin:
                 OnBegin(message);
                 return;
+            // Only the circuit's own last hop has a desk: a service's end, or a relay, ends the stream.
+            case RelayCommand.BeginDesk when !origin && _serviceEnd is null && Role == CircuitRole.Exit:
+                OnBeginDesk(message.StreamId);
+                return;
             case RelayCommand.Echo when !origin:
                 OnEcho(message.Data);
                 return;
@@ -571,8 +580,15 @@ public sealed partial class Circuit
         }
     }
 
+    /// <summary>Opens a stream to the credit desk of this (origin) circuit's last hop (PROTOCOL §10.4).</summary>
+    public Task<RelayStream> OpenDeskStreamAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        OpenStreamAsync(DeskTarget, RelayCommand.BeginDesk, timeout, cancellationToken);
+
     /// <summary>Opens a stream to <paramref name="target"/> through this (origin) circuit; the exit resolves the name.</summary>
-    public async Task<RelayStream> OpenStreamAsync(StreamTarget target, TimeSpan timeout, CancellationToken cancellationToken)
+    public Task<RelayStream> OpenStreamAsync(StreamTarget target, TimeSpan timeout, CancellationToken cancellationToken) =>
+        OpenStreamAsync(target, RelayCommand.Begin, timeout, cancellationToken);
+
+    private async Task<RelayStream> OpenStreamAsync(StreamTarget target, RelayCommand begin, TimeSpan timeout, CancellationToken cancellationToken)
     {
         RelayStream stream;
         lock (_lock)
@@ -582,8 +598,8 @@ public sealed partial class Circuit
             stream = new RelayStream(this, NextStreamId(), target, origin: true);
             _streams.Add(stream.Id, stream);
         }
-        Span<byte> begin = stackalloc byte[3 + StreamTarget.MaxHostLength];
-        if (!SendRelay(RelayCommand.Begin, stream.Id, begin[..target.Encode(begin)]))
+        Span<byte> body = stackalloc byte[3 + StreamTarget.MaxHostLength];
+        if (!SendRelay(begin, stream.Id, begin == RelayCommand.Begin ? body[..target.Encode(body)] : []))
         {
             stream.Abort(EndReason.CircuitClosed, notifyPeer: false);
             throw new StreamException(EndReason.CircuitClosed, "The circuit closed.");
@@ -665,6 +681,37 @@ public sealed partial class Circuit
         }
         (_serviceStreams ?? Exit)!.Begin(this, stream);
     }
+
+    /// <summary>A stream to our desk: no destination, no exit policy, no socket; refused with an End when we keep no desk.</summary>
+    private void OnBeginDesk(ushort streamId)
+    {
+        if (Desk is not { } desk)
+        {
+            SendRelay(RelayCommand.End, streamId, [(byte)EndReason.ConnectionRefused]);
+            return;
+        }
+        RelayStream stream;
+        lock (_lock)
+        {
+            if (streamId == 0 || _streams.ContainsKey(streamId))
+            {
+                Violation($"BEGIN_DESK reuses stream id {streamId}");
+                return;
+            }
+            if (_streams.Count >= MaxStreams)
+            {
+                SendRelay(RelayCommand.End, streamId, [(byte)EndReason.ResourceLimit]);
+                return;
+            }
+            stream = new RelayStream(this, streamId, DeskTarget, origin: false);
+            _streams.Add(stream.Id, stream);
+        }
+        SendRelay(RelayCommand.Connected, streamId, [4, 0, 0, 0, 0]);
+        _ = desk(stream);
+    }
+
+    /// <summary>What a desk stream's target says in logs: it has none.</summary>
+    internal static readonly StreamTarget DeskTarget = new("desk", 0);
 
     internal void RemoveStream(RelayStream stream)
     {

@@ -84,6 +84,8 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
 
     /// <summary>Where circuits ending here publish for services and look up for clients: the node's overlay; none, and such requests break the protocol.</summary>
     internal IServiceDirectory? ServiceDirectory { get; set; }
+    /// <summary>Serves the desk streams clients begin at circuits that end here (PROTOCOL §10.4).</summary>
+    public DeskHandler? Desk { get; set; }
 
     /// <summary>Every circuit, once each.</summary>
     public IReadOnlyCollection<Circuit> Circuits => [.. _sides.Values.Select(s => s.Circuit).Distinct()];
@@ -154,6 +156,7 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
             Extender = this,
             RendezvousPoint = Rendezvous,
             ServiceDirectory = ServiceDirectory,
+            Desk = Desk,
             MaxStreams = options.MaxStreamsPerCircuit,
         };
         CryptographicOperations.ZeroMemory(keys);

@@ -23,7 +23,7 @@ public sealed record LedgerEntry(
 /// <see cref="NodeStateException"/>, never a stack trace or a silent fresh start. The file and its
 /// -wal and -shm are the owner's only.
 /// </summary>
-public sealed class NodeDatabase : IDisposable
+public sealed partial class NodeDatabase : IDisposable
 {
     public const string FileName = "quid.db";
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
@@ -45,9 +45,15 @@ public sealed class NodeDatabase : IDisposable
         ("access", ["address TEXT PRIMARY KEY", "key TEXT NOT NULL"]),
         // The services' vanguards (PROTOCOL §9.13.4): the second hop kept after each first hop, and until when.
         ("vanguards", ["first BLOB PRIMARY KEY", "hop BLOB NOT NULL", "until INTEGER NOT NULL"]),
+        // Credits (PROTOCOL §10): the seed our issuing keys derive from; the credits we hold; the
+        // issuers' keys we were issued under (a change would mark our credits); what was spent at us.
+        ("credit_seed", ["seed BLOB NOT NULL"]),
+        ("credits", ["input BLOB PRIMARY KEY", "issuer BLOB NOT NULL", "epoch INTEGER NOT NULL", "denomination INTEGER NOT NULL", "output BLOB NOT NULL"]),
+        ("credit_keys", ["issuer BLOB NOT NULL", "epoch INTEGER NOT NULL", "denomination INTEGER NOT NULL", "public BLOB NOT NULL"]),
+        ("credits_spent", ["epoch INTEGER NOT NULL", "input BLOB NOT NULL"]),
     ];
     /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
-    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards"];
+    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards", "credit_seed", "credits", "credit_keys", "credits_spent"];
     /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
     private const char PathSeparator = '\0';
 
@@ -74,6 +80,8 @@ public sealed class NodeDatabase : IDisposable
             database.Check();
             database.Execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
             foreach (var (table, columns) in Schema) database.Execute($"CREATE TABLE IF NOT EXISTS {table} ({string.Join(", ", columns)})");
+            database.Execute("CREATE UNIQUE INDEX IF NOT EXISTS credit_keys_key ON credit_keys (issuer, epoch, denomination)");
+            database.Execute("CREATE UNIQUE INDEX IF NOT EXISTS credits_spent_key ON credits_spent (epoch, input)");
             database.CheckSchema();
             var bound = database.Owner();
             if (bound is null) database.Execute($"INSERT INTO node (id) VALUES (x'{Convert.ToHexString(owner.ToBytes())}')");

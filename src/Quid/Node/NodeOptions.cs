@@ -63,6 +63,12 @@ public sealed record NodeOptions
     public PathOptions Paths { get; init; } = new();
     /// <summary>The exit cache (seed 000's second addition); null, the default, for none.</summary>
     public Cache.CacheOptions? Cache { get; init; }
+    /// <summary>Disk granted to partners, in bytes (whole MiB), paid to them as credits on this node; 0 for none.</summary>
+    public long OfferDisk { get; init; }
+    /// <summary>The disk asked of each partner that offers some; null for none.</summary>
+    public DiskBlock? RequestDisk { get; init; }
+    /// <summary>How often credits owed by partners are asked for (PROTOCOL §10.3).</summary>
+    public TimeSpan CreditRequestInterval { get; init; } = TimeSpan.FromMinutes(1);
     /// <summary>Limits of the SOCKS and HTTP proxies, each on its own.</summary>
     public ProxyOptions Proxies { get; init; } = new();
 

@@ -125,6 +125,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         var exit = new StreamExit(new ExitConnector(options.ExitPolicy, _bindAddress, options.Circuits.ExitConnectTimeout, time, options.ExitResolver, _ownAddresses),
             exitSockets, time, circuitLogger, _cache, options.Cache?.Ports);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account, GrantKbps), time, circuitLogger);
+        OpenCredits();
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time, circuitLogger);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
@@ -213,6 +214,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             DescriptorLifetime = options.DescriptorLifetime,
             Overlay = friends.Count == 0 ? options.Overlay : options.Overlay with { Friends = friends.Select(f => f.Id).ToHashSet() },
             Market = options.Market,
+            OfferDiskMiB = options.OfferDisk / DiskBlock.BaseBytes,
+            DiskRequest = options.RequestDisk,
         };
     }
 
@@ -254,7 +257,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _listener = new LinkListener(_options.Listen, Identity, _options.Links, _time, _linkLogger, link => Post(new LinkEstablished(link, null), link));
         _listener.Start();
         var address = _baseAddress = _options.Advertise ?? (_options.SpecificListenAddress is not null ? _listener.LocalEndPoint : null);
-        _core = new NodeCore<Link>(Identity, CoreOptionsFor(_options, address) with { LinkBacklog = LinkBacklog }, _time, _ledger);
+        _core = new NodeCore<Link>(Identity, CoreOptionsFor(_options, address) with { LinkBacklog = LinkBacklog, CreditIssuer = _issuer }, _time, _ledger);
         var cached = _database.LoadPeers();
         _core.Overlay.AddCachedPeers(cached);
         _logger.LogInformation("Accepting links on {EndPoint}; offering {Offer}, requesting {Request}{Cache}{Friends}",
@@ -405,6 +408,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _serviceClient.Maintain();
         ForgetClosedCircuits();
         ReleaseWaitingIntroductions();
+        AskForCredits();
         MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
@@ -565,6 +569,9 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                     break;
                 case NodeEffect.IntroductionArrived or NodeEffect.ServiceRecordFound or NodeEffect.ServiceLookupFailed:
                     OnServiceEffect(effect);
+                    break;
+                case NodeEffect.CreditsAnswered answered:
+                    OnCreditsAnswered(answered.Partner, answered.Answer);
                     break;
                 case NodeEffect.MessageRejected rejected when rejected.Error != OverlayError.RateLimited:
                     _logger.LogDebug("Refused a message from {Peer} ({Error}): {Reason}", rejected.From.Brief, rejected.Error, rejected.Reason);
@@ -786,6 +793,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         await Task.WhenAll(links.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
         _database.Dispose();
         _cache?.Dispose();
+        _creditKeys.Dispose();
+        _creditsBusy.Dispose();
         _stopping.Dispose();
         Identity.Dispose();
         _logger.LogInformation("Node {Id} stopped", Id.Brief);

@@ -62,6 +62,10 @@ public static class NodeConfiguration
         },
         new("exit-sockets", SettingKind.Value, "--exit-sockets", "auto",
             "Most sockets streams leaving the network here may hold at once, shared fairly among partners; auto derives it from the open-files limit."),
+        new("offer-disk", SettingKind.Value, "--offer-disk", "off",
+            "Disk you give partners to store in, such as 1GiB, paid to them as credits on this node ('quid credits'), or off."),
+        new("request-disk", SettingKind.Value, "--request-disk", "off",
+            "Disk you ask each partner that offers some, a power of two such as 256MiB, paid to you as credits on that partner, or off."),
         new("cache", SettingKind.Value, "--cache", "off",
             $"Keep copies of plaintext HTTP responses that exit here, within this much disk (such as 2GiB; at least {Cache.CacheSize.Format(Cache.CacheStore.MinimumQuota)}), or off. 'quid cache' shows them."),
         new("cache-ports", SettingKind.List, "--cache-port", "80",
@@ -108,6 +112,8 @@ public static class NodeConfiguration
         bool noProbes = reader.Read(Setting("no-probes"), raw => ParseSwitch(Single(raw)), false);
         var exitPolicy = reader.Read(Setting("exit-policy"), raw => ExitPolicyText.Parse(string.Join(", ", raw.Items)), ExitPolicy.Default);
         int? exitSockets = reader.Read(Setting("exit-sockets"), raw => ParseExitSockets(Single(raw)), null);
+        long offerDisk = reader.Read(Setting("offer-disk"), raw => ParseOfferDisk(Single(raw)), 0L);
+        var requestDisk = reader.Read(Setting("request-disk"), raw => ParseRequestDisk(Single(raw)), null);
         long? cache = reader.Read(Setting("cache"), raw => ParseCache(Single(raw)), null);
         var cachePorts = reader.Read(Setting("cache-ports"), raw => raw.Items.Select(ParsePort).ToHashSet(), [80]);
         var logLevel = reader.Read(Setting("log-level"), raw => ParseLogLevel(Single(raw)), LogLevel.Information);
@@ -134,6 +140,8 @@ public static class NodeConfiguration
             ExitPolicy = exitPolicy,
             Circuits = new Circuits.CircuitOptions { ExitSocketBudget = exitSockets },
             Cache = cache is { } quota ? new Cache.CacheOptions { Quota = quota, Ports = cachePorts } : null,
+            OfferDisk = offerDisk,
+            RequestDisk = requestDisk,
         };
         var shown = new Dictionary<string, string>
         {
@@ -154,6 +162,8 @@ public static class NodeConfiguration
             ["no-probes"] = noProbes ? "true" : "false",
             ["exit-policy"] = ExitPolicyText.Format(exitPolicy),
             ["exit-sockets"] = exitSockets?.ToString(CultureInfo.InvariantCulture) ?? "auto",
+            ["offer-disk"] = offerDisk > 0 ? Cache.CacheSize.Format(offerDisk) : "off",
+            ["request-disk"] = requestDisk is { } disk ? Cache.CacheSize.Format(disk.Bytes) : "off",
             ["cache"] = cache is { } size ? Cache.CacheSize.Format(size) : "off",
             ["cache-ports"] = string.Join(", ", cachePorts.Order()),
             ["log-level"] = logLevel.ToString(),
@@ -227,6 +237,25 @@ public static class NodeConfiguration
         long quota = Cache.CacheSize.Parse(text);
         return quota >= Cache.CacheStore.MinimumQuota ? quota
             : throw new FormatException($"'{text}' is too small for a cache; give at least {Cache.CacheSize.Format(Cache.CacheStore.MinimumQuota)}, or off");
+    }
+
+    /// <summary>Disk offered is granted in whole MiB; any amount of at least one will do.</summary>
+    private static long ParseOfferDisk(string text)
+    {
+        if (text.Equals("off", StringComparison.OrdinalIgnoreCase)) return 0;
+        long bytes = Cache.CacheSize.Parse(text);
+        return bytes >= DiskBlock.BaseBytes ? bytes / DiskBlock.BaseBytes * DiskBlock.BaseBytes
+            : throw new FormatException($"'{text}' is less than 1MiB; give at least 1MiB, such as 1GiB, or off");
+    }
+
+    /// <summary>Disk is asked in blocks, so that every amount asked is one a partner can grant whole.</summary>
+    private static DiskBlock? ParseRequestDisk(string text)
+    {
+        if (text.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
+        long bytes = Cache.CacheSize.Parse(text);
+        if (DiskBlock.TryFromBytes(bytes, out var block)) return block;
+        var lower = DiskBlock.Floor(bytes / DiskBlock.BaseBytes);
+        throw new FormatException($"'{text}' is not a power of two MiB (1MiB, 2MiB … 1GiB …); use {(lower is { } l ? Cache.CacheSize.Format(l.Bytes) : "1MiB")}, or off");
     }
 
     private static int ParseHops(string text) =>

@@ -30,6 +30,11 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(CacheReport))]
 [JsonSerializable(typeof(CacheEntryReport))]
 [JsonSerializable(typeof(CachePurgeReport))]
+[JsonSerializable(typeof(CreditReport))]
+[JsonSerializable(typeof(CreditGiveRequest))]
+[JsonSerializable(typeof(CreditCardReport))]
+[JsonSerializable(typeof(CreditTakeRequest))]
+[JsonSerializable(typeof(CreditTakeReport))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -234,3 +239,23 @@ public sealed record CacheEntryReport(
     IReadOnlyList<string>? Head);
 
 public sealed record CachePurgeReport(int Removed);
+
+/// <summary>Credits held, by issuer (<paramref name="MiBDays"/>: what they buy at it, in MiB kept for a day).</summary>
+public sealed record CreditBalanceReport(string Issuer, long MiBDays, int Credits, DateTimeOffset SoonestExpiry);
+
+/// <summary>
+/// Credits (PROTOCOL §10): those held, by issuer; as an issuer, what was issued to partners and
+/// exchanged at our desk since start, the spent set's size, and the disk we offer and ask.
+/// </summary>
+public sealed record CreditReport(
+    IReadOnlyList<CreditBalanceReport> Balances, long IssuedMiBDays, long ExchangedMiBDays, long SpentCredits,
+    long OfferDiskMiB, long FreeDiskMiB, long? RequestDiskMiB, ulong Epoch, DateTimeOffset EpochEnds);
+
+public sealed record CreditGiveRequest(string Issuer, long Amount);
+
+/// <summary>A card of <paramref name="Amount"/> MiB·days, as <c>quid credits take</c> reads it.</summary>
+public sealed record CreditCardReport(string Card, long Amount);
+
+public sealed record CreditTakeRequest(string Card);
+
+public sealed record CreditTakeReport(long Taken);

@@ -29,7 +29,7 @@ public sealed partial class ControlServer
 
     private static string[] MethodsFor(string path) => path switch
     {
-        PurgePath or WipePath => [HttpMethods.Post],
+        PurgePath or WipePath or GivePath or TakePath => [HttpMethods.Post],
         ServicesPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         SharesPath or AccessPath => [HttpMethods.Post],
         FollowsPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
@@ -218,9 +218,9 @@ public sealed partial class ControlServer
     }
 
     /// <summary>The body as <paramref name="type"/>; null, with the refusal sent, if it is not that.</summary>
-    private static async Task<T?> ReadBodyAsync<T>(HttpContext context, JsonTypeInfo<T> type, string form) where T : class
+    private static async Task<T?> ReadBodyAsync<T>(HttpContext context, JsonTypeInfo<T> type, string form, long maxBytes = MaxBodyBytes) where T : class
     {
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = MaxBodyBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = maxBytes;
         try
         {
             var body = await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted).ConfigureAwait(false);
@@ -232,7 +232,7 @@ public sealed partial class ControlServer
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            await ErrorAsync(context.Response, e.StatusCode, $"The request is larger than {MaxBodyBytes >> 10} KiB; a request to publish names a few paths at most.").ConfigureAwait(false);
+            await ErrorAsync(context.Response, e.StatusCode, $"The request is larger than {maxBytes >> 10} KiB{(maxBytes == MaxBodyBytes ? "; a request to publish names a few paths at most" : "")}.").ConfigureAwait(false);
             return null;
         }
         await ErrorAsync(context.Response, StatusCodes.Status400BadRequest, $"Send a JSON object of the form {form}.").ConfigureAwait(false);

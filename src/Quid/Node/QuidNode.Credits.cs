@@ -1,0 +1,214 @@
+using Microsoft.Extensions.Logging;
+using Quid.Circuits;
+using Quid.Credits;
+using Quid.Crypto;
+using Quid.Wire;
+
+namespace Quid.Node;
+
+/// <summary>What the node's credits come to, for the control API and metrics.</summary>
+public sealed record CreditStatus(IReadOnlyList<CreditBalance> Balances, long IssuedMiBDays, long ExchangedMiBDays, long SpentCredits,
+    long OfferDiskMiB, long FreeDiskMiB, DiskBlock? RequestDisk, ulong Epoch, DateTimeOffset EpochEnds);
+
+/// <summary>
+/// Credits (PROTOCOL §10): as an issuer, the node evaluates what partners are owed for the disk
+/// it grants them and keeps a desk for exchanges; as a holder, it asks its partners for what they
+/// owe it, and gives and takes credits as cards, exchanging them at their issuer through a circuit.
+/// </summary>
+public sealed partial class QuidNode
+{
+    private static readonly TimeSpan DeskStreamTimeout = TimeSpan.FromSeconds(20);
+
+    private CreditKeys _creditKeys = null!;
+    private CreditIssuer _issuer = null!;
+    private CreditWallet _wallet = null!;
+    private DateTimeOffset _lastCreditRound;
+    /// <summary>One give or take at a time: two could choose the same credits.</summary>
+    private readonly SemaphoreSlim _creditsBusy = new(1, 1);
+    // Its own isolation: no application stream rides a circuit that spoke to an issuer's desk.
+    private readonly object _deskIsolation = new();
+
+    public CreditWallet Wallet => _wallet;
+
+    private void OpenCredits()
+    {
+        _creditKeys = new CreditKeys(_database.CreditSeed());
+        _issuer = new CreditIssuer(_creditKeys, _database.SpentCredits(), _time);
+        _issuer.Prune();
+        _wallet = new CreditWallet(_database, _time);
+        _circuits.Desk = ServeDeskAsync;
+    }
+
+    private async Task ServeDeskAsync(RelayStream stream)
+    {
+        await using (stream.ConfigureAwait(false))
+        {
+            try
+            {
+                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+            {
+                _logger.LogDebug("A desk stream ended: {Reason}", e.Message);
+            }
+        }
+    }
+
+    /// <summary>Once per interval, on the loop: ask each partner that owes us credits for them, one request at a time.</summary>
+    private void AskForCredits()
+    {
+        var now = _time.GetUtcNow();
+        if (now - _lastCreditRound < _options.CreditRequestInterval) return;
+        _lastCreditRound = now;
+        foreach (var partner in _core.Market.Active.Where(a => a.TheyGrantDisk is not null).Select(a => a.Partner).Distinct().ToList())
+        {
+            long owed = _core.Market.CreditsOwed(partner);
+            if (owed < 1 || _wallet.Asking(partner)) continue;
+            _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, owed));
+        }
+    }
+
+    private void OnCreditsAnswered(NodeId partner, ControlMessage answer)
+    {
+        try
+        {
+            long received = _wallet.Answered(partner, answer);
+            if (received > 0)
+            {
+                _core.Market.CreditsReceived(partner, received);
+                _logger.LogInformation("{Peer} issued us {Amount} MiB·days of credits", partner.Brief, received);
+            }
+            else if (answer is CreditRefused { Reason: CreditRefusal.NoAllowance, Allowance: > 0 } refused)
+            {
+                // Its reckoning of what it owes runs a little behind ours (it started the agreement later): ask what it says.
+                _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, (long)Math.Min(refused.Allowance, (ulong)_core.Market.CreditsOwed(partner))));
+            }
+            else if (answer is CreditRefused other)
+            {
+                _logger.LogDebug("{Peer} refused our credit request: {Reason}", partner.Brief, other.Reason);
+            }
+        }
+        catch (CreditException e)
+        {
+            _logger.LogWarning("{Peer}'s credits do not check, and were refused: {Reason}", partner.Brief, e.Message);
+        }
+    }
+
+    public Task<CreditStatus> CreditStatusAsync() => OnLoopAsync(() =>
+    {
+        var now = _time.GetUtcNow();
+        ulong epoch = CreditEpoch.Of(now);
+        return new CreditStatus(_wallet.Balances(), _issuer.Issued, _issuer.Exchanged, _issuer.SpentCount,
+            _core.Market.OfferDiskMiB, _core.Market.FreeDiskMiB, _core.Market.DiskRequest, epoch, CreditEpoch.Start(epoch + 1));
+    });
+
+    /// <summary>
+    /// Takes <paramref name="amount"/> MiB·days of <paramref name="issuer"/>'s credits out of the
+    /// wallet as a card (making change at the issuer first when no set of ours adds up to it).
+    /// </summary>
+    public async Task<string> GiveCreditsAsync(NodeId issuer, long amount, CancellationToken cancellationToken)
+    {
+        if (amount < 1) throw new CreditException("Give at least 1 MiB·day.");
+        await _creditsBusy.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var (exact, split) = _wallet.Choose(issuer, amount);
+            if (split is not null)
+            {
+                long short_ = amount - exact.Sum(c => c.Value);
+                var part = Credit.Denominations(short_);
+                var change = await ExchangeAsync([split], [.. part, .. Credit.Denominations(split.Value - short_)], cancellationToken).ConfigureAwait(false);
+                _wallet.Change(change, [split]);
+                // The first credits minted are the part given, in the order asked.
+                exact.AddRange(change.Take(part.Count));
+            }
+            var card = CreditCard.Write(exact);
+            _wallet.Change([], exact);
+            _logger.LogInformation("Gave {Amount} MiB·days of credits on {Issuer} as a card", amount, issuer.Brief);
+            return card;
+        }
+        finally
+        {
+            _creditsBusy.Release();
+        }
+    }
+
+    /// <summary>
+    /// Takes a card's credits: exchanges them at their issuer for fresh ones only we hold, so the
+    /// giver's copy is worth nothing after. Returns the MiB·days taken.
+    /// </summary>
+    public async Task<long> TakeCreditsAsync(string card, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<Credit> credits;
+        try
+        {
+            credits = CreditCard.Read(card);
+        }
+        catch (WireException e)
+        {
+            throw new CreditException($"Not a credit card: {e.Message}");
+        }
+        await _creditsBusy.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            long taken = 0;
+            foreach (var chunk in credits.GroupBy(c => c.Epoch).SelectMany(g => g.Chunk(CreditCodec.MaxCredits)))
+            {
+                var fresh = await ExchangeAsync(chunk, Credit.Denominations(chunk.Sum(c => c.Value)), cancellationToken).ConfigureAwait(false);
+                _wallet.Change(fresh, []);
+                taken += fresh.Sum(c => c.Value);
+            }
+            _logger.LogInformation("Took a card of {Amount} MiB·days of credits on {Issuer}", taken, credits[0].Issuer.Brief);
+            return taken;
+        }
+        finally
+        {
+            _creditsBusy.Release();
+        }
+    }
+
+    /// <summary>Spends <paramref name="spend"/> at its issuer's desk, through a circuit of its own, for fresh credits of <paramref name="mint"/>.</summary>
+    private async Task<IReadOnlyList<Credit>> ExchangeAsync(IReadOnlyList<Credit> spend, IReadOnlyList<byte> mint, CancellationToken cancellationToken)
+    {
+        var issuer = spend[0].Issuer;
+        var epoch = spend[0].Epoch;
+        Func<byte, byte[]?> knownKey = order => _database.CreditKey(issuer, epoch, order);
+        (IReadOnlyList<Credit> Credits, IReadOnlyList<CreditProof> Keys) fresh;
+        if (issuer == Id)
+        {
+            // Our own credits come back to us: our desk is here.
+            var pending = CreditDesk.Prepare(spend, mint, out var request);
+            var result = _issuer.Exchange(request);
+            fresh = CreditDesk.Finish(pending, result.Evaluation is { } evaluation ? new DeskExchanged(evaluation) : new DeskRefused(result.Refusal!.Value, result.Text), knownKey);
+        }
+        else
+        {
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+            Circuit circuit;
+            try
+            {
+                circuit = await _pool.BuildToAsync([issuer], _deskIsolation, stopping.Token).ConfigureAwait(false);
+            }
+            catch (StreamException e)
+            {
+                throw new CreditException($"No circuit reaches {issuer.Brief}'s desk: {e.Message}");
+            }
+            try
+            {
+                var stream = await circuit.OpenDeskStreamAsync(DeskStreamTimeout, stopping.Token).ConfigureAwait(false);
+                await using (stream.ConfigureAwait(false))
+                    fresh = await CreditDesk.ExchangeAsync(stream, spend, mint, knownKey, _time, stopping.Token).ConfigureAwait(false);
+            }
+            catch (StreamException e)
+            {
+                throw new CreditException($"{issuer.Brief}'s desk could not be reached: {e.Message}");
+            }
+            finally
+            {
+                circuit.Destroy(DestroyReason.Finished);
+            }
+        }
+        foreach (var key in fresh.Keys) _database.RememberCreditKey(issuer, epoch, key.Order, key.PublicKey);
+        return fresh.Credits;
+    }
+}

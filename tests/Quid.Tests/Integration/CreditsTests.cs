@@ -1,0 +1,86 @@
+using System.Text.Json;
+using Quid.Credits;
+using Quid.Node;
+using Quid.Wire;
+
+namespace Quid.Tests.Integration;
+
+/// <summary>
+/// Credits between real nodes (PROTOCOL §10): an issuer that grants disk pays its partner in
+/// credits on itself; the partner gives some as a card (<c>quid credits give</c>) to a third node
+/// that is no partner of it, which takes them (<c>quid credits take</c>) by exchanging them at the
+/// issuer's desk through a circuit; the giver's copy is then refused, as is the card a second time.
+/// </summary>
+[Collection(nameof(SerialTests))]
+public sealed class CreditsTests
+{
+    private const int Holder = 0, Issuer = 1, Joe = 2;
+
+    private static Task<TestNetwork> StartAsync(byte first) =>
+        TestNetwork.StartAsync(first, [new NodeSpec(1024, 512), new NodeSpec(2048, 512), new NodeSpec(1024, 512)], configure: (i, o, started) => i switch
+        {
+            Holder => o with { RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromMilliseconds(200) },
+            Issuer => o with { OfferDisk = 256 << 20 },
+            // Joe trades with the issuer only: the holder is a stranger to him.
+            _ => o with { Peers = [], Friends = [$"{started[Issuer].Id}@{started[Issuer].LinkEndPoint}"] },
+        });
+
+    private static async Task<long> BalanceAsync(QuidNode node, QuidNode issuer) =>
+        (await node.CreditStatusAsync()).Balances.SingleOrDefault(b => b.Issuer == issuer.Id)?.MiBDays ?? 0;
+
+    [Fact]
+    public async Task A_credit_given_as_a_card_is_taken_by_a_third_node_and_neither_the_card_nor_the_givers_copy_spends_twice()
+    {
+        await using var net = await StartAsync(216);
+        var (holder, issuer, joe) = (net.Nodes[Holder], net.Nodes[Issuer], net.Nodes[Joe]);
+        await using var holderControl = await ControlPlane.StartAsync(holder, net.DataDirectory(Holder));
+        await using var joeControl = await ControlPlane.StartAsync(joe, net.DataDirectory(Joe));
+
+        // The issuer grants the holder 64 MiB, and pays it a day ahead: 64 MiB·days of credits on the issuer.
+        await Eventually.WaitUntilAsync(async () => await BalanceAsync(holder, issuer) == 64, TimeSpan.FromSeconds(20), "the holder to be issued a day of its disk grant");
+        var issued = await issuer.CreditStatusAsync();
+        Assert.Equal(64, issued.IssuedMiBDays);
+        Assert.Equal(256 - 64, issued.FreeDiskMiB);
+
+        // quid credits give: 5 of a single 64 needs change, made at the issuer.
+        string cardFile = Path.Combine(net.DataDirectory(Holder), "card.txt");
+        var (code, card) = await QuidProcess.RunAsync("credits", "give", issuer.Id.ToString(), "5", "--data-dir", net.DataDirectory(Holder));
+        Assert.True(code == 0, card);
+        card = card[card.IndexOf(CreditCard.Begin, StringComparison.Ordinal)..];
+        card = card[..(card.IndexOf(CreditCard.End, StringComparison.Ordinal) + CreditCard.End.Length)];
+        await File.WriteAllTextAsync(cardFile, card);
+        Assert.Equal(5, CreditCard.Read(card).Sum(c => c.Value));
+        Assert.Equal(59, await BalanceAsync(holder, issuer));
+
+        // Joe takes it: exchanged at the issuer's desk through a circuit, into credits only Joe holds.
+        await Eventually.WaitUntilAsync(async () => (await joe.StatusAsync()).RequestMet, TimeSpan.FromSeconds(20), "Joe's request to be met");
+        (code, string taken) = await QuidProcess.RunAsync("credits", "take", cardFile, "--data-dir", net.DataDirectory(Joe));
+        Assert.True(code == 0, taken);
+        Assert.Contains("Took 5 MiB·days of credits.", taken, StringComparison.Ordinal);
+        Assert.Equal(5, await BalanceAsync(joe, issuer));
+        var (listed, json) = await QuidProcess.RunAsync("credits", "--json", "--data-dir", net.DataDirectory(Joe));
+        Assert.True(listed == 0, json);
+        var balance = JsonDocument.Parse(json).RootElement.GetProperty("balances").EnumerateArray().Single();
+        Assert.Equal(issuer.Id.ToString(), balance.GetProperty("issuer").GetString());
+        Assert.Equal(5, balance.GetProperty("miBDays").GetInt64());
+
+        // The card again, by Joe or by the giver who kept a copy: spent, refused, nothing gained.
+        var again = await Assert.ThrowsAsync<CreditException>(() => joe.TakeCreditsAsync(card, CancellationToken.None));
+        Assert.Equal(CreditRefusal.Spent, again.Reason);
+        var giver = await Assert.ThrowsAsync<CreditException>(() => holder.TakeCreditsAsync(card, CancellationToken.None));
+        Assert.Equal(CreditRefusal.Spent, giver.Reason);
+        (code, string refused) = await QuidProcess.RunAsync("credits", "take", cardFile, "--data-dir", net.DataDirectory(Joe));
+        Assert.Equal(1, code);
+        Assert.Contains("spent before", refused, StringComparison.Ordinal);
+        Assert.Equal(5, await BalanceAsync(joe, issuer));
+        Assert.Equal(59, await BalanceAsync(holder, issuer));
+
+        // The issuer's spent set: the 64 it split, and the card's credits.
+        Assert.Equal(1 + CreditCard.Read(card).Count, (await issuer.CreditStatusAsync()).SpentCredits);
+
+        // Giving more than one holds is refused with what it holds.
+        (code, string tooMuch) = await QuidProcess.RunAsync("credits", "give", issuer.Id.ToString(), "100", "--data-dir", net.DataDirectory(Holder));
+        Assert.Equal(1, code);
+        Assert.Contains("You hold 59 MiB·days of credits", tooMuch, StringComparison.Ordinal);
+    }
+}
