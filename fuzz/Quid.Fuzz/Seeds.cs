@@ -148,6 +148,18 @@ internal static class Seeds
             CacheSeed(0, "GET /v HTTP/1.1\r\nHost: example.org\r\nAccept-Language: en\r\n\r\n",
                 "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nVary: Accept-Language\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\nuntil the close"));
 
+        var asked = new BlindedCredit(3, Enumerable.Range(1, CreditCodec.ElementSize).Select(i => (byte)i).ToArray());
+        var token = new CreditToken(4, Enumerable.Range(2, CreditCodec.InputSize).Select(i => (byte)i).ToArray(), Enumerable.Range(3, CreditCodec.OutputSize).Select(i => (byte)i).ToArray());
+        var evaluation = new CreditEvaluation([new CreditProof(3, asked.Element, [.. token.Output])], [asked.Element]);
+        Write(directory, "desk",
+            DeskCodec.Encode(new DeskExchange(2900, [token], [asked, asked with { Order = 4 }])),
+            DeskCodec.Encode(new DeskExchanged(evaluation)),
+            DeskCodec.Encode(new DeskRefused(CreditRefusal.Spent, "A credit offered was spent before.")));
+        var credit = new Quid.Credits.Credit(hop.Id, 2900, 4, token.Input, token.Output);
+        Write(directory, "credit-card",
+            System.Text.Encoding.UTF8.GetBytes(Quid.Credits.CreditCard.Write([credit])),
+            System.Text.Encoding.UTF8.GetBytes("Here you are:\n\n" + Quid.Credits.CreditCard.Write([credit, credit with { Input = token.Output[..32], Order = 0 }]) + "-- \nJoe\n"));
+
         byte[] begin = Relay(RelayCommand.Begin, 1, [0, 80, 11, .. "example.com"u8]);
         byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);
         byte[] data = Relay(RelayCommand.Data, 1, "GET / HTTP/1.1\r\n\r\n"u8);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using Microsoft.Extensions.Logging.Abstractions;
 using Quid.Cache;
+using Quid.Credits;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Links.PortMapping;
@@ -43,6 +44,8 @@ internal static class Targets
         ["introduction-gate"] = IntroductionGateOffer,
         ["share-request"] = ShareRequest,
         ["cache-exchange"] = CacheExchange,
+        ["desk"] = Desk,
+        ["credit-card"] = CreditCardText,
     };
 
     /// <summary>The nonce the pcp target expects, and its seeds carry.</summary>
@@ -448,6 +451,44 @@ internal static class Targets
         {
             // Refused: the link closes.
         }
+    }
+
+    /// <summary>A desk frame from anyone's circuit (PROTOCOL §10.4): only a <see cref="WireException"/> may escape, and what decodes encodes back to itself.</summary>
+    private static void Desk(byte[] input)
+    {
+        if (input.Length < DeskCodec.LengthSize) return;
+        DeskMessage message;
+        try
+        {
+            int length = DeskCodec.ReadLength(input);
+            if (input.Length - DeskCodec.LengthSize < length) return;
+            message = DeskCodec.Decode(input.AsSpan(DeskCodec.LengthSize, length));
+        }
+        catch (WireException)
+        {
+            return;
+        }
+        var again = DeskCodec.Encode(message);
+        Check(again.AsSpan(DeskCodec.LengthSize).SequenceEqual(input.AsSpan(DeskCodec.LengthSize, again.Length - DeskCodec.LengthSize))
+            && again.Length - DeskCodec.LengthSize == DeskCodec.ReadLength(input), "a desk frame does not encode back to its bytes");
+    }
+
+    /// <summary>A credit card, as UTF-8 text (PROTOCOL §10.5): only a <see cref="WireException"/> may escape, and what reads writes back to a card that reads the same.</summary>
+    private static void CreditCardText(byte[] input)
+    {
+        IReadOnlyList<Credit> credits;
+        try
+        {
+            credits = CreditCard.Read(System.Text.Encoding.UTF8.GetString(input));
+        }
+        catch (WireException)
+        {
+            return;
+        }
+        var again = CreditCard.Read(CreditCard.Write(credits));
+        Check(again.Count == credits.Count && again.Zip(credits).All(p => p.First.Issuer == p.Second.Issuer && p.First.Epoch == p.Second.Epoch
+            && p.First.Order == p.Second.Order && p.First.Input.AsSpan().SequenceEqual(p.Second.Input) && p.First.Output.AsSpan().SequenceEqual(p.Second.Output)),
+            "a card does not read back to the credits it was written from");
     }
 
     /// <summary>
