@@ -29,6 +29,8 @@ public sealed partial class QuidNode
     private readonly object _deskIsolation = new();
 
     public CreditWallet Wallet => _wallet;
+    /// <summary>This node as an issuer: what it issued and took back, and its spent set.</summary>
+    public CreditIssuer CreditIssuer => _issuer;
 
     private void OpenCredits()
     {

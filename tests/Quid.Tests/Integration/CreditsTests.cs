@@ -1,7 +1,10 @@
 using System.Text.Json;
+using Microsoft.Playwright;
 using Quid.Credits;
 using Quid.Node;
+using Quid.Node.Control;
 using Quid.Wire;
+using Xunit.Abstractions;
 
 namespace Quid.Tests.Integration;
 
@@ -12,8 +15,9 @@ namespace Quid.Tests.Integration;
 /// issuer's desk through a circuit; the giver's copy is then refused, as is the card a second time.
 /// </summary>
 [Collection(nameof(SerialTests))]
-public sealed class CreditsTests
+public sealed class CreditsTests(ITestOutputHelper output)
 {
+    private const string Chromium = "/usr/bin/chromium";
     private const int Holder = 0, Issuer = 1, Joe = 2;
 
     private static Task<TestNetwork> StartAsync(byte first) =>
@@ -77,6 +81,37 @@ public sealed class CreditsTests
 
         // The issuer's spent set: the 64 it split, and the card's credits.
         Assert.Equal(1 + CreditCard.Read(card).Count, (await issuer.CreditStatusAsync()).SpentCredits);
+
+        var (_, metrics) = await holderControl.CurlAsync("/metrics", holderControl.Token);
+        Assert.Contains("quid_credits_held_mib_days 59", metrics, StringComparison.Ordinal);
+        (_, metrics) = await joeControl.CurlAsync("/metrics", joeControl.Token);
+        Assert.Contains("quid_credits_held_mib_days 5", metrics, StringComparison.Ordinal);
+
+        // The dashboard: the holder's credits, and the issuer's disk granted and credits issued.
+        await using var issuerControl = await ControlPlane.StartAsync(issuer, net.DataDirectory(Issuer));
+        Assert.True(File.Exists(Chromium), "Chromium is not installed: run .ci/run, or 'apt-get install -y chromium'.");
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new()
+        {
+            ExecutablePath = Chromium,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        });
+        var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1280, Height = 860 } });
+        await page.GotoAsync(ControlServer.DashboardUrl(holderControl.Server.EndPoint, ControlCookie.Read(holderControl.DataDirectory)));
+        await page.WaitForFunctionAsync("() => document.querySelectorAll('#credits-table tbody tr').length === 1");
+        Assert.Equal("59 MiB·days", await page.TextContentAsync("#credits-held"));
+        Assert.Equal(issuer.Id.ToString()[..8], await page.TextContentAsync("#credits-table tbody td"));
+        Assert.Equal("none", await page.TextContentAsync("#credits-disk"));
+        await page.GotoAsync(ControlServer.DashboardUrl(issuerControl.Server.EndPoint, ControlCookie.Read(issuerControl.DataDirectory)));
+        await page.WaitForFunctionAsync("() => document.querySelector('#credits-disk').textContent === '256 MiB'");
+        Assert.Equal("64 MiB granted to partners", await page.TextContentAsync("#credits-disk-granted"));
+        Assert.Equal("64", await page.TextContentAsync("#credits-issued"));
+        Assert.Equal(25.0, await page.EvalOnSelectorAsync<double>("#credits-disk-bar", "e => parseFloat(e.style.width)"));
+        Assert.True(await page.Locator("#credits-empty").IsVisibleAsync());
+        string screenshot = Path.Combine(AppContext.BaseDirectory, "dashboard-credits.png");
+        await page.Locator("#credits-panel").ScreenshotAsync(new() { Path = screenshot });
+        output.WriteLine($"Credits section: {screenshot}");
 
         // Giving more than one holds is refused with what it holds.
         (code, string tooMuch) = await QuidProcess.RunAsync("credits", "give", issuer.Id.ToString(), "100", "--data-dir", net.DataDirectory(Holder));

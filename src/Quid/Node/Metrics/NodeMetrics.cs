@@ -59,6 +59,11 @@ public sealed class NodeMetrics : IDisposable
             Meter.CreateObservableGauge("quid.cache.used", () => cache.Store.Used, "By", "Disk the exit cache takes, index included, in file-system blocks");
             Meter.CreateObservableGauge("quid.cache.entries", () => cache.Store.Count, null, "Responses in the exit cache");
         }
+        Meter.CreateObservableGauge("quid.credits.held", () => node.Wallet.Held.Sum(c => c.Value), "MiBd", "Credits this node holds, over all issuers, in MiB·days");
+        Meter.CreateObservableCounter("quid.credits.issued", () => node.CreditIssuer.Issued, "MiBd", "Credits issued to partners for the disk this node grants them, since it started");
+        Meter.CreateObservableCounter("quid.credits.exchanged", () => node.CreditIssuer.Exchanged, "MiBd", "Credits spent at this node's desk in exchanges, since it started");
+        Meter.CreateObservableGauge("quid.credits.spent", () => node.CreditIssuer.SpentCount, null, "Credits in this node's spent set: those spent here in the epochs it still takes");
+        Meter.CreateObservableGauge("quid.disk.offered", () => node.Options.OfferDisk, "By", "Disk this node grants partners, over all agreements");
         Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
     }
 

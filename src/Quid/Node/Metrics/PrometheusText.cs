@@ -56,6 +56,7 @@ public static class PrometheusText
             "By/s" => "_bytes_per_second",
             "kbit/s" => "_kbps",
             "s" => "_seconds",
+            "MiBd" => "_mib_days",
             _ => "",
         };
         return instrument.Name.Replace('.', '_') + unit + (counter ? "_total" : "");

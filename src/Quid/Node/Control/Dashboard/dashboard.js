@@ -448,14 +448,47 @@ $('cache-notice-ok').addEventListener('click', () => {
   $('cache-notice').hidden = true;
 });
 
+// ---- Credits ----
+
+const mibDays = (n) => n.toLocaleString('en') + ' MiB·days';
+const mib = (n) => n >= 1024 ? (n / 1024).toFixed(n % 1024 ? 1 : 0) + ' GiB' : n + ' MiB';
+
+function showCredits(report) {
+  const held = report.balances.reduce((sum, b) => sum + b.miBDays, 0);
+  $('credits-summary').textContent = 'issued for disk, spent only at their issuer; epoch ' + report.epoch + ' ends ' + new Date(report.epochEnds).toLocaleString();
+  $('credits-held').textContent = mibDays(held);
+  $('credits-issuers').textContent = report.balances.length + (report.balances.length === 1 ? ' issuer' : ' issuers');
+  $('credits-disk').textContent = report.offerDiskMiB > 0 ? mib(report.offerDiskMiB) : 'none';
+  const granted = report.offerDiskMiB - report.freeDiskMiB;
+  $('credits-disk-bar').style.width = (report.offerDiskMiB > 0 ? 100 * granted / report.offerDiskMiB : 0).toFixed(1) + '%';
+  $('credits-disk-granted').textContent = report.offerDiskMiB > 0 ? mib(granted) + ' granted to partners' : '--offer-disk 1GiB offers some';
+  $('credits-issued').textContent = report.issuedMiBDays.toLocaleString('en');
+  $('credits-exchanged').textContent = report.exchangedMiBDays.toLocaleString('en');
+  $('credits-spent').textContent = report.spentCredits + ' in the spent set';
+  const body = $('credits-table').querySelector('tbody');
+  body.replaceChildren(...report.balances.map((b) => {
+    const row = document.createElement('tr');
+    for (const [text, numeric] of [[b.issuer.slice(0, 8), false], [b.miBDays.toLocaleString('en'), true], [String(b.credits), true], [new Date(b.soonestExpiry).toLocaleString(), false]]) {
+      const cell = document.createElement('td');
+      cell.textContent = text;
+      if (numeric) cell.className = 'num';
+      row.append(cell);
+    }
+    row.firstChild.title = b.issuer;
+    return row;
+  }));
+  $('credits-table').hidden = report.balances.length === 0;
+  $('credits-empty').hidden = report.balances.length > 0;
+}
+
 // ---- The loop ----
 
 async function refresh() {
   try {
     // The cache's listing may be long: asked for every fifth second, and at once when the search changes.
     const query = cacheQuery;
-    const [status, history, ledger, circuits, services, follows, cache] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'),
-      api('/api/circuits'), api('/api/services'), api('/api/follows'), cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
+    const [status, history, ledger, circuits, services, follows, credits, cache] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'),
+      api('/api/circuits'), api('/api/services'), api('/api/follows'), api('/api/credits'), cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
     $('signin').hidden = true;
     $('main').hidden = false;
     showStatus(status);
@@ -464,6 +497,7 @@ async function refresh() {
     showCircuits(circuits);
     showServices(services);
     showFollows(follows);
+    showCredits(credits);
     if (cache && query === cacheQuery) showCache(cache);
   } catch (e) {
     if (e instanceof Unauthorized) {
