@@ -39,10 +39,10 @@ internal interface ICircuitOwner
     void Violation(Circuit circuit, string reason);
 }
 
-/// <summary>Where the streams the origin begins at this, its last hop, leave the network.</summary>
 /// <summary>Serves a stream a client began to this node's own credit desk (PROTOCOL §10.4); the handler owns the stream.</summary>
 public delegate Task DeskHandler(RelayStream stream);
 
+/// <summary>Where the streams the origin begins at this, its last hop, leave the network.</summary>
 internal interface IStreamExit
 {
     void Begin(Circuit circuit, RelayStream stream);
@@ -356,8 +356,8 @@ public sealed partial class Circuit
             case RelayCommand.Begin when !origin:
                 OnBegin(message);
                 return;
-            // Only the circuit's own last hop has a desk: a service's end, or a relay, ends the stream.
-            case RelayCommand.BeginDesk when !origin && _serviceEnd is null && Role == CircuitRole.Exit:
+            // Only a client's circuit's last hop has a desk; elsewhere the command falls to the default below.
+            case RelayCommand.BeginDesk when !origin && _serviceEnd is null && Role == CircuitRole.Exit && message.Data.IsEmpty:
                 OnBeginDesk(message.StreamId);
                 return;
             case RelayCommand.Echo when !origin:

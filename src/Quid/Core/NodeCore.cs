@@ -346,7 +346,7 @@ public sealed class NodeCore<TLink> where TLink : class
     private ControlMessage AnswerCreditRequest(NodeId peer, CreditRequest request)
     {
         long allowance = Market.CreditAllowance(peer);
-        if (_options.CreditIssuer is not { } issuer) return new CreditRefused(request.Id, CreditRefusal.NotIssuer, 0);
+        if (_options.CreditIssuer is not { } issuer || Market.OfferDiskMiB == 0) return new CreditRefused(request.Id, CreditRefusal.NotIssuer, 0);
         var answer = issuer.Issue(request.Epoch, request.Credits, allowance);
         if (answer.Evaluation is not { } evaluation) return new CreditRefused(request.Id, answer.Refusal!.Value, (ulong)allowance);
         Market.CreditsIssued(peer, Credits.Credit.Total(request.Credits.Select(c => c.Order)));

@@ -58,9 +58,10 @@ public static class CreditCard
             var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             if (fields.Length != 5 || fields[0] != "credit")
                 throw new WireException(WireError.BadField, "Each line after the issuer is \"credit EPOCH ORDER INPUT OUTPUT\".");
-            if (!ulong.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out ulong epoch))
+            // One spelling per number, as for the base64url fields: no leading zeros.
+            if (!ulong.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out ulong epoch) || fields[1] != epoch.ToString(CultureInfo.InvariantCulture))
                 throw new WireException(WireError.BadField, $"\"{Clip(fields[1])}\" is not an epoch number.");
-            if (!byte.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out byte order) || order > CreditCodec.MaxOrder)
+            if (!byte.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out byte order) || order > CreditCodec.MaxOrder || fields[2] != order.ToString(CultureInfo.InvariantCulture))
                 throw new WireException(WireError.BadField, $"\"{Clip(fields[2])}\" is not a denomination order (0 to {CreditCodec.MaxOrder}).");
             var input = FromBase64Url(fields[3], CreditCodec.InputSize);
             var output = FromBase64Url(fields[4], CreditCodec.OutputSize);
