@@ -15,6 +15,8 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     LedgerCommand.Create(),
     CacheCommand.Create(),
     CreditsCommand.Create(),
+    StoreCommand.Create(),
+    StoreCommand.CreateHosted(),
     IdCommand.Create(),
     ServeCommand.Create(),
     ServeCommand.CreateShare(),

@@ -14,8 +14,13 @@ public static class CreditDesk
     /// <summary>How long the desk waits for a client's next frame, and a client for the desk's answer.</summary>
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
-    /// <summary>Serves exchanges on <paramref name="stream"/> until the client ends it, sends nonsense, or waits too long.</summary>
-    public static async Task ServeAsync(Stream stream, CreditIssuer issuer, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>
+    /// Serves exchanges on <paramref name="stream"/> until the client ends it, sends nonsense, or
+    /// waits too long; any other request goes to <paramref name="other"/> (the node's storage),
+    /// which answers on the stream itself and says whether to go on.
+    /// </summary>
+    public static async Task ServeAsync(Stream stream, CreditIssuer issuer, TimeProvider time, CancellationToken cancellationToken,
+        Func<Stream, DeskMessage, CancellationToken, Task<bool>>? other = null)
     {
         for (int served = 0; served < ExchangesPerStream; served++)
         {
@@ -30,13 +35,23 @@ public static class CreditDesk
                 return;
             }
             if (request is null) return;
-            DeskMessage answer = new DeskRefused(CreditRefusal.Invalid, $"A desk takes requests, not {request.Type}.");
             if (request is DeskExchange exchange)
             {
                 var result = issuer.Exchange(exchange);
-                answer = result.Evaluation is { } evaluation ? new DeskExchanged(evaluation) : new DeskRefused(result.Refusal!.Value, result.Text);
+                await WriteAsync(stream, result.Evaluation is { } evaluation ? new DeskExchanged(evaluation) : new DeskRefused(result.Refusal!.Value, result.Text),
+                    cancellationToken).ConfigureAwait(false);
             }
-            await WriteAsync(stream, answer, cancellationToken).ConfigureAwait(false);
+            else if (request is DeskPut or DeskGet or DeskAudit or DeskRenew or DeskRemove)
+            {
+                if (other is null)
+                    await WriteAsync(stream, new DeskRefused(CreditRefusal.NoRoom, "This node stores nothing: it offers no disk."), cancellationToken).ConfigureAwait(false);
+                else if (!await other(stream, request, cancellationToken).ConfigureAwait(false))
+                    return;
+            }
+            else
+            {
+                await WriteAsync(stream, new DeskRefused(CreditRefusal.Invalid, $"A desk takes requests, not {request.Type}."), cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 

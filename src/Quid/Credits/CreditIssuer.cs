@@ -21,6 +21,7 @@ public sealed class CreditIssuer(CreditKeys keys, ISpentCredits spent, TimeProvi
     private readonly Lock _lock = new();
     private long _issued;
     private long _exchanged;
+    private long _redeemed;
 
     /// <summary>MiB·days issued to partners since start.</summary>
     public long Issued => Interlocked.Read(ref _issued);
@@ -83,6 +84,41 @@ public sealed class CreditIssuer(CreditKeys keys, ISpentCredits spent, TimeProvi
             return answer;
         }
     }
+
+    /// <summary>
+    /// Takes <paramref name="payment"/> for <paramref name="price"/> MiB·days of what we grant:
+    /// all or nothing, every credit ours, unspent and of an epoch still taken. A payer makes
+    /// change first (an exchange); what it pays beyond the price is not returned.
+    /// </summary>
+    public IssuerAnswer Redeem(IReadOnlyList<EpochCredit> payment, long price)
+    {
+        var now = time.GetUtcNow();
+        lock (_lock)
+        {
+            Prune(now);
+            long paid = Credit.Total(payment.Select(p => p.Token.Order));
+            if (paid < price) return IssuerAnswer.Refuse(CreditRefusal.Underpaid, $"Paid {paid} MiB·days of the {price} asked.");
+            var inputs = new List<EpochCredit>(payment.Count);
+            Span<byte> output = stackalloc byte[Voprf.OutputSize];
+            foreach (var credit in payment)
+            {
+                if (credit.Epoch > CreditEpoch.Of(now) || !CreditEpoch.Redeemable(credit.Epoch, now))
+                    return IssuerAnswer.Refuse(CreditRefusal.Expired, $"A credit of epoch {credit.Epoch} is not taken now.");
+                Voprf.Evaluate(keys.For(credit.Epoch, credit.Token.Order).Secret, credit.Token.Input, output);
+                if (!CryptographicOperations.FixedTimeEquals(output, credit.Token.Output))
+                    return IssuerAnswer.Refuse(CreditRefusal.Invalid, "A credit offered is not one this node issued (or not of the denomination it claims).");
+                if (spent.Contains(credit.Epoch, credit.Token.Input) || inputs.Any(i => i.Epoch == credit.Epoch && i.Token.Input.AsSpan().SequenceEqual(credit.Token.Input)))
+                    return IssuerAnswer.Refuse(CreditRefusal.Spent, "A credit offered was spent before.");
+                inputs.Add(credit);
+            }
+            foreach (var epoch in inputs.GroupBy(i => i.Epoch)) spent.Add(epoch.Key, [.. epoch.Select(i => i.Token.Input)]);
+            _redeemed += paid;
+            return new IssuerAnswer(null, null, "");
+        }
+    }
+
+    /// <summary>MiB·days taken as payment for what we grant since start.</summary>
+    public long Redeemed => Interlocked.Read(ref _redeemed);
 
     /// <summary>Forgets the keys and spent credits of epochs no longer taken.</summary>
     public void Prune()

@@ -51,9 +51,13 @@ public sealed partial class NodeDatabase : IDisposable
         ("credits", ["input BLOB PRIMARY KEY", "issuer BLOB NOT NULL", "epoch INTEGER NOT NULL", "denomination INTEGER NOT NULL", "output BLOB NOT NULL"]),
         ("credit_keys", ["issuer BLOB NOT NULL", "epoch INTEGER NOT NULL", "denomination INTEGER NOT NULL", "public BLOB NOT NULL"]),
         ("credits_spent", ["epoch INTEGER NOT NULL", "input BLOB NOT NULL"]),
+        // Files we stored on others' nodes (PROTOCOL §10.7): name, seal and secret, and each copy's host, payment and audits left.
+        ("stored", ["id BLOB PRIMARY KEY", "name TEXT NOT NULL", "size INTEGER NOT NULL", "cipher_size INTEGER NOT NULL", "sha256 BLOB NOT NULL", "key BLOB NOT NULL",
+            "secret BLOB NOT NULL", "days INTEGER NOT NULL", "copies INTEGER NOT NULL", "created INTEGER NOT NULL"]),
+        ("stored_copies", ["id BLOB NOT NULL", "host BLOB NOT NULL", "paid_until INTEGER NOT NULL", "challenges BLOB NOT NULL", "state TEXT NOT NULL"]),
     ];
     /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
-    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards", "credit_seed", "credits", "credit_keys", "credits_spent"];
+    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards", "credit_seed", "credits", "credit_keys", "credits_spent", "stored", "stored_copies"];
     /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
     private const char PathSeparator = '\0';
 

@@ -69,6 +69,8 @@ public sealed record NodeOptions
     public DiskBlock? RequestDisk { get; init; }
     /// <summary>How often credits owed by partners are asked for (PROTOCOL §10.3).</summary>
     public TimeSpan CreditRequestInterval { get; init; } = TimeSpan.FromMinutes(1);
+    /// <summary>How often the copies of our stored files are audited (PROTOCOL §10.7).</summary>
+    public TimeSpan StorageAuditInterval { get; init; } = TimeSpan.FromHours(1);
     /// <summary>Limits of the SOCKS and HTTP proxies, each on its own.</summary>
     public ProxyOptions Proxies { get; init; } = new();
 

@@ -47,7 +47,7 @@ public sealed partial class QuidNode
         {
             try
             {
-                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token).ConfigureAwait(false);
+                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token, _storage is null ? null : _storage.ServeAsync).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
             {
@@ -63,11 +63,15 @@ public sealed partial class QuidNode
         if (now - _lastCreditRound < _options.CreditRequestInterval) return;
         _lastCreditRound = now;
         foreach (var partner in _core.Market.Active.Where(a => a.TheyGrantDisk is not null).Select(a => a.Partner).Distinct().ToList())
-        {
-            long owed = _core.Market.CreditsOwed(partner);
-            if (owed < 1 || _wallet.Asking(partner)) continue;
-            _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, owed));
-        }
+            AskForCredits(partner);
+    }
+
+    /// <summary>On the loop: asks <paramref name="partner"/> for what it owes us, unless it owes nothing or a request to it is unanswered.</summary>
+    private void AskForCredits(NodeId partner)
+    {
+        long owed = _core.Market.CreditsOwed(partner);
+        if (owed < 1 || _wallet.Asking(partner)) return;
+        _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, owed));
     }
 
     private void OnCreditsAnswered(NodeId partner, ControlMessage answer)
@@ -156,7 +160,16 @@ public sealed partial class QuidNode
             long taken = 0;
             foreach (var chunk in credits.GroupBy(c => c.Epoch).SelectMany(g => g.Chunk(CreditCodec.MaxCredits)))
             {
-                var fresh = await ExchangeAsync(chunk, Credit.Denominations(chunk.Sum(c => c.Value)), cancellationToken).ConfigureAwait(false);
+                IReadOnlyList<Credit> fresh;
+                try
+                {
+                    // The same denominations back: any total a card holds can be minted so.
+                    fresh = await ExchangeAsync(chunk, [.. chunk.Select(c => c.Order)], cancellationToken).ConfigureAwait(false);
+                }
+                catch (CreditException e) when (taken > 0)
+                {
+                    throw new CreditException($"Took {taken} MiB·days of the card, then: {e.Message}", e.Reason);
+                }
                 _wallet.Change(fresh, []);
                 taken += fresh.Sum(c => c.Value);
             }
@@ -166,6 +179,38 @@ public sealed partial class QuidNode
         finally
         {
             _creditsBusy.Release();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on a desk stream at <paramref name="host"/>, through a circuit
+    /// of its own that ends there, so the host serves it without learning who asks.
+    /// </summary>
+    private async Task<T> DeskAsync<T>(NodeId host, Func<Stream, CancellationToken, Task<T>> work, CancellationToken cancellationToken)
+    {
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        Circuit circuit;
+        try
+        {
+            circuit = await _pool.BuildToAsync([host], _deskIsolation, stopping.Token).ConfigureAwait(false);
+        }
+        catch (StreamException e)
+        {
+            throw new CreditException($"No circuit reaches {host.Brief}'s desk: {e.Message}");
+        }
+        try
+        {
+            var stream = await circuit.OpenDeskStreamAsync(DeskStreamTimeout, stopping.Token).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+                return await work(stream, stopping.Token).ConfigureAwait(false);
+        }
+        catch (StreamException e)
+        {
+            throw new CreditException($"{host.Brief}'s desk could not be reached: {e.Message}");
+        }
+        finally
+        {
+            circuit.Destroy(DestroyReason.Finished);
         }
     }
 
@@ -185,30 +230,7 @@ public sealed partial class QuidNode
         }
         else
         {
-            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-            Circuit circuit;
-            try
-            {
-                circuit = await _pool.BuildToAsync([issuer], _deskIsolation, stopping.Token).ConfigureAwait(false);
-            }
-            catch (StreamException e)
-            {
-                throw new CreditException($"No circuit reaches {issuer.Brief}'s desk: {e.Message}");
-            }
-            try
-            {
-                var stream = await circuit.OpenDeskStreamAsync(DeskStreamTimeout, stopping.Token).ConfigureAwait(false);
-                await using (stream.ConfigureAwait(false))
-                    fresh = await CreditDesk.ExchangeAsync(stream, spend, mint, knownKey, _time, stopping.Token).ConfigureAwait(false);
-            }
-            catch (StreamException e)
-            {
-                throw new CreditException($"{issuer.Brief}'s desk could not be reached: {e.Message}");
-            }
-            finally
-            {
-                circuit.Destroy(DestroyReason.Finished);
-            }
+            fresh = await DeskAsync(issuer, (stream, token) => CreditDesk.ExchangeAsync(stream, spend, mint, knownKey, _time, token), cancellationToken).ConfigureAwait(false);
         }
         foreach (var key in fresh.Keys) _database.RememberCreditKey(issuer, epoch, key.Order, key.PublicKey);
         return fresh.Credits;

@@ -126,6 +126,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             exitSockets, time, circuitLogger, _cache, options.Cache?.Ports);
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account, GrantKbps), time, circuitLogger);
         OpenCredits();
+        OpenStorage();
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time, circuitLogger);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
@@ -409,6 +410,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         ForgetClosedCircuits();
         ReleaseWaitingIntroductions();
         AskForCredits();
+        LookAfterStorage();
         MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
@@ -552,6 +554,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                 case NodeEffect.AgreementFormed formed:
                     _partnersChanged = true;
                     _database.SaveAgreement(formed.Agreement);
+                    // A disk grant pays a day ahead: ask for it now, not at the next round.
+                    if (formed.Agreement.TheyGrantDisk is not null) AskForCredits(formed.Agreement.Partner);
                     _logger.LogInformation("{Kind} agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
                         formed.Agreement.Private ? "Private" : "Public", formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
                     break;
@@ -793,6 +797,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         await Task.WhenAll(links.Select(l => l.DisposeAsync().AsTask())).ConfigureAwait(false);
         _database.Dispose();
         _cache?.Dispose();
+        _storage?.Dispose();
+        _storeBusy.Dispose();
         _creditKeys.Dispose();
         _creditsBusy.Dispose();
         _stopping.Dispose();

@@ -31,7 +31,18 @@ public enum CreditRefusal : byte
     Unbalanced = 6,
     /// <summary>The issuer does not issue credits (it grants no disk).</summary>
     NotIssuer = 7,
+    /// <summary>The host holds no object of that id.</summary>
+    NotFound = 8,
+    /// <summary>The host has no room left for the object (its disk offer is taken).</summary>
+    NoRoom = 9,
+    /// <summary>The credits offered do not pay for the size and days asked.</summary>
+    Underpaid = 10,
+    /// <summary>The object exists already, or the owner's secret does not match.</summary>
+    NotOwner = 11,
 }
+
+/// <summary>A credit spent as payment, with its epoch: a payment may mix epochs.</summary>
+public readonly record struct EpochCredit(ulong Epoch, CreditToken Token);
 
 /// <summary>A partner asks the credits it is owed for the disk we grant it (PROTOCOL §10.3).</summary>
 public sealed record CreditRequest(uint Id, ulong Epoch, IReadOnlyList<BlindedCredit> Credits) : ControlMessage
@@ -101,6 +112,28 @@ public static class CreditCodec
         for (int i = 0; i < tokens.Length; i++)
             tokens[i] = new CreditToken(ReadOrder(ref reader), reader.ReadBytes(InputSize).ToArray(), reader.ReadBytes(OutputSize).ToArray());
         return tokens;
+    }
+
+    public static int PaymentLength(IReadOnlyList<EpochCredit> payment) => 1 + payment.Count * (8 + 1 + InputSize + OutputSize);
+
+    public static void WritePayment(ref WireWriter writer, IReadOnlyList<EpochCredit> payment)
+    {
+        writer.WriteByte(CheckCount(payment.Count));
+        foreach (var p in payment)
+        {
+            writer.WriteUInt64(p.Epoch);
+            writer.WriteByte(CheckOrder(p.Token.Order));
+            writer.WriteBytes(CheckLength(p.Token.Input, InputSize));
+            writer.WriteBytes(CheckLength(p.Token.Output, OutputSize));
+        }
+    }
+
+    public static EpochCredit[] ReadPayment(ref WireReader reader)
+    {
+        var payment = new EpochCredit[ReadCount(ref reader)];
+        for (int i = 0; i < payment.Length; i++)
+            payment[i] = new EpochCredit(reader.ReadUInt64(), new CreditToken(ReadOrder(ref reader), reader.ReadBytes(InputSize).ToArray(), reader.ReadBytes(OutputSize).ToArray()));
+        return payment;
     }
 
     public static int EvaluationLength(CreditEvaluation evaluation) =>

@@ -21,6 +21,15 @@ public enum DeskType : byte
     Exchange = 1,
     Exchanged = 2,
     Refused = 3,
+    Put = 4,
+    Ready = 5,
+    Stored = 6,
+    Get = 7,
+    Data = 8,
+    Audit = 9,
+    Audited = 10,
+    Renew = 11,
+    Remove = 12,
 }
 
 /// <summary>
@@ -42,10 +51,75 @@ public sealed record DeskRefused(CreditRefusal Reason, string Text) : DeskMessag
     public override DeskType Type => DeskType.Refused;
 }
 
+/// <summary>
+/// Store <paramref name="Size"/> bytes under <paramref name="Id"/> for <paramref name="Days"/>,
+/// paid with the host's own credits (PROTOCOL §10.7). <paramref name="OwnerHash"/> is SHA-256 of
+/// the secret that removes it. The host answers Ready, then reads exactly Size bytes, then Stored.
+/// </summary>
+public sealed record DeskPut(byte[] Id, long Size, ushort Days, byte[] OwnerHash, IReadOnlyList<EpochCredit> Payment) : DeskMessage
+{
+    public override DeskType Type => DeskType.Put;
+}
+
+public sealed record DeskReady : DeskMessage
+{
+    public override DeskType Type => DeskType.Ready;
+}
+
+/// <summary>The object is stored (or renewed) and paid until <paramref name="PaidUntil"/>, Unix seconds; 0 after a Remove.</summary>
+public sealed record DeskStored(ulong PaidUntil) : DeskMessage
+{
+    public override DeskType Type => DeskType.Stored;
+}
+
+public sealed record DeskGet(byte[] Id) : DeskMessage
+{
+    public override DeskType Type => DeskType.Get;
+}
+
+/// <summary>The object follows: exactly <paramref name="Size"/> raw bytes after this frame.</summary>
+public sealed record DeskData(long Size) : DeskMessage
+{
+    public override DeskType Type => DeskType.Data;
+}
+
+/// <summary>Prove you hold the object: SHA-256 of <paramref name="Nonce"/> and its bytes.</summary>
+public sealed record DeskAudit(byte[] Id, byte[] Nonce) : DeskMessage
+{
+    public override DeskType Type => DeskType.Audit;
+}
+
+/// <summary>The audit's digest, and until when the object is paid (Unix seconds), so its owner is warned in time.</summary>
+public sealed record DeskAudited(byte[] Digest, ulong PaidUntil) : DeskMessage
+{
+    public override DeskType Type => DeskType.Audited;
+}
+
+public sealed record DeskRenew(byte[] Id, ushort Days, IReadOnlyList<EpochCredit> Payment) : DeskMessage
+{
+    public override DeskType Type => DeskType.Renew;
+}
+
+/// <summary>Delete the object: <paramref name="OwnerSecret"/> hashes to what its Put named.</summary>
+public sealed record DeskRemove(byte[] Id, byte[] OwnerSecret) : DeskMessage
+{
+    public override DeskType Type => DeskType.Remove;
+}
+
 /// <summary>Desk frames: a 2-byte big-endian length, then the type byte and the body.</summary>
 public static class DeskCodec
 {
     public const int LengthSize = 2;
+    /// <summary>An object's id: 16 random bytes its owner chose, which name it to anyone who holds them.</summary>
+    public const int ObjectSize = 16;
+    public const int HashSize = 32;
+    /// <summary>The largest object one Put stores: 64 GiB.</summary>
+    public const long MaxObjectSize = 64L << 30;
+    /// <summary>The longest a Put or Renew pays for at once: two epochs' credits cannot pay for more than two weeks anyway.</summary>
+    public const ushort MaxDays = 366;
+
+    private static byte[] Checked(byte[] value, int size) =>
+        value.Length == size ? value : throw new ArgumentException($"A field of {value.Length} bytes where {size} belong.");
 
     public static byte[] Encode(DeskMessage message)
     {
@@ -55,6 +129,15 @@ public static class DeskCodec
             DeskExchange m => 8 + CreditCodec.TokensLength(m.Spend) + CreditCodec.BlindedLength(m.Mint),
             DeskExchanged m => CreditCodec.EvaluationLength(m.Evaluation),
             DeskRefused => 1 + 2 + text.Length,
+            DeskPut m => ObjectSize + 8 + 2 + HashSize + CreditCodec.PaymentLength(m.Payment),
+            DeskReady => 0,
+            DeskStored => 8,
+            DeskGet => ObjectSize,
+            DeskData => 8,
+            DeskAudit => ObjectSize + HashSize,
+            DeskAudited => HashSize + 8,
+            DeskRenew m => ObjectSize + 2 + CreditCodec.PaymentLength(m.Payment),
+            DeskRemove => ObjectSize + HashSize,
             _ => throw new ArgumentException($"No encoding for {message.GetType().Name}.", nameof(message)),
         };
         if (length > DeskMessage.MaxSize) throw new ArgumentException($"A desk message of {length} bytes exceeds {DeskMessage.MaxSize}.", nameof(message));
@@ -76,6 +159,39 @@ public static class DeskCodec
                 writer.WriteByte((byte)m.Reason);
                 writer.WriteUInt16((ushort)text.Length);
                 writer.WriteBytes(text);
+                break;
+            case DeskPut m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                writer.WriteUInt64((ulong)(m.Size is >= 0 and <= MaxObjectSize ? m.Size : throw new ArgumentException($"An object is 0 to {MaxObjectSize} bytes.", nameof(message))));
+                writer.WriteUInt16(m.Days is >= 1 and <= MaxDays ? m.Days : throw new ArgumentException($"An object is kept 1 to {MaxDays} days.", nameof(message)));
+                writer.WriteBytes(Checked(m.OwnerHash, HashSize));
+                CreditCodec.WritePayment(ref writer, m.Payment);
+                break;
+            case DeskStored m:
+                writer.WriteUInt64(m.PaidUntil);
+                break;
+            case DeskGet m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                break;
+            case DeskData m:
+                writer.WriteUInt64((ulong)m.Size);
+                break;
+            case DeskAudit m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                writer.WriteBytes(Checked(m.Nonce, HashSize));
+                break;
+            case DeskAudited m:
+                writer.WriteBytes(Checked(m.Digest, HashSize));
+                writer.WriteUInt64(m.PaidUntil);
+                break;
+            case DeskRenew m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                writer.WriteUInt16(m.Days is >= 1 and <= MaxDays ? m.Days : throw new ArgumentException($"An object is kept 1 to {MaxDays} days.", nameof(message)));
+                CreditCodec.WritePayment(ref writer, m.Payment);
+                break;
+            case DeskRemove m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                writer.WriteBytes(Checked(m.OwnerSecret, HashSize));
                 break;
         }
         return frame;
@@ -110,10 +226,31 @@ public static class DeskCodec
             DeskType.Exchange => new DeskExchange(reader.ReadUInt64(), CreditCodec.ReadTokens(ref reader), CreditCodec.ReadBlinded(ref reader)),
             DeskType.Exchanged => new DeskExchanged(CreditCodec.ReadEvaluation(ref reader)),
             DeskType.Refused => ReadRefused(ref reader),
+            DeskType.Put => new DeskPut(reader.ReadBytes(ObjectSize).ToArray(), ReadSize(ref reader), ReadDays(ref reader), reader.ReadBytes(HashSize).ToArray(), CreditCodec.ReadPayment(ref reader)),
+            DeskType.Ready => new DeskReady(),
+            DeskType.Stored => new DeskStored(reader.ReadUInt64()),
+            DeskType.Get => new DeskGet(reader.ReadBytes(ObjectSize).ToArray()),
+            DeskType.Data => new DeskData(ReadSize(ref reader)),
+            DeskType.Audit => new DeskAudit(reader.ReadBytes(ObjectSize).ToArray(), reader.ReadBytes(HashSize).ToArray()),
+            DeskType.Audited => new DeskAudited(reader.ReadBytes(HashSize).ToArray(), reader.ReadUInt64()),
+            DeskType.Renew => new DeskRenew(reader.ReadBytes(ObjectSize).ToArray(), ReadDays(ref reader), CreditCodec.ReadPayment(ref reader)),
+            DeskType.Remove => new DeskRemove(reader.ReadBytes(ObjectSize).ToArray(), reader.ReadBytes(HashSize).ToArray()),
             _ => throw new WireException(WireError.UnknownMessageType, $"Unknown desk message type {(byte)type}."),
         };
         reader.ExpectEnd();
         return message;
+    }
+
+    private static long ReadSize(ref WireReader reader)
+    {
+        ulong size = reader.ReadUInt64();
+        return size <= MaxObjectSize ? (long)size : throw new WireException(WireError.Oversized, $"An object of {size} bytes is over {MaxObjectSize}.");
+    }
+
+    private static ushort ReadDays(ref WireReader reader)
+    {
+        ushort days = reader.ReadUInt16();
+        return days is >= 1 and <= MaxDays ? days : throw new WireException(WireError.BadField, $"{days} days is outside 1..{MaxDays}.");
     }
 
     private static DeskRefused ReadRefused(ref WireReader reader)

@@ -28,8 +28,9 @@ internal sealed class TestNetwork : IAsyncDisposable
     public IPEndPoint Socks => Client.SocksEndPoint!;
     public IPEndPoint HttpProxy => Client.HttpProxyEndPoint!;
 
+    /// <param name="time">Every node's clock: a test that moves time on for all of them at once passes one.</param>
     public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null,
-        ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null)
+        ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null, TimeProvider? time = null)
     {
         var network = new TestNetwork { _loggers = loggers ?? NullLoggerFactory.Instance };
         network.Web.Start();
@@ -55,7 +56,7 @@ internal sealed class TestNetwork : IAsyncDisposable
                     Links = new LinkOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) },
                 };
                 if (configure is not null) options = configure(i, options, network._nodes);
-                network._nodes.Add(await QuidNode.StartAsync(options, network._loggers));
+                network._nodes.Add(await QuidNode.StartAsync(options, network._loggers, time));
             }
         }
         catch

@@ -104,14 +104,17 @@ public sealed class ControlClient : IDisposable
     /// </summary>
     /// <exception cref="ControlRefusedException">The node refused; the message says why.</exception>
     /// <exception cref="ControlUnavailableException">No answer.</exception>
-    public async Task<HttpResponseMessage> GetContentAsync(string path, CancellationToken cancellationToken = default)
+    public Task<HttpResponseMessage> GetContentAsync(string path, CancellationToken cancellationToken = default) => GetContentAsync(path, Patience, cancellationToken);
+
+    /// <summary>As <see cref="GetContentAsync(string, CancellationToken)"/>, waiting up to <paramref name="patience"/> for the head (a stored file, fetched through a circuit first).</summary>
+    public async Task<HttpResponseMessage> GetContentAsync(string path, TimeSpan patience, CancellationToken cancellationToken = default)
     {
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, path.TrimStart('/'));
-            return await SendAsync(request, path, Patience, cancellationToken, refusable: true, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
+            return await SendAsync(request, path, patience, cancellationToken, refusable: true, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
         }
-        catch (Exception e) when (Unreachable(e, Patience, cancellationToken) is { } reason)
+        catch (Exception e) when (Unreachable(e, patience, cancellationToken) is { } reason)
         {
             throw new ControlUnavailableException(reason, e);
         }
@@ -120,14 +123,17 @@ public sealed class ControlClient : IDisposable
     /// <summary>DELETEs <paramref name="path"/>.</summary>
     /// <exception cref="ControlRefusedException">The node refused, or has nothing there (404); the message says which.</exception>
     /// <exception cref="ControlUnavailableException">No answer.</exception>
-    public async Task DeleteAsync(string path, CancellationToken cancellationToken = default)
+    public Task DeleteAsync(string path, CancellationToken cancellationToken = default) => DeleteAsync(path, Patience, cancellationToken);
+
+    /// <summary>As <see cref="DeleteAsync(string, CancellationToken)"/>, waiting up to <paramref name="wait"/> (a stored file, removed from each host through a circuit).</summary>
+    public async Task DeleteAsync(string path, TimeSpan wait, CancellationToken cancellationToken = default)
     {
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Delete, path.TrimStart('/'));
-            using var response = await SendAsync(request, path, Patience, cancellationToken).ConfigureAwait(false);
+            using var response = await SendAsync(request, path, wait, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (Unreachable(e, Patience, cancellationToken) is { } reason)
+        catch (Exception e) when (Unreachable(e, wait, cancellationToken) is { } reason)
         {
             throw new ControlUnavailableException(reason, e);
         }

@@ -35,6 +35,11 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(CreditCardReport))]
 [JsonSerializable(typeof(CreditTakeRequest))]
 [JsonSerializable(typeof(CreditTakeReport))]
+[JsonSerializable(typeof(StoreRequest))]
+[JsonSerializable(typeof(RenewRequest))]
+[JsonSerializable(typeof(StoredReport))]
+[JsonSerializable(typeof(IReadOnlyList<StoredReport>))]
+[JsonSerializable(typeof(HostedReport))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -259,3 +264,20 @@ public sealed record CreditCardReport(string Card, long Amount);
 public sealed record CreditTakeRequest(string Card);
 
 public sealed record CreditTakeReport(long Taken);
+
+/// <summary>Store the file at <paramref name="Path"/> (read by the node) for <paramref name="Days"/> days in <paramref name="Copies"/> copies.</summary>
+public sealed record StoreRequest(string Path, int Days = 7, int Copies = 3);
+
+public sealed record RenewRequest(int Days = 7);
+
+/// <summary>One copy of a stored file: its host, until when it is paid, the audits it can still answer, and how the last went (Held, Expiring, Lost).</summary>
+public sealed record StoredCopyReport(string Host, DateTimeOffset PaidUntil, string State, int AuditsLeft);
+
+/// <summary>A file this node stored on others' nodes; <paramref name="Id"/> names it to <c>quid store get|renew|rm</c>.</summary>
+public sealed record StoredReport(string Id, string Name, long Size, int Days, int CopiesWanted, DateTimeOffset Created, IReadOnlyList<StoredCopyReport> Copies);
+
+/// <summary>An object this node holds for someone: never a name or an owner, which it does not know.</summary>
+public sealed record HostedObjectReport(string Id, long Size, DateTimeOffset PaidUntil, DateTimeOffset StoredAt, DateTimeOffset? WarnedAt);
+
+/// <summary>What this node holds for others, within its disk offer (<paramref name="Quota"/> 0: it offers none).</summary>
+public sealed record HostedReport(long Quota, long Used, IReadOnlyList<HostedObjectReport> Objects);

@@ -29,7 +29,10 @@ public sealed partial class ControlServer
 
     private static string[] MethodsFor(string path) => path switch
     {
-        PurgePath or WipePath or GivePath or TakePath => [HttpMethods.Post],
+        PurgePath or WipePath or GivePath or TakePath or CheckPath => [HttpMethods.Post],
+        StorePath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
+        _ when path.StartsWith(StorePrefix, StringComparison.Ordinal) && path.EndsWith(RenewSuffix, StringComparison.Ordinal) => [HttpMethods.Post],
+        _ when path.StartsWith(StorePrefix, StringComparison.Ordinal) => [HttpMethods.Get, HttpMethods.Delete],
         ServicesPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         SharesPath or AccessPath => [HttpMethods.Post],
         FollowsPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],

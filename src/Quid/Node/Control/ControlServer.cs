@@ -135,6 +135,11 @@ public sealed partial class ControlServer : IAsyncDisposable
             await ServicesAsync(context, path).ConfigureAwait(false);
             return;
         }
+        if (path == StorePath || path.StartsWith(StorePrefix, StringComparison.Ordinal) || path == HostedPath)
+        {
+            await StoreAsync(context, path).ConfigureAwait(false);
+            return;
+        }
         if (path is CreditsPath or GivePath or TakePath)
         {
             await CreditsAsync(context, path).ConfigureAwait(false);
@@ -164,7 +169,7 @@ public sealed partial class ControlServer : IAsyncDisposable
         };
         if (answer is not { } found)
         {
-            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/cache, /api/credits, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
+            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/cache, /api/credits, /api/store, /api/hosted, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
             return;
         }
         response.ContentType = "application/json; charset=utf-8";
