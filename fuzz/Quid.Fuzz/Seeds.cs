@@ -154,7 +154,11 @@ internal static class Seeds
         Write(directory, "desk",
             DeskCodec.Encode(new DeskExchange(2900, [token], [asked, asked with { Order = 4 }])),
             DeskCodec.Encode(new DeskExchanged(evaluation)),
-            DeskCodec.Encode(new DeskRefused(CreditRefusal.Spent, "A credit offered was spent before.")));
+            DeskCodec.Encode(new DeskRefused(CreditRefusal.Spent, "A credit offered was spent before.")),
+            DeskCodec.Encode(new DeskPut(asked.Element[..16], 1 << 20, 7, asked.Element, [new EpochCredit(2900, token)])),
+            DeskCodec.Encode(new DeskAudit(asked.Element[..16], asked.Element)),
+            DeskCodec.Encode(new DeskAudited(asked.Element, 1_800_000_000)),
+            DeskCodec.Encode(new DeskRenew(asked.Element[..16], 1, [new EpochCredit(2901, token)])));
         var credit = new Quid.Credits.Credit(hop.Id, 2900, 4, token.Input, token.Output);
         Write(directory, "credit-card",
             System.Text.Encoding.UTF8.GetBytes(Quid.Credits.CreditCard.Write([credit])),

@@ -11,6 +11,15 @@ public sealed class DeskCodecTests
         new DeskExchange(2917, [new CreditToken(3, Bytes(1, 32), Bytes(2, 64))], [new BlindedCredit(2, Bytes(3, 32)), new BlindedCredit(2, Bytes(4, 32))]),
         new DeskExchanged(new CreditEvaluation([new CreditProof(2, Bytes(5, 32), Bytes(6, 64)), new CreditProof(4, Bytes(7, 32), Bytes(8, 64))], [Bytes(9, 32)])),
         new DeskRefused(CreditRefusal.Spent, "A credit offered was spent before."),
+        new DeskPut(Bytes(10, 16), 50 << 20, 7, Bytes(11, 32), [new EpochCredit(2917, new CreditToken(5, Bytes(12, 32), Bytes(13, 64))), new EpochCredit(2918, new CreditToken(0, Bytes(14, 32), Bytes(15, 64)))]),
+        new DeskReady(),
+        new DeskStored(1_800_000_000),
+        new DeskGet(Bytes(16, 16)),
+        new DeskData(DeskCodec.MaxObjectSize),
+        new DeskAudit(Bytes(17, 16), Bytes(18, 32)),
+        new DeskAudited(Bytes(19, 32), 1_800_000_000),
+        new DeskRenew(Bytes(20, 16), DeskCodec.MaxDays, []),
+        new DeskRemove(Bytes(21, 16), Bytes(22, 32)),
     ];
 
     [Fact]
@@ -43,6 +52,13 @@ public sealed class DeskCodecTests
         // Over 64 credits, or a denomination over 2^30, never leaves a sender.
         Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskExchange(1, [], [.. Enumerable.Repeat(new BlindedCredit(0, Bytes(0, 32)), 65)])));
         Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskExchange(1, [], [new BlindedCredit(31, Bytes(0, 32))])));
+        // An object over 64 GiB, or kept 0 or more than a year of days, neither.
+        Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskPut(Bytes(0, 16), DeskCodec.MaxObjectSize + 1, 1, Bytes(0, 32), [])));
+        Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskRenew(Bytes(0, 16), 0, [])));
+        var put = DeskCodec.Encode(new DeskPut(Bytes(0, 16), 1, 1, Bytes(0, 32), []));
+        put[DeskCodec.LengthSize + 1 + 16 + 8] = 0;
+        put[DeskCodec.LengthSize + 1 + 16 + 9] = 0;
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => DeskCodec.Decode(put.AsSpan(DeskCodec.LengthSize))).Error);
     }
 
     [Fact]
