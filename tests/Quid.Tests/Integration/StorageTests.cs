@@ -105,6 +105,26 @@ public sealed class StorageTests(ITestOutputHelper output)
         Assert.True(code == 0, text);
         Assert.Equal(sha256, SHA256.HashData(File.ReadAllBytes(copy)));
 
+        // The dashboard: the owner's file and its copies; a host's share of its offer held for others.
+        await using var spareControl = await ControlPlane.StartAsync(spare, net.DataDirectory(net.Nodes.ToList().IndexOf(spare)));
+        Assert.True(File.Exists("/usr/bin/chromium"), "Chromium is not installed: run .ci/run, or 'apt-get install -y chromium'.");
+        using var playwright = await Microsoft.Playwright.Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new()
+        {
+            ExecutablePath = "/usr/bin/chromium",
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        });
+        var page = await browser.NewPageAsync();
+        await page.GotoAsync(Quid.Node.Control.ControlServer.DashboardUrl(control.Server.EndPoint, Quid.Node.Control.ControlCookie.Read(control.DataDirectory)));
+        await page.WaitForFunctionAsync("() => document.querySelector('#stored-files').textContent === '1 file'");
+        Assert.Equal("3 of 3 copies held · 1 needs attention (quid store ls)", await page.TextContentAsync("#stored-copies"));
+        Assert.Equal("none", await page.TextContentAsync("#hosted-used"));
+        await page.GotoAsync(Quid.Node.Control.ControlServer.DashboardUrl(spareControl.Server.EndPoint, Quid.Node.Control.ControlCookie.Read(spareControl.DataDirectory)));
+        await page.WaitForFunctionAsync("() => document.querySelector('#hosted-used').textContent !== '–'");
+        Assert.Equal("50.0 MiB of 128.0 MiB", await page.TextContentAsync("#hosted-used"));
+        Assert.Equal("1 object, sealed by their owners", await page.TextContentAsync("#hosted-objects"));
+
         // quid store rm: gone from every host that answers.
         (code, text) = await QuidProcess.RunAsync("store", "rm", id[..12], "--data-dir", dir);
         Assert.True(code == 0, text);

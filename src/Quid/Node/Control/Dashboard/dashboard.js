@@ -481,14 +481,28 @@ function showCredits(report) {
   $('credits-empty').hidden = report.balances.length > 0;
 }
 
+/** Our files on other nodes, and what we hold for others (opaque to us: sizes and dates). */
+function showStorage(stored, hosted) {
+  const copies = stored.reduce((n, f) => n + f.copies.filter((c) => c.state === 'Held' || c.state === 'Expiring').length, 0);
+  const wanted = stored.reduce((n, f) => n + f.copiesWanted, 0);
+  const troubled = stored.reduce((n, f) => n + f.copies.filter((c) => c.state === 'Unreachable' || c.state === 'Lost' || c.state === 'Expiring').length, 0);
+  $('stored-files').textContent = stored.length + (stored.length === 1 ? ' file' : ' files');
+  $('stored-copies').textContent = stored.length === 0 ? "'quid store put FILE' stores one"
+    : copies + ' of ' + wanted + ' copies held' + (troubled ? ' · ' + troubled + (troubled === 1 ? ' needs' : ' need') + ' attention (quid store ls)' : '');
+  $('hosted-used').textContent = hosted.quota > 0 ? bytes(hosted.used) + ' of ' + bytes(hosted.quota) : 'none';
+  $('hosted-bar').style.width = (hosted.quota > 0 ? Math.min(100, 100 * hosted.used / hosted.quota) : 0).toFixed(1) + '%';
+  $('hosted-objects').textContent = hosted.quota > 0 ? hosted.objects.length + (hosted.objects.length === 1 ? ' object' : ' objects') + ', sealed by their owners' : '--offer-disk 1GiB offers some';
+}
+
 // ---- The loop ----
 
 async function refresh() {
   try {
     // The cache's listing may be long: asked for every fifth second, and at once when the search changes.
     const query = cacheQuery;
-    const [status, history, ledger, circuits, services, follows, credits, cache] = await Promise.all([api('/api/status'), api('/api/throughput'), api('/api/ledger'),
-      api('/api/circuits'), api('/api/services'), api('/api/follows'), api('/api/credits'), cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
+    const [status, history, ledger, circuits, services, follows, credits, stored, hosted, cache] = await Promise.all([api('/api/status'), api('/api/throughput'),
+      api('/api/ledger'), api('/api/circuits'), api('/api/services'), api('/api/follows'), api('/api/credits'), api('/api/store'), api('/api/hosted'),
+      cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
     $('signin').hidden = true;
     $('main').hidden = false;
     showStatus(status);
@@ -498,6 +512,7 @@ async function refresh() {
     showServices(services);
     showFollows(follows);
     showCredits(credits);
+    showStorage(stored, hosted);
     if (cache && query === cacheQuery) showCache(cache);
   } catch (e) {
     if (e instanceof Unauthorized) {
