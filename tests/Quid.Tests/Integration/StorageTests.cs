@@ -125,6 +125,10 @@ public sealed class StorageTests(ITestOutputHelper output)
         Assert.Equal("50.0 MiB of 128.0 MiB", await page.TextContentAsync("#hosted-used"));
         Assert.Equal("1 object, sealed by their owners", await page.TextContentAsync("#hosted-objects"));
 
+        var (_, metrics) = await spareControl.CurlAsync("/metrics", spareControl.Token);
+        Assert.Contains("quid_hosted_objects 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("quid_credits_redeemed_mib_days_total 51", metrics, StringComparison.Ordinal);
+
         // quid store rm: gone from every host that answers.
         (code, text) = await QuidProcess.RunAsync("store", "rm", id[..12], "--data-dir", dir);
         Assert.True(code == 0, text);

@@ -64,6 +64,12 @@ public sealed class NodeMetrics : IDisposable
         Meter.CreateObservableCounter("quid.credits.exchanged", () => node.CreditIssuer.Exchanged, "MiBd", "Credits spent at this node's desk in exchanges, since it started");
         Meter.CreateObservableGauge("quid.credits.spent", () => node.CreditIssuer.SpentCount, null, "Credits in this node's spent set: those spent here in the epochs it still takes");
         Meter.CreateObservableGauge("quid.disk.offered", () => node.Options.OfferDisk, "By", "Disk this node grants partners, over all agreements");
+        if (node.Storage is { } storage)
+        {
+            Meter.CreateObservableGauge("quid.hosted.used", () => storage.Used, "By", "Bytes this node holds for others, sealed by their owners, uploads under way included");
+            Meter.CreateObservableGauge("quid.hosted.objects", () => storage.Objects().Count, null, "Objects this node holds for others");
+        }
+        Meter.CreateObservableCounter("quid.credits.redeemed", () => node.CreditIssuer.Redeemed, "MiBd", "Credits taken as payment for storage at this node, since it started");
         Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
     }
 
