@@ -217,6 +217,16 @@ public sealed class NodeCore<TLink> where TLink : class
     /// verdict may shrink our grant to it, or end the agreement. A partner that would not even
     /// carry the probe delivered nothing.
     /// </summary>
+    /// <summary>An audit of what <paramref name="partner"/> stores for us passed or failed (<see cref="Market.AuditResult"/>).</summary>
+    public IReadOnlyList<NodeEffect> Audited(NodeId partner, bool passed)
+    {
+        var effects = new List<NodeEffect>();
+        bool wasMet = Market.RequestMet;
+        Execute(Market.AuditResult(partner, passed), effects);
+        Rematch(wasMet, effects);
+        return effects;
+    }
+
     public IReadOnlyList<NodeEffect> ProbeMeasured(NodeId partner, double deliveredKbps, long promisedKbps)
     {
         var effects = new List<NodeEffect>();

@@ -910,6 +910,42 @@ public sealed class Market
     }
 
     /// <summary>
+    /// A partner failed an audit of what it stores for us (PROTOCOL §10.8): it answered with the
+    /// wrong digest, or said it holds nothing, for what we paid it. The same proportional answer as
+    /// to a probe that finds a partner short: the grant we give it shrinks one buddy order a
+    /// failure, and after <see cref="MarketOptions.FailuresToEnd"/> in a row it is dropped and
+    /// shunned. An audit it passes clears the count, as a good probe does.
+    /// </summary>
+    /// <remarks>The owner logs the failed audit itself: no <see cref="VerdictReached"/>, which speaks of bandwidth.</remarks>
+    public IReadOnlyList<MarketAction> AuditResult(NodeId partner, bool passed)
+    {
+        var actions = new List<MarketAction>();
+        var agreements = Active.Where(a => a.Partner == partner).ToList();
+        if (agreements.Count == 0) return actions;
+        var account = Ledger.Account(partner);
+        if (passed)
+        {
+            if (account.Verdict != Verdict.Underdelivering) return actions;
+            account.Failures = 0;
+            account.Verdict = Verdict.Good;
+            return actions;
+        }
+        var now = _time.GetUtcNow();
+        account.Failures++;
+        if (account.Failures >= _options.FailuresToEnd)
+        {
+            account.Verdict = Verdict.Shunned;
+            account.ShunnedUntil = now + _options.ShunFor;
+            foreach (var agreement in agreements) actions.AddRange(End(agreement.Id, AgreementEndReason.Underdelivered));
+            return actions;
+        }
+        account.Verdict = Verdict.Underdelivering;
+        foreach (var agreement in agreements)
+            if (agreement.WeGrant is { Order: > 0 } grant) Resize(agreement, new Block((byte)(grant.Order - 1)), actions);
+        return actions;
+    }
+
+    /// <summary>
     /// After a good probe, what we grant follows what the partner returns: at most the block it
     /// grants us now, or one order more while that is still less than it signed and growing (on
     /// trial, or more than at our last probe), so that two partners grow together; never more

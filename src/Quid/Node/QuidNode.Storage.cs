@@ -341,8 +341,19 @@ public sealed partial class QuidNode
         {
             _logger.LogWarning("Host {Host} failed the audit of {Name} ({Answer}): it no longer holds it whole; copying it again elsewhere",
                 copy.Host.Brief, file.Name, answer is DeskRefused r ? r.Text : "a wrong digest");
+            // A partner that lost what we paid it for is answered as one that under-delivers.
+            await OnLoopAsync(() =>
+            {
+                Execute(_core.Audited(copy.Host, passed: false));
+                return true;
+            }).ConfigureAwait(false);
             return copy with { State = CopyState.Lost, Challenges = challenges };
         }
+        await OnLoopAsync(() =>
+        {
+            Execute(_core.Audited(copy.Host, passed: true));
+            return true;
+        }).ConfigureAwait(false);
         var paidUntil = DateTimeOffset.FromUnixTimeSeconds((long)audited.PaidUntil);
         if (!StorageHost.Expiring(paidUntil, TimeSpan.FromDays(file.Days), _time.GetUtcNow()))
             return copy with { PaidUntil = paidUntil, State = CopyState.Held, Challenges = challenges };

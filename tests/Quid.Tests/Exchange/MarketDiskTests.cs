@@ -122,4 +122,30 @@ public sealed class MarketDiskTests : IDisposable
         Assert.Equal(0, b.Market.CreditAllowance(a.Id));
         Assert.Equal(64, b.Market.FreeDiskMiB);
     }
+
+    [Fact]
+    public void AHostThatFailsAnAuditIsAnsweredAsAnUnderDelivererAndDroppedAfterThree()
+    {
+        var owner = NewNode(offerDiskMiB: 0, requestDiskMiB: 64);
+        var host = NewNode(offerDiskMiB: 64, requestDiskMiB: null);
+        Agree(owner, host);
+        var granted = Assert.Single(owner.Market.Active).WeGrant!.Value;
+
+        var cut = owner.Market.AuditResult(host.Id, passed: false);
+        Assert.Equal(granted.Order - 1, Assert.Single(owner.Market.Active).WeGrant!.Value.Order);
+        Assert.Contains(cut, a => a is SendMarketMessage { Message: GrantChanged });
+        Assert.Equal(Verdict.Underdelivering, owner.Market.Ledger.Account(host.Id).Verdict);
+        // A passed audit clears the count; the grant grows back with good probes, as after any verdict.
+        owner.Market.AuditResult(host.Id, passed: true);
+        Assert.Equal(Verdict.Good, owner.Market.Ledger.Account(host.Id).Verdict);
+
+        owner.Market.AuditResult(host.Id, passed: false);
+        owner.Market.AuditResult(host.Id, passed: false);
+        var ended = owner.Market.AuditResult(host.Id, passed: false);
+        Assert.Contains(ended, a => a is AgreementEnded);
+        Assert.Empty(owner.Market.Active);
+        Assert.True(owner.Market.Shuns(host.Id));
+        // A stranger's failed audit (no agreement with it) changes nothing.
+        Assert.Empty(owner.Market.AuditResult(NodeIdentity.Generate(out _).Id, passed: false));
+    }
 }

@@ -129,10 +129,30 @@ public sealed class StorageTests(ITestOutputHelper output)
         Assert.Contains("quid_hosted_objects 1", metrics, StringComparison.Ordinal);
         Assert.Contains("quid_credits_redeemed_mib_days_total 51", metrics, StringComparison.Ordinal);
 
+        // A holder whose copy no longer matches fails its audit: the copy is lost, and the holder, a
+        // partner, is answered as an under-deliverer: the bandwidth the owner grants it is cut.
+        var cheat = hosts.First(h => h != spare && net.Nodes.ToList().IndexOf(h) != gone && h.Storage!.Objects().Count == 1);
+        string cheatDir = net.DataDirectory(net.Nodes.ToList().IndexOf(cheat));
+        string cheatFile = Path.Combine(cheatDir, "hosted", "objects", cheat.Storage!.Objects().Single().Key);
+        using (var f = File.OpenWrite(cheatFile))
+        {
+            f.Position = 1000;
+            f.WriteByte(0xEE);
+        }
+        long grantBefore = (await owner.StatusAsync()).Agreements.Single(a => a.Partner == cheat.Id).WeGrant!.Value.Kbps;
+        checkedFiles = Json(await QuidProcess.RunAsync("store", "check", "--json", "--data-dir", dir));
+        // Its copy is dropped (no host is left to copy it to): two held, and the unreachable one.
+        copies = checkedFiles.EnumerateArray().Single().GetProperty("copies").EnumerateArray().ToList();
+        Assert.DoesNotContain(copies, c => c.GetProperty("host").GetString() == cheat.Id.ToString());
+        Assert.Equal(2, copies.Count(c => c.GetProperty("state").GetString() == "Held"));
+        Assert.Equal(Quid.Exchange.Verdict.Underdelivering, (await owner.StatusAsync()).Partners.Single(p => p.Id == cheat.Id).Verdict);
+        Assert.Equal(grantBefore / 2, (await owner.StatusAsync()).Agreements.Single(a => a.Partner == cheat.Id).WeGrant!.Value.Kbps);
+
         // quid store rm: gone from every host that answers.
         (code, text) = await QuidProcess.RunAsync("store", "rm", id[..12], "--data-dir", dir);
         Assert.True(code == 0, text);
-        foreach (var host in net.Nodes.Where((_, i) => i != 0 && i != gone)) Assert.Empty(host.Storage!.Objects());
+        // (The cheat's damaged copy is no longer the owner's: it stays there until its payment runs out.)
+        foreach (var host in net.Nodes.Where((n, i) => i != 0 && i != gone && n != cheat)) Assert.Empty(host.Storage!.Objects());
         Assert.Empty(owner.StoredFiles());
     }
 
