@@ -98,7 +98,7 @@ internal static class StoreCommand
             async (client, json, parse, cancellationToken) =>
             {
                 var files = post
-                    ? await client.PostAsync(path, ControlJson.Default.IReadOnlyListStoredReport, cancellationToken).ConfigureAwait(false)
+                    ? await client.PostAsync(path, ControlJson.Default.IReadOnlyListStoredReport, TransferPatience, cancellationToken).ConfigureAwait(false)
                     : await client.GetAsync(path, ControlJson.Default.IReadOnlyListStoredReport, cancellationToken).ConfigureAwait(false);
                 if (json) Render.Json(files, ControlJson.Default.IReadOnlyListStoredReport);
                 else if (files.Count == 0) AnsiConsole.MarkupLine("[grey]No stored files. 'quid store put FILE' stores one.[/]");
@@ -114,7 +114,7 @@ internal static class StoreCommand
         foreach (var f in files)
         {
             string copies = string.Join("\n", f.Copies.Select(c => $"{Render.Brief(c.Host)} {c.State.ToLowerInvariant()}, paid until {Render.Utc(c.PaidUntil)}, {c.AuditsLeft} audits left"));
-            table.AddRow(f.Id[..12], Markup.Escape(f.Name), Render.Bytes(f.Size), $"{f.Copies.Count(c => c.State != "Lost")} of {f.CopiesWanted}\n{Markup.Escape(copies)}");
+            table.AddRow(f.Id[..12], Markup.Escape(f.Name), Render.Bytes(f.Size), $"{f.Copies.Count(c => c.State is "Held" or "Expiring")} of {f.CopiesWanted}\n{Markup.Escape(copies)}");
         }
         AnsiConsole.Write(table);
     }

@@ -97,10 +97,10 @@ public static class CreditDesk
         _ => throw new CreditException($"{pending.Issuer.Brief}'s desk answered with a {answer.Type}."),
     };
 
-    /// <summary>Reads one frame; null when the stream ended cleanly before it.</summary>
-    public static async Task<DeskMessage?> ReadAsync(Stream stream, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>Reads one frame; null when the stream ended cleanly before it. <paramref name="wait"/>: how long the other side may take (<see cref="Patience"/> if not said).</summary>
+    public static async Task<DeskMessage?> ReadAsync(Stream stream, TimeProvider time, CancellationToken cancellationToken, TimeSpan? wait = null)
     {
-        using var patience = new CancellationTokenSource(Patience, time);
+        using var patience = new CancellationTokenSource(wait ?? Patience, time);
         using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, patience.Token);
         var header = new byte[DeskCodec.LengthSize];
         try
@@ -115,7 +115,7 @@ public static class CreditDesk
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new WireException(WireError.Truncated, $"Nothing came on the desk stream for {Patience.TotalSeconds:0} s.");
+            throw new WireException(WireError.Truncated, $"Nothing came on the desk stream for {(wait ?? Patience).TotalSeconds:0} s.");
         }
     }
 

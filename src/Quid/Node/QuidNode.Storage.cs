@@ -16,7 +16,7 @@ namespace Quid.Node;
 public sealed partial class QuidNode
 {
     /// <summary>Audits each copy can answer: precomputed, as the owner keeps nothing of the file.</summary>
-    private const int ChallengesPerCopy = 8;
+    private const int ChallengesPerCopy = 16;
     private const int ChallengeSize = 64;
 
     private StorageHost? _storage;
@@ -27,6 +27,12 @@ public sealed partial class QuidNode
     private readonly SemaphoreSlim _storeBusy = new(1, 1);
 
     public StorageHost? Storage => _storage;
+
+    /// <summary>
+    /// How long a host may take to answer what makes it read or sync a whole object (an audit, the
+    /// end of an upload): the desk's usual patience, and a second for each 32 MiB at a slow disk's pace.
+    /// </summary>
+    private static TimeSpan WholeObjectPatience(long size) => CreditDesk.Patience + TimeSpan.FromSeconds(size / (32 << 20));
 
     private void OpenStorage()
     {
@@ -113,10 +119,11 @@ public sealed partial class QuidNode
     }
 
     /// <summary>Adds copies of <paramref name="file"/> (sealed at <paramref name="sealedPath"/>) on new hosts until it has as many as wanted, or no host is left.</summary>
-    private async Task<StoredFile> PlaceCopiesAsync(StoredFile file, string sealedPath, CancellationToken cancellationToken)
+    /// <param name="avoid">Hosts not to use: those that lost a copy of this file.</param>
+    private async Task<StoredFile> PlaceCopiesAsync(StoredFile file, string sealedPath, CancellationToken cancellationToken, IEnumerable<NodeId>? avoid = null)
     {
         long price = StorageHost.Price(file.CipherSize, file.Days);
-        var tried = file.Copies.Select(c => c.Host).ToHashSet();
+        var tried = file.Copies.Select(c => c.Host).Concat(avoid ?? []).ToHashSet();
         while (file.Copies.Count(c => c.State is CopyState.Held or CopyState.Expiring) < file.CopiesWanted)
         {
             var host = _wallet.Balances().Where(b => b.Issuer != Id && !tried.Contains(b.Issuer) && b.MiBDays >= price).Select(b => b.Issuer).FirstOrDefault();
@@ -141,7 +148,7 @@ public sealed partial class QuidNode
                         await using (var sealedFile = File.OpenRead(sealedPath))
                             await sealedFile.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
                         await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
-                        return await CreditDesk.ReadAsync(stream, _time, cancellationToken).ConfigureAwait(false) is DeskStored stored
+                        return await CreditDesk.ReadAsync(stream, _time, cancellationToken, WholeObjectPatience(file.CipherSize)).ConfigureAwait(false) is DeskStored stored
                             ? stored.PaidUntil
                             : throw new CreditException($"{host.Brief} did not confirm the file.");
                     }, cancellationToken).ConfigureAwait(false);
@@ -184,6 +191,15 @@ public sealed partial class QuidNode
                 var change = await ExchangeAsync([split], [.. part, .. Credit.Denominations(split.Value - missing)], cancellationToken).ConfigureAwait(false);
                 _wallet.Change(change, [split]);
                 exact.AddRange(change.Take(part.Count));
+            }
+            // A payment carries at most 64 credits: many small ones (a minute's issue each) are first
+            // exchanged, an epoch at a time, for the fewest that make their total.
+            while (exact.Count > CreditCodec.MaxCredits)
+            {
+                var smallest = exact.GroupBy(c => c.Epoch).OrderByDescending(g => g.Count()).First().OrderBy(c => c.Value).Take(CreditCodec.MaxCredits).ToList();
+                var merged = await ExchangeAsync(smallest, Credit.Denominations(smallest.Sum(c => c.Value)), cancellationToken).ConfigureAwait(false);
+                _wallet.Change(merged, smallest);
+                exact = [.. exact.Except(smallest), .. merged];
             }
             _wallet.Change([], exact);
             return exact;
@@ -314,20 +330,20 @@ public sealed partial class QuidNode
         int used = -1;
         for (int i = 0; i < copy.Challenges.Length / ChallengeSize && used < 0; i++)
             if (copy.Challenges.AsSpan(i * ChallengeSize, ChallengeSize).ContainsAnyExcept((byte)0)) used = i;
-        // All asked: the copy is trusted until it fails a get or is renewed.
-        if (used < 0) return copy;
-        var nonce = copy.Challenges[(used * ChallengeSize)..(used * ChallengeSize + DeskCodec.HashSize)];
-        var expected = copy.Challenges[(used * ChallengeSize + DeskCodec.HashSize)..((used + 1) * ChallengeSize)];
+        // All asked: the host is still asked, with a nonce of no known answer, so that we learn it
+        // answers and until when it is paid (and renew in time); what it holds is no longer checked.
+        byte[] nonce = used < 0 ? RandomNumberGenerator.GetBytes(DeskCodec.HashSize) : copy.Challenges[(used * ChallengeSize)..(used * ChallengeSize + DeskCodec.HashSize)];
+        byte[]? expected = used < 0 ? null : copy.Challenges[(used * ChallengeSize + DeskCodec.HashSize)..((used + 1) * ChallengeSize)];
         // A challenge is asked once: a host must not learn the answer from one audit for the next.
         var challenges = (byte[])copy.Challenges.Clone();
-        Array.Clear(challenges, used * ChallengeSize, ChallengeSize);
+        if (used >= 0) Array.Clear(challenges, used * ChallengeSize, ChallengeSize);
         DeskMessage? answer;
         try
         {
             answer = await DeskAsync(copy.Host, async (stream, cancellationToken) =>
             {
                 await CreditDesk.WriteAsync(stream, new DeskAudit(file.Id, nonce), cancellationToken).ConfigureAwait(false);
-                return await CreditDesk.ReadAsync(stream, _time, cancellationToken).ConfigureAwait(false);
+                return await CreditDesk.ReadAsync(stream, _time, cancellationToken, WholeObjectPatience(file.CipherSize)).ConfigureAwait(false);
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is CreditException or IOException or WireException)
@@ -337,16 +353,18 @@ public sealed partial class QuidNode
             _logger.LogWarning("Host {Host} did not answer the audit of {Name}: {Reason}", copy.Host.Brief, file.Name, e.Message);
             return copy with { State = CopyState.Unreachable };
         }
-        if (answer is not DeskAudited audited || !CryptographicOperations.FixedTimeEquals(audited.Digest, expected))
+        if (answer is not DeskAudited audited || (expected is not null && !CryptographicOperations.FixedTimeEquals(audited.Digest, expected)))
         {
             _logger.LogWarning("Host {Host} failed the audit of {Name} ({Answer}): it no longer holds it whole; copying it again elsewhere",
                 copy.Host.Brief, file.Name, answer is DeskRefused r ? r.Text : "a wrong digest");
-            // A partner that lost what we paid it for is answered as one that under-delivers.
-            await OnLoopAsync(() =>
-            {
-                Execute(_core.Audited(copy.Host, passed: false));
-                return true;
-            }).ConfigureAwait(false);
+            // A partner that lost what we paid it for is answered as one that under-delivers; one that
+            // deleted it after what we paid and its grace ran out did what it said.
+            if (copy.PaidUntil + StorageHost.Grace > _time.GetUtcNow())
+                await OnLoopAsync(() =>
+                {
+                    Execute(_core.Audited(copy.Host, passed: false));
+                    return true;
+                }).ConfigureAwait(false);
             return copy with { State = CopyState.Lost, Challenges = challenges };
         }
         await OnLoopAsync(() =>
@@ -403,7 +421,7 @@ public sealed partial class QuidNode
                         await ObjectCipher.DecryptAsync(sealedFile, file.CipherSize, Stream.Null, file.Key, cancellationToken).ConfigureAwait(false);
                     // Lost copies are dropped; unreachable ones stay, audited again, while new ones make up the count.
                     var kept = file with { Copies = [.. file.Copies.Where(c => c.State != CopyState.Lost)] };
-                    var repaired = await PlaceCopiesAsync(kept, sealedPath, cancellationToken).ConfigureAwait(false);
+                    var repaired = await PlaceCopiesAsync(kept, sealedPath, cancellationToken, file.Copies.Where(c => c.State == CopyState.Lost).Select(c => c.Host)).ConfigureAwait(false);
                     _logger.LogInformation("Repaired {Name}: {Added} new copies from {Source}", file.Name, repaired.Copies.Count - kept.Copies.Count, source.Host.Brief);
                     return repaired;
                 }

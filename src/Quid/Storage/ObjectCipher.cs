@@ -47,6 +47,7 @@ public static class ObjectCipher
         for (long i = 0; i < segments; i++)
         {
             int length = (int)Math.Min(SegmentSize + TagSize, cipherLength - i * (SegmentSize + TagSize));
+            if (length < TagSize) throw new StorageException($"{cipherLength} bytes are no sealed object: its last segment is shorter than a tag.");
             try
             {
                 await cipher.ReadExactlyAsync(input.AsMemory(0, length), cancellationToken).ConfigureAwait(false);

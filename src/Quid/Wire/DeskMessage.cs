@@ -115,7 +115,7 @@ public static class DeskCodec
     public const int HashSize = 32;
     /// <summary>The largest object one Put stores: 64 GiB.</summary>
     public const long MaxObjectSize = 64L << 30;
-    /// <summary>The longest a Put or Renew pays for at once: two epochs' credits cannot pay for more than two weeks anyway.</summary>
+    /// <summary>The longest a Put or Renew pays for at once: a year.</summary>
     public const ushort MaxDays = 366;
 
     private static byte[] Checked(byte[] value, int size) =>

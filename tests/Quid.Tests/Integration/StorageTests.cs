@@ -157,45 +157,48 @@ public sealed class StorageTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task A_file_whose_payment_ran_out_is_deleted_on_its_host_after_its_owner_was_warned()
+    public async Task A_file_whose_payment_ran_out_is_deleted_on_every_host_after_its_owner_was_warned()
     {
         var clock = new ShiftedTime();
-        await using var net = await TestNetwork.StartAsync(228, [new NodeSpec(1048576, 524288), new NodeSpec(1048576, 524288)], time: clock, configure: (i, o, _) => i == 0
-            // Asked once: the owner holds a day of credits and no more, so it cannot renew.
-            ? o with { RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromDays(1000) }
+        var specs = new[] { new NodeSpec(1048576, 524288), new NodeSpec(1048576, 131072), new NodeSpec(1048576, 131072) };
+        await using var net = await TestNetwork.StartAsync(228, specs, time: clock, configure: (i, o, _) => i == 0
+            // Asked once, as each agreement forms: the owner holds a day of credits on each host and
+            // no more, so it cannot renew. Two hops: it looks for four partners, and takes both hosts.
+            ? o with { Hops = 2, RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromDays(1000) }
             : o with { OfferDisk = 128 << 20 });
-        var (owner, host) = (net.Nodes[0], net.Nodes[1]);
-        await Eventually.WaitUntilAsync(async () => await BalanceAsync(owner, host) == 64, TimeSpan.FromSeconds(20), "the owner to hold a day of disk credits on the host");
-        await using var control = await ControlPlane.StartAsync(owner, net.DataDirectory(0));
-        await using var hostControl = await ControlPlane.StartAsync(host, net.DataDirectory(1));
+        var owner = net.Nodes[0];
+        var hosts = net.Nodes.Skip(1).ToList();
+        await Eventually.WaitUntilAsync(async () => (await Task.WhenAll(hosts.Select(h => BalanceAsync(owner, h)))).All(b => b == 64), TimeSpan.FromSeconds(30),
+            "the owner to hold a day of disk credits on both hosts");
+        await using var hostControl = await ControlPlane.StartAsync(hosts[0], net.DataDirectory(1));
         string path = RandomFile(net.DataDirectory(0), "notes.bin", 40 << 20);
-        var stored = await owner.PutAsync(path, days: 1, copies: 1, CancellationToken.None);
-        Assert.Equal(64 - 41, await BalanceAsync(owner, host));
-        var held = Assert.Single(host.Storage!.Objects());
-        string objectFile = Path.Combine(net.DataDirectory(1), "hosted", "objects", held.Key);
-        Assert.True(File.Exists(objectFile));
+        var stored = await owner.PutAsync(path, days: 1, copies: 2, CancellationToken.None);
+        Assert.Equal(2, stored.Copies.Count);
+        foreach (var host in hosts) Assert.Equal(64 - 41, await BalanceAsync(owner, host));
+        var objectFiles = hosts.Select((h, i) => Path.Combine(net.DataDirectory(i + 1), "hosted", "objects", Assert.Single(h.Storage!.Objects()).Key)).ToList();
+        Assert.All(objectFiles, f => Assert.True(File.Exists(f)));
 
-        // Within its last day, an audit tells the owner; it holds too few credits to renew, so the copy is expiring.
+        // Within its last quarter, an audit tells the owner; it holds too few credits to renew, so both copies are expiring.
         clock.Advance(TimeSpan.FromHours(23));
         await Eventually.WaitUntilAsync(async () =>
         {
             await owner.AuditStoredAsync(CancellationToken.None);
-            return owner.StoredFiles().Single().Copies.Single().State == CopyState.Expiring;
-        }, TimeSpan.FromSeconds(30), "an audit to tell the owner its copy is expiring");
-        Assert.NotNull(Assert.Single(host.Storage.Objects()).WarnedAt);
+            return owner.StoredFiles().Single().Copies.All(c => c.State == CopyState.Expiring);
+        }, TimeSpan.FromSeconds(30), "audits to tell the owner both copies are expiring");
+        foreach (var host in hosts) Assert.NotNull(Assert.Single(host.Storage!.Objects()).WarnedAt);
         var hosted = Json(await QuidProcess.RunAsync("hosted", "--json", "--data-dir", net.DataDirectory(1)));
-        Assert.Equal(held.Key, hosted.GetProperty("objects").EnumerateArray().Single().GetProperty("id").GetString());
+        Assert.NotNull(hosted.GetProperty("objects").EnumerateArray().Single().GetProperty("warnedAt").GetString());
 
-        // Paid until a day after the put, kept a day of grace more: then deleted, file and row.
+        // Paid until a day after the put, kept a day of grace more: then deleted on every host, file and row.
         clock.Advance(TimeSpan.FromHours(1) + TimeSpan.FromDays(1) + TimeSpan.FromMinutes(2));
-        await Eventually.WaitUntilAsync(() => host.Storage.Objects().Count == 0, TimeSpan.FromSeconds(10), "the host to delete the object");
-        Assert.False(File.Exists(objectFile));
-        Assert.Empty(Directory.EnumerateFiles(Path.Combine(net.DataDirectory(1), "hosted", "objects")));
+        await Eventually.WaitUntilAsync(() => hosts.All(h => h.Storage!.Objects().Count == 0), TimeSpan.FromSeconds(10), "both hosts to delete the object");
+        Assert.All(objectFiles, f => Assert.False(File.Exists(f)));
+        for (int i = 1; i <= hosts.Count; i++) Assert.Empty(Directory.EnumerateFiles(Path.Combine(net.DataDirectory(i), "hosted", "objects")));
         hosted = Json(await QuidProcess.RunAsync("hosted", "--json", "--data-dir", net.DataDirectory(1)));
         Assert.Equal(0, hosted.GetProperty("objects").GetArrayLength());
-        // The owner's next audit finds it gone.
+        // The owner's next audit finds both gone.
         await owner.AuditStoredAsync(CancellationToken.None);
-        Assert.Equal(CopyState.Lost, owner.StoredFiles().Single().Copies.Single().State);
-        output.WriteLine($"Stored {stored.Key32[..12]}, warned, deleted after its day of grace");
+        Assert.DoesNotContain(owner.StoredFiles().Single().Copies, c => c.State is CopyState.Held or CopyState.Expiring);
+        output.WriteLine($"Stored {stored.Key32[..12]} on two hosts, warned, deleted on both after its day of grace");
     }
 }

@@ -96,7 +96,11 @@ public sealed class ControlClient : IDisposable
     /// <exception cref="ControlRefusedException">The node refused the request; the message says why.</exception>
     /// <exception cref="ControlUnavailableException">No answer, or not one that can be read.</exception>
     public Task<T> PostAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken = default) =>
-        AskAsync(() => new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/')), path, type, Patience, cancellationToken);
+        PostAsync(path, type, Patience, cancellationToken);
+
+    /// <summary>As <see cref="PostAsync{T}(string, JsonTypeInfo{T}, CancellationToken)"/>, waiting up to <paramref name="patience"/> for the answer.</summary>
+    public Task<T> PostAsync<T>(string path, JsonTypeInfo<T> type, TimeSpan patience, CancellationToken cancellationToken = default) =>
+        AskAsync(() => new HttpRequestMessage(HttpMethod.Post, path.TrimStart('/')), path, type, patience, cancellationToken);
 
     /// <summary>
     /// The answer to <paramref name="path"/> once its head has come, its content (a cached body,

@@ -270,7 +270,7 @@ public sealed record StoreRequest(string Path, int Days = 7, int Copies = 3);
 
 public sealed record RenewRequest(int Days = 7);
 
-/// <summary>One copy of a stored file: its host, until when it is paid, the audits it can still answer, and how the last went (Held, Expiring, Lost).</summary>
+/// <summary>One copy of a stored file: its host, until when it is paid, the audits it can still answer, and how the last went (Held, Expiring, Unreachable, Lost).</summary>
 public sealed record StoredCopyReport(string Host, DateTimeOffset PaidUntil, string State, int AuditsLeft);
 
 /// <summary>A file this node stored on others' nodes; <paramref name="Id"/> names it to <c>quid store get|renew|rm</c>.</summary>

@@ -32,7 +32,8 @@ public sealed partial class ControlServer
             if (path == StorePath && HttpMethods.IsPost(request.Method))
             {
                 if (await ReadBodyAsync(context, ControlJson.Default.StoreRequest, "{\"path\": \"/home/me/backup.tar\", \"days\": 7, \"copies\": 3}").ConfigureAwait(false) is not { } put) return;
-                var stored = await _node.PutAsync(put.Path, put.Days, put.Copies, context.RequestAborted).ConfigureAwait(false);
+                // Not cancelled with the request: half a put would pay hosts for copies never recorded.
+                var stored = await _node.PutAsync(put.Path, put.Days, put.Copies, CancellationToken.None).ConfigureAwait(false);
                 await JsonAsync(context, StatusCodes.Status200OK, Report(stored), ControlJson.Default.StoredReport).ConfigureAwait(false);
                 return;
             }
@@ -43,7 +44,7 @@ public sealed partial class ControlServer
             }
             if (path == CheckPath)
             {
-                await _node.AuditStoredAsync(context.RequestAborted).ConfigureAwait(false);
+                await _node.AuditStoredAsync(CancellationToken.None).ConfigureAwait(false);
                 await JsonAsync(context, StatusCodes.Status200OK, _node.StoredFiles().Select(Report).ToList(), ControlJson.Default.IReadOnlyListStoredReport).ConfigureAwait(false);
                 return;
             }
@@ -57,12 +58,12 @@ public sealed partial class ControlServer
             if (renew)
             {
                 if (await ReadBodyAsync(context, ControlJson.Default.RenewRequest, "{\"days\": 7}").ConfigureAwait(false) is not { } more) return;
-                await JsonAsync(context, StatusCodes.Status200OK, Report(await _node.RenewAsync(file, more.Days, context.RequestAborted).ConfigureAwait(false)),
+                await JsonAsync(context, StatusCodes.Status200OK, Report(await _node.RenewAsync(file, more.Days, CancellationToken.None).ConfigureAwait(false)),
                     ControlJson.Default.StoredReport).ConfigureAwait(false);
             }
             else if (HttpMethods.IsDelete(request.Method))
             {
-                await _node.RemoveAsync(file, context.RequestAborted).ConfigureAwait(false);
+                await _node.RemoveAsync(file, CancellationToken.None).ConfigureAwait(false);
                 response.StatusCode = StatusCodes.Status204NoContent;
             }
             else
