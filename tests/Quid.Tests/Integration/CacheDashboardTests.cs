@@ -14,13 +14,11 @@ namespace Quid.Tests.Integration;
 [Collection(nameof(SerialTests))]
 public sealed class CacheDashboardTests(ITestOutputHelper output)
 {
-    private const string Chromium = "/usr/bin/chromium";
     private const string Readme = "/fresh/readme.txt", Notes = "/fresh/notes.txt", Picture = "/fresh/picture.png", Page = "/fresh/page.html";
 
     [Fact]
     public async Task The_cache_section_lists_entries_searches_filters_by_type_and_previews_text_as_text_and_images_from_blob_URLs()
     {
-        Assert.True(File.Exists(Chromium), "Chromium is not installed: run .ci/run, or 'apt-get install -y chromium'.");
         await using var net = await CachingExit.StartAsync(144);
         await net.StoreAsync(Readme, Notes, Picture, Page);
         // A third circuit is answered from store: figures that are not all zero.
@@ -29,12 +27,7 @@ public sealed class CacheDashboardTests(ITestOutputHelper output)
         await using var uncached = await ControlPlane.StartAsync(net.Network.Client, net.Network.DataDirectory(0));
 
         using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new()
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        });
+        await using var browser = await HeadlessChromium.LaunchAsync(playwright);
         var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1280, Height = 860 } });
         var refused = new List<string>();
         page.Console += (_, message) => { if (message.Text.Contains("Content Security Policy", StringComparison.Ordinal)) refused.Add(message.Text); };

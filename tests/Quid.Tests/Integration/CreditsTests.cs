@@ -17,7 +17,6 @@ namespace Quid.Tests.Integration;
 [Collection(nameof(SerialTests))]
 public sealed class CreditsTests(ITestOutputHelper output)
 {
-    private const string Chromium = "/usr/bin/chromium";
     private const int Holder = 0, Issuer = 1, Joe = 2;
 
     private static Task<TestNetwork> StartAsync(byte first) =>
@@ -89,14 +88,8 @@ public sealed class CreditsTests(ITestOutputHelper output)
 
         // The dashboard: the holder's credits, and the issuer's disk granted and credits issued.
         await using var issuerControl = await ControlPlane.StartAsync(issuer, net.DataDirectory(Issuer));
-        Assert.True(File.Exists(Chromium), "Chromium is not installed: run .ci/run, or 'apt-get install -y chromium'.");
         using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new()
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        });
+        await using var browser = await HeadlessChromium.LaunchAsync(playwright);
         var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1280, Height = 860 } });
         await page.GotoAsync(ControlServer.DashboardUrl(holderControl.Server.EndPoint, ControlCookie.Read(holderControl.DataDirectory)));
         await page.WaitForFunctionAsync("() => document.querySelectorAll('#credits-table tbody tr').length === 1");

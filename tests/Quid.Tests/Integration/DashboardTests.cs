@@ -15,7 +15,6 @@ namespace Quid.Tests.Integration;
 [Collection(nameof(SerialTests))]
 public sealed class DashboardTests(ITestOutputHelper output)
 {
-    private const string Chromium = "/usr/bin/chromium";
 
     /// <summary>Six nodes offering 8 Mbit/s each and asking four partners for 1 Mbit/s apiece: grants that show as blocks of the offer.</summary>
     private static readonly NodeSpec[] Six = [.. Enumerable.Repeat(new NodeSpec(8192, 4096), 6)];
@@ -23,7 +22,6 @@ public sealed class DashboardTests(ITestOutputHelper output)
     [Fact]
     public async Task The_dashboard_shows_live_throughput_partners_with_verdicts_the_offer_in_blocks_and_circuits_as_paths()
     {
-        Assert.True(File.Exists(Chromium), "Chromium is not installed: run .ci/run, or 'apt-get install -y chromium'.");
         // Streams are cut at the end, not drained: draining is not what this test is about.
         var network = await TestNetwork.StartAsync(240, Six, configure: (i, o, _) =>
             OverlayNetworkTests.Quick(o with { Hops = 3, Paths = o.Paths with { Prebuilt = i == 0 ? 1 : 0 }, DrainTimeout = TimeSpan.Zero }));
@@ -57,12 +55,7 @@ public sealed class DashboardTests(ITestOutputHelper output)
             "ten seconds of the download in the throughput history");
 
         using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new()
-        {
-            ExecutablePath = Chromium,
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        });
+        await using var browser = await HeadlessChromium.LaunchAsync(playwright);
         var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1280, Height = 860 } });
         await page.GotoAsync(ControlServer.DashboardUrl(control.Server.EndPoint, ControlCookie.Read(control.DataDirectory)));
         await page.WaitForFunctionAsync("() => document.querySelectorAll('#circuits li').length > 0 && document.querySelectorAll('#partners tbody tr').length > 0" +

@@ -107,14 +107,8 @@ public sealed class StorageTests(ITestOutputHelper output)
 
         // The dashboard: the owner's file and its copies; a host's share of its offer held for others.
         await using var spareControl = await ControlPlane.StartAsync(spare, net.DataDirectory(net.Nodes.ToList().IndexOf(spare)));
-        Assert.True(File.Exists("/usr/bin/chromium"), "Chromium is not installed: run .ci/run, or 'apt-get install -y chromium'.");
         using var playwright = await Microsoft.Playwright.Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new()
-        {
-            ExecutablePath = "/usr/bin/chromium",
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        });
+        await using var browser = await HeadlessChromium.LaunchAsync(playwright);
         var page = await browser.NewPageAsync();
         await page.GotoAsync(Quid.Node.Control.ControlServer.DashboardUrl(control.Server.EndPoint, Quid.Node.Control.ControlCookie.Read(control.DataDirectory)));
         await page.WaitForFunctionAsync("() => document.querySelector('#stored-files').textContent === '1 file'");
