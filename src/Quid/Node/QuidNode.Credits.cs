@@ -53,6 +53,11 @@ public sealed partial class QuidNode
             {
                 _logger.LogDebug("A desk stream ended: {Reason}", e.Message);
             }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A stranger's stream must never take the node down; what broke is ours to see.
+                _logger.LogWarning(e, "Serving a desk stream failed; the stream is closed");
+            }
         }
     }
 
@@ -118,16 +123,7 @@ public sealed partial class QuidNode
         await _creditsBusy.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var (exact, split) = _wallet.Choose(issuer, amount);
-            if (split is not null)
-            {
-                long short_ = amount - exact.Sum(c => c.Value);
-                var part = Credit.Denominations(short_);
-                var change = await ExchangeAsync([split], [.. part, .. Credit.Denominations(split.Value - short_)], cancellationToken).ConfigureAwait(false);
-                _wallet.Change(change, [split]);
-                // The first credits minted are the part given, in the order asked.
-                exact.AddRange(change.Take(part.Count));
-            }
+            var exact = await ExactAsync(issuer, amount, cancellationToken).ConfigureAwait(false);
             var card = CreditCard.Write(exact);
             _wallet.Change([], exact);
             _logger.LogInformation("Gave {Amount} MiB·days of credits on {Issuer} as a card", amount, issuer.Brief);
@@ -137,6 +133,22 @@ public sealed partial class QuidNode
         {
             _creditsBusy.Release();
         }
+    }
+
+    /// <summary>
+    /// Credits of <paramref name="issuer"/> that make <paramref name="amount"/> exactly, making
+    /// change at the issuer when no set of ours does; they stay in the wallet. Under <see cref="_creditsBusy"/>.
+    /// </summary>
+    private async Task<List<Credit>> ExactAsync(NodeId issuer, long amount, CancellationToken cancellationToken)
+    {
+        var (exact, split) = _wallet.Choose(issuer, amount);
+        if (split is null) return exact;
+        long missing = amount - exact.Sum(c => c.Value);
+        var part = Credit.Denominations(missing);
+        var change = await ExchangeAsync([split], [.. part, .. Credit.Denominations(split.Value - missing)], cancellationToken).ConfigureAwait(false);
+        _wallet.Change(change, [split]);
+        // The first credits minted are the part asked for, in the order asked.
+        return [.. exact, .. change.Take(part.Count)];
     }
 
     /// <summary>

@@ -36,6 +36,9 @@ public sealed partial class QuidNode
 
     private void OpenStorage()
     {
+        // The first round five minutes after a start, once partners and circuits are back: at the
+        // first tick every host would look unreachable.
+        _lastAudit = _time.GetUtcNow() - _options.StorageAuditInterval + TimeSpan.FromMinutes(5);
         if (_options.OfferDisk <= 0) return;
         _storage = StorageHost.Open(Path.Combine(_options.DataDirectory, "hosted"), _options.OfferDisk, _issuer, _time, _logger);
     }
@@ -183,20 +186,15 @@ public sealed partial class QuidNode
         await _creditsBusy.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var (exact, split) = _wallet.Choose(host, price);
-            if (split is not null)
-            {
-                long missing = price - exact.Sum(c => c.Value);
-                var part = Credit.Denominations(missing);
-                var change = await ExchangeAsync([split], [.. part, .. Credit.Denominations(split.Value - missing)], cancellationToken).ConfigureAwait(false);
-                _wallet.Change(change, [split]);
-                exact.AddRange(change.Take(part.Count));
-            }
+            var exact = await ExactAsync(host, price, cancellationToken).ConfigureAwait(false);
             // A payment carries at most 64 credits: many small ones (a minute's issue each) are first
             // exchanged, an epoch at a time, for the fewest that make their total.
             while (exact.Count > CreditCodec.MaxCredits)
             {
                 var smallest = exact.GroupBy(c => c.Epoch).OrderByDescending(g => g.Count()).First().OrderBy(c => c.Value).Take(CreditCodec.MaxCredits).ToList();
+                // Already the fewest for their total (one of each denomination): no exchange makes fewer.
+                if (Credit.Denominations(smallest.Sum(c => c.Value)).Count >= smallest.Count)
+                    throw new CreditException($"Paying {price} MiB·days at {host.Brief} takes {exact.Count} credits of several weeks, more than the 64 a payment carries: store for fewer days.");
                 var merged = await ExchangeAsync(smallest, Credit.Denominations(smallest.Sum(c => c.Value)), cancellationToken).ConfigureAwait(false);
                 _wallet.Change(merged, smallest);
                 exact = [.. exact.Except(smallest), .. merged];
