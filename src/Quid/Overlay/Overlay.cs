@@ -63,6 +63,7 @@ public sealed partial class Overlay
         public TokenBucket Records { get; } = Bucket(options.RecordRate, time);
         public TokenBucket LeafLookups { get; } = Bucket(options.LeafLookupRate, time);
         public TokenBucket UltrapeerLookups { get; } = Bucket(options.UltrapeerLookupRate, time);
+        public TokenBucket Credits { get; } = Bucket(options.CreditRate, time);
         public double Strikes { get; set; }
         public long StrikesUpdated { get; set; } = time.GetTimestamp();
         public bool Introduced { get; set; }
@@ -329,6 +330,7 @@ public sealed partial class Overlay
             ControlType.Lookup => neighbour.Peer.IsUltrapeer ? neighbour.UltrapeerLookups : neighbour.LeafLookups,
             ControlType.Descriptor => neighbour.Descriptors,
             ControlType.Peers => neighbour.Peers,
+            ControlType.CreditRequest => neighbour.Credits,
             _ => null,
         };
         if (bucket is null || bucket.TryTake()) return Admission.Accept;

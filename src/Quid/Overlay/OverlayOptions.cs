@@ -92,6 +92,11 @@ public sealed record OverlayOptions
     public MessageRate RecordRate { get; init; } = new(5, 50);
     public MessageRate LeafLookupRate { get; init; } = new(2, 10);
     public MessageRate UltrapeerLookupRate { get; init; } = new(100, 500);
+    /// <summary>
+    /// Credit requests a partner may send (PROTOCOL §10.3): a holder asks once a minute, and each
+    /// request makes the issuer evaluate up to 64 elements, so a partner must not ask as fast as its link allows.
+    /// </summary>
+    public MessageRate CreditRate { get; init; } = new(1, 10);
 
     /// <summary>How far a service record floods among ultrapeers: with 6 ultrapeer links, 3 reaches up to 186 of them.</summary>
     public byte RecordTtl { get; init; } = 3;

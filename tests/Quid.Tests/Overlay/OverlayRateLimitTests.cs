@@ -24,6 +24,7 @@ public sealed class OverlayRateLimitTests : IDisposable
     [InlineData(ControlType.Descriptor)]
     [InlineData(ControlType.Peers)]
     [InlineData(ControlType.QueryHit)]
+    [InlineData(ControlType.CreditRequest)]
     public void AdmitAcceptsUpToTheBurstThenDropsThenRefills(ControlType type)
     {
         var options = new OverlayOptions();
@@ -32,6 +33,7 @@ public sealed class OverlayRateLimitTests : IDisposable
             ControlType.Query => options.LeafQueryRate,
             ControlType.Descriptor => options.DescriptorRate,
             ControlType.Peers => options.PeersRate,
+            ControlType.CreditRequest => options.CreditRate,
             _ => options.HitRate,
         };
         var overlay = _h.NewOverlay(options);
