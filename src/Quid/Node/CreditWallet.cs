@@ -85,17 +85,22 @@ public sealed class CreditWallet
             pending = asked.Credits;
         }
         if (answer is not CreditIssue issue) return 0;
-        var credits = pending.Finalize(issue.Evaluation, order => _database.CreditKey(partner, pending.Epoch, order));
-        Add(credits, issue.Evaluation.Proofs);
+        var credits = pending.Finalize(issue.Evaluation, KnownKey(partner, pending.Epoch));
+        RememberKeys(partner, pending.Epoch, issue.Evaluation.Proofs);
+        Change(credits, []);
         return pending.Total;
     }
 
-    /// <summary>Adds credits an issuer just made for us, and remembers the keys it made them under.</summary>
-    public void Add(IReadOnlyList<Credit> credits, IEnumerable<CreditProof> proofs)
+    /// <summary>
+    /// The public key <paramref name="issuer"/> made our credits of <paramref name="epoch"/> under,
+    /// by denomination, if we saw one: a different key would mark the credits made under it.
+    /// </summary>
+    public Func<byte, byte[]?> KnownKey(NodeId issuer, ulong epoch) => order => _database.CreditKey(issuer, epoch, order);
+
+    /// <summary>Remembers the keys an issuer just made credits of <paramref name="epoch"/> under, which <see cref="KnownKey"/> holds it to.</summary>
+    public void RememberKeys(NodeId issuer, ulong epoch, IEnumerable<CreditProof> proofs)
     {
-        if (credits.Count == 0) return;
-        foreach (var proof in proofs) _database.RememberCreditKey(credits[0].Issuer, credits[0].Epoch, proof.Order, proof.PublicKey);
-        Change(credits, []);
+        foreach (var proof in proofs) _database.RememberCreditKey(issuer, epoch, proof.Order, proof.PublicKey);
     }
 
     /// <summary>Replaces <paramref name="removed"/> with <paramref name="added"/>, in memory and on disk at once.</summary>

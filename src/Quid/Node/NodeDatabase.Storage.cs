@@ -3,8 +3,25 @@ using Quid.Crypto;
 
 namespace Quid.Node;
 
-/// <summary>A copy of one of our stored files on a host: until when it is paid, the audits left, and how the last one went.</summary>
-public sealed record StoredCopy(NodeId Host, DateTimeOffset PaidUntil, byte[] Challenges, CopyState State);
+/// <summary>
+/// A copy of one of our stored files on a host: until when it is paid, the audits left, and how
+/// the last one went. <see cref="Challenges"/> holds 64 bytes per audit (nonce, expected digest),
+/// each zeroed once asked.
+/// </summary>
+public sealed record StoredCopy(NodeId Host, DateTimeOffset PaidUntil, byte[] Challenges, CopyState State)
+{
+    public const int ChallengeSize = 64;
+
+    /// <summary>The first challenge not yet asked, or -1 when all were.</summary>
+    public int NextChallenge()
+    {
+        for (int i = 0; i < Challenges.Length / ChallengeSize; i++)
+            if (Challenges.AsSpan(i * ChallengeSize, ChallengeSize).ContainsAnyExcept((byte)0)) return i;
+        return -1;
+    }
+
+    public int AuditsLeft => NextChallenge() is var next and >= 0 ? Challenges.Length / ChallengeSize - next : 0;
+}
 
 /// <summary>Held: its last audit passed. Expiring: passed, but paid for less than a day more and not renewed. Unreachable: its host did not answer the last audit (asked again at the next). Lost: its host failed an audit.</summary>
 public enum CopyState { Held, Expiring, Unreachable, Lost }

@@ -231,7 +231,7 @@ public sealed partial class QuidNode
     {
         var issuer = spend[0].Issuer;
         var epoch = spend[0].Epoch;
-        Func<byte, byte[]?> knownKey = order => _database.CreditKey(issuer, epoch, order);
+        var knownKey = _wallet.KnownKey(issuer, epoch);
         (IReadOnlyList<Credit> Credits, IReadOnlyList<CreditProof> Keys) fresh;
         if (issuer == Id)
         {
@@ -244,7 +244,7 @@ public sealed partial class QuidNode
         {
             fresh = await DeskAsync(issuer, (stream, token) => CreditDesk.ExchangeAsync(stream, spend, mint, knownKey, _time, token), cancellationToken).ConfigureAwait(false);
         }
-        foreach (var key in fresh.Keys) _database.RememberCreditKey(issuer, epoch, key.Order, key.PublicKey);
+        _wallet.RememberKeys(issuer, epoch, fresh.Keys);
         return fresh.Credits;
     }
 }

@@ -17,7 +17,6 @@ public sealed partial class QuidNode
 {
     /// <summary>Audits each copy can answer: precomputed, as the owner keeps nothing of the file.</summary>
     private const int ChallengesPerCopy = 16;
-    private const int ChallengeSize = 64;
 
     private StorageHost? _storage;
     private DateTimeOffset _lastSweep;
@@ -211,12 +210,12 @@ public sealed partial class QuidNode
     /// <summary>Nonces and the digests a host holding the sealed file must answer them with.</summary>
     private static async Task<byte[]> ChallengesAsync(string sealedPath, CancellationToken cancellationToken)
     {
-        var challenges = new byte[ChallengesPerCopy * ChallengeSize];
+        var challenges = new byte[ChallengesPerCopy * StoredCopy.ChallengeSize];
         var hashes = new IncrementalHash[ChallengesPerCopy];
         for (int i = 0; i < ChallengesPerCopy; i++)
         {
             hashes[i] = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            var nonce = challenges.AsSpan(i * ChallengeSize, DeskCodec.HashSize);
+            var nonce = challenges.AsSpan(i * StoredCopy.ChallengeSize, DeskCodec.HashSize);
             RandomNumberGenerator.Fill(nonce);
             hashes[i].AppendData(nonce);
         }
@@ -229,7 +228,7 @@ public sealed partial class QuidNode
         }
         for (int i = 0; i < ChallengesPerCopy; i++)
         {
-            hashes[i].GetHashAndReset().CopyTo(challenges.AsSpan(i * ChallengeSize + DeskCodec.HashSize));
+            hashes[i].GetHashAndReset().CopyTo(challenges.AsSpan(i * StoredCopy.ChallengeSize + DeskCodec.HashSize));
             hashes[i].Dispose();
         }
         return challenges;
@@ -325,16 +324,14 @@ public sealed partial class QuidNode
 
     private async Task<StoredCopy> AuditAsync(StoredFile file, StoredCopy copy, CancellationToken cancellationToken)
     {
-        int used = -1;
-        for (int i = 0; i < copy.Challenges.Length / ChallengeSize && used < 0; i++)
-            if (copy.Challenges.AsSpan(i * ChallengeSize, ChallengeSize).ContainsAnyExcept((byte)0)) used = i;
+        int used = copy.NextChallenge();
         // All asked: the host is still asked, with a nonce of no known answer, so that we learn it
         // answers and until when it is paid (and renew in time); what it holds is no longer checked.
-        byte[] nonce = used < 0 ? RandomNumberGenerator.GetBytes(DeskCodec.HashSize) : copy.Challenges[(used * ChallengeSize)..(used * ChallengeSize + DeskCodec.HashSize)];
-        byte[]? expected = used < 0 ? null : copy.Challenges[(used * ChallengeSize + DeskCodec.HashSize)..((used + 1) * ChallengeSize)];
+        byte[] nonce = used < 0 ? RandomNumberGenerator.GetBytes(DeskCodec.HashSize) : copy.Challenges[(used * StoredCopy.ChallengeSize)..(used * StoredCopy.ChallengeSize + DeskCodec.HashSize)];
+        byte[]? expected = used < 0 ? null : copy.Challenges[(used * StoredCopy.ChallengeSize + DeskCodec.HashSize)..((used + 1) * StoredCopy.ChallengeSize)];
         // A challenge is asked once: a host must not learn the answer from one audit for the next.
         var challenges = (byte[])copy.Challenges.Clone();
-        if (used >= 0) Array.Clear(challenges, used * ChallengeSize, ChallengeSize);
+        if (used >= 0) Array.Clear(challenges, used * StoredCopy.ChallengeSize, StoredCopy.ChallengeSize);
         DeskMessage? answer;
         try
         {

@@ -86,8 +86,7 @@ public sealed partial class ControlServer
     }
 
     private static StoredReport Report(StoredFile file) => new(file.Key32, file.Name, file.Size, file.Days, file.CopiesWanted, file.Created,
-        [.. file.Copies.Select(c => new StoredCopyReport(c.Host.ToString(), c.PaidUntil, c.State.ToString(),
-            Enumerable.Range(0, c.Challenges.Length / 64).Count(i => c.Challenges.AsSpan(i * 64, 64).ContainsAnyExcept((byte)0))))]);
+        [.. file.Copies.Select(c => new StoredCopyReport(c.Host.ToString(), c.PaidUntil, c.State.ToString(), c.AuditsLeft))]);
 
     private static HostedReport Hosted(StorageHost? storage) => storage is null
         ? new HostedReport(0, 0, [])
