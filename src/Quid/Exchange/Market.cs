@@ -168,14 +168,31 @@ public sealed class Market
 
     /// <summary>
     /// The credits <paramref name="partner"/> may still be issued, in MiB·days: what the disk we
-    /// grant it is worth so far, a day ahead (so that a new partner can store at once, as a new
-    /// bandwidth partner is granted a trial), less what we issued against it (PROTOCOL §10.2).
+    /// grant it is worth so far, a day ahead once the agreement is past its trial (so that a new
+    /// partner can store soon, as a bandwidth partner's grant grows after its trial), less what we
+    /// issued against it (PROTOCOL §10.2).
     /// Credits follow a grant as it runs, so an agreement that ends early has cost only its days.
     /// </summary>
     public long CreditAllowance(NodeId partner) => Credits(partner, weGrant: true);
 
     /// <summary>The credits <paramref name="partner"/> owes us for the disk it grants us, reckoned as it reckons <see cref="CreditAllowance"/>.</summary>
     public long CreditsOwed(NodeId partner) => Credits(partner, weGrant: false);
+
+    /// <summary>
+    /// What is worth asking <paramref name="partner"/> for now: what it owes us once that is at
+    /// least an hour of the disk it grants us (the day ahead of a new grant always is), else 0.
+    /// Asked every minute, a grant under 1.4 GiB would come a credit of 1 MiB·day at a time, and
+    /// an issuer's spent set grows with credits, not MiB·days (docs/SIMULATION.md, "The credit economy").
+    /// </summary>
+    /// <param name="allowance">What the partner said it may issue us, when it refused more (CreditRefused.Allowance).</param>
+    public long CreditsDue(NodeId partner, long allowance = long.MaxValue)
+    {
+        long owed = Math.Min(CreditsOwed(partner), allowance);
+        long hour = 0;
+        foreach (var a in _agreements.Values)
+            if (a.State == AgreementState.Active && a.Partner == partner) hour += (a.TheyGrantDisk?.MiB ?? 0) / 24;
+        return owed >= Math.Max(1, hour) ? owed : 0;
+    }
 
     /// <summary>Counts <paramref name="mibDays"/> of credits issued to <paramref name="partner"/> against the disk we grant it, oldest agreement first.</summary>
     public void CreditsIssued(NodeId partner, long mibDays) => CountCredits(partner, mibDays, weGrant: true);
@@ -207,10 +224,17 @@ public sealed class Market
         }
     }
 
-    private static long CreditsLeft(Agreement a, DateTimeOffset now, bool weGrant)
+    private long CreditsLeft(Agreement a, DateTimeOffset now, bool weGrant)
     {
         if ((weGrant ? a.WeGrantDisk : a.TheyGrantDisk) is not { } disk) return 0;
-        long accrued = (long)(disk.MiB * (1 + Math.Max(0, (now - a.Created).TotalDays)));
+        // The day ahead comes once the agreement is past its trial, and, as we issue it, to a partner
+        // that grants us something and is under no verdict: paid at once, it would pay a cheater a
+        // day of disk for every agreement its trial ends (a whitewasher's fresh identities most of
+        // all; docs/SIMULATION.md, "The credit economy"). The holder cannot know all of that, and
+        // asks; NoAllowance corrects it.
+        bool ahead = !OnTrial(a, now) && (!weGrant || (a.TheyGrant is not null || a.TheyGrantDisk is not null)
+            && (Ledger.Find(a.Partner)?.Verdict ?? Verdict.Good) == Verdict.Good);
+        long accrued = (long)(disk.MiB * ((ahead ? 1 : 0) + Math.Max(0, (now - a.Created).TotalDays)));
         return Math.Max(0, accrued - (weGrant ? a.CreditsIssued : a.CreditsReceived));
     }
 

@@ -74,7 +74,7 @@ public sealed partial class QuidNode
     /// <summary>On the loop: asks <paramref name="partner"/> for what it owes us, unless it owes nothing or a request to it is unanswered.</summary>
     private void AskForCredits(NodeId partner)
     {
-        long owed = _core.Market.CreditsOwed(partner);
+        long owed = _core.Market.CreditsDue(partner);
         if (owed < 1 || _wallet.Asking(partner)) return;
         _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, owed));
     }
@@ -89,10 +89,12 @@ public sealed partial class QuidNode
                 _core.Market.CreditsReceived(partner, received);
                 _logger.LogInformation("{Peer} issued us {Amount} MiB·days of credits", partner.Brief, received);
             }
-            else if (answer is CreditRefused { Reason: CreditRefusal.NoAllowance, Allowance: > 0 } refused)
+            else if (answer is CreditRefused { Reason: CreditRefusal.NoAllowance, Allowance: > 0 } refused
+                && _core.Market.CreditsDue(partner, (long)Math.Min(refused.Allowance, long.MaxValue)) is > 0 and var due)
             {
-                // Its reckoning of what it owes runs a little behind ours (it started the agreement later): ask what it says.
-                _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, (long)Math.Min(refused.Allowance, (ulong)_core.Market.CreditsOwed(partner))));
+                // Its reckoning runs behind ours (it started the agreement later, or holds back the day
+                // ahead): ask what it says, once that too is worth a request.
+                _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, due));
             }
             else if (answer is CreditRefused other)
             {

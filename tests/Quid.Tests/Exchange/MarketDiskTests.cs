@@ -102,11 +102,15 @@ public sealed class MarketDiskTests : IDisposable
     }
 
     [Fact]
-    public void CreditsAreOwedADayAheadThenAsTheGrantRunsAndCountedOnce()
+    public void CreditsAreOwedADayAheadAfterTheTrialThenAsTheGrantRunsAndCountedOnce()
     {
         var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 64);
         var b = NewNode(offerDiskMiB: 64, requestDiskMiB: null);
         Agree(a, b);
+        // On trial, only what has accrued: nothing yet.
+        Assert.Equal(0, b.Market.CreditAllowance(a.Id));
+        Assert.Equal(0, a.Market.CreditsDue(b.Id));
+        _time.Advance(Options.TrialPeriod);
         Assert.Equal(64, b.Market.CreditAllowance(a.Id));
         Assert.Equal(64, a.Market.CreditsOwed(b.Id));
         b.Market.CreditsIssued(a.Id, 40);
@@ -121,6 +125,41 @@ public sealed class MarketDiskTests : IDisposable
         b.Market.PartnerLost(a.Id);
         Assert.Equal(0, b.Market.CreditAllowance(a.Id));
         Assert.Equal(64, b.Market.FreeDiskMiB);
+    }
+
+    [Fact]
+    public void CreditsAreDueOnlyOnceAnHourOfTheGrantIsOwed()
+    {
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 1024);
+        var b = NewNode(offerDiskMiB: 1024, requestDiskMiB: null);
+        Agree(a, b);
+        // The day ahead is due as soon as the trial is over (a minute's accrual with it).
+        _time.Advance(Options.TrialPeriod);
+        Assert.Equal(1024, a.Market.CreditsDue(b.Id));
+        a.Market.CreditsReceived(b.Id, 1024);
+        // A minute later about one MiB·day is owed, but an hour of 1 GiB is 42: not yet worth a request.
+        _time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(1, a.Market.CreditsOwed(b.Id));
+        Assert.Equal(0, a.Market.CreditsDue(b.Id));
+        _time.Advance(TimeSpan.FromMinutes(58));
+        Assert.Equal(42, a.Market.CreditsDue(b.Id));
+        // What the issuer allows is due only if it too is worth a request.
+        Assert.Equal(0, a.Market.CreditsDue(b.Id, allowance: 41));
+    }
+
+    [Fact]
+    public void APartnerUnderAVerdictIsPaidNoDayAhead()
+    {
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 64);
+        var b = NewNode(offerDiskMiB: 64, requestDiskMiB: null);
+        Agree(a, b);
+        // A grants B bandwidth and delivers an eighth of it, twice (a suspicion, then its confirmation).
+        b.Market.ProbeResult(a.Id, deliveredKbps: 32, promisedKbps: 256);
+        b.Market.ProbeResult(a.Id, deliveredKbps: 32, promisedKbps: 256);
+        Assert.Equal(Verdict.Underdelivering, b.Market.Ledger.Find(a.Id)!.Verdict);
+        _time.Advance(TimeSpan.FromHours(6));
+        // Past its trial, it is issued only what the grant has run: a quarter of a day.
+        Assert.Equal(16, b.Market.CreditAllowance(a.Id));
     }
 
     [Fact]

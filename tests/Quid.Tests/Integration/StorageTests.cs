@@ -42,7 +42,8 @@ public sealed class StorageTests(ITestOutputHelper output)
         await using var net = await TestNetwork.StartAsync(222, specs, loggers: logs, configure: (i, o, _) => i == 0
             // No bandwidth probes from the owner: a good one could clear an audit's verdict before it is read.
             ? o with { Hops = 2, RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromMilliseconds(200), Market = o.Market with { ProbePartners = false } }
-            : o with { OfferDisk = 128 << 20 });
+            // Nor from the hosts, so that no trial holds the day ahead back a minute.
+            : o with { OfferDisk = 128 << 20, Market = o.Market with { ProbePartners = false } });
         var owner = net.Nodes[0];
         var hosts = net.Nodes.Skip(1).ToList();
         try
@@ -159,8 +160,9 @@ public sealed class StorageTests(ITestOutputHelper output)
         await using var net = await TestNetwork.StartAsync(228, specs, time: clock, configure: (i, o, _) => i == 0
             // Asked once, as each agreement forms: the owner holds a day of credits on each host and
             // no more, so it cannot renew. Two hops: it looks for four partners, and takes both hosts.
-            ? o with { Hops = 2, RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromDays(1000) }
-            : o with { OfferDisk = 128 << 20 });
+            // No probes on loopback, so no trial holds the day ahead back a minute.
+            ? o with { Hops = 2, RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromDays(1000), Market = o.Market with { ProbePartners = false } }
+            : o with { OfferDisk = 128 << 20, Market = o.Market with { ProbePartners = false } });
         var owner = net.Nodes[0];
         var hosts = net.Nodes.Skip(1).ToList();
         await Eventually.WaitUntilAsync(async () => (await Task.WhenAll(hosts.Select(h => BalanceAsync(owner, h)))).All(b => b == 64), TimeSpan.FromSeconds(30),
