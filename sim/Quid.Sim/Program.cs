@@ -29,6 +29,9 @@ public static class Program
           --circuits N           circuits drawn per hop count for the anonymity measure (20000)
           --services N           session-addressed services whose lookups are measured (0)
           --lookups-per-minute R lookups of them from random nodes (60)
+          --economy-days D       then play D days of the credit economy on the agreements the run
+                                 ended with (nodes offer and ask for disk only then; 0)
+          --credit-ask-minutes M how often a holder asks its issuers for credits (1, the node's)
           --quiet                no progress lines
         """;
 
@@ -86,6 +89,8 @@ public static class Program
                 case "--circuits": options = options with { AnonymityCircuits = (int)Number() }; break;
                 case "--services": options = options with { Services = (int)Number() }; break;
                 case "--lookups-per-minute": options = options with { LookupsPerMinute = Number() }; break;
+                case "--economy-days": options = options with { EconomyDays = (int)Number() }; break;
+                case "--credit-ask-minutes": options = options with { CreditAskInterval = TimeSpan.FromMinutes(Number()) }; break;
                 case "--quiet": quiet = true; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
@@ -104,12 +109,21 @@ public static class Program
         var simulated = watch.Elapsed;
         var report = new Report(sim);
         report.Write(output);
+        var summary = report.Summary.ToList();
+        if (options.EconomyDays > 0)
+        {
+            // After the report: the economy moves the clock on by days, past the run it measured.
+            var economy = Economy.Run(sim, options.EconomyDays, options.CreditAskInterval);
+            economy.Write(output);
+            summary.AddRange(economy.Summary());
+            Report.Csv(output, "summary.csv", ["metric", "value"], summary.Select(s => new[] { s.Key, s.Value }));
+        }
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{options.Nodes} nodes, {options.Duration.TotalMinutes:0} simulated minutes: {simulated.TotalSeconds:0} s to simulate, {watch.Elapsed.TotalSeconds:0} s with the report; {sim.Scheduler.Executed:N0} events; written to {output}"));
         // Not part of the results (it varies with the machine): how much of the wall time the GC took.
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"GC: {GC.CollectionCount(0):N0} collections ({GC.CollectionCount(1):N0} of gen 1, {GC.CollectionCount(2):N0} of gen 2), {GC.GetTotalPauseDuration().TotalSeconds:0} s paused, {GC.GetTotalAllocatedBytes() / 1e9:0} GB allocated"));
-        foreach (var (key, value) in report.Summary) Console.WriteLine($"  {key} = {value}");
+        foreach (var (key, value) in summary) Console.WriteLine($"  {key} = {value}");
         return 0;
     }
 

@@ -40,7 +40,15 @@ public sealed class SimNode
     /// The core's settings for a simulated node, as a real node with the same offer, request, hops
     /// and pace would have them; the seeded sources of randomness are what keep a run repeatable.
     /// </summary>
-    internal static CoreOptions CoreOptionsFor(SimOptions options, Agent agent, Host host, IReadOnlyList<IPEndPoint> bootstrap, int seed) => new()
+    internal static CoreOptions CoreOptionsFor(SimOptions options, Agent agent, Host host, IReadOnlyList<IPEndPoint> bootstrap, int seed)
+    {
+        var core = CoreOptionsWithoutDisk(options, agent, host, bootstrap, seed);
+        if (options.EconomyDays == 0) return core;
+        var (offer, request) = Economy.DiskFor(agent, new Random(Seeds.Derive(seed, 4)));
+        return core with { OfferDiskMiB = offer, DiskRequest = request };
+    }
+
+    private static CoreOptions CoreOptionsWithoutDisk(SimOptions options, Agent agent, Host host, IReadOnlyList<IPEndPoint> bootstrap, int seed) => new()
     {
         Offer = agent.Offer,
         Request = agent.Request,
@@ -350,6 +358,8 @@ internal sealed class NodeStats
     public double ReceivedKbit;
     public double WindowSeconds;
     public double WantedKbit;
+    /// <summary>In the window, the disk credits its partners issued it (only when the run models the economy).</summary>
+    public long CreditsEarnedMiBDays;
     /// <summary>The open request episode: when the node last found itself short, and when a new partner first granted it.</summary>
     public long? UnmetSince;
     public long? FirstGrant;

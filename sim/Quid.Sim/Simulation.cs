@@ -52,6 +52,10 @@ public sealed record SimOptions
     public int Services { get; init; }
     public double LookupsPerMinute { get; init; } = 60;
 
+    /// <summary>Days of the credit economy played on the agreements the run ends with; 0 for none, and then nodes trade no disk.</summary>
+    public int EconomyDays { get; init; }
+    /// <summary>How often a holder asks each issuer for the credits it owes: the real node's pace.</summary>
+    public TimeSpan CreditAskInterval { get; init; } = TimeSpan.FromMinutes(1);
     public TimeSpan MeasurementStart => MeasureFrom ?? Duration / 3;
 }
 
@@ -127,6 +131,7 @@ public sealed class Simulation
             Metrics.SampleSeries(_online);
             progress?.Invoke(this);
         });
+        if (Options.EconomyDays > 0) Every(Options.CreditAskInterval, () => Economy.AskDuringRun(this));
         // Services start publishing five minutes before the window opens, once the network has formed.
         Lookups?.Start(Options.Services, Options.LookupsPerMinute, TimeSpan.FromTicks(Math.Max(Options.JoinSpread.Ticks, WindowStart - TimeSpan.FromMinutes(5).Ticks)));
         Scheduler.RunUntil(Options.Duration.Ticks);
