@@ -20,7 +20,7 @@ public static class CreditDesk
     /// which answers on the stream itself and says whether to go on.
     /// </summary>
     public static async Task ServeAsync(Stream stream, CreditIssuer issuer, TimeProvider time, CancellationToken cancellationToken,
-        Func<Stream, DeskMessage, CancellationToken, Task<bool>>? other = null)
+        Func<Stream, DeskMessage, CancellationToken, Task<bool>>? other = null, Func<DeskMessage, CancellationToken, ValueTask>? pace = null)
     {
         for (int served = 0; served < ExchangesPerStream; served++)
         {
@@ -35,6 +35,7 @@ public static class CreditDesk
                 return;
             }
             if (request is null) return;
+            if (pace is not null) await pace(request, cancellationToken).ConfigureAwait(false);
             if (request is DeskExchange exchange)
             {
                 var result = issuer.Exchange(exchange);
@@ -54,6 +55,18 @@ public static class CreditDesk
             }
         }
     }
+
+    /// <summary>
+    /// What a request costs the desk, in credits it must evaluate or check (at least one): the
+    /// weight by which a node paces its desk against a flood of them.
+    /// </summary>
+    public static int Weight(DeskMessage request) => request switch
+    {
+        DeskExchange exchange => Math.Max(1, exchange.Spend.Count + exchange.Mint.Count),
+        DeskPut put => Math.Max(1, put.Payment.Count),
+        DeskRenew renew => Math.Max(1, renew.Payment.Count),
+        _ => 1,
+    };
 
     /// <summary>
     /// Spends <paramref name="spend"/> (all of one issuer and epoch, the desk's) for fresh credits

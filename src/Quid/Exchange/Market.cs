@@ -232,8 +232,8 @@ public sealed class Market
         // day of disk for every agreement its trial ends (a whitewasher's fresh identities most of
         // all; docs/SIMULATION.md, "The credit economy"). The holder cannot know all of that, and
         // asks; NoAllowance corrects it.
-        bool ahead = !OnTrial(a, now) && (!weGrant || (a.TheyGrant is not null || a.TheyGrantDisk is not null)
-            && (Ledger.Find(a.Partner)?.Verdict ?? Verdict.Good) == Verdict.Good);
+        bool ahead = !OnTrial(a, now)
+            && (!weGrant || ((a.TheyGrant is not null || a.TheyGrantDisk is not null) && (Ledger.Find(a.Partner)?.Verdict ?? Verdict.Good) == Verdict.Good));
         long accrued = (long)(disk.MiB * ((ahead ? 1 : 0) + Math.Max(0, (now - a.Created).TotalDays)));
         return Math.Max(0, accrued - (weGrant ? a.CreditsIssued : a.CreditsReceived));
     }

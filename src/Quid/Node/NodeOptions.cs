@@ -69,6 +69,10 @@ public sealed record NodeOptions
     public DiskBlock? RequestDisk { get; init; }
     /// <summary>How often credits owed by partners are asked for (PROTOCOL §10.3).</summary>
     public TimeSpan CreditRequestInterval { get; init; } = TimeSpan.FromMinutes(1);
+    /// <summary>Desk streams served at once; one more is closed as it begins (PROTOCOL §10.4).</summary>
+    public int DeskStreams { get; init; } = 32;
+    /// <summary>Credits a second the desk checks or evaluates, over all its streams; requests beyond it wait (PROTOCOL §10.4).</summary>
+    public double DeskCreditsPerSecond { get; init; } = 500;
     /// <summary>How often the copies of our stored files are audited (PROTOCOL §10.7).</summary>
     public TimeSpan StorageAuditInterval { get; init; } = TimeSpan.FromHours(1);
     /// <summary>Limits of the SOCKS and HTTP proxies, each on its own.</summary>

@@ -18,6 +18,8 @@ public sealed record CreditStatus(IReadOnlyList<CreditBalance> Balances, long Is
 public sealed partial class QuidNode
 {
     private static readonly TimeSpan DeskStreamTimeout = TimeSpan.FromSeconds(20);
+    /// <summary>How long a paced desk request waits before it looks for credit to go on again.</summary>
+    private static readonly TimeSpan DeskPaceWait = TimeSpan.FromMilliseconds(50);
 
     private CreditKeys _creditKeys = null!;
     private CreditIssuer _issuer = null!;
@@ -27,6 +29,11 @@ public sealed partial class QuidNode
     private readonly SemaphoreSlim _creditsBusy = new(1, 1);
     // Its own isolation: no application stream rides a circuit that spoke to an issuer's desk.
     private readonly object _deskIsolation = new();
+    // Strangers reach the desk through circuits, and each credit they send costs a scalar
+    // multiplication: so many streams at once, and so many credits a second over all of them.
+    private int _deskStreams;
+    private Quid.Overlay.TokenBucket _deskPace = null!;
+    private readonly Lock _deskPaceLock = new();
 
     public CreditWallet Wallet => _wallet;
     /// <summary>This node as an issuer: what it issued and took back, and its spent set.</summary>
@@ -38,6 +45,8 @@ public sealed partial class QuidNode
         _issuer = new CreditIssuer(_creditKeys, _database.SpentCredits(), _time);
         _issuer.Prune();
         _wallet = new CreditWallet(_database, _time);
+        // The burst holds the largest request, an exchange of 64 credits for 64.
+        _deskPace = new Quid.Overlay.TokenBucket(_options.DeskCreditsPerSecond, Math.Max(2 * CreditCodec.MaxCredits, 2 * _options.DeskCreditsPerSecond), _time);
         _circuits.Desk = ServeDeskAsync;
     }
 
@@ -45,9 +54,15 @@ public sealed partial class QuidNode
     {
         await using (stream.ConfigureAwait(false))
         {
+            if (Interlocked.Increment(ref _deskStreams) > _options.DeskStreams)
+            {
+                Interlocked.Decrement(ref _deskStreams);
+                _logger.LogDebug("A desk stream was closed as it began: {Streams} are served already", _options.DeskStreams);
+                return;
+            }
             try
             {
-                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token, _storage is null ? null : _storage.ServeAsync).ConfigureAwait(false);
+                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token, _storage is null ? null : _storage.ServeAsync, PaceDeskAsync).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
             {
@@ -58,6 +73,24 @@ public sealed partial class QuidNode
                 // A stranger's stream must never take the node down; what broke is ours to see.
                 _logger.LogWarning(e, "Serving a desk stream failed; the stream is closed");
             }
+            finally
+            {
+                Interlocked.Decrement(ref _deskStreams);
+            }
+        }
+    }
+
+    /// <summary>Waits until the desk may take on <paramref name="request"/>'s credits.</summary>
+    private async ValueTask PaceDeskAsync(DeskMessage request, CancellationToken cancellationToken)
+    {
+        int weight = CreditDesk.Weight(request);
+        while (true)
+        {
+            lock (_deskPaceLock)
+            {
+                if (_deskPace.TryTake(weight)) return;
+            }
+            await Task.Delay(DeskPaceWait, _time, cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -35,6 +35,29 @@ public sealed class CreditIssuerTests : IDisposable
     }
 
     [Fact]
+    public async Task The_desk_weighs_each_request_by_its_credits_and_waits_on_its_pace_before_serving_it()
+    {
+        // Three credits (1 + 2 + 4 for 7) spent for three, then a Get: 6 and 1 to check.
+        CreditDesk.Prepare(Issue(7), Credit.Denominations(7), out var exchange);
+        var toDesk = new MemoryStream();
+        toDesk.Write(DeskCodec.Encode(exchange));
+        toDesk.Write(DeskCodec.Encode(new DeskGet(new byte[16])));
+        toDesk.Position = 0;
+        var fromDesk = new MemoryStream();
+        var paced = new List<(int Weight, long ExchangedBefore)>();
+        await CreditDesk.ServeAsync(new Duplex(toDesk, fromDesk), _issuer, _time, CancellationToken.None,
+            other: (_, _, _) => Task.FromResult(true),
+            pace: (request, _) =>
+            {
+                paced.Add((CreditDesk.Weight(request), _issuer.Exchanged));
+                return ValueTask.CompletedTask;
+            });
+        // The exchange was paced before the issuer served it, and served after.
+        Assert.Equal([(6, 0L), (1, 7L)], paced);
+        Assert.Equal(1, CreditDesk.Weight(new DeskRenew(new byte[16], 1, [])));
+    }
+
+    [Fact]
     public void IssuesWithinTheAllowanceAndNoMore()
     {
         var credits = Issue(13);

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Time.Testing;
 using Quid.Credits;
 using Quid.Crypto;
 using Quid.Storage;
+using Quid.Tests.Credits;
 using Quid.Wire;
 
 namespace Quid.Tests.Storage;
@@ -46,6 +47,8 @@ public sealed class StorageHostTests : IDisposable
         toHost.Write(DeskCodec.Encode(request));
         if (body is not null) toHost.Write(body);
         toHost.Position = 0;
+        // The desk reads the request's frame before the host sees the request.
+        toHost.Position = DeskCodec.LengthSize + DeskCodec.ReadLength([(byte)toHost.ReadByte(), (byte)toHost.ReadByte()]);
         var fromHost = new MemoryStream();
         await _host.ServeAsync(new Duplex(toHost, fromHost), DeskCodec.Decode(DeskCodec.Encode(request).AsSpan(DeskCodec.LengthSize)), CancellationToken.None);
         fromHost.Position = 0;
@@ -56,30 +59,6 @@ public sealed class StorageHostTests : IDisposable
             if (answer is DeskData data) fromHost.Position += data.Size;
         }
         return answers;
-    }
-
-    /// <summary>Reads the request's frame from one stream (the test already decoded it, so it skips it) and writes to another.</summary>
-    private sealed class Duplex : Stream
-    {
-        private readonly Stream _in, _out;
-        public Duplex(Stream input, Stream output)
-        {
-            _in = input;
-            _out = output;
-            // The frame was read by the desk before the host sees the request.
-            int length = DeskCodec.ReadLength([(byte)input.ReadByte(), (byte)input.ReadByte()]);
-            input.Position += length;
-        }
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => _in.Read(buffer, offset, count);
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => _out.Write(buffer, offset, count);
     }
 
     [Fact]
