@@ -106,7 +106,7 @@ public static class CreditDesk
     {
         DeskExchanged exchanged => (pending.Finalize(exchanged.Evaluation, knownKey), exchanged.Evaluation.Proofs),
         DeskRefused refused => throw new CreditException($"{pending.Issuer.Brief} refused: {refused.Text}", refused.Reason),
-        null => throw new CreditException($"{pending.Issuer.Brief}'s desk closed without an answer."),
+        null => throw new CreditException($"{pending.Issuer.Brief}'s desk closed without an answer: it may be serving all the streams it takes, or have stopped; try again later."),
         _ => throw new CreditException($"{pending.Issuer.Brief}'s desk answered with a {answer.Type}."),
     };
 

@@ -19,12 +19,12 @@ public sealed class CreditsTests(ITestOutputHelper output)
 {
     private const int Holder = 0, Issuer = 1, Joe = 2;
 
-    private static Task<TestNetwork> StartAsync(byte first) =>
+    private static Task<TestNetwork> StartAsync(byte first, int deskStreams = 32) =>
         TestNetwork.StartAsync(first, [new NodeSpec(1024, 512), new NodeSpec(2048, 512), new NodeSpec(1024, 512)], configure: (i, o, started) => i switch
         {
             // No probes (loopback bandwidth proves nothing), so no trial holds the day ahead back a minute.
             Holder => o with { RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromMilliseconds(200), Market = o.Market with { ProbePartners = false } },
-            Issuer => o with { OfferDisk = 256 << 20, Market = o.Market with { ProbePartners = false } },
+            Issuer => o with { OfferDisk = 256 << 20, Market = o.Market with { ProbePartners = false }, DeskStreams = deskStreams },
             // Joe trades with the issuer only: the holder is a stranger to him.
             _ => o with { Peers = [], Friends = [$"{started[Issuer].Id}@{started[Issuer].LinkEndPoint}"] },
         });
@@ -111,5 +111,23 @@ public sealed class CreditsTests(ITestOutputHelper output)
         (code, string tooMuch) = await QuidProcess.RunAsync("credits", "give", issuer.Id.ToString(), "100", "--data-dir", net.DataDirectory(Holder));
         Assert.Equal(1, code);
         Assert.Contains("You hold 59 MiB·days of credits", tooMuch, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_desk_that_serves_all_the_streams_it_takes_ends_one_more_and_a_give_says_so_and_keeps_its_credits()
+    {
+        await using var net = await StartAsync(219, deskStreams: 0);
+        var (holder, issuer) = (net.Nodes[Holder], net.Nodes[Issuer]);
+        await using var holderControl = await ControlPlane.StartAsync(holder, net.DataDirectory(Holder));
+        await Eventually.WaitUntilAsync(async () => await BalanceAsync(holder, issuer) == 64, TimeSpan.FromSeconds(20), "the holder to be issued a day of its disk grant");
+
+        // 5 of a single 64 needs change at the issuer's desk, which ends the stream as it begins.
+        var (code, text) = await QuidProcess.RunAsync("credits", "give", issuer.Id.ToString(), "5", "--data-dir", net.DataDirectory(Holder));
+        output.WriteLine(text);
+        Assert.NotEqual(0, code);
+        Assert.Contains("desk closed without an answer: it may be serving all the streams it takes", text, StringComparison.Ordinal);
+        Assert.DoesNotContain(CreditCard.Begin, text, StringComparison.Ordinal);
+        Assert.Equal(64, await BalanceAsync(holder, issuer));
+        Assert.Equal(0, (await issuer.CreditStatusAsync()).ExchangedMiBDays);
     }
 }
