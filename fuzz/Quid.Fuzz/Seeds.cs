@@ -164,6 +164,20 @@ internal static class Seeds
             System.Text.Encoding.UTF8.GetBytes(Quid.Credits.CreditCard.Write([credit])),
             System.Text.Encoding.UTF8.GetBytes("Here you are:\n\n" + Quid.Credits.CreditCard.Write([credit, credit with { Input = token.Output[..32], Order = 0 }]) + "-- \nJoe\n"));
 
+        Write(directory, "program", Wasmtime.Module.ConvertText("""
+            (module
+              (import "quid" "send" (func $send (param i32 i32 i32 i32) (result i32)))
+              (import "quid" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))
+              (import "quid" "timer" (func $timer (param i64)))
+              (memory (export "memory") 1)
+              (func (export "alloc") (param i32) (result i32) (i32.const 64))
+              (func (export "on_message") (param $at i32) (param $length i32)
+                (drop (call $send (local.get $at) (local.get $length) (local.get $at) (local.get $length)))
+                (drop (call $put (local.get $at) (i32.const 1) (local.get $at) (local.get $length)))
+                (call $timer (i64.const 10)))
+              (func (export "on_timer")))
+            """));
+
         byte[] begin = Relay(RelayCommand.Begin, 1, [0, 80, 11, .. "example.com"u8]);
         byte[] connected = Relay(RelayCommand.Connected, 1, [4, 127, 0, 0, 1]);
         byte[] data = Relay(RelayCommand.Data, 1, "GET / HTTP/1.1\r\n\r\n"u8);

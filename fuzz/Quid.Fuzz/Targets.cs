@@ -5,6 +5,7 @@ using Quid.Credits;
 using Quid.Crypto;
 using Quid.Links;
 using Quid.Links.PortMapping;
+using Quid.Programs;
 using Quid.Proxy.Http;
 using Quid.Proxy.Socks;
 using Quid.Services;
@@ -46,6 +47,7 @@ internal static class Targets
         ["cache-exchange"] = CacheExchange,
         ["desk"] = Desk,
         ["credit-card"] = CreditCardText,
+        ["program"] = ProgramModule,
     };
 
     /// <summary>The nonce the pcp target expects, and its seeds carry.</summary>
@@ -474,6 +476,38 @@ internal static class Targets
     }
 
     /// <summary>A credit card, as UTF-8 text (PROTOCOL §10.5): only a <see cref="WireException"/> may escape, and what reads writes back to a card that reads the same.</summary>
+    // One engine for every input, made lazily for the reason Identity is.
+    private static readonly Lazy<ProgramEngine> Programs = new(() => new ProgramEngine(TimeProvider.System));
+    private static readonly ProgramLimits FuzzLimits = new() { CallDeadline = TimeSpan.FromMilliseconds(100), StoreBytes = 4096 };
+
+    /// <summary>A module as a host takes one from anyone (PROTOCOL §11): refused with a reason, or run within its limits.</summary>
+    private static void ProgramModule(byte[] input)
+    {
+        HostedProgram program;
+        try
+        {
+            program = HostedProgram.Load(Programs.Value, input, FuzzLimits, fuel: 200_000);
+        }
+        catch (ProgramException)
+        {
+            return;
+        }
+        using (program)
+        {
+            try
+            {
+                program.Deliver("fuzz"u8);
+                program.Wake();
+            }
+            catch (ProgramException)
+            {
+                // A program that traps, runs out of fuel or of time is stopped, not a crash.
+            }
+            Check(program.StoredBytes <= FuzzLimits.StoreBytes, "a program's store holds more than its limit");
+            Check(program.TakeOutbox().Count <= 2 * HostedProgram.MaxOutbox, "a program sent more than its outbox takes");
+        }
+    }
+
     private static void CreditCardText(byte[] input)
     {
         IReadOnlyList<Credit> credits;
