@@ -195,7 +195,8 @@ public sealed class Economy
             {
                 int pick = _random.Next(_wanting.Count);
                 var taker = _wanting[pick];
-                if (taker.Unmet <= 0 || taker == holder)
+                if (taker == holder) continue;
+                if (taker.Unmet <= 0)
                 {
                     taker.Wanting = false;
                     _wanting[pick] = _wanting[^1];
