@@ -34,6 +34,8 @@ public sealed class StorageHost : IDisposable
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private long _reserved;
+    /// <summary>Ids whose upload is under way: a second Put of one is refused before it is paid for.</summary>
+    private readonly HashSet<string> _uploading = [];
 
     private StorageHost(string directory, long quota, SqliteConnection connection, CreditIssuer issuer, TimeProvider time, ILogger logger)
     {
@@ -172,9 +174,14 @@ public sealed class StorageHost : IDisposable
         var reason = CreditRefusal.NoRoom;
         lock (_lock)
         {
-            if (FindLocked(put.Id) is not null) (reason, refusal) = (CreditRefusal.NotOwner, "An object of that id is held already.");
+            if (FindLocked(put.Id) is not null || _uploading.Contains(Convert.ToHexString(put.Id)))
+                (reason, refusal) = (CreditRefusal.NotOwner, "An object of that id is held already, or is being uploaded.");
             else if (HeldBytes() + _reserved + put.Size > Quota) refusal = $"No room: {Quota - HeldBytes() - _reserved} bytes of the {Quota} offered are free, {put.Size} asked.";
-            else _reserved += put.Size;
+            else
+            {
+                _reserved += put.Size;
+                _uploading.Add(Convert.ToHexString(put.Id));
+            }
         }
         if (refusal is null)
         {
@@ -182,7 +189,11 @@ public sealed class StorageHost : IDisposable
             if (paid.Refusal is { } refused)
             {
                 (reason, refusal) = (refused, paid.Text);
-                lock (_lock) _reserved -= put.Size;
+                lock (_lock)
+                {
+                    _reserved -= put.Size;
+                    _uploading.Remove(Convert.ToHexString(put.Id));
+                }
             }
         }
         if (refusal is not null)
@@ -225,7 +236,11 @@ public sealed class StorageHost : IDisposable
         }
         finally
         {
-            lock (_lock) _reserved -= put.Size;
+            lock (_lock)
+            {
+                _reserved -= put.Size;
+                _uploading.Remove(Convert.ToHexString(put.Id));
+            }
         }
     }
 

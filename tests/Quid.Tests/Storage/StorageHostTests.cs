@@ -98,6 +98,27 @@ public sealed class StorageHostTests : IDisposable
     }
 
     [Fact]
+    public async Task A_second_put_of_an_id_being_uploaded_is_refused_before_it_is_paid()
+    {
+        byte[] id = RandomNumberGenerator.GetBytes(16), owner = SHA256.HashData(RandomNumberGenerator.GetBytes(32));
+        // The first upload is under way: paid, answered Ready, waiting for its bytes.
+        var body = new System.IO.Pipelines.Pipe();
+        var fromHost = new MemoryStream();
+        var first = _host.ServeAsync(new Duplex(body.Reader.AsStream(), fromHost), new DeskPut(id, 10, 1, owner, Credits(1)), CancellationToken.None);
+        await Quid.Tests.Integration.Eventually.WaitUntilAsync(() => _host.Used == 10, TimeSpan.FromSeconds(10), "the first upload to reserve its room");
+
+        var payment = Credits(1);
+        Assert.Equal(CreditRefusal.NotOwner, Assert.IsType<DeskRefused>(Assert.Single(await AskAsync(new DeskPut(id, 10, 1, owner, payment)))).Reason);
+        // Its credits were not taken: they pay for another id.
+        Assert.IsType<DeskStored>((await AskAsync(new DeskPut(RandomNumberGenerator.GetBytes(16), 10, 1, owner, payment), new byte[10]))[1]);
+
+        await body.Writer.WriteAsync(new byte[10]);
+        await body.Writer.CompleteAsync();
+        Assert.True(await first);
+        Assert.Equal(2, _host.Objects().Count);
+    }
+
+    [Fact]
     public async Task UnderpaidOverQuotaTakenAndForeignRequestsAreRefused()
     {
         byte[] id = RandomNumberGenerator.GetBytes(16), secret = RandomNumberGenerator.GetBytes(32);
