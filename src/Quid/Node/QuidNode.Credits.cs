@@ -25,6 +25,12 @@ public sealed partial class QuidNode
     private CreditIssuer _issuer = null!;
     private CreditWallet _wallet = null!;
     private DateTimeOffset _lastCreditRound;
+    /// <summary>
+    /// Partners that hold back what we reckon due (a trial of theirs, a verdict of theirs on us):
+    /// when to ask again, and the wait before that, which doubles to an hour while they keep refusing.
+    /// </summary>
+    private readonly Dictionary<NodeId, (DateTimeOffset Next, TimeSpan Wait)> _creditsHeldBack = [];
+    private static readonly TimeSpan HeldBackLongest = TimeSpan.FromHours(1);
     /// <summary>One give or take at a time: two could choose the same credits.</summary>
     private readonly SemaphoreSlim _creditsBusy = new(1, 1);
     // Its own isolation: no application stream rides a circuit that spoke to an issuer's desk.
@@ -100,8 +106,9 @@ public sealed partial class QuidNode
         var now = _time.GetUtcNow();
         if (now - _lastCreditRound < _options.CreditRequestInterval) return;
         _lastCreditRound = now;
-        foreach (var partner in _core.Market.Active.Where(a => a.TheyGrantDisk is not null).Select(a => a.Partner).Distinct().ToList())
-            AskForCredits(partner);
+        var granting = _core.Market.Active.Where(a => a.TheyGrantDisk is not null).Select(a => a.Partner).ToHashSet();
+        foreach (var gone in _creditsHeldBack.Keys.Where(p => !granting.Contains(p)).ToList()) _creditsHeldBack.Remove(gone);
+        foreach (var partner in granting) AskForCredits(partner);
     }
 
     /// <summary>On the loop: asks <paramref name="partner"/> for what it owes us, unless it owes nothing or a request to it is unanswered.</summary>
@@ -109,6 +116,7 @@ public sealed partial class QuidNode
     {
         long owed = _core.Market.CreditsDue(partner);
         if (owed < 1 || _wallet.Asking(partner)) return;
+        if (_creditsHeldBack.TryGetValue(partner, out var back) && _time.GetUtcNow() < back.Next) return;
         _core.LinkTo(partner)?.SendControl(_wallet.Ask(partner, owed));
     }
 
@@ -119,6 +127,7 @@ public sealed partial class QuidNode
             long received = _wallet.Answered(partner, answer);
             if (received > 0)
             {
+                _creditsHeldBack.Remove(partner);
                 _core.Market.CreditsReceived(partner, received);
                 _logger.LogInformation("{Peer} issued us {Amount} MiB·days of credits", partner.Brief, received);
             }
@@ -131,6 +140,12 @@ public sealed partial class QuidNode
             }
             else if (answer is CreditRefused other)
             {
+                if (other.Reason == CreditRefusal.NoAllowance)
+                {
+                    // What it allows is not yet worth a request: ask again later, and later each time it says so.
+                    var wait = _creditsHeldBack.TryGetValue(partner, out var back) ? TimeSpan.FromTicks(Math.Min(2 * back.Wait.Ticks, HeldBackLongest.Ticks)) : _options.CreditRequestInterval;
+                    _creditsHeldBack[partner] = (_time.GetUtcNow() + wait, wait);
+                }
                 _logger.LogDebug("{Peer} refused our credit request: {Reason}", partner.Brief, other.Reason);
             }
         }

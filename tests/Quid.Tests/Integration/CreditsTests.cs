@@ -130,4 +130,23 @@ public sealed class CreditsTests(ITestOutputHelper output)
         Assert.Equal(64, await BalanceAsync(holder, issuer));
         Assert.Equal(0, (await issuer.CreditStatusAsync()).ExchangedMiBDays);
     }
+
+    [Fact]
+    public async Task A_holder_held_back_by_its_issuers_trial_asks_less_often_each_time_and_is_paid_when_it_ends()
+    {
+        var logs = new LogCapture(Microsoft.Extensions.Logging.LogLevel.Debug);
+        // The holder does not probe, so it reckons the day ahead due at once; the issuer does, and
+        // holds it back for its trial.
+        await using var net = await TestNetwork.StartAsync(236, [new NodeSpec(1024, 512), new NodeSpec(2048, 512)], loggers: logs, configure: (i, o, _) => i == Holder
+            ? o with { RequestDisk = DiskBlock.FromBytes(64 << 20), CreditRequestInterval = TimeSpan.FromMilliseconds(200), Market = o.Market with { ProbePartners = false } }
+            : o with { OfferDisk = 256 << 20, Market = o.Market with { TrialPeriod = TimeSpan.FromSeconds(6) } });
+        var (holder, issuer) = (net.Nodes[Holder], net.Nodes[Issuer]);
+        await Eventually.WaitUntilAsync(async () => await BalanceAsync(holder, issuer) >= 64, TimeSpan.FromSeconds(30), "the holder to be paid the day ahead after the issuer's trial");
+
+        // Asking every 200 ms through a 6 s trial it would have been refused about 30 times; waiting
+        // twice as long after each refusal, about 5.
+        int refused = logs.Lines.Count(l => l.Text.Contains("refused our credit request: NoAllowance", StringComparison.Ordinal));
+        output.WriteLine($"{refused} refusals");
+        Assert.InRange(refused, 1, 8);
+    }
 }
