@@ -92,17 +92,7 @@ public sealed class StorageHost : IDisposable
 
     public IReadOnlyList<HostedObject> Objects()
     {
-        lock (_lock)
-        {
-            using var command = _connection.CreateCommand();
-            command.CommandText = "SELECT id, size, paid_until, stored_at, warned_at FROM objects ORDER BY paid_until";
-            using var reader = command.ExecuteReader();
-            var objects = new List<HostedObject>();
-            while (reader.Read())
-                objects.Add(new HostedObject((byte[])reader[0], reader.GetInt64(1), DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(2)),
-                    DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(3)), reader.IsDBNull(4) ? null : DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(4))));
-            return objects;
-        }
+        lock (_lock) return ReadObjects("ORDER BY paid_until");
     }
 
     /// <summary>Deletes the objects whose payment and grace have run out; returns how many.</summary>
@@ -271,15 +261,20 @@ public sealed class StorageHost : IDisposable
         lock (_lock) return FindLocked(id);
     }
 
-    private HostedObject? FindLocked(byte[] id)
+    private HostedObject? FindLocked(byte[] id) => ReadObjects("WHERE id = $1", id).SingleOrDefault();
+
+    /// <summary>The objects the index holds that <paramref name="clause"/> (its $1 … bound to <paramref name="values"/>) selects; the caller holds the lock.</summary>
+    private List<HostedObject> ReadObjects(string clause, params object[] values)
     {
         using var command = _connection.CreateCommand();
-        command.CommandText = "SELECT size, paid_until, stored_at, warned_at FROM objects WHERE id = $1";
-        command.Parameters.AddWithValue("$1", id);
+        command.CommandText = $"SELECT id, size, paid_until, stored_at, warned_at FROM objects {clause}";
+        for (int i = 0; i < values.Length; i++) command.Parameters.AddWithValue($"${i + 1}", values[i]);
         using var reader = command.ExecuteReader();
-        if (!reader.Read()) return null;
-        return new HostedObject(id, reader.GetInt64(0), DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(1)), DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(2)),
-            reader.IsDBNull(3) ? null : DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(3)));
+        var objects = new List<HostedObject>();
+        while (reader.Read())
+            objects.Add(new HostedObject((byte[])reader[0], reader.GetInt64(1), DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(2)),
+                DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(3)), reader.IsDBNull(4) ? null : DateTimeOffset.FromUnixTimeSeconds(reader.GetInt64(4))));
+        return objects;
     }
 
     private long HeldBytes()
