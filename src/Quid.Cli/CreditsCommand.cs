@@ -81,9 +81,9 @@ internal static class CreditsCommand
     private static void Show(CreditReport report)
     {
         if (report.Balances.Count == 0)
-            AnsiConsole.MarkupLine(report.RequestDiskMiB is null
-                ? "[grey]You hold no credits. Ask partners for disk with --request-disk 256MiB, or take a card with 'quid credits take card.txt'.[/]"
-                : "[grey]You hold no credits yet: partners that grant you disk issue them within a minute of the agreement.[/]");
+            AnsiConsole.MarkupLine(report.RequestDiskMiB is null && report.RequestCpuGfuel is null
+                ? "[grey]You hold no credits. Ask partners for disk with --request-disk 256MiB or CPU with --request-cpu 64Gfuel, or take a card with 'quid credits take card.txt'.[/]"
+                : "[grey]You hold no credits yet: partners that grant you disk or CPU issue them within a minute of the agreement.[/]");
         else
         {
             var table = new Table().Border(TableBorder.Rounded);
@@ -95,6 +95,8 @@ internal static class CreditsCommand
         AnsiConsole.MarkupLine(report.OfferDiskMiB > 0
             ? $"As an issuer: {report.OfferDiskMiB} MiB of disk offered, {report.FreeDiskMiB} MiB not granted; {report.IssuedMiBDays} MiB·days issued and {report.ExchangedMiBDays} exchanged since start; {report.SpentCredits} credits in the spent set."
             : $"As an issuer: no disk offered (--offer-disk 1GiB to offer some); {report.ExchangedMiBDays} MiB·days exchanged since start.");
+        if (report.OfferCpuGfuel > 0)
+            AnsiConsole.MarkupLine($"CPU: {report.OfferCpuGfuel} Gfuel a day offered, {report.FreeCpuGfuel} not granted; a credit buys {Quid.Wire.CpuBlock.FuelPerCredit >> 20} Mfuel of it.");
         AnsiConsole.MarkupLine($"[grey]Epoch {report.Epoch} ends {Render.Utc(report.EpochEnds)}; credits last to the end of the epoch after the one they were issued in.[/]");
     }
 }

@@ -16,7 +16,11 @@ public sealed record CoreOptions
     public long OfferDiskMiB { get; init; }
     /// <summary>The disk we ask each partner that has it free; null for none.</summary>
     public DiskBlock? DiskRequest { get; init; }
-    /// <summary>Issues the credits partners are owed for the disk we grant them; null: we issue none.</summary>
+    /// <summary>The CPU we grant partners over all agreements, in Gfuel a day; 0 for none.</summary>
+    public long OfferCpuGfuel { get; init; }
+    /// <summary>The CPU we ask each partner that has it free; null for none.</summary>
+    public CpuBlock? CpuRequest { get; init; }
+    /// <summary>Issues the credits partners are owed for the disk and CPU we grant them; null: we issue none.</summary>
     public Credits.CreditIssuer? CreditIssuer { get; init; }
     /// <summary>Hops of our circuits: a multi-hop node asks four partners for a quarter of its request each.</summary>
     public int Hops { get; init; } = 3;

@@ -33,6 +33,7 @@ public sealed class NodeCore<TLink> where TLink : class
     private readonly List<(NodeId Id, Descriptor Descriptor)> _candidates = [];
     private IReadOnlyList<Block> _publishedFree = [];
     private DiskBlock? _publishedFreeDisk;
+    private CpuBlock? _publishedFreeCpu;
     private NodeId[] _publishedPartners = [];
     private NodeRoles _publishedRoles;
     private DateTimeOffset _publishedAt;
@@ -59,7 +60,8 @@ public sealed class NodeCore<TLink> where TLink : class
         PartnersWanted = options.PartnersWanted ?? wanted;
         Overlay = new Overlay.Overlay(identity, time, options.Overlay, options.LinkBacklog);
         Market = new Market(identity, options.Offer, request, time, options.Market with { PartnersWanted = PartnersWanted }, ledger,
-            offerOf: id => Overlay.Find(id)?.Offer.Kbps, offerDiskMiB: options.OfferDiskMiB, diskRequest: options.DiskRequest);
+            offerOf: id => Overlay.Find(id)?.Offer.Kbps, offerDiskMiB: options.OfferDiskMiB, diskRequest: options.DiskRequest,
+            offerCpuGfuel: options.OfferCpuGfuel, cpuRequest: options.CpuRequest);
     }
 
     public NodeId Id => _identity.Id;
@@ -352,11 +354,11 @@ public sealed class NodeCore<TLink> where TLink : class
         }
     }
 
-    /// <summary>Issues a partner the credits it asks, within what the disk we grant it has earned (PROTOCOL §10.3).</summary>
+    /// <summary>Issues a partner the credits it asks, within what the disk and CPU we grant it have earned (PROTOCOL §10.3).</summary>
     private ControlMessage AnswerCreditRequest(NodeId peer, CreditRequest request)
     {
         long allowance = Market.CreditAllowance(peer);
-        if (_options.CreditIssuer is not { } issuer || Market.OfferDiskMiB == 0) return new CreditRefused(request.Id, CreditRefusal.NotIssuer, 0);
+        if (_options.CreditIssuer is not { } issuer || !Market.IssuesCredits) return new CreditRefused(request.Id, CreditRefusal.NotIssuer, 0);
         var answer = issuer.Issue(request.Epoch, request.Credits, allowance);
         if (answer.Evaluation is not { } evaluation) return new CreditRefused(request.Id, answer.Refusal!.Value, (ulong)allowance);
         Market.CreditsIssued(peer, Credits.Credit.Total(request.Credits.Select(c => c.Order)));
@@ -519,7 +521,9 @@ public sealed class NodeCore<TLink> where TLink : class
         if (Market.Request is not null && Market.RequestMet) roles |= NodeRoles.RequestMet;
         var now = Now;
         var freeDisk = Market.LargestFreeDisk;
+        var freeCpu = Market.LargestFreeCpu;
         if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners) && freeDisk == _publishedFreeDisk
+            && freeCpu == _publishedFreeCpu
             && now - _publishedAt < _options.DescriptorLifetime / 2)
             return;
         var descriptor = new Descriptor
@@ -539,9 +543,12 @@ public sealed class NodeCore<TLink> where TLink : class
             Partners = partners.Take(Descriptor.MaxPartners).ToArray(),
             FreeDisk = freeDisk,
             DiskRequest = Market.DiskRequest,
+            FreeCpu = freeCpu,
+            CpuRequest = Market.CpuRequest,
         }.Sign(_identity);
         _publishedFree = free;
         _publishedFreeDisk = freeDisk;
+        _publishedFreeCpu = freeCpu;
         _publishedPartners = partners;
         _publishedRoles = roles;
         _publishedAt = now;

@@ -44,9 +44,17 @@ public sealed class Agreement
     public DiskBlock? WeGrantDisk => Terms.DiskGrantedBy(Terms.Counterpart(Partner));
     /// <summary>The disk the partner grants us, paid out as credits on it.</summary>
     public DiskBlock? TheyGrantDisk => Terms.DiskGrantedBy(Partner);
-    /// <summary>Credits issued to the partner against <see cref="WeGrantDisk"/>, in MiB·days.</summary>
+    /// <summary>The CPU we grant the partner, paid out as credits on us.</summary>
+    public CpuBlock? WeGrantCpu => Terms.CpuGrantedBy(Terms.Counterpart(Partner));
+    /// <summary>The CPU the partner grants us, paid out as credits on it.</summary>
+    public CpuBlock? TheyGrantCpu => Terms.CpuGrantedBy(Partner);
+    /// <summary>What the disk and CPU we grant the partner are worth a day, in credits: 0 when we grant neither.</summary>
+    public long WeGrantCreditsPerDay => (WeGrantDisk?.MiB ?? 0) + (WeGrantCpu?.CreditsPerDay ?? 0);
+    /// <summary>What the disk and CPU the partner grants us are worth a day, in credits.</summary>
+    public long TheyGrantCreditsPerDay => (TheyGrantDisk?.MiB ?? 0) + (TheyGrantCpu?.CreditsPerDay ?? 0);
+    /// <summary>Credits issued to the partner against what we grant it: a credit is a MiB·day of disk or <see cref="CpuBlock.FuelPerCredit"/> of fuel.</summary>
     public long CreditsIssued { get; internal set; }
-    /// <summary>Credits the partner issued us against <see cref="TheyGrantDisk"/>, in MiB·days.</summary>
+    /// <summary>Credits the partner issued us against what it grants us.</summary>
     public long CreditsReceived { get; internal set; }
     /// <summary>What the partner granted us at our last good probe of it: a grant that rose since is growing toward what it signed.</summary>
     internal Block? TheyGrantAtLastProbe { get; set; }

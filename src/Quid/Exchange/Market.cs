@@ -133,8 +133,10 @@ public sealed class Market
     /// </param>
     /// <param name="offerDiskMiB">The disk we grant partners, in MiB, over all agreements (PROTOCOL §10.1); 0 for none.</param>
     /// <param name="diskRequest">The disk we ask each partner that has it free; null for none.</param>
+    /// <param name="offerCpuGfuel">The CPU we grant partners, in Gfuel a day, over all agreements; 0 for none.</param>
+    /// <param name="cpuRequest">The CPU we ask each partner that has it free; null for none.</param>
     public Market(NodeIdentity identity, Block offer, Block? request, TimeProvider time, MarketOptions? options = null, Ledger? ledger = null,
-        Func<NodeId, long?>? offerOf = null, long offerDiskMiB = 0, DiskBlock? diskRequest = null)
+        Func<NodeId, long?>? offerOf = null, long offerDiskMiB = 0, DiskBlock? diskRequest = null, long offerCpuGfuel = 0, CpuBlock? cpuRequest = null)
     {
         _identity = identity;
         _time = time;
@@ -146,10 +148,16 @@ public sealed class Market
         Ledger = ledger ?? new Ledger(time);
         OfferDiskMiB = offerDiskMiB;
         DiskRequest = diskRequest;
+        OfferCpuGfuel = offerCpuGfuel;
+        CpuRequest = cpuRequest;
     }
 
     public long OfferDiskMiB { get; }
     public DiskBlock? DiskRequest { get; }
+    public long OfferCpuGfuel { get; }
+    public CpuBlock? CpuRequest { get; }
+    /// <summary>Whether we grant anything paid in credits, and so issue them.</summary>
+    public bool IssuesCredits => OfferDiskMiB > 0 || OfferCpuGfuel > 0;
 
     /// <summary>The disk not held by an agreement, active or proposed by us, in MiB.</summary>
     public long FreeDiskMiB
@@ -166,21 +174,36 @@ public sealed class Market
     /// <summary>The largest disk block we can still grant, as our descriptor advertises it.</summary>
     public DiskBlock? LargestFreeDisk => DiskBlock.Floor(FreeDiskMiB);
 
+    /// <summary>The CPU not held by an agreement, active or proposed by us, in Gfuel a day.</summary>
+    public long FreeCpuGfuel
+    {
+        get
+        {
+            long held = 0;
+            foreach (var a in _agreements.Values)
+                if (a.State == AgreementState.Active || (a.State == AgreementState.Proposed && a.WeProposed)) held += a.WeGrantCpu?.Gfuel ?? 0;
+            return OfferCpuGfuel - held;
+        }
+    }
+
+    /// <summary>The largest CPU block we can still grant, as our descriptor advertises it.</summary>
+    public CpuBlock? LargestFreeCpu => CpuBlock.Floor(FreeCpuGfuel);
+
     /// <summary>
-    /// The credits <paramref name="partner"/> may still be issued, in MiB·days: what the disk we
-    /// grant it is worth so far, a day ahead once the agreement is past its trial (so that a new
+    /// The credits <paramref name="partner"/> may still be issued: what the disk and CPU we
+    /// grant it are worth so far, a day ahead once the agreement is past its trial (so that a new
     /// partner can store soon, as a bandwidth partner's grant grows after its trial), less what we
     /// issued against it (PROTOCOL §10.2).
     /// Credits follow a grant as it runs, so an agreement that ends early has cost only its days.
     /// </summary>
     public long CreditAllowance(NodeId partner) => Credits(partner, weGrant: true);
 
-    /// <summary>The credits <paramref name="partner"/> owes us for the disk it grants us, reckoned as it reckons <see cref="CreditAllowance"/>.</summary>
+    /// <summary>The credits <paramref name="partner"/> owes us for the disk and CPU it grants us, reckoned as it reckons <see cref="CreditAllowance"/>.</summary>
     public long CreditsOwed(NodeId partner) => Credits(partner, weGrant: false);
 
     /// <summary>
     /// What is worth asking <paramref name="partner"/> for now: what it owes us once that is at
-    /// least an hour of the disk it grants us (the day ahead of a new grant always is), else 0.
+    /// least an hour of what it grants us (the day ahead of a new grant always is), else 0.
     /// Asked every minute, a grant under 1.4 GiB would come a credit of 1 MiB·day at a time, and
     /// an issuer's spent set grows with credits, not MiB·days (docs/SIMULATION.md, "The credit economy").
     /// </summary>
@@ -190,15 +213,15 @@ public sealed class Market
         long owed = Math.Min(CreditsOwed(partner), allowance);
         long hour = 0;
         foreach (var a in _agreements.Values)
-            if (a.State == AgreementState.Active && a.Partner == partner) hour += (a.TheyGrantDisk?.MiB ?? 0) / 24;
+            if (a.State == AgreementState.Active && a.Partner == partner) hour += a.TheyGrantCreditsPerDay / 24;
         return owed >= Math.Max(1, hour) ? owed : 0;
     }
 
-    /// <summary>Counts <paramref name="mibDays"/> of credits issued to <paramref name="partner"/> against the disk we grant it, oldest agreement first.</summary>
-    public void CreditsIssued(NodeId partner, long mibDays) => CountCredits(partner, mibDays, weGrant: true);
+    /// <summary>Counts <paramref name="credits"/> issued to <paramref name="partner"/> against what we grant it, oldest agreement first.</summary>
+    public void CreditsIssued(NodeId partner, long credits) => CountCredits(partner, credits, weGrant: true);
 
-    /// <summary>Counts <paramref name="mibDays"/> of credits <paramref name="partner"/> issued us against the disk it grants us.</summary>
-    public void CreditsReceived(NodeId partner, long mibDays) => CountCredits(partner, mibDays, weGrant: false);
+    /// <summary>Counts <paramref name="credits"/> <paramref name="partner"/> issued us against what it grants us.</summary>
+    public void CreditsReceived(NodeId partner, long credits) => CountCredits(partner, credits, weGrant: false);
 
     private long Credits(NodeId partner, bool weGrant)
     {
@@ -210,31 +233,32 @@ public sealed class Market
         return owed;
     }
 
-    private void CountCredits(NodeId partner, long mibDays, bool weGrant)
+    private void CountCredits(NodeId partner, long credits, bool weGrant)
     {
         var now = _time.GetUtcNow();
         foreach (var a in _agreements.Values)
         {
-            if (mibDays <= 0) return;
+            if (credits <= 0) return;
             if (a.State != AgreementState.Active || a.Partner != partner) continue;
-            long taken = Math.Min(CreditsLeft(a, now, weGrant), mibDays);
+            long taken = Math.Min(CreditsLeft(a, now, weGrant), credits);
             if (weGrant) a.CreditsIssued += taken;
             else a.CreditsReceived += taken;
-            mibDays -= taken;
+            credits -= taken;
         }
     }
 
     private long CreditsLeft(Agreement a, DateTimeOffset now, bool weGrant)
     {
-        if ((weGrant ? a.WeGrantDisk : a.TheyGrantDisk) is not { } disk) return 0;
+        long perDay = weGrant ? a.WeGrantCreditsPerDay : a.TheyGrantCreditsPerDay;
+        if (perDay == 0) return 0;
         // The day ahead comes once the agreement is past its trial, and, as we issue it, to a partner
         // that grants us something and is under no verdict: paid at once, it would pay a cheater a
         // day of disk for every agreement its trial ends (a whitewasher's fresh identities most of
         // all; docs/SIMULATION.md, "The credit economy"). The holder cannot know all of that, and
         // asks; NoAllowance corrects it.
         bool ahead = !OnTrial(a, now)
-            && (!weGrant || ((a.TheyGrant is not null || a.TheyGrantDisk is not null) && (Ledger.Find(a.Partner)?.Verdict ?? Verdict.Good) == Verdict.Good));
-        long accrued = (long)(disk.MiB * ((ahead ? 1 : 0) + Math.Max(0, (now - a.Created).TotalDays)));
+            && (!weGrant || ((a.TheyGrant is not null || a.TheyGrantCreditsPerDay > 0) && (Ledger.Find(a.Partner)?.Verdict ?? Verdict.Good) == Verdict.Good));
+        long accrued = (long)(perDay * ((ahead ? 1 : 0) + Math.Max(0, (now - a.Created).TotalDays)));
         return Math.Max(0, accrued - (weGrant ? a.CreditsIssued : a.CreditsReceived));
     }
 
@@ -478,10 +502,12 @@ public sealed class Market
             reserved = allocation;
         }
         bool isPrivate = NextIsPrivate() && !(_publicOnly.TryGetValue(chosenId, out var until) && until > now);
-        // Disk rides on the bandwidth agreement: each side grants the other's disk request when it has it free.
+        // Disk and CPU ride on the bandwidth agreement: each side grants the other's request when it has it free.
         DiskBlock? grantDisk = chosen.DiskRequest is { } theirDisk && FreeDiskMiB >= theirDisk.MiB ? theirDisk : null;
         DiskBlock? askDisk = DiskRequest is { } ourDisk && chosen.FreeDisk is { } freeDisk && freeDisk >= ourDisk ? ourDisk : null;
-        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, isPrivate, grantDisk, askDisk);
+        CpuBlock? grantCpu = chosen.CpuRequest is { } theirCpu && FreeCpuGfuel >= theirCpu.Gfuel ? theirCpu : null;
+        CpuBlock? askCpu = CpuRequest is { } ourCpu && chosen.FreeCpu is { } freeCpu && freeCpu >= ourCpu ? ourCpu : null;
+        var terms = AgreementTerms.Create(_identity.Id, chosenId, chosen.Request, request, now, _options.Random, isPrivate, grantDisk, askDisk, grantCpu, askCpu);
         var signature = _identity.Sign(terms.SignedMessage());
         _agreements[terms.Id] = new Agreement(terms, _identity.Id, signature, reserved, now);
         actions.Add(new SendMarketMessage(chosenId, new AgreementProposal(terms, signature)));
@@ -643,6 +669,8 @@ public sealed class Market
             else Forget(crossing);
         }
         if (refusal is null && terms.AcceptorGrantsDisk is { } askedDisk && FreeDiskMiB < askedDisk.MiB)
+            refusal = AgreementRejectReason.NoCapacity;
+        if (refusal is null && terms.AcceptorGrantsCpu is { } askedCpu && FreeCpuGfuel < askedCpu.Gfuel)
             refusal = AgreementRejectReason.NoCapacity;
         if (refusal is null && terms.AcceptorGrants is { } asked)
             refusal = !CanGrant(from, asked) ? AgreementRejectReason.NoCapacity

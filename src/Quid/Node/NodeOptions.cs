@@ -67,6 +67,10 @@ public sealed record NodeOptions
     public long OfferDisk { get; init; }
     /// <summary>The disk asked of each partner that offers some; null for none.</summary>
     public DiskBlock? RequestDisk { get; init; }
+    /// <summary>CPU granted to partners, in Gfuel a day, for programs they host here (docs/HOSTING.md), paid to them as credits on this node; 0 for none.</summary>
+    public long OfferCpuGfuel { get; init; }
+    /// <summary>The CPU asked of each partner that offers some; null for none.</summary>
+    public CpuBlock? RequestCpu { get; init; }
     /// <summary>How often credits owed by partners are asked for (PROTOCOL §10.3).</summary>
     public TimeSpan CreditRequestInterval { get; init; } = TimeSpan.FromMinutes(1);
     /// <summary>Desk streams served at once; one more is closed as it begins (PROTOCOL §10.4).</summary>

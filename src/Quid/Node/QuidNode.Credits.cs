@@ -8,11 +8,12 @@ namespace Quid.Node;
 
 /// <summary>What the node's credits come to, for the control API and metrics.</summary>
 public sealed record CreditStatus(IReadOnlyList<CreditBalance> Balances, long IssuedMiBDays, long ExchangedMiBDays, long SpentCredits,
-    long OfferDiskMiB, long FreeDiskMiB, DiskBlock? RequestDisk, ulong Epoch, DateTimeOffset EpochEnds);
+    long OfferDiskMiB, long FreeDiskMiB, DiskBlock? RequestDisk, ulong Epoch, DateTimeOffset EpochEnds,
+    long OfferCpuGfuel = 0, long FreeCpuGfuel = 0, CpuBlock? RequestCpu = null);
 
 /// <summary>
 /// Credits (PROTOCOL §10): as an issuer, the node evaluates what partners are owed for the disk
-/// it grants them and keeps a desk for exchanges; as a holder, it asks its partners for what they
+/// and CPU it grants them and keeps a desk for exchanges; as a holder, it asks its partners for what they
 /// owe it, and gives and takes credits as cards, exchanging them at their issuer through a circuit.
 /// </summary>
 public sealed partial class QuidNode
@@ -106,7 +107,7 @@ public sealed partial class QuidNode
         var now = _time.GetUtcNow();
         if (now - _lastCreditRound < _options.CreditRequestInterval) return;
         _lastCreditRound = now;
-        var granting = _core.Market.Active.Where(a => a.TheyGrantDisk is not null).Select(a => a.Partner).ToHashSet();
+        var granting = _core.Market.Active.Where(a => a.TheyGrantCreditsPerDay > 0).Select(a => a.Partner).ToHashSet();
         foreach (var gone in _creditsHeldBack.Keys.Where(p => !granting.Contains(p)).ToList()) _creditsHeldBack.Remove(gone);
         foreach (var partner in granting) AskForCredits(partner);
     }
@@ -160,7 +161,8 @@ public sealed partial class QuidNode
         var now = _time.GetUtcNow();
         ulong epoch = CreditEpoch.Of(now);
         return new CreditStatus(_wallet.Balances(), _issuer.Issued, _issuer.Exchanged, _issuer.SpentCount,
-            _core.Market.OfferDiskMiB, _core.Market.FreeDiskMiB, _core.Market.DiskRequest, epoch, CreditEpoch.Start(epoch + 1));
+            _core.Market.OfferDiskMiB, _core.Market.FreeDiskMiB, _core.Market.DiskRequest, epoch, CreditEpoch.Start(epoch + 1),
+            _core.Market.OfferCpuGfuel, _core.Market.FreeCpuGfuel, _core.Market.CpuRequest);
     });
 
     /// <summary>

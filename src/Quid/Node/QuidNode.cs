@@ -217,6 +217,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
             Market = options.Market,
             OfferDiskMiB = options.OfferDisk / DiskBlock.BaseBytes,
             DiskRequest = options.RequestDisk,
+            OfferCpuGfuel = options.OfferCpuGfuel,
+            CpuRequest = options.RequestCpu,
         };
     }
 
@@ -555,7 +557,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                     _partnersChanged = true;
                     _database.SaveAgreement(formed.Agreement);
                     // A disk grant pays a day ahead: ask for it now, not at the next round.
-                    if (formed.Agreement.TheyGrantDisk is not null) AskForCredits(formed.Agreement.Partner);
+                    if (formed.Agreement.TheyGrantCreditsPerDay > 0) AskForCredits(formed.Agreement.Partner);
                     _logger.LogInformation("{Kind} agreement with {Peer}: we grant {WeGrant}, it grants {TheyGrant}",
                         formed.Agreement.Private ? "Private" : "Public", formed.Agreement.Partner.Brief, formed.Agreement.WeGrant?.ToString() ?? "nothing", formed.Agreement.TheyGrant?.ToString() ?? "nothing");
                     break;

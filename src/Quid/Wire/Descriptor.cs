@@ -65,6 +65,10 @@ public sealed record Descriptor
     public DiskBlock? FreeDisk { get; init; }
     /// <summary>The disk block the node asks each partner for; null when it asks none.</summary>
     public DiskBlock? DiskRequest { get; init; }
+    /// <summary>The largest CPU block the node can still grant a partner; null when it offers no CPU or has none left.</summary>
+    public CpuBlock? FreeCpu { get; init; }
+    /// <summary>The CPU block the node asks each partner for; null when it asks none.</summary>
+    public CpuBlock? CpuRequest { get; init; }
 
     /// <summary>The signed encoding, present on every descriptor that was signed or decoded.</summary>
     public byte[] Encoded { get; private init; } = [];
@@ -99,9 +103,10 @@ public sealed record Descriptor
 
     private int BodyLength =>
         1 + 32 + 32 + 8 + 8 + (Address is null ? 3 : Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? 19 : 7)
-        + 1 + 1 + 1 + FreeBlocks.Count + 1 + ExitPolicy.EncodedLength + 2 + Partners.Count * NodeId.Size + (TradesDisk ? 2 : 0);
+        + 1 + 1 + 1 + FreeBlocks.Count + 1 + ExitPolicy.EncodedLength + 2 + Partners.Count * NodeId.Size + (TradesCpu ? 4 : TradesDisk ? 2 : 0);
 
     private bool TradesDisk => FreeDisk is not null || DiskRequest is not null;
+    private bool TradesCpu => FreeCpu is not null || CpuRequest is not null;
 
     private void EncodeBody(ref WireWriter writer)
     {
@@ -121,10 +126,13 @@ public sealed record Descriptor
         ExitPolicy.Encode(ref writer);
         writer.WriteUInt16((ushort)Partners.Count);
         foreach (var partner in Partners) writer.WriteNodeId(partner);
-        // Disk comes last and only when traded, so a node that trades none signs what it did before.
-        if (!TradesDisk) return;
+        // Disk, then CPU, come last and only when traded, so a node that trades neither signs what it did before.
+        if (!TradesDisk && !TradesCpu) return;
         writer.WriteByte(DiskBlock.Encode(FreeDisk));
         writer.WriteByte(DiskBlock.Encode(DiskRequest));
+        if (!TradesCpu) return;
+        writer.WriteByte(CpuBlock.Encode(FreeCpu));
+        writer.WriteByte(CpuBlock.Encode(CpuRequest));
     }
 
     private static byte[] SignedMessage(ReadOnlySpan<byte> body) => [.. SignatureContext, .. body];
@@ -157,12 +165,21 @@ public sealed record Descriptor
         var partners = new NodeId[partnerCount];
         for (int i = 0; i < partnerCount; i++) partners[i] = reader.ReadNodeId();
         DiskBlock? freeDisk = null, diskRequest = null;
-        if (reader.Remaining > 0)
+        bool encodedDisk = reader.Remaining > 0;
+        if (encodedDisk)
         {
             freeDisk = DiskBlock.Decode(reader.ReadByte());
             diskRequest = DiskBlock.Decode(reader.ReadByte());
-            if (freeDisk is null && diskRequest is null) throw new WireException(WireError.BadField, "A descriptor's disk fields, when present, must say something.");
         }
+        CpuBlock? freeCpu = null, cpuRequest = null;
+        if (reader.Remaining > 0)
+        {
+            freeCpu = CpuBlock.Decode(reader.ReadByte());
+            cpuRequest = CpuBlock.Decode(reader.ReadByte());
+            if (freeCpu is null && cpuRequest is null) throw new WireException(WireError.BadField, "A descriptor's CPU fields, when present, must say something.");
+        }
+        else if (freeDisk is null && diskRequest is null && encodedDisk)
+            throw new WireException(WireError.BadField, "A descriptor's disk fields, when present without CPU, must say something.");
         reader.ExpectEnd();
         if (expires <= published) throw new WireException(WireError.BadField, "Descriptor expires before it was published.");
         if (free.Sum(b => b.Kbps) > offer.Kbps) throw new WireException(WireError.BadField, "Descriptor lists more free capacity than it offers.");
@@ -183,6 +200,8 @@ public sealed record Descriptor
             Partners = partners,
             FreeDisk = freeDisk,
             DiskRequest = diskRequest,
+            FreeCpu = freeCpu,
+            CpuRequest = cpuRequest,
             Encoded = encoded.ToArray(),
         };
     }

@@ -34,15 +34,18 @@ public sealed class MarketDiskTests : IDisposable
             ExitPolicy = ExitPolicy.Default,
             FreeDisk = Market.LargestFreeDisk,
             DiskRequest = Market.DiskRequest,
+            FreeCpu = Market.LargestFreeCpu,
+            CpuRequest = Market.CpuRequest,
         }.Sign(Identity);
     }
 
-    private Node NewNode(long offerDiskMiB, long? requestDiskMiB)
+    private Node NewNode(long offerDiskMiB, long? requestDiskMiB, long offerCpuGfuel = 0, byte? requestCpuOrder = null)
     {
         var identity = NodeIdentity.Generate(out _);
         _identities.Add(identity);
         return new Node(identity, new Market(identity, Block.FromKbps(512), Block.FromKbps(256), _time, Options with { Random = new Random(1) },
-            offerDiskMiB: offerDiskMiB, diskRequest: requestDiskMiB is { } r ? DiskBlock.FromBytes(r << 20) : null));
+            offerDiskMiB: offerDiskMiB, diskRequest: requestDiskMiB is { } r ? DiskBlock.FromBytes(r << 20) : null,
+            offerCpuGfuel: offerCpuGfuel, cpuRequest: requestCpuOrder is { } c ? new CpuBlock(c) : null));
     }
 
     private static IReadOnlyList<MarketAction> Deliver(Node from, Node to, ControlMessage message) =>
@@ -125,6 +128,42 @@ public sealed class MarketDiskTests : IDisposable
         b.Market.PartnerLost(a.Id);
         Assert.Equal(0, b.Market.CreditAllowance(a.Id));
         Assert.Equal(64, b.Market.FreeDiskMiB);
+    }
+
+    [Fact]
+    public void CpuIsGrantedAsDiskIsAndPaidInCreditsAtItsRate()
+    {
+        // A asks 64 Gfuel a day and 16 MiB; B offers 100 Gfuel and 1 GiB, and asks 128 Gfuel of A, which has none.
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: 16, offerCpuGfuel: 0, requestCpuOrder: 6);
+        var b = NewNode(offerDiskMiB: 1024, requestDiskMiB: null, offerCpuGfuel: 100, requestCpuOrder: 7);
+        Assert.IsType<AgreementAcceptance>(Agree(a, b));
+        var ours = Assert.Single(a.Market.Active);
+        Assert.Equal(new CpuBlock(6), ours.TheyGrantCpu);
+        Assert.Null(ours.WeGrantCpu);
+        Assert.Equal(100 - 64, b.Market.FreeCpuGfuel);
+        Assert.Equal(new CpuBlock(5), b.Market.LargestFreeCpu);
+        // 64 Gfuel a day at 64 Mfuel a credit is 1,024 credits a day, and 16 MiB of disk 16 more.
+        Assert.Equal(1024 + 16, ours.TheyGrantCreditsPerDay);
+        _time.Advance(Options.TrialPeriod);
+        Assert.Equal(1024 + 16, b.Market.CreditAllowance(a.Id));
+        Assert.Equal(b.Market.CreditAllowance(a.Id), a.Market.CreditsDue(b.Id));
+        // 36 Gfuel left: B's descriptor says 32, so a node asking 64 would ask none of it.
+        Assert.Equal(new CpuBlock(5), b.Descriptor(_time.GetUtcNow()).FreeCpu);
+        b.Market.PartnerLost(a.Id);
+        Assert.Equal(100, b.Market.FreeCpuGfuel);
+    }
+
+    [Fact]
+    public void AnAcceptorWithoutTheCpuAskedRefusesAsBusy()
+    {
+        var a = NewNode(offerDiskMiB: 0, requestDiskMiB: null, requestCpuOrder: 6);
+        var b = NewNode(offerDiskMiB: 0, requestDiskMiB: null, offerCpuGfuel: 64);
+        var c = NewNode(offerDiskMiB: 0, requestDiskMiB: null, requestCpuOrder: 6);
+        // Both see B with 64 Gfuel free; A's agreement takes it first.
+        var late = (AgreementProposal)c.Market.Search([(b.Id, b.Descriptor(_time.GetUtcNow()))], _ => true).OfType<SendMarketMessage>().Single().Message;
+        Assert.IsType<AgreementAcceptance>(Agree(a, b));
+        var refusal = Assert.IsType<AgreementRejection>(Deliver(c, b, late).OfType<SendMarketMessage>().Single().Message);
+        Assert.Equal(AgreementRejectReason.NoCapacity, refusal.Reason);
     }
 
     [Fact]

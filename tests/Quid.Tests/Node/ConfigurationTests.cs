@@ -114,6 +114,20 @@ public sealed class ConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void CPU_is_offered_as_fuel_a_day_and_asked_in_blocks()
+    {
+        Assert.Equal(0, Load().Node.OfferCpuGfuel);
+        var settings = Load([new FlagValue("offer-cpu", "--offer-cpu", ["1Tfuel"]), new FlagValue("request-cpu", "--request-cpu", ["64Gfuel/day"])]);
+        Assert.Equal(1024, settings.Node.OfferCpuGfuel);
+        Assert.Equal(new CpuBlock(6), settings.Node.RequestCpu);
+        Assert.Equal("1Tfuel", Value(settings, "offer-cpu").Value);
+        Assert.Equal(3000, Load(environment: Environment(("QUID_OFFER_CPU", "3000G"))).Node.OfferCpuGfuel);
+        Assert.Contains("power of two", Rejected([new FlagValue("request-cpu", "--request-cpu", ["100Gfuel"])]).Problem);
+        Assert.Contains("less than 1Gfuel", Rejected([new FlagValue("offer-cpu", "--offer-cpu", ["500Mfuel"])]).Problem);
+        Assert.Contains("amount of fuel", Rejected([new FlagValue("offer-cpu", "--offer-cpu", ["lots"])]).Problem);
+    }
+
+    [Fact]
     public void Probes_are_on_unless_turned_off()
     {
         Assert.True(Load().Node.Market.ProbePartners);

@@ -24,7 +24,7 @@ public sealed class DiskTermsTests : IDisposable
         var terms = Terms(DiskBlock.FromBytes(1L << 30), null);
         var encoded = terms.Encode();
         Assert.Equal(3, encoded[0]);
-        Assert.Equal(AgreementTerms.MaxEncodedSize, encoded.Length);
+        Assert.Equal(AgreementTerms.MaxEncodedSize - 2, encoded.Length);
         var reader = new WireReader(encoded);
         var decoded = AgreementTerms.Decode(ref reader);
         Assert.Equal(terms.ProposerGrantsDisk, decoded.ProposerGrantsDisk);
@@ -39,7 +39,7 @@ public sealed class DiskTermsTests : IDisposable
     {
         var plain = Terms(null, null).Encode();
         Assert.Equal(2, plain[0]);
-        Assert.Equal(AgreementTerms.MaxEncodedSize - 2, plain.Length);
+        Assert.Equal(AgreementTerms.MaxEncodedSize - 4, plain.Length);
         // A version 3 encoding that trades no disk would give the same terms a second id.
         byte[] empty = [3, .. plain[1..], Block.NoneByte, Block.NoneByte];
         Assert.Throws<WireException>(() =>

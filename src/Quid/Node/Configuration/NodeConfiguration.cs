@@ -66,6 +66,10 @@ public static class NodeConfiguration
             "Disk you give partners to store in, such as 1GiB, paid to them as credits on this node ('quid credits'), or off."),
         new("request-disk", SettingKind.Value, "--request-disk", "off",
             "Disk you ask each partner that offers some, a power of two such as 256MiB, paid to you as credits on that partner, or off."),
+        new("offer-cpu", SettingKind.Value, "--offer-cpu", "off",
+            "CPU you give partners for programs they host here, as fuel a day such as 1Tfuel (a Gfuel is about a second of one core), paid to them as credits on this node, or off."),
+        new("request-cpu", SettingKind.Value, "--request-cpu", "off",
+            "CPU you ask each partner that offers some, a power of two of fuel a day such as 64Gfuel, paid to you as credits on that partner, or off."),
         new("cache", SettingKind.Value, "--cache", "off",
             $"Keep copies of plaintext HTTP responses that exit here, within this much disk (such as 2GiB; at least {Cache.CacheSize.Format(Cache.CacheStore.MinimumQuota)}), or off. 'quid cache' shows them."),
         new("cache-ports", SettingKind.List, "--cache-port", "80",
@@ -114,6 +118,8 @@ public static class NodeConfiguration
         int? exitSockets = reader.Read(Setting("exit-sockets"), raw => ParseExitSockets(Single(raw)), null);
         long offerDisk = reader.Read(Setting("offer-disk"), raw => ParseOfferDisk(Single(raw)), 0L);
         var requestDisk = reader.Read(Setting("request-disk"), raw => ParseRequestDisk(Single(raw)), null);
+        long offerCpu = reader.Read(Setting("offer-cpu"), raw => ParseOfferCpu(Single(raw)), 0L);
+        var requestCpu = reader.Read(Setting("request-cpu"), raw => ParseRequestCpu(Single(raw)), null);
         long? cache = reader.Read(Setting("cache"), raw => ParseCache(Single(raw)), null);
         var cachePorts = reader.Read(Setting("cache-ports"), raw => raw.Items.Select(ParsePort).ToHashSet(), [80]);
         var logLevel = reader.Read(Setting("log-level"), raw => ParseLogLevel(Single(raw)), LogLevel.Information);
@@ -142,6 +148,8 @@ public static class NodeConfiguration
             Cache = cache is { } quota ? new Cache.CacheOptions { Quota = quota, Ports = cachePorts } : null,
             OfferDisk = offerDisk,
             RequestDisk = requestDisk,
+            OfferCpuGfuel = offerCpu,
+            RequestCpu = requestCpu,
         };
         var shown = new Dictionary<string, string>
         {
@@ -164,6 +172,8 @@ public static class NodeConfiguration
             ["exit-sockets"] = exitSockets?.ToString(CultureInfo.InvariantCulture) ?? "auto",
             ["offer-disk"] = offerDisk > 0 ? Cache.CacheSize.Format(offerDisk) : "off",
             ["request-disk"] = requestDisk is { } disk ? Cache.CacheSize.Format(disk.Bytes) : "off",
+            ["offer-cpu"] = offerCpu > 0 ? FormatGfuel(offerCpu) : "off",
+            ["request-cpu"] = requestCpu is { } cpu ? FormatGfuel(cpu.Gfuel) : "off",
             ["cache"] = cache is { } size ? Cache.CacheSize.Format(size) : "off",
             ["cache-ports"] = string.Join(", ", cachePorts.Order()),
             ["log-level"] = logLevel.ToString(),
@@ -257,6 +267,40 @@ public static class NodeConfiguration
         var lower = DiskBlock.Floor(bytes / DiskBlock.BaseBytes);
         throw new FormatException($"'{text}' is not a power of two MiB (1MiB, 2MiB … 1GiB …); use {(lower is { } l ? Cache.CacheSize.Format(l.Bytes) : "1MiB")}, or off");
     }
+
+    /// <summary>CPU offered is granted in whole Gfuel a day; any amount of at least one will do.</summary>
+    private static long ParseOfferCpu(string text)
+    {
+        if (text.Equals("off", StringComparison.OrdinalIgnoreCase)) return 0;
+        long fuel = ParseFuel(text);
+        return fuel >= CpuBlock.FuelPerGfuel ? fuel / CpuBlock.FuelPerGfuel
+            : throw new FormatException($"'{text}' is less than 1Gfuel a day; give at least 1Gfuel, such as 1Tfuel, or off");
+    }
+
+    /// <summary>CPU is asked in blocks, as disk is.</summary>
+    private static CpuBlock? ParseRequestCpu(string text)
+    {
+        if (text.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
+        long gfuel = ParseFuel(text) / CpuBlock.FuelPerGfuel;
+        var lower = CpuBlock.Floor(gfuel);
+        if (lower is { } block && block.Fuel == ParseFuel(text)) return block;
+        throw new FormatException($"'{text}' is not a power of two Gfuel (1Gfuel, 2Gfuel … 1Tfuel …); use {(lower is { } l ? FormatGfuel(l.Gfuel) : "1Gfuel")}, or off");
+    }
+
+    /// <summary>Fuel a day, such as 64Gfuel or 1Tfuel: binary multiples (K, M, G, T, P), "fuel" and "/day" optional.</summary>
+    private static long ParseFuel(string text)
+    {
+        string t = text.Trim();
+        if (t.EndsWith("/day", StringComparison.OrdinalIgnoreCase)) t = t[..^4];
+        if (t.EndsWith("fuel", StringComparison.OrdinalIgnoreCase)) t = t[..^4];
+        int shift = t.Length == 0 ? 0 : char.ToUpperInvariant(t[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, 'P' => 50, _ => 0 };
+        if (shift > 0) t = t[..^1];
+        if (!long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out long amount) || amount > long.MaxValue >> shift)
+            throw new FormatException($"'{text}' is not an amount of fuel a day, such as 64Gfuel or 1Tfuel");
+        return amount << shift;
+    }
+
+    private static string FormatGfuel(long gfuel) => gfuel % 1024 == 0 ? $"{gfuel / 1024}Tfuel" : $"{gfuel}Gfuel";
 
     private static int ParseHops(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int hops) && hops is >= 1 and <= Cell.MaxRelayEarly

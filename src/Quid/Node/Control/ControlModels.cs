@@ -250,11 +250,12 @@ public sealed record CreditBalanceReport(string Issuer, long MiBDays, int Credit
 
 /// <summary>
 /// Credits (PROTOCOL §10): those held, by issuer; as an issuer, what was issued to partners and
-/// exchanged at our desk since start, the spent set's size, and the disk we offer and ask.
+/// exchanged at our desk since start, the spent set's size, and the disk and CPU we offer and ask.
 /// </summary>
 public sealed record CreditReport(
     IReadOnlyList<CreditBalanceReport> Balances, long IssuedMiBDays, long ExchangedMiBDays, long SpentCredits,
-    long OfferDiskMiB, long FreeDiskMiB, long? RequestDiskMiB, ulong Epoch, DateTimeOffset EpochEnds);
+    long OfferDiskMiB, long FreeDiskMiB, long? RequestDiskMiB, ulong Epoch, DateTimeOffset EpochEnds,
+    long OfferCpuGfuel = 0, long FreeCpuGfuel = 0, long? RequestCpuGfuel = null);
 
 public sealed record CreditGiveRequest(string Issuer, long Amount);
 

@@ -51,5 +51,5 @@ public sealed partial class ControlServer
     private static CreditReport Report(CreditStatus status) => new(
         [.. status.Balances.Select(b => new CreditBalanceReport(b.Issuer.ToString(), b.MiBDays, b.Credits, b.SoonestExpiry))],
         status.IssuedMiBDays, status.ExchangedMiBDays, status.SpentCredits, status.OfferDiskMiB, status.FreeDiskMiB, status.RequestDisk?.MiB,
-        status.Epoch, status.EpochEnds);
+        status.Epoch, status.EpochEnds, status.OfferCpuGfuel, status.FreeCpuGfuel, status.RequestCpu?.Gfuel);
 }
