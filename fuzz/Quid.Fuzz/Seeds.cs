@@ -158,7 +158,14 @@ internal static class Seeds
             DeskCodec.Encode(new DeskPut(asked.Element[..16], 1 << 20, 7, asked.Element, [new EpochCredit(2900, token)])),
             DeskCodec.Encode(new DeskAudit(asked.Element[..16], asked.Element)),
             DeskCodec.Encode(new DeskAudited(asked.Element, 1_800_000_000)),
-            DeskCodec.Encode(new DeskRenew(asked.Element[..16], 1, [new EpochCredit(2901, token)])));
+            DeskCodec.Encode(new DeskRenew(asked.Element[..16], 1, [new EpochCredit(2901, token)])),
+            DeskCodec.Encode(new DeskDeploy(40_000, 1, asked.Element, [new EpochCredit(2900, token)])),
+            DeskCodec.Encode(new DeskProgram(asked.Element[..16], ProgramState.Paused, 1 << 30, 1 << 16, 4096, 1_800_000_000, asked.Element, true)),
+            DeskCodec.Encode(new DeskTopup(asked.Element[..16], [new EpochCredit(2900, token)])),
+            DeskCodec.Encode(new DeskStop(asked.Element[..16], asked.Element)));
+        Write(directory, "program-post",
+            ProgramPostCodec.Encode(new ProgramPost([new EpochCredit(2900, token)], [2, 5, .. "12345"u8, .. "hello"u8]))[ProgramPostCodec.LengthSize..],
+            [0xFF, .. ProgramPostCodec.Encode(new ProgramAnswer(ProgramAnswerKind.Reply, [0x83, .. "hello"u8]))[ProgramPostCodec.LengthSize..]]);
         var credit = new Quid.Credits.Credit(hop.Id, 2900, 4, token.Input, token.Output);
         Write(directory, "credit-card",
             System.Text.Encoding.UTF8.GetBytes(Quid.Credits.CreditCard.Write([credit])),

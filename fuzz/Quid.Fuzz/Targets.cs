@@ -48,6 +48,7 @@ internal static class Targets
         ["desk"] = Desk,
         ["credit-card"] = CreditCardText,
         ["program"] = ProgramModule,
+        ["program-post"] = ProgramPostFrame,
     };
 
     /// <summary>The nonce the pcp target expects, and its seeds carry.</summary>
@@ -473,6 +474,27 @@ internal static class Targets
         var again = DeskCodec.Encode(message);
         Check(again.AsSpan(DeskCodec.LengthSize).SequenceEqual(input.AsSpan(DeskCodec.LengthSize, again.Length - DeskCodec.LengthSize))
             && again.Length - DeskCodec.LengthSize == DeskCodec.ReadLength(input), "a desk frame does not encode back to its bytes");
+    }
+
+    /// <summary>
+    /// A frame's body on a program's stream (PROTOCOL §11.3): a post as the host reads it, or, when
+    /// the first byte is 0xFF, an answer as the poster reads it. Only a <see cref="WireException"/>
+    /// may escape, and what decodes must encode back to the same bytes.
+    /// </summary>
+    private static void ProgramPostFrame(byte[] input)
+    {
+        bool answer = input.Length > 0 && input[0] == 0xFF;
+        var body = answer ? input.AsSpan(1) : input;
+        byte[] again;
+        try
+        {
+            again = answer ? ProgramPostCodec.Encode(ProgramPostCodec.DecodeAnswer(body)) : ProgramPostCodec.Encode(ProgramPostCodec.DecodePost(body));
+        }
+        catch (WireException)
+        {
+            return;
+        }
+        Check(again.AsSpan(ProgramPostCodec.LengthSize).SequenceEqual(body), "a program frame does not encode back to its bytes");
     }
 
     /// <summary>A credit card, as UTF-8 text (PROTOCOL §10.5): only a <see cref="WireException"/> may escape, and what reads writes back to a card that reads the same.</summary>

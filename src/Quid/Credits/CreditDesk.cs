@@ -16,8 +16,8 @@ public static class CreditDesk
 
     /// <summary>
     /// Serves exchanges on <paramref name="stream"/> until the client ends it, sends nonsense, or
-    /// waits too long; any other request goes to <paramref name="other"/> (the node's storage),
-    /// which answers on the stream itself and says whether to go on.
+    /// waits too long; any other request goes to <paramref name="other"/> (the node's storage and
+    /// programs), which answers on the stream itself and says whether to go on.
     /// </summary>
     public static async Task ServeAsync(Stream stream, CreditIssuer issuer, TimeProvider time, CancellationToken cancellationToken,
         Func<Stream, DeskMessage, CancellationToken, Task<bool>>? other = null, Func<DeskMessage, CancellationToken, ValueTask>? pace = null)
@@ -42,10 +42,10 @@ public static class CreditDesk
                 await WriteAsync(stream, result.Evaluation is { } evaluation ? new DeskExchanged(evaluation) : new DeskRefused(result.Refusal!.Value, result.Text),
                     cancellationToken).ConfigureAwait(false);
             }
-            else if (request is DeskPut or DeskGet or DeskAudit or DeskRenew or DeskRemove)
+            else if (request is DeskPut or DeskGet or DeskAudit or DeskRenew or DeskRemove or DeskDeploy or DeskTopup or DeskQuery or DeskStop)
             {
                 if (other is null)
-                    await WriteAsync(stream, new DeskRefused(CreditRefusal.NoRoom, "This node stores nothing: it offers no disk."), cancellationToken).ConfigureAwait(false);
+                    await WriteAsync(stream, new DeskRefused(CreditRefusal.NoRoom, "This node hosts nothing: it offers no disk and no CPU."), cancellationToken).ConfigureAwait(false);
                 else if (!await other(stream, request, cancellationToken).ConfigureAwait(false))
                     return;
             }
@@ -65,6 +65,8 @@ public static class CreditDesk
         DeskExchange exchange => Math.Max(1, exchange.Spend.Count + exchange.Mint.Count),
         DeskPut put => Math.Max(1, put.Payment.Count),
         DeskRenew renew => Math.Max(1, renew.Payment.Count),
+        DeskDeploy deploy => Math.Max(1, deploy.Payment.Count),
+        DeskTopup topup => Math.Max(1, topup.Payment.Count),
         _ => 1,
     };
 

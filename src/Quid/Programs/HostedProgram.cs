@@ -42,6 +42,8 @@ public sealed class HostedProgram : IDisposable
     private readonly Store _store;
     private readonly Linker _linker;
     private readonly Dictionary<string, byte[]> _kv = [];
+    /// <summary>Keys written since the host last took them, with their new values (null: removed).</summary>
+    private readonly Dictionary<string, byte[]?> _changed = [];
     private readonly List<ProgramMessage> _outbox = [];
     private Instance _instance = null!;
 
@@ -77,34 +79,21 @@ public sealed class HostedProgram : IDisposable
 
     /// <summary>
     /// Checks <paramref name="wasm"/> against the limits and the host interface and starts it with
-    /// <paramref name="fuel"/>; throws <see cref="ProgramException"/> saying why a module is refused.
+    /// <paramref name="fuel"/> and the key-value store it kept before (<paramref name="store"/>, as
+    /// <see cref="TakeStoreChanges"/> gave it); throws <see cref="ProgramException"/> saying why a module is refused.
     /// </summary>
-    public static HostedProgram Load(ProgramEngine engine, ReadOnlySpan<byte> wasm, ProgramLimits limits, long fuel)
+    public static HostedProgram Load(ProgramEngine engine, ReadOnlySpan<byte> wasm, ProgramLimits limits, long fuel, IEnumerable<KeyValuePair<string, byte[]>>? store = null)
     {
-        if (wasm.Length > limits.ModuleBytes)
-            throw new ProgramException(ProgramError.TooLarge, $"A module of {wasm.Length:N0} bytes; this host takes at most {limits.ModuleBytes:N0}.");
-        Module module;
-        try
-        {
-            module = Module.FromBytes(engine.Engine, "program", wasm);
-        }
-        catch (WasmtimeException e)
-        {
-            throw new ProgramException(ProgramError.Malformed, $"Not a valid WebAssembly module: {FirstLine(e.Message)}", e);
-        }
-        try
-        {
-            CheckInterface(module);
-        }
-        catch
-        {
-            module.Dispose();
-            throw;
-        }
+        var module = Compile(engine, wasm, limits);
         // From here the program owns the module.
         var program = new HostedProgram(engine, limits, module, fuel);
         try
         {
+            foreach (var (key, value) in store ?? [])
+            {
+                program._kv[key] = value;
+                program.StoredBytes += Convert.FromBase64String(key).Length + value.Length;
+            }
             program.Call(() => program._instance = program._linker.Instantiate(program._store, module));
         }
         catch
@@ -146,13 +135,72 @@ public sealed class HostedProgram : IDisposable
         return sent;
     }
 
+    /// <summary>The wake-up it asked for since the last time, taken: the host sets its timer once per request, so messages coming between do not put it off.</summary>
+    public TimeSpan? TakeWake()
+    {
+        var after = WakeAfter;
+        WakeAfter = null;
+        return after;
+    }
+
+    /// <summary>What its store changed since the last time, for the host to keep: each key (as the store names it) with its value, or null where it was removed.</summary>
+    public IReadOnlyList<KeyValuePair<string, byte[]?>> TakeStoreChanges()
+    {
+        var changes = _changed.ToList();
+        _changed.Clear();
+        return changes;
+    }
+
     public void AddFuel(long fuel) => _store.Fuel = checked(_store.Fuel + (ulong)fuel);
+
+    /// <summary>Takes up to <paramref name="fuel"/> for what it keeps (its store, by the hour); false when that was more than it had, and it has none left.</summary>
+    public bool Charge(long fuel)
+    {
+        if ((ulong)fuel <= _store.Fuel)
+        {
+            _store.Fuel -= (ulong)fuel;
+            return true;
+        }
+        _store.Fuel = 0;
+        return false;
+    }
+
+    /// <summary>The bytes of linear memory it holds now.</summary>
+    public long MemoryBytes => _instance.GetMemory("memory")?.GetLength() ?? 0;
 
     public void Dispose()
     {
         _linker.Dispose();
         _store.Dispose();
         _module.Dispose();
+    }
+
+    /// <summary>Checks <paramref name="wasm"/> as <see cref="Load"/> does, without running it: what a host does before it takes payment for it.</summary>
+    public static void Check(ProgramEngine engine, ReadOnlySpan<byte> wasm, ProgramLimits limits) => Compile(engine, wasm, limits).Dispose();
+
+    private static Module Compile(ProgramEngine engine, ReadOnlySpan<byte> wasm, ProgramLimits limits)
+    {
+        if (wasm.Length > limits.ModuleBytes)
+            throw new ProgramException(ProgramError.TooLarge, $"A module of {wasm.Length:N0} bytes; this host takes at most {limits.ModuleBytes:N0}.");
+        Module module;
+        try
+        {
+            module = Module.FromBytes(engine.Engine, "program", wasm);
+        }
+        catch (WasmtimeException e)
+        {
+            throw new ProgramException(ProgramError.Malformed, $"Not a valid WebAssembly module: {FirstLine(e.Message)}", e);
+        }
+        try
+        {
+            CheckInterface(module);
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+        return module;
     }
 
     private static void CheckInterface(Module module)
@@ -223,6 +271,7 @@ public sealed class HostedProgram : IDisposable
         if (StoredBytes - before + after > _limits.StoreBytes) return -1;
         if (bytes.Length == 0) _kv.Remove(name);
         else _kv[name] = bytes;
+        _changed[name] = bytes.Length == 0 ? null : bytes;
         StoredBytes += after - before;
         return 0;
     }

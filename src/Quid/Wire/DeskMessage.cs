@@ -30,6 +30,22 @@ public enum DeskType : byte
     Audited = 10,
     Renew = 11,
     Remove = 12,
+    Deploy = 13,
+    Program = 14,
+    Topup = 15,
+    Query = 16,
+    Stop = 17,
+}
+
+/// <summary>Where a hosted program is in its life (PROTOCOL §11.2).</summary>
+public enum ProgramState : byte
+{
+    /// <summary>It has fuel, and runs when a message or its timer comes.</summary>
+    Running = 1,
+    /// <summary>Out of fuel: kept, state and all, until its grace ends, for anyone holding its id to top up.</summary>
+    Paused = 2,
+    /// <summary>Stopped by its owner, or its grace ran out: nothing of it is left.</summary>
+    Deleted = 3,
 }
 
 /// <summary>
@@ -106,6 +122,45 @@ public sealed record DeskRemove(byte[] Id, byte[] OwnerSecret) : DeskMessage
     public override DeskType Type => DeskType.Remove;
 }
 
+/// <summary>
+/// Run a program (PROTOCOL §11.2): a WebAssembly module of <paramref name="ModuleSize"/> bytes,
+/// paid with the host's credits, each worth <c>CpuBlock.FuelPerCredit</c> of fuel. It takes
+/// <paramref name="Postage"/> credits with each message it is sent (0: free). The host answers
+/// Ready, reads the module's bytes, then answers Program (or Refused).
+/// </summary>
+public sealed record DeskDeploy(uint ModuleSize, uint Postage, byte[] OwnerHash, IReadOnlyList<EpochCredit> Payment) : DeskMessage
+{
+    public override DeskType Type => DeskType.Deploy;
+}
+
+/// <summary>
+/// A program as its host sees it: its id, state, fuel left, memory and store, when it will be
+/// deleted if not topped up (Unix seconds; 0 while it runs), the public key of its session
+/// address, and whether its fuel is low (the warning to its owner).
+/// </summary>
+public sealed record DeskProgram(byte[] Id, ProgramState State, ulong Fuel, ulong MemoryBytes, ulong StoredBytes, ulong DeleteAt, byte[] AddressKey, bool Low) : DeskMessage
+{
+    public override DeskType Type => DeskType.Program;
+}
+
+/// <summary>Adds fuel to a program, paid with the host's credits: anyone holding its id may.</summary>
+public sealed record DeskTopup(byte[] Id, IReadOnlyList<EpochCredit> Payment) : DeskMessage
+{
+    public override DeskType Type => DeskType.Topup;
+}
+
+/// <summary>How is the program of that id?</summary>
+public sealed record DeskQuery(byte[] Id) : DeskMessage
+{
+    public override DeskType Type => DeskType.Query;
+}
+
+/// <summary>Delete the program now: <paramref name="OwnerSecret"/> hashes to what its Deploy named.</summary>
+public sealed record DeskStop(byte[] Id, byte[] OwnerSecret) : DeskMessage
+{
+    public override DeskType Type => DeskType.Stop;
+}
+
 /// <summary>Desk frames: a 2-byte big-endian length, then the type byte and the body.</summary>
 public static class DeskCodec
 {
@@ -117,6 +172,10 @@ public static class DeskCodec
     public const long MaxObjectSize = 64L << 30;
     /// <summary>The longest a Put or Renew pays for at once: a year.</summary>
     public const ushort MaxDays = 366;
+    /// <summary>The largest module a Deploy may announce; a host takes at most its own limit, less.</summary>
+    public const uint MaxModuleSize = 16 << 20;
+    /// <summary>The public key of a program's session address.</summary>
+    public const int AddressKeySize = 32;
 
     private static byte[] Checked(byte[] value, int size) =>
         value.Length == size ? value : throw new ArgumentException($"A field of {value.Length} bytes where {size} belong.");
@@ -138,6 +197,11 @@ public static class DeskCodec
             DeskAudited => HashSize + 8,
             DeskRenew m => ObjectSize + 2 + CreditCodec.PaymentLength(m.Payment),
             DeskRemove => ObjectSize + HashSize,
+            DeskDeploy m => 4 + 4 + HashSize + CreditCodec.PaymentLength(m.Payment),
+            DeskProgram => ObjectSize + 1 + 8 + 8 + 8 + 8 + AddressKeySize + 1,
+            DeskTopup m => ObjectSize + CreditCodec.PaymentLength(m.Payment),
+            DeskQuery => ObjectSize,
+            DeskStop => ObjectSize + HashSize,
             _ => throw new ArgumentException($"No encoding for {message.GetType().Name}.", nameof(message)),
         };
         if (length > DeskMessage.MaxSize) throw new ArgumentException($"A desk message of {length} bytes exceeds {DeskMessage.MaxSize}.", nameof(message));
@@ -193,6 +257,33 @@ public static class DeskCodec
                 writer.WriteBytes(Checked(m.Id, ObjectSize));
                 writer.WriteBytes(Checked(m.OwnerSecret, HashSize));
                 break;
+            case DeskDeploy m:
+                writer.WriteUInt32(m.ModuleSize is >= 1 and <= MaxModuleSize ? m.ModuleSize : throw new ArgumentException($"A module is 1 to {MaxModuleSize} bytes.", nameof(message)));
+                writer.WriteUInt32(m.Postage);
+                writer.WriteBytes(Checked(m.OwnerHash, HashSize));
+                CreditCodec.WritePayment(ref writer, m.Payment);
+                break;
+            case DeskProgram m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                writer.WriteByte(Enum.IsDefined(m.State) ? (byte)m.State : throw new ArgumentException($"No program state {m.State}.", nameof(message)));
+                writer.WriteUInt64(m.Fuel);
+                writer.WriteUInt64(m.MemoryBytes);
+                writer.WriteUInt64(m.StoredBytes);
+                writer.WriteUInt64(m.DeleteAt);
+                writer.WriteBytes(Checked(m.AddressKey, AddressKeySize));
+                writer.WriteByte(m.Low ? (byte)1 : (byte)0);
+                break;
+            case DeskTopup m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                CreditCodec.WritePayment(ref writer, m.Payment);
+                break;
+            case DeskQuery m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                break;
+            case DeskStop m:
+                writer.WriteBytes(Checked(m.Id, ObjectSize));
+                writer.WriteBytes(Checked(m.OwnerSecret, HashSize));
+                break;
         }
         return frame;
     }
@@ -235,6 +326,11 @@ public static class DeskCodec
             DeskType.Audited => new DeskAudited(reader.ReadBytes(HashSize).ToArray(), reader.ReadUInt64()),
             DeskType.Renew => new DeskRenew(reader.ReadBytes(ObjectSize).ToArray(), ReadDays(ref reader), CreditCodec.ReadPayment(ref reader)),
             DeskType.Remove => new DeskRemove(reader.ReadBytes(ObjectSize).ToArray(), reader.ReadBytes(HashSize).ToArray()),
+            DeskType.Deploy => new DeskDeploy(ReadModuleSize(ref reader), reader.ReadUInt32(), reader.ReadBytes(HashSize).ToArray(), CreditCodec.ReadPayment(ref reader)),
+            DeskType.Program => ReadProgram(ref reader),
+            DeskType.Topup => new DeskTopup(reader.ReadBytes(ObjectSize).ToArray(), CreditCodec.ReadPayment(ref reader)),
+            DeskType.Query => new DeskQuery(reader.ReadBytes(ObjectSize).ToArray()),
+            DeskType.Stop => new DeskStop(reader.ReadBytes(ObjectSize).ToArray(), reader.ReadBytes(HashSize).ToArray()),
             _ => throw new WireException(WireError.UnknownMessageType, $"Unknown desk message type {(byte)type}."),
         };
         reader.ExpectEnd();
@@ -245,6 +341,24 @@ public static class DeskCodec
     {
         ulong size = reader.ReadUInt64();
         return size <= MaxObjectSize ? (long)size : throw new WireException(WireError.Oversized, $"An object of {size} bytes is over {MaxObjectSize}.");
+    }
+
+    private static uint ReadModuleSize(ref WireReader reader)
+    {
+        uint size = reader.ReadUInt32();
+        return size is >= 1 and <= MaxModuleSize ? size : throw new WireException(WireError.Oversized, $"A module of {size} bytes is outside 1..{MaxModuleSize}.");
+    }
+
+    private static DeskProgram ReadProgram(ref WireReader reader)
+    {
+        var id = reader.ReadBytes(ObjectSize).ToArray();
+        var state = (ProgramState)reader.ReadByte();
+        if (!Enum.IsDefined(state)) throw new WireException(WireError.BadField, $"Unknown program state {(byte)state}.");
+        ulong fuel = reader.ReadUInt64(), memory = reader.ReadUInt64(), stored = reader.ReadUInt64(), deleteAt = reader.ReadUInt64();
+        var key = reader.ReadBytes(AddressKeySize).ToArray();
+        byte low = reader.ReadByte();
+        if (low > 1) throw new WireException(WireError.BadField, $"A program's low flag is 0 or 1, not {low}.");
+        return new DeskProgram(id, state, fuel, memory, stored, deleteAt, key, low == 1);
     }
 
     private static ushort ReadDays(ref WireReader reader)

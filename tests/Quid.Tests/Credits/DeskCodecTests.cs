@@ -20,6 +20,11 @@ public sealed class DeskCodecTests
         new DeskAudited(Bytes(19, 32), 1_800_000_000),
         new DeskRenew(Bytes(20, 16), DeskCodec.MaxDays, []),
         new DeskRemove(Bytes(21, 16), Bytes(22, 32)),
+        new DeskDeploy(DeskCodec.MaxModuleSize, 3, Bytes(23, 32), [new EpochCredit(2917, new CreditToken(4, Bytes(24, 32), Bytes(25, 64)))]),
+        new DeskProgram(Bytes(26, 16), ProgramState.Paused, 1UL << 30, 1 << 16, 4096, 1_800_000_000, Bytes(27, 32), true),
+        new DeskTopup(Bytes(28, 16), [new EpochCredit(2917, new CreditToken(0, Bytes(29, 32), Bytes(30, 64)))]),
+        new DeskQuery(Bytes(31, 16)),
+        new DeskStop(Bytes(32, 16), Bytes(33, 32)),
     ];
 
     [Fact]
@@ -55,6 +60,13 @@ public sealed class DeskCodecTests
         // An object over 64 GiB, or kept 0 or more than a year of days, neither.
         Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskPut(Bytes(0, 16), DeskCodec.MaxObjectSize + 1, 1, Bytes(0, 32), [])));
         Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskRenew(Bytes(0, 16), 0, [])));
+        Assert.Throws<ArgumentException>(() => DeskCodec.Encode(new DeskDeploy(DeskCodec.MaxModuleSize + 1, 0, Bytes(0, 32), [])));
+        var program = DeskCodec.Encode(new DeskProgram(Bytes(0, 16), ProgramState.Running, 1, 1, 1, 0, Bytes(0, 32), false));
+        program[DeskCodec.LengthSize + 1 + 16] = 9;
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => DeskCodec.Decode(program.AsSpan(DeskCodec.LengthSize))).Error);
+        program[DeskCodec.LengthSize + 1 + 16] = 1;
+        program[^1] = 2;
+        Assert.Equal(WireError.BadField, Assert.Throws<WireException>(() => DeskCodec.Decode(program.AsSpan(DeskCodec.LengthSize))).Error);
         var put = DeskCodec.Encode(new DeskPut(Bytes(0, 16), 1, 1, Bytes(0, 32), []));
         put[DeskCodec.LengthSize + 1 + 16 + 8] = 0;
         put[DeskCodec.LengthSize + 1 + 16 + 9] = 0;
