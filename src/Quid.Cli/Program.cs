@@ -17,6 +17,8 @@ var root = new RootCommand("Quid: an anonymizing peer-to-peer network where you 
     CreditsCommand.Create(),
     StoreCommand.Create(),
     StoreCommand.CreateHosted(),
+    HostCommand.Create(),
+    MailCommand.Create(),
     IdCommand.Create(),
     ServeCommand.Create(),
     ServeCommand.CreateShare(),

@@ -120,7 +120,7 @@ internal static class StoreCommand
     }
 
     public static Command CreateHosted() =>
-        ApiCommand.Create("hosted", "Show what this node keeps for others: sizes and dates only; it cannot read them and never learns whose they are.",
+        ApiCommand.Create("hosted", "Show what this node keeps and runs for others: sizes, fuel and dates only; it never learns whose they are.",
             async (client, json, parse, cancellationToken) =>
             {
                 var report = await client.GetAsync("/api/hosted", ControlJson.Default.HostedReport, cancellationToken).ConfigureAwait(false);
@@ -130,17 +130,33 @@ internal static class StoreCommand
                     return ExitCodes.Ok;
                 }
                 if (report.Quota == 0)
-                {
                     AnsiConsole.MarkupLine("[grey]This node offers no disk: start it with --offer-disk 1GiB to keep others' files, paid in its credits.[/]");
+                else
+                {
+                    AnsiConsole.MarkupLine($"{Render.Bytes(report.Used)} of {Render.Bytes(report.Quota)} offered, in {report.Objects.Count} object(s).");
+                    if (report.Objects.Count > 0)
+                    {
+                        var table = new Table().Border(TableBorder.Rounded);
+                        table.AddColumns("id", "size", "paid until", "stored", "owner warned");
+                        foreach (var o in report.Objects)
+                            table.AddRow(o.Id[..12], Render.Bytes(o.Size), Render.Utc(o.PaidUntil), Render.Utc(o.StoredAt), o.WarnedAt is { } w ? Render.Utc(w) : "-");
+                        AnsiConsole.Write(table);
+                    }
+                }
+                var programs = report.Programs ?? [];
+                if (report.OfferCpuGfuel == 0)
+                {
+                    AnsiConsole.MarkupLine("[grey]This node offers no CPU: start it with --offer-cpu 1Tfuel to run others' programs, paid in its credits.[/]");
                     return ExitCodes.Ok;
                 }
-                AnsiConsole.MarkupLine($"{Render.Bytes(report.Used)} of {Render.Bytes(report.Quota)} offered, in {report.Objects.Count} object(s).");
-                if (report.Objects.Count == 0) return ExitCodes.Ok;
-                var table = new Table().Border(TableBorder.Rounded);
-                table.AddColumns("id", "size", "paid until", "stored", "owner warned");
-                foreach (var o in report.Objects)
-                    table.AddRow(o.Id[..12], Render.Bytes(o.Size), Render.Utc(o.PaidUntil), Render.Utc(o.StoredAt), o.WarnedAt is { } w ? Render.Utc(w) : "-");
-                AnsiConsole.Write(table);
+                AnsiConsole.MarkupLine($"{report.OfferCpuGfuel} Gfuel a day offered; {programs.Count} program(s) running or paused.");
+                if (programs.Count == 0) return ExitCodes.Ok;
+                var running = new Table().Border(TableBorder.Rounded);
+                running.AddColumns("program", "state", "fuel", "memory", "store", "postage", "deleted");
+                foreach (var p in programs)
+                    running.AddRow(p.Id[..12], p.State.ToLowerInvariant() + (p.Low ? ", low" : ""), $"{p.Fuel:N0}", Render.Bytes(p.MemoryBytes), Render.Bytes(p.StoredBytes),
+                        $"{p.Postage}", p.DeleteAt is { } at ? Render.Utc(at) : "-");
+                AnsiConsole.Write(running);
                 return ExitCodes.Ok;
             });
 }

@@ -55,9 +55,14 @@ public sealed partial class NodeDatabase : IDisposable
         ("stored", ["id BLOB PRIMARY KEY", "name TEXT NOT NULL", "size INTEGER NOT NULL", "cipher_size INTEGER NOT NULL", "sha256 BLOB NOT NULL", "key BLOB NOT NULL",
             "secret BLOB NOT NULL", "days INTEGER NOT NULL", "copies INTEGER NOT NULL", "created INTEGER NOT NULL"]),
         ("stored_copies", ["id BLOB NOT NULL", "host BLOB NOT NULL", "paid_until INTEGER NOT NULL", "challenges BLOB NOT NULL", "state TEXT NOT NULL"]),
+        // Programs we deployed on others' nodes (PROTOCOL §11.2): where, the secret that stops them, and how each was at its last status.
+        ("deployed", ["id BLOB PRIMARY KEY", "host BLOB NOT NULL", "name TEXT NOT NULL", "secret BLOB NOT NULL", "address TEXT NOT NULL", "deployed_at INTEGER NOT NULL",
+            "state TEXT NOT NULL", "fuel INTEGER NOT NULL", "low INTEGER NOT NULL", "delete_at INTEGER", "checked_at INTEGER NOT NULL"]),
+        // Our mailboxes (docs/HOSTING.md): the program each runs in, its fetch secret, and the key mail to it is sealed to.
+        ("mailboxes", ["program BLOB PRIMARY KEY", "secret BLOB NOT NULL", "private_key BLOB NOT NULL"]),
     ];
     /// <summary>Tables a ledger written before them lacks until a start adds them: reading it without them is no damage.</summary>
-    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards", "credit_seed", "credits", "credit_keys", "credits_spent", "stored", "stored_copies"];
+    private static readonly string[] AddedLater = ["node", "services", "follows", "access", "vanguards", "credit_seed", "credits", "credit_keys", "credits_spent", "stored", "stored_copies", "deployed", "mailboxes"];
     /// <summary>Separates a share's paths in their column: the one character no path holds.</summary>
     private const char PathSeparator = '\0';
 

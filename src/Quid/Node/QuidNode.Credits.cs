@@ -69,7 +69,7 @@ public sealed partial class QuidNode
             }
             try
             {
-                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token, _storage is null ? null : _storage.ServeAsync, PaceDeskAsync).ConfigureAwait(false);
+                await CreditDesk.ServeAsync(stream, _issuer, _time, _stopping.Token, _storage is null && _programs is null ? null : ServeHostedAsync, PaceDeskAsync).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
             {

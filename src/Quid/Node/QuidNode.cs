@@ -127,6 +127,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _circuits = new CircuitTable(identity, options.Circuits, exit, new CircuitPolicy(AdmitsCircuitsFrom, ExtendTo, _ledger.Account, GrantKbps), time, circuitLogger);
         OpenCredits();
         OpenStorage();
+        OpenPrograms();
         var builder = new CircuitBuilder(_circuits, options.Circuits, time, circuitLogger);
         _prober = new Prober(builder, time, circuitLogger);
         _pool = new CircuitPool(builder, options.Paths with { Hops = options.Hops },
@@ -273,6 +274,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         _ticker = Task.Run(TickerAsync);
         StartPortMapping();
         RepublishServices();
+        StartPrograms();
     }
 
     /// <summary>How far behind our link to a neighbour is, for the overlay's flow control; asked on the loop.</summary>
@@ -413,6 +415,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         ReleaseWaitingIntroductions();
         AskForCredits();
         LookAfterStorage();
+        LookAfterPrograms();
         MemoryReturn.Tick(_logger);
         var now = _time.GetUtcNow();
         if (now - _lastPeerSave >= PeerCacheInterval || (_newLinks && now - _lastPeerSave >= PeerCacheAfterLink))
@@ -780,6 +783,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         await CloseListenersAsync().ConfigureAwait(false);
         await StopServicesAsync().ConfigureAwait(false);
+        await StopProgramsAsync().ConfigureAwait(false);
         // The mapping is deleted first and within a bound: the gateway forwards to nothing once we stop.
         if (_portMapping is not null) await _portMapping.DisposeAsync().ConfigureAwait(false);
         await _ticker.ConfigureAwait(false);

@@ -21,8 +21,8 @@ public sealed record PostResult(IReadOnlyList<byte[]> Replies, string? Refusal);
 /// <summary>
 /// The host's side of hosted programs (seed 003, PROTOCOL §11.2): programs deployed and topped up
 /// over the desk, paid with this node's credits at <see cref="CpuBlock.FuelPerCredit"/> fuel each;
-/// messages handed to them, with the postage each one asks; the timers they set; their key-value
-/// stores, charged by the byte and the hour; and their end. A program runs while its fuel lasts,
+/// messages handed to them, with the postage each one asks; the timers they set; what they hold,
+/// memory and key-value store, charged by the byte and the day; and their end. A program runs while its fuel lasts,
 /// is paused with everything kept when it runs out, and is deleted, module, store and row, when
 /// <see cref="Grace"/> has passed without a top-up, or when its owner stops it. Its rows live in
 /// SQLite under <c>programs/</c>, with secure_delete on so that nothing of a deleted program is
@@ -38,7 +38,7 @@ public sealed class ProgramHost : IDisposable
     public const long MinimumDeployCredits = CpuBlock.FuelPerGfuel / CpuBlock.FuelPerCredit;
     /// <summary>The address a program sends to when it answers whoever posted the message it is handling.</summary>
     public static ReadOnlySpan<byte> ReplyAddress => [0];
-    /// <summary>What a MiB kept a day costs in fuel: a credit's worth, as disk costs.</summary>
+    /// <summary>What a MiB held a day, of memory or store, costs in fuel: a credit's worth, as disk costs.</summary>
     private const double FuelPerByteDay = (double)CpuBlock.FuelPerCredit / (1 << 20);
 
     private sealed class Entry(byte[] id, HostedProgram program, byte[] ownerHash, byte[] addressSeed, byte[] addressKey, long postage, DateTimeOffset deployed)
@@ -193,7 +193,7 @@ public sealed class ProgramHost : IDisposable
     private async Task<DeskMessage?> DeployAsync(Stream stream, DeskDeploy deploy, CancellationToken cancellationToken)
     {
         if (deploy.ModuleSize > _limits.ModuleBytes)
-            return new DeskRefused(CreditRefusal.Invalid, $"A module of {deploy.ModuleSize:N0} bytes; this host takes at most {_limits.ModuleBytes:N0}.");
+            return new DeskRefused(CreditRefusal.ModuleRefused, $"A module of {deploy.ModuleSize:N0} bytes; this host takes at most {_limits.ModuleBytes:N0}.");
         lock (_lock)
         {
             if (_programs.Count + _deploying >= MaxPrograms) return new DeskRefused(CreditRefusal.NoRoom, $"This host runs {MaxPrograms} programs already.");
@@ -222,7 +222,7 @@ public sealed class ProgramHost : IDisposable
             }
             catch (ProgramException e)
             {
-                return new DeskRefused(CreditRefusal.Invalid, e.Message);
+                return new DeskRefused(CreditRefusal.ModuleRefused, e.Message);
             }
             var paid = _issuer.Redeem(deploy.Payment, MinimumDeployCredits);
             if (paid.Refusal is { } refused) return new DeskRefused(refused, paid.Text);
@@ -236,7 +236,7 @@ public sealed class ProgramHost : IDisposable
             {
                 // Its start ran out of fuel or trapped: it was paid for, and is gone.
                 _logger.LogInformation("A program deployed here failed as it started: {Reason}", e.Message);
-                return new DeskRefused(CreditRefusal.Invalid, $"It failed as it started, and its payment is spent: {e.Message}");
+                return new DeskRefused(CreditRefusal.StartFailed, $"It failed as it started, and its payment is spent: {e.Message}");
             }
             var now = _time.GetUtcNow();
             byte[] id = RandomNumberGenerator.GetBytes(DeskCodec.ObjectSize), seed = RandomNumberGenerator.GetBytes(32);
@@ -327,7 +327,7 @@ public sealed class ProgramHost : IDisposable
         }
     }
 
-    /// <summary>Charges each program's store for the time since the last sweep, and deletes those whose grace is over. Called about once a minute.</summary>
+    /// <summary>Charges each program for what it held since the last sweep, memory and store, and deletes those whose grace is over. Called about once a minute.</summary>
     public void Sweep()
     {
         var now = _time.GetUtcNow();
@@ -343,11 +343,11 @@ public sealed class ProgramHost : IDisposable
                     if (now >= paused + Grace) Delete(entry, $"it ran out of fuel {paused:u} and its grace is over{(entry.WarnedAt is { } w ? $"; its owner was warned {w:u}" : "")}");
                     continue;
                 }
-                double owed = entry.Owed + Math.Max(0, (now - entry.ChargedAt).TotalDays) * entry.Program.StoredBytes * FuelPerByteDay;
+                double owed = entry.Owed + Math.Max(0, (now - entry.ChargedAt).TotalDays) * (entry.Program.StoredBytes + entry.Program.MemoryBytes) * FuelPerByteDay;
                 entry.ChargedAt = now;
                 long whole = (long)owed;
                 entry.Owed = owed - whole;
-                if (!entry.Program.Charge(whole)) Pause(entry, "its store used up its fuel");
+                if (!entry.Program.Charge(whole)) Pause(entry, "what it holds used up its fuel");
                 Save(entry);
             }
         }

@@ -39,6 +39,10 @@ public enum CreditRefusal : byte
     Underpaid = 10,
     /// <summary>The object exists already, or the owner's secret does not match.</summary>
     NotOwner = 11,
+    /// <summary>The host refuses the program's module (malformed, too large, or asking for what it does not offer) before taking its payment.</summary>
+    ModuleRefused = 12,
+    /// <summary>The program trapped or ran out of fuel as it started: its payment is spent.</summary>
+    StartFailed = 13,
 }
 
 /// <summary>A credit spent as payment, with its epoch: a payment may mix epochs.</summary>

@@ -40,6 +40,16 @@ namespace Quid.Node.Control;
 [JsonSerializable(typeof(StoredReport))]
 [JsonSerializable(typeof(IReadOnlyList<StoredReport>))]
 [JsonSerializable(typeof(HostedReport))]
+[JsonSerializable(typeof(DeployRequest))]
+[JsonSerializable(typeof(TopUpRequest))]
+[JsonSerializable(typeof(DeployedReport))]
+[JsonSerializable(typeof(IReadOnlyList<DeployedReport>))]
+[JsonSerializable(typeof(MailboxRequest))]
+[JsonSerializable(typeof(MailboxReport))]
+[JsonSerializable(typeof(IReadOnlyList<MailboxReport>))]
+[JsonSerializable(typeof(MailSendRequest))]
+[JsonSerializable(typeof(MailFetchReport))]
+[JsonSerializable(typeof(MailSentReport))]
 [JsonSerializable(typeof(ErrorReport))]
 public sealed partial class ControlJson : JsonSerializerContext;
 
@@ -281,4 +291,36 @@ public sealed record StoredReport(string Id, string Name, long Size, int Days, i
 public sealed record HostedObjectReport(string Id, long Size, DateTimeOffset PaidUntil, DateTimeOffset StoredAt, DateTimeOffset? WarnedAt);
 
 /// <summary>What this node holds for others, within its disk offer (<paramref name="Quota"/> 0: it offers none).</summary>
-public sealed record HostedReport(long Quota, long Used, IReadOnlyList<HostedObjectReport> Objects);
+public sealed record HostedReport(long Quota, long Used, IReadOnlyList<HostedObjectReport> Objects, long OfferCpuGfuel = 0, IReadOnlyList<HostedProgramReport>? Programs = null);
+
+/// <summary>A program this node runs for someone it does not know: never who.</summary>
+public sealed record HostedProgramReport(string Id, string State, long Fuel, long MemoryBytes, long StoredBytes, long Postage, DateTimeOffset Deployed,
+    DateTimeOffset? DeleteAt, DateTimeOffset? WarnedAt, bool Low, string Address);
+
+/// <summary>Deploy the module at <paramref name="Path"/> on node <paramref name="On"/>, paying <paramref name="Credits"/> of its credits; each message to it pays <paramref name="Postage"/>.</summary>
+public sealed record DeployRequest(string Path, string On, long Credits, uint Postage = 0, string? Name = null);
+
+public sealed record TopUpRequest(long Credits);
+
+/// <summary>A program we deployed, as its host said at the last status.</summary>
+public sealed record DeployedReport(string Id, string Name, string Host, string Address, DateTimeOffset Deployed, string State, long Fuel, bool Low,
+    DateTimeOffset? DeleteAt, DateTimeOffset CheckedAt);
+
+/// <summary>Make a mailbox (the remailer module) on node <paramref name="On"/>: forwards wait up to <paramref name="MaxDelayMs"/>.</summary>
+public sealed record MailboxRequest(string On, long Credits, uint Postage = 0, uint MaxDelayMs = 30_000);
+
+/// <summary>A mailbox of ours: what others send mail to (<paramref name="MailAddress"/>: key@address), and the program it runs in.</summary>
+public sealed record MailboxReport(string MailAddress, string Address, string Program, string Host);
+
+/// <summary>
+/// Send <paramref name="Message"/> (base64) to mail address <paramref name="To"/>, through the
+/// remailer at <paramref name="Via"/> when given, paying it <paramref name="Postage"/> credits of
+/// node <paramref name="Issuer"/>, its host.
+/// </summary>
+public sealed record MailSendRequest(string To, string Message, string? Via = null, long Postage = 0, string? Issuer = null);
+
+/// <summary>Mail sent: its size, and whether it went through a remailer.</summary>
+public sealed record MailSentReport(int Bytes, bool ThroughRemailer);
+
+/// <summary>Mail fetched from our mailboxes, opened, each base64.</summary>
+public sealed record MailFetchReport(IReadOnlyList<string> Messages);

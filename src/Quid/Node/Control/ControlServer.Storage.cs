@@ -26,7 +26,8 @@ public sealed partial class ControlServer
         {
             if (path == HostedPath)
             {
-                await JsonAsync(context, StatusCodes.Status200OK, Hosted(_node.Storage), ControlJson.Default.HostedReport).ConfigureAwait(false);
+                await JsonAsync(context, StatusCodes.Status200OK, Hosted(_node.Storage) with { OfferCpuGfuel = _node.Options.OfferCpuGfuel, Programs = HostedPrograms(_node.Programs) },
+                    ControlJson.Default.HostedReport).ConfigureAwait(false);
                 return;
             }
             if (path == StorePath && HttpMethods.IsPost(request.Method))

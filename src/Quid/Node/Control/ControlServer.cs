@@ -140,6 +140,11 @@ public sealed partial class ControlServer : IAsyncDisposable
             await StoreAsync(context, path).ConfigureAwait(false);
             return;
         }
+        if (IsProgramsPath(path))
+        {
+            await ProgramsAsync(context, path).ConfigureAwait(false);
+            return;
+        }
         if (path is CreditsPath or GivePath or TakePath)
         {
             await CreditsAsync(context, path).ConfigureAwait(false);
@@ -169,7 +174,7 @@ public sealed partial class ControlServer : IAsyncDisposable
         };
         if (answer is not { } found)
         {
-            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/cache, /api/credits, /api/store, /api/hosted, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
+            await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try /api/status, /api/peers, /api/circuits, /api/ledger, /api/services, /api/cache, /api/credits, /api/store, /api/hosted, /api/programs, /api/mail/box, /api/id, /api/throughput or /metrics.").ConfigureAwait(false);
             return;
         }
         response.ContentType = "application/json; charset=utf-8";

@@ -1,0 +1,134 @@
+using System.CommandLine;
+using Quid.Node.Control;
+using Spectre.Console;
+
+namespace Quid.Cli;
+
+/// <summary>
+/// <c>quid host deploy|ls|status|topup|stop</c>: programs run on other nodes, paid in their
+/// credits, deployed through a circuit so that their host never learns whose they are.
+/// </summary>
+internal static class HostCommand
+{
+    /// <summary>A deploy pays, then sends the module through a circuit to the host's desk.</summary>
+    private static readonly TimeSpan DeskPatience = TimeSpan.FromMinutes(5);
+
+    public static Command Create()
+    {
+        var command = new Command("host", "Run programs (WebAssembly) on other nodes, paid in their credits; they run while their fuel lasts and are deleted when it is gone.");
+        command.Subcommands.Add(CreateDeploy());
+        command.Subcommands.Add(CreateList());
+        command.Subcommands.Add(CreateStatus());
+        command.Subcommands.Add(CreateTopUp());
+        command.Subcommands.Add(CreateStop());
+        return command;
+    }
+
+    internal static Option<string> Credits(string what) => new("--credits")
+    {
+        Description = $"What to pay {what}: a number of the host's credits from your wallet, or a card file ('quid credits give' makes one) taken first.",
+        Required = true,
+    };
+
+    /// <summary>The credits <paramref name="value"/> names: a number, or a card file taken into the wallet first.</summary>
+    internal static async Task<long> CreditsAsync(ControlClient client, string value, CancellationToken cancellationToken)
+    {
+        if (long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long amount)) return amount;
+        string card = await File.ReadAllTextAsync(value, cancellationToken).ConfigureAwait(false);
+        var taken = await client.PostAsync("/api/credits/take", new CreditTakeRequest(card), ControlJson.Default.CreditTakeRequest, ControlJson.Default.CreditTakeReport,
+            DeskPatience, cancellationToken).ConfigureAwait(false);
+        return taken.Taken;
+    }
+
+    private static Argument<string> Id() => new("ID") { Description = "The program's id, or its first 8 characters or more, as quid host ls lists it." };
+
+    private static Command CreateDeploy()
+    {
+        var file = new Argument<string>("PROGRAM") { Description = "The WebAssembly module (.wasm) to run." };
+        var on = new Option<string>("--on") { Description = "The node to run it on (its id): one whose credits you hold.", Required = true };
+        var credits = Credits("for its fuel (each credit is 64 Mfuel; at least 16)");
+        var postage = new Option<uint>("--postage") { Description = "Credits of its host each message to it must pay, which become its fuel; 0 for free.", DefaultValueFactory = _ => 0 };
+        var deploy = ApiCommand.Create("host deploy", "Run a program on another node; prints its id and its session address.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                long amount = await CreditsAsync(client, parse.GetValue(credits)!, cancellationToken).ConfigureAwait(false);
+                var request = new DeployRequest(Path.GetFullPath(parse.GetValue(file)!), parse.GetValue(on)!, amount, parse.GetValue(postage));
+                var deployed = await client.PostAsync("/api/programs", request, ControlJson.Default.DeployRequest, ControlJson.Default.DeployedReport, DeskPatience, cancellationToken).ConfigureAwait(false);
+                if (json) Render.Json(deployed, ControlJson.Default.DeployedReport);
+                else Show([deployed]);
+                return ExitCodes.Ok;
+            }, (ApiCommand.Offline?)null, on, credits, postage);
+        deploy.Arguments.Add(file);
+        return deploy;
+    }
+
+    private static Command CreateList() =>
+        ApiCommand.Create("host ls", "List the programs you run on other nodes, as their hosts said at the last check.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                var programs = await client.GetAsync("/api/programs", ControlJson.Default.IReadOnlyListDeployedReport, cancellationToken).ConfigureAwait(false);
+                if (json) Render.Json(programs, ControlJson.Default.IReadOnlyListDeployedReport);
+                else if (programs.Count == 0) AnsiConsole.MarkupLine("[grey]No programs. 'quid host deploy PROGRAM.wasm --on NODE --credits 64' runs one.[/]");
+                else Show(programs);
+                return ExitCodes.Ok;
+            });
+
+    private static Command CreateStatus()
+    {
+        var id = Id();
+        var status = ApiCommand.Create("host status", "Ask a program's host how it is now: fuel, state, and when it would be deleted.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                var program = await client.GetRefusableAsync("/api/programs/" + Uri.EscapeDataString(parse.GetValue(id)!), ControlJson.Default.DeployedReport, cancellationToken).ConfigureAwait(false);
+                if (json) Render.Json(program, ControlJson.Default.DeployedReport);
+                else Show([program]);
+                return ExitCodes.Ok;
+            });
+        status.Arguments.Add(id);
+        return status;
+    }
+
+    private static Command CreateTopUp()
+    {
+        var id = Id();
+        var credits = Credits("for more fuel");
+        var topUp = ApiCommand.Create("host topup", "Add fuel to a program; a paused one runs again.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                long amount = await CreditsAsync(client, parse.GetValue(credits)!, cancellationToken).ConfigureAwait(false);
+                var program = await client.PostAsync("/api/programs/" + Uri.EscapeDataString(parse.GetValue(id)!) + "/topup", new TopUpRequest(amount),
+                    ControlJson.Default.TopUpRequest, ControlJson.Default.DeployedReport, DeskPatience, cancellationToken).ConfigureAwait(false);
+                if (json) Render.Json(program, ControlJson.Default.DeployedReport);
+                else Show([program]);
+                return ExitCodes.Ok;
+            }, (ApiCommand.Offline?)null, credits);
+        topUp.Arguments.Add(id);
+        return topUp;
+    }
+
+    private static Command CreateStop()
+    {
+        var id = Id();
+        var stop = ApiCommand.Create("host stop", "Stop a program for good: its host deletes it and all it kept.",
+            async (client, json, parse, cancellationToken) =>
+            {
+                await client.DeleteAsync("/api/programs/" + Uri.EscapeDataString(parse.GetValue(id)!), DeskPatience, cancellationToken).ConfigureAwait(false);
+                return ExitCodes.Ok;
+            });
+        stop.Arguments.Add(id);
+        return stop;
+    }
+
+    private static void Show(IReadOnlyList<DeployedReport> programs)
+    {
+        var table = new Table().Border(TableBorder.Rounded);
+        table.AddColumn(new TableColumn("id").NoWrap());
+        table.AddColumns("name", "host", "state", "fuel", "address");
+        foreach (var p in programs)
+        {
+            string state = p.State.ToLowerInvariant() + (p.Low ? ", [yellow]low[/]" : "") + (p.DeleteAt is { } at ? $"\ndeleted {Render.Utc(at)}" : "");
+            table.AddRow(p.Id[..12], Markup.Escape(p.Name), Render.Brief(p.Host), state, $"{p.Fuel:N0}", p.Address);
+        }
+        AnsiConsole.Write(table);
+    }
+}
