@@ -57,7 +57,7 @@ public sealed partial class NodeDatabase : IDisposable
         ("stored_copies", ["id BLOB NOT NULL", "host BLOB NOT NULL", "paid_until INTEGER NOT NULL", "challenges BLOB NOT NULL", "state TEXT NOT NULL"]),
         // Programs we deployed on others' nodes (PROTOCOL §11.2): where, the secret that stops them, and how each was at its last status.
         ("deployed", ["id BLOB PRIMARY KEY", "host BLOB NOT NULL", "name TEXT NOT NULL", "secret BLOB NOT NULL", "address TEXT NOT NULL", "deployed_at INTEGER NOT NULL",
-            "state TEXT NOT NULL", "fuel INTEGER NOT NULL", "low INTEGER NOT NULL", "delete_at INTEGER", "checked_at INTEGER NOT NULL"]),
+            "postage INTEGER NOT NULL", "state TEXT NOT NULL", "fuel INTEGER NOT NULL", "low INTEGER NOT NULL", "delete_at INTEGER", "checked_at INTEGER NOT NULL"]),
         // Our mailboxes (docs/HOSTING.md): the program each runs in, its fetch secret, and the key mail to it is sealed to.
         ("mailboxes", ["program BLOB PRIMARY KEY", "secret BLOB NOT NULL", "private_key BLOB NOT NULL"]),
     ];

@@ -26,7 +26,9 @@ public sealed partial class QuidNode
         var (privateKey, publicKey) = MailSeal.NewKey();
         _database.SaveMailbox(new Mailbox(program.Id, secret, privateKey));
         // Its address is published as the deploy returns; a few tries while its introduction points come up.
-        var replies = await WithRetriesAsync(token => PostAsync(program.Address, [], Remailer.Init(secret, maxDelayMs), token), cancellationToken).ConfigureAwait(false);
+        // Its owner pays its postage too: the host cannot tell its posts from anyone's.
+        var paid = await PostageAsync(host, program.Postage, cancellationToken).ConfigureAwait(false);
+        var replies = await WithRetriesAsync(token => PostAsync(program.Address, paid, Remailer.Init(secret, maxDelayMs), token), cancellationToken).ConfigureAwait(false);
         if (replies.Count != 1 || Remailer.ParseReply(replies[0]).Kind != Remailer.KindInitialised)
             throw new ProgramPostException("The mailbox did not take us as its owner: someone else may have reached it first. Stop it with 'quid host stop'.");
         string mail = MailAddress(publicKey, program.Address);
@@ -75,7 +77,8 @@ public sealed partial class QuidNode
             if (!deployed.TryGetValue(Convert.ToHexStringLower(box.Program), out var program)) continue;
             while (true)
             {
-                var replies = await PostAsync(program.Address, [], Remailer.Fetch(box.Secret), cancellationToken).ConfigureAwait(false);
+                var postage = await PostageAsync(program.Host, program.Postage, cancellationToken).ConfigureAwait(false);
+                var replies = await PostAsync(program.Address, postage, Remailer.Fetch(box.Secret), cancellationToken).ConfigureAwait(false);
                 int got = 0;
                 foreach (var reply in replies.Select(r => Remailer.ParseReply(r)))
                 {

@@ -304,7 +304,7 @@ public sealed partial class QuidNode
             _wallet.Change(paid, []);
             throw;
         }
-        var deployed = new DeployedProgram(answer.Id, host, name, secret, new SessionAddress(answer.AddressKey).ToString(), _time.GetUtcNow(),
+        var deployed = new DeployedProgram(answer.Id, host, name, secret, new SessionAddress(answer.AddressKey).ToString(), _time.GetUtcNow(), postage,
             answer.State, (long)answer.Fuel, answer.Low, null, _time.GetUtcNow());
         _database.SaveDeployed(deployed);
         _logger.LogInformation("Deployed {Name} on {Host} as {Key}, at {Address}", name, host.Brief, deployed.Key[..12], deployed.Address);

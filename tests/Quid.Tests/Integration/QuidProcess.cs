@@ -66,6 +66,19 @@ internal sealed class QuidProcess : IDisposable
     public bool HasExited => _process.HasExited;
 
     /// <summary>Runs a short command to completion and returns its exit code and output.</summary>
+    /// <summary>Runs a short command with <paramref name="input"/> on its standard input, to completion.</summary>
+    public static async Task<(int ExitCode, string Output)> RunWithInputAsync(byte[] input, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Executable) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        start.Environment["NO_COLOR"] = "1";
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        using var process = new QuidProcess(Process.Start(start)!);
+        await process._process.StandardInput.BaseStream.WriteAsync(input);
+        process._process.StandardInput.Close();
+        int exitCode = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return (exitCode, process.Output);
+    }
+
     public static async Task<(int ExitCode, string Output)> RunAsync(params string[] arguments)
     {
         using var process = Start(arguments);

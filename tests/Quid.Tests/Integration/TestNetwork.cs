@@ -29,8 +29,10 @@ internal sealed class TestNetwork : IAsyncDisposable
     public IPEndPoint HttpProxy => Client.HttpProxyEndPoint!;
 
     /// <param name="time">Every node's clock: a test that moves time on for all of them at once passes one.</param>
+    /// <param name="loggersOf">Each node's own loggers, when a test reads what one node logged: instead of <paramref name="loggers"/>.</param>
     public static async Task<TestNetwork> StartAsync(byte firstAddress, IReadOnlyList<NodeSpec> specs, Resolver? exitResolver = null,
-        ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null, TimeProvider? time = null)
+        ILoggerFactory? loggers = null, Func<int, NodeOptions, IReadOnlyList<QuidNode>, NodeOptions>? configure = null, TimeProvider? time = null,
+        Func<int, ILoggerFactory>? loggersOf = null)
     {
         var network = new TestNetwork { _loggers = loggers ?? NullLoggerFactory.Instance };
         network.Web.Start();
@@ -56,7 +58,7 @@ internal sealed class TestNetwork : IAsyncDisposable
                     Links = new LinkOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) },
                 };
                 if (configure is not null) options = configure(i, options, network._nodes);
-                network._nodes.Add(await QuidNode.StartAsync(options, network._loggers, time));
+                network._nodes.Add(await QuidNode.StartAsync(options, loggersOf?.Invoke(i) ?? network._loggers, time));
             }
         }
         catch

@@ -29,7 +29,10 @@ public sealed partial class ControlServer
 
     private static string[] MethodsFor(string path) => path switch
     {
-        PurgePath or WipePath or GivePath or TakePath or CheckPath => [HttpMethods.Post],
+        PurgePath or WipePath or GivePath or TakePath or CheckPath or SendPath or FetchPath => [HttpMethods.Post],
+        ProgramsPath or BoxPath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
+        _ when path.StartsWith(ProgramsPrefix, StringComparison.Ordinal) && path.EndsWith(TopUpSuffix, StringComparison.Ordinal) => [HttpMethods.Post],
+        _ when path.StartsWith(ProgramsPrefix, StringComparison.Ordinal) => [HttpMethods.Get, HttpMethods.Delete],
         StorePath => [HttpMethods.Get, HttpMethods.Head, HttpMethods.Post],
         _ when path.StartsWith(StorePrefix, StringComparison.Ordinal) && path.EndsWith(RenewSuffix, StringComparison.Ordinal) => [HttpMethods.Post],
         _ when path.StartsWith(StorePrefix, StringComparison.Ordinal) => [HttpMethods.Get, HttpMethods.Delete],
