@@ -319,7 +319,7 @@ public sealed partial class QuidNode
             await CreditDesk.WriteAsync(stream, new DeskQuery(program.Id), token).ConfigureAwait(false);
             return await CreditDesk.ReadAsync(stream, _time, token).ConfigureAwait(false);
         }, cancellationToken).ConfigureAwait(false);
-        return Keep(program, answer);
+        return await KeepAsync(program, answer).ConfigureAwait(false);
     }
 
     /// <summary>Adds <paramref name="credits"/> of its host's credits of fuel to <paramref name="program"/>.</summary>
@@ -342,7 +342,7 @@ public sealed partial class QuidNode
             throw;
         }
         if (answer is DeskRefused { Reason: not (CreditRefusal.Spent or CreditRefusal.Invalid or CreditRefusal.Expired) }) _wallet.Change(paid, []);
-        return Keep(program, answer);
+        return await KeepAsync(program, answer).ConfigureAwait(false);
     }
 
     /// <summary>Stops <paramref name="program"/> for good: its host deletes it and everything it kept.</summary>
@@ -358,10 +358,33 @@ public sealed partial class QuidNode
         _logger.LogInformation("Stopped {Name} ({Key}) on {Host}", program.Name, program.Key[..12], program.Host.Brief);
     }
 
-    /// <summary>Keeps what the host said of <paramref name="program"/>: a program it no longer has is Deleted.</summary>
-    private DeployedProgram Keep(DeployedProgram program, DeskMessage? answer)
+    /// <summary>
+    /// Keeps what the host said of <paramref name="program"/>: a program it no longer has is
+    /// Deleted. Each answer is an audit of the CPU we paid for (PROTOCOL §11.2): a program that
+    /// answers passes; one gone before it could have run out of fuel and through its grace (it
+    /// ran, or was paused with its grace ahead, at a check less than a grace ago) was dropped by
+    /// its host, which is then answered as a host that loses what it stores.
+    /// </summary>
+    private async Task<DeployedProgram> KeepAsync(DeployedProgram program, DeskMessage? answer)
     {
         var now = _time.GetUtcNow();
+        bool? passed = answer switch
+        {
+            DeskProgram => true,
+            DeskRefused { Reason: CreditRefusal.NotFound } when program.State != ProgramState.Deleted && now - program.CheckedAt < ProgramHost.Grace
+                && (program.DeleteAt is { } deleteAt ? deleteAt > now : program.State == ProgramState.Running) => false,
+            _ => null,
+        };
+        if (passed is { } audited)
+        {
+            if (!audited) _logger.LogWarning("Host {Host} dropped hosted program {Name} ({Key}) before its fuel and grace ran out: answered as a host that loses what it keeps",
+                program.Host.Brief, program.Name, program.Key[..12]);
+            await OnLoopAsync(() =>
+            {
+                Execute(_core.Audited(program.Host, audited));
+                return true;
+            }).ConfigureAwait(false);
+        }
         var kept = answer switch
         {
             DeskProgram p => program with

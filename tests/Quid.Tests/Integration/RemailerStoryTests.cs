@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Quid.Credits;
+using Quid.Exchange;
 using Quid.Node;
 using Quid.Programs;
 using Quid.Wire;
@@ -13,9 +14,10 @@ namespace Quid.Tests.Integration;
 /// <summary>
 /// Seed 003's story on real nodes: A and B trade disk for CPU; A deploys the remailer on B, paid
 /// in B's credits; C, holding a card of B's credits that A gave it, sends mail through the
-/// remailer to D's mailbox (also on B); D fetches it intact; no node's log names both C and D;
-/// and when the programs' credits run out (a shifted clock), B deletes them and everything they
-/// kept, and <c>quid hosted</c> on B lists nothing.
+/// remailer to D's mailbox (also on B); D fetches it intact; B dropping D's mailbox early is caught
+/// by D's next check; nothing logged of mail names C, or D outside D; and when the remailer's
+/// credits run out (a shifted clock), B deletes it and all it kept, and <c>quid hosted</c> on B
+/// lists nothing.
 /// </summary>
 [Collection(nameof(SerialTests))]
 public sealed class RemailerStoryTests(ITestOutputHelper output)
@@ -84,6 +86,13 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         Assert.Equal(letter, Assert.Single(fetched));
         Assert.Empty(await d.FetchMailAsync(CancellationToken.None));
 
+        // A host that drops a program it was paid to run is caught by the owner's next check, as a
+        // host that loses a stored file is: here B throws D's mailbox away long before its fuel is gone.
+        var dBox = d.DeployedPrograms().Single();
+        await b.Programs.ServeAsync(new Credits.Duplex(new MemoryStream(), new MemoryStream()), new DeskStop(dBox.Id, dBox.Secret), CancellationToken.None);
+        Assert.Equal(ProgramState.Deleted, (await d.CheckAsync(dBox, CancellationToken.None)).State);
+        Assert.Equal(Verdict.Underdelivering, (await d.StatusAsync()).Partners.Single(p => p.Id == b.Id).Verdict);
+
         // Nothing any node logged of programs or mail names C, or names D but on D itself: the
         // hosts of programs never learn who posts or who fetches, and the mail itself is sealed.
         // (Every pair of these five is partnered and builds circuits through the others, so each
@@ -101,7 +110,7 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         await using var bControl = await ControlPlane.StartAsync(b, net.DataDirectory(B));
         var hosted = Json(await QuidProcess.RunAsync("hosted", "--json", "--data-dir", net.DataDirectory(B)));
         var programs = hosted.GetProperty("programs").EnumerateArray().ToList();
-        Assert.Equal(2, programs.Count);
+        Assert.Single(programs);
         Assert.DoesNotContain(a.Id.ToString(), hosted.GetRawText(), StringComparison.Ordinal);
         Assert.DoesNotContain(d.Id.ToString(), hosted.GetRawText(), StringComparison.Ordinal);
 
@@ -129,15 +138,15 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
 
         // At zero it is paused, kept a day for a top-up; then it and all it kept are gone from B.
         clock.Advance(TimeSpan.FromDays(15));
-        await Eventually.WaitUntilAsync(() => b.Programs.Programs().All(p => p.State == ProgramState.Paused), TimeSpan.FromSeconds(20), "both programs to pause, out of fuel");
+        await Eventually.WaitUntilAsync(() => b.Programs.Programs().All(p => p.State == ProgramState.Paused), TimeSpan.FromSeconds(20), "the remailer to pause, out of fuel");
         clock.Advance(ProgramHost.Grace + TimeSpan.FromMinutes(2));
-        await Eventually.WaitUntilAsync(() => b.Programs.Programs().Count == 0, TimeSpan.FromSeconds(20), "B to delete both programs after their grace");
+        await Eventually.WaitUntilAsync(() => b.Programs.Programs().Count == 0, TimeSpan.FromSeconds(20), "B to delete the remailer after its grace");
         hosted = Json(await QuidProcess.RunAsync("hosted", "--json", "--data-dir", net.DataDirectory(B)));
         Assert.Equal(0, hosted.GetProperty("programs").GetArrayLength());
         var module = Remailer.Module();
         foreach (var file in Directory.EnumerateFiles(Path.Combine(net.DataDirectory(B), "programs")))
             Assert.True(File.ReadAllBytes(file).AsSpan().IndexOf(module.AsSpan(module.Length / 2, 64)) < 0, $"{file} still holds the remailer's module");
-        output.WriteLine($"Mail from C reached D through A's remailer on B; both programs gone from B after {58 + 15 + 1} days");
+        output.WriteLine($"Mail from C reached D through A's remailer on B; the remailer gone from B after {58 + 15 + 1} days");
     }
 
     private static JsonElement Json((int ExitCode, string Output) run)

@@ -85,6 +85,54 @@ public sealed class HostedProgramTests : IDisposable
     }
 
     [Fact]
+    public void An_allocation_loop_stops_at_the_memory_limit_and_fuel_that_runs_out_inside_a_host_call_changes_nothing()
+    {
+        // Grows a page at a time until memory.grow says no, and sends how many pages it got.
+        using var allocator = Load("""
+            (module
+              (import "quid" "send" (func $send (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "alloc") (param i32) (result i32) (i32.const 64))
+              (func (export "on_message") (param i32 i32)
+                (local $pages i32)
+                (local.set $pages (i32.const 1))
+                (block $full (loop $more
+                  (br_if $full (i32.lt_s (memory.grow (i32.const 1)) (i32.const 0)))
+                  (local.set $pages (i32.add (local.get $pages) (i32.const 1)))
+                  (br $more)))
+                (i32.store (i32.const 0) (local.get $pages))
+                (drop (call $send (i32.const 8) (i32.const 1) (i32.const 0) (i32.const 4)))))
+            """);
+        allocator.Deliver("x"u8);
+        Assert.Equal(Limits.MemoryBytes / 65536, BitConverter.ToInt32(Assert.Single(allocator.TakeOutbox()).Body));
+        Assert.Equal(Limits.MemoryBytes, allocator.MemoryBytes);
+
+        // A put whose host call finds too little fuel: stopped before it stored or sent anything.
+        const string PutThenSend = """
+            (module
+              (import "quid" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))
+              (import "quid" "send" (func $send (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "alloc") (param i32) (result i32) (i32.const 64))
+              (func (export "on_message") (param $at i32) (param $length i32)
+                (drop (call $put (local.get $at) (i32.const 1) (local.get $at) (local.get $length)))
+                (drop (call $send (local.get $at) (i32.const 1) (local.get $at) (local.get $length)))))
+            """;
+        using var starved = Load(PutThenSend, fuel: Limits.HostCallFuel / 2);
+        Assert.Equal(ProgramError.OutOfFuel, Refusal(() => starved.Deliver("kv"u8)));
+        Assert.Equal(0, starved.Fuel);
+        Assert.Equal(0, starved.StoredBytes);
+        Assert.Empty(starved.TakeStoreChanges());
+        Assert.Empty(starved.TakeOutbox());
+        // Topped up, the same message goes through whole.
+        starved.AddFuel(1_000_000);
+        starved.Deliver("kv"u8);
+        Assert.Equal(3, starved.StoredBytes);
+        Assert.Single(starved.TakeStoreChanges());
+        Assert.Single(starved.TakeOutbox());
+    }
+
+    [Fact]
     public void A_call_that_runs_past_its_deadline_is_stopped()
     {
         using var spin = Load(Spin, fuel: long.MaxValue / 2, limits: Limits with { CallDeadline = TimeSpan.FromMilliseconds(50) });
