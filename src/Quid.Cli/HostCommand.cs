@@ -16,6 +16,7 @@ internal static class HostCommand
     public static Command Create()
     {
         var command = new Command("host", "Run programs (WebAssembly) on other nodes, paid in their credits; they run while their fuel lasts and are deleted when it is gone.");
+        command.Subcommands.Add(CreateCheck());
         command.Subcommands.Add(CreateDeploy());
         command.Subcommands.Add(CreateList());
         command.Subcommands.Add(CreateStatus());
@@ -42,9 +43,53 @@ internal static class HostCommand
 
     private static Argument<string> Id() => new("ID") { Description = "The program's id, or its first 8 characters or more, as quid host ls lists it." };
 
+    /// <summary>
+    /// Runs a module here as a host would before anyone pays for it: checked against the host
+    /// interface and the limits, started, and handed a message if asked, in the same sandbox.
+    /// </summary>
+    private static Command CreateCheck()
+    {
+        var file = new Argument<string>("PROGRAM") { Description = "The WebAssembly module to check: binary (.wasm) or text (.wat)." };
+        var message = new Option<string>("--message") { Description = "A message (text) to hand it once started: what it sends back is shown." };
+        var check = new Command("check", "Check a program here, in the sandbox a host runs it in, before you pay to deploy it: what a host would refuse, and what its start and a message cost in fuel.");
+        check.Arguments.Add(file);
+        check.Options.Add(message);
+        check.SetAction(parse =>
+        {
+            const long Fuel = Quid.Wire.CpuBlock.FuelPerGfuel;
+            using var engine = new Quid.Programs.ProgramEngine(TimeProvider.System);
+            try
+            {
+                using var program = Quid.Programs.HostedProgram.Load(engine, Quid.Programs.HostedProgram.ReadModule(parse.GetValue(file)!), new Quid.Programs.ProgramLimits(), Fuel);
+                AnsiConsole.MarkupLine($"A host would take it: its start took {Fuel - program.Fuel:N0} fuel; it holds {Render.Bytes(program.MemoryBytes)} of memory.");
+                if (parse.GetValue(message) is { } text)
+                {
+                    long before = program.Fuel;
+                    program.Deliver(System.Text.Encoding.UTF8.GetBytes(text));
+                    var sent = program.TakeOutbox();
+                    AnsiConsole.MarkupLine($"The message took {before - program.Fuel:N0} fuel; it sent {sent.Count} message(s){(program.WakeAfter is { } wake ? $" and asked to be woken in {wake.TotalMilliseconds:0} ms" : "")}.");
+                    foreach (var m in sent)
+                        AnsiConsole.MarkupLine(Markup.Escape($"  to {(m.To.AsSpan().SequenceEqual(Quid.Programs.ProgramHost.ReplyAddress) ? "the poster" : System.Text.Encoding.ASCII.GetString(m.To))}: {m.Body.Length} bytes, {Convert.ToHexString(m.Body.AsSpan(0, Math.Min(16, m.Body.Length)))}…"));
+                }
+                return ExitCodes.Ok;
+            }
+            catch (Quid.Programs.ProgramException e)
+            {
+                AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Error.ToString())}[/]: {Markup.Escape(e.Message)}");
+                return ExitCodes.Failed;
+            }
+            catch (IOException e)
+            {
+                AnsiConsole.MarkupLine($"[red]Cannot read it[/]: {Markup.Escape(e.Message)}");
+                return ExitCodes.Failed;
+            }
+        });
+        return check;
+    }
+
     private static Command CreateDeploy()
     {
-        var file = new Argument<string>("PROGRAM") { Description = "The WebAssembly module (.wasm) to run." };
+        var file = new Argument<string>("PROGRAM") { Description = "The WebAssembly module to run: binary (.wasm) or text (.wat), compiled here." };
         var on = new Option<string>("--on") { Description = "The node to run it on (its id): one whose credits you hold.", Required = true };
         var credits = Credits("for its fuel (each credit is 64 Mfuel; at least 16)");
         var postage = new Option<uint>("--postage") { Description = "Credits of its host each message to it must pay, which become its fuel; 0 for free.", DefaultValueFactory = _ => 0 };

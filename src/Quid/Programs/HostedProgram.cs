@@ -175,6 +175,24 @@ public sealed class HostedProgram : IDisposable
         _module.Dispose();
     }
 
+    /// <summary>
+    /// A module from a file: WebAssembly's binary as it is, or its text format (WAT), which
+    /// Wasmtime compiles to the binary here, so a program's source is all its author ships.
+    /// </summary>
+    public static byte[] ReadModule(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        if (bytes.AsSpan().StartsWith("\0asm"u8)) return bytes;
+        try
+        {
+            return Module.ConvertText(System.Text.Encoding.UTF8.GetString(bytes));
+        }
+        catch (WasmtimeException e)
+        {
+            throw new ProgramException(ProgramError.Malformed, $"Neither a WebAssembly module nor its text: {FirstLine(e.Message)}", e);
+        }
+    }
+
     /// <summary>Checks <paramref name="wasm"/> as <see cref="Load"/> does, without running it: what a host does before it takes payment for it.</summary>
     public static void Check(ProgramEngine engine, ReadOnlySpan<byte> wasm, ProgramLimits limits) => Compile(engine, wasm, limits).Dispose();
 

@@ -38,9 +38,9 @@ public sealed partial class ControlServer
                 byte[] wasm;
                 try
                 {
-                    wasm = await File.ReadAllBytesAsync(deploy.Path, context.RequestAborted).ConfigureAwait(false);
+                    wasm = HostedProgram.ReadModule(deploy.Path);
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ProgramException)
                 {
                     await ErrorAsync(response, StatusCodes.Status400BadRequest, $"Cannot read {deploy.Path}: {e.Message}").ConfigureAwait(false);
                     return;
