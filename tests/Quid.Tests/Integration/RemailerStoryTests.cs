@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Microsoft.Playwright;
 using Quid.Credits;
 using Quid.Exchange;
 using Quid.Node;
@@ -113,6 +114,22 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         Assert.Single(programs);
         Assert.DoesNotContain(a.Id.ToString(), hosted.GetRawText(), StringComparison.Ordinal);
         Assert.DoesNotContain(d.Id.ToString(), hosted.GetRawText(), StringComparison.Ordinal);
+        var (_, metrics) = await bControl.CurlAsync("/metrics", bControl.Token);
+        Assert.Contains("quid_programs_hosted 1", metrics, StringComparison.Ordinal);
+        // B's dashboard shows the CPU it offers and the remailer it runs, with its fuel gauge.
+        using (var playwright = await Playwright.CreateAsync())
+        {
+            await using var browser = await HeadlessChromium.LaunchAsync(playwright);
+            var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1280, Height = 860 } });
+            await page.GotoAsync(Quid.Node.Control.ControlServer.DashboardUrl(bControl.Server.EndPoint, Quid.Node.Control.ControlCookie.Read(bControl.DataDirectory)));
+            await page.WaitForFunctionAsync("() => document.querySelectorAll('#programs-table tbody tr').length === 1");
+            Assert.Equal("1,024 Gfuel/day", await page.TextContentAsync("#cpu-offered"));
+            Assert.Equal("1 program", await page.TextContentAsync("#programs-here"));
+            Assert.True(await page.EvalOnSelectorAsync<double>("#programs-table .fuel > div", "e => parseFloat(e.style.width)") > 50);
+            string screenshot = Path.Combine(AppContext.BaseDirectory, "dashboard-programs.png");
+            await page.Locator("#programs-panel").ScreenshotAsync(new() { Path = screenshot });
+            output.WriteLine($"Programs section: {screenshot}");
+        }
 
         // The boxes hold 256 KiB of memory each, paid at a credit a MiB·day: 1 Gfuel (and the two
         // credits of postage it took) lasts about 72 days. 58 days on, A's status check finds its

@@ -69,7 +69,14 @@ public sealed class NodeMetrics : IDisposable
             Meter.CreateObservableGauge("quid.hosted.used", () => storage.Used, "By", "Bytes this node holds for others, sealed by their owners, uploads under way included");
             Meter.CreateObservableGauge("quid.hosted.objects", () => storage.Objects().Count, null, "Objects this node holds for others");
         }
-        Meter.CreateObservableCounter("quid.credits.redeemed", () => node.CreditIssuer.Redeemed, "MiBd", "Credits taken as payment for storage at this node, since it started");
+        Meter.CreateObservableCounter("quid.credits.redeemed", () => node.CreditIssuer.Redeemed, "MiBd", "Credits taken as payment for storage and programs at this node, since it started");
+        if (node.Programs is { } programs)
+        {
+            Meter.CreateObservableGauge("quid.programs.hosted", () => programs.Programs().Count, null, "Programs this node runs for others, paused ones included");
+            Meter.CreateObservableGauge("quid.programs.fuel", () => programs.Programs().Sum(p => p.Fuel), null, "Fuel left to the programs this node runs, in all");
+            Meter.CreateObservableGauge("quid.programs.memory", () => programs.Programs().Sum(p => p.MemoryBytes), "By", "Memory the programs this node runs hold");
+        }
+        Meter.CreateObservableGauge("quid.programs.deployed", () => node.DeployedPrograms().Count, null, "Programs this node deployed on others, as last checked");
         Meter.CreateObservableGauge("quid.uptime", () => _monitor.Uptime.TotalSeconds, "s", "Seconds since the node started");
     }
 

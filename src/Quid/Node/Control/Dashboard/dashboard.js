@@ -494,15 +494,58 @@ function showStorage(stored, hosted) {
   $('hosted-objects').textContent = hosted.quota > 0 ? hosted.objects.length + (hosted.objects.length === 1 ? ' object' : ' objects') + ', sealed by their owners' : '--offer-disk 1GiB offers some';
 }
 
+// ---- Programs ----
+
+const gfuel = (fuel) => (fuel / 2 ** 30).toLocaleString('en', { maximumFractionDigits: fuel < 2 ** 30 ? 3 : 1 }) + ' Gfuel';
+
+/** Programs run here for others (never whose), and ours on other nodes, each with a fuel gauge. */
+function showPrograms(credits, hosted, ours) {
+  const offered = credits.offerCpuGfuel || 0;
+  $('cpu-offered').textContent = offered > 0 ? offered.toLocaleString('en') + ' Gfuel/day' : 'none';
+  $('cpu-bar').style.width = (offered > 0 ? 100 * (offered - credits.freeCpuGfuel) / offered : 0).toFixed(1) + '%';
+  $('cpu-granted').textContent = offered > 0 ? (offered - credits.freeCpuGfuel).toLocaleString('en') + ' Gfuel/day granted to partners' : '--offer-cpu 1Tfuel offers some';
+  const here = hosted.programs || [];
+  $('programs-here').textContent = here.length + (here.length === 1 ? ' program' : ' programs');
+  const paused = here.filter((p) => p.state === 'Paused').length;
+  $('programs-here-note').textContent = offered === 0 ? 'this node runs none' : paused ? paused + ' paused, out of fuel' : 'paid in this node\'s credits';
+  const low = ours.filter((p) => p.low || p.state === 'Paused').length;
+  $('programs-ours').textContent = ours.length + (ours.length === 1 ? ' program' : ' programs');
+  $('programs-ours-note').textContent = ours.length === 0 ? "'quid host deploy' runs one" : low ? low + ' low on fuel: quid host topup' : 'all have fuel';
+  const body = $('programs-table').querySelector('tbody');
+  body.replaceChildren(...here.map((p) => {
+    const row = document.createElement('tr');
+    const gauge = element('span', 'fuel' + (p.low || p.state === 'Paused' ? ' low' : ''));
+    const fill = document.createElement('div');
+    fill.style.width = Math.max(0, Math.min(100, 100 * Math.log2(Math.max(1, p.fuel / 2 ** 20)) / 20)).toFixed(1) + '%';
+    gauge.append(fill);
+    const fuel = document.createElement('td');
+    fuel.append(gauge, document.createTextNode(gfuel(p.fuel)));
+    const cells = [p.id.slice(0, 12), p.state.toLowerCase() + (p.low ? ', low' : ''), null, bytes(p.memoryBytes), bytes(p.storedBytes), p.deleteAt ? new Date(p.deleteAt).toLocaleString() : '–'];
+    cells.forEach((text, i) => {
+      if (text === null) {
+        row.append(fuel);
+        return;
+      }
+      const cell = document.createElement('td');
+      cell.textContent = text;
+      if (i === 3 || i === 4) cell.className = 'num';
+      row.append(cell);
+    });
+    row.firstChild.title = p.address;
+    return row;
+  }));
+  $('programs-table').hidden = here.length === 0;
+}
+
 // ---- The loop ----
 
 async function refresh() {
   try {
     // The cache's listing may be long: asked for every fifth second, and at once when the search changes.
     const query = cacheQuery;
-    const [status, history, ledger, circuits, services, follows, credits, stored, hosted, cache] = await Promise.all([api('/api/status'), api('/api/throughput'),
+    const [status, history, ledger, circuits, services, follows, credits, stored, hosted, programs, cache] = await Promise.all([api('/api/status'), api('/api/throughput'),
       api('/api/ledger'), api('/api/circuits'), api('/api/services'), api('/api/follows'), api('/api/credits'), api('/api/store'), api('/api/hosted'),
-      cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
+      api('/api/programs'), cacheTick++ % 5 === 0 ? api(cachePath(query)) : null]);
     $('signin').hidden = true;
     $('main').hidden = false;
     showStatus(status);
@@ -513,6 +556,7 @@ async function refresh() {
     showFollows(follows);
     showCredits(credits);
     showStorage(stored, hosted);
+    showPrograms(credits, hosted, programs);
     if (cache && query === cacheQuery) showCache(cache);
   } catch (e) {
     if (e instanceof Unauthorized) {
