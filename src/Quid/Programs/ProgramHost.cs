@@ -59,7 +59,19 @@ public sealed class ProgramHost : IDisposable
         public double Owed { get; set; }
         public ITimer? Timer { get; set; }
         public bool Deleted { get; set; }
-        public bool Low => Program.Fuel < Topped / 4;
+        public bool Low => Fuel < Topped / 4;
+        // What it had after its last call, charge or top-up, read under its lock: a Wasmtime store
+        // is not to be touched from another thread while a call runs on it.
+        public long Fuel { get; private set; }
+        public long Memory { get; private set; }
+        public long Stored { get; private set; }
+
+        public void Measure()
+        {
+            Fuel = Program.Fuel;
+            Memory = Program.MemoryBytes;
+            Stored = Program.StoredBytes;
+        }
     }
 
     private readonly string _directory;
@@ -157,6 +169,7 @@ public sealed class ProgramHost : IDisposable
                 ChargedAt = DateTimeOffset.FromUnixTimeSeconds(row.Charged),
             };
             program.TakeStoreChanges();
+            entry.Measure();
             // Its memory, and any timer it had set, did not survive: it is woken once, to pick up what its store holds.
             program.TakeWake();
             Arm(entry, TimeSpan.Zero);
@@ -241,6 +254,7 @@ public sealed class ProgramHost : IDisposable
             var now = _time.GetUtcNow();
             byte[] id = RandomNumberGenerator.GetBytes(DeskCodec.ObjectSize), seed = RandomNumberGenerator.GetBytes(32);
             var entry = new Entry(id, program, deploy.OwnerHash, seed, AddressKey(seed), deploy.Postage, now) { Topped = program.Fuel, ChargedAt = now };
+            entry.Measure();
             Write("INSERT INTO programs (id, module, owner_hash, address_seed, postage, fuel, topped, deployed_at, charged_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 id, wasm, deploy.OwnerHash, seed, (long)deploy.Postage, program.Fuel, entry.Topped, now.ToUnixTimeSeconds(), now.ToUnixTimeSeconds());
             Keep(entry);
@@ -265,7 +279,8 @@ public sealed class ProgramHost : IDisposable
         {
             if (entry.Deleted) return NotFound();
             entry.Program.AddFuel(FuelOf(topup.Payment));
-            entry.Topped = entry.Program.Fuel;
+            entry.Measure();
+            entry.Topped = entry.Fuel;
             entry.WarnedAt = null;
             if (entry.PausedAt is not null)
             {
@@ -348,6 +363,7 @@ public sealed class ProgramHost : IDisposable
                 long whole = (long)owed;
                 entry.Owed = owed - whole;
                 if (!entry.Program.Charge(whole)) Pause(entry, "what it holds used up its fuel");
+                entry.Measure();
                 Save(entry);
             }
         }
@@ -369,6 +385,7 @@ public sealed class ProgramHost : IDisposable
             // A trap or a deadline ends the call, not the program: the next message finds it as the trap left it.
             _logger.LogDebug("Hosted program {Key} stopped in a call: {Reason}", Key(entry), e.Message);
         }
+        entry.Measure();
         Keep(entry);
         Save(entry);
         Arm(entry);
@@ -450,7 +467,7 @@ public sealed class ProgramHost : IDisposable
 
     private static HostedProgramInfo Info(Entry entry) => new(entry.Id,
         entry.Deleted ? ProgramState.Deleted : entry.PausedAt is null ? ProgramState.Running : ProgramState.Paused,
-        entry.Deleted ? 0 : entry.Program.Fuel, entry.Deleted ? 0 : entry.Program.MemoryBytes, entry.Deleted ? 0 : entry.Program.StoredBytes, entry.Postage,
+        entry.Deleted ? 0 : entry.Fuel, entry.Deleted ? 0 : entry.Memory, entry.Deleted ? 0 : entry.Stored, entry.Postage,
         entry.Deployed, entry.PausedAt, entry.WarnedAt, !entry.Deleted && entry.Low, entry.AddressKey);
 
     private static string Key(Entry entry) => Convert.ToHexStringLower(entry.Id)[..12];
