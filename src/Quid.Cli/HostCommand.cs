@@ -137,16 +137,17 @@ internal static class HostCommand
     {
         var id = Id();
         var credits = Credits("for more fuel");
+        var on = new Option<string>("--on") { Description = "Its host (node id), for a program that is not yours: anyone holding a program's whole id may top it up." };
         var topUp = ApiCommand.Create("host topup", "Add fuel to a program; a paused one runs again.",
             async (client, json, parse, cancellationToken) =>
             {
                 long amount = await CreditsAsync(client, parse.GetValue(credits)!, cancellationToken).ConfigureAwait(false);
-                var program = await client.PostAsync("/api/programs/" + Uri.EscapeDataString(parse.GetValue(id)!) + "/topup", new TopUpRequest(amount),
+                var program = await client.PostAsync("/api/programs/" + Uri.EscapeDataString(parse.GetValue(id)!) + "/topup", new TopUpRequest(amount, parse.GetValue(on)),
                     ControlJson.Default.TopUpRequest, ControlJson.Default.DeployedReport, DeskPatience, cancellationToken).ConfigureAwait(false);
                 if (json) Render.Json(program, ControlJson.Default.DeployedReport);
                 else Show([program]);
                 return ExitCodes.Ok;
-            }, (ApiCommand.Offline?)null, credits);
+            }, (ApiCommand.Offline?)null, credits, on);
         topUp.Arguments.Add(id);
         return topUp;
     }

@@ -323,16 +323,29 @@ public sealed partial class QuidNode
     }
 
     /// <summary>Adds <paramref name="credits"/> of its host's credits of fuel to <paramref name="program"/>.</summary>
-    public async Task<DeployedProgram> TopUpAsync(DeployedProgram program, long credits, CancellationToken cancellationToken)
+    public async Task<DeployedProgram> TopUpAsync(DeployedProgram program, long credits, CancellationToken cancellationToken) =>
+        await KeepAsync(program, await TopUpAtAsync(program.Host, program.Id, credits, cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
+
+    /// <summary>Tops up anyone's program whose id we were given, at <paramref name="host"/>: no secret is needed to keep a program alive.</summary>
+    public async Task<DeskProgram> TopUpAsync(NodeId host, byte[] id, long credits, CancellationToken cancellationToken) =>
+        await TopUpAtAsync(host, id, credits, cancellationToken).ConfigureAwait(false) switch
+        {
+            DeskProgram program => program,
+            DeskRefused refused => throw new CreditException($"{host.Brief} refused: {refused.Text}", refused.Reason),
+            var other => throw new CreditException($"{host.Brief} answered with {other?.Type.ToString() ?? "nothing"}."),
+        };
+
+    /// <summary>Pays <paramref name="host"/> for fuel for program <paramref name="id"/> and returns its answer; credits it did not take go back to the wallet.</summary>
+    private async Task<DeskMessage?> TopUpAtAsync(NodeId host, byte[] id, long credits, CancellationToken cancellationToken)
     {
-        var paid = await PayAsync(program.Host, credits, cancellationToken).ConfigureAwait(false);
+        var paid = await PayAsync(host, credits, cancellationToken).ConfigureAwait(false);
         var payment = paid.Select(c => new EpochCredit(c.Epoch, c.Token)).ToList();
         DeskMessage? answer;
         try
         {
-            answer = await DeskAsync(program.Host, async (stream, token) =>
+            answer = await DeskAsync(host, async (stream, token) =>
             {
-                await CreditDesk.WriteAsync(stream, new DeskTopup(program.Id, payment), token).ConfigureAwait(false);
+                await CreditDesk.WriteAsync(stream, new DeskTopup(id, payment), token).ConfigureAwait(false);
                 return await CreditDesk.ReadAsync(stream, _time, token).ConfigureAwait(false);
             }, cancellationToken).ConfigureAwait(false);
         }
@@ -342,7 +355,7 @@ public sealed partial class QuidNode
             throw;
         }
         if (answer is DeskRefused { Reason: not (CreditRefusal.Spent or CreditRefusal.Invalid or CreditRefusal.Expired) }) _wallet.Change(paid, []);
-        return await KeepAsync(program, answer).ConfigureAwait(false);
+        return answer;
     }
 
     /// <summary>Stops <paramref name="program"/> for good: its host deletes it and everything it kept.</summary>

@@ -70,13 +70,18 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         // A gives C a card of B's credits (the seed's pre-paid remailer card); C takes it.
         string card = await a.GiveCreditsAsync(b.Id, 4, CancellationToken.None);
         Assert.Equal(4, await c.TakeCreditsAsync(card, CancellationToken.None));
+        await using var cControl = await ControlPlane.StartAsync(c, net.DataDirectory(C));
+        // Anyone holding a program's id may keep it alive: C adds a credit of fuel to A's remailer.
+        var topped = Json(await QuidProcess.RunAsync("host", "topup", box.GetProperty("program").GetString()!, "--on", b.Id.ToString(), "--credits", "1",
+            "--json", "--data-dir", net.DataDirectory(C)));
+        Assert.Equal("Running", topped.GetProperty("state").GetString());
+        Assert.Equal(3, await BalanceAsync(c, b));
 
         // C sends through the remailer, paying a credit of B's: the remailer forwards it, after its delay, to D's box.
         var letter = Encoding.UTF8.GetBytes("Meet at the old mill at noon. " + Convert.ToHexString(RandomNumberGenerator.GetBytes(600)));
-        await using var cControl = await ControlPlane.StartAsync(c, net.DataDirectory(C));
         var sent = await QuidProcess.RunWithInputAsync(letter, "mail", "send", dMail, "--via", remailer, "--postage", "1", "--issuer", b.Id.ToString(), "--data-dir", net.DataDirectory(C));
         Assert.True(sent.ExitCode == 0, sent.Output);
-        Assert.Equal(3, await BalanceAsync(c, b));
+        Assert.Equal(2, await BalanceAsync(c, b));
         // Without postage the remailer's host refuses the post.
         var unpaid = await Assert.ThrowsAsync<ProgramPostException>(() => c.SendMailAsync(dMail, letter, remailer, [], CancellationToken.None));
         Assert.Contains("postage", unpaid.Message);
@@ -131,12 +136,12 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
             output.WriteLine($"Programs section: {screenshot}");
         }
 
-        // The boxes hold 256 KiB of memory each, paid at a credit a MiB·day: 1 Gfuel (and the two
-        // credits of postage it took) lasts about 72 days. 58 days on, A's status check finds its
-        // remailer under a quarter of its fuel, and warns.
+        // The remailer holds 256 KiB of memory, paid at a credit a MiB·day: 1 Gfuel and the three
+        // credits it took since (its owner's postage, C's top-up and C's postage) last about 76 days.
+        // 60 days on, A's status check finds it under a quarter of its fuel after the top-up, and warns.
         var remailerProgram = a.DeployedPrograms().Single();
         output.WriteLine(string.Join("; ", b.Programs.Programs().Select(p => $"{p.Key[..8]}: {p.Fuel:N0} fuel, {p.MemoryBytes:N0} B memory, {p.StoredBytes:N0} B stored")));
-        clock.Advance(TimeSpan.FromDays(58));
+        clock.Advance(TimeSpan.FromDays(60));
         string? why = null;
         await Eventually.WaitUntilAsync(async () =>
         {
@@ -154,7 +159,7 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         Assert.NotNull(b.Programs.Find(remailerProgram.Id)!.WarnedAt);
 
         // At zero it is paused, kept a day for a top-up; then it and all it kept are gone from B.
-        clock.Advance(TimeSpan.FromDays(15));
+        clock.Advance(TimeSpan.FromDays(17));
         await Eventually.WaitUntilAsync(() => b.Programs.Programs().All(p => p.State == ProgramState.Paused), TimeSpan.FromSeconds(20), "the remailer to pause, out of fuel");
         clock.Advance(ProgramHost.Grace + TimeSpan.FromMinutes(2));
         await Eventually.WaitUntilAsync(() => b.Programs.Programs().Count == 0, TimeSpan.FromSeconds(20), "B to delete the remailer after its grace");
@@ -163,7 +168,7 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         var module = Remailer.Module();
         foreach (var file in Directory.EnumerateFiles(Path.Combine(net.DataDirectory(B), "programs")))
             Assert.True(File.ReadAllBytes(file).AsSpan().IndexOf(module.AsSpan(module.Length / 2, 64)) < 0, $"{file} still holds the remailer's module");
-        output.WriteLine($"Mail from C reached D through A's remailer on B; the remailer gone from B after {58 + 15 + 1} days");
+        output.WriteLine($"Mail from C reached D through A's remailer on B; the remailer gone from B after {60 + 17 + 1} days");
     }
 
     private static JsonElement Json((int ExitCode, string Output) run)

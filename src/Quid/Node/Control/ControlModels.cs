@@ -300,7 +300,8 @@ public sealed record HostedProgramReport(string Id, string State, long Fuel, lon
 /// <summary>Deploy the module at <paramref name="Path"/> on node <paramref name="On"/>, paying <paramref name="Credits"/> of its credits; each message to it pays <paramref name="Postage"/>.</summary>
 public sealed record DeployRequest(string Path, string On, long Credits, uint Postage = 0, string? Name = null);
 
-public sealed record TopUpRequest(long Credits);
+/// <summary>Top a program up with <paramref name="Credits"/> of its host's: <paramref name="On"/> names the host of a program that is not ours.</summary>
+public sealed record TopUpRequest(long Credits, string? On = null);
 
 /// <summary>A program we deployed, as its host said at the last status.</summary>
 public sealed record DeployedReport(string Id, string Name, string Host, string Address, DateTimeOffset Deployed, string State, long Fuel, bool Low,

@@ -61,7 +61,10 @@ public sealed partial class ControlServer
             }
             bool topUp = path.EndsWith(TopUpSuffix, StringComparison.Ordinal);
             string id = topUp ? path[ProgramsPrefix.Length..^TopUpSuffix.Length] : path[ProgramsPrefix.Length..];
-            if (_node.FindDeployed(id) is not { } program)
+            var program = _node.FindDeployed(id);
+            // Anyone holding a program's id may keep it alive: one not ours is topped up at the host the request names.
+            if (program is null && topUp && await TopUpTheirsAsync(context, id).ConfigureAwait(false)) return;
+            if (program is null)
             {
                 await ErrorAsync(response, StatusCodes.Status404NotFound, $"No program of yours has an id starting with '{id}' (give 8 characters or more, as 'quid host ls' lists them).").ConfigureAwait(false);
                 return;
@@ -141,6 +144,25 @@ public sealed partial class ControlServer
         {
             await ErrorAsync(response, StatusCodes.Status404NotFound, $"No such endpoint: {path}. Try {BoxPath}, {SendPath} or {FetchPath}.").ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Tops up a program that is not ours, given its whole id and its host; false when the request names no host, and is then not about such a program.</summary>
+    private async Task<bool> TopUpTheirsAsync(HttpContext context, string id)
+    {
+        if (await ReadBodyAsync(context, ControlJson.Default.TopUpRequest, "{\"credits\": 64, \"on\": \"NODE-ID\"}").ConfigureAwait(false) is not { } more) return true;
+        if (more.On is null) return false;
+        if (await HostAsync(context.Response, more.On).ConfigureAwait(false) is not { } host) return true;
+        if (id.Length != 2 * Wire.DeskCodec.ObjectSize || !id.All(Uri.IsHexDigit))
+        {
+            await ErrorAsync(context.Response, StatusCodes.Status400BadRequest, $"'{id}' is not a program's id: give all {2 * Wire.DeskCodec.ObjectSize} hex digits of the id you were given.").ConfigureAwait(false);
+            return true;
+        }
+        var topped = await _node.TopUpAsync(host, Convert.FromHexString(id), more.Credits, CancellationToken.None).ConfigureAwait(false);
+        var now = DateTimeOffset.UtcNow;
+        await JsonAsync(context, StatusCodes.Status200OK, new DeployedReport(id.ToLowerInvariant(), "(not ours)", host.ToString(), new SessionAddress(topped.AddressKey).ToString(), now,
+            topped.State.ToString(), (long)topped.Fuel, topped.Low, topped.DeleteAt == 0 ? null : DateTimeOffset.FromUnixTimeSeconds((long)topped.DeleteAt), now),
+            ControlJson.Default.DeployedReport).ConfigureAwait(false);
+        return true;
     }
 
     private static async Task<NodeId?> HostAsync(HttpResponse response, string text)
