@@ -64,13 +64,7 @@ public sealed class ProgramHostTests : IDisposable
         Directory.Delete(_directory, recursive: true);
     }
 
-    private List<EpochCredit> Credits(long amount)
-    {
-        ulong epoch = CreditEpoch.Of(_time.GetUtcNow());
-        var pending = PendingCredits.Prepare(Self, epoch, Credit.Denominations(amount));
-        var credits = pending.Finalize(_issuer.Issue(epoch, pending.Blinded, amount).Evaluation!);
-        return [.. credits.Select(c => new EpochCredit(c.Epoch, c.Token))];
-    }
+    private List<EpochCredit> Credits(long amount) => Payment.Of(_issuer, Self, _time, amount);
 
     private async Task<List<DeskMessage>> AskAsync(DeskMessage request, byte[]? body = null)
     {

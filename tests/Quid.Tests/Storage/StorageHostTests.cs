@@ -32,13 +32,7 @@ public sealed class StorageHostTests : IDisposable
         Directory.Delete(_directory, recursive: true);
     }
 
-    private List<EpochCredit> Credits(long amount)
-    {
-        ulong epoch = CreditEpoch.Of(_time.GetUtcNow());
-        var pending = PendingCredits.Prepare(Self, epoch, Credit.Denominations(amount));
-        var credits = pending.Finalize(_issuer.Issue(epoch, pending.Blinded, amount).Evaluation!);
-        return [.. credits.Select(c => new EpochCredit(c.Epoch, c.Token))];
-    }
+    private List<EpochCredit> Credits(long amount) => Payment.Of(_issuer, Self, _time, amount);
 
     /// <summary>Sends <paramref name="request"/> (and <paramref name="body"/> after a Ready) and reads what the host answers.</summary>
     private async Task<List<DeskMessage>> AskAsync(DeskMessage request, byte[]? body = null)
