@@ -29,7 +29,7 @@ public sealed partial class QuidNode
         // Its owner pays its postage too: the host cannot tell its posts from anyone's.
         var paid = await PostageAsync(host, program.Postage, cancellationToken).ConfigureAwait(false);
         var replies = await WithRetriesAsync(token => PostAsync(program.Address, paid, Remailer.Init(secret, maxDelayMs), token), cancellationToken).ConfigureAwait(false);
-        if (replies.Count != 1 || Remailer.ParseReply(replies[0]).Kind != Remailer.KindInitialised)
+        if (replies.Count != 1 || Reply(replies[0]).Kind != Remailer.KindInitialised)
             throw new ProgramPostException("The mailbox did not take us as its owner: someone else may have reached it first. Stop it with 'quid host stop'.");
         string mail = MailAddress(publicKey, program.Address);
         _logger.LogInformation("Mailbox {Key} on {Host}: mail to {MailAddress}", program.Key[..12], host.Brief, mail);
@@ -63,7 +63,7 @@ public sealed partial class QuidNode
             ? await PostAsync(box, postage, Remailer.Deposit(sealedMessage), cancellationToken).ConfigureAwait(false)
             : await PostAsync(SessionAddress.Parse(via).ToString(), postage, Remailer.Forward(System.Text.Encoding.ASCII.GetBytes(box), sealedMessage), cancellationToken).ConfigureAwait(false);
         // Both are answered only when refused.
-        if (replies.Count > 0 && Remailer.ParseReply(replies[0]) is { Kind: Remailer.KindRefused } refused)
+        if (replies.Count > 0 && Reply(replies[0]) is { Kind: Remailer.KindRefused } refused)
             throw new ProgramPostException($"The {(via is null ? "mailbox" : "remailer")} refused the mail: {refused.Error}.");
     }
 
@@ -80,7 +80,7 @@ public sealed partial class QuidNode
                 var postage = await PostageAsync(program.Host, program.Postage, cancellationToken).ConfigureAwait(false);
                 var replies = await PostAsync(program.Address, postage, Remailer.Fetch(box.Secret), cancellationToken).ConfigureAwait(false);
                 int got = 0;
-                foreach (var reply in replies.Select(r => Remailer.ParseReply(r)))
+                foreach (var reply in replies.Select(Reply))
                 {
                     if (reply.Kind == Remailer.KindRefused) throw new ProgramPostException($"The mailbox refused to hand its mail over: {reply.Error}.");
                     if (reply.Kind != Remailer.KindMessage) continue;
@@ -99,6 +99,19 @@ public sealed partial class QuidNode
             }
         }
         return messages;
+    }
+
+    /// <summary>A reply from a remailer, which came over the network: nonsense is the host's or the program's fault, said as such.</summary>
+    private static RemailerReply Reply(byte[] reply)
+    {
+        try
+        {
+            return Remailer.ParseReply(reply);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ProgramPostException($"The mailbox answered nonsense: {e.Message}");
+        }
     }
 
     private static (byte[] Key, string Box) ParseMailAddress(string to)

@@ -90,6 +90,11 @@ public sealed partial class ControlServer
         {
             await ErrorAsync(response, StatusCodes.Status409Conflict, e.Message).ConfigureAwait(false);
         }
+        catch (ArgumentException e)
+        {
+            // What was asked is out of range: a letter too long for mail, credits under a deploy's least.
+            await ErrorAsync(response, StatusCodes.Status400BadRequest, e.Message).ConfigureAwait(false);
+        }
     }
 
     private async Task MailAsync(HttpContext context, string path)
