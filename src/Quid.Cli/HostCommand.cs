@@ -35,7 +35,16 @@ internal static class HostCommand
     internal static async Task<long> CreditsAsync(ControlClient client, string value, CancellationToken cancellationToken)
     {
         if (long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long amount)) return amount;
-        string card = await File.ReadAllTextAsync(value, cancellationToken).ConfigureAwait(false);
+        string card;
+        try
+        {
+            card = await File.ReadAllTextAsync(value, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Said as the node's refusals are: the user's to change.
+            throw new ControlRefusedException(400, $"--credits {value} is neither a number of credits nor a card file that can be read: {e.Message}");
+        }
         var taken = await client.PostAsync("/api/credits/take", new CreditTakeRequest(card), ControlJson.Default.CreditTakeRequest, ControlJson.Default.CreditTakeReport,
             DeskPatience, cancellationToken).ConfigureAwait(false);
         return taken.Taken;
