@@ -97,7 +97,13 @@ internal static class MailCommand
                 {
                     byte[] message = Convert.FromBase64String(fetched.Messages[i]);
                     if (folder is not null) await File.WriteAllBytesAsync(Path.Combine(folder, $"mail-{i + 1}"), message, cancellationToken).ConfigureAwait(false);
-                    else await stdout.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+                    else
+                    {
+                        await stdout.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+                        // Several letters on one output are told apart by a line after each, as a reader of mail expects.
+                        if (fetched.Messages.Count > 1)
+                            await stdout.WriteAsync(System.Text.Encoding.UTF8.GetBytes($"\n----- end of mail {i + 1} of {fetched.Messages.Count} -----\n"), cancellationToken).ConfigureAwait(false);
+                    }
                 }
                 if (fetched.Messages.Count == 0 || folder is not null) await Console.Error.WriteLineAsync($"{fetched.Messages.Count} message(s).").ConfigureAwait(false);
                 return ExitCodes.Ok;
