@@ -51,12 +51,6 @@ public sealed class RemailerStoryTests(ITestOutputHelper output)
         await Eventually.WaitUntilAsync(async () => await BalanceAsync(a, b) >= 1024 && await BalanceAsync(d, b) >= 1024, TimeSpan.FromSeconds(60),
             "A and D to hold a day of B's CPU in credits (64 Gfuel, 1,024 credits)");
         Assert.True(await BalanceAsync(b, a) > 0, "B holds A's disk credits: the trade runs both ways");
-        string[] names = ["B", "A", "D", "C", "R"];
-        foreach (var node in net.Nodes)
-        {
-            var status = await node.StatusAsync();
-            output.WriteLine($"{names[net.Nodes.ToList().IndexOf(node)]}: " + string.Join(", ", status.Agreements.Select(x => $"{names[net.Nodes.ToList().FindIndex(n => n.Id == x.Partner)]} they {x.TheyGrant} we {x.WeGrant}")));
-        }
 
         // A deploys the remailer on B (quid mail box create), selling remailing at a credit a message.
         await using var aControl = await ControlPlane.StartAsync(a, net.DataDirectory(A));
