@@ -160,30 +160,21 @@ public sealed class Market
     public bool IssuesCredits => OfferDiskMiB > 0 || OfferCpuGfuel > 0;
 
     /// <summary>The disk not held by an agreement, active or proposed by us, in MiB.</summary>
-    public long FreeDiskMiB
-    {
-        get
-        {
-            long held = 0;
-            foreach (var a in _agreements.Values)
-                if (a.State == AgreementState.Active || (a.State == AgreementState.Proposed && a.WeProposed)) held += a.WeGrantDisk?.MiB ?? 0;
-            return OfferDiskMiB - held;
-        }
-    }
+    public long FreeDiskMiB => OfferDiskMiB - Held(a => a.WeGrantDisk?.MiB ?? 0);
 
     /// <summary>The largest disk block we can still grant, as our descriptor advertises it.</summary>
     public DiskBlock? LargestFreeDisk => DiskBlock.Floor(FreeDiskMiB);
 
     /// <summary>The CPU not held by an agreement, active or proposed by us, in Gfuel a day.</summary>
-    public long FreeCpuGfuel
+    public long FreeCpuGfuel => OfferCpuGfuel - Held(a => a.WeGrantCpu?.Gfuel ?? 0);
+
+    /// <summary>What our agreements hold of a resource, by <paramref name="grant"/>: the active ones, and those we proposed until they are answered.</summary>
+    private long Held(Func<Agreement, long> grant)
     {
-        get
-        {
-            long held = 0;
-            foreach (var a in _agreements.Values)
-                if (a.State == AgreementState.Active || (a.State == AgreementState.Proposed && a.WeProposed)) held += a.WeGrantCpu?.Gfuel ?? 0;
-            return OfferCpuGfuel - held;
-        }
+        long held = 0;
+        foreach (var a in _agreements.Values)
+            if (a.State == AgreementState.Active || (a.State == AgreementState.Proposed && a.WeProposed)) held += grant(a);
+        return held;
     }
 
     /// <summary>The largest CPU block we can still grant, as our descriptor advertises it.</summary>

@@ -247,6 +247,13 @@ public sealed partial class QuidNode
     }
 
     /// <summary>
+    /// Whether a host's refusal means the credits we paid are gone (it took them, or they were
+    /// spent, forged or expired); after any other failure they are still good and go back to the wallet.
+    /// </summary>
+    private static bool CreditsGone(CreditRefusal? reason) =>
+        reason is CreditRefusal.Spent or CreditRefusal.Invalid or CreditRefusal.Expired or CreditRefusal.StartFailed;
+
+    /// <summary>
     /// Runs <paramref name="work"/> on a desk stream at <paramref name="host"/>, through a circuit
     /// of its own that ends there, so the host serves it without learning who asks.
     /// </summary>

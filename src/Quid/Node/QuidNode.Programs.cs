@@ -298,7 +298,7 @@ public sealed partial class QuidNode
                 };
             }, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not CreditException { Reason: CreditRefusal.Spent or CreditRefusal.Invalid or CreditRefusal.Expired or CreditRefusal.StartFailed })
+        catch (Exception e) when (!CreditsGone((e as CreditException)?.Reason))
         {
             // Refused before the host took the payment (the module, its room), or never reached: the credits are still good.
             _wallet.Change(paid, []);
@@ -354,7 +354,7 @@ public sealed partial class QuidNode
             _wallet.Change(paid, []);
             throw;
         }
-        if (answer is DeskRefused { Reason: not (CreditRefusal.Spent or CreditRefusal.Invalid or CreditRefusal.Expired) }) _wallet.Change(paid, []);
+        if (answer is DeskRefused refused && !CreditsGone(refused.Reason)) _wallet.Change(paid, []);
         return answer;
     }
 

@@ -155,7 +155,7 @@ public sealed partial class QuidNode
                             : throw new CreditException($"{host.Brief} did not confirm the file.");
                     }, cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception e) when (!uploading && e is not CreditException { Reason: CreditRefusal.Spent or CreditRefusal.Invalid or CreditRefusal.Expired })
+                catch (Exception e) when (!uploading && !CreditsGone((e as CreditException)?.Reason))
                 {
                     // The host took nothing before it was ready for the file: the credits are still good.
                     _wallet.Change(credits, []);

@@ -118,10 +118,10 @@ public sealed class ProgramHost : IDisposable
         try
         {
             host._db.Open();
-            host.Execute("PRAGMA journal_mode = WAL; PRAGMA secure_delete = ON;");
-            host.Execute("CREATE TABLE IF NOT EXISTS programs (id BLOB PRIMARY KEY, module BLOB NOT NULL, owner_hash BLOB NOT NULL, address_seed BLOB NOT NULL, postage INTEGER NOT NULL, "
+            host.Write("PRAGMA journal_mode = WAL; PRAGMA secure_delete = ON;");
+            host.Write("CREATE TABLE IF NOT EXISTS programs (id BLOB PRIMARY KEY, module BLOB NOT NULL, owner_hash BLOB NOT NULL, address_seed BLOB NOT NULL, postage INTEGER NOT NULL, "
                 + "fuel INTEGER NOT NULL, topped INTEGER NOT NULL, deployed_at INTEGER NOT NULL, paused_at INTEGER, warned_at INTEGER, charged_at INTEGER NOT NULL)");
-            host.Execute("CREATE TABLE IF NOT EXISTS store (program BLOB NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (program, key))");
+            host.Write("CREATE TABLE IF NOT EXISTS store (program BLOB NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (program, key))");
         }
         catch
         {
@@ -504,13 +504,6 @@ public sealed class ProgramHost : IDisposable
         using var reader = command.ExecuteReader();
         while (reader.Read()) store.Add(new(reader.GetString(0), (byte[])reader[1]));
         return store;
-    }
-
-    private void Execute(string sql)
-    {
-        using var command = _db.CreateCommand();
-        command.CommandText = sql;
-        command.ExecuteNonQuery();
     }
 
     private void Write(string sql, params object?[] values)
