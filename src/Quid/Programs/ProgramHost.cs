@@ -435,8 +435,9 @@ public sealed class ProgramHost : IDisposable
             entry.Timer?.Dispose();
             entry.Program.Dispose();
         }
-        lock (_lock) _programs.Remove(Convert.ToHexString(entry.Id));
         DeleteRows(entry.Id);
+        // Listed until its rows are gone, so that a program no longer listed has left nothing behind.
+        lock (_lock) _programs.Remove(Convert.ToHexString(entry.Id));
         _logger.LogInformation("Deleted hosted program {Key} and everything it kept: {Why}", Key(entry), why);
         Deleted?.Invoke(Info(entry));
     }
