@@ -81,7 +81,12 @@ public sealed partial class Circuit
     private RelayForwarder? _toInward;
     private ushort _nextStreamId;
     private int _state = (int)CircuitState.Building;
-    private int _packageWindow = CircuitFlow.Window;
+    // Sending: cells unacknowledged, held to the congestion window; the time each Increment-th
+    // cell was sent, to take the round trip when its Sendme comes back.
+    private readonly CongestionWindow _congestion = new();
+    private readonly Queue<long> _sendmeDue = new(CongestionWindow.Max / CircuitFlow.Increment);
+    private int _inFlight;
+    private long _dataSent;
     private int _deliverWindow = CircuitFlow.Window;
     private int _received;
     private int _relayEarly;
@@ -440,13 +445,22 @@ public sealed partial class Circuit
         TaskCompletionSource? wake;
         lock (_lock)
         {
-            _packageWindow += CircuitFlow.Increment;
-            if (_packageWindow > CircuitFlow.Window) return false;
+            // A Sendme for cells we never sent.
+            if (!_sendmeDue.TryDequeue(out long sent)) return false;
+            _inFlight -= CircuitFlow.Increment;
+            _congestion.Acknowledged(Time.GetElapsedTime(sent));
+            if (_inFlight >= _congestion.Cells) return true;
             wake = _windowWaiter;
             _windowWaiter = null;
         }
         wake?.TrySetResult();
         return true;
+    }
+
+    /// <summary>The congestion window, in cells, and the smoothed round trip it was set from: for status and tests.</summary>
+    internal (int Cells, TimeSpan Rtt) Congestion
+    {
+        get { lock (_lock) return (_congestion.Cells, _congestion.Rtt); }
     }
 
     /// <summary>Takes one cell of the circuit's window for a Data cell; null when there is one, else what to wait for.</summary>
@@ -455,9 +469,10 @@ public sealed partial class Circuit
         lock (_lock)
         {
             if (State == CircuitState.Closed) return Task.CompletedTask;
-            if (_packageWindow > 0)
+            if (_inFlight < _congestion.Cells)
             {
-                _packageWindow--;
+                _congestion.Sent(++_inFlight);
+                if (++_dataSent % CircuitFlow.Increment == 0) _sendmeDue.Enqueue(Time.GetTimestamp());
                 return null;
             }
             _windowWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

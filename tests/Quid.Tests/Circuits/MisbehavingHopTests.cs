@@ -55,7 +55,7 @@ public sealed class MisbehavingHopTests
         await using var _ = stream;
         var data = new byte[RelayCell.MaxData];
 
-        // A whole window, unread: within the rules. The origin returns a circuit Sendme per 128 cells, and no stream Sendme, since nothing was read.
+        // A whole window, unread: within the rules. The origin returns a circuit Sendme per 16 cells, and no stream Sendme, since nothing was read.
         for (int i = 0; i < StreamFlow.Window; i++) hop.Send(RelayCommand.Data, stream.Id, data);
         await net.Wire.SettleAsync();
         Assert.Equal(CircuitState.Open, circuit.State);
@@ -94,7 +94,7 @@ public sealed class MisbehavingHopTests
     }
 
     [Fact]
-    public async Task A_hop_that_stalls_mid_stream_holds_the_sender_to_one_window_and_a_new_stream_times_out_on_the_clock()
+    public async Task A_hop_that_stalls_mid_stream_holds_the_sender_to_its_congestion_window_and_a_new_stream_times_out_on_the_clock()
     {
         using var net = new CircuitHarness();
         await using var through = await net.StreamThroughAsync(3);
@@ -104,16 +104,17 @@ public sealed class MisbehavingHopTests
 
         var upload = Bytes.Pattern(4 << 20);
         var writing = stream.WriteAsync(upload).AsTask();
-        await Eventually.WaitUntilAsync(() => stalled.Held >= StreamFlow.Window, Timeout, "a window of cells to pile up at the stalled hop");
+        int window = circuit.Congestion.Cells;
+        await Eventually.WaitUntilAsync(() => stalled.Held >= window, Timeout, "a window of cells to pile up at the stalled hop");
         await net.Wire.SettleAsync();
-        // The sender stopped at its window: the stalled hop holds one window of cells and no more.
-        Assert.Equal(StreamFlow.Window, stalled.Held);
-        Assert.Equal(StreamFlow.Window * RelayCell.MaxData, stream.BytesSent);
+        // The sender stopped at its window (no Sendme returns past the stall): the stalled hop holds those cells and no more.
+        Assert.Equal(window, stalled.Held);
+        Assert.Equal(window * RelayCell.MaxData, stream.BytesSent);
         Assert.False(writing.IsCompleted);
 
         // A stream opened behind the stall waits for CONNECTED until the clock says it has waited enough.
         var second = circuit.OpenStreamAsync(net.Destination.Target, Timeout, default);
-        await Eventually.WaitUntilAsync(() => stalled.Held == StreamFlow.Window + 1, Timeout, "the second BEGIN to reach the stalled hop");
+        await Eventually.WaitUntilAsync(() => stalled.Held == window + 1, Timeout, "the second BEGIN to reach the stalled hop");
         net.Time.Advance(Timeout - TimeSpan.FromSeconds(1));
         Assert.False(second.IsCompleted);
         net.Time.Advance(TimeSpan.FromSeconds(1));
