@@ -122,7 +122,8 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// A circuit that fails under it is replaced and the stream tried once more on a new one, and
     /// so is one whose exit has not connected it within <see cref="CircuitOptions.FirstStreamTimeout"/>
     /// (the new one goes around every hop of the slow one but the first, and waits the whole
-    /// <see cref="CircuitOptions.StreamTimeout"/>); one with all the streams it may have, or whose
+    /// <see cref="CircuitOptions.StreamTimeout"/>); a circuit whose stream the caller cancels after
+    /// waiting as long takes no new streams either; one with all the streams it may have, or whose
     /// exit has no room for more of its streams, goes to another circuit of the isolation, built if
     /// need be; an answer from the destination (refused, unknown name, policy) is final.
     /// </summary>
@@ -136,6 +137,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
         {
             var circuit = await GetCircuitAsync(isolation, target.Port, full, cancellationToken).ConfigureAwait(false);
             var timeout = timedOut ? builder.Options.StreamTimeout : builder.Options.FirstStreamTimeout;
+            long started = time.GetTimestamp();
             try
             {
                 return await circuit.OpenStreamAsync(target, timeout, cancellationToken).ConfigureAwait(false);
@@ -143,15 +145,19 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             catch (StreamException e) when (e.Reason is EndReason.CircuitClosed or EndReason.Timeout)
             {
                 last = e;
-                Retire(circuit);
                 if (e.Reason is EndReason.Timeout)
                 {
-                    // Which hop held it up is not known: as after a build that failed with no hop to
-                    // blame, every one after the first (our own partner) is avoided for a while.
                     timedOut = true;
-                    Avoid(circuit.Hops.Skip(1).Select(h => h.Id));
-                    logger.LogDebug("No answer from the exit of {Circuit} within {Seconds} s: trying another circuit", circuit, timeout.TotalSeconds);
+                    SetAsideSlow(circuit, timeout);
                 }
+                else Retire(circuit);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && time.GetElapsedTime(started) >= builder.Options.FirstStreamTimeout)
+            {
+                // The application gave up after as long as we give an exit before moving on
+                // ourselves (curl's --max-time, a browser's): the next stream must not wait there too.
+                SetAsideSlow(circuit, time.GetElapsedTime(started));
+                throw;
             }
             catch (StreamException e) when (e.Reason is EndReason.ResourceLimit)
             {
@@ -446,6 +452,18 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
             }
         }
         return (first, second) => pinned.TryGetValue(first, out var hop) && hop == second;
+    }
+
+    /// <summary>
+    /// A circuit whose exit has not connected a stream in <paramref name="waited"/> takes no new
+    /// streams. Which hop held it up is not known: as after a build that failed with no hop to
+    /// blame, every one after the first (our own partner) is avoided for a while.
+    /// </summary>
+    private void SetAsideSlow(Circuit circuit, TimeSpan waited)
+    {
+        Retire(circuit);
+        Avoid(circuit.Hops.Skip(1).Select(h => h.Id));
+        logger.LogDebug("No answer from the exit of {Circuit} within {Seconds:F1} s: its next streams go on another circuit", circuit, waited.TotalSeconds);
     }
 
     private void Retire(Circuit circuit)

@@ -215,6 +215,47 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_stream_its_application_gives_up_on_after_the_first_timeout_leaves_its_circuit_to_no_next_stream()
+    {
+        using var net = new CircuitHarness();
+        var (origin, first, slow, slower, quick) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, first);
+        foreach (var exit in new[] { slow, slower, quick }) net.Partners(first, exit);
+        PathGraph Through(params CircuitNode[] exits) => new(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, exits), 1024)],
+            exits.ToDictionary(e => e.Id, e => Describe(net, e)));
+        var graph = Through(slow);
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
+        pool.Maintain();
+        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead through the slow exit");
+
+        // The first try times out on the slow exit and moves to a new circuit, through an exit as slow.
+        slow.PortTo(first).Stall();
+        // Its Created goes through, so the circuit is built; its Connected is held.
+        slower.PortTo(first).Stall(passing: 1);
+        graph = Through(slower);
+        using var application = new CancellationTokenSource();
+        var opening = pool.OpenStreamAsync(net.Destination.Target, "default", application.Token);
+        await Eventually.WaitUntilAsync(() => slow.PortTo(first).Held > 0, Deadline, "the slow exit's Connected, held");
+        net.Time.Advance(TimeSpan.FromSeconds(5));
+        await Eventually.WaitUntilAsync(() => slower.PortTo(first).Held > 0, Deadline, "the second try's Connected, held");
+        var second = Assert.Single(pool.Circuits);
+        Assert.Equal(slower.Id, second.Hops[^1].Id);
+
+        // The application gives up 5 s into the second try, which would wait 30: that circuit takes no next stream.
+        net.Time.Advance(TimeSpan.FromSeconds(5));
+        application.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => opening.WaitAsync(Deadline));
+        Assert.DoesNotContain(second, pool.Circuits);
+
+        // Its next try goes around both.
+        graph = Through(slow, slower, quick);
+        await using var stream = await pool.OpenStreamAsync(net.Destination.Target, "default", default).WaitAsync(Deadline);
+        using var accepted = await net.Destination.AcceptAsync();
+        Assert.Equal(quick.Id, Assert.Single(pool.Circuits).Hops[^1].Id);
+    }
+
+    [Fact]
     public async Task A_dedicated_circuit_may_end_where_nothing_exits_and_is_not_the_pools()
     {
         using var net = new CircuitHarness();

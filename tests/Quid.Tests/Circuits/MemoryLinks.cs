@@ -88,6 +88,7 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
     private readonly ConcurrentQueue<byte[]> _sent = new();
     private readonly List<byte[]> _held = [];
     private bool _stalled;
+    private int _passing;
     private volatile bool _closed;
 
     public NodeId PeerId => peerId;
@@ -127,7 +128,7 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
         // Queued under the port's lock, so cells leave in the order sent, held ones first.
         lock (_lock)
         {
-            if (_stalled)
+            if (_stalled && _passing-- <= 0)
             {
                 _held.Add(copy);
                 return true;
@@ -140,10 +141,14 @@ internal sealed class MemoryPort(CellWire wire, NodeId peerId, bool outbound) : 
 
     public bool TrySendBatched(ReadOnlySpan<byte> cell) => TrySend(cell);
 
-    /// <summary>From now on cells sent here wait, in order, instead of going out.</summary>
-    public void Stall()
+    /// <summary>From now on, after <paramref name="passing"/> more cells, cells sent here wait, in order, instead of going out.</summary>
+    public void Stall(int passing = 0)
     {
-        lock (_lock) _stalled = true;
+        lock (_lock)
+        {
+            _stalled = true;
+            _passing = passing;
+        }
     }
 
     /// <summary>Sends what was held, in order, and lets later cells through again.</summary>
