@@ -14,16 +14,18 @@ internal sealed class CongestionWindow
 {
     /// <summary>Below two Sendmes' worth a sender could wait on a Sendme the receiver never owes it.</summary>
     public const int Min = 2 * CircuitFlow.Increment;
-    public const int Initial = 4 * CircuitFlow.Increment;
+    /// <summary>Tor starts at as little as one Sendme's worth; slow start doubles it each round trip.</summary>
+    public const int Initial = Min;
     /// <summary>What a relay's queue is bounded by, and a receiver's window: never more in flight.</summary>
     public const int Max = CircuitFlow.Window;
 
     // Tor's thresholds for exit circuits are 3, 4, 3 and 5 "outbufs" of 62 cells of 498 bytes
     // of data; 16 of our cells (1,910 bytes of data each) carry about as much as 62 of Tor's.
-    public const int Alpha = 3 * CircuitFlow.Increment;
-    public const int Beta = 4 * CircuitFlow.Increment;
-    public const int Gamma = 3 * CircuitFlow.Increment;
-    public const int Delta = 5 * CircuitFlow.Increment;
+    private const int Outbuf = 16;
+    public const int Alpha = 3 * Outbuf;
+    public const int Beta = 4 * Outbuf;
+    public const int Gamma = 3 * Outbuf;
+    public const int Delta = 5 * Outbuf;
 
     /// <summary>
     /// Queues that add less than this to the round trip are not congestion (our addition to Vegas):

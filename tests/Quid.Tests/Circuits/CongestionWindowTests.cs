@@ -1,5 +1,6 @@
 using Quid.Circuits;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Quid.Tests.Circuits;
 
@@ -8,7 +9,7 @@ namespace Quid.Tests.Circuits;
 /// <c>rate</c> cells a second, first in first out, with a round trip of <c>baseRtt</c> when
 /// empty, and a receiver that returns a Sendme for every <see cref="CircuitFlow.Increment"/> cells.
 /// </summary>
-public sealed class CongestionWindowTests
+public sealed class CongestionWindowTests(ITestOutputHelper output)
 {
     private static double CellsPerSecond(double bitsPerSecond) => bitsPerSecond / 8 / Quid.Wire.Cell.Size;
 
@@ -46,12 +47,13 @@ public sealed class CongestionWindowTests
         double rate = CellsPerSecond(420_000);
         var (delay, throughput) = Run(window, rate, TimeSpan.FromMilliseconds(10), 400);
 
-        // A Sendme's round trip includes sending its 16 cells, 0.6 s here, so the least of them
-        // counts 16 cells as the path's own: about Beta more stand queued, some 3 s.
+        // A Sendme's round trip includes sending its 32 cells, 1.2 s here, so the least of them
+        // counts 32 cells as the path's own: up to Beta more stand queued, some 2.5 s.
         Assert.False(window.SlowStart);
         Assert.InRange(window.Cells, CongestionWindow.Min, CongestionWindow.Delta + CircuitFlow.Increment);
         Assert.True(delay < TimeSpan.FromSeconds(3.5), $"{delay.TotalSeconds:F1} s queued with a window of {window.Cells}");
         Assert.True(throughput > 0.99 * rate, $"{throughput:F1} of {rate:F1} cells a second");
+        output.WriteLine($"420 kbit/s: a window of {window.Cells} cells, {delay.TotalSeconds:F1} s queued, {throughput:F1} of {rate:F1} cells a second");
         Assert.True(TimeSpan.FromSeconds(CircuitFlow.Window / rate) > TimeSpan.FromSeconds(35), "the fixed window's queue, for comparison");
     }
 
@@ -77,6 +79,7 @@ public sealed class CongestionWindowTests
 
         var (delay, throughput) = Run(window, slow, baseRtt, 400);
         Assert.True(delay < TimeSpan.FromSeconds(1.5), $"{delay.TotalSeconds:F1} s queued at 1 Mbit/s with a window of {window.Cells}");
+        output.WriteLine($"1 Mbit/s after 50: a window of {window.Cells} cells, {delay.TotalSeconds:F2} s queued");
         Assert.True(throughput > 0.99 * slow);
 
         throughput = Run(window, fast, baseRtt, 2000).Throughput;
@@ -89,7 +92,7 @@ public sealed class CongestionWindowTests
         var window = new CongestionWindow();
         for (int i = 0; i < 100; i++)
         {
-            window.Sent(CircuitFlow.Increment);
+            window.Sent(1);
             window.Acknowledged(TimeSpan.FromMilliseconds(1));
         }
         Assert.Equal(CongestionWindow.Initial, window.Cells);
