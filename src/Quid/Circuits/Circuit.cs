@@ -206,7 +206,7 @@ public sealed partial class Circuit
     /// Sends one relay message from this end: from the origin to the last hop, sealed once per hop;
     /// from an exit to the origin, sealed with our layer. False once the circuit or link is gone.
     /// </summary>
-    internal bool SendRelay(RelayCommand command, ushort streamId, ReadOnlySpan<byte> data, bool early = false)
+    internal bool SendRelay(RelayCommand command, ushort streamId, ReadOnlySpan<byte> data, bool early = false, bool batched = false)
     {
         Span<byte> cell = stackalloc byte[Cell.Size];
         var body = Cell.Body(cell);
@@ -218,7 +218,7 @@ public sealed partial class Circuit
             if (!Seal(body, out var link)) return false;
             Cell.WriteHeader(cell, Role == CircuitRole.Origin ? OutwardId : InwardId, Role == CircuitRole.Origin && early ? CellCommand.RelayEarly : CellCommand.Relay);
             // The link copies the cell in order, inside the lock: nonces and queue order agree.
-            if (!link.TrySend(cell)) return false;
+            if (!(batched ? link.TrySendBatched(cell) : link.TrySend(cell))) return false;
         }
         if (Role == CircuitRole.Origin) OutwardAccount?.AddReceived(Cell.Size);
         else InwardAccount?.AddGiven(Cell.Size);
@@ -435,7 +435,9 @@ public sealed partial class Circuit
         if (Interlocked.Increment(ref _received) % CircuitFlow.Increment == 0)
         {
             Interlocked.Add(ref _deliverWindow, CircuitFlow.Increment);
-            SendRelay(RelayCommand.Sendme, 0, []);
+            // On the read loop of the link it came in on: the writer is woken once after the whole
+            // read, not once per Sendme (four a read, of a download on loopback).
+            SendRelay(RelayCommand.Sendme, 0, [], batched: true);
         }
         return true;
     }
