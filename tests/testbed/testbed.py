@@ -121,7 +121,9 @@ KNOWN_GAPS = {
                           '(in 5 of the 57 runs kept since 2026-12-04 the last survivor had its page 12 to 17 s after the first; '
                           'since stop 34 a stream whose exit has not answered in 5 s moves to another circuit; since stop 37 a '
                           'first hop that refuses two next hops as full is passed over, after a survivor waited 18.7 s for a '
-                          'circuit insisted through one; traced in TESTBED.md)',
+                          'circuit insisted through one; traced in TESTBED.md). Since stop 46 a circuit\'s sender keeps '
+                          'only 48 to 64 cells queued on its path (Vegas congestion control, PROTOCOL 6.4), where a '
+                          'download used to fill 2 MiB, 40 s of a 420 kbit/s path: kept here until it has passed more runs',
 }
 
 
