@@ -459,10 +459,10 @@ public sealed partial class Circuit
         return true;
     }
 
-    /// <summary>The congestion window, in cells, and the smoothed round trip it was set from: for status and tests.</summary>
-    internal (int Cells, TimeSpan Rtt) Congestion
+    /// <summary>The congestion window, in cells: for tests.</summary>
+    internal int CongestionCells
     {
-        get { lock (_lock) return (_congestion.Cells, _congestion.Rtt); }
+        get { lock (_lock) return _congestion.Cells; }
     }
 
     /// <summary>Takes one cell of the circuit's window for a Data cell; null when there is one, else what to wait for.</summary>

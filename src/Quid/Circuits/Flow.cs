@@ -21,8 +21,8 @@ public static class StreamFlow
 /// cells in each direction, whatever the endpoints do. A sender keeps to less: its
 /// <see cref="CongestionWindow"/>, which each Sendme's round trip sets, and which needs Sendmes
 /// often enough to measure: every 32 cells (61 KiB; Tor's 31 cells carry 15 KiB). Every 16
-/// measured a little better on slow links but cost 7% of a 3-hop stream's throughput on
-/// loopback, where each Sendme is a write and a wake-up at every hop (BENCHMARKS.md, stop 46).
+/// held less queued on slow links, but cost 7% of a 3-hop stream's throughput on loopback
+/// (measured before Sendmes went out batched with the read; BENCHMARKS.md, stop 46).
 /// </summary>
 public static class CircuitFlow
 {

@@ -20,6 +20,20 @@ public sealed class CircuitPoolTests
     private static CircuitPool Pool(CircuitHarness net, CircuitNode origin, Func<int, CancellationToken, ValueTask<PathGraph>> graph, int hops = 3) =>
         new(origin.Builder, new PathOptions { Hops = hops, Random = new Random(7) }, new PathSource(origin.Id, graph, "default"), net.Time, NullLogger.Instance);
 
+    /// <summary>
+    /// A two-hop pool whose paths go through <paramref name="first"/> to whichever exits
+    /// <paramref name="exits"/> lists when it asks, once it has built a circuit ahead.
+    /// </summary>
+    private static async Task<CircuitPool> PoolThroughAsync(CircuitHarness net, CircuitNode origin, CircuitNode first, Func<CircuitNode[]> exits)
+    {
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(new PathGraph(
+            [new FirstHop(origin.PortTo(first), Describe(net, first, null, exits()), 1024)],
+            exits().ToDictionary(e => e.Id, e => Describe(net, e)))), hops: 2);
+        pool.Maintain();
+        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead");
+        return pool;
+    }
+
     [Fact]
     public void Paths_are_chosen_with_a_cryptographic_random_source_unless_a_test_injects_one() =>
         Assert.Same(SecureRandom.Instance, new PathOptions().Random);
@@ -186,16 +200,11 @@ public sealed class CircuitPoolTests
         net.Partners(origin, first);
         net.Partners(first, slow);
         net.Partners(first, quick);
-        PathGraph Through(params CircuitNode[] exits) => new(
-            [new FirstHop(origin.PortTo(first), Describe(net, first, null, exits), 1024)],
-            exits.ToDictionary(e => e.Id, e => Describe(net, e)));
-        var graph = Through(slow);
-        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
-        pool.Maintain();
-        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead through the slow exit");
+        CircuitNode[] exits = [slow];
+        var pool = await PoolThroughAsync(net, origin, first, () => exits);
 
         // The slow exit connects, but its answers never come back; both exits are listed from now on.
-        graph = Through(slow, quick);
+        exits = [slow, quick];
         slow.PortTo(first).Stall();
         var opening = pool.OpenStreamAsync(net.Destination.Target, "default", default);
         await Eventually.WaitUntilAsync(() => slow.PortTo(first).Held > 0, Deadline, "the slow exit's Connected, held");
@@ -221,19 +230,14 @@ public sealed class CircuitPoolTests
         var (origin, first, slow, slower, quick) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
         net.Partners(origin, first);
         foreach (var exit in new[] { slow, slower, quick }) net.Partners(first, exit);
-        PathGraph Through(params CircuitNode[] exits) => new(
-            [new FirstHop(origin.PortTo(first), Describe(net, first, null, exits), 1024)],
-            exits.ToDictionary(e => e.Id, e => Describe(net, e)));
-        var graph = Through(slow);
-        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
-        pool.Maintain();
-        await Eventually.WaitUntilAsync(() => pool.Circuits.Count == 1, Deadline, "a circuit built ahead through the slow exit");
+        CircuitNode[] exits = [slow];
+        var pool = await PoolThroughAsync(net, origin, first, () => exits);
 
         // The first try times out on the slow exit and moves to a new circuit, through an exit as slow.
         slow.PortTo(first).Stall();
         // Its Created goes through, so the circuit is built; its Connected is held.
         slower.PortTo(first).Stall(passing: 1);
-        graph = Through(slower);
+        exits = [slower];
         using var application = new CancellationTokenSource();
         var opening = pool.OpenStreamAsync(net.Destination.Target, "default", application.Token);
         await Eventually.WaitUntilAsync(() => slow.PortTo(first).Held > 0, Deadline, "the slow exit's Connected, held");
@@ -249,7 +253,7 @@ public sealed class CircuitPoolTests
         Assert.DoesNotContain(second, pool.Circuits);
 
         // Its next try goes around both.
-        graph = Through(slow, slower, quick);
+        exits = [slow, slower, quick];
         await using var stream = await pool.OpenStreamAsync(net.Destination.Target, "default", default).WaitAsync(Deadline);
         using var accepted = await net.Destination.AcceptAsync();
         Assert.Equal(quick.Id, Assert.Single(pool.Circuits).Hops[^1].Id);
