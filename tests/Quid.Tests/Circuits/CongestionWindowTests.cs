@@ -108,6 +108,7 @@ public sealed class CongestionWindowTests(ITestOutputHelper output)
         {
             window.Sent(window.Cells);
             window.Acknowledged(TimeSpan.FromMilliseconds(10 + 100 * i));
+            // Past slow start's first Sendmes it never again holds more than Delta.
             Assert.InRange(window.Cells, CongestionWindow.Min, i < 10 ? CongestionWindow.Max : CongestionWindow.Delta);
         }
         Assert.True(window.Cells <= CongestionWindow.Beta);
