@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using Quid.Exchange;
 using Quid.Links;
 using Quid.Wire;
 
@@ -21,29 +22,53 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
     /// Measures what a partner delivers: echo cells with random payloads go out on a one-hop
     /// circuit through it, as many as it returns. From the first echo back, for
     /// <paramref name="duration"/>, every byte it sends us on our circuits (echoes and real
-    /// traffic alike) counts; an echo must carry the payload we sent. The first echo may take
-    /// longer than the measure: behind a slow, loaded uplink (ours or the partner's) it waits in
-    /// queues for seconds that say nothing of the partner's rate. A partner whose first echo is
-    /// not back within <paramref name="firstEchoWithin"/> is measured on what it sent us meanwhile:
-    /// a small grant full of our own downloads holds the echoes behind them, and that is delivery
-    /// all the same; one that sends nothing delivered nothing. <paramref name="promisedKbps"/> is
-    /// for the log only. Returns kbps.
+    /// traffic alike, counted in <paramref name="account"/>) counts; an echo must carry the payload
+    /// we sent. The first echo may take longer than the measure: behind a slow, loaded uplink (ours
+    /// or the partner's) it waits in queues for seconds that say nothing of the partner's rate. A
+    /// partner whose first echo is not back within <paramref name="firstEchoWithin"/> of the
+    /// probe's start, or whose probe circuit fails or is not built by then, is measured on what it
+    /// sent us meanwhile: a small grant full of our own downloads holds the echoes behind them, and
+    /// that is delivery all the same; one that sends nothing delivered nothing.
+    /// <paramref name="promisedKbps"/> is for the log only. Returns kbps.
     /// </summary>
-    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, long promisedKbps, TimeSpan duration, TimeSpan firstEchoWithin,
-        CancellationToken cancellationToken)
+    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, PartnerAccount account, long promisedKbps, TimeSpan duration,
+        TimeSpan firstEchoWithin, CancellationToken cancellationToken)
     {
-        var circuit = await ProbeCircuitAsync(link, partner, cancellationToken).ConfigureAwait(false);
-        var account = circuit.OutwardAccount ?? throw new InvalidOperationException("A probe needs the partner's account.");
+        // The probe's end is on the node's clock, like every other timeout: first the wait for the
+        // first echo, circuit build included, then, from that echo, the measure.
+        using var over = new CancellationTokenSource(firstEchoWithin, time);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, over.Token);
+        long startBytes = account.BytesDeliveredToUs, startAt = time.GetTimestamp();
+        // How far behind our own link to the partner was: a queue of ours says nothing of its rate.
+        var behind = link.Backlog;
+        Circuit circuit;
+        try
+        {
+            circuit = await ProbeCircuitAsync(link, partner, waiting.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is StreamException or OperationCanceledException)
+        {
+            // A CREATE that waited 12 s behind a loaded link was an honest partner's "nothing"
+            // (seen on the testbed). A refusal that comes at once waits out the rest of the wait too,
+            // so that what the partner sent is measured over the same span whatever the failure.
+            try
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, time, waiting.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+            }
+            double meanwhile = Kbps(account.BytesDeliveredToUs - startBytes, time.GetElapsedTime(startAt));
+            logger.LogDebug("Probe of {Peer}: its probe circuit {Failed} ({Reason}), measured on what it sent meanwhile: {Kbps:F0} of {Promised} kbps; our link to it was {Behind} ms behind, now {Now} ms",
+                partner.Id.Brief, e is StreamException ? "failed" : "was not built", e.Message, meanwhile, promisedKbps, (int)behind.TotalMilliseconds, (int)link.Backlog.TotalMilliseconds);
+            return meanwhile;
+        }
         var outstanding = new ConcurrentDictionary<ulong, byte[]>();
         using var returned = new SemaphoreSlim(0);
         int forged = 0;
         // Each probe marks its payloads, so late replies to an earlier probe are told apart from forgeries.
         ulong probe = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         long firstBytes = 0, firstAt = 0;
-        // The probe's end is on the node's clock, like every other timeout: first the wait for the
-        // first echo, then, from it, the measure.
-        using var over = new CancellationTokenSource(firstEchoWithin, time);
-        long startBytes = account.BytesDeliveredToUs, startAt = time.GetTimestamp();
         circuit.OnEchoReplies(reply =>
         {
             if (!EchoProbe.TryRead(reply.Span, out var echo) || echo.Probe != probe) return;
@@ -67,7 +92,6 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
             else
                 Interlocked.Increment(ref forged);
         });
-        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, over.Token);
         try
         {
             ulong sequence = 0;
@@ -104,12 +128,11 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
                 return 0;
             }
             var elapsed = time.GetElapsedTime(first == 0 ? startAt : first);
-            long delivered = end - (first == 0 ? startBytes : Interlocked.Read(ref firstBytes));
-            double kbps = elapsed <= TimeSpan.Zero ? 0 : delivered * 8 / 1000.0 / elapsed.TotalSeconds;
+            double kbps = Kbps(end - (first == 0 ? startBytes : Interlocked.Read(ref firstBytes)), elapsed);
             // How it ended, so that a verdict can be traced: the first echo's wait, or none at all.
             if (first == 0)
-                logger.LogDebug("Probe of {Peer}: no echo within {Wait:F1} s, measured on what it sent meanwhile: {Kbps:F0} of {Promised} kbps",
-                    partner.Id.Brief, firstEchoWithin.TotalSeconds, kbps, promisedKbps);
+                logger.LogDebug("Probe of {Peer}: no echo within {Wait:F1} s, measured on what it sent meanwhile: {Kbps:F0} of {Promised} kbps; our link to it was {Behind} ms behind, now {Now} ms",
+                    partner.Id.Brief, firstEchoWithin.TotalSeconds, kbps, promisedKbps, (int)behind.TotalMilliseconds, (int)link.Backlog.TotalMilliseconds);
             else
                 logger.LogDebug("Probe of {Peer}: first echo after {FirstEcho:F1} s, {Kbps:F0} of {Promised} kbps over {Elapsed:F1} s",
                     partner.Id.Brief, time.GetElapsedTime(startAt, first).TotalSeconds, kbps, promisedKbps, elapsed.TotalSeconds);
@@ -120,6 +143,8 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
             circuit.OnEchoReplies(null);
         }
     }
+
+    private static double Kbps(long bytes, TimeSpan elapsed) => elapsed <= TimeSpan.Zero ? 0 : bytes * 8 / 1000.0 / elapsed.TotalSeconds;
 
     /// <summary>The one-hop circuit probes of this partner use, built on first use and kept.</summary>
     private async Task<Circuit> ProbeCircuitAsync(ICellPort link, Descriptor partner, CancellationToken cancellationToken)

@@ -69,6 +69,13 @@ public sealed record MarketOptions
     /// our own uplink and an honest partner was judged at nothing (seen on the testbed).
     /// </summary>
     public TimeSpan ProbeFirstEchoWithin { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// A probe whose result has not come this long after it started is taken as lost (its host
+    /// stopped, or had no link to run it on), and the next may start. Until then no second probe
+    /// of the partner starts: two at once shared one failed probe circuit, each counted it, and
+    /// an honest partner was shunned for one slow circuit build (seen on the testbed).
+    /// </summary>
+    public TimeSpan ProbeLostAfter { get; init; } = TimeSpan.FromMinutes(1);
     /// <summary>A partner measured below this fraction of its promise is under-delivering.</summary>
     public double DeliveryThreshold { get; init; } = 0.8;
     /// <summary>
@@ -120,6 +127,8 @@ public sealed class Market
     // Nodes that refused to be our first hop, each until when our proposals to them are public.
     private readonly Dictionary<NodeId, DateTimeOffset> _publicOnly = [];
     private readonly Dictionary<NodeId, DateTimeOffset> _nextProbe = [];
+    /// <summary>Partners with a probe under way, and when it started.</summary>
+    private readonly Dictionary<NodeId, DateTimeOffset> _probing = [];
     // Candidates we asked a link to, each until when we wait for it before trying another.
     private readonly Dictionary<NodeId, DateTimeOffset> _awaitingLinks = [];
     private readonly Func<NodeId, long?>? _offerOf;
@@ -819,6 +828,7 @@ public sealed class Market
         if (!Active.Any(a => a.Partner == agreement.Partner))
         {
             _nextProbe.Remove(agreement.Partner);
+            _probing.Remove(agreement.Partner);
             _awaitingLinks.Remove(agreement.Partner);
         }
         actions.Add(new AgreementEnded(agreement, reason));
@@ -865,7 +875,11 @@ public sealed class Market
         return actions ?? (IReadOnlyList<MarketAction>)[];
     }
 
-    /// <summary>Partners due for an unannounced probe now, with what each promised us in kbps.</summary>
+    /// <summary>
+    /// Partners due for an unannounced probe now, with what each promised us in kbps. A partner
+    /// whose probe is still under way is not probed again until its result comes: the probe due
+    /// meanwhile starts then.
+    /// </summary>
     public IReadOnlyList<(NodeId Partner, long PromisedKbps)> DueProbes()
     {
         if (!_options.ProbePartners) return [];
@@ -874,12 +888,17 @@ public sealed class Market
         // Asked every second, and mostly nothing is due: copy the due ones only.
         List<NodeId>? duePartners = null;
         foreach (var (partner, at) in _nextProbe)
-            if (at <= now) (duePartners ??= []).Add(partner);
+            if (at <= now && !(_probing.TryGetValue(partner, out var started) && now - started < _options.ProbeLostAfter))
+                (duePartners ??= []).Add(partner);
         if (duePartners is null) return due;
         foreach (var partner in duePartners)
         {
             long promised = GrantedBy(partner);
-            if (promised > 0) due.Add((partner, promised));
+            if (promised > 0)
+            {
+                due.Add((partner, promised));
+                _probing[partner] = now;
+            }
             ScheduleProbe(partner);
         }
         return due;
@@ -896,6 +915,7 @@ public sealed class Market
     public IReadOnlyList<MarketAction> ProbeResult(NodeId partner, double deliveredKbps, long promisedKbps)
     {
         var actions = new List<MarketAction>();
+        _probing.Remove(partner);
         var account = Ledger.Account(partner);
         var now = _time.GetUtcNow();
         account.DeliveredKbps = deliveredKbps;

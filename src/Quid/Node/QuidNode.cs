@@ -550,7 +550,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                     link.Close(close.Problem is null ? null : new LinkException(LinkError.BadCell, close.Problem));
                     break;
                 case NodeEffect.StartProbe probe when _core.LinkTo(probe.Partner) is { } link && _core.Overlay.Find(probe.Partner) is { } descriptor:
-                    _ = ProbeAsync(link, descriptor, probe.PromisedKbps);
+                    _ = ProbeAsync(link, descriptor, _ledger.Account(probe.Partner), probe.PromisedKbps);
                     break;
                 case NodeEffect.GrantChanged grant:
                     _partnersChanged = true;
@@ -589,21 +589,14 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// An unannounced probe of a partner that grants us bandwidth, on its own circuit; the loop
-    /// hears what it measured. A partner that will not even carry the probe delivered nothing.
-    /// </summary>
-    private async Task ProbeAsync(Link link, Descriptor partner, long promisedKbps)
+    /// <summary>An unannounced probe of a partner that grants us bandwidth, on its own circuit; the loop hears what it measured.</summary>
+    private async Task ProbeAsync(Link link, Descriptor partner, PartnerAccount account, long promisedKbps)
     {
         double delivered;
         try
         {
-            delivered = await _prober.ProbeAsync(link, partner, promisedKbps, _options.Market.ProbeDurationFor(promisedKbps), _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
-        }
-        catch (StreamException e)
-        {
-            _logger.LogDebug("Probe of {Peer}: its probe circuit failed ({Reason}), measured at nothing", link.PeerId.Brief, e.Message);
-            delivered = 0;
+            delivered = await _prober.ProbeAsync(link, partner, account, promisedKbps, _options.Market.ProbeDurationFor(promisedKbps),
+                _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
         {

@@ -30,7 +30,7 @@ public sealed class ProbeTests
             if (Cell.Command(cell) == CellCommand.Relay && ++replies == 4 * Window) back.Stall();
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered four windows of echoes");
         net.Time.Advance(Duration);
 
@@ -57,7 +57,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 3 / 4);
         hop.Port.Resume();
@@ -90,7 +90,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 2);
         Assert.False(probe.IsCompleted, "the probe gave up before its first echo could come");
@@ -109,6 +109,7 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var origin = net.AddNode();
         var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
         hop.OnMessage = (self, command, _, echo) =>
         {
             if (command != RelayCommand.Echo) return;
@@ -116,7 +117,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the replies to be held");
         net.Time.Advance(FirstEchoWithin);
 
@@ -140,7 +141,7 @@ public sealed class ProbeTests
             if (command == RelayCommand.Echo) self.Send(RelayCommand.EchoReply, 0, earlier);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => account.BytesDeliveredToUs >= Window * Cell.Size, Deadline, "a cell back for each echo");
         long sent = account.BytesDeliveredToUs;
         net.Time.Advance(FirstEchoWithin);
@@ -149,6 +150,28 @@ public sealed class ProbeTests
         // What it sent over the wait, not nothing.
         Assert.Equal(sent * 8 / 1000.0 / FirstEchoWithin.TotalSeconds, kbps, precision: 6);
         Assert.True(kbps > 0);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(40 * Cell.Size)]
+    public async Task A_partner_whose_probe_circuit_is_not_built_within_the_wait_is_measured_on_what_it_sent_meanwhile(long sentMeanwhile)
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
+        // Its CREATED waits behind a loaded link for longer than the whole wait for a first echo.
+        hop.Port.Stall();
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => hop.Port.Held == 1, Deadline, "the CREATED to be held");
+        // Meanwhile it carries our own traffic on our other circuits.
+        account.AddDeliveredToUs(sentMeanwhile);
+        net.Time.Advance(FirstEchoWithin);
+
+        double kbps = await probe.WaitAsync(Deadline);
+        Assert.Equal(sentMeanwhile * 8 / 1000.0 / FirstEchoWithin.TotalSeconds, kbps, precision: 6);
     }
 
     public static TheoryData<string, bool> Echoes => new()
@@ -167,6 +190,7 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var origin = net.AddNode();
         var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
         int answered = 0;
         hop.OnMessage = (self, command, _, echo) =>
         {
@@ -195,7 +219,7 @@ public sealed class ProbeTests
             }
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the probe's echoes to reach the partner");
         // Past the measure of one that answers, and past the wait for one that does not.
         net.Time.Advance(FirstEchoWithin);

@@ -719,6 +719,39 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_partner_is_not_probed_again_while_its_probe_is_under_way_and_the_probe_due_meanwhile_starts_after()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+        var defaults = new MarketOptions();
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Single(a.Market.DueProbes());
+        // While the probe runs, B grants more and the new promise falls due: it waits for the result.
+        Deliver(b, a, new GrantChanged(id, K(128)));
+        Deliver(b, a, new GrantChanged(id, K(256)));
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.DueProbes());
+
+        a.Market.ProbeResult(b.Id, 256, 256);
+        Assert.Equal((b.Id, 256L), Assert.Single(a.Market.DueProbes()));
+    }
+
+    [Fact]
+    public void A_probe_whose_result_never_came_is_taken_as_lost_and_the_partner_is_probed_again()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        Agree(a, b);
+        var defaults = new MarketOptions();
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Single(a.Market.DueProbes());
+        // Its host had no link to run it on, or stopped: no result comes.
+        _time.Advance(defaults.ProbeIntervalMax + TimeSpan.FromSeconds(1));
+        Assert.Equal(b.Id, Assert.Single(a.Market.DueProbes()).Partner);
+    }
+
+    [Fact]
     public void A_partner_that_never_delivers_is_dropped_at_the_probe_that_confirms_it()
     {
         var a = NewNode(512, 256);
