@@ -4,10 +4,12 @@ using Quid.Wire;
 namespace Quid.Links;
 
 /// <summary>
-/// The cells waiting to go out on one link. Producers on any thread copy a cell in; the link's
-/// writer takes whole chunks, each already the plaintext of one frame, so a cell is copied once
-/// on its way to the socket. Memory is bounded by the callers' flow-control windows; the byte
-/// count is exposed so the link can refuse a peer that ignores them.
+/// The cells waiting to go out on one link, in two lanes: urgent cells (circuit builds and
+/// control messages, see <see cref="Link"/>) go out before the bulk, each lane in order. Producers
+/// on any thread copy a cell in; the link's writer takes whole chunks, each already the plaintext
+/// of one frame, so a cell is copied once on its way to the socket. Memory is bounded by the
+/// callers' flow-control windows; the byte count is exposed so the link can refuse a peer that
+/// ignores them.
 /// </summary>
 internal sealed class CellQueue
 {
@@ -15,8 +17,8 @@ internal sealed class CellQueue
     private const int ChunkBytes = CellsPerChunk * Cell.Size;
 
     private readonly Lock _lock = new();
-    private readonly Queue<Chunk> _full = new();
-    private Chunk? _tail;
+    private readonly Lane _urgent = new();
+    private readonly Lane _bulk = new();
     private long _queuedBytes;
     private bool _closed;
     private TaskCompletionSource? _waiter;
@@ -30,9 +32,45 @@ internal sealed class CellQueue
         public ReadOnlySpan<byte> Data => Buffer.AsSpan(0, Cells * Cell.Size);
     }
 
-    /// <summary>Copies one cell in; false once the queue is closed.</summary>
-    /// <summary>Copies one cell in and, unless <paramref name="wake"/> is false, wakes the writer; false once closed.</summary>
-    public bool Enqueue(ReadOnlySpan<byte> cell, bool wake = true)
+    /// <summary>Full chunks in order, then the one being filled.</summary>
+    private sealed class Lane
+    {
+        private readonly Queue<Chunk> _full = new();
+        private Chunk? _tail;
+
+        public bool IsEmpty => _full.Count == 0 && _tail is not { Cells: > 0 };
+
+        public void Add(ReadOnlySpan<byte> cell)
+        {
+            var tail = _tail ??= new Chunk();
+            cell.CopyTo(tail.Buffer.AsSpan(tail.Cells * Cell.Size, Cell.Size));
+            if (++tail.Cells < CellsPerChunk) return;
+            _full.Enqueue(tail);
+            _tail = null;
+        }
+
+        /// <summary>The oldest chunk, sealing a partly filled tail; null when empty.</summary>
+        public Chunk? Take()
+        {
+            if (_full.Count > 0) return _full.Dequeue();
+            if (_tail is not { Cells: > 0 } tail) return null;
+            _tail = null;
+            return tail;
+        }
+
+        public void Clear()
+        {
+            while (_full.Count > 0) Return(_full.Dequeue());
+            if (_tail is not null) Return(_tail);
+            _tail = null;
+        }
+    }
+
+    /// <summary>
+    /// Copies one cell in, to the urgent lane or the bulk, and, unless <paramref name="wake"/> is
+    /// false, wakes the writer; false once closed.
+    /// </summary>
+    public bool Enqueue(ReadOnlySpan<byte> cell, bool wake = true, bool urgent = false)
     {
         // Chunks come from the array pool: a short cell would go out padded with an earlier cell's bytes.
         if (cell.Length != Cell.Size) throw new ArgumentException($"A cell is {Cell.Size} bytes, got {cell.Length}.", nameof(cell));
@@ -40,13 +78,7 @@ internal sealed class CellQueue
         lock (_lock)
         {
             if (_closed) return false;
-            var tail = _tail ??= new Chunk();
-            cell.CopyTo(tail.Buffer.AsSpan(tail.Cells * Cell.Size, Cell.Size));
-            if (++tail.Cells == CellsPerChunk)
-            {
-                _full.Enqueue(tail);
-                _tail = null;
-            }
+            (urgent ? _urgent : _bulk).Add(cell);
             _queuedBytes += Cell.Size;
             if (wake)
             {
@@ -58,18 +90,12 @@ internal sealed class CellQueue
         return true;
     }
 
-    /// <summary>Takes the oldest chunk, sealing a partly filled tail; null when empty.</summary>
+    /// <summary>Takes the oldest urgent chunk, else the oldest of the bulk, sealing a partly filled tail; null when empty.</summary>
     public Chunk? TryDequeue()
     {
         lock (_lock)
         {
-            Chunk? chunk = null;
-            if (_full.Count > 0) chunk = _full.Dequeue();
-            else if (_tail is { Cells: > 0 })
-            {
-                chunk = _tail;
-                _tail = null;
-            }
+            var chunk = _urgent.Take() ?? _bulk.Take();
             if (chunk is not null) _queuedBytes -= chunk.Cells * Cell.Size;
             return chunk;
         }
@@ -82,7 +108,7 @@ internal sealed class CellQueue
     {
         lock (_lock)
         {
-            if (_closed || _full.Count > 0 || _tail is { Cells: > 0 }) return Task.CompletedTask;
+            if (_closed || !_urgent.IsEmpty || !_bulk.IsEmpty) return Task.CompletedTask;
             _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             return _waiter.Task;
         }
@@ -113,9 +139,8 @@ internal sealed class CellQueue
             _closed = true;
             wake = _waiter;
             _waiter = null;
-            while (_full.Count > 0) Return(_full.Dequeue());
-            if (_tail is not null) Return(_tail);
-            _tail = null;
+            _urgent.Clear();
+            _bulk.Clear();
             _queuedBytes = 0;
         }
         wake?.TrySetResult();

@@ -95,6 +95,15 @@ public sealed class Link : ICellPort, IAsyncDisposable
 {
     private const int ReceiveBufferSize = 256 * 1024;
     private const int SendBufferSize = 256 * 1024;
+    /// <summary>
+    /// Unsent bytes the kernel may hold for the socket (TCP_NOTSENT_LOWAT, Linux): its send buffer
+    /// grows to megabytes, seconds of a slow link in which urgent cells would wait behind the
+    /// bulk, and while writes went straight into it the link never looked behind. Above this the
+    /// writer waits, the backlog is ours to see, and urgent cells go first.
+    /// </summary>
+    private const int KernelUnsentBytes = 32 * 1024;
+    /// <summary>A write gathers about this much of the measured drain rate, so that urgent cells queued meanwhile wait no longer.</summary>
+    private static readonly TimeSpan WriteSpan = TimeSpan.FromMilliseconds(50);
     /// <summary>The drain rate is measured over at least this much time spent writing to the socket.</summary>
     private static readonly TimeSpan DrainSample = TimeSpan.FromMilliseconds(500);
 
@@ -179,10 +188,24 @@ public sealed class Link : ICellPort, IAsyncDisposable
         _options = options;
         _time = time;
         _logger = logger;
+        if (OperatingSystem.IsLinux()) LimitKernelUnsent(socket);
         RemoteEndPoint = (IPEndPoint)socket.RemoteEndPoint!;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         Established = time.GetUtcNow();
         _lastReceived = _lastSent = time.GetTimestamp();
+    }
+
+    private static void LimitKernelUnsent(Socket socket)
+    {
+        const int IpProtoTcp = 6, TcpNotSentLowat = 25;
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(KernelUnsentBytes));
+        }
+        catch (SocketException)
+        {
+            // A kernel before 3.12: the link works, with the kernel's whole buffer ahead of urgent cells.
+        }
     }
 
     /// <summary>Dials a node and runs the handshake; <paramref name="expectedPeer"/> pins the node id when known.</summary>
@@ -308,7 +331,7 @@ public sealed class Link : ICellPort, IAsyncDisposable
 
     private bool Send(ReadOnlySpan<byte> cell, bool wake)
     {
-        if (!_queue.Enqueue(cell, wake)) return false;
+        if (!_queue.Enqueue(cell, wake, IsUrgent(cell))) return false;
         if (_queue.QueuedBytes > _options.MaxQueuedBytes)
         {
             Close(new LinkException(LinkError.Overloaded, $"More than {_options.MaxQueuedBytes >> 20} MiB queued for {PeerId.Brief}."));
@@ -316,6 +339,15 @@ public sealed class Link : ICellPort, IAsyncDisposable
         }
         return true;
     }
+
+    /// <summary>
+    /// Cells that go out before the bulk of relay cells: circuit builds (CREATE, CREATED, and the
+    /// RelayEarly cells that extend, at most <see cref="Cell.MaxRelayEarly"/> a circuit), control
+    /// messages and padding. On a loaded link of a few Mbit/s a CREATE waited seconds behind
+    /// downloads, and a probe's circuit was not built within its wait (seen on the testbed).
+    /// Relay cells and DESTROY keep their order: a DESTROY must not overtake its circuit's cells.
+    /// </summary>
+    private static bool IsUrgent(ReadOnlySpan<byte> cell) => Cell.Command(cell) is not (CellCommand.Relay or CellCommand.Destroy);
 
     public bool SendControl(ControlMessage message)
     {
@@ -438,8 +470,11 @@ public sealed class Link : ICellPort, IAsyncDisposable
                 await _queue.WaitAsync().ConfigureAwait(false);
                 if (_queue.IsClosed) return;
                 int length = 0;
-                // Gather frames until the buffer is full or the queue empty: one syscall for many cells.
-                while (length < SendBufferSize && _queue.TryDequeue() is { } chunk)
+                // Gather frames until the buffer is full or the queue empty: one syscall for many
+                // cells; on a slow link, about WriteSpan's worth.
+                long rate = Volatile.Read(ref _drainRate);
+                int limit = rate == 0 ? SendBufferSize : (int)Math.Clamp(rate * WriteSpan.TotalSeconds, 1, SendBufferSize);
+                while (length < limit && _queue.TryDequeue() is { } chunk)
                 {
                     length += LinkFraming.Encode(_send, chunk.Data, output.AsSpan(length));
                     CellQueue.Return(chunk);

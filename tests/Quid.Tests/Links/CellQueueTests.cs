@@ -51,6 +51,24 @@ public class CellQueueTests
     }
 
     [Fact]
+    public void UrgentCellsGoOutBeforeTheBulkAndEachLaneKeepsItsOrder()
+    {
+        var queue = new CellQueue();
+        // Forty bulk cells, then two urgent ones among six more of the bulk.
+        for (int n = 0; n < 40; n++) queue.Enqueue(NumberedCell(n));
+        for (int n = 40; n < 48; n++) queue.Enqueue(NumberedCell(n), urgent: n % 3 == 0);
+        Assert.Equal(48L * Cell.Size, queue.QueuedBytes);
+
+        var sizes = new List<int>();
+        var cells = DrainCells(queue, sizes);
+        int[] expected = [42, 45, 0, .. Enumerable.Range(1, 39), 40, 41, 43, 44, 46, 47];
+        Assert.Equal(expected.Select(NumberedCell), cells);
+        // The urgent lane in a chunk of its own, then the bulk's full chunk and its tail.
+        Assert.Equal([2, 31, 15], sizes);
+        Assert.Equal(0, queue.QueuedBytes);
+    }
+
+    [Fact]
     public void TakingThePartTailSealsItAndLaterCellsStartANewChunk()
     {
         var queue = new CellQueue();
