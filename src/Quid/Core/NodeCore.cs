@@ -110,7 +110,13 @@ public sealed class NodeCore<TLink> where TLink : class
         Execute(Market.ReassessDonations(), effects);
         var probes = Market.DueProbes();
         Match(flood: false, effects);
-        foreach (var (partner, promised) in probes) effects.Add(new NodeEffect.StartProbe(partner, promised));
+        // A probe runs on the link to the partner and needs its descriptor for the handshake;
+        // without either it does not start, and the market hears so rather than wait for a result.
+        foreach (var (partner, promised) in probes)
+        {
+            if (_links.ContainsKey(partner) && Overlay.Find(partner) is not null) effects.Add(new NodeEffect.StartProbe(partner, promised));
+            else Market.ProbeNotStarted(partner);
+        }
         Publish(force: false, effects);
         return effects;
     }

@@ -70,8 +70,8 @@ public sealed record MarketOptions
     /// </summary>
     public TimeSpan ProbeFirstEchoWithin { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>
-    /// A probe whose result has not come this long after it started is taken as lost (its host
-    /// stopped, or had no link to run it on), and the next may start. Until then no second probe
+    /// A probe whose result has not come this long after it started is taken as lost (its link
+    /// closed as it began, or its host is stopping), and the next may start. Until then no second probe
     /// of the partner starts: two at once shared one failed probe circuit, each counted it, and
     /// an honest partner was shunned for one slow circuit build (seen on the testbed).
     /// </summary>
@@ -903,6 +903,9 @@ public sealed class Market
         }
         return due;
     }
+
+    /// <summary>A probe <see cref="DueProbes"/> returned could not start: no result will come, and the next may start when due.</summary>
+    public void ProbeNotStarted(NodeId partner) => _probing.Remove(partner);
 
     /// <summary>
     /// A probe measured what a partner delivers. A first shortfall is only a suspicion, checked

@@ -738,6 +738,24 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_probe_that_could_not_start_does_not_hold_back_the_next()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+        var defaults = new MarketOptions();
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Single(a.Market.DueProbes());
+        // No link to run it on, or no descriptor yet: the host says so.
+        a.Market.ProbeNotStarted(b.Id);
+        // B grants more: the new promise is probed within seconds, not a minute after the probe that never ran.
+        Deliver(b, a, new GrantChanged(id, K(128)));
+        Deliver(b, a, new GrantChanged(id, K(256)));
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Equal(b.Id, Assert.Single(a.Market.DueProbes()).Partner);
+    }
+
+    [Fact]
     public void A_probe_whose_result_never_came_is_taken_as_lost_and_the_partner_is_probed_again()
     {
         var a = NewNode(512, 256);
