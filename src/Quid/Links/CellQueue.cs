@@ -34,10 +34,13 @@ internal sealed class CellQueue
     /// <summary>Per circuit with cells in the quiet lane or the bulk: how many in each.</summary>
     private readonly Dictionary<uint, (int Quiet, int Bulk)> _circuits = [];
     private long _queuedBytes;
+    private long _urgentBytes;
     private bool _closed;
     private TaskCompletionSource? _waiter;
 
     public long QueuedBytes => Volatile.Read(ref _queuedBytes);
+    /// <summary>What of <see cref="QueuedBytes"/> is in the urgent lane: what an urgent cell queued now waits behind.</summary>
+    public long UrgentBytes => Volatile.Read(ref _urgentBytes);
 
     internal sealed class Chunk
     {
@@ -92,7 +95,11 @@ internal sealed class CellQueue
         lock (_lock)
         {
             if (_closed) return false;
-            if (urgent) _urgent.Add(cell);
+            if (urgent)
+            {
+                _urgent.Add(cell);
+                _urgentBytes += Cell.Size;
+            }
             else
             {
                 ref var queued = ref CollectionsMarshal.GetValueRefOrAddDefault(_circuits, Cell.CircuitId(cell), out _);
@@ -124,7 +131,8 @@ internal sealed class CellQueue
         lock (_lock)
         {
             var chunk = _urgent.Take();
-            if (chunk is null && (chunk = _quiet.Take()) is not null) Uncount(chunk, quiet: true);
+            if (chunk is not null) _urgentBytes -= chunk.Cells * Cell.Size;
+            else if ((chunk = _quiet.Take()) is not null) Uncount(chunk, quiet: true);
             else if (chunk is null && (chunk = _bulk.Take()) is not null) Uncount(chunk, quiet: false);
             if (chunk is not null) _queuedBytes -= chunk.Cells * Cell.Size;
             return chunk;
@@ -192,6 +200,7 @@ internal sealed class CellQueue
             _bulk.Clear();
             _circuits.Clear();
             _queuedBytes = 0;
+            _urgentBytes = 0;
         }
         wake?.TrySetResult();
     }

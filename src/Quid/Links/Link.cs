@@ -79,7 +79,7 @@ public sealed record LinkOptions
     /// <summary>
     /// The last resort against a link that does not drain: more than this waiting to go out closes
     /// it. What keeps a link's queue short in time is elsewhere: the overlay drops queries and hits
-    /// once a link is more than a second behind (<see cref="Link.Backlog"/>), and circuits hold at
+    /// once a link is more than a second behind (<see cref="Link.UrgentBacklog"/>), and circuits hold at
     /// most one window (2 MiB) each in flight. Thirty-two such windows: a link may carry many busy
     /// circuits (the benchmark runs 20 over one), and closing it would cut them all.
     /// </summary>
@@ -157,19 +157,24 @@ public sealed class Link : ICellPort, IAsyncDisposable
     /// <summary>
     /// How far behind the link is: how long what is queued would take to go out at the measured
     /// drain rate, and at least as long as the write under way has waited for the socket (which
-    /// also covers a link whose rate is not measured yet, or whose peer stopped reading). The
-    /// overlay drops queries and hits for a link more than a second behind.
+    /// also covers a link whose rate is not measured yet, or whose peer stopped reading).
     /// </summary>
-    public TimeSpan Backlog
+    public TimeSpan Backlog => Behind(_queue.QueuedBytes);
+
+    /// <summary>
+    /// How far behind the link is for an urgent cell, such as a control message's: it waits only
+    /// for the urgent lane and the write under way. The overlay drops queries and hits for a link
+    /// more than a second behind by this measure.
+    /// </summary>
+    public TimeSpan UrgentBacklog => Behind(_queue.UrgentBytes);
+
+    private TimeSpan Behind(long queuedBytes)
     {
-        get
-        {
-            long started = Volatile.Read(ref _writeStarted);
-            var waited = started == 0 ? TimeSpan.Zero : _time.GetElapsedTime(started);
-            long rate = DrainBytesPerSecond;
-            var queued = rate > 0 ? TimeSpan.FromSeconds((double)_queue.QueuedBytes / rate) : TimeSpan.Zero;
-            return queued > waited ? queued : waited;
-        }
+        long started = Volatile.Read(ref _writeStarted);
+        var waited = started == 0 ? TimeSpan.Zero : _time.GetElapsedTime(started);
+        long rate = DrainBytesPerSecond;
+        var queued = rate > 0 ? TimeSpan.FromSeconds((double)queuedBytes / rate) : TimeSpan.Zero;
+        return queued > waited ? queued : waited;
     }
     /// <summary>Completes when the link has closed, for whatever reason.</summary>
     public Task Closed => _closed.Task;

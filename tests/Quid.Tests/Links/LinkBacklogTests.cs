@@ -29,9 +29,9 @@ public sealed class LinkBacklogTests
     /// it is asked, until <paramref name="most"/> bytes are sent in all (the kernel's buffers take
     /// some megabytes before the link's own queue has to hold anything).
     /// </summary>
-    private sealed class Sender(Link link, long queued, long most)
+    private sealed class Sender(Link link, long queued, long most, byte[]? cell = null)
     {
-        private readonly byte[] _cell = Padding();
+        private readonly byte[] _cell = cell ?? Padding();
 
         public long Sent { get; private set; }
 
@@ -92,6 +92,30 @@ public sealed class LinkBacklogTests
         Assert.True(backlog >= expected * 0.9 && backlog <= expected * 1.1 + TimeSpan.FromSeconds(1), $"backlog {backlog}, queue over rate {expected}");
         Assert.True(backlog > TimeSpan.FromSeconds(1), $"{link.QueuedBytes} bytes queued at {pace} bytes/s are only {backlog} behind");
         Assert.True(link.IsOpen);
+    }
+
+    [Fact]
+    public async Task A_link_seconds_behind_with_relay_cells_is_not_behind_for_a_control_message()
+    {
+        const int pace = 512 << 10;
+        await using var host = ListenerHost.Start(new LinkOptions(), address: "127.18.0.6", start: true);
+        await using var slow = PacedForwarder.Start(IPAddress.Parse("127.18.0.7"), host.EndPoint, pace);
+        using var identity = NodeIdentity.Generate(out _);
+        await using var link = await Link.ConnectAsync(slow.EndPoint, IPAddress.Parse("127.18.0.8"), identity, host.Identity.Id, new LinkOptions(),
+            TimeProvider.System, NullLogger.Instance, default);
+        Ignore.Start(link);
+        var relay = new byte[Cell.Size];
+        Cell.WriteHeader(relay, 7, CellCommand.Relay);
+
+        var sender = new Sender(link, queued: 2 << 20, most: 64L << 20, relay);
+        await Eventually.WaitUntilAsync(() =>
+        {
+            sender.TopUp();
+            return link.Backlog > TimeSpan.FromSeconds(1);
+        }, Deadline, "the link to be more than a second behind");
+        // A control message goes before the relay cells: it waits only for the write under way.
+        var urgent = link.UrgentBacklog;
+        Assert.True(urgent < TimeSpan.FromSeconds(1), $"{urgent} behind for a control message, {link.Backlog} for a relay cell");
     }
 }
 
