@@ -839,6 +839,12 @@ public sealed class Market
 
     private void ScheduleProbe(NodeId partner) => _nextProbe[partner] = At(_options.ProbeIntervalMin, _options.ProbeIntervalMax);
 
+    /// <summary>The next probe of <paramref name="partner"/> at <paramref name="at"/>, unless one is due sooner.</summary>
+    private void ProbeBy(NodeId partner, DateTimeOffset at)
+    {
+        if (!_nextProbe.TryGetValue(partner, out var due) || due > at) _nextProbe[partner] = at;
+    }
+
     /// <summary>
     /// A partner promised us more: the new promise is probed within the first-probe window, as a
     /// new partner's is, unless a probe is due sooner. Otherwise a grant that grew during a probe,
@@ -849,8 +855,7 @@ public sealed class Market
     private void VerifySoon(NodeId partner)
     {
         if (!_options.ProbePartners) return;
-        var at = At(_options.FirstProbeMin, _options.FirstProbeMax);
-        if (!_nextProbe.TryGetValue(partner, out var due) || due > at) _nextProbe[partner] = at;
+        ProbeBy(partner, At(_options.FirstProbeMin, _options.FirstProbeMax));
     }
 
     /// <summary>A random moment between <paramref name="min"/> and <paramref name="max"/> from now.</summary>
@@ -942,7 +947,8 @@ public sealed class Market
                 growing |= OnTrial(agreement, now) && (agreement.WeGrant < agreement.WeGrantedAtStart || agreement.TheyGrant < agreement.Terms.GrantedBy(partner));
             }
             // While grants are still growing on trial, the next probe comes soon: they grow with each.
-            if (growing) _nextProbe[partner] = now + _options.RecheckAfter;
+            // One that fell due while this ran (a promise that grew meanwhile) stays due.
+            if (growing) ProbeBy(partner, now + _options.RecheckAfter);
             actions.Add(new VerdictReached(partner, Verdict.Good, deliveredKbps, promisedKbps));
             return actions;
         }

@@ -738,6 +738,27 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_promise_that_grew_while_a_probe_ran_on_trial_is_probed_at_once_after_it_not_ten_seconds_later()
+    {
+        var a = NewNode(512, 256);
+        var b = NewNode(512, 256);
+        var id = Agree(a, b);
+        var defaults = new MarketOptions();
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Equal((b.Id, 256L), Assert.Single(a.Market.DueProbes()));
+        // While the probe runs, B cuts its grant and raises it part of the way back: the raised promise falls due.
+        Deliver(b, a, new GrantChanged(id, K(64)));
+        Deliver(b, a, new GrantChanged(id, K(128)));
+        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        Assert.Empty(a.Market.DueProbes());
+
+        // It passes while its grant is below what it signed, on trial, which puts the next probe
+        // 10 s out; the raised promise was due already and stays so.
+        a.Market.ProbeResult(b.Id, 128, 256);
+        Assert.Equal((b.Id, 128L), Assert.Single(a.Market.DueProbes()));
+    }
+
+    [Fact]
     public void A_probe_that_could_not_start_does_not_hold_back_the_next()
     {
         var a = NewNode(512, 256);
