@@ -124,8 +124,8 @@ KNOWN_GAPS = {
                           'circuit insisted through one; traced in TESTBED.md). Since stop 46 a circuit\'s sender keeps '
                           'only 48 to 64 cells queued on its path (Vegas congestion control, PROTOCOL 6.4), where a '
                           'download used to fill 2 MiB, 40 s of a 420 kbit/s path; since stop 47 a link keeps its backlog in '
-                          'its own queue, not megabytes of kernel buffer, and sends circuit builds and quiet circuits\' cells '
-                          'before the bulk (PROTOCOL 2.2): kept here until it has passed more runs',
+                          'its own queue, not megabytes of kernel buffer, and sends circuit builds before the bulk (PROTOCOL '
+                          '2.2): kept here until it has passed more runs',
 }
 
 

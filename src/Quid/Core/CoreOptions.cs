@@ -50,8 +50,9 @@ public sealed record CoreOptions
     /// <summary>
     /// How far behind the link to a neighbour is for a control message: how long what is queued
     /// ahead of one would take to go out. Only the host knows (a real link measures its urgent
-    /// lane and drain rate; the simulator's host has its upload queue); the overlay drops queries and hits for a link more than
-    /// <see cref="OverlayOptions.MaxQueryBacklog"/> behind. Null: links are never behind.
+    /// lane and drain rate; the simulator's host has its upload queue); the overlay drops queries
+    /// and hits for a link more than <see cref="OverlayOptions.MaxQueryBacklog"/> behind. Null:
+    /// links are never behind.
     /// </summary>
     public Func<NodeId, TimeSpan>? LinkBacklog { get; init; }
 }

@@ -1,38 +1,24 @@
 using System.Buffers;
-using System.Runtime.InteropServices;
 using Quid.Wire;
 
 namespace Quid.Links;
 
 /// <summary>
-/// The cells waiting to go out on one link, in three lanes taken in turn, each in order: urgent
-/// cells (circuit builds and control messages, see <see cref="Link"/>), then the cells of quiet
-/// circuits, then the bulk. A circuit's cell is quiet while the circuit has nothing in the bulk
-/// and fewer than <see cref="QuietCells"/> queued, so a page's few cells pass the downloads that
-/// fill a slow link, as Tor's EWMA scheduler favours circuits that sent little lately; a circuit's
-/// own cells never pass each other, since its quiet cells are all older than its bulk ones.
-/// Producers on any thread copy a cell in; the link's writer takes whole chunks, each already the
-/// plaintext of one frame, so a cell is copied once on its way to the socket. Memory is bounded
-/// by the callers' flow-control windows; the byte count is exposed so the link can refuse a peer
-/// that ignores them.
+/// The cells waiting to go out on one link, in two lanes: urgent cells (circuit builds and
+/// control messages, see <see cref="Link"/>) go out before the bulk, each lane in order. Producers
+/// on any thread copy a cell in; the link's writer takes whole chunks, each already the plaintext
+/// of one frame, so a cell is copied once on its way to the socket. Memory is bounded by the
+/// callers' flow-control windows; the byte count is exposed so the link can refuse a peer that
+/// ignores them.
 /// </summary>
 internal sealed class CellQueue
 {
     public const int CellsPerChunk = LinkFraming.MaxCellsPerFrame;
-    /// <summary>
-    /// Cells a circuit may have queued and still count as quiet: a frame's worth, so that a burst
-    /// of one circuit on a link that keeps up still packs whole frames (with 8, a 3-hop stream on
-    /// loopback lost 5% to frames split between the lanes).
-    /// </summary>
-    public const int QuietCells = CellsPerChunk;
     private const int ChunkBytes = CellsPerChunk * Cell.Size;
 
     private readonly Lock _lock = new();
     private readonly Lane _urgent = new();
-    private readonly Lane _quiet = new();
     private readonly Lane _bulk = new();
-    /// <summary>Per circuit with cells in the quiet lane or the bulk: how many in each.</summary>
-    private readonly Dictionary<uint, (int Quiet, int Bulk)> _circuits = [];
     private long _queuedBytes;
     private long _urgentBytes;
     private bool _closed;
@@ -95,25 +81,8 @@ internal sealed class CellQueue
         lock (_lock)
         {
             if (_closed) return false;
-            if (urgent)
-            {
-                _urgent.Add(cell);
-                _urgentBytes += Cell.Size;
-            }
-            else
-            {
-                ref var queued = ref CollectionsMarshal.GetValueRefOrAddDefault(_circuits, Cell.CircuitId(cell), out _);
-                if (queued.Bulk == 0 && queued.Quiet < QuietCells)
-                {
-                    queued.Quiet++;
-                    _quiet.Add(cell);
-                }
-                else
-                {
-                    queued.Bulk++;
-                    _bulk.Add(cell);
-                }
-            }
+            (urgent ? _urgent : _bulk).Add(cell);
+            if (urgent) _urgentBytes += Cell.Size;
             _queuedBytes += Cell.Size;
             if (wake)
             {
@@ -125,37 +94,18 @@ internal sealed class CellQueue
         return true;
     }
 
-    /// <summary>Takes the oldest chunk of the first lane that has one, sealing a partly filled tail; null when empty.</summary>
+    /// <summary>Takes the oldest urgent chunk, else the oldest of the bulk, sealing a partly filled tail; null when empty.</summary>
     public Chunk? TryDequeue()
     {
         lock (_lock)
         {
             var chunk = _urgent.Take();
             if (chunk is not null) _urgentBytes -= chunk.Cells * Cell.Size;
-            else if ((chunk = _quiet.Take()) is not null) Uncount(chunk, quiet: true);
-            else if (chunk is null && (chunk = _bulk.Take()) is not null) Uncount(chunk, quiet: false);
+            else chunk = _bulk.Take();
             if (chunk is not null) _queuedBytes -= chunk.Cells * Cell.Size;
             return chunk;
         }
     }
-
-    private void Uncount(Chunk chunk, bool quiet)
-    {
-        // By runs of one circuit's cells: a chunk of a single download is one lookup, not 31.
-        for (int i = 0; i < chunk.Cells;)
-        {
-            uint id = CircuitIdAt(chunk, i);
-            int run = 1;
-            while (i + run < chunk.Cells && CircuitIdAt(chunk, i + run) == id) run++;
-            i += run;
-            ref var queued = ref CollectionsMarshal.GetValueRefOrNullRef(_circuits, id);
-            if (quiet) queued.Quiet -= run;
-            else queued.Bulk -= run;
-            if (queued is (0, 0)) _circuits.Remove(id);
-        }
-    }
-
-    private static uint CircuitIdAt(Chunk chunk, int cell) => Cell.CircuitId(chunk.Buffer.AsSpan(cell * Cell.Size, Cell.HeaderSize));
 
     public static void Return(Chunk chunk) => ArrayPool<byte>.Shared.Return(chunk.Buffer);
 
@@ -164,7 +114,7 @@ internal sealed class CellQueue
     {
         lock (_lock)
         {
-            if (_closed || !_urgent.IsEmpty || !_quiet.IsEmpty || !_bulk.IsEmpty) return Task.CompletedTask;
+            if (_closed || !_urgent.IsEmpty || !_bulk.IsEmpty) return Task.CompletedTask;
             _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             return _waiter.Task;
         }
@@ -196,9 +146,7 @@ internal sealed class CellQueue
             wake = _waiter;
             _waiter = null;
             _urgent.Clear();
-            _quiet.Clear();
             _bulk.Clear();
-            _circuits.Clear();
             _queuedBytes = 0;
             _urgentBytes = 0;
         }

@@ -277,7 +277,10 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
         StartPrograms();
     }
 
-    /// <summary>How far behind our link to a neighbour is for a control message (they go before the bulk), for the overlay's flow control; asked on the loop.</summary>
+    /// <summary>
+    /// How far behind our link to a neighbour is for a control message (they go before the relay
+    /// cells), for the overlay's flow control; asked on the loop.
+    /// </summary>
     private TimeSpan LinkBacklog(NodeId peer) => _core.LinkTo(peer)?.UrgentBacklog ?? TimeSpan.Zero;
 
     /// <summary>Asks the gateway for a port where it can matter; each mapping obtained or lost changes the descriptor's address on the loop.</summary>

@@ -68,52 +68,6 @@ public class CellQueueTests
         Assert.Equal(0, queue.QueuedBytes);
     }
 
-    /// <summary>A cell of circuit <paramref name="circuit"/> whose bytes say which cell it is.</summary>
-    private static byte[] CircuitCell(uint circuit, int n)
-    {
-        var cell = NumberedCell(n);
-        Cell.WriteHeader(cell, circuit, CellCommand.Relay);
-        return cell;
-    }
-
-    [Fact]
-    public void A_quiet_circuits_cells_pass_a_busy_circuits_bulk_and_no_circuits_cells_pass_each_other()
-    {
-        var queue = new CellQueue();
-        // A download's 40 cells: its first QuietCells count as quiet, the rest are bulk.
-        for (int n = 0; n < 40; n++) queue.Enqueue(CircuitCell(7, n));
-        // A page's request, and a DESTROY of a third circuit, after them.
-        for (int n = 100; n < 103; n++) queue.Enqueue(CircuitCell(9, n));
-        var destroy = new byte[Cell.Size];
-        Cell.WriteHeader(destroy, 11, CellCommand.Destroy);
-        queue.Enqueue(destroy);
-
-        var cells = DrainCells(queue);
-        var page = Enumerable.Range(100, 3).Select(n => CircuitCell(9, n));
-        var download = Enumerable.Range(0, 40).Select(n => CircuitCell(7, n)).ToList();
-        Assert.Equal([.. download.Take(CellQueue.QuietCells), .. page, destroy, .. download.Skip(CellQueue.QuietCells)], cells);
-
-        // With its bulk gone out, the download is quiet again.
-        queue.Enqueue(CircuitCell(7, 40));
-        queue.Enqueue(CircuitCell(9, 103));
-        Assert.Equal([CircuitCell(7, 40), CircuitCell(9, 103)], DrainCells(queue));
-    }
-
-    [Fact]
-    public void A_circuit_with_cells_in_the_bulk_stays_there_until_they_are_out()
-    {
-        var queue = new CellQueue();
-        for (int n = 0; n < CellQueue.QuietCells + 1; n++) queue.Enqueue(CircuitCell(7, n));
-        // The quiet lane goes out; the circuit's one bulk cell is still queued, so its next cell
-        // must follow it there, not pass it in the quiet lane.
-        var quiet = queue.TryDequeue()!;
-        Assert.Equal(CellQueue.QuietCells, quiet.Cells);
-        CellQueue.Return(quiet);
-        queue.Enqueue(CircuitCell(7, 100));
-        queue.Enqueue(CircuitCell(9, 200));
-        Assert.Equal([CircuitCell(9, 200), CircuitCell(7, CellQueue.QuietCells), CircuitCell(7, 100)], DrainCells(queue));
-    }
-
     [Fact]
     public void TakingThePartTailSealsItAndLaterCellsStartANewChunk()
     {
