@@ -115,6 +115,12 @@ KNOWN_GAPS = {
                  '256 kbps). Lending that follows what a partner gives, not its traffic, is what is missing; a ceiling on '
                  'lending tried in stop 38 held every client to its grant (TESTBED.md). Above every honest node of its '
                  'capacity is a failure',
+    'verdict-at-nothing': 'an honest partner measured at nothing by two probes in a row, 10 s apart, and shunned. The CI run of '
+                          'stop 46 and 3 of 4 Debug runs of stop 47 traced it: two probes of one partner shared one failed '
+                          'circuit build (fixed: one probe at a time), and CREATEs waited 10 to 13 s in kernel send buffers '
+                          '(fixed: TCP_NOTSENT_LOWAT and an urgent lane, PROTOCOL 2.2). After both, 1 run of 9 still had it: '
+                          'q2 on q23, 44 s in, before the load began, while q23 measured q2 at 88 and 1232 kbps (Information '
+                          'logs, not traced; TESTBED.md). A verdict at any measure above nothing is a failure',
     'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
                           'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
                           'partners\' idle capacity and a probe\'s echoes, or the over-claimer\'s, when its circuit crosses it '
@@ -451,7 +457,9 @@ class Testbed:
         # From honest probers, as TESTBED.md says: the liar's own probes go out behind the link it
         # oversold, so they judge its partners by its congestion, not by what they deliver.
         verdicts = self.verdicts_against(lambda n: n.honest, judges=lambda n: n.honest)
-        self.results.check('honest', 'no honest node receives a verdict from an honest node', not verdicts, '; '.join(verdicts) or 'none')
+        # Only a verdict at nothing (two probes that saw not a byte) is the known gap; any other is a failure.
+        self.results.check('honest', 'no honest node receives a verdict from an honest node', not verdicts, '; '.join(verdicts) or 'none',
+                           gap='verdict-at-nothing' if all(', delivered 0 of ' in v for v in verdicts) else None)
 
     def client_rate(self, node):
         """kbps while bytes flowed, over the whole downloads begun while every client was loading."""
