@@ -81,8 +81,12 @@ internal sealed class CellQueue
         lock (_lock)
         {
             if (_closed) return false;
-            (urgent ? _urgent : _bulk).Add(cell);
-            if (urgent) _urgentBytes += Cell.Size;
+            if (urgent)
+            {
+                _urgent.Add(cell);
+                _urgentBytes += Cell.Size;
+            }
+            else _bulk.Add(cell);
             _queuedBytes += Cell.Size;
             if (wake)
             {

@@ -718,19 +718,28 @@ public sealed class MarketTests : IDisposable
         Assert.Equal((b.Id, 256L), (partner, promised));
     }
 
-    [Fact]
-    public void A_partner_is_not_probed_again_while_its_probe_is_under_way_and_the_probe_due_meanwhile_starts_after()
+    /// <summary>A and B agree, and A's first probe of B, which promised 256 kbps, is under way.</summary>
+    private (Node A, Node B, AgreementId Id) FirstProbeUnderWay()
     {
         var a = NewNode(512, 256);
         var b = NewNode(512, 256);
         var id = Agree(a, b);
-        var defaults = new MarketOptions();
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
-        Assert.Single(a.Market.DueProbes());
+        PastFirstProbeWindow();
+        Assert.Equal((b.Id, 256L), Assert.Single(a.Market.DueProbes()));
+        return (a, b, id);
+    }
+
+    /// <summary>Moves the clock past the window a new promise is first probed in.</summary>
+    private void PastFirstProbeWindow() => _time.Advance(new MarketOptions().FirstProbeMax + TimeSpan.FromSeconds(1));
+
+    [Fact]
+    public void A_partner_is_not_probed_again_while_its_probe_is_under_way_and_the_probe_due_meanwhile_starts_after()
+    {
+        var (a, b, id) = FirstProbeUnderWay();
         // While the probe runs, B grants more and the new promise falls due: it waits for the result.
         Deliver(b, a, new GrantChanged(id, K(128)));
         Deliver(b, a, new GrantChanged(id, K(256)));
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        PastFirstProbeWindow();
         Assert.Empty(a.Market.DueProbes());
 
         a.Market.ProbeResult(b.Id, 256, 256);
@@ -740,16 +749,11 @@ public sealed class MarketTests : IDisposable
     [Fact]
     public void A_promise_that_grew_while_a_probe_ran_on_trial_is_probed_at_once_after_it_not_ten_seconds_later()
     {
-        var a = NewNode(512, 256);
-        var b = NewNode(512, 256);
-        var id = Agree(a, b);
-        var defaults = new MarketOptions();
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
-        Assert.Equal((b.Id, 256L), Assert.Single(a.Market.DueProbes()));
+        var (a, b, id) = FirstProbeUnderWay();
         // While the probe runs, B cuts its grant and raises it part of the way back: the raised promise falls due.
         Deliver(b, a, new GrantChanged(id, K(64)));
         Deliver(b, a, new GrantChanged(id, K(128)));
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        PastFirstProbeWindow();
         Assert.Empty(a.Market.DueProbes());
 
         // It passes while its grant is below what it signed, on trial, which puts the next probe
@@ -761,32 +765,22 @@ public sealed class MarketTests : IDisposable
     [Fact]
     public void A_probe_that_could_not_start_does_not_hold_back_the_next()
     {
-        var a = NewNode(512, 256);
-        var b = NewNode(512, 256);
-        var id = Agree(a, b);
-        var defaults = new MarketOptions();
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
-        Assert.Single(a.Market.DueProbes());
+        var (a, b, id) = FirstProbeUnderWay();
         // No link to run it on, or no descriptor yet: the host says so.
         a.Market.ProbeNotStarted(b.Id);
         // B grants more: the new promise is probed within seconds, not a minute after the probe that never ran.
         Deliver(b, a, new GrantChanged(id, K(128)));
         Deliver(b, a, new GrantChanged(id, K(256)));
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
+        PastFirstProbeWindow();
         Assert.Equal(b.Id, Assert.Single(a.Market.DueProbes()).Partner);
     }
 
     [Fact]
     public void A_probe_whose_result_never_came_is_taken_as_lost_and_the_partner_is_probed_again()
     {
-        var a = NewNode(512, 256);
-        var b = NewNode(512, 256);
-        Agree(a, b);
-        var defaults = new MarketOptions();
-        _time.Advance(defaults.FirstProbeMax + TimeSpan.FromSeconds(1));
-        Assert.Single(a.Market.DueProbes());
+        var (a, b, _) = FirstProbeUnderWay();
         // Its host had no link to run it on, or stopped: no result comes.
-        _time.Advance(defaults.ProbeIntervalMax + TimeSpan.FromSeconds(1));
+        _time.Advance(new MarketOptions().ProbeIntervalMax + TimeSpan.FromSeconds(1));
         Assert.Equal(b.Id, Assert.Single(a.Market.DueProbes()).Partner);
     }
 
