@@ -459,10 +459,10 @@ public sealed partial class Circuit
         return true;
     }
 
-    /// <summary>The congestion window, in cells: for tests.</summary>
-    internal int CongestionCells
+    /// <summary>The congestion window of what this end sends, in cells, and the round trips that set it.</summary>
+    internal (int Cells, TimeSpan Rtt, TimeSpan MinRtt) Congestion
     {
-        get { lock (_lock) return _congestion.Cells; }
+        get { lock (_lock) return (_congestion.Cells, _congestion.Rtt, _congestion.MinRtt); }
     }
 
     /// <summary>Takes one cell of the circuit's window for a Data cell; null when there is one, else what to wait for.</summary>

@@ -68,6 +68,7 @@ public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, Tim
         }
         Span<byte> connected = stackalloc byte[ConnectedBody.MaxSize];
         circuit.SendRelay(RelayCommand.Connected, stream.Id, connected[..new ConnectedBody(result.Address!).Write(connected)]);
+        long spliced = time.GetTimestamp();
         if (cache is not null && cachePorts is not null && cachePorts.Contains(stream.Target.Port))
         {
             var socket = result.Socket;
@@ -83,9 +84,19 @@ public sealed class StreamExit(ExitConnector connector, ExitSockets sockets, Tim
                 }
                 await stream.RunAsync(socket, toClient).ConfigureAwait(false);
             }).ConfigureAwait(false);
-            return;
         }
-        await stream.RunAsync(result.Socket).ConfigureAwait(false);
+        else await stream.RunAsync(result.Socket).ConfigureAwait(false);
+        LogEnded(circuit, stream, spliced);
+    }
+
+    /// <summary>What a stream carried toward its origin, and the window its circuit sent it in: a slow download is traced from its exit.</summary>
+    private void LogEnded(Circuit circuit, RelayStream stream, long spliced)
+    {
+        if (!logger.IsEnabled(LogLevel.Debug)) return;
+        double seconds = Math.Max(time.GetElapsedTime(spliced).TotalSeconds, 0.001);
+        var (cells, rtt, minRtt) = circuit.Congestion;
+        logger.LogDebug("Exit stream {Stream} on {Circuit} ended: {Bytes} bytes toward the origin in {Seconds:F1} s ({Kbps:F0} kbps); the circuit's window {Cells} cells, round trip {Rtt} ms, least {MinRtt} ms",
+            stream.Id, circuit, stream.BytesSent, seconds, stream.BytesSent * 8 / 1000.0 / seconds, cells, (int)rtt.TotalMilliseconds, (int)minRtt.TotalMilliseconds);
     }
 
     /// <summary>One warning line per interval however many streams are refused, so a flood of them cannot flood the log.</summary>

@@ -104,7 +104,7 @@ public sealed class MisbehavingHopTests
 
         var upload = Bytes.Pattern(4 << 20);
         var writing = stream.WriteAsync(upload).AsTask();
-        int window = circuit.CongestionCells;
+        int window = circuit.Congestion.Cells;
         await Eventually.WaitUntilAsync(() => stalled.Held >= window, Timeout, "a window of cells to pile up at the stalled hop");
         await net.Wire.SettleAsync();
         // The sender stopped at its window (no Sendme returns past the stall): the stalled hop holds those cells and no more.

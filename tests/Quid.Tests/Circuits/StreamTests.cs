@@ -173,7 +173,7 @@ public sealed class StreamTests
         await Eventually.WaitUntilAsync(() => Sent() >= CongestionWindow.Initial * RelayCell.MaxData, Timeout, "a congestion window of data sent");
         await net.Wire.SettleAsync();
         Assert.Equal(CongestionWindow.Initial * RelayCell.MaxData, Sent());
-        Assert.Equal(CongestionWindow.Initial, circuit.CongestionCells);
+        Assert.Equal(CongestionWindow.Initial, circuit.Congestion.Cells);
         Assert.All(writes, w => Assert.False(w.IsCompleted));
 
         back.Resume();
