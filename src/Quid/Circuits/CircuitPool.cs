@@ -290,7 +290,7 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
     /// passed over by this build's later draws, not avoided by others: it is busy, not broken, and
     /// the refusal costs no try. A first hop that refuses <see cref="RefusalsToPassOverFirstHop"/>
-    /// extensions as full, or that timed out (or its next hop did), is passed over too, while
+    /// extensions as full, that refused the circuit itself, or that timed out (or its next hop did), is passed over too, while
     /// another first hop leads anywhere; one that timed out, by later builds too for a while. After
     /// <see cref="MaxPassedOver"/> such refusals, on the last try, or when no path is left but
     /// through such hops, the build insists on a full hop: a slow circuit beats none. When no path
@@ -347,6 +347,10 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
                         busy.FirstHops.Add(firstHop);
                     continue;
                 }
+                // Our own partner refused the circuit: it does not admit us now (its grant to us has
+                // ended, or has not begun on its side). Another partner is tried first: a desk build
+                // asked the one partner three times within 400 ms and failed (seen in the suite).
+                if (e.FailedHop == firstHop && e.Reason == EndReason.CircuitClosed) busy.FirstHops.Add(firstHop);
                 // The hop to blame, or, when none is named, every hop after the first (which is our
                 // own partner: if it is gone, its link is too, and it is no longer a first hop).
                 var avoid = e.FailedHop is { } failed ? path.Value.Hops.Skip(1).Where(h => h.Id == failed) : path.Value.Hops.Skip(1);

@@ -624,6 +624,29 @@ public sealed class CircuitPoolTests
     }
 
     [Fact]
+    public async Task A_first_hop_that_refuses_the_circuit_is_passed_over_for_another_partner_within_the_build()
+    {
+        using var net = new CircuitHarness();
+        var (origin, refusing, otherFirst, exit) = (net.AddNode(), net.AddNode(), net.AddNode(), net.AddNode());
+        net.Partners(origin, refusing);
+        net.Partners(origin, otherFirst);
+        net.Partners(refusing, exit);
+        net.Partners(otherFirst, exit);
+        // The private partner is preferred, but its grant to us has ended on its side: it refuses our CREATE.
+        refusing.Grants.TryRemove(origin.Id, out _);
+        var graph = new PathGraph(
+            [new FirstHop(origin.PortTo(refusing), Describe(net, refusing, null, exit), 256, Private: true),
+             new FirstHop(origin.PortTo(otherFirst), Describe(net, otherFirst, null, exit), 256, Private: false)],
+            new Dictionary<NodeId, Descriptor> { [exit.Id] = Describe(net, exit) });
+        var pool = Pool(net, origin, (_, _) => ValueTask.FromResult(graph), hops: 2);
+
+        var circuit = await pool.BuildDedicatedAsync("a", default).WaitAsync(Deadline);
+
+        Assert.Equal([otherFirst.Id, exit.Id], circuit.Hops.Select(h => h.Id));
+        Assert.Single(origin.PortTo(refusing).SentCells(CellCommand.Create));
+    }
+
+    [Fact]
     public async Task A_chosen_last_hop_refused_as_full_again_and_again_is_insisted_on_after_a_few_refusals()
     {
         using var net = new CircuitHarness();
