@@ -109,9 +109,9 @@ KNOWN_GAPS = {
                            'over-claimer 0.00 to 0.65 until a first hop that times out was set aside (PROTOCOL 6.5); a '
                            'client\'s own probe of its first hop also draws on its grant; in stop 48 it failed 3 of 9 '
                            'Debug runs, twice exiting at the over-claimer and once (0.91) at a 2.3 Mbit/s exit whose own '
-                           'probes filled its uplink (fixed: probes pace their echoes, PROTOCOL 7.4), then 2 of 8 after it: '
-                           'through the over-claimer as a middle hop, and at a 2.3 Mbit/s exit whose own downloads on '
-                           'lent capacity filled its downlink (TESTBED.md)',
+                           'probes filled its uplink; with probes paced (tried, withdrawn) 2 of 11: through the over-claimer '
+                           'as a middle hop, and at a 2.3 Mbit/s exit whose own downloads on lent capacity filled its '
+                           'downlink (TESTBED.md)',
     'liar-lent': 'above its class\'s upper quartile but within its range: partners lend their idle capacity to whichever '
                  'partner has traffic waiting, the over-claimer\'s own downloads included, so what it receives per byte it '
                  'carries can land above most honest nodes of its capacity (twice in stop 34\'s runs, once in stop 38\'s five: 2.48 '

@@ -290,8 +290,9 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// A hop refused only because the hop before it was full (<see cref="ExtendFailure.Full"/>) is
     /// passed over by this build's later draws, not avoided by others: it is busy, not broken, and
     /// the refusal costs no try. A first hop that refuses <see cref="RefusalsToPassOverFirstHop"/>
-    /// extensions as full, that refused the circuit itself, or that timed out (or its next hop did), is passed over too, while
-    /// another first hop leads anywhere; one that timed out, by later builds too for a while. After
+    /// extensions as full, that refused the circuit itself, or that timed out (or its next hop
+    /// did), is passed over too, while another first hop leads anywhere; one that timed out, by
+    /// later builds too for a while. After
     /// <see cref="MaxPassedOver"/> such refusals, on the last try, or when no path is left but
     /// through such hops, the build insists on a full hop: a slow circuit beats none. When no path
     /// is left (when <paramref name="patient"/>, after <see cref="PathOptions.PathPatience"/> of
