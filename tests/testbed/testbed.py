@@ -117,8 +117,9 @@ KNOWN_GAPS = {
                  'carries can land above most honest nodes of its capacity (twice in stop 34\'s runs, once in stop 38\'s five: 2.48 '
                  'against an upper quartile of 2.14, honest 0.94-2.73, 45 of its 85 MB from one partner that granted it '
                  '256 kbps). Lending that follows what a partner gives, not its traffic, is what is missing; a ceiling on '
-                 'lending tried in stop 38 held every client to its grant (TESTBED.md). Above every honest node of its '
-                 'capacity is a failure',
+                 'lending tried in stop 38 held every client to its grant (TESTBED.md). Probe echoes count in these figures: '
+                 'with probes paced (stop 48, withdrawn) the honest nodes\' figures fell and it came within 0.10 and '
+                 '0.12 of the largest in 2 of 11 runs. Above every honest node of its capacity is a failure',
     'verdict-at-nothing': 'an honest partner measured at nothing by two probes in a row, 10 s apart, and shunned. The CI run of '
                           'stop 46 and 3 of 4 Debug runs of stop 47 traced it: two probes of one partner shared one failed '
                           'circuit build (fixed: one probe at a time), and CREATEs waited 10 to 13 s in kernel send buffers '
