@@ -125,7 +125,10 @@ KNOWN_GAPS = {
                           'circuit build (fixed: one probe at a time), and CREATEs waited 10 to 13 s in kernel send buffers '
                           '(fixed: TCP_NOTSENT_LOWAT and an urgent lane, PROTOCOL 2.2). After both, 1 run of 9 still had it: '
                           'q2 on q23, 44 s in, before the load began, while q23 measured q2 at 88 and 1232 kbps (Information '
-                          'logs, not traced; TESTBED.md). A verdict at any measure above nothing is a failure',
+                          'logs, not traced). Stop 48 traced one (q23 on q2): q23\'s own probes had a partner echo 2 '
+                          'Mbit/s onto its 3 Mbit/s downlink, and q2\'s CREATED waited behind them; probes paced to '
+                          'twice the grant answer it, tried and withdrawn for now (TESTBED.md). A verdict at any '
+                          'measure above nothing is a failure',
     'latency-under-load': 'a survivor\'s page can wait seconds behind a full link on its way, where cells queue first in '
                           'first out below the relays\' per-circuit queues: its own downlink, full of its downloads on its '
                           'partners\' idle capacity and a probe\'s echoes, or the over-claimer\'s, when its circuit crosses it '
