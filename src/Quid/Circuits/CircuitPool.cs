@@ -292,12 +292,11 @@ public sealed class CircuitPool(CircuitBuilder builder, PathOptions options, Pat
     /// the refusal costs no try. A first hop that refuses <see cref="RefusalsToPassOverFirstHop"/>
     /// extensions as full, that refused the circuit itself, or that timed out (or its next hop
     /// did), is passed over too, while another first hop leads anywhere; one that timed out, by
-    /// later builds too for a while. After
-    /// <see cref="MaxPassedOver"/> such refusals, on the last try, or when no path is left but
-    /// through such hops, the build insists on a full hop: a slow circuit beats none. When no path
-    /// is left (when <paramref name="patient"/>, after <see cref="PathOptions.PathPatience"/> of
-    /// looking again every <see cref="PathPoll"/>), throws <see cref="EndReason.Unreachable"/> with
-    /// what <paramref name="unreachable"/> says.
+    /// later builds too for a while. After <see cref="MaxPassedOver"/> such refusals, on the last
+    /// try, or when no path is left but through such hops, the build insists on a full hop: a slow
+    /// circuit beats none. When no path is left (when <paramref name="patient"/>, after
+    /// <see cref="PathOptions.PathPatience"/> of looking again every <see cref="PathPoll"/>), throws
+    /// <see cref="EndReason.Unreachable"/> with what <paramref name="unreachable"/> says.
     /// </summary>
     private async Task<Circuit> BuildAlongAsync(object isolation, int depth, PathGraph? graph, bool patient,
         Func<PathGraph, PassedOver, (FirstHop First, IReadOnlyList<Descriptor> Hops)?> choose,

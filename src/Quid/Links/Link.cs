@@ -80,8 +80,8 @@ public sealed record LinkOptions
     /// The last resort against a link that does not drain: more than this waiting to go out closes
     /// it. What keeps a link's queue short in time is elsewhere: the overlay drops queries and hits
     /// once a link is more than a second behind for them (<see cref="Link.UrgentBacklog"/>), and
-    /// circuits hold at most one window (2 MiB) each in flight. Thirty-two such windows: a link may carry many busy
-    /// circuits (the benchmark runs 20 over one), and closing it would cut them all.
+    /// circuits hold at most one window (2 MiB) each in flight. Thirty-two such windows: a link may
+    /// carry many busy circuits (the benchmark runs 20 over one), and closing it would cut them all.
     /// </summary>
     public long MaxQueuedBytes { get; init; } = 64L * 1024 * 1024;
 }
