@@ -220,6 +220,8 @@ public sealed partial class Circuit
             // The link copies the cell in order, inside the lock: nonces and queue order agree.
             if (!(batched ? link.TrySendBatched(cell) : link.TrySend(cell))) return false;
         }
+        // A probe's echoes are its measurement, not service: neither side's ledger counts them.
+        if (command is RelayCommand.Echo or RelayCommand.EchoReply) return true;
         if (Role == CircuitRole.Origin) OutwardAccount?.AddReceived(Cell.Size);
         else InwardAccount?.AddGiven(Cell.Size);
         return true;
@@ -369,6 +371,8 @@ public sealed partial class Circuit
                 OnEcho(message.Data);
                 return;
             case RelayCommand.EchoReply when origin:
+                // Counted as received on arrival, before it could be read: a probe's measure, not service.
+                OutwardAccount?.AddReceived(-Cell.Size);
                 _echoReplies?.Invoke(message.Data.ToArray());
                 return;
             case RelayCommand.Resolve when !origin:
@@ -746,6 +750,8 @@ public sealed partial class Circuit
     /// </summary>
     private void OnEcho(ReadOnlySpan<byte> payload)
     {
+        // Counted as given on arrival, before it could be read: the prober's measure, not service.
+        InwardAccount?.AddGiven(-Cell.Size);
         if (_echoes is null)
         {
             _echoes = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(MaxPendingEchoes) { SingleReader = true, SingleWriter = true });

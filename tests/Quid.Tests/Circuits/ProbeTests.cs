@@ -41,6 +41,29 @@ public sealed class ProbeTests
     }
 
     [Fact]
+    public async Task Echoes_count_toward_what_the_probe_measures_but_neither_ledger_counts_them_as_service()
+    {
+        using var net = new CircuitHarness();
+        var (origin, hops) = net.Line(1);
+        var account = origin.Ledger.Account(hops[0].Id);
+        var back = hops[0].PortTo(origin);
+        int replies = 0;
+        back.Tamper = cell =>
+        {
+            if (Cell.Command(cell) == CellCommand.Relay && ++replies == 2 * Window) back.Stall();
+        };
+
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered two windows of echoes");
+        net.Time.Advance(Duration);
+        await probe.WaitAsync(Deadline);
+
+        Assert.True(account.BytesDeliveredToUs > Window * Cell.Size, $"{account.BytesDeliveredToUs} bytes delivered");
+        Assert.Equal(0, account.BytesReceived);
+        Assert.Equal(0, hops[0].Ledger.Account(origin.Id).BytesGiven);
+    }
+
+    [Fact]
     public async Task A_late_first_echo_followed_by_a_burst_is_measured_over_a_whole_duration_not_the_moment_left()
     {
         using var net = new CircuitHarness();
