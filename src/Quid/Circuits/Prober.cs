@@ -15,6 +15,8 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
 {
     /// <summary>Echoes a probe keeps unanswered.</summary>
     public const int Window = 64;
+    /// <summary>The least a paced probe waits for its next echo, in seconds: a wait shorter than the clock's tick would spin.</summary>
+    private const double PaceTick = 0.001;
 
     private readonly ConcurrentDictionary<ICellPort, Task<Circuit>> _circuits = new();
 
@@ -28,10 +30,12 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
     /// partner whose first echo is not back within <paramref name="firstEchoWithin"/> of the
     /// probe's start, or whose probe circuit fails or is not built by then, is measured on what it
     /// sent us meanwhile: a small grant full of our own downloads holds the echoes behind them, and
-    /// that is delivery all the same; one that sends nothing delivered nothing.
+    /// that is delivery all the same; one that sends nothing delivered nothing. After a first
+    /// window, echoes go out at no more than <paramref name="echoKbps"/>: the partner's whole idle
+    /// capacity, echoed, would fill our own uplink, and what we carry for others would wait.
     /// <paramref name="promisedKbps"/> is for the log only. Returns kbps.
     /// </summary>
-    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, PartnerAccount account, long promisedKbps, TimeSpan duration,
+    public async Task<double> ProbeAsync(ICellPort link, Descriptor partner, PartnerAccount account, long promisedKbps, double echoKbps, TimeSpan duration,
         TimeSpan firstEchoWithin, CancellationToken cancellationToken)
     {
         // The probe's end is on the node's clock, like every other timeout: first the wait for the
@@ -95,20 +99,28 @@ public sealed class Prober(CircuitBuilder builder, TimeProvider time, ILogger lo
         try
         {
             ulong sequence = 0;
+            double echoesPerSecond = echoKbps * 1000 / 8 / Cell.Size;
+            long echoingSince = time.GetTimestamp();
             try
             {
                 while (circuit.State == CircuitState.Open)
                 {
-                    // One round fills the window once and then waits: replies (forged ones too) free
-                    // slots as fast as a partner sends them, and only the wait sees the time run out.
-                    for (int room = Window - outstanding.Count; room > 0; room--)
+                    // One round fills the window once, as far as the pace allows, and then waits:
+                    // replies (forged ones too) free slots as fast as a partner sends them, and only
+                    // the wait sees the time run out.
+                    double paced = Window + time.GetElapsedTime(echoingSince).TotalSeconds * echoesPerSecond - sequence;
+                    int room = (int)Math.Min(Window - outstanding.Count, Math.Floor(paced));
+                    for (; room > 0; room--, paced--)
                     {
                         var payload = new byte[EchoProbe.Size];
                         new EchoProbe(probe, ++sequence).Write(payload);
                         outstanding[sequence] = payload;
                         if (!circuit.SendRelay(RelayCommand.Echo, 0, payload)) break;
                     }
-                    await returned.WaitAsync(waiting.Token).ConfigureAwait(false);
+                    if (paced < 1 && outstanding.Count < Window)
+                        await Task.Delay(TimeSpan.FromSeconds(Math.Max((1 - paced) / echoesPerSecond, PaceTick)), time, waiting.Token).ConfigureAwait(false);
+                    else
+                        await returned.WaitAsync(waiting.Token).ConfigureAwait(false);
                     // Every good reply woke us once; one wake is enough to refill.
                     while (returned.Wait(0, CancellationToken.None))
                     {

@@ -48,6 +48,19 @@ public sealed record MarketOptions
     /// <summary>How long a probe measures, at least, from its first echo (<see cref="ProbeDurationFor"/>).</summary>
     public TimeSpan ProbeDuration { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>
+    /// A probe's echoes go out at no more than this many times what the partner promises us or
+    /// what we grant it, whichever is more (<see cref="ProbeEchoKbpsFor"/>): the measure counts
+    /// all it sends us, and needs to show no more than that. Unpaced, a probe echoed as fast as the
+    /// partner answered: on a 2.3 Mbit/s node, at 0.6 to 1.3 Mbit/s of its own uplink for seconds,
+    /// on top of the 1 Mbit/s it had granted, and what it carried for its partners fell short of
+    /// their grants meanwhile (seen on the testbed).
+    /// </summary>
+    public double ProbeEchoHeadroom { get; init; } = 2;
+
+    /// <summary>How fast a probe sends echoes to a partner that promised <paramref name="promisedKbps"/> and is granted <paramref name="grantedKbps"/>.</summary>
+    public double ProbeEchoKbpsFor(long promisedKbps, long grantedKbps) => ProbeEchoHeadroom * Math.Max(promisedKbps, grantedKbps);
+
+    /// <summary>
     /// A probe measures at least this many cells of the promise. It counts whole cells, and a
     /// trial grant of 64 kbps returns 7 or 8 of them in 2 s: one cell more or less was 12% of the
     /// promise, and an honest partner on trial was judged at 49 of 64 kbps (seen on the testbed).

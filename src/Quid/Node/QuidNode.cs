@@ -553,7 +553,8 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                     link.Close(close.Problem is null ? null : new LinkException(LinkError.BadCell, close.Problem));
                     break;
                 case NodeEffect.StartProbe probe when _core.LinkTo(probe.Partner) is { } link && _core.Overlay.Find(probe.Partner) is { } descriptor:
-                    _ = ProbeAsync(link, descriptor, _ledger.Account(probe.Partner), probe.PromisedKbps);
+                    _ = ProbeAsync(link, descriptor, _ledger.Account(probe.Partner), probe.PromisedKbps,
+                        _options.Market.ProbeEchoKbpsFor(probe.PromisedKbps, _core.Market.GrantedTo(probe.Partner)));
                     break;
                 case NodeEffect.GrantChanged grant:
                     _partnersChanged = true;
@@ -593,12 +594,12 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
     }
 
     /// <summary>An unannounced probe of a partner that grants us bandwidth, on its own circuit; the loop hears what it measured.</summary>
-    private async Task ProbeAsync(Link link, Descriptor partner, PartnerAccount account, long promisedKbps)
+    private async Task ProbeAsync(Link link, Descriptor partner, PartnerAccount account, long promisedKbps, double echoKbps)
     {
         double delivered;
         try
         {
-            delivered = await _prober.ProbeAsync(link, partner, account, promisedKbps, _options.Market.ProbeDurationFor(promisedKbps),
+            delivered = await _prober.ProbeAsync(link, partner, account, promisedKbps, echoKbps, _options.Market.ProbeDurationFor(promisedKbps),
                 _options.Market.ProbeFirstEchoWithin, _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)

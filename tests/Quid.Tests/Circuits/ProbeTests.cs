@@ -13,6 +13,8 @@ public sealed class ProbeTests
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
     /// <summary>What the partner promised, for the probe's log.</summary>
     private const long Promised = 256;
+    /// <summary>Echoes at 100 Mbit/s: a window's worth in 11 ms of the test's clock, for tests of what a probe measures.</summary>
+    private const double FastPace = 100_000;
     private const int Window = Prober.Window;
 
     [Fact]
@@ -21,17 +23,17 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var (origin, hops) = net.Line(1);
         var account = origin.Ledger.Account(hops[0].Id);
-        // In memory a partner answers each echo before the next goes out; after a few windows it
-        // stops, so the probe waits for the clock instead of echoing as fast as the CPU allows.
+        // In memory a partner answers each echo before the next goes out; after a window it stops,
+        // so the probe waits for the clock instead of echoing as fast as the CPU allows.
         var back = hops[0].PortTo(origin);
         int replies = 0;
         back.Tamper = cell =>
         {
-            if (Cell.Command(cell) == CellCommand.Relay && ++replies == 4 * Window) back.Stall();
+            if (Cell.Command(cell) == CellCommand.Relay && ++replies == Window) back.Stall();
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, Duration, FirstEchoWithin, default);
-        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered four windows of echoes");
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered a window of echoes");
         net.Time.Advance(Duration);
 
         double kbps = await probe.WaitAsync(Deadline);
@@ -50,15 +52,15 @@ public sealed class ProbeTests
         int replies = 0;
         back.Tamper = cell =>
         {
-            if (Cell.Command(cell) == CellCommand.Relay && ++replies == 2 * Window) back.Stall();
+            if (Cell.Command(cell) == CellCommand.Relay && ++replies == Window) back.Stall();
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, Duration, FirstEchoWithin, default);
-        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered two windows of echoes");
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered a window of echoes");
         net.Time.Advance(Duration);
         await probe.WaitAsync(Deadline);
 
-        Assert.True(account.BytesDeliveredToUs > Window * Cell.Size, $"{account.BytesDeliveredToUs} bytes delivered");
+        Assert.True(account.BytesDeliveredToUs >= (Window - 1) * Cell.Size, $"{account.BytesDeliveredToUs} bytes delivered");
         Assert.Equal(0, account.BytesReceived);
         Assert.Equal(0, hops[0].Ledger.Account(origin.Id).BytesGiven);
     }
@@ -80,7 +82,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 3 / 4);
         hop.Port.Resume();
@@ -113,7 +115,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the first window's replies to be held");
         net.Time.Advance(Duration * 2);
         Assert.False(probe.IsCompleted, "the probe gave up before its first echo could come");
@@ -140,7 +142,7 @@ public sealed class ProbeTests
             self.Send(RelayCommand.EchoReply, 0, echo);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == Window, Deadline, "the replies to be held");
         net.Time.Advance(FirstEchoWithin);
 
@@ -164,7 +166,7 @@ public sealed class ProbeTests
             if (command == RelayCommand.Echo) self.Send(RelayCommand.EchoReply, 0, earlier);
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => account.BytesDeliveredToUs >= Window * Cell.Size, Deadline, "a cell back for each echo");
         long sent = account.BytesDeliveredToUs;
         net.Time.Advance(FirstEchoWithin);
@@ -187,7 +189,7 @@ public sealed class ProbeTests
         // Its CREATED waits behind a loaded link for longer than the whole wait for a first echo.
         hop.Port.Stall();
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Port.Held == 1, Deadline, "the CREATED to be held");
         // Meanwhile it carries our own traffic on our other circuits.
         account.AddDeliveredToUs(sentMeanwhile);
@@ -195,6 +197,36 @@ public sealed class ProbeTests
 
         double kbps = await probe.WaitAsync(Deadline);
         Assert.Equal(sentMeanwhile * 8 / 1000.0 / FirstEchoWithin.TotalSeconds, kbps, precision: 6);
+    }
+
+    [Fact]
+    public async Task After_a_first_window_echoes_go_out_at_the_pace_not_as_fast_as_the_partner_answers()
+    {
+        using var net = new CircuitHarness();
+        var origin = net.AddNode();
+        var hop = net.AddFake(origin);
+        var account = origin.Ledger.Account(hop.Id);
+        // A partner with room to spare answers every echo at once.
+        hop.OnMessage = (self, command, _, echo) =>
+        {
+            if (command == RelayCommand.Echo) self.Send(RelayCommand.EchoReply, 0, echo);
+        };
+        const double echoKbps = 512;
+        double perSecond = echoKbps * 1000 / 8 / Cell.Size;
+
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, echoKbps, Duration, FirstEchoWithin, default);
+        await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the first window to go out at once");
+        Assert.Equal(Window, hop.Received.Count);
+
+        net.Time.Advance(Duration / 2);
+        int paced = Window + (int)(Duration.TotalSeconds / 2 * perSecond);
+        await Eventually.WaitUntilAsync(() => hop.Received.Count >= paced, Deadline, "a second's echoes at the pace");
+        net.Time.Advance(Duration / 2);
+
+        double kbps = await probe.WaitAsync(Deadline);
+        Assert.InRange(hop.Received.Count, paced, paced + perSecond + 1);
+        // Measured on what came back, which the pace held to the first window and the rest at its rate.
+        Assert.True(kbps <= (Window + Duration.TotalSeconds * perSecond + 1) * Cell.Size * 8 / 1000 / Duration.TotalSeconds, $"{kbps} kbps");
     }
 
     public static TheoryData<string, bool> Echoes => new()
@@ -242,7 +274,7 @@ public sealed class ProbeTests
             }
         };
 
-        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.Ports[hop.Id], hop.Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => hop.Received.Count >= Window, Deadline, "the probe's echoes to reach the partner");
         // Past the measure of one that answers, and past the wait for one that does not.
         net.Time.Advance(FirstEchoWithin);
