@@ -214,7 +214,8 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
     /// go on to several, it is split evenly among those. The needs at <paramref name="next"/> share
     /// its one grant to us. When a circuit from a neighbour not yet among them would make them more
     /// than that grant, some client would get less than it was granted, where a path through
-    /// another hop would not: the origin is asked to draw another. A neighbour's further circuits
+    /// another hop would not: the origin is asked to draw another. A next hop whose last probe
+    /// measured less than its grant counts at what it delivered. A neighbour's further circuits
     /// go, as they share its need already counted; so do the first circuit to a next hop and one
     /// whose origin insists (<see cref="ExtendBody.EvenIfFull"/>): slow beats failed. Split, however
     /// many circuits a neighbour builds, its needs come to its one grant: it cannot fill more of
@@ -236,11 +237,14 @@ public sealed class CircuitTable(NodeIdentity identity, CircuitOptions options, 
         }
         var sharing = nextHops.Where(n => n.Value.Contains(next)).Select(n => n.Key).ToList();
         if (sharing.Count == 0 || sharing.Contains(from)) return false;
-        long capacity = grants(next).TheyGrant;
+        // A next hop our last probe found short of its grant carries what it delivered, not what it
+        // claims: an over-claimer's grants promise more than its link carries (seen on the testbed).
+        double capacity = grants(next).TheyGrant;
+        if (policy.AccountOf(next)?.DeliveredKbps is { } delivered && delivered < capacity) capacity = delivered;
         double demand = sharing.Sum(p => (double)grants(p).WeGrant / nextHops[p].Count)
             + (double)grants(from).WeGrant / ((nextHops.GetValueOrDefault(from)?.Count ?? 0) + 1);
         if (demand <= capacity) return false;
-        logger.LogDebug("Refused to extend a circuit to {Next}: the circuits in use there, for {Count} neighbours, would need {Demand:F0} of its {Capacity} kbps",
+        logger.LogDebug("Refused to extend a circuit to {Next}: the circuits in use there, for {Count} neighbours, would need {Demand:F0} of its {Capacity:F0} kbps",
             next.Brief, sharing.Count + 1, demand, capacity);
         return true;
     }

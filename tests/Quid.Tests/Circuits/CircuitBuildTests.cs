@@ -175,6 +175,30 @@ public sealed class CircuitBuildTests
     }
 
     [Fact]
+    public async Task A_next_hop_our_last_probe_measured_below_its_grant_counts_at_what_it_delivered()
+    {
+        using var net = new CircuitHarness();
+        var (first, hops) = net.Line(2);
+        var second = net.AddNode();
+        net.Partners(second, hops[0]);
+        var (hop, next) = (hops[0], hops[1]);
+        // The next hop grants 512 kbps, room for both origins' 256, but was measured at 300.
+        hop.Kbps[first.Id] = hop.Kbps[second.Id] = (256, 256);
+        hop.Kbps[next.Id] = (256, 512);
+        var account = hop.Ledger.Account(next.Id);
+        account.DeliveredKbps = 300;
+        await first.BuildAsync(hop, next);
+
+        var refused = await Assert.ThrowsAsync<StreamException>(() => second.BuildAsync(hop, next));
+        Assert.True(refused.HopFull);
+
+        // Measured above its grant (idle capacity lent on top), it counts at its grant: room for both.
+        account.DeliveredKbps = 900;
+        var built = await second.BuildAsync(hop, next);
+        Assert.Equal([hop.Id, next.Id], built.Hops.Select(h => h.Id));
+    }
+
+    [Fact]
     public async Task A_neighbours_need_is_split_among_the_next_hops_its_circuits_in_use_go_to_so_many_circuits_fill_no_more_than_its_grant()
     {
         using var net = new CircuitHarness();
