@@ -103,9 +103,10 @@ KNOWN_GAPS = {
     'idle-nodes': 'a node behind the NAT that carried nothing for others in the whole run, while an honest public node '
                   'carried nothing either: whose circuits cross a node is its partners\' draw, among partners drawn without '
                   'regard to their capacity (SIMULATION.md, "Next hops drawn by their offer"). Since stop 49 a probe\'s '
-                  'echoes no longer count as carrying; in its first four runs two to five nodes carried nothing through '
-                  'the two minutes of load (nodes of 2.3 to 76 Mbit/s, behind the NAT and not); over the whole run the '
-                  'least a node behind the NAT carried was 12 to 3,714 KB, and once a public node (3.4 Mbit/s) carried nothing',
+                  'echoes no longer count as carrying; in 9 of its 12 runs a node behind the NAT carried less than 200 KB '
+                  'through the two minutes of load, and in 8 an honest public node did too (nodes of 3 to 76 Mbit/s); '
+                  'over the whole run the node behind the NAT that carried least had 12 KB to 12.8 MB, and in 3 runs an honest '
+                  'public node (3.4 to 22.7 Mbit/s) carried nothing',
     'rate-at-least-grant': 'a relay\'s grant from its next hop carries every circuit it extends there; since stop 36 a '
                            'relay refuses to extend onto a next hop whose grant its neighbours\' circuits in use already '
                            'take (PROTOCOL 6.1): the row passed 5 of the 6 runs of stop 36\'s final rules (the sixth, 0.93, '
