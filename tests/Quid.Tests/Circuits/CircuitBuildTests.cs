@@ -133,13 +133,8 @@ public sealed class CircuitBuildTests
     public async Task A_hop_will_not_put_a_second_neighbours_circuit_on_a_next_hop_whose_grant_the_first_neighbours_circuit_in_use_fills_unless_the_origin_insists_or_the_first_falls_idle()
     {
         using var net = new CircuitHarness();
-        var (first, hops) = net.Line(2);
-        var second = net.AddNode();
-        net.Partners(second, hops[0]);
-        var (hop, next) = (hops[0], hops[1]);
         // The hop grants each origin 256 kbps, and the next hop grants it 256: room for one of them.
-        hop.Kbps[first.Id] = hop.Kbps[second.Id] = (256, 256);
-        hop.Kbps[next.Id] = (256, 256);
+        var (first, second, hop, next) = TwoOriginsThroughOneHop(net, nextGrants: 256);
         var carrying = await first.BuildAsync(hop, next);
         int sentToNext = hop.PortTo(next).Sent.Count;
 
@@ -178,13 +173,8 @@ public sealed class CircuitBuildTests
     public async Task A_next_hop_our_last_probe_measured_below_its_grant_counts_at_what_it_delivered()
     {
         using var net = new CircuitHarness();
-        var (first, hops) = net.Line(2);
-        var second = net.AddNode();
-        net.Partners(second, hops[0]);
-        var (hop, next) = (hops[0], hops[1]);
         // The next hop grants 512 kbps, room for both origins' 256, but was measured at 300.
-        hop.Kbps[first.Id] = hop.Kbps[second.Id] = (256, 256);
-        hop.Kbps[next.Id] = (256, 512);
+        var (first, second, hop, next) = TwoOriginsThroughOneHop(net, nextGrants: 512);
         var account = hop.Ledger.Account(next.Id);
         account.DeliveredKbps = 300;
         await first.BuildAsync(hop, next);
@@ -310,5 +300,17 @@ public sealed class CircuitBuildTests
         BinaryPrimitives.WriteUInt16BigEndian(Cell.Body(cell.AsSpan()), 1);
         ntor.Request.CopyTo(Cell.Body(cell.AsSpan())[2..]);
         return cell;
+    }
+
+    /// <summary>Two origins that are partners of one hop, which grants each 256 kbps and extends to a next hop that grants it <paramref name="nextGrants"/>.</summary>
+    private static (CircuitNode First, CircuitNode Second, CircuitNode Hop, CircuitNode Next) TwoOriginsThroughOneHop(CircuitHarness net, long nextGrants)
+    {
+        var (first, hops) = net.Line(2);
+        var second = net.AddNode();
+        net.Partners(second, hops[0]);
+        var (hop, next) = (hops[0], hops[1]);
+        hop.Kbps[first.Id] = hop.Kbps[second.Id] = (256, 256);
+        hop.Kbps[next.Id] = (256, nextGrants);
+        return (first, second, hop, next);
     }
 }

@@ -23,20 +23,9 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var (origin, hops) = net.Line(1);
         var account = origin.Ledger.Account(hops[0].Id);
-        // In memory a partner answers each echo before the next goes out; after a window it stops,
-        // so the probe waits for the clock instead of echoing as fast as the CPU allows.
-        var back = hops[0].PortTo(origin);
-        int replies = 0;
-        back.Tamper = cell =>
-        {
-            if (Cell.Command(cell) == CellCommand.Relay && ++replies == Window) back.Stall();
-        };
 
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
-        await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered a window of echoes");
-        net.Time.Advance(Duration);
+        double kbps = await ProbeAWindowOfEchoesAsync(net, origin, hops[0]);
 
-        double kbps = await probe.WaitAsync(Deadline);
         Assert.True(kbps > 0);
         // All it can have counted: every byte the partner delivered, over the two seconds the clock moved.
         Assert.True(kbps <= account.BytesDeliveredToUs * 8 / 1000.0 / Duration.TotalSeconds, $"{kbps} kbps");
@@ -48,21 +37,32 @@ public sealed class ProbeTests
         using var net = new CircuitHarness();
         var (origin, hops) = net.Line(1);
         var account = origin.Ledger.Account(hops[0].Id);
-        var back = hops[0].PortTo(origin);
+
+        await ProbeAWindowOfEchoesAsync(net, origin, hops[0]);
+
+        Assert.True(account.BytesDeliveredToUs >= (Window - 1) * Cell.Size, $"{account.BytesDeliveredToUs} bytes delivered");
+        Assert.Equal(0, account.BytesReceived);
+        Assert.Equal(0, hops[0].Ledger.Account(origin.Id).BytesGiven);
+    }
+
+    /// <summary>
+    /// Probes a real partner that answers one window of echoes and then stalls, for a duration on
+    /// the test's clock. In memory a partner answers each echo before the next goes out: the stall
+    /// makes the probe wait for the clock instead of echoing as fast as the CPU allows.
+    /// </summary>
+    private static async Task<double> ProbeAWindowOfEchoesAsync(CircuitHarness net, CircuitNode origin, CircuitNode partner)
+    {
+        var back = partner.PortTo(origin);
         int replies = 0;
         back.Tamper = cell =>
         {
             if (Cell.Command(cell) == CellCommand.Relay && ++replies == Window) back.Stall();
         };
-
-        var probe = origin.Prober.ProbeAsync(origin.PortTo(hops[0]), hops[0].Descriptor, account, Promised, FastPace, Duration, FirstEchoWithin, default);
+        var probe = origin.Prober.ProbeAsync(origin.PortTo(partner), partner.Descriptor, origin.Ledger.Account(partner.Id), Promised, FastPace, Duration,
+            FirstEchoWithin, default);
         await Eventually.WaitUntilAsync(() => back.Held > 0, Deadline, "the partner to have answered a window of echoes");
         net.Time.Advance(Duration);
-        await probe.WaitAsync(Deadline);
-
-        Assert.True(account.BytesDeliveredToUs >= (Window - 1) * Cell.Size, $"{account.BytesDeliveredToUs} bytes delivered");
-        Assert.Equal(0, account.BytesReceived);
-        Assert.Equal(0, hops[0].Ledger.Account(origin.Id).BytesGiven);
+        return await probe.WaitAsync(Deadline);
     }
 
     [Fact]
