@@ -950,13 +950,16 @@ public sealed class Market
         if (deliveredKbps >= promisedKbps * _options.DeliveryThreshold)
         {
             bool recovering = account.Verdict == Verdict.Underdelivering;
+            // One that fell short at the last probe must pass twice before it grows: an over-claimer
+            // that passed every other probe grew on each pass and was never cut (seen on the testbed).
+            bool hold = account.Suspected;
             account.Suspected = false;
             account.Failures = 0;
             account.Verdict = Verdict.Good;
             bool growing = false;
             foreach (var agreement in agreements)
             {
-                Settle(agreement, recovering, now, actions);
+                Settle(agreement, recovering, hold, now, actions);
                 growing |= OnTrial(agreement, now) && (agreement.WeGrant < agreement.WeGrantedAtStart || agreement.TheyGrant < agreement.Terms.GrantedBy(partner));
             }
             // While grants are still growing on trial, the next probe comes soon: they grow with each.
@@ -1036,9 +1039,10 @@ public sealed class Market
     /// trial, or more than at our last probe), so that two partners grow together; never more
     /// than we signed. A partner we had cut for a shortfall and that delivers again grows back one
     /// order per good probe, whatever it grants: it may itself have cut us in answer to our cut,
-    /// and grows back as we do.
+    /// and grows back as we do. On <paramref name="hold"/> (it fell short at the probe before) it
+    /// may shrink to what it returns, but does not grow.
     /// </summary>
-    private void Settle(Agreement agreement, bool recovering, DateTimeOffset now, List<MarketAction> actions)
+    private void Settle(Agreement agreement, bool recovering, bool hold, DateTimeOffset now, List<MarketAction> actions)
     {
         if (agreement.OurAllocation is not { } allocation || agreement.WeGrantedAtStart is not { } signed) return;
         Block target;
@@ -1051,6 +1055,7 @@ public sealed class Market
             target = Block.Min(signed, growing ? theirs.Larger : theirs);
         }
         else return; // nothing comes back to measure: what it says it gives holds it (at formation)
+        if (hold) target = Block.Min(target, allocation.Size);
         Resize(agreement, target, actions);
     }
 

@@ -1011,6 +1011,26 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void A_partner_that_fell_short_at_its_last_probe_must_pass_twice_before_its_grant_grows()
+    {
+        var a = NewNode(1024, 1024, options: WithTrial);
+        var b = NewNode(1024, 1024, options: WithTrial);
+        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
+        var replies = Deliver(a, b, proposal);
+        foreach (var m in replies.OfType<SendMarketMessage>()) Relay(a, b, Deliver(b, a, m.Message));
+        Assert.Equal(256, a.Market.GrantedTo(b.Id)); // a trial, on its way to what A signed
+
+        // Short, then good: the good one clears the suspicion, but A's grant stays where it was.
+        Assert.Empty(a.Market.ProbeResult(b.Id, deliveredKbps: 64, promisedKbps: 256));
+        Relay(a, b, a.Market.ProbeResult(b.Id, deliveredKbps: 256, promisedKbps: 256));
+        Assert.Equal(256, a.Market.GrantedTo(b.Id));
+        Assert.False(a.Market.Ledger.Account(b.Id).Suspected);
+        // Good again: now it grows with B's grant, as on any trial.
+        Relay(a, b, a.Market.ProbeResult(b.Id, deliveredKbps: 256, promisedKbps: 256));
+        Assert.Equal(512, a.Market.GrantedTo(b.Id));
+    }
+
+    [Fact]
     public void A_partner_that_asks_more_than_it_grants_is_held_to_what_it_returns()
     {
         // The over-claimer's trade: it asks 1024 of each partner and grants the partner's 64.
