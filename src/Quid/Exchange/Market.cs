@@ -951,7 +951,8 @@ public sealed class Market
         {
             bool recovering = account.Verdict == Verdict.Underdelivering;
             // One that fell short at the last probe must pass twice before it grows: an over-claimer
-            // that passed every other probe grew on each pass and was never cut (seen on the testbed).
+            // that passed every other probe grew on each pass, and was cut only after 76 s (seen on
+            // the testbed).
             bool hold = account.Suspected;
             account.Suspected = false;
             account.Failures = 0;
