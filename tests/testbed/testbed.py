@@ -134,7 +134,7 @@ KNOWN_GAPS = {
                  'any idle node may. Above every honest node of its capacity was a failure until stop 49: while probe '
                  'echoes counted, those it answered to its many probers counted as carried, and it never came within '
                  '0.68 of the largest in stop 48\'s nine unpaced runs; without them it came above every one once in '
-                 '24 runs of stop 49 (3.58 against at most 2.27, downloading at 2,392 kbps against their mean of 684)',
+                 '25 runs of stop 49 (3.58 against at most 2.27, downloading at 2,392 kbps against their mean of 684)',
     'verdict-at-nothing': 'an honest partner measured at nothing by two probes in a row, 10 s apart, and shunned. The CI run of '
                           'stop 46 and 3 of 4 Debug runs of stop 47 traced it: two probes of one partner shared one failed '
                           'circuit build (fixed: one probe at a time), and CREATEs waited 10 to 13 s in kernel send buffers '
