@@ -121,7 +121,7 @@ KNOWN_GAPS = {
                            'with probes paced again and a next hop counted at its measure where that is less than its '
                            'grant, 4 of 12: three where slow downloads exited at or crossed the over-claimer (its partners\' '
                            'probes see it deliver, each alone), and one through a 3.4 Mbit/s middle hop (TESTBED.md)',
-    'liar-lent': 'above its class\'s upper quartile but within its range: partners lend their idle capacity to whichever '
+    'liar-lent': 'above its class\'s upper quartile: partners lend their idle capacity to whichever '
                  'partner has traffic waiting, the over-claimer\'s own downloads included, so what it receives per byte it '
                  'carries can land above most honest nodes of its capacity (twice in stop 34\'s runs, once in stop 38\'s five: 2.48 '
                  'against an upper quartile of 2.14, honest 0.94-2.73, 45 of its 85 MB from one partner that granted it '
