@@ -980,6 +980,13 @@ public sealed class MarketTests : IDisposable
         foreach (var send in actions.OfType<SendMarketMessage>().Where(s => s.To == to.Id && s.Message is GrantChanged)) Deliver(from, to, send.Message);
     }
 
+    /// <summary>The proposer's proposal accepted, and each side's first grant on trial told to the other.</summary>
+    private static void AgreeOnTrial(Node proposer, Node acceptor)
+    {
+        var proposal = Sent<AgreementProposal>(proposer.Market.Search(Offers(acceptor.Descriptor()), _ => true), acceptor);
+        foreach (var m in Deliver(proposer, acceptor, proposal).OfType<SendMarketMessage>()) Relay(proposer, acceptor, Deliver(acceptor, proposer, m.Message));
+    }
+
     [Fact]
     public void A_new_partner_is_granted_a_trial_and_both_grow_to_what_they_signed_as_each_finds_the_other_delivering()
     {
@@ -1015,9 +1022,7 @@ public sealed class MarketTests : IDisposable
     {
         var a = NewNode(1024, 1024, options: WithTrial);
         var b = NewNode(1024, 1024, options: WithTrial);
-        var proposal = Sent<AgreementProposal>(a.Market.Search(Offers(b.Descriptor()), _ => true), b);
-        var replies = Deliver(a, b, proposal);
-        foreach (var m in replies.OfType<SendMarketMessage>()) Relay(a, b, Deliver(b, a, m.Message));
+        AgreeOnTrial(a, b);
         Assert.Equal(256, a.Market.GrantedTo(b.Id)); // a trial, on its way to what A signed
 
         // Short, then good: the good one clears the suspicion, but A's grant stays where it was.
@@ -1036,9 +1041,7 @@ public sealed class MarketTests : IDisposable
         // The over-claimer's trade: it asks 1024 of each partner and grants the partner's 64.
         var claimer = NewNode(4096, 1024, options: WithTrial);
         var honest = NewNode(1024, 64, options: WithTrial);
-        var proposal = Sent<AgreementProposal>(claimer.Market.Search(Offers(honest.Descriptor()), _ => true), honest);
-        var replies = Deliver(claimer, honest, proposal);
-        foreach (var m in replies.OfType<SendMarketMessage>()) Relay(claimer, honest, Deliver(honest, claimer, m.Message));
+        AgreeOnTrial(claimer, honest);
         Assert.Equal(256, honest.Market.GrantedTo(claimer.Id)); // a quarter of what it signed
 
         // The claimer delivers all it grants, and keeps within its trial growth: 16, then 32, then 64.
