@@ -5,7 +5,10 @@ using Quid.Wire;
 namespace Quid.Sim;
 
 /// <summary>One stretch during which a node's request was not met: from falling short to a new partner, and to being met again.</summary>
-public readonly record struct RequestEpisode(AgentClass Class, long Start, long? FirstGrant, long? Met, bool Satisfiable, bool LeftFirst);
+public readonly record struct RequestEpisode(AgentClass Class, long Start, long? FirstGrant, long? Met, int Satisfiers, bool LeftFirst)
+{
+    public bool Satisfiable => Satisfiers > 0;
+}
 
 /// <summary>One agreement with a cheater, seen by the partner that may catch it.</summary>
 public sealed class CheaterWatch(AgentClass cls, long formed, bool promised)
@@ -121,11 +124,11 @@ public sealed class Metrics
         {
             stats.UnmetSince = Now;
             stats.FirstGrant = null;
-            stats.Satisfiable = _sim.Satisfiable(node);
+            stats.Satisfiers = _sim.Satisfiers(node);
         }
         else if (met && stats.UnmetSince is { } since)
         {
-            Episodes.Add(new RequestEpisode(node.Agent.Class, since, stats.FirstGrant ?? Now, Now, stats.Satisfiable, false));
+            Episodes.Add(new RequestEpisode(node.Agent.Class, since, stats.FirstGrant ?? Now, Now, stats.Satisfiers, false));
             stats.UnmetSince = null;
         }
     }
@@ -133,7 +136,7 @@ public sealed class Metrics
     internal void NodeLeft(SimNode node)
     {
         if (node.Stats.UnmetSince is { } since)
-            Episodes.Add(new RequestEpisode(node.Agent.Class, since, node.Stats.FirstGrant, null, node.Stats.Satisfiable, true));
+            Episodes.Add(new RequestEpisode(node.Agent.Class, since, node.Stats.FirstGrant, null, node.Stats.Satisfiers, true));
         node.Stats.UnmetSince = null;
     }
 
@@ -142,7 +145,7 @@ public sealed class Metrics
     {
         foreach (var node in nodes)
             if (node.Online && node.Stats.UnmetSince is { } since)
-                Episodes.Add(new RequestEpisode(node.Agent.Class, since, node.Stats.FirstGrant, null, node.Stats.Satisfiable, false));
+                Episodes.Add(new RequestEpisode(node.Agent.Class, since, node.Stats.FirstGrant, null, node.Stats.Satisfiers, false));
     }
 
     // ---- Agreements, probes, verdicts ----

@@ -100,6 +100,23 @@ public sealed class Report
         return rows;
     }
 
+    /// <summary>
+    /// The first-partner figure by how many nodes could have met the request when it began: a
+    /// request only one node in the network can meet is found only if the search reaches that one
+    /// before anyone else takes it.
+    /// </summary>
+    private void SummariseScarcity()
+    {
+        var satisfiable = WindowEpisodes.Where(e => e.Satisfiable && !(e.LeftFirst && e.FirstGrant is null)).ToList();
+        foreach (var (name, least, most) in new[] { ("1", 1, 1), ("2_3", 2, 3), ("4_9", 4, 9), ("10_plus", Simulation.SatisfiersCounted, int.MaxValue) })
+        {
+            var group = satisfiable.Where(e => e.Satisfiers >= least && e.Satisfiers <= most).ToList();
+            var first = group.Select(e => e.FirstGrant is { } g ? Seconds(g - e.Start) : double.PositiveInfinity).ToArray();
+            Add($"satisfiable_share_satisfiers_{name}", F(satisfiable.Count == 0 ? double.NaN : (double)group.Count / satisfiable.Count));
+            Add($"first_partner_within_3s_satisfiers_{name}", F(Share(first, MatchTarget.TotalSeconds)));
+        }
+    }
+
     private static double Share(IReadOnlyCollection<double> values, double limit) => values.Count == 0 ? double.NaN : (double)values.Count(v => v <= limit) / values.Count;
 
     // ---- What each class gives and receives ----
@@ -260,6 +277,7 @@ public sealed class Report
         Add("first_partner_median_s", all[6]);
         Add("first_partner_p99_s", all[8]);
         Add("fully_met_median_s", all[9]);
+        SummariseScarcity();
 
         if (_sim.Lookups is { } lookups) SummariseLookups(lookups);
 

@@ -363,5 +363,6 @@ internal sealed class NodeStats
     /// <summary>The open request episode: when the node last found itself short, and when a new partner first granted it.</summary>
     public long? UnmetSince;
     public long? FirstGrant;
-    public bool Satisfiable;
+    /// <summary>How many nodes could have met the request when the episode began (<see cref="Simulation.Satisfiers"/>).</summary>
+    public int Satisfiers;
 }

@@ -222,14 +222,19 @@ public sealed class Simulation
         });
     }
 
+    /// <summary>Satisfiers are counted up to this many: enough to tell a request only a few nodes can meet from one many can.</summary>
+    internal const int SatisfiersCounted = 10;
+
     /// <summary>
-    /// Whether some other node could match a request now, by the ground truth rather than
+    /// How many other nodes could match a request now (0 when none: the request is not
+    /// satisfiable), counted up to <see cref="SatisfiersCounted"/>, by the ground truth rather than
     /// anyone's view: online, not yet a partner, a free block at least the request, and asking
     /// for no more than our largest free block.
     /// </summary>
-    internal bool Satisfiable(SimNode node)
+    internal int Satisfiers(SimNode node)
     {
-        if (node.Market.Request is not { } request) return false;
+        if (node.Market.Request is not { } request) return 0;
+        int count = 0;
         var partners = node.Market.Active.Select(a => a.Partner).ToHashSet();
         foreach (var other in _online)
         {
@@ -239,9 +244,9 @@ public sealed class Simulation
             if (node.Core.LinkTo(other.Id) is null && other.Host.Address is null) continue;
             if (node.Market.Shuns(other.Id) || other.Market.Shuns(node.Id)) continue;
             if (other.Market.Capacity.LargestFree is not { } free || free < request || !other.Market.CanGrant(node.Id, request)) continue;
-            if (other.Market.Request is not { } wants || node.Market.CanGrant(other.Id, wants)) return true;
+            if ((other.Market.Request is not { } wants || node.Market.CanGrant(other.Id, wants)) && ++count == SatisfiersCounted) break;
         }
-        return false;
+        return count;
     }
 }
 
