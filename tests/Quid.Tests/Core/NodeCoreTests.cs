@@ -319,8 +319,9 @@ public sealed class NodeCoreTests : IDisposable
     [Fact]
     public void A_full_leaf_drops_its_oldest_link_that_trades_nothing_to_let_a_new_one_in_but_never_a_partner_or_a_link_just_made()
     {
-        // Room for three links, and no wish for more, so that the leaf dials nobody itself.
-        var leaf = _h.Add(CoreHarness.Options(1024, null) with { Overlay = new OverlayOptions { MaxLeafNeighbours = 3, MinNeighbours = 1, Random = new Random(7) } });
+        // Room for three links, and no wish for more, so that the leaf dials nobody itself; its
+        // whole offer goes to the one partner, so that it has no capacity to take a link beyond them.
+        var leaf = _h.Add(CoreHarness.Options(512, null) with { Overlay = new OverlayOptions { MaxLeafNeighbours = 3, MinNeighbours = 1, Random = new Random(7) } });
         CoreHarness.CoreNode Node(long? request) => _h.Add(CoreHarness.Options(1024, request) with { Overlay = new OverlayOptions { MinNeighbours = 1, Random = new Random(8) } });
         var (idle, partner, quiet) = (Node(null), Node(512), Node(null));
         foreach (var node in new[] { idle, partner, quiet })
@@ -352,6 +353,29 @@ public sealed class NodeCoreTests : IDisposable
         Assert.Equal(LinkVerdict.Refuse, leaf.Verdicts[^1]);
         Assert.Equal(3, leaf.Core.LinkCount);
         Assert.Null(leaf.Core.LinkTo(third.Id));
+    }
+
+    [Fact]
+    public void A_full_leaf_whose_links_all_trade_takes_one_more_while_it_has_capacity_free()
+    {
+        var leaf = _h.Add(CoreHarness.Options(1024, null) with { Overlay = new OverlayOptions { MaxLeafNeighbours = 2, MinNeighbours = 1, Random = new Random(7) } });
+        CoreHarness.CoreNode Node() => _h.Add(CoreHarness.Options(1024, 256) with { Overlay = new OverlayOptions { MinNeighbours = 1, Random = new Random(8) } });
+        foreach (var partner in new[] { Node(), Node() })
+        {
+            _h.Connect(partner, leaf);
+            _h.Tick(times: 3);
+        }
+        Assert.Equal(2, leaf.Core.Market.Active.Count());
+        _h.Time.Advance(TimeSpan.FromSeconds(11));
+
+        // Both links are partners, so none may be dropped, but 512 kbps are free: the third comes in and trades.
+        var third = Node();
+        _h.Connect(third, leaf);
+        _h.Tick(times: 3);
+
+        Assert.Equal(LinkVerdict.Keep, leaf.Verdicts[^1]);
+        Assert.Equal(3, leaf.Core.LinkCount);
+        Assert.Contains(leaf.Core.Market.Active, a => a.Partner == third.Id);
     }
 
     [Fact]
