@@ -184,9 +184,9 @@ public sealed class NodeCore<TLink> where TLink : class
     /// Whether a leaf with no link it may drop still takes a new one: while it has capacity free,
     /// up to an ultrapeer's number of links. Every link it holds is then busy with trade, and the
     /// newcomer most likely wants some of what is free; refused, it would wait out a cooldown while
-    /// the capacity went unused. In the simulator at 1,000 nodes, most requests that only one to
-    /// three nodes could meet, and that had no partner 3 s after they began, were waiting so on a
-    /// leaf whose 32 links were all partners.
+    /// the capacity went unused. In the simulator at 1,000 nodes, a third to a half of the requests
+    /// that only one to three nodes could meet, and that had no partner 3 s after they began, were
+    /// waiting so on a leaf whose 32 links were all partners.
     /// </summary>
     private bool TradesBeyondLinkLimit =>
         Overlay.Role == OverlayRole.Leaf && Market.Capacity.LargestFree is not null && _links.Count < _options.Overlay.MaxUltrapeerNeighbours;
