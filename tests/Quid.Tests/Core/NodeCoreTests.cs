@@ -347,7 +347,8 @@ public sealed class NodeCoreTests : IDisposable
         Assert.Null(leaf.Core.LinkTo(quiet.Id));
         Assert.NotNull(leaf.Core.LinkTo(partner.Id));
 
-        // What is left is a partner and two links made just now: no room.
+        // What is left is a partner and two links made just now: no room, and nothing free to trade.
+        Assert.Null(leaf.Core.Market.Capacity.LargestFree);
         var third = Node(null);
         _h.Connect(third, leaf);
         Assert.Equal(LinkVerdict.Refuse, leaf.Verdicts[^1]);
