@@ -89,8 +89,8 @@ public sealed class Report
         foreach (var group in WindowEpisodes.GroupBy(e => e.Class).OrderBy(g => g.Key).Select(g => (Name: g.Key.ToString(), Episodes: g.ToList()))
             .Append((Name: "all", Episodes: WindowEpisodes.ToList())))
         {
-            var satisfiable = group.Episodes.Where(e => e.Satisfiable && !(e.LeftFirst && e.FirstGrant is null)).ToList();
-            var first = satisfiable.Select(e => e.FirstGrant is { } g ? Seconds(g - e.Start) : double.PositiveInfinity).Order().ToArray();
+            var satisfiable = Judged(group.Episodes);
+            var first = satisfiable.Select(FirstPartnerSeconds).Order().ToArray();
             var full = satisfiable.Select(e => e.Met is { } m ? Seconds(m - e.Start) : double.PositiveInfinity).Order().ToArray();
             rows.Add([group.Name, I(group.Episodes.Count), I(satisfiable.Count),
                 F(Share(first, MatchTarget.TotalSeconds)), F(Share(full, MatchTarget.TotalSeconds)),
@@ -100,6 +100,12 @@ public sealed class Report
         return rows;
     }
 
+    /// <summary>The episodes the request figures judge: satisfiable, less those whose node left before any partner came.</summary>
+    private static List<RequestEpisode> Judged(IEnumerable<RequestEpisode> episodes) =>
+        episodes.Where(e => e.Satisfiable && !(e.LeftFirst && e.FirstGrant is null)).ToList();
+
+    private static double FirstPartnerSeconds(RequestEpisode e) => e.FirstGrant is { } g ? Seconds(g - e.Start) : double.PositiveInfinity;
+
     /// <summary>
     /// The first-partner figure by how many nodes could have met the request when it began: a
     /// request only one node in the network can meet is found only if the search reaches that one
@@ -107,11 +113,11 @@ public sealed class Report
     /// </summary>
     private void SummariseScarcity()
     {
-        var satisfiable = WindowEpisodes.Where(e => e.Satisfiable && !(e.LeftFirst && e.FirstGrant is null)).ToList();
+        var satisfiable = Judged(WindowEpisodes);
         foreach (var (name, least, most) in new[] { ("1", 1, 1), ("2_3", 2, 3), ("4_9", 4, 9), ("10_plus", Simulation.SatisfiersCounted, int.MaxValue) })
         {
             var group = satisfiable.Where(e => e.Satisfiers >= least && e.Satisfiers <= most).ToList();
-            var first = group.Select(e => e.FirstGrant is { } g ? Seconds(g - e.Start) : double.PositiveInfinity).ToArray();
+            var first = group.Select(FirstPartnerSeconds).ToArray();
             Add($"satisfiable_share_satisfiers_{name}", F(satisfiable.Count == 0 ? double.NaN : (double)group.Count / satisfiable.Count));
             Add($"first_partner_within_3s_satisfiers_{name}", F(Share(first, MatchTarget.TotalSeconds)));
         }
