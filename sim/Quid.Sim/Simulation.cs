@@ -236,14 +236,16 @@ public sealed class Simulation
         if (node.Market.Request is not { } request) return 0;
         int count = 0;
         var partners = node.Market.Active.Select(a => a.Partner).ToHashSet();
+        // Cheapest test first: this runs at every episode's start over every node online, and
+        // most of them have no block free (it was a third of a 10,000-node run's time).
         foreach (var other in _online)
         {
-            if (other == node || partners.Contains(other.Id)) continue;
+            if (other.Market.Capacity.LargestFree is not { } free || free < request) continue;
+            if (other == node || partners.Contains(other.Id) || !other.Market.CanGrant(node.Id, request)) continue;
             // The node must be able to reach the other (a link, or an address to dial), and
             // neither may be refusing the other after a verdict.
-            if (node.Core.LinkTo(other.Id) is null && other.Host.Address is null) continue;
+            if (other.Host.Address is null && node.Core.LinkTo(other.Id) is null) continue;
             if (node.Market.Shuns(other.Id) || other.Market.Shuns(node.Id)) continue;
-            if (other.Market.Capacity.LargestFree is not { } free || free < request || !other.Market.CanGrant(node.Id, request)) continue;
             if ((other.Market.Request is not { } wants || node.Market.CanGrant(other.Id, wants)) && ++count == SatisfiersCounted) break;
         }
         return count;
