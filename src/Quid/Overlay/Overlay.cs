@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using Quid.Crypto;
 using Quid.Wire;
 
@@ -25,6 +26,7 @@ public sealed partial class Overlay
     private readonly TimeProvider _time;
     private readonly OverlayOptions _options;
     private readonly PeerTable _peers;
+    private readonly List<KnownPeer> _usableUltrapeers = [];
     private readonly QueryRoutes _routes;
     private readonly Dictionary<NodeId, Neighbour> _neighbours = [];
     private readonly HashSet<NodeId> _neighbourIds = [];
@@ -919,9 +921,15 @@ public sealed partial class Overlay
         var now = Now;
         int size = Math.Min(_options.PeerExchangeSize, PeersMessage.MaxDescriptors);
         bool Usable(KnownPeer p) => p.Id != exclude && p.Descriptor is { Address: not null } d && !d.IsExpired(now);
-        var ultrapeers = _peers.Ultrapeers.Where(Usable).ToArray();
-        _options.Random.Shuffle(ultrapeers);
-        var sample = ultrapeers.Take(size).Select(p => (p.Id, p.Descriptor!)).ToList();
+        // At every new link, over every ultrapeer known (hundreds at 10,000 nodes): a plain loop
+        // into a list kept for it, shuffled in place.
+        var ultrapeers = _usableUltrapeers;
+        ultrapeers.Clear();
+        foreach (var p in _peers.Ultrapeers)
+            if (Usable(p)) ultrapeers.Add(p);
+        _options.Random.Shuffle(CollectionsMarshal.AsSpan(ultrapeers));
+        var sample = new List<(NodeId, Descriptor)>(size);
+        for (int i = 0; i < ultrapeers.Count && sample.Count < size; i++) sample.Add((ultrapeers[i].Id, ultrapeers[i].Descriptor!));
         if (sample.Count == size) return [.. sample];
         var taken = new HashSet<NodeId>();
         for (int attempt = 0; attempt < 4 * size && sample.Count < size; attempt++)
