@@ -1,3 +1,4 @@
+using System.Numerics;
 using Quid.Wire;
 
 namespace Quid.Exchange;
@@ -13,6 +14,11 @@ public readonly record struct Allocation(int Offset, Block Size);
 public sealed class BuddyAllocator
 {
     private readonly SortedSet<int>[] _free;
+    // Which orders hold a free block, and how much is free, kept as blocks come and go: matches,
+    // searches and descriptors ask for them all the time, and counting one set per order at each
+    // ask (a cache miss each) was a fifth of a 10,000-node simulation.
+    private uint _ordersFree;
+    private long _freeKbps;
 
     public Block Capacity { get; }
 
@@ -21,18 +27,10 @@ public sealed class BuddyAllocator
         Capacity = capacity;
         _free = new SortedSet<int>[capacity.Order + 1];
         for (int i = 0; i <= capacity.Order; i++) _free[i] = [];
-        _free[capacity.Order].Add(0);
+        AddFree(capacity.Order, 0);
     }
 
-    public long FreeKbps
-    {
-        get
-        {
-            long total = 0;
-            for (int order = 0; order < _free.Length; order++) total += _free[order].Count * new Block((byte)order).Kbps;
-            return total;
-        }
-    }
+    public long FreeKbps => _freeKbps;
 
     public long GrantedKbps => Capacity.Kbps - FreeKbps;
 
@@ -43,7 +41,8 @@ public sealed class BuddyAllocator
         {
             var blocks = new List<Block>();
             for (int order = _free.Length - 1; order >= 0; order--)
-                for (int i = 0; i < _free[order].Count; i++) blocks.Add(new Block((byte)order));
+                if ((_ordersFree & 1u << order) != 0)
+                    for (int i = 0; i < _free[order].Count; i++) blocks.Add(new Block((byte)order));
             return blocks;
         }
     }
@@ -58,15 +57,7 @@ public sealed class BuddyAllocator
         }
     }
 
-    public Block? LargestFree
-    {
-        get
-        {
-            for (int order = _free.Length - 1; order >= 0; order--)
-                if (_free[order].Count > 0) return new Block((byte)order);
-            return null;
-        }
-    }
+    public Block? LargestFree => _ordersFree == 0 ? null : new Block((byte)(31 - BitOperations.LeadingZeroCount(_ordersFree)));
 
     public bool CanAllocate(Block size) => size <= Capacity && LargestFree is { } largest && largest >= size;
 
@@ -75,17 +66,17 @@ public sealed class BuddyAllocator
     {
         allocation = default;
         int order = size.Order;
-        int from = order;
-        while (from < _free.Length && _free[from].Count == 0) from++;
-        if (from >= _free.Length) return false;
+        uint large = order < 32 ? _ordersFree >> order << order : 0;
+        if (large == 0) return false;
+        int from = BitOperations.TrailingZeroCount(large);
 
         int offset = _free[from].Min;
-        _free[from].Remove(offset);
+        RemoveFree(from, offset);
         // Split down: keep the lower half, free the upper half at each level.
         while (from > order)
         {
             from--;
-            _free[from].Add(offset + (1 << from));
+            AddFree(from, offset + (1 << from));
         }
         allocation = new Allocation(offset, size);
         return true;
@@ -110,11 +101,11 @@ public sealed class BuddyAllocator
         while (order < Capacity.Order)
         {
             int buddy = offset ^ (1 << order);
-            if (!_free[order].Remove(buddy)) break;
+            if (!RemoveFree(order, buddy)) break;
             offset = Math.Min(offset, buddy);
             order++;
         }
-        if (!_free[order].Add(offset)) throw new InvalidOperationException($"{allocation} was released twice.");
+        if (!AddFree(order, offset)) throw new InvalidOperationException($"{allocation} was released twice.");
     }
 
     /// <summary>
@@ -138,7 +129,23 @@ public sealed class BuddyAllocator
         int order = allocation.Size.Order;
         if (order >= Capacity.Order) return null;
         int buddy = allocation.Offset ^ (1 << order);
-        if (!_free[order].Remove(buddy)) return null;
+        if (!RemoveFree(order, buddy)) return null;
         return new Allocation(Math.Min(allocation.Offset, buddy), new Block((byte)(order + 1)));
+    }
+
+    private bool AddFree(int order, int offset)
+    {
+        if (!_free[order].Add(offset)) return false;
+        _ordersFree |= 1u << order;
+        _freeKbps += new Block((byte)order).Kbps;
+        return true;
+    }
+
+    private bool RemoveFree(int order, int offset)
+    {
+        if (!_free[order].Remove(offset)) return false;
+        if (_free[order].Count == 0) _ordersFree &= ~(1u << order);
+        _freeKbps -= new Block((byte)order).Kbps;
+        return true;
     }
 }
