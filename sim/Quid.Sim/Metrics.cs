@@ -124,7 +124,8 @@ public sealed class Metrics
         {
             stats.UnmetSince = Now;
             stats.FirstGrant = null;
-            stats.Satisfiers = _sim.Satisfiers(node);
+            // A scan of every node online, for a figure only episodes begun in the window report.
+            stats.Satisfiers = InWindow ? _sim.Satisfiers(node) : 0;
         }
         else if (met && stats.UnmetSince is { } since)
         {
