@@ -920,7 +920,7 @@ public sealed partial class Overlay
     {
         var now = Now;
         int size = Math.Min(_options.PeerExchangeSize, PeersMessage.MaxDescriptors);
-        bool Usable(KnownPeer p) => p.Id != exclude && p.Descriptor is { Address: not null } d && !d.IsExpired(now);
+        bool Usable(KnownPeer p) => p.Id != exclude && p.PassableUntil > now;
         // At every new link, over every ultrapeer known (hundreds at 10,000 nodes): a plain loop
         // into a list kept for it, shuffled in place.
         var ultrapeers = _usableUltrapeers;

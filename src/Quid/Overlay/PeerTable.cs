@@ -10,6 +10,7 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
     private Descriptor? _descriptor;
     private IPEndPoint? _address;
     private bool _ultrapeer;
+    private bool _isUltrapeer;
 
     public NodeId Id { get; } = id;
 
@@ -20,6 +21,8 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
         {
             var before = Kind;
             _descriptor = value;
+            _isUltrapeer = value?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? _ultrapeer;
+            PassableUntil = value is { Address: not null } ? value.Expires : DateTimeOffset.MinValue;
             table.Reindex(this, before);
         }
     }
@@ -43,12 +46,19 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
         {
             var before = Kind;
             _ultrapeer = value;
+            _isUltrapeer = _descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? value;
             table.Reindex(this, before);
         }
     }
 
+    // What scans over every neighbour or every peer known ask first, kept here as the descriptor
+    // changes: the scans then mostly read this object alone, not the descriptor behind it too.
+
     /// <summary>Its current descriptor's role, or what we last heard when we hold none.</summary>
-    public bool IsUltrapeer => _descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? _ultrapeer;
+    public bool IsUltrapeer => _isUltrapeer;
+
+    /// <summary>Until when its descriptor may be passed on to others: it has an address and has not expired.</summary>
+    public DateTimeOffset PassableUntil { get; private set; } = DateTimeOffset.MinValue;
 
     internal PeerKind Kind => (IsUltrapeer ? PeerKind.Ultrapeer : PeerKind.None) | (_address is not null ? PeerKind.Addressed : PeerKind.None);
 
