@@ -139,7 +139,7 @@ public sealed class SimNode
     {
         if (!Online) return;
         _sim.Metrics.DialFailures++;
-        Core.DialFailed(address, expected);
+        Execute(Core.DialFailed(address, expected));
     }
 
     /// <summary>This end's handshake finished: the core keeps the link, refuses it, or keeps another one instead.</summary>

@@ -255,11 +255,19 @@ public sealed class NodeCore<TLink> where TLink : class
         return effects;
     }
 
-    /// <summary>A dial came to nothing (nobody answered, or another key did).</summary>
-    public void DialFailed(EndPoint address, NodeId? expected)
+    /// <summary>A dial came to nothing (nobody answered, or another key did): a candidate the market wanted that link for gives way to the next.</summary>
+    public IReadOnlyList<NodeEffect> DialFailed(EndPoint address, NodeId? expected)
     {
+        var effects = new List<NodeEffect>();
         _dialing.Remove(address);
         if (address is IPEndPoint ip) Overlay.DialFailed(expected, ip);
+        // A dial can fail while the peer's own dial to us came up: then the link is there to propose over.
+        if (expected is { } id && !_links.ContainsKey(id))
+        {
+            Market.LinkFailed(id);
+            Rematch(Market.RequestMet, effects);
+        }
+        return effects;
     }
 
     /// <summary>The node stops: every agreement ends politely, and no link is taken from now on.</summary>

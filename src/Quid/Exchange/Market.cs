@@ -779,6 +779,16 @@ public sealed class Market
         return actions;
     }
 
+    /// <summary>
+    /// A link we asked for to propose over could not be made: nobody answered, or another key did.
+    /// The candidate waits as one that did not answer in time would, and the slot it held is free
+    /// for the next candidate at once rather than when the link would have timed out.
+    /// </summary>
+    public void LinkFailed(NodeId peer)
+    {
+        if (_awaitingLinks.Remove(peer)) _cooldown[peer] = _time.GetUtcNow() + _options.RejectionCooldown;
+    }
+
     /// <summary>The link to a partner is gone: every agreement with it ends and its grants return to the free blocks.</summary>
     public IReadOnlyList<MarketAction> PartnerLost(NodeId partner)
     {

@@ -356,7 +356,7 @@ public sealed partial class QuidNode : IControlMessages, IAsyncDisposable
                     Execute(_core.LinkDown(closed.Link, closed.Link.PeerId));
                     break;
                 case DialFailed failed:
-                    _core.DialFailed(failed.Address, failed.Expected);
+                    Execute(_core.DialFailed(failed.Address, failed.Expected));
                     break;
                 case ProbeMeasured probe:
                     Execute(_core.ProbeMeasured(probe.Partner, probe.DeliveredKbps, probe.PromisedKbps));

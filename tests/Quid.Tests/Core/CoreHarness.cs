@@ -91,7 +91,7 @@ internal sealed class CoreHarness : IDisposable
                     if (_nodes.FirstOrDefault(n => n.Address.Equals(dial.Address)) is { } target && (dial.Expected is null || dial.Expected == target.Id))
                         Connect(node, target, dial.Address);
                     else
-                        node.Core.DialFailed(dial.Address, dial.Expected);
+                        Execute(node, node.Core.DialFailed(dial.Address, dial.Expected));
                     break;
                 case NodeEffect.Disconnect disconnect when node.Core.LinkTo(disconnect.Peer) is { } link:
                     _inFlight.Enqueue((link.Other(node), link, ControlCodec.Encode(new GoodbyeMessage(disconnect.Reason))));

@@ -201,6 +201,32 @@ public sealed class MarketTests : IDisposable
     }
 
     [Fact]
+    public void ALinkThatCannotBeMadeGivesWayToTheNextCandidateAtOnceAndItsCandidateWaits()
+    {
+        var identity = NodeIdentity.Generate(out _);
+        _identities.Add(identity);
+        var a = new Node(identity, new Market(identity, K(1024), K(64), _time, Options with { PartnersWanted = 1, Random = new Random(1) }), _time);
+        int port = 7843;
+        Descriptor Unlinked(Node n) => TestDescriptors.Make(n.Identity, K(512), K(64), published: _time.GetUtcNow(), address: new IPEndPoint(IPAddress.Loopback, port++));
+        var offers = Offers(Unlinked(NewNode(512, 64)), Unlinked(NewNode(512, 64)));
+
+        var asked = Assert.IsType<LinkNeeded>(Assert.Single(a.Market.Search(offers, _ => false))).Candidate.Id;
+        // While its link is awaited, it holds the one slot.
+        Assert.Empty(a.Market.Search(offers, _ => false));
+
+        // The dial fails: the other candidate is courted in the same instant, not when the link would have timed out.
+        a.Market.LinkFailed(asked);
+        var next = Assert.IsType<LinkNeeded>(Assert.Single(a.Market.Search(offers, _ => false))).Candidate.Id;
+        Assert.NotEqual(asked, next);
+
+        // The first waits as one that never answered would: it is not dialed again when the second fails too.
+        a.Market.LinkFailed(next);
+        Assert.Empty(a.Market.Search(offers, _ => false));
+        _time.Advance(Options.RejectionCooldown);
+        Assert.Single(a.Market.Search(offers, _ => false).OfType<LinkNeeded>());
+    }
+
+    [Fact]
     public void ADonorNeverProposes()
     {
         var donor = NewNode(512, null);
