@@ -241,7 +241,12 @@ public class BuddyAllocatorTests
                     if (allocator.TryGrow(granted[i]) is { } grown) granted[i] = grown;
                 }
                 Assert.Equal(capacity.Kbps, allocator.FreeKbps + granted.Sum(g => g.Size.Kbps));
-                Assert.Equal(allocator.FreeKbps, allocator.FreeBlocks.Sum(b => b.Kbps));
+                // The free total, the largest free block and the advertised blocks are kept as
+                // blocks come and go: each must agree with the free lists themselves.
+                var free = allocator.FreeAllocations.Select(a => a.Size).ToList();
+                Assert.Equal(free.Sum(b => b.Kbps), allocator.FreeKbps);
+                Assert.Equal(free.Count == 0 ? null : free.Max(), allocator.LargestFree);
+                Assert.Equal(free, allocator.FreeBlocks);
                 Assert.All(allocator.FreeBlocks, b => Assert.True(Block.TryFromKbps(b.Kbps, out _)));
             }
             CheckInvariants(allocator, granted);
