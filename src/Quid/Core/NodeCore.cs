@@ -265,7 +265,7 @@ public sealed class NodeCore<TLink> where TLink : class
         if (expected is { } id && !_links.ContainsKey(id))
         {
             Market.LinkFailed(id);
-            Rematch(Market.RequestMet, effects);
+            if (!Market.RequestMet) Match(flood: false, effects);
         }
         return effects;
     }
