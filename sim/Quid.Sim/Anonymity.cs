@@ -359,11 +359,17 @@ public sealed class Anonymity
         return list;
     }
 
-    /// <summary>What a coalition sees: everything from its first hop's predecessor on; "captured" when the first and last hops collude.</summary>
-    private IEnumerable<AnonymityRow> Colluding(int hops, List<(int Client, int[] Path)> drawn, string basis, bool[] colluder)
+    /// <summary>
+    /// What a coalition sees: everything from its first hop's predecessor on; "captured" when the
+    /// first and last hops collude. Captures are counted twice: of every circuit drawn, and of
+    /// others' circuits only ("captured of others"): a circuit whose client is in the coalition
+    /// hides nobody from it, and a colluder starts its circuits on its pair, so counting them
+    /// measures the colluders' own partner choice, not what they learn about anyone else.
+    /// </summary>
+    internal IEnumerable<AnonymityRow> Colluding(int hops, List<(int Client, int[] Path)> drawn, string basis, bool[] colluder)
     {
         var byView = new Dictionary<string, List<(double Set, double Entropy)>>();
-        int captured = 0;
+        int captured = 0, others = 0, capturedOfOthers = 0;
         foreach (var circuit in drawn)
         {
             var path = circuit.Path;
@@ -374,12 +380,19 @@ public sealed class Anonymity
                 : Judge(circuit, first - 1, links: false);
             if (!byView.TryGetValue(view, out var list)) byView[view] = list = [];
             list.Add(result);
-            if (hops >= 2 && colluder[path[0]] && colluder[path[^1]]) captured++;
+            bool capture = hops >= 2 && colluder[path[0]] && colluder[path[^1]];
+            if (capture) captured++;
+            if (colluder[circuit.Client]) continue;
+            others++;
+            if (capture) capturedOfOthers++;
         }
         foreach (var view in new[] { "first hop", "middle", "exit", "no colluder" })
             if (byView.TryGetValue(view, out var list)) yield return Row(hops, view, basis, list, drawn.Count);
         if (hops >= 2)
+        {
             yield return new AnonymityRow(hops, "captured", basis, captured, (double)captured / drawn.Count, 1, 1, 1, 0);
+            yield return new AnonymityRow(hops, "captured of others", basis, capturedOfOthers, others == 0 ? double.NaN : (double)capturedOfOthers / others, 1, 1, 1, 0);
+        }
     }
 
     /// <summary>

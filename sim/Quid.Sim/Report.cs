@@ -332,9 +332,10 @@ public sealed class Report
         }
         foreach (var row in Anonymity.Where(r => r.View == "private first hop"))
             Add($"anonymity_{row.Hops}hop_private_first_hop_share", F(row.Share));
-        // Circuits whose first and last hops both collude, against 2f², what paths drawn at random from everyone would give.
-        foreach (var row in Anonymity.Where(r => r.View == "captured"))
-            Add($"anonymity_{row.Hops}hop_captured_by_{row.Basis.Replace(' ', '_').Replace("%", "pct", StringComparison.Ordinal)}", F(row.Share, 5));
+        // Circuits whose first and last hops both collude, against 2f², what paths drawn at random from everyone would give:
+        // of every circuit, and of those whose client is not in the coalition.
+        foreach (var row in Anonymity.Where(r => r.View is "captured" or "captured of others"))
+            Add($"anonymity_{row.Hops}hop_{row.View.Replace(' ', '_')}_by_{row.Basis.Replace(' ', '_').Replace("%", "pct", StringComparison.Ordinal)}", F(row.Share, 5));
         for (int v = 0; v < VanguardsThenNot.Length; v++)
             for (int p = 0; p < GuardDiscoveryPoints.Length; p++)
             {

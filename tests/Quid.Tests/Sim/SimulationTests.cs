@@ -79,6 +79,17 @@ public sealed class SimulationTests : IDisposable
         Assert.Equal([0, 1], anonymity.Suspects([2, 4, 5], known: 1, links: true).Keys.Order());
     }
 
+    [Fact]
+    public void ACoalitionsOwnCircuitsAreCountedAmongCapturesOfEveryCircuitButNotOfOthers()
+    {
+        // 0, 2 and 5 collude. 0's own circuit through 2 and 5 hides nobody from them; 1's does.
+        bool[] colluder = [true, false, true, false, false, true];
+        var anonymity = new Anonymity(Grantors(zeroIsPrivate: false), colluder);
+        var rows = anonymity.Colluding(2, [(0, [2, 5]), (1, [2, 5]), (1, [3, 4])], "colluders", colluder).ToList();
+        Assert.Equal(2.0 / 3, rows.Single(r => r.View == "captured").Share, 9);
+        Assert.Equal(0.5, rows.Single(r => r.View == "captured of others").Share, 9);
+    }
+
     private static List<IReadOnlyList<(int, double, bool)>> Grantors(bool zeroIsPrivate) =>
     [
         new[] { (2, 64.0, zeroIsPrivate) }, new[] { (2, 64.0, false) }, new[] { (4, 64.0, false) }, new[] { (4, 64.0, false) }, new[] { (5, 64.0, false) },
