@@ -66,7 +66,10 @@ public sealed class SybilRing
         if (now != _grantedAt)
         {
             _grantedAt = now;
-            _granted = Members.Where(m => m.Online).Sum(m => m.Market.Capacity.GrantedKbps);
+            // An identity that left never comes back (a re-keyed one joins as a new node), so it
+            // is dropped here rather than summed past for the rest of the run.
+            Members.RemoveAll(m => !m.Online);
+            _granted = Members.Sum(m => m.Market.Capacity.GrantedKbps);
         }
         return _granted;
     }
