@@ -363,8 +363,7 @@ public sealed class Anonymity
     /// What a coalition sees: everything from its first hop's predecessor on; "captured" when the
     /// first and last hops collude. Captures are counted twice: of every circuit drawn, and of
     /// others' circuits only ("captured of others"): a circuit whose client is in the coalition
-    /// hides nobody from it, and a colluder starts its circuits on its pair, so counting them
-    /// measures the colluders' own partner choice, not what they learn about anyone else.
+    /// hides nobody from it, so its capture tells the coalition nothing it did not know.
     /// </summary>
     internal IEnumerable<AnonymityRow> Colluding(int hops, List<(int Client, int[] Path)> drawn, string basis, bool[] colluder)
     {
