@@ -428,8 +428,7 @@ public sealed class Market
             }
             else if (until <= now)
             {
-                _awaitingLinks.Remove(id);
-                _cooldown[id] = now + _options.RejectionCooldown;
+                LinkFailed(id); // not made in time
             }
             else
             {

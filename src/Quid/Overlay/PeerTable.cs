@@ -21,8 +21,7 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
         {
             var before = Kind;
             _descriptor = value;
-            _isUltrapeer = value?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? _ultrapeer;
-            PassableUntil = value is { Address: not null } ? value.Expires : DateTimeOffset.MinValue;
+            Derive();
             table.Reindex(this, before);
         }
     }
@@ -46,13 +45,18 @@ internal sealed class KnownPeer(NodeId id, PeerTable table)
         {
             var before = Kind;
             _ultrapeer = value;
-            _isUltrapeer = _descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? value;
+            Derive();
             table.Reindex(this, before);
         }
     }
 
     // What scans over every neighbour or every peer known ask first, kept here as the descriptor
     // changes: the scans then mostly read this object alone, not the descriptor behind it too.
+    private void Derive()
+    {
+        _isUltrapeer = _descriptor?.Roles.HasFlag(NodeRoles.Ultrapeer) ?? _ultrapeer;
+        PassableUntil = _descriptor is { Address: not null } d ? d.Expires : DateTimeOffset.MinValue;
+    }
 
     /// <summary>Its current descriptor's role, or what we last heard when we hold none.</summary>
     public bool IsUltrapeer => _isUltrapeer;
