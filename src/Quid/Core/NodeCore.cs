@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using Quid.Crypto;
 using Quid.Exchange;
 using Quid.Overlay;
@@ -35,6 +36,8 @@ public sealed class NodeCore<TLink> where TLink : class
     private DiskBlock? _publishedFreeDisk;
     private CpuBlock? _publishedFreeCpu;
     private NodeId[] _publishedPartners = [];
+    // The partners the descriptor would name now, kept from one check to the next.
+    private readonly List<NodeId> _grantors = new(4);
     private NodeRoles _publishedRoles;
     private DateTimeOffset _publishedAt;
     private DateTimeOffset _lastSearch = DateTimeOffset.MinValue;
@@ -522,35 +525,25 @@ public sealed class NodeCore<TLink> where TLink : class
     // ---- Our descriptor ----
 
     /// <summary>
-    /// The partners that grant us something, each once, in order, but for private ones (by the
-    /// same test the circuits use to refuse extending to them): the hops a circuit through us may
-    /// continue to. Asked every tick, so a plain loop.
+    /// Signs a new descriptor when its free blocks, partners or role changed, or it is half way to
+    /// expiring. Asked every second by every node: what it compares is built only when it changed.
     /// </summary>
-    private NodeId[] GrantingPartners()
-    {
-        var partners = new List<NodeId>(4);
-        foreach (var a in Market.Active)
-            if (a.TheyGrant is not null && !partners.Contains(a.Partner) && !Market.IsPrivatePartner(a.Partner)) partners.Add(a.Partner);
-        partners.Sort();
-        return [.. partners];
-    }
-
-    /// <summary>Signs a new descriptor when its free blocks, partners or role changed, or it is half way to expiring.</summary>
     private void Publish(bool force, List<NodeEffect> effects)
     {
-        // A node whose capacity is fully granted advertises nothing free: it stops being found.
-        var free = Market.Capacity.FreeBlocks;
-        var partners = GrantingPartners();
+        Market.PublicGrantors(_grantors);
         var roles = Overlay.Role == OverlayRole.Ultrapeer ? NodeRoles.Ultrapeer : NodeRoles.None;
         // Met, it says so: searching nodes then propose to nodes that are short first.
         if (Market.Request is not null && Market.RequestMet) roles |= NodeRoles.RequestMet;
         var now = Now;
         var freeDisk = Market.LargestFreeDisk;
         var freeCpu = Market.LargestFreeCpu;
-        if (!force && roles == _publishedRoles && free.SequenceEqual(_publishedFree) && partners.AsSpan().SequenceEqual(_publishedPartners) && freeDisk == _publishedFreeDisk
-            && freeCpu == _publishedFreeCpu
+        if (!force && roles == _publishedRoles && Market.Capacity.FreeBlocksAre(_publishedFree) && CollectionsMarshal.AsSpan(_grantors).SequenceEqual(_publishedPartners)
+            && freeDisk == _publishedFreeDisk && freeCpu == _publishedFreeCpu
             && now - _publishedAt < _options.DescriptorLifetime / 2)
             return;
+        // A node whose capacity is fully granted advertises nothing free: it stops being found.
+        var free = Market.Capacity.FreeBlocks;
+        NodeId[] partners = [.. _grantors];
         var descriptor = new Descriptor
         {
             SigningKey = _identity.SigningPublicKey,

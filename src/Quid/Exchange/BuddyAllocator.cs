@@ -47,6 +47,20 @@ public sealed class BuddyAllocator
         }
     }
 
+    /// <summary>Whether <paramref name="blocks"/> are the free blocks, largest first, as <see cref="FreeBlocks"/> lists them, without building that list.</summary>
+    public bool FreeBlocksAre(IReadOnlyList<Block> blocks)
+    {
+        int i = 0;
+        for (int order = _free.Length - 1; order >= 0; order--)
+        {
+            if ((_ordersFree & 1u << order) == 0) continue;
+            var block = new Block((byte)order);
+            for (int end = i + _free[order].Count; i < end; i++)
+                if (i >= blocks.Count || blocks[i] != block) return false;
+        }
+        return i == blocks.Count;
+    }
+
     /// <summary>Every free block with its place in the offer, so that a checker can see they tile it and are fully merged.</summary>
     public IEnumerable<Allocation> FreeAllocations
     {

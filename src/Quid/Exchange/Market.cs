@@ -593,6 +593,20 @@ public sealed class Market
         return any;
     }
 
+    /// <summary>
+    /// The partners that grant us something, each once, in order, but for private ones (by the
+    /// same test the circuits use to refuse extending to them): the hops a circuit through us may
+    /// continue to, as our descriptor names them. Into a list the caller keeps: the node asks
+    /// every second whether its descriptor changed.
+    /// </summary>
+    public void PublicGrantors(List<NodeId> into)
+    {
+        into.Clear();
+        foreach (var a in _agreements.Values)
+            if (a.State == AgreementState.Active && a.TheyGrant is not null && !into.Contains(a.Partner) && !IsPrivatePartner(a.Partner)) into.Add(a.Partner);
+        into.Sort();
+    }
+
     /// <summary>Handles a market message from a linked node whose signing key the link proved.</summary>
     public IReadOnlyList<MarketAction> Receive(NodeId from, ReadOnlySpan<byte> fromSigningKey, ControlMessage message)
     {
@@ -911,13 +925,13 @@ public sealed class Market
     {
         if (!_options.ProbePartners) return [];
         var now = _time.GetUtcNow();
-        var due = new List<(NodeId, long)>();
-        // Asked every second, and mostly nothing is due: copy the due ones only.
+        // Asked every second, and mostly nothing is due: lists only for the due ones.
         List<NodeId>? duePartners = null;
         foreach (var (partner, at) in _nextProbe)
             if (at <= now && !(_probing.TryGetValue(partner, out var started) && now - started < _options.ProbeLostAfter))
                 (duePartners ??= []).Add(partner);
-        if (duePartners is null) return due;
+        if (duePartners is null) return [];
+        var due = new List<(NodeId, long)>();
         foreach (var partner in duePartners)
         {
             long promised = GrantedBy(partner);

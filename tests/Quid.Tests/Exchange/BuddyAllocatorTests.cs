@@ -302,6 +302,15 @@ public class BuddyAllocatorTests
         Assert.All(free, b => Assert.True(Block.TryFromKbps(b.Kbps, out _)));
         Assert.Equal(allocator.FreeKbps, free.Sum(b => b.Kbps));
         Assert.Equal(free.Count == 0 ? null : free[0], allocator.LargestFree);
+        // The check a node makes every second instead of listing them: the list itself, and no
+        // list one block longer, shorter, or other in its smallest block.
+        Assert.True(allocator.FreeBlocksAre(free));
+        Assert.False(allocator.FreeBlocksAre([.. free, new Block(0)]));
+        if (free.Count > 0)
+        {
+            Assert.False(allocator.FreeBlocksAre([.. free.Take(free.Count - 1)]));
+            Assert.False(allocator.FreeBlocksAre([.. free.Take(free.Count - 1), new Block((byte)(free[^1].Order + 1))]));
+        }
     }
 
     private static void Decompose(int[] owner, int offset, int order, List<byte> free)
