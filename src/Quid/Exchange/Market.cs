@@ -603,7 +603,8 @@ public sealed class Market
     {
         into.Clear();
         foreach (var a in _agreements.Values)
-            if (a.State == AgreementState.Active && a.TheyGrant is not null && !into.Contains(a.Partner) && !IsPrivatePartner(a.Partner)) into.Add(a.Partner);
+            // An agreement that is not private makes its partner public: the loop over the others is for private ones only.
+            if (a.State == AgreementState.Active && a.TheyGrant is not null && !into.Contains(a.Partner) && (!a.Private || !IsPrivatePartner(a.Partner))) into.Add(a.Partner);
         into.Sort();
     }
 
