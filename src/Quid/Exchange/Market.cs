@@ -677,13 +677,14 @@ public sealed class Market
         var terms = proposal.Terms;
         var now = _time.GetUtcNow();
         AgreementRejectReason? refusal =
-            terms.Proposer != from || terms.Acceptor != _identity.Id || _agreements.ContainsKey(terms.Id)
+            // Before its signature is checked: a node we shun cannot make us verify at will.
+            IsShunned(from, now) ? AgreementRejectReason.Shunned
+            : terms.Proposer != from || terms.Acceptor != _identity.Id || _agreements.ContainsKey(terms.Id)
                 || (terms.Start - now).Duration() > _options.MaxClockSkew
                 || !NodeIdentity.Verify(fromSigningKey, terms.SignedMessage(), proposal.ProposerSignature)
                 ? AgreementRejectReason.BadTerms
             // They must give us what we ask for; what they ask of us must fit what we have free.
             : Request is { } wanted && (terms.ProposerGrants is not { } offered || offered < wanted) ? AgreementRejectReason.BadTerms
-            : IsShunned(from, now) ? AgreementRejectReason.Shunned
             : Active.Any(a => a.Partner == from) ? AgreementRejectReason.AlreadyPartners
             : null;
         // Proposals that crossed: both searched before hearing from the other. The proposal of

@@ -66,6 +66,7 @@ public sealed partial class Overlay
         public TokenBucket LeafLookups { get; } = Bucket(options.LeafLookupRate, time);
         public TokenBucket UltrapeerLookups { get; } = Bucket(options.UltrapeerLookupRate, time);
         public TokenBucket Credits { get; } = Bucket(options.CreditRate, time);
+        public TokenBucket Proposals { get; } = Bucket(options.ProposalRate, time);
         public double Strikes { get; set; }
         public long StrikesUpdated { get; set; } = time.GetTimestamp();
         public bool Introduced { get; set; }
@@ -333,6 +334,7 @@ public sealed partial class Overlay
             ControlType.Descriptor => neighbour.Descriptors,
             ControlType.Peers => neighbour.Peers,
             ControlType.CreditRequest => neighbour.Credits,
+            ControlType.AgreementProposal => neighbour.Proposals,
             _ => null,
         };
         if (bucket is null || bucket.TryTake()) return Admission.Accept;

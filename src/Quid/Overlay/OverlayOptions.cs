@@ -97,6 +97,11 @@ public sealed record OverlayOptions
     /// request makes the issuer evaluate up to 64 elements, so a partner must not ask as fast as its link allows.
     /// </summary>
     public MessageRate CreditRate { get; init; } = new(1, 10);
+    /// <summary>
+    /// Agreement proposals a neighbour may send (PROTOCOL §7.1): each costs a signature check, and
+    /// an honest node proposes to a node at most once a search, waiting out a cooldown if refused.
+    /// </summary>
+    public MessageRate ProposalRate { get; init; } = new(1, 10);
 
     /// <summary>How far a service record floods among ultrapeers: with 6 ultrapeer links, 3 reaches up to 186 of them.</summary>
     public byte RecordTtl { get; init; } = 3;

@@ -936,6 +936,11 @@ public sealed class MarketTests : IDisposable
         // B may not come back at once, and A does not propose to it.
         var refused = Deliver(b, a, Propose(b, a, K(256), K(256), _time.GetUtcNow()));
         Assert.Equal(AgreementRejectReason.Shunned, Sent<AgreementRejection>(refused, b).Reason);
+        // Refused before its signature is checked: a forged one is refused the same way, for the shunning.
+        var forging = Propose(b, a, K(256), K(256), _time.GetUtcNow());
+        byte[] forged = (byte[])forging.ProposerSignature.Clone();
+        forged[0] ^= 1;
+        Assert.Equal(AgreementRejectReason.Shunned, Sent<AgreementRejection>(Deliver(b, a, forging with { ProposerSignature = forged }), b).Reason);
         Assert.Empty(a.Market.Search(Offers(b.Descriptor()), _ => true));
 
         _time.Advance(new MarketOptions().ShunFor + TimeSpan.FromSeconds(1));

@@ -25,6 +25,7 @@ public sealed class OverlayRateLimitTests : IDisposable
     [InlineData(ControlType.Peers)]
     [InlineData(ControlType.QueryHit)]
     [InlineData(ControlType.CreditRequest)]
+    [InlineData(ControlType.AgreementProposal)]
     public void AdmitAcceptsUpToTheBurstThenDropsThenRefills(ControlType type)
     {
         var options = new OverlayOptions();
@@ -34,6 +35,7 @@ public sealed class OverlayRateLimitTests : IDisposable
             ControlType.Descriptor => options.DescriptorRate,
             ControlType.Peers => options.PeersRate,
             ControlType.CreditRequest => options.CreditRate,
+            ControlType.AgreementProposal => options.ProposalRate,
             _ => options.HitRate,
         };
         var overlay = _h.NewOverlay(options);
@@ -59,7 +61,7 @@ public sealed class OverlayRateLimitTests : IDisposable
         for (int i = 0; i < 100; i++)
         {
             Assert.Equal(Admission.Accept, overlay.Admit(leaf.Id, ControlType.Goodbye));
-            Assert.Equal(Admission.Accept, overlay.Admit(leaf.Id, ControlType.AgreementProposal));
+            Assert.Equal(Admission.Accept, overlay.Admit(leaf.Id, ControlType.AgreementAcceptance));
         }
     }
 
