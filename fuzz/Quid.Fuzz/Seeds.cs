@@ -98,7 +98,8 @@ internal static class Seeds
             ControlCodec.Encode(new LookupMessage(QueryId.New(), 2, record.LookupId.ToArray(), new byte[300])),
             ControlCodec.Encode(new LookupHitMessage(QueryId.New(), record)),
             ControlCodec.Encode(new IntroduceMessage(QueryId.New(), QueryId.New(), new byte[300])),
-            ControlCodec.Encode(new IntroduceFailedMessage(QueryId.New(), QueryId.New())));
+            ControlCodec.Encode(new IntroduceFailedMessage(QueryId.New(), QueryId.New())),
+            ControlCodec.Encode(new OfferSummaryMessage(OfferSummary.Empty)));
         Write(directory, "service-record", record.Encoded, record.Encoded[..^1]);
 
         // Sealed to the target's blinded key, so that they reach the tag; then another version, a

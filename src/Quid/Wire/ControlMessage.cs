@@ -112,6 +112,16 @@ public sealed record IntroduceFailedMessage(QueryId Publish, QueryId Lookup) : C
     public override ControlType Type => ControlType.IntroduceFailed;
 }
 
+/// <summary>
+/// An ultrapeer's summary of the offers it would name to a query that ends at it, sent to its
+/// ultrapeer neighbours when it changes, so that the last hop of a flood goes only where it finds
+/// something (PROTOCOL §5.7).
+/// </summary>
+public sealed record OfferSummaryMessage(OfferSummary Summary) : ControlMessage
+{
+    public override ControlType Type => ControlType.OfferSummary;
+}
+
 public enum GoodbyeReason : byte
 {
     Full = 1,
@@ -188,6 +198,7 @@ public enum ControlType : byte
     LookupHit = 8,
     Introduce = 9,
     IntroduceFailed = 10,
+    OfferSummary = 11,
     AgreementProposal = 16,
     AgreementAcceptance = 17,
     AgreementRejection = 18,
@@ -266,6 +277,9 @@ public static class ControlCodec
                 m.Publish.WriteTo(writer.Reserve(QueryId.Size));
                 m.Lookup.WriteTo(writer.Reserve(QueryId.Size));
                 break;
+            case OfferSummaryMessage m:
+                m.Summary.WriteTo(writer.Reserve(OfferSummary.Size));
+                break;
             case AgreementProposal m:
                 m.Terms.Encode(ref writer);
                 writer.WriteBytes(m.ProposerSignature);
@@ -319,6 +333,7 @@ public static class ControlCodec
         LookupHitMessage m => QueryId.Size + m.Record.Encoded.Length,
         IntroduceMessage m => 2 * QueryId.Size + 2 + m.Introduction.Length,
         IntroduceFailedMessage => 2 * QueryId.Size,
+        OfferSummaryMessage => OfferSummary.Size,
         AgreementProposal m => m.Terms.EncodedLength + NodeIdentity.SignatureSize,
         AgreementAcceptance => AgreementTerms.IdSize + NodeIdentity.SignatureSize,
         AgreementRejection or AgreementEnd or GrantChanged => AgreementTerms.IdSize + 1,
@@ -345,6 +360,7 @@ public static class ControlCodec
             ControlType.LookupHit => new LookupHitMessage(new QueryId(reader.ReadBytes(QueryId.Size)), ServiceRecord.Decode(reader.ReadBytes(reader.Remaining))),
             ControlType.Introduce => new IntroduceMessage(new QueryId(reader.ReadBytes(QueryId.Size)), new QueryId(reader.ReadBytes(QueryId.Size)), ReadIntroduction(ref reader)),
             ControlType.IntroduceFailed => new IntroduceFailedMessage(new QueryId(reader.ReadBytes(QueryId.Size)), new QueryId(reader.ReadBytes(QueryId.Size))),
+            ControlType.OfferSummary => new OfferSummaryMessage(OfferSummary.Decode(reader.ReadBytes(OfferSummary.Size))),
             ControlType.AgreementProposal => new AgreementProposal(AgreementTerms.Decode(ref reader), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementAcceptance => new AgreementAcceptance(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), reader.ReadBytes(NodeIdentity.SignatureSize).ToArray()),
             ControlType.AgreementRejection => new AgreementRejection(new AgreementId(reader.ReadBytes(AgreementTerms.IdSize)), ReadEnum<AgreementRejectReason>(ref reader)),

@@ -6,7 +6,7 @@ namespace Quid.Tests.Wire;
 
 public sealed class ControlCodecTests : IDisposable
 {
-    private static readonly byte[] ValidTypes = [1, 2, 6, 7, 8, 9, 16, 17, 18, 19];
+    private static readonly byte[] ValidTypes = [1, 2, 6, 7, 8, 9, 11, 16, 17, 18, 19];
 
     private readonly NodeIdentity _a = NodeIdentity.Generate(out _);
     private readonly NodeIdentity _b = NodeIdentity.Generate(out _);
@@ -48,6 +48,8 @@ public sealed class ControlCodecTests : IDisposable
         samples.Add(new LookupHitMessage(new QueryId(10), record));
         samples.Add(new IntroduceMessage(new QueryId(11), new QueryId(12), [1, 2, 3]));
         samples.Add(new IntroduceFailedMessage(new QueryId(13), new QueryId(14)));
+        samples.Add(new OfferSummaryMessage(OfferSummary.Empty));
+        samples.Add(new OfferSummaryMessage(OfferSummaryTests.Of((Block.FromKbps(16), null), (Block.FromKbps(1024), Block.FromKbps(64)), (new Block(Block.MaxOrder), new Block(Block.MaxOrder)))));
         var diskTerms = AgreementTerms.Create(_a.Id, _b.Id, Block.FromKbps(64), Block.FromKbps(32), TestDescriptors.Epoch, new Random(5), false, new DiskBlock(8), new DiskBlock(10));
         samples.Add(new AgreementProposal(diskTerms, _a.Sign(diskTerms.SignedMessage())));
         byte[] element = [.. Enumerable.Range(1, CreditCodec.ElementSize).Select(i => (byte)i)];
@@ -116,6 +118,9 @@ public sealed class ControlCodecTests : IDisposable
                     break;
                 case (IntroduceFailedMessage m, IntroduceFailedMessage d):
                     Assert.Equal((m.Publish, m.Lookup), (d.Publish, d.Lookup));
+                    break;
+                case (OfferSummaryMessage m, OfferSummaryMessage d):
+                    Assert.Equal(m.Summary, d.Summary);
                     break;
                 case (CreditRequest m, CreditRequest d):
                     Assert.Equal((m.Id, m.Epoch), (d.Id, d.Epoch));
@@ -197,7 +202,7 @@ public sealed class ControlCodecTests : IDisposable
 
     [Theory]
     [InlineData(0)]
-    [InlineData(11)]
+    [InlineData(12)]
     [InlineData(15)]
     [InlineData(24)]
     [InlineData(255)]
