@@ -365,7 +365,7 @@ public sealed class NodeCore<TLink> where TLink : class
                 Overlay.Farewell(peer, goodbye.Reason);
                 effects.Add(new NodeEffect.CloseLink(peer, null));
                 break;
-            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage or RecordPublishMessage or LookupMessage or LookupHitMessage or IntroduceMessage or IntroduceFailedMessage:
+            case DescriptorMessage or PeersMessage or QueryMessage or QueryHitMessage or RecordPublishMessage or LookupMessage or LookupHitMessage or IntroduceMessage or IntroduceFailedMessage or OfferSummaryMessage:
                 Execute(Overlay.Receive(peer, message), effects);
                 break;
             case CreditRequest request:

@@ -102,6 +102,10 @@ public sealed record OverlayOptions
     /// an honest node proposes to a node at most once a search, waiting out a cooldown if refused.
     /// </summary>
     public MessageRate ProposalRate { get; init; } = new(1, 10);
+    /// <summary>Offer summaries an ultrapeer neighbour may send (PROTOCOL §5.7): twice what one sends, at most one per <see cref="SummaryInterval"/>.</summary>
+    public MessageRate SummaryRate { get; init; } = new(2, 4);
+    /// <summary>How often an ultrapeer tells its ultrapeer neighbours its offer summary at most, when it changed.</summary>
+    public TimeSpan SummaryInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>How far a service record floods among ultrapeers: with 6 ultrapeer links, 3 reaches up to 186 of them.</summary>
     public byte RecordTtl { get; init; } = 3;

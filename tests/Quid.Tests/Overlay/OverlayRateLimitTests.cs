@@ -26,6 +26,7 @@ public sealed class OverlayRateLimitTests : IDisposable
     [InlineData(ControlType.QueryHit)]
     [InlineData(ControlType.CreditRequest)]
     [InlineData(ControlType.AgreementProposal)]
+    [InlineData(ControlType.OfferSummary)]
     public void AdmitAcceptsUpToTheBurstThenDropsThenRefills(ControlType type)
     {
         var options = new OverlayOptions();
@@ -36,6 +37,7 @@ public sealed class OverlayRateLimitTests : IDisposable
             ControlType.Peers => options.PeersRate,
             ControlType.CreditRequest => options.CreditRate,
             ControlType.AgreementProposal => options.ProposalRate,
+            ControlType.OfferSummary => options.SummaryRate,
             _ => options.HitRate,
         };
         var overlay = _h.NewOverlay(options);
